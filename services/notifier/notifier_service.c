@@ -1,0 +1,463 @@
+/*  =========================================================================
+    notifier_service - SUB to every detector's events, write notifications,
+    run the webhook delivery loop beside it
+
+    The SUB socket is one socket connected to every partition's PUB: ZeroMQ
+    fair-queues between them, and one socket is one thing to poll. PUB/SUB
+    may drop under load (RCVHWM); that is accepted for notifications, which
+    are about episodes the store has recorded durably anyway.
+    =========================================================================
+*/
+#include "notifier_service.h"
+#include "notifier_http.h"
+#include "notifier_test_db.h"
+#include "notifier_test_receiver.h"
+#include "notifier_webhook.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+#include <sodium.h>
+
+#define DRAIN_MAX 1000 //  messages handled per poll, so one call stays bounded
+#define WARN_FIRST 10  //  malformed messages logged one by one, then 1 in 1000
+
+struct _notifier_service_t {
+    zsock_t *events;           //  SUB to every detector partition
+    notifier_writer_t *writer; //  events -> notifications
+    zactor_t *webhooks;        //  delivery loop, own thread and connection
+    char *conninfo;            //  database, kept alive for the actor's start
+    uint64_t received;         //  messages received
+    uint64_t malformed;        //  of them, dropped as malformed
+};
+
+//  Reads an integer setting into *value; -1 if it is set but bad.
+static int
+s_setting (proto_config_t *config, const char *key, int64_t default_value, int64_t min, int64_t max,
+           int64_t *value)
+{
+    int error = 0;
+    *value = proto_config_int (config, key, default_value, min, max, &error);
+    return error ? -1 : 0;
+}
+
+//  Connects the SUB socket to every partition of every listed endpoint.
+static int
+s_connect_events (notifier_service_t *self, const char *endpoints, int64_t partitions)
+{
+    char *list = strdup (endpoints);
+    assert (list);
+    int rc = 0;
+    char *saved = NULL;
+    for (char *endpoint = strtok_r (list, ", ", &saved); endpoint && rc == 0;
+         endpoint = strtok_r (NULL, ", ", &saved)) {
+        for (int partition = 0; partition < partitions && rc == 0; partition++) {
+            char *address = proto_config_endpoint_offset (endpoint, partition);
+            if (!address || zsock_connect (self->events, "%s", address)) {
+                zsys_error ("notifier events - bad event_endpoint %s (partition %d)", endpoint,
+                            partition);
+                rc = -1;
+            } else
+                zsys_info ("notifier events - connected to %s", address);
+            zstr_free (&address);
+        }
+    }
+    free (list);
+    return rc;
+}
+
+notifier_service_t *
+notifier_service_new (proto_config_t *config, bool verbose)
+{
+    assert (config);
+    int64_t partitions, cooldown, rcvhwm, batch, timeout_ms, attempts, backoff_ms;
+    if (s_setting (config, "partitions", 2, 1, 256, &partitions) ||
+        s_setting (config, "notifier_cooldown_seconds", 600, 0, 7 * 86400, &cooldown) ||
+        s_setting (config, "notifier_rcvhwm", 10000, 1, 10000000, &rcvhwm) ||
+        s_setting (config, "notifier_webhook_batch", 8, 1, 1000, &batch) ||
+        s_setting (config, "notifier_webhook_timeout_ms", 5000, 100, 60000, &timeout_ms) ||
+        s_setting (config, "notifier_webhook_attempts", 8, 1, 30, &attempts) ||
+        s_setting (config, "notifier_webhook_backoff_ms", 1000, 1, 3600000, &backoff_ms))
+        return NULL;
+    const char *endpoints = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
+    const char *conninfo = proto_config_get (config, "database", "dbname=phantomwatch");
+
+    notifier_service_t *self = (notifier_service_t *)zmalloc (sizeof (notifier_service_t));
+    assert (self);
+    self->conninfo = strdup (conninfo);
+    self->events = zsock_new (ZMQ_SUB);
+    assert (self->conninfo && self->events);
+    //  A burst bigger than the high-water mark is dropped by ZeroMQ rather
+    //  than growing our memory; linger 0 because SUB sends nothing.
+    zsock_set_rcvhwm (self->events, (int)rcvhwm);
+    zsock_set_linger (self->events, 0);
+    zsock_set_subscribe (self->events, "phantom.");
+    zsock_set_subscribe (self->events, "status.");
+    if (s_connect_events (self, endpoints, partitions)) {
+        notifier_service_destroy (&self);
+        return NULL;
+    }
+    self->writer = notifier_writer_new (conninfo, cooldown, verbose);
+    notifier_webhook_settings_t settings = {.conninfo = self->conninfo,
+                                            .batch = (int)batch,
+                                            .timeout_ms = (int)timeout_ms,
+                                            .attempts = (int)attempts,
+                                            .backoff_ms = (int)backoff_ms,
+                                            .verbose = verbose};
+    //  The actor copies settings before it signals, so the stack is fine.
+    self->webhooks = zactor_new (notifier_webhook_actor, &settings);
+    assert (self->writer && self->webhooks);
+    zsys_info ("notifier - started: %" PRId64 " partitions, cool-down %" PRId64 " s", partitions,
+               cooldown);
+    return self;
+}
+
+void
+notifier_service_destroy (notifier_service_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        notifier_service_t *self = *self_p;
+        //  The actor finishes its current delivery (bounded by its timeout).
+        zactor_destroy (&self->webhooks);
+        notifier_writer_destroy (&self->writer);
+        zsock_destroy (&self->events);
+        free (self->conninfo);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+uint64_t
+notifier_service_received (notifier_service_t *self)
+{
+    return self->received;
+}
+
+uint64_t
+notifier_service_malformed (notifier_service_t *self)
+{
+    return self->malformed;
+}
+
+uint64_t
+notifier_service_count (notifier_service_t *self, notifier_writer_result_t result)
+{
+    return notifier_writer_count (self->writer, result);
+}
+
+static void
+s_malformed (notifier_service_t *self, const char *why)
+{
+    self->malformed++;
+    if (self->malformed <= WARN_FIRST || self->malformed % 1000 == 0)
+        zsys_warning ("notifier events - malformed message dropped (%s), %" PRIu64 " so far", why,
+                      self->malformed);
+}
+
+//  Receives one message without waiting; returns false if none was there.
+static bool
+s_receive_one (notifier_service_t *self)
+{
+    void *handle = zsock_resolve (self->events);
+    zmq_msg_t topic, body;
+    zmq_msg_init (&topic);
+    if (zmq_msg_recv (&topic, handle, ZMQ_DONTWAIT) == -1) {
+        zmq_msg_close (&topic);
+        return false;
+    }
+    self->received++;
+    int frames = 1;
+    bool more = zmq_msg_more (&topic);
+    zmq_msg_init (&body);
+    if (more) {
+        //  The parts of a message arrive together, so these never wait.
+        zmq_msg_recv (&body, handle, ZMQ_DONTWAIT);
+        frames++;
+        more = zmq_msg_more (&body);
+        while (more) {
+            zmq_msg_t extra;
+            zmq_msg_init (&extra);
+            zmq_msg_recv (&extra, handle, ZMQ_DONTWAIT);
+            more = zmq_msg_more (&extra);
+            zmq_msg_close (&extra);
+            frames++;
+        }
+    }
+    proto_event_t event;
+    char expected[PROTO_TOPIC_MAX + 1];
+    if (frames != 2)
+        s_malformed (self, "not two frames");
+    else if (proto_event_decode (zmq_msg_data (&body), zmq_msg_size (&body), &event) != 0)
+        s_malformed (self, "undecodable event");
+    else {
+        //  The topic is what subscribers filter on; one that disagrees with
+        //  the body means a broken publisher.
+        proto_event_topic (&event, expected);
+        if (zmq_msg_size (&topic) != strlen (expected) ||
+            memcmp (zmq_msg_data (&topic), expected, zmq_msg_size (&topic)) != 0)
+            s_malformed (self, "topic does not match event");
+        else if (notifier_writer_handle (self->writer, &event) == NOTIFIER_WRITER_NOTIFIED)
+            //  Deliveries may have been enqueued. Never wait on the actor:
+            //  if its pipe is full, a WAKE is already pending.
+            zmq_send (zsock_resolve (zactor_sock (self->webhooks)), "WAKE", 4, ZMQ_DONTWAIT);
+    }
+    zmq_msg_close (&topic);
+    zmq_msg_close (&body);
+    return true;
+}
+
+int
+notifier_service_poll (notifier_service_t *self, int timeout_ms)
+{
+    assert (self);
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    if (timeout_ms > 1000)
+        timeout_ms = 1000;
+    zmq_pollitem_t item = {zsock_resolve (self->events), 0, ZMQ_POLLIN, 0};
+    int rc = zmq_poll (&item, 1, timeout_ms);
+    if (rc == -1)
+        return errno == EINTR || zsys_interrupted ? -1 : 0;
+    if (item.revents & ZMQ_POLLIN)
+        for (int count = 0; count < DRAIN_MAX && s_receive_one (self); count++)
+            ;
+    return zsys_interrupted ? -1 : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+#define TEST_BASE_PORT 6510 //  partitions at 6510 and 6511 (our test range)
+
+static void
+s_test_publish (zsock_t *publisher, const proto_event_t *event)
+{
+    proto_buffer_t buffer;
+    proto_buffer_init (&buffer);
+    assert (proto_event_encode (event, &buffer) == 0);
+    char topic[PROTO_TOPIC_MAX + 1];
+    proto_event_topic (event, topic);
+    void *handle = zsock_resolve (publisher);
+    assert (zmq_send (handle, topic, strlen (topic), ZMQ_SNDMORE) >= 0);
+    assert (zmq_send (handle, buffer.data, buffer.size, 0) >= 0);
+    proto_buffer_release (&buffer);
+}
+
+static proto_event_t
+s_test_event (const char *kind, int64_t user, const char *port, int64_t start, int64_t end,
+              double watts, double energy_wh)
+{
+    proto_event_t event;
+    memset (&event, 0, sizeof event);
+    snprintf (event.kind, sizeof event.kind, "%s", kind);
+    event.user = user;
+    snprintf (event.port, sizeof event.port, "%s", port);
+    event.ts = end ? end : start;
+    event.watts = watts;
+    event.status = streq (kind, "phantom.end") ? PROTO_STATUS_ACTIVE : PROTO_STATUS_PHANTOM;
+    event.previous = streq (kind, "phantom.end") ? PROTO_STATUS_PHANTOM : PROTO_STATUS_IDLE;
+    event.has_episode = !streq (kind, "status");
+    event.episode.start = start;
+    event.episode.end = end;
+    event.episode.energy_wh = energy_wh;
+    event.episode.mean_watts = watts;
+    event.episode.peak_watts = watts;
+    event.episode.samples = 3;
+    return event;
+}
+
+//  Polls the service until it has received target messages (bounded).
+static void
+s_test_wait_received (notifier_service_t *self, uint64_t target)
+{
+    int64_t deadline = zclock_mono () + 5000;
+    while (notifier_service_received (self) < target && zclock_mono () < deadline)
+        notifier_service_poll (self, 100);
+    assert (notifier_service_received (self) >= target);
+}
+
+void
+notifier_service_test (bool verbose)
+{
+    printf (" * notifier_service: ");
+    if (verbose)
+        printf ("\n");
+    assert (sodium_init () >= 0);
+    PGconn *db = notifier_test_db_connect ();
+    int64_t user_id = notifier_test_db_user (db, 0.25, "CHF");
+    char user[24];
+    snprintf (user, sizeof user, "%" PRId64, user_id);
+    char *port = notifier_test_db_port (db, user_id, "Coffee machine");
+
+    //  A webhook whose receiver fails once, then takes it.
+    int statuses[] = {500, 200};
+    notifier_receiver_t *receiver = notifier_receiver_new (statuses, 2);
+    assert (receiver);
+    char *url = zsys_sprintf ("http://127.0.0.1:%d/in", notifier_receiver_port (receiver));
+    const char *secret = "hook-secret";
+    char *webhook = notifier_test_db_value (
+        db, "INSERT INTO webhooks (user_id, url, secret) VALUES ($1::bigint, $2, $3) RETURNING id",
+        user, url, secret);
+    assert (webhook);
+
+    //  Two detector partitions, bound like detectors do.
+    zsock_t *publishers[2];
+    for (int partition = 0; partition < 2; partition++) {
+        publishers[partition] = zsock_new (ZMQ_PUB);
+        assert (publishers[partition]);
+        zsock_set_sndhwm (publishers[partition], 1000);
+        zsock_set_linger (publishers[partition], 0);
+        int bound =
+            zsock_bind (publishers[partition], "tcp://127.0.0.1:%d", TEST_BASE_PORT + partition);
+        assert (bound == TEST_BASE_PORT + partition);
+    }
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", TEST_BASE_PORT);
+    setenv ("PHANTOM_DATABASE", notifier_test_db_conninfo (), 1);
+    setenv ("PHANTOM_EVENT_ENDPOINT", endpoint, 1);
+    setenv ("PHANTOM_PARTITIONS", "2", 1);
+    setenv ("PHANTOM_NOTIFIER_COOLDOWN_SECONDS", "600", 1);
+    setenv ("PHANTOM_NOTIFIER_WEBHOOK_BACKOFF_MS", "300", 1);
+    setenv ("PHANTOM_NOTIFIER_WEBHOOK_TIMEOUT_MS", "2000", 1);
+    proto_config_t *config = proto_config_new (NULL);
+    assert (config);
+    notifier_service_t *self = notifier_service_new (config, verbose);
+    assert (self);
+
+    //  Subscriptions take a moment to reach the publishers: send status
+    //  events on both partitions until each has come through once.
+    int64_t t0 = 1700000000000;
+    proto_event_t status = s_test_event ("status", user_id, port, t0, 0, 40, 0);
+    for (int partition = 0; partition < 2; partition++) {
+        uint64_t before = notifier_service_received (self);
+        int64_t deadline = zclock_mono () + 5000;
+        while (notifier_service_received (self) == before && zclock_mono () < deadline) {
+            s_test_publish (publishers[partition], &status);
+            notifier_service_poll (self, 50);
+        }
+        assert (notifier_service_received (self) > before);
+    }
+    zsock_t *publisher = publishers[proto_partition (port, 2)];
+    assert (notifier_service_count (self, NOTIFIER_WRITER_NOTIFIED) == 0);
+
+    //  The same start twice: exactly one notification.
+    uint64_t received = notifier_service_received (self);
+    proto_event_t start = s_test_event ("phantom.start", user_id, port, t0, 0, 6.5, 0);
+    s_test_publish (publisher, &start);
+    s_test_publish (publisher, &start);
+    s_test_wait_received (self, received + 2);
+    char *key = zsys_sprintf ("episode:%s:%" PRId64 ":start", port, t0);
+    assert (notifier_test_db_int (db,
+                                  "SELECT count(*) FROM notifications WHERE user_id = $1::bigint"
+                                  " AND dedupe_key = $2",
+                                  user, key, NULL) == 1);
+    assert (notifier_test_db_int (db,
+                                  "SELECT count(*) FROM notifications WHERE user_id = $1::bigint",
+                                  user, NULL, NULL) == 1);
+    char *title = notifier_test_db_value (
+        db, "SELECT title FROM notifications WHERE dedupe_key = $1", key, NULL, NULL);
+    assert (streq (title, "Phantom load on Coffee machine"));
+    free (title);
+    zstr_free (&key);
+    assert (notifier_service_count (self, NOTIFIER_WRITER_NOTIFIED) == 1);
+    assert (notifier_service_count (self, NOTIFIER_WRITER_DUPLICATE) == 1);
+
+    //  The end: 45 min, 4.8 Wh at 0.25 CHF/kWh = 0.0012 CHF.
+    int64_t t1 = t0 + 45 * 60 * 1000;
+    received = notifier_service_received (self);
+    proto_event_t end = s_test_event ("phantom.end", user_id, port, t0, t1, 6.4, 4.8);
+    s_test_publish (publisher, &end);
+    s_test_wait_received (self, received + 1);
+    key = zsys_sprintf ("episode:%s:%" PRId64 ":end", port, t0);
+    char *message = notifier_test_db_value (
+        db, "SELECT message FROM notifications WHERE dedupe_key = $1", key, NULL, NULL);
+    if (verbose)
+        zsys_debug ("notifier_service - end: %s", message);
+    assert (message);
+    assert (streq (message, "Coffee machine drew 6.4 W on average for 45 min while idle (since"
+                            " 2023-11-14 22:13 UTC): 4.8 Wh wasted, costing 0.0012 CHF"));
+    free (message);
+    zstr_free (&key);
+
+    //  A new episode 2 minutes later is inside the cool-down.
+    received = notifier_service_received (self);
+    proto_event_t flap = s_test_event ("phantom.start", user_id, port, t1 + 120000, 0, 6, 0);
+    s_test_publish (publisher, &flap);
+    s_test_wait_received (self, received + 1);
+    assert (notifier_service_count (self, NOTIFIER_WRITER_COOLDOWN) == 1);
+    assert (notifier_test_db_int (db,
+                                  "SELECT count(*) FROM notifications WHERE user_id = $1::bigint",
+                                  user, NULL, NULL) == 2);
+
+    //  Malformed messages: garbage body, one frame, three frames, a topic
+    //  that lies about the body. Each is counted; none stops the service.
+    received = notifier_service_received (self);
+    void *handle = zsock_resolve (publisher);
+    zmq_send (handle, "phantom.start.x", 15, ZMQ_SNDMORE);
+    zmq_send (handle, "\x85\xa1v\x01\xff\xff", 6, 0);
+    zmq_send (handle, "phantom.start.y", 15, 0);
+    zmq_send (handle, "status.z", 8, ZMQ_SNDMORE);
+    zmq_send (handle, "a", 1, ZMQ_SNDMORE);
+    zmq_send (handle, "b", 1, 0);
+    proto_buffer_t buffer;
+    proto_buffer_init (&buffer);
+    assert (proto_event_encode (&start, &buffer) == 0);
+    zmq_send (handle, "phantom.end.00000000-0000-0000-0000-000000000000", 48, ZMQ_SNDMORE);
+    zmq_send (handle, buffer.data, buffer.size, 0);
+    proto_buffer_release (&buffer);
+    //  And a good one behind them, which must still be handled.
+    proto_event_t later = s_test_event ("phantom.start", user_id, port, t1 + 3600000, 0, 5, 0);
+    s_test_publish (publisher, &later);
+    s_test_wait_received (self, received + 5);
+    assert (notifier_service_malformed (self) == 4);
+    assert (notifier_service_count (self, NOTIFIER_WRITER_NOTIFIED) == 3);
+    assert (notifier_test_db_int (db,
+                                  "SELECT count(*) FROM notifications WHERE user_id = $1::bigint",
+                                  user, NULL, NULL) == 3);
+
+    //  Each of the three notifications reached the webhook once, signed,
+    //  the first after one failed attempt (500, then retried).
+    const char *delivered_sql = "SELECT count(*) FROM webhook_deliveries"
+                                " WHERE webhook_id = $1::bigint AND status = 'delivered'";
+    int64_t deadline = zclock_mono () + 8000;
+    while (notifier_test_db_int (db, delivered_sql, webhook, NULL, NULL) < 3 &&
+           zclock_mono () < deadline) {
+        notifier_service_poll (self, 100);
+    }
+    assert (notifier_test_db_int (db, delivered_sql, webhook, NULL, NULL) == 3);
+    assert (notifier_test_db_int (db,
+                                  "SELECT sum(attempts) FROM webhook_deliveries"
+                                  " WHERE webhook_id = $1::bigint",
+                                  webhook, NULL, NULL) == 4);
+    assert (notifier_receiver_count (receiver) == 4);
+    for (size_t index = 0; index < 4; index++) {
+        char *body = notifier_receiver_body (receiver, index);
+        char *signature = notifier_receiver_signature (receiver, index);
+        assert (body && signature);
+        //  Recomputed here, independently of notifier_http_sign, as a
+        //  receiver would.
+        unsigned char mac[crypto_auth_hmacsha256_BYTES];
+        crypto_auth_hmacsha256_state state;
+        crypto_auth_hmacsha256_init (&state, (const unsigned char *)secret, strlen (secret));
+        crypto_auth_hmacsha256_update (&state, (const unsigned char *)body, strlen (body));
+        crypto_auth_hmacsha256_final (&state, mac);
+        char hex[2 * sizeof mac + 1];
+        sodium_bin2hex (hex, sizeof hex, mac, sizeof mac);
+        assert (strncmp (signature, "sha256=", 7) == 0 && streq (signature + 7, hex));
+        assert (strstr (body, "\"kind\":\"phantom."));
+        free (body);
+        free (signature);
+    }
+
+    notifier_service_destroy (&self);
+    proto_config_destroy (&config);
+    for (int partition = 0; partition < 2; partition++)
+        zsock_destroy (&publishers[partition]);
+    notifier_receiver_destroy (&receiver);
+    notifier_test_db_drop_user (db, user_id);
+    free (webhook);
+    zstr_free (&url);
+    free (port);
+    PQfinish (db);
+    printf ("OK\n");
+}

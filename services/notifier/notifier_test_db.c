@@ -1,0 +1,104 @@
+/*  =========================================================================
+    notifier_test_db - fixtures for the self tests that need PostgreSQL
+    =========================================================================
+*/
+#include "notifier_test_db.h"
+
+#include <assert.h>
+#include <czmq.h>
+
+const char *
+notifier_test_db_conninfo (void)
+{
+    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
+    return conninfo && *conninfo ? conninfo : NULL;
+}
+
+PGconn *
+notifier_test_db_connect (void)
+{
+    const char *conninfo = notifier_test_db_conninfo ();
+    assert (conninfo);
+    PGconn *db = PQconnectdb (conninfo);
+    if (PQstatus (db) != CONNECTION_OK)
+        zsys_error ("notifier_test_db - cannot connect: %s", PQerrorMessage (db));
+    assert (PQstatus (db) == CONNECTION_OK);
+    return db;
+}
+
+static PGresult *
+s_exec (PGconn *db, const char *sql, const char *p1, const char *p2, const char *p3)
+{
+    const char *values[3] = {p1, p2, p3};
+    int count = p1 ? (p2 ? (p3 ? 3 : 2) : 1) : 0;
+    PGresult *result = PQexecParams (db, sql, count, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus (result) != PGRES_TUPLES_OK && PQresultStatus (result) != PGRES_COMMAND_OK)
+        zsys_error ("notifier_test_db - %s: %s", sql, PQerrorMessage (db));
+    assert (PQresultStatus (result) == PGRES_TUPLES_OK ||
+            PQresultStatus (result) == PGRES_COMMAND_OK);
+    return result;
+}
+
+char *
+notifier_test_db_value (PGconn *db, const char *sql, const char *p1, const char *p2, const char *p3)
+{
+    PGresult *result = s_exec (db, sql, p1, p2, p3);
+    char *value = NULL;
+    if (PQntuples (result) > 0 && !PQgetisnull (result, 0, 0))
+        value = strdup (PQgetvalue (result, 0, 0));
+    PQclear (result);
+    return value;
+}
+
+int64_t
+notifier_test_db_int (PGconn *db, const char *sql, const char *p1, const char *p2, const char *p3)
+{
+    char *value = notifier_test_db_value (db, sql, p1, p2, p3);
+    int64_t number = value ? strtoll (value, NULL, 10) : -1;
+    free (value);
+    return number;
+}
+
+int64_t
+notifier_test_db_user (PGconn *db, double tariff, const char *currency)
+{
+    char *email = zsys_sprintf ("notifier-test-%d-%" PRId64 "-%u@example.com", (int)getpid (),
+                                zclock_usecs (), randof (1000000));
+    char *tariff_text = zsys_sprintf ("%.6f", tariff);
+    int64_t user = notifier_test_db_int (
+        db,
+        "INSERT INTO users (email, name, password_hash, tariff_per_kwh, currency)"
+        " VALUES ($1, 'Notifier Test', 'x', $2::double precision, $3) RETURNING id",
+        email, tariff_text, currency);
+    assert (user > 0);
+    zstr_free (&email);
+    zstr_free (&tariff_text);
+    return user;
+}
+
+char *
+notifier_test_db_port (PGconn *db, int64_t user, const char *name)
+{
+    char user_text[24];
+    snprintf (user_text, sizeof user_text, "%" PRId64, user);
+    char *device = notifier_test_db_value (
+        db, "INSERT INTO devices (user_id, name) VALUES ($1::bigint, 'board') RETURNING id",
+        user_text, NULL, NULL);
+    assert (device);
+    char *port = notifier_test_db_value (
+        db,
+        "INSERT INTO ports (user_id, device_id, name) VALUES ($1::bigint, $2::bigint, $3)"
+        " RETURNING id",
+        user_text, device, name);
+    assert (port);
+    free (device);
+    return port;
+}
+
+void
+notifier_test_db_drop_user (PGconn *db, int64_t user)
+{
+    char user_text[24];
+    snprintf (user_text, sizeof user_text, "%" PRId64, user);
+    PQclear (s_exec (db, "DELETE FROM users WHERE id = $1::bigint", user_text, NULL, NULL));
+}

@@ -1,0 +1,34 @@
+/*  =========================================================================
+    notifier_test_db - fixtures for the self tests that need PostgreSQL
+
+    The database comes from PHANTOM_TEST_DATABASE (a libpq connection
+    string) and must carry migrations 001 and 003. Every test makes its own
+    user (unique e-mail) and deletes it at the end; ON DELETE CASCADE takes
+    its ports, notifications, webhooks and deliveries along. Test code only.
+    =========================================================================
+*/
+#ifndef NOTIFIER_TEST_DB_H_INCLUDED
+#define NOTIFIER_TEST_DB_H_INCLUDED
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+//  The test database's connection string, or NULL when the test must skip.
+const char *notifier_test_db_conninfo (void);
+//  Connects to it; asserts success.
+PGconn *notifier_test_db_connect (void);
+//  Creates a user with this tariff and currency; returns its id.
+int64_t notifier_test_db_user (PGconn *db, double tariff, const char *currency);
+//  Creates a device and a port named name for user; returns the port's uuid (caller frees).
+char *notifier_test_db_port (PGconn *db, int64_t user, const char *name);
+//  Deletes the user and everything of theirs.
+void notifier_test_db_drop_user (PGconn *db, int64_t user);
+//  First column of the first row of sql with up to 3 text parameters (NULL
+//  ends the list), as a fresh string, or NULL when there is no row or NULL.
+char *notifier_test_db_value (PGconn *db, const char *sql, const char *p1, const char *p2,
+                              const char *p3);
+//  The same, as an integer (-1 for no row or NULL).
+int64_t notifier_test_db_int (PGconn *db, const char *sql, const char *p1, const char *p2,
+                              const char *p3);
+
+#endif
