@@ -1,0 +1,1249 @@
+/*  =========================================================================
+    detector_engine - the per-port phantom state machines of one partition
+
+    Rules (DESIGN.md "Phantom detection"):
+    - A power sample falls in one of three bands: off (p <= off_watts), low
+      (off_watts < p <= standby_watts) and high (p > standby_watts).
+    - Hysteresis: a port leaves its current band only when p crosses that
+      band's border by a margin, max (10 % of the threshold, 0.2 W), so a
+      reading that hovers at a border keeps the status it has.
+    - Low draw is "idle" until it has lasted min_phantom_seconds (by reading
+      timestamps), then "phantom". High draw is "active" at once.
+    - While the owner expects the appliance off (always, or inside a daily
+      local-time window), any draw above off_watts is low draw.
+    - Time is the reading's ts. A reading older than the port's last one is
+      counted and ignored; one with the same ts is a retry and is answered
+      with the current status. A gap longer than offline_after is never
+      bridged by the energy integral: the port is first taken offline at its
+      last reading, then the new reading is judged from scratch.
+    - A phantom episode starts at the first reading of the low-draw run (the
+      dwell is part of it), accumulates a trapezoidal energy integral and
+      closes at the ts of the reading that leaves phantom. For that last
+      interval the draw is held at the last low reading: when in that
+      interval the appliance changed is unknown, and the leaving reading's
+      draw (say 100 W) is not phantom draw.
+    - The offline timer has no reading to hang its verdict on. It closes the
+      episode at the port's last reading, publishes status + phantom.end, and
+      keeps the closed episode in the port's low-run fields (which an offline
+      port does not use) until the next verdict for that port carries it to
+      the store. If that next reading itself opens a new episode (only with
+      min_phantom_seconds 0), the closed one wins the verdict; the new one
+      reaches the store with the reading after, since every verdict of an
+      open episode carries the whole of it.
+    =========================================================================
+*/
+#include "detector_engine.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define S_USED 0x01   //  slot holds a port
+#define S_SEEN 0x02   //  port has a last reading (last_ts valid)
+#define S_CLOSED 0x04 //  closed episode waiting for a verdict
+
+#define S_ZONES_MAX 256 //  distinct time zones cached
+#define S_ZONE_BLOCK_MS                                                                            \
+    900000 //  zone offsets are cached per UTC quarter hour:
+           //  every real DST change falls on one's border
+
+//  One port: 80 bytes. Kept small because the table holds one per port of
+//  the partition (the goal is < 256 bytes per port at a million ports).
+typedef struct {
+    uint8_t uuid[16];     //  port id, binary
+    int64_t user;         //  owner, for events
+    int64_t last_ts;      //  ts of the last accepted reading, ms
+    int64_t last_seen;    //  gateway clock at that reading, for the offline timer
+    int64_t status_since; //  ts at which the current status began
+    int64_t low_since;    //  ts of the first reading of the low-draw run
+    double energy_wh;     //  integral over the low-draw run
+    float last_power;     //  W of the last accepted reading
+    float peak_watts;     //  highest draw in the low-draw run
+    uint32_t samples;     //  readings in the low-draw run
+    uint16_t zone;        //  zone cache index + 1 of the last window lookup, 0 none
+    uint8_t status;       //  proto_status_t
+    uint8_t flags;        //  S_USED, S_SEEN, S_CLOSED
+} s_port_t;
+_Static_assert(sizeof (s_port_t) == 80, "port state grew: check the bytes-per-port budget");
+
+//  A time zone's UTC offset, valid for one quarter hour.
+typedef struct {
+    char name[PROTO_TIMEZONE_MAX + 1]; //  IANA name as the settings carry it
+    int64_t block;                     //  ts / S_ZONE_BLOCK_MS the offset was computed for
+    int32_t offset_s;                  //  local = utc + offset_s
+} s_zone_t;
+
+typedef enum { S_BAND_NONE, S_BAND_OFF, S_BAND_LOW, S_BAND_HIGH } s_band_t;
+
+struct _detector_engine_t {
+    s_port_t *slots;               //  open-addressing table, linear probing
+    size_t capacity;               //  slots, a power of two
+    size_t count;                  //  used slots
+    int shift;                     //  64 - log2 (capacity), for the hash
+    int64_t offline_after;         //  ms
+    s_zone_t zones[S_ZONES_MAX];   //  zone offset cache
+    size_t zone_count;             //  zones used
+    size_t zone_next;              //  next zone to evict when full
+    detector_engine_stats_t stats; //  counters
+};
+
+static uint8_t s_hex[256]; //  hex digit values, 0xFF for non-digits
+static bool s_hex_ready;
+
+static void
+s_hex_init (void)
+{
+    memset (s_hex, 0xFF, sizeof (s_hex));
+    for (int i = 0; i < 10; i++)
+        s_hex['0' + i] = (uint8_t)i;
+    for (int i = 0; i < 6; i++) {
+        s_hex['a' + i] = (uint8_t)(10 + i);
+        s_hex['A' + i] = (uint8_t)(10 + i);
+    }
+    s_hex_ready = true;
+}
+
+int
+detector_engine_uuid_parse (const char *text, uint8_t uuid[16])
+{
+    if (!s_hex_ready)
+        s_hex_init ();
+    const uint8_t *p = (const uint8_t *)text;
+    int byte = 0;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (p[i] != '-')
+                return -1;
+            continue;
+        }
+        //  Each character is read only after the one before it proved to
+        //  be no NUL, so a short string is never read past its end.
+        uint8_t high = s_hex[p[i]];
+        if (high == 0xFF)
+            return -1;
+        uint8_t low = s_hex[p[i + 1]];
+        if (low == 0xFF)
+            return -1;
+        uuid[byte++] = (uint8_t)(high << 4 | low);
+        i++;
+    }
+    return p[36] == '\0' ? 0 : -1;
+}
+
+static void
+s_uuid_format (const uint8_t uuid[16], char text[PROTO_UUID_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    char *out = text;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *out++ = '-';
+        *out++ = digits[uuid[i] >> 4];
+        *out++ = digits[uuid[i] & 15];
+    }
+    *out = '\0';
+}
+
+static inline uint64_t
+s_hash (const uint8_t uuid[16])
+{
+    uint64_t a, b;
+    memcpy (&a, uuid, 8);
+    memcpy (&b, uuid + 8, 8);
+    return (a ^ (b * 0xC2B2AE3D27D4EB4FULL)) * 0x9E3779B97F4A7C15ULL;
+}
+
+//  The table comes straight from mmap: zero pages (a zero slot is a free
+//  slot) handed out lazily, and transparent huge pages asked for, because
+//  every reading hits a random slot and with 4 KiB pages each one would
+//  also cost a TLB miss.
+static s_port_t *
+s_slots_alloc (size_t capacity)
+{
+    size_t bytes = capacity * sizeof (s_port_t);
+    void *slots = mmap (NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (slots == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= 2 * 1024 * 1024)
+        madvise (slots, bytes, MADV_HUGEPAGE); //  advice only: fine if refused
+#endif
+    return (s_port_t *)slots;
+}
+
+static void
+s_slots_free (s_port_t *slots, size_t capacity)
+{
+    if (slots)
+        munmap (slots, capacity * sizeof (s_port_t));
+}
+
+static int
+s_table_alloc (detector_engine_t *self, size_t capacity)
+{
+    self->slots = s_slots_alloc (capacity);
+    if (!self->slots)
+        return -1;
+    self->capacity = capacity;
+    self->shift = 64;
+    while (capacity > 1) {
+        capacity >>= 1;
+        self->shift--;
+    }
+    return 0;
+}
+
+static int
+s_table_grow (detector_engine_t *self)
+{
+    s_port_t *old = self->slots;
+    size_t old_capacity = self->capacity;
+    int old_shift = self->shift;
+    if (s_table_alloc (self, old_capacity * 2)) {
+        self->slots = old;
+        self->capacity = old_capacity;
+        self->shift = old_shift;
+        return -1;
+    }
+    size_t mask = self->capacity - 1;
+    for (size_t i = 0; i < old_capacity; i++) {
+        if (!(old[i].flags & S_USED))
+            continue;
+        size_t at = (size_t)(s_hash (old[i].uuid) >> self->shift);
+        while (self->slots[at].flags & S_USED)
+            at = (at + 1) & mask;
+        self->slots[at] = old[i];
+    }
+    s_slots_free (old, old_capacity);
+    return 0;
+}
+
+static s_port_t *
+s_port_find (detector_engine_t *self, const uint8_t uuid[16])
+{
+    size_t mask = self->capacity - 1;
+    size_t at = (size_t)(s_hash (uuid) >> self->shift);
+    while (self->slots[at].flags & S_USED) {
+        if (memcmp (self->slots[at].uuid, uuid, 16) == 0)
+            return &self->slots[at];
+        at = (at + 1) & mask;
+    }
+    return NULL;
+}
+
+//  Finds or adds the port; NULL only when the table cannot grow.
+static s_port_t *
+s_port_require (detector_engine_t *self, const uint8_t uuid[16], uint64_t hash)
+{
+    size_t mask = self->capacity - 1;
+    size_t at = (size_t)(hash >> self->shift);
+    while (self->slots[at].flags & S_USED) {
+        if (memcmp (self->slots[at].uuid, uuid, 16) == 0)
+            return &self->slots[at];
+        at = (at + 1) & mask;
+    }
+    //  Load factor at most 3/4 keeps probe runs short.
+    if ((self->count + 1) * 4 > self->capacity * 3) {
+        if (s_table_grow (self))
+            return NULL;
+        mask = self->capacity - 1;
+        at = (size_t)(hash >> self->shift);
+        while (self->slots[at].flags & S_USED)
+            at = (at + 1) & mask;
+    }
+    s_port_t *port = &self->slots[at];
+    memset (port, 0, sizeof (*port));
+    memcpy (port->uuid, uuid, 16);
+    port->flags = S_USED;
+    port->status = PROTO_STATUS_UNKNOWN;
+    self->count++;
+    self->stats.ports = self->count;
+    return port;
+}
+
+detector_engine_t *
+detector_engine_new (size_t expected_ports, int64_t offline_after_ms)
+{
+    if (!s_hex_ready)
+        s_hex_init ();
+    detector_engine_t *self = (detector_engine_t *)calloc (1, sizeof (detector_engine_t));
+    if (!self)
+        return NULL;
+    size_t capacity = 64;
+    while (capacity * 3 < expected_ports * 4)
+        capacity *= 2;
+    if (s_table_alloc (self, capacity)) {
+        free (self);
+        return NULL;
+    }
+    self->offline_after =
+        offline_after_ms > 0 ? offline_after_ms : DETECTOR_OFFLINE_SECONDS_DEFAULT * 1000;
+    return self;
+}
+
+void
+detector_engine_destroy (detector_engine_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        detector_engine_t *self = *self_p;
+        s_slots_free (self->slots, self->capacity);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  Only plain IANA names reach TZ: a name like "/etc/passwd" or "../x"
+//  would make the C library read an arbitrary file.
+static bool
+s_zone_name_valid (const char *name)
+{
+    if (name[0] == '/' || strstr (name, ".."))
+        return false;
+    for (const char *c = name; *c; c++) {
+        if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+              *c == '/' || *c == '_' || *c == '-' || *c == '+'))
+            return false;
+    }
+    return true;
+}
+
+//  UTC offset of zone at ts. The detector is single-threaded, so switching
+//  TZ for the call is safe; this runs once per zone per quarter hour.
+static int32_t
+s_zone_offset_compute (const char *name, int64_t ts)
+{
+    if (!s_zone_name_valid (name))
+        return 0;
+    const char *saved = getenv ("TZ");
+    char *saved_copy = saved ? strdup (saved) : NULL;
+    char value[PROTO_TIMEZONE_MAX + 2];
+    snprintf (value, sizeof (value), ":%s", name);
+    setenv ("TZ", value, 1);
+    tzset ();
+    time_t seconds = (time_t)(ts >= 0 ? ts / 1000 : (ts - 999) / 1000);
+    struct tm local;
+    int32_t offset = 0;
+    if (localtime_r (&seconds, &local))
+        offset = (int32_t)local.tm_gmtoff;
+    if (saved_copy) {
+        setenv ("TZ", saved_copy, 1);
+        free (saved_copy);
+    } else
+        unsetenv ("TZ");
+    tzset ();
+    return offset;
+}
+
+static int32_t
+s_zone_offset (detector_engine_t *self, s_port_t *port, const char *name, int64_t ts)
+{
+    if (name[0] == '\0' || strcmp (name, "UTC") == 0 || strcmp (name, "Etc/UTC") == 0)
+        return 0;
+    int64_t block = ts >= 0 ? ts / S_ZONE_BLOCK_MS : (ts - S_ZONE_BLOCK_MS + 1) / S_ZONE_BLOCK_MS;
+    s_zone_t *zone = NULL;
+    if (port->zone && strcmp (self->zones[port->zone - 1].name, name) == 0)
+        zone = &self->zones[port->zone - 1];
+    else {
+        for (size_t i = 0; i < self->zone_count; i++)
+            if (strcmp (self->zones[i].name, name) == 0) {
+                zone = &self->zones[i];
+                break;
+            }
+        if (!zone) {
+            size_t index;
+            if (self->zone_count < S_ZONES_MAX)
+                index = self->zone_count++;
+            else {
+                index = self->zone_next;
+                self->zone_next = (self->zone_next + 1) % S_ZONES_MAX;
+            }
+            zone = &self->zones[index];
+            snprintf (zone->name, sizeof (zone->name), "%s", name);
+            zone->offset_s = s_zone_offset_compute (name, ts);
+            zone->block = block;
+        }
+        port->zone = (uint16_t)(zone - self->zones + 1);
+    }
+    if (zone->block != block) {
+        zone->offset_s = s_zone_offset_compute (name, ts);
+        zone->block = block;
+    }
+    return zone->offset_s;
+}
+
+//  Whether the owner expects the appliance off at ts.
+static bool
+s_expected_off (detector_engine_t *self, s_port_t *port, const proto_settings_t *settings,
+                int64_t ts)
+{
+    if (settings->expected_off == PROTO_EXPECTED_OFF_ALWAYS)
+        return true;
+    if (settings->expected_off != PROTO_EXPECTED_OFF_WINDOW)
+        return false;
+    int from = settings->off_from_min;
+    int to = settings->off_to_min;
+    if (from < 0 || from > 1440 || to < 0 || to > 1440 || from == to)
+        return false; //  an empty or nonsensical window expects nothing
+    char name[PROTO_TIMEZONE_MAX + 1];
+    memcpy (name, settings->timezone, PROTO_TIMEZONE_MAX);
+    name[PROTO_TIMEZONE_MAX] = '\0';
+    int64_t local_s =
+        (ts >= 0 ? ts / 1000 : (ts - 999) / 1000) + s_zone_offset (self, port, name, ts);
+    int64_t day_s = local_s % 86400;
+    if (day_s < 0)
+        day_s += 86400;
+    int minute = (int)(day_s / 60);
+    if (from < to)
+        return minute >= from && minute < to;
+    return minute >= from || minute < to; //  window across midnight
+}
+
+static inline float
+s_margin (float threshold)
+{
+    float margin = threshold * 0.1f;
+    return margin > 0.2f ? margin : 0.2f;
+}
+
+static inline s_band_t
+s_band_of_status (uint8_t status)
+{
+    switch (status) {
+    case PROTO_STATUS_ACTIVE:
+        return S_BAND_HIGH;
+    case PROTO_STATUS_IDLE:
+    case PROTO_STATUS_PHANTOM:
+        return S_BAND_LOW;
+    case PROTO_STATUS_OFF:
+        return S_BAND_OFF;
+    default:
+        return S_BAND_NONE;
+    }
+}
+
+//  Band of p, leaving the current band only past a margin.
+static inline s_band_t
+s_band (s_band_t current, double p, float off, float standby)
+{
+    s_band_t raw = p <= off ? S_BAND_OFF : p <= standby ? S_BAND_LOW : S_BAND_HIGH;
+    if (raw == current || current == S_BAND_NONE)
+        return raw;
+    float off_low = off - s_margin (off);
+    if (off_low < 0)
+        off_low = 0; //  with off_watts 0, a true 0 W still reads as off
+    switch (current) {
+    case S_BAND_OFF:
+        return p > off + s_margin (off) ? raw : S_BAND_OFF;
+    case S_BAND_LOW:
+        if (p > standby + s_margin (standby))
+            return S_BAND_HIGH;
+        if (p <= off_low)
+            return S_BAND_OFF;
+        return S_BAND_LOW;
+    case S_BAND_HIGH:
+        return p <= standby - s_margin (standby) ? raw : S_BAND_HIGH;
+    default:
+        return raw;
+    }
+}
+
+//  The low-draw run as an episode, ending at end (0: still open).
+static void
+s_episode_fill (const s_port_t *port, int64_t end, proto_episode_t *episode)
+{
+    episode->start = port->low_since;
+    episode->end = end;
+    episode->energy_wh = port->energy_wh;
+    episode->peak_watts = port->peak_watts;
+    episode->samples = port->samples;
+    int64_t last = end ? end : port->last_ts;
+    double hours = (double)(last - port->low_since) / 3600000.0;
+    episode->mean_watts = hours > 0 ? port->energy_wh / hours : port->peak_watts;
+}
+
+static void
+s_event_fill (proto_event_t *event, const char *kind, const s_port_t *port, const char *port_text,
+              int64_t ts, double watts, uint8_t status, uint8_t previous,
+              const proto_episode_t *episode)
+{
+    //  strncpy, not snprintf: this runs on every status change.
+    strncpy (event->kind, kind, sizeof (event->kind) - 1);
+    event->kind[sizeof (event->kind) - 1] = '\0';
+    event->user = port->user;
+    if (port_text)
+        memcpy (event->port, port_text, PROTO_UUID_LEN + 1);
+    else
+        s_uuid_format (port->uuid, event->port);
+    event->ts = ts;
+    event->watts = watts;
+    event->status = status;
+    event->previous = previous;
+    event->has_episode = episode != NULL;
+    if (episode)
+        event->episode = *episode;
+    else
+        memset (&event->episode, 0, sizeof (event->episode));
+}
+
+//  Takes the port offline at its last reading; writes up to two events.
+static size_t
+s_port_offline (s_port_t *port, const char *port_text, proto_event_t *events)
+{
+    uint8_t previous = port->status;
+    size_t count = 0;
+    port->status = PROTO_STATUS_OFFLINE;
+    port->status_since = port->last_ts;
+    s_event_fill (&events[count++], "status", port, port_text, port->last_ts, port->last_power,
+                  PROTO_STATUS_OFFLINE, previous, NULL);
+    if (previous == PROTO_STATUS_PHANTOM) {
+        proto_episode_t episode;
+        s_episode_fill (port, port->last_ts, &episode);
+        port->flags |= S_CLOSED;
+        s_event_fill (&events[count++], "phantom.end", port, port_text, port->last_ts,
+                      port->last_power, PROTO_STATUS_OFFLINE, previous, &episode);
+    }
+    return count;
+}
+
+//  Brings a port's slot towards the cache ahead of its reading: at a
+//  million ports nearly every reading misses the cache, and overlapping
+//  those misses is what makes a batch fast.
+static inline void
+s_prefetch (detector_engine_t *self, uint64_t hash)
+{
+    const char *slot = (const char *)&self->slots[hash >> self->shift];
+    __builtin_prefetch (slot, 1);
+    __builtin_prefetch (slot + sizeof (s_port_t) - 1, 1);
+}
+
+//  The state machine for one reading whose uuid is parsed (valid false:
+//  it was not).
+static int
+s_process (detector_engine_t *self, const proto_reading_t *reading, const uint8_t uuid[16],
+           uint64_t hash, bool valid, detector_outcome_t *outcome)
+{
+    self->stats.readings++;
+    outcome->ignored = false;
+    outcome->rejected = false;
+    outcome->has_episode = false;
+    outcome->event_count = 0;
+
+    double p = reading->power;
+    s_port_t *port = NULL;
+    if (valid && isfinite (p))
+        port = s_port_require (self, uuid, hash);
+    if (!port) {
+        self->stats.rejected++;
+        outcome->ignored = true;
+        outcome->rejected = true;
+        outcome->status = outcome->previous = PROTO_STATUS_UNKNOWN;
+        return -1;
+    }
+    port->user = reading->user;
+    int64_t ts = reading->ts;
+
+    if (port->flags & S_SEEN) {
+        if (ts <= port->last_ts) {
+            //  A retry (same ts) or a straggler: answer with what we know,
+            //  change nothing, so a retried reading gets the same verdict.
+            if (ts == port->last_ts)
+                self->stats.duplicates++;
+            else
+                self->stats.out_of_order++;
+            outcome->ignored = true;
+            outcome->status = outcome->previous = port->status;
+            if (port->flags & S_CLOSED) {
+                s_episode_fill (port, port->last_ts, &outcome->episode);
+                outcome->has_episode = true;
+                port->flags &= (uint8_t)~S_CLOSED;
+            } else if (port->status == PROTO_STATUS_PHANTOM) {
+                s_episode_fill (port, 0, &outcome->episode);
+                outcome->has_episode = true;
+            }
+            return 0;
+        }
+        if (ts - port->last_ts > self->offline_after) {
+            self->stats.gaps++;
+            if (port->status != PROTO_STATUS_OFFLINE)
+                outcome->event_count = s_port_offline (port, reading->port, outcome->events);
+        }
+    }
+    //  A closed episode still owed to the store goes with this verdict.
+    if (port->flags & S_CLOSED) {
+        s_episode_fill (port, port->last_ts, &outcome->episode);
+        outcome->has_episode = true;
+        port->flags &= (uint8_t)~S_CLOSED;
+    }
+
+    //  Settings come from the outside: keep the bands ordered and finite.
+    float off = reading->settings.off_watts;
+    float standby = reading->settings.standby_watts;
+    if (!isfinite (off) || off < 0)
+        off = 0.5f;
+    if (!isfinite (standby) || standby < off)
+        standby = off;
+    int64_t dwell = reading->settings.min_phantom_seconds > 0
+                        ? (int64_t)reading->settings.min_phantom_seconds * 1000
+                        : 0;
+
+    uint8_t previous = port->status;
+    s_band_t band = s_band (s_band_of_status (previous), p, off, standby);
+    if (band == S_BAND_HIGH && reading->settings.expected_off != PROTO_EXPECTED_OFF_NEVER &&
+        s_expected_off (self, port, &reading->settings, ts))
+        band = S_BAND_LOW;
+
+    uint8_t status;
+    if (band == S_BAND_LOW) {
+        if (previous == PROTO_STATUS_IDLE || previous == PROTO_STATUS_PHANTOM) {
+            double hours = (double)(ts - port->last_ts) / 3600000.0;
+            port->energy_wh += ((double)port->last_power + p) * 0.5 * hours;
+            port->samples++;
+            if (p > port->peak_watts)
+                port->peak_watts = (float)p;
+        } else {
+            port->low_since = ts;
+            port->energy_wh = 0;
+            port->samples = 1;
+            port->peak_watts = (float)p;
+        }
+        status = ts - port->low_since >= dwell ? PROTO_STATUS_PHANTOM : PROTO_STATUS_IDLE;
+    } else
+        status = band == S_BAND_OFF ? PROTO_STATUS_OFF : PROTO_STATUS_ACTIVE;
+
+    proto_episode_t episode;
+    bool closed = previous == PROTO_STATUS_PHANTOM && status != PROTO_STATUS_PHANTOM;
+    if (closed) {
+        //  Hold the last low draw to the leaving reading (see header).
+        port->energy_wh += (double)port->last_power * (double)(ts - port->last_ts) / 3600000.0;
+        port->last_ts = ts;
+        s_episode_fill (port, ts, &episode);
+    }
+    port->status = status;
+    port->last_ts = ts;
+    port->last_power = (float)p;
+    port->last_seen = reading->received > 0 ? reading->received : ts;
+    port->flags |= S_SEEN;
+    if (status == PROTO_STATUS_PHANTOM && !closed)
+        s_episode_fill (port, 0, &episode);
+
+    if (status != previous) {
+        port->status_since = ts;
+        if (outcome->event_count + 2 <= DETECTOR_EVENTS_MAX) {
+            s_event_fill (&outcome->events[outcome->event_count++], "status", port, reading->port,
+                          ts, p, status, previous, NULL);
+            if (status == PROTO_STATUS_PHANTOM)
+                s_event_fill (&outcome->events[outcome->event_count++], "phantom.start", port,
+                              reading->port, ts, p, status, previous, &episode);
+            else if (closed)
+                s_event_fill (&outcome->events[outcome->event_count++], "phantom.end", port,
+                              reading->port, ts, p, status, previous, &episode);
+        }
+    }
+    if (!outcome->has_episode && (closed || status == PROTO_STATUS_PHANTOM)) {
+        outcome->episode = episode;
+        outcome->has_episode = true;
+    }
+    outcome->status = status;
+    outcome->previous = previous;
+    return 0;
+}
+
+int
+detector_engine_process (detector_engine_t *self, const proto_reading_t *reading,
+                         detector_outcome_t *outcome)
+{
+    assert (self);
+    assert (reading);
+    assert (outcome);
+    uint8_t uuid[16];
+    bool valid = detector_engine_uuid_parse (reading->port, uuid) == 0;
+    return s_process (self, reading, uuid, valid ? s_hash (uuid) : 0, valid, outcome);
+}
+
+//  How many readings ahead of the current one a batch prefetches: enough
+//  to cover a DRAM miss, few enough to stay within the CPU's fill buffers.
+#define S_PREFETCH_AHEAD 12
+#define S_BATCH_CHUNK 64
+
+size_t
+detector_engine_process_batch (detector_engine_t *self, const proto_reading_t *readings,
+                               size_t count, detector_outcome_t *outcomes)
+{
+    assert (self);
+    assert (readings || count == 0);
+    assert (outcomes || count == 0);
+    uint8_t uuid[S_BATCH_CHUNK][16];
+    uint64_t hash[S_BATCH_CHUNK];
+    bool valid[S_BATCH_CHUNK];
+    size_t usable = 0;
+    for (size_t base = 0; base < count; base += S_BATCH_CHUNK) {
+        size_t chunk = count - base < S_BATCH_CHUNK ? count - base : S_BATCH_CHUNK;
+        for (size_t i = 0; i < chunk; i++) {
+            valid[i] = detector_engine_uuid_parse (readings[base + i].port, uuid[i]) == 0;
+            hash[i] = valid[i] ? s_hash (uuid[i]) : 0;
+            if (i < S_PREFETCH_AHEAD && valid[i])
+                s_prefetch (self, hash[i]);
+        }
+        for (size_t i = 0; i < chunk; i++) {
+            if (i + S_PREFETCH_AHEAD < chunk && valid[i + S_PREFETCH_AHEAD])
+                s_prefetch (self, hash[i + S_PREFETCH_AHEAD]);
+            if (s_process (self, &readings[base + i], uuid[i], hash[i], valid[i],
+                           &outcomes[base + i]) == 0)
+                usable++;
+        }
+    }
+    return usable;
+}
+
+size_t
+detector_engine_expire (detector_engine_t *self, int64_t now_ms, detector_engine_event_fn *event_fn,
+                        void *arg)
+{
+    assert (self);
+    //  A full sweep: at a million ports this reads the 80 MB table once a
+    //  second, a few ms; fine until a partition holds far more.
+    size_t count = 0;
+    proto_event_t events[2];
+    for (size_t i = 0; i < self->capacity; i++) {
+        s_port_t *port = &self->slots[i];
+        if ((port->flags & (S_USED | S_SEEN)) != (S_USED | S_SEEN) ||
+            port->status == PROTO_STATUS_OFFLINE || now_ms - port->last_seen <= self->offline_after)
+            continue;
+        size_t event_count = s_port_offline (port, NULL, events);
+        count++;
+        if (event_fn)
+            for (size_t e = 0; e < event_count; e++)
+                event_fn (&events[e], arg);
+    }
+    self->stats.offline += count;
+    return count;
+}
+
+int
+detector_engine_restore (detector_engine_t *self, const char *port_text, int64_t user,
+                         proto_status_t status, int64_t status_since, int64_t last_ts,
+                         double last_power, const proto_episode_t *episode)
+{
+    assert (self);
+    uint8_t uuid[16];
+    if (!port_text || detector_engine_uuid_parse (port_text, uuid))
+        return -1;
+    if (status < PROTO_STATUS_UNKNOWN || status > PROTO_STATUS_OFFLINE)
+        status = PROTO_STATUS_UNKNOWN;
+    s_port_t *port = s_port_require (self, uuid, s_hash (uuid));
+    if (!port)
+        return -1;
+    port->user = user;
+    port->status = (uint8_t)status;
+    port->status_since = status_since;
+    port->last_power = isfinite (last_power) ? (float)last_power : 0;
+    port->flags = S_USED;
+    if (last_ts > 0) {
+        port->last_ts = last_ts;
+        port->last_seen = last_ts; //  the offline timer starts from the last reading
+        port->flags |= S_SEEN;
+    } else if (status != PROTO_STATUS_UNKNOWN && status != PROTO_STATUS_OFFLINE)
+        port->status = PROTO_STATUS_UNKNOWN; //  no reading to judge from: start afresh
+    port->low_since = status_since ? status_since : last_ts;
+    port->energy_wh = 0;
+    port->peak_watts = port->last_power;
+    port->samples = 1;
+    if (port->status == PROTO_STATUS_PHANTOM && episode && episode->start > 0) {
+        port->low_since = episode->start;
+        port->energy_wh = isfinite (episode->energy_wh) ? episode->energy_wh : 0;
+        port->peak_watts = isfinite (episode->peak_watts) ? (float)episode->peak_watts : 0;
+        port->samples = episode->samples;
+    }
+    return 0;
+}
+
+proto_status_t
+detector_engine_status (detector_engine_t *self, const char *port_text)
+{
+    uint8_t uuid[16];
+    if (detector_engine_uuid_parse (port_text, uuid))
+        return PROTO_STATUS_UNKNOWN;
+    s_port_t *port = s_port_find (self, uuid);
+    return port ? (proto_status_t)port->status : PROTO_STATUS_UNKNOWN;
+}
+
+void
+detector_engine_stats (detector_engine_t *self, detector_engine_stats_t *stats)
+{
+    *stats = self->stats;
+}
+
+double
+detector_engine_bytes_per_port (detector_engine_t *self)
+{
+    size_t bytes = sizeof (*self) + self->capacity * sizeof (s_port_t);
+    return self->count ? (double)bytes / (double)self->count : (double)bytes;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+#define S_PORT_A "0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90"
+#define S_PORT_B "1c7a4d2f-8b63-4d2c-ae4f-3a2b7c8d9e01"
+
+//  One step of a table-driven series: a reading and what must follow.
+typedef struct {
+    int64_t t;             //  seconds since the series base
+    double watts;          //  power
+    proto_status_t expect; //  status after it
+} s_step_t;
+
+static void
+s_settings_default (proto_settings_t *settings)
+{
+    memset (settings, 0, sizeof (*settings));
+    settings->off_watts = 0.5f;
+    settings->standby_watts = 15;
+    settings->min_phantom_seconds = 60;
+}
+
+static void
+s_reading_make (proto_reading_t *reading, const char *port, int64_t ts, double watts,
+                const proto_settings_t *settings)
+{
+    memset (reading, 0, sizeof (*reading));
+    snprintf (reading->port, sizeof (reading->port), "%s", port);
+    reading->user = 7;
+    reading->ts = ts;
+    reading->received = ts;
+    reading->voltage = 230;
+    reading->current = watts / 230;
+    reading->power = watts;
+    reading->settings = *settings;
+}
+
+static void
+s_run_series (const char *name, const s_step_t *steps, size_t count,
+              const proto_settings_t *settings, int64_t base, bool verbose)
+{
+    detector_engine_t *engine = detector_engine_new (16, 300000);
+    assert (engine);
+    for (size_t i = 0; i < count; i++) {
+        proto_reading_t reading;
+        detector_outcome_t outcome;
+        s_reading_make (&reading, S_PORT_A, base + steps[i].t * 1000, steps[i].watts, settings);
+        int rc = detector_engine_process (engine, &reading, &outcome);
+        if (verbose || outcome.status != steps[i].expect)
+            printf ("  %s step %zu: t=%lld %.2f W -> %s (expected %s)\n", name, i,
+                    (long long)steps[i].t, steps[i].watts, proto_status_name (outcome.status),
+                    proto_status_name (steps[i].expect));
+        assert (rc == 0);
+        assert (outcome.status == steps[i].expect);
+    }
+    detector_engine_destroy (&engine);
+}
+
+//  Collects events from detector_engine_expire.
+typedef struct {
+    proto_event_t events[8]; //  events seen
+    size_t count;            //  how many
+} s_sink_t;
+
+static void
+s_sink_event (const proto_event_t *event, void *arg)
+{
+    s_sink_t *sink = (s_sink_t *)arg;
+    if (sink->count < 8)
+        sink->events[sink->count] = *event;
+    sink->count++;
+}
+
+#define S_RUN(name, steps, settings, base)                                                         \
+    s_run_series (name, steps, sizeof (steps) / sizeof (steps[0]), settings, base, verbose)
+
+void
+detector_engine_test (bool verbose)
+{
+    printf (" * detector_engine: ");
+    if (verbose)
+        printf ("\n");
+
+    //  uuid text <-> binary
+    uint8_t uuid[16];
+    char text[PROTO_UUID_LEN + 1];
+    assert (detector_engine_uuid_parse (S_PORT_A, uuid) == 0);
+    s_uuid_format (uuid, text);
+    assert (streq (text, S_PORT_A));
+    assert (detector_engine_uuid_parse ("0B6F3C1E-7A52-4C1B-9D3E-2F1A6B7C8D90", uuid) == 0);
+    assert (detector_engine_uuid_parse ("0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d9", uuid) == -1);
+    assert (detector_engine_uuid_parse ("0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d900", uuid) == -1);
+    assert (detector_engine_uuid_parse ("0b6f3c1e+7a52-4c1b-9d3e-2f1a6b7c8d90", uuid) == -1);
+    assert (detector_engine_uuid_parse ("0g6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90", uuid) == -1);
+    assert (detector_engine_uuid_parse ("", uuid) == -1);
+
+    proto_settings_t settings;
+    s_settings_default (&settings);
+    int64_t base = 1704067200000LL; //  2024-01-01T00:00:00Z
+
+    //  Thresholds: off at or below 0.5 W, low up to 15 W, active above.
+    const s_step_t thresholds[] = {
+        {0, 0.0, PROTO_STATUS_OFF},
+        {10, 0.5, PROTO_STATUS_OFF},
+        {20, 100, PROTO_STATUS_ACTIVE},
+        {30, 15.0, PROTO_STATUS_ACTIVE}, //  border: needs <= 13.5 to leave
+        {40, 0.0, PROTO_STATUS_OFF},
+        {50, 3.0, PROTO_STATUS_IDLE},
+        {60, 100, PROTO_STATUS_ACTIVE}, //  active is immediate
+    };
+    S_RUN ("thresholds", thresholds, &settings, base);
+
+    //  Hysteresis: readings hovering at a border keep the status.
+    const s_step_t hysteresis[] = {
+        {0, 20, PROTO_STATUS_ACTIVE},    {10, 14.9, PROTO_STATUS_ACTIVE},
+        {20, 15.2, PROTO_STATUS_ACTIVE}, {30, 13.6, PROTO_STATUS_ACTIVE},
+        {40, 13.4, PROTO_STATUS_IDLE},   {50, 15.4, PROTO_STATUS_IDLE},
+        {60, 16.4, PROTO_STATUS_IDLE},   {70, 14.0, PROTO_STATUS_IDLE},
+        {80, 16.6, PROTO_STATUS_ACTIVE}, {90, 0.4, PROTO_STATUS_OFF},
+        {100, 0.6, PROTO_STATUS_OFF},    {110, 0.45, PROTO_STATUS_OFF},
+        {120, 0.69, PROTO_STATUS_OFF},   {130, 0.75, PROTO_STATUS_IDLE},
+        {140, 0.4, PROTO_STATUS_IDLE},   {150, 0.31, PROTO_STATUS_IDLE},
+        {160, 0.29, PROTO_STATUS_OFF},
+    };
+    S_RUN ("hysteresis", hysteresis, &settings, base);
+
+    //  Dwell: idle until low draw has lasted 60 s, then phantom; an active
+    //  interrupt restarts the dwell.
+    const s_step_t dwell[] = {
+        {0, 100, PROTO_STATUS_ACTIVE},  {10, 5, PROTO_STATUS_IDLE},
+        {40, 5, PROTO_STATUS_IDLE},     {69, 5, PROTO_STATUS_IDLE},
+        {70, 5, PROTO_STATUS_PHANTOM},  {100, 5, PROTO_STATUS_PHANTOM},
+        {110, 80, PROTO_STATUS_ACTIVE}, {120, 5, PROTO_STATUS_IDLE},
+        {170, 5, PROTO_STATUS_IDLE},    {180, 5, PROTO_STATUS_PHANTOM},
+        {190, 0, PROTO_STATUS_OFF},
+    };
+    S_RUN ("dwell", dwell, &settings, base);
+
+    //  Expected off always: any draw above off_watts is phantom after the dwell.
+    proto_settings_t always = settings;
+    always.expected_off = PROTO_EXPECTED_OFF_ALWAYS;
+    const s_step_t expected_always[] = {
+        {0, 100, PROTO_STATUS_IDLE}, {30, 100, PROTO_STATUS_IDLE}, {60, 100, PROTO_STATUS_PHANTOM},
+        {70, 0.1, PROTO_STATUS_OFF}, {80, 20, PROTO_STATUS_IDLE},
+    };
+    S_RUN ("expected_always", expected_always, &always, base);
+
+    //  Expected off in a window 22:00-06:00 local time. At 21:00Z Berlin
+    //  (UTC+1 in January) is at 22:00, inside; UTC is at 21:00, outside.
+    proto_settings_t window = settings;
+    window.expected_off = PROTO_EXPECTED_OFF_WINDOW;
+    window.off_from_min = 22 * 60;
+    window.off_to_min = 6 * 60;
+    snprintf (window.timezone, sizeof (window.timezone), "Europe/Berlin");
+    int64_t evening = base + 21 * 3600000LL;
+    const s_step_t window_berlin[] = {
+        {0, 100, PROTO_STATUS_IDLE},
+        {60, 100, PROTO_STATUS_PHANTOM},
+        {8 * 3600 + 60, 100, PROTO_STATUS_ACTIVE}, //  too late: gap, then 06:01 local
+    };
+    S_RUN ("window_berlin", window_berlin, &window, evening);
+    proto_settings_t window_utc = window;
+    window_utc.timezone[0] = '\0';
+    const s_step_t window_utc_steps[] = {
+        {0, 100, PROTO_STATUS_ACTIVE},                                     //  21:00Z, outside
+        {60, 100, PROTO_STATUS_ACTIVE},    {3600, 100, PROTO_STATUS_IDLE}, //  22:00Z: window opens
+        {3660, 100, PROTO_STATUS_PHANTOM}, {3720, 5, PROTO_STATUS_PHANTOM},
+    };
+    S_RUN ("window_utc", window_utc_steps, &window_utc, evening);
+    //  Readings every 4 minutes through the Berlin morning 05:50-06:10
+    //  local: phantom until 06:00 local (05:00Z), then active.
+    int64_t morning = base + 4 * 3600000LL + 50 * 60000LL; //  04:50Z = 05:50 Berlin
+    const s_step_t window_end[] = {
+        {0, 100, PROTO_STATUS_IDLE},
+        {240, 100, PROTO_STATUS_PHANTOM},
+        {480, 100, PROTO_STATUS_PHANTOM}, //  05:58
+        {720, 100, PROTO_STATUS_ACTIVE},  //  06:02
+    };
+    S_RUN ("window_end", window_end, &window, morning);
+    //  Summer time: 21:30Z on 1 July is 23:30 in Berlin (UTC+2): inside.
+    int64_t july = 1719869400000LL; //  2024-07-01T21:30:00Z
+    const s_step_t window_summer[] = {
+        {0, 100, PROTO_STATUS_IDLE},
+        {60, 100, PROTO_STATUS_PHANTOM},
+    };
+    S_RUN ("window_summer", window_summer, &window, july);
+    //  A hostile zone name is not handed to the C library: treated as UTC.
+    proto_settings_t hostile = window;
+    snprintf (hostile.timezone, sizeof (hostile.timezone), "../../../etc/passwd");
+    S_RUN ("window_hostile", window_utc_steps, &hostile, evening);
+
+    //  min_phantom_seconds 0: the first low reading is phantom.
+    proto_settings_t instant = settings;
+    instant.min_phantom_seconds = 0;
+    const s_step_t instant_steps[] = {
+        {0, 5, PROTO_STATUS_PHANTOM},
+        {10, 100, PROTO_STATUS_ACTIVE},
+    };
+    S_RUN ("instant", instant_steps, &instant, base);
+
+    //  Events, episode, energy, duplicates and out-of-order on one engine.
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    assert (engine);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+
+    //  Constant 5 W for 3600 s sampled every 10 s: exactly 5 Wh.
+    for (int i = 0; i <= 360; i++) {
+        s_reading_make (&reading, S_PORT_A, base + i * 10000LL, 5.0, &settings);
+        assert (detector_engine_process (engine, &reading, &outcome) == 0);
+        if (i == 0) {
+            assert (outcome.status == PROTO_STATUS_IDLE);
+            assert (outcome.previous == PROTO_STATUS_UNKNOWN);
+            assert (outcome.event_count == 1);
+            assert (streq (outcome.events[0].kind, "status"));
+            assert (!outcome.has_episode);
+        } else if (i < 6) {
+            assert (outcome.status == PROTO_STATUS_IDLE);
+            assert (outcome.event_count == 0);
+        } else if (i == 6) {
+            assert (outcome.status == PROTO_STATUS_PHANTOM);
+            assert (outcome.previous == PROTO_STATUS_IDLE);
+            assert (outcome.event_count == 2);
+            assert (streq (outcome.events[0].kind, "status"));
+            assert (streq (outcome.events[1].kind, "phantom.start"));
+            assert (outcome.events[1].has_episode);
+            assert (outcome.events[1].episode.start == base);
+            assert (outcome.events[1].episode.end == 0);
+            assert (outcome.events[1].user == 7);
+            assert (streq (outcome.events[1].port, S_PORT_A));
+            char topic[PROTO_TOPIC_MAX + 1];
+            proto_event_topic (&outcome.events[1], topic);
+            assert (streq (topic, "phantom.start." S_PORT_A));
+            assert (outcome.has_episode);
+        } else {
+            assert (outcome.status == PROTO_STATUS_PHANTOM);
+            assert (outcome.event_count == 0);
+            assert (outcome.has_episode);
+        }
+    }
+    assert (outcome.episode.start == base);
+    assert (outcome.episode.end == 0);
+    assert (outcome.episode.samples == 361);
+    assert (fabs (outcome.episode.energy_wh - 5.0) < 1e-9);
+    assert (fabs (outcome.episode.mean_watts - 5.0) < 1e-9);
+    assert (fabs (outcome.episode.peak_watts - 5.0) < 1e-9);
+
+    //  Duplicate: same status, same episode, nothing integrated.
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.ignored);
+    assert (outcome.status == PROTO_STATUS_PHANTOM);
+    assert (outcome.has_episode);
+    assert (fabs (outcome.episode.energy_wh - 5.0) < 1e-9);
+    //  Out of order: ignored, counted.
+    s_reading_make (&reading, S_PORT_A, base + 5000, 100, &settings);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.ignored);
+    assert (outcome.status == PROTO_STATUS_PHANTOM);
+    assert (outcome.event_count == 0);
+
+    //  Leaving phantom 10 s later: the last low draw is held to the leaving
+    //  reading, so the episode ends with 5 W x 3610 s.
+    s_reading_make (&reading, S_PORT_A, base + 3610000, 120, &settings);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_ACTIVE);
+    assert (outcome.previous == PROTO_STATUS_PHANTOM);
+    assert (outcome.has_episode);
+    assert (outcome.episode.end == base + 3610000);
+    assert (fabs (outcome.episode.energy_wh - 5.0 * 3610 / 3600) < 1e-9);
+    assert (fabs (outcome.episode.mean_watts - 5.0) < 1e-9);
+    assert (outcome.event_count == 2);
+    assert (streq (outcome.events[1].kind, "phantom.end"));
+    assert (outcome.events[1].episode.end == base + 3610000);
+    assert (outcome.events[1].previous == PROTO_STATUS_PHANTOM);
+    //  The next reading carries no episode.
+    s_reading_make (&reading, S_PORT_A, base + 3620000, 120, &settings);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (!outcome.has_episode);
+    assert (outcome.event_count == 0);
+
+    //  A ramp 2 -> 12 W over 600 s in 60 s steps: (2 + 12) / 2 x 600 s.
+    for (int i = 0; i <= 10; i++) {
+        s_reading_make (&reading, S_PORT_B, base + i * 60000LL, 2.0 + i, &settings);
+        assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    }
+    assert (outcome.status == PROTO_STATUS_PHANTOM);
+    assert (fabs (outcome.episode.energy_wh - 7.0 * 600 / 3600) < 1e-9);
+    assert (fabs (outcome.episode.peak_watts - 12.0) < 1e-9);
+    assert (fabs (outcome.episode.mean_watts - 7.0) < 1e-9);
+
+    //  Gap: a reading 10 min after the last is not joined by the integral;
+    //  the port goes offline at its last reading first, which closes the
+    //  episode, and the new low run starts from scratch.
+    s_reading_make (&reading, S_PORT_B, base + 600000 + 600000, 4.0, &settings);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_IDLE);
+    assert (outcome.previous == PROTO_STATUS_OFFLINE);
+    assert (outcome.has_episode);
+    assert (outcome.episode.end == base + 600000);
+    assert (fabs (outcome.episode.energy_wh - 7.0 * 600 / 3600) < 1e-9);
+    assert (outcome.event_count == 3);
+    assert (streq (outcome.events[0].kind, "status"));
+    assert (outcome.events[0].status == PROTO_STATUS_OFFLINE);
+    assert (streq (outcome.events[1].kind, "phantom.end"));
+    assert (streq (outcome.events[2].kind, "status"));
+    assert (outcome.events[2].previous == PROTO_STATUS_OFFLINE);
+    for (int i = 1; i <= 6; i++) {
+        s_reading_make (&reading, S_PORT_B, base + 1200000 + i * 10000LL, 4.0, &settings);
+        assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    }
+    assert (outcome.status == PROTO_STATUS_PHANTOM);
+    assert (outcome.episode.start == base + 1200000);
+    assert (fabs (outcome.episode.energy_wh - 4.0 * 60 / 3600) < 1e-9);
+
+    //  Offline timer: port B (phantom) falls silent; port A (active) too.
+    int64_t last_b = base + 1260000;
+    s_sink_t sink = {0};
+    assert (detector_engine_expire (engine, last_b + 300000, s_sink_event, &sink) == 0);
+    size_t offline = detector_engine_expire (engine, last_b + 300001, s_sink_event, &sink);
+    //  Only B went silent long enough (A read later): status offline, then
+    //  phantom.end with the episode closed at B's last reading.
+    assert (offline == 1);
+    assert (sink.count == 2);
+    assert (streq (sink.events[0].kind, "status"));
+    assert (sink.events[0].status == PROTO_STATUS_OFFLINE);
+    assert (sink.events[0].previous == PROTO_STATUS_PHANTOM);
+    assert (streq (sink.events[1].kind, "phantom.end"));
+    assert (streq (sink.events[1].port, S_PORT_B));
+    assert (sink.events[1].episode.end == last_b);
+    assert (detector_engine_status (engine, S_PORT_A) == PROTO_STATUS_ACTIVE);
+    assert (detector_engine_status (engine, S_PORT_B) == PROTO_STATUS_OFFLINE);
+    assert (detector_engine_expire (engine, last_b + 900000, NULL, NULL) == 0);
+    //  The episode it closed rides on the next verdict for port B.
+    s_reading_make (&reading, S_PORT_B, last_b + 400000, 4.0, &settings);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_IDLE);
+    assert (outcome.previous == PROTO_STATUS_OFFLINE);
+    assert (outcome.has_episode);
+    assert (outcome.episode.start == base + 1200000);
+    assert (outcome.episode.end == last_b);
+    assert (fabs (outcome.episode.energy_wh - 4.0 * 60 / 3600) < 1e-9);
+    s_reading_make (&reading, S_PORT_B, last_b + 410000, 4.0, &settings);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (!outcome.has_episode);
+
+    //  Restore: a port that was phantom before a restart continues its
+    //  episode (same start, energy carried on) instead of opening a new one.
+    {
+        detector_engine_t *restored = detector_engine_new (0, 300000);
+        proto_episode_t open = {.start = base, .energy_wh = 1.0, .peak_watts = 6, .samples = 100};
+        assert (detector_engine_restore (restored, S_PORT_A, 7, PROTO_STATUS_PHANTOM, base + 60000,
+                                         base + 720000, 5.0, &open) == 0);
+        assert (detector_engine_restore (restored, S_PORT_B, 7, PROTO_STATUS_IDLE, base + 700000,
+                                         base + 720000, 5.0, NULL) == 0);
+        assert (detector_engine_restore (restored, "bad", 7, PROTO_STATUS_IDLE, 0, 0, 0, NULL) ==
+                -1);
+        assert (detector_engine_status (restored, S_PORT_A) == PROTO_STATUS_PHANTOM);
+        //  The retried last reading is a duplicate: same answer.
+        s_reading_make (&reading, S_PORT_A, base + 720000, 5.0, &settings);
+        assert (detector_engine_process (restored, &reading, &outcome) == 0);
+        assert (outcome.ignored);
+        assert (outcome.status == PROTO_STATUS_PHANTOM);
+        assert (outcome.episode.start == base);
+        s_reading_make (&reading, S_PORT_A, base + 756000, 5.0, &settings);
+        assert (detector_engine_process (restored, &reading, &outcome) == 0);
+        assert (outcome.status == PROTO_STATUS_PHANTOM);
+        assert (outcome.previous == PROTO_STATUS_PHANTOM);
+        assert (outcome.event_count == 0);
+        assert (outcome.episode.start == base);
+        assert (outcome.episode.samples == 101);
+        assert (fabs (outcome.episode.energy_wh - (1.0 + 5.0 * 36 / 3600)) < 1e-9);
+        //  The idle port's dwell resumes from when it became idle.
+        s_reading_make (&reading, S_PORT_B, base + 740000, 5.0, &settings);
+        assert (detector_engine_process (restored, &reading, &outcome) == 0);
+        assert (outcome.status == PROTO_STATUS_IDLE);
+        s_reading_make (&reading, S_PORT_B, base + 760000, 5.0, &settings);
+        assert (detector_engine_process (restored, &reading, &outcome) == 0);
+        assert (outcome.status == PROTO_STATUS_PHANTOM);
+        assert (outcome.episode.start == base + 700000);
+        detector_engine_destroy (&restored);
+    }
+
+    //  Unusable input is rejected, not crashed on.
+    s_reading_make (&reading, "not-a-uuid", base, 4.0, &settings);
+    assert (detector_engine_process (engine, &reading, &outcome) == -1);
+    assert (outcome.ignored);
+    assert (outcome.rejected);
+    s_reading_make (&reading, S_PORT_A, base + 3630000, NAN, &settings);
+    assert (detector_engine_process (engine, &reading, &outcome) == -1);
+    proto_settings_t weird = settings;
+    weird.off_watts = NAN;
+    weird.standby_watts = -4;
+    weird.min_phantom_seconds = -10;
+    s_reading_make (&reading, S_PORT_A, base + 3630000, 4.0, &weird);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_ACTIVE);
+
+    detector_engine_stats_t stats;
+    detector_engine_stats (engine, &stats);
+    assert (stats.duplicates == 1);
+    assert (stats.out_of_order == 1);
+    assert (stats.rejected == 2);
+    assert (stats.gaps == 2);
+    assert (stats.offline == 1);
+    assert (stats.ports == 2);
+    detector_engine_destroy (&engine);
+    detector_engine_destroy (&engine);
+
+    //  Growth keeps every port.
+    engine = detector_engine_new (0, 300000);
+    char port[PROTO_UUID_LEN + 1];
+    for (int i = 0; i < 5000; i++) {
+        snprintf (port, sizeof (port), "%08x-0000-4000-8000-%012x", i * 2654435761u, i);
+        s_reading_make (&reading, port, base, i % 2 ? 100 : 0, &settings);
+        assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    }
+    for (int i = 0; i < 5000; i++) {
+        snprintf (port, sizeof (port), "%08x-0000-4000-8000-%012x", i * 2654435761u, i);
+        assert (detector_engine_status (engine, port) ==
+                (i % 2 ? PROTO_STATUS_ACTIVE : PROTO_STATUS_OFF));
+    }
+    assert (detector_engine_status (engine, S_PORT_A) == PROTO_STATUS_UNKNOWN);
+    detector_engine_stats (engine, &stats);
+    assert (stats.ports == 5000);
+
+    //  The batch path decides exactly as the one-by-one path, growth
+    //  mid-batch and unusable readings included.
+    detector_engine_destroy (&engine);
+    engine = detector_engine_new (0, 300000);
+    detector_engine_t *batched = detector_engine_new (0, 300000);
+    proto_reading_t *readings = (proto_reading_t *)calloc (100, sizeof (proto_reading_t));
+    detector_outcome_t *outcomes = (detector_outcome_t *)calloc (100, sizeof (detector_outcome_t));
+    assert (readings && outcomes);
+    for (int round = 1; round <= 3; round++) {
+        for (int base_i = 0; base_i < 5000; base_i += 100) {
+            for (int i = 0; i < 100; i++) {
+                int n = base_i + i;
+                snprintf (port, sizeof (port), "%08x-0000-4000-8000-%012x", n * 2654435761u, n);
+                double watts = (n + round) % 3 == 0 ? 100 : (n + round) % 3 == 1 ? 5 : 0;
+                s_reading_make (&readings[i], n == 77 ? "bad" : port, base + round * 30000LL, watts,
+                                &settings);
+            }
+            assert (detector_engine_process_batch (batched, readings, 100, outcomes) ==
+                    (base_i == 0 ? 99 : 100));
+            for (int i = 0; i < 100; i++) {
+                assert (detector_engine_process (engine, &readings[i], &outcome) ==
+                        (base_i + i == 77 ? -1 : 0));
+                assert (outcome.status == outcomes[i].status);
+                assert (outcome.previous == outcomes[i].previous);
+                assert (outcome.event_count == outcomes[i].event_count);
+                assert (outcome.has_episode == outcomes[i].has_episode);
+            }
+        }
+    }
+    free (readings);
+    free (outcomes);
+    detector_engine_destroy (&batched);
+    detector_engine_destroy (&engine);
+
+    printf ("OK\n");
+}

@@ -1,0 +1,493 @@
+/*  =========================================================================
+    detector_server - one detector partition on the wire
+
+    Detector: PULL readings from every gateway (partition N), PUSH verdicts
+    to the store, PUB phantom events.
+
+      gateway[g] PUSH (bind port + N) --> PULL (connect, one socket to all)
+      PUSH (connect verdict_endpoint)  --> store PULL
+      PUB  (bind event_endpoint + N)   --> notifier, phantom-tap: [topic][event]
+
+    Durability: the verdict PUSH lingers up to S_LINGER_MS on close, so on a
+    clean stop the verdicts of readings already handled still reach the
+    store. A kill -9 loses whatever was queued; the gateway then sees no
+    ack in time, answers 504, and the client retries the reading. The retry
+    is a duplicate ts for the engine (or a fresh port after a restart) and
+    gets a verdict again, so nothing acknowledged is ever lost.
+    =========================================================================
+*/
+#include "detector_server.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "proto_config.h"
+
+#define S_HWM 10000            //  frames queued per socket before back-pressure / drops
+#define S_LINGER_MS 1000       //  verdict PUSH: flush time on a clean stop
+#define S_SEND_TIMEOUT_MS 1000 //  bound on a blocked PUSH to the store
+#define S_TIMER_MS 1000        //  offline timer period
+
+struct _detector_server_t {
+    zsock_t *readings;             //  PULL, connected to every gateway
+    zsock_t *verdicts;             //  PUSH, connected to the store
+    zsock_t *events;               //  PUB, bound
+    void *readings_handle;         //  libzmq handle of readings
+    void *verdicts_handle;         //  libzmq handle of verdicts
+    void *events_handle;           //  libzmq handle of events
+    char *event_endpoint;          //  endpoint the PUB bound
+    zpoller_t *poller;             //  waits on readings
+    detector_engine_t *engine;     //  the state machines
+    proto_buffer_t buffer;         //  encoder output, reused
+    proto_reading_t *batch;        //  decoded frames of one wakeup [DETECTOR_BATCH_MAX]
+    detector_outcome_t *outcomes;  //  engine output for them [DETECTOR_BATCH_MAX]
+    proto_verdict_t verdict;       //  verdict being sent, reused
+    int64_t next_tick;             //  monotonic ms of the next timer run
+    uint64_t dropped_logged;       //  verdicts_dropped at the last warning
+    uint64_t malformed_logged;     //  malformed at the last warning
+    bool verbose;                  //  debug logs
+    detector_server_stats_t stats; //  counters
+};
+
+char *
+detector_server_partition_endpoints (const char *list, int partition)
+{
+    if (!list)
+        return NULL;
+    char *copy = strdup (list);
+    if (!copy)
+        return NULL;
+    char *result = strdup ("");
+    char *save = NULL;
+    for (char *item = strtok_r (copy, ",", &save); item && result;
+         item = strtok_r (NULL, ",", &save)) {
+        while (*item == ' ' || *item == '\t')
+            item++;
+        size_t length = strlen (item);
+        while (length && (item[length - 1] == ' ' || item[length - 1] == '\t'))
+            item[--length] = '\0';
+        if (!*item)
+            continue;
+        char *shifted = proto_config_endpoint_offset (item, partition);
+        if (!shifted) {
+            zsys_error ("detector endpoint %s - no numeric port to offset", item);
+            free (result);
+            result = NULL;
+            break;
+        }
+        char *joined = zsys_sprintf ("%s%s%s", result, *result ? "," : "", shifted);
+        free (shifted);
+        free (result);
+        result = joined;
+    }
+    free (copy);
+    if (result && !*result) {
+        zsys_error ("detector endpoints - empty list");
+        free (result);
+        result = NULL;
+    }
+    return result;
+}
+
+detector_server_t *
+detector_server_new (const char *reading_endpoints, const char *verdict_endpoint,
+                     const char *event_endpoint, int64_t offline_after_ms, bool verbose)
+{
+    assert (reading_endpoints);
+    assert (verdict_endpoint);
+    assert (event_endpoint);
+    detector_server_t *self = (detector_server_t *)zmalloc (sizeof (detector_server_t));
+    assert (self);
+    self->verbose = verbose;
+    proto_buffer_init (&self->buffer);
+    self->engine = detector_engine_new (1024, offline_after_ms);
+    self->batch = (proto_reading_t *)calloc (DETECTOR_BATCH_MAX, sizeof (proto_reading_t));
+    self->outcomes = (detector_outcome_t *)calloc (DETECTOR_BATCH_MAX, sizeof (detector_outcome_t));
+    self->readings = zsock_new (ZMQ_PULL);
+    self->verdicts = zsock_new (ZMQ_PUSH);
+    self->events = zsock_new (ZMQ_PUB);
+    if (!self->engine || !self->batch || !self->outcomes || !self->readings || !self->verdicts ||
+        !self->events) {
+        zsys_error ("detector - cannot create engine or sockets");
+        detector_server_destroy (&self);
+        return NULL;
+    }
+    //  Options before connect/bind: they apply to connections made after.
+    zsock_set_rcvhwm (self->readings, S_HWM);
+    zsock_set_linger (self->readings, 0); //  unread readings: the gateway times them out
+    zsock_set_sndhwm (self->verdicts, S_HWM);
+    zsock_set_linger (self->verdicts, S_LINGER_MS);
+    zsock_set_sndtimeo (self->verdicts, S_SEND_TIMEOUT_MS);
+    zsock_set_sndhwm (self->events, S_HWM);
+    zsock_set_linger (self->events, 0); //  events may drop: PUB is fan-out, not durable
+
+    char *list = strdup (reading_endpoints);
+    char *save = NULL;
+    int rc = 0;
+    for (char *item = strtok_r (list, ",", &save); item && rc == 0;
+         item = strtok_r (NULL, ",", &save)) {
+        rc = zsock_connect (self->readings, "%s", item);
+        if (rc)
+            zsys_error ("detector readings %s - cannot connect: %s", item, zmq_strerror (errno));
+        else if (verbose)
+            zsys_debug ("detector readings %s - connected", item);
+    }
+    free (list);
+    if (rc == 0 && (rc = zsock_connect (self->verdicts, "%s", verdict_endpoint)))
+        zsys_error ("detector verdicts %s - cannot connect: %s", verdict_endpoint,
+                    zmq_strerror (errno));
+    if (rc == 0 && zsock_bind (self->events, "%s", event_endpoint) == -1) {
+        zsys_error ("detector events %s - cannot bind: %s", event_endpoint, zmq_strerror (errno));
+        rc = -1;
+    }
+    if (rc) {
+        detector_server_destroy (&self);
+        return NULL;
+    }
+    self->event_endpoint = strdup (zsock_endpoint (self->events));
+    self->readings_handle = zsock_resolve (self->readings);
+    self->verdicts_handle = zsock_resolve (self->verdicts);
+    self->events_handle = zsock_resolve (self->events);
+    self->poller = zpoller_new (self->readings, NULL);
+    assert (self->poller);
+    self->next_tick = zclock_mono () + S_TIMER_MS;
+    return self;
+}
+
+void
+detector_server_destroy (detector_server_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        detector_server_t *self = *self_p;
+        zpoller_destroy (&self->poller);
+        //  Readings first, so nothing new comes in while verdicts flush.
+        zsock_destroy (&self->readings);
+        zsock_destroy (&self->verdicts);
+        zsock_destroy (&self->events);
+        detector_engine_destroy (&self->engine);
+        free (self->batch);
+        free (self->outcomes);
+        proto_buffer_release (&self->buffer);
+        free (self->event_endpoint);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_publish (detector_server_t *self, const proto_event_t *event)
+{
+    char topic[PROTO_TOPIC_MAX + 1];
+    proto_event_topic (event, topic);
+    if (proto_event_encode (event, &self->buffer)) {
+        zsys_error ("detector events - cannot encode (no memory)");
+        return;
+    }
+    //  DONTWAIT: PUB drops for a slow subscriber anyway; never block on it.
+    if (zmq_send (self->events_handle, topic, strlen (topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
+        zmq_send (self->events_handle, self->buffer.data, self->buffer.size, ZMQ_DONTWAIT) == -1)
+        return;
+    self->stats.events++;
+    if (self->verbose)
+        zsys_debug ("detector port %s - %s %s -> %s", event->port, event->kind,
+                    proto_status_name (event->previous), proto_status_name (event->status));
+}
+
+static void
+s_publish_fn (const proto_event_t *event, void *arg)
+{
+    s_publish ((detector_server_t *)arg, event);
+}
+
+//  Answers one judged reading: a verdict to the store, events to the bus.
+static void
+s_answer (detector_server_t *self, const proto_reading_t *reading,
+          const detector_outcome_t *outcome)
+{
+    if (outcome->rejected) {
+        //  The gateway validated the port; an unusable reading here is
+        //  malformed input all the same. No verdict: the gateway times out.
+        self->stats.malformed++;
+        return;
+    }
+    proto_verdict_t *verdict = &self->verdict;
+    verdict->reading = *reading;
+    verdict->status = outcome->status;
+    verdict->previous = outcome->previous;
+    verdict->has_episode = outcome->has_episode;
+    if (outcome->has_episode)
+        verdict->episode = outcome->episode;
+    else
+        memset (&verdict->episode, 0, sizeof (verdict->episode));
+    if (proto_verdict_encode (verdict, &self->buffer) == 0) {
+        //  Blocks at most S_SEND_TIMEOUT_MS when the store is slow or gone:
+        //  that back-pressure reaches the gateways, whose clients then get
+        //  504 and retry.
+        if (zmq_send (self->verdicts_handle, self->buffer.data, self->buffer.size, 0) == -1)
+            self->stats.verdicts_dropped++;
+        else
+            self->stats.verdicts++;
+    } else
+        self->stats.verdicts_dropped++;
+    for (size_t i = 0; i < outcome->event_count; i++)
+        s_publish (self, &outcome->events[i]);
+}
+
+int
+detector_server_poll (detector_server_t *self, int timeout_ms)
+{
+    assert (self);
+    int64_t wait = self->next_tick - zclock_mono ();
+    if (wait > timeout_ms)
+        wait = timeout_ms;
+    if (wait < 0)
+        wait = 0;
+    void *which = zpoller_wait (self->poller, (int)wait);
+    if (which == self->readings) {
+        //  Drain a batch without blocking: one poll per 256 frames, not
+        //  per frame, and the engine judges them together (it prefetches).
+        zmq_msg_t message;
+        zmq_msg_init (&message);
+        size_t count = 0;
+        for (int i = 0; i < DETECTOR_BATCH_MAX; i++) {
+            if (zmq_msg_recv (&message, self->readings_handle, ZMQ_DONTWAIT) == -1)
+                break;
+            self->stats.frames++;
+            if (zmq_msg_more (&message)) {
+                //  A reading is one frame; drop every part of anything else.
+                self->stats.malformed++;
+                while (zmq_msg_more (&message) &&
+                       zmq_msg_recv (&message, self->readings_handle, ZMQ_DONTWAIT) != -1)
+                    ;
+                continue;
+            }
+            //  Frames come from the outside: a bad one is counted and dropped.
+            if (proto_reading_decode (zmq_msg_data (&message), zmq_msg_size (&message),
+                                      &self->batch[count]) == 0)
+                count++;
+            else
+                self->stats.malformed++;
+        }
+        zmq_msg_close (&message);
+        detector_engine_process_batch (self->engine, self->batch, count, self->outcomes);
+        for (size_t i = 0; i < count; i++)
+            s_answer (self, &self->batch[i], &self->outcomes[i]);
+    } else if (!which && zpoller_terminated (self->poller) && errno == EINTR)
+        return -1;
+
+    int64_t now = zclock_mono ();
+    if (now >= self->next_tick) {
+        self->next_tick = now + S_TIMER_MS;
+        //  The engine compares against the gateway clock of each port's
+        //  last reading; gateways and detectors share a host or NTP.
+        size_t offline = detector_engine_expire (self->engine, zclock_time (), s_publish_fn, self);
+        if (offline && self->verbose)
+            zsys_debug ("detector timer - %zu ports went offline", offline);
+        if (self->stats.malformed != self->malformed_logged) {
+            zsys_warning ("detector readings - %" PRIu64 " malformed frames dropped (%" PRIu64
+                          " total)",
+                          self->stats.malformed - self->malformed_logged, self->stats.malformed);
+            self->malformed_logged = self->stats.malformed;
+        }
+        if (self->stats.verdicts_dropped != self->dropped_logged) {
+            zsys_warning ("detector verdicts - %" PRIu64 " verdicts not taken by the store in %d ms"
+                          " (%" PRIu64 " total); their readings will be retried",
+                          self->stats.verdicts_dropped - self->dropped_logged, S_SEND_TIMEOUT_MS,
+                          self->stats.verdicts_dropped);
+            self->dropped_logged = self->stats.verdicts_dropped;
+        }
+    }
+    return 0;
+}
+
+const char *
+detector_server_event_endpoint (detector_server_t *self)
+{
+    assert (self);
+    return self->event_endpoint;
+}
+
+void
+detector_server_stats (detector_server_t *self, detector_server_stats_t *stats)
+{
+    assert (self);
+    *stats = self->stats;
+}
+
+detector_engine_t *
+detector_server_engine (detector_server_t *self)
+{
+    assert (self);
+    return self->engine;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+//  Polls the server until sock has a message or about two seconds pass.
+static zmsg_t *
+s_pump (detector_server_t *server, zsock_t *sock)
+{
+    zpoller_t *poller = zpoller_new (sock, NULL);
+    zmsg_t *msg = NULL;
+    for (int i = 0; i < 100 && !msg; i++) {
+        detector_server_poll (server, 10);
+        if (zpoller_wait (poller, 10) == sock)
+            msg = zmsg_recv (sock);
+    }
+    zpoller_destroy (&poller);
+    return msg;
+}
+
+void
+detector_server_test (bool verbose)
+{
+    printf (" * detector_server: ");
+    if (verbose)
+        printf ("\n");
+
+    //  Partition offsets.
+    char *list =
+        detector_server_partition_endpoints ("tcp://127.0.0.1:5600, tcp://10.0.0.2:5600", 3);
+    assert (list);
+    assert (streq (list, "tcp://127.0.0.1:5603,tcp://10.0.0.2:5603"));
+    free (list);
+    assert (detector_server_partition_endpoints ("tcp://127.0.0.1", 0) == NULL);
+    assert (detector_server_partition_endpoints ("", 0) == NULL);
+
+    //  The gateway's PUSH and the store's PULL, on ephemeral ports.
+    zsock_t *gateway = zsock_new (ZMQ_PUSH);
+    zsock_set_sndhwm (gateway, 100);
+    zsock_set_linger (gateway, 0);
+    assert (zsock_bind (gateway, "tcp://127.0.0.1:*") > 0);
+    zsock_t *store = zsock_new (ZMQ_PULL);
+    zsock_set_rcvhwm (store, 100);
+    zsock_set_linger (store, 0);
+    assert (zsock_bind (store, "tcp://127.0.0.1:*") > 0);
+    char *gateway_endpoint = strdup (zsock_endpoint (gateway));
+    char *store_endpoint = strdup (zsock_endpoint (store));
+
+    detector_server_t *server = detector_server_new (gateway_endpoint, store_endpoint,
+                                                     "tcp://127.0.0.1:*", 300000, verbose);
+    assert (server);
+    assert (strncmp (detector_server_event_endpoint (server), "tcp://127.0.0.1:", 16) == 0);
+    zsock_t *bus = zsock_new (ZMQ_SUB);
+    zsock_set_rcvhwm (bus, 100);
+    zsock_set_linger (bus, 0);
+    zsock_set_subscribe (bus, "phantom.");
+    assert (zsock_connect (bus, "%s", detector_server_event_endpoint (server)) == 0);
+    //  Let the SUB join before anything is published (slow joiner).
+    for (int i = 0; i < 20; i++)
+        detector_server_poll (server, 10);
+
+    //  Garbage and a multi-part message are dropped and counted.
+    zstr_send (gateway, "not msgpack");
+    zstr_sendm (gateway, "two");
+    zstr_send (gateway, "parts");
+
+    //  A low reading with no dwell: phantom at once.
+    proto_reading_t reading;
+    memset (&reading, 0, sizeof (reading));
+    reading.request = 42;
+    snprintf (reading.gateway, sizeof (reading.gateway), "gw1");
+    reading.user = 7;
+    reading.device = 3;
+    snprintf (reading.port, sizeof (reading.port), "%s", "0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90");
+    reading.ts = zclock_time ();
+    reading.received = reading.ts;
+    reading.voltage = 230;
+    reading.current = 0.02;
+    reading.power = 4.6;
+    reading.settings.off_watts = 0.5f;
+    reading.settings.standby_watts = 15;
+    reading.settings.min_phantom_seconds = 0;
+    proto_buffer_t buffer;
+    proto_buffer_init (&buffer);
+    assert (proto_reading_encode (&reading, &buffer) == 0);
+    zframe_t *frame = zframe_new (buffer.data, buffer.size);
+    assert (zframe_send (&frame, gateway, 0) == 0);
+
+    zmsg_t *msg = s_pump (server, store);
+    assert (msg);
+    assert (zmsg_size (msg) == 1);
+    frame = zmsg_first (msg);
+    proto_verdict_t verdict;
+    assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), &verdict) == 0);
+    assert (verdict.reading.request == 42);
+    assert (streq (verdict.reading.port, reading.port));
+    assert (verdict.status == PROTO_STATUS_PHANTOM);
+    assert (verdict.previous == PROTO_STATUS_UNKNOWN);
+    assert (verdict.has_episode);
+    assert (verdict.episode.start == reading.ts);
+    assert (verdict.episode.end == 0);
+    zmsg_destroy (&msg);
+
+    msg = s_pump (server, bus);
+    assert (msg);
+    assert (zmsg_size (msg) == 2);
+    char *topic = zmsg_popstr (msg);
+    assert (streq (topic, "phantom.start.0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90"));
+    free (topic);
+    frame = zmsg_first (msg);
+    proto_event_t event;
+    assert (proto_event_decode (zframe_data (frame), zframe_size (frame), &event) == 0);
+    assert (streq (event.kind, "phantom.start"));
+    assert (event.user == 7);
+    assert (event.status == PROTO_STATUS_PHANTOM);
+    assert (event.has_episode);
+    assert (event.episode.start == reading.ts);
+    zmsg_destroy (&msg);
+
+    //  A retry of the same reading gets the same verdict and no new event.
+    frame = zframe_new (buffer.data, buffer.size);
+    assert (zframe_send (&frame, gateway, 0) == 0);
+    msg = s_pump (server, store);
+    assert (msg);
+    frame = zmsg_first (msg);
+    assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), &verdict) == 0);
+    assert (verdict.status == PROTO_STATUS_PHANTOM);
+    zmsg_destroy (&msg);
+
+    //  Switching on ends the episode: verdict with it closed, phantom.end.
+    reading.ts += 10000;
+    reading.power = 120;
+    assert (proto_reading_encode (&reading, &buffer) == 0);
+    frame = zframe_new (buffer.data, buffer.size);
+    assert (zframe_send (&frame, gateway, 0) == 0);
+    msg = s_pump (server, store);
+    assert (msg);
+    frame = zmsg_first (msg);
+    assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), &verdict) == 0);
+    assert (verdict.status == PROTO_STATUS_ACTIVE);
+    assert (verdict.previous == PROTO_STATUS_PHANTOM);
+    assert (verdict.has_episode);
+    assert (verdict.episode.end == reading.ts);
+    zmsg_destroy (&msg);
+    msg = s_pump (server, bus);
+    assert (msg);
+    topic = zmsg_popstr (msg);
+    assert (streq (topic, "phantom.end.0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90"));
+    free (topic);
+    zmsg_destroy (&msg);
+
+    detector_server_stats_t stats;
+    detector_server_stats (server, &stats);
+    assert (stats.frames == 5);
+    assert (stats.malformed == 2);
+    assert (stats.verdicts == 3);
+    assert (stats.events == 4); //  status events too; the SUB only took phantom.*
+    detector_server_destroy (&server);
+    detector_server_destroy (&server);
+
+    proto_buffer_release (&buffer);
+    zsock_destroy (&bus);
+    zsock_destroy (&store);
+    zsock_destroy (&gateway);
+    free (gateway_endpoint);
+    free (store_endpoint);
+    printf ("OK\n");
+}

@@ -1,0 +1,228 @@
+/*  =========================================================================
+    phantom-tap - print the detectors' event bus, one JSON object per line
+
+    SUB: connects to every detector's event PUB (event_endpoint + i for i in
+    0..partitions-1, from the shared config), or to each -e ENDPOINT given.
+
+    phantom-tap [-c CONFIG] [-e ENDPOINT]... [-t PREFIX]... [-n COUNT] [-w SECONDS]
+      -t PREFIX   topic prefix to subscribe to (repeatable; default: all)
+      -n COUNT    exit 0 after COUNT events
+      -w SECONDS  give up after SECONDS (exit 1 if -n COUNT was not reached)
+    Each line is flushed as it is written, so the output pipes into jq.
+    Debian ships no ZeroMQ command-line tool; this is ours.
+    =========================================================================
+*/
+#include <czmq.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto.h"
+#include "proto_config.h"
+
+#define S_LIST_MAX 64 //  most -e or -t options
+
+static volatile sig_atomic_t s_stop;
+
+static void
+s_signal (int signum)
+{
+    (void)signum;
+    s_stop = 1;
+}
+
+static int
+s_usage (void)
+{
+    fprintf (stderr, "usage: phantom-tap [-c CONFIG] [-e ENDPOINT]... [-t PREFIX]... "
+                     "[-n COUNT] [-w SECONDS]\n");
+    return 2;
+}
+
+//  ms since epoch as ISO-8601 UTC with milliseconds.
+static json_t *
+s_iso (int64_t ms)
+{
+    int64_t seconds = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+    int millis = (int)(ms - seconds * 1000);
+    time_t when = (time_t)seconds;
+    struct tm utc;
+    char text[40];
+    if (!gmtime_r (&when, &utc))
+        return json_null ();
+    size_t length = strftime (text, sizeof (text), "%Y-%m-%dT%H:%M:%S", &utc);
+    snprintf (text + length, sizeof (text) - length, ".%03dZ", millis);
+    return json_string (text);
+}
+
+static json_t *
+s_event_json (const char *topic, const proto_event_t *event)
+{
+    json_t *object = json_object ();
+    json_object_set_new (object, "topic", json_string (topic));
+    json_object_set_new (object, "kind", json_string (event->kind));
+    json_object_set_new (object, "user", json_integer (event->user));
+    json_object_set_new (object, "port", json_string (event->port));
+    json_object_set_new (object, "ts", s_iso (event->ts));
+    json_object_set_new (object, "watts", json_real (event->watts));
+    json_object_set_new (object, "status", json_string (proto_status_name (event->status)));
+    json_object_set_new (object, "previous", json_string (proto_status_name (event->previous)));
+    if (event->has_episode) {
+        json_t *episode = json_object ();
+        json_object_set_new (episode, "start", s_iso (event->episode.start));
+        json_object_set_new (episode, "end",
+                             event->episode.end ? s_iso (event->episode.end) : json_null ());
+        json_object_set_new (episode, "energy_wh", json_real (event->episode.energy_wh));
+        json_object_set_new (episode, "mean_watts", json_real (event->episode.mean_watts));
+        json_object_set_new (episode, "peak_watts", json_real (event->episode.peak_watts));
+        json_object_set_new (episode, "samples", json_integer (event->episode.samples));
+        json_object_set_new (object, "episode", episode);
+    }
+    return object;
+}
+
+int
+main (int argc, char *argv[])
+{
+    const char *config_path = NULL;
+    const char *endpoints[S_LIST_MAX];
+    size_t endpoint_count = 0;
+    const char *prefixes[S_LIST_MAX];
+    size_t prefix_count = 0;
+    long count = 0;
+    long wait_seconds = 0;
+    int option;
+    while ((option = getopt (argc, argv, "c:e:t:n:w:")) != -1) {
+        char *end = NULL;
+        switch (option) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'e':
+            if (endpoint_count == S_LIST_MAX)
+                return s_usage ();
+            endpoints[endpoint_count++] = optarg;
+            break;
+        case 't':
+            if (prefix_count == S_LIST_MAX)
+                return s_usage ();
+            prefixes[prefix_count++] = optarg;
+            break;
+        case 'n':
+            count = strtol (optarg, &end, 10);
+            if (!*optarg || *end || count < 1)
+                return s_usage ();
+            break;
+        case 'w':
+            wait_seconds = strtol (optarg, &end, 10);
+            if (!*optarg || *end || wait_seconds < 1)
+                return s_usage ();
+            break;
+        default:
+            return s_usage ();
+        }
+    }
+    if (optind < argc)
+        return s_usage ();
+    if (!config_path && access ("deploy/phantomwatch.conf", R_OK) == 0)
+        config_path = "deploy/phantomwatch.conf";
+
+    zsys_handler_set (NULL);
+    zsys_set_logstream (stderr); //  logs go to stderr; stdout is for data
+    struct sigaction action;
+    memset (&action, 0, sizeof (action));
+    action.sa_handler = s_signal;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+    signal (SIGPIPE, SIG_IGN); //  a closed pipe shows up as a write error instead
+
+    zsock_t *bus = zsock_new (ZMQ_SUB);
+    if (!bus)
+        return 1;
+    zsock_set_rcvhwm (bus, 100000);
+    zsock_set_linger (bus, 0);
+    if (prefix_count == 0)
+        zsock_set_subscribe (bus, "");
+    for (size_t i = 0; i < prefix_count; i++)
+        zsock_set_subscribe (bus, prefixes[i]);
+
+    int rc = 0;
+    if (endpoint_count) {
+        for (size_t i = 0; i < endpoint_count && rc == 0; i++)
+            if ((rc = zsock_connect (bus, "%s", endpoints[i])))
+                zsys_error ("phantom-tap %s - cannot connect", endpoints[i]);
+    } else {
+        proto_config_t *config = proto_config_new (config_path);
+        if (!config) {
+            zsock_destroy (&bus);
+            return 1;
+        }
+        int error = 0;
+        int64_t partitions = proto_config_int (config, "partitions", 1, 1, 4096, &error);
+        const char *base = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
+        for (int64_t i = 0; i < partitions && rc == 0 && !error; i++) {
+            char *endpoint = proto_config_endpoint_offset (base, (int)i);
+            if (!endpoint || zsock_connect (bus, "%s", endpoint)) {
+                zsys_error ("phantom-tap %s + %lld - cannot connect", base, (long long)i);
+                rc = -1;
+            }
+            free (endpoint);
+        }
+        if (error)
+            rc = -1;
+        proto_config_destroy (&config);
+    }
+    if (rc) {
+        zsock_destroy (&bus);
+        return 1;
+    }
+
+    zpoller_t *poller = zpoller_new (bus, NULL);
+    int64_t deadline = wait_seconds ? zclock_mono () + wait_seconds * 1000 : 0;
+    long seen = 0;
+    int status = 0;
+    while (!s_stop && (count == 0 || seen < count)) {
+        if (deadline && zclock_mono () >= deadline) {
+            status = count ? 1 : 0;
+            break;
+        }
+        //  Bounded wait, so the stop flag and the deadline are checked.
+        if (zpoller_wait (poller, 200) != bus)
+            continue;
+        zmsg_t *msg = zmsg_recv (bus);
+        if (!msg)
+            continue;
+        char *topic = zmsg_popstr (msg);
+        zframe_t *body = zmsg_first (msg);
+        proto_event_t event;
+        if (!topic || !body || zmsg_size (msg) != 1 ||
+            proto_event_decode (zframe_data (body), zframe_size (body), &event)) {
+            zsys_warning ("phantom-tap topic %s - malformed event dropped", topic ? topic : "?");
+            zstr_free (&topic);
+            zmsg_destroy (&msg);
+            continue;
+        }
+        json_t *object = s_event_json (topic, &event);
+        char *line = json_dumps (object, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref (object);
+        zstr_free (&topic);
+        zmsg_destroy (&msg);
+        if (line) {
+            int written = printf ("%s\n", line);
+            free (line);
+            if (written < 0 || fflush (stdout)) {
+                status = 1; //  reader went away
+                break;
+            }
+        }
+        seen++;
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&bus);
+    return status;
+}
