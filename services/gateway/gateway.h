@@ -118,4 +118,10 @@ void gateway_cache_refresh_user (gateway_cache_t *self, int64_t user_id);
 void gateway_sensor_register (gateway_t *self);
 void gateway_api_register (gateway_t *self);
 
+//  ---------------------------------------------------------------------------
+//  gateway_api
+
+//  Self test; runs against PHANTOM_TEST_DATABASE (a migrated database), skips without it.
+void gateway_api_test (bool verbose);
+
 #endif

@@ -1,0 +1,295 @@
+/*  =========================================================================
+    gateway - the service: config, database pool, cache, pipeline, HTTP
+
+    Start order: pool, cache (retried each second until PostgreSQL answers,
+    because a gateway without its cache would answer 401 to every device),
+    pipeline, then civetweb. Shutdown in reverse: HTTP first, so no handler
+    still uses what is torn down after it.
+    =========================================================================
+*/
+#include "gateway_pipeline.h"
+
+#include <inttypes.h>
+
+#define DB_POOL_SIZE 8
+
+//  --------------------------------------------------------------------------
+//  /healthz: liveness and pipeline readiness.
+static int
+s_healthz (struct mg_connection *conn, void *cbdata)
+{
+    gateway_t *self = (gateway_t *)cbdata;
+    json_t *checks = json_object ();
+    bool ok = true;
+
+    bool database = false;
+    PGconn *db = gateway_db_acquire (self->db, 500);
+    if (db) {
+        PGresult *result = PQexec (db, "SELECT 1");
+        database = PQresultStatus (result) == PGRES_TUPLES_OK;
+        PQclear (result);
+        gateway_db_release (self->db, db);
+    }
+    json_object_set_new (checks, "database", json_string (database ? "ok" : "unavailable"));
+    ok &= database;
+
+    bool cache = gateway_cache_loaded (self->cache);
+    json_object_set_new (checks, "cache", json_string (cache ? "ok" : "not loaded"));
+    ok &= cache;
+
+    json_t *partitions = json_array ();
+    bool detectors = true;
+    for (int index = 0; index < gateway_pipeline_partitions (self->pipeline); index++) {
+        int peers = gateway_pipeline_peers (self->pipeline, index);
+        json_array_append_new (partitions, json_integer (peers));
+        detectors &= peers > 0;
+    }
+    json_object_set_new (checks, "detectors",
+                         json_string (detectors ? "ok" : "partition without detector"));
+    json_object_set_new (checks, "partitionPeers", partitions);
+    ok &= detectors;
+
+    bool store = gateway_pipeline_store_connected (self->pipeline);
+    json_object_set_new (checks, "store", json_string (store ? "ok" : "not connected"));
+    ok &= store;
+
+    json_t *answer =
+        json_pack ("{s:s, s:o}", "status", ok ? "ok" : "unavailable", "checks", checks);
+    char *text = json_dumps (answer, JSON_COMPACT);
+    json_decref (answer);
+    int status = ok ? 200 : 503;
+    gateway_http_send (conn, status, "application/json", NULL, text, text ? strlen (text) : 0);
+    free (text);
+    return status;
+}
+
+//  /metrics: Prometheus text format.
+static int
+s_metrics (struct mg_connection *conn, void *cbdata)
+{
+    gateway_t *self = (gateway_t *)cbdata;
+    zchunk_t *text = zchunk_new (NULL, 4096);
+    gateway_pipeline_metrics (self->pipeline, text);
+    char line[256];
+    int size =
+        snprintf (line, sizeof line,
+                  "# TYPE phantom_gateway_cache_devices gauge\nphantom_gateway_cache_devices %zu\n"
+                  "# TYPE phantom_gateway_cache_ports gauge\nphantom_gateway_cache_ports %zu\n",
+                  gateway_cache_devices (self->cache), gateway_cache_ports (self->cache));
+    zchunk_extend (text, line, (size_t)size);
+    gateway_http_send (conn, 200, "text/plain; version=0.0.4", NULL, zchunk_data (text),
+                       zchunk_size (text));
+    zchunk_destroy (&text);
+    return 200;
+}
+
+//  --------------------------------------------------------------------------
+//  First entry of a comma-separated list, into a fresh string.
+static char *
+s_first_entry (const char *list)
+{
+    size_t length = strcspn (list, ",");
+    char *entry = strndup (list, length);
+    assert (entry);
+    //  Trim blanks around it.
+    char *start = entry;
+    while (*start == ' ')
+        start++;
+    memmove (entry, start, strlen (start) + 1);
+    length = strlen (entry);
+    while (length && entry[length - 1] == ' ')
+        entry[--length] = 0;
+    return entry;
+}
+
+gateway_t *
+gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
+{
+    assert (config);
+    int error = 0;
+    int partitions = (int)proto_config_int (config, "partitions", 2, 1, 1024, &error);
+    int http_port = (int)proto_config_int (config, "http_port", 3000, 1, 65535, &error);
+    int http_threads = (int)proto_config_int (config, "http_threads", 32, 1, 1024, &error);
+    int ack_timeout = (int)proto_config_int (config, "ack_timeout_ms", 5000, 1, 600000, &error);
+    if (error)
+        return NULL;
+    const char *database = proto_config_get (config, "database", "dbname=phantomwatch");
+
+    gateway_t *self = (gateway_t *)zmalloc (sizeof (gateway_t));
+    assert (self);
+    self->config = config;
+    self->verbose = verbose;
+    self->db = gateway_db_new (database, DB_POOL_SIZE);
+    self->cache = gateway_cache_new (database);
+    while (gateway_cache_load (self->cache) != 0) {
+        zsys_warning ("gateway - cache not loaded, PostgreSQL unavailable; retrying");
+        for (int wait = 0; wait < 10 && !(stop && *stop); wait++)
+            zclock_sleep (100);
+        if (stop && *stop) {
+            gateway_destroy (&self);
+            return NULL;
+        }
+    }
+    char *reading_endpoint =
+        s_first_entry (proto_config_get (config, "reading_endpoints", "tcp://127.0.0.1:5600"));
+    gateway_pipeline_options_t options = {
+        .gateway_id = proto_config_get (config, "gateway_id", "gw1"),
+        .reading_endpoint = reading_endpoint,
+        .ack_endpoint = proto_config_get (config, "ack_endpoint", "tcp://127.0.0.1:5591"),
+        .partitions = partitions,
+        .ack_timeout_ms = ack_timeout};
+    self->pipeline = gateway_pipeline_new (&options);
+    free (reading_endpoint);
+    if (!self->pipeline) {
+        gateway_destroy (&self);
+        return NULL;
+    }
+
+    char port[16], threads[16];
+    snprintf (port, sizeof port, "%d", http_port);
+    snprintf (threads, sizeof threads, "%d", http_threads);
+    //  No document_root: the dashboard is served from a handler, which keeps
+    //  civetweb's file server (CVE-2025-55763) out of reach.
+    const char *options_http[] = {"listening_ports",
+                                  port,
+                                  "num_threads",
+                                  threads,
+                                  "request_timeout_ms",
+                                  "10000",
+                                  "enable_keep_alive",
+                                  "yes",
+                                  "keep_alive_timeout_ms",
+                                  "30000",
+                                  "max_request_size",
+                                  "16384",
+                                  "enable_directory_listing",
+                                  "no",
+                                  NULL};
+    mg_init_library (0);
+    struct mg_callbacks callbacks;
+    memset (&callbacks, 0, sizeof callbacks);
+    self->http = mg_start (&callbacks, self, options_http);
+    if (!self->http) {
+        zsys_error ("gateway - cannot listen on port %d", http_port);
+        gateway_destroy (&self);
+        return NULL;
+    }
+    gateway_sensor_register (self);
+    gateway_api_register (self);
+    mg_set_request_handler (self->http, "/healthz", s_healthz, self);
+    mg_set_request_handler (self->http, "/metrics", s_metrics, self);
+    zsys_info ("gateway - listening on port %d, %d threads, %d partitions", http_port, http_threads,
+               partitions);
+    return self;
+}
+
+void
+gateway_destroy (gateway_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        gateway_t *self = *self_p;
+        if (self->http)
+            mg_stop (self->http);
+        gateway_pipeline_destroy (&self->pipeline);
+        gateway_cache_destroy (&self->cache);
+        gateway_db_destroy (&self->db);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  ==========================================================================
+#define TEST_HTTP_PORT 3103
+
+static int
+s_get (const char *path, char *reply, size_t size)
+{
+    char error[256];
+    struct mg_connection *client =
+        mg_connect_client ("127.0.0.1", TEST_HTTP_PORT, 0, error, sizeof error);
+    assert (client);
+    mg_printf (client, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+    int rc = mg_get_response (client, error, sizeof error, 5000);
+    assert (rc >= 0);
+    int status = mg_get_response_info (client)->status_code;
+    int got = 0, n;
+    while (got < (int)size - 1 && (n = mg_read (client, reply + got, size - 1 - (size_t)got)) > 0)
+        got += n;
+    reply[got] = 0;
+    mg_close_connection (client);
+    return status;
+}
+
+void
+gateway_test (bool verbose)
+{
+    printf (" * gateway: ");
+    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
+    if (!conninfo || !*conninfo) {
+        printf ("skipped (PHANTOM_TEST_DATABASE unset)\n");
+        exit (77);
+    }
+    setenv ("PHANTOM_DATABASE", conninfo, 1);
+    setenv ("PHANTOM_HTTP_PORT", "3103", 1);
+    setenv ("PHANTOM_HTTP_THREADS", "4", 1);
+    setenv ("PHANTOM_PARTITIONS", "2", 1);
+    setenv ("PHANTOM_GATEWAY_ID", "gwmain", 1);
+    setenv ("PHANTOM_READING_ENDPOINTS", "tcp://127.0.0.1:6160, tcp://127.0.0.1:6170", 1);
+    setenv ("PHANTOM_ACK_ENDPOINT", "tcp://127.0.0.1:6165", 1);
+    proto_config_t *config = proto_config_new (NULL);
+    assert (config);
+    volatile int stop = 0;
+    gateway_t *gateway = gateway_new (config, verbose, &stop);
+    assert (gateway);
+
+    char reply[4096];
+    int status = s_get ("/healthz", reply, sizeof reply);
+    if (verbose)
+        printf ("\n%d %s\n", status, reply);
+    assert (status == 503);
+    assert (strstr (reply, "\"detectors\":\"partition without detector\""));
+    assert (strstr (reply, "\"database\":\"ok\""));
+    assert (strstr (reply, "\"cache\":\"ok\""));
+
+    //  A store and one detector per partition: ready.
+    zsock_t *pub = zsock_new (ZMQ_PUB);
+    zsock_set_linger (pub, 0);
+    zsock_set_sndhwm (pub, 1000);
+    assert (zsock_bind (pub, "tcp://127.0.0.1:6165") == 6165);
+    zsock_t *pull[2];
+    for (int index = 0; index < 2; index++) {
+        pull[index] = zsock_new (ZMQ_PULL);
+        zsock_set_linger (pull[index], 0);
+        zsock_set_rcvhwm (pull[index], 1000);
+        assert (zsock_connect (pull[index], "tcp://127.0.0.1:%d", 6160 + index) == 0);
+    }
+    for (int wait = 0; wait < 300; wait++) {
+        status = s_get ("/healthz", reply, sizeof reply);
+        if (status == 200)
+            break;
+        zclock_sleep (10);
+    }
+    if (verbose)
+        printf ("%d %s\n", status, reply);
+    assert (status == 200);
+    assert (strstr (reply, "\"status\":\"ok\""));
+
+    status = s_get ("/metrics", reply, sizeof reply);
+    assert (status == 200);
+    assert (strstr (reply, "phantom_gateway_cache_devices "));
+    assert (strstr (reply, "phantom_gateway_readings_total{code=\"201\"} 0"));
+    assert (strstr (reply, "phantom_gateway_ack_seconds_bucket{le=\"+Inf\"}"));
+
+    //  The sensor route is mounted: an empty POST is 411/400, GET is 405.
+    status = s_get ("/api/sensor/reading", reply, sizeof reply);
+    assert (status == 405);
+
+    for (int index = 0; index < 2; index++)
+        zsock_destroy (&pull[index]);
+    zsock_destroy (&pub);
+    gateway_destroy (&gateway);
+    gateway_destroy (&gateway);
+    proto_config_destroy (&config);
+    printf ("OK\n");
+}

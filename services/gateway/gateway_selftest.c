@@ -1,0 +1,63 @@
+/*  =========================================================================
+    gateway_selftest - runs one gateway class test, or all of them
+
+    gateway_selftest [-v] [gateway_<class>]
+    A test that needs PostgreSQL reads PHANTOM_TEST_DATABASE and exits 77
+    (ctest SKIP) when it is unset.
+    =========================================================================
+*/
+#include "gateway_pipeline.h"
+
+//  gwapi's class test, if gateway_api.c provides one.
+extern void gateway_api_test (bool verbose) __attribute__ ((weak));
+
+static void
+s_api_test (bool verbose)
+{
+    if (gateway_api_test)
+        gateway_api_test (verbose);
+    else {
+        printf (" * gateway_api: skipped (no test)\n");
+        exit (77);
+    }
+}
+
+static const struct {
+    const char *name;
+    void (*test) (bool verbose);
+} s_tests[] = {
+    {"gateway_http", gateway_http_test},
+    {"gateway_pipeline", gateway_pipeline_test},
+    {"gateway_sensor", gateway_sensor_test},
+    {"gateway_db", gateway_db_test},
+    {"gateway_cache", gateway_cache_test},
+    {"gateway_api", s_api_test},
+    {"gateway", gateway_test},
+};
+
+int
+main (int argc, char *argv[])
+{
+    bool verbose = false;
+    const char *only = NULL;
+    for (int index = 1; index < argc; index++) {
+        if (streq (argv[index], "-v"))
+            verbose = true;
+        else
+            only = argv[index];
+    }
+    signal (SIGPIPE, SIG_IGN);
+    zsys_init ();
+    bool found = false;
+    for (size_t index = 0; index < sizeof s_tests / sizeof s_tests[0]; index++) {
+        if (!only || streq (only, s_tests[index].name)) {
+            found = true;
+            s_tests[index].test (verbose);
+        }
+    }
+    if (!found) {
+        fprintf (stderr, "gateway_selftest: unknown test '%s'\n", only);
+        return 1;
+    }
+    return 0;
+}

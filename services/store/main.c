@@ -1,0 +1,93 @@
+/*  =========================================================================
+    phantom-store - the only writer of readings, port status and episodes
+
+    phantom-store [-c CONFIG] [-v]
+
+    Store: PULL verdicts from every detector (verdict_endpoint), write them
+    to PostgreSQL (database) in group commits of batch_max verdicts or
+    batch_ms, PUB the acks to gateways (ack_endpoint) once committed.
+    =========================================================================
+*/
+#include <czmq.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto_config.h"
+#include "store_server.h"
+
+static volatile sig_atomic_t s_stop = 0;
+
+static void
+s_signal (int signum)
+{
+    (void) signum;
+    s_stop = 1;
+}
+
+int
+main (int argc, char *argv [])
+{
+    const char *path = NULL;
+    bool verbose = false;
+    int option;
+    while ((option = getopt (argc, argv, "c:v")) != -1) {
+        if (option == 'c')
+            path = optarg;
+        else
+        if (option == 'v')
+            verbose = true;
+        else {
+            fprintf (stderr, "usage: phantom-store [-c CONFIG] [-v]\n");
+            return 1;
+        }
+    }
+    if (!path && access ("deploy/phantomwatch.conf", R_OK) == 0)
+        path = "deploy/phantomwatch.conf";
+
+    //  Our own handler only sets the flag; the loop notices within 100 ms.
+    zsys_handler_set (NULL);
+    struct sigaction action;
+    memset (&action, 0, sizeof (action));
+    action.sa_handler = s_signal;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+
+    proto_config_t *config = proto_config_new (path);
+    if (!config)
+        return 1;
+    int error = 0;
+    int64_t batch_max = proto_config_int (config, "batch_max", 1000, 1, PROTO_ACKS_MAX, &error);
+    int64_t batch_ms = proto_config_int (config, "batch_ms", 2, 0, 1000, &error);
+    if (error) {
+        proto_config_destroy (&config);
+        return 1;
+    }
+    const char *database = proto_config_get (config, "database", "dbname=phantomwatch");
+    const char *verdict_endpoint = proto_config_get (config, "verdict_endpoint",
+                                                     "tcp://127.0.0.1:5590");
+    const char *ack_endpoint = proto_config_get (config, "ack_endpoint", "tcp://127.0.0.1:5591");
+
+    zsys_init ();
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server = store_server_new (verdict_endpoint, ack_endpoint, &writer,
+                                               (size_t) batch_max, (int) batch_ms, verbose);
+    store_writer_destroy (&writer);
+    if (!server) {
+        proto_config_destroy (&config);
+        zsys_shutdown ();
+        return 1;
+    }
+    zsys_info ("store main - started");
+    while (!s_stop) {
+        if (store_server_step (server, 100) == -1 && !s_stop)
+            zclock_sleep (10);      //  a signal other than ours; go on
+    }
+    zsys_info ("store main - stopping after %" PRIu64 " verdicts", store_server_verdicts (server));
+    store_server_destroy (&server);
+    proto_config_destroy (&config);
+    zsys_shutdown ();
+    return 0;
+}

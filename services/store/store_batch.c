@@ -1,0 +1,939 @@
+/*  =========================================================================
+    store_batch - the verdicts of one group commit and their acks
+    =========================================================================
+*/
+#include "store_batch.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Growable text or byte buffer for parameters.
+typedef struct {
+    char *data;                     //  bytes, NUL-terminated when text
+    size_t size;                    //  bytes used, without the NUL
+    size_t capacity;                //  bytes allocated
+} s_text_t;
+
+typedef struct {
+    proto_verdict_t verdict;        //  as received
+    proto_ack_t ack;                //  answer; final once decided
+    bool decided;                   //  ack is final, skip in later plans
+    bool fresh;                     //  reading is inserted by this attempt
+    size_t first;                   //  row with the same (device, key) seen first, else own index
+    bool grouped;                   //  ack already handed out by store_batch_group
+} s_row_t;
+
+typedef struct {
+    size_t last;                    //  last row of the port in the range
+    size_t changed;                 //  last row where the status changed, SIZE_MAX if none
+} s_port_t;
+
+enum {
+    S_KEYS = 0,
+    S_READINGS = S_KEYS + STORE_KEYS_PARAMS,
+    S_PORTS = S_READINGS + STORE_READINGS_PARAMS,
+    S_EPISODES = S_PORTS + STORE_PORTS_PARAMS,
+    S_BUFFERS = S_EPISODES + STORE_EPISODES_PARAMS
+};
+
+struct _store_batch_t {
+    s_row_t *rows;                  //  capacity rows
+    size_t capacity;                //  most rows
+    size_t size;                    //  rows held
+    size_t lo, hi;                  //  planned range
+    size_t *keyed;                  //  rows with a first-seen key, in order
+    size_t keyed_count;
+    size_t *unkeyed;                //  rows without a key, in order
+    size_t unkeyed_count;
+    s_port_t *ports;                //  one per port of the planned range
+    size_t port_count;
+    size_t *episodes;               //  last row of each episode of the planned range
+    size_t episode_count;
+    zhashx_t *index;                //  scratch: key text -> slot + 1
+    s_text_t buffers [S_BUFFERS];   //  array literals
+    s_text_t copy;                  //  binary COPY stream
+};
+
+//  --------------------------------------------------------------------------
+//  Text buffer helpers
+
+static void
+s_text_reserve (s_text_t *self, size_t more)
+{
+    if (self->size + more + 1 > self->capacity) {
+        size_t capacity = self->capacity? self->capacity: 4096;
+        while (capacity < self->size + more + 1)
+            capacity *= 2;
+        char *data = (char *) realloc (self->data, capacity);
+        assert (data);              //  as zmalloc: no way on without memory
+        self->data = data;
+        self->capacity = capacity;
+    }
+}
+
+static void
+s_text_append (s_text_t *self, const void *data, size_t size)
+{
+    s_text_reserve (self, size);
+    memcpy (self->data + self->size, data, size);
+    self->size += size;
+    self->data [self->size] = 0;
+}
+
+static void
+s_array_begin (s_text_t *self)
+{
+    self->size = 0;
+    s_text_append (self, "{", 1);
+}
+
+//  Elements are comma-separated; the first follows the brace.
+static void
+s_array_separate (s_text_t *self)
+{
+    if (self->size > 1)
+        s_text_append (self, ",", 1);
+}
+
+static void
+s_array_end (s_text_t *self)
+{
+    s_text_append (self, "}", 1);
+}
+
+static void
+s_array_int (s_text_t *self, int64_t value)
+{
+    char digits [24];
+    char *end = digits + sizeof (digits);
+    char *cursor = end;
+    //  Unsigned so that INT64_MIN negates without overflow.
+    uint64_t magnitude = value < 0? 0 - (uint64_t) value: (uint64_t) value;
+    do {
+        *--cursor = (char) ('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (value < 0)
+        *--cursor = '-';
+    s_array_separate (self);
+    s_text_append (self, cursor, (size_t) (end - cursor));
+}
+
+//  %.17g round-trips every double; PostgreSQL spells the specials itself.
+static void
+s_array_double (s_text_t *self, double value)
+{
+    s_array_separate (self);
+    if (isnan (value))
+        s_text_append (self, "NaN", 3);
+    else
+    if (isinf (value))
+        s_text_append (self, value < 0? "-Infinity": "Infinity", value < 0? 9: 8);
+    else {
+        char text [32];
+        int size = snprintf (text, sizeof (text), "%.17g", value);
+        s_text_append (self, text, (size_t) size);
+    }
+}
+
+static void
+s_array_null (s_text_t *self)
+{
+    s_array_separate (self);
+    s_text_append (self, "NULL", 4);
+}
+
+//  Quoted element: the value comes from outside (a device's readingId), so
+//  quotes and backslashes are escaped and nothing in it can end the element.
+static void
+s_array_string (s_text_t *self, const char *value)
+{
+    s_array_separate (self);
+    size_t size = strlen (value);
+    s_text_reserve (self, 2 * size + 2);
+    char *out = self->data + self->size;
+    *out++ = '"';
+    for (size_t index = 0; index < size; index++) {
+        if (value [index] == '"' || value [index] == '\\')
+            *out++ = '\\';
+        *out++ = value [index];
+    }
+    *out++ = '"';
+    self->size = (size_t) (out - self->data);
+    self->data [self->size] = 0;
+}
+
+static void
+s_copy_u16 (s_text_t *self, uint16_t value)
+{
+    uint8_t bytes [2] = { (uint8_t) (value >> 8), (uint8_t) value };
+    s_text_append (self, bytes, 2);
+}
+
+static void
+s_copy_u32 (s_text_t *self, uint32_t value)
+{
+    uint8_t bytes [4] = { (uint8_t) (value >> 24), (uint8_t) (value >> 16),
+                          (uint8_t) (value >> 8), (uint8_t) value };
+    s_text_append (self, bytes, 4);
+}
+
+static void
+s_copy_u64 (s_text_t *self, uint64_t value)
+{
+    s_copy_u32 (self, (uint32_t) (value >> 32));
+    s_copy_u32 (self, (uint32_t) value);
+}
+
+//  A field of a binary COPY tuple: 32-bit length, then the value.
+static void
+s_copy_int64 (s_text_t *self, int64_t value)
+{
+    s_copy_u32 (self, 8);
+    s_copy_u64 (self, (uint64_t) value);
+}
+
+static void
+s_copy_double (s_text_t *self, double value)
+{
+    uint64_t bits;
+    memcpy (&bits, &value, sizeof (bits));
+    s_copy_u32 (self, 8);
+    s_copy_u64 (self, bits);
+}
+
+static int
+s_hex (char digit)
+{
+    if (digit >= '0' && digit <= '9')
+        return digit - '0';
+    if (digit >= 'a' && digit <= 'f')
+        return digit - 'a' + 10;
+    if (digit >= 'A' && digit <= 'F')
+        return digit - 'A' + 10;
+    return -1;
+}
+
+//  Parses canonical uuid text (8-4-4-4-12 hex digits) into 16 bytes;
+//  bytes may be NULL to only check. 0 or -1.
+static int
+s_uuid_parse (const char *text, uint8_t *bytes)
+{
+    if (strlen (text) != PROTO_UUID_LEN)
+        return -1;
+    size_t out = 0;
+    for (size_t index = 0; index < PROTO_UUID_LEN; index += 2) {
+        if (index == 8 || index == 13 || index == 18 || index == 23) {
+            if (text [index] != '-')
+                return -1;
+            index++;
+        }
+        int high = s_hex (text [index]);
+        int low = s_hex (text [index + 1]);
+        if (high < 0 || low < 0)
+            return -1;
+        if (bytes)
+            bytes [out] = (uint8_t) (high << 4 | low);
+        out++;
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Create a batch of at most capacity rows
+
+store_batch_t *
+store_batch_new (size_t capacity)
+{
+    assert (capacity > 0);
+    store_batch_t *self = (store_batch_t *) zmalloc (sizeof (store_batch_t));
+    self->capacity = capacity;
+    self->rows = (s_row_t *) calloc (capacity, sizeof (s_row_t));
+    self->keyed = (size_t *) calloc (capacity, sizeof (size_t));
+    self->unkeyed = (size_t *) calloc (capacity, sizeof (size_t));
+    self->ports = (s_port_t *) calloc (capacity, sizeof (s_port_t));
+    self->episodes = (size_t *) calloc (capacity, sizeof (size_t));
+    self->index = zhashx_new ();
+    if (!self->rows || !self->keyed || !self->unkeyed || !self->ports || !self->episodes
+    ||  !self->index) {
+        store_batch_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+//  --------------------------------------------------------------------------
+//  Destroy the batch; nullifies the caller's reference
+
+void
+store_batch_destroy (store_batch_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        store_batch_t *self = *self_p;
+        for (size_t index = 0; index < S_BUFFERS; index++)
+            free (self->buffers [index].data);
+        free (self->copy.data);
+        zhashx_destroy (&self->index);
+        free (self->rows);
+        free (self->keyed);
+        free (self->unkeyed);
+        free (self->ports);
+        free (self->episodes);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+store_batch_reset (store_batch_t *self)
+{
+    assert (self);
+    self->size = 0;
+    self->lo = self->hi = 0;
+    self->keyed_count = self->unkeyed_count = 0;
+    self->port_count = self->episode_count = 0;
+}
+
+size_t
+store_batch_size (store_batch_t *self)
+{
+    assert (self);
+    return self->size;
+}
+
+size_t
+store_batch_capacity (store_batch_t *self)
+{
+    assert (self);
+    return self->capacity;
+}
+
+//  --------------------------------------------------------------------------
+//  Append a verdict; a port that is not a uuid is rejected at once
+
+int
+store_batch_add (store_batch_t *self, const proto_verdict_t *verdict)
+{
+    assert (self);
+    assert (verdict);
+    if (self->size == self->capacity)
+        return -1;
+    s_row_t *row = &self->rows [self->size];
+    memset (row, 0, sizeof (*row));
+    row->verdict = *verdict;
+    row->first = self->size;
+    row->ack.request = verdict->reading.request;
+    row->ack.code = PROTO_ACK_RETRY;
+    row->ack.ts = verdict->reading.ts;
+    row->ack.status = verdict->status;
+    //  Times outside 1970..9999 are refused here: PostgreSQL would refuse
+    //  some, and the COPY conversion must not overflow on any.
+    const int64_t ts_max = INT64_C (253402300799999);
+    bool times_ok = verdict->reading.ts >= 0 && verdict->reading.ts <= ts_max;
+    if (verdict->has_episode)
+        times_ok = times_ok && verdict->episode.start >= 0 && verdict->episode.start <= ts_max
+                && verdict->episode.end >= 0 && verdict->episode.end <= ts_max;
+    if (s_uuid_parse (verdict->reading.port, NULL) || !times_ok) {
+        row->ack.code = PROTO_ACK_REJECTED;
+        row->decided = true;
+    }
+    self->size++;
+    return 0;
+}
+
+const proto_verdict_t *
+store_batch_verdict (store_batch_t *self, size_t index)
+{
+    assert (self);
+    assert (index < self->size);
+    return &self->rows [index].verdict;
+}
+
+const proto_ack_t *
+store_batch_ack (store_batch_t *self, size_t index)
+{
+    assert (self);
+    assert (index < self->size);
+    return &self->rows [index].ack;
+}
+
+bool
+store_batch_decided (store_batch_t *self, size_t index)
+{
+    assert (self);
+    assert (index < self->size);
+    return self->rows [index].decided;
+}
+
+//  --------------------------------------------------------------------------
+//  Plan a write of the undecided rows in [lo, hi)
+
+size_t
+store_batch_plan (store_batch_t *self, size_t lo, size_t hi)
+{
+    assert (self);
+    assert (lo <= hi && hi <= self->size);
+    self->lo = lo;
+    self->hi = hi;
+    self->keyed_count = self->unkeyed_count = 0;
+    self->port_count = self->episode_count = 0;
+    size_t open = 0;
+    char key [PROTO_KEY_MAX + PROTO_UUID_LEN + 48];
+
+    //  Repeated keys: the first occurrence is written, the others answer
+    //  with its id. The device is part of the key: keys are per device.
+    zhashx_purge (self->index);
+    for (size_t index = lo; index < hi; index++) {
+        s_row_t *row = &self->rows [index];
+        if (row->decided)
+            continue;
+        open++;
+        row->fresh = false;
+        row->first = index;
+        row->ack.id = 0;
+        row->ack.ts = row->verdict.reading.ts;
+        if (*row->verdict.reading.key == 0) {
+            self->unkeyed [self->unkeyed_count++] = index;
+            continue;
+        }
+        snprintf (key, sizeof (key), "%" PRId64 "/%s",
+                  row->verdict.reading.device, row->verdict.reading.key);
+        void *slot = zhashx_lookup (self->index, key);
+        if (slot)
+            row->first = (size_t) (uintptr_t) slot - 1;
+        else {
+            zhashx_insert (self->index, key, (void *) (uintptr_t) (index + 1));
+            self->keyed [self->keyed_count++] = index;
+        }
+    }
+    //  Ports: the last verdict decides the status; the last change of
+    //  status, if the range has one, says since when.
+    zhashx_purge (self->index);
+    for (size_t index = lo; index < hi; index++) {
+        s_row_t *row = &self->rows [index];
+        if (row->decided)
+            continue;
+        s_port_t *port;
+        void *slot = zhashx_lookup (self->index, row->verdict.reading.port);
+        if (slot)
+            port = &self->ports [(size_t) (uintptr_t) slot - 1];
+        else {
+            port = &self->ports [self->port_count++];
+            port->changed = SIZE_MAX;
+            zhashx_insert (self->index, row->verdict.reading.port,
+                           (void *) (uintptr_t) self->port_count);
+        }
+        port->last = index;
+        if (row->verdict.status != row->verdict.previous
+        &&  row->verdict.status != PROTO_STATUS_UNKNOWN)
+            port->changed = index;
+    }
+    //  Episodes: each update carries the episode's totals so far, so only
+    //  the last one per (port, start) needs writing.
+    zhashx_purge (self->index);
+    for (size_t index = lo; index < hi; index++) {
+        s_row_t *row = &self->rows [index];
+        if (row->decided || !row->verdict.has_episode)
+            continue;
+        snprintf (key, sizeof (key), "%s/%" PRId64,
+                  row->verdict.reading.port, row->verdict.episode.start);
+        void *slot = zhashx_lookup (self->index, key);
+        if (slot)
+            self->episodes [(size_t) (uintptr_t) slot - 1] = index;
+        else {
+            self->episodes [self->episode_count++] = index;
+            zhashx_insert (self->index, key, (void *) (uintptr_t) self->episode_count);
+        }
+    }
+    return open;
+}
+
+size_t
+store_batch_keyed_count (store_batch_t *self)
+{
+    assert (self);
+    return self->keyed_count;
+}
+
+size_t
+store_batch_keyed_row (store_batch_t *self, size_t n)
+{
+    assert (self);
+    assert (n < self->keyed_count);
+    return self->keyed [n];
+}
+
+size_t
+store_batch_unkeyed_count (store_batch_t *self)
+{
+    assert (self);
+    return self->unkeyed_count;
+}
+
+size_t
+store_batch_unkeyed_row (store_batch_t *self, size_t n)
+{
+    assert (self);
+    assert (n < self->unkeyed_count);
+    return self->unkeyed [n];
+}
+
+size_t
+store_batch_port_count (store_batch_t *self)
+{
+    assert (self);
+    return self->port_count;
+}
+
+size_t
+store_batch_episode_count (store_batch_t *self)
+{
+    assert (self);
+    return self->episode_count;
+}
+
+void
+store_batch_assign (store_batch_t *self, size_t index, int64_t id, int64_t ts, bool fresh)
+{
+    assert (self);
+    assert (index >= self->lo && index < self->hi);
+    s_row_t *row = &self->rows [index];
+    row->ack.id = id;
+    row->ack.ts = ts;
+    row->fresh = fresh;
+}
+
+size_t
+store_batch_fresh_count (store_batch_t *self)
+{
+    assert (self);
+    size_t count = 0;
+    for (size_t index = self->lo; index < self->hi; index++)
+        if (!self->rows [index].decided && self->rows [index].fresh)
+            count++;
+    return count;
+}
+
+//  --------------------------------------------------------------------------
+//  Parameter builders
+
+void
+store_batch_keys_params (store_batch_t *self, const char *params [STORE_KEYS_PARAMS])
+{
+    assert (self);
+    s_text_t *buffers = self->buffers + S_KEYS;
+    for (size_t column = 0; column < STORE_KEYS_PARAMS; column++)
+        s_array_begin (&buffers [column]);
+    for (size_t n = 0; n < self->keyed_count; n++) {
+        const proto_reading_t *reading = &self->rows [self->keyed [n]].verdict.reading;
+        s_array_int (&buffers [0], reading->device);
+        s_array_string (&buffers [1], reading->key);
+        s_array_int (&buffers [2], reading->ts);
+    }
+    for (size_t column = 0; column < STORE_KEYS_PARAMS; column++) {
+        s_array_end (&buffers [column]);
+        params [column] = buffers [column].data;
+    }
+}
+
+void
+store_batch_readings_params (store_batch_t *self, const char *params [STORE_READINGS_PARAMS])
+{
+    assert (self);
+    s_text_t *buffers = self->buffers + S_READINGS;
+    for (size_t column = 0; column < STORE_READINGS_PARAMS; column++)
+        s_array_begin (&buffers [column]);
+    for (size_t index = self->lo; index < self->hi; index++) {
+        s_row_t *row = &self->rows [index];
+        if (row->decided || !row->fresh)
+            continue;
+        const proto_reading_t *reading = &row->verdict.reading;
+        s_array_int (&buffers [0], row->ack.id);
+        s_array_string (&buffers [1], reading->port);
+        s_array_int (&buffers [2], reading->ts);
+        s_array_double (&buffers [3], reading->voltage);
+        s_array_double (&buffers [4], reading->current);
+        s_array_double (&buffers [5], reading->power);
+        s_array_int (&buffers [6], row->verdict.status);
+    }
+    for (size_t column = 0; column < STORE_READINGS_PARAMS; column++) {
+        s_array_end (&buffers [column]);
+        params [column] = buffers [column].data;
+    }
+}
+
+void
+store_batch_ports_params (store_batch_t *self, const char *params [STORE_PORTS_PARAMS])
+{
+    assert (self);
+    s_text_t *buffers = self->buffers + S_PORTS;
+    for (size_t column = 0; column < STORE_PORTS_PARAMS; column++)
+        s_array_begin (&buffers [column]);
+    for (size_t n = 0; n < self->port_count; n++) {
+        s_port_t *port = &self->ports [n];
+        const proto_verdict_t *last = &self->rows [port->last].verdict;
+        s_array_string (&buffers [0], last->reading.port);
+        //  An unknown status is no status: the port keeps the one it has.
+        if (last->status == PROTO_STATUS_UNKNOWN)
+            s_array_null (&buffers [1]);
+        else
+            s_array_string (&buffers [1], proto_status_name (last->status));
+        s_array_int (&buffers [2], last->reading.ts);
+        if (port->changed == SIZE_MAX)
+            s_array_null (&buffers [3]);
+        else
+            s_array_int (&buffers [3], self->rows [port->changed].verdict.reading.ts);
+        s_array_double (&buffers [4], last->reading.power);
+    }
+    for (size_t column = 0; column < STORE_PORTS_PARAMS; column++) {
+        s_array_end (&buffers [column]);
+        params [column] = buffers [column].data;
+    }
+}
+
+void
+store_batch_episodes_params (store_batch_t *self, const char *params [STORE_EPISODES_PARAMS])
+{
+    assert (self);
+    s_text_t *buffers = self->buffers + S_EPISODES;
+    for (size_t column = 0; column < STORE_EPISODES_PARAMS; column++)
+        s_array_begin (&buffers [column]);
+    for (size_t n = 0; n < self->episode_count; n++) {
+        const proto_verdict_t *verdict = &self->rows [self->episodes [n]].verdict;
+        const proto_episode_t *episode = &verdict->episode;
+        s_array_string (&buffers [0], verdict->reading.port);
+        s_array_int (&buffers [1], verdict->reading.user);
+        s_array_int (&buffers [2], episode->start);
+        if (episode->end)
+            s_array_int (&buffers [3], episode->end);
+        else
+            s_array_null (&buffers [3]);
+        s_array_double (&buffers [4], episode->mean_watts);
+        s_array_double (&buffers [5], episode->peak_watts);
+        s_array_double (&buffers [6], episode->energy_wh);
+        s_array_int (&buffers [7], episode->samples);
+    }
+    for (size_t column = 0; column < STORE_EPISODES_PARAMS; column++) {
+        s_array_end (&buffers [column]);
+        params [column] = buffers [column].data;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Binary COPY stream of the fresh readings (PostgreSQL "PGCOPY" format)
+
+const uint8_t *
+store_batch_copy_data (store_batch_t *self, size_t *size)
+{
+    assert (self);
+    assert (size);
+    //  PostgreSQL timestamps count microseconds from 2000-01-01 UTC.
+    const int64_t postgres_epoch_ms = INT64_C (946684800000);
+    s_text_t *copy = &self->copy;
+    copy->size = 0;
+    s_text_append (copy, "PGCOPY\n\377\r\n\0", 11);
+    s_copy_u32 (copy, 0);           //  flags
+    s_copy_u32 (copy, 0);           //  header extension length
+    for (size_t index = self->lo; index < self->hi; index++) {
+        s_row_t *row = &self->rows [index];
+        if (row->decided || !row->fresh)
+            continue;
+        const proto_reading_t *reading = &row->verdict.reading;
+        uint8_t uuid [16];
+        int rc = s_uuid_parse (reading->port, uuid);
+        assert (rc == 0);           //  checked in store_batch_add
+        s_copy_u16 (copy, STORE_READINGS_PARAMS);
+        s_copy_int64 (copy, row->ack.id);
+        s_copy_u32 (copy, 16);
+        s_text_append (copy, uuid, 16);
+        s_copy_int64 (copy, (reading->ts - postgres_epoch_ms) * 1000);
+        s_copy_double (copy, reading->voltage);
+        s_copy_double (copy, reading->current);
+        s_copy_double (copy, reading->power);
+        s_copy_u32 (copy, 2);
+        s_copy_u16 (copy, row->verdict.status);
+    }
+    s_copy_u16 (copy, 0xFFFF);      //  trailer
+    *size = copy->size;
+    return (const uint8_t *) copy->data;
+}
+
+//  --------------------------------------------------------------------------
+//  After COMMIT: ack every undecided row of the planned range OK
+
+void
+store_batch_commit (store_batch_t *self)
+{
+    assert (self);
+    for (size_t index = self->lo; index < self->hi; index++) {
+        s_row_t *row = &self->rows [index];
+        if (row->decided)
+            continue;
+        if (row->first != index) {
+            row->ack.id = self->rows [row->first].ack.id;
+            row->ack.ts = self->rows [row->first].ack.ts;
+        }
+        row->ack.code = PROTO_ACK_OK;
+        row->decided = true;
+    }
+}
+
+void
+store_batch_decide (store_batch_t *self, size_t lo, size_t hi, proto_ack_code_t code)
+{
+    assert (self);
+    assert (lo <= hi && hi <= self->size);
+    assert (code != PROTO_ACK_OK);  //  OK only through store_batch_commit
+    for (size_t index = lo; index < hi; index++) {
+        s_row_t *row = &self->rows [index];
+        if (row->decided)
+            continue;
+        row->ack.code = code;
+        row->ack.id = 0;
+        row->ack.ts = row->verdict.reading.ts;
+        row->decided = true;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Iterate acks grouped per gateway
+
+size_t
+store_batch_group (store_batch_t *self, size_t *cursor, const char **gateway,
+                   proto_ack_t *acks, size_t max)
+{
+    assert (self);
+    assert (cursor);
+    assert (gateway);
+    assert (max > 0);
+    if (*cursor == 0)
+        for (size_t index = 0; index < self->size; index++)
+            self->rows [index].grouped = false;
+    while (*cursor < self->size && self->rows [*cursor].grouped)
+        (*cursor)++;
+    if (*cursor >= self->size)
+        return 0;
+    //  Few gateways per batch, so scanning once per gateway is cheap.
+    const char *name = self->rows [*cursor].verdict.reading.gateway;
+    size_t count = 0;
+    for (size_t index = *cursor; index < self->size && count < max; index++) {
+        s_row_t *row = &self->rows [index];
+        if (!row->grouped && streq (row->verdict.reading.gateway, name)) {
+            acks [count++] = row->ack;
+            row->grouped = true;
+        }
+    }
+    //  The row at the cursor was taken, so the cursor moves and the next
+    //  call does not start over.
+    while (*cursor < self->size && self->rows [*cursor].grouped)
+        (*cursor)++;
+    *gateway = name;
+    return count;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+static void
+s_verdict (proto_verdict_t *verdict, const char *gateway, const char *port, const char *key,
+           int64_t ts, uint8_t status, uint8_t previous)
+{
+    memset (verdict, 0, sizeof (*verdict));
+    snprintf (verdict->reading.gateway, sizeof (verdict->reading.gateway), "%s", gateway);
+    snprintf (verdict->reading.port, sizeof (verdict->reading.port), "%s", port);
+    snprintf (verdict->reading.key, sizeof (verdict->reading.key), "%s", key);
+    verdict->reading.request = (uint64_t) ts;
+    verdict->reading.user = 7;
+    verdict->reading.device = 9;
+    verdict->reading.ts = ts;
+    verdict->reading.voltage = 230.1;
+    verdict->reading.current = 0.1;
+    verdict->reading.power = 23.01;
+    verdict->status = status;
+    verdict->previous = previous;
+}
+
+void
+store_batch_test (bool verbose)
+{
+    printf (" * store_batch: ");
+    if (verbose)
+        printf ("\n");
+
+    const char *port_a = "0b9f4c1e-3d2a-4c5b-8e7f-112233445566";
+    const char *port_b = "0B9F4C1E-3D2A-4C5B-8E7F-AABBCCDDEEFF";
+    store_batch_t *batch = store_batch_new (8);
+    assert (batch);
+    assert (store_batch_capacity (batch) == 8);
+
+    //  Rows: 0 a keyed k1; 1 b unkeyed; 2 a keyed k1 again (repeat);
+    //  3 bad port; 4 b keyed with quotes; 5 a unkeyed, other gateway
+    proto_verdict_t verdict;
+    s_verdict (&verdict, "gw1", port_a, "k1", 1000, PROTO_STATUS_IDLE, PROTO_STATUS_ACTIVE);
+    assert (store_batch_add (batch, &verdict) == 0);
+    s_verdict (&verdict, "gw1", port_b, "", 1001, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    assert (store_batch_add (batch, &verdict) == 0);
+    s_verdict (&verdict, "gw2", port_a, "k1", 1002, PROTO_STATUS_IDLE, PROTO_STATUS_IDLE);
+    verdict.has_episode = true;
+    verdict.episode.start = 900;
+    verdict.episode.samples = 1;
+    assert (store_batch_add (batch, &verdict) == 0);
+    s_verdict (&verdict, "gw1", "0b9f4c1e-3d2a-4c5b-8e7f-11223344556g", "", 1003, 1, 1);
+    assert (store_batch_add (batch, &verdict) == 0);
+    s_verdict (&verdict, "gw1", port_b, "a\"b\\c,}", 1004, PROTO_STATUS_UNKNOWN, 0);
+    assert (store_batch_add (batch, &verdict) == 0);
+    s_verdict (&verdict, "gw2", port_a, "", 1005, PROTO_STATUS_PHANTOM, PROTO_STATUS_IDLE);
+    verdict.has_episode = true;
+    verdict.episode.start = 900;
+    verdict.episode.end = 1005;
+    verdict.episode.samples = 2;
+    verdict.episode.mean_watts = 0.1;
+    assert (store_batch_add (batch, &verdict) == 0);
+    assert (store_batch_size (batch) == 6);
+    assert (store_batch_decided (batch, 3));
+    assert (store_batch_ack (batch, 3)->code == PROTO_ACK_REJECTED);
+    assert (!store_batch_decided (batch, 0));
+
+    assert (store_batch_plan (batch, 0, 6) == 5);
+    assert (store_batch_keyed_count (batch) == 2);
+    assert (store_batch_keyed_row (batch, 0) == 0);
+    assert (store_batch_keyed_row (batch, 1) == 4);
+    assert (store_batch_unkeyed_count (batch) == 2);
+    assert (store_batch_unkeyed_row (batch, 0) == 1);
+    assert (store_batch_unkeyed_row (batch, 1) == 5);
+    assert (store_batch_port_count (batch) == 2);
+    assert (store_batch_episode_count (batch) == 1);
+
+    const char *keys [STORE_KEYS_PARAMS];
+    store_batch_keys_params (batch, keys);
+    if (verbose)
+        printf ("keys: %s %s %s\n", keys [0], keys [1], keys [2]);
+    assert (streq (keys [0], "{9,9}"));
+    assert (streq (keys [1], "{\"k1\",\"a\\\"b\\\\c,}\"}"));
+    assert (streq (keys [2], "{1000,1004}"));
+
+    //  Row 0 new, row 4 a retry of a stored key; rows 1, 5 get fresh ids
+    store_batch_assign (batch, 0, 100, 1000, true);
+    store_batch_assign (batch, 4, 50, 777, false);
+    store_batch_assign (batch, 1, 101, 1001, true);
+    store_batch_assign (batch, 5, 102, 1005, true);
+    assert (store_batch_fresh_count (batch) == 3);
+
+    const char *readings [STORE_READINGS_PARAMS];
+    store_batch_readings_params (batch, readings);
+    if (verbose)
+        printf ("readings: %s %s %s\n", readings [0], readings [1], readings [3]);
+    assert (streq (readings [0], "{100,101,102}"));
+    assert (streq (readings [2], "{1000,1001,1005}"));
+    assert (streq (readings [3], "{230.09999999999999,230.09999999999999,230.09999999999999}"));
+    assert (streq (readings [6], "{2,1,3}"));
+    //  %.17g gives the same double back
+    assert (strtod ("230.09999999999999", NULL) == 230.1);
+
+    const char *ports [STORE_PORTS_PARAMS];
+    store_batch_ports_params (batch, ports);
+    if (verbose)
+        printf ("ports: %s %s %s %s\n", ports [0], ports [1], ports [2], ports [3]);
+    //  a: last row 5 (phantom), changed at 5; b: last row 4 (unknown), no change
+    char expected [256];
+    snprintf (expected, sizeof (expected), "{\"%s\",\"%s\"}", port_a, port_b);
+    assert (streq (ports [0], expected));
+    assert (streq (ports [1], "{\"phantom\",NULL}"));
+    assert (streq (ports [2], "{1005,1004}"));
+    assert (streq (ports [3], "{1005,NULL}"));
+
+    const char *episodes [STORE_EPISODES_PARAMS];
+    store_batch_episodes_params (batch, episodes);
+    assert (streq (episodes [2], "{900}"));
+    assert (streq (episodes [3], "{1005}"));
+    assert (streq (episodes [7], "{2}"));
+
+    size_t size;
+    const uint8_t *copy = store_batch_copy_data (batch, &size);
+    //  header 19 + 3 tuples of 88 + trailer 2
+    assert (size == 19 + 3 * 88 + 2);
+    assert (memcmp (copy, "PGCOPY\n\377\r\n\0", 11) == 0);
+    assert (copy [19] == 0 && copy [20] == 7);
+    assert (copy [size - 2] == 0xFF && copy [size - 1] == 0xFF);
+
+    store_batch_commit (batch);
+    for (size_t index = 0; index < 6; index++)
+        assert (store_batch_decided (batch, index));
+    assert (store_batch_ack (batch, 0)->code == PROTO_ACK_OK);
+    assert (store_batch_ack (batch, 0)->id == 100);
+    //  The repeat answers with the first occurrence's id and time
+    assert (store_batch_ack (batch, 2)->code == PROTO_ACK_OK);
+    assert (store_batch_ack (batch, 2)->id == 100);
+    assert (store_batch_ack (batch, 2)->ts == 1000);
+    assert (store_batch_ack (batch, 4)->id == 50);
+    assert (store_batch_ack (batch, 4)->ts == 777);
+    assert (store_batch_ack (batch, 3)->code == PROTO_ACK_REJECTED);
+
+    //  Groups: gw1 rows 0, 1, 3, 4 then gw2 rows 2, 5, in arrival order
+    proto_ack_t acks [8];
+    const char *gateway;
+    size_t cursor = 0;
+    assert (store_batch_group (batch, &cursor, &gateway, acks, 8) == 4);
+    assert (streq (gateway, "gw1"));
+    assert (acks [0].request == 1000 && acks [1].request == 1001);
+    assert (acks [2].request == 1003 && acks [3].request == 1004);
+    assert (store_batch_group (batch, &cursor, &gateway, acks, 8) == 2);
+    assert (streq (gateway, "gw2"));
+    assert (acks [0].request == 1002 && acks [1].request == 1005);
+    assert (store_batch_group (batch, &cursor, &gateway, acks, 8) == 0);
+    //  A group larger than max comes in pieces
+    cursor = 0;
+    assert (store_batch_group (batch, &cursor, &gateway, acks, 3) == 3);
+    assert (store_batch_group (batch, &cursor, &gateway, acks, 3) == 2);
+    assert (streq (gateway, "gw2"));
+    assert (store_batch_group (batch, &cursor, &gateway, acks, 3) == 1);
+    assert (streq (gateway, "gw1") && acks [0].request == 1004);
+    assert (store_batch_group (batch, &cursor, &gateway, acks, 3) == 0);
+
+    //  A split range plans only its rows; decide leaves decided rows alone
+    store_batch_reset (batch);
+    assert (store_batch_size (batch) == 0);
+    for (int index = 0; index < 8; index++) {
+        s_verdict (&verdict, "gw1", port_a, index % 2? "same": "", 2000 + index, 1, 1);
+        assert (store_batch_add (batch, &verdict) == 0);
+    }
+    assert (store_batch_add (batch, &verdict) == -1);
+    //  Absurd times are rejected before they reach the database
+    store_batch_reset (batch);
+    s_verdict (&verdict, "gw1", port_a, "", -1, 1, 1);
+    store_batch_add (batch, &verdict);
+    s_verdict (&verdict, "gw1", port_a, "", INT64_MAX, 1, 1);
+    store_batch_add (batch, &verdict);
+    s_verdict (&verdict, "gw1", port_a, "", 1000, 1, 1);
+    verdict.has_episode = true;
+    verdict.episode.start = INT64_MIN;
+    store_batch_add (batch, &verdict);
+    s_verdict (&verdict, "gw1", port_a, "", 1000, 1, 1);
+    store_batch_add (batch, &verdict);
+    for (size_t index = 0; index < 3; index++)
+        assert (store_batch_ack (batch, index)->code == PROTO_ACK_REJECTED);
+    assert (!store_batch_decided (batch, 3));
+    store_batch_reset (batch);
+    for (int index = 0; index < 8; index++) {
+        s_verdict (&verdict, "gw1", port_a, index % 2? "same": "", 2000 + index, 1, 1);
+        assert (store_batch_add (batch, &verdict) == 0);
+    }
+    assert (store_batch_plan (batch, 4, 8) == 4);
+    assert (store_batch_keyed_count (batch) == 1);
+    assert (store_batch_keyed_row (batch, 0) == 5);
+    store_batch_decide (batch, 4, 6, PROTO_ACK_REJECTED);
+    store_batch_decide (batch, 0, 8, PROTO_ACK_RETRY);
+    assert (store_batch_ack (batch, 4)->code == PROTO_ACK_REJECTED);
+    assert (store_batch_ack (batch, 6)->code == PROTO_ACK_RETRY);
+    assert (store_batch_plan (batch, 0, 8) == 0);
+
+    store_batch_destroy (&batch);
+    store_batch_destroy (&batch);
+    printf ("OK\n");
+}

@@ -1,0 +1,94 @@
+/*  =========================================================================
+    store_batch - the verdicts of one group commit and their acks
+
+    Holds up to capacity verdicts in arrival order with one ack each. For
+    a range of rows it plans the write (which keys repeat, which row is the
+    last of each port and of each episode) and builds the statement
+    parameters: PostgreSQL array literals for unnest(), or a binary COPY
+    stream for the readings. After the write it groups the acks per gateway,
+    in arrival order, for the PUB socket.
+
+    Rows whose ack is final ("decided") are skipped by every later plan, so
+    a retry or a split of the batch only touches what is still open.
+    =========================================================================
+*/
+#ifndef STORE_BATCH_H_INCLUDED
+#define STORE_BATCH_H_INCLUDED
+
+#include "proto.h"
+
+typedef struct _store_batch_t store_batch_t;
+
+//  Parameters of the hot statements, in $n order.
+#define STORE_KEYS_PARAMS 3         //  device_id[], reading_key[], ts_ms[]
+#define STORE_READINGS_PARAMS 7     //  id[], port_id[], ts_ms[], voltage[], current[], power[], status[]
+#define STORE_PORTS_PARAMS 5        //  id[], status[], ts_ms[], changed_ms[], power[]
+#define STORE_EPISODES_PARAMS 8     //  port_id[], user_id[], start_ms[], end_ms[], mean[], peak[], energy[], samples[]
+
+//  Creates a batch of at most capacity rows. NULL if out of memory.
+store_batch_t *store_batch_new (size_t capacity);
+void store_batch_destroy (store_batch_t **self_p);
+
+//  Empties the batch for the next group commit; keeps memory.
+void store_batch_reset (store_batch_t *self);
+
+size_t store_batch_size (store_batch_t *self);
+size_t store_batch_capacity (store_batch_t *self);
+
+//  Appends a verdict. A verdict the database would refuse for sure (port
+//  not a uuid, a time outside 1970..9999) is decided REJECTED at once. -1
+//  if the batch is full.
+int store_batch_add (store_batch_t *self, const proto_verdict_t *verdict);
+
+const proto_verdict_t *store_batch_verdict (store_batch_t *self, size_t index);
+const proto_ack_t *store_batch_ack (store_batch_t *self, size_t index);
+bool store_batch_decided (store_batch_t *self, size_t index);
+
+//  Plans a write of the undecided rows in [lo, hi): repeated keys, last
+//  verdict per port and per episode; clears what an earlier attempt
+//  assigned. Returns the number of undecided rows in the range.
+size_t store_batch_plan (store_batch_t *self, size_t lo, size_t hi);
+
+//  Rows with a key, first occurrence of each (device, key) only, in order.
+size_t store_batch_keyed_count (store_batch_t *self);
+size_t store_batch_keyed_row (store_batch_t *self, size_t n);
+//  Rows without a key, in order.
+size_t store_batch_unkeyed_count (store_batch_t *self);
+size_t store_batch_unkeyed_row (store_batch_t *self, size_t n);
+size_t store_batch_port_count (store_batch_t *self);
+size_t store_batch_episode_count (store_batch_t *self);
+
+//  Records what the database gave row index: its reading id and stored
+//  time, and whether the reading is new (to insert) or a retry of a key
+//  already stored.
+void store_batch_assign (store_batch_t *self, size_t index, int64_t id, int64_t ts, bool fresh);
+size_t store_batch_fresh_count (store_batch_t *self);
+
+//  Parameter builders for the planned range. The strings are owned by the
+//  batch and live until the next call of the same builder.
+void store_batch_keys_params (store_batch_t *self, const char *params [STORE_KEYS_PARAMS]);
+void store_batch_readings_params (store_batch_t *self, const char *params [STORE_READINGS_PARAMS]);
+void store_batch_ports_params (store_batch_t *self, const char *params [STORE_PORTS_PARAMS]);
+void store_batch_episodes_params (store_batch_t *self, const char *params [STORE_EPISODES_PARAMS]);
+
+//  The fresh readings of the planned range as a binary COPY stream for
+//  (id, port_id, ts, voltage, current, power, status); owned by the batch.
+const uint8_t *store_batch_copy_data (store_batch_t *self, size_t *size);
+
+//  After COMMIT: every undecided row of the planned range is acked OK with
+//  its id (a repeated key gets the id of its first occurrence).
+void store_batch_commit (store_batch_t *self);
+
+//  Decides every undecided row in [lo, hi) with code (RETRY or REJECTED).
+void store_batch_decide (store_batch_t *self, size_t lo, size_t hi, proto_ack_code_t code);
+
+//  Iterates the acks grouped per gateway, each group in arrival order.
+//  Start with *cursor = 0; each call fills at most max acks of one gateway
+//  and returns how many, 0 when all are out. *gateway is borrowed.
+size_t store_batch_group (store_batch_t *self, size_t *cursor, const char **gateway,
+                          proto_ack_t *acks, size_t max);
+
+//  Self test
+void store_batch_test (bool verbose);
+
+#endif

@@ -1,0 +1,235 @@
+/*  =========================================================================
+    store_bench - readings per second through the store alone
+
+    store_bench [-n VERDICTS] [-p PORTS] [-m copy|unnest] [-b BATCH_MAX]
+                [-d CONNINFO] [-v] [-w]
+
+    Runs a store server (writer + sockets) in a thread on
+    tcp://127.0.0.1:6401/6402, PUSHes verdicts for PORTS ports of a fresh
+    fixture and times until every ack has come back on the SUB side. The
+    database is -d or PHANTOM_TEST_DATABASE; the fixture's rows are deleted
+    afterwards. -w times the writer alone: batches built in-process, no
+    sockets, no decoding.
+    =========================================================================
+*/
+#include <czmq.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_fixture.h"
+#include "store_server.h"
+
+#define S_VERDICTS "tcp://127.0.0.1:6401"
+#define S_ACKS "tcp://127.0.0.1:6402"
+
+typedef struct {
+    const char *database;
+    store_insert_t insert;
+    size_t batch_max;
+    volatile int stop;
+    volatile int ready;             //  1 bound, -1 failed
+    uint64_t batches;
+    bool verbose;
+    bool direct;                    //  -w: writer only, no sockets
+} s_args_t;
+
+static void *
+s_store (void *arg)
+{
+    s_args_t *args = (s_args_t *) arg;
+    store_writer_t *writer = store_writer_new (args->database, args->verbose);
+    store_writer_set_insert (writer, args->insert);
+    store_server_t *server = store_server_new (S_VERDICTS, S_ACKS, &writer, args->batch_max, 2,
+                                               args->verbose);
+    args->ready = server? 1: -1;
+    while (server && !args->stop)
+        if (store_server_step (server, 100) > 0)
+            args->batches++;
+    store_server_destroy (&server);
+    return NULL;
+}
+
+static void
+s_send (zsock_t *push, const proto_verdict_t *verdict, proto_buffer_t *buffer)
+{
+    if (proto_verdict_encode (verdict, buffer) == 0)
+        zmq_send (zsock_resolve (push), buffer->data, buffer->size, 0);
+}
+
+//  Receives ack messages for up to timeout_ms; counts acks by code.
+static size_t
+s_receive (zsock_t *sub, size_t *ok, int timeout_ms)
+{
+    static proto_ack_t acks [PROTO_ACKS_MAX];
+    size_t total = 0;
+    zmq_pollitem_t item = { zsock_resolve (sub), 0, ZMQ_POLLIN, 0 };
+    while (zmq_poll (&item, 1, timeout_ms) == 1) {
+        zmsg_t *message = zmsg_recv (sub);
+        if (!message)
+            break;
+        zframe_t *topic = zmsg_pop (message);
+        zframe_t *body = zmsg_pop (message);
+        size_t count = 0;
+        if (body && proto_acks_decode (zframe_data (body), zframe_size (body), acks,
+                                       PROTO_ACKS_MAX, &count) == 0) {
+            total += count;
+            for (size_t index = 0; index < count; index++)
+                if (acks [index].code == PROTO_ACK_OK)
+                    (*ok)++;
+        }
+        zframe_destroy (&topic);
+        zframe_destroy (&body);
+        zmsg_destroy (&message);
+        timeout_ms = 0;
+    }
+    return total;
+}
+
+int
+main (int argc, char *argv [])
+{
+    size_t verdicts = 200000;
+    size_t ports = 1000;
+    s_args_t args = { getenv ("PHANTOM_TEST_DATABASE"), STORE_INSERT_COPY, 1000, 0, 0, 0, false, false };
+    int option;
+    while ((option = getopt (argc, argv, "n:p:m:b:d:vw")) != -1) {
+        if (option == 'v')
+            args.verbose = true;
+        else
+        if (option == 'w')
+            args.direct = true;
+        else
+        if (option == 'n')
+            verdicts = strtoul (optarg, NULL, 10);
+        else
+        if (option == 'p')
+            ports = strtoul (optarg, NULL, 10);
+        else
+        if (option == 'm')
+            args.insert = streq (optarg, "unnest")? STORE_INSERT_UNNEST: STORE_INSERT_COPY;
+        else
+        if (option == 'b')
+            args.batch_max = strtoul (optarg, NULL, 10);
+        else
+        if (option == 'd')
+            args.database = optarg;
+        else {
+            fprintf (stderr, "usage: store_bench [-n VERDICTS] [-p PORTS] [-m copy|unnest]"
+                             " [-b BATCH_MAX] [-d CONNINFO] [-v] [-w]\n");
+            return 1;
+        }
+    }
+    if (!args.database || ports < 1 || ports > STORE_FIXTURE_PORTS_MAX || args.batch_max < 1
+    ||  args.batch_max > PROTO_ACKS_MAX) {
+        fprintf (stderr, "store_bench: needs -d or PHANTOM_TEST_DATABASE, 1..%d ports,"
+                         " batch 1..%d\n", STORE_FIXTURE_PORTS_MAX, PROTO_ACKS_MAX);
+        return 1;
+    }
+    store_fixture_t *fixture = store_fixture_new (args.database, ports);
+    if (args.direct) {
+        store_writer_t *writer = store_writer_new (args.database, args.verbose);
+        store_writer_set_insert (writer, args.insert);
+        store_batch_t *batch = store_batch_new (args.batch_max);
+        proto_verdict_t verdict;
+        size_t ok = 0;
+        int64_t base = zclock_time () - (int64_t) verdicts;
+        int64_t started = zclock_usecs ();
+        for (size_t index = 0; index < verdicts; ) {
+            store_batch_reset (batch);
+            for (; index < verdicts && store_batch_size (batch) < args.batch_max; index++) {
+                store_fixture_verdict (fixture, &verdict, "bench", index + 1,
+                                       fixture->ports [index % ports], "", base + (int64_t) index,
+                                       (double) (index % 50) + 0.25, PROTO_STATUS_ACTIVE,
+                                       PROTO_STATUS_ACTIVE);
+                store_batch_add (batch, &verdict);
+            }
+            store_writer_write (writer, batch);
+            for (size_t row = 0; row < store_batch_size (batch); row++)
+                ok += store_batch_ack (batch, row)->code == PROTO_ACK_OK;
+        }
+        double seconds = (double) (zclock_usecs () - started) / 1e6;
+        printf ("store_bench: writer only, %s, %zu verdicts over %zu ports, batch %zu:"
+                " %zu OK in %.3f s = %.0f readings/s\n",
+                args.insert == STORE_INSERT_COPY? "COPY": "unnest INSERT", verdicts, ports,
+                args.batch_max, ok, seconds, (double) ok / seconds);
+        store_batch_destroy (&batch);
+        store_writer_destroy (&writer);
+        store_fixture_destroy (&fixture);
+        zsys_shutdown ();
+        return ok == verdicts? 0: 1;
+    }
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_store, &args);
+    while (args.ready == 0)
+        zclock_sleep (10);
+    if (args.ready < 0) {
+        pthread_join (thread, NULL);
+        store_fixture_destroy (&fixture);
+        return 1;
+    }
+    zsock_t *push = zsock_new (ZMQ_PUSH);
+    zsock_set_sndhwm (push, 100000);
+    zsock_set_sndtimeo (push, 5000);
+    zsock_connect (push, S_VERDICTS);
+    zsock_t *sub = zsock_new (ZMQ_SUB);
+    zsock_set_rcvhwm (sub, 0);
+    zsock_set_subscribe (sub, "ack.bench");
+    zsock_connect (sub, S_ACKS);
+
+    proto_buffer_t buffer;
+    proto_buffer_init (&buffer);
+    proto_verdict_t verdict;
+    size_t ok = 0;
+    //  Wait for the subscription with a keyed probe (stored once)
+    char key [32];
+    snprintf (key, sizeof (key), "probe-%" PRId64, zclock_time ());
+    store_fixture_verdict (fixture, &verdict, "bench", 0, fixture->ports [0], key,
+                           zclock_time (), 1, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    while (s_receive (sub, &ok, 100) == 0)
+        s_send (push, &verdict, &buffer);
+    zclock_sleep (200);
+    s_receive (sub, &ok, 0);
+    ok = 0;
+
+    int64_t base = zclock_time () - (int64_t) verdicts;
+    uint64_t batches = args.batches;
+    int64_t started = zclock_usecs ();
+    size_t acked = 0;
+    for (size_t index = 0; index < verdicts; index++) {
+        store_fixture_verdict (fixture, &verdict, "bench", index + 1,
+                               fixture->ports [index % ports], "", base + (int64_t) index,
+                               (double) (index % 50) + 0.25, PROTO_STATUS_ACTIVE,
+                               PROTO_STATUS_ACTIVE);
+        s_send (push, &verdict, &buffer);
+        if (index % 1000 == 999)
+            acked += s_receive (sub, &ok, 0);
+    }
+    int64_t sent = zclock_usecs ();
+    int64_t deadline = zclock_mono () + 60000;
+    while (acked < verdicts && zclock_mono () < deadline)
+        acked += s_receive (sub, &ok, 100);
+    int64_t finished = zclock_usecs ();
+    batches = args.batches - batches;
+
+    double seconds = (double) (finished - started) / 1e6;
+    printf ("store_bench: %s, %zu verdicts over %zu ports, batch_max %zu: %zu acked (%zu OK)"
+            " in %.3f s = %.0f readings/s (sending took %.3f s, %" PRIu64 " batches,"
+            " mean %.0f)\n",
+            args.insert == STORE_INSERT_COPY? "COPY": "unnest INSERT", verdicts, ports,
+            args.batch_max, acked, ok, seconds, (double) ok / seconds,
+            (double) (sent - started) / 1e6, batches,
+            batches? (double) acked / (double) batches: 0.0);
+
+    args.stop = 1;
+    pthread_join (thread, NULL);
+    proto_buffer_release (&buffer);
+    zsock_destroy (&push);
+    zsock_destroy (&sub);
+    store_fixture_destroy (&fixture);
+    zsys_shutdown ();
+    return acked == verdicts && ok == verdicts? 0: 1;
+}

@@ -1,0 +1,46 @@
+/*  =========================================================================
+    store_fixture - test data in a real database, for the store's tests
+
+    Creates a user, a device and some ports with fresh ids, so tests can run
+    side by side in one database; destroying it deletes them again, with
+    their readings, keys and episodes. Tests only: asserts on every failure.
+    =========================================================================
+*/
+#ifndef STORE_FIXTURE_H_INCLUDED
+#define STORE_FIXTURE_H_INCLUDED
+
+#include <libpq-fe.h>
+#include "proto.h"
+
+#define STORE_FIXTURE_PORTS_MAX 1000
+
+typedef struct {
+    PGconn *conn;                   //  the test's own connection
+    int64_t user;                   //  users.id
+    int64_t device;                 //  devices.id
+    size_t port_count;              //  ports created
+    char ports [STORE_FIXTURE_PORTS_MAX][PROTO_UUID_LEN + 1];   //  ports.id
+} store_fixture_t;
+
+//  Database for tests: PHANTOM_TEST_DATABASE, or NULL (tests skip).
+const char *store_fixture_database (void);
+
+store_fixture_t *store_fixture_new (const char *conninfo, size_t port_count);
+void store_fixture_destroy (store_fixture_t **self_p);
+
+//  Runs sql with text params and asserts it succeeded; caller PQclears.
+PGresult *store_fixture_sql (store_fixture_t *self, const char *sql, int count,
+                             const char *const *params);
+//  First column of the first row as a number / as text (copied into text).
+int64_t store_fixture_int (store_fixture_t *self, const char *sql, int count,
+                           const char *const *params);
+void store_fixture_text (store_fixture_t *self, const char *sql, int count,
+                         const char *const *params, char *text, size_t size);
+
+//  Fills a verdict of the fixture's user and device.
+void store_fixture_verdict (store_fixture_t *self, proto_verdict_t *verdict,
+                            const char *gateway, uint64_t request, const char *port,
+                            const char *key, int64_t ts, double power, uint8_t status,
+                            uint8_t previous);
+
+#endif

@@ -1,0 +1,844 @@
+/*  =========================================================================
+    store_writer - writes batches of verdicts to PostgreSQL
+    =========================================================================
+*/
+#include "store_writer.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Reading times travel as ms since the epoch; this turns one into a
+//  timestamptz exactly and without depending on the session's time zone.
+#define S_TS(ms) "(timestamptz 'epoch' + " ms " * interval '1 millisecond')"
+
+//  Idempotency. Inserts each (device, key) with a new reading id; keys that
+//  already exist keep theirs and are answered with it. The final SELECT
+//  reads reading_keys as it was before this statement, so k holds only the
+//  keys stored earlier. Rows come back in input order (n).
+static const char *s_keys_sql =
+    "WITH u AS (SELECT * FROM unnest ($1::bigint[], $2::text[], $3::bigint[])"
+    "           WITH ORDINALITY AS u (device_id, reading_key, ts_ms, n)),"
+    " ins AS (INSERT INTO reading_keys (device_id, reading_key, reading_id, ts)"
+    "         SELECT device_id, reading_key, nextval ('readings_id_seq'), " S_TS ("ts_ms")
+    "         FROM u ORDER BY n"
+    "         ON CONFLICT DO NOTHING"
+    "         RETURNING device_id, reading_key, reading_id)"
+    " SELECT u.n, coalesce (ins.reading_id, k.reading_id),"
+    "        CASE WHEN ins.reading_id IS NULL"
+    "             THEN (extract (epoch FROM k.ts) * 1000)::bigint ELSE u.ts_ms END,"
+    "        ins.reading_id IS NOT NULL"
+    " FROM u LEFT JOIN ins ON ins.device_id = u.device_id AND ins.reading_key = u.reading_key"
+    "        LEFT JOIN reading_keys k ON ins.reading_id IS NULL"
+    "             AND k.device_id = u.device_id AND k.reading_key = u.reading_key"
+    " ORDER BY u.n";
+
+//  Ids for the readings without a key, so that COPY can carry them.
+static const char *s_ids_sql =
+    "SELECT nextval ('readings_id_seq') FROM generate_series (1, $1::int)";
+
+static const char *s_readings_sql =
+    "INSERT INTO readings (id, port_id, ts, voltage, current, power, status)"
+    " SELECT id, port_id, " S_TS ("ts_ms") ", voltage, current, power, status"
+    " FROM unnest ($1::bigint[], $2::uuid[], $3::bigint[], $4::float8[], $5::float8[],"
+    "              $6::float8[], $7::smallint[])"
+    "      AS u (id, port_id, ts_ms, voltage, current, power, status)";
+
+static const char *s_copy_sql =
+    "COPY readings (id, port_id, ts, voltage, current, power, status)"
+    " FROM STDIN (FORMAT binary)";
+
+//  Status from the port's last verdict; since when: its last change in the
+//  batch, else this verdict if the stored status differs. NULL status
+//  (unknown) keeps the stored one.
+static const char *s_ports_sql =
+    "UPDATE ports p SET"
+    "  status = coalesce (u.status, p.status),"
+    "  status_since = CASE"
+    "    WHEN u.changed_ms IS NOT NULL THEN " S_TS ("u.changed_ms")
+    "    WHEN u.status IS NOT NULL AND (u.status <> p.status OR p.status_since IS NULL)"
+    "      THEN " S_TS ("u.ts_ms")
+    "    ELSE p.status_since END,"
+    "  last_reading_at = " S_TS ("u.ts_ms") ","
+    "  last_power = u.power"
+    " FROM unnest ($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::float8[])"
+    "      AS u (id, status, ts_ms, changed_ms, power)"
+    " WHERE p.id = u.id";
+
+static const char *s_episodes_sql =
+    "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts, peak_watts,"
+    "                      energy_wh, samples)"
+    " SELECT port_id, user_id, " S_TS ("start_ms") ", " S_TS ("end_ms") ","
+    "        mean, peak, energy, samples"
+    " FROM unnest ($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::float8[],"
+    "              $6::float8[], $7::float8[], $8::bigint[])"
+    "      AS u (port_id, user_id, start_ms, end_ms, mean, peak, energy, samples)"
+    " ON CONFLICT (port_id, started_at) DO UPDATE SET"
+    "  ended_at = EXCLUDED.ended_at, mean_watts = EXCLUDED.mean_watts,"
+    "  peak_watts = EXCLUDED.peak_watts, energy_wh = EXCLUDED.energy_wh,"
+    "  samples = EXCLUDED.samples";
+
+#define S_BACKOFF_MIN_MS 100
+#define S_BACKOFF_MAX_MS 2000
+#define S_PARTITIONS_EVERY_MS (3600 * 1000)
+#define S_PARTITIONS_RETRY_MS (60 * 1000)
+
+//  How an attempt ended.
+typedef enum {
+    S_OK = 0,
+    S_DATA = 1,                     //  the data was refused (SQLSTATE class 22 or 23)
+    S_TRANSIENT = 2,                //  anything else the server said
+    S_LOST = 3                      //  the connection is gone
+} s_outcome_t;
+
+struct _store_writer_t {
+    char *conninfo;                 //  libpq connection string
+    bool verbose;                   //  debug logs
+    PGconn *conn;                   //  NULL while disconnected
+    store_insert_t insert;          //  COPY or unnest INSERT
+    int64_t backoff;                //  next reconnect delay, ms
+    int64_t connect_at;             //  monotonic ms of the next connect attempt
+    int64_t partitions_at;          //  monotonic ms of the next phantom_ensure_partitions
+    char error [256];               //  last error, for logs
+};
+
+//  --------------------------------------------------------------------------
+//  Connection handling
+
+//  libpq messages span lines; logs are one line per event.
+static char *
+s_one_line (char *text)
+{
+    size_t size = strlen (text);
+    while (size && (text [size - 1] == '\n' || text [size - 1] == ' '))
+        text [--size] = 0;
+    for (char *cursor = text; *cursor; cursor++)
+        if (*cursor == '\n' || *cursor == '\t')
+            *cursor = ' ';
+    return text;
+}
+
+//  The connection's last error as one line (kept in self->error).
+static const char *
+s_connection_error (store_writer_t *self)
+{
+    snprintf (self->error, sizeof (self->error), "%s",
+              self->conn? PQerrorMessage (self->conn): "out of memory");
+    return s_one_line (self->error);
+}
+
+static void
+s_disconnect (store_writer_t *self)
+{
+    if (self->conn) {
+        PQfinish (self->conn);
+        self->conn = NULL;
+    }
+    self->connect_at = zclock_mono () + self->backoff;
+    self->backoff *= 2;
+    if (self->backoff > S_BACKOFF_MAX_MS)
+        self->backoff = S_BACKOFF_MAX_MS;
+}
+
+static int
+s_session (store_writer_t *self)
+{
+    //  Durability is the point of the ack: force the default even if the
+    //  server or role was configured otherwise. The timeout bounds a wait
+    //  on a lock held by someone else.
+    static const char *setup [] = {
+        "SET synchronous_commit = on",
+        "SET statement_timeout = '30s'",
+    };
+    static const struct {
+        const char *name;
+        const char **sql;
+    } statements [] = {
+        { "store_keys", &s_keys_sql },
+        { "store_ids", &s_ids_sql },
+        { "store_readings", &s_readings_sql },
+        { "store_ports", &s_ports_sql },
+        { "store_episodes", &s_episodes_sql },
+    };
+    for (size_t index = 0; index < sizeof (setup) / sizeof (setup [0]); index++) {
+        PGresult *result = PQexec (self->conn, setup [index]);
+        bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
+        if (!ok)
+            zsys_error ("store writer - %s failed: %s", setup [index],
+                        s_connection_error (self));
+        PQclear (result);
+        if (!ok)
+            return -1;
+    }
+    for (size_t index = 0; index < sizeof (statements) / sizeof (statements [0]); index++) {
+        PGresult *result = PQprepare (self->conn, statements [index].name,
+                                      *statements [index].sql, 0, NULL);
+        bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
+        if (!ok)
+            zsys_error ("store writer - prepare %s failed: %s", statements [index].name,
+                        s_connection_error (self));
+        PQclear (result);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
+static void
+s_connect (store_writer_t *self)
+{
+    //  Keepalives and a TCP user timeout bound every wait on a server that
+    //  vanished without closing the connection; dbname comes last so that
+    //  whatever the configured string says wins.
+    const char *keywords [] = {
+        "connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
+        "tcp_user_timeout", "application_name", "dbname", NULL
+    };
+    const char *values [] = {
+        "5", "10", "3", "3", "15000", "phantom-store", self->conninfo, NULL
+    };
+    self->conn = PQconnectdbParams (keywords, values, 1);
+    if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
+        zsys_warning ("store writer - cannot connect, retrying in %" PRId64 " ms: %s",
+                      self->backoff, s_connection_error (self));
+        s_disconnect (self);
+        return;
+    }
+    if (s_session (self)) {
+        s_disconnect (self);
+        return;
+    }
+    zsys_info ("store writer - connected (backend %d)", PQbackendPID (self->conn));
+    self->backoff = S_BACKOFF_MIN_MS;
+    self->partitions_at = 0;        //  ensure them now
+}
+
+static void
+s_ensure_partitions (store_writer_t *self)
+{
+    PGresult *result = PQexec (self->conn, "SELECT phantom_ensure_partitions (7, 7)");
+    if (PQresultStatus (result) == PGRES_TUPLES_OK) {
+        self->partitions_at = zclock_mono () + S_PARTITIONS_EVERY_MS;
+        if (self->verbose)
+            zsys_debug ("store writer - partitions ensured");
+    }
+    else {
+        //  Readings still land in readings_default meanwhile.
+        zsys_warning ("store writer - phantom_ensure_partitions failed: %s",
+                      s_connection_error (self));
+        self->partitions_at = zclock_mono () + S_PARTITIONS_RETRY_MS;
+    }
+    PQclear (result);
+    if (PQstatus (self->conn) != CONNECTION_OK)
+        s_disconnect (self);
+}
+
+//  --------------------------------------------------------------------------
+//  Create a writer and try to connect
+
+store_writer_t *
+store_writer_new (const char *conninfo, bool verbose)
+{
+    assert (conninfo);
+    store_writer_t *self = (store_writer_t *) zmalloc (sizeof (store_writer_t));
+    self->conninfo = strdup (conninfo);
+    assert (self->conninfo);
+    self->verbose = verbose;
+    self->insert = STORE_INSERT_COPY;
+    self->backoff = S_BACKOFF_MIN_MS;
+    store_writer_maintain (self);
+    return self;
+}
+
+void
+store_writer_destroy (store_writer_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        store_writer_t *self = *self_p;
+        if (self->conn)
+            PQfinish (self->conn);
+        free (self->conninfo);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+store_writer_set_insert (store_writer_t *self, store_insert_t insert)
+{
+    assert (self);
+    self->insert = insert;
+}
+
+int
+store_writer_backend (store_writer_t *self)
+{
+    assert (self);
+    return self->conn? PQbackendPID (self->conn): 0;
+}
+
+bool
+store_writer_connected (store_writer_t *self)
+{
+    assert (self);
+    return self->conn && PQstatus (self->conn) == CONNECTION_OK;
+}
+
+void
+store_writer_maintain (store_writer_t *self)
+{
+    assert (self);
+    int64_t now = zclock_mono ();
+    if (!self->conn && now >= self->connect_at)
+        s_connect (self);
+    if (self->conn && now >= self->partitions_at)
+        s_ensure_partitions (self);
+}
+
+//  --------------------------------------------------------------------------
+//  One attempt: the undecided rows of [lo, hi) in one transaction
+
+//  Classifies a failed result (NULL: libpq gave none) and keeps the message.
+static s_outcome_t
+s_failure (store_writer_t *self, PGresult *result, const char *step)
+{
+    const char *state = result? PQresultErrorField (result, PG_DIAG_SQLSTATE): NULL;
+    const char *message = result? PQresultErrorMessage (result): "";
+    if (!message || !*message)
+        message = PQerrorMessage (self->conn);
+    snprintf (self->error, sizeof (self->error), "%s: %s%s%s", step,
+              state? state: "", state? " ": "", message);
+    s_one_line (self->error);
+    if (PQstatus (self->conn) != CONNECTION_OK)
+        return S_LOST;
+    if (state && (strncmp (state, "22", 2) == 0 || strncmp (state, "23", 2) == 0))
+        return S_DATA;
+    return S_TRANSIENT;
+}
+
+//  Runs a prepared statement expecting status; on failure classifies it.
+static s_outcome_t
+s_run (store_writer_t *self, const char *name, int count, const char *const *params,
+       ExecStatusType expected, PGresult **result_p)
+{
+    PGresult *result = PQexecPrepared (self->conn, name, count, params, NULL, NULL, 0);
+    if (PQresultStatus (result) != expected) {
+        s_outcome_t outcome = s_failure (self, result, name);
+        PQclear (result);
+        return outcome;
+    }
+    if (result_p)
+        *result_p = result;
+    else
+        PQclear (result);
+    return S_OK;
+}
+
+static s_outcome_t
+s_command (store_writer_t *self, const char *sql)
+{
+    PGresult *result = PQexec (self->conn, sql);
+    s_outcome_t outcome = S_OK;
+    if (PQresultStatus (result) != PGRES_COMMAND_OK)
+        outcome = s_failure (self, result, sql);
+    PQclear (result);
+    return outcome;
+}
+
+//  Parses a bigint column; the database is outside input, so no asserts.
+static int
+s_value (PGresult *result, int row, int column, int64_t *value)
+{
+    if (PQgetisnull (result, row, column))
+        return -1;
+    char *end;
+    const char *text = PQgetvalue (result, row, column);
+    *value = strtoll (text, &end, 10);
+    return *end == 0 && end != text? 0: -1;
+}
+
+static s_outcome_t
+s_keys (store_writer_t *self, store_batch_t *batch)
+{
+    size_t count = store_batch_keyed_count (batch);
+    if (count == 0)
+        return S_OK;
+    const char *params [STORE_KEYS_PARAMS];
+    store_batch_keys_params (batch, params);
+    PGresult *result = NULL;
+    s_outcome_t outcome = s_run (self, "store_keys", STORE_KEYS_PARAMS, params,
+                                 PGRES_TUPLES_OK, &result);
+    if (outcome)
+        return outcome;
+    if ((size_t) PQntuples (result) != count) {
+        snprintf (self->error, sizeof (self->error), "store_keys: %d rows for %zu keys",
+                  PQntuples (result), count);
+        outcome = S_TRANSIENT;
+    }
+    for (int row = 0; outcome == S_OK && row < PQntuples (result); row++) {
+        int64_t n, id, ts;
+        //  A key no longer visible (another writer?) has no id: retry later.
+        if (s_value (result, row, 0, &n) || n < 1 || (size_t) n > count
+        ||  s_value (result, row, 1, &id) || s_value (result, row, 2, &ts)) {
+            snprintf (self->error, sizeof (self->error), "store_keys: row %d unusable", row);
+            outcome = S_TRANSIENT;
+            break;
+        }
+        bool fresh = *PQgetvalue (result, row, 3) == 't';
+        store_batch_assign (batch, store_batch_keyed_row (batch, (size_t) n - 1), id, ts, fresh);
+    }
+    PQclear (result);
+    return outcome;
+}
+
+static s_outcome_t
+s_ids (store_writer_t *self, store_batch_t *batch)
+{
+    size_t count = store_batch_unkeyed_count (batch);
+    if (count == 0)
+        return S_OK;
+    char text [24];
+    snprintf (text, sizeof (text), "%zu", count);
+    const char *params [1] = { text };
+    PGresult *result = NULL;
+    s_outcome_t outcome = s_run (self, "store_ids", 1, params, PGRES_TUPLES_OK, &result);
+    if (outcome)
+        return outcome;
+    if ((size_t) PQntuples (result) != count) {
+        snprintf (self->error, sizeof (self->error), "store_ids: %d ids for %zu readings",
+                  PQntuples (result), count);
+        outcome = S_TRANSIENT;
+    }
+    for (size_t n = 0; outcome == S_OK && n < count; n++) {
+        int64_t id;
+        if (s_value (result, (int) n, 0, &id)) {
+            snprintf (self->error, sizeof (self->error), "store_ids: unusable id");
+            outcome = S_TRANSIENT;
+            break;
+        }
+        size_t row = store_batch_unkeyed_row (batch, n);
+        store_batch_assign (batch, row, id, store_batch_verdict (batch, row)->reading.ts, true);
+    }
+    PQclear (result);
+    return outcome;
+}
+
+static s_outcome_t
+s_copy (store_writer_t *self, store_batch_t *batch)
+{
+    size_t size;
+    const uint8_t *data = store_batch_copy_data (batch, &size);
+    PGresult *result = PQexec (self->conn, s_copy_sql);
+    if (PQresultStatus (result) != PGRES_COPY_IN) {
+        s_outcome_t outcome = s_failure (self, result, "copy");
+        PQclear (result);
+        return outcome;
+    }
+    PQclear (result);
+    //  A failed send ends the COPY with an error message instead.
+    if (PQputCopyData (self->conn, (const char *) data, (int) size) != 1)
+        PQputCopyEnd (self->conn, "store: sending COPY data failed");
+    else
+        PQputCopyEnd (self->conn, NULL);
+    s_outcome_t outcome = S_OK;
+    while ((result = PQgetResult (self->conn))) {
+        if (outcome == S_OK && PQresultStatus (result) != PGRES_COMMAND_OK)
+            outcome = s_failure (self, result, "copy");
+        PQclear (result);
+    }
+    if (outcome == S_OK && PQstatus (self->conn) != CONNECTION_OK)
+        outcome = s_failure (self, NULL, "copy");
+    return outcome;
+}
+
+static s_outcome_t
+s_attempt (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
+{
+    if (store_batch_plan (batch, lo, hi) == 0)
+        return S_OK;
+    //  Step times under -v, to see where a batch spends its time.
+    int64_t times [7] = { zclock_usecs () };
+    s_outcome_t outcome = s_command (self, "BEGIN");
+    if (outcome == S_OK)
+        outcome = s_keys (self, batch);
+    times [1] = zclock_usecs ();
+    if (outcome == S_OK)
+        outcome = s_ids (self, batch);
+    times [2] = zclock_usecs ();
+    if (outcome == S_OK && store_batch_fresh_count (batch)) {
+        if (self->insert == STORE_INSERT_COPY)
+            outcome = s_copy (self, batch);
+        else {
+            const char *params [STORE_READINGS_PARAMS];
+            store_batch_readings_params (batch, params);
+            outcome = s_run (self, "store_readings", STORE_READINGS_PARAMS, params,
+                             PGRES_COMMAND_OK, NULL);
+        }
+    }
+    times [3] = zclock_usecs ();
+    if (outcome == S_OK && store_batch_port_count (batch)) {
+        const char *params [STORE_PORTS_PARAMS];
+        store_batch_ports_params (batch, params);
+        outcome = s_run (self, "store_ports", STORE_PORTS_PARAMS, params,
+                         PGRES_COMMAND_OK, NULL);
+    }
+    times [4] = zclock_usecs ();
+    if (outcome == S_OK && store_batch_episode_count (batch)) {
+        const char *params [STORE_EPISODES_PARAMS];
+        store_batch_episodes_params (batch, params);
+        outcome = s_run (self, "store_episodes", STORE_EPISODES_PARAMS, params,
+                         PGRES_COMMAND_OK, NULL);
+    }
+    if (outcome == S_OK) {
+        //  A COMMIT whose answer is lost leaves the outcome unknown: the
+        //  rows are acked RETRY, and a retry with a key finds its id.
+        times [5] = zclock_usecs ();
+        outcome = s_command (self, "COMMIT");
+        if (outcome == S_OK) {
+            times [6] = zclock_usecs ();
+            if (self->verbose)
+                zsys_debug ("store writer - rows %zu..%zu: keys %" PRId64 " ids %" PRId64
+                            " readings %" PRId64 " ports %" PRId64 " episodes %" PRId64
+                            " commit %" PRId64 " us", lo, hi, times [1] - times [0],
+                            times [2] - times [1], times [3] - times [2], times [4] - times [3],
+                            times [5] - times [4], times [6] - times [5]);
+            store_batch_commit (batch);
+            return S_OK;
+        }
+    }
+    if (outcome != S_LOST) {
+        char error [sizeof (self->error)];
+        memcpy (error, self->error, sizeof (error));
+        if (s_command (self, "ROLLBACK") == S_LOST)
+            outcome = S_LOST;
+        memcpy (self->error, error, sizeof (error));
+    }
+    return outcome;
+}
+
+//  [lo, hi) failed with a data error: halve it until the refused rows are
+//  alone, commit the others. Costs about 2 log2 (n) attempts per bad row,
+//  instead of one transaction (and one fsync) per row.
+static s_outcome_t
+s_split (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
+{
+    if (hi - lo == 1) {
+        const proto_verdict_t *verdict = store_batch_verdict (batch, lo);
+        zsys_warning ("store writer - reading %s/%" PRIu64 " of port %s rejected: %s",
+                      verdict->reading.gateway, verdict->reading.request,
+                      verdict->reading.port, self->error);
+        store_batch_decide (batch, lo, hi, PROTO_ACK_REJECTED);
+        return S_OK;
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    size_t bounds [3] = { lo, mid, hi };
+    for (size_t half = 0; half < 2; half++) {
+        s_outcome_t outcome = s_attempt (self, batch, bounds [half], bounds [half + 1]);
+        if (outcome == S_DATA)
+            outcome = s_split (self, batch, bounds [half], bounds [half + 1]);
+        if (outcome != S_OK)
+            return outcome;
+    }
+    return S_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Write the undecided rows of batch; every row leaves decided
+
+void
+store_writer_write (store_writer_t *self, store_batch_t *batch)
+{
+    assert (self);
+    assert (batch);
+    size_t size = store_batch_size (batch);
+    if (!self->conn)
+        store_writer_maintain (self);
+    s_outcome_t outcome = S_LOST;
+    if (self->conn) {
+        outcome = s_attempt (self, batch, 0, size);
+        //  Which row broke a batch is hard to tell, and a transient error
+        //  (deadlock, timeout) may pass: one more try before splitting.
+        if (outcome == S_DATA || outcome == S_TRANSIENT) {
+            zsys_warning ("store writer - batch of %zu failed, retrying: %s", size, self->error);
+            outcome = s_attempt (self, batch, 0, size);
+        }
+        if (outcome == S_DATA)
+            outcome = s_split (self, batch, 0, size);
+    }
+    if (outcome != S_OK) {
+        //  Never OK unless committed: the gateway answers 503 and the
+        //  client retries.
+        if (self->conn)
+            zsys_warning ("store writer - batch of %zu not stored, acking RETRY: %s",
+                          size, self->error);
+        store_batch_decide (batch, 0, size, PROTO_ACK_RETRY);
+    }
+    if (outcome == S_LOST && self->conn) {
+        zsys_error ("store writer - connection lost, reconnecting in %" PRId64 " ms",
+                    self->backoff);
+        s_disconnect (self);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+#include "store_fixture.h"
+
+//  Checks that the acked row is in readings with the verdict's values.
+static void
+s_check_reading (store_fixture_t *fixture, const proto_ack_t *ack, const proto_verdict_t *verdict)
+{
+    char id [24];
+    snprintf (id, sizeof (id), "%" PRId64, ack->id);
+    const char *params [1] = { id };
+    PGresult *result = store_fixture_sql (fixture,
+        "SELECT port_id, (extract (epoch FROM ts) * 1000)::bigint, voltage, current, power, status"
+        " FROM readings WHERE id = $1", 1, params);
+    assert (PQntuples (result) == 1);
+    assert (streq (PQgetvalue (result, 0, 0), verdict->reading.port));
+    assert (strtoll (PQgetvalue (result, 0, 1), NULL, 10) == verdict->reading.ts);
+    //  PostgreSQL prints the shortest text that reads back exactly
+    assert (strtod (PQgetvalue (result, 0, 2), NULL) == verdict->reading.voltage);
+    assert (strtod (PQgetvalue (result, 0, 3), NULL) == verdict->reading.current);
+    assert (strtod (PQgetvalue (result, 0, 4), NULL) == verdict->reading.power);
+    assert (atoi (PQgetvalue (result, 0, 5)) == verdict->status);
+    PQclear (result);
+}
+
+static int64_t
+s_count_readings (store_fixture_t *fixture, const char *port)
+{
+    const char *params [1] = { port };
+    return store_fixture_int (fixture, "SELECT count(*) FROM readings WHERE port_id = $1",
+                              1, params);
+}
+
+void
+store_writer_test (bool verbose)
+{
+    printf (" * store_writer: ");
+    if (verbose)
+        printf ("\n");
+    const char *database = store_fixture_database ();
+    assert (database);              //  the runner skips without one
+    store_fixture_t *fixture = store_fixture_new (database, 4);
+    const char *port_a = fixture->ports [0];
+    const char *port_b = fixture->ports [1];
+    const char *port_c = fixture->ports [2];
+    const char *port_d = fixture->ports [3];
+    store_writer_t *writer = store_writer_new (database, verbose);
+    assert (store_writer_connected (writer));
+    store_batch_t *batch = store_batch_new (64);
+    proto_verdict_t verdict;
+    char text [64];
+    //  Whole milliseconds, inside the partitions kept ahead
+    int64_t base = zclock_time ();
+
+    //  N verdicts -> N rows with the right values, acks in order; both ways
+    for (int insert = STORE_INSERT_COPY; insert <= STORE_INSERT_UNNEST; insert++) {
+        store_writer_set_insert (writer, (store_insert_t) insert);
+        store_batch_reset (batch);
+        for (int index = 0; index < 40; index++) {
+            store_fixture_verdict (fixture, &verdict, "gw1", (uint64_t) index,
+                                   index % 2? port_a: port_b, "", base + index * 10 + insert,
+                                   index * 1.37 + 0.1, PROTO_STATUS_ACTIVE,
+                                   PROTO_STATUS_ACTIVE);
+            assert (store_batch_add (batch, &verdict) == 0);
+        }
+        store_writer_write (writer, batch);
+        for (size_t index = 0; index < 40; index++) {
+            const proto_ack_t *ack = store_batch_ack (batch, index);
+            assert (ack->code == PROTO_ACK_OK);
+            assert (ack->request == index);
+            assert (ack->status == PROTO_STATUS_ACTIVE);
+            assert (ack->ts == store_batch_verdict (batch, index)->reading.ts);
+            assert (index == 0 || ack->id != store_batch_ack (batch, index - 1)->id);
+            s_check_reading (fixture, ack, store_batch_verdict (batch, index));
+        }
+    }
+    assert (s_count_readings (fixture, port_a) + s_count_readings (fixture, port_b) == 80);
+    store_writer_set_insert (writer, STORE_INSERT_COPY);
+
+    //  The same readingId twice in one batch, then again in a later one:
+    //  one row, the same id and time in every ack
+    char key [32];
+    snprintf (key, sizeof (key), "key-%" PRId64, base);
+    store_batch_reset (batch);
+    store_fixture_verdict (fixture, &verdict, "gw1", 1, port_c, key, base + 1000, 50,
+                           PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    store_batch_add (batch, &verdict);
+    store_fixture_verdict (fixture, &verdict, "gw1", 2, port_c, "other", base + 1001, 51,
+                           PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    store_batch_add (batch, &verdict);
+    store_fixture_verdict (fixture, &verdict, "gw1", 3, port_c, key, base + 1002, 50,
+                           PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    store_batch_add (batch, &verdict);
+    store_writer_write (writer, batch);
+    proto_ack_t first = *store_batch_ack (batch, 0);
+    assert (first.code == PROTO_ACK_OK);
+    assert (first.ts == base + 1000);
+    assert (store_batch_ack (batch, 1)->code == PROTO_ACK_OK);
+    assert (store_batch_ack (batch, 1)->id != first.id);
+    assert (store_batch_ack (batch, 2)->code == PROTO_ACK_OK);
+    assert (store_batch_ack (batch, 2)->id == first.id);
+    assert (store_batch_ack (batch, 2)->ts == first.ts);
+    assert (s_count_readings (fixture, port_c) == 2);
+    s_check_reading (fixture, &first, store_batch_verdict (batch, 0));
+    store_batch_reset (batch);
+    store_fixture_verdict (fixture, &verdict, "gw1", 4, port_c, key, base + 5000, 50,
+                           PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    store_batch_add (batch, &verdict);
+    store_writer_write (writer, batch);
+    assert (store_batch_ack (batch, 0)->code == PROTO_ACK_OK);
+    assert (store_batch_ack (batch, 0)->id == first.id);
+    assert (store_batch_ack (batch, 0)->ts == first.ts);
+    assert (s_count_readings (fixture, port_c) == 2);
+
+    //  Port status from the last verdict; since when from the last change
+    const char *params [1] = { port_d };
+    store_batch_reset (batch);
+    uint8_t statuses [4][2] = {
+        { PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE }, { PROTO_STATUS_IDLE, PROTO_STATUS_ACTIVE },
+        { PROTO_STATUS_PHANTOM, PROTO_STATUS_IDLE }, { PROTO_STATUS_PHANTOM, PROTO_STATUS_PHANTOM }
+    };
+    for (int index = 0; index < 4; index++) {
+        store_fixture_verdict (fixture, &verdict, "gw1", 10 + index, port_d, "",
+                               base + 100 * (index + 1), 3.5 - index * 0.25,
+                               statuses [index][0], statuses [index][1]);
+        store_batch_add (batch, &verdict);
+    }
+    store_writer_write (writer, batch);
+    const char *status_sql =
+        "SELECT status || ' ' || (extract (epoch FROM status_since) * 1000)::bigint"
+        " || ' ' || (extract (epoch FROM last_reading_at) * 1000)::bigint"
+        " || ' ' || last_power FROM ports WHERE id = $1";
+    char expected [128];
+    store_fixture_text (fixture, status_sql, 1, params, text, sizeof (text));
+    snprintf (expected, sizeof (expected), "phantom %" PRId64 " %" PRId64 " 2.75",
+              base + 300, base + 400);
+    if (verbose)
+        printf ("port: %s\n", text);
+    assert (streq (text, expected));
+    //  Still phantom: since stays; unknown status: status stays too
+    store_batch_reset (batch);
+    store_fixture_verdict (fixture, &verdict, "gw1", 20, port_d, "", base + 500, 2.5,
+                           PROTO_STATUS_PHANTOM, PROTO_STATUS_PHANTOM);
+    store_batch_add (batch, &verdict);
+    store_fixture_verdict (fixture, &verdict, "gw1", 21, port_d, "", base + 600, 2.25,
+                           PROTO_STATUS_UNKNOWN, PROTO_STATUS_UNKNOWN);
+    store_batch_add (batch, &verdict);
+    store_writer_write (writer, batch);
+    store_fixture_text (fixture, status_sql, 1, params, text, sizeof (text));
+    snprintf (expected, sizeof (expected), "phantom %" PRId64 " %" PRId64 " 2.25",
+              base + 300, base + 600);
+    assert (streq (text, expected));
+
+    //  Episode upserted, then updated twice in one batch and closed
+    store_batch_reset (batch);
+    store_fixture_verdict (fixture, &verdict, "gw1", 30, port_d, "", base + 700, 3,
+                           PROTO_STATUS_PHANTOM, PROTO_STATUS_PHANTOM);
+    verdict.has_episode = true;
+    verdict.episode.start = base + 300;
+    verdict.episode.samples = 1;
+    verdict.episode.energy_wh = 0.1;
+    verdict.episode.mean_watts = 3;
+    verdict.episode.peak_watts = 3;
+    store_batch_add (batch, &verdict);
+    store_writer_write (writer, batch);
+    assert (store_batch_ack (batch, 0)->code == PROTO_ACK_OK);
+    const char *episode_sql =
+        "SELECT count(*) || ' ' || min (user_id) || ' ' || min (samples) || ' '"
+        " || coalesce (max ((extract (epoch FROM ended_at) * 1000)::bigint)::text, 'open')"
+        " || ' ' || max (energy_wh) || ' ' || max (peak_watts)"
+        " FROM episodes WHERE port_id = $1";
+    store_fixture_text (fixture, episode_sql, 1, params, text, sizeof (text));
+    snprintf (expected, sizeof (expected), "1 %" PRId64 " 1 open 0.1 3", fixture->user);
+    assert (streq (text, expected));
+    store_batch_reset (batch);
+    verdict.reading.ts = base + 800;
+    verdict.episode.samples = 2;
+    verdict.episode.energy_wh = 0.2;
+    store_batch_add (batch, &verdict);
+    verdict.reading.ts = base + 900;
+    verdict.status = PROTO_STATUS_ACTIVE;
+    verdict.episode.end = base + 900;
+    verdict.episode.samples = 3;
+    verdict.episode.energy_wh = 0.25;
+    verdict.episode.peak_watts = 3.5;
+    store_batch_add (batch, &verdict);
+    store_writer_write (writer, batch);
+    store_fixture_text (fixture, episode_sql, 1, params, text, sizeof (text));
+    snprintf (expected, sizeof (expected), "1 %" PRId64 " 3 %" PRId64 " 0.25 3.5",
+              fixture->user, base + 900);
+    if (verbose)
+        printf ("episode: %s\n", text);
+    assert (streq (text, expected));
+
+    //  A poisoned row (episode of a port that does not exist: foreign key)
+    //  is rejected alone; the others are committed
+    int64_t before = s_count_readings (fixture, port_a);
+    store_batch_reset (batch);
+    const char *ghost = "00000000-0000-4000-8000-000000000000";
+    for (int index = 0; index < 21; index++) {
+        store_fixture_verdict (fixture, &verdict, "gw1", 100 + index,
+                               index == 7? ghost: port_a, "", base + 2000 + index, 10,
+                               PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+        verdict.has_episode = index == 7;
+        verdict.episode.start = base;
+        store_batch_add (batch, &verdict);
+    }
+    store_writer_write (writer, batch);
+    for (size_t index = 0; index < 21; index++) {
+        const proto_ack_t *ack = store_batch_ack (batch, index);
+        assert (ack->code == (index == 7? PROTO_ACK_REJECTED: PROTO_ACK_OK));
+        if (index != 7)
+            s_check_reading (fixture, ack, store_batch_verdict (batch, index));
+    }
+    assert (s_count_readings (fixture, port_a) == before + 20);
+    assert (s_count_readings (fixture, ghost) == 0);
+
+    //  Database unreachable: RETRY, never OK
+    store_writer_t *lost = store_writer_new ("host=127.0.0.1 port=1 dbname=none", verbose);
+    assert (!store_writer_connected (lost));
+    store_batch_reset (batch);
+    store_fixture_verdict (fixture, &verdict, "gw1", 200, port_a, "", base + 3000, 1,
+                           PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    store_batch_add (batch, &verdict);
+    store_writer_write (lost, batch);
+    assert (store_batch_ack (batch, 0)->code == PROTO_ACK_RETRY);
+    store_writer_destroy (&lost);
+
+    //  Connection killed under the writer: RETRY, then it reconnects
+    before = s_count_readings (fixture, port_a);
+    snprintf (text, sizeof (text), "%d", store_writer_backend (writer));
+    params [0] = text;
+    PQclear (store_fixture_sql (fixture, "SELECT pg_terminate_backend ($1::int)", 1, params));
+    zclock_sleep (100);
+    store_batch_reset (batch);
+    store_batch_add (batch, &verdict);
+    store_writer_write (writer, batch);
+    assert (store_batch_ack (batch, 0)->code == PROTO_ACK_RETRY);
+    assert (!store_writer_connected (writer));
+    assert (s_count_readings (fixture, port_a) == before);
+    int64_t deadline = zclock_mono () + 5000;
+    while (!store_writer_connected (writer) && zclock_mono () < deadline) {
+        zclock_sleep (20);
+        store_writer_maintain (writer);
+    }
+    assert (store_writer_connected (writer));
+    store_batch_reset (batch);
+    store_batch_add (batch, &verdict);
+    store_writer_write (writer, batch);
+    assert (store_batch_ack (batch, 0)->code == PROTO_ACK_OK);
+    assert (s_count_readings (fixture, port_a) == before + 1);
+
+    store_batch_destroy (&batch);
+    store_writer_destroy (&writer);
+    store_fixture_destroy (&fixture);
+    printf ("OK\n");
+}

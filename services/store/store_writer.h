@@ -1,0 +1,47 @@
+/*  =========================================================================
+    store_writer - writes batches of verdicts to PostgreSQL
+
+    One connection, hot statements prepared once per connection. A batch is
+    one transaction: reading keys, readings (binary COPY or unnest INSERT),
+    port status, episodes, COMMIT. Every row of the batch leaves with a
+    decided ack: OK only after COMMIT succeeded; REJECTED for a row the
+    database refuses on its own (found by splitting the batch); RETRY for
+    anything transient, including a lost connection, after which the writer
+    reconnects with backoff (100 ms doubling to 2 s).
+    =========================================================================
+*/
+#ifndef STORE_WRITER_H_INCLUDED
+#define STORE_WRITER_H_INCLUDED
+
+#include "store_batch.h"
+
+typedef struct _store_writer_t store_writer_t;
+
+//  How readings are inserted; COPY measured faster (see store_bench).
+typedef enum {
+    STORE_INSERT_COPY = 0,
+    STORE_INSERT_UNNEST = 1
+} store_insert_t;
+
+//  Creates a writer for the libpq connection string conninfo and tries to
+//  connect; a database that is down is retried later, not an error.
+store_writer_t *store_writer_new (const char *conninfo, bool verbose);
+void store_writer_destroy (store_writer_t **self_p);
+
+void store_writer_set_insert (store_writer_t *self, store_insert_t insert);
+bool store_writer_connected (store_writer_t *self);
+//  Server process id of the connection, 0 if none (logs, tests).
+int store_writer_backend (store_writer_t *self);
+
+//  Reconnects when the backoff allows, and keeps the daily partitions of
+//  readings ahead (at connect and every hour). Cheap when there is nothing
+//  to do; call it from the loop.
+void store_writer_maintain (store_writer_t *self);
+
+//  Writes the undecided rows of batch; on return every row is decided.
+void store_writer_write (store_writer_t *self, store_batch_t *batch);
+
+//  Self test (needs PHANTOM_TEST_DATABASE)
+void store_writer_test (bool verbose);
+
+#endif
