@@ -1,0 +1,164 @@
+//  Devices: create, rename, delete; generate/rotate a token (shown once), revoke it.
+import { h, mount, fmtAgo, fmtTime } from '../dom.js';
+import { api, optional } from '../api.js';
+import { copyButton, confirmDialog, modal, showError, toast } from '../ui.js';
+
+export function devicesView (main) {
+    const alert = h('div', {});
+    const list = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+    const form = h('form', { class: 'inline-form', 'data-testid': 'device-create-form',
+        onsubmit: async (event) => {
+            event.preventDefault();
+            const name = form.elements.name.value.trim();
+            if (!name)
+                return;
+            const button = form.querySelector('button');
+            button.disabled = true;
+            try {
+                await api('POST', '/api/devices', { name });
+                form.reset();
+                toast(`Device “${name}” created. Press Token to connect it.`, 'ok');
+                await load();
+            } catch (error) {
+                showError(alert, error);
+            } finally {
+                button.disabled = false;
+            }
+        } },
+        h('label', { for: 'device-name', class: 'sr-only' }, 'New device name'),
+        h('input', { id: 'device-name', name: 'name', placeholder: 'New device name, e.g. Living room board',
+                     required: true, maxlength: 100, 'data-testid': 'device-name' }),
+        h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'device-create' },
+          'Create device'));
+
+    mount(main,
+        h('div', { class: 'page-head' }, h('h1', {}, 'Devices'),
+          h('p', { class: 'muted' }, 'A device is a sensor board. It sends readings with its token.')),
+        h('section', { class: 'card' }, form, alert),
+        h('section', { class: 'card' }, list));
+
+    async function load () {
+        try {
+            const data = await optional('/api/devices', { devices: [] });
+            render(data.devices || []);
+        } catch (error) {
+            showError(alert, error);
+        }
+    }
+
+    function render (devices) {
+        if (!devices.length) {
+            mount(list, h('div', { class: 'empty', 'data-testid': 'devices-empty' },
+                h('p', {}, 'No devices yet. Create one above.')));
+            return;
+        }
+        mount(list, h('table', { class: 'table responsive', 'data-testid': 'devices' },
+            h('thead', {}, h('tr', {},
+                h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Token'),
+                h('th', { scope: 'col' }, 'Created'), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
+            h('tbody', {}, devices.map(row))));
+    }
+
+    function row (device) {
+        const tokenInfo = device.hasToken
+            ? h('span', {}, h('span', { class: 'badge badge-active' }, 'active'), ' ',
+                h('span', { class: 'muted small' }, `created ${fmtAgo(device.tokenCreatedAt)}, last used ${fmtAgo(device.tokenLastUsedAt)}`))
+            : h('span', { class: 'badge badge-off' }, 'none');
+        return h('tr', { 'data-testid': 'device-row', 'data-device-id': device.id },
+            h('td', { 'data-label': 'Name' }, h('strong', { 'data-testid': 'device-name-cell' }, device.name)),
+            h('td', { 'data-label': 'Token', 'data-testid': 'device-token-state' }, tokenInfo),
+            h('td', { 'data-label': 'Created' }, fmtTime(device.createdAt)),
+            h('td', { class: 'actions' },
+                h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'device-token-button',
+                              onclick: () => token(device) }, device.hasToken ? 'Rotate token' : 'Token'),
+                device.hasToken ? h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'device-revoke',
+                                               onclick: () => revoke(device) }, 'Revoke') : null,
+                h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'device-rename',
+                              onclick: () => rename(device) }, 'Rename'),
+                h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'data-testid': 'device-delete',
+                              onclick: () => remove(device) }, 'Delete')));
+    }
+
+    async function token (device) {
+        const generate = async () => {
+            try {
+                const data = await api('POST', `/api/devices/${device.id}/token`);
+                showToken(device, data.token);
+                load();
+            } catch (error) {
+                showError(alert, error);
+            }
+        };
+        if (!device.hasToken)
+            return generate();
+        confirmDialog('Rotate token?',
+            `A new token replaces the current one of “${device.name}”. The old one keeps working only for a short grace period, so update the board soon.`,
+            'Rotate', generate);
+    }
+
+    function showToken (device, value) {
+        //  A read-only textarea shows the whole token even on a phone.
+        const field = h('textarea', { readonly: true, rows: 2, class: 'mono token-field', spellcheck: 'false',
+                                      value, 'data-testid': 'device-token', 'aria-label': 'Device token',
+                                      onfocus: (e) => e.target.select() });
+        modal(`Token for ${device.name}`, [
+            h('p', {}, 'Put this token in your sensor board or the simulator (',
+              h('code', {}, 'deviceToken'), ').'),
+            h('div', { class: 'copy-row' }, field, copyButton(value, 'Copy token', 'copy-token', field)),
+            h('p', { class: 'warn', role: 'note' },
+              'This token is shown only once. Only a hash of it is kept, so copy it now; if you lose it, rotate it.'),
+        ], [{ label: 'Done', kind: 'primary', testid: 'token-done' }], 'token-dialog');
+        field.select();
+    }
+
+    function revoke (device) {
+        confirmDialog('Revoke token?',
+            `“${device.name}” stops being able to send readings immediately.`, 'Revoke', async () => {
+                try {
+                    await api('DELETE', `/api/devices/${device.id}/token`);
+                    toast('Token revoked.', 'ok');
+                    load();
+                } catch (error) {
+                    showError(alert, error);
+                }
+            });
+    }
+
+    function rename (device) {
+        const slot = h('div', {});
+        const input = h('input', { id: 'rename-input', value: device.name, required: true, maxlength: 100,
+                                   'data-testid': 'rename-input' });
+        modal('Rename device', [slot, h('div', { class: 'field' }, h('label', { for: 'rename-input' }, 'Name'), input)], [
+            { label: 'Cancel' },
+            { label: 'Save', kind: 'primary', submit: true, testid: 'rename-save', onclick: async () => {
+                const name = input.value.trim();
+                if (!name)
+                    return false;
+                try {
+                    await api('PATCH', `/api/devices/${device.id}`, { name });
+                    load();
+                    return true;
+                } catch (error) {
+                    showError(slot, error);
+                    return false;
+                }
+            } },
+        ], 'rename-dialog');
+        input.select();
+    }
+
+    function remove (device) {
+        confirmDialog('Delete device?',
+            `“${device.name}” and its token are deleted. Its ports and their readings are deleted too.`, 'Delete', async () => {
+                try {
+                    await api('DELETE', `/api/devices/${device.id}`);
+                    toast('Device deleted.', 'ok');
+                    load();
+                } catch (error) {
+                    showError(alert, error);
+                }
+            });
+    }
+
+    load();
+}
