@@ -8,6 +8,8 @@
     =========================================================================
 */
 #include "gateway_pipeline.h"
+#include "gateway_web.h"
+#include "gateway_live.h"
 
 #include <inttypes.h>
 
@@ -164,7 +166,17 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
                                   "16384",
                                   "enable_directory_listing",
                                   "no",
+                                  //  Without it a response's header and body
+                                  //  writes meet the client's delayed ACK:
+                                  //  44 ms per reading (BENCH.md).
+                                  "tcp_nodelay",
+                                  "1",
                                   NULL};
+    self->live = gateway_live_new (config);
+    if (!self->live) {
+        gateway_destroy (&self);
+        return NULL;
+    }
     mg_init_library (0);
     struct mg_callbacks callbacks;
     memset (&callbacks, 0, sizeof callbacks);
@@ -176,6 +188,8 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     }
     gateway_sensor_register (self);
     gateway_api_register (self);
+    //  Last: "/" takes every path no earlier route took.
+    gateway_web_register (self);
     mg_set_request_handler (self->http, "/healthz", s_healthz, self);
     mg_set_request_handler (self->http, "/metrics", s_metrics, self);
     zsys_info ("gateway - listening on port %d, %d threads, %d partitions", http_port, http_threads,
@@ -189,8 +203,12 @@ gateway_destroy (gateway_t **self_p)
     assert (self_p);
     if (*self_p) {
         gateway_t *self = *self_p;
+        //  Open live streams end first, or mg_stop would wait on them.
+        if (self->live)
+            gateway_live_stop (self->live);
         if (self->http)
             mg_stop (self->http);
+        gateway_live_destroy (&self->live);
         gateway_pipeline_destroy (&self->pipeline);
         gateway_cache_destroy (&self->cache);
         gateway_db_destroy (&self->db);

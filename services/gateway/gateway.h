@@ -31,6 +31,7 @@
 typedef struct _gateway_db_t gateway_db_t;
 typedef struct _gateway_cache_t gateway_cache_t;
 typedef struct _gateway_pipeline_t gateway_pipeline_t;
+typedef struct _gateway_live_t gateway_live_t;
 
 //  The running gateway; civetweb handlers get it as their cbdata.
 typedef struct {
@@ -40,6 +41,7 @@ typedef struct {
     gateway_pipeline_t *pipeline;   //  PUSH readings / SUB acks
     struct mg_context *http;        //  civetweb server
     bool verbose;                   //  debug logging
+    gateway_live_t *live;           //  live updates (/api/stream), NULL = off
 } gateway_t;
 
 //  ---------------------------------------------------------------------------

@@ -3,37 +3,94 @@
 
     The sensor hot path authenticates and authorizes from here, without SQL.
     A listener thread with its own connection LISTENs on phantom_cache (see
-    the triggers in 001_init.sql) and re-reads the one row that changed; on
-    connection loss it reconnects and reloads everything, because NOTIFYs
-    sent while it was away are gone. Readers take a shared lock; the
-    listener and refresh calls take it exclusively for one entry.
+    the triggers in 001_init.sql, 005_gateway_core.sql) and re-reads the one
+    row that changed; on connection loss it reconnects and reloads
+    everything, because NOTIFYs sent while it was away are gone. Readers
+    take a shared lock; the listener and refresh calls take it exclusively
+    for one entry.
+
+    Memory: 10,000 devices with 100,000 ports must fit a 64 MiB gateway
+    (BENCH.md). Ports are 56-byte records in one dense array under an
+    open-addressing index of 32-bit slots, keyed by the uuid's 16 bytes;
+    time zones are interned. Full loads read rows one at a time (libpq
+    single-row mode) so no 100,000-row result is ever held, and give freed
+    memory back to the system afterwards.
+
+    Token use: a lookup that matches a device's current token stamps the
+    device's last_used in memory (at most once a second per device); the
+    listener writes the stamps to devices.token_last_used_at at most every
+    GATEWAY_CACHE_FLUSH_MS, and once more on destroy. No SQL per reading.
     =========================================================================
 */
 #include "gateway_pipeline.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <sys/select.h>
 
+#define GATEWAY_CACHE_FLUSH_MS 60000
+//  Distinct time zone names; IANA has about 600 with aliases.
+#define ZONES_MAX 4096
+//  Devices per token_last_used_at UPDATE statement.
+#define FLUSH_CHUNK 1000
+
 typedef struct {
-    int64_t id;               //  device id
-    int64_t user;             //  owner
-    bool has_current;         //  current token set
-    uint8_t current[32];      //  SHA-256 of the current token
-    int64_t current_expires;  //  ms since epoch; INT64_MAX = never
-    bool has_previous;        //  previous token still in its grace window
-    uint8_t previous[32];     //  SHA-256 of the rotated-out token
-    int64_t previous_expires; //  ms since epoch
+    int64_t id;                  //  device id
+    int64_t user;                //  owner
+    bool has_current;            //  current token set
+    uint8_t current[32];         //  SHA-256 of the current token
+    int64_t current_expires;     //  ms since epoch; INT64_MAX = never
+    bool has_previous;           //  previous token still in its grace window
+    uint8_t previous[32];        //  SHA-256 of the rotated-out token
+    int64_t previous_expires;    //  ms since epoch
+    _Atomic int64_t last_used;   //  last match of the current token, ms; 0 = none
+    _Atomic int64_t flushed;     //  last_used as last written to PostgreSQL
 } s_device_t;
+
+//  One port, 56 bytes.
+typedef struct {
+    uint8_t uuid[16];            //  port id
+    int64_t user;                //  owner
+    int64_t device;              //  device it was created on
+    float off_watts;             //  settings, as in proto_settings_t
+    float standby_watts;
+    int32_t min_phantom_seconds;
+    int16_t off_from_min;
+    int16_t off_to_min;
+    uint16_t zone;               //  index into the zone names
+    uint8_t expected_off;
+} s_port_t;
+
+//  Ports: index[] holds entry number + 1 (0 = empty), linear probing, at
+//  most half full; entries[] is dense, a removal moves the last entry into
+//  the hole so iteration and memory stay tight.
+typedef struct {
+    s_port_t *entries;           //  count used of capacity
+    size_t count;
+    size_t capacity;
+    uint32_t *index;             //  slots, a power of two
+    size_t slots;
+} s_ports_t;
+
+//  Interned time zone names; append-only, so a reader may use any index
+//  an entry holds without a lock on the names. Index 0 is "" (UTC).
+typedef struct {
+    pthread_mutex_t mutex;       //  guards appending and the lookup map
+    char (*names)[PROTO_TIMEZONE_MAX + 1];
+    _Atomic size_t count;
+    zhashx_t *lookup;            //  name -> index + 1 (as a pointer value)
+} s_zones_t;
 
 struct _gateway_cache_t {
     char *conninfo;              //  libpq connection string, NULL in tests
     pthread_rwlock_t lock;       //  guards the three maps
     zhashx_t *devices;           //  "id" -> s_device_t (owned)
     zhashx_t *tokens;            //  hex SHA-256 -> s_device_t (borrowed from devices)
-    zhashx_t *ports;             //  uuid -> gateway_port_t (owned)
+    s_ports_t *ports;            //  uuid -> s_port_t
+    s_zones_t zones;             //  time zone names of the ports
     pthread_mutex_t query_mutex; //  guards query_conn
     PGconn *query_conn;          //  for refresh_* calls from handlers
     PGconn *listen_conn;         //  the listener's, handed over by load
@@ -58,22 +115,235 @@ struct _gateway_cache_t {
 
 static void *s_listener (void *args);
 
+//  --------------------------------------------------------------------------
+//  The port table.
+
+//  Port ids are random (gen_random_uuid), but ids sent by devices are not:
+//  mixing both halves keeps a chosen id from aiming at one probe chain.
+static size_t
+s_uuid_hash (const uint8_t uuid[16])
+{
+    uint64_t low, high;
+    memcpy (&low, uuid, 8);
+    memcpy (&high, uuid + 8, 8);
+    uint64_t hash = low ^ (high * 0x9e3779b97f4a7c15ULL);
+    hash ^= hash >> 31;
+    hash *= 0xbf58476d1ce4e5b9ULL;
+    hash ^= hash >> 29;
+    return (size_t)hash;
+}
+
+static s_ports_t *
+s_ports_new (void)
+{
+    s_ports_t *self = (s_ports_t *)zmalloc (sizeof (s_ports_t));
+    assert (self);
+    self->slots = 64;
+    self->index = (uint32_t *)calloc (self->slots, sizeof (uint32_t));
+    assert (self->index);
+    return self;
+}
+
 static void
-s_free_port (void **item)
+s_ports_destroy (s_ports_t **self_p)
+{
+    if (*self_p) {
+        free ((*self_p)->entries);
+        free ((*self_p)->index);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+//  Slot that holds uuid, or the empty slot where it would go.
+static size_t
+s_ports_slot (s_ports_t *self, const uint8_t uuid[16])
+{
+    size_t mask = self->slots - 1;
+    size_t slot = s_uuid_hash (uuid) & mask;
+    while (self->index[slot] && memcmp (self->entries[self->index[slot] - 1].uuid, uuid, 16) != 0)
+        slot = (slot + 1) & mask;
+    return slot;
+}
+
+static s_port_t *
+s_ports_find (s_ports_t *self, const uint8_t uuid[16])
+{
+    size_t slot = s_ports_slot (self, uuid);
+    return self->index[slot] ? &self->entries[self->index[slot] - 1] : NULL;
+}
+
+static void
+s_ports_rehash (s_ports_t *self, size_t slots)
+{
+    uint32_t *index = (uint32_t *)calloc (slots, sizeof (uint32_t));
+    assert (index);
+    free (self->index);
+    self->index = index;
+    self->slots = slots;
+    for (size_t entry = 0; entry < self->count; entry++)
+        self->index[s_ports_slot (self, self->entries[entry].uuid)] = (uint32_t)entry + 1;
+}
+
+//  Inserts or replaces the port with port->uuid.
+static void
+s_ports_put (s_ports_t *self, const s_port_t *port)
+{
+    size_t slot = s_ports_slot (self, port->uuid);
+    if (self->index[slot]) {
+        self->entries[self->index[slot] - 1] = *port;
+        return;
+    }
+    if (self->count == self->capacity) {
+        size_t capacity = self->capacity ? self->capacity * 2 : 64;
+        s_port_t *entries = (s_port_t *)realloc (self->entries, capacity * sizeof (s_port_t));
+        assert (entries);
+        self->entries = entries;
+        self->capacity = capacity;
+    }
+    self->entries[self->count++] = *port;
+    if (self->count * 2 > self->slots)
+        s_ports_rehash (self, self->slots * 2);
+    else
+        self->index[slot] = (uint32_t)self->count;
+}
+
+static void
+s_ports_remove (s_ports_t *self, const uint8_t uuid[16])
+{
+    size_t mask = self->slots - 1;
+    size_t slot = s_ports_slot (self, uuid);
+    if (!self->index[slot])
+        return;
+    size_t entry = self->index[slot] - 1;
+    //  Backward-shift deletion keeps every probe chain unbroken.
+    self->index[slot] = 0;
+    size_t next = (slot + 1) & mask;
+    while (self->index[next]) {
+        size_t home = s_uuid_hash (self->entries[self->index[next] - 1].uuid) & mask;
+        //  Move it back if its home is not in (slot, next].
+        if (((next - home) & mask) >= ((next - slot) & mask)) {
+            self->index[slot] = self->index[next];
+            self->index[next] = 0;
+            slot = next;
+        }
+        next = (next + 1) & mask;
+    }
+    //  The last entry fills the hole in the dense array.
+    size_t last = self->count - 1;
+    if (entry != last) {
+        self->entries[entry] = self->entries[last];
+        self->index[s_ports_slot (self, self->entries[entry].uuid)] = (uint32_t)entry + 1;
+    }
+    self->count--;
+    //  Shrink when a quarter full, so a mass delete gives memory back.
+    if (self->capacity > 64 && self->count * 4 < self->capacity) {
+        self->capacity /= 2;
+        self->entries = (s_port_t *)realloc (self->entries, self->capacity * sizeof (s_port_t));
+        assert (self->entries);
+        if (self->slots > 64)
+            s_ports_rehash (self, self->slots / 2);
+    }
+}
+
+//  Canonical uuid text (any case) to 16 bytes; false if it is not one.
+static bool
+s_uuid_parse (const char *text, uint8_t uuid[16])
+{
+    if (!text || strlen (text) != PROTO_UUID_LEN)
+        return false;
+    int byte = 0;
+    for (int index = 0; index < PROTO_UUID_LEN;) {
+        if (index == 8 || index == 13 || index == 18 || index == 23) {
+            if (text[index++] != '-')
+                return false;
+            continue;
+        }
+        int value = 0;
+        for (int half = 0; half < 2; half++) {
+            char c = text[index++];
+            value <<= 4;
+            if (c >= '0' && c <= '9')
+                value |= c - '0';
+            else if (c >= 'a' && c <= 'f')
+                value |= c - 'a' + 10;
+            else if (c >= 'A' && c <= 'F')
+                value |= c - 'A' + 10;
+            else
+                return false;
+        }
+        uuid[byte++] = (uint8_t)value;
+    }
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  Time zones.
+
+static void
+s_zones_init (s_zones_t *self)
+{
+    pthread_mutex_init (&self->mutex, NULL);
+    //  Untouched pages cost no memory; about 600 names are ever used.
+    self->names = calloc (ZONES_MAX, sizeof *self->names);
+    self->lookup = zhashx_new ();
+    assert (self->names && self->lookup);
+    atomic_store (&self->count, 1); //  0 is "" (UTC)
+}
+
+static void
+s_zones_destroy (s_zones_t *self)
+{
+    zhashx_destroy (&self->lookup);
+    free (self->names);
+    pthread_mutex_destroy (&self->mutex);
+}
+
+static uint16_t
+s_zones_intern (s_zones_t *self, const char *name, const char *port)
+{
+    if (!*name)
+        return 0;
+    if (strlen (name) > PROTO_TIMEZONE_MAX) {
+        zsys_warning ("gateway cache - port %s: time zone too long, using UTC", port);
+        return 0;
+    }
+    pthread_mutex_lock (&self->mutex);
+    size_t index = (size_t)(uintptr_t)zhashx_lookup (self->lookup, name);
+    if (index)
+        index--;
+    else {
+        index = atomic_load (&self->count);
+        if (index >= ZONES_MAX) {
+            zsys_warning ("gateway cache - port %s: too many time zones, using UTC", port);
+            index = 0;
+        } else {
+            snprintf (self->names[index], sizeof self->names[index], "%s", name);
+            //  Published after the name is written.
+            atomic_store (&self->count, index + 1);
+            zhashx_insert (self->lookup, name, (void *)(uintptr_t)(index + 1));
+        }
+    }
+    pthread_mutex_unlock (&self->mutex);
+    return (uint16_t)index;
+}
+
+//  --------------------------------------------------------------------------
+static void
+s_free_device (void **item)
 {
     free (*item);
     *item = NULL;
 }
 
 static void
-s_new_maps (zhashx_t **devices, zhashx_t **tokens, zhashx_t **ports)
+s_new_maps (zhashx_t **devices, zhashx_t **tokens, s_ports_t **ports)
 {
     *devices = zhashx_new ();
     *tokens = zhashx_new ();
-    *ports = zhashx_new ();
-    assert (*devices && *tokens && *ports);
-    zhashx_set_destructor (*devices, s_free_port);
-    zhashx_set_destructor (*ports, s_free_port);
+    *ports = s_ports_new ();
+    assert (*devices && *tokens);
+    zhashx_set_destructor (*devices, s_free_device);
 }
 
 gateway_cache_t *
@@ -85,8 +355,11 @@ gateway_cache_new (const char *conninfo)
     pthread_rwlock_init (&self->lock, NULL);
     pthread_mutex_init (&self->query_mutex, NULL);
     s_new_maps (&self->devices, &self->tokens, &self->ports);
+    s_zones_init (&self->zones);
     return self;
 }
+
+static void s_flush_used (gateway_cache_t *self, PGconn *conn);
 
 void
 gateway_cache_destroy (gateway_cache_t **self_p)
@@ -98,13 +371,17 @@ gateway_cache_destroy (gateway_cache_t **self_p)
             atomic_store (&self->stop, true);
             pthread_join (self->thread, NULL);
         }
+        //  Last stamps of token use, so a restart loses none.
+        if (self->listen_conn && PQstatus (self->listen_conn) == CONNECTION_OK)
+            s_flush_used (self, self->listen_conn);
         if (self->listen_conn)
             PQfinish (self->listen_conn);
         if (self->query_conn)
             PQfinish (self->query_conn);
         zhashx_destroy (&self->tokens);
         zhashx_destroy (&self->devices);
-        zhashx_destroy (&self->ports);
+        s_ports_destroy (&self->ports);
+        s_zones_destroy (&self->zones);
         pthread_rwlock_destroy (&self->lock);
         pthread_mutex_destroy (&self->query_mutex);
         free (self->conninfo);
@@ -151,33 +428,48 @@ s_device_from_row (PGresult *result, int row)
     return device;
 }
 
-static gateway_port_t *
-s_port_from_row (PGresult *result, int row)
+//  false if the row's id is not a uuid (cannot happen with the schema).
+static bool
+s_port_from_row (gateway_cache_t *self, PGresult *result, int row, s_port_t *port)
 {
-    gateway_port_t *port = (gateway_port_t *)zmalloc (sizeof (gateway_port_t));
-    assert (port);
+    memset (port, 0, sizeof *port);
+    const char *id = PQgetvalue (result, row, 0);
+    if (!s_uuid_parse (id, port->uuid))
+        return false;
     port->user = atoll (PQgetvalue (result, row, 1));
     port->device = atoll (PQgetvalue (result, row, 2));
-    port->settings.off_watts = strtof (PQgetvalue (result, row, 3), NULL);
-    port->settings.standby_watts = strtof (PQgetvalue (result, row, 4), NULL);
-    port->settings.min_phantom_seconds = atoi (PQgetvalue (result, row, 5));
+    port->off_watts = strtof (PQgetvalue (result, row, 3), NULL);
+    port->standby_watts = strtof (PQgetvalue (result, row, 4), NULL);
+    port->min_phantom_seconds = atoi (PQgetvalue (result, row, 5));
     const char *expected = PQgetvalue (result, row, 6);
-    port->settings.expected_off = streq (expected, "always")   ? PROTO_EXPECTED_OFF_ALWAYS
-                                  : streq (expected, "window") ? PROTO_EXPECTED_OFF_WINDOW
-                                                               : PROTO_EXPECTED_OFF_NEVER;
-    port->settings.off_from_min = (int16_t)atoi (PQgetvalue (result, row, 7));
-    port->settings.off_to_min = (int16_t)atoi (PQgetvalue (result, row, 8));
-    const char *zone = PQgetvalue (result, row, 9);
-    if (strlen (zone) <= PROTO_TIMEZONE_MAX)
-        snprintf (port->settings.timezone, sizeof port->settings.timezone, "%s", zone);
-    else
-        zsys_warning ("gateway cache - port %s: time zone too long, using UTC",
-                      PQgetvalue (result, row, 0));
-    return port;
+    port->expected_off = streq (expected, "always")   ? PROTO_EXPECTED_OFF_ALWAYS
+                         : streq (expected, "window") ? PROTO_EXPECTED_OFF_WINDOW
+                                                      : PROTO_EXPECTED_OFF_NEVER;
+    port->off_from_min = (int16_t)atoi (PQgetvalue (result, row, 7));
+    port->off_to_min = (int16_t)atoi (PQgetvalue (result, row, 8));
+    port->zone = s_zones_intern (&self->zones, PQgetvalue (result, row, 9), id);
+    return true;
+}
+
+//  The public view of a port record.
+static void
+s_port_out (gateway_cache_t *self, const s_port_t *port, gateway_port_t *out)
+{
+    memset (out, 0, sizeof *out);
+    out->user = port->user;
+    out->device = port->device;
+    out->settings.off_watts = port->off_watts;
+    out->settings.standby_watts = port->standby_watts;
+    out->settings.min_phantom_seconds = port->min_phantom_seconds;
+    out->settings.expected_off = port->expected_off;
+    out->settings.off_from_min = port->off_from_min;
+    out->settings.off_to_min = port->off_to_min;
+    memcpy (out->settings.timezone, self->zones.names[port->zone], sizeof out->settings.timezone);
 }
 
 //  Under the write lock: replaces (or with NULL removes) a device and its
-//  token keys in the given maps.
+//  token keys in the given maps. A replacement with the same current token
+//  keeps the stamps of its use.
 static void
 s_put_device (zhashx_t *devices, zhashx_t *tokens, int64_t id, s_device_t *device)
 {
@@ -186,6 +478,11 @@ s_put_device (zhashx_t *devices, zhashx_t *tokens, int64_t id, s_device_t *devic
     s_device_t *old = (s_device_t *)zhashx_lookup (devices, key);
     char hex[65];
     if (old) {
+        if (device && device->has_current && old->has_current &&
+            memcmp (device->current, old->current, 32) == 0) {
+            atomic_store (&device->last_used, atomic_load (&old->last_used));
+            atomic_store (&device->flushed, atomic_load (&old->flushed));
+        }
         if (old->has_current) {
             s_hex (old->current, hex);
             if (zhashx_lookup (tokens, hex) == old)
@@ -225,62 +522,108 @@ s_query (PGconn *conn, const char *sql, const char *parameter)
     return result;
 }
 
+//  Runs sql in single-row mode, calling row_fn for each row, so memory
+//  holds one row at a time however large the table. 0 or -1.
+typedef void (s_row_fn) (gateway_cache_t *self, PGresult *result, void *args);
+
+static int
+s_query_rows (gateway_cache_t *self, PGconn *conn, const char *sql, s_row_fn *row_fn, void *args)
+{
+    if (!PQsendQueryParams (conn, sql, 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQsetSingleRowMode (conn)) {
+        zsys_warning ("gateway cache - query failed: %s", PQerrorMessage (conn));
+        //  Whatever was sent is read to its end, so the connection stays usable.
+        PGresult *result;
+        while ((result = PQgetResult (conn)))
+            PQclear (result);
+        return -1;
+    }
+    int rc = 0;
+    PGresult *result;
+    while ((result = PQgetResult (conn))) {
+        ExecStatusType status = PQresultStatus (result);
+        if (status == PGRES_SINGLE_TUPLE)
+            row_fn (self, result, args);
+        else if (status != PGRES_TUPLES_OK) {
+            zsys_warning ("gateway cache - query failed: %s", PQerrorMessage (conn));
+            rc = -1;
+        }
+        PQclear (result);
+    }
+    return rc;
+}
+
+typedef struct {
+    zhashx_t *devices;
+    zhashx_t *tokens;
+    s_ports_t *ports;
+} s_load_t;
+
+static void
+s_load_device_row (gateway_cache_t *self, PGresult *result, void *args)
+{
+    (void)self;
+    s_load_t *load = (s_load_t *)args;
+    s_device_t *device = s_device_from_row (result, 0);
+    s_put_device (load->devices, load->tokens, device->id, device);
+}
+
+static void
+s_load_port_row (gateway_cache_t *self, PGresult *result, void *args)
+{
+    s_load_t *load = (s_load_t *)args;
+    s_port_t port;
+    if (s_port_from_row (self, result, 0, &port))
+        s_ports_put (load->ports, &port);
+}
+
 //  Reads every device and port into fresh maps and swaps them in. 0 or -1.
 static int
 s_load_all (gateway_cache_t *self, PGconn *conn)
 {
-    PGresult *devices_result = s_query (
-        conn, DEVICE_COLUMNS " WHERE token_hash IS NOT NULL OR previous_token_hash IS NOT NULL",
-        NULL);
-    if (!devices_result)
-        return -1;
-    PGresult *ports_result = s_query (conn, PORT_COLUMNS, NULL);
-    if (!ports_result) {
-        PQclear (devices_result);
+    s_load_t load;
+    s_new_maps (&load.devices, &load.tokens, &load.ports);
+    int rc = s_query_rows (
+        self, conn,
+        DEVICE_COLUMNS " WHERE token_hash IS NOT NULL OR previous_token_hash IS NOT NULL",
+        s_load_device_row, &load);
+    if (rc == 0)
+        rc = s_query_rows (self, conn, PORT_COLUMNS, s_load_port_row, &load);
+    if (rc != 0) {
+        zhashx_destroy (&load.tokens);
+        zhashx_destroy (&load.devices);
+        s_ports_destroy (&load.ports);
         return -1;
     }
-    zhashx_t *devices, *tokens, *ports;
-    s_new_maps (&devices, &tokens, &ports);
-    for (int row = 0; row < PQntuples (devices_result); row++) {
-        s_device_t *device = s_device_from_row (devices_result, row);
-        s_put_device (devices, tokens, device->id, device);
-    }
-    for (int row = 0; row < PQntuples (ports_result); row++)
-        zhashx_update (ports, PQgetvalue (ports_result, row, 0),
-                       s_port_from_row (ports_result, row));
-    PQclear (devices_result);
-    PQclear (ports_result);
-
     pthread_rwlock_wrlock (&self->lock);
-    zhashx_t *old_devices = self->devices, *old_tokens = self->tokens, *old_ports = self->ports;
-    self->devices = devices;
-    self->tokens = tokens;
-    self->ports = ports;
+    zhashx_t *old_devices = self->devices, *old_tokens = self->tokens;
+    s_ports_t *old_ports = self->ports;
+    //  Stamps of token use not yet written survive a reload.
+    for (s_device_t *device = (s_device_t *)zhashx_first (load.devices); device;
+         device = (s_device_t *)zhashx_next (load.devices)) {
+        char key[24];
+        snprintf (key, sizeof key, "%" PRId64, device->id);
+        s_device_t *old = (s_device_t *)zhashx_lookup (old_devices, key);
+        if (old && old->has_current && device->has_current &&
+            memcmp (old->current, device->current, 32) == 0) {
+            atomic_store (&device->last_used, atomic_load (&old->last_used));
+            atomic_store (&device->flushed, atomic_load (&old->flushed));
+        }
+    }
+    self->devices = load.devices;
+    self->tokens = load.tokens;
+    self->ports = load.ports;
+    size_t devices = zhashx_size (load.devices), ports = load.ports->count;
     pthread_rwlock_unlock (&self->lock);
     zhashx_destroy (&old_tokens);
     zhashx_destroy (&old_devices);
-    zhashx_destroy (&old_ports);
+    s_ports_destroy (&old_ports);
+    //  The old maps and libpq's row buffers are free now; give the pages
+    //  back instead of keeping the high-water mark of the load.
+    malloc_trim (0);
     atomic_store (&self->loaded, true);
-    zsys_info ("gateway cache - loaded %zu devices with tokens, %zu ports", zhashx_size (devices),
-               zhashx_size (ports));
+    zsys_info ("gateway cache - loaded %zu devices with tokens, %zu ports", devices, ports);
     return 0;
-}
-
-//  A port id is canonical lower-case uuid text, so it is also its key.
-static bool
-s_is_uuid (const char *text)
-{
-    if (!text || strlen (text) != PROTO_UUID_LEN)
-        return false;
-    for (int index = 0; index < PROTO_UUID_LEN; index++) {
-        char c = text[index];
-        if (index == 8 || index == 13 || index == 18 || index == 23) {
-            if (c != '-')
-                return false;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-    }
-    return true;
 }
 
 static void
@@ -301,18 +644,20 @@ s_refresh_device (gateway_cache_t *self, PGconn *conn, int64_t device_id)
 static void
 s_refresh_port (gateway_cache_t *self, PGconn *conn, const char *port_id)
 {
-    if (!s_is_uuid (port_id))
+    uint8_t uuid[16];
+    if (!s_uuid_parse (port_id, uuid))
         return;
     PGresult *result = s_query (conn, PORT_COLUMNS " WHERE p.id = $1::uuid", port_id);
     if (!result)
         return;
-    gateway_port_t *port = PQntuples (result) == 1 ? s_port_from_row (result, 0) : NULL;
+    s_port_t port;
+    bool found = PQntuples (result) == 1 && s_port_from_row (self, result, 0, &port);
     PQclear (result);
     pthread_rwlock_wrlock (&self->lock);
-    if (port)
-        zhashx_update (self->ports, port_id, port);
+    if (found)
+        s_ports_put (self->ports, &port);
     else
-        zhashx_delete (self->ports, port_id);
+        s_ports_remove (self->ports, uuid);
     pthread_rwlock_unlock (&self->lock);
 }
 
@@ -324,11 +669,95 @@ s_refresh_user (gateway_cache_t *self, PGconn *conn, int64_t user_id)
     PGresult *result = s_query (conn, PORT_COLUMNS " WHERE p.user_id = $1::bigint", id);
     if (!result)
         return;
-    pthread_rwlock_wrlock (&self->lock);
-    for (int row = 0; row < PQntuples (result); row++)
-        zhashx_update (self->ports, PQgetvalue (result, row, 0), s_port_from_row (result, row));
-    pthread_rwlock_unlock (&self->lock);
+    for (int row = 0; row < PQntuples (result); row++) {
+        s_port_t port;
+        if (s_port_from_row (self, result, row, &port)) {
+            pthread_rwlock_wrlock (&self->lock);
+            s_ports_put (self->ports, &port);
+            pthread_rwlock_unlock (&self->lock);
+        }
+    }
     PQclear (result);
+}
+
+//  --------------------------------------------------------------------------
+//  Writes the stamps of token use not yet written, FLUSH_CHUNK devices per
+//  statement. Only a device whose token is still the one that was used
+//  gets it, and a stamp never moves token_last_used_at back (another
+//  gateway may have written a later one).
+static void
+s_flush_used (gateway_cache_t *self, PGconn *conn)
+{
+    size_t capacity = 0, count = 0;
+    pthread_rwlock_rdlock (&self->lock);
+    capacity = zhashx_size (self->devices);
+    int64_t *ids = (int64_t *)calloc (capacity + 1, sizeof (int64_t));
+    int64_t *stamps = (int64_t *)calloc (capacity + 1, sizeof (int64_t));
+    uint8_t (*hashes)[32] = calloc (capacity + 1, 32);
+    assert (ids && stamps && hashes);
+    for (s_device_t *device = (s_device_t *)zhashx_first (self->devices);
+         device && count < capacity; device = (s_device_t *)zhashx_next (self->devices)) {
+        int64_t used = atomic_load (&device->last_used);
+        if (device->has_current && used > atomic_load (&device->flushed)) {
+            ids[count] = device->id;
+            stamps[count] = used;
+            memcpy (hashes[count], device->current, 32);
+            count++;
+        }
+    }
+    pthread_rwlock_unlock (&self->lock);
+
+    for (size_t start = 0; start < count; start += FLUSH_CHUNK) {
+        size_t end = start + FLUSH_CHUNK < count ? start + FLUSH_CHUNK : count;
+        //  Three array literals: {1,2}, {ms,ms}, {hex,hex}.
+        size_t size = (end - start) * 100 + 16;
+        char *id_list = (char *)malloc (size), *stamp_list = (char *)malloc (size),
+             *hash_list = (char *)malloc (size);
+        assert (id_list && stamp_list && hash_list);
+        size_t id_at = 0, stamp_at = 0, hash_at = 0;
+        for (size_t index = start; index < end; index++) {
+            char hex[65];
+            s_hex (hashes[index], hex);
+            const char *separator = index == start ? "{" : ",";
+            id_at += (size_t)snprintf (id_list + id_at, size - id_at, "%s%" PRId64, separator,
+                                       ids[index]);
+            stamp_at += (size_t)snprintf (stamp_list + stamp_at, size - stamp_at, "%s%" PRId64,
+                                          separator, stamps[index]);
+            hash_at += (size_t)snprintf (hash_list + hash_at, size - hash_at, "%s%s", separator, hex);
+        }
+        snprintf (id_list + id_at, size - id_at, "}");
+        snprintf (stamp_list + stamp_at, size - stamp_at, "}");
+        snprintf (hash_list + hash_at, size - hash_at, "}");
+        const char *parameters[] = {id_list, stamp_list, hash_list};
+        PGresult *result = PQexecParams (
+            conn,
+            "UPDATE devices d SET token_last_used_at = "
+            "GREATEST (d.token_last_used_at, to_timestamp (u.ms / 1000.0)) "
+            "FROM unnest ($1::bigint[], $2::bigint[], $3::text[]) AS u (id, ms, hash) "
+            "WHERE d.id = u.id AND d.token_hash = decode (u.hash, 'hex')",
+            3, NULL, parameters, NULL, NULL, 0);
+        bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
+        if (!ok)
+            zsys_warning ("gateway cache - token use not written: %s", PQerrorMessage (conn));
+        PQclear (result);
+        free (id_list);
+        free (stamp_list);
+        free (hash_list);
+        if (!ok)
+            break; //  the stamps stay unflushed and go with the next flush
+        pthread_rwlock_rdlock (&self->lock);
+        for (size_t index = start; index < end; index++) {
+            char key[24];
+            snprintf (key, sizeof key, "%" PRId64, ids[index]);
+            s_device_t *device = (s_device_t *)zhashx_lookup (self->devices, key);
+            if (device && atomic_load (&device->flushed) < stamps[index])
+                atomic_store (&device->flushed, stamps[index]);
+        }
+        pthread_rwlock_unlock (&self->lock);
+    }
+    free (ids);
+    free (stamps);
+    free (hashes);
 }
 
 //  --------------------------------------------------------------------------
@@ -411,6 +840,7 @@ s_listener (void *args)
 {
     gateway_cache_t *self = (gateway_cache_t *)args;
     PGconn *conn = self->listen_conn;
+    int64_t next_flush = zclock_mono () + GATEWAY_CACHE_FLUSH_MS;
     while (!atomic_load (&self->stop)) {
         if (!conn) {
             conn = s_connect_listen (self);
@@ -423,6 +853,10 @@ s_listener (void *args)
                 zclock_sleep (100);
             self->listen_conn = conn;
             continue;
+        }
+        if (zclock_mono () >= next_flush) {
+            s_flush_used (self, conn);
+            next_flush = zclock_mono () + GATEWAY_CACHE_FLUSH_MS;
         }
         int fd = PQsocket (conn);
         fd_set readable;
@@ -458,8 +892,10 @@ bool
 gateway_cache_device (gateway_cache_t *self, const uint8_t token_hash[32], gateway_device_t *device)
 {
     assert (self);
-    //  Timing of the lookup reveals nothing useful: the key is the SHA-256 of a 256-bit random
-    //  token.
+    //  A wrong token and a revoked one take the same path: a SHA-256 (by
+    //  the caller) and a map miss, as a revoked token is simply absent.
+    //  The key is the SHA-256 of a 256-bit random token, so the lookup's
+    //  timing reveals nothing useful either.
     char hex[65];
     s_hex (token_hash, hex);
     int64_t now = gateway_http_now_ms ();
@@ -467,9 +903,13 @@ gateway_cache_device (gateway_cache_t *self, const uint8_t token_hash[32], gatew
     pthread_rwlock_rdlock (&self->lock);
     s_device_t *entry = (s_device_t *)zhashx_lookup (self->tokens, hex);
     if (entry) {
-        if (entry->has_current && sodium_memcmp (entry->current, token_hash, 32) == 0)
+        if (entry->has_current && sodium_memcmp (entry->current, token_hash, 32) == 0) {
             found = now < entry->current_expires;
-        else if (entry->has_previous && sodium_memcmp (entry->previous, token_hash, 32) == 0)
+            //  At most one store a second per device: many handlers using
+            //  one device's token would otherwise fight over the line.
+            if (found && now - atomic_load_explicit (&entry->last_used, memory_order_relaxed) >= 1000)
+                atomic_store_explicit (&entry->last_used, now, memory_order_relaxed);
+        } else if (entry->has_previous && sodium_memcmp (entry->previous, token_hash, 32) == 0)
             found = now < entry->previous_expires;
         if (found && device) {
             device->id = entry->id;
@@ -484,17 +924,18 @@ bool
 gateway_cache_port (gateway_cache_t *self, const char *port, gateway_port_t *out)
 {
     assert (self);
-    if (!port)
+    uint8_t uuid[16];
+    if (!s_uuid_parse (port, uuid))
         return false;
     pthread_rwlock_rdlock (&self->lock);
-    gateway_port_t *entry = (gateway_port_t *)zhashx_lookup (self->ports, port);
+    s_port_t *entry = s_ports_find (self->ports, uuid);
     if (entry && out)
-        *out = *entry;
+        s_port_out (self, entry, out);
     pthread_rwlock_unlock (&self->lock);
     return entry != NULL;
 }
 
-//  Runs fn on the shared query connection, (re)connecting as needed.
+//  The shared query connection, (re)connected as needed; NULL if none.
 static PGconn *
 s_query_conn (gateway_cache_t *self)
 {
@@ -546,6 +987,17 @@ gateway_cache_refresh_user (gateway_cache_t *self, int64_t user_id)
     pthread_mutex_unlock (&self->query_mutex);
 }
 
+void
+gateway_cache_flush_used (gateway_cache_t *self)
+{
+    assert (self);
+    pthread_mutex_lock (&self->query_mutex);
+    PGconn *conn = s_query_conn (self);
+    if (conn)
+        s_flush_used (self, conn);
+    pthread_mutex_unlock (&self->query_mutex);
+}
+
 size_t
 gateway_cache_devices (gateway_cache_t *self)
 {
@@ -559,7 +1011,7 @@ size_t
 gateway_cache_ports (gateway_cache_t *self)
 {
     pthread_rwlock_rdlock (&self->lock);
-    size_t size = zhashx_size (self->ports);
+    size_t size = self->ports->count;
     pthread_rwlock_unlock (&self->lock);
     return size;
 }
@@ -589,11 +1041,21 @@ gateway_cache_put_device (gateway_cache_t *self, const uint8_t token_hash[32], i
 void
 gateway_cache_put_port (gateway_cache_t *self, const char *port, const gateway_port_t *entry)
 {
-    gateway_port_t *copy = (gateway_port_t *)malloc (sizeof (gateway_port_t));
-    assert (copy);
-    *copy = *entry;
+    s_port_t record;
+    memset (&record, 0, sizeof record);
+    if (!s_uuid_parse (port, record.uuid))
+        return;
+    record.user = entry->user;
+    record.device = entry->device;
+    record.off_watts = entry->settings.off_watts;
+    record.standby_watts = entry->settings.standby_watts;
+    record.min_phantom_seconds = entry->settings.min_phantom_seconds;
+    record.expected_off = entry->settings.expected_off;
+    record.off_from_min = entry->settings.off_from_min;
+    record.off_to_min = entry->settings.off_to_min;
+    record.zone = s_zones_intern (&self->zones, entry->settings.timezone, port);
     pthread_rwlock_wrlock (&self->lock);
-    zhashx_update (self->ports, port, copy);
+    s_ports_put (self->ports, &record);
     pthread_rwlock_unlock (&self->lock);
 }
 

@@ -35,11 +35,19 @@ static const double s_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 static const int s_statuses[] = {200, 201, 400, 401, 404, 405, 411, 413, 429, 500, 503, 504};
 #define STATUSES (sizeof s_statuses / sizeof s_statuses[0])
 
+//  One handler waiting for its readings' acks. The table mutex guards
+//  remaining, wake_pending and what acks/outcomes receive; the waiter's own
+//  mutex guards done. The ack thread wakes a waiter after it let go of the
+//  table mutex, so the woken handler does not queue up behind the rest of
+//  the delivery (that contention was measurable, BENCH.md).
 typedef struct {
-    pthread_cond_t cond; //  signalled when remaining reaches 0
-    size_t remaining;    //  submitted readings without ack yet
-    proto_ack_t *acks;   //  where acks go, by index
-    int *outcomes;       //  where outcomes go, by index
+    pthread_mutex_t mutex; //  guards done
+    pthread_cond_t cond;   //  signalled when done is set
+    bool done;             //  every ack arrived and the ack thread is told us so
+    bool wake_pending;     //  the ack thread will set done (table mutex)
+    size_t remaining;      //  submitted readings without ack yet (table mutex)
+    proto_ack_t *acks;     //  where acks go, by index
+    int *outcomes;         //  where outcomes go, by index
 } s_waiter_t;
 
 typedef struct {
@@ -72,6 +80,7 @@ struct _gateway_pipeline_t {
     bool thread_started;                 //  joined on destroy
     atomic_bool stop;                    //  tells the ack thread to end
     proto_ack_t *acks;                   //  ack thread's decode buffer
+    s_waiter_t **wake;                   //  ack thread's list of waiters to wake
     //  metrics
     atomic_long inflight;                    //  readings waiting for an ack
     atomic_ulong status_count[STATUSES + 1]; //  sensor responses by status
@@ -133,9 +142,10 @@ gateway_pipeline_new (const gateway_pipeline_options_t *options)
     pthread_mutex_init (&self->mutex, NULL);
     self->pending = (s_slot_t *)calloc (PENDING_CAPACITY, sizeof (s_slot_t));
     self->acks = (proto_ack_t *)calloc (PROTO_ACKS_MAX, sizeof (proto_ack_t));
+    self->wake = (s_waiter_t **)calloc (PROTO_ACKS_MAX, sizeof (s_waiter_t *));
     self->partition = (s_partition_t *)calloc ((size_t)self->partitions, sizeof (s_partition_t));
     self->context = zmq_ctx_new ();
-    assert (self->pending && self->acks && self->partition && self->context);
+    assert (self->pending && self->acks && self->wake && self->partition && self->context);
     for (int index = 0; index < self->partitions; index++)
         pthread_mutex_init (&self->partition[index].mutex, NULL);
 
@@ -225,6 +235,7 @@ gateway_pipeline_destroy (gateway_pipeline_t **self_p)
         free (self->partition);
         free (self->pending);
         free (self->acks);
+        free (self->wake);
         free (self);
         *self_p = NULL;
     }
@@ -270,6 +281,7 @@ s_monitor_event (void *pair, atomic_int *counter, bool is_peer_count)
 static void
 s_deliver (gateway_pipeline_t *self, size_t count)
 {
+    size_t wakes = 0;
     pthread_mutex_lock (&self->mutex);
     for (size_t index = 0; index < count; index++) {
         proto_ack_t *ack = &self->acks[index];
@@ -284,10 +296,21 @@ s_deliver (gateway_pipeline_t *self, size_t count)
         waiter->outcomes[slot->index] = GATEWAY_PIPELINE_ACKED;
         slot->request = 0;
         slot->waiter = NULL;
-        if (--waiter->remaining == 0)
-            pthread_cond_signal (&waiter->cond);
+        if (--waiter->remaining == 0) {
+            waiter->wake_pending = true;
+            self->wake[wakes++] = waiter;
+        }
     }
     pthread_mutex_unlock (&self->mutex);
+    //  A waiter with wake_pending set does not return before done is set,
+    //  so each is still there; after our unlock we never touch it again.
+    for (size_t index = 0; index < wakes; index++) {
+        s_waiter_t *waiter = self->wake[index];
+        pthread_mutex_lock (&waiter->mutex);
+        waiter->done = true;
+        pthread_cond_signal (&waiter->cond);
+        pthread_mutex_unlock (&waiter->mutex);
+    }
 }
 
 static void
@@ -425,6 +448,9 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
     pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
     pthread_cond_init (&waiter.cond, &attr);
     pthread_condattr_destroy (&attr);
+    pthread_mutex_init (&waiter.mutex, NULL);
+    waiter.done = false;
+    waiter.wake_pending = false;
     waiter.remaining = 0;
     waiter.acks = acks;
     waiter.outcomes = outcomes;
@@ -483,10 +509,17 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
     deadline.tv_sec = (time_t)(deadline_us / 1000000);
     deadline.tv_nsec = (long)(deadline_us % 1000000) * 1000;
     pthread_mutex_lock (&self->mutex);
-    while (waiter.remaining > 0) {
-        if (pthread_cond_timedwait (&waiter.cond, &self->mutex, &deadline) == ETIMEDOUT)
-            break;
+    bool wait = waiter.remaining > 0;
+    pthread_mutex_unlock (&self->mutex);
+    if (wait) {
+        pthread_mutex_lock (&waiter.mutex);
+        while (!waiter.done) {
+            if (pthread_cond_timedwait (&waiter.cond, &waiter.mutex, &deadline) == ETIMEDOUT)
+                break;
+        }
+        pthread_mutex_unlock (&waiter.mutex);
     }
+    pthread_mutex_lock (&self->mutex);
     //  Whatever is still pending times out; leaving the table makes a late
     //  ack find no slot, so it cannot write into our stack frame.
     size_t acked = 0;
@@ -504,8 +537,20 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
         if (outcomes[index] == GATEWAY_PIPELINE_ACKED)
             acked++;
     }
+    bool wake_pending = waiter.wake_pending;
     pthread_mutex_unlock (&self->mutex);
+    if (wake_pending) {
+        //  Timed out in the instant the last ack came: the ack thread is
+        //  between its table unlock and setting done, with nothing that
+        //  blocks in between, so this wait ends at once. Leaving before
+        //  it would let the ack thread touch a dead stack frame.
+        pthread_mutex_lock (&waiter.mutex);
+        while (!waiter.done)
+            pthread_cond_wait (&waiter.cond, &waiter.mutex);
+        pthread_mutex_unlock (&waiter.mutex);
+    }
     pthread_cond_destroy (&waiter.cond);
+    pthread_mutex_destroy (&waiter.mutex);
     atomic_fetch_sub (&self->inflight, (long)sent);
 
     if (acked) {

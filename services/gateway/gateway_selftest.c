@@ -7,6 +7,8 @@
     =========================================================================
 */
 #include "gateway_pipeline.h"
+#include "gateway_live.h"
+#include "gateway_web.h"
 
 //  gwapi's class test, if gateway_api.c provides one.
 extern void gateway_api_test (bool verbose) __attribute__ ((weak));
@@ -32,6 +34,8 @@ static const struct {
     {"gateway_db", gateway_db_test},
     {"gateway_cache", gateway_cache_test},
     {"gateway_api", s_api_test},
+    {"gateway_live", gateway_live_test},
+    {"gateway_web", gateway_web_test},
     {"gateway", gateway_test},
 };
 

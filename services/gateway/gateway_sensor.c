@@ -7,6 +7,7 @@
     =========================================================================
 */
 #include "gateway_pipeline.h"
+#include "gateway_live.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -397,6 +398,8 @@ s_handle_reading (struct mg_connection *conn, gateway_t *gateway)
     status = s_outcome_status (outcome, &ack, &code, &message);
     if (status != 201)
         return gateway_http_send_error (conn, status, code, message, status >= 500 ? 1 : 0);
+    gateway_live_reading (gateway->live, reading.user, reading.port, ack.ts, reading.power,
+                          ack.status);
 
     char voltage[40], current[40], power[40], timestamp[32];
     s_format_number (input.voltage, input.voltage_integer, voltage);
@@ -497,6 +500,8 @@ s_handle_batch (struct mg_connection *conn, gateway_t *gateway)
         int item_status = s_outcome_status (outcomes[index], &acks[index], &code, &message);
         size_t position = positions[index];
         if (item_status == 201) {
+            gateway_live_reading (gateway->live, readings[index].user, readings[index].port,
+                                  acks[index].ts, readings[index].power, acks[index].status);
             char timestamp[32];
             gateway_http_iso8601 (acks[index].ts, timestamp);
             results[position] =

@@ -1,0 +1,553 @@
+/*  =========================================================================
+    gateway_api_ports - /api/ports: the ports of the signed-in user, their
+    readings (raw or downsampled) and their phantom episodes
+
+    Readings are read by the (port_id, ts) index only, newest-first with a
+    limit, so a wide window costs at most one page of rows; a downsampled
+    series groups by date_bin in PostgreSQL and never sends more than
+    S_SERIES_MAX buckets.
+    =========================================================================
+*/
+#include "gateway_api.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <time.h>
+
+#define S_WATTS_MAX 100000.0            //  far above any outlet; keeps settings sane
+#define S_PHANTOM_SECONDS_MAX (7 * 24 * 3600)
+#define S_SERIES_MAX 5000               //  most rows or buckets in one series answer
+#define S_SERIES_DEFAULT_MS (3600 * 1000LL)     //  default window: the last hour
+#define S_SERIES_SPAN_MAX_MS (400LL * 24 * 3600 * 1000)  //  widest window
+#define S_STEP_MAX (31 * 24 * 3600)     //  widest bucket, seconds
+#define S_EPISODES_DEFAULT 50
+
+#define S_PORT_COLUMNS                                                          \
+    "id::text, name, device_id, status, " GATEWAY_API_MS ("status_since") ", "  \
+    GATEWAY_API_MS ("last_reading_at") ", last_power, off_watts, standby_watts, " \
+    "min_phantom_seconds, expected_off, to_char (expected_off_from, 'HH24:MI'), " \
+    "to_char (expected_off_to, 'HH24:MI'), " GATEWAY_API_MS ("created_at") ", "  \
+    "always_on_watts"
+
+//  From S_PORT_COLUMNS.
+static json_t *
+s_port_from_row (PGresult *result, int row)
+{
+    json_t *settings = json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o}",
+                                  "offWatts", gateway_api_column_real (result, row, 7),
+                                  "standbyWatts", gateway_api_column_real (result, row, 8),
+                                  "minPhantomSeconds", gateway_api_column_integer (result, row, 9),
+                                  "expectedOff", gateway_api_column_text (result, row, 10),
+                                  "expectedOffFrom", gateway_api_column_text (result, row, 11),
+                                  "expectedOffTo", gateway_api_column_text (result, row, 12));
+    return json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                      "id", gateway_api_column_text (result, row, 0),
+                      "name", gateway_api_column_text (result, row, 1),
+                      "deviceId", gateway_api_column_integer (result, row, 2),
+                      "status", gateway_api_column_text (result, row, 3),
+                      "statusSince", gateway_api_column_time (result, row, 4),
+                      "lastReadingAt", gateway_api_column_time (result, row, 5),
+                      "lastPower", gateway_api_column_real (result, row, 6),
+                      "settings", settings,
+                      "createdAt", gateway_api_column_time (result, row, 13),
+                      "alwaysOnWatts", gateway_api_column_real (result, row, 14));
+}
+
+//  Detection settings of a new port, defaults as in the schema.
+typedef struct {
+    double off_watts;
+    double standby_watts;
+    int64_t min_phantom_seconds;
+    const char *expected_off;
+    const char *expected_off_from;
+    const char *expected_off_to;
+} s_settings_t;
+
+//  Reads the optional settings fields of body over the defaults. 0, or the
+//  status answered.
+static int
+s_settings_read (gateway_api_request_t *request, json_t *body, s_settings_t *settings)
+{
+    *settings = (s_settings_t) {0.5, 15, 60, "never", NULL, NULL};
+    bool present;
+    int status;
+    const char *expected_off;
+    if ((status = gateway_api_field_number (request, body, "offWatts", 0, S_WATTS_MAX,
+                                  &settings->off_watts, &present))
+    ||  (status = gateway_api_field_number (request, body, "standbyWatts", 0, S_WATTS_MAX,
+                                  &settings->standby_watts, &present))
+    ||  (status = gateway_api_field_integer (request, body, "minPhantomSeconds", false, 0,
+                                   S_PHANTOM_SECONDS_MAX, &settings->min_phantom_seconds, &present))
+    ||  (status = gateway_api_field_string (request, body, "expectedOff", false, 1, 16, &expected_off))
+    ||  (status = gateway_api_field_string (request, body, "expectedOffFrom", false, 5, 5,
+                                  &settings->expected_off_from))
+    ||  (status = gateway_api_field_string (request, body, "expectedOffTo", false, 5, 5,
+                                  &settings->expected_off_to)))
+        return status;
+    if (settings->standby_watts <= settings->off_watts)
+        return gateway_api_invalid (request, "standbyWatts must be above offWatts");
+    if (expected_off) {
+        if (!streq (expected_off, "never") && !streq (expected_off, "always")
+        &&  !streq (expected_off, "window"))
+            return gateway_api_invalid (request, "expectedOff must be never, always or window");
+        settings->expected_off = expected_off;
+    }
+    if ((settings->expected_off_from && !gateway_api_is_clock_time (settings->expected_off_from))
+    ||  (settings->expected_off_to && !gateway_api_is_clock_time (settings->expected_off_to)))
+        return gateway_api_invalid (request, "expectedOffFrom and expectedOffTo must be HH:MM");
+    if (streq (settings->expected_off, "window")
+    && (!settings->expected_off_from || !settings->expected_off_to))
+        return gateway_api_invalid (request, "expectedOff window needs expectedOffFrom and expectedOffTo");
+    return 0;
+}
+
+static int
+s_ports_list (gateway_api_request_t *request)
+{
+    const char *values [] = {request->user_text};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
+        "SELECT " S_PORT_COLUMNS " FROM ports WHERE user_id = $1::bigint ORDER BY created_at, id",
+        1, values);
+    if (!result)
+        return status;
+    json_t *data = gateway_api_list_from_rows (result, "ports", s_port_from_row);
+    PQclear (result);
+    return gateway_http_send_data (request->conn, 200, NULL, data);
+}
+
+static int
+s_ports_create (gateway_api_request_t *request)
+{
+    json_t *body;
+    int status = gateway_api_read_body (request, &body);
+    if (status)
+        return status;
+    const char *name;
+    int64_t device;
+    bool present;
+    s_settings_t settings;
+    if ((status = gateway_api_field_string (request, body, "name", true, 1, GATEWAY_API_NAME_MAX, &name))
+    ||  (status = gateway_api_field_integer (request, body, "deviceId", true, 1, INT64_MAX, &device, &present))
+    ||  (status = s_settings_read (request, body, &settings)))
+        goto done;
+    char device_text [24], off [32], standby [32], seconds [24];
+    snprintf (device_text, sizeof device_text, "%" PRId64, device);
+    snprintf (off, sizeof off, "%.9g", settings.off_watts);
+    snprintf (standby, sizeof standby, "%.9g", settings.standby_watts);
+    snprintf (seconds, sizeof seconds, "%" PRId64, settings.min_phantom_seconds);
+    const char *values [] = {request->user_text, device_text, name, off, standby, seconds,
+                             settings.expected_off, settings.expected_off_from,
+                             settings.expected_off_to};
+    //  Selecting the device by id and owner makes someone else's device a 404.
+    PGresult *result = gateway_api_run (request, &status,
+        "INSERT INTO ports (user_id, device_id, name, off_watts, standby_watts,"
+        "                   min_phantom_seconds, expected_off, expected_off_from, expected_off_to)"
+        " SELECT $1::bigint, id, $3, $4::real, $5::real, $6::integer, $7, $8::time, $9::time"
+        " FROM devices WHERE id = $2::bigint AND user_id = $1::bigint"
+        " RETURNING " S_PORT_COLUMNS, 9, values);
+    if (!result)
+        goto done;
+    if (PQntuples (result) == 1) {
+        char port [40];
+        snprintf (port, sizeof port, "%s", PQgetvalue (result, 0, 0));
+        json_t *data = json_pack ("{s:o}", "port", s_port_from_row (result, 0));
+        gateway_cache_refresh_port (request->gateway->cache, port);
+        status = gateway_http_send_data (request->conn, 201, "Port created", data);
+    }
+    else
+        status = gateway_http_send_error (request->conn, 404, "not_found", "Device not found", 0);
+    PQclear (result);
+done:
+    json_decref (body);
+    return status;
+}
+
+static int
+s_ports_get (gateway_api_request_t *request)
+{
+    const char *values [] = {request->segments [1], request->user_text};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
+        "SELECT " S_PORT_COLUMNS " FROM ports WHERE id = $1::uuid AND user_id = $2::bigint",
+        2, values);
+    if (!result)
+        return status;
+    status = PQntuples (result) == 1
+        ? gateway_http_send_data (request->conn, 200, NULL,
+                                  json_pack ("{s:o}", "port", s_port_from_row (result, 0)))
+        : gateway_api_not_found (request);
+    PQclear (result);
+    return status;
+}
+
+
+//  The fields the settings reader expects, from a port's JSON: a PATCH
+//  is validated as a whole port, with what it does not name unchanged.
+static void
+s_settings_merge (json_t *body, json_t *port)
+{
+    json_t *nested = json_object_get (body, "settings");
+    if (json_is_object (nested))
+        json_object_update_missing (body, nested);
+    json_object_update_missing (body, json_object_get (port, "settings"));
+}
+
+static int
+s_ports_update (gateway_api_request_t *request)
+{
+    json_t *body;
+    int status = gateway_api_read_body (request, &body);
+    if (status)
+        return status;
+    const char *values [10] = {request->segments [1], request->user_text};
+    PGresult *result = gateway_api_run (request, &status,
+        "SELECT " S_PORT_COLUMNS " FROM ports WHERE id = $1::uuid AND user_id = $2::bigint",
+        2, values);
+    if (!result)
+        goto done;
+    if (PQntuples (result) != 1) {
+        PQclear (result);
+        status = gateway_api_not_found (request);
+        goto done;
+    }
+    json_t *current = s_port_from_row (result, 0);
+    PQclear (result);
+    s_settings_merge (body, current);
+    const char *name;
+    s_settings_t settings;
+    status = gateway_api_field_string (request, body, "name", false, 1, GATEWAY_API_NAME_MAX, &name);
+    if (!status)
+        status = s_settings_read (request, body, &settings);
+    if (status) {
+        json_decref (current);
+        goto done;
+    }
+    char off [32], standby [32], seconds [24];
+    snprintf (off, sizeof off, "%.9g", settings.off_watts);
+    snprintf (standby, sizeof standby, "%.9g", settings.standby_watts);
+    snprintf (seconds, sizeof seconds, "%" PRId64, settings.min_phantom_seconds);
+    values [2] = name ? name : json_string_value (json_object_get (current, "name"));
+    values [3] = off;
+    values [4] = standby;
+    values [5] = seconds;
+    values [6] = settings.expected_off;
+    values [7] = settings.expected_off_from;
+    values [8] = settings.expected_off_to;
+    result = gateway_api_run (request, &status,
+        "UPDATE ports SET name = $3, off_watts = $4::real, standby_watts = $5::real,"
+        " min_phantom_seconds = $6::integer, expected_off = $7, expected_off_from = $8::time,"
+        " expected_off_to = $9::time"
+        " WHERE id = $1::uuid AND user_id = $2::bigint RETURNING " S_PORT_COLUMNS, 9, values);
+    json_decref (current);
+    if (!result)
+        goto done;
+    if (PQntuples (result) == 1) {
+        json_t *data = json_pack ("{s:o}", "port", s_port_from_row (result, 0));
+        gateway_cache_refresh_port (request->gateway->cache, PQgetvalue (result, 0, 0));
+        status = gateway_http_send_data (request->conn, 200, "Port updated", data);
+    }
+    else
+        status = gateway_api_not_found (request);   //  deleted meanwhile
+    PQclear (result);
+done:
+    json_decref (body);
+    return status;
+}
+
+//  The port goes with its episodes and notifications (foreign key cascade)
+//  and its readings (no foreign key), in one statement.
+static int
+s_ports_delete (gateway_api_request_t *request)
+{
+    const char *values [] = {request->segments [1], request->user_text};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
+        "WITH port AS (DELETE FROM ports WHERE id = $1::uuid AND user_id = $2::bigint"
+        "              RETURNING id),"
+        " readings AS (DELETE FROM readings WHERE port_id IN (SELECT id FROM port))"
+        " SELECT id::text FROM port", 2, values);
+    if (!result)
+        return status;
+    if (PQntuples (result) != 1) {
+        PQclear (result);
+        return gateway_api_not_found (request);
+    }
+    gateway_cache_refresh_port (request->gateway->cache, PQgetvalue (result, 0, 0));
+    PQclear (result);
+    return gateway_http_send_data (request->conn, 200, "Port deleted", json_object ());
+}
+
+
+//  ==========================================================================
+//  Readings
+
+//  Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+//  algorithm), so parsing needs neither timegm nor the process time zone.
+static int64_t
+s_days_from_civil (int64_t year, int month, int day)
+{
+    year -= month <= 2;
+    int64_t era = (year >= 0 ? year : year - 399) / 400;
+    int64_t year_of_era = year - era * 400;
+    int64_t day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+//  Epoch milliseconds, or ISO-8601 "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|±HH:MM]"
+//  (no zone: UTC). 0 with *ms set, or -1.
+static int
+s_parse_time (const char *text, int64_t *ms)
+{
+    size_t length = strlen (text);
+    if (length == 0 || length > 40)
+        return -1;
+    if (strspn (text, "0123456789") == length) {
+        if (length > 15)
+            return -1;
+        *ms = strtoll (text, NULL, 10);
+        return 0;
+    }
+    int year, month, day, hour, minute, second = 0, consumed = 0;
+    if (sscanf (text, "%4d-%2d-%2d%*1[T ]%2d:%2d%n", &year, &month, &day, &hour, &minute,
+                &consumed) != 5 || consumed != 16)
+        return -1;
+    const char *cursor = text + consumed;
+    int64_t fraction_ms = 0;
+    if (*cursor == ':') {
+        if (!isdigit ((unsigned char) cursor [1]) || !isdigit ((unsigned char) cursor [2]))
+            return -1;
+        second = (cursor [1] - '0') * 10 + (cursor [2] - '0');
+        cursor += 3;
+        if (*cursor == '.') {
+            cursor++;
+            int digits = 0;
+            for (; isdigit ((unsigned char) *cursor); cursor++, digits++)
+                if (digits < 3)
+                    fraction_ms = fraction_ms * 10 + (*cursor - '0');
+            if (digits == 0)
+                return -1;
+            for (; digits < 3; digits++)
+                fraction_ms *= 10;
+        }
+    }
+    int64_t offset_minutes = 0;
+    if (*cursor == 'Z' || *cursor == 'z')
+        cursor++;
+    else
+    if (*cursor == '+' || *cursor == '-') {
+        int zone_hours, zone_minutes, zone_consumed = 0;
+        if (sscanf (cursor + 1, "%2d:%2d%n", &zone_hours, &zone_minutes, &zone_consumed) != 2
+        ||  zone_consumed != 5 || zone_hours > 23 || zone_minutes > 59)
+            return -1;
+        offset_minutes = (zone_hours * 60 + zone_minutes) * (*cursor == '-' ? -1 : 1);
+        cursor += 6;
+    }
+    if (*cursor || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59
+    ||  second > 59 || year < 1970)
+        return -1;
+    int64_t seconds = s_days_from_civil (year, month, day) * 86400 + hour * 3600 + minute * 60
+                    + second - offset_minutes * 60;
+    *ms = seconds * 1000 + fraction_ms;
+    return 0;
+}
+
+//  Reads ?from=&to=&step= into ms and seconds, defaults the last hour and
+//  raw. 0, or the status answered.
+static int
+s_series_window (gateway_api_request_t *request, int64_t *from, int64_t *to, int64_t *step)
+{
+    char text [48];
+    *to = gateway_http_now_ms ();
+    int rc = gateway_api_query_var (request, "to", text, sizeof text);
+    if (rc == -1 || (rc == 1 && s_parse_time (text, to) == -1))
+        return gateway_api_invalid (request, "to must be ISO-8601 or epoch milliseconds");
+    *from = *to - S_SERIES_DEFAULT_MS;
+    rc = gateway_api_query_var (request, "from", text, sizeof text);
+    if (rc == -1 || (rc == 1 && s_parse_time (text, from) == -1))
+        return gateway_api_invalid (request, "from must be ISO-8601 or epoch milliseconds");
+    if (*from >= *to || *to - *from > S_SERIES_SPAN_MAX_MS)
+        return gateway_api_invalid (request, "from must be before to, at most 400 days apart");
+    *step = 0;
+    rc = gateway_api_query_var (request, "step", text, sizeof text);
+    if (rc == -1 || (rc == 1 && (strspn (text, "0123456789") != strlen (text) || !*text
+                                 || strlen (text) > 9 || atol (text) > S_STEP_MAX)))
+        return gateway_api_invalid (request, "step must be whole seconds, 0 to 2678400");
+    if (rc == 1)
+        *step = atol (text);
+    return 0;
+}
+
+//  {ts, power, voltage, current, status} from the raw query below.
+static json_t *
+s_reading_from_row (PGresult *result, int row)
+{
+    return json_pack ("{s:o, s:o, s:o, s:o, s:s}",
+                      "ts", gateway_api_column_time (result, row, 1),
+                      "power", gateway_api_column_real (result, row, 2),
+                      "voltage", gateway_api_column_real (result, row, 3),
+                      "current", gateway_api_column_real (result, row, 4),
+                      "status", proto_status_name (atoi (PQgetvalue (result, row, 5))));
+}
+
+//  {ts, min, mean, max, count} from the bucket query below.
+static json_t *
+s_bucket_from_row (PGresult *result, int row)
+{
+    return json_pack ("{s:o, s:o, s:o, s:o, s:o}",
+                      "ts", gateway_api_column_time (result, row, 1),
+                      "min", gateway_api_column_real (result, row, 2),
+                      "mean", gateway_api_column_real (result, row, 3),
+                      "max", gateway_api_column_real (result, row, 4),
+                      "count", gateway_api_column_integer (result, row, 5));
+}
+
+//  Raw: the newest S_SERIES_MAX readings of the window, oldest first, and
+//  "truncated" when there were more. Downsampled: date_bin buckets of step
+//  seconds from the epoch; a step that would give more than S_SERIES_MAX
+//  buckets is raised, and "step" says which was used. Both read the port
+//  through its owner first (LEFT JOIN LATERAL), so a port that is not the
+//  user's is a 404 and an empty window is an empty list.
+static int
+s_ports_readings (gateway_api_request_t *request)
+{
+    int64_t from = 0, to = 0, step = 0;
+    int status = s_series_window (request, &from, &to, &step);
+    if (status)
+        return status;
+    bool raised = false;
+    if (step > 0 && (to - from + step * 1000 - 1) / (step * 1000) > S_SERIES_MAX) {
+        step = (to - from + S_SERIES_MAX * 1000LL - 1) / (S_SERIES_MAX * 1000LL);
+        //  Buckets align to the epoch, so the window may touch one more.
+        while ((to - from) / (step * 1000) + 1 > S_SERIES_MAX)
+            step++;
+        raised = true;
+    }
+    char from_text [24], to_text [24], step_text [24], limit_text [24];
+    snprintf (from_text, sizeof from_text, "%" PRId64, from);
+    snprintf (to_text, sizeof to_text, "%" PRId64, to);
+    snprintf (step_text, sizeof step_text, "%" PRId64, step);
+    snprintf (limit_text, sizeof limit_text, "%d", S_SERIES_MAX + 1);
+    const char *values [] = {request->segments [1], request->user_text, from_text, to_text,
+                             step > 0 ? step_text : limit_text};
+    PGresult *result;
+    if (step == 0)
+        result = gateway_api_run (request, &status,
+            "SELECT p.id, r.ms, r.power, r.voltage, r.current, r.status FROM ports p"
+            " LEFT JOIN LATERAL (SELECT * FROM ("
+            "   SELECT " GATEWAY_API_MS ("ts") " AS ms, ts, power, voltage, current, status"
+            "   FROM readings WHERE port_id = p.id"
+            "   AND ts >= to_timestamp ($3::bigint / 1000.0) AND ts < to_timestamp ($4::bigint / 1000.0)"
+            "   ORDER BY ts DESC LIMIT $5::integer) newest ORDER BY ts) r ON true"
+            " WHERE p.id = $1::uuid AND p.user_id = $2::bigint", 5, values);
+    else
+        result = gateway_api_run (request, &status,
+            "SELECT p.id, b.ms, b.low, b.mean, b.high, b.count FROM ports p"
+            " LEFT JOIN LATERAL (SELECT " GATEWAY_API_MS ("bucket") " AS ms, min (power) AS low,"
+            "   avg (power) AS mean, max (power) AS high, count (*) AS count FROM ("
+            "     SELECT date_bin ($5::integer * interval '1 second', ts, timestamptz 'epoch') AS bucket,"
+            "            power FROM readings WHERE port_id = p.id"
+            "     AND ts >= to_timestamp ($3::bigint / 1000.0) AND ts < to_timestamp ($4::bigint / 1000.0)"
+            "   ) binned GROUP BY bucket ORDER BY bucket) b ON true"
+            " WHERE p.id = $1::uuid AND p.user_id = $2::bigint", 5, values);
+    if (!result)
+        return status;
+    int rows = PQntuples (result);
+    if (rows == 0) {
+        PQclear (result);
+        return gateway_api_not_found (request);
+    }
+    json_t *list = json_array ();
+    bool truncated = false;
+    for (int row = 0; row < rows; row++) {
+        if (PQgetisnull (result, row, 1))
+            continue;                   //  the port's row when the window is empty
+        //  Raw asks for one row more than it answers: the oldest is the
+        //  proof that there were more.
+        if (step == 0 && row == 0 && rows > S_SERIES_MAX) {
+            truncated = true;
+            continue;
+        }
+        json_array_append_new (list, step == 0 ? s_reading_from_row (result, row)
+                                               : s_bucket_from_row (result, row));
+    }
+    PQclear (result);
+    char from_iso [32], to_iso [32];
+    gateway_http_iso8601 (from, from_iso);
+    gateway_http_iso8601 (to, to_iso);
+    json_t *data = json_pack ("{s:s, s:s, s:s, s:I, s:b}", "portId", request->segments [1],
+                              "from", from_iso, "to", to_iso, "step", (json_int_t) step,
+                              step == 0 ? "truncated" : "stepRaised",
+                              step == 0 ? truncated : raised);
+    json_object_set_new (data, step == 0 ? "readings" : "buckets", list);
+    return gateway_http_send_data (request->conn, 200, NULL, data);
+}
+
+
+//  ==========================================================================
+//  Episodes
+
+static json_t *
+s_episode_from_row (PGresult *result, int row)
+{
+    return json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                      "id", gateway_api_column_integer (result, row, 1),
+                      "start", gateway_api_column_time (result, row, 2),
+                      "end", gateway_api_column_time (result, row, 3),
+                      "meanWatts", gateway_api_column_real (result, row, 4),
+                      "peakWatts", gateway_api_column_real (result, row, 5),
+                      "energyWh", gateway_api_column_real (result, row, 6),
+                      "cost", gateway_api_column_real (result, row, 7),
+                      "currency", gateway_api_column_text (result, row, 8),
+                      "open", gateway_api_column_bool (result, row, 9));
+}
+
+//  Newest first, ?limit=1..200&before=<id>; cost at the user's tariff now.
+static int
+s_ports_episodes (gateway_api_request_t *request)
+{
+    int limit;
+    char before [GATEWAY_API_ID_DIGITS_MAX + 2], limit_text [8];
+    int status = gateway_api_page (request, S_EPISODES_DEFAULT, GATEWAY_API_PAGE_MAX, &limit, before);
+    if (status)
+        return status;
+    snprintf (limit_text, sizeof limit_text, "%d", limit);
+    const char *values [] = {request->segments [1], request->user_text,
+                             *before ? before : NULL, limit_text};
+    PGresult *result = gateway_api_run (request, &status,
+        "SELECT p.id, e.id, " GATEWAY_API_MS ("e.started_at") ", " GATEWAY_API_MS ("e.ended_at") ","
+        " e.mean_watts, e.peak_watts, e.energy_wh, e.energy_wh / 1000 * u.tariff_per_kwh,"
+        " u.currency, e.ended_at IS NULL"
+        " FROM ports p JOIN users u ON u.id = p.user_id"
+        " LEFT JOIN LATERAL (SELECT * FROM episodes WHERE port_id = p.id"
+        "   AND ($3::bigint IS NULL OR id < $3::bigint) ORDER BY id DESC LIMIT $4::integer) e ON true"
+        " WHERE p.id = $1::uuid AND p.user_id = $2::bigint ORDER BY e.id DESC", 4, values);
+    if (!result)
+        return status;
+    int rows = PQntuples (result);
+    if (rows == 0) {
+        PQclear (result);
+        return gateway_api_not_found (request);
+    }
+    json_t *list = json_array ();
+    for (int row = 0; row < rows; row++)
+        if (!PQgetisnull (result, row, 1))
+            json_array_append_new (list, s_episode_from_row (result, row));
+    json_t *next = json_array_size (list) == (size_t) limit
+        ? gateway_api_column_integer (result, rows - 1, 1) : json_null ();
+    PQclear (result);
+    return gateway_http_send_data (request->conn, 200, NULL,
+                                   json_pack ("{s:o, s:o}", "episodes", list, "nextBefore", next));
+}
+
+const gateway_api_route_t gateway_api_ports_routes [] = {
+    {"GET",    "ports",                true, s_ports_list},
+    {"POST",   "ports",                true, s_ports_create},
+    {"GET",    "ports/:uuid",          true, s_ports_get},
+    {"PATCH",  "ports/:uuid",          true, s_ports_update},
+    {"DELETE", "ports/:uuid",          true, s_ports_delete},
+    {"GET",    "ports/:uuid/readings", true, s_ports_readings},
+    {"GET",    "ports/:uuid/episodes", true, s_ports_episodes},
+    {NULL}
+};
