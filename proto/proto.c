@@ -211,13 +211,20 @@ proto_verdict_encode (const proto_verdict_t *self, proto_buffer_t *buffer)
     proto_buffer_reset (buffer);
     msgpack_packer packer;
     msgpack_packer_init (&packer, buffer, s_buffer_write);
-    int rc = msgpack_pack_map (&packer, self->has_episode ? 5 : 4)
+    int rc = msgpack_pack_map (&packer, 4 + self->has_episode + self->no_reading
+                                            + self->has_baseline)
              | s_pack_int (&packer, "v", PROTO_VERSION) | s_pack_key (&packer, "rd")
              | s_reading_pack (&packer, &self->reading, false)
              | s_pack_uint (&packer, "st", self->status)
              | s_pack_uint (&packer, "pv", self->previous);
     if (self->has_episode)
         rc |= s_episode_pack (&packer, &self->episode);
+    //  Optional keys are written only when set, so frames of senders that
+    //  predate them stay byte-identical.
+    if (self->no_reading)
+        rc |= s_pack_key (&packer, "nr") | msgpack_pack_true (&packer);
+    if (self->has_baseline)
+        rc |= s_pack_float (&packer, "bl", self->baseline_watts);
     return rc ? -1 : 0;
 }
 
@@ -564,6 +571,16 @@ s_read_uuid (s_reader_t *reader, char *field)
     return 0;
 }
 
+//  msgpack true; false is never written, so it is not accepted either.
+static int
+s_read_true (s_reader_t *reader)
+{
+    if (!s_need (reader, 1) || *reader->at != 0xc3)
+        return -2;
+    reader->at++;
+    return 0;
+}
+
 static int
 s_read_version (s_reader_t *reader)
 {
@@ -780,7 +797,7 @@ proto_verdict_decode (const void *data, size_t size, proto_verdict_t *self)
         return -2;
     s_reader_t reader = {(const uint8_t *) data, (const uint8_t *) data + size};
     uint32_t count;
-    if (s_read_map (&reader, &count) || count < 4 || count > 5)
+    if (s_read_map (&reader, &count) || count < 4 || count > 7)
         return -2;
     uint32_t seen = 0;
     for (uint32_t index = 0; index < count; index++) {
@@ -791,6 +808,15 @@ proto_verdict_decode (const void *data, size_t size, proto_verdict_t *self)
         switch (key) {
             case S_KEY1 ('v'):
                 rc = s_mark (&seen, 1) | s_read_version (&reader);
+                break;
+            //  Present only when true; any other value is not ours
+            case S_KEY2 ('n', 'r'):
+                rc = s_mark (&seen, 32) | s_read_true (&reader);
+                break;
+            case S_KEY2 ('b', 'l'):
+                rc = s_mark (&seen, 64) | s_read_float (&reader, &self->baseline_watts);
+                if (rc == 0 && self->baseline_watts < 0)
+                    rc = -2;
                 break;
             case S_KEY2 ('r', 'd'):
                 rc = s_mark (&seen, 2) | s_reading_read (&reader, &self->reading, false);
@@ -815,6 +841,10 @@ proto_verdict_decode (const void *data, size_t size, proto_verdict_t *self)
     self->has_episode = (seen & 16) != 0;
     if (!self->has_episode)
         memset (&self->episode, 0, sizeof (self->episode));
+    self->no_reading = (seen & 32) != 0;
+    self->has_baseline = (seen & 64) != 0;
+    if (!self->has_baseline)
+        self->baseline_watts = 0;
     return 0;
 }
 
@@ -1218,7 +1248,7 @@ s_test_text (s_test_frame_t type, const proto_buffer_t *frame, const char *path,
 }
 
 //  What a field holds, for choosing values of the wrong type.
-typedef enum { S_NUMBER, S_TEXT, S_MAP } s_test_kind_t;
+typedef enum { S_NUMBER, S_TEXT, S_MAP, S_TRUE } s_test_kind_t;
 
 typedef struct {
     const char *path;
@@ -1237,16 +1267,18 @@ s_test_wrong_types (s_test_frame_t type, const proto_buffer_t *frame, const s_te
         size_t length;
         unsigned kinds;             //  bit per s_test_kind_t it is wrong for
     } wrong [] = {
-        {S_BYTES ("\xc0"), 7},                      //  nil
+        {S_BYTES ("\xc0"), 15},                     //  nil
         {S_BYTES ("\xc3"), 7},                      //  true
-        {S_BYTES ("\x90"), 7},                      //  []
-        {S_BYTES ("\x91\x01"), 7},                  //  [1]
-        {S_BYTES ("\xc4\x01x"), 7},                 //  bin
-        {S_BYTES ("\xd4\x01\x00"), 7},              //  fixext
-        {S_BYTES ("\x80"), 7},                      //  {} (empty map lacks fields)
-        {S_BYTES ("\xa1x"), 1 | 4},                 //  "x"
-        {S_BYTES ("\x07"), 2 | 4},                  //  7
-        {S_BYTES ("\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"), 2 | 4},     //  1.5
+        {S_BYTES ("\xc2"), 15},                     //  false
+        {S_BYTES ("\x90"), 15},                     //  []
+        {S_BYTES ("\x91\x01"), 15},                 //  [1]
+        {S_BYTES ("\xc4\x01x"), 15},                //  bin
+        {S_BYTES ("\xd4\x01\x00"), 15},             //  fixext
+        {S_BYTES ("\x80"), 15},                     //  {} (empty map lacks fields)
+        {S_BYTES ("\xa1x"), 1 | 4 | 8},             //  "x"
+        {S_BYTES ("\x07"), 2 | 4 | 8},              //  7
+        {S_BYTES ("\x01"), 2 | 4 | 8},              //  1 (not true)
+        {S_BYTES ("\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"), 2 | 4 | 8}, //  1.5
     };
     for (size_t field = 0; field < count; field++)
         for (size_t index = 0; index < sizeof (wrong) / sizeof (wrong [0]); index++) {
@@ -1581,6 +1613,16 @@ proto_test (bool verbose)
     assert (verdict_out.previous == PROTO_STATUS_PHANTOM);
     assert (verdict_out.has_episode);
     s_test_episode_equal (&verdict.episode, &verdict_out.episode);
+    //  Without the optional keys: flags clear, and the frame is what
+    //  senders that predate them wrote (map of 5, no "nr"/"bl")
+    assert (!verdict_out.no_reading && !verdict_out.has_baseline);
+    assert (verdict_out.baseline_watts == 0);
+    assert (buffer.data [0] == 0x85);
+    {
+        s_test_span_t span;
+        assert (s_test_find (buffer.data, 0, "nr", &span) == -1);
+        assert (s_test_find (buffer.data, 0, "bl", &span) == -1);
+    }
     s_test_truncations (S_VERDICT, &buffer);
     static const s_test_field_t verdict_fields [] = {
         {"v", S_NUMBER},       {"rd", S_MAP},         {"st", S_NUMBER},      {"pv", S_NUMBER},
@@ -1619,6 +1661,68 @@ proto_test (bool verbose)
     assert (verdict_out.episode.samples == 0 && verdict_out.episode.start == 0);
     s_test_truncations (S_VERDICT, &buffer);
     assert (s_test_rename (S_VERDICT, &buffer, "st", "ep") == -2);
+
+    //  No-reading verdict with baseline and closed episode: all 7 keys
+    verdict.no_reading = true;
+    verdict.has_baseline = true;
+    verdict.baseline_watts = 4.75f;
+    verdict.has_episode = true;
+    verdict.status = PROTO_STATUS_OFFLINE;
+    verdict.previous = PROTO_STATUS_PHANTOM;
+    strcpy (verdict.reading.gateway, PROTO_GATEWAY_NONE);
+    assert (proto_verdict_encode (&verdict, &buffer) == 0);
+    assert (buffer.data [0] == 0x87);
+    memset (&verdict_out, 0x5a, sizeof (verdict_out));
+    assert (proto_verdict_decode (buffer.data, buffer.size, &verdict_out) == 0);
+    s_test_reading_equal (&verdict.reading, &verdict_out.reading);
+    assert (verdict_out.no_reading == true);
+    assert (verdict_out.has_baseline == true);
+    assert (verdict_out.baseline_watts == 4.75f);
+    assert (verdict_out.has_episode);
+    s_test_episode_equal (&verdict.episode, &verdict_out.episode);
+    s_test_truncations (S_VERDICT, &buffer);
+    static const s_test_field_t optional_fields [] = {{"nr", S_TRUE}, {"bl", S_NUMBER}};
+    s_test_wrong_types (S_VERDICT, &buffer, optional_fields, 2);
+    for (size_t field = 0; field < 2; field++)
+        assert (s_test_rename (S_VERDICT, &buffer, optional_fields [field].path, "zz") == -2);
+    assert (s_test_rename (S_VERDICT, &buffer, "nr", "bl") == -2);     //  repeated key
+    assert (s_test_rename (S_VERDICT, &buffer, "bl", "nr") == -2);
+    assert (s_test_rename (S_VERDICT, &buffer, "bl", "st") == -2);
+    assert (s_test_value (S_VERDICT, &buffer, "bl", S_BYTES ("\xca\x7f\xc0\0\0")) == -2); //  NaN
+    assert (s_test_value (S_VERDICT, &buffer, "bl", S_BYTES ("\xca\xbf\x80\0\0")) == -2); //  -1
+    assert (s_test_value (S_VERDICT, &buffer, "bl", S_BYTES ("\xcb\x48\x0c\0\0\0\0\0\0"))
+            == -2);                                                             //  1e39
+    assert (s_test_value (S_VERDICT, &buffer, "bl", S_BYTES ("\x00")) == 0);   //  0 W
+    assert (s_test_value (S_VERDICT, &buffer, "bl", S_BYTES ("\xcd\x01\x2c")) == 0);
+    {
+        //  Eight keys are one too many, even if the eighth were known
+        proto_buffer_t out;
+        proto_buffer_init (&out);
+        uint8_t eight = 0x88;
+        s_test_splice (&buffer, 0, 1, &eight, 1, &out);
+        assert (proto_verdict_decode (out.data, out.size, &verdict_out) == -2);
+        proto_buffer_release (&out);
+    }
+    s_test_mutations (S_VERDICT, &buffer, &state, 20000);
+    //  Each optional key alone
+    verdict.has_episode = false;
+    verdict.has_baseline = false;
+    assert (proto_verdict_encode (&verdict, &buffer) == 0);
+    assert (buffer.data [0] == 0x85);
+    assert (proto_verdict_decode (buffer.data, buffer.size, &verdict_out) == 0);
+    assert (verdict_out.no_reading && !verdict_out.has_baseline && !verdict_out.has_episode);
+    assert (verdict_out.baseline_watts == 0);
+    s_test_truncations (S_VERDICT, &buffer);
+    verdict.no_reading = false;
+    verdict.has_baseline = true;
+    verdict.baseline_watts = 0.25f;
+    assert (proto_verdict_encode (&verdict, &buffer) == 0);
+    assert (proto_verdict_decode (buffer.data, buffer.size, &verdict_out) == 0);
+    assert (!verdict_out.no_reading && verdict_out.has_baseline);
+    assert (verdict_out.baseline_watts == 0.25f);
+    s_test_truncations (S_VERDICT, &buffer);
+    //  Four required keys still required with optional ones around
+    assert (s_test_rename (S_VERDICT, &buffer, "pv", "nr") == -2);
 
     //  Event round trip, with and without an episode
     proto_event_t event, event_out;

@@ -31,6 +31,7 @@ extern "C" {
 #define PROTO_TIMEZONE_MAX 48      //  longest IANA time zone name
 #define PROTO_ACKS_MAX 8192        //  most acks in one ack message
 #define PROTO_TOPIC_MAX 64         //  longest PUB topic
+#define PROTO_GATEWAY_NONE "-"     //  gateway of a no-reading verdict: nobody waits for an ack
 
 //  Port statuses, in the order of DESIGN.md. Values are on the wire.
 typedef enum {
@@ -96,12 +97,22 @@ typedef struct {
 } proto_episode_t;
 
 //  What the detector decided about one reading; the store persists it.
+//  A no-reading verdict carries a change with no reading behind it (the
+//  offline timer taking a silent port offline and closing its episode):
+//  the store uses only reading.user, reading.port and reading.ts (the time
+//  of the change), writes no readings row and sends no ack; reading.gateway
+//  is PROTO_GATEWAY_NONE. Wire keys "nr" and "bl" are optional: present
+//  only when no_reading / has_baseline is set.
 typedef struct {
     proto_reading_t reading;        //  the reading itself
     uint8_t status;                 //  proto_status_t after this reading
     uint8_t previous;               //  proto_status_t before it
     bool has_episode;               //  episode below is set
     proto_episode_t episode;        //  opened, updated or closed by this reading
+    bool no_reading;                //  no reading behind it: no readings row, no ack
+    bool has_baseline;              //  baseline_watts is set
+    float baseline_watts;           //  always-on baseline, W (>= 0): 1st-percentile
+                                    //  bin of the port's power over the last 24 h
 } proto_verdict_t;
 
 //  The store's answer for one reading.

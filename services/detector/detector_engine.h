@@ -32,6 +32,8 @@ typedef struct {
     bool rejected;           //  unusable (bad uuid, non-finite power): no verdict
     bool has_episode;        //  episode below is set
     proto_episode_t episode; //  open, just opened, or just closed episode
+    bool has_baseline;       //  baseline_watts is set (at most once a minute per port)
+    float baseline_watts;    //  always-on baseline, W
     size_t event_count;      //  events used
     proto_event_t events[DETECTOR_EVENTS_MAX]; //  to publish, in order
 } detector_outcome_t;
@@ -49,8 +51,12 @@ typedef struct {
 
 typedef struct _detector_engine_t detector_engine_t;
 
-//  Called once per event that detector_engine_expire produces.
-typedef void (detector_engine_event_fn) (const proto_event_t *event, void *arg);
+//  Called once per port that detector_engine_expire takes offline, for a
+//  verdict without a reading: port and user identify it, ts is its last
+//  reading (the time of the change); outcome has the status change, the
+//  episode it closed (if any) and the events to publish.
+typedef void (detector_engine_offline_fn) (const char *port, int64_t user, int64_t ts,
+                                           const detector_outcome_t *outcome, void *arg);
 
 //  Creates an engine sized for about expected_ports ports (it grows when
 //  needed). offline_after_ms: silence after which a port is offline and
@@ -72,16 +78,18 @@ size_t detector_engine_process_batch (detector_engine_t *self, const proto_readi
 
 //  Marks offline every port whose last reading arrived (gateway clock,
 //  reading.received) more than offline_after before now_ms, closing any
-//  open episode at its last reading. Calls event_fn for each event. Returns
-//  the number of ports that went offline.
+//  open episode at its last reading. Calls offline_fn once per such port.
+//  Returns the number of ports that went offline.
 size_t detector_engine_expire (detector_engine_t *self, int64_t now_ms,
-                               detector_engine_event_fn *event_fn, void *arg);
+                               detector_engine_offline_fn *offline_fn, void *arg);
 
 //  Seeds a port with the state a previous detector left in the database,
 //  so a restart neither loses nor repeats an episode. status_since and
 //  last_ts are ms since epoch (0: unknown); episode is the open episode,
 //  NULL if none. An idle port's dwell resumes from status_since; the
-//  energy of its idle run so far is not stored and restarts at 0. 0, or -1
+//  energy of its idle run so far is not stored and restarts at 0. The
+//  always-on baseline is not restored: it rebuilds from readings within
+//  24 h (ports.always_on_watts keeps the old value until then). 0, or -1
 //  on a bad uuid or a full table.
 int detector_engine_restore (detector_engine_t *self, const char *port, int64_t user,
                              proto_status_t status, int64_t status_since, int64_t last_ts,

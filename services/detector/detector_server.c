@@ -197,10 +197,20 @@ s_publish (detector_server_t *self, const proto_event_t *event)
                     proto_status_name (event->previous), proto_status_name (event->status));
 }
 
+//  Hands a verdict to the store socket.
 static void
-s_publish_fn (const proto_event_t *event, void *arg)
+s_send_verdict (detector_server_t *self, const proto_verdict_t *verdict)
 {
-    s_publish ((detector_server_t *)arg, event);
+    if (proto_verdict_encode (verdict, &self->buffer) == 0) {
+        //  Blocks at most S_SEND_TIMEOUT_MS when the store is slow or gone:
+        //  that back-pressure reaches the gateways, whose clients then get
+        //  504 and retry.
+        if (zmq_send (self->verdicts_handle, self->buffer.data, self->buffer.size, 0) == -1)
+            self->stats.verdicts_dropped++;
+        else
+            self->stats.verdicts++;
+    } else
+        self->stats.verdicts_dropped++;
 }
 
 //  Answers one judged reading: a verdict to the store, events to the bus.
@@ -223,16 +233,37 @@ s_answer (detector_server_t *self, const proto_reading_t *reading,
         verdict->episode = outcome->episode;
     else
         memset (&verdict->episode, 0, sizeof (verdict->episode));
-    if (proto_verdict_encode (verdict, &self->buffer) == 0) {
-        //  Blocks at most S_SEND_TIMEOUT_MS when the store is slow or gone:
-        //  that back-pressure reaches the gateways, whose clients then get
-        //  504 and retry.
-        if (zmq_send (self->verdicts_handle, self->buffer.data, self->buffer.size, 0) == -1)
-            self->stats.verdicts_dropped++;
-        else
-            self->stats.verdicts++;
-    } else
-        self->stats.verdicts_dropped++;
+    verdict->no_reading = false;
+    verdict->has_baseline = outcome->has_baseline;
+    verdict->baseline_watts = outcome->has_baseline ? outcome->baseline_watts : 0;
+    s_send_verdict (self, verdict);
+    for (size_t i = 0; i < outcome->event_count; i++)
+        s_publish (self, &outcome->events[i]);
+}
+
+//  A port the offline timer took offline: the store gets a verdict without
+//  a reading (status offline, the closed episode) right away, not with the
+//  port's next reading, which may never come.
+static void
+s_offline (const char *port, int64_t user, int64_t ts, const detector_outcome_t *outcome,
+           void *arg)
+{
+    detector_server_t *self = (detector_server_t *)arg;
+    proto_verdict_t *verdict = &self->verdict;
+    memset (verdict, 0, sizeof (*verdict));
+    snprintf (verdict->reading.gateway, sizeof (verdict->reading.gateway), "%s",
+              PROTO_GATEWAY_NONE);
+    memcpy (verdict->reading.port, port, PROTO_UUID_LEN + 1);
+    verdict->reading.user = user;
+    verdict->reading.ts = ts;
+    verdict->reading.received = zclock_time ();
+    verdict->no_reading = true;
+    verdict->status = outcome->status;
+    verdict->previous = outcome->previous;
+    verdict->has_episode = outcome->has_episode;
+    if (outcome->has_episode)
+        verdict->episode = outcome->episode;
+    s_send_verdict (self, verdict);
     for (size_t i = 0; i < outcome->event_count; i++)
         s_publish (self, &outcome->events[i]);
 }
@@ -284,7 +315,7 @@ detector_server_poll (detector_server_t *self, int timeout_ms)
         self->next_tick = now + S_TIMER_MS;
         //  The engine compares against the gateway clock of each port's
         //  last reading; gateways and detectors share a host or NTP.
-        size_t offline = detector_engine_expire (self->engine, zclock_time (), s_publish_fn, self);
+        size_t offline = detector_engine_expire (self->engine, zclock_time (), s_offline, self);
         if (offline && self->verbose)
             zsys_debug ("detector timer - %zu ports went offline", offline);
         if (self->stats.malformed != self->malformed_logged) {
@@ -481,6 +512,70 @@ detector_server_test (bool verbose)
     assert (stats.verdicts == 3);
     assert (stats.events == 4); //  status events too; the SUB only took phantom.*
     detector_server_destroy (&server);
+    detector_server_destroy (&server);
+
+    //  Baseline and offline timer, on a server that calls 200 ms offline;
+    //  fresh sockets, so no frame goes to the old server's dead pipe.
+    zsock_destroy (&gateway);
+    zsock_destroy (&store);
+    free (gateway_endpoint);
+    free (store_endpoint);
+    gateway = zsock_new (ZMQ_PUSH);
+    zsock_set_sndhwm (gateway, 100);
+    zsock_set_linger (gateway, 0);
+    assert (zsock_bind (gateway, "tcp://127.0.0.1:*") > 0);
+    store = zsock_new (ZMQ_PULL);
+    zsock_set_rcvhwm (store, 100);
+    zsock_set_linger (store, 0);
+    assert (zsock_bind (store, "tcp://127.0.0.1:*") > 0);
+    gateway_endpoint = strdup (zsock_endpoint (gateway));
+    store_endpoint = strdup (zsock_endpoint (store));
+    server = detector_server_new (gateway_endpoint, store_endpoint, "tcp://127.0.0.1:*", 200,
+                                  verbose);
+    assert (server);
+    snprintf (reading.port, sizeof (reading.port), "%s", "1c7a4d2f-8b63-4d2c-ae4f-3a2b7c8d9e01");
+    int64_t first_ts = zclock_time () - 200000;
+    for (int i = 0; i < 100; i++) {
+        reading.request = 100 + (uint64_t)i;
+        reading.ts = first_ts + i * 100; //  closer than offline_after: no gap
+        reading.received = zclock_time ();
+        reading.power = 4.6;
+        assert (proto_reading_encode (&reading, &buffer) == 0);
+        frame = zframe_new (buffer.data, buffer.size);
+        assert (zframe_send (&frame, gateway, 0) == 0);
+        msg = s_pump (server, store);
+        assert (msg);
+        frame = zmsg_first (msg);
+        assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), &verdict) == 0);
+        assert (!verdict.no_reading);
+        assert (verdict.status == PROTO_STATUS_PHANTOM);
+        //  The 100th reading is the first with enough behind it
+        assert (verdict.has_baseline == (i == 99));
+        if (i == 99)
+            assert (verdict.baseline_watts >= 4 && verdict.baseline_watts < 5.66f);
+        zmsg_destroy (&msg);
+    }
+    //  Silence: within a timer period the store gets a verdict without a
+    //  reading that takes the port offline and closes its episode.
+    msg = s_pump (server, store);
+    assert (msg);
+    frame = zmsg_first (msg);
+    assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), &verdict) == 0);
+    assert (verdict.no_reading);
+    assert (streq (verdict.reading.gateway, PROTO_GATEWAY_NONE));
+    assert (streq (verdict.reading.port, reading.port));
+    assert (verdict.reading.user == 7);
+    assert (verdict.reading.ts == reading.ts);
+    assert (verdict.status == PROTO_STATUS_OFFLINE);
+    assert (verdict.previous == PROTO_STATUS_PHANTOM);
+    assert (verdict.has_episode);
+    assert (verdict.episode.start == first_ts);
+    assert (verdict.episode.end == reading.ts);
+    assert (verdict.episode.samples == 100);
+    assert (!verdict.has_baseline);
+    zmsg_destroy (&msg);
+    detector_server_stats (server, &stats);
+    assert (stats.verdicts == 101);
     detector_server_destroy (&server);
 
     proto_buffer_release (&buffer);

@@ -31,7 +31,39 @@ typedef struct {
 typedef struct {
     size_t last;                    //  last row of the port in the range
     size_t changed;                 //  last row where the status changed, SIZE_MAX if none
+    size_t reading;                 //  last row with a reading, SIZE_MAX if none
+    size_t baseline;                //  last row with a baseline, SIZE_MAX if none
+    bool urgent;                    //  status change or no-reading verdict: write now
+    bool deferred;                  //  this attempt leaves its row waiting in memory
 } s_port_t;
+
+//  A port row as the store last knew it, kept across batches.
+typedef struct {
+    char port [PROTO_UUID_LEN + 1]; //  ports.id
+    uint8_t status;                 //  last status, UNKNOWN: keep the stored one
+    bool has_reading;               //  ts and power are set
+    int64_t ts;                     //  last reading, ms since epoch
+    double power;                   //  its power
+    bool has_baseline;              //  baseline is set
+    float baseline;                 //  always-on baseline, W
+    bool dirty;                     //  holds what is not written yet
+    bool queued;                    //  in the queue of waiting rows
+    int64_t due;                    //  monotonic ms from which a waiting row goes out
+    int64_t written;                //  monotonic ms of its last write, 0 never
+} s_pending_t;
+
+//  One port row for the ports statement.
+typedef struct {
+    s_pending_t *pending;           //  its memory, updated after COMMIT
+    size_t port;                    //  index in ports, SIZE_MAX: from memory only
+    uint8_t status;                 //  status, UNKNOWN: keep
+    bool has_reading;               //  ts and power are set
+    int64_t ts;                     //  last reading time
+    double power;                   //  its power
+    int64_t changed;                //  time of the last status change, -1 none
+    bool has_baseline;              //  baseline is set
+    float baseline;                 //  always-on baseline, W
+} s_write_t;
 
 enum {
     S_KEYS = 0,
@@ -54,7 +86,15 @@ struct _store_batch_t {
     size_t port_count;
     size_t *episodes;               //  last row of each episode of the planned range
     size_t episode_count;
+    s_write_t *writes;              //  port rows this attempt writes
+    size_t write_count;
+    size_t write_capacity;
+    size_t deferred_count;          //  ports of the range left waiting
+    int64_t now;                    //  monotonic ms of store_batch_port_writes
+    zhashx_t *pending;              //  port text -> s_pending_t, across batches
+    zlistx_t *queue;                //  s_pending_t waiting to be written, by due time
     zhashx_t *index;                //  scratch: key text -> slot + 1
+    zhashx_t *port_index;           //  port text -> ports slot + 1 of the planned range
     s_text_t buffers [S_BUFFERS];   //  array literals
     s_text_t copy;                  //  binary COPY stream
 };
@@ -244,6 +284,13 @@ s_uuid_parse (const char *text, uint8_t *bytes)
     return 0;
 }
 
+static void
+s_pending_destroy (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
 //  --------------------------------------------------------------------------
 //  Create a batch of at most capacity rows
 
@@ -259,8 +306,13 @@ store_batch_new (size_t capacity)
     self->ports = (s_port_t *) calloc (capacity, sizeof (s_port_t));
     self->episodes = (size_t *) calloc (capacity, sizeof (size_t));
     self->index = zhashx_new ();
+    self->port_index = zhashx_new ();
+    self->pending = zhashx_new ();
+    self->queue = zlistx_new ();
+    if (self->pending)
+        zhashx_set_destructor (self->pending, s_pending_destroy);
     if (!self->rows || !self->keyed || !self->unkeyed || !self->ports || !self->episodes
-    ||  !self->index) {
+    ||  !self->index || !self->port_index || !self->pending || !self->queue) {
         store_batch_destroy (&self);
         return NULL;
     }
@@ -280,6 +332,10 @@ store_batch_destroy (store_batch_t **self_p)
             free (self->buffers [index].data);
         free (self->copy.data);
         zhashx_destroy (&self->index);
+        zhashx_destroy (&self->port_index);
+        zlistx_destroy (&self->queue);
+        zhashx_destroy (&self->pending);
+        free (self->writes);
         free (self->rows);
         free (self->keyed);
         free (self->unkeyed);
@@ -298,6 +354,7 @@ store_batch_reset (store_batch_t *self)
     self->lo = self->hi = 0;
     self->keyed_count = self->unkeyed_count = 0;
     self->port_count = self->episode_count = 0;
+    self->write_count = self->deferred_count = 0;
 }
 
 size_t
@@ -383,6 +440,7 @@ store_batch_plan (store_batch_t *self, size_t lo, size_t hi)
     self->hi = hi;
     self->keyed_count = self->unkeyed_count = 0;
     self->port_count = self->episode_count = 0;
+    self->write_count = self->deferred_count = 0;
     size_t open = 0;
     char key [PROTO_KEY_MAX + PROTO_UUID_LEN + 48];
 
@@ -398,6 +456,8 @@ store_batch_plan (store_batch_t *self, size_t lo, size_t hi)
         row->first = index;
         row->ack.id = 0;
         row->ack.ts = row->verdict.reading.ts;
+        if (row->verdict.no_reading)
+            continue;               //  no readings row, no id
         if (*row->verdict.reading.key == 0) {
             self->unkeyed [self->unkeyed_count++] = index;
             continue;
@@ -414,25 +474,34 @@ store_batch_plan (store_batch_t *self, size_t lo, size_t hi)
     }
     //  Ports: the last verdict decides the status; the last change of
     //  status, if the range has one, says since when.
-    zhashx_purge (self->index);
+    zhashx_purge (self->port_index);
     for (size_t index = lo; index < hi; index++) {
         s_row_t *row = &self->rows [index];
         if (row->decided)
             continue;
         s_port_t *port;
-        void *slot = zhashx_lookup (self->index, row->verdict.reading.port);
+        void *slot = zhashx_lookup (self->port_index, row->verdict.reading.port);
         if (slot)
             port = &self->ports [(size_t) (uintptr_t) slot - 1];
         else {
             port = &self->ports [self->port_count++];
-            port->changed = SIZE_MAX;
-            zhashx_insert (self->index, row->verdict.reading.port,
+            port->changed = port->reading = port->baseline = SIZE_MAX;
+            port->urgent = port->deferred = false;
+            zhashx_insert (self->port_index, row->verdict.reading.port,
                            (void *) (uintptr_t) self->port_count);
         }
         port->last = index;
         if (row->verdict.status != row->verdict.previous
-        &&  row->verdict.status != PROTO_STATUS_UNKNOWN)
+        &&  row->verdict.status != PROTO_STATUS_UNKNOWN) {
             port->changed = index;
+            port->urgent = true;
+        }
+        if (row->verdict.no_reading)
+            port->urgent = true;
+        else
+            port->reading = index;
+        if (row->verdict.has_baseline)
+            port->baseline = index;
     }
     //  Episodes: each update carries the episode's totals so far, so only
     //  the last one per (port, start) needs writing.
@@ -484,11 +553,121 @@ store_batch_unkeyed_row (store_batch_t *self, size_t n)
     return self->unkeyed [n];
 }
 
+//  --------------------------------------------------------------------------
+//  Choose the port rows of this transaction
+
+static s_write_t *
+s_write_add (store_batch_t *self, s_pending_t *pending, size_t port)
+{
+    if (self->write_count == self->write_capacity) {
+        size_t capacity = self->write_capacity? self->write_capacity * 2: 1024;
+        s_write_t *writes = (s_write_t *) realloc (self->writes, capacity * sizeof (s_write_t));
+        assert (writes);            //  as zmalloc: no way on without memory
+        self->writes = writes;
+        self->write_capacity = capacity;
+    }
+    s_write_t *write = &self->writes [self->write_count++];
+    memset (write, 0, sizeof (*write));
+    write->pending = pending;
+    write->port = port;
+    write->changed = -1;
+    if (pending && pending->dirty) {
+        //  What waits in memory, unless the batch has newer
+        write->status = pending->status;
+        write->has_reading = pending->has_reading;
+        write->ts = pending->ts;
+        write->power = pending->power;
+        write->has_baseline = pending->has_baseline;
+        write->baseline = pending->baseline;
+    }
+    return write;
+}
+
+//  Memory of a port row; NULL if out of memory.
+static s_pending_t *
+s_pending_require (store_batch_t *self, const char *port)
+{
+    s_pending_t *pending = (s_pending_t *) zhashx_lookup (self->pending, port);
+    if (!pending) {
+        pending = (s_pending_t *) zmalloc (sizeof (s_pending_t));
+        snprintf (pending->port, sizeof (pending->port), "%s", port);
+        zhashx_insert (self->pending, port, pending);
+    }
+    return pending;
+}
+
+//  Fills write from the batch rows of port (the newest values win).
+static void
+s_write_fill (store_batch_t *self, s_write_t *write, const s_port_t *port)
+{
+    const proto_verdict_t *last = &self->rows [port->last].verdict;
+    write->status = last->status;
+    if (port->changed != SIZE_MAX)
+        write->changed = self->rows [port->changed].verdict.reading.ts;
+    if (port->reading != SIZE_MAX) {
+        const proto_reading_t *reading = &self->rows [port->reading].verdict.reading;
+        write->has_reading = true;
+        write->ts = reading->ts;
+        write->power = reading->power;
+    }
+    if (port->baseline != SIZE_MAX) {
+        write->has_baseline = true;
+        write->baseline = self->rows [port->baseline].verdict.baseline_watts;
+    }
+}
+
+size_t
+store_batch_port_writes (store_batch_t *self, int64_t now_ms, bool flush)
+{
+    assert (self);
+    self->now = now_ms;
+    self->write_count = self->deferred_count = 0;
+    for (size_t n = 0; n < self->port_count; n++) {
+        s_port_t *port = &self->ports [n];
+        const char *text = self->rows [port->last].verdict.reading.port;
+        s_pending_t *pending = (s_pending_t *) zhashx_lookup (self->pending, text);
+        port->deferred = !flush && !port->urgent && pending && pending->written
+                      && now_ms - pending->written < STORE_PORT_EVERY_MS;
+        if (port->deferred)
+            self->deferred_count++;
+        else
+            s_write_fill (self, s_write_add (self, pending, n), port);
+    }
+    //  Rows waiting from earlier batches, oldest first, while due. A port
+    //  of this range is already handled above.
+    for (s_pending_t *pending = (s_pending_t *) zlistx_first (self->queue); pending;
+         pending = (s_pending_t *) zlistx_next (self->queue)) {
+        if (!flush && pending->due > now_ms)
+            break;
+        if (pending->dirty && !zhashx_lookup (self->port_index, pending->port))
+            s_write_add (self, pending, SIZE_MAX);
+    }
+    return self->write_count;
+}
+
 size_t
 store_batch_port_count (store_batch_t *self)
 {
     assert (self);
-    return self->port_count;
+    return self->write_count;
+}
+
+size_t
+store_batch_port_deferred (store_batch_t *self)
+{
+    assert (self);
+    return self->deferred_count;
+}
+
+size_t
+store_batch_port_waiting (store_batch_t *self)
+{
+    assert (self);
+    size_t count = 0;
+    for (s_pending_t *pending = (s_pending_t *) zhashx_first (self->pending); pending;
+         pending = (s_pending_t *) zhashx_next (self->pending))
+        count += pending->dirty;
+    return count;
 }
 
 size_t
@@ -575,21 +754,32 @@ store_batch_ports_params (store_batch_t *self, const char *params [STORE_PORTS_P
     s_text_t *buffers = self->buffers + S_PORTS;
     for (size_t column = 0; column < STORE_PORTS_PARAMS; column++)
         s_array_begin (&buffers [column]);
-    for (size_t n = 0; n < self->port_count; n++) {
-        s_port_t *port = &self->ports [n];
-        const proto_verdict_t *last = &self->rows [port->last].verdict;
-        s_array_string (&buffers [0], last->reading.port);
-        //  An unknown status is no status: the port keeps the one it has.
-        if (last->status == PROTO_STATUS_UNKNOWN)
+    for (size_t n = 0; n < self->write_count; n++) {
+        const s_write_t *write = &self->writes [n];
+        s_array_string (&buffers [0], write->port == SIZE_MAX? write->pending->port:
+                        self->rows [self->ports [write->port].last].verdict.reading.port);
+        //  NULL keeps what is stored: an unknown status is no status, a
+        //  no-reading verdict has no reading time or power.
+        if (write->status == PROTO_STATUS_UNKNOWN)
             s_array_null (&buffers [1]);
         else
-            s_array_string (&buffers [1], proto_status_name (last->status));
-        s_array_int (&buffers [2], last->reading.ts);
-        if (port->changed == SIZE_MAX)
+            s_array_string (&buffers [1], proto_status_name (write->status));
+        if (write->has_reading)
+            s_array_int (&buffers [2], write->ts);
+        else
+            s_array_null (&buffers [2]);
+        if (write->changed < 0)
             s_array_null (&buffers [3]);
         else
-            s_array_int (&buffers [3], self->rows [port->changed].verdict.reading.ts);
-        s_array_double (&buffers [4], last->reading.power);
+            s_array_int (&buffers [3], write->changed);
+        if (write->has_reading)
+            s_array_double (&buffers [4], write->power);
+        else
+            s_array_null (&buffers [4]);
+        if (write->has_baseline)
+            s_array_double (&buffers [5], write->baseline);
+        else
+            s_array_null (&buffers [5]);
     }
     for (size_t column = 0; column < STORE_PORTS_PARAMS; column++) {
         s_array_end (&buffers [column]);
@@ -682,6 +872,52 @@ store_batch_commit (store_batch_t *self)
         row->ack.code = PROTO_ACK_OK;
         row->decided = true;
     }
+    //  Port rows written: clean. Deferred ones: their newest values wait,
+    //  queued for a second after now.
+    for (size_t n = 0; n < self->write_count; n++) {
+        s_write_t *write = &self->writes [n];
+        s_pending_t *pending = write->pending;
+        if (!pending)
+            pending = s_pending_require (self,
+                          self->rows [self->ports [write->port].last].verdict.reading.port);
+        pending->dirty = false;
+        pending->written = self->now? self->now: 1;
+    }
+    for (size_t n = 0; n < self->port_count; n++) {
+        s_port_t *port = &self->ports [n];
+        if (!port->deferred)
+            continue;
+        s_pending_t *pending = s_pending_require (self,
+                                                  self->rows [port->last].verdict.reading.port);
+        s_write_t write;
+        memset (&write, 0, sizeof (write));
+        s_write_fill (self, &write, port);
+        if (!pending->dirty)
+            pending->has_reading = pending->has_baseline = false;
+        pending->status = write.status;
+        if (write.has_reading) {
+            pending->has_reading = true;
+            pending->ts = write.ts;
+            pending->power = write.power;
+        }
+        if (write.has_baseline) {
+            pending->has_baseline = true;
+            pending->baseline = write.baseline;
+        }
+        pending->dirty = true;
+        if (!pending->queued) {
+            pending->queued = true;
+            pending->due = self->now + STORE_PORT_EVERY_MS;
+            zlistx_add_end (self->queue, pending);
+        }
+    }
+    //  Written rows leave the queue's head; the rest keep their place.
+    s_pending_t *head;
+    while ((head = (s_pending_t *) zlistx_first (self->queue)) && !head->dirty) {
+        head->queued = false;
+        zlistx_detach (self->queue, NULL);
+    }
+    self->write_count = self->deferred_count = 0;
 }
 
 void
@@ -714,7 +950,7 @@ store_batch_group (store_batch_t *self, size_t *cursor, const char **gateway,
     assert (max > 0);
     if (*cursor == 0)
         for (size_t index = 0; index < self->size; index++)
-            self->rows [index].grouped = false;
+            self->rows [index].grouped = self->rows [index].verdict.no_reading;   //  no ack
     while (*cursor < self->size && self->rows [*cursor].grouped)
         (*cursor)++;
     if (*cursor >= self->size)
@@ -757,6 +993,121 @@ s_verdict (proto_verdict_t *verdict, const char *gateway, const char *port, cons
     verdict->reading.power = 23.01;
     verdict->status = status;
     verdict->previous = previous;
+}
+
+//  Plans and commits all of batch at now; returns the ports params.
+static void
+s_commit_at (store_batch_t *batch, int64_t now, size_t writes, const char *params [])
+{
+    assert (store_batch_plan (batch, 0, store_batch_size (batch)) == store_batch_size (batch));
+    size_t count = store_batch_port_writes (batch, now, false);
+    if (count != writes)
+        fprintf (stderr, "store_batch_test: %zu port rows at %lld, expected %zu\n", count,
+                 (long long) now, writes);
+    assert (count == writes);
+    store_batch_ports_params (batch, params);
+    store_batch_commit (batch);
+    store_batch_reset (batch);
+}
+
+//  Port rows: at once on a status change or without a reading, otherwise
+//  at most once a second, the newest values waiting in memory.
+static void
+s_port_rows_test (bool verbose)
+{
+    const char *port_a = "0b9f4c1e-3d2a-4c5b-8e7f-112233445566";
+    const char *port_b = "1c0a5d2f-4e3b-4d6c-9f80-223344556677";
+    store_batch_t *batch = store_batch_new (8);
+    proto_verdict_t verdict;
+    const char *ports [STORE_PORTS_PARAMS];
+
+    //  First sight of a port: written
+    s_verdict (&verdict, "gw1", port_a, "", 1000, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    store_batch_add (batch, &verdict);
+    s_commit_at (batch, 10000, 1, ports);
+    //  Again 500 ms later, no change: waits (with its baseline)
+    s_verdict (&verdict, "gw1", port_a, "", 2000, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    verdict.reading.power = 42.5;
+    verdict.has_baseline = true;
+    verdict.baseline_watts = 3.5f;
+    store_batch_add (batch, &verdict);
+    assert (store_batch_plan (batch, 0, 1) == 1);
+    assert (store_batch_port_writes (batch, 10500, false) == 0);
+    assert (store_batch_port_deferred (batch) == 1);
+    store_batch_commit (batch);
+    store_batch_reset (batch);
+    assert (store_batch_port_waiting (batch) == 1);
+    //  A batch of another port before the second is up: A still waits
+    s_verdict (&verdict, "gw1", port_b, "", 2100, PROTO_STATUS_OFF, PROTO_STATUS_OFF);
+    store_batch_add (batch, &verdict);
+    s_commit_at (batch, 11000, 1, ports);
+    assert (store_batch_port_waiting (batch) == 1);
+    //  B again within its second (waits); A's second is up: A goes out
+    //  with B's batch, with the values that waited
+    s_verdict (&verdict, "gw1", port_b, "", 2200, PROTO_STATUS_OFF, PROTO_STATUS_OFF);
+    store_batch_add (batch, &verdict);
+    s_commit_at (batch, 11500, 1, ports);
+    if (verbose)
+        printf ("waited: %s %s %s %s %s %s\n", ports [0], ports [1], ports [2], ports [3],
+                ports [4], ports [5]);
+    char expected [128];
+    snprintf (expected, sizeof (expected), "{\"%s\"}", port_a);
+    assert (streq (ports [0], expected));
+    assert (streq (ports [1], "{\"active\"}"));
+    assert (streq (ports [2], "{2000}"));
+    assert (streq (ports [3], "{NULL}"));
+    assert (streq (ports [4], "{42.5}"));
+    assert (streq (ports [5], "{3.5}"));
+    assert (store_batch_port_waiting (batch) == 1);     //  B now
+    //  A status change is written at once, however recent the last write
+    s_verdict (&verdict, "gw1", port_a, "", 2300, PROTO_STATUS_IDLE, PROTO_STATUS_ACTIVE);
+    store_batch_add (batch, &verdict);
+    s_commit_at (batch, 11600, 1, ports);
+    assert (streq (ports [1], "{\"idle\"}"));
+    assert (streq (ports [3], "{2300}"));
+    //  So is a verdict without a reading, which has no reading time or
+    //  power of its own: those come from what waits (B's 2200), and it has
+    //  no ack and no readings row
+    s_verdict (&verdict, PROTO_GATEWAY_NONE, port_b, "", 2200, PROTO_STATUS_OFFLINE,
+               PROTO_STATUS_OFF);
+    verdict.no_reading = true;
+    store_batch_add (batch, &verdict);
+    s_verdict (&verdict, "gw1", port_a, "k9", 2400, PROTO_STATUS_IDLE, PROTO_STATUS_IDLE);
+    store_batch_add (batch, &verdict);
+    assert (store_batch_plan (batch, 0, 2) == 2);
+    assert (store_batch_keyed_count (batch) == 1 && store_batch_unkeyed_count (batch) == 0);
+    assert (store_batch_port_writes (batch, 11700, false) == 1);    //  A waits
+    store_batch_ports_params (batch, ports);
+    snprintf (expected, sizeof (expected), "{\"%s\"}", port_b);
+    assert (streq (ports [0], expected));
+    assert (streq (ports [1], "{\"offline\"}"));
+    assert (streq (ports [2], "{2200}"));
+    assert (streq (ports [3], "{2200}"));
+    store_batch_assign (batch, 1, 77, 2400, true);
+    assert (store_batch_fresh_count (batch) == 1);
+    store_batch_commit (batch);
+    proto_ack_t acks [8];
+    const char *gateway;
+    size_t cursor = 0;
+    assert (store_batch_group (batch, &cursor, &gateway, acks, 8) == 1);
+    assert (streq (gateway, "gw1") && acks [0].id == 77);
+    assert (store_batch_group (batch, &cursor, &gateway, acks, 8) == 0);
+    store_batch_reset (batch);
+    //  A failed attempt (no commit) leaves waiting rows waiting
+    assert (store_batch_port_waiting (batch) == 1);
+    store_batch_plan (batch, 0, 0);
+    assert (store_batch_port_writes (batch, 12000, false) == 0);   //  A due at 12700
+    assert (store_batch_port_writes (batch, 12700, false) == 1);
+    store_batch_reset (batch);
+    assert (store_batch_port_waiting (batch) == 1);
+    //  flush takes everything waiting
+    store_batch_plan (batch, 0, 0);
+    assert (store_batch_port_writes (batch, 12100, true) == 1);
+    store_batch_commit (batch);
+    assert (store_batch_port_waiting (batch) == 0);
+    store_batch_plan (batch, 0, 0);
+    assert (store_batch_port_writes (batch, 99999, true) == 0);
+    store_batch_destroy (&batch);
 }
 
 void
@@ -807,7 +1158,9 @@ store_batch_test (bool verbose)
     assert (store_batch_unkeyed_count (batch) == 2);
     assert (store_batch_unkeyed_row (batch, 0) == 1);
     assert (store_batch_unkeyed_row (batch, 1) == 5);
+    assert (store_batch_port_writes (batch, 50000, false) == 2);   //  never written: now
     assert (store_batch_port_count (batch) == 2);
+    assert (store_batch_port_deferred (batch) == 0);
     assert (store_batch_episode_count (batch) == 1);
 
     const char *keys [STORE_KEYS_PARAMS];
@@ -847,6 +1200,7 @@ store_batch_test (bool verbose)
     assert (streq (ports [1], "{\"phantom\",NULL}"));
     assert (streq (ports [2], "{1005,1004}"));
     assert (streq (ports [3], "{1005,NULL}"));
+    assert (streq (ports [5], "{NULL,NULL}"));
 
     const char *episodes [STORE_EPISODES_PARAMS];
     store_batch_episodes_params (batch, episodes);
@@ -934,6 +1288,7 @@ store_batch_test (bool verbose)
     assert (store_batch_plan (batch, 0, 8) == 0);
 
     store_batch_destroy (&batch);
+    s_port_rows_test (verbose);
     store_batch_destroy (&batch);
     printf ("OK\n");
 }

@@ -10,6 +10,15 @@
 
     Rows whose ack is final ("decided") are skipped by every later plan, so
     a retry or a split of the batch only touches what is still open.
+
+    Port rows: a port's row is written in the transaction of a verdict that
+    changes its status (or has no reading: the offline timer's), otherwise
+    at most once a second: what a later row would say (status, last
+    reading, baseline) waits in memory, across batches, and goes out with
+    the first transaction at least a second after the port was last written
+    (a batch, or store_writer_flush when idle). A restart of the store
+    loses at most that second of last_reading_at / last_power, never a
+    status change.
     =========================================================================
 */
 #ifndef STORE_BATCH_H_INCLUDED
@@ -22,7 +31,8 @@ typedef struct _store_batch_t store_batch_t;
 //  Parameters of the hot statements, in $n order.
 #define STORE_KEYS_PARAMS 3         //  device_id[], reading_key[], ts_ms[]
 #define STORE_READINGS_PARAMS 7     //  id[], port_id[], ts_ms[], voltage[], current[], power[], status[]
-#define STORE_PORTS_PARAMS 5        //  id[], status[], ts_ms[], changed_ms[], power[]
+#define STORE_PORTS_PARAMS 6        //  id[], status[], ts_ms[], changed_ms[], power[], baseline[]
+#define STORE_PORT_EVERY_MS 1000    //  a port row without a status change: at most this often
 #define STORE_EPISODES_PARAMS 8     //  port_id[], user_id[], start_ms[], end_ms[], mean[], peak[], energy[], samples[]
 
 //  Creates a batch of at most capacity rows. NULL if out of memory.
@@ -55,7 +65,16 @@ size_t store_batch_keyed_row (store_batch_t *self, size_t n);
 //  Rows without a key, in order.
 size_t store_batch_unkeyed_count (store_batch_t *self);
 size_t store_batch_unkeyed_row (store_batch_t *self, size_t n);
+//  Chooses the port rows the transaction of the planned range writes at
+//  monotonic time now_ms: ports of the range that changed status or are
+//  due, and waiting ports (of any batch) that are due; all waiting ones
+//  if flush. Returns how many.
+size_t store_batch_port_writes (store_batch_t *self, int64_t now_ms, bool flush);
 size_t store_batch_port_count (store_batch_t *self);
+//  Ports of the range whose row waits in memory after the commit.
+size_t store_batch_port_deferred (store_batch_t *self);
+//  Port rows waiting in memory, from this and earlier batches.
+size_t store_batch_port_waiting (store_batch_t *self);
 size_t store_batch_episode_count (store_batch_t *self);
 
 //  Records what the database gave row index: its reading id and stored
@@ -76,13 +95,15 @@ void store_batch_episodes_params (store_batch_t *self, const char *params [STORE
 const uint8_t *store_batch_copy_data (store_batch_t *self, size_t *size);
 
 //  After COMMIT: every undecided row of the planned range is acked OK with
-//  its id (a repeated key gets the id of its first occurrence).
+//  its id (a repeated key gets the id of its first occurrence); the port
+//  rows written are marked so, the deferred ones wait in memory.
 void store_batch_commit (store_batch_t *self);
 
 //  Decides every undecided row in [lo, hi) with code (RETRY or REJECTED).
 void store_batch_decide (store_batch_t *self, size_t lo, size_t hi, proto_ack_code_t code);
 
-//  Iterates the acks grouped per gateway, each group in arrival order.
+//  Iterates the acks grouped per gateway, each group in arrival order;
+//  verdicts without a reading have no ack and are left out.
 //  Start with *cursor = 0; each call fills at most max acks of one gateway
 //  and returns how many, 0 when all are out. *gateway is borrowed.
 size_t store_batch_group (store_batch_t *self, size_t *cursor, const char **gateway,

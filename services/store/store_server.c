@@ -15,6 +15,8 @@
 #define S_HWM 100000
 //  On a clean stop, acks of committed readings still get out.
 #define S_PUB_LINGER_MS 1000
+//  A wait for verdicts this long lets waiting port rows out first.
+#define S_IDLE_MS 100
 
 struct _store_server_t {
     zsock_t *pull;                  //  verdicts from detectors
@@ -96,6 +98,9 @@ store_server_destroy (store_server_t **self_p)
     assert (self_p);
     if (*self_p) {
         store_server_t *self = *self_p;
+        //  A clean stop writes what waits in memory.
+        if (self->writer && self->batch)
+            store_writer_flush (self->writer, self->batch, true);
         zsock_destroy (&self->pull);
         zsock_destroy (&self->pub);
         zstr_free (&self->verdict_endpoint);
@@ -210,7 +215,14 @@ store_server_step (store_server_t *self, int timeout_ms)
     assert (self);
     store_writer_maintain (self->writer);
     zmq_pollitem_t item = { self->pull_handle, 0, ZMQ_POLLIN, 0 };
-    int rc = zmq_poll (&item, 1, timeout_ms);
+    //  Idle: port rows waiting in memory go out when due, not with a next
+    //  batch that may be long in coming.
+    int rc = zmq_poll (&item, 1, timeout_ms < S_IDLE_MS? timeout_ms: S_IDLE_MS);
+    if (rc == 0) {
+        store_writer_flush (self->writer, self->batch, false);
+        if (timeout_ms > S_IDLE_MS)
+            rc = zmq_poll (&item, 1, timeout_ms - S_IDLE_MS);
+    }
     if (rc == -1)
         return -1;
     if (rc == 0)
@@ -369,6 +381,23 @@ store_server_test (bool verbose)
                             port, sizeof (port));
         assert (streq (port, sent [acks [index].request].reading.port));
     }
+    //  A verdict without a reading gets no ack (nobody waits for one) but
+    //  is stored: the next ack is the next reading's, the port is offline
+    store_fixture_verdict (fixture, &verdict, PROTO_GATEWAY_NONE, 0, fixture->ports [1], "",
+                           base + 20, 0, PROTO_STATUS_OFFLINE, PROTO_STATUS_ACTIVE);
+    verdict.no_reading = true;
+    s_push (push, &verdict);
+    store_fixture_verdict (fixture, &verdict, "gwA", 500, fixture->ports [0], "", base + 21, 1,
+                           PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    s_push (push, &verdict);
+    received = s_collect (server, sub, acks, 2, gateways, 1000);
+    assert (received == 1);
+    assert (acks [0].request == 500 && streq (gateways [0], "gwA"));
+    const char *offline_params [1] = { fixture->ports [1] };
+    char status [16];
+    store_fixture_text (fixture, "SELECT status FROM ports WHERE id = $1", 1, offline_params,
+                        status, sizeof (status));
+    assert (streq (status, "offline"));
     store_server_destroy (&server);
 
     //  Database down: the acks say RETRY

@@ -51,21 +51,24 @@ static const char *s_copy_sql =
     "COPY readings (id, port_id, ts, voltage, current, power, status)"
     " FROM STDIN (FORMAT binary)";
 
-//  Status from the port's last verdict; since when: its last change in the
-//  batch, else this verdict if the stored status differs. NULL status
-//  (unknown) keeps the stored one.
+//  Port rows (see store_batch.h for when). Status from the port's last
+//  verdict; since when: its last change, else this write if the stored
+//  status differs. NULL keeps the stored value: status (unknown), reading
+//  time and power (a verdict without a reading), baseline (none yet).
 static const char *s_ports_sql =
     "UPDATE ports p SET"
     "  status = coalesce (u.status, p.status),"
     "  status_since = CASE"
     "    WHEN u.changed_ms IS NOT NULL THEN " S_TS ("u.changed_ms")
     "    WHEN u.status IS NOT NULL AND (u.status <> p.status OR p.status_since IS NULL)"
-    "      THEN " S_TS ("u.ts_ms")
+    "      THEN coalesce (" S_TS ("u.ts_ms") ", p.last_reading_at, now ())"
     "    ELSE p.status_since END,"
-    "  last_reading_at = " S_TS ("u.ts_ms") ","
-    "  last_power = u.power"
-    " FROM unnest ($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::float8[])"
-    "      AS u (id, status, ts_ms, changed_ms, power)"
+    "  last_reading_at = coalesce (" S_TS ("u.ts_ms") ", p.last_reading_at),"
+    "  last_power = coalesce (u.power, p.last_power),"
+    "  always_on_watts = coalesce (u.baseline, p.always_on_watts)"
+    " FROM unnest ($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::float8[],"
+    "              $6::float8[])"
+    "      AS u (id, status, ts_ms, changed_ms, power, baseline)"
     " WHERE p.id = u.id";
 
 static const char *s_episodes_sql =
@@ -460,6 +463,7 @@ s_attempt (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
 {
     if (store_batch_plan (batch, lo, hi) == 0)
         return S_OK;
+    store_batch_port_writes (batch, zclock_mono (), false);
     //  Step times under -v, to see where a batch spends its time.
     int64_t times [7] = { zclock_usecs () };
     s_outcome_t outcome = s_command (self, "BEGIN");
@@ -518,6 +522,42 @@ s_attempt (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
         memcpy (self->error, error, sizeof (error));
     }
     return outcome;
+}
+
+//  Writes the port rows waiting in memory that are due (all if all), in a
+//  transaction of their own. Returns how many, or -1 (they keep waiting).
+int
+store_writer_flush (store_writer_t *self, store_batch_t *batch, bool all)
+{
+    assert (self);
+    assert (batch);
+    if (!self->conn)
+        return -1;
+    store_batch_reset (batch);
+    store_batch_plan (batch, 0, 0);
+    size_t count = store_batch_port_writes (batch, zclock_mono (), all);
+    if (count == 0)
+        return 0;
+    const char *params [STORE_PORTS_PARAMS];
+    store_batch_ports_params (batch, params);
+    s_outcome_t outcome = s_command (self, "BEGIN");
+    if (outcome == S_OK)
+        outcome = s_run (self, "store_ports", STORE_PORTS_PARAMS, params, PGRES_COMMAND_OK, NULL);
+    if (outcome == S_OK)
+        outcome = s_command (self, "COMMIT");
+    if (outcome == S_OK) {
+        store_batch_commit (batch);
+        if (self->verbose)
+            zsys_debug ("store writer - %zu waiting port rows written", count);
+        return (int) count;
+    }
+    zsys_warning ("store writer - waiting port rows not written: %s", self->error);
+    if (outcome == S_LOST)
+        s_disconnect (self);
+    else
+    if (s_command (self, "ROLLBACK") == S_LOST)
+        s_disconnect (self);
+    return -1;
 }
 
 //  [lo, hi) failed with a data error: halve it until the refused rows are
@@ -725,18 +765,34 @@ store_writer_test (bool verbose)
         printf ("port: %s\n", text);
     assert (streq (text, expected));
     //  Still phantom: since stays; unknown status: status stays too
+    assert (store_writer_flush (writer, batch, true) >= 1);  //  what waits from earlier
     store_batch_reset (batch);
     store_fixture_verdict (fixture, &verdict, "gw1", 20, port_d, "", base + 500, 2.5,
                            PROTO_STATUS_PHANTOM, PROTO_STATUS_PHANTOM);
     store_batch_add (batch, &verdict);
     store_fixture_verdict (fixture, &verdict, "gw1", 21, port_d, "", base + 600, 2.25,
                            PROTO_STATUS_UNKNOWN, PROTO_STATUS_UNKNOWN);
+    verdict.has_baseline = true;
+    verdict.baseline_watts = 2.125f;
     store_batch_add (batch, &verdict);
     store_writer_write (writer, batch);
+    assert (store_batch_ack (batch, 1)->code == PROTO_ACK_OK);
+    //  No status change, and the row was written just now: it waits
+    store_fixture_text (fixture, status_sql, 1, params, text, sizeof (text));
+    snprintf (expected, sizeof (expected), "phantom %" PRId64 " %" PRId64 " 2.75",
+              base + 300, base + 400);
+    assert (streq (text, expected));
+    assert (store_writer_flush (writer, batch, false) == 0);   //  not due yet
+    //  A second later it is due
+    zclock_sleep (STORE_PORT_EVERY_MS + 50);
+    assert (store_writer_flush (writer, batch, false) == 1);
     store_fixture_text (fixture, status_sql, 1, params, text, sizeof (text));
     snprintf (expected, sizeof (expected), "phantom %" PRId64 " %" PRId64 " 2.25",
               base + 300, base + 600);
     assert (streq (text, expected));
+    assert (store_fixture_int (fixture, "SELECT always_on_watts * 1000 FROM ports WHERE id = $1",
+                               1, params) == 2125);
+    assert (store_writer_flush (writer, batch, true) == 0);    //  nothing waits
 
     //  Episode upserted, then updated twice in one batch and closed
     store_batch_reset (batch);
@@ -778,6 +834,43 @@ store_writer_test (bool verbose)
     if (verbose)
         printf ("episode: %s\n", text);
     assert (streq (text, expected));
+
+    //  Reopened, then the offline timer's verdict without a reading: the
+    //  episode closes and the port goes offline in that transaction, with
+    //  no readings row and the last reading's time and power kept
+    store_batch_reset (batch);
+    store_fixture_verdict (fixture, &verdict, "gw1", 40, port_d, "", base + 1000, 3,
+                           PROTO_STATUS_PHANTOM, PROTO_STATUS_ACTIVE);
+    verdict.has_episode = true;
+    verdict.episode.start = base + 1000;
+    verdict.episode.end = 0;
+    verdict.episode.samples = 1;
+    store_batch_add (batch, &verdict);
+    store_writer_write (writer, batch);
+    int64_t readings_before = s_count_readings (fixture, port_d);
+    store_batch_reset (batch);
+    store_fixture_verdict (fixture, &verdict, PROTO_GATEWAY_NONE, 0, port_d, "", base + 1000, 0,
+                           PROTO_STATUS_OFFLINE, PROTO_STATUS_PHANTOM);
+    verdict.no_reading = true;
+    verdict.has_episode = true;
+    verdict.episode.start = base + 1000;
+    verdict.episode.end = base + 1000;
+    verdict.episode.samples = 1;
+    store_batch_add (batch, &verdict);
+    store_writer_write (writer, batch);
+    assert (store_batch_ack (batch, 0)->code == PROTO_ACK_OK);
+    assert (s_count_readings (fixture, port_d) == readings_before);
+    store_fixture_text (fixture, status_sql, 1, params, text, sizeof (text));
+    snprintf (expected, sizeof (expected), "offline %" PRId64 " %" PRId64 " 3",
+              base + 1000, base + 1000);
+    assert (streq (text, expected));
+    char start [24];
+    snprintf (start, sizeof (start), "%" PRId64, base + 1000);
+    const char *episode_params [2] = { port_d, start };
+    assert (store_fixture_int (fixture,
+        "SELECT (extract (epoch FROM ended_at) * 1000)::bigint FROM episodes"
+        " WHERE port_id = $1 AND started_at = timestamptz 'epoch' + $2::bigint * interval '1 ms'",
+        2, episode_params) == base + 1000);
 
     //  A poisoned row (episode of a port that does not exist: foreign key)
     //  is rejected alone; the others are committed

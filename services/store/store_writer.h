@@ -41,6 +41,11 @@ void store_writer_maintain (store_writer_t *self);
 //  Writes the undecided rows of batch; on return every row is decided.
 void store_writer_write (store_writer_t *self, store_batch_t *batch);
 
+//  Writes the port rows waiting in batch's memory that are due (all if
+//  all) in a transaction of their own; empties batch first, so call it
+//  between group commits. Returns how many, or -1 (they keep waiting).
+int store_writer_flush (store_writer_t *self, store_batch_t *batch, bool all);
+
 //  Self test (needs PHANTOM_TEST_DATABASE)
 void store_writer_test (bool verbose);
 
