@@ -15,7 +15,10 @@ Environment:
 Python 3 standard library only.
 """
 
+import hashlib
+import hmac
 import http.client
+import http.server
 import json
 import os
 import re
@@ -23,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 import uuid
@@ -108,7 +112,9 @@ class Stack:
     # ------------------------------------------------------------------
     # lifecycle
 
-    def start(self, name, partitions=2, simulator=False, slot=0):
+    def start(self, name, partitions=2, simulator=False, slot=0, reserve_partitions=None):
+        """reserve_partitions: also require the ZMQ ports of that many
+        partitions to be free, for a test that scales up later (redeploy)."""
         self.name = name
         self.partitions = partitions
         up = os.path.join(REPO, "deploy", "up")
@@ -129,7 +135,8 @@ class Stack:
         subprocess.run(["rm", "-rf", self.var], check=False)
         os.makedirs(os.path.dirname(self.var), exist_ok=True)
 
-        http_port, pg_port, zmq_base = self._pick_ports(slot, partitions)
+        http_port, pg_port, zmq_base = self._pick_ports(
+            slot, max(partitions, reserve_partitions or 0))
         self.http_port = http_port
         env = self._base_env(self.var)
         env.update({
@@ -143,8 +150,35 @@ class Stack:
             "PHANTOM_SKIP_BUILD": "1",
         })
         self.env = env
+        self.up_env = dict(env)    # what deploy/up was given, for redeploy()
         self.started = True        # from here on stop() has something to do
         t0 = time.time()
+        self.last_up_output = self._run_up(env)
+        self._load_conf(http_port)
+        self.wait_ready(READY_TIMEOUT)
+        sys.stderr.write("stack %s up in %.1f s at %s\n" % (name, time.time() - t0, self.base_url))
+        return self
+
+    def redeploy(self, **settings):
+        """Runs deploy/up again on the same PHANTOM_VAR with the first run's
+        settings changed by settings (e.g. PHANTOM_PARTITIONS="4"), as an
+        operator would; re-reads phantomwatch.env and waits for /healthz.
+        Returns deploy/up's stdout + stderr."""
+        env = dict(self.up_env)
+        env.update({k: str(v) for k, v in settings.items()})
+        self.up_env = env
+        self.env = dict(env)
+        t0 = time.time()
+        out = self._run_up(env)
+        self.last_up_output = out
+        self._load_conf(self.http_port)
+        self.wait_ready(READY_TIMEOUT)
+        sys.stderr.write("stack %s redeployed in %.1f s (%s)\n" % (
+            self.name, time.time() - t0, settings))
+        return out
+
+    def _run_up(self, env):
+        up = os.path.join(REPO, "deploy", "up")
         try:
             p = subprocess.run([up], cwd=REPO, env=env, capture_output=True, text=True,
                                timeout=UP_TIMEOUT)
@@ -154,7 +188,9 @@ class Stack:
         if p.returncode != 0:
             raise RuntimeError("deploy/up exited %d\nstdout:\n%s\nstderr:\n%s" % (
                 p.returncode, p.stdout[-4000:], p.stderr[-4000:]) + self.log_tail())
+        return p.stdout + p.stderr
 
+    def _load_conf(self, http_port):
         envfile = os.path.join(self.var, "phantomwatch.env")
         if not os.path.exists(envfile):
             raise RuntimeError("deploy/up did not write %s" % envfile)
@@ -167,9 +203,10 @@ class Stack:
         self.base_url = "http://127.0.0.1:%d" % self.http_port
         # deploy/ctl needs to find this stack too
         self.env.update(self.conf)
-        self.wait_ready(READY_TIMEOUT)
-        sys.stderr.write("stack %s up in %.1f s at %s\n" % (name, time.time() - t0, self.base_url))
-        return self
+        try:
+            self.partitions = int(self.conf.get("PHANTOM_PARTITIONS", self.partitions))
+        except ValueError:
+            pass
 
     def stop(self):
         if not self.started:
@@ -272,6 +309,26 @@ class Stack:
             time.sleep(0.2)
         raise AssertionError("%s not RUNNING again within %d s: %s" % (
             program, timeout, self.ctl("status", check=False)))
+
+    def detector_program(self, port_id):
+        """supervisord name of the detector that owns port_id now."""
+        return "detector:detector-%d" % partition_of(port_id, self.partitions)
+
+    def detector_programs(self):
+        """{program name: state} of every detector supervisord knows."""
+        out = {}
+        for line in self.ctl("status", check=False).splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[0].startswith("detector:"):
+                out[fields[0]] = fields[1]
+        return out
+
+    def tap(self, *prefixes, count=None, wait=60, partitions=None):
+        """Starts phantom-tap on this stack's event bus (topic prefixes, -n
+        count, -w wait); returns a Tap once it is connected. partitions: a
+        list of partition numbers to listen to only (-e each), default all
+        of them through the config."""
+        return Tap(self, prefixes, count, wait, partitions)
 
     # ------------------------------------------------------------------
     # HTTP
@@ -390,10 +447,222 @@ class Stack:
         body.update(extra)
         return self.api("POST", "/api/sensor/reading", body, timeout=timeout)
 
+    def post_until_acked(self, device_token, port_id, key, deadline_s=30, retry=(503, 504),
+                         **kw):
+        """post_reading with readingId key, retried with the same key on
+        retry statuses and connection errors until deadline_s. Returns
+        (status, doc, attempts)."""
+        deadline = time.time() + deadline_s
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                status, _, doc = self.post_reading(device_token, port_id, readingId=key,
+                                                   timeout=15, **kw)
+            except OSError as e:
+                status, doc = None, repr(e)
+            if status not in tuple(retry) + (None,) or time.time() > deadline:
+                return status, doc, attempts
+            time.sleep(0.2)
+
     def readings_count(self, port_id=None):
         if port_id is None:
             return self.count("SELECT count(*) FROM readings")
         return self.count("SELECT count(*) FROM readings WHERE port_id = %s", port_id)
+
+
+def wait_for(predicate, timeout, interval=0.2):
+    """Polls predicate() until it returns something true; returns that, or
+    the last (false) value after timeout seconds."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value or time.time() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def tap_binary():
+    path = os.path.join(BUILD, "tools", "phantom-tap", "phantom-tap")
+    return path if os.access(path, os.X_OK) else None
+
+
+class Tap:
+    """phantom-tap as a child process; its stdout lines, parsed, in .events."""
+
+    def __init__(self, stack, prefixes, count, wait, partitions=None):
+        binary = tap_binary()
+        if not binary:
+            raise RuntimeError("no phantom-tap under %s/tools/phantom-tap" % BUILD)
+        base = int(stack.conf.get("PHANTOM_ZMQ_PORT_BASE", "0")) + 200
+        explicit = partitions is not None
+        self.ports = {base + i for i in (partitions if explicit else range(stack.partitions))}
+        args = [binary, "-c", os.path.join(REPO, "deploy", "phantomwatch.conf"),
+                "-w", str(int(wait))]
+        if explicit:
+            for p in sorted(self.ports):
+                args += ["-e", "tcp://127.0.0.1:%d" % p]
+        for prefix in prefixes:
+            args += ["-t", prefix]
+        if count:
+            args += ["-n", str(int(count))]
+        # the stack's PHANTOM_* (event endpoint, partitions) override the config
+        self.events = []
+        self.garbage = []           # stdout lines that are not JSON objects
+        self.proc = subprocess.Popen(args, cwd=REPO, env=stack.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._wait_connected(5.0)
+
+    def _read(self):
+        for line in self.proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                doc = None
+            with self._lock:
+                if isinstance(doc, dict):
+                    self.events.append(doc)
+                else:
+                    self.garbage.append(line)
+
+    def _connections(self):
+        """TCP connections the tap holds to the event ports (from /proc)."""
+        wanted = self.ports
+        found = set()
+        try:
+            inodes = set()
+            fddir = "/proc/%d/fd" % self.proc.pid
+            for fd in os.listdir(fddir):
+                try:
+                    target = os.readlink(os.path.join(fddir, fd))
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+            with open("/proc/net/tcp") as fh:
+                next(fh)
+                for line in fh:
+                    f = line.split()
+                    # state 01 = ESTABLISHED; remote address is field 2
+                    if f[3] == "01" and f[9] in inodes:
+                        port = int(f[2].split(":")[1], 16)
+                        if port in wanted:
+                            found.add(port)
+        except (OSError, StopIteration, IndexError, ValueError):
+            return None
+        return found
+
+    def _wait_connected(self, timeout):
+        # A SUB socket connects in the background; an event published before
+        # the subscription reached the PUB is lost (ZeroMQ "slow joiner").
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.proc.poll() is None:
+            found = self._connections()
+            if found is None:           # no /proc: fall back on time
+                time.sleep(1.0)
+                return
+            if found == self.ports:
+                time.sleep(0.3)         # the subscription follows the handshake
+                return
+            time.sleep(0.05)
+        if self.proc.poll() is not None:
+            raise RuntimeError("phantom-tap exited %s: %s" % (
+                self.proc.returncode, self.proc.stderr.read()[-2000:]))
+        raise RuntimeError("phantom-tap not connected to event ports %s in %.0f s" % (
+            sorted(self.ports), timeout))
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.events)
+
+    def wait(self, timeout):
+        """Waits for the tap to exit (-n reached or -w passed); returns its exit
+        code (None if still running) and its stderr."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, ""
+        self._reader.join(timeout=5)
+        return self.proc.returncode, self.proc.stderr.read()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class WebhookReceiver:
+    """A local HTTP server for webhook deliveries, in a thread, on a free
+    port. Every POST is recorded as dict(path, headers (lower-case), body
+    (bytes), json, signature_ok); it answers status (default 204)."""
+
+    def __init__(self, secret, status=204):
+        self.secret = secret
+        self.status = status
+        self.requests = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length > 0 else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    doc = json.loads(body)
+                except ValueError:
+                    doc = None
+                with receiver._lock:
+                    receiver.requests.append({
+                        "path": self.path, "headers": headers, "body": body, "json": doc,
+                        "signature_ok": receiver.signature_ok(
+                            body, headers.get("x-phantomwatch-signature"))})
+                    status = receiver.status
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = "http://127.0.0.1:%d/hook" % self.port
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+
+    def signature_ok(self, body, header):
+        if not header or not header.startswith("sha256="):
+            return False
+        want = hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(want, header[7:].strip().lower())
+
+    def received(self):
+        with self._lock:
+            return list(self.requests)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _text(b):
@@ -420,10 +689,10 @@ def _source_env(path):
 #  One stack per module: each test module calls start_module_stack() in
 #  setUpModule; the cleanup is registered before start so a half-started
 #  stack is torn down too.
-def start_module_stack(name, slot, partitions=2):
+def start_module_stack(name, slot, partitions=2, reserve_partitions=None):
     stack = Stack()
     unittest.addModuleCleanup(stack.stop)
     # SIGTERM from ctest's TIMEOUT: leave through the cleanups, not around them
     signal.signal(signal.SIGTERM, lambda *_: (stack.stop(), os._exit(1)))
-    stack.start(name, partitions=partitions, slot=slot)
+    stack.start(name, partitions=partitions, slot=slot, reserve_partitions=reserve_partitions)
     return stack
