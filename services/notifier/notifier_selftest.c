@@ -6,6 +6,7 @@
     (ctest SKIP_RETURN_CODE) when it is not set.
     =========================================================================
 */
+#include "notifier_digest.h"
 #include "notifier_http.h"
 #include "notifier_service.h"
 #include "notifier_test_db.h"
@@ -27,6 +28,7 @@ static const s_test_t s_tests[] = {
     {"notifier_http", notifier_http_test, false},
     {"notifier_writer", notifier_writer_test, true},
     {"notifier_webhook", notifier_webhook_test, true},
+    {"notifier_digest", notifier_digest_test, true},
     {"notifier_service", notifier_service_test, true},
 };
 #define TESTS (sizeof s_tests / sizeof s_tests[0])

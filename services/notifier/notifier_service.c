@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "notifier_service.h"
+#include "notifier_digest.h"
 #include "notifier_http.h"
 #include "notifier_test_db.h"
 #include "notifier_test_receiver.h"
@@ -18,12 +19,15 @@
 #include <inttypes.h>
 #include <sodium.h>
 
-#define DRAIN_MAX 1000 //  messages handled per poll, so one call stays bounded
-#define WARN_FIRST 10  //  malformed messages logged one by one, then 1 in 1000
+#define DRAIN_MAX 1000        //  messages handled per poll, so one call stays bounded
+#define WARN_FIRST 10         //  malformed messages logged one by one, then 1 in 1000
+#define DIGEST_EVERY_MS 60000 //  digest checks at most once a minute
 
 struct _notifier_service_t {
     zsock_t *events;           //  SUB to every detector partition
     notifier_writer_t *writer; //  events -> notifications
+    notifier_digest_t *digest; //  the daily digest per user
+    int64_t digest_due;        //  zclock_mono () of the next digest check
     zactor_t *webhooks;        //  delivery loop, own thread and connection
     char *conninfo;            //  database, kept alive for the actor's start
     uint64_t received;         //  messages received
@@ -69,14 +73,15 @@ notifier_service_t *
 notifier_service_new (proto_config_t *config, bool verbose)
 {
     assert (config);
-    int64_t partitions, cooldown, rcvhwm, batch, timeout_ms, attempts, backoff_ms;
+    int64_t partitions, cooldown, rcvhwm, batch, timeout_ms, attempts, backoff_ms, digest_hour;
     if (s_setting (config, "partitions", 2, 1, 256, &partitions) ||
         s_setting (config, "notifier_cooldown_seconds", 600, 0, 7 * 86400, &cooldown) ||
         s_setting (config, "notifier_rcvhwm", 10000, 1, 10000000, &rcvhwm) ||
         s_setting (config, "notifier_webhook_batch", 8, 1, 1000, &batch) ||
         s_setting (config, "notifier_webhook_timeout_ms", 5000, 100, 60000, &timeout_ms) ||
         s_setting (config, "notifier_webhook_attempts", 8, 1, 30, &attempts) ||
-        s_setting (config, "notifier_webhook_backoff_ms", 1000, 1, 3600000, &backoff_ms))
+        s_setting (config, "notifier_webhook_backoff_ms", 1000, 1, 3600000, &backoff_ms) ||
+        s_setting (config, "notifier_digest_hour", 8, 0, 23, &digest_hour))
         return NULL;
     const char *endpoints = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
     const char *conninfo = proto_config_get (config, "database", "dbname=phantomwatch");
@@ -90,13 +95,15 @@ notifier_service_new (proto_config_t *config, bool verbose)
     //  than growing our memory; linger 0 because SUB sends nothing.
     zsock_set_rcvhwm (self->events, (int)rcvhwm);
     zsock_set_linger (self->events, 0);
+    //  Only phantom.* makes notifications; status.* (every status change
+    //  of every port) would only cost us bandwidth and a decode each.
     zsock_set_subscribe (self->events, "phantom.");
-    zsock_set_subscribe (self->events, "status.");
     if (s_connect_events (self, endpoints, partitions)) {
         notifier_service_destroy (&self);
         return NULL;
     }
     self->writer = notifier_writer_new (conninfo, cooldown, verbose);
+    self->digest = notifier_digest_new (conninfo, (int)digest_hour, verbose);
     notifier_webhook_settings_t settings = {.conninfo = self->conninfo,
                                             .batch = (int)batch,
                                             .timeout_ms = (int)timeout_ms,
@@ -105,9 +112,10 @@ notifier_service_new (proto_config_t *config, bool verbose)
                                             .verbose = verbose};
     //  The actor copies settings before it signals, so the stack is fine.
     self->webhooks = zactor_new (notifier_webhook_actor, &settings);
-    assert (self->writer && self->webhooks);
-    zsys_info ("notifier - started: %" PRId64 " partitions, cool-down %" PRId64 " s", partitions,
-               cooldown);
+    assert (self->writer && self->digest && self->webhooks);
+    zsys_info ("notifier - started: %" PRId64 " partitions, cool-down %" PRId64
+               " s, digest from %02" PRId64 ":00 local",
+               partitions, cooldown, digest_hour);
     return self;
 }
 
@@ -119,6 +127,7 @@ notifier_service_destroy (notifier_service_t **self_p)
         notifier_service_t *self = *self_p;
         //  The actor finishes its current delivery (bounded by its timeout).
         zactor_destroy (&self->webhooks);
+        notifier_digest_destroy (&self->digest);
         notifier_writer_destroy (&self->writer);
         zsock_destroy (&self->events);
         free (self->conninfo);
@@ -221,6 +230,13 @@ notifier_service_poll (notifier_service_t *self, int timeout_ms)
     if (item.revents & ZMQ_POLLIN)
         for (int count = 0; count < DRAIN_MAX && s_receive_one (self); count++)
             ;
+    //  The digest check is one statement (bounded by statement_timeout);
+    //  a failed one is retried a minute later like any other.
+    if (zclock_mono () >= self->digest_due) {
+        self->digest_due = zclock_mono () + DIGEST_EVERY_MS;
+        if (notifier_digest_check (self->digest, zclock_time ()) > 0)
+            zmq_send (zsock_resolve (zactor_sock (self->webhooks)), "WAKE", 4, ZMQ_DONTWAIT);
+    }
     return zsys_interrupted ? -1 : 0;
 }
 
@@ -288,6 +304,11 @@ notifier_service_test (bool verbose)
     char user[24];
     snprintf (user, sizeof user, "%" PRId64, user_id);
     char *port = notifier_test_db_port (db, user_id, "Coffee machine");
+    //  An always-on baseline, so the user is due a digest (hour 0 below:
+    //  due at any time of day) that the first poll writes.
+    free (notifier_test_db_value (
+        db, "UPDATE ports SET always_on_watts = 3 WHERE id = $1::uuid RETURNING id", port, NULL,
+        NULL));
 
     //  A webhook whose receiver fails once, then takes it.
     int statuses[] = {500, 200};
@@ -319,41 +340,58 @@ notifier_service_test (bool verbose)
     setenv ("PHANTOM_NOTIFIER_COOLDOWN_SECONDS", "600", 1);
     setenv ("PHANTOM_NOTIFIER_WEBHOOK_BACKOFF_MS", "300", 1);
     setenv ("PHANTOM_NOTIFIER_WEBHOOK_TIMEOUT_MS", "2000", 1);
+    setenv ("PHANTOM_NOTIFIER_DIGEST_HOUR", "0", 1);
     proto_config_t *config = proto_config_new (NULL);
     assert (config);
     notifier_service_t *self = notifier_service_new (config, verbose);
     assert (self);
 
-    //  Subscriptions take a moment to reach the publishers: send status
-    //  events on both partitions until each has come through once.
+    //  Subscriptions take a moment to reach the publishers: send events of
+    //  a port nobody has (dropped by the writer) on both partitions until
+    //  each has come through once, then drain the stragglers.
     int64_t t0 = 1700000000000;
-    proto_event_t status = s_test_event ("status", user_id, port, t0, 0, 40, 0);
+    proto_event_t probe = s_test_event ("phantom.start", user_id,
+                                        "00000000-0000-0000-0000-000000000000", t0, 0, 40, 0);
     for (int partition = 0; partition < 2; partition++) {
         uint64_t before = notifier_service_received (self);
         int64_t deadline = zclock_mono () + 5000;
         while (notifier_service_received (self) == before && zclock_mono () < deadline) {
-            s_test_publish (publishers[partition], &status);
+            s_test_publish (publishers[partition], &probe);
             notifier_service_poll (self, 50);
         }
         assert (notifier_service_received (self) > before);
     }
+    for (int round = 0; round < 4; round++)
+        notifier_service_poll (self, 50);
     zsock_t *publisher = publishers[proto_partition (port, 2)];
     assert (notifier_service_count (self, NOTIFIER_WRITER_NOTIFIED) == 0);
+    //  The first poll wrote today's digest (UTC: the user's zone).
+    assert (notifier_test_db_int (db,
+                                  "SELECT count(*) FROM notifications WHERE user_id = $1::bigint"
+                                  " AND kind = 'digest'"
+                                  " AND dedupe_key = 'digest:' || to_char (now () AT TIME ZONE"
+                                  " 'UTC', 'YYYY-MM-DD')",
+                                  user, NULL, NULL) == 1);
+    const char *phantom_sql = "SELECT count(*) FROM notifications WHERE user_id = $1::bigint"
+                              " AND kind LIKE 'phantom.%'";
 
-    //  The same start twice: exactly one notification.
+    //  A status event is not even received (not subscribed); the same start
+    //  twice behind it: exactly one notification.
     uint64_t received = notifier_service_received (self);
+    proto_event_t status = s_test_event ("status", user_id, port, t0, 0, 40, 0);
+    s_test_publish (publisher, &status);
     proto_event_t start = s_test_event ("phantom.start", user_id, port, t0, 0, 6.5, 0);
     s_test_publish (publisher, &start);
     s_test_publish (publisher, &start);
     s_test_wait_received (self, received + 2);
+    notifier_service_poll (self, 100);
+    assert (notifier_service_received (self) == received + 2);
     char *key = zsys_sprintf ("episode:%s:%" PRId64 ":start", port, t0);
     assert (notifier_test_db_int (db,
                                   "SELECT count(*) FROM notifications WHERE user_id = $1::bigint"
                                   " AND dedupe_key = $2",
                                   user, key, NULL) == 1);
-    assert (notifier_test_db_int (db,
-                                  "SELECT count(*) FROM notifications WHERE user_id = $1::bigint",
-                                  user, NULL, NULL) == 1);
+    assert (notifier_test_db_int (db, phantom_sql, user, NULL, NULL) == 1);
     char *title = notifier_test_db_value (
         db, "SELECT title FROM notifications WHERE dedupe_key = $1", key, NULL, NULL);
     assert (streq (title, "Phantom load on Coffee machine"));
@@ -385,9 +423,7 @@ notifier_service_test (bool verbose)
     s_test_publish (publisher, &flap);
     s_test_wait_received (self, received + 1);
     assert (notifier_service_count (self, NOTIFIER_WRITER_COOLDOWN) == 1);
-    assert (notifier_test_db_int (db,
-                                  "SELECT count(*) FROM notifications WHERE user_id = $1::bigint",
-                                  user, NULL, NULL) == 2);
+    assert (notifier_test_db_int (db, phantom_sql, user, NULL, NULL) == 2);
 
     //  Malformed messages: garbage body, one frame, three frames, a topic
     //  that lies about the body. Each is counted; none stops the service.
@@ -396,7 +432,7 @@ notifier_service_test (bool verbose)
     zmq_send (handle, "phantom.start.x", 15, ZMQ_SNDMORE);
     zmq_send (handle, "\x85\xa1v\x01\xff\xff", 6, 0);
     zmq_send (handle, "phantom.start.y", 15, 0);
-    zmq_send (handle, "status.z", 8, ZMQ_SNDMORE);
+    zmq_send (handle, "phantom.z", 9, ZMQ_SNDMORE);
     zmq_send (handle, "a", 1, ZMQ_SNDMORE);
     zmq_send (handle, "b", 1, 0);
     proto_buffer_t buffer;
@@ -411,26 +447,26 @@ notifier_service_test (bool verbose)
     s_test_wait_received (self, received + 5);
     assert (notifier_service_malformed (self) == 4);
     assert (notifier_service_count (self, NOTIFIER_WRITER_NOTIFIED) == 3);
-    assert (notifier_test_db_int (db,
-                                  "SELECT count(*) FROM notifications WHERE user_id = $1::bigint",
-                                  user, NULL, NULL) == 3);
+    assert (notifier_test_db_int (db, phantom_sql, user, NULL, NULL) == 3);
 
-    //  Each of the three notifications reached the webhook once, signed,
-    //  the first after one failed attempt (500, then retried).
+    //  Each of the four notifications (the digest and three phantom ones)
+    //  reached the webhook once, signed, one after a failed attempt (500,
+    //  then retried).
     const char *delivered_sql = "SELECT count(*) FROM webhook_deliveries"
                                 " WHERE webhook_id = $1::bigint AND status = 'delivered'";
     int64_t deadline = zclock_mono () + 8000;
-    while (notifier_test_db_int (db, delivered_sql, webhook, NULL, NULL) < 3 &&
+    while (notifier_test_db_int (db, delivered_sql, webhook, NULL, NULL) < 4 &&
            zclock_mono () < deadline) {
         notifier_service_poll (self, 100);
     }
-    assert (notifier_test_db_int (db, delivered_sql, webhook, NULL, NULL) == 3);
+    assert (notifier_test_db_int (db, delivered_sql, webhook, NULL, NULL) == 4);
     assert (notifier_test_db_int (db,
                                   "SELECT sum(attempts) FROM webhook_deliveries"
                                   " WHERE webhook_id = $1::bigint",
-                                  webhook, NULL, NULL) == 4);
-    assert (notifier_receiver_count (receiver) == 4);
-    for (size_t index = 0; index < 4; index++) {
+                                  webhook, NULL, NULL) == 5);
+    assert (notifier_receiver_count (receiver) == 5);
+    int digests = 0;
+    for (size_t index = 0; index < 5; index++) {
         char *body = notifier_receiver_body (receiver, index);
         char *signature = notifier_receiver_signature (receiver, index);
         assert (body && signature);
@@ -444,10 +480,15 @@ notifier_service_test (bool verbose)
         char hex[2 * sizeof mac + 1];
         sodium_bin2hex (hex, sizeof hex, mac, sizeof mac);
         assert (strncmp (signature, "sha256=", 7) == 0 && streq (signature + 7, hex));
-        assert (strstr (body, "\"kind\":\"phantom."));
+        if (strstr (body, "\"kind\":\"digest\""))
+            digests++;
+        else
+            assert (strstr (body, "\"kind\":\"phantom."));
         free (body);
         free (signature);
     }
+    //  The digest: delivered once, or twice if it drew the 500.
+    assert (digests >= 1 && digests <= 2);
 
     notifier_service_destroy (&self);
     proto_config_destroy (&config);

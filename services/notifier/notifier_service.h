@@ -3,13 +3,16 @@
     notifications, and run the webhook delivery loop beside it
 
     Notifier: SUB connects to event_endpoint at port + i for each detector
-    partition i (detectors bind, being the static part), topics "phantom."
-    and "status."; notifications go to PostgreSQL (notifier_writer), webhooks
-    leave from a separate actor with its own connection (notifier_webhook).
+    partition i (detectors bind, being the static part), topic "phantom."
+    only (status.* events notify nobody, so they are not even received);
+    notifications go to PostgreSQL (notifier_writer), the daily digest is
+    checked at most once a minute (notifier_digest), webhooks leave from a
+    separate actor with its own connection (notifier_webhook).
     Config keys: database, event_endpoint (comma-separated list allowed),
     partitions, notifier_cooldown_seconds (600), notifier_rcvhwm (10000),
     notifier_webhook_batch (8), notifier_webhook_timeout_ms (5000),
-    notifier_webhook_attempts (8), notifier_webhook_backoff_ms (1000).
+    notifier_webhook_attempts (8), notifier_webhook_backoff_ms (1000),
+    notifier_digest_hour (8, local hour of each user).
     =========================================================================
 */
 #ifndef NOTIFIER_SERVICE_H_INCLUDED
@@ -27,7 +30,8 @@ notifier_service_t *notifier_service_new (proto_config_t *config, bool verbose);
 void notifier_service_destroy (notifier_service_t **self_p);
 
 //  Waits at most timeout_ms (clamped to 0..1000) for events and handles
-//  those that arrived. 0, or -1 if interrupted.
+//  those that arrived; runs the digest check when a minute has passed since
+//  the last one (the first poll runs it at once). 0, or -1 if interrupted.
 int notifier_service_poll (notifier_service_t *self, int timeout_ms);
 
 //  Messages received, and those dropped as malformed.

@@ -1,0 +1,43 @@
+/*  =========================================================================
+    notifier_digest - the daily digest per user
+
+    Once per local day, from digest hour (local, users.time_zone) on, every
+    user with at least one port and users.digest_enabled gets one
+    notification of kind "digest", dedupe key "digest:<YYYY-MM-DD local
+    today>", summarising yesterday (local day; an episode belongs to the
+    day it started): phantom episodes, their energy and cost
+    (users.tariff_per_kwh, currency), the top 3 ports by phantom energy,
+    and the always-on baseline (sum of ports.always_on_watts, projected
+    W x 8.76 kWh a year). Nothing is sent when yesterday had no episode and
+    there is no baseline.
+
+    "From the hour on" rather than "in the hour": a notifier that was down
+    at the digest hour, or a day whose digest hour DST skips, still sends
+    that day's digest later the same day. One statement per check writes
+    the digests, their webhook deliveries and their pg_notify announcements
+    together; the unique (user_id, dedupe_key) makes checks restart-safe
+    and repeatable. Needs migrations 003 and 006 (users.digest_enabled);
+    without 006 it logs once per connection and sends nothing.
+    =========================================================================
+*/
+#ifndef NOTIFIER_DIGEST_H_INCLUDED
+#define NOTIFIER_DIGEST_H_INCLUDED
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct _notifier_digest_t notifier_digest_t;
+
+//  hour: local hour (0..23) from which a day's digest is due. Connects
+//  lazily, at the first check and again after a failure.
+notifier_digest_t *notifier_digest_new (const char *conninfo, int hour, bool verbose);
+void notifier_digest_destroy (notifier_digest_t **self_p);
+
+//  Writes the digests due at now_ms (Unix ms; the caller's clock, so tests
+//  can fix it). Returns how many were written, or -1 if the database failed.
+int notifier_digest_check (notifier_digest_t *self, int64_t now_ms);
+
+//  Self test (needs PHANTOM_TEST_DATABASE with all migrations)
+void notifier_digest_test (bool verbose);
+
+#endif
