@@ -82,12 +82,13 @@ s_summary (gateway_api_request_t *request)
         month += port_month;
         year += port_year;
         json_array_append_new (ports, json_pack (
-            "{s:o, s:o, s:o, s:o, s:f, s:b, s:f, s:f, s:f, s:f}",
+            "{s:o, s:o, s:o, s:o, s:o, s:b, s:f, s:f, s:f, s:f}",
             "id", gateway_api_column_text (result, row, 0),
             "name", gateway_api_column_text (result, row, 1),
             "status", gateway_api_column_text (result, row, 2),
             "watts", gateway_api_column_real (result, row, 3),
-            "alwaysOnWatts", baseline, "baselineKnown", known,
+            //  null until the detector has learnt it, so no one reads 0 W as a measurement
+            "alwaysOnWatts", known ? json_real (baseline) : json_null (), "baselineKnown", known,
             "todayKwh", port_today, "last30Kwh", port_month,
             "yearKwhProjected", port_year, "yearCostProjected", port_year * tariff));
     }

@@ -51,7 +51,11 @@ export function fmtKwh (kwh) {
     if (kwh === undefined || kwh === null)
         return '–';
     const n = Number(kwh);
-    return n < 1 ? `${(n * 1000).toFixed(0)} Wh` : `${n.toFixed(2)} kWh`;
+    if (n >= 1)
+        return `${n.toFixed(2)} kWh`;
+    //  Small episodes are common (a charger for a few minutes): keep a decimal.
+    const wh = n * 1000;
+    return wh < 10 ? `${wh.toFixed(1)} Wh` : `${wh.toFixed(0)} Wh`;
 }
 
 export function fmtMoney (amount, currency) {

@@ -62,7 +62,7 @@ export function portView (main, id, onLeave) {
         const currency = state.currency;
         const rows = [
             ['Now', h('span', { 'data-testid': 'port-power' }, fmtWatts(port.lastPower))],
-            ['Last reading', fmtAgo(port.lastReadingAt)],
+            ['Last reading', h('span', { 'data-testid': 'port-last-reading' }, fmtAgo(port.lastReadingAt))],
             ['Always-on baseline', h('span', { 'data-testid': 'port-baseline' },
                                      fmtWatts(baseline && baseline.alwaysOnWatts))],
             ['Wasted per year', baseline && baseline.yearCost !== undefined
@@ -238,6 +238,9 @@ export function portView (main, id, onLeave) {
             const now = facts.querySelector('[data-testid=port-power]');
             if (now)
                 now.textContent = fmtWatts(p);
+            const last = facts.querySelector('[data-testid=port-last-reading]');
+            if (last)
+                last.textContent = fmtAgo(port.lastReadingAt);
         }
         if (r.status)
             setStatus(r.status);
