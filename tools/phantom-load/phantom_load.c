@@ -869,6 +869,9 @@ s_conn_response (conn_t *self, const http_response_t *response, int64_t now)
                     int status = self->statuses [index];
                     self->outcomes [index] = (int8_t) (status == 201 && self->ids [index] <= 0
                                                        ? OUT_OTHER : s_outcome_of_status (status));
+                    //  A reading answered 503/504 inside a batch may still have been stored.
+                    if (self->outcomes [index] == OUT_503 || self->outcomes [index] == OUT_504)
+                        self->maybe_stored = true;
                 }
         }
         else
