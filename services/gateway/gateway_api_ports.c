@@ -5,7 +5,9 @@
     Readings are read by the (port_id, ts) index only, newest-first with a
     limit, so a wide window costs at most one page of rows; a downsampled
     series groups by date_bin in PostgreSQL and never sends more than
-    S_SERIES_MAX buckets.
+    S_SERIES_MAX buckets. Buckets of whole minutes over a long window are
+    built from the store's per-minute rollups (readings_minute) where they
+    are complete, and from raw readings for the rest.
     =========================================================================
 */
 #include "gateway_api.h"
@@ -21,6 +23,10 @@
 #define S_SERIES_SPAN_MAX_MS (400LL * 24 * 3600 * 1000)  //  widest window
 #define S_STEP_MAX (31 * 24 * 3600)     //  widest bucket, seconds
 #define S_EPISODES_DEFAULT 50
+//  Windows longer than this read rollups. Shorter ones read at most this
+//  much raw (4,320 rows at a reading per 5 s), which is cheap, and then
+//  also see readings that arrived too late for the store's last re-roll.
+#define S_ROLLUP_WINDOW_MS (6 * 3600 * 1000LL)
 
 #define S_PORT_COLUMNS                                                          \
     "id::text, name, device_id, status, " GATEWAY_API_MS ("status_since") ", "  \
@@ -406,9 +412,10 @@ s_bucket_from_row (PGresult *result, int row)
 //  Raw: the newest S_SERIES_MAX readings of the window, oldest first, and
 //  "truncated" when there were more. Downsampled: date_bin buckets of step
 //  seconds from the epoch; a step that would give more than S_SERIES_MAX
-//  buckets is raised, and "step" says which was used. Both read the port
-//  through its owner first (LEFT JOIN LATERAL), so a port that is not the
-//  user's is a 404 and an empty window is an empty list.
+//  buckets is raised (to whole minutes from a minute on), and "step" says
+//  which was used; whole minutes over more than 6 h read rollups. All
+//  read the port through its owner first (LEFT JOIN), so a port that is
+//  not the user's is a 404 and an empty window is an empty list.
 static int
 s_ports_readings (gateway_api_request_t *request)
 {
@@ -422,8 +429,13 @@ s_ports_readings (gateway_api_request_t *request)
         //  Buckets align to the epoch, so the window may touch one more.
         while ((to - from) / (step * 1000) + 1 > S_SERIES_MAX)
             step++;
+        //  Whole minutes, once it is a minute or more: the same answer
+        //  size, and rollups can serve it.
+        if (step >= 60)
+            step = (step + 59) / 60 * 60;
         raised = true;
     }
+    bool rollups = step > 0 && step % 60 == 0 && to - from > S_ROLLUP_WINDOW_MS;
     char from_text [24], to_text [24], step_text [24], limit_text [24];
     snprintf (from_text, sizeof from_text, "%" PRId64, from);
     snprintf (to_text, sizeof to_text, "%" PRId64, to);
@@ -440,6 +452,43 @@ s_ports_readings (gateway_api_request_t *request)
             "   FROM readings WHERE port_id = p.id"
             "   AND ts >= to_timestamp ($3::bigint / 1000.0) AND ts < to_timestamp ($4::bigint / 1000.0)"
             "   ORDER BY ts DESC LIMIT $5::integer) newest ORDER BY ts) r ON true"
+            " WHERE p.id = $1::uuid AND p.user_id = $2::bigint", 5, values);
+    else
+    if (rollups)
+        //  The window splits at whole minutes: [lo, c) raw (the part of
+        //  lo's minute in the window), [c, d) from rollups (whole minutes
+        //  before the watermark: all rolled up), [d, hi) raw (after the
+        //  watermark, and the part of hi's minute). A step of whole minutes
+        //  never cuts a minute, so a bucket merges its parts exactly: min
+        //  of mins, max of maxes, mean weighted by samples, which is the
+        //  mean of the raw readings.
+        result = gateway_api_run (request, &status,
+            "WITH t AS (SELECT to_timestamp ($3::bigint / 1000.0) AS lo,"
+            "                  to_timestamp ($4::bigint / 1000.0) AS hi),"
+            " u AS (SELECT lo, hi, least (date_bin ('1 minute', lo - interval '1 microsecond',"
+            "                                       timestamptz 'epoch') + interval '1 minute', hi) AS c"
+            "       FROM t),"
+            " w AS (SELECT lo, hi, c, greatest (c, least (date_bin ('1 minute', hi, timestamptz 'epoch'),"
+            "                                             coalesce ((SELECT watermark FROM rollup_state), c))) AS d"
+            "       FROM u)"
+            " SELECT p.id, b.ms, b.low, b.mean, b.high, b.count FROM ports p"
+            " LEFT JOIN (SELECT " GATEWAY_API_MS ("bucket") " AS ms, min (low) AS low,"
+            "   (sum (total) / sum (count))::float8 AS mean, max (high) AS high, sum (count) AS count"
+            "   FROM ("
+            "     SELECT date_bin ($5::integer * interval '1 second', minute, timestamptz 'epoch') AS bucket,"
+            "            min (min_power) AS low, max (max_power) AS high,"
+            "            sum (mean_power * samples) AS total, sum (samples) AS count"
+            "     FROM readings_minute, w WHERE port_id = $1::uuid AND minute >= w.c AND minute < w.d"
+            "     GROUP BY 1"
+            "     UNION ALL"
+            "     SELECT date_bin ($5::integer * interval '1 second', ts, timestamptz 'epoch'),"
+            "            min (power), max (power), sum (power), count (*)"
+            "     FROM readings, w WHERE port_id = $1::uuid AND ts >= w.lo AND ts < w.c GROUP BY 1"
+            "     UNION ALL"
+            "     SELECT date_bin ($5::integer * interval '1 second', ts, timestamptz 'epoch'),"
+            "            min (power), max (power), sum (power), count (*)"
+            "     FROM readings, w WHERE port_id = $1::uuid AND ts >= w.d AND ts < w.hi GROUP BY 1"
+            "   ) parts GROUP BY bucket ORDER BY bucket) b ON true"
             " WHERE p.id = $1::uuid AND p.user_id = $2::bigint", 5, values);
     else
         result = gateway_api_run (request, &status,

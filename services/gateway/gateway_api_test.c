@@ -699,6 +699,63 @@ s_test_readings (s_client_t *client, PGconn *pg, const char *auth_a, const char 
     }
 }
 
+//  Hourly buckets of a 2-day series (one reading per 30 s) whose last
+//  half hour lies after the rollup watermark: the same as computed from
+//  raw readings, also after raw readings that rollups cover are deleted
+//  (so those came from rollups, and the tail from raw readings).
+static void
+s_test_rollups (s_client_t *client, PGconn *pg, const char *auth, const char *device)
+{
+    char *port = s_make_port (client, auth, device, "Rollups");
+    int64_t start = (gateway_http_now_ms () / 60000 - 47 * 60 - 23) * 60000;
+    int64_t from = start + 15 * 1000, to = start + 48 * 3600 * 1000LL - 15 * 1000;
+    char start_text [24], from_text [24], to_text [24], path [256];
+    snprintf (start_text, sizeof start_text, "%" PRId64, start);
+    snprintf (from_text, sizeof from_text, "%" PRId64, from);
+    snprintf (to_text, sizeof to_text, "%" PRId64, to);
+    const char *values [] = {port, start_text};
+    free (s_sql (pg, "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+                     " SELECT $1::uuid, to_timestamp ($2::bigint / 1000.0) + n * interval '30 seconds',"
+                     "        230, 0.1, (n * 7919 % 1000) / 10.0, 1 FROM generate_series (0, 5759) n",
+                 2, values));
+    //  What the store's maintenance does: roll up from the watermark to now.
+    free (s_sql (pg, "SELECT phantom_rollup (least ((SELECT watermark FROM rollup_state),"
+                     " to_timestamp ($1::bigint / 1000.0)), now ())", 1, values + 1));
+    const char *window [] = {port, from_text, to_text};
+    PGresult *raw = PQexecParams (pg,
+        "SELECT (extract (epoch FROM bucket) * 1000)::bigint, min (power), avg (power), max (power),"
+        " count (*) FROM (SELECT date_bin ('3600 seconds', ts, timestamptz 'epoch') AS bucket, power"
+        " FROM readings WHERE port_id = $1::uuid AND ts >= to_timestamp ($2::bigint / 1000.0)"
+        " AND ts < to_timestamp ($3::bigint / 1000.0)) binned GROUP BY bucket ORDER BY bucket",
+        3, NULL, window, NULL, NULL, 0);
+    int buckets = PQntuples (raw);
+    assert (PQresultStatus (raw) == PGRES_TUPLES_OK && buckets >= 48);
+    free (s_sql (pg, "DELETE FROM readings WHERE port_id = $1::uuid"
+                     " AND ts >= to_timestamp ($2::bigint / 1000.0) + interval '2 hours'"
+                     " AND ts < to_timestamp ($2::bigint / 1000.0) + interval '3 hours'", 2, values));
+
+    snprintf (path, sizeof path, "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64 "&step=3600",
+              port, from, to);
+    assert (s_call (client, "GET", path, auth, NULL) == 200);
+    json_t *list = s_data (client, "buckets");
+    assert (json_array_size (list) == (size_t) buckets);
+    for (int row = 0; row < buckets; row++) {
+        json_t *bucket = json_array_get (list, (size_t) row);
+        char iso [32];
+        gateway_http_iso8601 (strtoll (PQgetvalue (raw, row, 0), NULL, 10), iso);
+        assert (streq (json_string_value (json_object_get (bucket, "ts")), iso));
+        assert (s_number (bucket, "min") == strtod (PQgetvalue (raw, row, 1), NULL));
+        assert (s_near (s_number (bucket, "mean"), strtod (PQgetvalue (raw, row, 2), NULL)));
+        assert (s_number (bucket, "max") == strtod (PQgetvalue (raw, row, 3), NULL));
+        assert (json_integer_value (json_object_get (bucket, "count"))
+                == strtoll (PQgetvalue (raw, row, 4), NULL, 10));
+    }
+    PQclear (raw);
+    snprintf (path, sizeof path, "/api/ports/%s", port);
+    assert (s_call (client, "DELETE", path, auth, NULL) == 200);
+    free (port);
+}
+
 //  Episodes with cost at the user's tariff, newest first, paged.
 static void
 s_test_episodes (s_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
@@ -1089,6 +1146,7 @@ gateway_api_routes_test (bool verbose)
     char *device = s_make_device (&client, auth_a, "Series board");
     char *port = s_make_port (&client, auth_a, device, "Fridge");
     s_test_readings (&client, pg, auth_a, auth_b, port);
+    s_test_rollups (&client, pg, auth_a, device);
     s_test_episodes (&client, pg, auth_a, auth_b, port);
     s_test_notifications (&client, pg, auth_a, auth_b, user_a);
     s_test_settings (&client, &gateway, auth_a, port);

@@ -6,6 +6,10 @@
     Store: PULL verdicts from every detector (verdict_endpoint), write them
     to PostgreSQL (database) in group commits of batch_max verdicts or
     batch_ms, PUB the acks to gateways (ack_endpoint) once committed.
+    Beside it, on a thread and connection of its own: per-minute rollups
+    (rollup_lookback_minutes re-rolled each minute) and retention
+    (retention_days of raw readings, rollup_retention_days of rollups;
+    0 keeps forever).
     =========================================================================
 */
 #include <czmq.h>
@@ -15,6 +19,7 @@
 #include <unistd.h>
 
 #include "proto_config.h"
+#include "store_maintenance.h"
 #include "store_server.h"
 
 static volatile sig_atomic_t s_stop = 0;
@@ -61,6 +66,14 @@ main (int argc, char *argv [])
     int error = 0;
     int64_t batch_max = proto_config_int (config, "batch_max", 1000, 1, PROTO_ACKS_MAX, &error);
     int64_t batch_ms = proto_config_int (config, "batch_ms", 2, 0, 1000, &error);
+    store_maintenance_policy_t policy = STORE_MAINTENANCE_POLICY_DEFAULT;
+    policy.retention_days = (int) proto_config_int (config, "retention_days",
+                                                    policy.retention_days, 0, 36500, &error);
+    policy.rollup_retention_days = (int) proto_config_int (config, "rollup_retention_days",
+                                                           policy.rollup_retention_days, 0, 36500,
+                                                           &error);
+    policy.lookback_minutes = (int) proto_config_int (config, "rollup_lookback_minutes",
+                                                      policy.lookback_minutes, 1, 1440, &error);
     if (error) {
         proto_config_destroy (&config);
         return 1;
@@ -80,6 +93,11 @@ main (int argc, char *argv [])
         zsys_shutdown ();
         return 1;
     }
+    //  Rollups and retention are not on the path of an ack: a failure to
+    //  start them is logged, and the store serves on without them.
+    store_maintenance_t *maintenance = store_maintenance_new (database, &policy, verbose);
+    if (maintenance && store_maintenance_start (maintenance))
+        store_maintenance_destroy (&maintenance);
     zsys_info ("store main - started");
     while (!s_stop) {
         if (store_server_step (server, 100) == -1 && !s_stop)
@@ -87,6 +105,7 @@ main (int argc, char *argv [])
     }
     zsys_info ("store main - stopping after %" PRIu64 " verdicts", store_server_verdicts (server));
     store_server_destroy (&server);
+    store_maintenance_destroy (&maintenance);
     proto_config_destroy (&config);
     zsys_shutdown ();
     return 0;

@@ -12,6 +12,7 @@
 
 #include "store_batch.h"
 #include "store_fixture.h"
+#include "store_maintenance.h"
 #include "store_server.h"
 #include "store_writer.h"
 
@@ -25,6 +26,7 @@ static const struct {
     { "store_batch", store_batch_test, false },
     { "store_writer", store_writer_test, true },
     { "store_server", store_server_test, true },
+    { "store_maintenance", store_maintenance_test, true },
 };
 #define S_TESTS (sizeof (s_tests) / sizeof (s_tests [0]))
 
