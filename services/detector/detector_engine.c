@@ -49,6 +49,7 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -830,7 +831,7 @@ detector_engine_expire (detector_engine_t *self, int64_t now_ms,
 int
 detector_engine_restore (detector_engine_t *self, const char *port_text, int64_t user,
                          proto_status_t status, int64_t status_since, int64_t last_ts,
-                         double last_power, const proto_episode_t *episode)
+                         double last_power, const proto_episode_t *episode, int64_t now_ms)
 {
     assert (self);
     uint8_t uuid[16];
@@ -841,13 +842,23 @@ detector_engine_restore (detector_engine_t *self, const char *port_text, int64_t
     s_port_t *port = s_port_require (self, uuid, s_hash (uuid));
     if (!port)
         return -1;
+    //  Restoring twice (the restore's fallback does) starts from a clean
+    //  slot: nothing of the first attempt leaks into the second.
+    memset ((uint8_t *)port + 16, 0, sizeof (*port) - 16);
     port->user = user;
     port->status = (uint8_t)status;
     port->last_power = isfinite (last_power) ? (float)last_power : 0;
     port->flags = S_USED;
     if (last_ts > 0) {
         port->last_ts = last_ts;
-        port->last_seen = last_ts; //  the offline timer starts from the last reading
+        //  The offline timer runs on the gateway clock (reading.received),
+        //  never on the device's: last_ts is device time and may lag the
+        //  server by up to 30 days (the gateway's skew bound), which would
+        //  take the port offline at the first sweep. The restart is no
+        //  evidence of silence, so the port gets a full offline_after from
+        //  now; a port that really is silent goes offline then, its change
+        //  still dated at its last reading.
+        port->last_seen = now_ms > 0 ? now_ms : last_ts;
         port->flags |= S_SEEN;
     } else if (status != PROTO_STATUS_UNKNOWN && status != PROTO_STATUS_OFFLINE)
         port->status = PROTO_STATUS_UNKNOWN; //  no reading to judge from: start afresh
@@ -861,6 +872,74 @@ detector_engine_restore (detector_engine_t *self, const char *port_text, int64_t
         port->peak_watts = isfinite (episode->peak_watts) ? (float)episode->peak_watts : 0;
         port->samples = episode->samples;
     }
+    return 0;
+}
+
+int
+detector_engine_replay (detector_engine_t *self, const char *port_text, int64_t run_start,
+                        const int64_t *ts, const double *power, size_t count, int64_t now_ms,
+                        proto_episode_t *episode)
+{
+    assert (self);
+    assert (ts || count == 0);
+    assert (power || count == 0);
+    uint8_t uuid[16];
+    if (!port_text || count == 0 || detector_engine_uuid_parse (port_text, uuid))
+        return -1;
+    uint64_t hash = s_hash (uuid);
+    s_port_t *port = s_port_find (self, uuid);
+    if (!port || (port->status != PROTO_STATUS_IDLE && port->status != PROTO_STATUS_PHANTOM))
+        return -1;
+    //  Kept to undo an inconsistent replay, and so the replay does not
+    //  count as traffic in the stats.
+    s_port_t saved = *port;
+    detector_engine_stats_t stats = self->stats;
+
+    //  Judged from scratch, as the first reading of the run was: every
+    //  band change into low draw is a plain threshold crossing, the
+    //  hysteresis only keeps a port where it is.
+    memset ((uint8_t *)port + 16, 0, sizeof (*port) - 16);
+    port->flags = S_USED;
+    port->status = PROTO_STATUS_UNKNOWN;
+    port->user = saved.user;
+    port->zone = saved.zone;
+
+    //  Settings under which any draw above 0 W is low draw: the readings
+    //  were judged low draw when they came (the status says so); what is
+    //  rebuilt here is the run's integral, by the very code that built it
+    //  the first time. The dwell only decides idle against phantom, and
+    //  that is taken from the database.
+    proto_reading_t reading;
+    memset (&reading, 0, sizeof (reading));
+    memcpy (reading.port, port_text, PROTO_UUID_LEN);
+    reading.port[PROTO_UUID_LEN] = '\0';
+    reading.user = saved.user;
+    reading.received = now_ms;
+    reading.settings.off_watts = 0;
+    reading.settings.standby_watts = FLT_MAX;
+    reading.settings.expected_off = PROTO_EXPECTED_OFF_NEVER;
+    reading.settings.min_phantom_seconds = saved.status == PROTO_STATUS_PHANTOM ? 0 : INT32_MAX;
+    detector_outcome_t outcome;
+    bool consistent = true;
+    for (size_t i = 0; i < count && consistent; i++) {
+        reading.ts = ts[i];
+        reading.power = power[i];
+        if (s_process (self, &reading, uuid, hash, true, &outcome) ||
+            (!outcome.ignored && outcome.status != PROTO_STATUS_IDLE &&
+             outcome.status != PROTO_STATUS_PHANTOM))
+            consistent = false;
+    }
+    //  One run, started where the database says, without a gap in it.
+    if (!consistent || port->low_since != run_start || port->status != saved.status ||
+        !(port->flags & S_SEEN)) {
+        *port = saved;
+        self->stats = stats;
+        return -1;
+    }
+    port->last_seen = now_ms > 0 ? now_ms : port->last_ts; //  see detector_engine_restore
+    self->stats = stats;
+    if (episode)
+        s_episode_fill (port, 0, episode);
     return 0;
 }
 
@@ -1064,6 +1143,153 @@ s_baseline_test (const proto_settings_t *settings, int64_t base)
 
 #define S_RUN(name, steps, settings, base)                                                         \
     s_run_series (name, steps, sizeof (steps) / sizeof (steps[0]), settings, base, verbose)
+
+//  The fault test's series: 3 x 100 W, a low-draw run of 24 readings at
+//  4-6 W, 100 W; every 5 s. Reading i's watts.
+#define S_SERIES_LOW_FIRST 3
+#define S_SERIES_COUNT 28
+static double
+s_series_watts (int i)
+{
+    if (i < S_SERIES_LOW_FIRST || i == S_SERIES_COUNT - 1)
+        return 100;
+    return 4 + (i % 3) + 0.25 * (i % 2);
+}
+
+//  A detector killed after the run's first kill_after low readings and
+//  restored from what the store kept (port row, open episode, readings)
+//  ends the episode exactly as one that never stopped.
+static void
+s_replay_test (const proto_settings_t *settings, int64_t base, int kill_after)
+{
+    detector_engine_t *steady = detector_engine_new (0, 300000);
+    detector_engine_t *killed = detector_engine_new (0, 300000);
+    proto_reading_t reading;
+    detector_outcome_t outcome, expected;
+    int kill_at = S_SERIES_LOW_FIRST + kill_after; //  first reading the new detector sees
+    int64_t ts[S_SERIES_COUNT];
+    double watts[S_SERIES_COUNT];
+    proto_episode_t stored = {0}; //  the episode row
+    bool open = false;
+    for (int i = 0; i < kill_at; i++) {
+        ts[i] = base + i * 5000LL;
+        watts[i] = s_series_watts (i);
+        s_reading_make (&reading, S_PORT_A, ts[i], watts[i], settings);
+        assert (detector_engine_process (killed, &reading, &outcome) == 0);
+        if (outcome.has_episode) {
+            stored = outcome.episode;
+            open = true;
+        }
+    }
+    proto_status_t status = detector_engine_status (killed, S_PORT_A);
+    assert (status == (kill_after * 5 >= 60 ? PROTO_STATUS_PHANTOM : PROTO_STATUS_IDLE));
+    assert (open == (status == PROTO_STATUS_PHANTOM));
+    detector_engine_destroy (&killed);
+
+    int64_t run_start = ts[S_SERIES_LOW_FIRST];
+    int64_t status_since = status == PROTO_STATUS_IDLE ? run_start : run_start + 60000;
+    detector_engine_t *restored = detector_engine_new (0, 300000);
+    assert (detector_engine_restore (restored, S_PORT_A, 7, status, status_since, ts[kill_at - 1],
+                                     watts[kill_at - 1], open ? &stored : NULL,
+                                     ts[kill_at - 1]) == 0);
+    //  Inconsistent readings leave the restored port as it was: a run that
+    //  starts elsewhere, a reading at 0 W, a gap.
+    assert (detector_engine_replay (restored, S_PORT_A, run_start - 5000, ts + S_SERIES_LOW_FIRST,
+                                    watts + S_SERIES_LOW_FIRST, (size_t)kill_after, ts[kill_at - 1],
+                                    NULL) == -1);
+    double zero = 0;
+    assert (detector_engine_replay (restored, S_PORT_A, run_start, ts + S_SERIES_LOW_FIRST, &zero,
+                                    1, ts[kill_at - 1], NULL) == -1);
+    int64_t gap[2] = {run_start, run_start + 400000};
+    assert (detector_engine_replay (restored, S_PORT_A, run_start, gap, watts + S_SERIES_LOW_FIRST,
+                                    2, ts[kill_at - 1], NULL) == -1);
+    assert (detector_engine_replay (restored, S_PORT_B, run_start, ts + S_SERIES_LOW_FIRST,
+                                    watts + S_SERIES_LOW_FIRST, 1, ts[kill_at - 1], NULL) == -1);
+    assert (detector_engine_status (restored, S_PORT_A) == status);
+    //  The real thing.
+    proto_episode_t run;
+    assert (detector_engine_replay (restored, S_PORT_A, run_start, ts + S_SERIES_LOW_FIRST,
+                                    watts + S_SERIES_LOW_FIRST, (size_t)kill_after, ts[kill_at - 1],
+                                    &run) == 0);
+    assert (detector_engine_status (restored, S_PORT_A) == status);
+    assert (run.start == run_start);
+    assert (run.samples == (uint32_t)kill_after);
+    if (open) {
+        assert (run.samples == stored.samples);
+        assert (run.energy_wh == stored.energy_wh);
+    }
+    detector_engine_stats_t stats;
+    detector_engine_stats (restored, &stats);
+    assert (stats.readings == 0); //  a replay is not traffic
+
+    for (int i = 0; i < S_SERIES_COUNT; i++) {
+        s_reading_make (&reading, S_PORT_A, base + i * 5000LL, s_series_watts (i), settings);
+        assert (detector_engine_process (steady, &reading, &expected) == 0);
+        if (i < kill_at)
+            continue;
+        assert (detector_engine_process (restored, &reading, &outcome) == 0);
+        assert (outcome.status == expected.status);
+        assert (outcome.previous == expected.previous);
+        assert (outcome.event_count == expected.event_count);
+        assert (outcome.has_episode == expected.has_episode);
+    }
+    //  The last reading (100 W) closed the episode on both.
+    assert (expected.has_episode && expected.episode.end == base + (S_SERIES_COUNT - 1) * 5000LL);
+    assert (expected.episode.samples == S_SERIES_COUNT - 1 - S_SERIES_LOW_FIRST);
+    assert (outcome.episode.start == expected.episode.start);
+    assert (outcome.episode.end == expected.episode.end);
+    assert (outcome.episode.samples == expected.episode.samples);
+    assert (fabs (outcome.episode.energy_wh - expected.episode.energy_wh) <=
+            1e-9 * expected.episode.energy_wh);
+    assert (outcome.episode.peak_watts == expected.episode.peak_watts);
+    detector_engine_destroy (&restored);
+    detector_engine_destroy (&steady);
+}
+
+//  The offline timer runs on the gateway clock: a port whose device clock
+//  is a day behind is not taken offline, neither while running nor right
+//  after a restore, until offline_after of server time without a reading.
+static void
+s_skew_test (const proto_settings_t *settings, int64_t base)
+{
+    int64_t now = base + 30 * 86400000LL; //  server clock
+    int64_t device = now - 86400000LL;    //  device clock, a day behind
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    s_reading_make (&reading, S_PORT_A, device, 5, settings);
+    reading.received = now;
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (detector_engine_expire (engine, now + 300000, NULL, NULL) == 0);
+    assert (detector_engine_expire (engine, now + 300001, NULL, NULL) == 1);
+    detector_engine_destroy (&engine);
+
+    //  Restored: the restart gives it a full offline_after.
+    engine = detector_engine_new (0, 300000);
+    assert (detector_engine_restore (engine, S_PORT_A, 7, PROTO_STATUS_IDLE, device - 10000, device,
+                                     5, NULL, now) == 0);
+    assert (detector_engine_expire (engine, now + 1000, NULL, NULL) == 0);
+    int64_t run[2] = {device - 10000, device};
+    double watts[2] = {5, 5};
+    assert (detector_engine_replay (engine, S_PORT_A, device - 10000, run, watts, 2, now, NULL) ==
+            0);
+    assert (detector_engine_expire (engine, now + 1000, NULL, NULL) == 0);
+    assert (detector_engine_expire (engine, now + 300000, NULL, NULL) == 0);
+    assert (detector_engine_status (engine, S_PORT_A) == PROTO_STATUS_IDLE);
+    //  Its next reading (device time, 5 s on) continues the run.
+    s_reading_make (&reading, S_PORT_A, device + 5000, 5, settings);
+    reading.received = now + 5000;
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_IDLE);
+    assert (outcome.previous == PROTO_STATUS_IDLE);
+    //  Silent for offline_after of server time: offline, dated at its
+    //  last reading (device time).
+    s_sink_t sink = {0};
+    assert (detector_engine_expire (engine, now + 5000 + 300000, s_sink_offline, &sink) == 0);
+    assert (detector_engine_expire (engine, now + 5000 + 300001, s_sink_offline, &sink) == 1);
+    assert (sink.ts == device + 5000);
+    detector_engine_destroy (&engine);
+}
 
 void
 detector_engine_test (bool verbose)
@@ -1360,11 +1586,11 @@ detector_engine_test (bool verbose)
         detector_engine_t *restored = detector_engine_new (0, 300000);
         proto_episode_t open = {.start = base, .energy_wh = 1.0, .peak_watts = 6, .samples = 100};
         assert (detector_engine_restore (restored, S_PORT_A, 7, PROTO_STATUS_PHANTOM, base + 60000,
-                                         base + 720000, 5.0, &open) == 0);
+                                         base + 720000, 5.0, &open, base + 720000) == 0);
         assert (detector_engine_restore (restored, S_PORT_B, 7, PROTO_STATUS_IDLE, base + 700000,
-                                         base + 720000, 5.0, NULL) == 0);
-        assert (detector_engine_restore (restored, "bad", 7, PROTO_STATUS_IDLE, 0, 0, 0, NULL) ==
-                -1);
+                                         base + 720000, 5.0, NULL, base + 720000) == 0);
+        assert (detector_engine_restore (restored, "bad", 7, PROTO_STATUS_IDLE, 0, 0, 0, NULL,
+                                         base) == -1);
         assert (detector_engine_status (restored, S_PORT_A) == PROTO_STATUS_PHANTOM);
         //  The retried last reading is a duplicate: same answer.
         s_reading_make (&reading, S_PORT_A, base + 720000, 5.0, &settings);
@@ -1391,6 +1617,9 @@ detector_engine_test (bool verbose)
         detector_engine_destroy (&restored);
     }
 
+    s_replay_test (&settings, base, 4);  //  killed while idle (the fault test's case)
+    s_replay_test (&settings, base, 16); //  killed while phantom
+    s_skew_test (&settings, base);
     s_baseline_test (&settings, base);
 
     //  Unusable input is rejected, not crashed on.

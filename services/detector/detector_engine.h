@@ -86,14 +86,30 @@ size_t detector_engine_expire (detector_engine_t *self, int64_t now_ms,
 //  Seeds a port with the state a previous detector left in the database,
 //  so a restart neither loses nor repeats an episode. status_since and
 //  last_ts are ms since epoch (0: unknown); episode is the open episode,
-//  NULL if none. An idle port's dwell resumes from status_since; the
-//  energy of its idle run so far is not stored and restarts at 0. The
-//  always-on baseline is not restored: it rebuilds from readings within
-//  24 h (ports.always_on_watts keeps the old value until then). 0, or -1
-//  on a bad uuid or a full table.
+//  NULL if none. now_ms is the server clock at the restore: the offline
+//  timer counts from it (gateway clock), not from last_ts (device clock).
+//  On its own this leaves an idle port's run without its energy and
+//  samples so far (the database keeps no row for them): see
+//  detector_engine_replay. The always-on baseline is not restored: it
+//  rebuilds from readings within 24 h (ports.always_on_watts keeps the old
+//  value until then). Restoring a port again replaces what it had. 0, or
+//  -1 on a bad uuid or a full table.
 int detector_engine_restore (detector_engine_t *self, const char *port, int64_t user,
                              proto_status_t status, int64_t status_since, int64_t last_ts,
-                             double last_power, const proto_episode_t *episode);
+                             double last_power, const proto_episode_t *episode, int64_t now_ms);
+
+//  Rebuilds the low-draw run of a port restored idle or phantom from its
+//  stored readings (ts, power; in the order they were judged, count > 0),
+//  which must start with the run's first reading at run_start: afterwards
+//  the port is exactly as if the detector had never stopped (run start,
+//  energy, samples, peak, last reading), except for the baseline
+//  histogram, which holds only these readings. Its status stays the
+//  restored one. Fills episode (may be NULL) with the run. 0, or -1 when
+//  the readings do not make one unbroken low-draw run from run_start (a
+//  gap, a reading at 0 W, a different start), leaving the port untouched.
+int detector_engine_replay (detector_engine_t *self, const char *port, int64_t run_start,
+                            const int64_t *ts, const double *power, size_t count, int64_t now_ms,
+                            proto_episode_t *episode);
 
 //  Status of a port, PROTO_STATUS_UNKNOWN if never seen.
 proto_status_t detector_engine_status (detector_engine_t *self, const char *port);
