@@ -34,7 +34,6 @@
 #define S_PASSWORD_MIN 8
 #define S_PASSWORD_MAX 128
 
-#define S_USER_COLUMNS "id, email, name, tariff_per_kwh, currency, time_zone"
 #define S_DEVICE_COLUMNS                                                        \
     "id, name, token_hash IS NOT NULL, " GATEWAY_API_MS ("token_created_at") ", "    \
     GATEWAY_API_MS ("token_last_used_at") ", " GATEWAY_API_MS ("created_at") ", "  \
@@ -257,89 +256,195 @@ s_send_with_headers (gateway_api_request_t *request, int status, const char *mes
 }
 
 json_t *
-gateway_api_column_text (PGresult *result, int row, int column)
+gateway_api_column (PGresult *result, int row, int column, gateway_api_type_t type)
 {
-    return PQgetisnull (result, row, column) ? json_null ()
-                                             : json_string (PQgetvalue (result, row, column));
-}
-
-json_t *
-gateway_api_column_integer (PGresult *result, int row, int column)
-{
-    return PQgetisnull (result, row, column)
-        ? json_null () : json_integer (strtoll (PQgetvalue (result, row, column), NULL, 10));
-}
-
-json_t *
-gateway_api_column_real (PGresult *result, int row, int column)
-{
-    return PQgetisnull (result, row, column)
-        ? json_null () : json_real (strtod (PQgetvalue (result, row, column), NULL));
-}
-
-json_t *
-gateway_api_column_bool (PGresult *result, int row, int column)
-{
-    return json_boolean (streq (PQgetvalue (result, row, column), "t"));
-}
-
-//  An GATEWAY_API_MS column as ISO-8601 UTC with milliseconds, or null.
-json_t *
-gateway_api_column_time (PGresult *result, int row, int column)
-{
+    const char *value = PQgetvalue (result, row, column);
+    if (type == GATEWAY_API_BOOL)
+        return json_boolean (streq (value, "t"));
+    if (type == GATEWAY_API_JSON) {
+        json_t *parsed = json_loads (value, 0, NULL);
+        return parsed ? parsed : json_object ();
+    }
     if (PQgetisnull (result, row, column))
         return json_null ();
-    char text [32];
-    gateway_http_iso8601 (strtoll (PQgetvalue (result, row, column), NULL, 10), text);
-    return json_string (text);
+    if (type == GATEWAY_API_INTEGER)
+        return json_integer (strtoll (value, NULL, 10));
+    if (type == GATEWAY_API_REAL)
+        return json_real (strtod (value, NULL));
+    if (type == GATEWAY_API_STATUS)
+        return json_string (proto_status_name (atoi (value)));
+    if (type == GATEWAY_API_TIME) {
+        char text [32];
+        gateway_http_iso8601 (strtoll (value, NULL, 10), text);
+        return json_string (text);
+    }
+    return json_string (value);
 }
 
-//  From S_USER_COLUMNS.
+json_t *
+gateway_api_object_from_row (PGresult *result, int row, const gateway_api_member_t *members)
+{
+    json_t *object = json_object ();
+    for (const gateway_api_member_t *member = members; member->name; member++) {
+        json_t *value = gateway_api_column (result, row, member->column, member->type);
+        const char *dot = strchr (member->name, '.');
+        if (dot) {
+            char outer [32];
+            snprintf (outer, sizeof outer, "%.*s", (int) (dot - member->name), member->name);
+            json_t *nested = json_object_get (object, outer);
+            if (!nested)
+                json_object_set_new (object, outer, nested = json_object ());
+            json_object_set_new (nested, dot + 1, value);
+        }
+        else
+            json_object_set_new (object, member->name, value);
+    }
+    return object;
+}
+
+//  Of GATEWAY_API_USER_COLUMNS.
+static const gateway_api_member_t s_user_members [] = {
+    {"id", 0, GATEWAY_API_INTEGER}, {"email", 1, GATEWAY_API_TEXT}, {"name", 2, GATEWAY_API_TEXT},
+    {"settings.tariffPerKwh", 3, GATEWAY_API_REAL}, {"settings.currency", 4, GATEWAY_API_TEXT},
+    {"settings.timeZone", 5, GATEWAY_API_TEXT}, {"settings.digestEnabled", 6, GATEWAY_API_BOOL},
+    {NULL}
+};
+
 static json_t *
 s_user_from_row (PGresult *result, int row)
 {
-    json_t *settings = json_pack ("{s:o, s:o, s:o}",
-                                  "tariffPerKwh", gateway_api_column_real (result, row, 3),
-                                  "currency", gateway_api_column_text (result, row, 4),
-                                  "timeZone", gateway_api_column_text (result, row, 5));
-    return json_pack ("{s:o, s:o, s:o, s:o}", "id", gateway_api_column_integer (result, row, 0),
-                      "email", gateway_api_column_text (result, row, 1),
-                      "name", gateway_api_column_text (result, row, 2),
-                      "settings", settings);
+    return gateway_api_object_from_row (result, row, s_user_members);
 }
 
-//  From S_DEVICE_COLUMNS.
-static json_t *
-s_device_from_row (PGresult *result, int row)
-{
-    return json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                      "id", gateway_api_column_integer (result, row, 0),
-                      "name", gateway_api_column_text (result, row, 1),
-                      "hasToken", gateway_api_column_bool (result, row, 2),
-                      "tokenCreatedAt", gateway_api_column_time (result, row, 3),
-                      "tokenLastUsedAt", gateway_api_column_time (result, row, 4),
-                      "createdAt", gateway_api_column_time (result, row, 5),
-                      "tokenExpiresAt", gateway_api_column_time (result, row, 6));
-}
-
-//  {key: [from_row (each row)]}
 json_t *
-gateway_api_list_from_rows (PGresult *result, const char *key, json_t *(*from_row) (PGresult *, int))
+gateway_api_settings_from_row (PGresult *result, int row)
 {
+    json_t *user = s_user_from_row (result, row);
+    json_t *settings = json_incref (json_object_get (user, "settings"));
+    json_decref (user);
+    return settings;
+}
+
+//  Of S_DEVICE_COLUMNS.
+static const gateway_api_member_t s_device_members [] = {
+    {"id", 0, GATEWAY_API_INTEGER}, {"name", 1, GATEWAY_API_TEXT},
+    {"hasToken", 2, GATEWAY_API_BOOL}, {"tokenCreatedAt", 3, GATEWAY_API_TIME},
+    {"tokenLastUsedAt", 4, GATEWAY_API_TIME}, {"createdAt", 5, GATEWAY_API_TIME},
+    {"tokenExpiresAt", 6, GATEWAY_API_TIME}, {NULL}
+};
+
+int
+gateway_api_send_object (gateway_api_request_t *request, int status, const char *message,
+                         const char *key, json_t *object)
+{
+    return gateway_http_send_data (request->conn, status, message, json_pack ("{s:o}", key, object));
+}
+
+int
+gateway_api_send_row (gateway_api_request_t *request, int status, const char *message,
+                      PGresult *result, const char *key, const gateway_api_member_t *members)
+{
+    json_t *object = gateway_api_object_from_row (result, 0, members);
+    PQclear (result);
+    return gateway_api_send_object (request, status, message, key, object);
+}
+
+int
+gateway_api_send_list (gateway_api_request_t *request, const char *sql, const char *key,
+                       const gateway_api_member_t *members)
+{
+    const char *values [] = {request->user_text};
+    int status;
+    PGresult *result = gateway_api_run (request, &status, sql, 1, values);
+    if (!result)
+        return status;
     json_t *list = json_array ();
     for (int row = 0; row < PQntuples (result); row++)
-        json_array_append_new (list, from_row (result, row));
-    return json_pack ("{s:o}", key, list);
+        json_array_append_new (list, gateway_api_object_from_row (result, row, members));
+    PQclear (result);
+    return gateway_api_send_object (request, 200, NULL, key, list);
+}
+
+int
+gateway_api_send_user (gateway_api_request_t *request, const char *key,
+                       json_t *(*from_row) (PGresult *result, int row))
+{
+    const char *values [] = {request->user_text};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
+        "SELECT " GATEWAY_API_USER_COLUMNS " FROM users WHERE id = $1::bigint", 1, values);
+    if (!result)
+        return status;
+    if (PQntuples (result) == 1) {
+        json_t *object = from_row (result, 0);
+        PQclear (result);
+        return gateway_api_send_object (request, 200, NULL, key, object);
+    }
+    PQclear (result);
+    return gateway_http_send_error (request->conn, 401, "unauthorized", "Sign-in required", 0);
 }
 
 
 //  ==========================================================================
 //  SQL: one statement per pooled connection, parameters only
 
+//  true when the connection itself is gone, not the statement: libpq saw
+//  it close, or PostgreSQL said so (class 08, or 57P01..57P03: terminated
+//  by an administrator, crash or shutdown, cannot connect now).
+static bool
+s_connection_lost (PGconn *pg, PGresult *result)
+{
+    if (PQstatus (pg) == CONNECTION_BAD)
+        return true;
+    const char *code = result ? PQresultErrorField (result, PG_DIAG_SQLSTATE) : NULL;
+    return code && (strncmp (code, "08", 2) == 0 || streq (code, "57P01")
+                    || streq (code, "57P02") || streq (code, "57P03"));
+}
+
+//  The request's URI for logs (request->path is split into segments).
+static const char *
+s_uri (gateway_api_request_t *request)
+{
+    const struct mg_request_info *info = mg_get_request_info (request->conn);
+    return info && info->local_uri ? info->local_uri : "";
+}
+
+//  Runs sql; a connection PostgreSQL dropped is reset and the statement run
+//  once more on it. Every idle connection of the pool dies with a restart,
+//  so another one from the pool would likely be as dead; the reset one is
+//  new. The retry is safe: each call is one statement, and a statement
+//  whose connection went away did not commit (outside the instant between
+//  its commit and its answer). *lost is set when it still failed for that.
+static PGresult *
+s_execute (gateway_api_request_t *request, PGconn *pg, const char *sql, int count,
+           const char *const *values, bool *lost)
+{
+    PGresult *result = PQexecParams (pg, sql, count, NULL, values, NULL, NULL, 0);
+    ExecStatusType state = PQresultStatus (result);
+    *lost = false;
+    if (state == PGRES_TUPLES_OK || state == PGRES_COMMAND_OK || !s_connection_lost (pg, result))
+        return result;
+    zsys_warning ("gateway api - %s %s: connection lost, reconnecting: %s", request->method,
+                  s_uri (request), result ? PQresultErrorMessage (result) : PQerrorMessage (pg));
+    PQclear (result);
+    result = NULL;
+    PQreset (pg);
+    if (PQstatus (pg) == CONNECTION_OK) {
+        //  As the pool sets up its connections: timestamps in UTC.
+        PQclear (PQexec (pg, "SET TIME ZONE 'UTC'"));
+        result = PQexecParams (pg, sql, count, NULL, values, NULL, NULL, 0);
+        state = PQresultStatus (result);
+        if (state == PGRES_TUPLES_OK || state == PGRES_COMMAND_OK || !s_connection_lost (pg, result))
+            return result;
+    }
+    *lost = true;
+    return result;
+}
+
 //  Runs sql and returns its result when it succeeded. Otherwise it has
-//  answered, sets *status and returns NULL: 503 no connection in time, 409
-//  request->conflict_code on a unique violation, 400 on another integrity
-//  or data error, 500 for anything else.
+//  answered, sets *status and returns NULL: 503 no connection in time or
+//  the database unreachable, 409 request->conflict_code on a unique
+//  violation, 400 on another integrity or data error, 500 for anything else.
 PGresult *
 gateway_api_run (gateway_api_request_t *request, int *status, const char *sql, int count, const char *const *values)
 {
@@ -349,13 +454,21 @@ gateway_api_run (gateway_api_request_t *request, int *status, const char *sql, i
                                            "Database busy, retry shortly", 1);
         return NULL;
     }
-    PGresult *result = PQexecParams (pg, sql, count, NULL, values, NULL, NULL, 0);
+    bool lost;
+    PGresult *result = s_execute (request, pg, sql, count, values, &lost);
     ExecStatusType state = PQresultStatus (result);
     if (state == PGRES_TUPLES_OK || state == PGRES_COMMAND_OK) {
         gateway_db_release (request->gateway->db, pg);
         return result;
     }
     const char *code = result ? PQresultErrorField (result, PG_DIAG_SQLSTATE) : NULL;
+    if (lost) {
+        zsys_warning ("gateway api - %s %s: database unavailable: %s", request->method,
+                      s_uri (request), result ? PQresultErrorMessage (result) : PQerrorMessage (pg));
+        *status = gateway_http_send_error (request->conn, 503, "database_unavailable",
+                                           "Database unavailable, retry shortly", 1);
+    }
+    else
     if (code && streq (code, "23505") && request->conflict_code)
         *status = gateway_http_send_error (request->conn, 409, request->conflict_code,
                                            request->conflict_message, 0);
@@ -363,18 +476,32 @@ gateway_api_run (gateway_api_request_t *request, int *status, const char *sql, i
     if (code && (strncmp (code, "23", 2) == 0 || strncmp (code, "22", 2) == 0))
         *status = gateway_api_invalid (request, "Invalid value");
     else {
-        zsys_error ("gateway api - %s /api/%s: %s", request->method, request->path,
+        zsys_error ("gateway api - %s %s: %s", request->method, s_uri (request),
                     result ? PQresultErrorMessage (result) : PQerrorMessage (pg));
         *status = gateway_api_internal (request);
     }
+    //  The pool closes a connection that is still broken.
     gateway_db_release (request->gateway->db, pg);
     PQclear (result);
     return NULL;
 }
 
+PGresult *
+gateway_api_run_found (gateway_api_request_t *request, int *status, const char *sql, int count,
+                       const char *const *values)
+{
+    PGresult *result = gateway_api_run (request, status, sql, count, values);
+    if (result && PQntuples (result) == 0) {
+        PQclear (result);
+        *status = gateway_api_not_found (request);
+        return NULL;
+    }
+    return result;
+}
+
 
 //  ==========================================================================
-//  Query strings
+//  Query strings and pages
 
 int
 gateway_api_query_var (gateway_api_request_t *request, const char *name, char *value, size_t size)
@@ -385,9 +512,11 @@ gateway_api_query_var (gateway_api_request_t *request, const char *name, char *v
     return length == -1 ? 0 : length < 0 ? -1 : 1;
 }
 
-int
-gateway_api_page (gateway_api_request_t *request, int default_limit, int max, int *limit,
-                  char before [GATEWAY_API_ID_DIGITS_MAX + 2])
+//  ?limit=1..max (default_limit when absent) and ?before=<id> (before ""
+//  when absent). 0, or the status answered.
+static int
+s_page (gateway_api_request_t *request, int default_limit, int max, int *limit,
+        char before [GATEWAY_API_ID_DIGITS_MAX + 2])
 {
     char text [8];
     *limit = default_limit;
@@ -407,6 +536,34 @@ gateway_api_page (gateway_api_request_t *request, int default_limit, int max, in
         return gateway_api_invalid (request, "before must be an id");
     }
     return 0;
+}
+
+int
+gateway_api_send_page (gateway_api_request_t *request, const char *parent, int default_limit,
+                       const char *sql, const char *key, const gateway_api_member_t *members,
+                       const gateway_api_member_t *extra)
+{
+    int limit;
+    char before [GATEWAY_API_ID_DIGITS_MAX + 2], limit_text [8];
+    int status = s_page (request, default_limit, GATEWAY_API_PAGE_MAX, &limit, before);
+    if (status)
+        return status;
+    snprintf (limit_text, sizeof limit_text, "%d", limit);
+    const char *values [] = {parent, request->user_text, *before ? before : NULL, limit_text};
+    PGresult *result = gateway_api_run_found (request, &status, sql, 4, values);
+    if (!result)
+        return status;
+    int rows = PQntuples (result);
+    json_t *list = json_array ();
+    for (int row = 0; row < rows; row++)
+        if (!PQgetisnull (result, row, 1))
+            json_array_append_new (list, gateway_api_object_from_row (result, row, members));
+    json_t *data = extra ? gateway_api_object_from_row (result, 0, extra) : json_object ();
+    json_object_set_new (data, key, list);
+    json_object_set_new (data, "nextBefore", json_array_size (list) == (size_t) limit
+        ? gateway_api_column (result, rows - 1, 1, GATEWAY_API_INTEGER) : json_null ());
+    PQclear (result);
+    return gateway_http_send_data (request->conn, 200, NULL, data);
 }
 
 
@@ -498,6 +655,26 @@ gateway_api_field_integer (gateway_api_request_t *request, json_t *body, const c
     char message [160];
     snprintf (message, sizeof message, "%s must be an integer from %" PRId64 " to %" PRId64,
               name, min, max);
+    return gateway_api_invalid (request, message);
+}
+
+//  Reads a true/false field; no other value means a boolean. 0 (*present
+//  false when absent or null and not required), or the status answered.
+int
+gateway_api_field_bool (gateway_api_request_t *request, json_t *body, const char *name,
+                        bool required, bool *value, bool *present)
+{
+    json_t *field = json_object_get (body, name);
+    *present = false;
+    if ((!field || json_is_null (field)) && !required)
+        return 0;
+    if (json_is_boolean (field)) {
+        *value = json_is_true (field);
+        *present = true;
+        return 0;
+    }
+    char message [160];
+    snprintf (message, sizeof message, "%s must be true or false", name);
     return gateway_api_invalid (request, message);
 }
 
@@ -648,10 +825,10 @@ s_auth_register (gateway_api_request_t *request)
     //  One statement, so there is never a user without the session we answer.
     result = gateway_api_run (request, &status,
         "WITH created AS (INSERT INTO users (email, name, password_hash)"
-        "                 VALUES ($1, $2, $3) RETURNING " S_USER_COLUMNS "),"
+        "                 VALUES ($1, $2, $3) RETURNING " GATEWAY_API_USER_COLUMNS "),"
         " session AS (INSERT INTO sessions (token_hash, user_id, expires_at)"
         "             SELECT $4::bytea, id, now () + interval '30 days' FROM created)"
-        " SELECT " S_USER_COLUMNS " FROM created", 4, values);
+        " SELECT " GATEWAY_API_USER_COLUMNS " FROM created", 4, values);
     if (!result)
         goto done;
     status = PQntuples (result) == 1
@@ -678,12 +855,12 @@ s_auth_login (gateway_api_request_t *request)
     bool plausible = gateway_api_email_normalize (email, normal) == 0;
     const char *lookup [] = {normal};
     PGresult *user = gateway_api_run (request, &status,
-        "SELECT " S_USER_COLUMNS ", password_hash FROM users WHERE lower (email) = $1",
+        "SELECT " GATEWAY_API_USER_COLUMNS ", password_hash FROM users WHERE lower (email) = $1",
         1, lookup);
     if (!user)
         goto done;
     bool known = plausible && PQntuples (user) == 1;
-    int rc = s_password_verify (known ? PQgetvalue (user, 0, 6) : NULL, password);
+    int rc = s_password_verify (known ? PQgetvalue (user, 0, PQnfields (user) - 1) : NULL, password);
     if (rc != 0) {
         status = rc == -2 ? gateway_http_send_error (request->conn, 503, "busy",
                                                      "Too many sign-ins, retry shortly", 5)
@@ -727,36 +904,22 @@ s_auth_logout (gateway_api_request_t *request)
 static int
 s_auth_me (gateway_api_request_t *request)
 {
-    const char *values [] = {request->user_text};
-    int status;
-    PGresult *result = gateway_api_run (request, &status,
-        "SELECT " S_USER_COLUMNS " FROM users WHERE id = $1::bigint", 1, values);
-    if (!result)
-        return status;
-    status = PQntuples (result) == 1
-        ? gateway_http_send_data (request->conn, 200, NULL,
-                                  json_pack ("{s:o}", "user", s_user_from_row (result, 0)))
-        : gateway_http_send_error (request->conn, 401, "unauthorized", "Sign-in required", 0);
-    PQclear (result);
-    return status;
+    return gateway_api_send_user (request, "user", s_user_from_row);
 }
 
 
 //  ==========================================================================
 //  /api/devices
 
-//  Answers {device} from a one-row result or 404; then refreshes the cache
-//  entry when asked (the statement has committed by now).
+//  Answers {device} from a one-row result, and the token when there is one;
+//  then refreshes the cache entry when asked (the statement has committed
+//  by now).
 static int
 s_send_device (gateway_api_request_t *request, PGresult *result, int status, const char *message,
                const char *token, bool refresh)
 {
-    if (PQntuples (result) != 1) {
-        PQclear (result);
-        return gateway_api_not_found (request);
-    }
     int64_t device = strtoll (PQgetvalue (result, 0, 0), NULL, 10);
-    json_t *data = json_pack ("{s:o}", "device", s_device_from_row (result, 0));
+    json_t *data = json_pack ("{s:o}", "device", gateway_api_object_from_row (result, 0, s_device_members));
     if (token)
         json_object_set_new (data, "token", json_string (token));
     PQclear (result);
@@ -768,36 +931,47 @@ s_send_device (gateway_api_request_t *request, PGresult *result, int status, con
 static int
 s_devices_list (gateway_api_request_t *request)
 {
-    const char *values [] = {request->user_text};
-    int status;
-    PGresult *result = gateway_api_run (request, &status,
+    return gateway_api_send_list (request,
         "SELECT " S_DEVICE_COLUMNS " FROM devices WHERE user_id = $1::bigint ORDER BY id",
-        1, values);
-    if (!result)
-        return status;
-    json_t *data = gateway_api_list_from_rows (result, "devices", s_device_from_row);
-    PQclear (result);
-    return gateway_http_send_data (request->conn, 200, NULL, data);
+        "devices", s_device_members);
 }
 
+//  Create and rename: a body {name}; sql gets $1 the user, $2 the name and,
+//  when count is 3, $3 the device.
 static int
-s_devices_create (gateway_api_request_t *request)
+s_devices_save (gateway_api_request_t *request, const char *sql, int count, int success,
+                const char *message)
 {
     json_t *body;
     int status = gateway_api_read_body (request, &body);
     if (status)
         return status;
     const char *name;
-    if ((status = gateway_api_field_string (request, body, "name", true, 1, GATEWAY_API_NAME_MAX, &name)) == 0) {
-        const char *values [] = {request->user_text, name};
-        PGresult *result = gateway_api_run (request, &status,
-            "INSERT INTO devices (user_id, name) VALUES ($1::bigint, $2)"
-            " RETURNING " S_DEVICE_COLUMNS, 2, values);
+    if ((status = gateway_api_field_string (request, body, "name", true, 1, GATEWAY_API_NAME_MAX,
+                                            &name)) == 0) {
+        const char *values [] = {request->user_text, name, request->segments [1]};
+        PGresult *result = gateway_api_run_found (request, &status, sql, count, values);
         if (result)
-            status = s_send_device (request, result, 201, "Device created", NULL, false);
+            status = s_send_device (request, result, success, message, NULL, false);
     }
     json_decref (body);
     return status;
+}
+
+static int
+s_devices_create (gateway_api_request_t *request)
+{
+    return s_devices_save (request,
+        "INSERT INTO devices (user_id, name) VALUES ($1::bigint, $2) RETURNING " S_DEVICE_COLUMNS,
+        2, 201, "Device created");
+}
+
+static int
+s_devices_update (gateway_api_request_t *request)
+{
+    return s_devices_save (request,
+        "UPDATE devices SET name = $2 WHERE id = $3::bigint AND user_id = $1::bigint"
+        " RETURNING " S_DEVICE_COLUMNS, 3, 200, "Device updated");
 }
 
 static int
@@ -805,7 +979,7 @@ s_devices_get (gateway_api_request_t *request)
 {
     const char *values [] = {request->segments [1], request->user_text};
     int status;
-    PGresult *result = gateway_api_run (request, &status,
+    PGresult *result = gateway_api_run_found (request, &status,
         "SELECT " S_DEVICE_COLUMNS " FROM devices WHERE id = $1::bigint AND user_id = $2::bigint",
         2, values);
     return result ? s_send_device (request, result, 200, NULL, NULL, false) : status;
@@ -841,7 +1015,7 @@ s_devices_token_create (gateway_api_request_t *request)
     const char *values [] = {request->segments [1], request->user_text, token_hash,
                              *days_text ? days_text : NULL};
     //  SET expressions see the row as it was, so token_hash on the right is the old one.
-    PGresult *result = gateway_api_run (request, &status,
+    PGresult *result = gateway_api_run_found (request, &status,
         "UPDATE devices SET previous_token_hash = token_hash,"
         " previous_token_expires_at = CASE WHEN token_hash IS NULL THEN NULL"
         "                             ELSE now () + interval '5 minutes' END,"
@@ -860,34 +1034,13 @@ s_devices_token_revoke (gateway_api_request_t *request)
 {
     const char *values [] = {request->segments [1], request->user_text};
     int status;
-    PGresult *result = gateway_api_run (request, &status,
+    PGresult *result = gateway_api_run_found (request, &status,
         "UPDATE devices SET token_hash = NULL, token_created_at = NULL, token_expires_at = NULL,"
         " previous_token_hash = NULL, previous_token_expires_at = NULL"
         " WHERE id = $1::bigint AND user_id = $2::bigint RETURNING " S_DEVICE_COLUMNS,
         2, values);
     return result ? s_send_device (request, result, 200, "Device token revoked", NULL, true)
                   : status;
-}
-
-static int
-s_devices_update (gateway_api_request_t *request)
-{
-    json_t *body;
-    int status = gateway_api_read_body (request, &body);
-    if (status)
-        return status;
-    const char *name;
-    if ((status = gateway_api_field_string (request, body, "name", true, 1, GATEWAY_API_NAME_MAX,
-                                            &name)) == 0) {
-        const char *values [] = {request->segments [1], request->user_text, name};
-        PGresult *result = gateway_api_run (request, &status,
-            "UPDATE devices SET name = $3 WHERE id = $1::bigint AND user_id = $2::bigint"
-            " RETURNING " S_DEVICE_COLUMNS, 3, values);
-        if (result)
-            status = s_send_device (request, result, 200, "Device updated", NULL, false);
-    }
-    json_decref (body);
-    return status;
 }
 
 //  The device goes with its ports (foreign key cascade, episodes with them)
@@ -899,7 +1052,7 @@ s_devices_delete (gateway_api_request_t *request)
 {
     const char *values [] = {request->segments [1], request->user_text};
     int status;
-    PGresult *result = gateway_api_run (request, &status,
+    PGresult *result = gateway_api_run_found (request, &status,
         "WITH device AS (DELETE FROM devices WHERE id = $1::bigint AND user_id = $2::bigint"
         "                RETURNING id),"
         " owned AS (SELECT id FROM ports WHERE device_id IN (SELECT id FROM device)),"
@@ -910,10 +1063,6 @@ s_devices_delete (gateway_api_request_t *request)
     if (!result)
         return status;
     int rows = PQntuples (result);
-    if (rows == 0) {
-        PQclear (result);
-        return gateway_api_not_found (request);
-    }
     gateway_cache_refresh_device (request->gateway->cache, strtoll (request->segments [1], NULL, 10));
     for (int row = 0; row < rows; row++)
         if (!PQgetisnull (result, row, 1))

@@ -1,7 +1,8 @@
 /*  =========================================================================
     gateway_api - internals shared by the user API's files
 
-      gateway_api.c          helpers, sessions, routing, /api/auth, /api/devices
+      gateway_api.c          answers, rows as JSON, SQL (with reconnect), pages, bodies,
+                             sessions, routing, /api/auth, /api/devices
       gateway_api_ports.c    /api/ports, readings, episodes
       gateway_api_notify.c   /api/notifications, /api/webhooks
       gateway_api_summary.c  /api/summary, /api/settings
@@ -60,17 +61,77 @@ extern const gateway_api_route_t gateway_api_notify_routes [];
 extern const gateway_api_route_t gateway_api_summary_routes [];
 extern const gateway_api_route_t *const gateway_api_route_tables [];
 
+//  Columns of the users table the API shows, settings from column 3 on.
+#define GATEWAY_API_USER_COLUMNS                                                \
+    "id, email, name, tariff_per_kwh, currency, time_zone, digest_enabled"
+
+//  How a result column becomes JSON; SQL NULL is null (false for BOOL).
+typedef enum {
+    GATEWAY_API_TEXT,                   //  string
+    GATEWAY_API_INTEGER,                //  integer
+    GATEWAY_API_REAL,                   //  number
+    GATEWAY_API_BOOL,                   //  true when "t"
+    GATEWAY_API_TIME,                   //  a GATEWAY_API_MS column, ISO-8601 UTC with ms
+    GATEWAY_API_JSON,                   //  JSON text, parsed ({} when it does not parse)
+    GATEWAY_API_STATUS                  //  a proto status number, as its name
+} gateway_api_type_t;
+
+//  One member of a JSON object built from a result row; "outer.inner"
+//  names a member of a nested object. A table of them is ended by a NULL
+//  name, so every answer's shape is written down once.
+typedef struct {
+    const char *name;                   //  member name; NULL ends the table
+    int column;                         //  result column
+    gateway_api_type_t type;            //  how the column becomes JSON
+} gateway_api_member_t;
+
+json_t *gateway_api_column (PGresult *result, int row, int column, gateway_api_type_t type);
+json_t *gateway_api_object_from_row (PGresult *result, int row, const gateway_api_member_t *members);
+
 //  Answers: 404 not_found, 400 validation_error with message, 500. Return the status.
 int gateway_api_not_found (gateway_api_request_t *request);
 int gateway_api_invalid (gateway_api_request_t *request, const char *message);
 int gateway_api_internal (gateway_api_request_t *request);
+//  Answers status {key: object} with message (may be NULL); steals object.
+int gateway_api_send_object (gateway_api_request_t *request, int status, const char *message,
+                             const char *key, json_t *object);
+//  Answers status {key: object_from_row (row 0)}; clears result.
+int gateway_api_send_row (gateway_api_request_t *request, int status, const char *message,
+                          PGresult *result, const char *key, const gateway_api_member_t *members);
+//  Runs sql with $1 = the user; answers 200 {key: [object_from_row (each row)]}.
+int gateway_api_send_list (gateway_api_request_t *request, const char *sql, const char *key,
+                           const gateway_api_member_t *members);
+//  A page of a parent's children, newest first, ?limit=1..GATEWAY_API_PAGE_MAX
+//  (default_limit) and ?before=<id>: sql gets $1 parent, $2 the user, $3
+//  before (NULL: from the newest), $4 the limit, and returns the parent's
+//  row LEFT JOIN LATERAL the page, the child's id in column 1 (NULL: the
+//  page is empty). No row means the parent is not the user's: 404.
+//  Answers 200 {key: [...], nextBefore: id or null} and the members of
+//  extra (may be NULL) from the first row.
+int gateway_api_send_page (gateway_api_request_t *request, const char *parent, int default_limit,
+                           const char *sql, const char *key, const gateway_api_member_t *members,
+                           const gateway_api_member_t *extra);
+//  The user's settings object of a GATEWAY_API_USER_COLUMNS row.
+json_t *gateway_api_settings_from_row (PGresult *result, int row);
+//  Answers 200 {key: from_row (the signed-in user's GATEWAY_API_USER_COLUMNS
+//  row)}; 401 when the user, so the session, is gone.
+int gateway_api_send_user (gateway_api_request_t *request, const char *key,
+                           json_t *(*from_row) (PGresult *result, int row));
 
 //  Runs sql on a pooled connection and returns its result when it succeeded.
 //  Otherwise it has answered (503/409/400/500), sets *status, returns NULL.
+//  A connection PostgreSQL dropped (a restart, a terminated backend) is
+//  reconnected and the statement run once more; when that fails too the
+//  answer is 503 database_unavailable with Retry-After: 1, never a 500.
 //  A change of several tables is one statement with data-modifying WITH
-//  clauses: atomic without a transaction held across round trips.
+//  clauses: atomic without a transaction held across round trips, and so
+//  safe to run again.
 PGresult *gateway_api_run (gateway_api_request_t *request, int *status, const char *sql,
                            int count, const char *const *values);
+//  gateway_api_run for a statement that finds rows of the user's: when it
+//  finds none, answers 404 (another user's, or gone) and returns NULL.
+PGresult *gateway_api_run_found (gateway_api_request_t *request, int *status, const char *sql,
+                                 int count, const char *const *values);
 
 //  Body and field readers: 0, or the status already answered.
 int gateway_api_read_body (gateway_api_request_t *request, json_t **body);
@@ -81,24 +142,11 @@ int gateway_api_field_number (gateway_api_request_t *request, json_t *body, cons
 int gateway_api_field_integer (gateway_api_request_t *request, json_t *body, const char *name,
                                bool required, int64_t min, int64_t max, int64_t *value,
                                bool *present);
-//  ?limit=1..max (default_limit when absent) and ?before=<id> (before "" when
-//  absent). 0, or the status answered.
-int gateway_api_page (gateway_api_request_t *request, int default_limit, int max,
-                      int *limit, char before [GATEWAY_API_ID_DIGITS_MAX + 2]);
+int gateway_api_field_bool (gateway_api_request_t *request, json_t *body, const char *name,
+                            bool required, bool *value, bool *present);
 //  Query variable name into value; 1 present, 0 absent, -1 too long/bad.
 int gateway_api_query_var (gateway_api_request_t *request, const char *name, char *value,
                            size_t size);
-
-//  Columns of a result row as JSON (null when NULL).
-json_t *gateway_api_column_text (PGresult *result, int row, int column);
-json_t *gateway_api_column_integer (PGresult *result, int row, int column);
-json_t *gateway_api_column_real (PGresult *result, int row, int column);
-json_t *gateway_api_column_bool (PGresult *result, int row, int column);
-//  A GATEWAY_API_MS column as ISO-8601 UTC with milliseconds.
-json_t *gateway_api_column_time (PGresult *result, int row, int column);
-//  {key: [from_row (each row)]}
-json_t *gateway_api_list_from_rows (PGresult *result, const char *key,
-                                    json_t *(*from_row) (PGresult *, int));
 
 bool gateway_api_is_id (const char *text);
 bool gateway_api_is_uuid (const char *text);
@@ -118,5 +166,9 @@ bool gateway_api_route_matches (const gateway_api_route_t *route,
 void gateway_api_helpers_test (void);
 //  The routes over HTTP (gateway_api_test.c); exits 77 without PHANTOM_TEST_DATABASE.
 void gateway_api_routes_test (bool verbose);
+//  Self tests: starts gateway->http on an ephemeral port (gwapi's fixed
+//  test ports when that is refused) with threads threads, registers the
+//  user API, returns the port.
+int gateway_api_test_http_start (gateway_t *gateway, const char *threads);
 
 #endif

@@ -23,66 +23,36 @@
 #define S_NOTIFICATION_COLUMNS                                                  \
     "id, kind, port_id::text, title, message, data::text, read_at IS NOT NULL, " \
     GATEWAY_API_MS ("created_at")
-#define S_UNREAD                                                                \
-    "(SELECT count (*) FROM notifications WHERE user_id = $1::bigint AND read_at IS NULL)"
 #define S_WEBHOOK_COLUMNS "id, url, enabled, " GATEWAY_API_MS ("created_at")
 
 
 //  ==========================================================================
 //  /api/notifications
 
-//  From S_NOTIFICATION_COLUMNS.
-static json_t *
-s_notification_from_row (PGresult *result, int row)
-{
-    json_t *data = json_loads (PQgetvalue (result, row, 5), 0, NULL);
-    return json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                      "id", gateway_api_column_integer (result, row, 0),
-                      "kind", gateway_api_column_text (result, row, 1),
-                      "portId", gateway_api_column_text (result, row, 2),
-                      "title", gateway_api_column_text (result, row, 3),
-                      "message", gateway_api_column_text (result, row, 4),
-                      "data", data ? data : json_object (),
-                      "read", gateway_api_column_bool (result, row, 6),
-                      "createdAt", gateway_api_column_time (result, row, 7));
-}
+//  Of S_NOTIFICATION_COLUMNS from column 1 on; column 0 is the unread count.
+static const gateway_api_member_t s_notification_members [] = {
+    {"id", 1, GATEWAY_API_INTEGER}, {"kind", 2, GATEWAY_API_TEXT}, {"portId", 3, GATEWAY_API_TEXT},
+    {"title", 4, GATEWAY_API_TEXT}, {"message", 5, GATEWAY_API_TEXT}, {"data", 6, GATEWAY_API_JSON},
+    {"read", 7, GATEWAY_API_BOOL}, {"createdAt", 8, GATEWAY_API_TIME}, {NULL}
+};
 
-//  Newest first; ?before=<id> pages back, ?limit=1..200; with the unread count.
+static const gateway_api_member_t s_unread_members [] = {
+    {"unread", 0, GATEWAY_API_INTEGER}, {NULL}
+};
+
+//  Newest first; ?before=<id> pages back, ?limit=1..200; with the unread
+//  count. The user is the parent, so an empty page still has a row for it.
 static int
 s_notifications_list (gateway_api_request_t *request)
 {
-    int limit;
-    char before [GATEWAY_API_ID_DIGITS_MAX + 2], limit_text [8];
-    int status = gateway_api_page (request, S_NOTIFICATIONS_DEFAULT, GATEWAY_API_PAGE_MAX,
-                                   &limit, before);
-    if (status)
-        return status;
-    snprintf (limit_text, sizeof limit_text, "%d", limit);
-    const char *values [] = {request->user_text, *before ? before : NULL, limit_text};
-    PGresult *result = gateway_api_run (request, &status,
-        "SELECT " S_NOTIFICATION_COLUMNS ", " S_UNREAD " FROM notifications"
-        " WHERE user_id = $1::bigint AND ($2::bigint IS NULL OR id < $2::bigint)"
-        " ORDER BY id DESC LIMIT $3::integer", 3, values);
-    if (!result)
-        return status;
-    PGresult *unread = NULL;
-    if (PQntuples (result) == 0) {
-        //  No row to carry the count.
-        unread = gateway_api_run (request, &status, "SELECT " S_UNREAD, 1, values);
-        if (!unread) {
-            PQclear (result);
-            return status;
-        }
-    }
-    json_t *data = gateway_api_list_from_rows (result, "notifications", s_notification_from_row);
-    json_object_set_new (data, "unread", unread ? gateway_api_column_integer (unread, 0, 0)
-                                                : gateway_api_column_integer (result, 0, 8));
-    int rows = PQntuples (result);
-    json_object_set_new (data, "nextBefore", rows == limit
-                         ? gateway_api_column_integer (result, rows - 1, 0) : json_null ());
-    PQclear (result);
-    PQclear (unread);
-    return gateway_http_send_data (request->conn, 200, NULL, data);
+    return gateway_api_send_page (request, request->user_text, S_NOTIFICATIONS_DEFAULT,
+        "SELECT (SELECT count (*) FROM notifications WHERE user_id = u.id AND read_at IS NULL),"
+        " n.* FROM users u"
+        " LEFT JOIN LATERAL (SELECT " S_NOTIFICATION_COLUMNS " FROM notifications"
+        "   WHERE user_id = u.id AND ($3::bigint IS NULL OR id < $3::bigint)"
+        "   ORDER BY id DESC LIMIT $4::integer) n ON true"
+        " WHERE u.id = $1::bigint AND u.id = $2::bigint ORDER BY n.id DESC",
+        "notifications", s_notification_members, s_unread_members);
 }
 
 //  {read: true|false} → {notification, unread}
@@ -93,34 +63,28 @@ s_notifications_update (gateway_api_request_t *request)
     int status = gateway_api_read_body (request, &body);
     if (status)
         return status;
-    json_t *read = json_object_get (body, "read");
-    if (!json_is_boolean (read)) {
-        json_decref (body);
-        return gateway_api_invalid (request, "read must be true or false");
-    }
-    const char *values [] = {request->user_text, request->segments [1],
-                             json_is_true (read) ? "t" : "f"};
+    bool read, present;
+    status = gateway_api_field_bool (request, body, "read", true, &read, &present);
     json_decref (body);
+    if (status)
+        return status;
+    const char *values [] = {request->user_text, request->segments [1], read ? "t" : "f"};
     //  A notification read twice keeps its first read time.
-    PGresult *result = gateway_api_run (request, &status,
+    PGresult *result = gateway_api_run_found (request, &status,
         "WITH changed AS (UPDATE notifications"
         "   SET read_at = CASE WHEN $3::boolean THEN COALESCE (read_at, now ()) END"
         "   WHERE id = $2::bigint AND user_id = $1::bigint RETURNING *)"
-        " SELECT " S_NOTIFICATION_COLUMNS ","
-        "  (SELECT count (*) FROM notifications WHERE user_id = $1::bigint AND read_at IS NULL"
-        "   AND id <> $2::bigint) + CASE WHEN $3::boolean THEN 0 ELSE 1 END"
-        " FROM changed", 3, values);
+        " SELECT (SELECT count (*) FROM notifications WHERE user_id = $1::bigint"
+        "         AND read_at IS NULL AND id <> $2::bigint) + CASE WHEN $3::boolean THEN 0 ELSE 1 END,"
+        "  " S_NOTIFICATION_COLUMNS " FROM changed", 3, values);
     if (!result)
         return status;
     //  The count cannot see this statement's own change, hence the sum above.
-    status = PQntuples (result) == 1
-        ? gateway_http_send_data (request->conn, 200, NULL,
-                                  json_pack ("{s:o, s:o}",
-                                             "notification", s_notification_from_row (result, 0),
-                                             "unread", gateway_api_column_integer (result, 0, 8)))
-        : gateway_api_not_found (request);
+    json_t *data = gateway_api_object_from_row (result, 0, s_unread_members);
+    json_object_set_new (data, "notification",
+                         gateway_api_object_from_row (result, 0, s_notification_members));
     PQclear (result);
-    return status;
+    return gateway_http_send_data (request->conn, 200, NULL, data);
 }
 
 static int
@@ -161,30 +125,17 @@ s_url_valid (const char *url)
     return true;
 }
 
-//  From S_WEBHOOK_COLUMNS.
-static json_t *
-s_webhook_from_row (PGresult *result, int row)
-{
-    return json_pack ("{s:o, s:o, s:o, s:o}",
-                      "id", gateway_api_column_integer (result, row, 0),
-                      "url", gateway_api_column_text (result, row, 1),
-                      "enabled", gateway_api_column_bool (result, row, 2),
-                      "createdAt", gateway_api_column_time (result, row, 3));
-}
+static const gateway_api_member_t s_webhook_members [] = {
+    {"id", 0, GATEWAY_API_INTEGER}, {"url", 1, GATEWAY_API_TEXT},
+    {"enabled", 2, GATEWAY_API_BOOL}, {"createdAt", 3, GATEWAY_API_TIME}, {NULL}
+};
 
 static int
 s_webhooks_list (gateway_api_request_t *request)
 {
-    const char *values [] = {request->user_text};
-    int status;
-    PGresult *result = gateway_api_run (request, &status,
+    return gateway_api_send_list (request,
         "SELECT " S_WEBHOOK_COLUMNS " FROM webhooks WHERE user_id = $1::bigint ORDER BY id",
-        1, values);
-    if (!result)
-        return status;
-    json_t *data = gateway_api_list_from_rows (result, "webhooks", s_webhook_from_row);
-    PQclear (result);
-    return gateway_http_send_data (request->conn, 200, NULL, data);
+        "webhooks", s_webhook_members);
 }
 
 //  {url, secret?} → 201 {webhook, secret}; the secret is never shown again.
@@ -226,7 +177,8 @@ s_webhooks_create (gateway_api_request_t *request)
         goto done;
     status = PQntuples (result) == 1
         ? gateway_http_send_data (request->conn, 201, "Webhook created",
-                                  json_pack ("{s:o, s:s}", "webhook", s_webhook_from_row (result, 0),
+                                  json_pack ("{s:o, s:s}", "webhook",
+                                             gateway_api_object_from_row (result, 0, s_webhook_members),
                                              "secret", secret))
         : gateway_http_send_error (request->conn, 409, "too_many_webhooks",
                                    "At most 10 webhooks per user", 0);
@@ -242,70 +194,36 @@ s_webhooks_delete (gateway_api_request_t *request)
 {
     const char *values [] = {request->segments [1], request->user_text};
     int status;
-    PGresult *result = gateway_api_run (request, &status,
+    PGresult *result = gateway_api_run_found (request, &status,
         "DELETE FROM webhooks WHERE id = $1::bigint AND user_id = $2::bigint RETURNING id",
         2, values);
     if (!result)
         return status;
-    status = PQntuples (result) == 1
-        ? gateway_http_send_data (request->conn, 200, "Webhook deleted", json_object ())
-        : gateway_api_not_found (request);
     PQclear (result);
-    return status;
+    return gateway_http_send_data (request->conn, 200, "Webhook deleted", json_object ());
 }
 
-static json_t *
-s_delivery_from_row (PGresult *result, int row)
-{
-    return json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                      "id", gateway_api_column_integer (result, row, 1),
-                      "notificationId", gateway_api_column_integer (result, row, 2),
-                      "status", gateway_api_column_text (result, row, 3),
-                      "attempts", gateway_api_column_integer (result, row, 4),
-                      "nextAttemptAt", gateway_api_column_time (result, row, 5),
-                      "lastError", gateway_api_column_text (result, row, 6),
-                      "deliveredAt", gateway_api_column_time (result, row, 7),
-                      "createdAt", gateway_api_column_time (result, row, 8));
-}
+static const gateway_api_member_t s_delivery_members [] = {
+    {"id", 1, GATEWAY_API_INTEGER}, {"notificationId", 2, GATEWAY_API_INTEGER},
+    {"status", 3, GATEWAY_API_TEXT}, {"attempts", 4, GATEWAY_API_INTEGER},
+    {"nextAttemptAt", 5, GATEWAY_API_TIME}, {"lastError", 6, GATEWAY_API_TEXT},
+    {"deliveredAt", 7, GATEWAY_API_TIME}, {"createdAt", 8, GATEWAY_API_TIME}, {NULL}
+};
 
 //  Newest first, paged; the webhook is read through its owner first so
 //  another user's webhook is a 404, not an empty list.
 static int
 s_webhooks_deliveries (gateway_api_request_t *request)
 {
-    int limit;
-    char before [GATEWAY_API_ID_DIGITS_MAX + 2], limit_text [8];
-    int status = gateway_api_page (request, S_DELIVERIES_DEFAULT, GATEWAY_API_PAGE_MAX,
-                                   &limit, before);
-    if (status)
-        return status;
-    snprintf (limit_text, sizeof limit_text, "%d", limit);
-    const char *values [] = {request->segments [1], request->user_text,
-                             *before ? before : NULL, limit_text};
-    PGresult *result = gateway_api_run (request, &status,
+    return gateway_api_send_page (request, request->segments [1], S_DELIVERIES_DEFAULT,
         "SELECT w.id, d.id, d.notification_id, d.status, d.attempts,"
         " " GATEWAY_API_MS ("d.next_attempt_at") ", d.last_error,"
         " " GATEWAY_API_MS ("d.delivered_at") ", " GATEWAY_API_MS ("d.created_at")
         " FROM webhooks w LEFT JOIN LATERAL (SELECT * FROM webhook_deliveries"
         "   WHERE webhook_id = w.id AND ($3::bigint IS NULL OR id < $3::bigint)"
         "   ORDER BY id DESC LIMIT $4::integer) d ON true"
-        " WHERE w.id = $1::bigint AND w.user_id = $2::bigint ORDER BY d.id DESC", 4, values);
-    if (!result)
-        return status;
-    int rows = PQntuples (result);
-    if (rows == 0) {
-        PQclear (result);
-        return gateway_api_not_found (request);
-    }
-    json_t *list = json_array ();
-    for (int row = 0; row < rows; row++)
-        if (!PQgetisnull (result, row, 1))
-            json_array_append_new (list, s_delivery_from_row (result, row));
-    json_t *next = json_array_size (list) == (size_t) limit
-        ? gateway_api_column_integer (result, rows - 1, 1) : json_null ();
-    PQclear (result);
-    return gateway_http_send_data (request->conn, 200, NULL,
-                                   json_pack ("{s:o, s:o}", "deliveries", list, "nextBefore", next));
+        " WHERE w.id = $1::bigint AND w.user_id = $2::bigint ORDER BY d.id DESC",
+        "deliveries", s_delivery_members, NULL);
 }
 
 const gateway_api_route_t gateway_api_notify_routes [] = {

@@ -35,29 +35,19 @@
     "to_char (expected_off_to, 'HH24:MI'), " GATEWAY_API_MS ("created_at") ", "  \
     "always_on_watts"
 
-//  From S_PORT_COLUMNS.
-static json_t *
-s_port_from_row (PGresult *result, int row)
-{
-    json_t *settings = json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o}",
-                                  "offWatts", gateway_api_column_real (result, row, 7),
-                                  "standbyWatts", gateway_api_column_real (result, row, 8),
-                                  "minPhantomSeconds", gateway_api_column_integer (result, row, 9),
-                                  "expectedOff", gateway_api_column_text (result, row, 10),
-                                  "expectedOffFrom", gateway_api_column_text (result, row, 11),
-                                  "expectedOffTo", gateway_api_column_text (result, row, 12));
-    return json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                      "id", gateway_api_column_text (result, row, 0),
-                      "name", gateway_api_column_text (result, row, 1),
-                      "deviceId", gateway_api_column_integer (result, row, 2),
-                      "status", gateway_api_column_text (result, row, 3),
-                      "statusSince", gateway_api_column_time (result, row, 4),
-                      "lastReadingAt", gateway_api_column_time (result, row, 5),
-                      "lastPower", gateway_api_column_real (result, row, 6),
-                      "settings", settings,
-                      "createdAt", gateway_api_column_time (result, row, 13),
-                      "alwaysOnWatts", gateway_api_column_real (result, row, 14));
-}
+//  Of S_PORT_COLUMNS.
+static const gateway_api_member_t s_port_members [] = {
+    {"id", 0, GATEWAY_API_TEXT}, {"name", 1, GATEWAY_API_TEXT},
+    {"deviceId", 2, GATEWAY_API_INTEGER}, {"status", 3, GATEWAY_API_TEXT},
+    {"statusSince", 4, GATEWAY_API_TIME}, {"lastReadingAt", 5, GATEWAY_API_TIME},
+    {"lastPower", 6, GATEWAY_API_REAL}, {"settings.offWatts", 7, GATEWAY_API_REAL},
+    {"settings.standbyWatts", 8, GATEWAY_API_REAL},
+    {"settings.minPhantomSeconds", 9, GATEWAY_API_INTEGER},
+    {"settings.expectedOff", 10, GATEWAY_API_TEXT},
+    {"settings.expectedOffFrom", 11, GATEWAY_API_TEXT},
+    {"settings.expectedOffTo", 12, GATEWAY_API_TEXT}, {"createdAt", 13, GATEWAY_API_TIME},
+    {"alwaysOnWatts", 14, GATEWAY_API_REAL}, {NULL}
+};
 
 //  Detection settings of a new port, defaults as in the schema.
 typedef struct {
@@ -110,16 +100,9 @@ s_settings_read (gateway_api_request_t *request, json_t *body, s_settings_t *set
 static int
 s_ports_list (gateway_api_request_t *request)
 {
-    const char *values [] = {request->user_text};
-    int status;
-    PGresult *result = gateway_api_run (request, &status,
+    return gateway_api_send_list (request,
         "SELECT " S_PORT_COLUMNS " FROM ports WHERE user_id = $1::bigint ORDER BY created_at, id",
-        1, values);
-    if (!result)
-        return status;
-    json_t *data = gateway_api_list_from_rows (result, "ports", s_port_from_row);
-    PQclear (result);
-    return gateway_http_send_data (request->conn, 200, NULL, data);
+        "ports", s_port_members);
 }
 
 static int
@@ -155,15 +138,13 @@ s_ports_create (gateway_api_request_t *request)
     if (!result)
         goto done;
     if (PQntuples (result) == 1) {
-        char port [40];
-        snprintf (port, sizeof port, "%s", PQgetvalue (result, 0, 0));
-        json_t *data = json_pack ("{s:o}", "port", s_port_from_row (result, 0));
-        gateway_cache_refresh_port (request->gateway->cache, port);
-        status = gateway_http_send_data (request->conn, 201, "Port created", data);
+        gateway_cache_refresh_port (request->gateway->cache, PQgetvalue (result, 0, 0));
+        status = gateway_api_send_row (request, 201, "Port created", result, "port", s_port_members);
     }
-    else
+    else {
+        PQclear (result);
         status = gateway_http_send_error (request->conn, 404, "not_found", "Device not found", 0);
-    PQclear (result);
+    }
 done:
     json_decref (body);
     return status;
@@ -174,17 +155,10 @@ s_ports_get (gateway_api_request_t *request)
 {
     const char *values [] = {request->segments [1], request->user_text};
     int status;
-    PGresult *result = gateway_api_run (request, &status,
+    PGresult *result = gateway_api_run_found (request, &status,
         "SELECT " S_PORT_COLUMNS " FROM ports WHERE id = $1::uuid AND user_id = $2::bigint",
         2, values);
-    if (!result)
-        return status;
-    status = PQntuples (result) == 1
-        ? gateway_http_send_data (request->conn, 200, NULL,
-                                  json_pack ("{s:o}", "port", s_port_from_row (result, 0)))
-        : gateway_api_not_found (request);
-    PQclear (result);
-    return status;
+    return result ? gateway_api_send_row (request, 200, NULL, result, "port", s_port_members) : status;
 }
 
 
@@ -207,17 +181,12 @@ s_ports_update (gateway_api_request_t *request)
     if (status)
         return status;
     const char *values [10] = {request->segments [1], request->user_text};
-    PGresult *result = gateway_api_run (request, &status,
+    PGresult *result = gateway_api_run_found (request, &status,
         "SELECT " S_PORT_COLUMNS " FROM ports WHERE id = $1::uuid AND user_id = $2::bigint",
         2, values);
     if (!result)
         goto done;
-    if (PQntuples (result) != 1) {
-        PQclear (result);
-        status = gateway_api_not_found (request);
-        goto done;
-    }
-    json_t *current = s_port_from_row (result, 0);
+    json_t *current = gateway_api_object_from_row (result, 0, s_port_members);
     PQclear (result);
     s_settings_merge (body, current);
     const char *name;
@@ -240,22 +209,17 @@ s_ports_update (gateway_api_request_t *request)
     values [6] = settings.expected_off;
     values [7] = settings.expected_off_from;
     values [8] = settings.expected_off_to;
-    result = gateway_api_run (request, &status,
+    //  No row: deleted meanwhile.
+    result = gateway_api_run_found (request, &status,
         "UPDATE ports SET name = $3, off_watts = $4::real, standby_watts = $5::real,"
         " min_phantom_seconds = $6::integer, expected_off = $7, expected_off_from = $8::time,"
         " expected_off_to = $9::time"
         " WHERE id = $1::uuid AND user_id = $2::bigint RETURNING " S_PORT_COLUMNS, 9, values);
     json_decref (current);
-    if (!result)
-        goto done;
-    if (PQntuples (result) == 1) {
-        json_t *data = json_pack ("{s:o}", "port", s_port_from_row (result, 0));
+    if (result) {
         gateway_cache_refresh_port (request->gateway->cache, PQgetvalue (result, 0, 0));
-        status = gateway_http_send_data (request->conn, 200, "Port updated", data);
+        status = gateway_api_send_row (request, 200, "Port updated", result, "port", s_port_members);
     }
-    else
-        status = gateway_api_not_found (request);   //  deleted meanwhile
-    PQclear (result);
 done:
     json_decref (body);
     return status;
@@ -268,17 +232,13 @@ s_ports_delete (gateway_api_request_t *request)
 {
     const char *values [] = {request->segments [1], request->user_text};
     int status;
-    PGresult *result = gateway_api_run (request, &status,
+    PGresult *result = gateway_api_run_found (request, &status,
         "WITH port AS (DELETE FROM ports WHERE id = $1::uuid AND user_id = $2::bigint"
         "              RETURNING id),"
         " readings AS (DELETE FROM readings WHERE port_id IN (SELECT id FROM port))"
         " SELECT id::text FROM port", 2, values);
     if (!result)
         return status;
-    if (PQntuples (result) != 1) {
-        PQclear (result);
-        return gateway_api_not_found (request);
-    }
     gateway_cache_refresh_port (request->gateway->cache, PQgetvalue (result, 0, 0));
     PQclear (result);
     return gateway_http_send_data (request->conn, 200, "Port deleted", json_object ());
@@ -385,29 +345,17 @@ s_series_window (gateway_api_request_t *request, int64_t *from, int64_t *to, int
     return 0;
 }
 
-//  {ts, power, voltage, current, status} from the raw query below.
-static json_t *
-s_reading_from_row (PGresult *result, int row)
-{
-    return json_pack ("{s:o, s:o, s:o, s:o, s:s}",
-                      "ts", gateway_api_column_time (result, row, 1),
-                      "power", gateway_api_column_real (result, row, 2),
-                      "voltage", gateway_api_column_real (result, row, 3),
-                      "current", gateway_api_column_real (result, row, 4),
-                      "status", proto_status_name (atoi (PQgetvalue (result, row, 5))));
-}
+//  From the raw query below.
+static const gateway_api_member_t s_reading_members [] = {
+    {"ts", 1, GATEWAY_API_TIME}, {"power", 2, GATEWAY_API_REAL}, {"voltage", 3, GATEWAY_API_REAL},
+    {"current", 4, GATEWAY_API_REAL}, {"status", 5, GATEWAY_API_STATUS}, {NULL}
+};
 
-//  {ts, min, mean, max, count} from the bucket query below.
-static json_t *
-s_bucket_from_row (PGresult *result, int row)
-{
-    return json_pack ("{s:o, s:o, s:o, s:o, s:o}",
-                      "ts", gateway_api_column_time (result, row, 1),
-                      "min", gateway_api_column_real (result, row, 2),
-                      "mean", gateway_api_column_real (result, row, 3),
-                      "max", gateway_api_column_real (result, row, 4),
-                      "count", gateway_api_column_integer (result, row, 5));
-}
+//  From the bucket queries below.
+static const gateway_api_member_t s_bucket_members [] = {
+    {"ts", 1, GATEWAY_API_TIME}, {"min", 2, GATEWAY_API_REAL}, {"mean", 3, GATEWAY_API_REAL},
+    {"max", 4, GATEWAY_API_REAL}, {"count", 5, GATEWAY_API_INTEGER}, {NULL}
+};
 
 //  Raw: the newest S_SERIES_MAX readings of the window, oldest first, and
 //  "truncated" when there were more. Downsampled: date_bin buckets of step
@@ -518,8 +466,8 @@ s_ports_readings (gateway_api_request_t *request)
             truncated = true;
             continue;
         }
-        json_array_append_new (list, step == 0 ? s_reading_from_row (result, row)
-                                               : s_bucket_from_row (result, row));
+        json_array_append_new (list, gateway_api_object_from_row (
+            result, row, step == 0 ? s_reading_members : s_bucket_members));
     }
     PQclear (result);
     char from_iso [32], to_iso [32];
@@ -537,57 +485,26 @@ s_ports_readings (gateway_api_request_t *request)
 //  ==========================================================================
 //  Episodes
 
-static json_t *
-s_episode_from_row (PGresult *result, int row)
-{
-    return json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                      "id", gateway_api_column_integer (result, row, 1),
-                      "start", gateway_api_column_time (result, row, 2),
-                      "end", gateway_api_column_time (result, row, 3),
-                      "meanWatts", gateway_api_column_real (result, row, 4),
-                      "peakWatts", gateway_api_column_real (result, row, 5),
-                      "energyWh", gateway_api_column_real (result, row, 6),
-                      "cost", gateway_api_column_real (result, row, 7),
-                      "currency", gateway_api_column_text (result, row, 8),
-                      "open", gateway_api_column_bool (result, row, 9));
-}
+static const gateway_api_member_t s_episode_members [] = {
+    {"id", 1, GATEWAY_API_INTEGER}, {"start", 2, GATEWAY_API_TIME}, {"end", 3, GATEWAY_API_TIME},
+    {"meanWatts", 4, GATEWAY_API_REAL}, {"peakWatts", 5, GATEWAY_API_REAL},
+    {"energyWh", 6, GATEWAY_API_REAL}, {"cost", 7, GATEWAY_API_REAL},
+    {"currency", 8, GATEWAY_API_TEXT}, {"open", 9, GATEWAY_API_BOOL}, {NULL}
+};
 
 //  Newest first, ?limit=1..200&before=<id>; cost at the user's tariff now.
 static int
 s_ports_episodes (gateway_api_request_t *request)
 {
-    int limit;
-    char before [GATEWAY_API_ID_DIGITS_MAX + 2], limit_text [8];
-    int status = gateway_api_page (request, S_EPISODES_DEFAULT, GATEWAY_API_PAGE_MAX, &limit, before);
-    if (status)
-        return status;
-    snprintf (limit_text, sizeof limit_text, "%d", limit);
-    const char *values [] = {request->segments [1], request->user_text,
-                             *before ? before : NULL, limit_text};
-    PGresult *result = gateway_api_run (request, &status,
+    return gateway_api_send_page (request, request->segments [1], S_EPISODES_DEFAULT,
         "SELECT p.id, e.id, " GATEWAY_API_MS ("e.started_at") ", " GATEWAY_API_MS ("e.ended_at") ","
         " e.mean_watts, e.peak_watts, e.energy_wh, e.energy_wh / 1000 * u.tariff_per_kwh,"
         " u.currency, e.ended_at IS NULL"
         " FROM ports p JOIN users u ON u.id = p.user_id"
         " LEFT JOIN LATERAL (SELECT * FROM episodes WHERE port_id = p.id"
         "   AND ($3::bigint IS NULL OR id < $3::bigint) ORDER BY id DESC LIMIT $4::integer) e ON true"
-        " WHERE p.id = $1::uuid AND p.user_id = $2::bigint ORDER BY e.id DESC", 4, values);
-    if (!result)
-        return status;
-    int rows = PQntuples (result);
-    if (rows == 0) {
-        PQclear (result);
-        return gateway_api_not_found (request);
-    }
-    json_t *list = json_array ();
-    for (int row = 0; row < rows; row++)
-        if (!PQgetisnull (result, row, 1))
-            json_array_append_new (list, s_episode_from_row (result, row));
-    json_t *next = json_array_size (list) == (size_t) limit
-        ? gateway_api_column_integer (result, rows - 1, 1) : json_null ();
-    PQclear (result);
-    return gateway_http_send_data (request->conn, 200, NULL,
-                                   json_pack ("{s:o, s:o}", "episodes", list, "nextBefore", next));
+        " WHERE p.id = $1::uuid AND p.user_id = $2::bigint ORDER BY e.id DESC",
+        "episodes", s_episode_members, NULL);
 }
 
 const gateway_api_route_t gateway_api_ports_routes [] = {

@@ -26,8 +26,6 @@
     "   LEAST (COALESCE (e.ended_at, now ()), now ()) - GREATEST (e.started_at, " window ")))" \
     "  / extract (epoch FROM COALESCE (e.ended_at, now ()) - e.started_at) END"
 
-#define S_SETTINGS_COLUMNS "tariff_per_kwh, currency, time_zone"
-
 
 //  ==========================================================================
 //  /api/summary
@@ -83,10 +81,10 @@ s_summary (gateway_api_request_t *request)
         year += port_year;
         json_array_append_new (ports, json_pack (
             "{s:o, s:o, s:o, s:o, s:o, s:b, s:f, s:f, s:f, s:f}",
-            "id", gateway_api_column_text (result, row, 0),
-            "name", gateway_api_column_text (result, row, 1),
-            "status", gateway_api_column_text (result, row, 2),
-            "watts", gateway_api_column_real (result, row, 3),
+            "id", gateway_api_column (result, row, 0, GATEWAY_API_TEXT),
+            "name", gateway_api_column (result, row, 1, GATEWAY_API_TEXT),
+            "status", gateway_api_column (result, row, 2, GATEWAY_API_TEXT),
+            "watts", gateway_api_column (result, row, 3, GATEWAY_API_REAL),
             //  null until the detector has learnt it, so no one reads 0 W as a measurement
             "alwaysOnWatts", known ? json_real (baseline) : json_null (), "baselineKnown", known,
             "todayKwh", port_today, "last30Kwh", port_month,
@@ -102,7 +100,7 @@ s_summary (gateway_api_request_t *request)
         "phantom", counts [PROTO_STATUS_PHANTOM], "off", counts [PROTO_STATUS_OFF],
         "offline", counts [PROTO_STATUS_OFFLINE]);
     json_t *data = json_pack ("{s:o, s:f, s:o, s:o}",
-                              "currency", gateway_api_column_text (result, 0, 8),
+                              "currency", gateway_api_column (result, 0, 8, GATEWAY_API_TEXT),
                               "tariffPerKwh", tariff, "total", total, "ports", ports);
     PQclear (result);
     return gateway_http_send_data (request->conn, 200, NULL, data);
@@ -112,30 +110,10 @@ s_summary (gateway_api_request_t *request)
 //  ==========================================================================
 //  /api/settings
 
-static json_t *
-s_settings_from_row (PGresult *result, int row)
-{
-    return json_pack ("{s:o, s:o, s:o}",
-                      "tariffPerKwh", gateway_api_column_real (result, row, 0),
-                      "currency", gateway_api_column_text (result, row, 1),
-                      "timeZone", gateway_api_column_text (result, row, 2));
-}
-
 static int
 s_settings_get (gateway_api_request_t *request)
 {
-    const char *values [] = {request->user_text};
-    int status;
-    PGresult *result = gateway_api_run (request, &status,
-        "SELECT " S_SETTINGS_COLUMNS " FROM users WHERE id = $1::bigint", 1, values);
-    if (!result)
-        return status;
-    status = PQntuples (result) == 1
-        ? gateway_http_send_data (request->conn, 200, NULL,
-                                  json_pack ("{s:o}", "settings", s_settings_from_row (result, 0)))
-        : gateway_http_send_error (request->conn, 401, "unauthorized", "Sign-in required", 0);
-    PQclear (result);
-    return status;
+    return gateway_api_send_user (request, "settings", gateway_api_settings_from_row);
 }
 
 //  Three upper-case letters (ISO 4217 shape).
@@ -146,8 +124,9 @@ s_currency_valid (const char *text)
         && isupper ((unsigned char) text [1]) && isupper ((unsigned char) text [2]);
 }
 
-//  {tariffPerKwh?, currency?, timeZone?}; the time zone must be one
-//  PostgreSQL knows, because detection windows are computed in it.
+//  {tariffPerKwh?, currency?, timeZone?, digestEnabled?}; the time zone
+//  must be one PostgreSQL knows, because detection windows are computed in
+//  it. digestEnabled is whether the notifier writes the daily digest.
 static int
 s_settings_update (gateway_api_request_t *request)
 {
@@ -156,34 +135,38 @@ s_settings_update (gateway_api_request_t *request)
     if (status)
         return status;
     double tariff;
-    bool present;
+    bool present, digest, digest_present;
     const char *currency, *time_zone;
     char tariff_text [32];
     if ((status = gateway_api_field_number (request, body, "tariffPerKwh", 0, S_TARIFF_MAX,
                                             &tariff, &present))
     ||  (status = gateway_api_field_string (request, body, "currency", false, 3, 3, &currency))
     ||  (status = gateway_api_field_string (request, body, "timeZone", false, 1,
-                                            PROTO_TIMEZONE_MAX, &time_zone)))
+                                            PROTO_TIMEZONE_MAX, &time_zone))
+    ||  (status = gateway_api_field_bool (request, body, "digestEnabled", false, &digest,
+                                          &digest_present)))
         goto done;
     if (currency && !s_currency_valid (currency)) {
         status = gateway_api_invalid (request, "currency must be three upper-case letters");
         goto done;
     }
     snprintf (tariff_text, sizeof tariff_text, "%.17g", tariff);
-    const char *values [] = {request->user_text, present ? tariff_text : NULL, currency, time_zone};
+    const char *values [] = {request->user_text, present ? tariff_text : NULL, currency, time_zone,
+                             digest_present ? (digest ? "t" : "f") : NULL};
     PGresult *result = gateway_api_run (request, &status,
         "UPDATE users SET tariff_per_kwh = COALESCE ($2::double precision, tariff_per_kwh),"
-        " currency = COALESCE ($3, currency), time_zone = COALESCE ($4, time_zone)"
+        " currency = COALESCE ($3, currency), time_zone = COALESCE ($4, time_zone),"
+        " digest_enabled = COALESCE ($5::boolean, digest_enabled)"
         " WHERE id = $1::bigint"
         " AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $4::text))"
-        " RETURNING " S_SETTINGS_COLUMNS, 4, values);
+        " RETURNING " GATEWAY_API_USER_COLUMNS, 5, values);
     if (!result)
         goto done;
     if (PQntuples (result) == 1) {
-        json_t *data = json_pack ("{s:o}", "settings", s_settings_from_row (result, 0));
+        json_t *settings = gateway_api_settings_from_row (result, 0);
         //  The time zone travels with every reading of the user's ports.
         gateway_cache_refresh_user (request->gateway->cache, request->user);
-        status = gateway_http_send_data (request->conn, 200, "Settings updated", data);
+        status = gateway_api_send_object (request, 200, "Settings updated", "settings", settings);
     }
     else
         status = gateway_api_invalid (request, "timeZone must be an IANA time zone name");

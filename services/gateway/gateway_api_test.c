@@ -840,17 +840,21 @@ s_test_settings (s_client_t *client, gateway_t *gateway, const char *auth_a, con
     assert (s_call (client, "GET", "/api/settings", auth_a, NULL) == 200);
     json_t *settings = s_data (client, "settings");
     assert (streq (json_string_value (json_object_get (settings, "currency")), "EUR"));
+    assert (json_is_true (json_object_get (settings, "digestEnabled")));   //  the default
     const char *bad [] = {"{\"timeZone\":\"Mars/Olympus\"}", "{\"timeZone\":\"\"}",
                           "{\"currency\":\"eur\"}", "{\"currency\":\"EURO\"}",
                           "{\"tariffPerKwh\":101}", "{\"tariffPerKwh\":-1}",
-                          "{\"tariffPerKwh\":\"0.3\"}"};
+                          "{\"tariffPerKwh\":\"0.3\"}", "{\"digestEnabled\":\"false\"}",
+                          "{\"digestEnabled\":0}"};
     for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
         assert (s_call (client, "PATCH", "/api/settings", auth_a, bad [index]) == 400);
         assert (streq (s_error_code (client), "validation_error"));
     }
     assert (s_call (client, "PATCH", "/api/settings", auth_a,
-                    "{\"timeZone\":\"Europe/Berlin\",\"currency\":\"CHF\"}") == 200);
+                    "{\"timeZone\":\"Europe/Berlin\",\"currency\":\"CHF\",\"digestEnabled\":false}")
+            == 200);
     settings = s_data (client, "settings");
+    assert (json_is_false (json_object_get (settings, "digestEnabled")));
     assert (streq (json_string_value (json_object_get (settings, "timeZone")), "Europe/Berlin"));
     assert (streq (json_string_value (json_object_get (settings, "currency")), "CHF"));
     assert (s_number (settings, "tariffPerKwh") == 0.25);      //  unchanged
@@ -860,8 +864,15 @@ s_test_settings (s_client_t *client, gateway_t *gateway, const char *auth_a, con
     assert (s_call (client, "GET", "/api/auth/me", auth_a, NULL) == 200);
     settings = json_object_get (s_data (client, "user"), "settings");
     assert (streq (json_string_value (json_object_get (settings, "currency")), "CHF"));
+    assert (json_is_false (json_object_get (settings, "digestEnabled")));
+    //  What is not named stays, digestEnabled included.
+    assert (s_call (client, "PATCH", "/api/settings", auth_a, "{\"tariffPerKwh\":0.25}") == 200);
+    assert (json_is_false (json_object_get (s_data (client, "settings"), "digestEnabled")));
+    assert (s_call (client, "GET", "/api/settings", auth_a, NULL) == 200);
+    assert (json_is_false (json_object_get (s_data (client, "settings"), "digestEnabled")));
     assert (s_call (client, "PATCH", "/api/settings", auth_a,
-                    "{\"timeZone\":\"UTC\",\"currency\":\"EUR\"}") == 200);
+                    "{\"timeZone\":\"UTC\",\"currency\":\"EUR\",\"digestEnabled\":true}") == 200);
+    assert (json_is_true (json_object_get (s_data (client, "settings"), "digestEnabled")));
 }
 
 //  Exact figures on seeded ports and episodes of a fresh user, whose time
@@ -1079,6 +1090,110 @@ s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const 
     free (device);
 }
 
+//  conninfo (key=value or URI) with application_name set, so the test can
+//  tell the pool's backends from everyone else's; caller frees.
+static char *
+s_conninfo_named (const char *conninfo, const char *name)
+{
+    PQconninfoOption *options = PQconninfoParse (conninfo, NULL);
+    assert (options);
+    char *named = zsys_sprintf ("application_name='%s'", name);
+    for (PQconninfoOption *option = options; option->keyword; option++) {
+        if (!option->val || streq (option->keyword, "application_name"))
+            continue;
+        //  Quoted, with \ and ' escaped, as libpq's key=value syntax wants.
+        char value [1024];
+        size_t length = 0;
+        for (const char *cursor = option->val; *cursor && length + 2 < sizeof value; cursor++) {
+            if (*cursor == '\\' || *cursor == '\'')
+                value [length++] = '\\';
+            value [length++] = *cursor;
+        }
+        value [length] = 0;
+        char *longer = zsys_sprintf ("%s %s='%s'", named, option->keyword, value);
+        zstr_free (&named);
+        named = longer;
+    }
+    PQconninfoFree (options);
+    return named;
+}
+
+//  Ends every backend of the test's pool and waits (5 s at most) until
+//  they are gone: what a PostgreSQL restart does to pooled connections.
+static void
+s_terminate_pool (PGconn *pg, const char *name)
+{
+    char *ended = s_sql (pg, "SELECT count (pg_terminate_backend (pid, 5000)) FROM pg_stat_activity"
+                             " WHERE application_name = $1", 1, &name);
+    assert (ended && atoi (ended) >= 1);
+    free (ended);
+}
+
+//  Runs a statement that ends its own backend, for the case where the
+//  connection is lost again right after its reset.
+static int
+s_self_terminate (struct mg_connection *conn, void *cbdata)
+{
+    gateway_api_request_t request;
+    memset (&request, 0, sizeof request);
+    request.gateway = (gateway_t *) cbdata;
+    request.conn = conn;
+    request.method = "GET";
+    strcpy (request.path, "test/self-terminate");
+    int status;
+    PGresult *result = gateway_api_run (&request, &status,
+                                        "SELECT pg_terminate_backend (pg_backend_pid ())", 0, NULL);
+    if (result) {
+        PQclear (result);
+        return gateway_http_send_data (conn, 200, "Not terminated", NULL);
+    }
+    return status;
+}
+
+//  Pooled connections that PostgreSQL dropped are reconnected: the next
+//  request succeeds, sign-in included. A connection lost again after its
+//  reset is 503 database_unavailable with Retry-After, never a 500.
+static void
+s_test_reconnect (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *name,
+                  const char *auth, const char *login)
+{
+    assert (s_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
+    s_terminate_pool (pg, name);
+    assert (s_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
+    s_terminate_pool (pg, name);
+    assert (s_call (client, "POST", "/api/auth/login", NULL, login) == 200);
+    assert (s_call (client, "GET", "/api/devices", auth, NULL) == 200);
+
+    mg_set_request_handler (gateway->http, "/test/self-terminate", s_self_terminate, gateway);
+    assert (s_call (client, "GET", "/test/self-terminate", NULL, NULL) == 503);
+    assert (streq (s_error_code (client), "database_unavailable"));
+    assert (strcasestr (client->head, "\r\nRetry-After: 1"));
+    mg_set_request_handler (gateway->http, "/test/self-terminate", NULL, NULL);
+    assert (s_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
+}
+
+int
+gateway_api_test_http_start (gateway_t *gateway, const char *threads)
+{
+    mg_init_library (0);
+    struct mg_callbacks callbacks;
+    memset (&callbacks, 0, sizeof callbacks);
+    //  An ephemeral port first; our fixed range if civetweb refuses it.
+    for (int port = 0; !gateway->http && port <= TEST_PORT_LAST;
+         port = port ? port + 1 : TEST_PORT_FIRST) {
+        char listen [32];
+        snprintf (listen, sizeof listen, "127.0.0.1:%d", port);
+        const char *options [] = {"listening_ports", listen, "num_threads", threads,
+                                  "request_timeout_ms", "10000", NULL};
+        gateway->http = mg_start (&callbacks, NULL, options);
+    }
+    assert (gateway->http);
+    struct mg_server_port ports [2];
+    assert (mg_get_server_ports (gateway->http, 2, ports) >= 1);
+    gateway_api_register (gateway);
+    return ports [0].port;
+}
+
 void
 gateway_api_routes_test (bool verbose)
 {
@@ -1095,29 +1210,16 @@ gateway_api_routes_test (bool verbose)
     gateway_t gateway;
     memset (&gateway, 0, sizeof gateway);
     gateway.verbose = verbose;
-    gateway.db = gateway_db_new (conninfo, 4);
+    char pool_name [40];
+    snprintf (pool_name, sizeof pool_name, "gateway_api_test_%d", (int) getpid ());
+    char *pool_conninfo = s_conninfo_named (conninfo, pool_name);
+    gateway.db = gateway_db_new (pool_conninfo, 4);
     gateway.cache = gateway_cache_new (conninfo);
     assert (gateway.db && gateway.cache);
     assert (gateway_cache_load (gateway.cache) == 0);
 
-    mg_init_library (0);
-    struct mg_callbacks callbacks;
-    memset (&callbacks, 0, sizeof callbacks);
-    //  An ephemeral port first; our fixed range if civetweb refuses it.
-    for (int port = 0; !gateway.http && port <= TEST_PORT_LAST;
-         port = port ? port + 1 : TEST_PORT_FIRST) {
-        char listen [32];
-        snprintf (listen, sizeof listen, "127.0.0.1:%d", port);
-        const char *options [] = {"listening_ports", listen, "num_threads", "4",
-                                  "request_timeout_ms", "10000", NULL};
-        gateway.http = mg_start (&callbacks, NULL, options);
-    }
-    assert (gateway.http);
-    struct mg_server_port ports [2];
-    assert (mg_get_server_ports (gateway.http, 2, ports) >= 1);
-    gateway_api_register (&gateway);
-
-    s_client_t client = {ports [0].port, 0, NULL, NULL, verbose};
+    int http_port = gateway_api_test_http_start (&gateway, "4");
+    s_client_t client = {http_port, 0, NULL, NULL, verbose};
     char suffix [17];
     uint8_t random [8];
     randombytes_buf (random, sizeof random);
@@ -1153,6 +1255,7 @@ gateway_api_routes_test (bool verbose)
     s_test_summary (&client, pg, suffix);
     s_test_webhooks (&client, pg, auth_a, auth_b, user_a);
     s_test_authorization (&client, pg, auth_a, auth_b, user_a);
+    s_test_reconnect (&client, &gateway, pg, pool_name, auth_a, body);
     //  Without a live class the stream is unavailable, not a crash.
     assert (s_call (&client, "GET", "/api/stream", auth_a, NULL) == 503);
 
@@ -1167,6 +1270,7 @@ gateway_api_routes_test (bool verbose)
     mg_stop (gateway.http);
     gateway_cache_destroy (&gateway.cache);
     gateway_db_destroy (&gateway.db);
+    zstr_free (&pool_conninfo);
     PQfinish (pg);
     printf ("OK\n");
 }

@@ -665,21 +665,7 @@ gateway_live_test (bool verbose)
     gateway.live = gateway_live_new (config);
     assert (gateway.live);
     assert (gateway.live->endpoint_count == 2 && gateway.live->stream_max_per_user == 2);
-    mg_init_library (0);
-    struct mg_callbacks callbacks;
-    memset (&callbacks, 0, sizeof callbacks);
-    for (int port = 0; !gateway.http && port <= 3119; port = port ? port + 1 : 3111) {
-        char listen [32];
-        snprintf (listen, sizeof listen, "127.0.0.1:%d", port);
-        const char *options [] = {"listening_ports", listen, "num_threads", "8",
-                                  "request_timeout_ms", "10000", NULL};
-        gateway.http = mg_start (&callbacks, NULL, options);
-    }
-    assert (gateway.http);
-    struct mg_server_port ports [2];
-    assert (mg_get_server_ports (gateway.http, 2, ports) >= 1);
-    int http_port = ports [0].port;
-    gateway_api_register (&gateway);
+    int http_port = gateway_api_test_http_start (&gateway, "8");
 
     char suffix [17], email [96];
     snprintf (suffix, sizeof suffix, "%08x%08x", (unsigned) randombytes_random (),
