@@ -111,10 +111,21 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     int error = 0;
     int partitions = (int)proto_config_int (config, "partitions", 2, 1, 1024, &error);
     int http_port = (int)proto_config_int (config, "http_port", 3000, 1, 65535, &error);
-    int http_threads = (int)proto_config_int (config, "http_threads", 32, 1, 1024, &error);
+    //  Every slow or idle-reading client and every live stream holds a
+    //  worker for up to request_timeout_ms; the default leaves room for
+    //  many before ingest waits (BENCH.md, "Slow clients").
+    int http_threads =
+        (int)proto_config_int (config, "http_threads", GATEWAY_HTTP_THREADS, 1, 1000, &error);
     int ack_timeout = (int)proto_config_int (config, "ack_timeout_ms", 5000, 1, 600000, &error);
+    int rate_burst =
+        (int)proto_config_int (config, "rate_limit_burst", GATEWAY_RATE_BURST, 1, 1000000, &error);
+    int rate_refill = (int)proto_config_int (config, "rate_limit_per_minute",
+                                             GATEWAY_RATE_REFILL_PER_MINUTE, 1, 1000000, &error);
+    int request_timeout = (int)proto_config_int (
+        config, "http_request_timeout_ms", GATEWAY_HTTP_REQUEST_TIMEOUT_MS, 100, 600000, &error);
     if (error)
         return NULL;
+    gateway_http_rate_limit_configure (rate_burst, rate_refill);
     const char *database = proto_config_get (config, "database", "dbname=phantomwatch");
 
     gateway_t *self = (gateway_t *)zmalloc (sizeof (gateway_t));
@@ -147,40 +158,14 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
         return NULL;
     }
 
-    char port[16], threads[16];
+    char port[16];
     snprintf (port, sizeof port, "%d", http_port);
-    snprintf (threads, sizeof threads, "%d", http_threads);
-    //  No document_root: the dashboard is served from a handler, which keeps
-    //  civetweb's file server (CVE-2025-55763) out of reach.
-    const char *options_http[] = {"listening_ports",
-                                  port,
-                                  "num_threads",
-                                  threads,
-                                  "request_timeout_ms",
-                                  "10000",
-                                  "enable_keep_alive",
-                                  "yes",
-                                  "keep_alive_timeout_ms",
-                                  "30000",
-                                  "max_request_size",
-                                  "16384",
-                                  "enable_directory_listing",
-                                  "no",
-                                  //  Without it a response's header and body
-                                  //  writes meet the client's delayed ACK:
-                                  //  44 ms per reading (BENCH.md).
-                                  "tcp_nodelay",
-                                  "1",
-                                  NULL};
     self->live = gateway_live_new (config);
     if (!self->live) {
         gateway_destroy (&self);
         return NULL;
     }
-    mg_init_library (0);
-    struct mg_callbacks callbacks;
-    memset (&callbacks, 0, sizeof callbacks);
-    self->http = mg_start (&callbacks, self, options_http);
+    self->http = gateway_http_start (port, http_threads, request_timeout, self);
     if (!self->http) {
         zsys_error ("gateway - cannot listen on port %d", http_port);
         gateway_destroy (&self);

@@ -76,6 +76,39 @@ void gateway_http_iso8601 (int64_t ms, char out [32]);
 //  Current time, ms since epoch.
 int64_t gateway_http_now_ms (void);
 
+//  gateway_http_read_json that also says which status it answered (0 if none).
+json_t *gateway_http_read_json_status (struct mg_connection *conn, size_t max, int *status);
+void gateway_http_test (bool verbose);
+
+//  Abuse limits, per client address (text, as civetweb's remote_addr):
+//  each failure (a device token that matched nothing, a failed login)
+//  takes one from the address's bucket of GATEWAY_RATE_BURST, which refills
+//  GATEWAY_RATE_REFILL_PER_MINUTE a minute. While it is empty, requests
+//  that would look a secret up are answered 429 "rate_limited" with
+//  Retry-After, before the lookup. Addresses that never fail are never
+//  limited. Process-wide; bounded memory (4096 entries).
+#define GATEWAY_RATE_BURST 20
+#define GATEWAY_RATE_REFILL_PER_MINUTE 10
+//  true if ip is limited now; *retry_after_s (may be NULL) then says when
+//  the next attempt is allowed.
+bool gateway_http_rate_limited (const char *ip, int *retry_after_s);
+//  Counts one failure against ip.
+void gateway_http_rate_limit_hit (const char *ip);
+//  Sets the limits (values <= 0 keep the current) and forgets all counts.
+void gateway_http_rate_limit_configure (int burst, int refill_per_minute);
+//  Answers 429 rate_limited with Retry-After. Returns 429.
+int gateway_http_send_rate_limited (struct mg_connection *conn, int retry_after_s);
+//  The client's address as text (civetweb's remote_addr).
+const char *gateway_http_client_ip (struct mg_connection *conn);
+
+//  civetweb with the gateway's options (keep-alive, TCP_NODELAY, 16 KiB
+//  headers, no file server) on listening ("3000", "127.0.0.1:3000"), with
+//  threads workers and a request_timeout_ms bound on reading one request.
+#define GATEWAY_HTTP_THREADS 128
+#define GATEWAY_HTTP_REQUEST_TIMEOUT_MS 5000
+struct mg_context *gateway_http_start (const char *listening, int threads, int request_timeout_ms,
+                                       void *cbdata);
+
 //  ---------------------------------------------------------------------------
 //  gateway_db: bounded pool; acquire waits at most timeout_ms, NULL if none.
 
@@ -113,6 +146,19 @@ bool gateway_cache_port (gateway_cache_t *self, const char *port, gateway_port_t
 void gateway_cache_refresh_device (gateway_cache_t *self, int64_t device_id);
 void gateway_cache_refresh_port (gateway_cache_t *self, const char *port);
 void gateway_cache_refresh_user (gateway_cache_t *self, int64_t user_id);
+//  Entries the cache holds, for /metrics; whether the first load succeeded.
+size_t gateway_cache_devices (gateway_cache_t *self);
+size_t gateway_cache_ports (gateway_cache_t *self);
+bool gateway_cache_loaded (gateway_cache_t *self);
+//  Puts entries in directly (tests without PostgreSQL). expires_ms 0 = never.
+void gateway_cache_put_device (gateway_cache_t *self, const uint8_t token_hash[32],
+                               int64_t device_id, int64_t user_id, int64_t expires_ms);
+void gateway_cache_put_port (gateway_cache_t *self, const char *port, const gateway_port_t *entry);
+//  Writes the in-memory stamps of token use to devices.token_last_used_at
+//  now (the listener does it every 60 s by itself, and destroy once more).
+void gateway_cache_flush_used (gateway_cache_t *self);
+void gateway_cache_test (bool verbose);
+void gateway_db_test (bool verbose);
 
 //  ---------------------------------------------------------------------------
 //  route registration, one per class that serves HTTP
@@ -125,5 +171,43 @@ void gateway_api_register (gateway_t *self);
 
 //  Self test; runs against PHANTOM_TEST_DATABASE (a migrated database), skips without it.
 void gateway_api_test (bool verbose);
+
+
+//  ---------------------------------------------------------------------------
+//  gateway_sensor: parsing a reading, free of HTTP so it can be tested alone
+
+typedef struct {
+    char port[PROTO_UUID_LEN + 1]; //  canonical lower-case uuid, "" if malformed
+    double voltage;
+    double current;
+    double power;
+    bool voltage_integer; //  sent as a JSON integer: echoed as one
+    bool current_integer;
+    bool power_integer;
+    bool has_ts;                 //  the device sent a timestamp
+    int64_t ts;                  //  ms since epoch
+    char key[PROTO_KEY_MAX + 1]; //  readingId, "" if none
+} gateway_sensor_input_t;
+
+//  Parses one reading object (portId, voltage, current, power, timestamp?,
+//  readingId?). Returns 0, or the HTTP status (400) with code and message
+//  set to static strings.
+int gateway_sensor_parse_reading (json_t *object, int64_t now_ms, gateway_sensor_input_t *out,
+                                  const char **code, const char **message);
+//  Parses a single-reading body: the above plus deviceToken (borrowed from body).
+int gateway_sensor_parse (json_t *body, int64_t now_ms, const char **token,
+                          gateway_sensor_input_t *out, const char **code, const char **message);
+//  ISO-8601 text to ms since epoch; 0 or -1.
+int gateway_sensor_parse_time (const char *text, int64_t *ms);
+void gateway_sensor_test (bool verbose);
+
+//  ---------------------------------------------------------------------------
+//  gateway: the service
+
+//  Sets everything up from config and starts serving; NULL on failure.
+//  Waits for the cache's first load, giving up when *stop becomes true.
+gateway_t *gateway_new (proto_config_t *config, bool verbose, volatile int *stop);
+void gateway_destroy (gateway_t **self_p);
+void gateway_test (bool verbose);
 
 #endif

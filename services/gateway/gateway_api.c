@@ -842,6 +842,11 @@ done:
 static int
 s_auth_login (gateway_api_request_t *request)
 {
+    //  Password guessing is limited per client address, like device tokens.
+    const char *ip = gateway_http_client_ip (request->conn);
+    int retry_after;
+    if (gateway_http_rate_limited (ip, &retry_after))
+        return gateway_http_send_rate_limited (request->conn, retry_after);
     json_t *body;
     int status = gateway_api_read_body (request, &body);
     if (status)
@@ -862,6 +867,8 @@ s_auth_login (gateway_api_request_t *request)
     bool known = plausible && PQntuples (user) == 1;
     int rc = s_password_verify (known ? PQgetvalue (user, 0, PQnfields (user) - 1) : NULL, password);
     if (rc != 0) {
+        if (rc != -2)
+            gateway_http_rate_limit_hit (ip);
         status = rc == -2 ? gateway_http_send_error (request->conn, 503, "busy",
                                                      "Too many sign-ins, retry shortly", 5)
                           : gateway_http_send_error (request->conn, 401, "invalid_credentials",

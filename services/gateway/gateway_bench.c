@@ -69,7 +69,8 @@ s_fake (const char *reading_endpoint, int partitions, const char *ack_endpoint, 
             zmq_msg_t msg;
             zmq_msg_init (&msg);
             //  Acks go out per burst, as the store's group commit sends them.
-            while (count < FAKE_BURST && zmq_msg_recv (&msg, items[index].socket, ZMQ_DONTWAIT) >= 0) {
+            while (count < FAKE_BURST &&
+                   zmq_msg_recv (&msg, items[index].socket, ZMQ_DONTWAIT) >= 0) {
                 proto_reading_t reading;
                 if (proto_reading_decode (zmq_msg_data (&msg), zmq_msg_size (&msg), &reading) != 0)
                     continue;
@@ -107,8 +108,8 @@ static bool
 s_exec (PGconn *conn, const char *sql, int count, const char **parameters)
 {
     PGresult *result = PQexecParams (conn, sql, count, NULL, parameters, NULL, NULL, 0);
-    bool ok = PQresultStatus (result) == PGRES_COMMAND_OK ||
-              PQresultStatus (result) == PGRES_TUPLES_OK;
+    bool ok =
+        PQresultStatus (result) == PGRES_COMMAND_OK || PQresultStatus (result) == PGRES_TUPLES_OK;
     if (!ok)
         fprintf (stderr, "seed: %s: %s", sql, PQerrorMessage (conn));
     else if (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1)

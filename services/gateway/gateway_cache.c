@@ -22,7 +22,7 @@
     GATEWAY_CACHE_FLUSH_MS, and once more on destroy. No SQL per reading.
     =========================================================================
 */
-#include "gateway_pipeline.h"
+#include "gateway.h"
 
 #include <inttypes.h>
 #include <malloc.h>

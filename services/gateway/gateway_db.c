@@ -7,7 +7,7 @@
     back broken is reset before anyone gets it again.
     =========================================================================
 */
-#include "gateway_pipeline.h"
+#include "gateway.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -8,9 +8,13 @@
     =========================================================================
 */
 #include "gateway.h"
-#include "gateway_pipeline.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -177,6 +181,10 @@ gateway_http_send (struct mg_connection *conn, int status, const char *content_t
     //  with TCP_NODELAY is one packet each and was 40% of the gateway's CPU
     //  at 64 connections (BENCH.md). The handler's return value still gives
     //  civetweb the status.
+    //  Each extra line must end in CRLF; a last one without gets it here.
+    const char *extra = extra_headers ? extra_headers : "";
+    size_t extra_length = strlen (extra);
+    const char *extra_end = extra_length && extra[extra_length - 1] != '\n' ? "\r\n" : "";
     const struct mg_request_info *info = mg_get_request_info (conn);
     char date[40];
     s_date (date);
@@ -185,12 +193,11 @@ gateway_http_send (struct mg_connection *conn, int status, const char *content_t
         buffer, 1024,
         "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: %s\r\nContent-Type: %s\r\n"
         "Content-Length: %zu\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-        "%s\r\n",
+        "%s%s\r\n",
         status, mg_get_response_code_text (conn, status), date,
-        s_keep_alive (info, conn) ? "keep-alive" : "close", content_type, size,
-        extra_headers ? extra_headers : "");
+        s_keep_alive (info, conn) ? "keep-alive" : "close", content_type, size, extra, extra_end);
     if (length < 0 || length >= 1024) {
-        //  Headers that long are a bug of ours; answer without the extras.
+        //  Headers that long are a bug of ours: a 500, never a cut header.
         zsys_error ("gateway http - response headers too long for status %d", status);
         length = snprintf (buffer, 1024,
                            "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n"
@@ -250,6 +257,201 @@ gateway_http_send_error (struct mg_connection *conn, int status, const char *cod
     json_t *envelope = json_pack ("{s:b, s:s, s:{s:s}}", "success", 0, "message",
                                   message ? message : "", "error", "code", code ? code : "error");
     return s_send_json (conn, status, envelope, retry_after_s);
+}
+
+//  --------------------------------------------------------------------------
+//  Abuse limits: failed device-token lookups and failed logins, per client
+//  address, in a token bucket each. A fixed table of RATE_SETS sets of
+//  RATE_WAYS entries bounds memory whatever the number of addresses; an
+//  address is placed by a keyed hash (SipHash, key drawn at start), so no
+//  one can aim two addresses at one set. A new address takes the fullest
+//  entry of its set, so an address that is being limited is the last to
+//  be forgotten. Readings with a valid token never touch a bucket.
+
+#define RATE_SETS 1024
+#define RATE_WAYS 4
+#define RATE_LOCKS 64
+
+typedef struct {
+    uint8_t address[16]; //  IPv6, or IPv4-mapped; all zero = free
+    float tokens;        //  failures still allowed now
+    int64_t updated_ms;  //  when tokens was last brought up to date
+} s_rate_entry_t;
+
+static struct {
+    pthread_once_t once;
+    pthread_mutex_t locks[RATE_LOCKS];
+    uint8_t key[crypto_shorthash_KEYBYTES];
+    s_rate_entry_t entries[RATE_SETS][RATE_WAYS];
+    _Atomic int burst;             //  failures allowed at once
+    _Atomic int refill_per_minute; //  failures given back per minute
+} s_rate = {.once = PTHREAD_ONCE_INIT};
+
+static void
+s_rate_init (void)
+{
+    for (int index = 0; index < RATE_LOCKS; index++)
+        pthread_mutex_init (&s_rate.locks[index], NULL);
+    if (sodium_init () < 0)
+        zsys_warning ("gateway http - libsodium did not initialise");
+    randombytes_buf (s_rate.key, sizeof s_rate.key);
+    if (atomic_load (&s_rate.burst) == 0)
+        atomic_store (&s_rate.burst, GATEWAY_RATE_BURST);
+    if (atomic_load (&s_rate.refill_per_minute) == 0)
+        atomic_store (&s_rate.refill_per_minute, GATEWAY_RATE_REFILL_PER_MINUTE);
+}
+
+//  Address text to 16 bytes; false if it is not an address.
+static bool
+s_rate_address (const char *ip, uint8_t address[16])
+{
+    memset (address, 0, 16);
+    struct in_addr v4;
+    if (ip && inet_pton (AF_INET, ip, &v4) == 1) {
+        address[10] = address[11] = 0xff;
+        memcpy (address + 12, &v4, 4);
+        return true;
+    }
+    return ip && inet_pton (AF_INET6, ip, address) == 1;
+}
+
+//  Under its set's lock: the entry of address, brought up to date, or NULL
+//  if the address has none (and create is false).
+static s_rate_entry_t *
+s_rate_entry (s_rate_entry_t *set, const uint8_t address[16], int64_t now, bool create)
+{
+    float burst = (float)atomic_load (&s_rate.burst);
+    float per_ms = (float)atomic_load (&s_rate.refill_per_minute) / 60000.0f;
+    s_rate_entry_t *entry = NULL, *fullest = &set[0];
+    for (int way = 0; way < RATE_WAYS; way++) {
+        s_rate_entry_t *candidate = &set[way];
+        //  Refilled first, so "fullest" compares current values.
+        if (candidate->updated_ms) {
+            float tokens = candidate->tokens + (float)(now - candidate->updated_ms) * per_ms;
+            candidate->tokens = tokens < burst ? tokens : burst;
+            candidate->updated_ms = now;
+        }
+        if (memcmp (candidate->address, address, 16) == 0 && candidate->updated_ms)
+            entry = candidate;
+        else if (!candidate->updated_ms ||
+                 (fullest->updated_ms && candidate->tokens > fullest->tokens))
+            fullest = candidate;
+    }
+    if (!entry && create) {
+        entry = fullest;
+        memcpy (entry->address, address, 16);
+        entry->tokens = burst;
+        entry->updated_ms = now;
+    }
+    return entry;
+}
+
+static size_t
+s_rate_set (const uint8_t address[16])
+{
+    uint8_t hash[crypto_shorthash_BYTES];
+    crypto_shorthash (hash, address, 16, s_rate.key);
+    uint64_t value;
+    memcpy (&value, hash, sizeof value);
+    return (size_t)(value % RATE_SETS);
+}
+
+bool
+gateway_http_rate_limited (const char *ip, int *retry_after_s)
+{
+    pthread_once (&s_rate.once, s_rate_init);
+    uint8_t address[16];
+    if (!s_rate_address (ip, address))
+        return false;
+    size_t set = s_rate_set (address);
+    pthread_mutex_t *lock = &s_rate.locks[set % RATE_LOCKS];
+    pthread_mutex_lock (lock);
+    s_rate_entry_t *entry =
+        s_rate_entry (s_rate.entries[set], address, gateway_http_now_ms (), false);
+    bool limited = entry && entry->tokens < 1.0f;
+    float missing = entry ? 1.0f - entry->tokens : 0;
+    pthread_mutex_unlock (lock);
+    if (limited && retry_after_s) {
+        int per_minute = atomic_load (&s_rate.refill_per_minute);
+        int seconds = (int)ceilf (missing * 60.0f / (float)(per_minute > 0 ? per_minute : 1));
+        *retry_after_s = seconds < 1 ? 1 : seconds;
+    }
+    return limited;
+}
+
+void
+gateway_http_rate_limit_hit (const char *ip)
+{
+    pthread_once (&s_rate.once, s_rate_init);
+    uint8_t address[16];
+    if (!s_rate_address (ip, address))
+        return;
+    size_t set = s_rate_set (address);
+    pthread_mutex_t *lock = &s_rate.locks[set % RATE_LOCKS];
+    pthread_mutex_lock (lock);
+    s_rate_entry_t *entry =
+        s_rate_entry (s_rate.entries[set], address, gateway_http_now_ms (), true);
+    //  Floored at -burst: a client hammering on while limited waits at
+    //  most as long as a full refill, not forever.
+    if (entry->tokens > -(float)atomic_load (&s_rate.burst))
+        entry->tokens -= 1.0f;
+    pthread_mutex_unlock (lock);
+}
+
+void
+gateway_http_rate_limit_configure (int burst, int refill_per_minute)
+{
+    pthread_once (&s_rate.once, s_rate_init);
+    if (burst > 0)
+        atomic_store (&s_rate.burst, burst);
+    if (refill_per_minute > 0)
+        atomic_store (&s_rate.refill_per_minute, refill_per_minute);
+    //  Forget everything: a new limit starts from full buckets.
+    for (int index = 0; index < RATE_LOCKS; index++)
+        pthread_mutex_lock (&s_rate.locks[index]);
+    memset (s_rate.entries, 0, sizeof s_rate.entries);
+    for (int index = RATE_LOCKS - 1; index >= 0; index--)
+        pthread_mutex_unlock (&s_rate.locks[index]);
+}
+
+int
+gateway_http_send_rate_limited (struct mg_connection *conn, int retry_after_s)
+{
+    return gateway_http_send_error (conn, 429, "rate_limited",
+                                    "Too many failed attempts, retry later", retry_after_s);
+}
+
+const char *
+gateway_http_client_ip (struct mg_connection *conn)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    return info ? info->remote_addr : "";
+}
+
+//  --------------------------------------------------------------------------
+struct mg_context *
+gateway_http_start (const char *listening, int threads, int request_timeout_ms, void *cbdata)
+{
+    char threads_text[16], timeout_text[16];
+    snprintf (threads_text, sizeof threads_text, "%d", threads);
+    snprintf (timeout_text, sizeof timeout_text, "%d", request_timeout_ms);
+    //  No document_root: the dashboard is served from a handler, which keeps
+    //  civetweb's file server (CVE-2025-55763) out of reach.
+    const char *options[] = {"listening_ports", listening, "num_threads", threads_text,
+                             //  Bounds the whole request (headers and body) of a
+                             //  slow sender, not each read: civetweb answers 400
+                             //  and closes when it runs out (BENCH.md).
+                             "request_timeout_ms", timeout_text, "enable_keep_alive", "yes",
+                             "keep_alive_timeout_ms", "30000",
+                             //  Headers beyond this: civetweb answers 400 and closes.
+                             "max_request_size", "16384", "enable_directory_listing", "no",
+                             //  Without it a response's writes meet the client's
+                             //  delayed ACK: 44 ms per reading (BENCH.md).
+                             "tcp_nodelay", "1", NULL};
+    mg_init_library (0);
+    struct mg_callbacks callbacks;
+    memset (&callbacks, 0, sizeof callbacks);
+    return mg_start (&callbacks, cbdata, options);
 }
 
 //  --------------------------------------------------------------------------
@@ -338,6 +540,179 @@ s_exchange (const char *request, char *reply, size_t reply_size)
     int status = 0;
     sscanf (reply, "HTTP/1.%*d %d", &status);
     return status;
+}
+
+//  The abuse limits, alone.
+static void
+s_rate_limit_check (void)
+{
+    int retry_after = 0;
+    gateway_http_rate_limit_configure (3, 60);
+    assert (!gateway_http_rate_limited ("10.0.0.1", &retry_after));
+    for (int attempt = 0; attempt < 3; attempt++) {
+        assert (!gateway_http_rate_limited ("10.0.0.1", NULL));
+        gateway_http_rate_limit_hit ("10.0.0.1");
+    }
+    assert (gateway_http_rate_limited ("10.0.0.1", &retry_after));
+    //  One failure back a second at 60 a minute.
+    assert (retry_after == 1);
+    //  Others are not affected, in either family.
+    assert (!gateway_http_rate_limited ("10.0.0.2", NULL));
+    assert (!gateway_http_rate_limited ("::1", NULL));
+    for (int attempt = 0; attempt < 3; attempt++)
+        gateway_http_rate_limit_hit ("2001:db8::7");
+    assert (gateway_http_rate_limited ("2001:db8::7", NULL));
+    //  IPv4 and its IPv6-mapped form are one client.
+    assert (gateway_http_rate_limited ("::ffff:10.0.0.1", NULL));
+    //  Not an address: never limited, never counted.
+    gateway_http_rate_limit_hit ("");
+    gateway_http_rate_limit_hit (NULL);
+    assert (!gateway_http_rate_limited ("not-an-ip", NULL));
+    //  Hammering on while limited lengthens the wait, but only up to one
+    //  full refill.
+    for (int attempt = 0; attempt < 100; attempt++)
+        gateway_http_rate_limit_hit ("10.0.0.1");
+    assert (gateway_http_rate_limited ("10.0.0.1", &retry_after));
+    assert (retry_after >= 3 && retry_after <= 4);
+
+    //  Refill: 1000 a second, so two failures are forgiven in a few ms.
+    gateway_http_rate_limit_configure (2, 60000);
+    assert (!gateway_http_rate_limited ("10.0.0.1", NULL)); //  configure forgot it
+    gateway_http_rate_limit_hit ("10.0.0.3");
+    gateway_http_rate_limit_hit ("10.0.0.3");
+    assert (gateway_http_rate_limited ("10.0.0.3", NULL));
+    zclock_sleep (10);
+    assert (!gateway_http_rate_limited ("10.0.0.3", NULL));
+
+    //  Bounded: 100,000 addresses fit the fixed table; a limited address
+    //  stays limited through a flood of one-off failures from others in
+    //  most cases (it is the last of its set to go), and memory is fixed.
+    gateway_http_rate_limit_configure (1, 1);
+    gateway_http_rate_limit_hit ("192.0.2.1");
+    char address[32];
+    for (int index = 0; index < 100000; index++) {
+        snprintf (address, sizeof address, "10.%d.%d.%d", index >> 16, (index >> 8) & 255,
+                  index & 255);
+        gateway_http_rate_limited (address, NULL);
+    }
+    assert (gateway_http_rate_limited ("192.0.2.1", NULL));
+    gateway_http_rate_limit_configure (GATEWAY_RATE_BURST, GATEWAY_RATE_REFILL_PER_MINUTE);
+}
+
+//  A raw connection to port on 127.0.0.1 that sent text; -1 if refused.
+static int
+s_open (int port, const char *text)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    assert (fd >= 0);
+    struct timeval timeout = {5, 0};
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    struct sockaddr_in address = {0};
+    address.sin_family = AF_INET;
+    address.sin_port = htons ((uint16_t)port);
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    if (connect (fd, (struct sockaddr *)&address, sizeof address) != 0) {
+        close (fd);
+        return -1;
+    }
+    if (text)
+        send (fd, text, strlen (text), MSG_NOSIGNAL);
+    return fd;
+}
+
+//  ms until a GET /echo on a fresh connection is answered; the status in
+//  *status.
+static int64_t
+s_timed_get (int port, int *status)
+{
+    int64_t started = gateway_http_now_ms ();
+    int fd = s_open (port, "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                           "Content-Length: 2\r\n\r\n{}");
+    assert (fd >= 0);
+    char reply[512] = "";
+    ssize_t got = recv (fd, reply, sizeof reply - 1, 0);
+    reply[got > 0 ? got : 0] = 0;
+    *status = 0;
+    sscanf (reply, "HTTP/1.%*d %d", status);
+    close (fd);
+    return gateway_http_now_ms () - started;
+}
+
+//  Slow senders (slowloris) and oversized headers, against civetweb as the
+//  gateway starts it.
+static void
+s_slow_clients_check (bool verbose)
+{
+    //  40 slow senders, fewer than the workers: others are served at once,
+    //  and each slow one is cut off after request_timeout_ms.
+    struct mg_context *http = gateway_http_start ("127.0.0.1:3107", 48, 1500, NULL);
+    assert (http);
+    mg_set_request_handler (http, "/echo", s_echo_handler, NULL);
+    int slow[40];
+    for (int index = 0; index < 40; index++) {
+        slow[index] = s_open (3107, "POST /echo HTTP/1.1\r\nHost: x\r\n");
+        assert (slow[index] >= 0);
+    }
+    zclock_sleep (200);
+    for (int round = 0; round < 3; round++)
+        for (int index = 0; index < 40; index++)
+            send (slow[index], "X", 1, MSG_NOSIGNAL); //  a byte now and then
+    int status;
+    int64_t waited = s_timed_get (3107, &status);
+    if (verbose)
+        printf ("\n40 slow clients, 48 workers: served in %" PRId64 " ms\n", waited);
+    assert (status == 200 && waited < 500);
+    //  Each slow one: 400 or closed, soon after the 1.5 s since it began.
+    int64_t started = gateway_http_now_ms ();
+    for (int index = 0; index < 40; index++) {
+        char reply[256];
+        ssize_t got = recv (slow[index], reply, sizeof reply - 1, 0);
+        assert (got >= 0); //  not the 5 s receive timeout
+        if (got > 0) {
+            reply[got] = 0;
+            assert (strstr (reply, " 400 ") || strstr (reply, " 408 "));
+        }
+        close (slow[index]);
+    }
+    assert (gateway_http_now_ms () - started < 2500);
+
+    //  Headers beyond max_request_size (16 KiB): civetweb answers 400 (it
+    //  has no 431) and closes, without calling a handler.
+    size_t size = 20000;
+    char *big = (char *)malloc (size + 128);
+    assert (big);
+    int length = snprintf (big, size + 128, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset (big + length, 'a', size);
+    strcpy (big + length + size, "\r\n\r\n");
+    int fd = s_open (3107, big);
+    free (big);
+    char reply[512];
+    ssize_t got = recv (fd, reply, sizeof reply - 1, 0);
+    assert (got > 0);
+    reply[got] = 0;
+    if (verbose)
+        printf ("oversized headers: %.40s\n", reply);
+    assert (strstr (reply, " 400 ") || strstr (reply, " 413 ") || strstr (reply, " 431 "));
+    close (fd);
+    assert (s_timed_get (3107, &status) < 500 && status == 200);
+    mg_stop (http);
+
+    //  More slow senders than workers: the others wait, but no longer than
+    //  request_timeout_ms, the bound on holding a worker.
+    http = gateway_http_start ("127.0.0.1:3108", 4, 1000, NULL);
+    assert (http);
+    mg_set_request_handler (http, "/echo", s_echo_handler, NULL);
+    //  Four hold every worker; two more wait in the queue ahead of ours.
+    for (int index = 0; index < 6; index++)
+        slow[index] = s_open (3108, "POST /echo HTTP/1.1\r\nHost: x\r\n");
+    zclock_sleep (100);
+    waited = s_timed_get (3108, &status);
+    if (verbose)
+        printf ("6 slow clients, 4 workers: served in %" PRId64 " ms\n", waited);
+    assert (status == 200 && waited >= 500 && waited < 2500);
+    for (int index = 0; index < 6; index++)
+        close (slow[index]);
+    mg_stop (http);
 }
 
 void
@@ -438,7 +813,9 @@ gateway_http_test (bool verbose)
                          reply, sizeof reply);
     assert (status == 400 || status == 0);
 
-    //  Retry-After is added when asked for.
     mg_stop (http);
+
+    s_rate_limit_check ();
+    s_slow_clients_check (verbose);
     printf ("OK\n");
 }

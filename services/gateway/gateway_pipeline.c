@@ -27,6 +27,15 @@
 //  Acks queue here while handlers are slow; a store batch is at most 1000.
 #define ACK_RCVHWM 100000
 
+//  The monitor events that count: a peer is up once its ZMTP handshake
+//  succeeded (at TCP accept a send would still fail), down at disconnect.
+//  A failed handshake is followed by a disconnect of a peer that never
+//  counted, so that disconnect is skipped.
+#define MONITOR_EVENTS                                                                             \
+    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |                        \
+     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |                       \
+     ZMQ_EVENT_DISCONNECTED)
+
 static const double s_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                    0.25,  0.5,    1,     2.5,  5,     10};
 #define BUCKETS (sizeof s_buckets / sizeof s_buckets[0])
@@ -61,6 +70,7 @@ typedef struct {
     pthread_mutex_t mutex; //  one sender at a time
     void *monitor;         //  PAIR receiving its monitor events
     atomic_int peers;      //  detectors connected
+    int failed;            //  failed handshakes whose disconnect is still to come
 } s_partition_t;
 
 struct _gateway_pipeline_t {
@@ -73,6 +83,7 @@ struct _gateway_pipeline_t {
     void *sub;                           //  acks from the store; ack thread only
     void *sub_monitor;                   //  PAIR for the SUB's events
     atomic_int store_connected;          //  SUB connected to the store
+    int store_failed;                    //  as s_partition_t.failed, for the SUB
     pthread_mutex_t mutex;               //  guards pending
     s_slot_t *pending;                   //  PENDING_CAPACITY slots
     atomic_uint_fast64_t sequence;       //  last request number
@@ -174,8 +185,7 @@ gateway_pipeline_new (const gateway_pipeline_options_t *options)
         free (endpoint);
         char name[16];
         snprintf (name, sizeof name, "push%d", index);
-        partition->monitor =
-            s_monitor (self, partition->socket, name, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED);
+        partition->monitor = s_monitor (self, partition->socket, name, MONITOR_EVENTS);
         if (!partition->monitor)
             goto failed;
     }
@@ -185,8 +195,7 @@ gateway_pipeline_new (const gateway_pipeline_options_t *options)
     zmq_setsockopt (self->sub, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     zmq_setsockopt (self->sub, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (self->sub, ZMQ_SUBSCRIBE, self->topic, strlen (self->topic));
-    self->sub_monitor =
-        s_monitor (self, self->sub, "sub", ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED);
+    self->sub_monitor = s_monitor (self, self->sub, "sub", MONITOR_EVENTS);
     if (!self->sub_monitor)
         goto failed;
     if (zmq_connect (self->sub, options->ack_endpoint) != 0) {
@@ -242,9 +251,10 @@ gateway_pipeline_destroy (gateway_pipeline_t **self_p)
 }
 
 //  --------------------------------------------------------------------------
-//  Reads one monitor event; adjusts counter (+1 on up_event, -1/0 on down).
+//  Reads one monitor event; adjusts counter (+1 or 1 when up, -1 or 0 when
+//  down), with failed counting handshakes that failed.
 static void
-s_monitor_event (void *pair, atomic_int *counter, bool is_peer_count)
+s_monitor_event (void *pair, atomic_int *counter, int *failed, bool is_peer_count)
 {
     zmq_msg_t frame;
     zmq_msg_init (&frame);
@@ -263,7 +273,12 @@ s_monitor_event (void *pair, atomic_int *counter, bool is_peer_count)
             break;
     }
     zmq_msg_close (&frame);
-    if (event == ZMQ_EVENT_ACCEPTED || event == ZMQ_EVENT_CONNECTED) {
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+        event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        (*failed)++;
+    else if (event == ZMQ_EVENT_DISCONNECTED && *failed > 0)
+        (*failed)--;
+    else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
         if (is_peer_count)
             atomic_fetch_add (counter, 1);
         else
@@ -389,11 +404,11 @@ s_ack_thread (void *args)
             }
         }
         if (items[1].revents & ZMQ_POLLIN)
-            s_monitor_event (self->sub_monitor, &self->store_connected, false);
+            s_monitor_event (self->sub_monitor, &self->store_connected, &self->store_failed, false);
         for (int index = 0; index < self->partitions; index++)
             if (items[index + 2].revents & ZMQ_POLLIN)
                 s_monitor_event (self->partition[index].monitor, &self->partition[index].peers,
-                                 true);
+                                 &self->partition[index].failed, true);
     }
     free (items);
     return NULL;

@@ -5,7 +5,7 @@
     Foreground, logs to stderr, exits 0 after a clean shutdown on SIGTERM/SIGINT.
     =========================================================================
 */
-#include "gateway_pipeline.h"
+#include "gateway.h"
 
 #include <signal.h>
 #include <unistd.h>

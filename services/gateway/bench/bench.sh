@@ -10,10 +10,11 @@ build=$1; conninfo=$2; seconds=${3:-10}; shift 3 || shift $#
 connections=${*:-1 64}
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$build/services/gateway
-export BENCH_PORT=$("$bin/gateway_bench" seed "$conninfo" 1 1)
+#  DEVICES x PORTS known to the gateway (default 1 x 1); readings go to the first.
+export BENCH_PORT=$("$bin/gateway_bench" seed "$conninfo" ${DEVICES:-1} ${PORTS:-1})
 export BENCH_TOKEN=bench-token-1
-export PHANTOM_DATABASE="$conninfo" PHANTOM_HTTP_PORT=3104 PHANTOM_HTTP_THREADS=${THREADS:-32} \
-       PHANTOM_PARTITIONS=2 PHANTOM_GATEWAY_ID=gwbench \
+[ -n "${THREADS:-}" ] && export PHANTOM_HTTP_THREADS=$THREADS
+export PHANTOM_DATABASE="$conninfo" PHANTOM_HTTP_PORT=3104 PHANTOM_PARTITIONS=2 PHANTOM_GATEWAY_ID=gwbench \
        PHANTOM_READING_ENDPOINTS=tcp://127.0.0.1:6140 PHANTOM_ACK_ENDPOINT=tcp://127.0.0.1:6150
 "$bin/gateway_bench" fake tcp://127.0.0.1:6140 2 tcp://127.0.0.1:6150 300 &
 fake=$!
@@ -30,3 +31,4 @@ for c in $connections; do
     wrk -t$threads -c$c -d${seconds}s -s "$here/reading.lua" http://127.0.0.1:3104/api/sensor/reading
 done
 curl -s http://127.0.0.1:3104/metrics | grep 'readings_total{code="20[01]"}\|readings_total{code="5'
+grep -E 'VmRSS|VmHWM' /proc/$gateway/status || true
