@@ -7,6 +7,7 @@
 */
 #include "proto.h"
 #include "proto_config.h"
+#include "proto_curve.h"
 
 #include <czmq.h>
 
@@ -127,6 +128,7 @@ s_write_corpus (const char *dir)
 static const s_test_t s_tests [] = {
     {"proto", proto_test},
     {"proto_config", proto_config_test},
+    {"proto_curve", proto_curve_test},
 };
 #define S_TESTS (sizeof (s_tests) / sizeof (s_tests [0]))
 
