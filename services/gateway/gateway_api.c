@@ -307,7 +307,7 @@ static const gateway_api_member_t s_user_members [] = {
     {"id", 0, GATEWAY_API_INTEGER}, {"email", 1, GATEWAY_API_TEXT}, {"name", 2, GATEWAY_API_TEXT},
     {"settings.tariffPerKwh", 3, GATEWAY_API_REAL}, {"settings.currency", 4, GATEWAY_API_TEXT},
     {"settings.timeZone", 5, GATEWAY_API_TEXT}, {"settings.digestEnabled", 6, GATEWAY_API_BOOL},
-    {NULL}
+    {0}
 };
 
 static json_t *
@@ -330,7 +330,7 @@ static const gateway_api_member_t s_device_members [] = {
     {"id", 0, GATEWAY_API_INTEGER}, {"name", 1, GATEWAY_API_TEXT},
     {"hasToken", 2, GATEWAY_API_BOOL}, {"tokenCreatedAt", 3, GATEWAY_API_TIME},
     {"tokenLastUsedAt", 4, GATEWAY_API_TIME}, {"createdAt", 5, GATEWAY_API_TIME},
-    {"tokenExpiresAt", 6, GATEWAY_API_TIME}, {NULL}
+    {"tokenExpiresAt", 6, GATEWAY_API_TIME}, {0}
 };
 
 int
@@ -1105,7 +1105,7 @@ static const gateway_api_route_t s_routes [] = {
     {"POST",   "devices/:id/token", true,  s_devices_token_create},
     {"DELETE", "devices/:id/token", true,  s_devices_token_revoke},
     {"GET",    "stream",            true,  s_stream},
-    {NULL}
+    {0}
 };
 
 const gateway_api_route_t *const gateway_api_route_tables [] = {

@@ -33,11 +33,11 @@
 static const gateway_api_member_t s_notification_members [] = {
     {"id", 1, GATEWAY_API_INTEGER}, {"kind", 2, GATEWAY_API_TEXT}, {"portId", 3, GATEWAY_API_TEXT},
     {"title", 4, GATEWAY_API_TEXT}, {"message", 5, GATEWAY_API_TEXT}, {"data", 6, GATEWAY_API_JSON},
-    {"read", 7, GATEWAY_API_BOOL}, {"createdAt", 8, GATEWAY_API_TIME}, {NULL}
+    {"read", 7, GATEWAY_API_BOOL}, {"createdAt", 8, GATEWAY_API_TIME}, {0}
 };
 
 static const gateway_api_member_t s_unread_members [] = {
-    {"unread", 0, GATEWAY_API_INTEGER}, {NULL}
+    {"unread", 0, GATEWAY_API_INTEGER}, {0}
 };
 
 //  Newest first; ?before=<id> pages back, ?limit=1..200; with the unread
@@ -127,7 +127,7 @@ s_url_valid (const char *url)
 
 static const gateway_api_member_t s_webhook_members [] = {
     {"id", 0, GATEWAY_API_INTEGER}, {"url", 1, GATEWAY_API_TEXT},
-    {"enabled", 2, GATEWAY_API_BOOL}, {"createdAt", 3, GATEWAY_API_TIME}, {NULL}
+    {"enabled", 2, GATEWAY_API_BOOL}, {"createdAt", 3, GATEWAY_API_TIME}, {0}
 };
 
 static int
@@ -207,7 +207,7 @@ static const gateway_api_member_t s_delivery_members [] = {
     {"id", 1, GATEWAY_API_INTEGER}, {"notificationId", 2, GATEWAY_API_INTEGER},
     {"status", 3, GATEWAY_API_TEXT}, {"attempts", 4, GATEWAY_API_INTEGER},
     {"nextAttemptAt", 5, GATEWAY_API_TIME}, {"lastError", 6, GATEWAY_API_TEXT},
-    {"deliveredAt", 7, GATEWAY_API_TIME}, {"createdAt", 8, GATEWAY_API_TIME}, {NULL}
+    {"deliveredAt", 7, GATEWAY_API_TIME}, {"createdAt", 8, GATEWAY_API_TIME}, {0}
 };
 
 //  Newest first, paged; the webhook is read through its owner first so
@@ -234,5 +234,5 @@ const gateway_api_route_t gateway_api_notify_routes [] = {
     {"POST",   "webhooks",                   true, s_webhooks_create},
     {"DELETE", "webhooks/:id",               true, s_webhooks_delete},
     {"GET",    "webhooks/:id/deliveries",    true, s_webhooks_deliveries},
-    {NULL}
+    {0}
 };

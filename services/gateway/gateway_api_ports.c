@@ -46,7 +46,7 @@ static const gateway_api_member_t s_port_members [] = {
     {"settings.expectedOff", 10, GATEWAY_API_TEXT},
     {"settings.expectedOffFrom", 11, GATEWAY_API_TEXT},
     {"settings.expectedOffTo", 12, GATEWAY_API_TEXT}, {"createdAt", 13, GATEWAY_API_TIME},
-    {"alwaysOnWatts", 14, GATEWAY_API_REAL}, {NULL}
+    {"alwaysOnWatts", 14, GATEWAY_API_REAL}, {0}
 };
 
 //  Detection settings of a new port, defaults as in the schema.
@@ -248,75 +248,17 @@ s_ports_delete (gateway_api_request_t *request)
 //  ==========================================================================
 //  Readings
 
-//  Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-//  algorithm), so parsing needs neither timegm nor the process time zone.
-static int64_t
-s_days_from_civil (int64_t year, int month, int day)
-{
-    year -= month <= 2;
-    int64_t era = (year >= 0 ? year : year - 399) / 400;
-    int64_t year_of_era = year - era * 400;
-    int64_t day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
-    int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    return era * 146097 + day_of_era - 719468;
-}
-
-//  Epoch milliseconds, or ISO-8601 "YYYY-MM-DDTHH:MM[:SS[.fff]][Z|±HH:MM]"
-//  (no zone: UTC). 0 with *ms set, or -1.
+//  A query time: epoch milliseconds, or ISO-8601 read as strictly as the
+//  sensor contract reads a reading's timestamp. 0 with *ms set, or -1.
 static int
 s_parse_time (const char *text, int64_t *ms)
 {
     size_t length = strlen (text);
-    if (length == 0 || length > 40)
-        return -1;
-    if (strspn (text, "0123456789") == length) {
-        if (length > 15)
-            return -1;
+    if (length > 0 && length <= 15 && strspn (text, "0123456789") == length) {
         *ms = strtoll (text, NULL, 10);
         return 0;
     }
-    int year, month, day, hour, minute, second = 0, consumed = 0;
-    if (sscanf (text, "%4d-%2d-%2d%*1[T ]%2d:%2d%n", &year, &month, &day, &hour, &minute,
-                &consumed) != 5 || consumed != 16)
-        return -1;
-    const char *cursor = text + consumed;
-    int64_t fraction_ms = 0;
-    if (*cursor == ':') {
-        if (!isdigit ((unsigned char) cursor [1]) || !isdigit ((unsigned char) cursor [2]))
-            return -1;
-        second = (cursor [1] - '0') * 10 + (cursor [2] - '0');
-        cursor += 3;
-        if (*cursor == '.') {
-            cursor++;
-            int digits = 0;
-            for (; isdigit ((unsigned char) *cursor); cursor++, digits++)
-                if (digits < 3)
-                    fraction_ms = fraction_ms * 10 + (*cursor - '0');
-            if (digits == 0)
-                return -1;
-            for (; digits < 3; digits++)
-                fraction_ms *= 10;
-        }
-    }
-    int64_t offset_minutes = 0;
-    if (*cursor == 'Z' || *cursor == 'z')
-        cursor++;
-    else
-    if (*cursor == '+' || *cursor == '-') {
-        int zone_hours, zone_minutes, zone_consumed = 0;
-        if (sscanf (cursor + 1, "%2d:%2d%n", &zone_hours, &zone_minutes, &zone_consumed) != 2
-        ||  zone_consumed != 5 || zone_hours > 23 || zone_minutes > 59)
-            return -1;
-        offset_minutes = (zone_hours * 60 + zone_minutes) * (*cursor == '-' ? -1 : 1);
-        cursor += 6;
-    }
-    if (*cursor || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59
-    ||  second > 59 || year < 1970)
-        return -1;
-    int64_t seconds = s_days_from_civil (year, month, day) * 86400 + hour * 3600 + minute * 60
-                    + second - offset_minutes * 60;
-    *ms = seconds * 1000 + fraction_ms;
-    return 0;
+    return gateway_sensor_parse_time (text, ms);
 }
 
 //  Reads ?from=&to=&step= into ms and seconds, defaults the last hour and
@@ -348,13 +290,13 @@ s_series_window (gateway_api_request_t *request, int64_t *from, int64_t *to, int
 //  From the raw query below.
 static const gateway_api_member_t s_reading_members [] = {
     {"ts", 1, GATEWAY_API_TIME}, {"power", 2, GATEWAY_API_REAL}, {"voltage", 3, GATEWAY_API_REAL},
-    {"current", 4, GATEWAY_API_REAL}, {"status", 5, GATEWAY_API_STATUS}, {NULL}
+    {"current", 4, GATEWAY_API_REAL}, {"status", 5, GATEWAY_API_STATUS}, {0}
 };
 
 //  From the bucket queries below.
 static const gateway_api_member_t s_bucket_members [] = {
     {"ts", 1, GATEWAY_API_TIME}, {"min", 2, GATEWAY_API_REAL}, {"mean", 3, GATEWAY_API_REAL},
-    {"max", 4, GATEWAY_API_REAL}, {"count", 5, GATEWAY_API_INTEGER}, {NULL}
+    {"max", 4, GATEWAY_API_REAL}, {"count", 5, GATEWAY_API_INTEGER}, {0}
 };
 
 //  Raw: the newest S_SERIES_MAX readings of the window, oldest first, and
@@ -489,7 +431,7 @@ static const gateway_api_member_t s_episode_members [] = {
     {"id", 1, GATEWAY_API_INTEGER}, {"start", 2, GATEWAY_API_TIME}, {"end", 3, GATEWAY_API_TIME},
     {"meanWatts", 4, GATEWAY_API_REAL}, {"peakWatts", 5, GATEWAY_API_REAL},
     {"energyWh", 6, GATEWAY_API_REAL}, {"cost", 7, GATEWAY_API_REAL},
-    {"currency", 8, GATEWAY_API_TEXT}, {"open", 9, GATEWAY_API_BOOL}, {NULL}
+    {"currency", 8, GATEWAY_API_TEXT}, {"open", 9, GATEWAY_API_BOOL}, {0}
 };
 
 //  Newest first, ?limit=1..200&before=<id>; cost at the user's tariff now.
@@ -515,5 +457,5 @@ const gateway_api_route_t gateway_api_ports_routes [] = {
     {"DELETE", "ports/:uuid",          true, s_ports_delete},
     {"GET",    "ports/:uuid/readings", true, s_ports_readings},
     {"GET",    "ports/:uuid/episodes", true, s_ports_episodes},
-    {NULL}
+    {0}
 };

@@ -180,5 +180,5 @@ const gateway_api_route_t gateway_api_summary_routes [] = {
     {"GET",   "summary",  true, s_summary},
     {"GET",   "settings", true, s_settings_get},
     {"PATCH", "settings", true, s_settings_update},
-    {NULL}
+    {0}
 };

@@ -182,6 +182,7 @@ s_canonical_uuid (const char *text, char port[PROTO_UUID_LEN + 1])
     port[0] = 0;
     if (strlen (text) != PROTO_UUID_LEN)
         return;
+    char canonical[PROTO_UUID_LEN + 1];
     for (int index = 0; index < PROTO_UUID_LEN; index++) {
         char c = (char)tolower ((unsigned char)text[index]);
         if (index == 8 || index == 13 || index == 18 || index == 23) {
@@ -189,9 +190,11 @@ s_canonical_uuid (const char *text, char port[PROTO_UUID_LEN + 1])
                 return;
         } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
             return;
-        port[index] = c;
+        canonical[index] = c;
     }
-    port[PROTO_UUID_LEN] = 0;
+    canonical[PROTO_UUID_LEN] = 0;
+    //  All or nothing: a half-copied id must never be looked up.
+    memcpy (port, canonical, sizeof canonical);
 }
 
 int

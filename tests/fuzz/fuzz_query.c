@@ -15,7 +15,7 @@
     =========================================================================
 */
 #include "gateway_api.h"
-#include "gateway_pipeline.h"
+#include "gateway.h"
 
 #include <stdio.h>
 #include <stdlib.h>
