@@ -15,6 +15,7 @@
     =========================================================================
 */
 #include "gateway_live.h"
+#include "proto_curve.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -229,6 +230,8 @@ s_thread (void *argument)
     zsock_set_rcvtimeo (sub, 0);        //  reads below only after a poll said so
     zsock_set_subscribe (sub, "status.");
     zsock_set_subscribe (sub, "phantom.");
+    if (proto_curve_client (sub, NULL) != 0)
+        zsys_error ("gateway live - no CURVE client keys: live events will not arrive");
     for (int index = 0; index < self->endpoint_count; index++)
         if (zsock_connect (sub, "%s", self->endpoints [index]) != 0)
             zsys_warning ("gateway live - cannot connect to %s", self->endpoints [index]);

@@ -12,6 +12,7 @@
     =========================================================================
 */
 #include "gateway_pipeline.h"
+#include "proto_curve.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -176,6 +177,10 @@ gateway_pipeline_new (const gateway_pipeline_options_t *options)
         assert (partition->socket);
         zmq_setsockopt (partition->socket, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
         zmq_setsockopt (partition->socket, ZMQ_LINGER, &linger, sizeof linger);
+        if (proto_curve_server (partition->socket, self->context, NULL) != 0) {
+            free (endpoint);
+            goto failed;
+        }
         if (zmq_bind (partition->socket, endpoint) != 0) {
             zsys_error ("gateway pipeline - cannot bind %s: %s", endpoint, zmq_strerror (errno));
             free (endpoint);
@@ -197,6 +202,8 @@ gateway_pipeline_new (const gateway_pipeline_options_t *options)
     zmq_setsockopt (self->sub, ZMQ_SUBSCRIBE, self->topic, strlen (self->topic));
     self->sub_monitor = s_monitor (self, self->sub, "sub", MONITOR_EVENTS);
     if (!self->sub_monitor)
+        goto failed;
+    if (proto_curve_client (self->sub, NULL) != 0)
         goto failed;
     if (zmq_connect (self->sub, options->ack_endpoint) != 0) {
         zsys_error ("gateway pipeline - cannot connect %s: %s", options->ack_endpoint,

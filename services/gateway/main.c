@@ -6,6 +6,7 @@
     =========================================================================
 */
 #include "gateway.h"
+#include "proto_curve.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -53,8 +54,10 @@ main (int argc, char *argv[])
     signal (SIGPIPE, SIG_IGN);
 
     proto_config_t *config = proto_config_new (path);
-    if (!config)
+    if (!config || proto_curve_configure (config) != 0) {
+        proto_config_destroy (&config);
         return 1;
+    }
     gateway_t *gateway = gateway_new (config, verbose, &s_stop_int);
     if (!gateway) {
         proto_config_destroy (&config);

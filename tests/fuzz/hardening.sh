@@ -20,6 +20,7 @@ started=$SECONDS
 # test would pass.
 export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$repo/tests/fuzz/lsan.supp
 
 mkdir -p "$asan"
 say "sanitizers: configuring $asan (ASan + UBSan)"
