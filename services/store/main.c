@@ -5,7 +5,8 @@
 
     Store: PULL verdicts from every detector (verdict_endpoint), write them
     to PostgreSQL (database) in group commits of batch_max verdicts or
-    batch_ms, PUB the acks to gateways (ack_endpoint) once committed.
+    batch_ms, PUB the acks to gateways (ack_endpoint) once committed, on
+    store_writers connections (default 2; a port always on the same one).
     Beside it, on a thread and connection of its own: per-minute rollups
     (rollup_lookback_minutes re-rolled each minute) and retention
     (retention_days of raw readings, rollup_retention_days of rollups;
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "proto_config.h"
+#include "proto_curve.h"
 #include "store_maintenance.h"
 #include "store_server.h"
 
@@ -61,11 +63,16 @@ main (int argc, char *argv [])
     sigaction (SIGTERM, &action, NULL);
 
     proto_config_t *config = proto_config_new (path);
-    if (!config)
+    if (!config || proto_curve_configure (config) != 0) {
+        proto_config_destroy (&config);
         return 1;
+    }
     int error = 0;
     int64_t batch_max = proto_config_int (config, "batch_max", 1000, 1, PROTO_ACKS_MAX, &error);
     int64_t batch_ms = proto_config_int (config, "batch_ms", 2, 0, 1000, &error);
+    //  Writer connections (lanes, see store_server.h): two keep a commit
+    //  in flight while the next batch is written.
+    int64_t writers = proto_config_int (config, "store_writers", 2, 1, 8, &error);
     store_maintenance_policy_t policy = STORE_MAINTENANCE_POLICY_DEFAULT;
     policy.retention_days = (int) proto_config_int (config, "retention_days",
                                                     policy.retention_days, 0, 36500, &error);
@@ -88,6 +95,12 @@ main (int argc, char *argv [])
     store_server_t *server = store_server_new (verdict_endpoint, ack_endpoint, &writer,
                                                (size_t) batch_max, (int) batch_ms, verbose);
     store_writer_destroy (&writer);
+    for (int64_t lane = 1; server && lane < writers; lane++) {
+        writer = store_writer_new (database, verbose);
+        if (store_server_add_writer (server, &writer))
+            zsys_warning ("store main - writer %" PRId64 " not added", lane);
+        store_writer_destroy (&writer);
+    }
     if (!server) {
         proto_config_destroy (&config);
         zsys_shutdown ();

@@ -714,6 +714,7 @@ store_batch_keys_params (store_batch_t *self, const char *params [STORE_KEYS_PAR
         s_array_int (&buffers [0], reading->device);
         s_array_string (&buffers [1], reading->key);
         s_array_int (&buffers [2], reading->ts);
+        s_array_int (&buffers [3], self->rows [self->keyed [n]].ack.id);
     }
     for (size_t column = 0; column < STORE_KEYS_PARAMS; column++) {
         s_array_end (&buffers [column]);
@@ -1163,16 +1164,19 @@ store_batch_test (bool verbose)
     assert (store_batch_port_deferred (batch) == 0);
     assert (store_batch_episode_count (batch) == 1);
 
+    //  Ids are assigned first (the writer takes them from its block)
+    store_batch_assign (batch, 0, 100, 1000, true);
+    store_batch_assign (batch, 4, 103, 1004, true);
     const char *keys [STORE_KEYS_PARAMS];
     store_batch_keys_params (batch, keys);
     if (verbose)
-        printf ("keys: %s %s %s\n", keys [0], keys [1], keys [2]);
+        printf ("keys: %s %s %s %s\n", keys [0], keys [1], keys [2], keys [3]);
     assert (streq (keys [0], "{9,9}"));
     assert (streq (keys [1], "{\"k1\",\"a\\\"b\\\\c,}\"}"));
     assert (streq (keys [2], "{1000,1004}"));
+    assert (streq (keys [3], "{100,103}"));
 
     //  Row 0 new, row 4 a retry of a stored key; rows 1, 5 get fresh ids
-    store_batch_assign (batch, 0, 100, 1000, true);
     store_batch_assign (batch, 4, 50, 777, false);
     store_batch_assign (batch, 1, 101, 1001, true);
     store_batch_assign (batch, 5, 102, 1005, true);

@@ -29,7 +29,7 @@
 typedef struct _store_batch_t store_batch_t;
 
 //  Parameters of the hot statements, in $n order.
-#define STORE_KEYS_PARAMS 3         //  device_id[], reading_key[], ts_ms[]
+#define STORE_KEYS_PARAMS 4         //  device_id[], reading_key[], ts_ms[], reading_id[]
 #define STORE_READINGS_PARAMS 7     //  id[], port_id[], ts_ms[], voltage[], current[], power[], status[]
 #define STORE_PORTS_PARAMS 6        //  id[], status[], ts_ms[], changed_ms[], power[], baseline[]
 #define STORE_PORT_EVERY_MS 1000    //  a port row without a status change: at most this often
@@ -84,7 +84,8 @@ void store_batch_assign (store_batch_t *self, size_t index, int64_t id, int64_t 
 size_t store_batch_fresh_count (store_batch_t *self);
 
 //  Parameter builders for the planned range. The strings are owned by the
-//  batch and live until the next call of the same builder.
+//  batch and live until the next call of the same builder. The keys carry
+//  the id assigned to their row (store_batch_assign) as reading_id.
 void store_batch_keys_params (store_batch_t *self, const char *params [STORE_KEYS_PARAMS]);
 void store_batch_readings_params (store_batch_t *self, const char *params [STORE_READINGS_PARAMS]);
 void store_batch_ports_params (store_batch_t *self, const char *params [STORE_PORTS_PARAMS]);

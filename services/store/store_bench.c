@@ -1,15 +1,17 @@
 /*  =========================================================================
     store_bench - readings per second through the store alone
 
-    store_bench [-n VERDICTS] [-p PORTS] [-m copy|unnest] [-b BATCH_MAX]
-                [-d CONNINFO] [-v] [-w]
+    store_bench [-n VERDICTS] [-p PORTS] [-m auto|copy|unnest] [-b BATCH_MAX]
+                [-d CONNINFO] [-W WRITERS] [-k] [-l] [-v] [-w]
 
     Runs a store server (writer + sockets) in a thread on
     tcp://127.0.0.1:6401/6402, PUSHes verdicts for PORTS ports of a fresh
     fixture and times until every ack has come back on the SUB side. The
     database is -d or PHANTOM_TEST_DATABASE; the fixture's rows are deleted
     afterwards. -w times the writer alone: batches built in-process, no
-    sockets, no decoding.
+    sockets, no decoding. -W: writer connections (lanes) of the server,
+    default 2. -l: latency, one verdict at a time (p50/p90/p99). -k gives every reading a readingId (as
+    phantom-load does), so reading_keys is written too.
     =========================================================================
 */
 #include <czmq.h>
@@ -32,10 +34,40 @@ typedef struct {
     size_t batch_max;
     volatile int stop;
     volatile int ready;             //  1 bound, -1 failed
-    uint64_t batches;
     bool verbose;
     bool direct;                    //  -w: writer only, no sockets
+    size_t writers;                 //  -W: lanes
+    store_server_t *server;         //  for its batch count
 } s_args_t;
+
+static const char *
+s_insert_name (store_insert_t insert)
+{
+    return insert == STORE_INSERT_COPY? "COPY":
+           insert == STORE_INSERT_UNNEST? "unnest INSERT": "auto COPY/INSERT";
+}
+
+static bool s_latency = false;      //  -l: one at a time, percentiles
+
+static int
+s_compare (const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return x < y? -1: x > y;
+}
+
+static bool s_keyed = false;        //  -k: readingIds
+static char s_run [24];             //  prefix of this run's readingIds
+
+//  readingId of verdict index: unique per run, like phantom-load's.
+static const char *
+s_key (size_t index, char *key, size_t size)
+{
+    if (!s_keyed)
+        return "";
+    snprintf (key, size, "%s-%zu", s_run, index);
+    return key;
+}
 
 static void *
 s_store (void *arg)
@@ -45,10 +77,16 @@ s_store (void *arg)
     store_writer_set_insert (writer, args->insert);
     store_server_t *server = store_server_new (S_VERDICTS, S_ACKS, &writer, args->batch_max, 2,
                                                args->verbose);
+    for (size_t lane = 1; server && lane < args->writers; lane++) {
+        writer = store_writer_new (args->database, args->verbose);
+        store_writer_set_insert (writer, args->insert);
+        store_server_add_writer (server, &writer);
+        store_writer_destroy (&writer);
+    }
+    args->server = server;
     args->ready = server? 1: -1;
     while (server && !args->stop)
-        if (store_server_step (server, 100) > 0)
-            args->batches++;
+        store_server_step (server, 100);
     store_server_destroy (&server);
     return NULL;
 }
@@ -94,14 +132,23 @@ main (int argc, char *argv [])
 {
     size_t verdicts = 200000;
     size_t ports = 1000;
-    s_args_t args = { getenv ("PHANTOM_TEST_DATABASE"), STORE_INSERT_COPY, 1000, 0, 0, 0, false, false };
+    s_args_t args = { getenv ("PHANTOM_TEST_DATABASE"), STORE_INSERT_AUTO, 1000, 0, 0, false, false, 2, NULL };
     int option;
-    while ((option = getopt (argc, argv, "n:p:m:b:d:vw")) != -1) {
+    while ((option = getopt (argc, argv, "n:p:m:b:d:W:klvw")) != -1) {
         if (option == 'v')
             args.verbose = true;
         else
         if (option == 'w')
             args.direct = true;
+        else
+        if (option == 'k')
+            s_keyed = true;
+        else
+        if (option == 'l')
+            s_latency = true;
+        else
+        if (option == 'W')
+            args.writers = strtoul (optarg, NULL, 10);
         else
         if (option == 'n')
             verdicts = strtoul (optarg, NULL, 10);
@@ -110,7 +157,8 @@ main (int argc, char *argv [])
             ports = strtoul (optarg, NULL, 10);
         else
         if (option == 'm')
-            args.insert = streq (optarg, "unnest")? STORE_INSERT_UNNEST: STORE_INSERT_COPY;
+            args.insert = streq (optarg, "unnest")? STORE_INSERT_UNNEST:
+                          streq (optarg, "copy")? STORE_INSERT_COPY: STORE_INSERT_AUTO;
         else
         if (option == 'b')
             args.batch_max = strtoul (optarg, NULL, 10);
@@ -118,17 +166,19 @@ main (int argc, char *argv [])
         if (option == 'd')
             args.database = optarg;
         else {
-            fprintf (stderr, "usage: store_bench [-n VERDICTS] [-p PORTS] [-m copy|unnest]"
-                             " [-b BATCH_MAX] [-d CONNINFO] [-v] [-w]\n");
+            fprintf (stderr, "usage: store_bench [-n VERDICTS] [-p PORTS] [-m auto|copy|unnest]"
+                             " [-b BATCH_MAX] [-d CONNINFO] [-W WRITERS] [-k] [-l] [-v] [-w]\n");
             return 1;
         }
     }
     if (!args.database || ports < 1 || ports > STORE_FIXTURE_PORTS_MAX || args.batch_max < 1
-    ||  args.batch_max > PROTO_ACKS_MAX) {
+    ||  args.batch_max > PROTO_ACKS_MAX || args.writers < 1 || args.writers > 8) {
         fprintf (stderr, "store_bench: needs -d or PHANTOM_TEST_DATABASE, 1..%d ports,"
-                         " batch 1..%d\n", STORE_FIXTURE_PORTS_MAX, PROTO_ACKS_MAX);
+                         " batch 1..%d, 1..8 writers\n", STORE_FIXTURE_PORTS_MAX, PROTO_ACKS_MAX);
         return 1;
     }
+    snprintf (s_run, sizeof (s_run), "b%" PRIx64, (uint64_t) zclock_time ());
+    char key [64];
     store_fixture_t *fixture = store_fixture_new (args.database, ports);
     if (args.direct) {
         store_writer_t *writer = store_writer_new (args.database, args.verbose);
@@ -142,7 +192,8 @@ main (int argc, char *argv [])
             store_batch_reset (batch);
             for (; index < verdicts && store_batch_size (batch) < args.batch_max; index++) {
                 store_fixture_verdict (fixture, &verdict, "bench", index + 1,
-                                       fixture->ports [index % ports], "", base + (int64_t) index,
+                                       fixture->ports [index % ports], s_key (index, key, sizeof (key)),
+                                       base + (int64_t) index,
                                        (double) (index % 50) + 0.25, PROTO_STATUS_ACTIVE,
                                        PROTO_STATUS_ACTIVE);
                 store_batch_add (batch, &verdict);
@@ -154,7 +205,7 @@ main (int argc, char *argv [])
         double seconds = (double) (zclock_usecs () - started) / 1e6;
         printf ("store_bench: writer only, %s, %zu verdicts over %zu ports, batch %zu:"
                 " %zu OK in %.3f s = %.0f readings/s\n",
-                args.insert == STORE_INSERT_COPY? "COPY": "unnest INSERT", verdicts, ports,
+                s_insert_name (args.insert), verdicts, ports,
                 args.batch_max, ok, seconds, (double) ok / seconds);
         store_batch_destroy (&batch);
         store_writer_destroy (&writer);
@@ -185,7 +236,6 @@ main (int argc, char *argv [])
     proto_verdict_t verdict;
     size_t ok = 0;
     //  Wait for the subscription with a keyed probe (stored once)
-    char key [32];
     snprintf (key, sizeof (key), "probe-%" PRId64, zclock_time ());
     store_fixture_verdict (fixture, &verdict, "bench", 0, fixture->ports [0], key,
                            zclock_time (), 1, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
@@ -195,13 +245,48 @@ main (int argc, char *argv [])
     s_receive (sub, &ok, 0);
     ok = 0;
 
+    if (s_latency) {
+        //  One verdict at a time, each sent when the last ack is back: the
+        //  store's share of a lone reading's latency (sockets, decode,
+        //  transaction, commit, ack).
+        int64_t *times = (int64_t *) calloc (verdicts, sizeof (int64_t));
+        int64_t base = zclock_time () - (int64_t) verdicts;
+        size_t done = 0;
+        for (size_t index = 0; index < verdicts; index++) {
+            store_fixture_verdict (fixture, &verdict, "bench", index + 1,
+                                   fixture->ports [index % ports], s_key (index, key, sizeof (key)),
+                                   base + (int64_t) index, 1.25, PROTO_STATUS_ACTIVE,
+                                   PROTO_STATUS_ACTIVE);
+            int64_t sent = zclock_usecs ();
+            s_send (push, &verdict, &buffer);
+            if (s_receive (sub, &ok, 2000) != 1)
+                break;
+            times [done++] = zclock_usecs () - sent;
+        }
+        qsort (times, done, sizeof (int64_t), s_compare);
+        printf ("store_bench: latency, %zu writers, %zu verdicts one at a time over %zu ports:"
+                " %zu OK, p50 %" PRId64 " us, p90 %" PRId64 " us, p99 %" PRId64 " us\n",
+                args.writers, verdicts, ports, ok, done? times [done / 2]: 0,
+                done? times [done * 9 / 10]: 0, done? times [done * 99 / 100]: 0);
+        free (times);
+        args.stop = 1;
+        pthread_join (thread, NULL);
+        proto_buffer_release (&buffer);
+        zsock_destroy (&push);
+        zsock_destroy (&sub);
+        store_fixture_destroy (&fixture);
+        zsys_shutdown ();
+        return ok == verdicts? 0: 1;
+    }
+
     int64_t base = zclock_time () - (int64_t) verdicts;
-    uint64_t batches = args.batches;
+    uint64_t batches = store_server_batches (args.server);
     int64_t started = zclock_usecs ();
     size_t acked = 0;
     for (size_t index = 0; index < verdicts; index++) {
         store_fixture_verdict (fixture, &verdict, "bench", index + 1,
-                               fixture->ports [index % ports], "", base + (int64_t) index,
+                               fixture->ports [index % ports], s_key (index, key, sizeof (key)),
+                                       base + (int64_t) index,
                                (double) (index % 50) + 0.25, PROTO_STATUS_ACTIVE,
                                PROTO_STATUS_ACTIVE);
         s_send (push, &verdict, &buffer);
@@ -213,13 +298,14 @@ main (int argc, char *argv [])
     while (acked < verdicts && zclock_mono () < deadline)
         acked += s_receive (sub, &ok, 100);
     int64_t finished = zclock_usecs ();
-    batches = args.batches - batches;
+    batches = store_server_batches (args.server) - batches;
 
     double seconds = (double) (finished - started) / 1e6;
-    printf ("store_bench: %s, %zu verdicts over %zu ports, batch_max %zu: %zu acked (%zu OK)"
+    printf ("store_bench: %s, %zu writers, %zu verdicts over %zu ports, batch_max %zu:"
+            " %zu acked (%zu OK)"
             " in %.3f s = %.0f readings/s (sending took %.3f s, %" PRIu64 " batches,"
             " mean %.0f)\n",
-            args.insert == STORE_INSERT_COPY? "COPY": "unnest INSERT", verdicts, ports,
+            s_insert_name (args.insert), args.writers, verdicts, ports,
             args.batch_max, acked, ok, seconds, (double) ok / seconds,
             (double) (sent - started) / 1e6, batches,
             batches? (double) acked / (double) batches: 0.0);

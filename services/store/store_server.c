@@ -3,35 +3,75 @@
     =========================================================================
 */
 #include "store_server.h"
+#include "proto_curve.h"
 
 #include <assert.h>
 #include <czmq.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 //  Verdicts queue here while a transaction commits; acks wait here for a
 //  slow gateway before PUB drops them (the gateway then times out: 504).
 #define S_HWM 100000
 //  On a clean stop, acks of committed readings still get out.
 #define S_PUB_LINGER_MS 1000
-//  A wait for verdicts this long lets waiting port rows out first.
+//  A lane with nothing to write this long lets waiting port rows out and
+//  does its housekeeping.
 #define S_IDLE_MS 100
+//  Verdicts a lane can hold: one batch being written, the next collecting.
+#define S_QUEUE_BATCHES 2
+#define S_LANES_MAX 8
+//  Most verdicts one step takes before returning to its caller.
+#define S_STEP_MAX 20000
+
+typedef struct _s_lane_t s_lane_t;
+
+//  A lane: one writer (its own connection) on its own thread, with a queue
+//  of verdicts. Every verdict of a port goes to the same lane.
+struct _s_lane_t {
+    store_server_t *server;         //  owner
+    size_t index;                   //  lane number
+    store_writer_t *writer;         //  its PostgreSQL connection
+    store_batch_t *batch;           //  the group commit in progress
+    pthread_t thread;
+    bool started;                   //  thread runs
+    pthread_mutex_t mutex;          //  guards head, count, stop
+    pthread_cond_t more;            //  count went up from 0, or stop
+    pthread_cond_t space;           //  count went down
+    proto_verdict_t *queue;         //  ring of capacity verdicts
+    size_t capacity;
+    size_t head;                    //  oldest queued
+    size_t count;                   //  queued and visible to the lane
+    bool stop;                      //  lane: write what is queued, then end
+    //  The server thread's side, no lock: verdicts written into the ring
+    //  after the visible ones, handed over in one go (s_hand_over).
+    size_t tail;                    //  next slot to write
+    size_t staged;                  //  written, not yet visible
+    size_t known;                   //  count as last seen (may be high: safe)
+    //  The lane's own
+    proto_buffer_t buffer;          //  encoded acks
+    proto_ack_t *acks;              //  one group of acks
+    size_t acks_max;
+    uint64_t batches;               //  group commits written
+};
 
 struct _store_server_t {
     zsock_t *pull;                  //  verdicts from detectors
     zsock_t *pub;                   //  acks to gateways
     void *pull_handle;              //  libzmq handles, for the hot path
     void *pub_handle;
+    pthread_mutex_t pub_mutex;      //  lanes take turns on the PUB socket
     char *verdict_endpoint;         //  as bound
     char *ack_endpoint;             //  as bound
-    store_writer_t *writer;         //  PostgreSQL
-    store_batch_t *batch;           //  the group commit in progress
-    int batch_ms;                   //  longest wait for more after the first verdict
+    s_lane_t *lanes [S_LANES_MAX];  //  writers
+    size_t lane_count;
+    bool started;                   //  lane threads run; no more lanes
+    size_t batch_max;               //  most verdicts per transaction
+    int batch_ms;                   //  longest collection while frames keep coming
     bool verbose;                   //  debug logs
-    proto_buffer_t buffer;          //  encoded acks
-    proto_ack_t *acks;              //  one group of acks
-    size_t acks_max;                //  its capacity
     uint64_t verdicts;              //  verdicts received
     uint64_t malformed;             //  frames dropped as malformed
 };
@@ -50,6 +90,11 @@ s_bind (int type, const char *endpoint, char **bound)
         zsock_set_sndhwm (sock, S_HWM);
         zsock_set_linger (sock, S_PUB_LINGER_MS);
     }
+    //  With CURVE on and its keys unreadable, binding would accept anyone.
+    if (proto_curve_server (sock, NULL, NULL) != 0) {
+        zsock_destroy (&sock);
+        return NULL;
+    }
     if (zsock_bind (sock, "%s", endpoint) == -1) {
         zsys_error ("store server - cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
         zsock_destroy (&sock);
@@ -57,6 +102,185 @@ s_bind (int type, const char *endpoint, char **bound)
     }
     *bound = zsock_last_endpoint (sock);
     return sock;
+}
+
+//  --------------------------------------------------------------------------
+//  Lanes
+
+static void
+s_lane_destroy (s_lane_t **self_p)
+{
+    s_lane_t *self = *self_p;
+    if (!self)
+        return;
+    store_writer_destroy (&self->writer);
+    store_batch_destroy (&self->batch);
+    proto_buffer_release (&self->buffer);
+    pthread_cond_destroy (&self->more);
+    pthread_cond_destroy (&self->space);
+    pthread_mutex_destroy (&self->mutex);
+    free (self->queue);
+    free (self->acks);
+    free (self);
+    *self_p = NULL;
+}
+
+static s_lane_t *
+s_lane_new (store_server_t *server, store_writer_t **writer_p)
+{
+    s_lane_t *self = (s_lane_t *) zmalloc (sizeof (s_lane_t));
+    self->server = server;
+    self->index = server->lane_count;
+    self->writer = *writer_p;
+    *writer_p = NULL;
+    pthread_mutex_init (&self->mutex, NULL);
+    //  Waits are bounded by the monotonic clock, immune to clock steps.
+    pthread_condattr_t attributes;
+    pthread_condattr_init (&attributes);
+    pthread_condattr_setclock (&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init (&self->more, &attributes);
+    pthread_cond_init (&self->space, &attributes);
+    pthread_condattr_destroy (&attributes);
+    proto_buffer_init (&self->buffer);
+    self->capacity = server->batch_max * S_QUEUE_BATCHES;
+    self->queue = (proto_verdict_t *) calloc (self->capacity, sizeof (proto_verdict_t));
+    self->batch = store_batch_new (server->batch_max);
+    self->acks_max = server->batch_max < PROTO_ACKS_MAX? server->batch_max: PROTO_ACKS_MAX;
+    self->acks = (proto_ack_t *) calloc (self->acks_max, sizeof (proto_ack_t));
+    if (!self->queue || !self->batch || !self->acks)
+        s_lane_destroy (&self);
+    return self;
+}
+
+//  Absolute CLOCK_MONOTONIC time ms from now, for timed waits.
+static struct timespec
+s_deadline (int ms)
+{
+    struct timespec when;
+    clock_gettime (CLOCK_MONOTONIC, &when);
+    when.tv_sec += ms / 1000;
+    when.tv_nsec += (long) (ms % 1000) * 1000000L;
+    if (when.tv_nsec >= 1000000000L) {
+        when.tv_sec++;
+        when.tv_nsec -= 1000000000L;
+    }
+    return when;
+}
+
+static void
+s_publish (s_lane_t *self)
+{
+    store_server_t *server = self->server;
+    size_t cursor = 0;
+    const char *gateway;
+    size_t count;
+    pthread_mutex_lock (&server->pub_mutex);
+    while ((count = store_batch_group (self->batch, &cursor, &gateway, self->acks,
+                                       self->acks_max))) {
+        char topic [PROTO_TOPIC_MAX + 1];
+        int size = snprintf (topic, sizeof (topic), "ack.%s", gateway);
+        if (proto_acks_encode (self->acks, count, &self->buffer)) {
+            zsys_error ("store server - cannot encode %zu acks for %s", count, gateway);
+            continue;
+        }
+        //  PUB never blocks: at its high-water mark it drops, and the
+        //  gateway's bounded wait turns that into a 504.
+        if (zmq_send (server->pub_handle, topic, (size_t) size, ZMQ_SNDMORE) == -1
+        ||  zmq_send (server->pub_handle, self->buffer.data, self->buffer.size, 0) == -1)
+            zsys_warning ("store server - acks for %s not sent: %s", gateway,
+                          zmq_strerror (zmq_errno ()));
+    }
+    pthread_mutex_unlock (&server->pub_mutex);
+}
+
+//  The lane's thread. Natural group commit: it writes whatever is queued
+//  the moment it is free, so while one transaction commits the next batch
+//  collects by itself; a lone verdict on a quiet system is written at
+//  once, without waiting for company.
+static void *
+s_lane_run (void *argument)
+{
+    s_lane_t *self = (s_lane_t *) argument;
+    store_server_t *server = self->server;
+    pthread_mutex_lock (&self->mutex);
+    while (true) {
+        if (self->count == 0) {
+            if (self->stop)
+                break;
+            struct timespec until = s_deadline (S_IDLE_MS);
+            pthread_cond_timedwait (&self->more, &self->mutex, &until);
+            if (self->count == 0 && !self->stop) {
+                //  Idle: port rows waiting in memory go out when due, not
+                //  with a next batch that may be long in coming.
+                pthread_mutex_unlock (&self->mutex);
+                store_writer_maintain (self->writer);
+                store_writer_flush (self->writer, self->batch, false);
+                pthread_mutex_lock (&self->mutex);
+            }
+            continue;
+        }
+        store_batch_reset (self->batch);
+        size_t take = self->count < server->batch_max? self->count: server->batch_max;
+        for (size_t n = 0; n < take; n++) {
+            int added = store_batch_add (self->batch,
+                                         &self->queue [(self->head + n) % self->capacity]);
+            assert (added == 0);    //  take <= batch_max = capacity
+        }
+        self->head = (self->head + take) % self->capacity;
+        self->count -= take;
+        pthread_cond_signal (&self->space);
+        pthread_mutex_unlock (&self->mutex);
+
+        store_writer_maintain (self->writer);
+        int64_t started = zclock_usecs ();
+        store_writer_write (self->writer, self->batch);
+        s_publish (self);
+        __atomic_add_fetch (&self->batches, 1, __ATOMIC_RELAXED);
+        if (server->verbose)
+            zsys_debug ("store server - lane %zu: batch of %zu written in %" PRId64 " us",
+                        self->index, take, zclock_usecs () - started);
+        pthread_mutex_lock (&self->mutex);
+    }
+    pthread_mutex_unlock (&self->mutex);
+    //  A clean stop writes what waits in memory.
+    store_writer_flush (self->writer, self->batch, true);
+    return NULL;
+}
+
+//  Makes the staged verdicts visible to the lane (one lock per hand-over,
+//  not per verdict) and learns how full the queue is.
+static void
+s_hand_over (s_lane_t *self)
+{
+    pthread_mutex_lock (&self->mutex);
+    bool was_empty = self->count == 0;
+    self->count += self->staged;
+    self->staged = 0;
+    self->known = self->count;
+    if (was_empty && self->count)
+        pthread_cond_signal (&self->more);
+    pthread_mutex_unlock (&self->mutex);
+}
+
+//  Makes room for one more staged verdict: hands over and, while the lane
+//  is full, waits. Each wait is bounded (1 s, then a warning); the lane
+//  empties its queue within its statement timeout, so the whole wait is
+//  bounded too. Meanwhile verdicts queue in the PULL socket and then, at
+//  its high-water mark, in the detectors: backpressure, not loss.
+static void
+s_room (s_lane_t *self)
+{
+    if (self->known + self->staged < self->capacity)
+        return;
+    s_hand_over (self);
+    pthread_mutex_lock (&self->mutex);
+    while (self->count >= self->capacity) {
+        struct timespec until = s_deadline (1000);
+        if (pthread_cond_timedwait (&self->space, &self->mutex, &until) == ETIMEDOUT)
+            zsys_warning ("store server - lane %zu full for a second", self->index);
+    }
+    self->known = self->count;
+    pthread_mutex_unlock (&self->mutex);
 }
 
 //  --------------------------------------------------------------------------
@@ -71,17 +295,14 @@ store_server_new (const char *verdict_endpoint, const char *ack_endpoint,
     assert (writer_p && *writer_p);
     assert (batch_max > 0);
     store_server_t *self = (store_server_t *) zmalloc (sizeof (store_server_t));
-    self->writer = *writer_p;
-    *writer_p = NULL;
+    pthread_mutex_init (&self->pub_mutex, NULL);
+    self->batch_max = batch_max;
     self->batch_ms = batch_ms;
     self->verbose = verbose;
-    proto_buffer_init (&self->buffer);
-    self->batch = store_batch_new (batch_max);
-    self->acks_max = batch_max < PROTO_ACKS_MAX? batch_max: PROTO_ACKS_MAX;
-    self->acks = (proto_ack_t *) calloc (self->acks_max, sizeof (proto_ack_t));
     self->pull = s_bind (ZMQ_PULL, verdict_endpoint, &self->verdict_endpoint);
     self->pub = s_bind (ZMQ_PUB, ack_endpoint, &self->ack_endpoint);
-    if (!self->batch || !self->acks || !self->pull || !self->pub) {
+    if (!self->pull || !self->pub || store_server_add_writer (self, writer_p)) {
+        store_writer_destroy (writer_p);
         store_server_destroy (&self);
         return NULL;
     }
@@ -92,23 +313,60 @@ store_server_new (const char *verdict_endpoint, const char *ack_endpoint,
     return self;
 }
 
+int
+store_server_add_writer (store_server_t *self, store_writer_t **writer_p)
+{
+    assert (self);
+    assert (writer_p && *writer_p);
+    if (self->started || self->lane_count == S_LANES_MAX)
+        return -1;
+    s_lane_t *lane = s_lane_new (self, writer_p);
+    if (!lane)
+        return -1;
+    //  Partitions and pruning are housekeeping for one connection.
+    store_writer_set_housekeeping (lane->writer, self->lane_count == 0);
+    self->lanes [self->lane_count++] = lane;
+    return 0;
+}
+
+size_t
+store_server_writers (store_server_t *self)
+{
+    assert (self);
+    return self->lane_count;
+}
+
 void
 store_server_destroy (store_server_t **self_p)
 {
     assert (self_p);
     if (*self_p) {
         store_server_t *self = *self_p;
-        //  A clean stop writes what waits in memory.
-        if (self->writer && self->batch)
-            store_writer_flush (self->writer, self->batch, true);
+        //  Lanes write what they hold and what waits in memory, then end.
+        for (size_t index = 0; index < self->lane_count; index++) {
+            s_lane_t *lane = self->lanes [index];
+            if (lane->started) {
+                s_hand_over (lane);
+                pthread_mutex_lock (&lane->mutex);
+                lane->stop = true;
+                pthread_cond_signal (&lane->more);
+                pthread_mutex_unlock (&lane->mutex);
+            }
+        }
+        for (size_t index = 0; index < self->lane_count; index++) {
+            if (self->lanes [index]->started)
+                pthread_join (self->lanes [index]->thread, NULL);
+            else
+            if (self->lanes [index]->writer)
+                store_writer_flush (self->lanes [index]->writer, self->lanes [index]->batch,
+                                    true);
+            s_lane_destroy (&self->lanes [index]);
+        }
         zsock_destroy (&self->pull);
         zsock_destroy (&self->pub);
         zstr_free (&self->verdict_endpoint);
         zstr_free (&self->ack_endpoint);
-        store_writer_destroy (&self->writer);
-        store_batch_destroy (&self->batch);
-        proto_buffer_release (&self->buffer);
-        free (self->acks);
+        pthread_mutex_destroy (&self->pub_mutex);
         free (self);
         *self_p = NULL;
     }
@@ -136,14 +394,25 @@ store_server_verdicts (store_server_t *self)
 }
 
 uint64_t
+store_server_batches (store_server_t *self)
+{
+    assert (self);
+    uint64_t batches = 0;
+    for (size_t index = 0; index < self->lane_count; index++)
+        batches += __atomic_load_n (&self->lanes [index]->batches, __ATOMIC_RELAXED);
+    return batches;
+}
+
+uint64_t
 store_server_malformed (store_server_t *self)
 {
     assert (self);
     return self->malformed;
 }
 
-//  Takes one queued message into the batch without waiting. 1 if one was
-//  there (even malformed), 0 if none, -1 on a socket error (interrupted).
+//  Takes one queued message into its lane's stage without waiting. 1 if
+//  one was there (even malformed), 0 if none, -1 on a socket error
+//  (interrupted).
 static int
 s_receive (store_server_t *self)
 {
@@ -169,8 +438,18 @@ s_receive (store_server_t *self)
     }
     if (rc == 0) {
         self->verdicts++;
-        int added = store_batch_add (self->batch, &verdict);
-        assert (added == 0);        //  callers stop at capacity
+        //  Every verdict of a port goes to one lane, so a port's rows and
+        //  episodes are written in order, by one connection, and the
+        //  lanes' transactions never touch the same port rows. A retried
+        //  reading comes with its port, so its key is checked by the same
+        //  lane: idempotency needs no coordination between lanes.
+        s_lane_t *lane = self->lanes [self->lane_count == 1? 0:
+                                      proto_partition (verdict.reading.port,
+                                                       (uint32_t) self->lane_count)];
+        s_room (lane);
+        lane->queue [lane->tail] = verdict;
+        lane->tail = (lane->tail + 1) % lane->capacity;
+        lane->staged++;
     }
     else {
         //  No gateway to answer: the gateway times out (504) and the client
@@ -183,77 +462,51 @@ s_receive (store_server_t *self)
     return 1;
 }
 
-static void
-s_publish (store_server_t *self)
-{
-    size_t cursor = 0;
-    const char *gateway;
-    size_t count;
-    while ((count = store_batch_group (self->batch, &cursor, &gateway, self->acks,
-                                       self->acks_max))) {
-        char topic [PROTO_TOPIC_MAX + 1];
-        int size = snprintf (topic, sizeof (topic), "ack.%s", gateway);
-        if (proto_acks_encode (self->acks, count, &self->buffer)) {
-            zsys_error ("store server - cannot encode %zu acks for %s", count, gateway);
-            continue;
-        }
-        //  PUB never blocks: at its high-water mark it drops, and the
-        //  gateway's bounded wait turns that into a 504.
-        if (zmq_send (self->pub_handle, topic, (size_t) size, ZMQ_SNDMORE) == -1
-        ||  zmq_send (self->pub_handle, self->buffer.data, self->buffer.size, 0) == -1)
-            zsys_warning ("store server - acks for %s not sent: %s", gateway,
-                          zmq_strerror (zmq_errno ()));
-    }
-}
-
 //  --------------------------------------------------------------------------
-//  One group commit
+//  Receive verdicts for the lanes
 
 int
 store_server_step (store_server_t *self, int timeout_ms)
 {
     assert (self);
-    store_writer_maintain (self->writer);
-    zmq_pollitem_t item = { self->pull_handle, 0, ZMQ_POLLIN, 0 };
-    //  Idle: port rows waiting in memory go out when due, not with a next
-    //  batch that may be long in coming.
-    int rc = zmq_poll (&item, 1, timeout_ms < S_IDLE_MS? timeout_ms: S_IDLE_MS);
-    if (rc == 0) {
-        store_writer_flush (self->writer, self->batch, false);
-        if (timeout_ms > S_IDLE_MS)
-            rc = zmq_poll (&item, 1, timeout_ms - S_IDLE_MS);
+    if (!self->started) {
+        for (size_t index = 0; index < self->lane_count; index++) {
+            s_lane_t *lane = self->lanes [index];
+            if (pthread_create (&lane->thread, NULL, s_lane_run, lane) == 0)
+                lane->started = true;
+            else {
+                zsys_error ("store server - cannot start lane %zu", index);
+                return -1;
+            }
+        }
+        self->started = true;
     }
+    zmq_pollitem_t item = { self->pull_handle, 0, ZMQ_POLLIN, 0 };
+    int rc = zmq_poll (&item, 1, timeout_ms);
     if (rc == -1)
         return -1;
     if (rc == 0)
         return 0;
-
-    store_batch_reset (self->batch);
-    size_t capacity = store_batch_capacity (self->batch);
+    //  Drain what is queued: while frames keep coming, collect up to a
+    //  batch or batch_ms before handing over; the moment the socket is
+    //  empty, hand over (the lanes then commit at once).
     size_t handled = 0;
     int64_t deadline = zclock_mono () + self->batch_ms;
-    while (store_batch_size (self->batch) < capacity) {
+    while (true) {
         rc = s_receive (self);
-        if (rc == -1)
-            break;                  //  interrupted: still commit what we hold
-        if (rc == 1) {
+        if (rc == 1)
             handled++;
+        if (rc == 1 && handled % self->batch_max && zclock_mono () < deadline)
             continue;
-        }
-        int64_t remaining = deadline - zclock_mono ();
-        if (remaining <= 0 || zmq_poll (&item, 1, (long) remaining) <= 0)
+        for (size_t index = 0; index < self->lane_count; index++)
+            if (self->lanes [index]->staged)
+                s_hand_over (self->lanes [index]);
+        //  Empty, interrupted, or long enough: the caller checks its stop.
+        if (rc != 1 || handled >= S_STEP_MAX)
             break;
+        deadline = zclock_mono () + self->batch_ms;
     }
-    size_t size = store_batch_size (self->batch);
-    if (size) {
-        int64_t started = zclock_usecs ();
-        store_writer_write (self->writer, self->batch);
-        s_publish (self);
-        if (self->verbose)
-            zsys_debug ("store server - batch of %zu written in %" PRId64 " us", size,
-                        zclock_usecs () - started);
-    }
-    return (int) handled;
+    return rc == -1 && handled == 0? -1: (int) handled;
 }
 
 //  --------------------------------------------------------------------------
@@ -276,13 +529,20 @@ s_collect (store_server_t *server, zsock_t *sub, proto_ack_t *acks, size_t count
             assert (zmsg_size (message) == 2);
             char *topic = zmsg_popstr (message);
             zframe_t *frame = zmsg_pop (message);
+            //  More than expected can come (a probe sent twice is acked
+            //  twice, maybe in one message): those are dropped.
+            static proto_ack_t got_acks [PROTO_ACKS_MAX];
             size_t got;
             int rc = proto_acks_decode (zframe_data (frame), zframe_size (frame),
-                                        acks + received, count - received, &got);
+                                        got_acks, PROTO_ACKS_MAX, &got);
             assert (rc == 0);
             assert (strncmp (topic, "ack.", 4) == 0);
-            for (size_t index = 0; index < got; index++)
+            if (got > count - received)
+                got = count - received;
+            for (size_t index = 0; index < got; index++) {
+                acks [received + index] = got_acks [index];
                 snprintf (gateways [received + index], PROTO_GATEWAY_MAX + 1, "%s", topic + 4);
+            }
             received += got;
             zframe_destroy (&frame);
             zstr_free (&topic);
@@ -290,6 +550,20 @@ s_collect (store_server_t *server, zsock_t *sub, proto_ack_t *acks, size_t count
         }
     }
     return received;
+}
+
+//  Steps the server for ms and drops whatever acks arrive: the extra acks
+//  of a probe sent more than once (the lanes answer each copy).
+static void
+s_drain (store_server_t *server, zsock_t *sub, int ms)
+{
+    int64_t deadline = zclock_mono () + ms;
+    while (zclock_mono () < deadline) {
+        store_server_step (server, 10);
+        zmsg_t *message;
+        while (zsock_events (sub) & ZMQ_POLLIN && (message = zmsg_recv (sub)))
+            zmsg_destroy (&message);
+    }
 }
 
 static void
@@ -348,6 +622,7 @@ store_server_test (bool verbose)
     }
     assert (received == 1);
     assert (streq (gateways [0], "gwA"));
+    s_drain (server, sub, 300);
 
     //  Verdicts of two gateways plus one malformed frame: each gateway gets
     //  its acks on its own topic, in order, ids matching the rows
@@ -399,13 +674,122 @@ store_server_test (bool verbose)
                         status, sizeof (status));
     assert (streq (status, "offline"));
     store_server_destroy (&server);
+    zsock_destroy (&push);
+    zsock_destroy (&sub);
+
+    //  Two lanes (writers). Ports of both; the server is handed its second
+    //  writer before its first step.
+    store_fixture_t *many = store_fixture_new (database, 32);
+    const char *lane_port [2] = { NULL, NULL };
+    for (size_t index = 0; index < many->port_count; index++) {
+        uint32_t lane = proto_partition (many->ports [index], 2);
+        if (!lane_port [lane])
+            lane_port [lane] = many->ports [index];
+    }
+    assert (lane_port [0] && lane_port [1]);
+    writer = store_writer_new (database, verbose);
+    server = store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 1000, 2,
+                               verbose);
+    assert (server);
+    writer = store_writer_new (database, verbose);
+    assert (store_server_add_writer (server, &writer) == 0);
+    assert (writer == NULL);
+    assert (store_server_writers (server) == 2);
+    push = zsock_new_push (store_server_verdict_endpoint (server));
+    zsock_set_sndtimeo (push, 1000);
+    sub = zsock_new_sub (store_server_ack_endpoint (server), "ack.");
+    zsock_set_rcvtimeo (sub, 100);
+    snprintf (key, sizeof (key), "probe2-%" PRId64, base);
+    store_fixture_verdict (many, &verdict, "gwA", 999, lane_port [0], key, base, 1,
+                           PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    received = 0;
+    for (int attempt = 0; attempt < 50 && received == 0; attempt++) {
+        s_push (push, &verdict);
+        received = s_collect (server, sub, acks, 1, gateways, 100);
+    }
+    assert (received == 1 && acks [0].code == PROTO_ACK_OK);
+    s_drain (server, sub, 300);
+    writer = store_writer_new ("host=127.0.0.1 port=1 dbname=none", false);
+    assert (store_server_add_writer (server, &writer) == -1);     //  started: no more lanes
+    store_writer_destroy (&writer);
+
+    //  The same readingId on ports of both lanes (a client reusing an id):
+    //  one readings row, both acks with its id; repeated, still one
+    snprintf (key, sizeof (key), "both-%" PRId64, base);
+    for (int round = 0; round < 3; round++) {
+        for (int lane = 0; lane < 2; lane++) {
+            store_fixture_verdict (many, &verdict, "gwA", (uint64_t) (10 + round * 2 + lane),
+                                   lane_port [lane], key, base + 1 + round * 2 + lane, 7,
+                                   PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+            s_push (push, &verdict);
+        }
+        received = s_collect (server, sub, acks, 2, gateways, 5000);
+        assert (received == 2);
+        assert (acks [0].code == PROTO_ACK_OK && acks [1].code == PROTO_ACK_OK);
+        assert (acks [0].id == acks [1].id);
+        assert (acks [0].ts == acks [1].ts);
+        char device [24];
+        snprintf (device, sizeof (device), "%" PRId64, many->device);
+        const char *key_params [2] = { device, key };
+        assert (store_fixture_int (many, "SELECT count(*) FROM reading_keys"
+                                   " WHERE device_id = $1 AND reading_key = $2",
+                                   2, key_params) == 1);
+        char id [24];
+        snprintf (id, sizeof (id), "%" PRId64, acks [0].id);
+        const char *id_params [1] = { id };
+        assert (store_fixture_int (many, "SELECT count(*) FROM readings WHERE id = $1",
+                                   1, id_params) == 1);
+    }
+
+    //  Per-port order through the lanes: each port's status flips with
+    //  every verdict (so every row is written at once); the stored status,
+    //  its time and each port's ack order follow the last verdict
+    #define S_FLIPS 300
+    static proto_ack_t flips [2 * S_FLIPS];
+    static char flip_gateways [2 * S_FLIPS][PROTO_GATEWAY_MAX + 1];
+    for (int index = 0; index < S_FLIPS; index++)
+        for (int lane = 0; lane < 2; lane++) {
+            bool odd = index % 2;
+            store_fixture_verdict (many, &verdict, lane? "gwB": "gwA",
+                                   (uint64_t) (1000 + index), lane_port [lane], "",
+                                   base + 100 + index, 2 + index,
+                                   odd? PROTO_STATUS_IDLE: PROTO_STATUS_ACTIVE,
+                                   odd? PROTO_STATUS_ACTIVE: PROTO_STATUS_IDLE);
+            s_push (push, &verdict);
+        }
+    received = s_collect (server, sub, flips, 2 * S_FLIPS, flip_gateways, 10000);
+    assert (received == 2 * S_FLIPS);
+    uint64_t last [2] = { 999, 999 };
+    int64_t rows = 0;
+    for (size_t index = 0; index < received; index++) {
+        int lane = streq (flip_gateways [index], "gwB");
+        assert (flips [index].code == PROTO_ACK_OK);
+        assert (flips [index].request == last [lane] + 1);
+        last [lane] = flips [index].request;
+    }
+    for (int lane = 0; lane < 2; lane++) {
+        const char *port_params [1] = { lane_port [lane] };
+        char expected [64], stored [64];
+        snprintf (expected, sizeof (expected), "idle %" PRId64,
+                  base + 100 + S_FLIPS - 1);
+        store_fixture_text (many,
+            "SELECT status || ' ' || (extract (epoch FROM status_since) * 1000)::bigint"
+            " FROM ports WHERE id = $1", 1, port_params, stored, sizeof (stored));
+        assert (streq (stored, expected));
+        rows += store_fixture_int (many, "SELECT count(*) FROM readings WHERE port_id = $1",
+                                   1, port_params);
+    }
+    //  the flips, the probe and the shared key once
+    assert (rows == 2 * S_FLIPS + 2);
+    zsock_destroy (&push);
+    zsock_destroy (&sub);
+    store_server_destroy (&server);
+    store_fixture_destroy (&many);
 
     //  Database down: the acks say RETRY
     writer = store_writer_new ("host=127.0.0.1 port=1 dbname=none", verbose);
     server = store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 10, 2, verbose);
     assert (server);
-    zsock_destroy (&push);
-    zsock_destroy (&sub);
     push = zsock_new_push (store_server_verdict_endpoint (server));
     zsock_set_sndtimeo (push, 1000);
     sub = zsock_new_sub (store_server_ack_endpoint (server), "ack.");

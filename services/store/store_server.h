@@ -5,9 +5,21 @@
     acks to gateways (binds ack_endpoint) as [ack.<gateway>][acks], sent
     only after the transaction that stored them committed.
 
-    One step waits (bounded) for a first verdict, drains what follows up to
-    batch_max verdicts or batch_ms after the first, writes them in one
-    transaction and publishes the acks.
+    The calling thread receives and decodes verdicts and hands each to a
+    lane: lane = proto_partition (port, writers), so every verdict of a
+    port goes to the same lane, in arrival order. Each lane is a writer
+    (its own PostgreSQL connection) on its own thread with its own batch:
+    with two lanes, one transaction commits while the other is written.
+    Acks of a batch go out after its own commit. Lanes never write the same
+    port rows or episodes, and a retried reading (same port) meets its key
+    in the same lane, so they need no coordination; a readingId reused
+    across ports of two lanes is still stored once (the second lane's key
+    insert waits for the first's commit, then finds the key).
+
+    Group commit is natural: a lane writes whatever is queued the moment
+    it is free; batch_max bounds a transaction, and batch_ms only bounds
+    how long the receiving thread collects before handing over while
+    frames keep arriving. A lone verdict is written at once.
     =========================================================================
 */
 #ifndef STORE_SERVER_H_INCLUDED
@@ -24,18 +36,27 @@ store_server_t *store_server_new (const char *verdict_endpoint, const char *ack_
                                   bool verbose);
 void store_server_destroy (store_server_t **self_p);
 
+//  Adds a lane with its own writer (taken); before the first step only.
+//  The first writer (store_server_new's) does the housekeeping (partitions,
+//  pruning). 0, or -1 (started, too many, out of memory).
+int store_server_add_writer (store_server_t *self, store_writer_t **writer_p);
+size_t store_server_writers (store_server_t *self);
+
 //  Endpoints actually bound (with the port chosen for "*"); borrowed.
 const char *store_server_verdict_endpoint (store_server_t *self);
 const char *store_server_ack_endpoint (store_server_t *self);
 
-//  One group commit: waits up to timeout_ms for a first verdict, then
-//  drains, writes and acks. Returns the number of verdicts handled (0 on
-//  timeout), -1 if interrupted.
+//  Starts the lanes on the first call. Waits up to timeout_ms for a
+//  verdict, then drains the socket into the lanes (their threads write and
+//  ack). Returns the number of verdicts received (0 on timeout), -1 if
+//  interrupted. Destroy writes what the lanes hold, then stops them.
 int store_server_step (store_server_t *self, int timeout_ms);
 
 //  Totals since start, for logs and tests.
 uint64_t store_server_verdicts (store_server_t *self);
 uint64_t store_server_malformed (store_server_t *self);
+//  Group commits written by all lanes (another thread may read it).
+uint64_t store_server_batches (store_server_t *self);
 
 //  Self test (needs PHANTOM_TEST_DATABASE)
 void store_server_test (bool verbose);

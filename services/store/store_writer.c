@@ -15,30 +15,50 @@
 //  timestamptz exactly and without depending on the session's time zone.
 #define S_TS(ms) "(timestamptz 'epoch' + " ms " * interval '1 millisecond')"
 
-//  Idempotency. Inserts each (device, key) with a new reading id; keys that
-//  already exist keep theirs and are answered with it. The final SELECT
-//  reads reading_keys as it was before this statement, so k holds only the
-//  keys stored earlier. Rows come back in input order (n).
+//  Idempotency: reading_keys maps a device's readingId to its reading.
+//  Every reading gets its id from the writer's block of ids (s_ids_sql)
+//  before the transaction, so the keys can go out in the same pipeline as
+//  everything else, without waiting for what the database assigns.
+//
+//  Fast form: a plain INSERT of the first occurrence of each (device, key)
+//  in the batch. A key stored before fails it (23505); the writer then
+//  runs the attempt again in the safe form and stays with that form for a
+//  while (retries come in storms). A plain insert is ~40 % cheaper than
+//  ON CONFLICT's speculative insertion, and new keys are the common case.
 static const char *s_keys_sql =
-    "WITH u AS (SELECT * FROM unnest ($1::bigint[], $2::text[], $3::bigint[])"
-    "           WITH ORDINALITY AS u (device_id, reading_key, ts_ms, n)),"
+    "INSERT INTO reading_keys (device_id, reading_key, reading_id, ts)"
+    " SELECT device_id, reading_key, reading_id, " S_TS ("ts_ms")
+    " FROM unnest ($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])"
+    "      AS u (device_id, reading_key, ts_ms, reading_id)";
+
+//  Safe form: keys stored before are skipped, and only those rows come
+//  back (usually none) with the stored id and time, as "{id,ms}". The
+//  lookup is a scalar subquery on the primary key, run for skipped rows
+//  only: no plan, generic or custom, can make it a scan of reading_keys.
+//  A key that another writer committed while this statement waited for
+//  it is not in the statement's snapshot: NULL, and the attempt is retried.
+static const char *s_keys_safe_sql =
+    "WITH u AS (SELECT * FROM unnest ($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])"
+    "           WITH ORDINALITY AS u (device_id, reading_key, ts_ms, reading_id, n)),"
     " ins AS (INSERT INTO reading_keys (device_id, reading_key, reading_id, ts)"
-    "         SELECT device_id, reading_key, nextval ('readings_id_seq'), " S_TS ("ts_ms")
+    "         SELECT device_id, reading_key, reading_id, " S_TS ("ts_ms")
     "         FROM u ORDER BY n"
     "         ON CONFLICT DO NOTHING"
-    "         RETURNING device_id, reading_key, reading_id)"
-    " SELECT u.n, coalesce (ins.reading_id, k.reading_id),"
-    "        CASE WHEN ins.reading_id IS NULL"
-    "             THEN (extract (epoch FROM k.ts) * 1000)::bigint ELSE u.ts_ms END,"
-    "        ins.reading_id IS NOT NULL"
-    " FROM u LEFT JOIN ins ON ins.device_id = u.device_id AND ins.reading_key = u.reading_key"
-    "        LEFT JOIN reading_keys k ON ins.reading_id IS NULL"
-    "             AND k.device_id = u.device_id AND k.reading_key = u.reading_key"
-    " ORDER BY u.n";
+    "         RETURNING reading_id)"
+    " SELECT u.n, (SELECT array [k.reading_id, (extract (epoch FROM k.ts) * 1000)::bigint]"
+    "              FROM reading_keys k"
+    "              WHERE k.device_id = u.device_id AND k.reading_key = u.reading_key)"
+    " FROM u WHERE u.reading_id NOT IN (SELECT reading_id FROM ins)";
 
-//  Ids for the readings without a key, so that COPY can carry them.
+//  A block of reading ids, taken outside any transaction (sequences are
+//  not transactional: an id is never handed out twice, rolled back or not).
 static const char *s_ids_sql =
     "SELECT nextval ('readings_id_seq') FROM generate_series (1, $1::int)";
+
+//  Keys older than the clients' retry window, a chunk at a time
+//  (deploy/migrations/008_store_perf.sql).
+static const char *s_prune_sql =
+    "SELECT phantom_prune_reading_keys ($1::int, $2::int)";
 
 static const char *s_readings_sql =
     "INSERT INTO readings (id, port_id, ts, voltage, current, power, status)"
@@ -55,6 +75,10 @@ static const char *s_copy_sql =
 //  verdict; since when: its last change, else this write if the stored
 //  status differs. NULL keeps the stored value: status (unknown), reading
 //  time and power (a verdict without a reading), baseline (none yet).
+//  The session plans it afresh for each call (plan_cache_mode), with the
+//  real number of rows: a handful of ports is a nested loop over the
+//  primary key, never a scan of all ports because a generic plan was
+//  made when the table was small.
 static const char *s_ports_sql =
     "UPDATE ports p SET"
     "  status = coalesce (u.status, p.status),"
@@ -85,6 +109,20 @@ static const char *s_episodes_sql =
     "  samples = EXCLUDED.samples";
 
 #define S_BACKOFF_MIN_MS 100
+//  Ids taken from the sequence at a time: one round trip per this many
+//  readings (the rest are lost on a restart: gaps, never duplicates).
+#define S_ID_BLOCK 10000
+//  Batches with more fresh readings than this go by COPY (fewer bytes,
+//  faster per row); smaller ones by INSERT inside the one pipeline, which
+//  saves the two round trips of a COPY.
+#define S_COPY_MIN 64
+//  After a key conflict, the safe form of the keys statement for this long.
+#define S_SAFE_MS 10000
+//  reading_keys: kept for the clients' retry window, pruned in chunks.
+#define S_KEYS_KEEP_DAYS 7
+#define S_PRUNE_CHUNK 5000
+#define S_PRUNE_EVERY_MS (10 * 60 * 1000)
+#define S_PRUNE_BUSY_MS 1000
 #define S_BACKOFF_MAX_MS 2000
 #define S_PARTITIONS_EVERY_MS (3600 * 1000)
 #define S_PARTITIONS_RETRY_MS (60 * 1000)
@@ -94,7 +132,8 @@ typedef enum {
     S_OK = 0,
     S_DATA = 1,                     //  the data was refused (SQLSTATE class 22 or 23)
     S_TRANSIENT = 2,                //  anything else the server said
-    S_LOST = 3                      //  the connection is gone
+    S_LOST = 3,                     //  the connection is gone
+    S_CONFLICT = 4                  //  fast keys statement met a stored key
 } s_outcome_t;
 
 struct _store_writer_t {
@@ -105,6 +144,13 @@ struct _store_writer_t {
     int64_t backoff;                //  next reconnect delay, ms
     int64_t connect_at;             //  monotonic ms of the next connect attempt
     int64_t partitions_at;          //  monotonic ms of the next phantom_ensure_partitions
+    bool housekeeping;              //  this writer keeps partitions and prunes keys
+    int64_t prune_at;               //  monotonic ms of the next prune chunk
+    int64_t safe_until;             //  monotonic ms until which keys use the safe form
+    int64_t *ids;                   //  block of reading ids not handed out yet
+    size_t id_next;                 //  next unused in ids
+    size_t id_count;                //  ids held
+    size_t id_capacity;             //  allocated
     char error [256];               //  last error, for logs
 };
 
@@ -151,17 +197,32 @@ s_session (store_writer_t *self)
 {
     //  Durability is the point of the ack: force the default even if the
     //  server or role was configured otherwise. The timeout bounds a wait
-    //  on a lock held by someone else.
+    //  on a lock held by someone else. Custom plans: a generic plan made
+    //  once, while a table was empty and never analysed, scanned all of it
+    //  on every batch ever after (BENCHMARKS.md); planning each call with
+    //  the real row counts costs tens of microseconds. No sequential scans:
+    //  every statement of this connection touches a few rows by a key, and
+    //  statistics can still mislead (a table emptied by deletes, its index
+    //  bloated: the planner then prices one index lookup above a scan of
+    //  the whole heap). Only a penalty: without an index a scan still runs.
+    //  No JIT: a plan whose estimate passes jit_above_cost (easily, with a
+    //  penalised scan in it, or a misestimate) spent 0.1-1.5 s compiling
+    //  for a statement that runs in a millisecond.
     static const char *setup [] = {
         "SET synchronous_commit = on",
         "SET statement_timeout = '30s'",
+        "SET plan_cache_mode = force_custom_plan",
+        "SET enable_seqscan = off",
+        "SET jit = off",
     };
     static const struct {
         const char *name;
         const char **sql;
     } statements [] = {
         { "store_keys", &s_keys_sql },
+        { "store_keys_safe", &s_keys_safe_sql },
         { "store_ids", &s_ids_sql },
+        { "store_prune", &s_prune_sql },
         { "store_readings", &s_readings_sql },
         { "store_ports", &s_ports_sql },
         { "store_episodes", &s_episodes_sql },
@@ -250,8 +311,9 @@ store_writer_new (const char *conninfo, bool verbose)
     self->conninfo = strdup (conninfo);
     assert (self->conninfo);
     self->verbose = verbose;
-    self->insert = STORE_INSERT_COPY;
+    self->insert = STORE_INSERT_AUTO;
     self->backoff = S_BACKOFF_MIN_MS;
+    self->housekeeping = true;
     store_writer_maintain (self);
     return self;
 }
@@ -264,6 +326,7 @@ store_writer_destroy (store_writer_t **self_p)
         store_writer_t *self = *self_p;
         if (self->conn)
             PQfinish (self->conn);
+        free (self->ids);
         free (self->conninfo);
         free (self);
         *self_p = NULL;
@@ -291,6 +354,34 @@ store_writer_connected (store_writer_t *self)
     return self->conn && PQstatus (self->conn) == CONNECTION_OK;
 }
 
+//  One chunk of keys older than the retry window; the next chunk soon if
+//  this one was full, else in ten minutes.
+static void
+s_prune (store_writer_t *self)
+{
+    char days [16], rows [16];
+    snprintf (days, sizeof (days), "%d", S_KEYS_KEEP_DAYS);
+    snprintf (rows, sizeof (rows), "%d", S_PRUNE_CHUNK);
+    const char *params [2] = { days, rows };
+    PGresult *result = PQexecPrepared (self->conn, "store_prune", 2, params, NULL, NULL, 0);
+    int64_t now = zclock_mono ();
+    if (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1) {
+        int deleted = atoi (PQgetvalue (result, 0, 0));
+        self->prune_at = now + (deleted >= S_PRUNE_CHUNK? S_PRUNE_BUSY_MS: S_PRUNE_EVERY_MS);
+        if (self->verbose || deleted)
+            zsys_debug ("store writer - %d reading keys older than %d days pruned",
+                        deleted, S_KEYS_KEEP_DAYS);
+    }
+    else {
+        zsys_warning ("store writer - pruning reading_keys failed: %s",
+                      s_connection_error (self));
+        self->prune_at = now + S_PARTITIONS_RETRY_MS;
+    }
+    PQclear (result);
+    if (PQstatus (self->conn) != CONNECTION_OK)
+        s_disconnect (self);
+}
+
 void
 store_writer_maintain (store_writer_t *self)
 {
@@ -298,8 +389,19 @@ store_writer_maintain (store_writer_t *self)
     int64_t now = zclock_mono ();
     if (!self->conn && now >= self->connect_at)
         s_connect (self);
+    if (!self->housekeeping)
+        return;
     if (self->conn && now >= self->partitions_at)
         s_ensure_partitions (self);
+    if (self->conn && now >= self->prune_at)
+        s_prune (self);
+}
+
+void
+store_writer_set_housekeeping (store_writer_t *self, bool housekeeping)
+{
+    assert (self);
+    self->housekeeping = housekeeping;
 }
 
 //  --------------------------------------------------------------------------
@@ -318,6 +420,8 @@ s_failure (store_writer_t *self, PGresult *result, const char *step)
     s_one_line (self->error);
     if (PQstatus (self->conn) != CONNECTION_OK)
         return S_LOST;
+    if (state && streq (state, "23505") && streq (step, "store_keys"))
+        return S_CONFLICT;
     if (state && (strncmp (state, "22", 2) == 0 || strncmp (state, "23", 2) == 0))
         return S_DATA;
     return S_TRANSIENT;
@@ -364,70 +468,179 @@ s_value (PGresult *result, int row, int column, int64_t *value)
     return *end == 0 && end != text? 0: -1;
 }
 
+//  --------------------------------------------------------------------------
+//  Pipelines: statements queued without waiting, one sync, then all their
+//  results. A transaction is then one or two round trips, not one per
+//  statement. COPY cannot run in a pipeline, so the COPY path has a sync
+//  before it and a second pipeline after it.
+
+#define S_STEPS_MAX 8
+
+typedef struct {
+    int count;                      //  statements queued
+    const char *names [S_STEPS_MAX];    //  for errors
+    ExecStatusType expected [S_STEPS_MAX];
+    int keep;                       //  step whose result is kept, -1 none
+    PGresult *kept;                 //  its result (caller clears)
+    bool broken;                    //  a send failed
+} s_pipeline_t;
+
 static s_outcome_t
-s_keys (store_writer_t *self, store_batch_t *batch)
+s_pipeline_open (store_writer_t *self, s_pipeline_t *pipeline)
 {
-    size_t count = store_batch_keyed_count (batch);
-    if (count == 0)
-        return S_OK;
-    const char *params [STORE_KEYS_PARAMS];
-    store_batch_keys_params (batch, params);
-    PGresult *result = NULL;
-    s_outcome_t outcome = s_run (self, "store_keys", STORE_KEYS_PARAMS, params,
-                                 PGRES_TUPLES_OK, &result);
-    if (outcome)
-        return outcome;
-    if ((size_t) PQntuples (result) != count) {
-        snprintf (self->error, sizeof (self->error), "store_keys: %d rows for %zu keys",
-                  PQntuples (result), count);
-        outcome = S_TRANSIENT;
+    memset (pipeline, 0, sizeof (*pipeline));
+    pipeline->keep = -1;
+    if (PQenterPipelineMode (self->conn) != 1) {
+        s_failure (self, NULL, "pipeline");
+        return S_LOST;              //  a connection in a state we do not know
     }
-    for (int row = 0; outcome == S_OK && row < PQntuples (result); row++) {
-        int64_t n, id, ts;
-        //  A key no longer visible (another writer?) has no id: retry later.
-        if (s_value (result, row, 0, &n) || n < 1 || (size_t) n > count
-        ||  s_value (result, row, 1, &id) || s_value (result, row, 2, &ts)) {
-            snprintf (self->error, sizeof (self->error), "store_keys: row %d unusable", row);
-            outcome = S_TRANSIENT;
-            break;
+    return S_OK;
+}
+
+//  Queues a prepared statement (params) or a command (params NULL).
+static void
+s_pipeline_send (store_writer_t *self, s_pipeline_t *pipeline, const char *name, int count,
+                 const char *const *params, ExecStatusType expected, bool keep)
+{
+    assert (pipeline->count < S_STEPS_MAX);
+    if (pipeline->broken)
+        return;
+    int rc = params? PQsendQueryPrepared (self->conn, name, count, params, NULL, NULL, 0)
+                   : PQsendQueryParams (self->conn, name, 0, NULL, NULL, NULL, NULL, 0);
+    if (rc != 1) {
+        pipeline->broken = true;
+        return;
+    }
+    if (keep)
+        pipeline->keep = pipeline->count;
+    pipeline->names [pipeline->count] = name;
+    pipeline->expected [pipeline->count++] = expected;
+}
+
+//  Sends the sync and reads every result; the outcome is the first
+//  failure's. Leaves pipeline mode; where the protocol went off the
+//  expected path, S_LOST: the writer drops the connection and reconnects.
+static s_outcome_t
+s_pipeline_sync (store_writer_t *self, s_pipeline_t *pipeline)
+{
+    if (pipeline->broken || PQpipelineSync (self->conn) != 1) {
+        s_failure (self, NULL, "pipeline send");
+        return S_LOST;
+    }
+    s_outcome_t outcome = S_OK;
+    for (int step = 0; step < pipeline->count; step++) {
+        PGresult *result = PQgetResult (self->conn);
+        if (!result) {
+            if (outcome == S_OK)
+                s_failure (self, NULL, pipeline->names [step]);
+            return S_LOST;
         }
-        bool fresh = *PQgetvalue (result, row, 3) == 't';
-        store_batch_assign (batch, store_batch_keyed_row (batch, (size_t) n - 1), id, ts, fresh);
+        ExecStatusType status = PQresultStatus (result);
+        if (status != pipeline->expected [step] && status != PGRES_PIPELINE_ABORTED
+        &&  outcome == S_OK)
+            outcome = s_failure (self, result, pipeline->names [step]);
+        if (step == pipeline->keep && status == pipeline->expected [step])
+            pipeline->kept = result;
+        else
+            PQclear (result);
+        //  Each statement's results end with a NULL.
+        while ((result = PQgetResult (self->conn)))
+            PQclear (result);
+        if (PQstatus (self->conn) != CONNECTION_OK)
+            return S_LOST;
     }
+    PGresult *result = PQgetResult (self->conn);
+    bool synced = result && PQresultStatus (result) == PGRES_PIPELINE_SYNC;
     PQclear (result);
+    if (!synced || PQexitPipelineMode (self->conn) != 1) {
+        if (outcome == S_OK)
+            s_failure (self, NULL, "pipeline sync");
+        return S_LOST;
+    }
     return outcome;
 }
 
-static s_outcome_t
-s_ids (store_writer_t *self, store_batch_t *batch)
+static void
+s_pipeline_close (s_pipeline_t *pipeline)
 {
-    size_t count = store_batch_unkeyed_count (batch);
-    if (count == 0)
-        return S_OK;
-    char text [24];
-    snprintf (text, sizeof (text), "%zu", count);
-    const char *params [1] = { text };
-    PGresult *result = NULL;
-    s_outcome_t outcome = s_run (self, "store_ids", 1, params, PGRES_TUPLES_OK, &result);
-    if (outcome)
-        return outcome;
-    if ((size_t) PQntuples (result) != count) {
-        snprintf (self->error, sizeof (self->error), "store_ids: %d ids for %zu readings",
-                  PQntuples (result), count);
-        outcome = S_TRANSIENT;
-    }
-    for (size_t n = 0; outcome == S_OK && n < count; n++) {
-        int64_t id;
-        if (s_value (result, (int) n, 0, &id)) {
-            snprintf (self->error, sizeof (self->error), "store_ids: unusable id");
-            outcome = S_TRANSIENT;
-            break;
+    PQclear (pipeline->kept);
+    pipeline->kept = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  The steps of one attempt
+
+//  Gives every reading of the planned range that may be new (first
+//  occurrence of a key, or no key) an id from the block, refilled with
+//  one round trip when short.
+static s_outcome_t
+s_assign_ids (store_writer_t *self, store_batch_t *batch)
+{
+    size_t keyed = store_batch_keyed_count (batch);
+    size_t count = keyed + store_batch_unkeyed_count (batch);
+    if (self->id_count - self->id_next < count) {
+        size_t left = self->id_count - self->id_next;
+        size_t want = count - left > S_ID_BLOCK? count - left: S_ID_BLOCK;
+        if (left + want > self->id_capacity) {
+            int64_t *ids = (int64_t *) realloc (self->ids, (left + want) * sizeof (int64_t));
+            assert (ids);           //  as zmalloc: no way on without memory
+            self->ids = ids;
+            self->id_capacity = left + want;
         }
-        size_t row = store_batch_unkeyed_row (batch, n);
-        store_batch_assign (batch, row, id, store_batch_verdict (batch, row)->reading.ts, true);
+        memmove (self->ids, self->ids + self->id_next, left * sizeof (int64_t));
+        self->id_next = 0;
+        self->id_count = left;
+        char text [24];
+        snprintf (text, sizeof (text), "%zu", want);
+        const char *params [1] = { text };
+        PGresult *result = NULL;
+        s_outcome_t outcome = s_run (self, "store_ids", 1, params, PGRES_TUPLES_OK, &result);
+        if (outcome)
+            return outcome;
+        for (int row = 0; row < PQntuples (result); row++) {
+            int64_t id;
+            if (s_value (result, row, 0, &id)) {
+                snprintf (self->error, sizeof (self->error), "store_ids: unusable id");
+                PQclear (result);
+                return S_TRANSIENT;
+            }
+            self->ids [self->id_count++] = id;
+        }
+        PQclear (result);
+        if (self->id_count < count) {
+            snprintf (self->error, sizeof (self->error), "store_ids: too few ids");
+            return S_TRANSIENT;
+        }
     }
-    PQclear (result);
-    return outcome;
+    for (size_t n = 0; n < count; n++) {
+        size_t row = n < keyed? store_batch_keyed_row (batch, n)
+                              : store_batch_unkeyed_row (batch, n - keyed);
+        store_batch_assign (batch, row, self->ids [self->id_next++],
+                            store_batch_verdict (batch, row)->reading.ts, true);
+    }
+    return S_OK;
+}
+
+//  Safe keys form's answer: keys stored before, with their id and time.
+static s_outcome_t
+s_skipped (store_writer_t *self, store_batch_t *batch, PGresult *result)
+{
+    size_t count = store_batch_keyed_count (batch);
+    for (int row = 0; result && row < PQntuples (result); row++) {
+        int64_t n;
+        long long id, ts;
+        if (s_value (result, row, 0, &n) || n < 1 || (size_t) n > count
+        ||  PQgetisnull (result, row, 1)
+        ||  sscanf (PQgetvalue (result, row, 1), "{%lld,%lld}", &id, &ts) != 2) {
+            //  Another writer's key, committed after our snapshot: the
+            //  retry of the attempt sees it.
+            snprintf (self->error, sizeof (self->error),
+                      "store_keys_safe: stored key not visible yet (row %d)", row);
+            return S_TRANSIENT;
+        }
+        store_batch_assign (batch, store_batch_keyed_row (batch, (size_t) n - 1), id, ts, false);
+    }
+    return S_OK;
 }
 
 static s_outcome_t
@@ -458,63 +671,94 @@ s_copy (store_writer_t *self, store_batch_t *batch)
     return outcome;
 }
 
+//  One try at [lo, hi) in one transaction. Small batches: one pipeline,
+//  BEGIN .. COMMIT, one round trip (plus a refill of ids now and then).
+//  COPY batches, or safe keys: BEGIN and keys, sync; COPY; ports,
+//  episodes, COMMIT, sync.
 static s_outcome_t
-s_attempt (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
+s_try (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
 {
     if (store_batch_plan (batch, lo, hi) == 0)
         return S_OK;
     store_batch_port_writes (batch, zclock_mono (), false);
     //  Step times under -v, to see where a batch spends its time.
-    int64_t times [7] = { zclock_usecs () };
-    s_outcome_t outcome = s_command (self, "BEGIN");
-    if (outcome == S_OK)
-        outcome = s_keys (self, batch);
+    int64_t times [4] = { zclock_usecs () };
+    s_outcome_t outcome = s_assign_ids (self, batch);
+    if (outcome)
+        return outcome;
+    bool safe = self->safe_until > zclock_mono ();
+    bool keyed = store_batch_keyed_count (batch) > 0;
+    size_t fresh = store_batch_keyed_count (batch) + store_batch_unkeyed_count (batch);
+    bool copy = fresh && (self->insert == STORE_INSERT_COPY
+                          || (self->insert == STORE_INSERT_AUTO && fresh > S_COPY_MIN));
+    const char *keys [STORE_KEYS_PARAMS];
+    if (keyed)
+        store_batch_keys_params (batch, keys);
     times [1] = zclock_usecs ();
-    if (outcome == S_OK)
-        outcome = s_ids (self, batch);
-    times [2] = zclock_usecs ();
-    if (outcome == S_OK && store_batch_fresh_count (batch)) {
-        if (self->insert == STORE_INSERT_COPY)
+
+    s_pipeline_t pipeline;
+    outcome = s_pipeline_open (self, &pipeline);
+    if (outcome)
+        return outcome;
+    s_pipeline_send (self, &pipeline, "BEGIN", 0, NULL, PGRES_COMMAND_OK, false);
+    if (keyed) {
+        if (safe)
+            s_pipeline_send (self, &pipeline, "store_keys_safe", STORE_KEYS_PARAMS, keys,
+                             PGRES_TUPLES_OK, true);
+        else
+            s_pipeline_send (self, &pipeline, "store_keys", STORE_KEYS_PARAMS, keys,
+                             PGRES_COMMAND_OK, false);
+    }
+    if (copy || (safe && keyed)) {
+        outcome = s_pipeline_sync (self, &pipeline);
+        if (outcome == S_OK && safe && keyed)
+            outcome = s_skipped (self, batch, pipeline.kept);
+        s_pipeline_close (&pipeline);
+        if (outcome == S_OK && copy && store_batch_fresh_count (batch))
             outcome = s_copy (self, batch);
-        else {
-            const char *params [STORE_READINGS_PARAMS];
-            store_batch_readings_params (batch, params);
-            outcome = s_run (self, "store_readings", STORE_READINGS_PARAMS, params,
-                             PGRES_COMMAND_OK, NULL);
-        }
+        if (outcome == S_OK)
+            outcome = s_pipeline_open (self, &pipeline);
     }
-    times [3] = zclock_usecs ();
-    if (outcome == S_OK && store_batch_port_count (batch)) {
-        const char *params [STORE_PORTS_PARAMS];
-        store_batch_ports_params (batch, params);
-        outcome = s_run (self, "store_ports", STORE_PORTS_PARAMS, params,
-                         PGRES_COMMAND_OK, NULL);
-    }
-    times [4] = zclock_usecs ();
-    if (outcome == S_OK && store_batch_episode_count (batch)) {
-        const char *params [STORE_EPISODES_PARAMS];
-        store_batch_episodes_params (batch, params);
-        outcome = s_run (self, "store_episodes", STORE_EPISODES_PARAMS, params,
-                         PGRES_COMMAND_OK, NULL);
-    }
+    times [2] = zclock_usecs ();
     if (outcome == S_OK) {
+        const char *readings [STORE_READINGS_PARAMS];
+        const char *ports [STORE_PORTS_PARAMS];
+        const char *episodes [STORE_EPISODES_PARAMS];
+        if (!copy && store_batch_fresh_count (batch)) {
+            store_batch_readings_params (batch, readings);
+            s_pipeline_send (self, &pipeline, "store_readings", STORE_READINGS_PARAMS, readings,
+                             PGRES_COMMAND_OK, false);
+        }
+        if (store_batch_port_count (batch)) {
+            store_batch_ports_params (batch, ports);
+            s_pipeline_send (self, &pipeline, "store_ports", STORE_PORTS_PARAMS, ports,
+                             PGRES_COMMAND_OK, false);
+        }
+        if (store_batch_episode_count (batch)) {
+            store_batch_episodes_params (batch, episodes);
+            s_pipeline_send (self, &pipeline, "store_episodes", STORE_EPISODES_PARAMS, episodes,
+                             PGRES_COMMAND_OK, false);
+        }
         //  A COMMIT whose answer is lost leaves the outcome unknown: the
         //  rows are acked RETRY, and a retry with a key finds its id.
-        times [5] = zclock_usecs ();
-        outcome = s_command (self, "COMMIT");
-        if (outcome == S_OK) {
-            times [6] = zclock_usecs ();
-            if (self->verbose)
-                zsys_debug ("store writer - rows %zu..%zu: keys %" PRId64 " ids %" PRId64
-                            " readings %" PRId64 " ports %" PRId64 " episodes %" PRId64
-                            " commit %" PRId64 " us", lo, hi, times [1] - times [0],
-                            times [2] - times [1], times [3] - times [2], times [4] - times [3],
-                            times [5] - times [4], times [6] - times [5]);
-            store_batch_commit (batch);
-            return S_OK;
-        }
+        s_pipeline_send (self, &pipeline, "COMMIT", 0, NULL, PGRES_COMMAND_OK, false);
+        outcome = s_pipeline_sync (self, &pipeline);
+        s_pipeline_close (&pipeline);
     }
-    if (outcome != S_LOST) {
+    if (outcome == S_OK) {
+        times [3] = zclock_usecs ();
+        if (self->verbose)
+            zsys_debug ("store writer - rows %zu..%zu (%zu fresh, %s%s): params %" PRId64
+                        " keys%s %" PRId64 " commit %" PRId64 " us", lo, hi,
+                        store_batch_fresh_count (batch), copy? "COPY": "INSERT",
+                        safe? ", safe keys": "", times [1] - times [0],
+                        copy? "+COPY": "", times [2] - times [1], times [3] - times [2]);
+        store_batch_commit (batch);
+        return S_OK;
+    }
+    if (outcome == S_CONFLICT && safe)
+        outcome = S_DATA;           //  the safe form has no conflicts: something else
+    if (outcome != S_LOST && PQtransactionStatus (self->conn) != PQTRANS_IDLE) {
         char error [sizeof (self->error)];
         memcpy (error, self->error, sizeof (error));
         if (s_command (self, "ROLLBACK") == S_LOST)
@@ -524,8 +768,25 @@ s_attempt (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
     return outcome;
 }
 
+//  A try, and after a key conflict of the fast form, another in the safe
+//  form (which stays on for S_SAFE_MS: retries come in storms).
+static s_outcome_t
+s_attempt (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
+{
+    s_outcome_t outcome = s_try (self, batch, lo, hi);
+    if (outcome == S_CONFLICT) {
+        if (self->verbose)
+            zsys_debug ("store writer - a key was stored before, safe keys for %d ms",
+                        S_SAFE_MS);
+        self->safe_until = zclock_mono () + S_SAFE_MS;
+        outcome = s_try (self, batch, lo, hi);
+    }
+    return outcome == S_CONFLICT? S_DATA: outcome;
+}
+
 //  Writes the port rows waiting in memory that are due (all if all), in a
-//  transaction of their own. Returns how many, or -1 (they keep waiting).
+//  transaction of their own (one statement). Returns how many, or -1 (they
+//  keep waiting).
 int
 store_writer_flush (store_writer_t *self, store_batch_t *batch, bool all)
 {
@@ -540,11 +801,8 @@ store_writer_flush (store_writer_t *self, store_batch_t *batch, bool all)
         return 0;
     const char *params [STORE_PORTS_PARAMS];
     store_batch_ports_params (batch, params);
-    s_outcome_t outcome = s_command (self, "BEGIN");
-    if (outcome == S_OK)
-        outcome = s_run (self, "store_ports", STORE_PORTS_PARAMS, params, PGRES_COMMAND_OK, NULL);
-    if (outcome == S_OK)
-        outcome = s_command (self, "COMMIT");
+    s_outcome_t outcome = s_run (self, "store_ports", STORE_PORTS_PARAMS, params,
+                                 PGRES_COMMAND_OK, NULL);
     if (outcome == S_OK) {
         store_batch_commit (batch);
         if (self->verbose)
@@ -553,9 +811,6 @@ store_writer_flush (store_writer_t *self, store_batch_t *batch, bool all)
     }
     zsys_warning ("store writer - waiting port rows not written: %s", self->error);
     if (outcome == S_LOST)
-        s_disconnect (self);
-    else
-    if (s_command (self, "ROLLBACK") == S_LOST)
         s_disconnect (self);
     return -1;
 }
@@ -894,6 +1149,86 @@ store_writer_test (bool verbose)
     }
     assert (s_count_readings (fixture, port_a) == before + 20);
     assert (s_count_readings (fixture, ghost) == 0);
+
+    //  A COPY-sized batch of keys, then the same batch again (a client
+    //  retrying it all) and a batch of half retries, half new, small
+    //  (INSERT in the pipeline): stored once each, retries answered with
+    //  the first ids and times, in both the fast and the safe keys form
+    //  Fresh writers (AUTO: COPY above 64 new readings, INSERT below), so
+    //  that each starts with the fast form and meets the conflict itself
+    store_batch_t *big = store_batch_new (128);
+    store_writer_t *keys_writer = store_writer_new (database, verbose);
+    int64_t key_base = base + 10000;
+    proto_ack_t first_acks [100];
+    before = s_count_readings (fixture, port_b);
+    for (int round = 0; round < 2; round++) {
+        store_batch_reset (big);
+        for (int index = 0; index < 100; index++) {
+            char many [48];
+            snprintf (many, sizeof (many), "many-%" PRId64 "-%d", base, index);
+            store_fixture_verdict (fixture, &verdict, "gw1", 300 + index, port_b, many,
+                                   key_base + index + round * 100000, 5,
+                                   PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+            assert (store_batch_add (big, &verdict) == 0);
+        }
+        store_writer_write (keys_writer, big);
+        for (size_t index = 0; index < 100; index++) {
+            const proto_ack_t *ack = store_batch_ack (big, index);
+            assert (ack->code == PROTO_ACK_OK);
+            if (round == 0)
+                first_acks [index] = *ack;
+            else {
+                assert (ack->id == first_acks [index].id);
+                assert (ack->ts == key_base + (int64_t) index);
+            }
+        }
+        assert (s_count_readings (fixture, port_b) == before + 100);
+    }
+    store_writer_destroy (&keys_writer);
+    keys_writer = store_writer_new (database, verbose);
+    store_batch_reset (big);
+    for (int index = 0; index < 20; index++) {
+        char many [48];
+        snprintf (many, sizeof (many), "many-%" PRId64 "-%d", base, index * 5);
+        if (index % 2)
+            snprintf (many, sizeof (many), "more-%" PRId64 "-%d", base, index);
+        store_fixture_verdict (fixture, &verdict, "gw1", 500 + index, port_b, many,
+                               key_base + 200000 + index, 6, PROTO_STATUS_ACTIVE,
+                               PROTO_STATUS_ACTIVE);
+        store_batch_add (big, &verdict);
+    }
+    store_writer_write (keys_writer, big);
+    for (size_t index = 0; index < 20; index++) {
+        const proto_ack_t *ack = store_batch_ack (big, index);
+        assert (ack->code == PROTO_ACK_OK);
+        if (index % 2 == 0)
+            assert (ack->id == first_acks [index * 5].id);
+        else
+            s_check_reading (fixture, ack, store_batch_verdict (big, index));
+    }
+    assert (s_count_readings (fixture, port_b) == before + 110);
+    store_batch_destroy (&big);
+    store_writer_destroy (&keys_writer);
+
+    //  Housekeeping prunes keys older than the retry window (7 days) when
+    //  a writer connects; younger ones stay
+    char device [24];
+    snprintf (device, sizeof (device), "%" PRId64, fixture->device);
+    const char *key_params [1] = { device };
+    PQclear (store_fixture_sql (fixture,
+        "INSERT INTO reading_keys (device_id, reading_key, reading_id, ts) VALUES"
+        " ($1, 'old-key', nextval ('readings_id_seq'), now () - interval '8 days'),"
+        " ($1, 'young-key', nextval ('readings_id_seq'), now () - interval '6 days')",
+        1, key_params));
+    store_writer_t *keeper = store_writer_new (database, verbose);
+    assert (store_writer_connected (keeper));
+    assert (store_fixture_int (fixture,
+        "SELECT count(*) FROM reading_keys WHERE device_id = $1"
+        " AND reading_key IN ('old-key', 'young-key')", 1, key_params) == 1);
+    assert (store_fixture_int (fixture,
+        "SELECT count(*) FROM reading_keys WHERE device_id = $1"
+        " AND reading_key = 'young-key'", 1, key_params) == 1);
+    store_writer_destroy (&keeper);
 
     //  Database unreachable: RETRY, never OK
     store_writer_t *lost = store_writer_new ("host=127.0.0.1 port=1 dbname=none", verbose);

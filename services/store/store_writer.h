@@ -3,7 +3,8 @@
 
     One connection, hot statements prepared once per connection. A batch is
     one transaction: reading keys, readings (binary COPY or unnest INSERT),
-    port status, episodes, COMMIT. Every row of the batch leaves with a
+    port status, episodes, COMMIT, sent as a libpq pipeline: one round trip
+    for a small batch, four for a COPY batch. Every row of the batch leaves with a
     decided ack: OK only after COMMIT succeeded; REJECTED for a row the
     database refuses on its own (found by splitting the batch); RETRY for
     anything transient, including a lost connection, after which the writer
@@ -17,10 +18,13 @@
 
 typedef struct _store_writer_t store_writer_t;
 
-//  How readings are inserted; COPY measured faster (see store_bench).
+//  How readings are inserted: COPY is faster per row, INSERT (unnest)
+//  fits in the batch's one pipeline; AUTO (default) takes COPY for
+//  batches of more than 64 new readings, INSERT below.
 typedef enum {
     STORE_INSERT_COPY = 0,
-    STORE_INSERT_UNNEST = 1
+    STORE_INSERT_UNNEST = 1,
+    STORE_INSERT_AUTO = 2
 } store_insert_t;
 
 //  Creates a writer for the libpq connection string conninfo and tries to
@@ -33,10 +37,15 @@ bool store_writer_connected (store_writer_t *self);
 //  Server process id of the connection, 0 if none (logs, tests).
 int store_writer_backend (store_writer_t *self);
 
-//  Reconnects when the backoff allows, and keeps the daily partitions of
-//  readings ahead (at connect and every hour). Cheap when there is nothing
-//  to do; call it from the loop.
+//  Reconnects when the backoff allows; with housekeeping (the default),
+//  also keeps the daily partitions of readings ahead (at connect and every
+//  hour) and prunes reading_keys older than the clients' retry window
+//  (7 days; a chunk every 10 minutes, every second while behind). Cheap
+//  when there is nothing to do; call it from the loop.
 void store_writer_maintain (store_writer_t *self);
+
+//  With several writers on one database, one does the housekeeping.
+void store_writer_set_housekeeping (store_writer_t *self, bool housekeeping);
 
 //  Writes the undecided rows of batch; on return every row is decided.
 void store_writer_write (store_writer_t *self, store_batch_t *batch);
