@@ -144,7 +144,8 @@ export function portView (main, id, onLeave) {
     }
 
     function series () {
-        const base = baseline && Number.isFinite(Number(baseline.alwaysOnWatts)) ? Number(baseline.alwaysOnWatts) : null;
+        const known = baseline && baseline.alwaysOnWatts !== null && baseline.alwaysOnWatts !== undefined;
+        const base = known && Number.isFinite(Number(baseline.alwaysOnWatts)) ? Number(baseline.alwaysOnWatts) : null;
         const standby = port && port.settings && Number(port.settings.standbyWatts);
         return [xs, ys, xs.map(() => base), xs.map(() => (Number.isFinite(standby) ? standby : null))];
     }
