@@ -17,12 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_KEY_MAX 64                //  longest key; keeps env names bounded
+#define S_KEY_MAX 64 //  longest key; keeps env names bounded
 
 struct _proto_config_t {
-    char *path;                     //  file we loaded, NULL for env/defaults only
-    zhash_t *values;                //  key -> value from the file (autofree)
-    zhash_t *environment;           //  key -> copy of PHANTOM_<KEY> seen by get (autofree)
+    char *path;           //  file we loaded, NULL for env/defaults only
+    zhash_t *values;      //  key -> value from the file (autofree)
+    zhash_t *environment; //  key -> copy of PHANTOM_<KEY> seen by get (autofree)
 };
 
 static bool
@@ -31,7 +31,7 @@ s_key_valid (const char *key, size_t length)
     if (length == 0 || length > S_KEY_MAX)
         return false;
     for (size_t index = 0; index < length; index++) {
-        char c = key [index];
+        char c = key[index];
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
             return false;
     }
@@ -41,11 +41,11 @@ s_key_valid (const char *key, size_t length)
 static char *
 s_trim (char *text)
 {
-    while (*text && isspace ((unsigned char) *text))
+    while (*text && isspace ((unsigned char)*text))
         text++;
     size_t length = strlen (text);
-    while (length > 0 && isspace ((unsigned char) text [length - 1]))
-        text [--length] = 0;
+    while (length > 0 && isspace ((unsigned char)text[length - 1]))
+        text[--length] = 0;
     return text;
 }
 
@@ -96,20 +96,15 @@ s_load (proto_config_t *self, const char *path)
         char *key, *value;
         const char *reason = NULL;
         //  A NUL would silently cut the value short, so it is an error.
-        if (strlen (line) != (size_t) length) {
+        if (strlen (line) != (size_t)length)
             reason = "NUL byte in line";
+        else if (s_parse_line (line, &key, &value, &reason) == 0 && key)
+            zhash_update (self->values, key, value); //  later lines win, as in Redis
+        if (reason) {
             zsys_error ("config %s:%d - %s", path, number, reason);
             rc = -1;
             break;
         }
-        if (s_parse_line (line, &key, &value, &reason)) {
-            zsys_error ("config %s:%d - %s", path, number, reason);
-            rc = -1;
-            break;
-        }
-        //  Later lines win, as in Redis; the value is copied by autofree.
-        if (key)
-            zhash_update (self->values, key, value);
     }
     if (rc == 0 && ferror (file)) {
         zsys_error ("config %s:%d - read failed: %s", path, number, strerror (errno));
@@ -126,7 +121,7 @@ s_load (proto_config_t *self, const char *path)
 proto_config_t *
 proto_config_new (const char *path)
 {
-    proto_config_t *self = (proto_config_t *) zmalloc (sizeof (proto_config_t));
+    proto_config_t *self = (proto_config_t *)zmalloc (sizeof (proto_config_t));
     if (!self)
         return NULL;
     self->values = zhash_new ();
@@ -175,21 +170,21 @@ proto_config_get (proto_config_t *self, const char *key, const char *default_val
     size_t length = strlen (key);
     if (length > S_KEY_MAX)
         return default_value;
-    const char *cached = (const char *) zhash_lookup (self->environment, key);
+    const char *cached = (const char *)zhash_lookup (self->environment, key);
     if (cached)
         return cached;
-    char name [sizeof ("PHANTOM_") + S_KEY_MAX];
+    char name[sizeof ("PHANTOM_") + S_KEY_MAX];
     memcpy (name, "PHANTOM_", 8);
     for (size_t index = 0; index < length; index++)
-        name [8 + index] = (char) toupper ((unsigned char) key [index]);
-    name [8 + length] = 0;
+        name[8 + index] = (char)toupper ((unsigned char)key[index]);
+    name[8 + length] = 0;
     const char *from_environment = getenv (name);
     if (from_environment) {
-        if (zhash_insert (self->environment, key, (void *) from_environment) == 0)
-            return (const char *) zhash_lookup (self->environment, key);
+        if (zhash_insert (self->environment, key, (void *)from_environment) == 0)
+            return (const char *)zhash_lookup (self->environment, key);
         zsys_error ("config %s - out of memory", key);
     }
-    const char *from_file = (const char *) zhash_lookup (self->values, key);
+    const char *from_file = (const char *)zhash_lookup (self->values, key);
     return from_file ? from_file : default_value;
 }
 
@@ -207,16 +202,16 @@ proto_config_int (proto_config_t *self, const char *key, int64_t default_value, 
     errno = 0;
     char *end = NULL;
     long long number = strtoll (value, &end, 10);
-    bool valid = end != value && *end == 0 && errno == 0 && !isspace ((unsigned char) *value)
-                 && number >= min && number <= max;
+    bool valid = end != value && *end == 0 && errno == 0 && !isspace ((unsigned char)*value) &&
+                 number >= min && number <= max;
     if (!valid) {
-        zsys_error ("config %s - '%s' is not an integer in [%" PRId64 ", %" PRId64 "]", key,
-                    value, min, max);
+        zsys_error ("config %s - '%s' is not an integer in [%" PRId64 ", %" PRId64 "]", key, value,
+                    min, max);
         if (error)
             *error = -1;
         return default_value;
     }
-    return (int64_t) number;
+    return (int64_t)number;
 }
 
 //  --------------------------------------------------------------------------
@@ -228,7 +223,7 @@ proto_config_endpoint_offset (const char *endpoint, int offset)
     if (!endpoint)
         return NULL;
     const char *colon = strrchr (endpoint, ':');
-    if (!colon || colon [1] == 0)
+    if (!colon || colon[1] == 0)
         return NULL;
     long port = 0;
     for (const char *digit = colon + 1; *digit; digit++) {
@@ -239,7 +234,7 @@ proto_config_endpoint_offset (const char *endpoint, int offset)
     long shifted = port + offset;
     if (port > 65535 || shifted < 1 || shifted > 65535)
         return NULL;
-    int host_length = (int) (colon - endpoint);
+    int host_length = (int)(colon - endpoint);
     return zsys_sprintf ("%.*s:%ld", host_length, endpoint, shifted);
 }
 
@@ -265,7 +260,7 @@ proto_config_test (bool verbose)
     //  The errors below are expected; show them only under -v
     if (!verbose)
         zsys_set_logstream (NULL);
-    char dir [] = "/tmp/proto_config_test.XXXXXX";
+    char dir[] = "/tmp/proto_config_test.XXXXXX";
     assert (mkdtemp (dir));
 
     //  A good file: comments, blank lines, spaces, '=' inside the value,
@@ -348,15 +343,12 @@ proto_config_test (bool verbose)
     proto_config_destroy (&config);
 
     //  Bad files are refused (each logs "config <path>:<line> - <reason>")
-    const char *bad [] = {
-        "a = 1\nno equals sign\n",
-        "a = 1\n = value\n",
-        "Upper = 1\n",
-        "bad-key = 1\n",
-        "bad key = 1\n",
+    const char *bad[] = {
+        "a = 1\nno equals sign\n", "a = 1\n = value\n", "Upper = 1\n",
+        "bad-key = 1\n",           "bad key = 1\n",
     };
-    for (size_t index = 0; index < sizeof (bad) / sizeof (bad [0]); index++) {
-        char *bad_path = s_write_file (dir, "bad.conf", bad [index]);
+    for (size_t index = 0; index < sizeof (bad) / sizeof (bad[0]); index++) {
+        char *bad_path = s_write_file (dir, "bad.conf", bad[index]);
         assert (proto_config_new (bad_path) == NULL);
         unlink (bad_path);
         zstr_free (&bad_path);
@@ -367,12 +359,12 @@ proto_config_test (bool verbose)
     zstr_free (&missing);
 
     //  Line parser reports the reason
-    char line [] = "key_1 = a = b";
+    char line[] = "key_1 = a = b";
     char *key, *value;
     const char *reason = NULL;
     assert (s_parse_line (line, &key, &value, &reason) == 0);
     assert (streq (key, "key_1") && streq (value, "a = b"));
-    char line2 [] = "nothing here";
+    char line2[] = "nothing here";
     assert (s_parse_line (line2, &key, &value, &reason) == -1);
     assert (reason && strstr (reason, "key = value"));
 

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "detector_engine.h"
+#include "detector_fixture.h"
 
 #define S_BATCH 256 //  readings per batch, as the server drains them
 
@@ -52,13 +53,10 @@ main (int argc, char *argv[])
                   (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xFFFF, (unsigned)a & 0xFFF,
                   (unsigned)(b >> 52) & 0xFFF, (unsigned long long)(b & 0xFFFFFFFFFFFFULL));
     }
+    proto_settings_t settings;
+    detector_fixture_settings (&settings);
     proto_reading_t reading;
-    memset (&reading, 0, sizeof (reading));
-    reading.user = 1;
-    reading.voltage = 230;
-    reading.settings.off_watts = 0.5f;
-    reading.settings.standby_watts = 15;
-    reading.settings.min_phantom_seconds = 60;
+    detector_fixture_reading (&reading, "", 1, 0, 0, &settings);
     detector_outcome_t outcome;
     static proto_reading_t readings[S_BATCH];
     static detector_outcome_t outcomes[S_BATCH];

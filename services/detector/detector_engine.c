@@ -46,6 +46,7 @@
     =========================================================================
 */
 #include "detector_engine.h"
+#include "detector_fixture.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -57,15 +58,15 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#define S_USED 0x01   //  slot holds a port
-#define S_SEEN 0x02   //  port has a last reading (last_ts valid)
+#define S_USED 0x01     //  slot holds a port
+#define S_SEEN 0x02     //  port has a last reading (last_ts valid)
 #define S_BASELINE 0x04 //  a baseline was sent (baseline_minute valid)
 
-#define S_BINS 20                   //  baseline histogram bins per half
-#define S_BIN_FLOOR 0.5             //  W: below it bin 0 (nothing always on)
-#define S_HALF_MS 43200000LL        //  a histogram half: 12 h
-#define S_MINUTE_MS 60000LL         //  a port's baseline goes out at most once a minute
-#define S_BASELINE_MIN_SAMPLES 100  //  a 1st percentile of fewer is just the minimum
+#define S_BINS 20                  //  baseline histogram bins per half
+#define S_BIN_FLOOR 0.5            //  W: below it bin 0 (nothing always on)
+#define S_HALF_MS 43200000LL       //  a histogram half: 12 h
+#define S_MINUTE_MS 60000LL        //  a port's baseline goes out at most once a minute
+#define S_BASELINE_MIN_SAMPLES 100 //  a 1st percentile of fewer is just the minimum
 
 #define S_ZONES_MAX 256 //  distinct time zones cached
 #define S_ZONE_BLOCK_MS                                                                            \
@@ -76,22 +77,22 @@
 //  the partition: at a million ports the table has 2^21 slots (load <= 3/4),
 //  so 120 bytes a slot is 252 bytes per port, under the 256 budget.
 typedef struct {
-    uint8_t uuid[16];            //  port id, binary
-    int64_t user;                //  owner, for events
-    int64_t last_ts;             //  ts of the last accepted reading, ms
-    int64_t last_seen;           //  gateway clock at that reading, for the offline timer
-    int64_t low_since;           //  ts of the first reading of the low-draw run
-    double energy_wh;            //  integral over the low-draw run
-    float last_power;            //  W of the last accepted reading
-    float peak_watts;            //  highest draw in the low-draw run
-    uint32_t samples;            //  readings in the low-draw run
-    uint16_t zone;               //  zone cache index + 1 of the last window lookup, 0 none
-    uint8_t status;              //  proto_status_t
-    uint8_t flags;               //  S_USED, S_SEEN, S_BASELINE
-    uint16_t baseline_minute;    //  ts minute (mod 2^16) of the last baseline sent
-    uint16_t half;               //  12-hour period (mod 2^16) of the newest histogram half
-    uint16_t total[2];           //  readings in each half (saturating)
-    uint8_t bins[2][S_BINS];     //  baseline histogram (saturating); half [period & 1]
+    uint8_t uuid[16];         //  port id, binary
+    int64_t user;             //  owner, for events
+    int64_t last_ts;          //  ts of the last accepted reading, ms
+    int64_t last_seen;        //  gateway clock at that reading, for the offline timer
+    int64_t low_since;        //  ts of the first reading of the low-draw run
+    double energy_wh;         //  integral over the low-draw run
+    float last_power;         //  W of the last accepted reading
+    float peak_watts;         //  highest draw in the low-draw run
+    uint32_t samples;         //  readings in the low-draw run
+    uint16_t zone;            //  zone cache index + 1 of the last window lookup, 0 none
+    uint8_t status;           //  proto_status_t
+    uint8_t flags;            //  S_USED, S_SEEN, S_BASELINE
+    uint16_t baseline_minute; //  ts minute (mod 2^16) of the last baseline sent
+    uint16_t half;            //  12-hour period (mod 2^16) of the newest histogram half
+    uint16_t total[2];        //  readings in each half (saturating)
+    uint8_t bins[2][S_BINS];  //  baseline histogram (saturating); half [period & 1]
 } s_port_t;
 _Static_assert(sizeof (s_port_t) == 120, "port state grew: check the bytes-per-port budget");
 
@@ -623,6 +624,120 @@ s_prefetch (detector_engine_t *self, uint64_t hash)
     __builtin_prefetch (slot + sizeof (s_port_t) - 1, 1);
 }
 
+//  A retry (same ts) or a straggler: answered with what the port knows,
+//  changing nothing, so a retried reading gets the same verdict.
+static void
+s_answer_stale (detector_engine_t *self, const s_port_t *port, int64_t ts,
+                detector_outcome_t *outcome)
+{
+    if (ts == port->last_ts)
+        self->stats.duplicates++;
+    else
+        self->stats.out_of_order++;
+    outcome->ignored = true;
+    outcome->status = outcome->previous = port->status;
+    if (port->status == PROTO_STATUS_PHANTOM) {
+        s_episode_fill (port, 0, &outcome->episode);
+        outcome->has_episode = true;
+    }
+}
+
+//  Counts the reading in the port's histogram and puts the port's
+//  baseline into outcome, at most once a minute: a baseline costs the
+//  store a port row write.
+static void
+s_offer_baseline (s_port_t *port, int64_t ts, double p, detector_outcome_t *outcome)
+{
+    s_histogram_add (port, ts, p);
+    uint16_t minute = (uint16_t)((ts >= 0 ? ts : ts - S_MINUTE_MS + 1) / S_MINUTE_MS);
+    if ((minute != port->baseline_minute || !(port->flags & S_BASELINE)) &&
+        s_baseline (port, &outcome->baseline_watts)) {
+        outcome->has_baseline = true;
+        port->baseline_minute = minute;
+        port->flags |= S_BASELINE;
+    }
+}
+
+//  The port's status after a reading of p watts at ts; moves its low-draw
+//  run along.
+static uint8_t
+s_judge (detector_engine_t *self, s_port_t *port, const proto_settings_t *settings, int64_t ts,
+         double p)
+{
+    //  Settings come from the outside: keep the bands ordered and finite.
+    float off = settings->off_watts;
+    float standby = settings->standby_watts;
+    if (!isfinite (off) || off < 0)
+        off = 0.5f;
+    if (!isfinite (standby) || standby < off)
+        standby = off;
+    int64_t dwell =
+        settings->min_phantom_seconds > 0 ? (int64_t)settings->min_phantom_seconds * 1000 : 0;
+
+    uint8_t previous = port->status;
+    s_band_t band = s_band (s_band_of_status (previous), p, off, standby);
+    if (band == S_BAND_HIGH && settings->expected_off != PROTO_EXPECTED_OFF_NEVER &&
+        s_expected_off (self, port, settings, ts))
+        band = S_BAND_LOW;
+    if (band != S_BAND_LOW)
+        return band == S_BAND_OFF ? PROTO_STATUS_OFF : PROTO_STATUS_ACTIVE;
+    if (previous == PROTO_STATUS_IDLE || previous == PROTO_STATUS_PHANTOM) {
+        double hours = (double)(ts - port->last_ts) / 3600000.0;
+        port->energy_wh += ((double)port->last_power + p) * 0.5 * hours;
+        port->samples++;
+        if (p > port->peak_watts)
+            port->peak_watts = (float)p;
+    } else {
+        port->low_since = ts;
+        port->energy_wh = 0;
+        port->samples = 1;
+        port->peak_watts = (float)p;
+    }
+    return ts - port->low_since >= dwell ? PROTO_STATUS_PHANTOM : PROTO_STATUS_IDLE;
+}
+
+//  Makes the reading the port's last one, in status, and puts the change,
+//  its events and the episode it opens, continues or closes into outcome.
+static void
+s_settle (s_port_t *port, const proto_reading_t *reading, double p, uint8_t status,
+          detector_outcome_t *outcome)
+{
+    int64_t ts = reading->ts;
+    uint8_t previous = port->status;
+    proto_episode_t episode;
+    bool closed = previous == PROTO_STATUS_PHANTOM && status != PROTO_STATUS_PHANTOM;
+    if (closed) {
+        //  Hold the last low draw to the leaving reading (see header).
+        port->energy_wh += (double)port->last_power * (double)(ts - port->last_ts) / 3600000.0;
+        port->last_ts = ts;
+        s_episode_fill (port, ts, &episode);
+    }
+    port->status = status;
+    port->last_ts = ts;
+    port->last_power = (float)p;
+    port->last_seen = reading->received > 0 ? reading->received : ts;
+    port->flags |= S_SEEN;
+    if (status == PROTO_STATUS_PHANTOM && !closed)
+        s_episode_fill (port, 0, &episode);
+
+    if (status != previous && outcome->event_count + 2 <= DETECTOR_EVENTS_MAX) {
+        s_event_fill (&outcome->events[outcome->event_count++], "status", port, reading->port, ts,
+                      p, status, previous, NULL);
+        if (status == PROTO_STATUS_PHANTOM)
+            s_event_fill (&outcome->events[outcome->event_count++], "phantom.start", port,
+                          reading->port, ts, p, status, previous, &episode);
+        else if (closed)
+            s_event_fill (&outcome->events[outcome->event_count++], "phantom.end", port,
+                          reading->port, ts, p, status, previous, &episode);
+    }
+    if (!outcome->has_episode && (closed || status == PROTO_STATUS_PHANTOM)) {
+        outcome->episode = episode;
+        outcome->has_episode = true;
+    }
+    outcome->status = status;
+    outcome->previous = previous;
+}
+
 //  The state machine for one reading whose uuid is parsed (valid false:
 //  it was not).
 static int
@@ -649,21 +764,9 @@ s_process (detector_engine_t *self, const proto_reading_t *reading, const uint8_
     }
     port->user = reading->user;
     int64_t ts = reading->ts;
-
     if (port->flags & S_SEEN) {
         if (ts <= port->last_ts) {
-            //  A retry (same ts) or a straggler: answer with what we know,
-            //  change nothing, so a retried reading gets the same verdict.
-            if (ts == port->last_ts)
-                self->stats.duplicates++;
-            else
-                self->stats.out_of_order++;
-            outcome->ignored = true;
-            outcome->status = outcome->previous = port->status;
-            if (port->status == PROTO_STATUS_PHANTOM) {
-                s_episode_fill (port, 0, &outcome->episode);
-                outcome->has_episode = true;
-            }
+            s_answer_stale (self, port, ts, outcome);
             return 0;
         }
         //  The episode this closes goes with this reading's verdict.
@@ -673,85 +776,9 @@ s_process (detector_engine_t *self, const proto_reading_t *reading, const uint8_
                 s_port_offline (port, reading->port, outcome);
         }
     }
-    s_histogram_add (port, ts, p);
-    //  Once a minute at most: a baseline costs the store a port row write.
-    uint16_t minute = (uint16_t)((ts >= 0 ? ts : ts - S_MINUTE_MS + 1) / S_MINUTE_MS);
-    if ((minute != port->baseline_minute || !(port->flags & S_BASELINE)) &&
-        s_baseline (port, &outcome->baseline_watts)) {
-        outcome->has_baseline = true;
-        port->baseline_minute = minute;
-        port->flags |= S_BASELINE;
-    }
-
-    //  Settings come from the outside: keep the bands ordered and finite.
-    float off = reading->settings.off_watts;
-    float standby = reading->settings.standby_watts;
-    if (!isfinite (off) || off < 0)
-        off = 0.5f;
-    if (!isfinite (standby) || standby < off)
-        standby = off;
-    int64_t dwell = reading->settings.min_phantom_seconds > 0
-                        ? (int64_t)reading->settings.min_phantom_seconds * 1000
-                        : 0;
-
-    uint8_t previous = port->status;
-    s_band_t band = s_band (s_band_of_status (previous), p, off, standby);
-    if (band == S_BAND_HIGH && reading->settings.expected_off != PROTO_EXPECTED_OFF_NEVER &&
-        s_expected_off (self, port, &reading->settings, ts))
-        band = S_BAND_LOW;
-
-    uint8_t status;
-    if (band == S_BAND_LOW) {
-        if (previous == PROTO_STATUS_IDLE || previous == PROTO_STATUS_PHANTOM) {
-            double hours = (double)(ts - port->last_ts) / 3600000.0;
-            port->energy_wh += ((double)port->last_power + p) * 0.5 * hours;
-            port->samples++;
-            if (p > port->peak_watts)
-                port->peak_watts = (float)p;
-        } else {
-            port->low_since = ts;
-            port->energy_wh = 0;
-            port->samples = 1;
-            port->peak_watts = (float)p;
-        }
-        status = ts - port->low_since >= dwell ? PROTO_STATUS_PHANTOM : PROTO_STATUS_IDLE;
-    } else
-        status = band == S_BAND_OFF ? PROTO_STATUS_OFF : PROTO_STATUS_ACTIVE;
-
-    proto_episode_t episode;
-    bool closed = previous == PROTO_STATUS_PHANTOM && status != PROTO_STATUS_PHANTOM;
-    if (closed) {
-        //  Hold the last low draw to the leaving reading (see header).
-        port->energy_wh += (double)port->last_power * (double)(ts - port->last_ts) / 3600000.0;
-        port->last_ts = ts;
-        s_episode_fill (port, ts, &episode);
-    }
-    port->status = status;
-    port->last_ts = ts;
-    port->last_power = (float)p;
-    port->last_seen = reading->received > 0 ? reading->received : ts;
-    port->flags |= S_SEEN;
-    if (status == PROTO_STATUS_PHANTOM && !closed)
-        s_episode_fill (port, 0, &episode);
-
-    if (status != previous) {
-        if (outcome->event_count + 2 <= DETECTOR_EVENTS_MAX) {
-            s_event_fill (&outcome->events[outcome->event_count++], "status", port, reading->port,
-                          ts, p, status, previous, NULL);
-            if (status == PROTO_STATUS_PHANTOM)
-                s_event_fill (&outcome->events[outcome->event_count++], "phantom.start", port,
-                              reading->port, ts, p, status, previous, &episode);
-            else if (closed)
-                s_event_fill (&outcome->events[outcome->event_count++], "phantom.end", port,
-                              reading->port, ts, p, status, previous, &episode);
-        }
-    }
-    if (!outcome->has_episode && (closed || status == PROTO_STATUS_PHANTOM)) {
-        outcome->episode = episode;
-        outcome->has_episode = true;
-    }
-    outcome->status = status;
-    outcome->previous = previous;
+    s_offer_baseline (port, ts, p, outcome);
+    uint8_t status = s_judge (self, port, &reading->settings, ts, p);
+    s_settle (port, reading, p, status, outcome);
     return 0;
 }
 
@@ -980,30 +1007,6 @@ typedef struct {
 } s_step_t;
 
 static void
-s_settings_default (proto_settings_t *settings)
-{
-    memset (settings, 0, sizeof (*settings));
-    settings->off_watts = 0.5f;
-    settings->standby_watts = 15;
-    settings->min_phantom_seconds = 60;
-}
-
-static void
-s_reading_make (proto_reading_t *reading, const char *port, int64_t ts, double watts,
-                const proto_settings_t *settings)
-{
-    memset (reading, 0, sizeof (*reading));
-    snprintf (reading->port, sizeof (reading->port), "%s", port);
-    reading->user = 7;
-    reading->ts = ts;
-    reading->received = ts;
-    reading->voltage = 230;
-    reading->current = watts / 230;
-    reading->power = watts;
-    reading->settings = *settings;
-}
-
-static void
 s_run_series (const char *name, const s_step_t *steps, size_t count,
               const proto_settings_t *settings, int64_t base, bool verbose)
 {
@@ -1012,7 +1015,8 @@ s_run_series (const char *name, const s_step_t *steps, size_t count,
     for (size_t i = 0; i < count; i++) {
         proto_reading_t reading;
         detector_outcome_t outcome;
-        s_reading_make (&reading, S_PORT_A, base + steps[i].t * 1000, steps[i].watts, settings);
+        detector_fixture_reading (&reading, S_PORT_A, 7, base + steps[i].t * 1000, steps[i].watts,
+                                  settings);
         int rc = detector_engine_process (engine, &reading, &outcome);
         if (verbose || outcome.status != steps[i].expect)
             printf ("  %s step %zu: t=%lld %.2f W -> %s (expected %s)\n", name, i,
@@ -1059,7 +1063,7 @@ s_feed (detector_engine_t *engine, const proto_settings_t *settings, int64_t bas
         proto_reading_t reading;
         detector_outcome_t outcome;
         double p = odd_every && n % odd_every == odd_every - 1 ? odd_watts : watts;
-        s_reading_make (&reading, S_PORT_A, base + t * 1000, p, settings);
+        detector_fixture_reading (&reading, S_PORT_A, 7, base + t * 1000, p, settings);
         assert (detector_engine_process (engine, &reading, &outcome) == 0);
         if (outcome.has_baseline) {
             assert ((base / 1000 + t) / 60 != (base / 1000 + last_at) / 60); //  once a minute
@@ -1082,8 +1086,8 @@ s_baseline_test (const proto_settings_t *settings, int64_t base)
     assert (s_bin (4) == 7 && s_bin (5.6) == 7 && s_bin (5.7) == 8 && s_bin (7) == 8);
     assert (s_bin (100) == 16 && s_bin (255) == 18 && s_bin (256) == 19 && s_bin (1e9) == 19);
     assert (s_bin_watts (0) == 0);
-    assert (fabsf (s_bin_watts (7) - 4.7568f) < 1e-3f);   //  4 * 2^(1/4)
-    assert (fabsf (s_bin_watts (19) - 256) < 1e-3f);      //  open-ended: lower edge
+    assert (fabsf (s_bin_watts (7) - 4.7568f) < 1e-3f); //  4 * 2^(1/4)
+    assert (fabsf (s_bin_watts (19) - 256) < 1e-3f);    //  open-ended: lower edge
 
     //  base is on a 12-hour boundary, so halves are [0, 12 h), [12 h, 24 h)...
     assert (base % S_HALF_MS == 0);
@@ -1128,8 +1132,8 @@ s_baseline_test (const proto_settings_t *settings, int64_t base)
     assert (watts >= 90.5f && watts < 128);
     //  A silence of two days empties both halves: 100 readings again first
     baselines = 0;
-    assert (s_feed (engine, settings, base, 72 * hour, 72 * hour + 980, 10, 0.2, 0, 0, &baselines)
-            < 0);
+    assert (s_feed (engine, settings, base, 72 * hour, 72 * hour + 980, 10, 0.2, 0, 0, &baselines) <
+            0);
     watts = s_feed (engine, settings, base, 72 * hour + 990, 73 * hour, 10, 0.2, 0, 0, NULL);
     assert (watts == 0); //  below 0.5 W: nothing always on
     detector_engine_destroy (&engine);
@@ -1144,18 +1148,6 @@ s_baseline_test (const proto_settings_t *settings, int64_t base)
 #define S_RUN(name, steps, settings, base)                                                         \
     s_run_series (name, steps, sizeof (steps) / sizeof (steps[0]), settings, base, verbose)
 
-//  The fault test's series: 3 x 100 W, a low-draw run of 24 readings at
-//  4-6 W, 100 W; every 5 s. Reading i's watts.
-#define S_SERIES_LOW_FIRST 3
-#define S_SERIES_COUNT 28
-static double
-s_series_watts (int i)
-{
-    if (i < S_SERIES_LOW_FIRST || i == S_SERIES_COUNT - 1)
-        return 100;
-    return 4 + (i % 3) + 0.25 * (i % 2);
-}
-
 //  A detector killed after the run's first kill_after low readings and
 //  restored from what the store kept (port row, open episode, readings)
 //  ends the episode exactly as one that never stopped.
@@ -1166,15 +1158,15 @@ s_replay_test (const proto_settings_t *settings, int64_t base, int kill_after)
     detector_engine_t *killed = detector_engine_new (0, 300000);
     proto_reading_t reading;
     detector_outcome_t outcome, expected;
-    int kill_at = S_SERIES_LOW_FIRST + kill_after; //  first reading the new detector sees
-    int64_t ts[S_SERIES_COUNT];
-    double watts[S_SERIES_COUNT];
+    int kill_at = DETECTOR_FIXTURE_LOW_FIRST + kill_after; //  first reading the new detector sees
+    int64_t ts[DETECTOR_FIXTURE_COUNT];
+    double watts[DETECTOR_FIXTURE_COUNT];
     proto_episode_t stored = {0}; //  the episode row
     bool open = false;
     for (int i = 0; i < kill_at; i++) {
         ts[i] = base + i * 5000LL;
-        watts[i] = s_series_watts (i);
-        s_reading_make (&reading, S_PORT_A, ts[i], watts[i], settings);
+        watts[i] = detector_fixture_watts (i);
+        detector_fixture_reading (&reading, S_PORT_A, 7, ts[i], watts[i], settings);
         assert (detector_engine_process (killed, &reading, &outcome) == 0);
         if (outcome.has_episode) {
             stored = outcome.episode;
@@ -1186,7 +1178,7 @@ s_replay_test (const proto_settings_t *settings, int64_t base, int kill_after)
     assert (open == (status == PROTO_STATUS_PHANTOM));
     detector_engine_destroy (&killed);
 
-    int64_t run_start = ts[S_SERIES_LOW_FIRST];
+    int64_t run_start = ts[DETECTOR_FIXTURE_LOW_FIRST];
     int64_t status_since = status == PROTO_STATUS_IDLE ? run_start : run_start + 60000;
     detector_engine_t *restored = detector_engine_new (0, 300000);
     assert (detector_engine_restore (restored, S_PORT_A, 7, status, status_since, ts[kill_at - 1],
@@ -1194,23 +1186,26 @@ s_replay_test (const proto_settings_t *settings, int64_t base, int kill_after)
                                      ts[kill_at - 1]) == 0);
     //  Inconsistent readings leave the restored port as it was: a run that
     //  starts elsewhere, a reading at 0 W, a gap.
-    assert (detector_engine_replay (restored, S_PORT_A, run_start - 5000, ts + S_SERIES_LOW_FIRST,
-                                    watts + S_SERIES_LOW_FIRST, (size_t)kill_after, ts[kill_at - 1],
-                                    NULL) == -1);
+    assert (detector_engine_replay (restored, S_PORT_A, run_start - 5000,
+                                    ts + DETECTOR_FIXTURE_LOW_FIRST,
+                                    watts + DETECTOR_FIXTURE_LOW_FIRST, (size_t)kill_after,
+                                    ts[kill_at - 1], NULL) == -1);
     double zero = 0;
-    assert (detector_engine_replay (restored, S_PORT_A, run_start, ts + S_SERIES_LOW_FIRST, &zero,
-                                    1, ts[kill_at - 1], NULL) == -1);
+    assert (detector_engine_replay (restored, S_PORT_A, run_start, ts + DETECTOR_FIXTURE_LOW_FIRST,
+                                    &zero, 1, ts[kill_at - 1], NULL) == -1);
     int64_t gap[2] = {run_start, run_start + 400000};
-    assert (detector_engine_replay (restored, S_PORT_A, run_start, gap, watts + S_SERIES_LOW_FIRST,
-                                    2, ts[kill_at - 1], NULL) == -1);
-    assert (detector_engine_replay (restored, S_PORT_B, run_start, ts + S_SERIES_LOW_FIRST,
-                                    watts + S_SERIES_LOW_FIRST, 1, ts[kill_at - 1], NULL) == -1);
+    assert (detector_engine_replay (restored, S_PORT_A, run_start, gap,
+                                    watts + DETECTOR_FIXTURE_LOW_FIRST, 2, ts[kill_at - 1],
+                                    NULL) == -1);
+    assert (detector_engine_replay (restored, S_PORT_B, run_start, ts + DETECTOR_FIXTURE_LOW_FIRST,
+                                    watts + DETECTOR_FIXTURE_LOW_FIRST, 1, ts[kill_at - 1],
+                                    NULL) == -1);
     assert (detector_engine_status (restored, S_PORT_A) == status);
     //  The real thing.
     proto_episode_t run;
-    assert (detector_engine_replay (restored, S_PORT_A, run_start, ts + S_SERIES_LOW_FIRST,
-                                    watts + S_SERIES_LOW_FIRST, (size_t)kill_after, ts[kill_at - 1],
-                                    &run) == 0);
+    assert (detector_engine_replay (restored, S_PORT_A, run_start, ts + DETECTOR_FIXTURE_LOW_FIRST,
+                                    watts + DETECTOR_FIXTURE_LOW_FIRST, (size_t)kill_after,
+                                    ts[kill_at - 1], &run) == 0);
     assert (detector_engine_status (restored, S_PORT_A) == status);
     assert (run.start == run_start);
     assert (run.samples == (uint32_t)kill_after);
@@ -1222,8 +1217,9 @@ s_replay_test (const proto_settings_t *settings, int64_t base, int kill_after)
     detector_engine_stats (restored, &stats);
     assert (stats.readings == 0); //  a replay is not traffic
 
-    for (int i = 0; i < S_SERIES_COUNT; i++) {
-        s_reading_make (&reading, S_PORT_A, base + i * 5000LL, s_series_watts (i), settings);
+    for (int i = 0; i < DETECTOR_FIXTURE_COUNT; i++) {
+        detector_fixture_reading (&reading, S_PORT_A, 7, base + i * 5000LL,
+                                  detector_fixture_watts (i), settings);
         assert (detector_engine_process (steady, &reading, &expected) == 0);
         if (i < kill_at)
             continue;
@@ -1233,15 +1229,7 @@ s_replay_test (const proto_settings_t *settings, int64_t base, int kill_after)
         assert (outcome.event_count == expected.event_count);
         assert (outcome.has_episode == expected.has_episode);
     }
-    //  The last reading (100 W) closed the episode on both.
-    assert (expected.has_episode && expected.episode.end == base + (S_SERIES_COUNT - 1) * 5000LL);
-    assert (expected.episode.samples == S_SERIES_COUNT - 1 - S_SERIES_LOW_FIRST);
-    assert (outcome.episode.start == expected.episode.start);
-    assert (outcome.episode.end == expected.episode.end);
-    assert (outcome.episode.samples == expected.episode.samples);
-    assert (fabs (outcome.episode.energy_wh - expected.episode.energy_wh) <=
-            1e-9 * expected.episode.energy_wh);
-    assert (outcome.episode.peak_watts == expected.episode.peak_watts);
+    detector_fixture_assert_same_end (&expected, &outcome, base);
     detector_engine_destroy (&restored);
     detector_engine_destroy (&steady);
 }
@@ -1257,7 +1245,7 @@ s_skew_test (const proto_settings_t *settings, int64_t base)
     detector_engine_t *engine = detector_engine_new (0, 300000);
     proto_reading_t reading;
     detector_outcome_t outcome;
-    s_reading_make (&reading, S_PORT_A, device, 5, settings);
+    detector_fixture_reading (&reading, S_PORT_A, 7, device, 5, settings);
     reading.received = now;
     assert (detector_engine_process (engine, &reading, &outcome) == 0);
     assert (detector_engine_expire (engine, now + 300000, NULL, NULL) == 0);
@@ -1277,7 +1265,7 @@ s_skew_test (const proto_settings_t *settings, int64_t base)
     assert (detector_engine_expire (engine, now + 300000, NULL, NULL) == 0);
     assert (detector_engine_status (engine, S_PORT_A) == PROTO_STATUS_IDLE);
     //  Its next reading (device time, 5 s on) continues the run.
-    s_reading_make (&reading, S_PORT_A, device + 5000, 5, settings);
+    detector_fixture_reading (&reading, S_PORT_A, 7, device + 5000, 5, settings);
     reading.received = now + 5000;
     assert (detector_engine_process (engine, &reading, &outcome) == 0);
     assert (outcome.status == PROTO_STATUS_IDLE);
@@ -1291,14 +1279,10 @@ s_skew_test (const proto_settings_t *settings, int64_t base)
     detector_engine_destroy (&engine);
 }
 
-void
-detector_engine_test (bool verbose)
+//  uuid text <-> binary
+static void
+s_uuid_test (void)
 {
-    printf (" * detector_engine: ");
-    if (verbose)
-        printf ("\n");
-
-    //  uuid text <-> binary
     uint8_t uuid[16];
     char text[PROTO_UUID_LEN + 1];
     assert (detector_engine_uuid_parse (S_PORT_A, uuid) == 0);
@@ -1310,11 +1294,12 @@ detector_engine_test (bool verbose)
     assert (detector_engine_uuid_parse ("0b6f3c1e+7a52-4c1b-9d3e-2f1a6b7c8d90", uuid) == -1);
     assert (detector_engine_uuid_parse ("0g6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90", uuid) == -1);
     assert (detector_engine_uuid_parse ("", uuid) == -1);
+}
 
-    proto_settings_t settings;
-    s_settings_default (&settings);
-    int64_t base = 1704067200000LL; //  2024-01-01T00:00:00Z
-
+//  Status series: thresholds, hysteresis, dwell, expected-off windows.
+static void
+s_series_test (const proto_settings_t *settings, int64_t base, bool verbose)
+{
     //  Thresholds: off at or below 0.5 W, low up to 15 W, active above.
     const s_step_t thresholds[] = {
         {0, 0.0, PROTO_STATUS_OFF},
@@ -1325,7 +1310,7 @@ detector_engine_test (bool verbose)
         {50, 3.0, PROTO_STATUS_IDLE},
         {60, 100, PROTO_STATUS_ACTIVE}, //  active is immediate
     };
-    S_RUN ("thresholds", thresholds, &settings, base);
+    S_RUN ("thresholds", thresholds, settings, base);
 
     //  Hysteresis: readings hovering at a border keep the status.
     const s_step_t hysteresis[] = {
@@ -1339,7 +1324,7 @@ detector_engine_test (bool verbose)
         {140, 0.4, PROTO_STATUS_IDLE},   {150, 0.31, PROTO_STATUS_IDLE},
         {160, 0.29, PROTO_STATUS_OFF},
     };
-    S_RUN ("hysteresis", hysteresis, &settings, base);
+    S_RUN ("hysteresis", hysteresis, settings, base);
 
     //  Dwell: idle until low draw has lasted 60 s, then phantom; an active
     //  interrupt restarts the dwell.
@@ -1351,10 +1336,10 @@ detector_engine_test (bool verbose)
         {170, 5, PROTO_STATUS_IDLE},    {180, 5, PROTO_STATUS_PHANTOM},
         {190, 0, PROTO_STATUS_OFF},
     };
-    S_RUN ("dwell", dwell, &settings, base);
+    S_RUN ("dwell", dwell, settings, base);
 
     //  Expected off always: any draw above off_watts is phantom after the dwell.
-    proto_settings_t always = settings;
+    proto_settings_t always = *settings;
     always.expected_off = PROTO_EXPECTED_OFF_ALWAYS;
     const s_step_t expected_always[] = {
         {0, 100, PROTO_STATUS_IDLE}, {30, 100, PROTO_STATUS_IDLE}, {60, 100, PROTO_STATUS_PHANTOM},
@@ -1364,7 +1349,7 @@ detector_engine_test (bool verbose)
 
     //  Expected off in a window 22:00-06:00 local time. At 21:00Z Berlin
     //  (UTC+1 in January) is at 22:00, inside; UTC is at 21:00, outside.
-    proto_settings_t window = settings;
+    proto_settings_t window = *settings;
     window.expected_off = PROTO_EXPECTED_OFF_WINDOW;
     window.off_from_min = 22 * 60;
     window.off_to_min = 6 * 60;
@@ -1407,23 +1392,25 @@ detector_engine_test (bool verbose)
     S_RUN ("window_hostile", window_utc_steps, &hostile, evening);
 
     //  min_phantom_seconds 0: the first low reading is phantom.
-    proto_settings_t instant = settings;
+    proto_settings_t instant = *settings;
     instant.min_phantom_seconds = 0;
     const s_step_t instant_steps[] = {
         {0, 5, PROTO_STATUS_PHANTOM},
         {10, 100, PROTO_STATUS_ACTIVE},
     };
     S_RUN ("instant", instant_steps, &instant, base);
+}
 
-    //  Events, episode, energy, duplicates and out-of-order on one engine.
-    detector_engine_t *engine = detector_engine_new (0, 300000);
-    assert (engine);
+//  Events, episode, energy, duplicates and out-of-order on port A.
+static void
+s_episode_test (detector_engine_t *engine, const proto_settings_t *settings, int64_t base)
+{
     proto_reading_t reading;
     detector_outcome_t outcome;
 
     //  Constant 5 W for 3600 s sampled every 10 s: exactly 5 Wh.
     for (int i = 0; i <= 360; i++) {
-        s_reading_make (&reading, S_PORT_A, base + i * 10000LL, 5.0, &settings);
+        detector_fixture_reading (&reading, S_PORT_A, 7, base + i * 10000LL, 5.0, settings);
         assert (detector_engine_process (engine, &reading, &outcome) == 0);
         if (i == 0) {
             assert (outcome.status == PROTO_STATUS_IDLE);
@@ -1469,7 +1456,7 @@ detector_engine_test (bool verbose)
     assert (outcome.has_episode);
     assert (fabs (outcome.episode.energy_wh - 5.0) < 1e-9);
     //  Out of order: ignored, counted.
-    s_reading_make (&reading, S_PORT_A, base + 5000, 100, &settings);
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 5000, 100, settings);
     assert (detector_engine_process (engine, &reading, &outcome) == 0);
     assert (outcome.ignored);
     assert (outcome.status == PROTO_STATUS_PHANTOM);
@@ -1477,7 +1464,7 @@ detector_engine_test (bool verbose)
 
     //  Leaving phantom 10 s later: the last low draw is held to the leaving
     //  reading, so the episode ends with 5 W x 3610 s.
-    s_reading_make (&reading, S_PORT_A, base + 3610000, 120, &settings);
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 3610000, 120, settings);
     assert (detector_engine_process (engine, &reading, &outcome) == 0);
     assert (outcome.status == PROTO_STATUS_ACTIVE);
     assert (outcome.previous == PROTO_STATUS_PHANTOM);
@@ -1490,14 +1477,22 @@ detector_engine_test (bool verbose)
     assert (outcome.events[1].episode.end == base + 3610000);
     assert (outcome.events[1].previous == PROTO_STATUS_PHANTOM);
     //  The next reading carries no episode.
-    s_reading_make (&reading, S_PORT_A, base + 3620000, 120, &settings);
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 3620000, 120, settings);
     assert (detector_engine_process (engine, &reading, &outcome) == 0);
     assert (!outcome.has_episode);
     assert (outcome.event_count == 0);
+}
+
+//  Energy of a ramp on port B, and a gap the integral does not bridge.
+static void
+s_gap_test (detector_engine_t *engine, const proto_settings_t *settings, int64_t base)
+{
+    proto_reading_t reading;
+    detector_outcome_t outcome;
 
     //  A ramp 2 -> 12 W over 600 s in 60 s steps: (2 + 12) / 2 x 600 s.
     for (int i = 0; i <= 10; i++) {
-        s_reading_make (&reading, S_PORT_B, base + i * 60000LL, 2.0 + i, &settings);
+        detector_fixture_reading (&reading, S_PORT_B, 7, base + i * 60000LL, 2.0 + i, settings);
         assert (detector_engine_process (engine, &reading, &outcome) == 0);
     }
     assert (outcome.status == PROTO_STATUS_PHANTOM);
@@ -1508,7 +1503,7 @@ detector_engine_test (bool verbose)
     //  Gap: a reading 10 min after the last is not joined by the integral;
     //  the port goes offline at its last reading first, which closes the
     //  episode, and the new low run starts from scratch.
-    s_reading_make (&reading, S_PORT_B, base + 600000 + 600000, 4.0, &settings);
+    detector_fixture_reading (&reading, S_PORT_B, 7, base + 600000 + 600000, 4.0, settings);
     assert (detector_engine_process (engine, &reading, &outcome) == 0);
     assert (outcome.status == PROTO_STATUS_IDLE);
     assert (outcome.previous == PROTO_STATUS_OFFLINE);
@@ -1522,14 +1517,21 @@ detector_engine_test (bool verbose)
     assert (streq (outcome.events[2].kind, "status"));
     assert (outcome.events[2].previous == PROTO_STATUS_OFFLINE);
     for (int i = 1; i <= 6; i++) {
-        s_reading_make (&reading, S_PORT_B, base + 1200000 + i * 10000LL, 4.0, &settings);
+        detector_fixture_reading (&reading, S_PORT_B, 7, base + 1200000 + i * 10000LL, 4.0,
+                                  settings);
         assert (detector_engine_process (engine, &reading, &outcome) == 0);
     }
     assert (outcome.status == PROTO_STATUS_PHANTOM);
     assert (outcome.episode.start == base + 1200000);
     assert (fabs (outcome.episode.energy_wh - 4.0 * 60 / 3600) < 1e-9);
+}
 
-    //  Offline timer: port B (phantom) falls silent; port A (active) too.
+//  Offline timer: port B (phantom) falls silent; port A (active) too.
+static void
+s_offline_test (detector_engine_t *engine, const proto_settings_t *settings, int64_t base)
+{
+    proto_reading_t reading;
+    detector_outcome_t outcome;
     int64_t last_b = base + 1260000;
     s_sink_t sink = {0};
     assert (detector_engine_expire (engine, last_b + 300000, s_sink_offline, &sink) == 0);
@@ -1562,7 +1564,7 @@ detector_engine_test (bool verbose)
     assert (sink.count == 1);
     //  The closed episode went with the timer's verdict: the next reading
     //  of B carries none, and starts a new low run.
-    s_reading_make (&reading, S_PORT_B, last_b + 400000, 4.0, &settings);
+    detector_fixture_reading (&reading, S_PORT_B, 7, last_b + 400000, 4.0, settings);
     assert (detector_engine_process (engine, &reading, &outcome) == 0);
     assert (outcome.status == PROTO_STATUS_IDLE);
     assert (outcome.previous == PROTO_STATUS_OFFLINE);
@@ -1570,70 +1572,83 @@ detector_engine_test (bool verbose)
     //  An idle port going offline closes nothing: no episode.
     {
         s_sink_t quiet = {0};
-        assert (detector_engine_expire (engine, last_b + 400000 + 300001, s_sink_offline, &quiet)
-                == 1);
+        assert (detector_engine_expire (engine, last_b + 400000 + 300001, s_sink_offline, &quiet) ==
+                1);
         assert (quiet.outcome.previous == PROTO_STATUS_IDLE);
         assert (!quiet.outcome.has_episode);
         assert (quiet.outcome.event_count == 1);
     }
-    s_reading_make (&reading, S_PORT_B, last_b + 410000, 4.0, &settings);
+    detector_fixture_reading (&reading, S_PORT_B, 7, last_b + 410000, 4.0, settings);
     assert (detector_engine_process (engine, &reading, &outcome) == 0);
     assert (!outcome.has_episode);
+}
 
-    //  Restore: a port that was phantom before a restart continues its
-    //  episode (same start, energy carried on) instead of opening a new one.
-    {
-        detector_engine_t *restored = detector_engine_new (0, 300000);
-        proto_episode_t open = {.start = base, .energy_wh = 1.0, .peak_watts = 6, .samples = 100};
-        assert (detector_engine_restore (restored, S_PORT_A, 7, PROTO_STATUS_PHANTOM, base + 60000,
-                                         base + 720000, 5.0, &open, base + 720000) == 0);
-        assert (detector_engine_restore (restored, S_PORT_B, 7, PROTO_STATUS_IDLE, base + 700000,
-                                         base + 720000, 5.0, NULL, base + 720000) == 0);
-        assert (detector_engine_restore (restored, "bad", 7, PROTO_STATUS_IDLE, 0, 0, 0, NULL,
-                                         base) == -1);
-        assert (detector_engine_status (restored, S_PORT_A) == PROTO_STATUS_PHANTOM);
-        //  The retried last reading is a duplicate: same answer.
-        s_reading_make (&reading, S_PORT_A, base + 720000, 5.0, &settings);
-        assert (detector_engine_process (restored, &reading, &outcome) == 0);
-        assert (outcome.ignored);
-        assert (outcome.status == PROTO_STATUS_PHANTOM);
-        assert (outcome.episode.start == base);
-        s_reading_make (&reading, S_PORT_A, base + 756000, 5.0, &settings);
-        assert (detector_engine_process (restored, &reading, &outcome) == 0);
-        assert (outcome.status == PROTO_STATUS_PHANTOM);
-        assert (outcome.previous == PROTO_STATUS_PHANTOM);
-        assert (outcome.event_count == 0);
-        assert (outcome.episode.start == base);
-        assert (outcome.episode.samples == 101);
-        assert (fabs (outcome.episode.energy_wh - (1.0 + 5.0 * 36 / 3600)) < 1e-9);
-        //  The idle port's dwell resumes from when it became idle.
-        s_reading_make (&reading, S_PORT_B, base + 740000, 5.0, &settings);
-        assert (detector_engine_process (restored, &reading, &outcome) == 0);
-        assert (outcome.status == PROTO_STATUS_IDLE);
-        s_reading_make (&reading, S_PORT_B, base + 760000, 5.0, &settings);
-        assert (detector_engine_process (restored, &reading, &outcome) == 0);
-        assert (outcome.status == PROTO_STATUS_PHANTOM);
-        assert (outcome.episode.start == base + 700000);
-        detector_engine_destroy (&restored);
-    }
+//  Restore: a port that was phantom before a restart continues its
+//  episode (same start, energy carried on) instead of opening a new one.
+static void
+s_restore_test (const proto_settings_t *settings, int64_t base)
+{
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    detector_engine_t *restored = detector_engine_new (0, 300000);
+    proto_episode_t open = {.start = base, .energy_wh = 1.0, .peak_watts = 6, .samples = 100};
+    assert (detector_engine_restore (restored, S_PORT_A, 7, PROTO_STATUS_PHANTOM, base + 60000,
+                                     base + 720000, 5.0, &open, base + 720000) == 0);
+    assert (detector_engine_restore (restored, S_PORT_B, 7, PROTO_STATUS_IDLE, base + 700000,
+                                     base + 720000, 5.0, NULL, base + 720000) == 0);
+    assert (detector_engine_restore (restored, "bad", 7, PROTO_STATUS_IDLE, 0, 0, 0, NULL, base) ==
+            -1);
+    assert (detector_engine_status (restored, S_PORT_A) == PROTO_STATUS_PHANTOM);
+    //  The retried last reading is a duplicate: same answer.
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 720000, 5.0, settings);
+    assert (detector_engine_process (restored, &reading, &outcome) == 0);
+    assert (outcome.ignored);
+    assert (outcome.status == PROTO_STATUS_PHANTOM);
+    assert (outcome.episode.start == base);
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 756000, 5.0, settings);
+    assert (detector_engine_process (restored, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_PHANTOM);
+    assert (outcome.previous == PROTO_STATUS_PHANTOM);
+    assert (outcome.event_count == 0);
+    assert (outcome.episode.start == base);
+    assert (outcome.episode.samples == 101);
+    assert (fabs (outcome.episode.energy_wh - (1.0 + 5.0 * 36 / 3600)) < 1e-9);
+    //  The idle port's dwell resumes from when it became idle.
+    detector_fixture_reading (&reading, S_PORT_B, 7, base + 740000, 5.0, settings);
+    assert (detector_engine_process (restored, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_IDLE);
+    detector_fixture_reading (&reading, S_PORT_B, 7, base + 760000, 5.0, settings);
+    assert (detector_engine_process (restored, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_PHANTOM);
+    assert (outcome.episode.start == base + 700000);
+    detector_engine_destroy (&restored);
+}
 
-    s_replay_test (&settings, base, 4);  //  killed while idle (the fault test's case)
-    s_replay_test (&settings, base, 16); //  killed while phantom
-    s_skew_test (&settings, base);
-    s_baseline_test (&settings, base);
+//  One engine through episodes, gaps and the offline timer, then
+//  unusable input; its counters add up.
+static void
+s_lifecycle_test (const proto_settings_t *settings, int64_t base)
+{
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    assert (engine);
+    s_episode_test (engine, settings, base);
+    s_gap_test (engine, settings, base);
+    s_offline_test (engine, settings, base);
 
     //  Unusable input is rejected, not crashed on.
-    s_reading_make (&reading, "not-a-uuid", base, 4.0, &settings);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    detector_fixture_reading (&reading, "not-a-uuid", 7, base, 4.0, settings);
     assert (detector_engine_process (engine, &reading, &outcome) == -1);
     assert (outcome.ignored);
     assert (outcome.rejected);
-    s_reading_make (&reading, S_PORT_A, base + 3630000, NAN, &settings);
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 3630000, NAN, settings);
     assert (detector_engine_process (engine, &reading, &outcome) == -1);
-    proto_settings_t weird = settings;
+    proto_settings_t weird = *settings;
     weird.off_watts = NAN;
     weird.standby_watts = -4;
     weird.min_phantom_seconds = -10;
-    s_reading_make (&reading, S_PORT_A, base + 3630000, 4.0, &weird);
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 3630000, 4.0, &weird);
     assert (detector_engine_process (engine, &reading, &outcome) == 0);
     assert (outcome.status == PROTO_STATUS_ACTIVE);
 
@@ -1647,13 +1662,20 @@ detector_engine_test (bool verbose)
     assert (stats.ports == 2);
     detector_engine_destroy (&engine);
     detector_engine_destroy (&engine);
+}
 
-    //  Growth keeps every port.
-    engine = detector_engine_new (0, 300000);
+//  Growth keeps every port.
+static void
+s_growth_test (const proto_settings_t *settings, int64_t base)
+{
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    detector_engine_stats_t stats;
     char port[PROTO_UUID_LEN + 1];
     for (int i = 0; i < 5000; i++) {
         snprintf (port, sizeof (port), "%08x-0000-4000-8000-%012x", i * 2654435761u, i);
-        s_reading_make (&reading, port, base, i % 2 ? 100 : 0, &settings);
+        detector_fixture_reading (&reading, port, 7, base, i % 2 ? 100 : 0, settings);
         assert (detector_engine_process (engine, &reading, &outcome) == 0);
     }
     for (int i = 0; i < 5000; i++) {
@@ -1664,11 +1686,17 @@ detector_engine_test (bool verbose)
     assert (detector_engine_status (engine, S_PORT_A) == PROTO_STATUS_UNKNOWN);
     detector_engine_stats (engine, &stats);
     assert (stats.ports == 5000);
-
-    //  The batch path decides exactly as the one-by-one path, growth
-    //  mid-batch and unusable readings included.
     detector_engine_destroy (&engine);
-    engine = detector_engine_new (0, 300000);
+}
+
+//  The batch path decides exactly as the one-by-one path, growth
+//  mid-batch and unusable readings included.
+static void
+s_batch_test (const proto_settings_t *settings, int64_t base)
+{
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    detector_outcome_t outcome;
+    char port[PROTO_UUID_LEN + 1];
     detector_engine_t *batched = detector_engine_new (0, 300000);
     proto_reading_t *readings = (proto_reading_t *)calloc (100, sizeof (proto_reading_t));
     detector_outcome_t *outcomes = (detector_outcome_t *)calloc (100, sizeof (detector_outcome_t));
@@ -1679,8 +1707,8 @@ detector_engine_test (bool verbose)
                 int n = base_i + i;
                 snprintf (port, sizeof (port), "%08x-0000-4000-8000-%012x", n * 2654435761u, n);
                 double watts = (n + round) % 3 == 0 ? 100 : (n + round) % 3 == 1 ? 5 : 0;
-                s_reading_make (&readings[i], n == 77 ? "bad" : port, base + round * 30000LL, watts,
-                                &settings);
+                detector_fixture_reading (&readings[i], n == 77 ? "bad" : port, 7,
+                                          base + round * 30000LL, watts, settings);
             }
             assert (detector_engine_process_batch (batched, readings, 100, outcomes) ==
                     (base_i == 0 ? 99 : 100));
@@ -1698,6 +1726,27 @@ detector_engine_test (bool verbose)
     free (outcomes);
     detector_engine_destroy (&batched);
     detector_engine_destroy (&engine);
+}
 
+void
+detector_engine_test (bool verbose)
+{
+    printf (" * detector_engine: ");
+    if (verbose)
+        printf ("\n");
+    proto_settings_t settings;
+    detector_fixture_settings (&settings);
+    int64_t base = 1704067200000LL; //  2024-01-01T00:00:00Z
+
+    s_uuid_test ();
+    s_series_test (&settings, base, verbose);
+    s_lifecycle_test (&settings, base);
+    s_restore_test (&settings, base);
+    s_replay_test (&settings, base, 4);  //  killed while idle (the fault test's case)
+    s_replay_test (&settings, base, 16); //  killed while phantom
+    s_skew_test (&settings, base);
+    s_baseline_test (&settings, base);
+    s_growth_test (&settings, base);
+    s_batch_test (&settings, base);
     printf ("OK\n");
 }

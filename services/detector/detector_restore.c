@@ -24,6 +24,7 @@
     =========================================================================
 */
 #include "detector_restore.h"
+#include "detector_fixture.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -225,82 +226,83 @@ s_rebuild (detector_engine_t *engine, const s_candidate_t *candidate, const int6
                              candidate->open ? &candidate->episode : NULL, now);
 }
 
+//  Sends the readings query for a chunk: its ports, run starts and
+//  limits as array literals (uuids and integers, so no quoting needed).
+//  0 or -1 (logged).
+static int
+s_chunk_send (PGconn *connection, s_candidate_t **chunk, size_t size)
+{
+    zchunk_t *arrays[3] = {zchunk_new (NULL, size * (PROTO_UUID_LEN + 1) + 3),
+                           zchunk_new (NULL, size * 21 + 3), zchunk_new (NULL, size * 12 + 3)};
+    int rc = arrays[0] && arrays[1] && arrays[2] ? 0 : -1;
+    if (rc)
+        zsys_error ("detector restore - out of memory");
+    for (size_t i = 0; i < size && rc == 0; i++) {
+        char since[32], limit[16];
+        snprintf (since, sizeof (since), "%" PRId64, chunk[i]->run_start);
+        snprintf (limit, sizeof (limit), "%d", chunk[i]->limit);
+        const char *items[3] = {chunk[i]->port, since, limit};
+        for (int array = 0; array < 3; array++) {
+            zchunk_extend (arrays[array], i ? "," : "{", 1);
+            zchunk_extend (arrays[array], items[array], strlen (items[array]));
+        }
+    }
+    if (rc == 0) {
+        const char *params[3];
+        for (int array = 0; array < 3; array++) {
+            zchunk_extend (arrays[array], "}", 2); //  and the NUL
+            params[array] = (const char *)zchunk_data (arrays[array]);
+        }
+        rc = s_send (connection, s_readings_query, 3, params);
+    }
+    for (int array = 0; array < 3; array++)
+        zchunk_destroy (&arrays[array]);
+    return rc;
+}
+
 //  Step 2 for one chunk of candidates. 0 or -1 (logged).
 static int
 s_rebuild_chunk (detector_engine_t *engine, PGconn *connection, s_candidate_t **chunk, size_t size,
                  int64_t *ts, double *power, int64_t now, s_counts_t *counts)
 {
-    //  Array literals: uuids and integers only, no quoting needed.
-    zchunk_t *ports = zchunk_new (NULL, size * (PROTO_UUID_LEN + 1) + 3);
-    zchunk_t *since = zchunk_new (NULL, size * 21 + 3);
-    zchunk_t *limits = zchunk_new (NULL, size * 12 + 3);
-    if (!ports || !since || !limits) {
-        zchunk_destroy (&ports);
-        zchunk_destroy (&since);
-        zchunk_destroy (&limits);
-        zsys_error ("detector restore - out of memory");
+    if (s_chunk_send (connection, chunk, size))
         return -1;
-    }
-    char number[32];
-    for (size_t i = 0; i < size; i++) {
-        const char *comma = i ? "," : "{";
-        zchunk_extend (ports, comma, 1);
-        zchunk_extend (ports, chunk[i]->port, PROTO_UUID_LEN);
-        zchunk_extend (since, comma, 1);
-        zchunk_extend (since, number,
-                       (size_t)snprintf (number, sizeof (number), "%" PRId64, chunk[i]->run_start));
-        zchunk_extend (limits, comma, 1);
-        zchunk_extend (limits, number,
-                       (size_t)snprintf (number, sizeof (number), "%d", chunk[i]->limit));
-    }
-    zchunk_extend (ports, "}", 2);
-    zchunk_extend (since, "}", 2);
-    zchunk_extend (limits, "}", 2);
-    const char *params[3] = {(const char *)zchunk_data (ports), (const char *)zchunk_data (since),
-                             (const char *)zchunk_data (limits)};
-    int rc = s_send (connection, s_readings_query, 3, params);
-    zchunk_destroy (&ports);
-    zchunk_destroy (&since);
-    zchunk_destroy (&limits);
-    if (rc)
-        return -1;
-
+    int rc = 0;
     size_t current = 0; //  1-based place of the port being collected, 0 none
     size_t count = 0;
     bool broken = false; //  a reading of the port was not judged low draw
     PGresult *result;
     while ((result = PQgetResult (connection))) {
         ExecStatusType status = PQresultStatus (result);
-        if (status == PGRES_SINGLE_TUPLE && rc == 0) {
-            int64_t n = s_int (result, 0, 0);
-            if (n < 1 || (size_t)n > size || (size_t)n < current) {
-                zsys_error ("detector restore - readings out of order");
-                rc = -1;
-            } else {
-                if ((size_t)n != current) {
-                    if (count)
-                        s_rebuild (engine, chunk[current - 1], ts, power, count, broken, now,
-                                   counts);
-                    current = (size_t)n;
-                    count = 0;
-                    broken = false;
-                }
-                //  Every reading of a low-draw run was judged idle or
-                //  phantom; any other means the run the port row claims
-                //  is not what its readings say.
-                int64_t judged = s_int (result, 3, -1);
-                if (judged != PROTO_STATUS_IDLE && judged != PROTO_STATUS_PHANTOM)
-                    broken = true;
-                if (count < (size_t)s_replay_max) {
-                    ts[count] = s_int (result, 1, 0);
-                    power[count] = s_real (result, 2);
-                    count++;
-                }
-            }
-        } else if (status != PGRES_TUPLES_OK && status != PGRES_SINGLE_TUPLE) {
+        int64_t n = status == PGRES_SINGLE_TUPLE ? s_int (result, 0, 0) : 0;
+        if (status != PGRES_SINGLE_TUPLE && status != PGRES_TUPLES_OK) {
             zsys_error ("detector restore - readings query failed: %s",
                         PQresultErrorMessage (result));
             rc = -1;
+        } else if (status != PGRES_SINGLE_TUPLE || rc)
+            ; //  the end, or rows after a failure: drained
+        else if (n < 1 || (size_t)n > size || (size_t)n < current) {
+            zsys_error ("detector restore - readings out of order");
+            rc = -1;
+        } else {
+            if ((size_t)n != current) {
+                if (count)
+                    s_rebuild (engine, chunk[current - 1], ts, power, count, broken, now, counts);
+                current = (size_t)n;
+                count = 0;
+                broken = false;
+            }
+            //  Every reading of a low-draw run was judged idle or phantom;
+            //  any other means the run the port row claims is not what its
+            //  readings say.
+            int64_t judged = s_int (result, 3, -1);
+            if (judged != PROTO_STATUS_IDLE && judged != PROTO_STATUS_PHANTOM)
+                broken = true;
+            if (count < (size_t)s_replay_max) {
+                ts[count] = s_int (result, 1, 0);
+                power[count] = s_real (result, 2);
+                count++;
+            }
         }
         PQclear (result);
     }
@@ -309,12 +311,10 @@ s_rebuild_chunk (detector_engine_t *engine, PGconn *connection, s_candidate_t **
     return rc;
 }
 
-int64_t
-detector_restore_load (detector_engine_t *engine, const char *conninfo, uint32_t partition,
-                       uint32_t partitions)
+//  Connects with every wait bounded; NULL (logged) on failure.
+static PGconn *
+s_connect (const char *conninfo)
 {
-    assert (engine);
-    assert (partitions > 0 && partition < partitions);
     //  Later keywords override what the expanded conninfo says.
     const char *keywords[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
     const char *values[] = {conninfo ? conninfo : "", S_CONNECT_TIMEOUT, S_STATEMENT_OPTIONS,
@@ -324,60 +324,86 @@ detector_restore_load (detector_engine_t *engine, const char *conninfo, uint32_t
         zsys_error ("detector restore - cannot connect: %s",
                     connection ? PQerrorMessage (connection) : "no memory");
         PQfinish (connection);
-        return -1;
+        return NULL;
     }
-    //  Server clock of the restore: the offline timer counts from it.
-    int64_t now = zclock_time ();
-    zlistx_t *candidates = zlistx_new ();
-    int64_t *ts = (int64_t *)malloc (sizeof (int64_t) * (size_t)s_replay_max);
-    double *power = (double *)malloc (sizeof (double) * (size_t)s_replay_max);
-    s_candidate_t **chunk = (s_candidate_t **)malloc (sizeof (s_candidate_t *) * S_CHUNK_PORTS);
-    if (!candidates || !ts || !power || !chunk) {
-        zsys_error ("detector restore - out of memory");
-        zlistx_destroy (&candidates);
-        free (ts);
-        free (power);
-        free (chunk);
-        PQfinish (connection);
-        return -1;
-    }
-    zlistx_set_destructor (candidates, s_candidate_destroy);
+    return connection;
+}
 
-    s_counts_t counts;
-    memset (&counts, 0, sizeof (counts));
+//  Step 1: seeds the partition's ports, collecting the candidates for
+//  step 2. 0 or -1 (logged).
+static int
+s_seed_all (detector_engine_t *engine, PGconn *connection, uint32_t partition, uint32_t partitions,
+            int64_t now, zlistx_t *candidates, s_counts_t *counts)
+{
     int rc = s_send (connection, s_ports_query, 0, NULL);
     PGresult *result;
     while (rc == 0 && (result = PQgetResult (connection))) {
         ExecStatusType status = PQresultStatus (result);
         if (status == PGRES_SINGLE_TUPLE) {
             if (proto_partition (PQgetvalue (result, 0, 0), partitions) == partition)
-                s_seed (engine, result, now, candidates, &counts);
+                s_seed (engine, result, now, candidates, counts);
         } else if (status != PGRES_TUPLES_OK) {
             zsys_error ("detector restore - query failed: %s", PQresultErrorMessage (result));
             rc = -1;
         }
         PQclear (result);
     }
-    //  Drain what a failed step 1 left unread.
+    //  Drain what a failed query left unread.
     while ((result = PQgetResult (connection)))
         PQclear (result);
+    return rc;
+}
 
+//  Step 2, a chunk of candidates per query. 0 or -1 (logged).
+static int
+s_rebuild_all (detector_engine_t *engine, PGconn *connection, zlistx_t *candidates, int64_t now,
+               s_counts_t *counts)
+{
+    int64_t *ts = (int64_t *)malloc (sizeof (int64_t) * (size_t)s_replay_max);
+    double *power = (double *)malloc (sizeof (double) * (size_t)s_replay_max);
+    s_candidate_t **chunk = (s_candidate_t **)malloc (sizeof (s_candidate_t *) * S_CHUNK_PORTS);
+    int rc = ts && power && chunk ? 0 : -1;
+    if (rc)
+        zsys_error ("detector restore - out of memory");
     size_t size = 0;
     for (s_candidate_t *candidate = (s_candidate_t *)zlistx_first (candidates);
          rc == 0 && candidate; candidate = (s_candidate_t *)zlistx_next (candidates)) {
         chunk[size++] = candidate;
         if (size == S_CHUNK_PORTS) {
-            rc = s_rebuild_chunk (engine, connection, chunk, size, ts, power, now, &counts);
+            rc = s_rebuild_chunk (engine, connection, chunk, size, ts, power, now, counts);
             size = 0;
         }
     }
     if (rc == 0 && size)
-        rc = s_rebuild_chunk (engine, connection, chunk, size, ts, power, now, &counts);
-
-    zlistx_destroy (&candidates);
+        rc = s_rebuild_chunk (engine, connection, chunk, size, ts, power, now, counts);
     free (ts);
     free (power);
     free (chunk);
+    return rc;
+}
+
+int64_t
+detector_restore_load (detector_engine_t *engine, const char *conninfo, uint32_t partition,
+                       uint32_t partitions)
+{
+    assert (engine);
+    assert (partitions > 0 && partition < partitions);
+    PGconn *connection = s_connect (conninfo);
+    zlistx_t *candidates = zlistx_new ();
+    int rc = connection && candidates ? 0 : -1;
+    if (candidates)
+        zlistx_set_destructor (candidates, s_candidate_destroy);
+    else
+        zsys_error ("detector restore - out of memory");
+    //  Server clock of the restore: the offline timer counts from it.
+    int64_t now = zclock_time ();
+    s_counts_t counts;
+    memset (&counts, 0, sizeof (counts));
+    if (rc == 0)
+        rc = s_seed_all (engine, connection, partition, partitions, now, candidates, &counts);
+    if (rc == 0)
+        rc = s_rebuild_all (engine, connection, candidates, now, &counts);
+    zlistx_destroy (&candidates);
     PQfinish (connection);
     if (rc)
         return -1;
@@ -408,32 +434,6 @@ s_exec (PGconn *connection, const char *sql, int count, const char *const *param
     PQclear (result);
 }
 
-//  The test's series (the fault test's): 3 x 100 W, a low-draw run of 24
-//  readings at 4-6 W, 100 W; every 5 s from base.
-#define S_LOW_FIRST 3
-#define S_COUNT 28
-
-static double
-s_watts (int i)
-{
-    if (i < S_LOW_FIRST || i == S_COUNT - 1)
-        return 100;
-    return 4 + (i % 3) + 0.25 * (i % 2);
-}
-
-static void
-s_reading_fill (proto_reading_t *reading, const char *port, int64_t user, int64_t ts, double watts)
-{
-    memset (reading, 0, sizeof (*reading));
-    snprintf (reading->port, sizeof (reading->port), "%s", port);
-    reading->user = user;
-    reading->ts = reading->received = ts;
-    reading->power = watts;
-    reading->settings.off_watts = 0.5f;
-    reading->settings.standby_watts = 15;
-    reading->settings.min_phantom_seconds = 60;
-}
-
 //  Runs the first kill_at readings of the series through a detector that
 //  then dies, and stores what the store would have: every reading with its
 //  status, the open episode, the port row. With stale_row the port row
@@ -444,6 +444,8 @@ s_store_until_kill (PGconn *connection, const char *port, int64_t user, int64_t 
                     bool stale_row)
 {
     detector_engine_t *engine = detector_engine_new (0, 300000);
+    proto_settings_t settings;
+    detector_fixture_settings (&settings);
     char text[5][64];
     const char *params[8] = {port, text[0], text[1], text[2], text[3], text[4]};
     int64_t changed = 0;
@@ -452,10 +454,10 @@ s_store_until_kill (PGconn *connection, const char *port, int64_t user, int64_t 
         proto_reading_t reading;
         detector_outcome_t outcome;
         int64_t ts = base + i * 5000LL;
-        s_reading_fill (&reading, port, user, ts, s_watts (i));
+        detector_fixture_reading (&reading, port, user, ts, detector_fixture_watts (i), &settings);
         assert (detector_engine_process (engine, &reading, &outcome) == 0);
         snprintf (text[0], sizeof (text[0]), "%" PRId64, ts);
-        snprintf (text[1], sizeof (text[1]), "%.17g", s_watts (i));
+        snprintf (text[1], sizeof (text[1]), "%.17g", detector_fixture_watts (i));
         snprintf (text[2], sizeof (text[2]), "%d", outcome.status);
         s_exec (connection,
                 "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
@@ -485,7 +487,7 @@ s_store_until_kill (PGconn *connection, const char *port, int64_t user, int64_t 
     snprintf (text[0], sizeof (text[0]), "%s", proto_status_name (status));
     snprintf (text[1], sizeof (text[1]), "%" PRId64, changed);
     snprintf (text[2], sizeof (text[2]), "%" PRId64, base + (int64_t)row * 5000);
-    snprintf (text[3], sizeof (text[3]), "%.17g", s_watts (row));
+    snprintf (text[3], sizeof (text[3]), "%.17g", detector_fixture_watts (row));
     s_exec (connection,
             "UPDATE ports SET status = $2,"
             "  status_since = timestamptz 'epoch' + $3::bigint * interval '1 millisecond',"
@@ -505,6 +507,8 @@ s_kill_test (const char *conninfo, const char *const *ports, int64_t user, int64
              int replay_max, bool verbose)
 {
     const int kill_after[2] = {4, 16}; //  low readings before the kill: idle, phantom
+    proto_settings_t settings;
+    detector_fixture_settings (&settings);
     s_replay_max = replay_max;
     detector_engine_t *restored = detector_engine_new (0, 300000);
     assert (detector_restore_load (restored, conninfo, 0, 1) >= 2);
@@ -514,14 +518,15 @@ s_kill_test (const char *conninfo, const char *const *ports, int64_t user, int64
     assert (detector_engine_expire (restored, zclock_time () + 1000, NULL, NULL) == 0);
     for (int which = 0; which < 2; which++) {
         const char *port = ports[which];
-        int kill_at = S_LOW_FIRST + kill_after[which];
+        int kill_at = DETECTOR_FIXTURE_LOW_FIRST + kill_after[which];
         assert (detector_engine_status (restored, port) ==
                 (which ? PROTO_STATUS_PHANTOM : PROTO_STATUS_IDLE));
         detector_engine_t *steady = detector_engine_new (0, 300000);
         proto_reading_t reading;
         detector_outcome_t outcome, expected;
-        for (int i = 0; i < S_COUNT; i++) {
-            s_reading_fill (&reading, port, user, base + i * 5000LL, s_watts (i));
+        for (int i = 0; i < DETECTOR_FIXTURE_COUNT; i++) {
+            detector_fixture_reading (&reading, port, user, base + i * 5000LL,
+                                      detector_fixture_watts (i), &settings);
             assert (detector_engine_process (steady, &reading, &expected) == 0);
             //  The reading the dead detector judged last comes again (a
             //  retry): the same answer, nothing counted twice.
@@ -541,14 +546,7 @@ s_kill_test (const char *conninfo, const char *const *ports, int64_t user, int64
                     which ? "phantom" : "idle", replay_max, outcome.episode.samples,
                     outcome.episode.energy_wh, expected.episode.samples,
                     expected.episode.energy_wh);
-        assert (expected.episode.end == base + (S_COUNT - 1) * 5000LL);
-        assert (expected.episode.samples == S_COUNT - 1 - S_LOW_FIRST);
-        assert (outcome.episode.start == expected.episode.start);
-        assert (outcome.episode.end == expected.episode.end);
-        assert (outcome.episode.samples == expected.episode.samples);
-        assert (fabs (outcome.episode.energy_wh - expected.episode.energy_wh) <=
-                1e-9 * expected.episode.energy_wh);
-        assert (outcome.episode.peak_watts == expected.episode.peak_watts);
+        detector_fixture_assert_same_end (&expected, &outcome, base);
         detector_engine_destroy (&steady);
     }
     detector_engine_destroy (&restored);
@@ -612,15 +610,11 @@ detector_restore_test (bool verbose)
     assert (detector_engine_status (engine, "2d8b5e30-9c74-4e3d-bf50-4b3c8d9eaf12") ==
             PROTO_STATUS_ACTIVE);
     //  The open episode goes on, with its start and energy from the database.
+    proto_settings_t settings;
+    detector_fixture_settings (&settings);
     proto_reading_t reading;
-    memset (&reading, 0, sizeof (reading));
-    snprintf (reading.port, sizeof (reading.port), "0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90");
-    reading.user = 1;
-    reading.ts = reading.received = base + 12 * 60000 + 36000;
-    reading.power = 5;
-    reading.settings.off_watts = 0.5f;
-    reading.settings.standby_watts = 15;
-    reading.settings.min_phantom_seconds = 60;
+    detector_fixture_reading (&reading, "0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90", 1,
+                              base + 12 * 60000 + 36000, 5, &settings);
     detector_outcome_t outcome;
     assert (detector_engine_process (engine, &reading, &outcome) == 0);
     assert (outcome.status == PROTO_STATUS_PHANTOM);
@@ -660,8 +654,10 @@ detector_restore_test (bool verbose)
         int64_t user = strtoll (PQgetvalue (result, 0, 0), NULL, 10);
         PQclear (result);
         int64_t start = base + 86400000LL;
-        s_store_until_kill (connection, kill_ports[0], user, start, S_LOW_FIRST + 4, false);
-        s_store_until_kill (connection, kill_ports[1], user, start, S_LOW_FIRST + 16, true);
+        s_store_until_kill (connection, kill_ports[0], user, start, DETECTOR_FIXTURE_LOW_FIRST + 4,
+                            false);
+        s_store_until_kill (connection, kill_ports[1], user, start, DETECTOR_FIXTURE_LOW_FIRST + 16,
+                            true);
         s_kill_test (conninfo, kill_ports, user, start, S_REPLAY_MAX, verbose);
         s_kill_test (conninfo, kill_ports, user, start, 8, verbose);
 

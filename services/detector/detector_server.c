@@ -24,6 +24,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "detector_fixture.h"
 #include "proto_config.h"
 
 #define S_HWM 10000            //  frames queued per socket before back-pressure / drops
@@ -213,6 +214,26 @@ s_send_verdict (detector_server_t *self, const proto_verdict_t *verdict)
         self->stats.verdicts_dropped++;
 }
 
+//  Completes self->verdict (its reading set) with the engine's judgement,
+//  sends it to the store and publishes the outcome's events.
+static void
+s_send_outcome (detector_server_t *self, const detector_outcome_t *outcome)
+{
+    proto_verdict_t *verdict = &self->verdict;
+    verdict->status = outcome->status;
+    verdict->previous = outcome->previous;
+    verdict->has_episode = outcome->has_episode;
+    if (outcome->has_episode)
+        verdict->episode = outcome->episode;
+    else
+        memset (&verdict->episode, 0, sizeof (verdict->episode));
+    verdict->has_baseline = outcome->has_baseline;
+    verdict->baseline_watts = outcome->has_baseline ? outcome->baseline_watts : 0;
+    s_send_verdict (self, verdict);
+    for (size_t i = 0; i < outcome->event_count; i++)
+        s_publish (self, &outcome->events[i]);
+}
+
 //  Answers one judged reading: a verdict to the store, events to the bus.
 static void
 s_answer (detector_server_t *self, const proto_reading_t *reading,
@@ -224,29 +245,16 @@ s_answer (detector_server_t *self, const proto_reading_t *reading,
         self->stats.malformed++;
         return;
     }
-    proto_verdict_t *verdict = &self->verdict;
-    verdict->reading = *reading;
-    verdict->status = outcome->status;
-    verdict->previous = outcome->previous;
-    verdict->has_episode = outcome->has_episode;
-    if (outcome->has_episode)
-        verdict->episode = outcome->episode;
-    else
-        memset (&verdict->episode, 0, sizeof (verdict->episode));
-    verdict->no_reading = false;
-    verdict->has_baseline = outcome->has_baseline;
-    verdict->baseline_watts = outcome->has_baseline ? outcome->baseline_watts : 0;
-    s_send_verdict (self, verdict);
-    for (size_t i = 0; i < outcome->event_count; i++)
-        s_publish (self, &outcome->events[i]);
+    self->verdict.reading = *reading;
+    self->verdict.no_reading = false;
+    s_send_outcome (self, outcome);
 }
 
 //  A port the offline timer took offline: the store gets a verdict without
 //  a reading (status offline, the closed episode) right away, not with the
 //  port's next reading, which may never come.
 static void
-s_offline (const char *port, int64_t user, int64_t ts, const detector_outcome_t *outcome,
-           void *arg)
+s_offline (const char *port, int64_t user, int64_t ts, const detector_outcome_t *outcome, void *arg)
 {
     detector_server_t *self = (detector_server_t *)arg;
     proto_verdict_t *verdict = &self->verdict;
@@ -258,14 +266,65 @@ s_offline (const char *port, int64_t user, int64_t ts, const detector_outcome_t 
     verdict->reading.ts = ts;
     verdict->reading.received = zclock_time ();
     verdict->no_reading = true;
-    verdict->status = outcome->status;
-    verdict->previous = outcome->previous;
-    verdict->has_episode = outcome->has_episode;
-    if (outcome->has_episode)
-        verdict->episode = outcome->episode;
-    s_send_verdict (self, verdict);
-    for (size_t i = 0; i < outcome->event_count; i++)
-        s_publish (self, &outcome->events[i]);
+    s_send_outcome (self, outcome);
+}
+
+//  Drains up to a batch of frames without blocking, one poll per batch
+//  rather than per frame, and has the engine judge them together (it
+//  prefetches their ports' state).
+static void
+s_drain (detector_server_t *self)
+{
+    zmq_msg_t message;
+    zmq_msg_init (&message);
+    size_t count = 0;
+    for (int i = 0; i < DETECTOR_BATCH_MAX; i++) {
+        if (zmq_msg_recv (&message, self->readings_handle, ZMQ_DONTWAIT) == -1)
+            break;
+        self->stats.frames++;
+        if (zmq_msg_more (&message)) {
+            //  A reading is one frame; drop every part of anything else.
+            self->stats.malformed++;
+            while (zmq_msg_more (&message) &&
+                   zmq_msg_recv (&message, self->readings_handle, ZMQ_DONTWAIT) != -1)
+                ;
+        }
+        //  Frames come from the outside: a bad one is counted and dropped.
+        else if (proto_reading_decode (zmq_msg_data (&message), zmq_msg_size (&message),
+                                       &self->batch[count]) == 0)
+            count++;
+        else
+            self->stats.malformed++;
+    }
+    zmq_msg_close (&message);
+    detector_engine_process_batch (self->engine, self->batch, count, self->outcomes);
+    for (size_t i = 0; i < count; i++)
+        s_answer (self, &self->batch[i], &self->outcomes[i]);
+}
+
+//  The once-a-second work: the offline timer, and warnings that sum up
+//  a second's trouble instead of one line per frame.
+static void
+s_tick (detector_server_t *self)
+{
+    //  The engine compares against the gateway clock of each port's
+    //  last reading; gateways and detectors share a host or NTP.
+    size_t offline = detector_engine_expire (self->engine, zclock_time (), s_offline, self);
+    if (offline && self->verbose)
+        zsys_debug ("detector timer - %zu ports went offline", offline);
+    if (self->stats.malformed != self->malformed_logged) {
+        zsys_warning ("detector readings - %" PRIu64 " malformed frames dropped (%" PRIu64
+                      " total)",
+                      self->stats.malformed - self->malformed_logged, self->stats.malformed);
+        self->malformed_logged = self->stats.malformed;
+    }
+    if (self->stats.verdicts_dropped != self->dropped_logged) {
+        zsys_warning ("detector verdicts - %" PRIu64 " verdicts not taken by the store in %d ms"
+                      " (%" PRIu64 " total); their readings will be retried",
+                      self->stats.verdicts_dropped - self->dropped_logged, S_SEND_TIMEOUT_MS,
+                      self->stats.verdicts_dropped);
+        self->dropped_logged = self->stats.verdicts_dropped;
+    }
 }
 
 int
@@ -278,59 +337,14 @@ detector_server_poll (detector_server_t *self, int timeout_ms)
     if (wait < 0)
         wait = 0;
     void *which = zpoller_wait (self->poller, (int)wait);
-    if (which == self->readings) {
-        //  Drain a batch without blocking: one poll per 256 frames, not
-        //  per frame, and the engine judges them together (it prefetches).
-        zmq_msg_t message;
-        zmq_msg_init (&message);
-        size_t count = 0;
-        for (int i = 0; i < DETECTOR_BATCH_MAX; i++) {
-            if (zmq_msg_recv (&message, self->readings_handle, ZMQ_DONTWAIT) == -1)
-                break;
-            self->stats.frames++;
-            if (zmq_msg_more (&message)) {
-                //  A reading is one frame; drop every part of anything else.
-                self->stats.malformed++;
-                while (zmq_msg_more (&message) &&
-                       zmq_msg_recv (&message, self->readings_handle, ZMQ_DONTWAIT) != -1)
-                    ;
-                continue;
-            }
-            //  Frames come from the outside: a bad one is counted and dropped.
-            if (proto_reading_decode (zmq_msg_data (&message), zmq_msg_size (&message),
-                                      &self->batch[count]) == 0)
-                count++;
-            else
-                self->stats.malformed++;
-        }
-        zmq_msg_close (&message);
-        detector_engine_process_batch (self->engine, self->batch, count, self->outcomes);
-        for (size_t i = 0; i < count; i++)
-            s_answer (self, &self->batch[i], &self->outcomes[i]);
-    } else if (!which && zpoller_terminated (self->poller) && errno == EINTR)
+    if (which == self->readings)
+        s_drain (self);
+    else if (!which && zpoller_terminated (self->poller) && errno == EINTR)
         return -1;
-
     int64_t now = zclock_mono ();
     if (now >= self->next_tick) {
         self->next_tick = now + S_TIMER_MS;
-        //  The engine compares against the gateway clock of each port's
-        //  last reading; gateways and detectors share a host or NTP.
-        size_t offline = detector_engine_expire (self->engine, zclock_time (), s_offline, self);
-        if (offline && self->verbose)
-            zsys_debug ("detector timer - %zu ports went offline", offline);
-        if (self->stats.malformed != self->malformed_logged) {
-            zsys_warning ("detector readings - %" PRIu64 " malformed frames dropped (%" PRIu64
-                          " total)",
-                          self->stats.malformed - self->malformed_logged, self->stats.malformed);
-            self->malformed_logged = self->stats.malformed;
-        }
-        if (self->stats.verdicts_dropped != self->dropped_logged) {
-            zsys_warning ("detector verdicts - %" PRIu64 " verdicts not taken by the store in %d ms"
-                          " (%" PRIu64 " total); their readings will be retried",
-                          self->stats.verdicts_dropped - self->dropped_logged, S_SEND_TIMEOUT_MS,
-                          self->stats.verdicts_dropped);
-            self->dropped_logged = self->stats.verdicts_dropped;
-        }
+        s_tick (self);
     }
     return 0;
 }
@@ -374,6 +388,55 @@ s_pump (detector_server_t *server, zsock_t *sock)
     return msg;
 }
 
+//  A socket of type bound on an ephemeral port, as gateway or store.
+static zsock_t *
+s_test_socket (int type)
+{
+    zsock_t *sock = zsock_new (type);
+    assert (sock);
+    zsock_set_sndhwm (sock, 100);
+    zsock_set_rcvhwm (sock, 100);
+    zsock_set_linger (sock, 0);
+    assert (zsock_bind (sock, "tcp://127.0.0.1:*") > 0);
+    return sock;
+}
+
+//  Sends reading as the gateway does.
+static void
+s_test_send (zsock_t *gateway, const proto_reading_t *reading, proto_buffer_t *buffer)
+{
+    assert (proto_reading_encode (reading, buffer) == 0);
+    zframe_t *frame = zframe_new (buffer->data, buffer->size);
+    assert (zframe_send (&frame, gateway, 0) == 0);
+}
+
+//  The next verdict the store gets.
+static void
+s_test_verdict (detector_server_t *server, zsock_t *store, proto_verdict_t *verdict)
+{
+    zmsg_t *msg = s_pump (server, store);
+    assert (msg);
+    assert (zmsg_size (msg) == 1);
+    zframe_t *frame = zmsg_first (msg);
+    assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), verdict) == 0);
+    zmsg_destroy (&msg);
+}
+
+//  The next event on the bus, whose topic must be topic.
+static void
+s_test_event (detector_server_t *server, zsock_t *bus, const char *topic, proto_event_t *event)
+{
+    zmsg_t *msg = s_pump (server, bus);
+    assert (msg);
+    assert (zmsg_size (msg) == 2);
+    char *got = zmsg_popstr (msg);
+    assert (streq (got, topic));
+    free (got);
+    zframe_t *frame = zmsg_first (msg);
+    assert (proto_event_decode (zframe_data (frame), zframe_size (frame), event) == 0);
+    zmsg_destroy (&msg);
+}
+
 void
 detector_server_test (bool verbose)
 {
@@ -391,19 +454,10 @@ detector_server_test (bool verbose)
     assert (detector_server_partition_endpoints ("", 0) == NULL);
 
     //  The gateway's PUSH and the store's PULL, on ephemeral ports.
-    zsock_t *gateway = zsock_new (ZMQ_PUSH);
-    zsock_set_sndhwm (gateway, 100);
-    zsock_set_linger (gateway, 0);
-    assert (zsock_bind (gateway, "tcp://127.0.0.1:*") > 0);
-    zsock_t *store = zsock_new (ZMQ_PULL);
-    zsock_set_rcvhwm (store, 100);
-    zsock_set_linger (store, 0);
-    assert (zsock_bind (store, "tcp://127.0.0.1:*") > 0);
-    char *gateway_endpoint = strdup (zsock_endpoint (gateway));
-    char *store_endpoint = strdup (zsock_endpoint (store));
-
-    detector_server_t *server = detector_server_new (gateway_endpoint, store_endpoint,
-                                                     "tcp://127.0.0.1:*", 300000, verbose);
+    zsock_t *gateway = s_test_socket (ZMQ_PUSH);
+    zsock_t *store = s_test_socket (ZMQ_PULL);
+    detector_server_t *server = detector_server_new (
+        zsock_endpoint (gateway), zsock_endpoint (store), "tcp://127.0.0.1:*", 300000, verbose);
     assert (server);
     assert (strncmp (detector_server_event_endpoint (server), "tcp://127.0.0.1:", 16) == 0);
     zsock_t *bus = zsock_new (ZMQ_SUB);
@@ -421,33 +475,20 @@ detector_server_test (bool verbose)
     zstr_send (gateway, "parts");
 
     //  A low reading with no dwell: phantom at once.
+    proto_settings_t settings;
+    detector_fixture_settings (&settings);
+    settings.min_phantom_seconds = 0;
     proto_reading_t reading;
-    memset (&reading, 0, sizeof (reading));
+    detector_fixture_reading (&reading, "0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90", 7, zclock_time (),
+                              4.6, &settings);
     reading.request = 42;
     snprintf (reading.gateway, sizeof (reading.gateway), "gw1");
-    reading.user = 7;
     reading.device = 3;
-    snprintf (reading.port, sizeof (reading.port), "%s", "0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90");
-    reading.ts = zclock_time ();
-    reading.received = reading.ts;
-    reading.voltage = 230;
-    reading.current = 0.02;
-    reading.power = 4.6;
-    reading.settings.off_watts = 0.5f;
-    reading.settings.standby_watts = 15;
-    reading.settings.min_phantom_seconds = 0;
     proto_buffer_t buffer;
     proto_buffer_init (&buffer);
-    assert (proto_reading_encode (&reading, &buffer) == 0);
-    zframe_t *frame = zframe_new (buffer.data, buffer.size);
-    assert (zframe_send (&frame, gateway, 0) == 0);
-
-    zmsg_t *msg = s_pump (server, store);
-    assert (msg);
-    assert (zmsg_size (msg) == 1);
-    frame = zmsg_first (msg);
+    s_test_send (gateway, &reading, &buffer);
     proto_verdict_t verdict;
-    assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), &verdict) == 0);
+    s_test_verdict (server, store, &verdict);
     assert (verdict.reading.request == 42);
     assert (streq (verdict.reading.port, reading.port));
     assert (verdict.status == PROTO_STATUS_PHANTOM);
@@ -455,55 +496,29 @@ detector_server_test (bool verbose)
     assert (verdict.has_episode);
     assert (verdict.episode.start == reading.ts);
     assert (verdict.episode.end == 0);
-    zmsg_destroy (&msg);
-
-    msg = s_pump (server, bus);
-    assert (msg);
-    assert (zmsg_size (msg) == 2);
-    char *topic = zmsg_popstr (msg);
-    assert (streq (topic, "phantom.start.0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90"));
-    free (topic);
-    frame = zmsg_first (msg);
     proto_event_t event;
-    assert (proto_event_decode (zframe_data (frame), zframe_size (frame), &event) == 0);
+    s_test_event (server, bus, "phantom.start.0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90", &event);
     assert (streq (event.kind, "phantom.start"));
     assert (event.user == 7);
     assert (event.status == PROTO_STATUS_PHANTOM);
     assert (event.has_episode);
     assert (event.episode.start == reading.ts);
-    zmsg_destroy (&msg);
 
     //  A retry of the same reading gets the same verdict and no new event.
-    frame = zframe_new (buffer.data, buffer.size);
-    assert (zframe_send (&frame, gateway, 0) == 0);
-    msg = s_pump (server, store);
-    assert (msg);
-    frame = zmsg_first (msg);
-    assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), &verdict) == 0);
+    s_test_send (gateway, &reading, &buffer);
+    s_test_verdict (server, store, &verdict);
     assert (verdict.status == PROTO_STATUS_PHANTOM);
-    zmsg_destroy (&msg);
 
     //  Switching on ends the episode: verdict with it closed, phantom.end.
     reading.ts += 10000;
     reading.power = 120;
-    assert (proto_reading_encode (&reading, &buffer) == 0);
-    frame = zframe_new (buffer.data, buffer.size);
-    assert (zframe_send (&frame, gateway, 0) == 0);
-    msg = s_pump (server, store);
-    assert (msg);
-    frame = zmsg_first (msg);
-    assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), &verdict) == 0);
+    s_test_send (gateway, &reading, &buffer);
+    s_test_verdict (server, store, &verdict);
     assert (verdict.status == PROTO_STATUS_ACTIVE);
     assert (verdict.previous == PROTO_STATUS_PHANTOM);
     assert (verdict.has_episode);
     assert (verdict.episode.end == reading.ts);
-    zmsg_destroy (&msg);
-    msg = s_pump (server, bus);
-    assert (msg);
-    topic = zmsg_popstr (msg);
-    assert (streq (topic, "phantom.end.0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90"));
-    free (topic);
-    zmsg_destroy (&msg);
+    s_test_event (server, bus, "phantom.end.0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90", &event);
 
     detector_server_stats_t stats;
     detector_server_stats (server, &stats);
@@ -518,20 +533,10 @@ detector_server_test (bool verbose)
     //  fresh sockets, so no frame goes to the old server's dead pipe.
     zsock_destroy (&gateway);
     zsock_destroy (&store);
-    free (gateway_endpoint);
-    free (store_endpoint);
-    gateway = zsock_new (ZMQ_PUSH);
-    zsock_set_sndhwm (gateway, 100);
-    zsock_set_linger (gateway, 0);
-    assert (zsock_bind (gateway, "tcp://127.0.0.1:*") > 0);
-    store = zsock_new (ZMQ_PULL);
-    zsock_set_rcvhwm (store, 100);
-    zsock_set_linger (store, 0);
-    assert (zsock_bind (store, "tcp://127.0.0.1:*") > 0);
-    gateway_endpoint = strdup (zsock_endpoint (gateway));
-    store_endpoint = strdup (zsock_endpoint (store));
-    server = detector_server_new (gateway_endpoint, store_endpoint, "tcp://127.0.0.1:*", 200,
-                                  verbose);
+    gateway = s_test_socket (ZMQ_PUSH);
+    store = s_test_socket (ZMQ_PULL);
+    server = detector_server_new (zsock_endpoint (gateway), zsock_endpoint (store),
+                                  "tcp://127.0.0.1:*", 200, verbose);
     assert (server);
     snprintf (reading.port, sizeof (reading.port), "%s", "1c7a4d2f-8b63-4d2c-ae4f-3a2b7c8d9e01");
     int64_t first_ts = zclock_time () - 200000;
@@ -540,27 +545,18 @@ detector_server_test (bool verbose)
         reading.ts = first_ts + i * 100; //  closer than offline_after: no gap
         reading.received = zclock_time ();
         reading.power = 4.6;
-        assert (proto_reading_encode (&reading, &buffer) == 0);
-        frame = zframe_new (buffer.data, buffer.size);
-        assert (zframe_send (&frame, gateway, 0) == 0);
-        msg = s_pump (server, store);
-        assert (msg);
-        frame = zmsg_first (msg);
-        assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), &verdict) == 0);
+        s_test_send (gateway, &reading, &buffer);
+        s_test_verdict (server, store, &verdict);
         assert (!verdict.no_reading);
         assert (verdict.status == PROTO_STATUS_PHANTOM);
         //  The 100th reading is the first with enough behind it
         assert (verdict.has_baseline == (i == 99));
         if (i == 99)
             assert (verdict.baseline_watts >= 4 && verdict.baseline_watts < 5.66f);
-        zmsg_destroy (&msg);
     }
     //  Silence: within a timer period the store gets a verdict without a
     //  reading that takes the port offline and closes its episode.
-    msg = s_pump (server, store);
-    assert (msg);
-    frame = zmsg_first (msg);
-    assert (proto_verdict_decode (zframe_data (frame), zframe_size (frame), &verdict) == 0);
+    s_test_verdict (server, store, &verdict);
     assert (verdict.no_reading);
     assert (streq (verdict.reading.gateway, PROTO_GATEWAY_NONE));
     assert (streq (verdict.reading.port, reading.port));
@@ -573,7 +569,6 @@ detector_server_test (bool verbose)
     assert (verdict.episode.end == reading.ts);
     assert (verdict.episode.samples == 100);
     assert (!verdict.has_baseline);
-    zmsg_destroy (&msg);
     detector_server_stats (server, &stats);
     assert (stats.verdicts == 101);
     detector_server_destroy (&server);
@@ -582,7 +577,5 @@ detector_server_test (bool verbose)
     zsock_destroy (&bus);
     zsock_destroy (&store);
     zsock_destroy (&gateway);
-    free (gateway_endpoint);
-    free (store_endpoint);
     printf ("OK\n");
 }

@@ -8,8 +8,8 @@
     =========================================================================
 */
 #include "notifier_digest.h"
+#include "notifier_db.h"
 #include "notifier_test_db.h"
-#include "notifier_writer.h"
 
 #include <czmq.h>
 #include <inttypes.h>
@@ -152,20 +152,18 @@ notifier_digest_destroy (notifier_digest_t **self_p)
 static int
 s_ensure_connected (notifier_digest_t *self)
 {
-    if (self->db && PQstatus (self->db) == CONNECTION_OK)
-        return 0;
-    PQfinish (self->db);
-    self->db = notifier_writer_connect (self->conninfo);
-    if (!self->db)
-        return -1;
+    int rc = notifier_db_ensure (&self->db, self->conninfo);
+    if (rc != 1)
+        return rc;
     PGresult *result =
-        PQexec (self->db, "SELECT EXISTS (SELECT 1 FROM information_schema.columns"
+        notifier_db_exec (self->db, "notifier digest", "schema check",
+                          "SELECT EXISTS (SELECT 1 FROM information_schema.columns"
                           " WHERE table_schema = current_schema () AND table_name = 'users'"
                           " AND column_name = 'digest_enabled')"
-                          " AND to_regclass ('webhook_deliveries') IS NOT NULL");
-    if (PQresultStatus (result) != PGRES_TUPLES_OK) {
-        zsys_error ("notifier digest - schema check failed: %s", PQerrorMessage (self->db));
-        PQclear (result);
+                          " AND to_regclass ('webhook_deliveries') IS NOT NULL",
+                          0, NULL);
+    if (!result) {
+        //  Checked again on the next connection
         PQfinish (self->db);
         self->db = NULL;
         return -1;
@@ -190,17 +188,12 @@ notifier_digest_check (notifier_digest_t *self, int64_t now_ms)
     snprintf (now_text, sizeof now_text, "%" PRId64, now_ms);
     snprintf (hour_text, sizeof hour_text, "%d", self->hour);
     const char *values[] = {now_text, hour_text};
-    PGresult *result = PQexecParams (self->db, s_digest_sql, 2, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus (result) != PGRES_TUPLES_OK) {
-        zsys_error ("notifier digest - check failed: %s", PQerrorMessage (self->db));
-        PQclear (result);
-        //  A broken connection is replaced at the next check.
-        if (PQstatus (self->db) != CONNECTION_OK) {
-            PQfinish (self->db);
-            self->db = NULL;
-        }
+    //  A failure that broke the connection is mended by the next check's
+    //  notifier_db_ensure.
+    PGresult *result =
+        notifier_db_exec (self->db, "notifier digest", "check", s_digest_sql, 2, values);
+    if (!result)
         return -1;
-    }
     int written = PQntuples (result);
     for (int row = 0; row < written; row++)
         zsys_info ("notifier user %s - digest %s written (notification %s, %s deliveries)",

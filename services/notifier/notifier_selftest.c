@@ -6,6 +6,7 @@
     (ctest SKIP_RETURN_CODE) when it is not set.
     =========================================================================
 */
+#include "notifier_db.h"
 #include "notifier_digest.h"
 #include "notifier_http.h"
 #include "notifier_service.h"
@@ -25,6 +26,7 @@ typedef struct {
 } s_test_t;
 
 static const s_test_t s_tests[] = {
+    {"notifier_db", notifier_db_test, true},
     {"notifier_http", notifier_http_test, false},
     {"notifier_writer", notifier_writer_test, true},
     {"notifier_webhook", notifier_webhook_test, true},

@@ -102,3 +102,28 @@ notifier_test_db_drop_user (PGconn *db, int64_t user)
     snprintf (user_text, sizeof user_text, "%" PRId64, user);
     PQclear (s_exec (db, "DELETE FROM users WHERE id = $1::bigint", user_text, NULL, NULL));
 }
+
+proto_event_t
+notifier_test_db_event (const char *kind, int64_t user, const char *port, int64_t start,
+                        int64_t end, double watts, double energy_wh)
+{
+    proto_event_t event;
+    memset (&event, 0, sizeof event);
+    snprintf (event.kind, sizeof event.kind, "%s", kind);
+    event.user = user;
+    snprintf (event.port, sizeof event.port, "%s", port);
+    event.ts = end ? end : start;
+    event.watts = watts;
+    bool ended = streq (kind, "phantom.end");
+    event.status = ended ? PROTO_STATUS_ACTIVE : PROTO_STATUS_PHANTOM;
+    event.previous = ended ? PROTO_STATUS_PHANTOM : PROTO_STATUS_IDLE;
+    event.has_episode = !streq (kind, "status");
+    event.episode.start = start;
+    event.episode.end = end;
+    event.episode.energy_wh = energy_wh;
+    event.episode.mean_watts =
+        end > start ? energy_wh / ((double)(end - start) / 3600000.0) : watts;
+    event.episode.peak_watts = watts * 1.5;
+    event.episode.samples = 10;
+    return event;
+}

@@ -10,6 +10,7 @@
 #ifndef NOTIFIER_TEST_DB_H_INCLUDED
 #define NOTIFIER_TEST_DB_H_INCLUDED
 
+#include "proto.h"
 #include <libpq-fe.h>
 #include <stdint.h>
 
@@ -30,5 +31,10 @@ char *notifier_test_db_value (PGconn *db, const char *sql, const char *p1, const
 //  The same, as an integer (-1 for no row or NULL).
 int64_t notifier_test_db_int (PGconn *db, const char *sql, const char *p1, const char *p2,
                               const char *p3);
+//  A detector's event of kind about port's episode from start to end (0:
+//  open) at watts; the mean is energy_wh over the episode, or watts while
+//  it is open. A status event has no episode.
+proto_event_t notifier_test_db_event (const char *kind, int64_t user, const char *port,
+                                      int64_t start, int64_t end, double watts, double energy_wh);
 
 #endif

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdbool.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -227,4 +228,25 @@ char *
 notifier_receiver_signature (notifier_receiver_t *self, size_t index)
 {
     return s_copy (self, index, offsetof (s_request_t, signature));
+}
+
+bool
+notifier_receiver_signed (notifier_receiver_t *self, size_t index, const char *secret)
+{
+    char *body = notifier_receiver_body (self, index);
+    char *signature = notifier_receiver_signature (self, index);
+    bool valid = false;
+    if (body && signature) {
+        unsigned char mac[crypto_auth_hmacsha256_BYTES];
+        crypto_auth_hmacsha256_state state;
+        crypto_auth_hmacsha256_init (&state, (const unsigned char *)secret, strlen (secret));
+        crypto_auth_hmacsha256_update (&state, (const unsigned char *)body, strlen (body));
+        crypto_auth_hmacsha256_final (&state, mac);
+        char hex[2 * sizeof mac + 1];
+        sodium_bin2hex (hex, sizeof hex, mac, sizeof mac);
+        valid = strncmp (signature, "sha256=", 7) == 0 && streq (signature + 7, hex);
+    }
+    free (body);
+    free (signature);
+    return valid;
 }

@@ -10,6 +10,7 @@
 #ifndef NOTIFIER_TEST_RECEIVER_H_INCLUDED
 #define NOTIFIER_TEST_RECEIVER_H_INCLUDED
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct _notifier_receiver_t notifier_receiver_t;
@@ -24,5 +25,9 @@ size_t notifier_receiver_count (notifier_receiver_t *self);
 char *notifier_receiver_body (notifier_receiver_t *self, size_t index);
 char *notifier_receiver_path (notifier_receiver_t *self, size_t index);
 char *notifier_receiver_signature (notifier_receiver_t *self, size_t index);
+//  True if request index carries "sha256=<hex HMAC-SHA256 of its body
+//  under secret>", recomputed here independently of notifier_http_sign,
+//  as a receiver would.
+bool notifier_receiver_signed (notifier_receiver_t *self, size_t index, const char *secret);
 
 #endif

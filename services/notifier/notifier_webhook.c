@@ -9,7 +9,7 @@
 #include "notifier_http.h"
 #include "notifier_test_db.h"
 #include "notifier_test_receiver.h"
-#include "notifier_writer.h"
+#include "notifier_db.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -83,14 +83,7 @@ static PGresult *
 s_exec (notifier_webhook_t *self, const char *what, const char *sql, int count,
         const char *const *values)
 {
-    PGresult *result = PQexecParams (self->db, sql, count, NULL, values, NULL, NULL, 0);
-    ExecStatusType status = PQresultStatus (result);
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-        zsys_error ("notifier webhooks - %s failed: %s", what, PQerrorMessage (self->db));
-        PQclear (result);
-        return NULL;
-    }
-    return result;
+    return notifier_db_exec (self->db, "notifier webhooks", what, sql, count, values);
 }
 
 //  The body a receiver gets; NULL if the notification cannot be rendered.
@@ -160,30 +153,77 @@ s_record (notifier_webhook_t *self, const char *delivery, const char *webhook, i
                   webhook, delivery, attempts_before + 1, reason, delay);
 }
 
+//  Reads one command from the pipe: $TERM (or a broken pipe) stops us, a
+//  WAKE needs nothing, since every command is followed by a delivery run.
+static void
+s_read_command (notifier_webhook_t *self, zsock_t *pipe)
+{
+    char *command = zstr_recv (pipe);
+    if (!command || streq (command, "$TERM"))
+        self->terminated = true;
+    zstr_free (&command);
+}
+
 //  True if the pipe asked us to stop; a WAKE there is consumed and ignored
 //  (we are delivering anyway).
 static bool
 s_stop_requested (notifier_webhook_t *self, zsock_t *pipe)
 {
-    while (pipe && (zsock_events (pipe) & ZMQ_POLLIN)) {
-        char *command = zstr_recv (pipe);
-        if (!command || streq (command, "$TERM"))
-            self->terminated = true;
-        zstr_free (&command);
-    }
+    while (pipe && (zsock_events (pipe) & ZMQ_POLLIN))
+        s_read_command (self, pipe);
     return self->terminated;
+}
+
+//  Columns of the claim query's rows
+enum {
+    S_DELIVERY,
+    S_WEBHOOK,
+    S_URL,
+    S_SECRET,
+    S_NOTIFICATION,
+    S_KIND,
+    S_TITLE,
+    S_MESSAGE,
+    S_DATA,
+    S_CREATED_AT,
+    S_ATTEMPTS
+};
+
+//  Posts the claimed row's notification, signed, and records the outcome.
+static void
+s_deliver_one (notifier_webhook_t *self, const PGresult *claimed, int row)
+{
+    const char *delivery = PQgetvalue (claimed, row, S_DELIVERY);
+    const char *kind = PQgetvalue (claimed, row, S_KIND);
+    char *body =
+        s_body (PQgetvalue (claimed, row, S_NOTIFICATION), kind, PQgetvalue (claimed, row, S_TITLE),
+                PQgetvalue (claimed, row, S_MESSAGE), PQgetvalue (claimed, row, S_DATA),
+                PQgetvalue (claimed, row, S_CREATED_AT));
+    char error[256] = "";
+    int status = NOTIFIER_HTTP_PERMANENT;
+    if (body) {
+        char signature[NOTIFIER_HTTP_SIGNATURE_MAX + 1];
+        notifier_http_sign (PQgetvalue (claimed, row, S_SECRET), body, strlen (body), signature);
+        char *headers = zsys_sprintf ("X-PhantomWatch-Signature: %s\r\n"
+                                      "X-PhantomWatch-Delivery: %s\r\n"
+                                      "X-PhantomWatch-Event: %s\r\n",
+                                      signature, delivery, kind);
+        status = notifier_http_post (PQgetvalue (claimed, row, S_URL), headers, body, strlen (body),
+                                     self->timeout_ms, error, sizeof error);
+        zstr_free (&headers);
+        free (body);
+    } else
+        snprintf (error, sizeof error, "notification cannot be rendered as JSON");
+    s_record (self, delivery, PQgetvalue (claimed, row, S_WEBHOOK),
+              atoi (PQgetvalue (claimed, row, S_ATTEMPTS)), status, error);
 }
 
 int
 notifier_webhook_deliver (notifier_webhook_t *self, zsock_t *pipe)
 {
     assert (self);
-    if (!self->db || PQstatus (self->db) != CONNECTION_OK) {
-        PQfinish (self->db);
-        self->db = notifier_writer_connect (self->conninfo);
-        if (!self->db)
-            return -1;
-    }
+    if (notifier_db_ensure (&self->db, self->conninfo) == -1)
+        return -1;
     char batch[16], lease[24];
     snprintf (batch, sizeof batch, "%d", self->batch);
     //  The lease covers a whole batch of slow receivers, plus slack.
@@ -211,43 +251,15 @@ notifier_webhook_deliver (notifier_webhook_t *self, zsock_t *pipe)
         return -1;
     int rows = PQntuples (claimed);
     int done = 0;
-    for (; done < rows; done++) {
-        if (done > 0 && s_stop_requested (self, pipe))
-            break;
-        const char *delivery = PQgetvalue (claimed, done, 0);
-        const char *webhook = PQgetvalue (claimed, done, 1);
-        const char *url = PQgetvalue (claimed, done, 2);
-        const char *secret = PQgetvalue (claimed, done, 3);
-        int attempts = atoi (PQgetvalue (claimed, done, 10));
-        char *body = s_body (PQgetvalue (claimed, done, 4), PQgetvalue (claimed, done, 5),
-                             PQgetvalue (claimed, done, 6), PQgetvalue (claimed, done, 7),
-                             PQgetvalue (claimed, done, 8), PQgetvalue (claimed, done, 9));
-        char error[256] = "";
-        int status = NOTIFIER_HTTP_PERMANENT;
-        if (body) {
-            char signature[NOTIFIER_HTTP_SIGNATURE_MAX + 1];
-            notifier_http_sign (secret, body, strlen (body), signature);
-            char *headers = zsys_sprintf ("X-PhantomWatch-Signature: %s\r\n"
-                                          "X-PhantomWatch-Delivery: %s\r\n"
-                                          "X-PhantomWatch-Event: %s\r\n",
-                                          signature, delivery, PQgetvalue (claimed, done, 5));
-            status = notifier_http_post (url, headers, body, strlen (body), self->timeout_ms, error,
-                                         sizeof error);
-            zstr_free (&headers);
-            free (body);
-        } else
-            snprintf (error, sizeof error, "notification cannot be rendered as JSON");
-        s_record (self, delivery, webhook, attempts, status, error);
-    }
-    if (done < rows) {
-        //  Stopped early: hand the unsent rows back instead of waiting out the lease.
-        for (int index = done; index < rows; index++) {
-            const char *id[] = {PQgetvalue (claimed, index, 0)};
-            PQclear (s_exec (self, "release",
-                             "UPDATE webhook_deliveries SET next_attempt_at = now()"
-                             " WHERE id = $1::bigint AND status = 'pending'",
-                             1, id));
-        }
+    for (; done < rows && !(done > 0 && s_stop_requested (self, pipe)); done++)
+        s_deliver_one (self, claimed, done);
+    //  Stopped early: hand the unsent rows back instead of waiting out the lease.
+    for (int row = done; row < rows; row++) {
+        const char *id[] = {PQgetvalue (claimed, row, S_DELIVERY)};
+        PQclear (s_exec (self, "release",
+                         "UPDATE webhook_deliveries SET next_attempt_at = now()"
+                         " WHERE id = $1::bigint AND status = 'pending'",
+                         1, id));
     }
     PQclear (claimed);
     return done;
@@ -264,10 +276,7 @@ notifier_webhook_actor (zsock_t *pipe, void *args)
         if (zmq_poll (&item, 1, timeout) == -1 && errno != EINTR)
             break;
         if (item.revents & ZMQ_POLLIN) {
-            char *command = zstr_recv (pipe);
-            if (!command || streq (command, "$TERM"))
-                self->terminated = true;
-            zstr_free (&command);
+            s_read_command (self, pipe);
             if (self->terminated)
                 break;
         }
@@ -305,23 +314,13 @@ s_test_notification (PGconn *db, const char *user, const char *key)
 }
 
 //  Checks what the receiver got as request index: a valid signature under
-//  secret, computed here independently, and the notification's fields.
+//  secret and the notification's fields.
 static void
 s_test_check_request (notifier_receiver_t *receiver, size_t index, const char *secret,
                       const char *notification)
 {
+    assert (notifier_receiver_signed (receiver, index, secret));
     char *body = notifier_receiver_body (receiver, index);
-    char *signature = notifier_receiver_signature (receiver, index);
-    assert (body && signature);
-    assert (strncmp (signature, "sha256=", 7) == 0 && strlen (signature) == 7 + 64);
-    unsigned char mac[crypto_auth_hmacsha256_BYTES], expected[crypto_auth_hmacsha256_BYTES];
-    assert (sodium_hex2bin (mac, sizeof mac, signature + 7, 64, NULL, NULL, NULL) == 0);
-    crypto_auth_hmacsha256_state state;
-    crypto_auth_hmacsha256_init (&state, (const unsigned char *)secret, strlen (secret));
-    crypto_auth_hmacsha256_update (&state, (const unsigned char *)body, strlen (body));
-    crypto_auth_hmacsha256_final (&state, expected);
-    assert (sodium_memcmp (mac, expected, sizeof mac) == 0);
-
     json_error_t error;
     json_t *json = json_loads (body, JSON_REJECT_DUPLICATES, &error);
     assert (json);
@@ -336,7 +335,6 @@ s_test_check_request (notifier_receiver_t *receiver, size_t index, const char *s
     assert (created && strlen (created) == 24 && created[10] == 'T' && created[23] == 'Z');
     json_decref (json);
     free (body);
-    free (signature);
 }
 
 void

@@ -8,6 +8,7 @@
     =========================================================================
 */
 #include "notifier_writer.h"
+#include "notifier_db.h"
 #include "notifier_test_db.h"
 
 #include <czmq.h>
@@ -52,24 +53,6 @@ s_port_destroy (void **item_p)
     }
 }
 
-PGconn *
-notifier_writer_connect (const char *conninfo)
-{
-    assert (conninfo);
-    //  Later entries override the expanded connection string: connecting
-    //  and every statement are bounded, as every blocking wait must be.
-    const char *keywords[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
-    const char *values[] = {conninfo, "5", "-c statement_timeout=10000", "phantom-notifier", NULL};
-    PGconn *db = PQconnectdbParams (keywords, values, 1);
-    if (PQstatus (db) != CONNECTION_OK) {
-        zsys_error ("notifier database - cannot connect: %s",
-                    db ? PQerrorMessage (db) : "out of memory");
-        PQfinish (db);
-        return NULL;
-    }
-    return db;
-}
-
 notifier_writer_t *
 notifier_writer_new (const char *conninfo, int64_t cooldown_seconds, bool verbose)
 {
@@ -106,19 +89,11 @@ notifier_writer_count (notifier_writer_t *self, notifier_writer_result_t result)
     return result <= NOTIFIER_WRITER_DROPPED ? self->counts[result] : 0;
 }
 
-//  Runs a parameterised statement; NULL (after logging) unless it succeeded.
 static PGresult *
 s_exec (notifier_writer_t *self, const char *what, const char *sql, int count,
         const char *const *values)
 {
-    PGresult *result = PQexecParams (self->db, sql, count, NULL, values, NULL, NULL, 0);
-    ExecStatusType status = PQresultStatus (result);
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-        zsys_error ("notifier database - %s failed: %s", what, PQerrorMessage (self->db));
-        PQclear (result);
-        return NULL;
-    }
-    return result;
+    return notifier_db_exec (self->db, "notifier database", what, sql, count, values);
 }
 
 static int
@@ -132,12 +107,9 @@ s_command (notifier_writer_t *self, const char *sql)
 static int
 s_ensure_connected (notifier_writer_t *self)
 {
-    if (self->db && PQstatus (self->db) == CONNECTION_OK)
-        return 0;
-    PQfinish (self->db);
-    self->db = notifier_writer_connect (self->conninfo);
-    if (!self->db)
-        return -1;
+    int rc = notifier_db_ensure (&self->db, self->conninfo);
+    if (rc != 1)
+        return rc;
     PGresult *result =
         s_exec (self, "schema check", "SELECT to_regclass('webhooks') IS NOT NULL", 0, NULL);
     self->has_webhooks = result && streq (PQgetvalue (result, 0, 0), "t");
@@ -290,22 +262,82 @@ s_check (notifier_writer_t *self, const proto_event_t *event, const char *user_t
     return NOTIFIER_WRITER_NOTIFIED;
 }
 
-//  Writes the notification, its deliveries and its announcement in one
-//  transaction. Returns the result.
-static notifier_writer_result_t
-s_write (notifier_writer_t *self, const proto_event_t *event, const char *kind, const char *title,
-         const char *message, const char *data, const char *dedupe_key, const char *start_key)
+//  What a notification says: title, message, and data as JSON text.
+typedef struct {
+    char *title;
+    char *message;
+    char *data;
+} s_notification_t;
+
+static void
+s_notification_free (s_notification_t *self)
 {
-    char user_text[24];
-    snprintf (user_text, sizeof user_text, "%" PRId64, event->user);
-    if (s_command (self, "BEGIN"))
-        return NOTIFIER_WRITER_DROPPED;
-    notifier_writer_result_t verdict = s_check (self, event, user_text, dedupe_key, start_key);
-    if (verdict != NOTIFIER_WRITER_NOTIFIED) {
-        s_command (self, "ROLLBACK");
-        return verdict;
-    }
-    const char *values[] = {user_text, event->port, kind, dedupe_key, title, message, data};
+    zstr_free (&self->title);
+    zstr_free (&self->message);
+    free (self->data);
+    self->data = NULL;
+}
+
+//  data as compact JSON text, NULL if data is; takes data's reference.
+static char *
+s_json_text (json_t *data)
+{
+    char *text = data ? json_dumps (data, JSON_COMPACT | JSON_REAL_PRECISION (12)) : NULL;
+    json_decref (data);
+    return text;
+}
+
+//  The notification of an episode's start.
+static s_notification_t
+s_compose_start (const proto_event_t *event, const s_port_t *port, const char *since)
+{
+    s_notification_t self;
+    double watts = event->watts > 0 ? event->watts : event->episode.mean_watts;
+    self.title = zsys_sprintf ("Phantom load on %s", port->name);
+    self.message =
+        zsys_sprintf ("%s has drawn %.1f W while idle since %s", port->name, watts, since);
+    self.data = s_json_text (json_pack ("{s:s, s:I, s:f}", "portId", event->port, "episodeStart",
+                                        (json_int_t)event->episode.start, "watts", watts));
+    return self;
+}
+
+//  The summary of an episode that ended at end: duration, energy and cost.
+static s_notification_t
+s_compose_end (const proto_event_t *event, int64_t end, const s_port_t *port, const char *since)
+{
+    s_notification_t self;
+    const proto_episode_t *episode = &event->episode;
+    char duration[48], energy[48], cost_text[64];
+    //  Money to four decimals: what the message shows for small sums,
+    //  and no 0.44999999999999996 in the data.
+    double cost = round (episode->energy_wh / 1000.0 * port->tariff * 10000.0) / 10000.0;
+    s_format_duration (end - episode->start, duration, sizeof duration);
+    s_format_energy (episode->energy_wh, energy, sizeof energy);
+    s_format_cost (cost, port->currency, cost_text, sizeof cost_text);
+    self.title = zsys_sprintf ("Phantom load ended on %s", port->name);
+    self.message =
+        zsys_sprintf ("%s drew %.1f W on average for %s while idle (since %s):"
+                      " %s wasted, costing %s",
+                      port->name, episode->mean_watts, duration, since, energy, cost_text);
+    self.data = s_json_text (
+        json_pack ("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:s}", "portId", event->port,
+                   "episodeStart", (json_int_t)episode->start, "episodeEnd", (json_int_t)end,
+                   "durationSeconds", (json_int_t)((end - episode->start) / 1000), "energyWh",
+                   episode->energy_wh, "meanWatts", episode->mean_watts, "peakWatts",
+                   episode->peak_watts, "cost", cost, "currency", port->currency));
+    return self;
+}
+
+//  Within the transaction: the notification, its webhook deliveries and
+//  its announcement. NOTIFIER_WRITER_NOTIFIED with the new row's id in id,
+//  or why nothing was written.
+static notifier_writer_result_t
+s_insert (notifier_writer_t *self, const proto_event_t *event, const char *user_text,
+          const s_notification_t *notification, const char *dedupe_key, char id[24])
+{
+    const char *values[] = {user_text,         event->port,         event->kind,
+                            dedupe_key,        notification->title, notification->message,
+                            notification->data};
     PGresult *result = s_exec (
         self, "notification insert",
         "INSERT INTO notifications (user_id, port_id, kind, dedupe_key, title, message, data)"
@@ -314,42 +346,54 @@ s_write (notifier_writer_t *self, const proto_event_t *event, const char *kind, 
         7, values);
     if (!result || PQntuples (result) != 1) {
         //  No row: a concurrent writer won the race, which is a duplicate.
-        verdict = result ? NOTIFIER_WRITER_DUPLICATE : NOTIFIER_WRITER_DROPPED;
+        notifier_writer_result_t verdict =
+            result ? NOTIFIER_WRITER_DUPLICATE : NOTIFIER_WRITER_DROPPED;
         PQclear (result);
-        s_command (self, "ROLLBACK");
         return verdict;
     }
-    char *id = strdup (PQgetvalue (result, 0, 0));
-    assert (id);
+    snprintf (id, 24, "%s", PQgetvalue (result, 0, 0));
     PQclear (result);
-    const char *delivery_values[] = {id, user_text};
     if (self->has_webhooks) {
+        const char *delivery_values[] = {id, user_text};
         result = s_exec (self, "delivery enqueue",
                          "INSERT INTO webhook_deliveries (webhook_id, notification_id)"
                          " SELECT id, $1::bigint FROM webhooks"
                          " WHERE user_id = $2::bigint AND enabled",
                          2, delivery_values);
-        if (!result) {
-            free (id);
-            s_command (self, "ROLLBACK");
+        if (!result)
             return NOTIFIER_WRITER_DROPPED;
-        }
         PQclear (result);
     }
-    char *payload = zsys_sprintf ("%s:%s", user_text, id);
+    char payload[56];
+    snprintf (payload, sizeof payload, "%s:%s", user_text, id);
     const char *notify_values[] = {payload};
     result =
         s_exec (self, "notify", "SELECT pg_notify('phantom_notification', $1)", 1, notify_values);
-    zstr_free (&payload);
-    if (!result || s_command (self, "COMMIT")) {
-        PQclear (result);
-        free (id);
-        s_command (self, "ROLLBACK");
-        return NOTIFIER_WRITER_DROPPED;
-    }
+    bool announced = result != NULL;
     PQclear (result);
-    zsys_info ("notifier port %s - %s notified (notification %s)", event->port, kind, id);
-    free (id);
+    return announced ? NOTIFIER_WRITER_NOTIFIED : NOTIFIER_WRITER_DROPPED;
+}
+
+//  Checks and writes the notification in one transaction.
+static notifier_writer_result_t
+s_write (notifier_writer_t *self, const proto_event_t *event, const s_notification_t *notification,
+         const char *dedupe_key, const char *start_key)
+{
+    char user_text[24];
+    snprintf (user_text, sizeof user_text, "%" PRId64, event->user);
+    if (s_command (self, "BEGIN"))
+        return NOTIFIER_WRITER_DROPPED;
+    char id[24];
+    notifier_writer_result_t result = s_check (self, event, user_text, dedupe_key, start_key);
+    if (result == NOTIFIER_WRITER_NOTIFIED)
+        result = s_insert (self, event, user_text, notification, dedupe_key, id);
+    if (result == NOTIFIER_WRITER_NOTIFIED && s_command (self, "COMMIT"))
+        result = NOTIFIER_WRITER_DROPPED;
+    if (result != NOTIFIER_WRITER_NOTIFIED) {
+        s_command (self, "ROLLBACK");
+        return result;
+    }
+    zsys_info ("notifier port %s - %s notified (notification %s)", event->port, event->kind, id);
     return NOTIFIER_WRITER_NOTIFIED;
 }
 
@@ -371,54 +415,21 @@ s_handle (notifier_writer_t *self, const proto_event_t *event)
     }
     if (s_ensure_connected (self))
         return NOTIFIER_WRITER_DROPPED;
-    s_port_t *port = s_port_lookup (self, event->port, event->user);
+    const s_port_t *port = s_port_lookup (self, event->port, event->user);
     if (!port) {
         zsys_warning ("notifier port %s - unknown port of user %" PRId64 ", %s dropped",
                       event->port, event->user, event->kind);
         return NOTIFIER_WRITER_DROPPED;
     }
-    //  Copies: the cache may be refreshed while we format.
-    char *name = strdup (port->name);
-    char *currency = strdup (port->currency);
-    char *time_zone = strdup (port->time_zone);
-    double tariff = port->tariff;
-    assert (name && currency && time_zone);
-
+    char since[96];
+    s_format_time (self, episode->start, port->time_zone, since, sizeof since);
+    s_notification_t notification =
+        start ? s_compose_start (event, port, since) : s_compose_end (event, end, port, since);
     char *start_key = zsys_sprintf ("episode:%s:%" PRId64 ":start", event->port, episode->start);
     char *end_key = zsys_sprintf ("episode:%s:%" PRId64 ":end", event->port, episode->start);
-    char since[96];
-    s_format_time (self, episode->start, time_zone, since, sizeof since);
-    char *title = NULL, *message = NULL;
-    json_t *data = NULL;
-    if (start) {
-        double watts = event->watts > 0 ? event->watts : episode->mean_watts;
-        title = zsys_sprintf ("Phantom load on %s", name);
-        message = zsys_sprintf ("%s has drawn %.1f W while idle since %s", name, watts, since);
-        data = json_pack ("{s:s, s:I, s:f}", "portId", event->port, "episodeStart",
-                          (json_int_t)episode->start, "watts", watts);
-    } else {
-        char duration[48], energy[48], cost_text[64];
-        //  Money to four decimals: what the message shows for small sums,
-        //  and no 0.44999999999999996 in the data.
-        double cost = round (episode->energy_wh / 1000.0 * tariff * 10000.0) / 10000.0;
-        s_format_duration (end - episode->start, duration, sizeof duration);
-        s_format_energy (episode->energy_wh, energy, sizeof energy);
-        s_format_cost (cost, currency, cost_text, sizeof cost_text);
-        title = zsys_sprintf ("Phantom load ended on %s", name);
-        message = zsys_sprintf ("%s drew %.1f W on average for %s while idle (since %s):"
-                                " %s wasted, costing %s",
-                                name, episode->mean_watts, duration, since, energy, cost_text);
-        data = json_pack ("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:s}", "portId", event->port,
-                          "episodeStart", (json_int_t)episode->start, "episodeEnd", (json_int_t)end,
-                          "durationSeconds", (json_int_t)((end - episode->start) / 1000),
-                          "energyWh", episode->energy_wh, "meanWatts", episode->mean_watts,
-                          "peakWatts", episode->peak_watts, "cost", cost, "currency", currency);
-    }
-    char *data_text = data ? json_dumps (data, JSON_COMPACT | JSON_REAL_PRECISION (12)) : NULL;
     notifier_writer_result_t result = NOTIFIER_WRITER_DROPPED;
-    if (title && message && data_text)
-        result = s_write (self, event, event->kind, title, message, data_text,
-                          start ? start_key : end_key, start_key);
+    if (notification.title && notification.message && notification.data)
+        result = s_write (self, event, &notification, start ? start_key : end_key, start_key);
     else
         zsys_warning ("notifier port %s - cannot build %s notification", event->port, event->kind);
     if (result == NOTIFIER_WRITER_DUPLICATE && self->verbose)
@@ -426,15 +437,9 @@ s_handle (notifier_writer_t *self, const proto_event_t *event)
     else if (result == NOTIFIER_WRITER_COOLDOWN && self->verbose)
         zsys_debug ("notifier port %s - %s inside cool-down, not notified", event->port,
                     event->kind);
-    free (data_text);
-    json_decref (data);
-    zstr_free (&title);
-    zstr_free (&message);
+    s_notification_free (&notification);
     zstr_free (&start_key);
     zstr_free (&end_key);
-    free (name);
-    free (currency);
-    free (time_zone);
     return result;
 }
 
@@ -456,30 +461,6 @@ notifier_writer_handle (notifier_writer_t *self, const proto_event_t *event)
 
 //  --------------------------------------------------------------------------
 //  Self test
-
-static proto_event_t
-s_test_event (const char *kind, int64_t user, const char *port, int64_t start, int64_t end,
-              double watts, double energy_wh)
-{
-    proto_event_t event;
-    memset (&event, 0, sizeof event);
-    snprintf (event.kind, sizeof event.kind, "%s", kind);
-    event.user = user;
-    snprintf (event.port, sizeof event.port, "%s", port);
-    event.ts = end ? end : start;
-    event.watts = watts;
-    event.status = streq (kind, "phantom.start") ? PROTO_STATUS_PHANTOM : PROTO_STATUS_ACTIVE;
-    event.previous = streq (kind, "phantom.start") ? PROTO_STATUS_IDLE : PROTO_STATUS_PHANTOM;
-    event.has_episode = true;
-    event.episode.start = start;
-    event.episode.end = end;
-    event.episode.energy_wh = energy_wh;
-    event.episode.mean_watts =
-        end > start ? energy_wh / ((double)(end - start) / 3600000.0) : watts;
-    event.episode.peak_watts = watts * 1.5;
-    event.episode.samples = 10;
-    return event;
-}
 
 void
 notifier_writer_test (bool verbose)
@@ -513,7 +494,7 @@ notifier_writer_test (bool verbose)
     int64_t t0 = 1700000000000; //  2023-11-14 22:13:20 UTC
 
     //  Start, twice: one notification.
-    proto_event_t start = s_test_event ("phantom.start", user, port, t0, 0, 7.25, 0);
+    proto_event_t start = notifier_test_db_event ("phantom.start", user, port, t0, 0, 7.25, 0);
     assert (notifier_writer_handle (writer, &start) == NOTIFIER_WRITER_NOTIFIED);
     assert (notifier_writer_handle (writer, &start) == NOTIFIER_WRITER_DUPLICATE);
     char *key = zsys_sprintf ("episode:%s:%" PRId64 ":start", port, t0);
@@ -552,7 +533,7 @@ notifier_writer_test (bool verbose)
 
     //  End, two hours later, 1500 Wh at 0.30 EUR/kWh: 0.45 EUR.
     int64_t t1 = t0 + 2 * 3600 * 1000;
-    proto_event_t end = s_test_event ("phantom.end", user, port, t0, t1, 2, 1500);
+    proto_event_t end = notifier_test_db_event ("phantom.end", user, port, t0, t1, 2, 1500);
     assert (notifier_writer_handle (writer, &end) == NOTIFIER_WRITER_NOTIFIED);
     assert (notifier_writer_handle (writer, &end) == NOTIFIER_WRITER_DUPLICATE);
     key = zsys_sprintf ("episode:%s:%" PRId64 ":end", port, t0);
@@ -576,22 +557,23 @@ notifier_writer_test (bool verbose)
     //  A second episode 5 minutes after the first ended: inside the
     //  10-minute cool-down, neither its start nor its end is notified.
     int64_t t2 = t1 + 5 * 60 * 1000;
-    proto_event_t flap = s_test_event ("phantom.start", user, port, t2, 0, 3, 0);
+    proto_event_t flap = notifier_test_db_event ("phantom.start", user, port, t2, 0, 3, 0);
     assert (notifier_writer_handle (writer, &flap) == NOTIFIER_WRITER_COOLDOWN);
-    proto_event_t flap_end = s_test_event ("phantom.end", user, port, t2, t2 + 60000, 3, 0.05);
+    proto_event_t flap_end =
+        notifier_test_db_event ("phantom.end", user, port, t2, t2 + 60000, 3, 0.05);
     assert (notifier_writer_handle (writer, &flap_end) == NOTIFIER_WRITER_COOLDOWN);
     //  Another port is not affected by this port's cool-down.
-    proto_event_t other = s_test_event ("phantom.start", user, other_port, t2, 0, 3, 0);
+    proto_event_t other = notifier_test_db_event ("phantom.start", user, other_port, t2, 0, 3, 0);
     assert (notifier_writer_handle (writer, &other) == NOTIFIER_WRITER_NOTIFIED);
     //  A third episode 11 minutes after the first one's end is notified,
     //  even by a fresh writer (the cool-down lives in the table).
     notifier_writer_destroy (&writer);
     writer = notifier_writer_new (notifier_test_db_conninfo (), 600, verbose);
     int64_t t3 = t1 + 11 * 60 * 1000;
-    proto_event_t again = s_test_event ("phantom.start", user, port, t3, 0, 4, 0);
+    proto_event_t again = notifier_test_db_event ("phantom.start", user, port, t3, 0, 4, 0);
     assert (notifier_writer_handle (writer, &again) == NOTIFIER_WRITER_NOTIFIED);
     //  A small episode keeps four decimals of cost: 10 Wh * 0.30 = 0.0030.
-    proto_event_t small = s_test_event ("phantom.end", user, port, t3, t3 + 90000, 4, 10);
+    proto_event_t small = notifier_test_db_event ("phantom.end", user, port, t3, t3 + 90000, 4, 10);
     assert (notifier_writer_handle (writer, &small) == NOTIFIER_WRITER_NOTIFIED);
     key = zsys_sprintf ("episode:%s:%" PRId64 ":end", port, t3);
     message = notifier_test_db_value (db, "SELECT message FROM notifications WHERE dedupe_key = $1",
@@ -606,18 +588,21 @@ notifier_writer_test (bool verbose)
 
     //  A port that is not the user's, a status event, and garbage times
     //  are dropped or ignored without a row.
-    proto_event_t stranger = s_test_event ("phantom.start", user + 1000000, port, t3 + 1, 0, 4, 0);
+    proto_event_t stranger =
+        notifier_test_db_event ("phantom.start", user + 1000000, port, t3 + 1, 0, 4, 0);
     assert (notifier_writer_handle (writer, &stranger) == NOTIFIER_WRITER_DROPPED);
-    proto_event_t unknown =
-        s_test_event ("phantom.start", user, "00000000-0000-0000-0000-000000000000", t3, 0, 4, 0);
+    proto_event_t unknown = notifier_test_db_event (
+        "phantom.start", user, "00000000-0000-0000-0000-000000000000", t3, 0, 4, 0);
     assert (notifier_writer_handle (writer, &unknown) == NOTIFIER_WRITER_DROPPED);
-    proto_event_t status = s_test_event ("status", user, port, t3, 0, 4, 0);
+    proto_event_t status = notifier_test_db_event ("status", user, port, t3, 0, 4, 0);
     assert (notifier_writer_handle (writer, &status) == NOTIFIER_WRITER_IGNORED);
-    proto_event_t garbage = s_test_event ("phantom.start", user, port, -5, 0, 4, 0);
+    proto_event_t garbage = notifier_test_db_event ("phantom.start", user, port, -5, 0, 4, 0);
     assert (notifier_writer_handle (writer, &garbage) == NOTIFIER_WRITER_DROPPED);
-    proto_event_t backwards = s_test_event ("phantom.end", user, port, t3 + 5000, t3, 4, 1);
+    proto_event_t backwards =
+        notifier_test_db_event ("phantom.end", user, port, t3 + 5000, t3, 4, 1);
     assert (notifier_writer_handle (writer, &backwards) == NOTIFIER_WRITER_DROPPED);
-    proto_event_t nan_event = s_test_event ("phantom.start", user, port, t3 + 9, 0, NAN, 0);
+    proto_event_t nan_event =
+        notifier_test_db_event ("phantom.start", user, port, t3 + 9, 0, NAN, 0);
     assert (notifier_writer_handle (writer, &nan_event) == NOTIFIER_WRITER_DROPPED);
     assert (notifier_writer_count (writer, NOTIFIER_WRITER_DROPPED) == 5);
     assert (notifier_writer_count (writer, NOTIFIER_WRITER_NOTIFIED) == 2);

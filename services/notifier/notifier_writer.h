@@ -17,7 +17,6 @@
 #define NOTIFIER_WRITER_H_INCLUDED
 
 #include "proto.h"
-#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -45,10 +44,6 @@ notifier_writer_result_t notifier_writer_handle (notifier_writer_t *self,
 
 //  Notifications written so far with result (counts per result).
 uint64_t notifier_writer_count (notifier_writer_t *self, notifier_writer_result_t result);
-
-//  Opens a connection with bounded connect and statement time; NULL (after
-//  logging why) on failure. Shared by the delivery loop.
-PGconn *notifier_writer_connect (const char *conninfo);
 
 //  Self test (needs PHANTOM_TEST_DATABASE)
 void notifier_writer_test (bool verbose);

@@ -85,51 +85,141 @@ s_event_json (const char *topic, const proto_event_t *event)
     return object;
 }
 
-int
-main (int argc, char *argv[])
+//  What the command line asked for.
+typedef struct {
+    const char *config_path;           //  -c, or the default file if readable
+    const char *endpoints[S_LIST_MAX]; //  -e, none: from the config
+    size_t endpoint_count;             //  -e given
+    const char *prefixes[S_LIST_MAX];  //  -t, none: everything
+    size_t prefix_count;               //  -t given
+    long count;                        //  -n, 0: no limit
+    long wait_seconds;                 //  -w, 0: no limit
+} s_options_t;
+
+//  0, or -1 for a command line that needs the usage line.
+static int
+s_parse (int argc, char *argv[], s_options_t *options)
 {
-    const char *config_path = NULL;
-    const char *endpoints[S_LIST_MAX];
-    size_t endpoint_count = 0;
-    const char *prefixes[S_LIST_MAX];
-    size_t prefix_count = 0;
-    long count = 0;
-    long wait_seconds = 0;
+    memset (options, 0, sizeof (*options));
     int option;
     while ((option = getopt (argc, argv, "c:e:t:n:w:")) != -1) {
         char *end = NULL;
         switch (option) {
         case 'c':
-            config_path = optarg;
+            options->config_path = optarg;
             break;
         case 'e':
-            if (endpoint_count == S_LIST_MAX)
-                return s_usage ();
-            endpoints[endpoint_count++] = optarg;
+            if (options->endpoint_count == S_LIST_MAX)
+                return -1;
+            options->endpoints[options->endpoint_count++] = optarg;
             break;
         case 't':
-            if (prefix_count == S_LIST_MAX)
-                return s_usage ();
-            prefixes[prefix_count++] = optarg;
+            if (options->prefix_count == S_LIST_MAX)
+                return -1;
+            options->prefixes[options->prefix_count++] = optarg;
             break;
         case 'n':
-            count = strtol (optarg, &end, 10);
-            if (!*optarg || *end || count < 1)
-                return s_usage ();
+            options->count = strtol (optarg, &end, 10);
+            if (!*optarg || *end || options->count < 1)
+                return -1;
             break;
         case 'w':
-            wait_seconds = strtol (optarg, &end, 10);
-            if (!*optarg || *end || wait_seconds < 1)
-                return s_usage ();
+            options->wait_seconds = strtol (optarg, &end, 10);
+            if (!*optarg || *end || options->wait_seconds < 1)
+                return -1;
             break;
         default:
-            return s_usage ();
+            return -1;
         }
     }
     if (optind < argc)
+        return -1;
+    if (!options->config_path && access ("deploy/phantomwatch.conf", R_OK) == 0)
+        options->config_path = "deploy/phantomwatch.conf";
+    return 0;
+}
+
+//  Connects bus to every partition's event PUB the config names. 0 or -1.
+static int
+s_connect_partitions (zsock_t *bus, const char *config_path)
+{
+    proto_config_t *config = proto_config_new (config_path);
+    if (!config)
+        return -1;
+    int error = 0;
+    int64_t partitions = proto_config_int (config, "partitions", 1, 1, 4096, &error);
+    const char *base = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
+    int rc = error ? -1 : 0;
+    for (int64_t i = 0; i < partitions && rc == 0; i++) {
+        char *endpoint = proto_config_endpoint_offset (base, (int)i);
+        if (!endpoint || zsock_connect (bus, "%s", endpoint)) {
+            zsys_error ("phantom-tap %s + %lld - cannot connect", base, (long long)i);
+            rc = -1;
+        }
+        free (endpoint);
+    }
+    proto_config_destroy (&config);
+    return rc;
+}
+
+//  The SUB socket, subscribed and connected as asked; NULL on failure.
+static zsock_t *
+s_bus_new (const s_options_t *options)
+{
+    zsock_t *bus = zsock_new (ZMQ_SUB);
+    if (!bus)
+        return NULL;
+    zsock_set_rcvhwm (bus, 100000);
+    zsock_set_linger (bus, 0);
+    if (options->prefix_count == 0)
+        zsock_set_subscribe (bus, "");
+    for (size_t i = 0; i < options->prefix_count; i++)
+        zsock_set_subscribe (bus, options->prefixes[i]);
+    int rc = 0;
+    for (size_t i = 0; i < options->endpoint_count && rc == 0; i++)
+        if ((rc = zsock_connect (bus, "%s", options->endpoints[i])))
+            zsys_error ("phantom-tap %s - cannot connect", options->endpoints[i]);
+    if (options->endpoint_count == 0)
+        rc = s_connect_partitions (bus, options->config_path);
+    if (rc)
+        zsock_destroy (&bus);
+    return bus;
+}
+
+//  Prints one message as a JSON line; 1 if it was malformed (dropped), -1
+//  if stdout is gone, else 0.
+static int
+s_print (zmsg_t *msg)
+{
+    char *topic = zmsg_popstr (msg);
+    zframe_t *body = zmsg_first (msg);
+    proto_event_t event;
+    if (!topic || !body || zmsg_size (msg) != 1 ||
+        proto_event_decode (zframe_data (body), zframe_size (body), &event)) {
+        zsys_warning ("phantom-tap topic %s - malformed event dropped", topic ? topic : "?");
+        zstr_free (&topic);
+        return 1;
+    }
+    json_t *object = s_event_json (topic, &event);
+    char *line = json_dumps (object, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref (object);
+    zstr_free (&topic);
+    int rc = 0;
+    if (line) {
+        int written = printf ("%s\n", line);
+        free (line);
+        if (written < 0 || fflush (stdout))
+            rc = -1;
+    }
+    return rc;
+}
+
+int
+main (int argc, char *argv[])
+{
+    s_options_t options;
+    if (s_parse (argc, argv, &options))
         return s_usage ();
-    if (!config_path && access ("deploy/phantomwatch.conf", R_OK) == 0)
-        config_path = "deploy/phantomwatch.conf";
 
     zsys_handler_set (NULL);
     zsys_set_logstream (stderr); //  logs go to stderr; stdout is for data
@@ -141,54 +231,16 @@ main (int argc, char *argv[])
     sigaction (SIGTERM, &action, NULL);
     signal (SIGPIPE, SIG_IGN); //  a closed pipe shows up as a write error instead
 
-    zsock_t *bus = zsock_new (ZMQ_SUB);
+    zsock_t *bus = s_bus_new (&options);
     if (!bus)
         return 1;
-    zsock_set_rcvhwm (bus, 100000);
-    zsock_set_linger (bus, 0);
-    if (prefix_count == 0)
-        zsock_set_subscribe (bus, "");
-    for (size_t i = 0; i < prefix_count; i++)
-        zsock_set_subscribe (bus, prefixes[i]);
-
-    int rc = 0;
-    if (endpoint_count) {
-        for (size_t i = 0; i < endpoint_count && rc == 0; i++)
-            if ((rc = zsock_connect (bus, "%s", endpoints[i])))
-                zsys_error ("phantom-tap %s - cannot connect", endpoints[i]);
-    } else {
-        proto_config_t *config = proto_config_new (config_path);
-        if (!config) {
-            zsock_destroy (&bus);
-            return 1;
-        }
-        int error = 0;
-        int64_t partitions = proto_config_int (config, "partitions", 1, 1, 4096, &error);
-        const char *base = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
-        for (int64_t i = 0; i < partitions && rc == 0 && !error; i++) {
-            char *endpoint = proto_config_endpoint_offset (base, (int)i);
-            if (!endpoint || zsock_connect (bus, "%s", endpoint)) {
-                zsys_error ("phantom-tap %s + %lld - cannot connect", base, (long long)i);
-                rc = -1;
-            }
-            free (endpoint);
-        }
-        if (error)
-            rc = -1;
-        proto_config_destroy (&config);
-    }
-    if (rc) {
-        zsock_destroy (&bus);
-        return 1;
-    }
-
     zpoller_t *poller = zpoller_new (bus, NULL);
-    int64_t deadline = wait_seconds ? zclock_mono () + wait_seconds * 1000 : 0;
+    int64_t deadline = options.wait_seconds ? zclock_mono () + options.wait_seconds * 1000 : 0;
     long seen = 0;
     int status = 0;
-    while (!s_stop && (count == 0 || seen < count)) {
+    while (!s_stop && (options.count == 0 || seen < options.count)) {
         if (deadline && zclock_mono () >= deadline) {
-            status = count ? 1 : 0;
+            status = options.count ? 1 : 0;
             break;
         }
         //  Bounded wait, so the stop flag and the deadline are checked.
@@ -197,30 +249,14 @@ main (int argc, char *argv[])
         zmsg_t *msg = zmsg_recv (bus);
         if (!msg)
             continue;
-        char *topic = zmsg_popstr (msg);
-        zframe_t *body = zmsg_first (msg);
-        proto_event_t event;
-        if (!topic || !body || zmsg_size (msg) != 1 ||
-            proto_event_decode (zframe_data (body), zframe_size (body), &event)) {
-            zsys_warning ("phantom-tap topic %s - malformed event dropped", topic ? topic : "?");
-            zstr_free (&topic);
-            zmsg_destroy (&msg);
-            continue;
-        }
-        json_t *object = s_event_json (topic, &event);
-        char *line = json_dumps (object, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref (object);
-        zstr_free (&topic);
+        int printed = s_print (msg);
         zmsg_destroy (&msg);
-        if (line) {
-            int written = printf ("%s\n", line);
-            free (line);
-            if (written < 0 || fflush (stdout)) {
-                status = 1; //  reader went away
-                break;
-            }
+        if (printed == -1) {
+            status = 1; //  reader went away
+            break;
         }
-        seen++;
+        if (printed == 0)
+            seen++;
     }
     zpoller_destroy (&poller);
     zsock_destroy (&bus);
