@@ -17,6 +17,7 @@
     =========================================================================
 */
 #include "detector_server.h"
+#include "proto_curve.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -125,9 +126,13 @@ detector_server_new (const char *reading_endpoints, const char *verdict_endpoint
     zsock_set_sndhwm (self->events, S_HWM);
     zsock_set_linger (self->events, 0); //  events may drop: PUB is fan-out, not durable
 
+    //  CURVE (when on): client on the links it connects, server on its PUB.
+    int rc = proto_curve_client (self->readings, NULL) || proto_curve_client (self->verdicts, NULL)
+             || proto_curve_server (self->events, NULL, NULL)
+                 ? -1
+                 : 0;
     char *list = strdup (reading_endpoints);
     char *save = NULL;
-    int rc = 0;
     for (char *item = strtok_r (list, ",", &save); item && rc == 0;
          item = strtok_r (NULL, ",", &save)) {
         rc = zsock_connect (self->readings, "%s", item);

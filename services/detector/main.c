@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "detector_restore.h"
+#include "proto_curve.h"
 #include "detector_server.h"
 #include "proto_config.h"
 
@@ -156,8 +157,10 @@ main (int argc, char *argv[])
     zsys_init ();
 
     proto_config_t *config = proto_config_new (config_path);
-    if (!config)
+    if (!config || proto_curve_configure (config) != 0) {
+        proto_config_destroy (&config);
         return 1;
+    }
     int rc = s_run (config, partition_text, verbose);
     proto_config_destroy (&config);
     return rc;

@@ -44,6 +44,7 @@ main (int argc, char *argv[])
     //  CZMQ must not install its own handler (zsys_init would, later, on
     //  first use): ours only sets the flag.
     setenv ("ZSYS_SIGHANDLER", "false", 1);
+    zsys_set_logstream (stderr); //  logs go to stderr, one line per event
     zsys_init ();
     zsys_handler_set (NULL);
     struct sigaction action;

@@ -8,6 +8,7 @@
     =========================================================================
 */
 #include "notifier_service.h"
+#include "proto_curve.h"
 #include "proto_config.h"
 
 #include <czmq.h>
@@ -36,6 +37,7 @@ main (int argc, char *argv[])
         config_path = DEFAULT_CONFIG;
 
     //  CZMQ's handler only sets zsys_interrupted; the loop below does the rest.
+    zsys_set_logstream (stderr); //  logs go to stderr, one line per event
     zsys_init ();
     zsys_set_logident ("phantom-notifier");
     if (sodium_init () < 0) {
@@ -43,8 +45,10 @@ main (int argc, char *argv[])
         return 1;
     }
     proto_config_t *config = proto_config_new (config_path);
-    if (!config)
+    if (!config || proto_curve_configure (config) != 0) {
+        proto_config_destroy (&config);
         return 1;
+    }
     if (verbose)
         zsys_info ("notifier - config %s",
                    config_path ? config_path : "(defaults and environment)");

@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "notifier_service.h"
+#include "proto_curve.h"
 #include "notifier_digest.h"
 #include "notifier_http.h"
 #include "notifier_test_db.h"
@@ -98,7 +99,7 @@ notifier_service_new (proto_config_t *config, bool verbose)
     //  Only phantom.* makes notifications; status.* (every status change
     //  of every port) would only cost us bandwidth and a decode each.
     zsock_set_subscribe (self->events, "phantom.");
-    if (s_connect_events (self, endpoints, partitions)) {
+    if (proto_curve_client (self->events, config) || s_connect_events (self, endpoints, partitions)) {
         notifier_service_destroy (&self);
         return NULL;
     }

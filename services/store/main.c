@@ -90,6 +90,7 @@ main (int argc, char *argv [])
                                                      "tcp://127.0.0.1:5590");
     const char *ack_endpoint = proto_config_get (config, "ack_endpoint", "tcp://127.0.0.1:5591");
 
+    zsys_set_logstream (stderr); //  logs go to stderr, one line per event
     zsys_init ();
     store_writer_t *writer = store_writer_new (database, verbose);
     store_server_t *server = store_server_new (verdict_endpoint, ack_endpoint, &writer,

@@ -112,9 +112,11 @@ class Stack:
     # ------------------------------------------------------------------
     # lifecycle
 
-    def start(self, name, partitions=2, simulator=False, slot=0, reserve_partitions=None):
+    def start(self, name, partitions=2, simulator=False, slot=0, reserve_partitions=None,
+              settings=None):
         """reserve_partitions: also require the ZMQ ports of that many
-        partitions to be free, for a test that scales up later (redeploy)."""
+        partitions to be free, for a test that scales up later (redeploy).
+        settings: more PHANTOM_* for deploy/up (e.g. PHANTOM_CURVE="1")."""
         self.name = name
         self.partitions = partitions
         up = os.path.join(REPO, "deploy", "up")
@@ -149,6 +151,7 @@ class Stack:
             "PHANTOM_SKIP_INSTALL": "1",
             "PHANTOM_SKIP_BUILD": "1",
         })
+        env.update({k: str(v) for k, v in (settings or {}).items()})
         self.env = env
         self.up_env = dict(env)    # what deploy/up was given, for redeploy()
         self.started = True        # from here on stop() has something to do
@@ -689,10 +692,11 @@ def _source_env(path):
 #  One stack per module: each test module calls start_module_stack() in
 #  setUpModule; the cleanup is registered before start so a half-started
 #  stack is torn down too.
-def start_module_stack(name, slot, partitions=2, reserve_partitions=None):
+def start_module_stack(name, slot, partitions=2, reserve_partitions=None, settings=None):
     stack = Stack()
     unittest.addModuleCleanup(stack.stop)
     # SIGTERM from ctest's TIMEOUT: leave through the cleanups, not around them
     signal.signal(signal.SIGTERM, lambda *_: (stack.stop(), os._exit(1)))
-    stack.start(name, partitions=partitions, slot=slot, reserve_partitions=reserve_partitions)
+    stack.start(name, partitions=partitions, slot=slot, reserve_partitions=reserve_partitions,
+                settings=settings)
     return stack

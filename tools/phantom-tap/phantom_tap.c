@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "proto_curve.h"
 #include "proto_config.h"
 
 #define S_LIST_MAX 64 //  most -e or -t options
@@ -149,7 +150,7 @@ s_connect_partitions (zsock_t *bus, const char *config_path)
     int error = 0;
     int64_t partitions = proto_config_int (config, "partitions", 1, 1, 4096, &error);
     const char *base = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
-    int rc = error ? -1 : 0;
+    int rc = error || proto_curve_client (bus, config) ? -1 : 0;
     for (int64_t i = 0; i < partitions && rc == 0; i++) {
         char *endpoint = proto_config_endpoint_offset (base, (int)i);
         if (!endpoint || zsock_connect (bus, "%s", endpoint)) {
