@@ -79,6 +79,17 @@ int64_t gateway_http_now_ms (void);
 //  gateway_http_read_json that also says which status it answered (0 if none).
 json_t *gateway_http_read_json_status (struct mg_connection *conn, size_t max, int *status);
 void gateway_http_test (bool verbose);
+//  Reads the raw body of at most max bytes, NUL
+//  terminated, into *buffer: stack_buffer if it fits (size < stack_size),
+//  else malloc'd (the caller frees it unless it is stack_buffer). On error
+//  it has answered (411 / 413 / 400 / 500) and returns -1 with that status.
+int gateway_http_read_body (struct mg_connection *conn, size_t max, char *stack_buffer,
+                            size_t stack_size, char **buffer, size_t *size, int *status);
+//  Parses such a body as gateway_http_read_json does (duplicate keys
+//  rejected, an object, nesting limited); on error answers 400 and returns
+//  NULL with that status.
+json_t *gateway_http_parse_json (struct mg_connection *conn, const char *buffer, size_t size,
+                                 int *status);
 
 //  Abuse limits, per client address (text, as civetweb's remote_addr):
 //  each failure (a device token that matched nothing, a failed login)

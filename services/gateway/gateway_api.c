@@ -397,8 +397,10 @@ s_connection_lost (PGconn *pg, PGresult *result)
     if (PQstatus (pg) == CONNECTION_BAD)
         return true;
     const char *code = result ? PQresultErrorField (result, PG_DIAG_SQLSTATE) : NULL;
-    return code && (strncmp (code, "08", 2) == 0 || streq (code, "57P01")
-                    || streq (code, "57P02") || streq (code, "57P03"));
+    //  No SQLSTATE at all: libpq itself failed (a socket the server closed
+    //  is only noticed on the next read), which is the connection again.
+    return !code || strncmp (code, "08", 2) == 0 || streq (code, "57P01")
+           || streq (code, "57P02") || streq (code, "57P03");
 }
 
 //  The request's URI for logs (request->path is split into segments).

@@ -63,6 +63,86 @@ s_header (struct mg_connection *conn, const char *name)
 }
 
 //  --------------------------------------------------------------------------
+//  Reads the raw body, at most max bytes, into *buffer (stack_buffer when
+//  it fits, else malloc'd: free it if it is not stack_buffer). On error it
+//  answers and returns -1 with the status it sent in *status.
+int
+gateway_http_read_body (struct mg_connection *conn, size_t max, char *stack_buffer,
+                        size_t stack_size, char **buffer, size_t *size, int *status)
+{
+    *status = 0;
+    *buffer = NULL;
+    *size = 0;
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    long long length = info ? info->content_length : -1;
+    //  Chunked bodies have no length we could check before reading them.
+    if (length < 0 || *s_header (conn, "Transfer-Encoding")) {
+        *status =
+            gateway_http_send_error (conn, 411, "length_required", "Content-Length is required", 0);
+        return -1;
+    }
+    if ((unsigned long long)length > max) {
+        *status =
+            gateway_http_send_error (conn, 413, "body_too_large", "Request body too large", 0);
+        return -1;
+    }
+    if (length == 0) {
+        *status = gateway_http_send_error (conn, 400, "invalid_json", "Request body is empty", 0);
+        return -1;
+    }
+    //  One byte more than the body, so a caller may terminate it.
+    char *data = (size_t)length < stack_size ? stack_buffer : malloc ((size_t)length + 1);
+    if (!data) {
+        *status = gateway_http_send_error (conn, 500, "internal_error", "Out of memory", 0);
+        return -1;
+    }
+    //  mg_read blocks at most request_timeout_ms per call, and a short
+    //  read only happens when the peer closed or stalled past it.
+    size_t got = 0;
+    while (got < (size_t)length) {
+        int rc = mg_read (conn, data + got, (size_t)length - got);
+        if (rc <= 0)
+            break;
+        got += (size_t)rc;
+    }
+    if (got < (size_t)length) {
+        *status = gateway_http_send_error (conn, 400, "incomplete_body",
+                                           "Request body shorter than Content-Length", 0);
+        if (data != stack_buffer)
+            free (data);
+        return -1;
+    }
+    data[got] = 0;
+    *buffer = data;
+    *size = got;
+    return 0;
+}
+
+//  Parses a body read by gateway_http_read_body as a JSON object; on error
+//  answers and returns NULL with the status it sent in *status.
+json_t *
+gateway_http_parse_json (struct mg_connection *conn, const char *buffer, size_t size, int *status)
+{
+    *status = 0;
+    json_error_t error;
+    json_t *body = json_loadb (buffer, size, JSON_REJECT_DUPLICATES, &error);
+    if (!body)
+        *status = gateway_http_send_error (conn, 400, "invalid_json",
+                                           "Request body is not valid JSON", 0);
+    else if (!json_is_object (body)) {
+        *status = gateway_http_send_error (conn, 400, "invalid_json",
+                                           "Request body must be a JSON object", 0);
+        json_decref (body);
+        body = NULL;
+    } else if (!s_depth_ok (body, GATEWAY_JSON_DEPTH_MAX)) {
+        *status =
+            gateway_http_send_error (conn, 400, "invalid_json", "Request body nests too deeply", 0);
+        json_decref (body);
+        body = NULL;
+    }
+    return body;
+}
+
 //  Reads the body as a JSON object; on error answers and returns NULL with
 //  the status it sent in *status.
 json_t *
@@ -71,61 +151,13 @@ gateway_http_read_json_status (struct mg_connection *conn, size_t max, int *stat
     int dummy;
     if (!status)
         status = &dummy;
-    *status = 0;
-    const struct mg_request_info *info = mg_get_request_info (conn);
-    long long length = info ? info->content_length : -1;
-    //  Chunked bodies have no length we could check before reading them.
-    if (length < 0 || *s_header (conn, "Transfer-Encoding")) {
-        *status =
-            gateway_http_send_error (conn, 411, "length_required", "Content-Length is required", 0);
+    char stack_buffer[GATEWAY_STACK_BODY + 1];
+    char *buffer;
+    size_t size;
+    if (gateway_http_read_body (conn, max, stack_buffer, sizeof stack_buffer, &buffer, &size,
+                                status) != 0)
         return NULL;
-    }
-    if ((unsigned long long)length > max) {
-        *status =
-            gateway_http_send_error (conn, 413, "body_too_large", "Request body too large", 0);
-        return NULL;
-    }
-    if (length == 0) {
-        *status = gateway_http_send_error (conn, 400, "invalid_json", "Request body is empty", 0);
-        return NULL;
-    }
-    char stack_buffer[GATEWAY_STACK_BODY];
-    char *buffer = length <= GATEWAY_STACK_BODY ? stack_buffer : malloc ((size_t)length);
-    if (!buffer) {
-        *status = gateway_http_send_error (conn, 500, "internal_error", "Out of memory", 0);
-        return NULL;
-    }
-    //  mg_read blocks at most request_timeout_ms per call, and a short
-    //  read only happens when the peer closed or stalled past it.
-    size_t got = 0;
-    while (got < (size_t)length) {
-        int rc = mg_read (conn, buffer + got, (size_t)length - got);
-        if (rc <= 0)
-            break;
-        got += (size_t)rc;
-    }
-    json_t *body = NULL;
-    if (got < (size_t)length)
-        *status = gateway_http_send_error (conn, 400, "incomplete_body",
-                                           "Request body shorter than Content-Length", 0);
-    else {
-        json_error_t error;
-        body = json_loadb (buffer, got, JSON_REJECT_DUPLICATES, &error);
-        if (!body)
-            *status = gateway_http_send_error (conn, 400, "invalid_json",
-                                               "Request body is not valid JSON", 0);
-        else if (!json_is_object (body)) {
-            *status = gateway_http_send_error (conn, 400, "invalid_json",
-                                               "Request body must be a JSON object", 0);
-            json_decref (body);
-            body = NULL;
-        } else if (!s_depth_ok (body, GATEWAY_JSON_DEPTH_MAX)) {
-            *status = gateway_http_send_error (conn, 400, "invalid_json",
-                                               "Request body nests too deeply", 0);
-            json_decref (body);
-            body = NULL;
-        }
-    }
+    json_t *body = gateway_http_parse_json (conn, buffer, size, status);
     if (buffer != stack_buffer)
         free (buffer);
     return body;
@@ -455,8 +487,62 @@ gateway_http_start (const char *listening, int threads, int request_timeout_ms, 
 }
 
 //  --------------------------------------------------------------------------
+static void
+s_two (char *out, int value)
+{
+    out[0] = (char)('0' + value / 10);
+    out[1] = (char)('0' + value % 10);
+}
+
+static void s_iso8601_gmtime (int64_t ms, char out[32]);
+
 void
 gateway_http_iso8601 (int64_t ms, char out[32])
+{
+    //  1970 to 9999, every time a reading can have: civil date by
+    //  arithmetic (Howard Hinnant's civil_from_days). gmtime_r takes
+    //  glibc's global tz lock, once per reading of a batch answer.
+    if (ms >= 0 && ms < 253402300800000LL) {
+        int64_t seconds = ms / 1000;
+        int64_t days = seconds / 86400;
+        int of_day = (int)(seconds % 86400);
+        int64_t z = days + 719468;
+        int64_t era = z / 146097;
+        int64_t day_of_era = z - era * 146097;
+        int64_t year_of_era =
+            (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
+        int64_t day_of_year =
+            day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        int64_t shifted_month = (5 * day_of_year + 2) / 153;
+        int day = (int)(day_of_year - (153 * shifted_month + 2) / 5 + 1);
+        int month = (int)(shifted_month < 10 ? shifted_month + 3 : shifted_month - 9);
+        int year = (int)(year_of_era + era * 400 + (month <= 2));
+        int millis = (int)(ms % 1000);
+        s_two (out, year / 100);
+        s_two (out + 2, year % 100);
+        out[4] = '-';
+        s_two (out + 5, month);
+        out[7] = '-';
+        s_two (out + 8, day);
+        out[10] = 'T';
+        s_two (out + 11, of_day / 3600);
+        out[13] = ':';
+        s_two (out + 14, of_day / 60 % 60);
+        out[16] = ':';
+        s_two (out + 17, of_day % 60);
+        out[19] = '.';
+        out[20] = (char)('0' + millis / 100);
+        s_two (out + 21, millis % 100);
+        out[23] = 'Z';
+        out[24] = 0;
+        return;
+    }
+    s_iso8601_gmtime (ms, out);
+}
+
+//  Any other time, through gmtime_r.
+static void
+s_iso8601_gmtime (int64_t ms, char out[32])
 {
     int64_t seconds = ms / 1000;
     int millis = (int)(ms % 1000);
@@ -729,6 +815,25 @@ gateway_http_test (bool verbose)
     assert (streq (text, "2000-02-29T00:00:00.999Z"));
     gateway_http_iso8601 (-1, text);
     assert (streq (text, "1969-12-31T23:59:59.999Z"));
+    gateway_http_iso8601 (253402300799999LL, text);
+    assert (streq (text, "9999-12-31T23:59:59.999Z"));
+    //  The arithmetic path writes what gmtime_r writes.
+    char expected[32];
+    uint64_t state = 88172645463325252ULL;
+    for (int round = 0; round < 200000; round++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        int64_t ms = (int64_t)(state % 253402300800000ULL);
+        if (round % 2)
+            ms = 1600000000000LL + (int64_t)(state % 400000000000ULL);
+        gateway_http_iso8601 (ms, text);
+        s_iso8601_gmtime (ms, expected);
+        if (!streq (text, expected)) {
+            fprintf (stderr, "\niso8601 %" PRId64 ": %s, gmtime %s\n", ms, text, expected);
+            assert (false);
+        }
+    }
     int64_t now = gateway_http_now_ms ();
     assert (now > 1700000000000LL);
 

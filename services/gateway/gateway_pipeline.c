@@ -479,10 +479,12 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
     int64_t started = s_monotonic_us ();
 
     //  Register before sending: the ack may come back before zmq_send returns.
+    //  One block of request numbers for the whole batch.
+    uint64_t first = atomic_fetch_add (&self->sequence, count) + 1;
     pthread_mutex_lock (&self->mutex);
     for (size_t index = 0; index < count; index++) {
         proto_reading_t *reading = &readings[index];
-        reading->request = atomic_fetch_add (&self->sequence, 1) + 1;
+        reading->request = first + index;
         memcpy (reading->gateway, self->gateway, sizeof reading->gateway);
         s_slot_t *slot = &self->pending[reading->request & PENDING_MASK];
         if (slot->request != 0) {
@@ -614,11 +616,17 @@ gateway_pipeline_store_connected (gateway_pipeline_t *self)
 void
 gateway_pipeline_count_status (gateway_pipeline_t *self, int status)
 {
+    gateway_pipeline_count_statuses (self, status, 1);
+}
+
+void
+gateway_pipeline_count_statuses (gateway_pipeline_t *self, int status, unsigned long count)
+{
     assert (self);
     size_t index = 0;
     while (index < STATUSES && s_statuses[index] != status)
         index++;
-    atomic_fetch_add (&self->status_count[index], 1);
+    atomic_fetch_add (&self->status_count[index], count);
 }
 
 void

@@ -49,6 +49,8 @@ bool gateway_pipeline_store_connected (gateway_pipeline_t *self);
 //  Metrics: counts one sensor response by HTTP status, and appends the
 //  Prometheus text of the pipeline's counters to text.
 void gateway_pipeline_count_status (gateway_pipeline_t *self, int status);
+//  The same for count responses of one status.
+void gateway_pipeline_count_statuses (gateway_pipeline_t *self, int status, unsigned long count);
 void gateway_pipeline_metrics (gateway_pipeline_t *self, zchunk_t *text);
 
 void gateway_pipeline_test (bool verbose);
