@@ -66,6 +66,7 @@ export function portView (main, id, onLeave) {
             ['Always-on baseline', h('span', { 'data-testid': 'port-baseline' },
                                      fmtWatts(baseline && baseline.alwaysOnWatts))],
             ['Wasted per year', baseline && baseline.yearCost !== undefined
+                && baseline.alwaysOnWatts !== null && baseline.alwaysOnWatts !== undefined
                 ? `${fmtMoney(baseline.yearCost, currency)} (${fmtKwh(baseline.yearKwh)})` : '–'],
             ['Off at or below', fmtWatts(s.offWatts)],
             ['In use above', fmtWatts(s.standbyWatts)],
