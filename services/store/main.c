@@ -81,6 +81,16 @@ main (int argc, char *argv [])
                                                            &error);
     policy.lookback_minutes = (int) proto_config_int (config, "rollup_lookback_minutes",
                                                       policy.lookback_minutes, 1, 1440, &error);
+    //  Never off in production (deploy/phantomwatch.conf); set before any
+    //  writer connects.
+    const char *synchronous_commit = proto_config_get (config, "store_synchronous_commit", "on");
+    if (streq (synchronous_commit, "on") || streq (synchronous_commit, "off"))
+        store_writer_set_synchronous_commit (streq (synchronous_commit, "on"));
+    else {
+        zsys_error ("config store_synchronous_commit - '%s' is not on or off",
+                    synchronous_commit);
+        error = -1;
+    }
     if (error) {
         proto_config_destroy (&config);
         return 1;

@@ -192,6 +192,15 @@ s_disconnect (store_writer_t *self)
         self->backoff = S_BACKOFF_MAX_MS;
 }
 
+//  Process-wide, set once by main before any writer connects.
+static bool s_synchronous_commit = true;
+
+void
+store_writer_set_synchronous_commit (bool on)
+{
+    s_synchronous_commit = on;
+}
+
 static int
 s_session (store_writer_t *self)
 {
@@ -208,8 +217,15 @@ s_session (store_writer_t *self)
     //  No JIT: a plan whose estimate passes jit_above_cost (easily, with a
     //  penalised scan in it, or a misestimate) spent 0.1-1.5 s compiling
     //  for a statement that runs in a millisecond.
-    static const char *setup [] = {
-        "SET synchronous_commit = on",
+    //  Asynchronous commit is for the fault suite only: a commit, and so an
+    //  ack, then returns before its WAL is on disk, and a PostgreSQL crash
+    //  loses acknowledged readings; the negative control sets it to prove
+    //  its checker catches such a loss.
+    if (!s_synchronous_commit)
+        zsys_warning ("store writer - synchronous_commit = off: a crash of PostgreSQL"
+                      " loses acknowledged readings (fault tests only)");
+    const char *setup [] = {
+        s_synchronous_commit ? "SET synchronous_commit = on" : "SET synchronous_commit = off",
         "SET statement_timeout = '30s'",
         "SET plan_cache_mode = force_custom_plan",
         "SET enable_seqscan = off",

@@ -30,6 +30,11 @@ typedef enum {
 //  Creates a writer for the libpq connection string conninfo and tries to
 //  connect; a database that is down is retried later, not an error.
 store_writer_t *store_writer_new (const char *conninfo, bool verbose);
+
+//  synchronous_commit of every writer connected after the call (default on).
+//  Off only for the fault suite's negative control: acks would then come
+//  before the WAL is durable.
+void store_writer_set_synchronous_commit (bool on);
 void store_writer_destroy (store_writer_t **self_p);
 
 void store_writer_set_insert (store_writer_t *self, store_insert_t insert);
