@@ -27,30 +27,32 @@
 #define GATEWAY_STACK_BODY 8192
 
 //  --------------------------------------------------------------------------
-//  true when value nests no deeper than depth levels of containers.
+//  true when the JSON text nests no deeper than depth levels of containers.
+//  Counted in the text, before jansson sees it: jansson parses recursively,
+//  and a civetweb worker's stack (about 100 KiB in Debian's build) ran out
+//  at some 700 levels, far below jansson's own limit (2048), so a 4 KiB
+//  reading body of [[[[... killed the gateway. Brackets inside strings do
+//  not count. Malformed text is jansson's to reject: jansson stops at the
+//  first error, so it never nests deeper than the count up to there.
 static bool
-s_depth_ok (json_t *value, int depth)
+s_text_depth_ok (const char *text, size_t size, int depth)
 {
-    if (json_is_object (value)) {
-        if (depth <= 0)
-            return false;
-        const char *key;
-        json_t *member;
-        json_object_foreach (value, key, member)
-        {
-            if (!s_depth_ok (member, depth - 1))
+    int level = 0;
+    bool string = false;
+    for (size_t index = 0; index < size; index++) {
+        char c = text[index];
+        if (string) {
+            if (c == '\\')
+                index++; //  the escaped character, whatever it is
+            else if (c == '"')
+                string = false;
+        } else if (c == '"')
+            string = true;
+        else if (c == '[' || c == '{') {
+            if (++level > depth)
                 return false;
-        }
-    } else if (json_is_array (value)) {
-        if (depth <= 0)
-            return false;
-        size_t index;
-        json_t *member;
-        json_array_foreach (value, index, member)
-        {
-            if (!s_depth_ok (member, depth - 1))
-                return false;
-        }
+        } else if ((c == ']' || c == '}') && --level < 0)
+            return true;
     }
     return true;
 }
@@ -124,6 +126,11 @@ json_t *
 gateway_http_parse_json (struct mg_connection *conn, const char *buffer, size_t size, int *status)
 {
     *status = 0;
+    if (!s_text_depth_ok (buffer, size, GATEWAY_JSON_DEPTH_MAX)) {
+        *status =
+            gateway_http_send_error (conn, 400, "invalid_json", "Request body nests too deeply", 0);
+        return NULL;
+    }
     json_error_t error;
     json_t *body = json_loadb (buffer, size, JSON_REJECT_DUPLICATES, &error);
     if (!body)
@@ -132,11 +139,6 @@ gateway_http_parse_json (struct mg_connection *conn, const char *buffer, size_t 
     else if (!json_is_object (body)) {
         *status = gateway_http_send_error (conn, 400, "invalid_json",
                                            "Request body must be a JSON object", 0);
-        json_decref (body);
-        body = NULL;
-    } else if (!s_depth_ok (body, GATEWAY_JSON_DEPTH_MAX)) {
-        *status =
-            gateway_http_send_error (conn, 400, "invalid_json", "Request body nests too deeply", 0);
         json_decref (body);
         body = NULL;
     }
@@ -592,6 +594,23 @@ s_echo_handler (struct mg_connection *conn, void *cbdata)
     return gateway_http_send_data (conn, 200, "ok", body);
 }
 
+static bool
+s_depth (const char *text, int depth)
+{
+    return s_text_depth_ok (text, strlen (text), depth);
+}
+
+//  The same with the user routes' body limit.
+static int
+s_echo_large_handler (struct mg_connection *conn, void *cbdata)
+{
+    (void)cbdata;
+    json_t *body = gateway_http_read_json (conn, GATEWAY_BODY_MAX);
+    if (!body)
+        return 1;
+    return gateway_http_send_data (conn, 200, "ok", body);
+}
+
 //  Sends request, reads the answer until close or timeout; returns status.
 static int
 s_exchange (const char *request, char *reply, size_t reply_size)
@@ -848,6 +867,7 @@ gateway_http_test (bool verbose)
     struct mg_context *http = mg_start (&callbacks, NULL, options);
     assert (http);
     mg_set_request_handler (http, "/echo", s_echo_handler, NULL);
+    mg_set_request_handler (http, "/echo-large", s_echo_large_handler, NULL);
 
     char reply[4096];
     //  Good body: echoed inside the envelope with the safety headers.
@@ -912,6 +932,32 @@ gateway_http_test (bool verbose)
               body);
     status = s_exchange (request, reply, sizeof reply);
     assert (status == 200);
+
+    //  Nesting is counted in the text, before jansson's recursive parse:
+    //  20,000 levels (40 KB, within the user routes' limit) overflowed a
+    //  civetweb worker's stack (about 100 KiB) and killed the process.
+    size_t levels = 20000;
+    char *huge = (char *)malloc (2 * levels + 256);
+    assert (huge);
+    int offset = sprintf (huge, "POST /echo-large HTTP/1.1\r\nHost: x\r\n"
+                                "Content-Length: %zu\r\n\r\n{\"a\":", 2 * levels + 6);
+    memset (huge + offset, '[', levels);
+    memset (huge + offset + levels, ']', levels);
+    strcpy (huge + offset + 2 * levels, "}");
+    status = s_exchange (huge, reply, sizeof reply);
+    free (huge);
+    assert (status == 400);
+    assert (strstr (reply, "too deeply"));
+    status = s_exchange ("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"a\":12}",
+                         reply, sizeof reply);
+    assert (status == 200);
+    //  Brackets inside strings, escaped quotes among them, do not count.
+    assert (s_depth ("{\"a\":\"[[[[[[\"}", 1));
+    assert (s_depth ("{\"a\":\"\\\"[[[[\"}", 1));
+    assert (!s_depth ("{\"a\":[]}", 1));
+    assert (s_depth ("{\"a\":[]}", 2));
+    assert (!s_depth ("{\"\\\\\":[[]]}", 2));
+    assert (s_depth ("]]]][[[[", 2)); //  malformed: jansson's to reject
 
     //  Body shorter than announced: the read gives up after the timeout.
     status = s_exchange ("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n{\"a\":1}",

@@ -6,7 +6,8 @@ import unittest
 
 
 def main(argv):
-    names = argv[1:] or ["test_kill", "test_pg_crash", "test_backpressure", "test_duplicates"]
+    names = argv[1:] or ["test_kill", "test_pg_crash", "test_backpressure", "test_duplicates",
+                         "test_abuse"]
     suite = unittest.defaultTestLoader.loadTestsFromNames(names)
     result = unittest.TextTestRunner(verbosity=2).run(suite)
     if not result.wasSuccessful():
