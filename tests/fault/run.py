@@ -1,22 +1,13 @@
-"""run.py MODULE... - unittest runner for ctest: exit 0 passed, 1 failed,
-77 when everything was skipped (PHANTOM_ALLOW_SKIP=1 and no stack to start)."""
+"""run.py [MODULE...] - the integration suite's ctest runner (exit 0 passed,
+1 failed, 77 all skipped) with the fault suite's modules as the default."""
 
+import os
 import sys
-import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import run  # noqa: E402  (tests/integration/run.py)
 
-def main(argv):
-    names = argv[1:] or ["test_kill", "test_pg_crash", "test_backpressure", "test_duplicates",
-                         "test_abuse"]
-    suite = unittest.defaultTestLoader.loadTestsFromNames(names)
-    result = unittest.TextTestRunner(verbosity=2).run(suite)
-    if not result.wasSuccessful():
-        return 1
-    ran = result.testsRun - len(result.skipped)
-    if result.skipped and ran <= 0:
-        return 77
-    return 0
-
+DEFAULT = ["test_kill", "test_pg_crash", "test_backpressure", "test_duplicates", "test_abuse"]
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run.main(sys.argv[:1] + (sys.argv[1:] or DEFAULT)))
