@@ -1565,6 +1565,7 @@ s_answer_test (void)
                               results[index].status, "error", "code", results[index].code,
                               "message", results[index].message);
         char *dumped = json_dumps (item, JSON_COMPACT | JSON_REAL_PRECISION (17));
+        json_decref (item);
         json_array_append_new (list, json_string (dumped));
         free (dumped);
     }
