@@ -611,9 +611,10 @@ s_echo_large_handler (struct mg_connection *conn, void *cbdata)
     return gateway_http_send_data (conn, 200, "ok", body);
 }
 
-//  Sends request, reads the answer until close or timeout; returns status.
-static int
-s_exchange (const char *request, char *reply, size_t reply_size)
+//  Sends request to 127.0.0.1:port, reads the answer until it is complete
+//  (by Content-Length), closed or 5 s pass; returns its status. For tests.
+int
+gateway_http_test_exchange (int port, const char *request, char *reply, size_t reply_size)
 {
     int fd = socket (AF_INET, SOCK_STREAM, 0);
     assert (fd >= 0);
@@ -621,7 +622,7 @@ s_exchange (const char *request, char *reply, size_t reply_size)
     setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     struct sockaddr_in address = {0};
     address.sin_family = AF_INET;
-    address.sin_port = htons (TEST_PORT);
+    address.sin_port = htons ((uint16_t)port);
     address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
     int rc = connect (fd, (struct sockaddr *)&address, sizeof address);
     assert (rc == 0);
@@ -872,7 +873,7 @@ gateway_http_test (bool verbose)
     char reply[4096];
     //  Good body: echoed inside the envelope with the safety headers.
     int status =
-        s_exchange ("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"a\":12}", reply,
+        gateway_http_test_exchange (TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"a\":12}", reply,
                     sizeof reply);
     if (verbose)
         printf ("\n%s\n", reply);
@@ -884,28 +885,28 @@ gateway_http_test (bool verbose)
 
     //  10 MB announced, never sent: 413 must come back without waiting for it.
     int64_t started = gateway_http_now_ms ();
-    status = s_exchange ("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n",
+    status = gateway_http_test_exchange (TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n",
                          reply, sizeof reply);
     assert (status == 413);
     assert (strstr (reply, "\"body_too_large\""));
     assert (gateway_http_now_ms () - started < 1500);
 
-    status = s_exchange (
+    status = gateway_http_test_exchange (TEST_PORT, 
         "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n{\"a\":1,\"a\":2}  ", reply,
         sizeof reply);
     assert (status == 400);
     assert (strstr (reply, "\"invalid_json\""));
 
-    status = s_exchange ("POST /echo HTTP/1.1\r\nHost: x\r\n\r\n", reply, sizeof reply);
+    status = gateway_http_test_exchange (TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\n\r\n", reply, sizeof reply);
     assert (status == 411);
     assert (strstr (reply, "\"length_required\""));
 
-    status = s_exchange ("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    status = gateway_http_test_exchange (TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                          "2\r\n{}\r\n0\r\n\r\n",
                          reply, sizeof reply);
     assert (status == 411);
 
-    status = s_exchange ("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n[1,2,3]",
+    status = gateway_http_test_exchange (TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n[1,2,3]",
                          reply, sizeof reply);
     assert (status == 400);
     assert (strstr (reply, "must be a JSON object"));
@@ -922,7 +923,7 @@ gateway_http_test (bool verbose)
     snprintf (request, sizeof request,
               "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", strlen (body),
               body);
-    status = s_exchange (request, reply, sizeof reply);
+    status = gateway_http_test_exchange (TEST_PORT, request, reply, sizeof reply);
     assert (status == 400);
     assert (strstr (reply, "too deeply"));
     //  31 levels inside the object (32 with it) pass.
@@ -930,7 +931,7 @@ gateway_http_test (bool verbose)
     snprintf (request, sizeof request,
               "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", strlen (body),
               body);
-    status = s_exchange (request, reply, sizeof reply);
+    status = gateway_http_test_exchange (TEST_PORT, request, reply, sizeof reply);
     assert (status == 200);
 
     //  Nesting is counted in the text, before jansson's recursive parse:
@@ -944,11 +945,11 @@ gateway_http_test (bool verbose)
     memset (huge + offset, '[', levels);
     memset (huge + offset + levels, ']', levels);
     strcpy (huge + offset + 2 * levels, "}");
-    status = s_exchange (huge, reply, sizeof reply);
+    status = gateway_http_test_exchange (TEST_PORT, huge, reply, sizeof reply);
     free (huge);
     assert (status == 400);
     assert (strstr (reply, "too deeply"));
-    status = s_exchange ("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"a\":12}",
+    status = gateway_http_test_exchange (TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"a\":12}",
                          reply, sizeof reply);
     assert (status == 200);
     //  Brackets inside strings, escaped quotes among them, do not count.
@@ -960,7 +961,7 @@ gateway_http_test (bool verbose)
     assert (s_depth ("]]]][[[[", 2)); //  malformed: jansson's to reject
 
     //  Body shorter than announced: the read gives up after the timeout.
-    status = s_exchange ("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n{\"a\":1}",
+    status = gateway_http_test_exchange (TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n{\"a\":1}",
                          reply, sizeof reply);
     assert (status == 400 || status == 0);
 

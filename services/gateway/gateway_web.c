@@ -10,10 +10,6 @@
 */
 #include "gateway_web.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 //  The dashboard loads only its own files and talks only to its own origin.
 //  uPlot styles through the CSSOM (element.style), which CSP allows, so no
@@ -165,36 +161,6 @@ gateway_web_register (gateway_t *self)
 //  --------------------------------------------------------------------------
 //  Self test
 
-//  One request to 127.0.0.1:port; returns the status, reply in reply.
-static int
-s_test_request (int port, const char *request, char *reply, size_t reply_size)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    assert (fd >= 0);
-    struct timeval timeout = {5, 0};
-    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    struct sockaddr_in address = {0};
-    address.sin_family = AF_INET;
-    address.sin_port = htons ((uint16_t) port);
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    int rc = connect (fd, (struct sockaddr *) &address, sizeof address);
-    assert (rc == 0);
-    rc = (int) send (fd, request, strlen (request), 0);
-    assert (rc == (int) strlen (request));
-    size_t got = 0;
-    while (got < reply_size - 1) {
-        ssize_t n = recv (fd, reply + got, reply_size - 1 - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t) n;
-    }
-    reply [got] = 0;
-    close (fd);
-    int status = 0;
-    sscanf (reply, "HTTP/1.%*d %d", &status);
-    return status;
-}
-
 void
 gateway_web_test (bool verbose)
 {
@@ -272,7 +238,7 @@ gateway_web_test (bool verbose)
     int port = ports [0].port;
 
     static char reply [512 * 1024];
-    int status = s_test_request (port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", reply, sizeof reply);
+    int status = gateway_http_test_exchange (port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", reply, sizeof reply);
     if (verbose)
         printf ("\n%.*s\n", 600, reply);
     assert (status == 200);
@@ -289,7 +255,7 @@ gateway_web_test (bool verbose)
     char request [512];
     snprintf (request, sizeof request, "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n",
               index->etag);
-    status = s_test_request (port, request, reply, sizeof reply);
+    status = gateway_http_test_exchange (port, request, reply, sizeof reply);
     assert (status == 304);
     body = strstr (reply, "\r\n\r\n");
     assert (body && body [4] == 0);
@@ -297,12 +263,12 @@ gateway_web_test (bool verbose)
     for (size_t at = 0; at < gateway_web_asset_count; at++) {
         const gateway_web_asset_t *asset = &gateway_web_assets [at];
         snprintf (request, sizeof request, "GET %s?v=1 HTTP/1.1\r\nHost: x\r\n\r\n", asset->path);
-        status = s_test_request (port, request, reply, sizeof reply);
+        status = gateway_http_test_exchange (port, request, reply, sizeof reply);
         assert (status == 200);
         body = strstr (reply, "\r\n\r\n");
         assert (body && memcmp (body + 4, asset->data, asset->size) == 0);
         snprintf (request, sizeof request, "HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n", asset->path);
-        status = s_test_request (port, request, reply, sizeof reply);
+        status = gateway_http_test_exchange (port, request, reply, sizeof reply);
         assert (status == 200);
         body = strstr (reply, "\r\n\r\n");
         assert (body && body [4] == 0);
@@ -314,13 +280,13 @@ gateway_web_test (bool verbose)
     };
     for (int at = 0; not_found [at]; at++) {
         snprintf (request, sizeof request, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", not_found [at]);
-        status = s_test_request (port, request, reply, sizeof reply);
+        status = gateway_http_test_exchange (port, request, reply, sizeof reply);
         if (verbose)
             printf ("%s -> %d\n", not_found [at], status);
         assert (status == 404 || status == 400);
         assert (!strstr (reply, "root:"));
     }
-    status = s_test_request (port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    status = gateway_http_test_exchange (port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
                              reply, sizeof reply);
     assert (status == 405);
     mg_stop (gateway.http);
