@@ -65,11 +65,29 @@ pw_settings() {
             || die "$name '${!name}' has characters the generated configs cannot quote; use a plain path"
     done
 
+    # One host: unix sockets (ipc) by default, cheaper per message than
+    # loopback TCP (BENCHMARKS.md); tcp for services spread over hosts.
+    PHANTOM_ZMQ_TRANSPORT=${PHANTOM_ZMQ_TRANSPORT:-ipc}
     local base=$PHANTOM_ZMQ_PORT_BASE
-    PHANTOM_VERDICT_ENDPOINT=tcp://127.0.0.1:$base
-    PHANTOM_ACK_ENDPOINT=tcp://127.0.0.1:$((base + 1))
-    PHANTOM_READING_ENDPOINTS=tcp://127.0.0.1:$((base + 100))
-    PHANTOM_EVENT_ENDPOINT=tcp://127.0.0.1:$((base + 200))
+    case $PHANTOM_ZMQ_TRANSPORT in
+    ipc)
+        # A unix socket path must fit in 108 bytes (with "-<partition>").
+        PHANTOM_ZMQ_DIR=$PHANTOM_VAR/zmq
+        [ ${#PHANTOM_ZMQ_DIR} -le 80 ] || PHANTOM_ZMQ_DIR=/tmp/phantomwatch-$(path_hash "$PHANTOM_VAR")-zmq
+        PHANTOM_VERDICT_ENDPOINT=ipc://$PHANTOM_ZMQ_DIR/verdict
+        PHANTOM_ACK_ENDPOINT=ipc://$PHANTOM_ZMQ_DIR/ack
+        PHANTOM_READING_ENDPOINTS=ipc://$PHANTOM_ZMQ_DIR/reading
+        PHANTOM_EVENT_ENDPOINT=ipc://$PHANTOM_ZMQ_DIR/event
+        ;;
+    tcp)
+        PHANTOM_ZMQ_DIR=
+        PHANTOM_VERDICT_ENDPOINT=tcp://127.0.0.1:$base
+        PHANTOM_ACK_ENDPOINT=tcp://127.0.0.1:$((base + 1))
+        PHANTOM_READING_ENDPOINTS=tcp://127.0.0.1:$((base + 100))
+        PHANTOM_EVENT_ENDPOINT=tcp://127.0.0.1:$((base + 200))
+        ;;
+    *) die "PHANTOM_ZMQ_TRANSPORT must be ipc or tcp, not '$PHANTOM_ZMQ_TRANSPORT'" ;;
+    esac
 
     SV_CONF=$PHANTOM_VAR/supervisord.conf
     SV_SOCK=$PHANTOM_VAR/supervisor.sock
@@ -79,7 +97,7 @@ pw_settings() {
            PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_PARTITIONS PHANTOM_SIMULATOR \
            PHANTOM_SEED PHANTOM_SKIP_INSTALL PHANTOM_SKIP_BUILD PHANTOM_VERDICT_ENDPOINT \
            PHANTOM_ACK_ENDPOINT PHANTOM_READING_ENDPOINTS PHANTOM_EVENT_ENDPOINT \
-           PHANTOM_CURVE PHANTOM_CURVE_DIR
+           PHANTOM_CURVE PHANTOM_CURVE_DIR PHANTOM_ZMQ_TRANSPORT PHANTOM_ZMQ_DIR
 }
 
 # The service settings every program gets (keys of deploy/phantomwatch.conf).
@@ -97,8 +115,8 @@ pw_write_env() {
     {
         echo "# Written by deploy/up; source it to talk to this stack."
         for name in PHANTOM_REPO PHANTOM_VAR PHANTOM_BUILD_DIR PHANTOM_CONFIG PHANTOM_PG_DIR \
-                    PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_SIMULATOR PHANTOM_SEED \
-                    "${PW_SERVICE_VARS[@]}"; do
+                    PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_ZMQ_TRANSPORT PHANTOM_SIMULATOR \
+                    PHANTOM_SEED "${PW_SERVICE_VARS[@]}"; do
             echo "export $name=$(shell_quote "${!name}")"
         done
         echo "export PHANTOM_GATEWAY_URL=$(shell_quote "http://127.0.0.1:$PHANTOM_HTTP_PORT")"

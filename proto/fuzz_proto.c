@@ -1,7 +1,8 @@
 /*  =========================================================================
     fuzz_proto - libFuzzer target over the four frame decoders
 
-    Each input goes to every decoder. A decoder must answer 0 or -2 and
+    Each input goes to every decoder, and to the batch decoders as a batch
+    message (frames back to back). A decoder must answer 0 or -2 and
     never read outside the input (ASan) or hit undefined behaviour (UBSan).
     A frame that decodes must encode and decode again: the decoder accepts
     nothing the encoder could not reproduce.
@@ -65,6 +66,23 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         proto_event_topic (&event, topic);
         S_CHECK (proto_event_encode (&event, &buffer) == 0);
         S_CHECK (proto_event_decode (buffer.data, buffer.size, &event) == 0);
+    }
+
+    //  As a batch message: frame after frame until one fails; each used
+    //  length stays inside what is left, and what decodes re-encodes.
+    size_t offset = 0, used = 0;
+    while (offset < size && proto_reading_decode_next (data + offset, size - offset, &reading,
+                                                       &used) == 0) {
+        S_CHECK (used > 0 && used <= size - offset);
+        S_CHECK (proto_reading_encode (&reading, &buffer) == 0);
+        offset += used;
+    }
+    offset = 0;
+    while (offset < size && proto_verdict_decode_next (data + offset, size - offset, &verdict,
+                                                       &used) == 0) {
+        S_CHECK (used > 0 && used <= size - offset);
+        S_CHECK (proto_verdict_encode (&verdict, &buffer) == 0);
+        offset += used;
     }
 
     proto_buffer_release (&buffer);

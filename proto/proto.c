@@ -341,6 +341,17 @@ s_frame_encode (const s_schema_t *schema, const void *self, proto_buffer_t *buff
     return s_map_pack (&packer, schema, (const uint8_t *)self) ? -1 : 0;
 }
 
+//  Writes one more frame after what buffer holds (a batch message).
+static int
+s_frame_append (const s_schema_t *schema, const void *self, proto_buffer_t *buffer)
+{
+    assert (self);
+    assert (buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, buffer, s_buffer_write);
+    return s_map_pack (&packer, schema, (const uint8_t *)self) ? -1 : 0;
+}
+
 //  --------------------------------------------------------------------------
 //  Encoders: reset the buffer, write one frame. 0 or -1 (no memory).
 
@@ -360,6 +371,18 @@ int
 proto_event_encode (const proto_event_t *self, proto_buffer_t *buffer)
 {
     return s_frame_encode (&s_event_schema, self, buffer);
+}
+
+int
+proto_reading_append (const proto_reading_t *self, proto_buffer_t *buffer)
+{
+    return s_frame_append (&s_reading_schema, self, buffer);
+}
+
+int
+proto_verdict_append (const proto_verdict_t *self, proto_buffer_t *buffer)
+{
+    return s_frame_append (&s_verdict_schema, self, buffer);
 }
 
 //  Acks are an array of arrays, not maps: thousands per frame, so no keys.
@@ -875,8 +898,36 @@ s_frame_decode (const s_schema_t *schema, const void *data, size_t size, void *s
     return 0;
 }
 
+//  The frame at the start of a batch message; *used = its length.
+static int
+s_frame_decode_next (const s_schema_t *schema, const void *data, size_t size, void *self,
+                     size_t *used)
+{
+    assert (self);
+    assert (used);
+    if (!data || size == 0)
+        return -2;
+    s_reader_t reader = {(const uint8_t *)data, (const uint8_t *)data + size};
+    if (s_map_read (&reader, schema, (uint8_t *)self))
+        return -2;
+    *used = (size_t)(reader.at - (const uint8_t *)data);
+    return 0;
+}
+
 //  --------------------------------------------------------------------------
 //  Decoders: 0, or -2 malformed (*self undefined)
+
+int
+proto_reading_decode_next (const void *data, size_t size, proto_reading_t *self, size_t *used)
+{
+    return s_frame_decode_next (&s_reading_schema, data, size, self, used);
+}
+
+int
+proto_verdict_decode_next (const void *data, size_t size, proto_verdict_t *self, size_t *used)
+{
+    return s_frame_decode_next (&s_verdict_schema, data, size, self, used);
+}
 
 int
 proto_reading_decode (const void *data, size_t size, proto_reading_t *self)
@@ -1918,6 +1969,94 @@ s_test_noise (uint64_t *state)
     }
 }
 
+//  Batch messages: frames appended back to back decode one by one with
+//  decode_next; a single frame is a batch of one; a broken or truncated
+//  frame stops the batch there, never reading past the message.
+static void
+s_test_batches (proto_buffer_t *buffer, uint64_t *state)
+{
+    proto_reading_t readings[PROTO_BATCH_MAX];
+    proto_buffer_reset (buffer);
+    for (size_t index = 0; index < PROTO_BATCH_MAX; index++) {
+        s_test_reading (&readings[index]);
+        readings[index].request = index + 1;
+        readings[index].power = (double)index / 7;
+        s_test_uuid (state, readings[index].port);
+        if (index % 3)
+            readings[index].key[index % PROTO_KEY_MAX] = 0;
+        assert (proto_reading_append (&readings[index], buffer) == 0);
+    }
+    size_t offset = 0, used = 0, count = 0;
+    proto_reading_t decoded;
+    while (offset < buffer->size) {
+        assert (proto_reading_decode_next (buffer->data + offset, buffer->size - offset, &decoded,
+                                           &used) == 0);
+        assert (used > 0 && used <= buffer->size - offset);
+        s_test_reading_equal (&decoded, &readings[count]);
+        offset += used;
+        count++;
+    }
+    assert (count == PROTO_BATCH_MAX && offset == buffer->size);
+    //  One frame through the single-frame decoder and decode_next alike
+    assert (proto_reading_encode (&readings[1], buffer) == 0);
+    assert (proto_reading_decode_next (buffer->data, buffer->size, &decoded, &used) == 0);
+    assert (used == buffer->size);
+    s_test_reading_equal (&decoded, &readings[1]);
+    //  Every truncation of the second frame of a batch of two fails there
+    assert (proto_reading_append (&readings[2], buffer) == 0);
+    size_t first = used;
+    for (size_t size = first + 1; size < buffer->size; size++)
+        assert (proto_reading_decode_next (buffer->data + first, size - first, &decoded, &used) ==
+                -2);
+    assert (proto_reading_decode_next (buffer->data, 0, &decoded, &used) == -2);
+    assert (proto_reading_decode_next (NULL, 10, &decoded, &used) == -2);
+    //  Garbage after a frame: the frame decodes, the garbage does not
+    static const uint8_t garbage[] = {0xc1, 0x00};
+    proto_buffer_t mixed;
+    proto_buffer_init (&mixed);
+    assert (proto_reading_encode (&readings[3], &mixed) == 0);
+    size_t frame = mixed.size;
+    assert (s_buffer_write (&mixed, (const char *)garbage, sizeof garbage) == 0);
+    assert (proto_reading_decode_next (mixed.data, mixed.size, &decoded, &used) == 0);
+    assert (used == frame);
+    assert (proto_reading_decode_next (mixed.data + used, mixed.size - used, &decoded, &used) ==
+            -2);
+    //  The single-frame decoder refuses a batch of two
+    assert (proto_reading_decode (buffer->data, buffer->size, &decoded) == -2);
+    proto_buffer_release (&mixed);
+
+    //  Verdicts likewise, with and without their optional parts
+    proto_verdict_t verdicts[3], verdict;
+    memset (verdicts, 0, sizeof verdicts);
+    proto_buffer_reset (buffer);
+    for (size_t index = 0; index < 3; index++) {
+        s_test_reading (&verdicts[index].reading);
+        verdicts[index].reading.request = 100 + index;
+        verdicts[index].status = PROTO_STATUS_PHANTOM;
+        verdicts[index].has_episode = index == 1;
+        if (index == 1)
+            s_test_episode (&verdicts[index].episode);
+        verdicts[index].has_baseline = index == 2;
+        verdicts[index].baseline_watts = index == 2 ? 1.5f : 0;
+        assert (proto_verdict_append (&verdicts[index], buffer) == 0);
+    }
+    offset = 0;
+    for (size_t index = 0; index < 3; index++) {
+        assert (proto_verdict_decode_next (buffer->data + offset, buffer->size - offset, &verdict,
+                                           &used) == 0);
+        s_test_reading_equal (&verdict.reading, &verdicts[index].reading);
+        assert (verdict.has_episode == (index == 1));
+        if (index == 1)
+            s_test_episode_equal (&verdict.episode, &verdicts[1].episode);
+        assert (verdict.has_baseline == (index == 2));
+        offset += used;
+    }
+    assert (offset == buffer->size);
+    //  A reading frame is no verdict
+    assert (proto_reading_encode (&readings[0], buffer) == 0);
+    assert (proto_verdict_decode_next (buffer->data, buffer->size, &verdict, &used) == -2);
+}
+
 void
 proto_test (bool verbose)
 {
@@ -1933,6 +2072,7 @@ proto_test (bool verbose)
     s_test_verdict_optional (&buffer, &state);
     s_test_event_frames (&buffer, &state);
     s_test_acks_frames (&buffer, &state);
+    s_test_batches (&buffer, &state);
     s_test_noise (&state);
 
     proto_buffer_release (&buffer);

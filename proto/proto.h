@@ -30,6 +30,8 @@ extern "C" {
 #define PROTO_GATEWAY_MAX 32       //  longest gateway id
 #define PROTO_TIMEZONE_MAX 48      //  longest IANA time zone name
 #define PROTO_ACKS_MAX 8192        //  most acks in one ack message
+#define PROTO_BATCH_MAX 256        //  most reading or verdict frames in one message
+#define PROTO_MESSAGE_MAX (4 << 20)   //  ZMQ_MAXMSGSIZE of every receiving socket, bytes
 #define PROTO_TOPIC_MAX 64         //  longest PUB topic
 #define PROTO_GATEWAY_NONE "-"     //  gateway of a no-reading verdict: nobody waits for an ack
 
@@ -165,6 +167,19 @@ int proto_verdict_decode (const void *data, size_t size, proto_verdict_t *self);
 int proto_acks_decode (const void *data, size_t size, proto_ack_t *acks, size_t max,
                        size_t *count);
 int proto_event_decode (const void *data, size_t size, proto_event_t *self);
+
+//  Batch messages: one ZeroMQ message may carry up to PROTO_BATCH_MAX
+//  reading frames, or verdict frames, back to back (a msgpack map ends
+//  itself), so a burst crosses each hop as one message. A single frame is
+//  a batch of one. Append writes one more frame after what buffer holds;
+//  decode_next decodes the frame at the start of data and sets *used to
+//  its length. A malformed frame makes the rest of its message unreadable.
+int proto_reading_append (const proto_reading_t *self, proto_buffer_t *buffer);
+int proto_verdict_append (const proto_verdict_t *self, proto_buffer_t *buffer);
+int proto_reading_decode_next (const void *data, size_t size, proto_reading_t *self,
+                               size_t *used);
+int proto_verdict_decode_next (const void *data, size_t size, proto_verdict_t *self,
+                               size_t *used);
 
 //  Writes the PUB topic of an event ("phantom.start.<port>") into topic.
 void proto_event_topic (const proto_event_t *self, char topic [PROTO_TOPIC_MAX + 1]);

@@ -215,13 +215,16 @@ proto_config_int (proto_config_t *self, const char *key, int64_t default_value, 
 }
 
 //  --------------------------------------------------------------------------
-//  "tcp://host:port" with offset added to port, into a fresh string the
-//  caller frees; NULL if endpoint has no numeric port or the sum is no port.
+//  "tcp://host:port" with offset added to port, or "ipc://path" as
+//  "ipc://path-<offset>", into a fresh string the caller frees; NULL if a
+//  tcp endpoint has no numeric port or the sum is no port.
 char *
 proto_config_endpoint_offset (const char *endpoint, int offset)
 {
     if (!endpoint)
         return NULL;
+    if (strncmp (endpoint, "ipc://", 6) == 0)
+        return endpoint[6] && offset >= 0 ? zsys_sprintf ("%s-%d", endpoint, offset) : NULL;
     const char *colon = strrchr (endpoint, ':');
     if (!colon || colon[1] == 0)
         return NULL;
@@ -384,7 +387,14 @@ proto_config_test (bool verbose)
     assert (proto_config_endpoint_offset ("tcp://127.0.0.1:*", 1) == NULL);
     assert (proto_config_endpoint_offset ("tcp://127.0.0.1:", 1) == NULL);
     assert (proto_config_endpoint_offset ("tcp://127.0.0.1:56a0", 1) == NULL);
-    assert (proto_config_endpoint_offset ("ipc:///tmp/x", 1) == NULL);
+    endpoint = proto_config_endpoint_offset ("ipc:///tmp/x", 1);
+    assert (endpoint && streq (endpoint, "ipc:///tmp/x-1"));
+    zstr_free (&endpoint);
+    endpoint = proto_config_endpoint_offset ("ipc:///tmp/x", 0);
+    assert (endpoint && streq (endpoint, "ipc:///tmp/x-0"));
+    zstr_free (&endpoint);
+    assert (proto_config_endpoint_offset ("ipc://", 1) == NULL);
+    assert (proto_config_endpoint_offset ("ipc:///tmp/x", -1) == NULL);
     assert (proto_config_endpoint_offset ("tcp://h:65535", 1) == NULL);
     assert (proto_config_endpoint_offset ("tcp://h:99999999999999999999", 1) == NULL);
     assert (proto_config_endpoint_offset (NULL, 1) == NULL);

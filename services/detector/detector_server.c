@@ -43,7 +43,9 @@ struct _detector_server_t {
     char *event_endpoint;          //  endpoint the PUB bound
     zpoller_t *poller;             //  waits on readings
     detector_engine_t *engine;     //  the state machines
-    proto_buffer_t buffer;         //  encoder output, reused
+    proto_buffer_t buffer;         //  event encoder output, reused
+    proto_buffer_t out;            //  verdict frames of the message being filled
+    size_t out_count;              //  how many
     proto_reading_t *batch;        //  decoded frames of one wakeup [DETECTOR_BATCH_MAX]
     detector_outcome_t *outcomes;  //  engine output for them [DETECTOR_BATCH_MAX]
     proto_verdict_t verdict;       //  verdict being sent, reused
@@ -105,6 +107,7 @@ detector_server_new (const char *reading_endpoints, const char *verdict_endpoint
     assert (self);
     self->verbose = verbose;
     proto_buffer_init (&self->buffer);
+    proto_buffer_init (&self->out);
     self->engine = detector_engine_new (1024, offline_after_ms);
     self->batch = (proto_reading_t *)calloc (DETECTOR_BATCH_MAX, sizeof (proto_reading_t));
     self->outcomes = (detector_outcome_t *)calloc (DETECTOR_BATCH_MAX, sizeof (detector_outcome_t));
@@ -119,6 +122,7 @@ detector_server_new (const char *reading_endpoints, const char *verdict_endpoint
     }
     //  Options before connect/bind: they apply to connections made after.
     zsock_set_rcvhwm (self->readings, S_HWM);
+    zsock_set_maxmsgsize (self->readings, PROTO_MESSAGE_MAX);
     zsock_set_linger (self->readings, 0); //  unread readings: the gateway times them out
     zsock_set_sndhwm (self->verdicts, S_HWM);
     zsock_set_linger (self->verdicts, S_LINGER_MS);
@@ -127,8 +131,9 @@ detector_server_new (const char *reading_endpoints, const char *verdict_endpoint
     zsock_set_linger (self->events, 0); //  events may drop: PUB is fan-out, not durable
 
     //  CURVE (when on): client on the links it connects, server on its PUB.
-    int rc = proto_curve_client (self->readings, NULL) || proto_curve_client (self->verdicts, NULL)
-             || proto_curve_server (self->events, NULL, NULL)
+    int rc = proto_curve_client (self->readings, NULL) ||
+                     proto_curve_client (self->verdicts, NULL) ||
+                     proto_curve_server (self->events, NULL, NULL)
                  ? -1
                  : 0;
     char *list = strdup (reading_endpoints);
@@ -178,6 +183,7 @@ detector_server_destroy (detector_server_t **self_p)
         free (self->batch);
         free (self->outcomes);
         proto_buffer_release (&self->buffer);
+        proto_buffer_release (&self->out);
         free (self->event_endpoint);
         free (self);
         *self_p = NULL;
@@ -203,20 +209,36 @@ s_publish (detector_server_t *self, const proto_event_t *event)
                     proto_status_name (event->previous), proto_status_name (event->status));
 }
 
-//  Hands a verdict to the store socket.
+//  Sends the verdicts collected so far as one message to the store.
+static void
+s_flush_verdicts (detector_server_t *self)
+{
+    if (self->out_count == 0)
+        return;
+    //  Blocks at most S_SEND_TIMEOUT_MS when the store is slow or gone:
+    //  that back-pressure reaches the gateways, whose clients then get
+    //  504 and retry.
+    if (zmq_send (self->verdicts_handle, self->out.data, self->out.size, 0) == -1)
+        self->stats.verdicts_dropped += self->out_count;
+    else
+        self->stats.verdicts += self->out_count;
+    proto_buffer_reset (&self->out);
+    self->out_count = 0;
+}
+
+//  Adds a verdict to the message for the store: the verdicts of one
+//  wakeup cross to the store as one message (proto.h, batch messages).
 static void
 s_send_verdict (detector_server_t *self, const proto_verdict_t *verdict)
 {
-    if (proto_verdict_encode (verdict, &self->buffer) == 0) {
-        //  Blocks at most S_SEND_TIMEOUT_MS when the store is slow or gone:
-        //  that back-pressure reaches the gateways, whose clients then get
-        //  504 and retry.
-        if (zmq_send (self->verdicts_handle, self->buffer.data, self->buffer.size, 0) == -1)
-            self->stats.verdicts_dropped++;
-        else
-            self->stats.verdicts++;
-    } else
+    size_t size = self->out.size;
+    if (proto_verdict_append (verdict, &self->out) == 0) {
+        if (++self->out_count == PROTO_BATCH_MAX)
+            s_flush_verdicts (self);
+    } else {
+        self->out.size = size; //  drop the partial frame, keep the others
         self->stats.verdicts_dropped++;
+    }
 }
 
 //  Completes self->verdict (its reading set) with the engine's judgement,
@@ -274,37 +296,63 @@ s_offline (const char *port, int64_t user, int64_t ts, const detector_outcome_t 
     s_send_outcome (self, outcome);
 }
 
+//  Decodes the reading frames of one message into the batch; returns how
+//  many. Frames come from the outside: a bad one is counted and dropped
+//  with the rest of its message (its end is unknown), and so is anything
+//  past PROTO_BATCH_MAX frames.
+static size_t
+s_decode_message (detector_server_t *self, const uint8_t *data, size_t size, size_t count)
+{
+    size_t decoded = 0;
+    size_t offset = 0;
+    while (offset < size) {
+        size_t used;
+        if (decoded == PROTO_BATCH_MAX ||
+            proto_reading_decode_next (data + offset, size - offset, &self->batch[count + decoded],
+                                       &used)) {
+            self->stats.frames++;
+            self->stats.malformed++;
+            break;
+        }
+        offset += used;
+        decoded++;
+    }
+    if (size == 0) {
+        self->stats.frames++;
+        self->stats.malformed++;
+    }
+    self->stats.frames += decoded;
+    return decoded;
+}
+
 //  Drains up to a batch of frames without blocking, one poll per batch
-//  rather than per frame, and has the engine judge them together (it
-//  prefetches their ports' state).
+//  rather than per message, and has the engine judge them together (it
+//  prefetches their ports' state). Their verdicts go out as one message.
 static void
 s_drain (detector_server_t *self)
 {
     zmq_msg_t message;
     zmq_msg_init (&message);
     size_t count = 0;
-    for (int i = 0; i < DETECTOR_BATCH_MAX; i++) {
+    while (count + PROTO_BATCH_MAX <= DETECTOR_BATCH_MAX) {
         if (zmq_msg_recv (&message, self->readings_handle, ZMQ_DONTWAIT) == -1)
             break;
-        self->stats.frames++;
         if (zmq_msg_more (&message)) {
-            //  A reading is one frame; drop every part of anything else.
+            //  A batch is one part; drop every part of anything else.
+            self->stats.frames++;
             self->stats.malformed++;
             while (zmq_msg_more (&message) &&
                    zmq_msg_recv (&message, self->readings_handle, ZMQ_DONTWAIT) != -1)
                 ;
-        }
-        //  Frames come from the outside: a bad one is counted and dropped.
-        else if (proto_reading_decode (zmq_msg_data (&message), zmq_msg_size (&message),
-                                       &self->batch[count]) == 0)
-            count++;
-        else
-            self->stats.malformed++;
+        } else
+            count += s_decode_message (self, (const uint8_t *)zmq_msg_data (&message),
+                                       zmq_msg_size (&message), count);
     }
     zmq_msg_close (&message);
     detector_engine_process_batch (self->engine, self->batch, count, self->outcomes);
     for (size_t i = 0; i < count; i++)
         s_answer (self, &self->batch[i], &self->outcomes[i]);
+    s_flush_verdicts (self);
 }
 
 //  The once-a-second work: the offline timer, and warnings that sum up
@@ -315,6 +363,7 @@ s_tick (detector_server_t *self)
     //  The engine compares against the gateway clock of each port's
     //  last reading; gateways and detectors share a host or NTP.
     size_t offline = detector_engine_expire (self->engine, zclock_time (), s_offline, self);
+    s_flush_verdicts (self);
     if (offline && self->verbose)
         zsys_debug ("detector timer - %zu ports went offline", offline);
     if (self->stats.malformed != self->malformed_logged) {
@@ -525,12 +574,50 @@ detector_server_test (bool verbose)
     assert (verdict.episode.end == reading.ts);
     s_test_event (server, bus, "phantom.end.0b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d90", &event);
 
+    //  A batch message: three readings of three ports in one message come
+    //  back as three verdicts in one message, in order; a broken frame
+    //  after them is dropped and counted, the three still count.
+    proto_buffer_reset (&buffer);
+    static const char *batch_ports[] = {"2a6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d91",
+                                        "3b6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d92",
+                                        "4c6f3c1e-7a52-4c1b-9d3e-2f1a6b7c8d93"};
+    for (int i = 0; i < 3; i++) {
+        proto_reading_t other = reading;
+        snprintf (other.port, sizeof (other.port), "%s", batch_ports[i]);
+        other.request = 500 + (uint64_t)i;
+        assert (proto_reading_append (&other, &buffer) == 0);
+    }
+    uint8_t *bytes = (uint8_t *)malloc (buffer.size + 2);
+    assert (bytes);
+    memcpy (bytes, buffer.data, buffer.size);
+    bytes[buffer.size] = 0xc1; //  never used in msgpack
+    bytes[buffer.size + 1] = 0;
+    zframe_t *batch_frame = zframe_new (bytes, buffer.size + 2);
+    free (bytes);
+    assert (zframe_send (&batch_frame, gateway, 0) == 0);
+    zmsg_t *answer = s_pump (server, store);
+    assert (answer && zmsg_size (answer) == 1);
+    zframe_t *verdicts_frame = zmsg_first (answer);
+    const uint8_t *at = zframe_data (verdicts_frame);
+    size_t left = zframe_size (verdicts_frame);
+    for (int i = 0; i < 3; i++) {
+        size_t used;
+        assert (proto_verdict_decode_next (at, left, &verdict, &used) == 0);
+        assert (verdict.reading.request == 500 + (uint64_t)i);
+        assert (streq (verdict.reading.port, batch_ports[i]));
+        assert (verdict.status == PROTO_STATUS_ACTIVE);
+        at += used;
+        left -= used;
+    }
+    assert (left == 0);
+    zmsg_destroy (&answer);
+
     detector_server_stats_t stats;
     detector_server_stats (server, &stats);
-    assert (stats.frames == 5);
-    assert (stats.malformed == 2);
-    assert (stats.verdicts == 3);
-    assert (stats.events == 4); //  status events too; the SUB only took phantom.*
+    assert (stats.frames == 9);
+    assert (stats.malformed == 3);
+    assert (stats.verdicts == 6);
+    assert (stats.events == 7); //  status events too; the SUB only took phantom.*
     detector_server_destroy (&server);
     detector_server_destroy (&server);
 

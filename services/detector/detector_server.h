@@ -2,7 +2,8 @@
     detector_server - one detector partition on the wire
 
     PULL reading frames from every gateway, run them through the
-    detector_engine, PUSH a verdict per reading to the store, PUB events.
+    detector_engine, PUSH a verdict per reading to the store (the verdicts
+    of one wakeup in one message), PUB events.
     Single-threaded: the caller drives it with detector_server_poll, so
     main can check its stop flag and tests can run it in-process.
     =========================================================================
@@ -16,8 +17,9 @@
 extern "C" {
 #endif
 
-//  Frames drained per wakeup before the timer gets its turn.
-#define DETECTOR_BATCH_MAX 256
+//  Frames drained per wakeup before the timer gets its turn: whole
+//  messages of up to PROTO_BATCH_MAX frames while they fit.
+#define DETECTOR_BATCH_MAX 1024
 
 typedef struct {
     uint64_t frames;           //  frames received

@@ -84,6 +84,7 @@ s_bind (int type, const char *endpoint, char **bound)
         return NULL;
     if (type == ZMQ_PULL) {
         zsock_set_rcvhwm (sock, S_HWM);
+        zsock_set_maxmsgsize (sock, PROTO_MESSAGE_MAX);
         zsock_set_linger (sock, 0);
     }
     else {
@@ -410,9 +411,28 @@ store_server_malformed (store_server_t *self)
     return self->malformed;
 }
 
-//  Takes one queued message into its lane's stage without waiting. 1 if
-//  one was there (even malformed), 0 if none, -1 on a socket error
-//  (interrupted).
+//  Queues one verdict on its port's lane.
+static void
+s_stage (store_server_t *self, const proto_verdict_t *verdict)
+{
+    self->verdicts++;
+    //  Every verdict of a port goes to one lane, so a port's rows and
+    //  episodes are written in order, by one connection, and the
+    //  lanes' transactions never touch the same port rows. A retried
+    //  reading comes with its port, so its key is checked by the same
+    //  lane: idempotency needs no coordination between lanes.
+    s_lane_t *lane = self->lanes [self->lane_count == 1? 0:
+                                  proto_partition (verdict->reading.port,
+                                                   (uint32_t) self->lane_count)];
+    s_room (lane);
+    lane->queue [lane->tail] = *verdict;
+    lane->tail = (lane->tail + 1) % lane->capacity;
+    lane->staged++;
+}
+
+//  Takes one queued message of verdict frames (proto.h, batch messages)
+//  into the lanes' stages without waiting. 1 if one was there (even
+//  malformed), 0 if none, -1 on a socket error (interrupted).
 static int
 s_receive (store_server_t *self)
 {
@@ -423,11 +443,22 @@ s_receive (store_server_t *self)
         return zmq_errno () == EAGAIN? 0: -1;
     }
     bool more = zmq_msg_more (&message);
-    proto_verdict_t verdict;
-    int rc = more? -2: proto_verdict_decode (zmq_msg_data (&message), zmq_msg_size (&message),
-                                             &verdict);
+    const uint8_t *data = (const uint8_t *) zmq_msg_data (&message);
+    size_t size = more? 0: zmq_msg_size (&message);
+    size_t frames = 0;
+    bool malformed = size == 0;
+    for (size_t offset = 0, used; offset < size; offset += used) {
+        proto_verdict_t verdict;
+        if (frames == PROTO_BATCH_MAX
+        ||  proto_verdict_decode_next (data + offset, size - offset, &verdict, &used)) {
+            malformed = true;
+            break;
+        }
+        s_stage (self, &verdict);
+        frames++;
+    }
     zmq_msg_close (&message);
-    //  A verdict is one frame; the rest of a longer message is dropped.
+    //  A batch is one part; the rest of a longer message is dropped.
     while (more) {
         zmq_msg_init (&message);
         if (zmq_msg_recv (&message, self->pull_handle, ZMQ_DONTWAIT) == -1)
@@ -436,24 +467,10 @@ s_receive (store_server_t *self)
             more = zmq_msg_more (&message);
         zmq_msg_close (&message);
     }
-    if (rc == 0) {
-        self->verdicts++;
-        //  Every verdict of a port goes to one lane, so a port's rows and
-        //  episodes are written in order, by one connection, and the
-        //  lanes' transactions never touch the same port rows. A retried
-        //  reading comes with its port, so its key is checked by the same
-        //  lane: idempotency needs no coordination between lanes.
-        s_lane_t *lane = self->lanes [self->lane_count == 1? 0:
-                                      proto_partition (verdict.reading.port,
-                                                       (uint32_t) self->lane_count)];
-        s_room (lane);
-        lane->queue [lane->tail] = verdict;
-        lane->tail = (lane->tail + 1) % lane->capacity;
-        lane->staged++;
-    }
-    else {
+    if (malformed) {
         //  No gateway to answer: the gateway times out (504) and the client
-        //  retries. Log the first few and then every thousandth.
+        //  retries. The frames before a broken one are kept. Log the first
+        //  few and then every thousandth.
         self->malformed++;
         if (self->malformed <= 10 || self->malformed % 1000 == 0)
             zsys_warning ("store server - malformed verdict frame dropped (%" PRIu64 " so far)",
@@ -490,22 +507,25 @@ store_server_step (store_server_t *self, int timeout_ms)
     //  Drain what is queued: while frames keep coming, collect up to a
     //  batch or batch_ms before handing over; the moment the socket is
     //  empty, hand over (the lanes then commit at once).
-    size_t handled = 0;
+    uint64_t before = self->verdicts;
+    size_t staged = 0;              //  since the last hand-over
     int64_t deadline = zclock_mono () + self->batch_ms;
     while (true) {
+        uint64_t seen = self->verdicts;
         rc = s_receive (self);
-        if (rc == 1)
-            handled++;
-        if (rc == 1 && handled % self->batch_max && zclock_mono () < deadline)
+        staged += (size_t) (self->verdicts - seen);
+        if (rc == 1 && staged < self->batch_max && zclock_mono () < deadline)
             continue;
         for (size_t index = 0; index < self->lane_count; index++)
             if (self->lanes [index]->staged)
                 s_hand_over (self->lanes [index]);
+        staged = 0;
         //  Empty, interrupted, or long enough: the caller checks its stop.
-        if (rc != 1 || handled >= S_STEP_MAX)
+        if (rc != 1 || self->verdicts - before >= S_STEP_MAX)
             break;
         deadline = zclock_mono () + self->batch_ms;
     }
+    size_t handled = (size_t) (self->verdicts - before);
     return rc == -1 && handled == 0? -1: (int) handled;
 }
 
@@ -656,6 +676,30 @@ store_server_test (bool verbose)
                             port, sizeof (port));
         assert (streq (port, sent [acks [index].request].reading.port));
     }
+    //  A batch message: three verdicts in one message, then a broken
+    //  frame; the three are stored and acked, the rest is counted
+    proto_buffer_t batch;
+    proto_buffer_init (&batch);
+    for (int index = 0; index < 3; index++) {
+        store_fixture_verdict (fixture, &sent [index], "gwA", 200 + (uint64_t) index,
+                               fixture->ports [index % 2], "", base + 100 + index, 7,
+                               PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+        assert (proto_verdict_append (&sent [index], &batch) == 0);
+    }
+    zframe_t *frame = zframe_new (NULL, batch.size + 1);
+    memcpy (zframe_data (frame), batch.data, batch.size);
+    zframe_data (frame) [batch.size] = 0xc1;        //  never used in msgpack
+    assert (zframe_send (&frame, push, 0) == 0);
+    received = s_collect (server, sub, acks, 3, gateways, 3000);
+    assert (received == 3);
+    assert (store_server_malformed (server) == 2);
+    for (size_t index = 0; index < received; index++) {
+        assert (acks [index].code == PROTO_ACK_OK);
+        assert (acks [index].request >= 200 && acks [index].request < 203);
+        assert (acks [index].ts == base + 100 + (int64_t) (acks [index].request - 200));
+    }
+    proto_buffer_release (&batch);
+
     //  A verdict without a reading gets no ack (nobody waits for one) but
     //  is stored: the next ack is the next reading's, the port is offline
     store_fixture_verdict (fixture, &verdict, PROTO_GATEWAY_NONE, 0, fixture->ports [1], "",
