@@ -38,29 +38,29 @@
 #define FLUSH_CHUNK 1000
 
 typedef struct {
-    int64_t id;                  //  device id
-    int64_t user;                //  owner
-    bool has_current;            //  current token set
-    uint8_t current[32];         //  SHA-256 of the current token
-    int64_t current_expires;     //  ms since epoch; INT64_MAX = never
-    bool has_previous;           //  previous token still in its grace window
-    uint8_t previous[32];        //  SHA-256 of the rotated-out token
-    int64_t previous_expires;    //  ms since epoch
-    _Atomic int64_t last_used;   //  last match of the current token, ms; 0 = none
-    _Atomic int64_t flushed;     //  last_used as last written to PostgreSQL
+    int64_t id;                //  device id
+    int64_t user;              //  owner
+    bool has_current;          //  current token set
+    uint8_t current[32];       //  SHA-256 of the current token
+    int64_t current_expires;   //  ms since epoch; INT64_MAX = never
+    bool has_previous;         //  previous token still in its grace window
+    uint8_t previous[32];      //  SHA-256 of the rotated-out token
+    int64_t previous_expires;  //  ms since epoch
+    _Atomic int64_t last_used; //  last match of the current token, ms; 0 = none
+    _Atomic int64_t flushed;   //  last_used as last written to PostgreSQL
 } s_device_t;
 
 //  One port, 56 bytes.
 typedef struct {
-    uint8_t uuid[16];            //  port id
-    int64_t user;                //  owner
-    int64_t device;              //  device it was created on
-    float off_watts;             //  settings, as in proto_settings_t
+    uint8_t uuid[16]; //  port id
+    int64_t user;     //  owner
+    int64_t device;   //  device it was created on
+    float off_watts;  //  settings, as in proto_settings_t
     float standby_watts;
     int32_t min_phantom_seconds;
     int16_t off_from_min;
     int16_t off_to_min;
-    uint16_t zone;               //  index into the zone names
+    uint16_t zone; //  index into the zone names
     uint8_t expected_off;
 } s_port_t;
 
@@ -68,27 +68,29 @@ typedef struct {
 //  most half full; entries[] is dense, a removal moves the last entry into
 //  the hole so iteration and memory stay tight.
 typedef struct {
-    s_port_t *entries;           //  count used of capacity
+    s_port_t *entries; //  count used of capacity
     size_t count;
     size_t capacity;
-    uint32_t *index;             //  slots, a power of two
+    uint32_t *index; //  slots, a power of two
     size_t slots;
 } s_ports_t;
+
+typedef struct _s_tokens_t s_tokens_t; //  the token table, below
 
 //  Interned time zone names; append-only, so a reader may use any index
 //  an entry holds without a lock on the names. Index 0 is "" (UTC).
 typedef struct {
-    pthread_mutex_t mutex;       //  guards appending and the lookup map
+    pthread_mutex_t mutex; //  guards appending and the lookup map
     char (*names)[PROTO_TIMEZONE_MAX + 1];
     _Atomic size_t count;
-    zhashx_t *lookup;            //  name -> index + 1 (as a pointer value)
+    zhashx_t *lookup; //  name -> index + 1 (as a pointer value)
 } s_zones_t;
 
 struct _gateway_cache_t {
     char *conninfo;              //  libpq connection string, NULL in tests
     pthread_rwlock_t lock;       //  guards the three maps
     zhashx_t *devices;           //  "id" -> s_device_t (owned)
-    zhashx_t *tokens;            //  hex SHA-256 -> s_device_t (borrowed from devices)
+    s_tokens_t *tokens;          //  SHA-256 -> s_device_t (borrowed from devices)
     s_ports_t *ports;            //  uuid -> s_port_t
     s_zones_t zones;             //  time zone names of the ports
     pthread_mutex_t query_mutex; //  guards query_conn
@@ -114,6 +116,119 @@ struct _gateway_cache_t {
     "FROM ports p JOIN users u ON u.id = p.user_id"
 
 static void *s_listener (void *args);
+
+//  --------------------------------------------------------------------------
+//  The token table: SHA-256 -> device, open addressing with linear probing
+//  at most half full, 40-byte slots (device NULL = empty). Not zhashx: its
+//  lookup writes the table (the cached index, the cursor, and a rehash
+//  when a chain runs long), which under the shared lock raced between
+//  concurrent readers. A lookup here only reads. The key is the SHA-256 of
+//  a random token, so its first bytes place it well; a client cannot add
+//  entries to aim at a chain.
+typedef struct {
+    uint8_t hash[32];
+    s_device_t *device;
+} s_token_slot_t;
+
+struct _s_tokens_t {
+    s_token_slot_t *slots; //  capacity of them, a power of two
+    size_t capacity;
+    size_t count;
+};
+
+static s_tokens_t *
+s_tokens_new (void)
+{
+    s_tokens_t *self = (s_tokens_t *)zmalloc (sizeof (s_tokens_t));
+    assert (self);
+    self->capacity = 64;
+    self->slots = (s_token_slot_t *)calloc (self->capacity, sizeof (s_token_slot_t));
+    assert (self->slots);
+    return self;
+}
+
+static void
+s_tokens_destroy (s_tokens_t **self_p)
+{
+    if (*self_p) {
+        free ((*self_p)->slots);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+static size_t
+s_token_home (const uint8_t hash[32], size_t mask)
+{
+    uint64_t value;
+    memcpy (&value, hash, sizeof value);
+    return (size_t)value & mask;
+}
+
+//  Slot that holds hash, or the empty slot where it would go.
+static size_t
+s_tokens_slot (const s_tokens_t *self, const uint8_t hash[32])
+{
+    size_t mask = self->capacity - 1;
+    size_t slot = s_token_home (hash, mask);
+    while (self->slots[slot].device && memcmp (self->slots[slot].hash, hash, 32) != 0)
+        slot = (slot + 1) & mask;
+    return slot;
+}
+
+static s_device_t *
+s_tokens_lookup (const s_tokens_t *self, const uint8_t hash[32])
+{
+    return self->slots[s_tokens_slot (self, hash)].device;
+}
+
+//  Inserts or replaces.
+static void
+s_tokens_update (s_tokens_t *self, const uint8_t hash[32], s_device_t *device)
+{
+    assert (device);
+    size_t slot = s_tokens_slot (self, hash);
+    if (self->slots[slot].device) {
+        self->slots[slot].device = device;
+        return;
+    }
+    memcpy (self->slots[slot].hash, hash, 32);
+    self->slots[slot].device = device;
+    if (++self->count * 2 > self->capacity) {
+        s_token_slot_t *old = self->slots;
+        size_t old_capacity = self->capacity;
+        self->capacity *= 2;
+        self->slots = (s_token_slot_t *)calloc (self->capacity, sizeof (s_token_slot_t));
+        assert (self->slots);
+        for (size_t index = 0; index < old_capacity; index++)
+            if (old[index].device)
+                self->slots[s_tokens_slot (self, old[index].hash)] = old[index];
+        free (old);
+    }
+}
+
+static void
+s_tokens_delete (s_tokens_t *self, const uint8_t hash[32])
+{
+    size_t mask = self->capacity - 1;
+    size_t slot = s_tokens_slot (self, hash);
+    if (!self->slots[slot].device)
+        return;
+    //  Backward-shift deletion keeps every probe chain unbroken.
+    self->slots[slot].device = NULL;
+    size_t next = (slot + 1) & mask;
+    while (self->slots[next].device) {
+        size_t home = s_token_home (self->slots[next].hash, mask);
+        //  Move it back if its home is not in (slot, next].
+        if (((next - home) & mask) >= ((next - slot) & mask)) {
+            self->slots[slot] = self->slots[next];
+            self->slots[next].device = NULL;
+            slot = next;
+        }
+        next = (next + 1) & mask;
+    }
+    self->count--;
+}
 
 //  --------------------------------------------------------------------------
 //  The port table.
@@ -337,12 +452,12 @@ s_free_device (void **item)
 }
 
 static void
-s_new_maps (zhashx_t **devices, zhashx_t **tokens, s_ports_t **ports)
+s_new_maps (zhashx_t **devices, s_tokens_t **tokens, s_ports_t **ports)
 {
     *devices = zhashx_new ();
-    *tokens = zhashx_new ();
+    *tokens = s_tokens_new ();
     *ports = s_ports_new ();
-    assert (*devices && *tokens);
+    assert (*devices);
     zhashx_set_destructor (*devices, s_free_device);
 }
 
@@ -378,7 +493,7 @@ gateway_cache_destroy (gateway_cache_t **self_p)
             PQfinish (self->listen_conn);
         if (self->query_conn)
             PQfinish (self->query_conn);
-        zhashx_destroy (&self->tokens);
+        s_tokens_destroy (&self->tokens);
         zhashx_destroy (&self->devices);
         s_ports_destroy (&self->ports);
         s_zones_destroy (&self->zones);
@@ -471,40 +586,29 @@ s_port_out (gateway_cache_t *self, const s_port_t *port, gateway_port_t *out)
 //  token keys in the given maps. A replacement with the same current token
 //  keeps the stamps of its use.
 static void
-s_put_device (zhashx_t *devices, zhashx_t *tokens, int64_t id, s_device_t *device)
+s_put_device (zhashx_t *devices, s_tokens_t *tokens, int64_t id, s_device_t *device)
 {
     char key[24];
     snprintf (key, sizeof key, "%" PRId64, id);
     s_device_t *old = (s_device_t *)zhashx_lookup (devices, key);
-    char hex[65];
     if (old) {
         if (device && device->has_current && old->has_current &&
             memcmp (device->current, old->current, 32) == 0) {
             atomic_store (&device->last_used, atomic_load (&old->last_used));
             atomic_store (&device->flushed, atomic_load (&old->flushed));
         }
-        if (old->has_current) {
-            s_hex (old->current, hex);
-            if (zhashx_lookup (tokens, hex) == old)
-                zhashx_delete (tokens, hex);
-        }
-        if (old->has_previous) {
-            s_hex (old->previous, hex);
-            if (zhashx_lookup (tokens, hex) == old)
-                zhashx_delete (tokens, hex);
-        }
+        if (old->has_current && s_tokens_lookup (tokens, old->current) == old)
+            s_tokens_delete (tokens, old->current);
+        if (old->has_previous && s_tokens_lookup (tokens, old->previous) == old)
+            s_tokens_delete (tokens, old->previous);
         zhashx_delete (devices, key);
     }
     if (device) {
         zhashx_insert (devices, key, device);
-        if (device->has_current) {
-            s_hex (device->current, hex);
-            zhashx_update (tokens, hex, device);
-        }
-        if (device->has_previous) {
-            s_hex (device->previous, hex);
-            zhashx_update (tokens, hex, device);
-        }
+        if (device->has_current)
+            s_tokens_update (tokens, device->current, device);
+        if (device->has_previous)
+            s_tokens_update (tokens, device->previous, device);
     }
 }
 
@@ -555,7 +659,7 @@ s_query_rows (gateway_cache_t *self, PGconn *conn, const char *sql, s_row_fn *ro
 
 typedef struct {
     zhashx_t *devices;
-    zhashx_t *tokens;
+    s_tokens_t *tokens;
     s_ports_t *ports;
 } s_load_t;
 
@@ -583,20 +687,21 @@ s_load_all (gateway_cache_t *self, PGconn *conn)
 {
     s_load_t load;
     s_new_maps (&load.devices, &load.tokens, &load.ports);
-    int rc = s_query_rows (
-        self, conn,
-        DEVICE_COLUMNS " WHERE token_hash IS NOT NULL OR previous_token_hash IS NOT NULL",
-        s_load_device_row, &load);
+    int rc = s_query_rows (self, conn,
+                           DEVICE_COLUMNS
+                           " WHERE token_hash IS NOT NULL OR previous_token_hash IS NOT NULL",
+                           s_load_device_row, &load);
     if (rc == 0)
         rc = s_query_rows (self, conn, PORT_COLUMNS, s_load_port_row, &load);
     if (rc != 0) {
-        zhashx_destroy (&load.tokens);
+        s_tokens_destroy (&load.tokens);
         zhashx_destroy (&load.devices);
         s_ports_destroy (&load.ports);
         return -1;
     }
     pthread_rwlock_wrlock (&self->lock);
-    zhashx_t *old_devices = self->devices, *old_tokens = self->tokens;
+    zhashx_t *old_devices = self->devices;
+    s_tokens_t *old_tokens = self->tokens;
     s_ports_t *old_ports = self->ports;
     //  Stamps of token use not yet written survive a reload.
     for (s_device_t *device = (s_device_t *)zhashx_first (load.devices); device;
@@ -615,7 +720,7 @@ s_load_all (gateway_cache_t *self, PGconn *conn)
     self->ports = load.ports;
     size_t devices = zhashx_size (load.devices), ports = load.ports->count;
     pthread_rwlock_unlock (&self->lock);
-    zhashx_destroy (&old_tokens);
+    s_tokens_destroy (&old_tokens);
     zhashx_destroy (&old_devices);
     s_ports_destroy (&old_ports);
     //  The old maps and libpq's row buffers are free now; give the pages
@@ -723,7 +828,8 @@ s_flush_used (gateway_cache_t *self, PGconn *conn)
                                        ids[index]);
             stamp_at += (size_t)snprintf (stamp_list + stamp_at, size - stamp_at, "%s%" PRId64,
                                           separator, stamps[index]);
-            hash_at += (size_t)snprintf (hash_list + hash_at, size - hash_at, "%s%s", separator, hex);
+            hash_at +=
+                (size_t)snprintf (hash_list + hash_at, size - hash_at, "%s%s", separator, hex);
         }
         snprintf (id_list + id_at, size - id_at, "}");
         snprintf (stamp_list + stamp_at, size - stamp_at, "}");
@@ -896,18 +1002,17 @@ gateway_cache_device (gateway_cache_t *self, const uint8_t token_hash[32], gatew
     //  the caller) and a map miss, as a revoked token is simply absent.
     //  The key is the SHA-256 of a 256-bit random token, so the lookup's
     //  timing reveals nothing useful either.
-    char hex[65];
-    s_hex (token_hash, hex);
     int64_t now = gateway_http_now_ms ();
     bool found = false;
     pthread_rwlock_rdlock (&self->lock);
-    s_device_t *entry = (s_device_t *)zhashx_lookup (self->tokens, hex);
+    s_device_t *entry = s_tokens_lookup (self->tokens, token_hash);
     if (entry) {
         if (entry->has_current && sodium_memcmp (entry->current, token_hash, 32) == 0) {
             found = now < entry->current_expires;
             //  At most one store a second per device: many handlers using
             //  one device's token would otherwise fight over the line.
-            if (found && now - atomic_load_explicit (&entry->last_used, memory_order_relaxed) >= 1000)
+            if (found &&
+                now - atomic_load_explicit (&entry->last_used, memory_order_relaxed) >= 1000)
                 atomic_store_explicit (&entry->last_used, now, memory_order_relaxed);
         } else if (entry->has_previous && sodium_memcmp (entry->previous, token_hash, 32) == 0)
             found = now < entry->previous_expires;
@@ -1093,10 +1198,60 @@ s_wait_device (gateway_cache_t *cache, const uint8_t hash[32], bool expected, in
     return false;
 }
 
+//  The token table against a plain array: random puts and deletes, keys
+//  that share their first bytes (one probe chain) among them.
+static void
+s_tokens_check (void)
+{
+    enum { KEYS = 3000 };
+    static uint8_t keys[KEYS][32];
+    static s_device_t devices[KEYS];
+    static bool present[KEYS];
+    memset (present, 0, sizeof present);
+    uint64_t state = 0x9E3779B97F4A7C15ULL;
+    for (size_t index = 0; index < KEYS; index++) {
+        for (size_t byte = 0; byte < 32; byte++) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            keys[index][byte] = (uint8_t)state;
+        }
+        if (index % 3 == 0)
+            memset (keys[index], 0x42, 8); //  the same home slot
+    }
+    s_tokens_t *tokens = s_tokens_new ();
+    size_t count = 0;
+    for (int round = 0; round < 200000; round++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        size_t key = (size_t)(state >> 16) % KEYS;
+        //  Grow for the first half, then churn around a smaller size.
+        bool put = round < 100000 ? state % 4 != 0 : state % 2 == 0;
+        if (put) {
+            s_tokens_update (tokens, keys[key], &devices[key]);
+            count += !present[key];
+            present[key] = true;
+        } else {
+            s_tokens_delete (tokens, keys[key]);
+            count -= present[key];
+            present[key] = false;
+        }
+        if (round % 997 == 0 || round == 199999)
+            for (size_t index = 0; index < KEYS; index++)
+                assert (s_tokens_lookup (tokens, keys[index]) ==
+                        (present[index] ? &devices[index] : NULL));
+        assert (tokens->count == count);
+    }
+    s_tokens_destroy (&tokens);
+    assert (!tokens);
+}
+
 void
 gateway_cache_test (bool verbose)
 {
     printf (" * gateway_cache: ");
+    s_tokens_check ();
 
     //  Without a database: direct puts, expiry and constant-time matching.
     gateway_cache_t *cache = gateway_cache_new (NULL);

@@ -456,6 +456,30 @@ s_thread_buffer (void)
     return buffer;
 }
 
+//  Each worker thread's waiter, its mutex and condition made once: a
+//  waiter is referenced by the table only while its submit runs, and the
+//  ack thread is done with it before submit returns (see the end of
+//  gateway_pipeline_submit), so the next submit of the thread may reuse
+//  it. Never destroyed: a pthread mutex and condition hold no resources.
+static __thread s_waiter_t s_thread_waiter;
+static __thread bool s_thread_waiter_ready;
+
+static s_waiter_t *
+s_waiter (void)
+{
+    s_waiter_t *waiter = &s_thread_waiter;
+    if (!s_thread_waiter_ready) {
+        pthread_condattr_t attr;
+        pthread_condattr_init (&attr);
+        pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+        pthread_cond_init (&waiter->cond, &attr);
+        pthread_condattr_destroy (&attr);
+        pthread_mutex_init (&waiter->mutex, NULL);
+        s_thread_waiter_ready = true;
+    }
+    return waiter;
+}
+
 size_t
 gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, size_t count,
                          proto_ack_t *acks, int *outcomes)
@@ -464,18 +488,13 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
     if (count == 0)
         return 0;
     proto_buffer_t *buffer = s_thread_buffer ();
-    s_waiter_t waiter;
-    pthread_condattr_t attr;
-    pthread_condattr_init (&attr);
-    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
-    pthread_cond_init (&waiter.cond, &attr);
-    pthread_condattr_destroy (&attr);
-    pthread_mutex_init (&waiter.mutex, NULL);
-    waiter.done = false;
-    waiter.wake_pending = false;
-    waiter.remaining = 0;
-    waiter.acks = acks;
-    waiter.outcomes = outcomes;
+    //  Nobody else refers to it now: no lock needed to reset it.
+    s_waiter_t *waiter = s_waiter ();
+    waiter->done = false;
+    waiter->wake_pending = false;
+    waiter->remaining = 0;
+    waiter->acks = acks;
+    waiter->outcomes = outcomes;
     int64_t started = s_monotonic_us ();
 
     //  Register before sending: the ack may come back before zmq_send returns.
@@ -493,88 +512,101 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
             continue;
         }
         slot->request = reading->request;
-        slot->waiter = &waiter;
+        slot->waiter = waiter;
         slot->index = index;
         outcomes[index] = GATEWAY_PIPELINE_TIMEOUT;
-        waiter.remaining++;
+        waiter->remaining++;
     }
     pthread_mutex_unlock (&self->mutex);
 
+    //  Whether anything is left to wait for: some reading went out and no
+    //  failed send took remaining to 0 (acks taking it to 0 wake us).
+    size_t sent = 0;
+    bool none_left = false;
     for (size_t index = 0; index < count; index++) {
         proto_reading_t *reading = &readings[index];
         if (reading->request == 0)
             continue;
-        bool sent = false;
+        bool ok = false;
         if (proto_reading_encode (reading, buffer) == 0) {
             uint32_t number = proto_partition (reading->port, (uint32_t)self->partitions);
             s_partition_t *partition = &self->partition[number % (uint32_t)self->partitions];
             pthread_mutex_lock (&partition->mutex);
-            sent = zmq_send (partition->socket, buffer->data, buffer->size, ZMQ_DONTWAIT) ==
-                   (int)buffer->size;
+            ok = zmq_send (partition->socket, buffer->data, buffer->size, ZMQ_DONTWAIT) ==
+                 (int)buffer->size;
             pthread_mutex_unlock (&partition->mutex);
         }
-        if (!sent) {
+        if (!ok) {
             pthread_mutex_lock (&self->mutex);
             s_slot_t *slot = &self->pending[reading->request & PENDING_MASK];
             if (slot->request == reading->request) {
                 slot->request = 0;
                 slot->waiter = NULL;
-                waiter.remaining--;
+                if (--waiter->remaining == 0)
+                    none_left = true;
             }
             outcomes[index] = GATEWAY_PIPELINE_FULL;
             pthread_mutex_unlock (&self->mutex);
             reading->request = 0;
-        } else
+        } else {
+            sent++;
             atomic_fetch_add (&self->inflight, 1);
+        }
     }
 
     int64_t deadline_us = started + (int64_t)self->ack_timeout_ms * 1000;
     struct timespec deadline;
     deadline.tv_sec = (time_t)(deadline_us / 1000000);
     deadline.tv_nsec = (long)(deadline_us % 1000000) * 1000;
-    pthread_mutex_lock (&self->mutex);
-    bool wait = waiter.remaining > 0;
-    pthread_mutex_unlock (&self->mutex);
-    if (wait) {
-        pthread_mutex_lock (&waiter.mutex);
-        while (!waiter.done) {
-            if (pthread_cond_timedwait (&waiter.cond, &waiter.mutex, &deadline) == ETIMEDOUT)
+    bool done = false;
+    if (sent > 0 && !none_left) {
+        pthread_mutex_lock (&waiter->mutex);
+        while (!waiter->done) {
+            if (pthread_cond_timedwait (&waiter->cond, &waiter->mutex, &deadline) == ETIMEDOUT)
                 break;
         }
-        pthread_mutex_unlock (&waiter.mutex);
+        done = waiter->done;
+        pthread_mutex_unlock (&waiter->mutex);
     }
-    pthread_mutex_lock (&self->mutex);
-    //  Whatever is still pending times out; leaving the table makes a late
-    //  ack find no slot, so it cannot write into our stack frame.
     size_t acked = 0;
-    size_t sent = 0;
-    for (size_t index = 0; index < count; index++) {
-        proto_reading_t *reading = &readings[index];
-        if (reading->request == 0)
-            continue;
-        sent++;
-        s_slot_t *slot = &self->pending[reading->request & PENDING_MASK];
-        if (slot->request == reading->request && slot->waiter == &waiter) {
-            slot->request = 0;
-            slot->waiter = NULL;
+    if (done) {
+        //  Every reading that went out was acked: the ack thread cleared
+        //  each slot and filled acks/outcomes under the table mutex, then
+        //  let go of it and set done under the waiter's, where we saw it.
+        //  No slot names us and the ack thread is done with us.
+        for (size_t index = 0; index < count; index++)
+            if (readings[index].request != 0 && outcomes[index] == GATEWAY_PIPELINE_ACKED)
+                acked++;
+    } else {
+        pthread_mutex_lock (&self->mutex);
+        //  Whatever is still pending times out; leaving the table makes a
+        //  late ack find no slot, so it cannot write into our stack frame.
+        for (size_t index = 0; index < count; index++) {
+            proto_reading_t *reading = &readings[index];
+            if (reading->request == 0)
+                continue;
+            s_slot_t *slot = &self->pending[reading->request & PENDING_MASK];
+            if (slot->request == reading->request && slot->waiter == waiter) {
+                slot->request = 0;
+                slot->waiter = NULL;
+            }
+            if (outcomes[index] == GATEWAY_PIPELINE_ACKED)
+                acked++;
         }
-        if (outcomes[index] == GATEWAY_PIPELINE_ACKED)
-            acked++;
+        bool wake_pending = waiter->wake_pending;
+        pthread_mutex_unlock (&self->mutex);
+        if (wake_pending) {
+            //  Timed out in the instant the last ack came: the ack thread
+            //  is between its table unlock and setting done, with nothing
+            //  that blocks in between, so this wait ends at once. Leaving
+            //  before it would let the ack thread touch the waiter while
+            //  our next submit reuses it.
+            pthread_mutex_lock (&waiter->mutex);
+            while (!waiter->done)
+                pthread_cond_wait (&waiter->cond, &waiter->mutex);
+            pthread_mutex_unlock (&waiter->mutex);
+        }
     }
-    bool wake_pending = waiter.wake_pending;
-    pthread_mutex_unlock (&self->mutex);
-    if (wake_pending) {
-        //  Timed out in the instant the last ack came: the ack thread is
-        //  between its table unlock and setting done, with nothing that
-        //  blocks in between, so this wait ends at once. Leaving before
-        //  it would let the ack thread touch a dead stack frame.
-        pthread_mutex_lock (&waiter.mutex);
-        while (!waiter.done)
-            pthread_cond_wait (&waiter.cond, &waiter.mutex);
-        pthread_mutex_unlock (&waiter.mutex);
-    }
-    pthread_cond_destroy (&waiter.cond);
-    pthread_mutex_destroy (&waiter.mutex);
     atomic_fetch_sub (&self->inflight, (long)sent);
 
     if (acked) {

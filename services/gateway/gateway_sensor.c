@@ -20,6 +20,11 @@
 #define SKEW_PAST_MS (30LL * 24 * 3600 * 1000)
 #define SKEW_FUTURE_MS (5LL * 60 * 1000)
 
+//  Powers of ten that are exact doubles.
+static const double s_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
 //  --------------------------------------------------------------------------
 //  Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
 static int64_t
@@ -348,19 +353,109 @@ gateway_sensor_parse (json_t *body, int64_t now_ms, const char **token, gateway_
 }
 
 //  --------------------------------------------------------------------------
-//  Writes a number as the device sent it: integers as integers, reals in
-//  the shortest of %.15g / %.17g that reads back the same double.
-static void
-s_format_number (double value, bool integer, char out[40])
+//  Writes value's decimal digits (at least one) backwards ending at end;
+//  returns where they start.
+static char *
+s_digits_back (uint64_t value, char *end)
 {
-    if (integer) {
-        snprintf (out, 40, "%" PRId64, (int64_t)value);
-        return;
+    do {
+        *--end = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    return end;
+}
+
+//  As "%" PRId64.
+static char *
+s_put_int (char *cursor, int64_t value)
+{
+    char digits[24];
+    char *end = digits + sizeof digits;
+    char *start = s_digits_back (value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value, end);
+    if (value < 0)
+        *cursor++ = '-';
+    memcpy (cursor, start, (size_t)(end - start));
+    return cursor + (end - start);
+}
+
+//  What "%.15g" writes for value when value is the double nearest to a
+//  decimal m / 10^k of at most 15 significant digits that %g writes in
+//  fixed notation (1e-4 <= it < 1e15); false for any other value (zero
+//  and -0.0 included), which the caller formats with snprintf.
+//  Why it is exact: m < 10^15 < 2^53 and 10^k (k <= 22) are exact doubles
+//  and one IEEE division is correctly rounded, so (double) m / 10^k ==
+//  value proves value is the double nearest to that decimal. A decimal of
+//  at most DBL_DIG (15) digits survives decimal -> double -> 15 digits, so
+//  %.15g writes exactly its digits (and strtod reads them back to value:
+//  no %.17g). Two such decimals cannot share a double, so the first k
+//  that matches is the one. Computing m is approximate; the check is not.
+static bool
+s_format_short (double value, char out[40])
+{
+    if (!(value >= 1e-4 && value < 1e15))
+        return false;
+    for (int k = 0; k <= 18; k++) {
+        double scaled = value * s_pow10[k];
+        if (scaled >= 1e15)
+            return false;
+        uint64_t mantissa = (uint64_t)(scaled + 0.5);
+        if (mantissa == 0 || (double)mantissa / s_pow10[k] != value)
+            continue;
+        char digits[24];
+        char *end = digits + sizeof digits;
+        char *start = s_digits_back (mantissa, end);
+        int count = (int)(end - start);
+        //  %g's exponent; below -4 it writes 1e-05 style.
+        if (count - 1 - k < -4)
+            return false;
+        char *cursor = out;
+        if (k == 0) {
+            memcpy (cursor, start, (size_t)count);
+            cursor += count;
+        } else if (count > k) {
+            memcpy (cursor, start, (size_t)(count - k));
+            cursor += count - k;
+            *cursor++ = '.';
+            memcpy (cursor, start + count - k, (size_t)k);
+            cursor += k;
+        } else {
+            //  The first k that matches has no trailing zero to strip.
+            *cursor++ = '0';
+            *cursor++ = '.';
+            memset (cursor, '0', (size_t)(k - count));
+            cursor += k - count;
+            memcpy (cursor, start, (size_t)count);
+            cursor += count;
+        }
+        *cursor = 0;
+        return true;
     }
+    return false;
+}
+
+//  The same for any value, through snprintf and strtod.
+static void
+s_format_real_slow (double value, char out[40])
+{
     snprintf (out, 40, "%.15g", value);
     if (strtod (out, NULL) != value)
         snprintf (out, 40, "%.17g", value);
     //  "230" is a valid JSON number; keep it as the device's real if it was one.
+}
+
+//  Writes a number as the device sent it: integers as integers, reals in
+//  the shortest of %.15g / %.17g that reads back the same double. The
+//  readings devices send (a few decimals) take s_format_short: printf of
+//  doubles was 7 % of a worker's time per reading.
+static void
+s_format_number (double value, bool integer, char out[40])
+{
+    if (integer) {
+        *s_put_int (out, (int64_t)value) = 0;
+        return;
+    }
+    if (!s_format_short (value, out))
+        s_format_real_slow (value, out);
 }
 
 static void
@@ -420,94 +515,6 @@ s_outcome_status (int outcome, const proto_ack_t *ack, const char **code, const 
     *code = "retry";
     *message = "Reading not stored, retry later";
     return 503;
-}
-
-static int
-s_handle_reading (struct mg_connection *conn, gateway_t *gateway)
-{
-    const struct mg_request_info *info = mg_get_request_info (conn);
-    if (!info || strcmp (info->request_method, "POST") != 0)
-        return s_method_not_allowed (conn);
-    //  An address that guessed tokens too often waits, before any lookup.
-    const char *ip = gateway_http_client_ip (conn);
-    int retry_after;
-    if (gateway_http_rate_limited (ip, &retry_after))
-        return gateway_http_send_rate_limited (conn, retry_after);
-    int status;
-    json_t *body = gateway_http_read_json_status (conn, GATEWAY_SENSOR_BODY_MAX, &status);
-    if (!body)
-        return status;
-    int64_t now = gateway_http_now_ms ();
-    const char *token = NULL, *code = NULL, *message = NULL;
-    gateway_sensor_input_t input;
-    status = gateway_sensor_parse (body, now, &token, &input, &code, &message);
-    if (status == 0 && !input.key[0]) {
-        //  The Idempotency-Key header stands in for a readingId.
-        const char *header = mg_get_header (conn, "Idempotency-Key");
-        if (header) {
-            if (s_valid_key (header))
-                snprintf (input.key, sizeof input.key, "%s", header);
-            else
-                status = s_fail (&code, &message, "invalid_field",
-                                 "Idempotency-Key must be 1 to 64 printable ASCII characters");
-        }
-    }
-    uint8_t hash[32];
-    gateway_device_t device;
-    gateway_port_t port;
-    if (status == 0) {
-        s_hash_token (token, hash);
-        if (!gateway_cache_device (gateway->cache, hash, &device)) {
-            gateway_http_rate_limit_hit (ip);
-            status = 401;
-            code = "invalid_token";
-            message = "Invalid device token";
-        } else if (!input.port[0] || !gateway_cache_port (gateway->cache, input.port, &port) ||
-                   port.user != device.user) {
-            status = 404;
-            code = "port_not_found";
-            message = "Port not found";
-        }
-    }
-    json_decref (body);
-    if (status)
-        return gateway_http_send_error (conn, status, code, message, 0);
-
-    proto_reading_t reading;
-    s_reading (&reading, &input, &device, &port, now);
-    proto_ack_t ack;
-    int outcome;
-    gateway_pipeline_submit (gateway->pipeline, &reading, 1, &ack, &outcome);
-    status = s_outcome_status (outcome, &ack, &code, &message);
-    if (status != 201)
-        return gateway_http_send_error (conn, status, code, message, status >= 500 ? 1 : 0);
-    gateway_live_reading (gateway->live, reading.user, reading.port, ack.ts, reading.power,
-                          ack.status);
-
-    char voltage[40], current[40], power[40], timestamp[32];
-    s_format_number (input.voltage, input.voltage_integer, voltage);
-    s_format_number (input.current, input.current_integer, current);
-    s_format_number (input.power, input.power_integer, power);
-    gateway_http_iso8601 (ack.ts, timestamp);
-    char text[512];
-    int size = snprintf (
-        text, sizeof text,
-        "{\"success\":true,\"message\":\"Sensor reading created successfully\","
-        "\"data\":{\"reading\":{\"id\":%" PRId64 ",\"voltage\":%s,\"current\":%s,\"power\":%s,"
-        "\"timestamp\":\"%s\"},\"phantomDetected\":%s,\"portStatus\":\"%s\"}}",
-        ack.id, voltage, current, power, timestamp,
-        ack.status == PROTO_STATUS_PHANTOM ? "true" : "false", proto_status_name (ack.status));
-    assert (size > 0 && (size_t)size < sizeof text);
-    return gateway_http_send (conn, 201, "application/json", NULL, text, (size_t)size);
-}
-
-static int
-s_reading_handler (struct mg_connection *conn, void *cbdata)
-{
-    gateway_t *gateway = (gateway_t *)cbdata;
-    int status = s_handle_reading (conn, gateway);
-    gateway_pipeline_count_status (gateway->pipeline, status);
-    return status;
 }
 
 //  --------------------------------------------------------------------------
@@ -585,11 +592,6 @@ s_scan_string (s_scan_t *scan, s_value_t *value)
     scan->cursor = cursor + 1;
     return 0;
 }
-
-//  Powers of ten that are exact doubles.
-static const double s_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 //  A JSON number without exponent. An integer of up to 18 digits is exact.
 //  A real whose digits make an integer up to 2^53 with at most 22 of them
@@ -867,6 +869,195 @@ s_batch_check (const s_batch_t *batch, const char **token, const char **code, co
     if (status == 0 && (!batch->array || batch->count < 1 || batch->count > BATCH_MAX))
         status = s_fail (code, message, "invalid_field",
                          "readings must be an array of 1 to 1000 readings");
+    return status;
+}
+
+//  --------------------------------------------------------------------------
+//  The single-reading body the same way: an object of deviceToken and our
+//  six members with scalar values, read by the batch scanner's pieces into
+//  the records the jansson path fills. Anything else (other or repeated
+//  members, escapes, exponents, nesting, a syntax error) is jansson's, as
+//  before; so is every error answer about the body's JSON. jansson's parse
+//  was a malloc per value and a strtod per number on every reading.
+
+//  Scans text (size bytes, writable); 0, or -1 when jansson must parse it.
+//  Only on success is the text changed (string values NUL-terminated).
+static int
+s_reading_scan (char *text, size_t size, s_value_t *token, s_item_t *item)
+{
+    memset (token, 0, sizeof *token);
+    memset (item, 0, sizeof *item);
+    item->object = true;
+    s_scan_t scan = {text, text + size};
+    if (s_scan_char (&scan, '{'))
+        return -1;
+    if (s_scan_at (&scan, '}'))
+        scan.cursor++;
+    else
+        while (true) {
+            s_value_t key;
+            if (s_scan_string (&scan, &key) || s_scan_char (&scan, ':'))
+                return -1;
+            s_value_t *member = key.length == 11 && memcmp (key.text, "deviceToken", 11) == 0
+                                    ? token
+                                    : s_item_member (item, key.text, key.length);
+            //  Other members and repeated keys are jansson's.
+            if (!member || member->kind != S_ABSENT || s_scan_scalar (&scan, member))
+                return -1;
+            s_scan_space (&scan);
+            if (s_scan_at (&scan, '}')) {
+                scan.cursor++;
+                break;
+            }
+            if (s_scan_char (&scan, ','))
+                return -1;
+        }
+    s_scan_space (&scan);
+    if (scan.cursor != scan.end)
+        return -1;
+    s_terminate (token);
+    s_terminate (&item->port);
+    s_terminate (&item->timestamp);
+    s_terminate (&item->key);
+    return 0;
+}
+
+//  Appends a literal / a string to an answer being built in a fixed buffer.
+#define S_PUT_LITERAL(cursor, literal)                                                             \
+    do {                                                                                           \
+        memcpy ((cursor), (literal), sizeof (literal) - 1);                                        \
+        (cursor) += sizeof (literal) - 1;                                                          \
+    } while (0)
+
+static char *
+s_put (char *cursor, const char *text)
+{
+    size_t length = strlen (text);
+    memcpy (cursor, text, length);
+    return cursor + length;
+}
+
+//  The 201 answer, exactly as the snprintf of "%" PRId64 and the numbers
+//  formatted above wrote it; answer has room for 512 bytes.
+static size_t
+s_reading_answer (const gateway_sensor_input_t *input, const proto_ack_t *ack, char *answer)
+{
+    char voltage[40], current[40], power[40], timestamp[32];
+    s_format_number (input->voltage, input->voltage_integer, voltage);
+    s_format_number (input->current, input->current_integer, current);
+    s_format_number (input->power, input->power_integer, power);
+    gateway_http_iso8601 (ack->ts, timestamp);
+    char *cursor = answer;
+    S_PUT_LITERAL (cursor, "{\"success\":true,\"message\":\"Sensor reading created successfully\","
+                           "\"data\":{\"reading\":{\"id\":");
+    cursor = s_put_int (cursor, ack->id);
+    S_PUT_LITERAL (cursor, ",\"voltage\":");
+    cursor = s_put (cursor, voltage);
+    S_PUT_LITERAL (cursor, ",\"current\":");
+    cursor = s_put (cursor, current);
+    S_PUT_LITERAL (cursor, ",\"power\":");
+    cursor = s_put (cursor, power);
+    S_PUT_LITERAL (cursor, ",\"timestamp\":\"");
+    cursor = s_put (cursor, timestamp);
+    if (ack->status == PROTO_STATUS_PHANTOM)
+        S_PUT_LITERAL (cursor, "\"},\"phantomDetected\":true,\"portStatus\":\"");
+    else
+        S_PUT_LITERAL (cursor, "\"},\"phantomDetected\":false,\"portStatus\":\"");
+    cursor = s_put (cursor, proto_status_name (ack->status));
+    S_PUT_LITERAL (cursor, "\"}}");
+    return (size_t)(cursor - answer);
+}
+
+static int
+s_handle_reading (struct mg_connection *conn, gateway_t *gateway)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    if (!info || strcmp (info->request_method, "POST") != 0)
+        return s_method_not_allowed (conn);
+    //  An address that guessed tokens too often waits, before any lookup.
+    const char *ip = gateway_http_client_ip (conn);
+    int retry_after;
+    if (gateway_http_rate_limited (ip, &retry_after))
+        return gateway_http_send_rate_limited (conn, retry_after);
+    int status;
+    char stack_buffer[GATEWAY_SENSOR_BODY_MAX + 1];
+    char *text;
+    size_t size;
+    if (gateway_http_read_body (conn, GATEWAY_SENSOR_BODY_MAX, stack_buffer, sizeof stack_buffer,
+                                &text, &size, &status) != 0)
+        return status;
+    int64_t now = gateway_http_now_ms ();
+    const char *token = NULL, *code = NULL, *message = NULL;
+    gateway_sensor_input_t input;
+    json_t *body = NULL;
+    s_value_t token_value;
+    s_item_t item;
+    if (s_reading_scan (text, size, &token_value, &item) == 0) {
+        //  The checks gateway_sensor_parse makes, on the scanned records.
+        status = s_token (&token_value, &token, &code, &message);
+        if (status == 0)
+            status = s_item_parse (&item, now, &input, &code, &message);
+    } else {
+        body = gateway_http_parse_json (conn, text, size, &status);
+        if (text != stack_buffer)
+            free (text);
+        if (!body)
+            return status;
+        status = gateway_sensor_parse (body, now, &token, &input, &code, &message);
+    }
+    if (status == 0 && !input.key[0]) {
+        //  The Idempotency-Key header stands in for a readingId.
+        const char *header = mg_get_header (conn, "Idempotency-Key");
+        if (header) {
+            if (s_valid_key (header))
+                snprintf (input.key, sizeof input.key, "%s", header);
+            else
+                status = s_fail (&code, &message, "invalid_field",
+                                 "Idempotency-Key must be 1 to 64 printable ASCII characters");
+        }
+    }
+    uint8_t hash[32];
+    gateway_device_t device;
+    gateway_port_t port;
+    if (status == 0) {
+        s_hash_token (token, hash);
+        if (!gateway_cache_device (gateway->cache, hash, &device)) {
+            gateway_http_rate_limit_hit (ip);
+            status = 401;
+            code = "invalid_token";
+            message = "Invalid device token";
+        } else if (!input.port[0] || !gateway_cache_port (gateway->cache, input.port, &port) ||
+                   port.user != device.user) {
+            status = 404;
+            code = "port_not_found";
+            message = "Port not found";
+        }
+    }
+    json_decref (body);
+    if (status)
+        return gateway_http_send_error (conn, status, code, message, 0);
+
+    proto_reading_t reading;
+    s_reading (&reading, &input, &device, &port, now);
+    proto_ack_t ack;
+    int outcome;
+    gateway_pipeline_submit (gateway->pipeline, &reading, 1, &ack, &outcome);
+    status = s_outcome_status (outcome, &ack, &code, &message);
+    if (status != 201)
+        return gateway_http_send_error (conn, status, code, message, status >= 500 ? 1 : 0);
+    gateway_live_reading (gateway->live, reading.user, reading.port, ack.ts, reading.power,
+                          ack.status);
+    char answer[512];
+    size_t answer_size = s_reading_answer (&input, &ack, answer);
+    return gateway_http_send (conn, 201, "application/json", NULL, answer, answer_size);
+}
+
+static int
+s_reading_handler (struct mg_connection *conn, void *cbdata)
+{
+    gateway_t *gateway = (gateway_t *)cbdata;
+    int status = s_handle_reading (conn, gateway);
+    gateway_pipeline_count_status (gateway->pipeline, status);
     return status;
 }
 
@@ -1408,6 +1599,51 @@ s_check_scanner (const char *text, size_t size, int64_t now, s_verdict_t *fast, 
     return scanned;
 }
 
+//  Copies base into text (capacity bytes) with edits random edits: a byte
+//  replaced, inserted or deleted, or a span repeated. Returns the size.
+static size_t
+s_mutate (const char *base, char *text, size_t capacity, int edits, uint64_t *state)
+{
+    static const char alphabet[] = "{}[]\":,.-+0123456789eEtrufalsn \n\\x\t\x01\xc3\xa9" UUID;
+    size_t size = strlen (base);
+    assert (size < capacity);
+    memcpy (text, base, size);
+    for (int edit = 0; edit < edits; edit++) {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        size_t at = size ? (size_t)(*state >> 8) % size : 0;
+        char c = alphabet[(*state >> 40) % (sizeof alphabet - 1)];
+        switch (*state % 4) {
+        case 0:
+            if (size)
+                text[at] = c;
+            break;
+        case 1:
+            if (size + 1 < capacity) {
+                memmove (text + at + 1, text + at, size - at);
+                text[at] = c;
+                size++;
+            }
+            break;
+        case 2:
+            if (size) {
+                memmove (text + at, text + at + 1, size - at - 1);
+                size--;
+            }
+            break;
+        default: {
+            size_t span = (size_t)(*state >> 20) % 40;
+            if (at + span <= size && size + span < capacity) {
+                memmove (text + at + span, text + at, size - at);
+                size += span;
+            }
+        }
+        }
+    }
+    return size;
+}
+
 //  The scanner against jansson: chosen bodies, then random edits of them.
 static void
 s_scanner_test (int64_t now, bool verbose)
@@ -1474,47 +1710,11 @@ s_scanner_test (int64_t now, bool verbose)
         free (text);
     }
     //  Random edits: replace, insert or delete a byte, or repeat a span.
-    static const char alphabet[] = "{}[]\":,.-+0123456789eEtrufalsn \n\\x\t\x01\xc3\xa9" UUID;
     uint64_t state = 0x9E3779B97F4A7C15ULL;
     char text[4096];
     for (int round = 0; round < 200000; round++) {
-        const char *base = bodies[round % body_count];
-        size_t size = strlen (base);
-        memcpy (text, base, size);
-        int edits = 1 + round % 3;
-        for (int edit = 0; edit < edits; edit++) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            size_t at = size ? (size_t)(state >> 8) % size : 0;
-            char c = alphabet[(state >> 40) % (sizeof alphabet - 1)];
-            switch (state % 4) {
-            case 0:
-                if (size)
-                    text[at] = c;
-                break;
-            case 1:
-                if (size + 1 < sizeof text) {
-                    memmove (text + at + 1, text + at, size - at);
-                    text[at] = c;
-                    size++;
-                }
-                break;
-            case 2:
-                if (size) {
-                    memmove (text + at, text + at + 1, size - at - 1);
-                    size--;
-                }
-                break;
-            default: {
-                size_t span = (size_t)(state >> 20) % 40;
-                if (at + span <= size && size + span < sizeof text) {
-                    memmove (text + at + span, text + at, size - at);
-                    size += span;
-                }
-            }
-            }
-        }
+        size_t size =
+            s_mutate (bodies[round % body_count], text, sizeof text, 1 + round % 3, &state);
         fast += s_check_scanner (text, size, now, one, two);
         total++;
     }
@@ -1596,6 +1796,217 @@ s_answer_test (void)
     assert (number.size == 42 &&
             memcmp (number.data, "-9223372036854775808 0 9223372036854775807", 42) == 0);
     free (number.data);
+}
+
+//  The single-reading scanner against jansson + gateway_sensor_parse.
+//  Returns true if the scanner took text.
+static bool
+s_check_single (const char *text, size_t size, int64_t now)
+{
+    char *copy = (char *)malloc (size ? size : 1); //  unterminated: no read past it
+    assert (copy);
+    memcpy (copy, text, size);
+    s_value_t token_value;
+    s_item_t item;
+    bool scanned = s_reading_scan (copy, size, &token_value, &item) == 0;
+    if (scanned) {
+        const char *token = NULL, *code = NULL, *message = NULL;
+        gateway_sensor_input_t input;
+        int status = s_token (&token_value, &token, &code, &message);
+        if (status == 0)
+            status = s_item_parse (&item, now, &input, &code, &message);
+        json_error_t error;
+        json_t *json = json_loadb (text, size, JSON_REJECT_DUPLICATES, &error);
+        //  (A flat object: the nesting limit cannot refuse it.)
+        if (!json || !json_is_object (json)) {
+            fprintf (stderr, "\nsingle scanner took what jansson refuses: '%.*s'\n", (int)size,
+                     text);
+            assert (false);
+        }
+        const char *json_token = NULL, *json_code = NULL, *json_message = NULL;
+        gateway_sensor_input_t json_input;
+        int json_status =
+            gateway_sensor_parse (json, now, &json_token, &json_input, &json_code, &json_message);
+        bool same = status == json_status && (code == json_code || streq (code, json_code)) &&
+                    (message == json_message || streq (message, json_message));
+        if (same && status == 0)
+            same = streq (token, json_token) && s_same_input (&input, &json_input);
+        if (!same) {
+            fprintf (stderr, "\nsingle scanner and jansson differ on '%.*s'\n", (int)size, text);
+            assert (false);
+        }
+        json_decref (json);
+    }
+    free (copy);
+    return scanned;
+}
+
+static void
+s_single_scanner_test (int64_t now, bool verbose)
+{
+    const char *bodies[] = {
+        "{\"deviceToken\":\"t\",\"portId\":\"" UUID
+        "\",\"voltage\":230.5,\"current\":0.45,\"power\":103.73}",
+        " {\n\t\"power\" : 0 , \"current\" : 0.001 , \"voltage\" : -0 , \"deviceToken\" : \"tok\" ,"
+        " \"portId\" : \"3F2C8A1E-9B7D-4C5E-8F10-1234567890AB\" , \"timestamp\" : "
+        "\"2024-01-01T11:59:00.5+00:30\" , \"readingId\" : \"r 1~\" }\r\n",
+        "{\"deviceToken\":\"t\",\"portId\":\"" UUID
+        "\",\"voltage\":-0.0,\"current\":123456789012345,\"power\":0.123456789012345,"
+        "\"timestamp\":1704110400000,\"readingId\":null}",
+        "{\"deviceToken\":null,\"portId\":null,\"voltage\":true,\"current\":false,\"power\":\"1\"}",
+        "{\"deviceToken\":\"t\",\"portId\":\"" UUID "\",\"voltage\":1000,\"current\":1000.0,"
+        "\"power\":1000000.000001,\"timestamp\":\"2024-01-01T12:06:00Z\"}",
+        "{\"deviceToken\":\"t\",\"portId\":\"" UUID
+        "\",\"voltage\":999999999999999999,\"current\":0.1,\"power\":0.2,"
+        "\"timestamp\":-1704110400000}",
+        "{}",
+        "{\"deviceToken\":\"\",\"portId\":5,\"voltage\":1,\"current\":1,\"power\":1,"
+        "\"timestamp\":false,\"readingId\":\"\"}",
+        //  jansson's: exponent, escape, other member, repeated key, nesting.
+        "{\"deviceToken\":\"t\",\"portId\":\"" UUID "\",\"voltage\":1e2,\"current\":1,\"power\":1}",
+        "{\"deviceToken\":\"t\\u0041\",\"portId\":\"" UUID
+        "\",\"voltage\":1,\"current\":1,\"power\":1}",
+        "{\"deviceToken\":\"t\",\"portId\":\"" UUID
+        "\",\"voltage\":1,\"current\":1,\"power\":1,\"extra\":[1,{\"a\":2}]}",
+        "{\"deviceToken\":\"t\",\"deviceToken\":\"u\",\"portId\":\"" UUID
+        "\",\"voltage\":1,\"current\":1,\"power\":1}",
+        "[{\"deviceToken\":\"t\"}]",
+    };
+    size_t body_count = sizeof bodies / sizeof bodies[0];
+    size_t fast = 0, total = 0;
+    for (size_t index = 0; index < body_count; index++) {
+        bool scanned = s_check_single (bodies[index], strlen (bodies[index]), now);
+        if (scanned != (index < 8))
+            fprintf (stderr, "\nsingle body %zu scanned %d\n", index, scanned);
+        assert (scanned == (index < 8));
+    }
+    uint64_t state = 0x2545F4914F6CDD1DULL;
+    char text[4096];
+    for (int round = 0; round < 200000; round++) {
+        size_t size =
+            s_mutate (bodies[round % body_count], text, sizeof text, 1 + round % 3, &state);
+        fast += s_check_single (text, size, now);
+        total++;
+    }
+    if (verbose)
+        printf ("\nsingle scanner took %zu of %zu bodies, each as jansson reads it\n", fast, total);
+    assert (fast > total / 25);
+}
+
+//  s_format_number against the snprintf + strtod it replaces, on every
+//  kind of double; and that the readings devices send take the fast path.
+static void
+s_format_test (bool verbose)
+{
+    char fast[40], slow[40];
+    size_t shortcut = 0, total = 0;
+    uint64_t state = 0x853C49E6748FEA9BULL;
+    for (int iteration = 0; iteration < 2000000; iteration++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        double value;
+        switch (iteration % 6) {
+        case 0: { //  any bit pattern
+            memcpy (&value, &state, sizeof value);
+            break;
+        }
+        case 1: //  a uniform double in the accepted range
+            value = (double)(state >> 11) / (double)(UINT64_C (1) << 53) * 1e6;
+            break;
+        case 2: { //  a decimal of 1..17 digits with 0..20 after the point
+            int digits = 1 + (int)((state >> 3) % 17);
+            uint64_t mantissa = (state >> 12) % (uint64_t)s_pow10[digits];
+            value = (double)mantissa / s_pow10[(state >> 58) % 21];
+            break;
+        }
+        case 3: //  rounded like the simulator: round(uniform, 2 or 3)
+            value = round ((double)(state >> 11) / (double)(UINT64_C (1) << 53) * 1000 *
+                           s_pow10[2 + state % 2]) /
+                    s_pow10[2 + state % 2];
+            break;
+        case 4: //  arithmetic that leaves the short decimals: 0.1 + 0.2 and kin
+            value = (double)((state >> 20) % 10000) / 100 + (double)((state >> 40) % 1000) / 1000;
+            break;
+        default: { //  one ulp around a short decimal
+            double base = (double)((state >> 16) % 100000) / s_pow10[(state >> 50) % 8];
+            value = nextafter (base, (state & 1) ? INFINITY : 0);
+        }
+        }
+        s_format_number (value, false, fast);
+        s_format_real_slow (value, slow);
+        if (strcmp (fast, slow) != 0) {
+            fprintf (stderr, "\nformat %a: '%s', snprintf '%s'\n", value, fast, slow);
+            assert (false);
+        }
+        char probe[40];
+        shortcut += s_format_short (value, probe);
+        total++;
+    }
+    const double edges[] = {0.0,
+                            -0.0,
+                            1e-4,
+                            nextafter (1e-4, 0),
+                            nextafter (1e-4, 1),
+                            9.9999e-5,
+                            0.00012,
+                            1e15,
+                            nextafter (1e15, 0),
+                            999999999999999.0,
+                            99999999999999.9,
+                            0.1 + 0.2,
+                            1.0 / 3,
+                            2.0 / 3,
+                            1e6,
+                            1000000.000001,
+                            123456789012345.0,
+                            0.123456789012345,
+                            5e-324,
+                            2.2250738585072014e-308,
+                            1.7976931348623157e308,
+                            INFINITY,
+                            -INFINITY,
+                            NAN,
+                            -1.5,
+                            -230.5,
+                            230.5,
+                            0.45,
+                            103.73,
+                            1e-5,
+                            0.5,
+                            4503599627370496.5,
+                            9007199254740993.0};
+    for (size_t index = 0; index < sizeof edges / sizeof edges[0]; index++) {
+        s_format_number (edges[index], false, fast);
+        s_format_real_slow (edges[index], slow);
+        if (strcmp (fast, slow) != 0) {
+            fprintf (stderr, "\nformat %a: '%s', snprintf '%s'\n", edges[index], fast, slow);
+            assert (false);
+        }
+    }
+    //  The guide's readings are the fast path's.
+    assert (s_format_short (230.5, fast) && streq (fast, "230.5"));
+    assert (s_format_short (0.45, fast) && streq (fast, "0.45"));
+    assert (s_format_short (103.73, fast) && streq (fast, "103.73"));
+    assert (s_format_short (0.001, fast) && streq (fast, "0.001"));
+    assert (s_format_short (1000.0, fast) && streq (fast, "1000"));
+    //  Integers as "%" PRId64.
+    for (int iteration = 0; iteration < 100000; iteration++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        int64_t number = (int64_t)(state >> (state % 64));
+        if (iteration % 3 == 0)
+            number = -number;
+        double value = (double)number;
+        if (value >= 9.2e18 || value <= -9.2e18)
+            continue;
+        s_format_number (value, true, fast);
+        snprintf (slow, sizeof slow, "%" PRId64, (int64_t)value);
+        assert (streq (fast, slow));
+    }
+    if (verbose)
+        printf ("\nnumbers: %zu of %zu formatted without printf, all as printf\n", shortcut, total);
 }
 
 void
@@ -1747,6 +2158,8 @@ gateway_sensor_test (bool verbose)
 
     s_scanner_test (now, verbose);
     s_answer_test ();
+    s_single_scanner_test (now, verbose);
+    s_format_test (verbose);
 
     //  End to end through civetweb, with a fake detector+store.
     mg_init_library (0);
@@ -1795,7 +2208,7 @@ gateway_sensor_test (bool verbose)
     assert (strstr (reply, "\"unavailable\""));
 
     s_fake_t fake = {
-        .pull = zsock_new (ZMQ_PULL), .pub = pub, .acks = 4, .status = PROTO_STATUS_PHANTOM};
+        .pull = zsock_new (ZMQ_PULL), .pub = pub, .acks = 5, .status = PROTO_STATUS_PHANTOM};
     zsock_set_rcvhwm (fake.pull, 10000);
     zsock_set_linger (fake.pull, 0);
     zsock_connect (fake.pull, "tcp://127.0.0.1:6130");
@@ -1835,6 +2248,16 @@ gateway_sensor_test (bool verbose)
                            "\"data\":{\"reading\":{\"id\":1000,\"voltage\":230.5,\"current\":0.45,"
                            "\"power\":103.73,\"timestamp\":\""));
     assert (strstr (reply, "\"phantomDetected\":true,\"portStatus\":\"phantom\"}}"));
+    //  A body the scanner leaves to jansson (another member, an escape):
+    //  the same answer.
+    status = s_post ("/api/sensor/reading",
+                     "{\"deviceToken\":\"secret-\\u0074oken\",\"portId\":\"" UUID "\","
+                     "\"voltage\":230.5,\"current\":45e-2,\"power\":103.73,\"note\":[1]}",
+                     reply, sizeof reply);
+    assert (status == 201);
+    assert (strstr (reply, "{\"success\":true,\"message\":\"Sensor reading created successfully\","
+                           "\"data\":{\"reading\":{\"id\":1001,\"voltage\":230.5,\"current\":0.45,"
+                           "\"power\":103.73,\"timestamp\":\""));
 
     //  Wrong token, other user's token, unknown port, bad body, wrong method.
     status = s_post ("/api/sensor/reading",
@@ -1931,7 +2354,7 @@ gateway_sensor_test (bool verbose)
                      reply, sizeof reply);
     assert (status == 400);
 
-    //  The fake acked 4 and stopped: now no ack comes, 504 after 500 ms.
+    //  The fake acked 5 and stopped: now no ack comes, 504 after 500 ms.
     pthread_join (thread, NULL);
     status = s_post ("/api/sensor/reading", good, reply, sizeof reply);
     assert (status == 504 && s_retry_after && strstr (reply, "\"ack_timeout\""));
