@@ -69,21 +69,26 @@ s_fake (const char *reading_endpoint, int partitions, const char *ack_endpoint, 
             zmq_msg_t msg;
             zmq_msg_init (&msg);
             //  Acks go out per burst, as the store's group commit sends them.
-            while (count < FAKE_BURST &&
+            while (count + PROTO_BATCH_MAX <= FAKE_BURST &&
                    zmq_msg_recv (&msg, items[index].socket, ZMQ_DONTWAIT) >= 0) {
+                //  A message carries one or more reading frames (a batch).
+                const uint8_t *data = (const uint8_t *)zmq_msg_data (&msg);
+                size_t size = zmq_msg_size (&msg), offset = 0, used;
                 proto_reading_t reading;
-                if (proto_reading_decode (zmq_msg_data (&msg), zmq_msg_size (&msg), &reading) != 0)
-                    continue;
-                char this_topic[PROTO_TOPIC_MAX + 1];
-                snprintf (this_topic, sizeof this_topic, "ack.%s", reading.gateway);
-                if (count && strcmp (this_topic, topic) != 0)
-                    break; //  one gateway per bench; others are dropped
-                snprintf (topic, sizeof topic, "%s", this_topic);
-                acks[count++] = (proto_ack_t){.request = reading.request,
-                                              .code = PROTO_ACK_OK,
-                                              .id = ++id,
-                                              .ts = reading.ts,
-                                              .status = PROTO_STATUS_ACTIVE};
+                while (offset < size && proto_reading_decode_next (data + offset, size - offset,
+                                                                   &reading, &used) == 0) {
+                    offset += used;
+                    char this_topic[PROTO_TOPIC_MAX + 1];
+                    snprintf (this_topic, sizeof this_topic, "ack.%s", reading.gateway);
+                    if (count && strcmp (this_topic, topic) != 0)
+                        continue; //  one gateway per bench; others are dropped
+                    snprintf (topic, sizeof topic, "%s", this_topic);
+                    acks[count++] = (proto_ack_t){.request = reading.request,
+                                                  .code = PROTO_ACK_OK,
+                                                  .id = ++id,
+                                                  .ts = reading.ts,
+                                                  .status = PROTO_STATUS_ACTIVE};
+                }
             }
             zmq_msg_close (&msg);
             if (count && proto_acks_encode (acks, count, &buffer) == 0) {

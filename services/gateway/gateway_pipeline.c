@@ -456,6 +456,52 @@ s_thread_buffer (void)
     return buffer;
 }
 
+//  Each worker thread's partition numbers of the request in hand, grown
+//  as needed and kept; NULL without memory.
+static pthread_key_t s_numbers_key;
+static pthread_once_t s_numbers_once = PTHREAD_ONCE_INIT;
+
+typedef struct {
+    uint32_t *number; //  partition of each reading
+    size_t capacity;
+} s_numbers_t;
+
+static void
+s_numbers_free (void *item)
+{
+    s_numbers_t *numbers = (s_numbers_t *)item;
+    free (numbers->number);
+    free (numbers);
+}
+
+static void
+s_numbers_key_create (void)
+{
+    int rc = pthread_key_create (&s_numbers_key, s_numbers_free);
+    assert (rc == 0);
+}
+
+static uint32_t *
+s_thread_numbers (size_t count)
+{
+    pthread_once (&s_numbers_once, s_numbers_key_create);
+    s_numbers_t *numbers = (s_numbers_t *)pthread_getspecific (s_numbers_key);
+    if (!numbers) {
+        numbers = (s_numbers_t *)calloc (1, sizeof (s_numbers_t));
+        if (!numbers)
+            return NULL;
+        pthread_setspecific (s_numbers_key, numbers);
+    }
+    if (numbers->capacity < count) {
+        uint32_t *grown = (uint32_t *)realloc (numbers->number, count * sizeof (uint32_t));
+        if (!grown)
+            return NULL;
+        numbers->number = grown;
+        numbers->capacity = count;
+    }
+    return numbers->number;
+}
+
 //  Each worker thread's waiter, its mutex and condition made once: a
 //  waiter is referenced by the table only while its submit runs, and the
 //  ack thread is done with it before submit returns (see the end of
@@ -478,6 +524,31 @@ s_waiter (void)
         s_thread_waiter_ready = true;
     }
     return waiter;
+}
+
+//  Readings that did not go out leave the table and answer FULL. True if
+//  that left the waiter nothing to wait for.
+static bool
+s_unsent (gateway_pipeline_t *self, s_waiter_t *waiter, proto_reading_t *readings, int *outcomes,
+          const size_t *indexes, size_t count)
+{
+    bool none_left = false;
+    pthread_mutex_lock (&self->mutex);
+    for (size_t member = 0; member < count; member++) {
+        size_t index = indexes[member];
+        proto_reading_t *reading = &readings[index];
+        s_slot_t *slot = &self->pending[reading->request & PENDING_MASK];
+        if (slot->request == reading->request) {
+            slot->request = 0;
+            slot->waiter = NULL;
+            if (--waiter->remaining == 0)
+                none_left = true;
+        }
+        outcomes[index] = GATEWAY_PIPELINE_FULL;
+        reading->request = 0;
+    }
+    pthread_mutex_unlock (&self->mutex);
+    return none_left;
 }
 
 size_t
@@ -521,36 +592,55 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
 
     //  Whether anything is left to wait for: some reading went out and no
     //  failed send took remaining to 0 (acks taking it to 0 wake us).
+    //  The readings of one partition go out as one message (up to
+    //  PROTO_BATCH_MAX frames each): a batch request costs a few messages,
+    //  not one per reading, on every hop to the store.
     size_t sent = 0;
     bool none_left = false;
-    for (size_t index = 0; index < count; index++) {
-        proto_reading_t *reading = &readings[index];
-        if (reading->request == 0)
-            continue;
-        bool ok = false;
-        if (proto_reading_encode (reading, buffer) == 0) {
-            uint32_t number = proto_partition (reading->port, (uint32_t)self->partitions);
-            s_partition_t *partition = &self->partition[number % (uint32_t)self->partitions];
-            pthread_mutex_lock (&partition->mutex);
-            ok = zmq_send (partition->socket, buffer->data, buffer->size, ZMQ_DONTWAIT) ==
-                 (int)buffer->size;
-            pthread_mutex_unlock (&partition->mutex);
-        }
-        if (!ok) {
-            pthread_mutex_lock (&self->mutex);
-            s_slot_t *slot = &self->pending[reading->request & PENDING_MASK];
-            if (slot->request == reading->request) {
-                slot->request = 0;
-                slot->waiter = NULL;
-                if (--waiter->remaining == 0)
-                    none_left = true;
+    uint32_t partitions = (uint32_t)self->partitions;
+    uint32_t *numbers = count > 1 ? s_thread_numbers (count) : NULL;
+    uint32_t single = 0;
+    if (count == 1)
+        single = proto_partition (readings[0].port, partitions) % partitions;
+    else if (numbers)
+        for (size_t index = 0; index < count; index++)
+            numbers[index] = proto_partition (readings[index].port, partitions) % partitions;
+    for (uint32_t number = 0; number < partitions; number++) {
+        size_t members[PROTO_BATCH_MAX];
+        size_t member_count = 0;
+        proto_buffer_reset (buffer);
+        for (size_t index = 0; index <= count; index++) {
+            bool flush = index == count;
+            if (!flush) {
+                proto_reading_t *reading = &readings[index];
+                uint32_t its = count == 1 ? single
+                               : numbers  ? numbers[index]
+                                         : proto_partition (reading->port, partitions) % partitions;
+                if (reading->request == 0 || its != number)
+                    continue;
+                size_t size = buffer->size;
+                if (proto_reading_append (reading, buffer) != 0) {
+                    buffer->size = size; //  no memory: this one fails, the others go
+                    none_left |= s_unsent (self, waiter, readings, outcomes, &index, 1);
+                    continue;
+                }
+                members[member_count++] = index;
+                flush = member_count == PROTO_BATCH_MAX;
             }
-            outcomes[index] = GATEWAY_PIPELINE_FULL;
-            pthread_mutex_unlock (&self->mutex);
-            reading->request = 0;
-        } else {
-            sent++;
-            atomic_fetch_add (&self->inflight, 1);
+            if (!flush || member_count == 0)
+                continue;
+            s_partition_t *partition = &self->partition[number];
+            pthread_mutex_lock (&partition->mutex);
+            bool ok = zmq_send (partition->socket, buffer->data, buffer->size, ZMQ_DONTWAIT) ==
+                      (int)buffer->size;
+            pthread_mutex_unlock (&partition->mutex);
+            if (ok) {
+                sent += member_count;
+                atomic_fetch_add (&self->inflight, (long)member_count);
+            } else
+                none_left |= s_unsent (self, waiter, readings, outcomes, members, member_count);
+            member_count = 0;
+            proto_buffer_reset (buffer);
         }
     }
 
@@ -748,18 +838,33 @@ s_batch_thread (void *args)
     return NULL;
 }
 
-//  Receives one reading frame on pull within timeout; 0 or -1.
+//  Receives the next reading frame on pull within timeout; 0 or -1. A
+//  batch message's later frames wait here for the next calls (tests run
+//  this from one thread, one pull socket at a time).
 static int
 s_receive_reading_wait (zsock_t *pull, proto_reading_t *reading, int timeout)
 {
-    zpoller_t *poller = zpoller_new (pull, NULL);
-    void *which = zpoller_wait (poller, timeout);
-    zpoller_destroy (&poller);
-    if (which != pull)
-        return -1;
-    zframe_t *frame = zframe_recv (pull);
-    int rc = proto_reading_decode (zframe_data (frame), zframe_size (frame), reading);
-    zframe_destroy (&frame);
+    static zframe_t *held;
+    static zsock_t *held_from;
+    static size_t offset;
+    if (held && held_from != pull)
+        zframe_destroy (&held);
+    if (!held) {
+        zpoller_t *poller = zpoller_new (pull, NULL);
+        void *which = zpoller_wait (poller, timeout);
+        zpoller_destroy (&poller);
+        if (which != pull)
+            return -1;
+        held = zframe_recv (pull);
+        held_from = pull;
+        offset = 0;
+    }
+    size_t used = 0;
+    int rc = proto_reading_decode_next (zframe_data (held) + offset, zframe_size (held) - offset,
+                                        reading, &used);
+    offset += used;
+    if (rc || offset == zframe_size (held))
+        zframe_destroy (&held);
     return rc == 0 ? 0 : -1;
 }
 
@@ -946,6 +1051,35 @@ gateway_pipeline_test (bool verbose)
             if (got[other].request == job.readings[index].request)
                 assert (job.acks[index].id == 100 + other);
     }
+
+    //  A batch of one partition crosses as one message of four frames.
+    memset (&job, 0, sizeof job);
+    job.pipeline = pipeline;
+    for (int index = 0; index < 4; index++)
+        job.readings[index] = reading; //  port_id: partition 1
+    pthread_create (&thread, NULL, s_batch_thread, &job);
+    zpoller_t *poller = zpoller_new (pull[1], NULL);
+    assert (zpoller_wait (poller, 2000) == pull[1]);
+    zpoller_destroy (&poller);
+    zframe_t *message = zframe_recv (pull[1]);
+    size_t offset = 0;
+    for (int index = 0; index < 4; index++) {
+        size_t used;
+        assert (proto_reading_decode_next (zframe_data (message) + offset,
+                                           zframe_size (message) - offset, &got[index],
+                                           &used) == 0);
+        offset += used;
+        proto_ack_t each = {.request = got[index].request,
+                            .code = PROTO_ACK_OK,
+                            .id = 200 + index,
+                            .ts = got[index].ts,
+                            .status = PROTO_STATUS_ACTIVE};
+        s_publish_ack (pub, "ack.gwtest", &each);
+    }
+    assert (offset == zframe_size (message));
+    zframe_destroy (&message);
+    pthread_join (thread, NULL);
+    assert (job.acked == 4);
 
     //  Full queue: the detector stops reading; sends fail at once instead
     //  of blocking the handler.

@@ -1478,24 +1478,32 @@ s_fake_thread (void *args)
     zpoller_t *poller = zpoller_new (fake->pull, NULL);
     proto_buffer_t buffer;
     proto_buffer_init (&buffer);
-    for (int count = 0; count < fake->acks; count++) {
+    int count = 0;
+    while (count < fake->acks) {
         if (zpoller_wait (poller, 3000) != fake->pull)
             break;
+        //  A message carries one or more reading frames (a batch).
         zframe_t *frame = zframe_recv (fake->pull);
-        proto_reading_t reading;
-        int rc = proto_reading_decode (zframe_data (frame), zframe_size (frame), &reading);
+        size_t offset = 0;
+        while (offset < zframe_size (frame) && count < fake->acks) {
+            proto_reading_t reading;
+            size_t used;
+            int rc = proto_reading_decode_next (zframe_data (frame) + offset,
+                                                zframe_size (frame) - offset, &reading, &used);
+            assert (rc == 0);
+            offset += used;
+            proto_ack_t ack = {.request = reading.request,
+                               .code = PROTO_ACK_OK,
+                               .id = 1000 + count++,
+                               .ts = reading.ts,
+                               .status = fake->status};
+            proto_acks_encode (&ack, 1, &buffer);
+            zmsg_t *msg = zmsg_new ();
+            zmsg_addstr (msg, "ack.gwsensor");
+            zmsg_addmem (msg, buffer.data, buffer.size);
+            zmsg_send (&msg, fake->pub);
+        }
         zframe_destroy (&frame);
-        assert (rc == 0);
-        proto_ack_t ack = {.request = reading.request,
-                           .code = PROTO_ACK_OK,
-                           .id = 1000 + count,
-                           .ts = reading.ts,
-                           .status = fake->status};
-        proto_acks_encode (&ack, 1, &buffer);
-        zmsg_t *msg = zmsg_new ();
-        zmsg_addstr (msg, "ack.gwsensor");
-        zmsg_addmem (msg, buffer.data, buffer.size);
-        zmsg_send (&msg, fake->pub);
     }
     proto_buffer_release (&buffer);
     zpoller_destroy (&poller);
