@@ -29,11 +29,13 @@
 typedef struct _store_batch_t store_batch_t;
 
 //  Parameters of the hot statements, in $n order.
-#define STORE_KEYS_PARAMS 4         //  device_id[], reading_key[], ts_ms[], reading_id[]
-#define STORE_READINGS_PARAMS 7     //  id[], port_id[], ts_ms[], voltage[], current[], power[], status[]
-#define STORE_PORTS_PARAMS 6        //  id[], status[], ts_ms[], changed_ms[], power[], baseline[]
-#define STORE_PORT_EVERY_MS 1000    //  a port row without a status change: at most this often
-#define STORE_EPISODES_PARAMS 8     //  port_id[], user_id[], start_ms[], end_ms[], mean[], peak[], energy[], samples[]
+#define STORE_KEYS_PARAMS 4 //  device_id[], reading_key[], ts_ms[], reading_id[]
+#define STORE_READINGS_PARAMS                                                                      \
+    7                        //  id[], port_id[], ts_ms[], voltage[], current[], power[], status[]
+#define STORE_PORTS_PARAMS 6 //  id[], status[], ts_ms[], changed_ms[], power[], baseline[]
+#define STORE_PORT_EVERY_MS 1000 //  a port row without a status change: at most this often
+#define STORE_EPISODES_PARAMS                                                                      \
+    8 //  port_id[], user_id[], start_ms[], end_ms[], mean[], peak[], energy[], samples[]
 
 //  Creates a batch of at most capacity rows. NULL if out of memory.
 store_batch_t *store_batch_new (size_t capacity);
@@ -86,14 +88,29 @@ size_t store_batch_fresh_count (store_batch_t *self);
 //  Parameter builders for the planned range. The strings are owned by the
 //  batch and live until the next call of the same builder. The keys carry
 //  the id assigned to their row (store_batch_assign) as reading_id.
-void store_batch_keys_params (store_batch_t *self, const char *params [STORE_KEYS_PARAMS]);
-void store_batch_readings_params (store_batch_t *self, const char *params [STORE_READINGS_PARAMS]);
-void store_batch_ports_params (store_batch_t *self, const char *params [STORE_PORTS_PARAMS]);
-void store_batch_episodes_params (store_batch_t *self, const char *params [STORE_EPISODES_PARAMS]);
+void store_batch_keys_params (store_batch_t *self, const char *params[STORE_KEYS_PARAMS]);
+void store_batch_readings_params (store_batch_t *self, const char *params[STORE_READINGS_PARAMS]);
+void store_batch_ports_params (store_batch_t *self, const char *params[STORE_PORTS_PARAMS]);
+void store_batch_episodes_params (store_batch_t *self, const char *params[STORE_EPISODES_PARAMS]);
+
+//  The same parameters in binary (format 1, as array_recv reads them: no
+//  text to parse on the server), with their lengths; times as timestamptz
+//  (microseconds since 2000). Types: keys bigint[], text[], timestamptz[],
+//  bigint[]; readings bigint[], uuid[], timestamptz[], float8[] x 3,
+//  smallint[]. Same buffers as the text builders.
+void store_batch_keys_binary (store_batch_t *self, const char *params[STORE_KEYS_PARAMS],
+                              int lengths[STORE_KEYS_PARAMS]);
+void store_batch_readings_binary (store_batch_t *self, const char *params[STORE_READINGS_PARAMS],
+                                  int lengths[STORE_READINGS_PARAMS]);
 
 //  The fresh readings of the planned range as a binary COPY stream for
 //  (id, port_id, ts, voltage, current, power, status); owned by the batch.
 const uint8_t *store_batch_copy_data (store_batch_t *self, size_t *size);
+
+//  The keys of the planned range (as store_batch_keys_params) as a binary
+//  COPY stream for reading_keys (device_id, reading_key, reading_id, ts);
+//  owned by the batch, lives until the next call.
+const uint8_t *store_batch_keys_copy_data (store_batch_t *self, size_t *size);
 
 //  After COMMIT: every undecided row of the planned range is acked OK with
 //  its id (a repeated key gets the id of its first occurrence); the port

@@ -57,6 +57,9 @@ uint64_t store_server_verdicts (store_server_t *self);
 uint64_t store_server_malformed (store_server_t *self);
 //  Group commits written by all lanes (another thread may read it).
 uint64_t store_server_batches (store_server_t *self);
+//  Small batches written in turn (see S_SMALL_BATCH), and in *overlaps
+//  how many of them found another lane's small batch being written (0).
+uint64_t store_server_turns (store_server_t *self, uint64_t *overlaps);
 
 //  Self test (needs PHANTOM_TEST_DATABASE)
 void store_server_test (bool verbose);

@@ -21,15 +21,39 @@
 //  everything else, without waiting for what the database assigns.
 //
 //  Fast form: a plain INSERT of the first occurrence of each (device, key)
-//  in the batch. A key stored before fails it (23505); the writer then
-//  runs the attempt again in the safe form and stays with that form for a
-//  while (retries come in storms). A plain insert is ~40 % cheaper than
-//  ON CONFLICT's speculative insertion, and new keys are the common case.
-static const char *s_keys_sql =
-    "INSERT INTO reading_keys (device_id, reading_key, reading_id, ts)"
-    " SELECT device_id, reading_key, reading_id, " S_TS ("ts_ms")
-    " FROM unnest ($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])"
-    "      AS u (device_id, reading_key, ts_ms, reading_id)";
+//  in the batch. A key stored before fails it (23505 on reading_keys_pkey);
+//  the writer then runs the attempt again in the safe form and stays with
+//  that form for a while (retries come in storms). A plain insert is ~40 %
+//  cheaper than ON CONFLICT's speculative insertion, and new keys are the
+//  common case.
+//
+//  The fast form writes the keys and the readings in one statement: a
+//  data-modifying WITH runs to completion whether or not the main query
+//  reads it. A small transaction is then BEGIN, this, COMMIT (with ports
+//  and episodes when due) in one pipeline, one round trip; so is a large
+//  one. Parameters travel in binary (store_batch_*_binary), times as
+//  timestamptz: no array text to parse, no conversion per row. With
+//  generic plans (s_session_setup) a transaction of ~10 readings costs
+//  PostgreSQL ~20-35 % less CPU than text arrays, custom plans and two
+//  statements (one statement instead of two: ~10 % of it); a batch of
+//  1000 costs the same as text keys + binary COPY of the readings (B-tree
+//  inserts are over half of it: BENCH.md, issue 5). COPY of both was no
+//  cheaper either (a 1000-row COPY pins a slot per buffered row in the
+//  resource owner, which costs quadratically) and takes round trips.
+static const char *s_write_sql =
+    "WITH k AS (INSERT INTO reading_keys (device_id, reading_key, ts, reading_id)"
+    "           SELECT * FROM unnest ($1::bigint[], $2::text[], $3::timestamptz[],"
+    "                                 $4::bigint[]))"
+    " INSERT INTO readings (id, port_id, ts, voltage, current, power, status)"
+    " SELECT * FROM unnest ($5::bigint[], $6::uuid[], $7::timestamptz[], $8::float8[],"
+    "                       $9::float8[], $10::float8[], $11::smallint[])";
+#define S_WRITE_PARAMS (STORE_KEYS_PARAMS + STORE_READINGS_PARAMS)
+
+//  Readings alone: a batch without keys, or after the safe form of keys.
+static const char *s_readings_sql =
+    "INSERT INTO readings (id, port_id, ts, voltage, current, power, status)"
+    " SELECT * FROM unnest ($1::bigint[], $2::uuid[], $3::timestamptz[], $4::float8[],"
+    "                       $5::float8[], $6::float8[], $7::smallint[])";
 
 //  Safe form: keys stored before are skipped, and only those rows come
 //  back (usually none) with the stored id and time, as "{id,ms}". The
@@ -37,18 +61,20 @@ static const char *s_keys_sql =
 //  only: no plan, generic or custom, can make it a scan of reading_keys.
 //  A key that another writer committed while this statement waited for
 //  it is not in the statement's snapshot: NULL, and the attempt is retried.
+//  Text parameters (store_batch_keys_params): it is the rare path.
 static const char *s_keys_safe_sql =
     "WITH u AS (SELECT * FROM unnest ($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])"
     "           WITH ORDINALITY AS u (device_id, reading_key, ts_ms, reading_id, n)),"
     " ins AS (INSERT INTO reading_keys (device_id, reading_key, reading_id, ts)"
-    "         SELECT device_id, reading_key, reading_id, " S_TS ("ts_ms")
-    "         FROM u ORDER BY n"
-    "         ON CONFLICT DO NOTHING"
-    "         RETURNING reading_id)"
-    " SELECT u.n, (SELECT array [k.reading_id, (extract (epoch FROM k.ts) * 1000)::bigint]"
-    "              FROM reading_keys k"
-    "              WHERE k.device_id = u.device_id AND k.reading_key = u.reading_key)"
-    " FROM u WHERE u.reading_id NOT IN (SELECT reading_id FROM ins)";
+    "         SELECT device_id, reading_key, reading_id, " S_TS (
+        "ts_ms") "         FROM u ORDER BY n"
+                 "         ON CONFLICT DO NOTHING"
+                 "         RETURNING reading_id)"
+                 " SELECT u.n, (SELECT array [k.reading_id, (extract (epoch FROM k.ts) * "
+                 "1000)::bigint]"
+                 "              FROM reading_keys k"
+                 "              WHERE k.device_id = u.device_id AND k.reading_key = u.reading_key)"
+                 " FROM u WHERE u.reading_id NOT IN (SELECT reading_id FROM ins)";
 
 //  A block of reading ids, taken outside any transaction (sequences are
 //  not transactional: an id is never handed out twice, rolled back or not).
@@ -57,65 +83,84 @@ static const char *s_ids_sql =
 
 //  Keys older than the clients' retry window, a chunk at a time
 //  (deploy/migrations/008_store_perf.sql).
-static const char *s_prune_sql =
-    "SELECT phantom_prune_reading_keys ($1::int, $2::int)";
+static const char *s_prune_sql = "SELECT phantom_prune_reading_keys ($1::int, $2::int)";
 
-static const char *s_readings_sql =
-    "INSERT INTO readings (id, port_id, ts, voltage, current, power, status)"
-    " SELECT id, port_id, " S_TS ("ts_ms") ", voltage, current, power, status"
-    " FROM unnest ($1::bigint[], $2::uuid[], $3::bigint[], $4::float8[], $5::float8[],"
-    "              $6::float8[], $7::smallint[])"
-    "      AS u (id, port_id, ts_ms, voltage, current, power, status)";
-
-static const char *s_copy_sql =
-    "COPY readings (id, port_id, ts, voltage, current, power, status)"
+//  STORE_INSERT_COPY only (a choice for benchmarks): the transaction's
+//  start, its keys and its readings as one simple query, binary COPYs.
+//  A stored key fails the keys COPY (23505) as it fails the fast INSERT.
+static const char *s_copy_keys_sql =
+    "BEGIN;"
+    " COPY reading_keys (device_id, reading_key, reading_id, ts) FROM STDIN (FORMAT binary);"
+    " COPY readings (id, port_id, ts, voltage, current, power, status)"
     " FROM STDIN (FORMAT binary)";
+static const char *s_copy_begin_sql =
+    "BEGIN;"
+    " COPY readings (id, port_id, ts, voltage, current, power, status)"
+    " FROM STDIN (FORMAT binary)";
+static const char *s_copy_sql = "COPY readings (id, port_id, ts, voltage, current, power, status)"
+                                " FROM STDIN (FORMAT binary)";
 
 //  Port rows (see store_batch.h for when). Status from the port's last
 //  verdict; since when: its last change, else this write if the stored
 //  status differs. NULL keeps the stored value: status (unknown), reading
 //  time and power (a verdict without a reading), baseline (none yet).
-//  The session plans it afresh for each call (plan_cache_mode), with the
-//  real number of rows: a handful of ports is a nested loop over the
-//  primary key, never a scan of all ports because a generic plan was
-//  made when the table was small.
+//  A handful of ports is a nested loop over the primary key, in the
+//  generic plan too: the session has enable_seqscan off (see s_session;
+//  store_writer_test checks the plan).
 static const char *s_ports_sql =
     "UPDATE ports p SET"
     "  status = coalesce (u.status, p.status),"
     "  status_since = CASE"
-    "    WHEN u.changed_ms IS NOT NULL THEN " S_TS ("u.changed_ms")
-    "    WHEN u.status IS NOT NULL AND (u.status <> p.status OR p.status_since IS NULL)"
-    "      THEN coalesce (" S_TS ("u.ts_ms") ", p.last_reading_at, now ())"
-    "    ELSE p.status_since END,"
-    "  last_reading_at = coalesce (" S_TS ("u.ts_ms") ", p.last_reading_at),"
-    "  last_power = coalesce (u.power, p.last_power),"
-    "  always_on_watts = coalesce (u.baseline, p.always_on_watts)"
-    " FROM unnest ($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::float8[],"
-    "              $6::float8[])"
-    "      AS u (id, status, ts_ms, changed_ms, power, baseline)"
-    " WHERE p.id = u.id";
+    "    WHEN u.changed_ms IS NOT NULL THEN " S_TS (
+        "u.changed_ms") "    WHEN u.status IS NOT NULL AND (u.status <> p.status OR p.status_since "
+                        "IS NULL)"
+                        "      THEN coalesce (" S_TS (
+                            "u.ts_ms") ", p.last_reading_at, now ())"
+                                       "    ELSE p.status_since END,"
+                                       "  last_reading_at = coalesce (" S_TS (
+                                           "u.ts_ms") ", p.last_reading_at),"
+                                                      "  last_power = coalesce (u.power, "
+                                                      "p.last_power),"
+                                                      "  always_on_watts = coalesce (u.baseline, "
+                                                      "p.always_on_watts)"
+                                                      " FROM unnest ($1::uuid[], $2::text[], "
+                                                      "$3::bigint[], $4::bigint[], $5::float8[],"
+                                                      "              $6::float8[])"
+                                                      "      AS u (id, status, ts_ms, changed_ms, "
+                                                      "power, baseline)"
+                                                      " WHERE p.id = u.id";
 
 static const char *s_episodes_sql =
     "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts, peak_watts,"
     "                      energy_wh, samples)"
-    " SELECT port_id, user_id, " S_TS ("start_ms") ", " S_TS ("end_ms") ","
-    "        mean, peak, energy, samples"
-    " FROM unnest ($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::float8[],"
-    "              $6::float8[], $7::float8[], $8::bigint[])"
-    "      AS u (port_id, user_id, start_ms, end_ms, mean, peak, energy, samples)"
-    " ON CONFLICT (port_id, started_at) DO UPDATE SET"
-    "  ended_at = EXCLUDED.ended_at, mean_watts = EXCLUDED.mean_watts,"
-    "  peak_watts = EXCLUDED.peak_watts, energy_wh = EXCLUDED.energy_wh,"
-    "  samples = EXCLUDED.samples";
+    " SELECT port_id, user_id, " S_TS ("start_ms") ", " S_TS (
+        "end_ms") ","
+                  "        mean, peak, energy, samples"
+                  " FROM unnest ($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], "
+                  "$5::float8[],"
+                  "              $6::float8[], $7::float8[], $8::bigint[])"
+                  "      AS u (port_id, user_id, start_ms, end_ms, mean, peak, energy, samples)"
+                  " ON CONFLICT (port_id, started_at) DO UPDATE SET"
+                  "  ended_at = EXCLUDED.ended_at, mean_watts = EXCLUDED.mean_watts,"
+                  "  peak_watts = EXCLUDED.peak_watts, energy_wh = EXCLUDED.energy_wh,"
+                  "  samples = EXCLUDED.samples";
+
+//  The prepared statements of every writer session, by name.
+static const struct {
+    const char *name;
+    const char **sql;
+} s_statements[] = {
+    {"store_write", &s_write_sql},         {"store_readings", &s_readings_sql},
+    {"store_keys_safe", &s_keys_safe_sql}, {"store_ids", &s_ids_sql},
+    {"store_prune", &s_prune_sql},         {"store_ports", &s_ports_sql},
+    {"store_episodes", &s_episodes_sql},
+};
+#define S_STATEMENTS (sizeof (s_statements) / sizeof (s_statements[0]))
 
 #define S_BACKOFF_MIN_MS 100
 //  Ids taken from the sequence at a time: one round trip per this many
 //  readings (the rest are lost on a restart: gaps, never duplicates).
 #define S_ID_BLOCK 10000
-//  Batches with more fresh readings than this go by COPY (fewer bytes,
-//  faster per row); smaller ones by INSERT inside the one pipeline, which
-//  saves the two round trips of a COPY.
-#define S_COPY_MIN 64
 //  After a key conflict, the safe form of the keys statement for this long.
 #define S_SAFE_MS 10000
 //  reading_keys: kept for the clients' retry window, pruned in chunks.
@@ -130,28 +175,28 @@ static const char *s_episodes_sql =
 //  How an attempt ended.
 typedef enum {
     S_OK = 0,
-    S_DATA = 1,                     //  the data was refused (SQLSTATE class 22 or 23)
-    S_TRANSIENT = 2,                //  anything else the server said
-    S_LOST = 3,                     //  the connection is gone
-    S_CONFLICT = 4                  //  fast keys statement met a stored key
+    S_DATA = 1,      //  the data was refused (SQLSTATE class 22 or 23)
+    S_TRANSIENT = 2, //  anything else the server said
+    S_LOST = 3,      //  the connection is gone
+    S_CONFLICT = 4   //  fast keys statement met a stored key
 } s_outcome_t;
 
 struct _store_writer_t {
-    char *conninfo;                 //  libpq connection string
-    bool verbose;                   //  debug logs
-    PGconn *conn;                   //  NULL while disconnected
-    store_insert_t insert;          //  COPY or unnest INSERT
-    int64_t backoff;                //  next reconnect delay, ms
-    int64_t connect_at;             //  monotonic ms of the next connect attempt
-    int64_t partitions_at;          //  monotonic ms of the next phantom_ensure_partitions
-    bool housekeeping;              //  this writer keeps partitions and prunes keys
-    int64_t prune_at;               //  monotonic ms of the next prune chunk
-    int64_t safe_until;             //  monotonic ms until which keys use the safe form
-    int64_t *ids;                   //  block of reading ids not handed out yet
-    size_t id_next;                 //  next unused in ids
-    size_t id_count;                //  ids held
-    size_t id_capacity;             //  allocated
-    char error [256];               //  last error, for logs
+    char *conninfo;        //  libpq connection string
+    bool verbose;          //  debug logs
+    PGconn *conn;          //  NULL while disconnected
+    store_insert_t insert; //  COPY or unnest INSERT
+    int64_t backoff;       //  next reconnect delay, ms
+    int64_t connect_at;    //  monotonic ms of the next connect attempt
+    int64_t partitions_at; //  monotonic ms of the next phantom_ensure_partitions
+    bool housekeeping;     //  this writer keeps partitions and prunes keys
+    int64_t prune_at;      //  monotonic ms of the next prune chunk
+    int64_t safe_until;    //  monotonic ms until which keys use the safe form
+    int64_t *ids;          //  block of reading ids not handed out yet
+    size_t id_next;        //  next unused in ids
+    size_t id_count;       //  ids held
+    size_t id_capacity;    //  allocated
+    char error[256];       //  last error, for logs
 };
 
 //  --------------------------------------------------------------------------
@@ -162,8 +207,8 @@ static char *
 s_one_line (char *text)
 {
     size_t size = strlen (text);
-    while (size && (text [size - 1] == '\n' || text [size - 1] == ' '))
-        text [--size] = 0;
+    while (size && (text[size - 1] == '\n' || text[size - 1] == ' '))
+        text[--size] = 0;
     for (char *cursor = text; *cursor; cursor++)
         if (*cursor == '\n' || *cursor == '\t')
             *cursor = ' ';
@@ -175,7 +220,7 @@ static const char *
 s_connection_error (store_writer_t *self)
 {
     snprintf (self->error, sizeof (self->error), "%s",
-              self->conn? PQerrorMessage (self->conn): "out of memory");
+              self->conn ? PQerrorMessage (self->conn) : "out of memory");
     return s_one_line (self->error);
 }
 
@@ -201,19 +246,36 @@ store_writer_set_synchronous_commit (bool on)
     s_synchronous_commit = on;
 }
 
+//  A connection's last error as one line (in a buffer of this thread).
+static const char *
+s_conn_error (PGconn *conn)
+{
+    static __thread char error[256];
+    snprintf (error, sizeof (error), "%s", PQerrorMessage (conn));
+    return s_one_line (error);
+}
+
+//  Settings and prepared statements of a writer's session.
 static int
-s_session (store_writer_t *self)
+s_session_setup (PGconn *conn)
 {
     //  Durability is the point of the ack: force the default even if the
     //  server or role was configured otherwise. The timeout bounds a wait
-    //  on a lock held by someone else. Custom plans: a generic plan made
-    //  once, while a table was empty and never analysed, scanned all of it
-    //  on every batch ever after (BENCHMARKS.md); planning each call with
-    //  the real row counts costs tens of microseconds. No sequential scans:
-    //  every statement of this connection touches a few rows by a key, and
-    //  statistics can still mislead (a table emptied by deletes, its index
-    //  bloated: the planner then prices one index lookup above a scan of
-    //  the whole heap). Only a penalty: without an index a scan still runs.
+    //  on a lock held by someone else.
+    //  Generic plans: every statement is planned once per connection. A
+    //  custom plan for each call cost 50-100 us of PostgreSQL CPU per
+    //  small transaction (a quarter of it: BENCH.md, issue 5). The writer
+    //  once used custom plans because a generic plan, made while a table
+    //  was empty and never analysed, scanned all of it on every batch ever
+    //  after (BENCHMARKS.md). That cannot come back: with sequential scans
+    //  off, every statement here has an index path to each table it reads
+    //  (store_writer_test explains every plan with the tables empty and
+    //  unanalysed, then populated, and fails on any Seq Scan).
+    //  No sequential scans: every statement of this connection touches a
+    //  few rows by a key, and statistics can mislead (a table emptied by
+    //  deletes, its index bloated: the planner then prices one index
+    //  lookup above a scan of the whole heap). Only a penalty: without an
+    //  index a scan still runs.
     //  No JIT: a plan whose estimate passes jit_above_cost (easily, with a
     //  penalised scan in it, or a misestimate) spent 0.1-1.5 s compiling
     //  for a statement that runs in a millisecond.
@@ -221,50 +283,43 @@ s_session (store_writer_t *self)
     //  ack, then returns before its WAL is on disk, and a PostgreSQL crash
     //  loses acknowledged readings; the negative control sets it to prove
     //  its checker catches such a loss.
-    if (!s_synchronous_commit)
-        zsys_warning ("store writer - synchronous_commit = off: a crash of PostgreSQL"
-                      " loses acknowledged readings (fault tests only)");
-    const char *setup [] = {
+    const char *setup[] = {
         s_synchronous_commit ? "SET synchronous_commit = on" : "SET synchronous_commit = off",
         "SET statement_timeout = '30s'",
-        "SET plan_cache_mode = force_custom_plan",
+        "SET plan_cache_mode = force_generic_plan",
         "SET enable_seqscan = off",
         "SET jit = off",
     };
-    static const struct {
-        const char *name;
-        const char **sql;
-    } statements [] = {
-        { "store_keys", &s_keys_sql },
-        { "store_keys_safe", &s_keys_safe_sql },
-        { "store_ids", &s_ids_sql },
-        { "store_prune", &s_prune_sql },
-        { "store_readings", &s_readings_sql },
-        { "store_ports", &s_ports_sql },
-        { "store_episodes", &s_episodes_sql },
-    };
-    for (size_t index = 0; index < sizeof (setup) / sizeof (setup [0]); index++) {
-        PGresult *result = PQexec (self->conn, setup [index]);
+    for (size_t index = 0; index < sizeof (setup) / sizeof (setup[0]); index++) {
+        PGresult *result = PQexec (conn, setup[index]);
         bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
         if (!ok)
-            zsys_error ("store writer - %s failed: %s", setup [index],
-                        s_connection_error (self));
+            zsys_error ("store writer - %s failed: %s", setup[index], s_conn_error (conn));
         PQclear (result);
         if (!ok)
             return -1;
     }
-    for (size_t index = 0; index < sizeof (statements) / sizeof (statements [0]); index++) {
-        PGresult *result = PQprepare (self->conn, statements [index].name,
-                                      *statements [index].sql, 0, NULL);
+    for (size_t index = 0; index < S_STATEMENTS; index++) {
+        PGresult *result =
+            PQprepare (conn, s_statements[index].name, *s_statements[index].sql, 0, NULL);
         bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
         if (!ok)
-            zsys_error ("store writer - prepare %s failed: %s", statements [index].name,
-                        s_connection_error (self));
+            zsys_error ("store writer - prepare %s failed: %s", s_statements[index].name,
+                        s_conn_error (conn));
         PQclear (result);
         if (!ok)
             return -1;
     }
     return 0;
+}
+
+static int
+s_session (store_writer_t *self)
+{
+    if (!s_synchronous_commit)
+        zsys_warning ("store writer - synchronous_commit = off: a crash of PostgreSQL"
+                      " loses acknowledged readings (fault tests only)");
+    return s_session_setup (self->conn);
 }
 
 static void
@@ -273,13 +328,15 @@ s_connect (store_writer_t *self)
     //  Keepalives and a TCP user timeout bound every wait on a server that
     //  vanished without closing the connection; dbname comes last so that
     //  whatever the configured string says wins.
-    const char *keywords [] = {
-        "connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
-        "tcp_user_timeout", "application_name", "dbname", NULL
-    };
-    const char *values [] = {
-        "5", "10", "3", "3", "15000", "phantom-store", self->conninfo, NULL
-    };
+    const char *keywords[] = {"connect_timeout",
+                              "keepalives_idle",
+                              "keepalives_interval",
+                              "keepalives_count",
+                              "tcp_user_timeout",
+                              "application_name",
+                              "dbname",
+                              NULL};
+    const char *values[] = {"5", "10", "3", "3", "15000", "phantom-store", self->conninfo, NULL};
     self->conn = PQconnectdbParams (keywords, values, 1);
     if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
         zsys_warning ("store writer - cannot connect, retrying in %" PRId64 " ms: %s",
@@ -293,7 +350,7 @@ s_connect (store_writer_t *self)
     }
     zsys_info ("store writer - connected (backend %d)", PQbackendPID (self->conn));
     self->backoff = S_BACKOFF_MIN_MS;
-    self->partitions_at = 0;        //  ensure them now
+    self->partitions_at = 0; //  ensure them now
 }
 
 static void
@@ -304,8 +361,7 @@ s_ensure_partitions (store_writer_t *self)
         self->partitions_at = zclock_mono () + S_PARTITIONS_EVERY_MS;
         if (self->verbose)
             zsys_debug ("store writer - partitions ensured");
-    }
-    else {
+    } else {
         //  Readings still land in readings_default meanwhile.
         zsys_warning ("store writer - phantom_ensure_partitions failed: %s",
                       s_connection_error (self));
@@ -323,7 +379,7 @@ store_writer_t *
 store_writer_new (const char *conninfo, bool verbose)
 {
     assert (conninfo);
-    store_writer_t *self = (store_writer_t *) zmalloc (sizeof (store_writer_t));
+    store_writer_t *self = (store_writer_t *)zmalloc (sizeof (store_writer_t));
     self->conninfo = strdup (conninfo);
     assert (self->conninfo);
     self->verbose = verbose;
@@ -360,7 +416,7 @@ int
 store_writer_backend (store_writer_t *self)
 {
     assert (self);
-    return self->conn? PQbackendPID (self->conn): 0;
+    return self->conn ? PQbackendPID (self->conn) : 0;
 }
 
 bool
@@ -375,22 +431,20 @@ store_writer_connected (store_writer_t *self)
 static void
 s_prune (store_writer_t *self)
 {
-    char days [16], rows [16];
+    char days[16], rows[16];
     snprintf (days, sizeof (days), "%d", S_KEYS_KEEP_DAYS);
     snprintf (rows, sizeof (rows), "%d", S_PRUNE_CHUNK);
-    const char *params [2] = { days, rows };
+    const char *params[2] = {days, rows};
     PGresult *result = PQexecPrepared (self->conn, "store_prune", 2, params, NULL, NULL, 0);
     int64_t now = zclock_mono ();
     if (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1) {
         int deleted = atoi (PQgetvalue (result, 0, 0));
-        self->prune_at = now + (deleted >= S_PRUNE_CHUNK? S_PRUNE_BUSY_MS: S_PRUNE_EVERY_MS);
+        self->prune_at = now + (deleted >= S_PRUNE_CHUNK ? S_PRUNE_BUSY_MS : S_PRUNE_EVERY_MS);
         if (self->verbose || deleted)
-            zsys_debug ("store writer - %d reading keys older than %d days pruned",
-                        deleted, S_KEYS_KEEP_DAYS);
-    }
-    else {
-        zsys_warning ("store writer - pruning reading_keys failed: %s",
-                      s_connection_error (self));
+            zsys_debug ("store writer - %d reading keys older than %d days pruned", deleted,
+                        S_KEYS_KEEP_DAYS);
+    } else {
+        zsys_warning ("store writer - pruning reading_keys failed: %s", s_connection_error (self));
         self->prune_at = now + S_PARTITIONS_RETRY_MS;
     }
     PQclear (result);
@@ -427,16 +481,19 @@ store_writer_set_housekeeping (store_writer_t *self, bool housekeeping)
 static s_outcome_t
 s_failure (store_writer_t *self, PGresult *result, const char *step)
 {
-    const char *state = result? PQresultErrorField (result, PG_DIAG_SQLSTATE): NULL;
-    const char *message = result? PQresultErrorMessage (result): "";
+    const char *state = result ? PQresultErrorField (result, PG_DIAG_SQLSTATE) : NULL;
+    const char *message = result ? PQresultErrorMessage (result) : "";
     if (!message || !*message)
         message = PQerrorMessage (self->conn);
-    snprintf (self->error, sizeof (self->error), "%s: %s%s%s", step,
-              state? state: "", state? " ": "", message);
+    snprintf (self->error, sizeof (self->error), "%s: %s%s%s", step, state ? state : "",
+              state ? " " : "", message);
     s_one_line (self->error);
     if (PQstatus (self->conn) != CONNECTION_OK)
         return S_LOST;
-    if (state && streq (state, "23505") && streq (step, "store_keys"))
+    //  A stored key: the fast form's keys met one (the statement that
+    //  carries them also inserts readings, so the constraint tells).
+    const char *constraint = result ? PQresultErrorField (result, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (state && streq (state, "23505") && constraint && streq (constraint, "reading_keys_pkey"))
         return S_CONFLICT;
     if (state && (strncmp (state, "22", 2) == 0 || strncmp (state, "23", 2) == 0))
         return S_DATA;
@@ -481,24 +538,25 @@ s_value (PGresult *result, int row, int column, int64_t *value)
     char *end;
     const char *text = PQgetvalue (result, row, column);
     *value = strtoll (text, &end, 10);
-    return *end == 0 && end != text? 0: -1;
+    return *end == 0 && end != text ? 0 : -1;
 }
 
 //  --------------------------------------------------------------------------
 //  Pipelines: statements queued without waiting, one sync, then all their
-//  results. A transaction is then one or two round trips, not one per
-//  statement. COPY cannot run in a pipeline, so the COPY path has a sync
-//  before it and a second pipeline after it.
+//  results. A transaction is then one round trip (two with safe keys),
+//  not one per statement. COPY cannot run in a pipeline, so the COPY path
+//  (STORE_INSERT_COPY) runs before a pipeline of the rest.
 
 #define S_STEPS_MAX 8
+#define S_PARAMS_MAX S_WRITE_PARAMS
 
 typedef struct {
     int count;                      //  statements queued
-    const char *names [S_STEPS_MAX];    //  for errors
-    ExecStatusType expected [S_STEPS_MAX];
-    int keep;                       //  step whose result is kept, -1 none
-    PGresult *kept;                 //  its result (caller clears)
-    bool broken;                    //  a send failed
+    const char *names[S_STEPS_MAX]; //  for errors
+    ExecStatusType expected[S_STEPS_MAX];
+    int keep;       //  step whose result is kept, -1 none
+    PGresult *kept; //  its result (caller clears)
+    bool broken;    //  a send failed
 } s_pipeline_t;
 
 static s_outcome_t
@@ -508,29 +566,41 @@ s_pipeline_open (store_writer_t *self, s_pipeline_t *pipeline)
     pipeline->keep = -1;
     if (PQenterPipelineMode (self->conn) != 1) {
         s_failure (self, NULL, "pipeline");
-        return S_LOST;              //  a connection in a state we do not know
+        return S_LOST; //  a connection in a state we do not know
     }
     return S_OK;
 }
 
-//  Queues a prepared statement (params) or a command (params NULL).
+//  Queues a prepared statement (params; binary if lengths) or a command
+//  (params NULL).
 static void
-s_pipeline_send (store_writer_t *self, s_pipeline_t *pipeline, const char *name, int count,
-                 const char *const *params, ExecStatusType expected, bool keep)
+s_pipeline_send_binary (store_writer_t *self, s_pipeline_t *pipeline, const char *name, int count,
+                        const char *const *params, const int *lengths, ExecStatusType expected,
+                        bool keep)
 {
     assert (pipeline->count < S_STEPS_MAX);
     if (pipeline->broken)
         return;
-    int rc = params? PQsendQueryPrepared (self->conn, name, count, params, NULL, NULL, 0)
-                   : PQsendQueryParams (self->conn, name, 0, NULL, NULL, NULL, NULL, 0);
+    static const int formats[S_PARAMS_MAX] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    assert (count <= S_PARAMS_MAX);
+    int rc = params ? PQsendQueryPrepared (self->conn, name, count, params, lengths,
+                                           lengths ? formats : NULL, 0)
+                    : PQsendQueryParams (self->conn, name, 0, NULL, NULL, NULL, NULL, 0);
     if (rc != 1) {
         pipeline->broken = true;
         return;
     }
     if (keep)
         pipeline->keep = pipeline->count;
-    pipeline->names [pipeline->count] = name;
-    pipeline->expected [pipeline->count++] = expected;
+    pipeline->names[pipeline->count] = name;
+    pipeline->expected[pipeline->count++] = expected;
+}
+
+static void
+s_pipeline_send (store_writer_t *self, s_pipeline_t *pipeline, const char *name, int count,
+                 const char *const *params, ExecStatusType expected, bool keep)
+{
+    s_pipeline_send_binary (self, pipeline, name, count, params, NULL, expected, keep);
 }
 
 //  Sends the sync and reads every result; the outcome is the first
@@ -548,14 +618,14 @@ s_pipeline_sync (store_writer_t *self, s_pipeline_t *pipeline)
         PGresult *result = PQgetResult (self->conn);
         if (!result) {
             if (outcome == S_OK)
-                s_failure (self, NULL, pipeline->names [step]);
+                s_failure (self, NULL, pipeline->names[step]);
             return S_LOST;
         }
         ExecStatusType status = PQresultStatus (result);
-        if (status != pipeline->expected [step] && status != PGRES_PIPELINE_ABORTED
-        &&  outcome == S_OK)
-            outcome = s_failure (self, result, pipeline->names [step]);
-        if (step == pipeline->keep && status == pipeline->expected [step])
+        if (status != pipeline->expected[step] && status != PGRES_PIPELINE_ABORTED &&
+            outcome == S_OK)
+            outcome = s_failure (self, result, pipeline->names[step]);
+        if (step == pipeline->keep && status == pipeline->expected[step])
             pipeline->kept = result;
         else
             PQclear (result);
@@ -596,19 +666,19 @@ s_assign_ids (store_writer_t *self, store_batch_t *batch)
     size_t count = keyed + store_batch_unkeyed_count (batch);
     if (self->id_count - self->id_next < count) {
         size_t left = self->id_count - self->id_next;
-        size_t want = count - left > S_ID_BLOCK? count - left: S_ID_BLOCK;
+        size_t want = count - left > S_ID_BLOCK ? count - left : S_ID_BLOCK;
         if (left + want > self->id_capacity) {
-            int64_t *ids = (int64_t *) realloc (self->ids, (left + want) * sizeof (int64_t));
-            assert (ids);           //  as zmalloc: no way on without memory
+            int64_t *ids = (int64_t *)realloc (self->ids, (left + want) * sizeof (int64_t));
+            assert (ids); //  as zmalloc: no way on without memory
             self->ids = ids;
             self->id_capacity = left + want;
         }
         memmove (self->ids, self->ids + self->id_next, left * sizeof (int64_t));
         self->id_next = 0;
         self->id_count = left;
-        char text [24];
+        char text[24];
         snprintf (text, sizeof (text), "%zu", want);
-        const char *params [1] = { text };
+        const char *params[1] = {text};
         PGresult *result = NULL;
         s_outcome_t outcome = s_run (self, "store_ids", 1, params, PGRES_TUPLES_OK, &result);
         if (outcome)
@@ -620,7 +690,7 @@ s_assign_ids (store_writer_t *self, store_batch_t *batch)
                 PQclear (result);
                 return S_TRANSIENT;
             }
-            self->ids [self->id_count++] = id;
+            self->ids[self->id_count++] = id;
         }
         PQclear (result);
         if (self->id_count < count) {
@@ -629,9 +699,9 @@ s_assign_ids (store_writer_t *self, store_batch_t *batch)
         }
     }
     for (size_t n = 0; n < count; n++) {
-        size_t row = n < keyed? store_batch_keyed_row (batch, n)
-                              : store_batch_unkeyed_row (batch, n - keyed);
-        store_batch_assign (batch, row, self->ids [self->id_next++],
+        size_t row = n < keyed ? store_batch_keyed_row (batch, n)
+                               : store_batch_unkeyed_row (batch, n - keyed);
+        store_batch_assign (batch, row, self->ids[self->id_next++],
                             store_batch_verdict (batch, row)->reading.ts, true);
     }
     return S_OK;
@@ -645,52 +715,68 @@ s_skipped (store_writer_t *self, store_batch_t *batch, PGresult *result)
     for (int row = 0; result && row < PQntuples (result); row++) {
         int64_t n;
         long long id, ts;
-        if (s_value (result, row, 0, &n) || n < 1 || (size_t) n > count
-        ||  PQgetisnull (result, row, 1)
-        ||  sscanf (PQgetvalue (result, row, 1), "{%lld,%lld}", &id, &ts) != 2) {
+        if (s_value (result, row, 0, &n) || n < 1 || (size_t)n > count ||
+            PQgetisnull (result, row, 1) ||
+            sscanf (PQgetvalue (result, row, 1), "{%lld,%lld}", &id, &ts) != 2) {
             //  Another writer's key, committed after our snapshot: the
             //  retry of the attempt sees it.
             snprintf (self->error, sizeof (self->error),
                       "store_keys_safe: stored key not visible yet (row %d)", row);
             return S_TRANSIENT;
         }
-        store_batch_assign (batch, store_batch_keyed_row (batch, (size_t) n - 1), id, ts, false);
+        store_batch_assign (batch, store_batch_keyed_row (batch, (size_t)n - 1), id, ts, false);
     }
     return S_OK;
 }
 
+//  Runs sql, a simple query whose COPY FROM STDIN statements take data [n]
+//  in turn (steps [n] names them in errors; before the first, "BEGIN").
 static s_outcome_t
-s_copy (store_writer_t *self, store_batch_t *batch)
+s_copies (store_writer_t *self, const char *sql, int count, const uint8_t *const *data,
+          const size_t *size, const char *const *steps)
 {
-    size_t size;
-    const uint8_t *data = store_batch_copy_data (batch, &size);
-    PGresult *result = PQexec (self->conn, s_copy_sql);
-    if (PQresultStatus (result) != PGRES_COPY_IN) {
-        s_outcome_t outcome = s_failure (self, result, "copy");
-        PQclear (result);
-        return outcome;
+    if (PQsendQuery (self->conn, sql) != 1) {
+        s_failure (self, NULL, "copy send");
+        return S_LOST;
     }
-    PQclear (result);
-    //  A failed send ends the COPY with an error message instead.
-    if (PQputCopyData (self->conn, (const char *) data, (int) size) != 1)
-        PQputCopyEnd (self->conn, "store: sending COPY data failed");
-    else
-        PQputCopyEnd (self->conn, NULL);
     s_outcome_t outcome = S_OK;
+    int started = 0; //  COPYs begun
+    PGresult *result;
     while ((result = PQgetResult (self->conn))) {
-        if (outcome == S_OK && PQresultStatus (result) != PGRES_COMMAND_OK)
-            outcome = s_failure (self, result, "copy");
+        ExecStatusType status = PQresultStatus (result);
+        if (status == PGRES_COPY_IN) {
+            //  A failed send ends the COPY with an error message instead.
+            if (started >= count || outcome != S_OK)
+                PQputCopyEnd (self->conn, "store: unexpected COPY");
+            else if (PQputCopyData (self->conn, (const char *)data[started], (int)size[started]) !=
+                     1)
+                PQputCopyEnd (self->conn, "store: sending COPY data failed");
+            else
+                PQputCopyEnd (self->conn, NULL);
+            started++;
+        } else if (status != PGRES_COMMAND_OK && outcome == S_OK)
+            outcome = s_failure (self, result,
+                                 started == 0 ? "BEGIN"
+                                              : steps[started > count ? count - 1 : started - 1]);
         PQclear (result);
+        if (PQstatus (self->conn) != CONNECTION_OK)
+            break;
     }
     if (outcome == S_OK && PQstatus (self->conn) != CONNECTION_OK)
         outcome = s_failure (self, NULL, "copy");
+    if (outcome == S_OK && started != count) {
+        snprintf (self->error, sizeof (self->error), "copy: %d of %d COPYs ran", started, count);
+        outcome = S_TRANSIENT;
+    }
     return outcome;
 }
 
-//  One try at [lo, hi) in one transaction. Small batches: one pipeline,
-//  BEGIN .. COMMIT, one round trip (plus a refill of ids now and then).
-//  COPY batches, or safe keys: BEGIN and keys, sync; COPY; ports,
-//  episodes, COMMIT, sync.
+//  One try at [lo, hi) in one transaction, one pipeline: BEGIN, keys and
+//  readings (one statement), ports, episodes, COMMIT; one round trip
+//  (plus a refill of ids now and then). Safe keys: BEGIN and keys, sync
+//  (their answer says which readings are new); readings, ports, episodes,
+//  COMMIT, sync. STORE_INSERT_COPY: BEGIN, COPY keys, COPY readings in one
+//  simple query; ports, episodes, COMMIT, sync.
 static s_outcome_t
 s_try (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
 {
@@ -698,52 +784,75 @@ s_try (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
         return S_OK;
     store_batch_port_writes (batch, zclock_mono (), false);
     //  Step times under -v, to see where a batch spends its time.
-    int64_t times [4] = { zclock_usecs () };
+    int64_t times[4] = {zclock_usecs ()};
     s_outcome_t outcome = s_assign_ids (self, batch);
     if (outcome)
         return outcome;
     bool safe = self->safe_until > zclock_mono ();
     bool keyed = store_batch_keyed_count (batch) > 0;
-    size_t fresh = store_batch_keyed_count (batch) + store_batch_unkeyed_count (batch);
-    bool copy = fresh && (self->insert == STORE_INSERT_COPY
-                          || (self->insert == STORE_INSERT_AUTO && fresh > S_COPY_MIN));
-    const char *keys [STORE_KEYS_PARAMS];
-    if (keyed)
-        store_batch_keys_params (batch, keys);
-    times [1] = zclock_usecs ();
+    bool copy = self->insert == STORE_INSERT_COPY && store_batch_fresh_count (batch);
+    times[1] = zclock_usecs ();
 
     s_pipeline_t pipeline;
-    outcome = s_pipeline_open (self, &pipeline);
-    if (outcome)
-        return outcome;
-    s_pipeline_send (self, &pipeline, "BEGIN", 0, NULL, PGRES_COMMAND_OK, false);
-    if (keyed) {
-        if (safe)
-            s_pipeline_send (self, &pipeline, "store_keys_safe", STORE_KEYS_PARAMS, keys,
-                             PGRES_TUPLES_OK, true);
-        else
-            s_pipeline_send (self, &pipeline, "store_keys", STORE_KEYS_PARAMS, keys,
-                             PGRES_COMMAND_OK, false);
-    }
-    if (copy || (safe && keyed)) {
+    if (safe && keyed) {
+        const char *keys[STORE_KEYS_PARAMS];
+        store_batch_keys_params (batch, keys);
+        outcome = s_pipeline_open (self, &pipeline);
+        if (outcome)
+            return outcome;
+        s_pipeline_send (self, &pipeline, "BEGIN", 0, NULL, PGRES_COMMAND_OK, false);
+        s_pipeline_send (self, &pipeline, "store_keys_safe", STORE_KEYS_PARAMS, keys,
+                         PGRES_TUPLES_OK, true);
         outcome = s_pipeline_sync (self, &pipeline);
-        if (outcome == S_OK && safe && keyed)
+        if (outcome == S_OK)
             outcome = s_skipped (self, batch, pipeline.kept);
         s_pipeline_close (&pipeline);
-        if (outcome == S_OK && copy && store_batch_fresh_count (batch))
-            outcome = s_copy (self, batch);
+        keyed = false; //  written: only readings are left
+        if (outcome == S_OK && copy && store_batch_fresh_count (batch)) {
+            const uint8_t *data[1];
+            size_t size[1];
+            const char *steps[1] = {"copy"};
+            data[0] = store_batch_copy_data (batch, &size[0]);
+            outcome = s_copies (self, s_copy_sql, 1, data, size, steps);
+        }
         if (outcome == S_OK)
             outcome = s_pipeline_open (self, &pipeline);
+    } else if (copy) {
+        const uint8_t *data[2];
+        size_t size[2];
+        const char *steps[2] = {"store_keys_copy", "copy"};
+        int count = 0;
+        if (keyed)
+            data[count] = store_batch_keys_copy_data (batch, &size[count]), count++;
+        else
+            steps[0] = "copy";
+        data[count] = store_batch_copy_data (batch, &size[count]), count++;
+        outcome =
+            s_copies (self, keyed ? s_copy_keys_sql : s_copy_begin_sql, count, data, size, steps);
+        if (outcome == S_OK)
+            outcome = s_pipeline_open (self, &pipeline);
+    } else {
+        outcome = s_pipeline_open (self, &pipeline);
+        if (outcome)
+            return outcome;
+        s_pipeline_send (self, &pipeline, "BEGIN", 0, NULL, PGRES_COMMAND_OK, false);
     }
-    times [2] = zclock_usecs ();
+    times[2] = zclock_usecs ();
     if (outcome == S_OK) {
-        const char *readings [STORE_READINGS_PARAMS];
-        const char *ports [STORE_PORTS_PARAMS];
-        const char *episodes [STORE_EPISODES_PARAMS];
-        if (!copy && store_batch_fresh_count (batch)) {
-            store_batch_readings_params (batch, readings);
-            s_pipeline_send (self, &pipeline, "store_readings", STORE_READINGS_PARAMS, readings,
-                             PGRES_COMMAND_OK, false);
+        const char *write[S_WRITE_PARAMS];
+        int lengths[S_WRITE_PARAMS];
+        const char *ports[STORE_PORTS_PARAMS];
+        const char *episodes[STORE_EPISODES_PARAMS];
+        if (!copy && keyed && !safe) {
+            store_batch_keys_binary (batch, write, lengths);
+            store_batch_readings_binary (batch, write + STORE_KEYS_PARAMS,
+                                         lengths + STORE_KEYS_PARAMS);
+            s_pipeline_send_binary (self, &pipeline, "store_write", S_WRITE_PARAMS, write, lengths,
+                                    PGRES_COMMAND_OK, false);
+        } else if (!copy && store_batch_fresh_count (batch)) {
+            store_batch_readings_binary (batch, write, lengths);
+            s_pipeline_send_binary (self, &pipeline, "store_readings", STORE_READINGS_PARAMS, write,
+                                    lengths, PGRES_COMMAND_OK, false);
         }
         if (store_batch_port_count (batch)) {
             store_batch_ports_params (batch, ports);
@@ -762,20 +871,20 @@ s_try (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
         s_pipeline_close (&pipeline);
     }
     if (outcome == S_OK) {
-        times [3] = zclock_usecs ();
+        times[3] = zclock_usecs ();
         if (self->verbose)
             zsys_debug ("store writer - rows %zu..%zu (%zu fresh, %s%s): params %" PRId64
-                        " keys%s %" PRId64 " commit %" PRId64 " us", lo, hi,
-                        store_batch_fresh_count (batch), copy? "COPY": "INSERT",
-                        safe? ", safe keys": "", times [1] - times [0],
-                        copy? "+COPY": "", times [2] - times [1], times [3] - times [2]);
+                        " keys%s %" PRId64 " commit %" PRId64 " us",
+                        lo, hi, store_batch_fresh_count (batch), copy ? "COPY" : "INSERT",
+                        safe ? ", safe keys" : "", times[1] - times[0], copy ? "+COPY" : "",
+                        times[2] - times[1], times[3] - times[2]);
         store_batch_commit (batch);
         return S_OK;
     }
     if (outcome == S_CONFLICT && safe)
-        outcome = S_DATA;           //  the safe form has no conflicts: something else
+        outcome = S_DATA; //  the safe form has no conflicts: something else
     if (outcome != S_LOST && PQtransactionStatus (self->conn) != PQTRANS_IDLE) {
-        char error [sizeof (self->error)];
+        char error[sizeof (self->error)];
         memcpy (error, self->error, sizeof (error));
         if (s_command (self, "ROLLBACK") == S_LOST)
             outcome = S_LOST;
@@ -792,12 +901,11 @@ s_attempt (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
     s_outcome_t outcome = s_try (self, batch, lo, hi);
     if (outcome == S_CONFLICT) {
         if (self->verbose)
-            zsys_debug ("store writer - a key was stored before, safe keys for %d ms",
-                        S_SAFE_MS);
+            zsys_debug ("store writer - a key was stored before, safe keys for %d ms", S_SAFE_MS);
         self->safe_until = zclock_mono () + S_SAFE_MS;
         outcome = s_try (self, batch, lo, hi);
     }
-    return outcome == S_CONFLICT? S_DATA: outcome;
+    return outcome == S_CONFLICT ? S_DATA : outcome;
 }
 
 //  Writes the port rows waiting in memory that are due (all if all), in a
@@ -815,15 +923,15 @@ store_writer_flush (store_writer_t *self, store_batch_t *batch, bool all)
     size_t count = store_batch_port_writes (batch, zclock_mono (), all);
     if (count == 0)
         return 0;
-    const char *params [STORE_PORTS_PARAMS];
+    const char *params[STORE_PORTS_PARAMS];
     store_batch_ports_params (batch, params);
-    s_outcome_t outcome = s_run (self, "store_ports", STORE_PORTS_PARAMS, params,
-                                 PGRES_COMMAND_OK, NULL);
+    s_outcome_t outcome =
+        s_run (self, "store_ports", STORE_PORTS_PARAMS, params, PGRES_COMMAND_OK, NULL);
     if (outcome == S_OK) {
         store_batch_commit (batch);
         if (self->verbose)
             zsys_debug ("store writer - %zu waiting port rows written", count);
-        return (int) count;
+        return (int)count;
     }
     zsys_warning ("store writer - waiting port rows not written: %s", self->error);
     if (outcome == S_LOST)
@@ -840,17 +948,17 @@ s_split (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
     if (hi - lo == 1) {
         const proto_verdict_t *verdict = store_batch_verdict (batch, lo);
         zsys_warning ("store writer - reading %s/%" PRIu64 " of port %s rejected: %s",
-                      verdict->reading.gateway, verdict->reading.request,
-                      verdict->reading.port, self->error);
+                      verdict->reading.gateway, verdict->reading.request, verdict->reading.port,
+                      self->error);
         store_batch_decide (batch, lo, hi, PROTO_ACK_REJECTED);
         return S_OK;
     }
     size_t mid = lo + (hi - lo) / 2;
-    size_t bounds [3] = { lo, mid, hi };
+    size_t bounds[3] = {lo, mid, hi};
     for (size_t half = 0; half < 2; half++) {
-        s_outcome_t outcome = s_attempt (self, batch, bounds [half], bounds [half + 1]);
+        s_outcome_t outcome = s_attempt (self, batch, bounds[half], bounds[half + 1]);
         if (outcome == S_DATA)
-            outcome = s_split (self, batch, bounds [half], bounds [half + 1]);
+            outcome = s_split (self, batch, bounds[half], bounds[half + 1]);
         if (outcome != S_OK)
             return outcome;
     }
@@ -884,8 +992,8 @@ store_writer_write (store_writer_t *self, store_batch_t *batch)
         //  Never OK unless committed: the gateway answers 503 and the
         //  client retries.
         if (self->conn)
-            zsys_warning ("store writer - batch of %zu not stored, acking RETRY: %s",
-                          size, self->error);
+            zsys_warning ("store writer - batch of %zu not stored, acking RETRY: %s", size,
+                          self->error);
         store_batch_decide (batch, 0, size, PROTO_ACK_RETRY);
     }
     if (outcome == S_LOST && self->conn) {
@@ -904,12 +1012,14 @@ store_writer_write (store_writer_t *self, store_batch_t *batch)
 static void
 s_check_reading (store_fixture_t *fixture, const proto_ack_t *ack, const proto_verdict_t *verdict)
 {
-    char id [24];
+    char id[24];
     snprintf (id, sizeof (id), "%" PRId64, ack->id);
-    const char *params [1] = { id };
-    PGresult *result = store_fixture_sql (fixture,
+    const char *params[1] = {id};
+    PGresult *result = store_fixture_sql (
+        fixture,
         "SELECT port_id, (extract (epoch FROM ts) * 1000)::bigint, voltage, current, power, status"
-        " FROM readings WHERE id = $1", 1, params);
+        " FROM readings WHERE id = $1",
+        1, params);
     assert (PQntuples (result) == 1);
     assert (streq (PQgetvalue (result, 0, 0), verdict->reading.port));
     assert (strtoll (PQgetvalue (result, 0, 1), NULL, 10) == verdict->reading.ts);
@@ -924,9 +1034,124 @@ s_check_reading (store_fixture_t *fixture, const proto_ack_t *ack, const proto_v
 static int64_t
 s_count_readings (store_fixture_t *fixture, const char *port)
 {
-    const char *params [1] = { port };
-    return store_fixture_int (fixture, "SELECT count(*) FROM readings WHERE port_id = $1",
-                              1, params);
+    const char *params[1] = {port};
+    return store_fixture_int (fixture, "SELECT count(*) FROM readings WHERE port_id = $1", 1,
+                              params);
+}
+
+//  Explains every statement of the writer's session (generic plans, see
+//  s_session_setup) after its first execution, in a schema of its own
+//  whose tables are copies of the writer's: first empty and never
+//  analysed, then populated and analysed. No plan may hold a Seq Scan.
+static const char *s_plan_explains[][2] = {
+    {"store_write",
+     "EXPLAIN EXECUTE store_write ('{1}', '{\"k1\"}', '{\"2026-01-01 00:00:00+00\"}',"
+     " '{900000001}', '{900000001}', '{00000000-0000-4000-8000-000000000001}',"
+     " '{\"2026-01-01 00:00:00+00\"}', '{230}', '{0.1}', '{23}', '{1}')"},
+    {"store_readings",
+     "EXPLAIN EXECUTE store_readings ('{900000002}', '{00000000-0000-4000-8000-000000000001}',"
+     " '{\"2026-01-01 00:00:01+00\"}', '{230}', '{0.1}', '{23}', '{1}')"},
+    {"store_keys_safe", "EXPLAIN EXECUTE store_keys_safe ('{1,1}', '{\"k1\",\"k2\"}',"
+                        " '{1767225600000,1767225601000}', '{900000003,900000004}')"},
+    {"store_ids", "EXPLAIN EXECUTE store_ids (3)"},
+    {"store_prune", "EXPLAIN EXECUTE store_prune (7, 5000)"},
+    {"store_ports",
+     "EXPLAIN EXECUTE store_ports ('{00000000-0000-4000-8000-000000000001}', '{\"idle\"}',"
+     " '{1767225600000}', '{NULL}', '{1.5}', '{NULL}')"},
+    {"store_episodes",
+     "EXPLAIN EXECUTE store_episodes ('{00000000-0000-4000-8000-000000000001}', '{1}',"
+     " '{1767225600000}', '{NULL}', '{1}', '{2}', '{0.5}', '{3}')"},
+    //  What phantom_prune_reading_keys runs (008), planned the same way.
+    {"prune_chunk", "EXPLAIN EXECUTE prune_chunk (7, 5000)"},
+};
+#define S_PLAN_EXPLAINS (sizeof (s_plan_explains) / sizeof (s_plan_explains[0]))
+
+static void
+s_plan_sql (PGconn *conn, const char *sql)
+{
+    PGresult *result = PQexec (conn, sql);
+    ExecStatusType status = PQresultStatus (result);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        fprintf (stderr, "store_writer_test: %s\n  failed: %s", sql, PQerrorMessage (conn));
+        assert (false);
+    }
+    PQclear (result);
+}
+
+static void
+s_plans_check (PGconn *conn, const char *state, bool verbose)
+{
+    s_plan_sql (conn, "DEALLOCATE ALL");
+    assert (s_session_setup (conn) == 0);
+    s_plan_sql (conn, "PREPARE prune_chunk (int, int) AS"
+                      " SELECT ctid FROM reading_keys"
+                      " WHERE ts < now () - make_interval (days => $1) ORDER BY ts LIMIT $2");
+    for (size_t index = 0; index < S_PLAN_EXPLAINS; index++) {
+        //  Its first execution (EXPLAIN's statement without the EXPLAIN),
+        //  in a transaction rolled back: the plan is cached all the same.
+        s_plan_sql (conn, "BEGIN");
+        s_plan_sql (conn, s_plan_explains[index][1] + strlen ("EXPLAIN "));
+        s_plan_sql (conn, "ROLLBACK");
+        PGresult *result = PQexec (conn, s_plan_explains[index][1]);
+        assert (PQresultStatus (result) == PGRES_TUPLES_OK);
+        bool scan = false;
+        if (verbose)
+            printf ("%s, %s:\n", s_plan_explains[index][0], state);
+        for (int row = 0; row < PQntuples (result); row++) {
+            const char *line = PQgetvalue (result, row, 0);
+            if (verbose)
+                printf ("  %s\n", line);
+            if (strstr (line, "Seq Scan"))
+                scan = true;
+        }
+        if (scan)
+            fprintf (stderr, "store_writer_test: %s has a Seq Scan (%s)\n",
+                     s_plan_explains[index][0], state);
+        assert (!scan);
+        PQclear (result);
+    }
+}
+
+static void
+s_plans_test (const char *database, bool verbose)
+{
+    PGconn *conn = PQconnectdb (database);
+    assert (PQstatus (conn) == CONNECTION_OK);
+    char schema[64], sql[256];
+    snprintf (schema, sizeof (schema), "store_plans_%d_%u", (int)getpid (), randof (1000000));
+    snprintf (sql, sizeof (sql), "CREATE SCHEMA %s", schema);
+    s_plan_sql (conn, sql);
+    snprintf (sql, sizeof (sql), "SET search_path = %s, public", schema);
+    s_plan_sql (conn, sql);
+    //  Copies with their indexes, without foreign keys or triggers.
+    s_plan_sql (conn, "CREATE TABLE reading_keys (LIKE public.reading_keys INCLUDING ALL)");
+    s_plan_sql (conn, "CREATE TABLE ports (LIKE public.ports INCLUDING ALL)");
+    s_plan_sql (conn, "CREATE TABLE episodes (LIKE public.episodes INCLUDING ALL)");
+    s_plan_sql (conn, "CREATE TABLE readings (LIKE public.readings INCLUDING DEFAULTS)"
+                      " PARTITION BY RANGE (ts)");
+    s_plan_sql (conn, "CREATE INDEX ON readings (port_id, ts)");
+    s_plan_sql (conn, "CREATE TABLE readings_default PARTITION OF readings DEFAULT");
+    s_plans_check (conn, "empty, never analysed", verbose);
+
+    s_plan_sql (conn, "INSERT INTO ports (id, user_id, device_id, name)"
+                      " SELECT ('00000000-0000-4000-8000-' || lpad (n::text, 12, '0'))::uuid,"
+                      "        1, 1, 'port ' || n FROM generate_series (1, 5000) n");
+    s_plan_sql (conn, "INSERT INTO reading_keys (device_id, reading_key, reading_id, ts)"
+                      " SELECT n % 50, 'key-' || n, n, now () - n * interval '1 minute'"
+                      " FROM generate_series (1, 20000) n");
+    s_plan_sql (conn, "INSERT INTO episodes (port_id, user_id, started_at)"
+                      " SELECT id, 1, now () FROM ports");
+    s_plan_sql (conn, "INSERT INTO readings (id, port_id, ts, voltage, current, power, status)"
+                      " SELECT n, id, now (), 230, 0.1, 23, 1 FROM ports,"
+                      " generate_series (1, 4) n");
+    s_plan_sql (conn, "ANALYZE reading_keys, ports, episodes, readings");
+    s_plans_check (conn, "populated, analysed", verbose);
+
+    s_plan_sql (conn, "RESET search_path");
+    s_plan_sql (conn, "SET client_min_messages = warning");
+    snprintf (sql, sizeof (sql), "DROP SCHEMA %s CASCADE", schema);
+    s_plan_sql (conn, sql);
+    PQfinish (conn);
 }
 
 void
@@ -936,29 +1161,31 @@ store_writer_test (bool verbose)
     if (verbose)
         printf ("\n");
     const char *database = store_fixture_database ();
-    assert (database);              //  the runner skips without one
+    assert (database); //  the runner skips without one
     store_fixture_t *fixture = store_fixture_new (database, 4);
-    const char *port_a = fixture->ports [0];
-    const char *port_b = fixture->ports [1];
-    const char *port_c = fixture->ports [2];
-    const char *port_d = fixture->ports [3];
+    const char *port_a = fixture->ports[0];
+    const char *port_b = fixture->ports[1];
+    const char *port_c = fixture->ports[2];
+    const char *port_d = fixture->ports[3];
+    //  Generic plans without scans, whatever the tables hold
+    s_plans_test (database, verbose);
+
     store_writer_t *writer = store_writer_new (database, verbose);
     assert (store_writer_connected (writer));
     store_batch_t *batch = store_batch_new (64);
     proto_verdict_t verdict;
-    char text [64];
+    char text[64];
     //  Whole milliseconds, inside the partitions kept ahead
     int64_t base = zclock_time ();
 
     //  N verdicts -> N rows with the right values, acks in order; both ways
     for (int insert = STORE_INSERT_COPY; insert <= STORE_INSERT_UNNEST; insert++) {
-        store_writer_set_insert (writer, (store_insert_t) insert);
+        store_writer_set_insert (writer, (store_insert_t)insert);
         store_batch_reset (batch);
         for (int index = 0; index < 40; index++) {
-            store_fixture_verdict (fixture, &verdict, "gw1", (uint64_t) index,
-                                   index % 2? port_a: port_b, "", base + index * 10 + insert,
-                                   index * 1.37 + 0.1, PROTO_STATUS_ACTIVE,
-                                   PROTO_STATUS_ACTIVE);
+            store_fixture_verdict (fixture, &verdict, "gw1", (uint64_t)index,
+                                   index % 2 ? port_a : port_b, "", base + index * 10 + insert,
+                                   index * 1.37 + 0.1, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
             assert (store_batch_add (batch, &verdict) == 0);
         }
         store_writer_write (writer, batch);
@@ -977,7 +1204,7 @@ store_writer_test (bool verbose)
 
     //  The same readingId twice in one batch, then again in a later one:
     //  one row, the same id and time in every ack
-    char key [32];
+    char key[32];
     snprintf (key, sizeof (key), "key-%" PRId64, base);
     store_batch_reset (batch);
     store_fixture_verdict (fixture, &verdict, "gw1", 1, port_c, key, base + 1000, 50,
@@ -1011,16 +1238,16 @@ store_writer_test (bool verbose)
     assert (s_count_readings (fixture, port_c) == 2);
 
     //  Port status from the last verdict; since when from the last change
-    const char *params [1] = { port_d };
+    const char *params[1] = {port_d};
     store_batch_reset (batch);
-    uint8_t statuses [4][2] = {
-        { PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE }, { PROTO_STATUS_IDLE, PROTO_STATUS_ACTIVE },
-        { PROTO_STATUS_PHANTOM, PROTO_STATUS_IDLE }, { PROTO_STATUS_PHANTOM, PROTO_STATUS_PHANTOM }
-    };
+    uint8_t statuses[4][2] = {{PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE},
+                              {PROTO_STATUS_IDLE, PROTO_STATUS_ACTIVE},
+                              {PROTO_STATUS_PHANTOM, PROTO_STATUS_IDLE},
+                              {PROTO_STATUS_PHANTOM, PROTO_STATUS_PHANTOM}};
     for (int index = 0; index < 4; index++) {
         store_fixture_verdict (fixture, &verdict, "gw1", 10 + index, port_d, "",
-                               base + 100 * (index + 1), 3.5 - index * 0.25,
-                               statuses [index][0], statuses [index][1]);
+                               base + 100 * (index + 1), 3.5 - index * 0.25, statuses[index][0],
+                               statuses[index][1]);
         store_batch_add (batch, &verdict);
     }
     store_writer_write (writer, batch);
@@ -1028,15 +1255,15 @@ store_writer_test (bool verbose)
         "SELECT status || ' ' || (extract (epoch FROM status_since) * 1000)::bigint"
         " || ' ' || (extract (epoch FROM last_reading_at) * 1000)::bigint"
         " || ' ' || last_power FROM ports WHERE id = $1";
-    char expected [128];
+    char expected[128];
     store_fixture_text (fixture, status_sql, 1, params, text, sizeof (text));
-    snprintf (expected, sizeof (expected), "phantom %" PRId64 " %" PRId64 " 2.75",
-              base + 300, base + 400);
+    snprintf (expected, sizeof (expected), "phantom %" PRId64 " %" PRId64 " 2.75", base + 300,
+              base + 400);
     if (verbose)
         printf ("port: %s\n", text);
     assert (streq (text, expected));
     //  Still phantom: since stays; unknown status: status stays too
-    assert (store_writer_flush (writer, batch, true) >= 1);  //  what waits from earlier
+    assert (store_writer_flush (writer, batch, true) >= 1); //  what waits from earlier
     store_batch_reset (batch);
     store_fixture_verdict (fixture, &verdict, "gw1", 20, port_d, "", base + 500, 2.5,
                            PROTO_STATUS_PHANTOM, PROTO_STATUS_PHANTOM);
@@ -1050,20 +1277,20 @@ store_writer_test (bool verbose)
     assert (store_batch_ack (batch, 1)->code == PROTO_ACK_OK);
     //  No status change, and the row was written just now: it waits
     store_fixture_text (fixture, status_sql, 1, params, text, sizeof (text));
-    snprintf (expected, sizeof (expected), "phantom %" PRId64 " %" PRId64 " 2.75",
-              base + 300, base + 400);
+    snprintf (expected, sizeof (expected), "phantom %" PRId64 " %" PRId64 " 2.75", base + 300,
+              base + 400);
     assert (streq (text, expected));
-    assert (store_writer_flush (writer, batch, false) == 0);   //  not due yet
+    assert (store_writer_flush (writer, batch, false) == 0); //  not due yet
     //  A second later it is due
     zclock_sleep (STORE_PORT_EVERY_MS + 50);
     assert (store_writer_flush (writer, batch, false) == 1);
     store_fixture_text (fixture, status_sql, 1, params, text, sizeof (text));
-    snprintf (expected, sizeof (expected), "phantom %" PRId64 " %" PRId64 " 2.25",
-              base + 300, base + 600);
+    snprintf (expected, sizeof (expected), "phantom %" PRId64 " %" PRId64 " 2.25", base + 300,
+              base + 600);
     assert (streq (text, expected));
-    assert (store_fixture_int (fixture, "SELECT always_on_watts * 1000 FROM ports WHERE id = $1",
-                               1, params) == 2125);
-    assert (store_writer_flush (writer, batch, true) == 0);    //  nothing waits
+    assert (store_fixture_int (fixture, "SELECT always_on_watts * 1000 FROM ports WHERE id = $1", 1,
+                               params) == 2125);
+    assert (store_writer_flush (writer, batch, true) == 0); //  nothing waits
 
     //  Episode upserted, then updated twice in one batch and closed
     store_batch_reset (batch);
@@ -1100,8 +1327,8 @@ store_writer_test (bool verbose)
     store_batch_add (batch, &verdict);
     store_writer_write (writer, batch);
     store_fixture_text (fixture, episode_sql, 1, params, text, sizeof (text));
-    snprintf (expected, sizeof (expected), "1 %" PRId64 " 3 %" PRId64 " 0.25 3.5",
-              fixture->user, base + 900);
+    snprintf (expected, sizeof (expected), "1 %" PRId64 " 3 %" PRId64 " 0.25 3.5", fixture->user,
+              base + 900);
     if (verbose)
         printf ("episode: %s\n", text);
     assert (streq (text, expected));
@@ -1132,16 +1359,17 @@ store_writer_test (bool verbose)
     assert (store_batch_ack (batch, 0)->code == PROTO_ACK_OK);
     assert (s_count_readings (fixture, port_d) == readings_before);
     store_fixture_text (fixture, status_sql, 1, params, text, sizeof (text));
-    snprintf (expected, sizeof (expected), "offline %" PRId64 " %" PRId64 " 3",
-              base + 1000, base + 1000);
+    snprintf (expected, sizeof (expected), "offline %" PRId64 " %" PRId64 " 3", base + 1000,
+              base + 1000);
     assert (streq (text, expected));
-    char start [24];
+    char start[24];
     snprintf (start, sizeof (start), "%" PRId64, base + 1000);
-    const char *episode_params [2] = { port_d, start };
+    const char *episode_params[2] = {port_d, start};
     assert (store_fixture_int (fixture,
-        "SELECT (extract (epoch FROM ended_at) * 1000)::bigint FROM episodes"
-        " WHERE port_id = $1 AND started_at = timestamptz 'epoch' + $2::bigint * interval '1 ms'",
-        2, episode_params) == base + 1000);
+                               "SELECT (extract (epoch FROM ended_at) * 1000)::bigint FROM episodes"
+                               " WHERE port_id = $1 AND started_at = timestamptz 'epoch' + "
+                               "$2::bigint * interval '1 ms'",
+                               2, episode_params) == base + 1000);
 
     //  A poisoned row (episode of a port that does not exist: foreign key)
     //  is rejected alone; the others are committed
@@ -1149,9 +1377,9 @@ store_writer_test (bool verbose)
     store_batch_reset (batch);
     const char *ghost = "00000000-0000-4000-8000-000000000000";
     for (int index = 0; index < 21; index++) {
-        store_fixture_verdict (fixture, &verdict, "gw1", 100 + index,
-                               index == 7? ghost: port_a, "", base + 2000 + index, 10,
-                               PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+        store_fixture_verdict (fixture, &verdict, "gw1", 100 + index, index == 7 ? ghost : port_a,
+                               "", base + 2000 + index, 10, PROTO_STATUS_ACTIVE,
+                               PROTO_STATUS_ACTIVE);
         verdict.has_episode = index == 7;
         verdict.episode.start = base;
         store_batch_add (batch, &verdict);
@@ -1159,32 +1387,32 @@ store_writer_test (bool verbose)
     store_writer_write (writer, batch);
     for (size_t index = 0; index < 21; index++) {
         const proto_ack_t *ack = store_batch_ack (batch, index);
-        assert (ack->code == (index == 7? PROTO_ACK_REJECTED: PROTO_ACK_OK));
+        assert (ack->code == (index == 7 ? PROTO_ACK_REJECTED : PROTO_ACK_OK));
         if (index != 7)
             s_check_reading (fixture, ack, store_batch_verdict (batch, index));
     }
     assert (s_count_readings (fixture, port_a) == before + 20);
     assert (s_count_readings (fixture, ghost) == 0);
 
-    //  A COPY-sized batch of keys, then the same batch again (a client
-    //  retrying it all) and a batch of half retries, half new, small
-    //  (INSERT in the pipeline): stored once each, retries answered with
-    //  the first ids and times, in both the fast and the safe keys form
-    //  Fresh writers (AUTO: COPY above 64 new readings, INSERT below), so
-    //  that each starts with the fast form and meets the conflict itself
+    //  A batch of 100 keys, then the same batch again (a client retrying
+    //  it all) and a batch of half retries, half new: stored once each,
+    //  retries answered with the first ids and times, in both the fast
+    //  (keys and readings in one statement) and the safe keys form. Fresh
+    //  writers, so that each starts with the fast form and meets the
+    //  conflict itself
     store_batch_t *big = store_batch_new (128);
     store_writer_t *keys_writer = store_writer_new (database, verbose);
     int64_t key_base = base + 10000;
-    proto_ack_t first_acks [100];
+    proto_ack_t first_acks[100];
     before = s_count_readings (fixture, port_b);
     for (int round = 0; round < 2; round++) {
         store_batch_reset (big);
         for (int index = 0; index < 100; index++) {
-            char many [48];
+            char many[48];
             snprintf (many, sizeof (many), "many-%" PRId64 "-%d", base, index);
             store_fixture_verdict (fixture, &verdict, "gw1", 300 + index, port_b, many,
-                                   key_base + index + round * 100000, 5,
-                                   PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+                                   key_base + index + round * 100000, 5, PROTO_STATUS_ACTIVE,
+                                   PROTO_STATUS_ACTIVE);
             assert (store_batch_add (big, &verdict) == 0);
         }
         store_writer_write (keys_writer, big);
@@ -1192,10 +1420,10 @@ store_writer_test (bool verbose)
             const proto_ack_t *ack = store_batch_ack (big, index);
             assert (ack->code == PROTO_ACK_OK);
             if (round == 0)
-                first_acks [index] = *ack;
+                first_acks[index] = *ack;
             else {
-                assert (ack->id == first_acks [index].id);
-                assert (ack->ts == key_base + (int64_t) index);
+                assert (ack->id == first_acks[index].id);
+                assert (ack->ts == key_base + (int64_t)index);
             }
         }
         assert (s_count_readings (fixture, port_b) == before + 100);
@@ -1204,7 +1432,7 @@ store_writer_test (bool verbose)
     keys_writer = store_writer_new (database, verbose);
     store_batch_reset (big);
     for (int index = 0; index < 20; index++) {
-        char many [48];
+        char many[48];
         snprintf (many, sizeof (many), "many-%" PRId64 "-%d", base, index * 5);
         if (index % 2)
             snprintf (many, sizeof (many), "more-%" PRId64 "-%d", base, index);
@@ -1218,7 +1446,7 @@ store_writer_test (bool verbose)
         const proto_ack_t *ack = store_batch_ack (big, index);
         assert (ack->code == PROTO_ACK_OK);
         if (index % 2 == 0)
-            assert (ack->id == first_acks [index * 5].id);
+            assert (ack->id == first_acks[index * 5].id);
         else
             s_check_reading (fixture, ack, store_batch_verdict (big, index));
     }
@@ -1228,10 +1456,11 @@ store_writer_test (bool verbose)
 
     //  Housekeeping prunes keys older than the retry window (7 days) when
     //  a writer connects; younger ones stay
-    char device [24];
+    char device[24];
     snprintf (device, sizeof (device), "%" PRId64, fixture->device);
-    const char *key_params [1] = { device };
-    PQclear (store_fixture_sql (fixture,
+    const char *key_params[1] = {device};
+    PQclear (store_fixture_sql (
+        fixture,
         "INSERT INTO reading_keys (device_id, reading_key, reading_id, ts) VALUES"
         " ($1, 'old-key', nextval ('readings_id_seq'), now () - interval '8 days'),"
         " ($1, 'young-key', nextval ('readings_id_seq'), now () - interval '6 days')",
@@ -1239,11 +1468,13 @@ store_writer_test (bool verbose)
     store_writer_t *keeper = store_writer_new (database, verbose);
     assert (store_writer_connected (keeper));
     assert (store_fixture_int (fixture,
-        "SELECT count(*) FROM reading_keys WHERE device_id = $1"
-        " AND reading_key IN ('old-key', 'young-key')", 1, key_params) == 1);
+                               "SELECT count(*) FROM reading_keys WHERE device_id = $1"
+                               " AND reading_key IN ('old-key', 'young-key')",
+                               1, key_params) == 1);
     assert (store_fixture_int (fixture,
-        "SELECT count(*) FROM reading_keys WHERE device_id = $1"
-        " AND reading_key = 'young-key'", 1, key_params) == 1);
+                               "SELECT count(*) FROM reading_keys WHERE device_id = $1"
+                               " AND reading_key = 'young-key'",
+                               1, key_params) == 1);
     store_writer_destroy (&keeper);
 
     //  Database unreachable: RETRY, never OK
@@ -1260,7 +1491,7 @@ store_writer_test (bool verbose)
     //  Connection killed under the writer: RETRY, then it reconnects
     before = s_count_readings (fixture, port_a);
     snprintf (text, sizeof (text), "%d", store_writer_backend (writer));
-    params [0] = text;
+    params[0] = text;
     PQclear (store_fixture_sql (fixture, "SELECT pg_terminate_backend ($1::int)", 1, params));
     zclock_sleep (100);
     store_batch_reset (batch);

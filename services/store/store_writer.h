@@ -1,10 +1,10 @@
 /*  =========================================================================
     store_writer - writes batches of verdicts to PostgreSQL
 
-    One connection, hot statements prepared once per connection. A batch is
-    one transaction: reading keys, readings (binary COPY or unnest INSERT),
-    port status, episodes, COMMIT, sent as a libpq pipeline: one round trip
-    for a small batch, four for a COPY batch. Every row of the batch leaves with a
+    One connection, hot statements prepared once per connection (generic
+    plans). A batch is one transaction: reading keys and readings (one
+    statement, binary parameters), port status, episodes, COMMIT, sent as
+    one libpq pipeline: one round trip. Every row of the batch leaves with a
     decided ack: OK only after COMMIT succeeded; REJECTED for a row the
     database refuses on its own (found by splitting the batch); RETRY for
     anything transient, including a lost connection, after which the writer
@@ -18,9 +18,10 @@
 
 typedef struct _store_writer_t store_writer_t;
 
-//  How readings are inserted: COPY is faster per row, INSERT (unnest)
-//  fits in the batch's one pipeline; AUTO (default) takes COPY for
-//  batches of more than 64 new readings, INSERT below.
+//  How keys and readings are inserted: INSERT from unnest of binary arrays
+//  in the batch's one pipeline (UNNEST, and AUTO, the default), or binary
+//  COPY of both (COPY: two more round trips, no cheaper for PostgreSQL per
+//  reading; kept for comparison in store_bench).
 typedef enum {
     STORE_INSERT_COPY = 0,
     STORE_INSERT_UNNEST = 1,
