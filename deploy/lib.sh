@@ -223,6 +223,15 @@ pg_ensure() {
         echo "include = 'phantomwatch.conf'" | pg_run tee -a "$dir/data/postgresql.conf" >/dev/null
     fi
 
+    # A quarter of the memory, at most 2 GB: ingest touches every index's
+    # hot pages, and with too few buffers the writers evict dirty pages
+    # themselves (BENCHMARKS.md: 256 MB cost a fifth of the batch rate).
+    local mem_mb buffers_mb
+    mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+    buffers_mb=$((mem_mb / 4))
+    [ "$buffers_mb" -le 2048 ] || buffers_mb=2048
+    [ "$buffers_mb" -ge 128 ] || buffers_mb=128
+
     # Rewritten on every start so a changed port or socket path takes effect.
     pg_run tee "$dir/data/phantomwatch.conf" >/dev/null <<EOF
 # Written by deploy/lib.sh on every start; edit there.
@@ -233,7 +242,7 @@ unix_socket_directories = '$sock'
 fsync = on
 synchronous_commit = on
 full_page_writes = on
-shared_buffers = 256MB
+shared_buffers = ${buffers_mb}MB
 max_connections = 200
 wal_compression = lz4          # "on" with the cheapest compressor
 wal_buffers = 16MB
