@@ -8,7 +8,9 @@
     batch_ms, PUB the acks to gateways (ack_endpoint) once committed, on
     store_writers connections (default 2; a port always on the same one).
     Beside it, on a thread and connection of its own: per-minute rollups
-    (rollup_lookback_minutes re-rolled each minute) and retention
+    (each minute once, and the minutes late readings changed again, as the
+    lanes mark them; rollup_lookback_minutes is the window re-rolled for
+    all ports after a start or when too many were marked) and retention
     (retention_days of raw readings, rollup_retention_days of rollups;
     0 keeps forever).
     =========================================================================
@@ -29,12 +31,12 @@ static volatile sig_atomic_t s_stop = 0;
 static void
 s_signal (int signum)
 {
-    (void) signum;
+    (void)signum;
     s_stop = 1;
 }
 
 int
-main (int argc, char *argv [])
+main (int argc, char *argv[])
 {
     const char *path = NULL;
     bool verbose = false;
@@ -42,8 +44,7 @@ main (int argc, char *argv [])
     while ((option = getopt (argc, argv, "c:v")) != -1) {
         if (option == 'c')
             path = optarg;
-        else
-        if (option == 'v')
+        else if (option == 'v')
             verbose = true;
         else {
             fprintf (stderr, "usage: phantom-store [-c CONFIG] [-v]\n");
@@ -74,21 +75,19 @@ main (int argc, char *argv [])
     //  in flight while the next batch is written.
     int64_t writers = proto_config_int (config, "store_writers", 2, 1, 8, &error);
     store_maintenance_policy_t policy = STORE_MAINTENANCE_POLICY_DEFAULT;
-    policy.retention_days = (int) proto_config_int (config, "retention_days",
-                                                    policy.retention_days, 0, 36500, &error);
-    policy.rollup_retention_days = (int) proto_config_int (config, "rollup_retention_days",
-                                                           policy.rollup_retention_days, 0, 36500,
-                                                           &error);
-    policy.lookback_minutes = (int) proto_config_int (config, "rollup_lookback_minutes",
-                                                      policy.lookback_minutes, 1, 1440, &error);
+    policy.retention_days =
+        (int)proto_config_int (config, "retention_days", policy.retention_days, 0, 36500, &error);
+    policy.rollup_retention_days = (int)proto_config_int (
+        config, "rollup_retention_days", policy.rollup_retention_days, 0, 36500, &error);
+    policy.lookback_minutes = (int)proto_config_int (config, "rollup_lookback_minutes",
+                                                     policy.lookback_minutes, 1, 1440, &error);
     //  Never off in production (deploy/phantomwatch.conf); set before any
     //  writer connects.
     const char *synchronous_commit = proto_config_get (config, "store_synchronous_commit", "on");
     if (streq (synchronous_commit, "on") || streq (synchronous_commit, "off"))
         store_writer_set_synchronous_commit (streq (synchronous_commit, "on"));
     else {
-        zsys_error ("config store_synchronous_commit - '%s' is not on or off",
-                    synchronous_commit);
+        zsys_error ("config store_synchronous_commit - '%s' is not on or off", synchronous_commit);
         error = -1;
     }
     if (error) {
@@ -96,15 +95,15 @@ main (int argc, char *argv [])
         return 1;
     }
     const char *database = proto_config_get (config, "database", "dbname=phantomwatch");
-    const char *verdict_endpoint = proto_config_get (config, "verdict_endpoint",
-                                                     "tcp://127.0.0.1:5590");
+    const char *verdict_endpoint =
+        proto_config_get (config, "verdict_endpoint", "tcp://127.0.0.1:5590");
     const char *ack_endpoint = proto_config_get (config, "ack_endpoint", "tcp://127.0.0.1:5591");
 
     zsys_set_logstream (stderr); //  logs go to stderr, one line per event
     zsys_init ();
     store_writer_t *writer = store_writer_new (database, verbose);
     store_server_t *server = store_server_new (verdict_endpoint, ack_endpoint, &writer,
-                                               (size_t) batch_max, (int) batch_ms, verbose);
+                                               (size_t)batch_max, (int)batch_ms, verbose);
     store_writer_destroy (&writer);
     for (int64_t lane = 1; server && lane < writers; lane++) {
         writer = store_writer_new (database, verbose);
@@ -122,10 +121,13 @@ main (int argc, char *argv [])
     store_maintenance_t *maintenance = store_maintenance_new (database, &policy, verbose);
     if (maintenance && store_maintenance_start (maintenance))
         store_maintenance_destroy (&maintenance);
+    //  The lanes mark late readings for it; destroyed after the server.
+    if (maintenance)
+        store_server_set_maintenance (server, maintenance);
     zsys_info ("store main - started");
     while (!s_stop) {
         if (store_server_step (server, 100) == -1 && !s_stop)
-            zclock_sleep (10);      //  a signal other than ours; go on
+            zclock_sleep (10); //  a signal other than ours; go on
     }
     zsys_info ("store main - stopping after %" PRIu64 " verdicts", store_server_verdicts (server));
     store_server_destroy (&server);

@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "store_maintenance.h"
+#include "proto.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -33,21 +34,31 @@
 #define S_WAIT_MAX_MS 1000
 
 struct _store_maintenance_t {
-    char *conninfo;                 //  libpq connection string
-    store_maintenance_policy_t policy;  //  what is kept, how far back to re-roll
-    bool verbose;                   //  debug logs
-    PGconn *conn;                   //  NULL while disconnected
-    int64_t backoff;                //  next reconnect delay, ms
-    int64_t connect_at;             //  monotonic ms of the next connect attempt
-    int64_t rollup_at;              //  monotonic ms of the next rollup
-    int64_t ensure_at;              //  ... of the next rollup partitions check
-    int64_t drop_at;                //  ... of the next retention run
-    zactor_t *actor;                //  the thread, once started
-    atomic_bool stopping;           //  set by destroy; the thread stops between statements
-    pthread_mutex_t cancel_lock;    //  guards cancel, shared by destroy and the thread
-    PGcancel *cancel;               //  cancels the statement in flight, NULL if none
-    char error [256];               //  last error, one line, for logs
+    char *conninfo;                    //  libpq connection string
+    store_maintenance_policy_t policy; //  what is kept, how far back to re-roll
+    bool verbose;                      //  debug logs
+    PGconn *conn;                      //  NULL while disconnected
+    int64_t backoff;                   //  next reconnect delay, ms
+    int64_t connect_at;                //  monotonic ms of the next connect attempt
+    int64_t rollup_at;                 //  monotonic ms of the next rollup
+    int64_t ensure_at;                 //  ... of the next rollup partitions check
+    int64_t drop_at;                   //  ... of the next retention run
+    zactor_t *actor;                   //  the thread, once started
+    atomic_bool stopping;              //  set by destroy; the thread stops between statements
+    pthread_mutex_t cancel_lock;       //  guards cancel, shared by destroy and the thread
+    PGcancel *cancel;                  //  cancels the statement in flight, NULL if none
+    char error[256];                   //  last error, one line, for logs
+    //  Marks of the lanes (store_maintenance_mark), taken by each run
+    pthread_mutex_t dirty_lock;  //  guards dirty, overflow, overflow_low
+    zhashx_t *dirty;             //  keys "<port> <minute>", minute in epoch seconds
+    bool overflow;               //  marks were dropped: the next run falls back
+    int64_t overflow_low;        //  oldest minute dropped, for the log
+    size_t dirty_max;            //  most pairs held (STORE_MAINTENANCE_DIRTY_MAX)
+    atomic_int_least64_t rolled; //  see store_maintenance_rolled
 };
+
+//  Pairs re-rolled per statement: each far inside the statement timeout.
+#define S_DIRTY_CHUNK 10000
 
 //  --------------------------------------------------------------------------
 //  Connection handling
@@ -56,10 +67,10 @@ struct _store_maintenance_t {
 static const char *
 s_one_line (store_maintenance_t *self, const char *message)
 {
-    snprintf (self->error, sizeof (self->error), "%s", message? message: "out of memory");
+    snprintf (self->error, sizeof (self->error), "%s", message ? message : "out of memory");
     size_t size = strlen (self->error);
-    while (size && (self->error [size - 1] == '\n' || self->error [size - 1] == ' '))
-        self->error [--size] = 0;
+    while (size && (self->error[size - 1] == '\n' || self->error[size - 1] == ' '))
+        self->error[--size] = 0;
     for (char *cursor = self->error; *cursor; cursor++)
         if (*cursor == '\n' || *cursor == '\t')
             *cursor = ' ';
@@ -90,19 +101,22 @@ s_connect (store_maintenance_t *self)
 {
     //  As the writer's: every wait on a vanished server is bounded, and
     //  dbname comes last so that the configured string wins.
-    const char *keywords [] = {
-        "connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
-        "tcp_user_timeout", "application_name", "dbname", NULL
-    };
-    const char *values [] = {
-        "5", "10", "3", "3", "15000", "phantom-store-maintenance", self->conninfo, NULL
-    };
+    const char *keywords[] = {"connect_timeout",
+                              "keepalives_idle",
+                              "keepalives_interval",
+                              "keepalives_count",
+                              "tcp_user_timeout",
+                              "application_name",
+                              "dbname",
+                              NULL};
+    const char *values[] = {
+        "5", "10", "3", "3", "15000", "phantom-store-maintenance", self->conninfo, NULL};
     //  UTC: the partition functions name days by current_date. The
     //  statement timeout bounds every call (the catch-up is chunked to stay
     //  far inside it), the lock timeout a wait behind readers and writers.
     //  Rollups are recomputed after a crash anyway, so their commits need
     //  not wait for the disk.
-    static const char *setup [] = {
+    static const char *setup[] = {
         "SET TIME ZONE 'UTC'",
         "SET statement_timeout = '60s'",
         "SET lock_timeout = '5s'",
@@ -111,16 +125,17 @@ s_connect (store_maintenance_t *self)
     self->conn = PQconnectdbParams (keywords, values, 1);
     if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
         zsys_warning ("store maintenance - cannot connect, retrying in %" PRId64 " ms: %s",
-                      self->backoff, s_one_line (self, self->conn? PQerrorMessage (self->conn): NULL));
+                      self->backoff,
+                      s_one_line (self, self->conn ? PQerrorMessage (self->conn) : NULL));
         s_disconnect (self);
         return;
     }
-    for (size_t index = 0; index < sizeof (setup) / sizeof (setup [0]); index++) {
-        PGresult *result = PQexec (self->conn, setup [index]);
+    for (size_t index = 0; index < sizeof (setup) / sizeof (setup[0]); index++) {
+        PGresult *result = PQexec (self->conn, setup[index]);
         bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
         PQclear (result);
         if (!ok) {
-            zsys_error ("store maintenance - %s failed: %s", setup [index],
+            zsys_error ("store maintenance - %s failed: %s", setup[index],
                         s_one_line (self, PQerrorMessage (self->conn)));
             s_disconnect (self);
             return;
@@ -151,8 +166,8 @@ s_exec (store_maintenance_t *self, const char *what, const char *sql, int count,
     //  A statement cancelled by destroy is no news.
     if (!atomic_load (&self->stopping))
         zsys_warning ("store maintenance - %s failed: %s", what,
-                      s_one_line (self, result? PQresultErrorMessage (result)
-                                              : PQerrorMessage (self->conn)));
+                      s_one_line (self, result ? PQresultErrorMessage (result)
+                                               : PQerrorMessage (self->conn)));
     PQclear (result);
     if (PQstatus (self->conn) != CONNECTION_OK)
         s_disconnect (self);
@@ -163,14 +178,13 @@ s_exec (store_maintenance_t *self, const char *what, const char *sql, int count,
 //  Create and destroy
 
 store_maintenance_t *
-store_maintenance_new (const char *conninfo, const store_maintenance_policy_t *policy,
-                       bool verbose)
+store_maintenance_new (const char *conninfo, const store_maintenance_policy_t *policy, bool verbose)
 {
     assert (conninfo);
     assert (policy);
     assert (policy->retention_days >= 0 && policy->rollup_retention_days >= 0);
     assert (policy->lookback_minutes >= 1);
-    store_maintenance_t *self = (store_maintenance_t *) zmalloc (sizeof (store_maintenance_t));
+    store_maintenance_t *self = (store_maintenance_t *)zmalloc (sizeof (store_maintenance_t));
     self->conninfo = strdup (conninfo);
     if (!self->conninfo) {
         free (self);
@@ -181,6 +195,19 @@ store_maintenance_new (const char *conninfo, const store_maintenance_policy_t *p
     self->backoff = S_BACKOFF_MIN_MS;
     atomic_init (&self->stopping, false);
     pthread_mutex_init (&self->cancel_lock, NULL);
+    pthread_mutex_init (&self->dirty_lock, NULL);
+    self->dirty = zhashx_new ();
+    if (!self->dirty) {
+        store_maintenance_destroy (&self);
+        return NULL;
+    }
+    //  Marks of the process before us are lost: the first run falls back
+    //  to the lookback window. Until it has published how far it rolls,
+    //  every reading counts as late (INT64_MAX).
+    self->overflow = true;
+    self->overflow_low = INT64_MAX;
+    self->dirty_max = STORE_MAINTENANCE_DIRTY_MAX;
+    atomic_init (&self->rolled, INT64_MAX);
     return self;
 }
 
@@ -197,7 +224,7 @@ store_maintenance_destroy (store_maintenance_t **self_p)
             atomic_store (&self->stopping, true);
             pthread_mutex_lock (&self->cancel_lock);
             if (self->cancel) {
-                char error [256];
+                char error[256];
                 PQcancel (self->cancel, error, sizeof (error));
             }
             pthread_mutex_unlock (&self->cancel_lock);
@@ -206,6 +233,8 @@ store_maintenance_destroy (store_maintenance_t **self_p)
         if (self->conn)
             s_disconnect (self);
         pthread_mutex_destroy (&self->cancel_lock);
+        pthread_mutex_destroy (&self->dirty_lock);
+        zhashx_destroy (&self->dirty);
         free (self->conninfo);
         free (self);
         *self_p = NULL;
@@ -213,51 +242,264 @@ store_maintenance_destroy (store_maintenance_t **self_p)
 }
 
 //  --------------------------------------------------------------------------
-//  Roll up the minutes since the watermark and the last lookback minutes
+//  Late readings
+//
+//  Why marks are enough (the race with a rollup in flight): a run stores
+//  rolled = high BEFORE it sends the rollup statement of [from, high), and
+//  a lane reads rolled only AFTER the COMMIT of its readings returned.
+//  Take a reading r whose minute (or whose predecessor's minute) is before
+//  high. Either the statement's snapshot sees r, and the rollup has it; or
+//  it does not, so r's commit was not yet visible when the snapshot was
+//  taken, so the lane's read of rolled came after the snapshot, which came
+//  after the statement was sent, which came after the store of high (each
+//  step causes the next, through the socket and the server): the lane sees
+//  high (or later) and marks r. A mark is taken by a run before it sends
+//  its re-roll, whose snapshot then sees r (committed before the mark).
+//  rolled only grows, so a lane never sees it go back below a minute that
+//  some statement already skipped. The atomics are sequentially consistent.
+
+int64_t
+store_maintenance_rolled (store_maintenance_t *self)
+{
+    assert (self);
+    return atomic_load (&self->rolled);
+}
+
+//  Adds one pair under dirty_lock; on a full set, the fallback.
+static void
+s_mark (store_maintenance_t *self, const char *key, int64_t minute)
+{
+    if (zhashx_lookup (self->dirty, key))
+        return;
+    if (zhashx_size (self->dirty) >= self->dirty_max) {
+        if (!self->overflow)
+            zsys_warning ("store maintenance - more than %zu late port minutes:"
+                          " the next run re-rolls the lookback window instead",
+                          self->dirty_max);
+        self->overflow = true;
+        if (minute < self->overflow_low)
+            self->overflow_low = minute;
+        return;
+    }
+    zhashx_insert (self->dirty, key, (void *)1);
+}
+
+void
+store_maintenance_mark (store_maintenance_t *self, const char *const *ports, const int64_t *times,
+                        size_t count)
+{
+    assert (self);
+    assert (ports || count == 0);
+    pthread_mutex_lock (&self->dirty_lock);
+    for (size_t index = 0; index < count; index++) {
+        char key[PROTO_UUID_LEN + 32];
+        int64_t minute = times[index] - ((times[index] % 60) + 60) % 60;
+        snprintf (key, sizeof (key), "%.*s %" PRId64, PROTO_UUID_LEN, ports[index], minute);
+        s_mark (self, key, minute);
+    }
+    pthread_mutex_unlock (&self->dirty_lock);
+}
+
+size_t
+store_maintenance_marked (store_maintenance_t *self)
+{
+    assert (self);
+    pthread_mutex_lock (&self->dirty_lock);
+    size_t size = zhashx_size (self->dirty);
+    pthread_mutex_unlock (&self->dirty_lock);
+    return size;
+}
+
+void
+store_maintenance_set_marks_max (store_maintenance_t *self, size_t max)
+{
+    assert (self);
+    assert (max > 0);
+    pthread_mutex_lock (&self->dirty_lock);
+    self->dirty_max = max;
+    pthread_mutex_unlock (&self->dirty_lock);
+}
+
+//  A run that failed gives back what it took: the next run retries it.
+static void
+s_give_back (store_maintenance_t *self, zhashx_t **taken_p, bool fallback)
+{
+    pthread_mutex_lock (&self->dirty_lock);
+    if (fallback)
+        self->overflow = true;
+    for (void *item = zhashx_first (*taken_p); item; item = zhashx_next (*taken_p)) {
+        const char *key = (const char *)zhashx_cursor (*taken_p);
+        const char *space = strchr (key, ' ');
+        s_mark (self, key, space ? strtoll (space + 1, NULL, 10) : 0);
+    }
+    pthread_mutex_unlock (&self->dirty_lock);
+    zhashx_destroy (taken_p);
+}
+
+//  Re-rolls the taken pairs, S_DIRTY_CHUNK per statement, minutes before
+//  high only. Minutes written, or -1 (the pairs not done are given back).
+static int64_t
+s_rollup_marked (store_maintenance_t *self, zhashx_t **taken_p, int64_t high)
+{
+    zhashx_t *taken = *taken_p;
+    size_t count = zhashx_size (taken);
+    zlistx_t *keys = zhashx_keys (taken);
+    //  36 characters of uuid and a comma; up to 20 digits and a comma.
+    char *ports = (char *)malloc (S_DIRTY_CHUNK * (PROTO_UUID_LEN + 1) + 3);
+    char *minutes = (char *)malloc (S_DIRTY_CHUNK * 22 + 3);
+    const char **chunk_keys = (const char **)malloc (S_DIRTY_CHUNK * sizeof (char *));
+    if (!keys || !ports || !minutes || !chunk_keys) {
+        zlistx_destroy (&keys);
+        free (ports);
+        free (minutes);
+        free (chunk_keys);
+        s_give_back (self, taken_p, false);
+        return -1;
+    }
+    char high_text[24], gap[16];
+    snprintf (high_text, sizeof (high_text), "%" PRId64, high);
+    snprintf (gap, sizeof (gap), "%d", STORE_MAINTENANCE_GAP_SECONDS);
+    int64_t written = 0;
+    const char *key = (const char *)zlistx_first (keys);
+    while (key && !atomic_load (&self->stopping)) {
+        size_t port_size = 0, minute_size = 0, chunk = 0;
+        ports[port_size++] = '{';
+        minutes[minute_size++] = '{';
+        for (; key && chunk < S_DIRTY_CHUNK; key = (const char *)zlistx_next (keys), chunk++) {
+            const char *space = strchr (key, ' ');
+            assert (space && space - key <= PROTO_UUID_LEN);
+            if (chunk) {
+                ports[port_size++] = ',';
+                minutes[minute_size++] = ',';
+            }
+            memcpy (ports + port_size, key, (size_t)(space - key));
+            port_size += (size_t)(space - key);
+            minute_size += (size_t)snprintf (minutes + minute_size, 21, "%s", space + 1);
+            chunk_keys[chunk] = key;
+        }
+        ports[port_size++] = '}';
+        ports[port_size] = 0;
+        minutes[minute_size++] = '}';
+        minutes[minute_size] = 0;
+        const char *params[4] = {ports, minutes, high_text, gap};
+        PGresult *result =
+            s_exec (self, "phantom_rollup_ports",
+                    "SELECT phantom_rollup_ports ($1::uuid[],"
+                    " (SELECT array_agg (to_timestamp (minute) ORDER BY ordinal)"
+                    "  FROM unnest ($2::bigint[]) WITH ORDINALITY AS m (minute, ordinal)),"
+                    " to_timestamp ($3::bigint), $4::float8)",
+                    4, params);
+        if (!result)
+            break;
+        written += strtoll (PQgetvalue (result, 0, 0), NULL, 10);
+        PQclear (result);
+        //  Done: what is left in taken is what a failure gives back.
+        for (size_t index = 0; index < chunk; index++)
+            zhashx_delete (taken, chunk_keys[index]);
+    }
+    zlistx_destroy (&keys);
+    free (chunk_keys);
+    free (ports);
+    free (minutes);
+    if (zhashx_size (taken)) {
+        s_give_back (self, taken_p, false);
+        return -1;
+    }
+    zhashx_destroy (taken_p);
+    if (self->verbose && count)
+        zsys_debug ("store maintenance - %zu late port minutes: %" PRId64 " minutes re-rolled",
+                    count, written);
+    return written;
+}
+
+//  --------------------------------------------------------------------------
+//  Roll up the minutes since the watermark, and the marked ones again
 
 int64_t
 store_maintenance_rollup (store_maintenance_t *self)
 {
     assert (self);
-    char lookback [16], settle [16];
+    //  The marks so far are this run's; new ones wait for the next.
+    zhashx_t *fresh = zhashx_new ();
+    if (!fresh)
+        return -1;
+    pthread_mutex_lock (&self->dirty_lock);
+    zhashx_t *taken = self->dirty;
+    self->dirty = fresh;
+    bool fallback = self->overflow;
+    int64_t dropped_low = self->overflow_low;
+    self->overflow = false;
+    self->overflow_low = INT64_MAX;
+    pthread_mutex_unlock (&self->dirty_lock);
+
+    char lookback[16], settle[16], fall[8];
     snprintf (lookback, sizeof (lookback), "%d", self->policy.lookback_minutes);
     snprintf (settle, sizeof (settle), "%d", S_SETTLE_SECONDS);
-    const char *params [2] = { lookback, settle };
-    //  From the watermark or lookback minutes back, whichever is older, to
-    //  the last minute that ended S_SETTLE_SECONDS ago; by the database's
-    //  clock, the one the watermark was set by.
-    PGresult *result = s_exec (self, "rollup window",
-        "SELECT extract (epoch FROM least (coalesce ((SELECT watermark FROM rollup_state), high),"
-        "                                  high - $1::integer * interval '1 minute'))::bigint,"
+    snprintf (fall, sizeof (fall), "%s", fallback ? "true" : "false");
+    const char *params[3] = {lookback, settle, fall};
+    //  From the watermark (or, falling back, lookback minutes back if that
+    //  is older) to the last minute that ended S_SETTLE_SECONDS ago; by
+    //  the database's clock, the one the watermark was set by.
+    PGresult *result = s_exec (
+        self, "rollup window",
+        "SELECT extract (epoch FROM CASE WHEN $3::boolean"
+        "           THEN least (coalesce ((SELECT watermark FROM rollup_state), high),"
+        "                       high - $1::integer * interval '1 minute')"
+        "           ELSE least (coalesce ((SELECT watermark FROM rollup_state), high), high)"
+        "       END)::bigint,"
         "       extract (epoch FROM high)::bigint"
         " FROM (SELECT date_bin ('1 minute', now () - $2::integer * interval '1 second',"
-        "                        timestamptz 'epoch') AS high) window_end", 2, params);
-    if (!result)
+        "                        timestamptz 'epoch') AS high) window_end",
+        3, params);
+    if (!result) {
+        s_give_back (self, &taken, fallback);
         return -1;
+    }
     int64_t from = strtoll (PQgetvalue (result, 0, 0), NULL, 10);
     int64_t high = strtoll (PQgetvalue (result, 0, 1), NULL, 10);
     PQclear (result);
+    //  Published before any statement of this run (see Late readings);
+    //  never lowered, except from the INT64_MAX of "not known yet".
+    int64_t rolled = atomic_load (&self->rolled);
+    if (rolled == INT64_MAX || high > rolled)
+        atomic_store (&self->rolled, high);
+    if (fallback && dropped_low < from)
+        zsys_warning ("store maintenance - late port minutes from %" PRId64 " were dropped"
+                      " (too many): re-rolled only from %" PRId64 " (lookback)",
+                      dropped_low, from);
     if (high - from > S_CHUNK_SECONDS)
         zsys_info ("store maintenance - catching up %" PRId64 " minutes of rollups",
                    (high - from) / 60);
     int64_t written = 0;
     while (from < high && !atomic_load (&self->stopping)) {
-        int64_t to = high - from > S_CHUNK_SECONDS? from + S_CHUNK_SECONDS: high;
-        char from_text [24], to_text [24];
+        int64_t to = high - from > S_CHUNK_SECONDS ? from + S_CHUNK_SECONDS : high;
+        char from_text[24], to_text[24];
         snprintf (from_text, sizeof (from_text), "%" PRId64, from);
         snprintf (to_text, sizeof (to_text), "%" PRId64, to);
-        const char *range [2] = { from_text, to_text };
-        result = s_exec (self, "phantom_rollup",
-                         "SELECT phantom_rollup (to_timestamp ($1::bigint), to_timestamp ($2::bigint))",
-                         2, range);
-        if (!result)
+        const char *range[2] = {from_text, to_text};
+        result =
+            s_exec (self, "phantom_rollup",
+                    "SELECT phantom_rollup (to_timestamp ($1::bigint), to_timestamp ($2::bigint))",
+                    2, range);
+        if (!result) {
+            //  Done chunks moved the watermark; a fallback's window is redone.
+            s_give_back (self, &taken, fallback);
             return -1;
+        }
         written += strtoll (PQgetvalue (result, 0, 0), NULL, 10);
         PQclear (result);
         from = to;
     }
+    if (zhashx_size (taken)) {
+        int64_t marked = s_rollup_marked (self, &taken, high);
+        if (marked < 0)
+            return -1;
+        written += marked;
+    } else
+        zhashx_destroy (&taken);
     if (self->verbose)
-        zsys_debug ("store maintenance - %" PRId64 " port minutes rolled up", written);
+        zsys_debug ("store maintenance - %" PRId64 " port minutes rolled up%s", written,
+                    fallback ? " (lookback fallback)" : "");
     return written;
 }
 
@@ -268,12 +510,13 @@ int
 store_maintenance_ensure (store_maintenance_t *self)
 {
     assert (self);
-    char back [16], ahead [16];
+    char back[16], ahead[16];
     snprintf (back, sizeof (back), "%d", S_MONTHS_BACK);
     snprintf (ahead, sizeof (ahead), "%d", S_MONTHS_AHEAD);
-    const char *params [2] = { back, ahead };
-    PGresult *result = s_exec (self, "phantom_ensure_rollup_partitions",
-        "SELECT phantom_ensure_rollup_partitions ($1::integer, $2::integer)", 2, params);
+    const char *params[2] = {back, ahead};
+    PGresult *result =
+        s_exec (self, "phantom_ensure_rollup_partitions",
+                "SELECT phantom_ensure_rollup_partitions ($1::integer, $2::integer)", 2, params);
     if (!result)
         return -1;
     PQclear (result);
@@ -289,28 +532,30 @@ store_maintenance_drop (store_maintenance_t *self)
     assert (self);
     int dropped = 0;
     bool failed = false;
-    char days [16];
-    const char *params [1] = { days };
+    char days[16];
+    const char *params[1] = {days};
     if (self->policy.retention_days > 0) {
         snprintf (days, sizeof (days), "%d", self->policy.retention_days);
         //  Raw readings go only once rolled up: after a long downtime the
         //  catch-up comes first, else those minutes would be lost for good.
         PGresult *result = s_exec (self, "rollup watermark",
-            "SELECT coalesce ((SELECT watermark FROM rollup_state)"
-            "                 >= (current_date - $1::integer)::timestamp AT TIME ZONE 'UTC', false)",
-            1, params);
+                                   "SELECT coalesce ((SELECT watermark FROM rollup_state)"
+                                   "                 >= (current_date - $1::integer)::timestamp AT "
+                                   "TIME ZONE 'UTC', false)",
+                                   1, params);
         bool ready = result && streq (PQgetvalue (result, 0, 0), "t");
         if (result && !ready)
             zsys_warning ("store maintenance - readings older than %d days kept:"
-                          " rollups have not caught up with them yet", self->policy.retention_days);
+                          " rollups have not caught up with them yet",
+                          self->policy.retention_days);
         PQclear (result);
-        result = ready? s_exec (self, "phantom_drop_partitions",
-                                "SELECT phantom_drop_partitions ($1::integer)", 1, params): NULL;
+        result = ready ? s_exec (self, "phantom_drop_partitions",
+                                 "SELECT phantom_drop_partitions ($1::integer)", 1, params)
+                       : NULL;
         if (result) {
             dropped += atoi (PQgetvalue (result, 0, 0));
             PQclear (result);
-        }
-        else
+        } else
             failed = true;
     }
     if (self->policy.rollup_retention_days > 0) {
@@ -320,13 +565,12 @@ store_maintenance_drop (store_maintenance_t *self)
         if (result) {
             dropped += atoi (PQgetvalue (result, 0, 0));
             PQclear (result);
-        }
-        else
+        } else
             failed = true;
     }
     if (dropped)
         zsys_info ("store maintenance - %d old partitions dropped", dropped);
-    return failed? -1: dropped;
+    return failed ? -1 : dropped;
 }
 
 //  --------------------------------------------------------------------------
@@ -349,15 +593,16 @@ store_maintenance_step (store_maintenance_t *self)
     //  Partitions first: a rollup of a month not yet created would land in
     //  the default partition, and that month could then not be created.
     if (self->conn && zclock_mono () >= self->ensure_at)
-        self->ensure_at = zclock_mono ()
-                        + (store_maintenance_ensure (self) == 0? S_HOUR_MS: S_ENSURE_RETRY_MS);
+        self->ensure_at =
+            zclock_mono () + (store_maintenance_ensure (self) == 0 ? S_HOUR_MS : S_ENSURE_RETRY_MS);
     if (self->conn && zclock_mono () >= self->rollup_at) {
         store_maintenance_rollup (self);
         //  After a failure too: the next run covers the missed minutes.
         self->rollup_at = zclock_mono () + s_until_next_minute ();
     }
     if (self->conn && zclock_mono () >= self->drop_at)
-        self->drop_at = zclock_mono () + (store_maintenance_drop (self) >= 0? S_DAY_MS: S_HOUR_MS);
+        self->drop_at =
+            zclock_mono () + (store_maintenance_drop (self) >= 0 ? S_DAY_MS : S_HOUR_MS);
 }
 
 //  Monotonic ms of the next thing due.
@@ -377,7 +622,7 @@ s_next_due (store_maintenance_t *self)
 static void
 s_actor (zsock_t *pipe, void *args)
 {
-    store_maintenance_t *self = (store_maintenance_t *) args;
+    store_maintenance_t *self = (store_maintenance_t *)args;
     zpoller_t *poller = zpoller_new (pipe, NULL);
     zsock_signal (pipe, 0);
     while (poller && !atomic_load (&self->stopping)) {
@@ -387,15 +632,13 @@ s_actor (zsock_t *pipe, void *args)
             wait = 0;
         if (wait > S_WAIT_MAX_MS)
             wait = S_WAIT_MAX_MS;
-        if (zpoller_wait (poller, (int) wait) == pipe) {
+        if (zpoller_wait (poller, (int)wait) == pipe) {
             char *command = zstr_recv (pipe);
             bool terminate = !command || streq (command, "$TERM");
             zstr_free (&command);
             if (terminate)
                 break;
-        }
-        else
-        if (zpoller_terminated (poller))
+        } else if (zpoller_terminated (poller))
             break;
     }
     zpoller_destroy (&poller);
@@ -412,8 +655,9 @@ store_maintenance_start (store_maintenance_t *self)
         return -1;
     }
     zsys_info ("store maintenance - started: raw kept %d days, rollups %d days (0: forever),"
-               " last %d minutes rolled up again", self->policy.retention_days,
-               self->policy.rollup_retention_days, self->policy.lookback_minutes);
+               " late minutes re-rolled as marked, last %d minutes on a fallback",
+               self->policy.retention_days, self->policy.rollup_retention_days,
+               self->policy.lookback_minutes);
     return 0;
 }
 
@@ -421,24 +665,26 @@ store_maintenance_start (store_maintenance_t *self)
 //  Self test
 
 #include "store_fixture.h"
+#include "store_server.h"
 #include <math.h>
 
-#define S_TEST_GAP 300              //  phantom_rollup's default gap limit, seconds
+#define S_TEST_GAP 300 //  phantom_rollup's default gap limit, seconds
 
 typedef struct {
-    int64_t ts;                     //  seconds since the epoch
-    double power;                   //  W
+    int64_t ts;   //  seconds since the epoch
+    double power; //  W
 } s_sample_t;
 
 //  Inserts a reading of port at ts.
 static void
 s_insert (store_fixture_t *fixture, const char *port, int64_t ts, double power)
 {
-    char ts_text [24], power_text [32];
+    char ts_text[24], power_text[32];
     snprintf (ts_text, sizeof (ts_text), "%" PRId64, ts);
     snprintf (power_text, sizeof (power_text), "%.17g", power);
-    const char *params [3] = { port, ts_text, power_text };
-    PQclear (store_fixture_sql (fixture,
+    const char *params[3] = {port, ts_text, power_text};
+    PQclear (store_fixture_sql (
+        fixture,
         "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
         " VALUES ($1::uuid, to_timestamp ($2::bigint), 230, $3::float8 / 230, $3::float8, 1)",
         3, params));
@@ -448,30 +694,32 @@ s_insert (store_fixture_t *fixture, const char *port, int64_t ts, double power)
 //  samples (all the port's readings, by time): plain mean, trapezoid of
 //  the intervals starting in the minute that are at most S_TEST_GAP long.
 static void
-s_check_minute (store_fixture_t *fixture, const char *port, const s_sample_t *samples,
-                size_t count, int64_t minute)
+s_check_minute (store_fixture_t *fixture, const char *port, const s_sample_t *samples, size_t count,
+                int64_t minute)
 {
     double low = INFINITY, high = -INFINITY, sum = 0, energy = 0;
     int n = 0;
     for (size_t index = 0; index < count; index++) {
-        if (samples [index].ts - samples [index].ts % 60 != minute)
+        if (samples[index].ts - samples[index].ts % 60 != minute)
             continue;
-        double power = samples [index].power;
-        low = power < low? power: low;
-        high = power > high? power: high;
+        double power = samples[index].power;
+        low = power < low ? power : low;
+        high = power > high ? power : high;
         sum += power;
         n++;
-        if (index + 1 < count && samples [index + 1].ts - samples [index].ts <= S_TEST_GAP)
-            energy += (power + samples [index + 1].power) / 2
-                    * (double) (samples [index + 1].ts - samples [index].ts) / 3600;
+        if (index + 1 < count && samples[index + 1].ts - samples[index].ts <= S_TEST_GAP)
+            energy += (power + samples[index + 1].power) / 2 *
+                      (double)(samples[index + 1].ts - samples[index].ts) / 3600;
     }
     assert (n > 0);
-    char minute_text [24];
+    char minute_text[24];
     snprintf (minute_text, sizeof (minute_text), "%" PRId64, minute);
-    const char *params [2] = { port, minute_text };
-    PGresult *result = store_fixture_sql (fixture,
+    const char *params[2] = {port, minute_text};
+    PGresult *result = store_fixture_sql (
+        fixture,
         "SELECT min_power, mean_power, max_power, energy_wh, samples FROM readings_minute"
-        " WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)", 2, params);
+        " WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)",
+        2, params);
     assert (PQntuples (result) == 1);
     assert (strtod (PQgetvalue (result, 0, 0), NULL) == low);
     assert (fabs (strtod (PQgetvalue (result, 0, 1), NULL) - sum / n) < 1e-9);
@@ -486,10 +734,94 @@ static int64_t
 s_partitions_before (store_fixture_t *fixture, const char *table, const char *pattern,
                      const char *bound)
 {
-    const char *params [3] = { table, pattern, bound };
-    return store_fixture_int (fixture,
+    const char *params[3] = {table, pattern, bound};
+    return store_fixture_int (
+        fixture,
         "SELECT count (*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = $1::regclass AND c.relname ~ $2 AND c.relname < $3", 3, params);
+        " WHERE i.inhparent = $1::regclass AND c.relname ~ $2 AND c.relname < $3",
+        3, params);
+}
+
+//  Pushes a verdict of port at ts (seconds) to the server and steps it
+//  until the maintenance has marks beyond before.
+static void
+s_lane_push (store_server_t *server, zsock_t *push, store_maintenance_t *self,
+             store_fixture_t *fixture, const char *port, int64_t ts, double power)
+{
+    static uint64_t request = 0;
+    proto_verdict_t verdict;
+    store_fixture_verdict (fixture, &verdict, "gwM", ++request, port, "", ts * 1000, power,
+                           PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    proto_buffer_t buffer;
+    proto_buffer_init (&buffer);
+    int rc = proto_verdict_encode (&verdict, &buffer);
+    assert (rc == 0);
+    size_t before = store_maintenance_marked (self);
+    rc = zmq_send (zsock_resolve (push), buffer.data, buffer.size, 0);
+    assert (rc == (int)buffer.size);
+    proto_buffer_release (&buffer);
+    int64_t deadline = zclock_mono () + 5000;
+    while (store_maintenance_marked (self) == before) {
+        assert (zclock_mono () < deadline);
+        store_server_step (server, 10);
+    }
+}
+
+//  Late readings through a store server's lane: one for a minute older
+//  than the lookback (changing that minute and the energy of the one
+//  before), and in order the first reading after the last rolled minute
+//  (whose last interval was open). samples1 is port1's readings.
+static void
+s_lane_readings (store_maintenance_t *self, store_fixture_t *fixture, const char *database,
+                 const char *port0, const char *port1, s_sample_t *samples1, size_t *count1,
+                 int64_t base, int64_t high, bool verbose)
+{
+    (void)port0;
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
+    assert (server);
+    store_server_set_maintenance (server, self);
+    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
+    assert (push);
+    zsock_set_sndtimeo (push, 1000);
+    assert (store_maintenance_marked (self) == 0);
+
+    //  port1 has base - 2400, - 2380, - 2360 (3, 4, 8 W), then base + 5;
+    //  one at base - 2335 is a new minute, and turns the interval from
+    //  base - 2360 (longer than the gap before) into energy of its minute.
+    s_lane_push (server, push, self, fixture, port1, base - 2335, 5);
+    memmove (samples1 + 4, samples1 + 3, 2 * sizeof (s_sample_t));
+    samples1[3] = (s_sample_t){base - 2335, 5};
+    (*count1)++;
+    assert (store_maintenance_marked (self) == 1);
+    assert (store_maintenance_rollup (self) >= 2);
+    s_check_minute (fixture, port1, samples1, *count1, base - 2400);
+    s_check_minute (fixture, port1, samples1, *count1, base - 2340);
+    s_check_minute (fixture, port1, samples1, *count1, base);
+    s_check_minute (fixture, port1, samples1, *count1, base + 60);
+
+    //  In order: the last rolled-up minute of port1 gets a reading (late
+    //  itself), rolled up with its last interval open; then the next
+    //  reading comes, after that minute: it closes the interval.
+    int64_t rolled = store_maintenance_rolled (self);
+    assert (rolled >= high);
+    int64_t last_minute = rolled - 60;
+    s_lane_push (server, push, self, fixture, port1, last_minute + 50, 20);
+    samples1[(*count1)++] = (s_sample_t){last_minute + 50, 20};
+    assert (store_maintenance_rollup (self) >= 1);
+    assert (store_maintenance_rolled (self) >= rolled);
+    rolled = store_maintenance_rolled (self);
+    s_check_minute (fixture, port1, samples1, *count1, last_minute);
+    int64_t next_ts = rolled + 1; //  rolled is at least 5 s back
+    s_lane_push (server, push, self, fixture, port1, next_ts, 30);
+    samples1[(*count1)++] = (s_sample_t){next_ts, 30};
+    store_maintenance_rollup (self);
+    s_check_minute (fixture, port1, samples1, *count1, last_minute);
+    assert (store_maintenance_marked (self) == 0);
+
+    zsock_destroy (&push);
+    store_server_destroy (&server);
 }
 
 void
@@ -501,115 +833,176 @@ store_maintenance_test (bool verbose)
     const char *database = store_fixture_database ();
     assert (database);
     store_fixture_t *fixture = store_fixture_new (database, 2);
-    const char *port0 = fixture->ports [0];
-    const char *port1 = fixture->ports [1];
-    store_maintenance_policy_t policy = { 30, 730, 15 };
+    const char *port0 = fixture->ports[0];
+    const char *port1 = fixture->ports[1];
+    store_maintenance_policy_t policy = {30, 730, 15};
     store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
     assert (self);
-    store_maintenance_step (self);          //  connects and does what is due
+    store_maintenance_step (self); //  connects and does what is due
 
     //  Minutes well inside the lookback, ending by the maintenance's rule.
-    int64_t high = store_fixture_int (fixture,
+    int64_t high = store_fixture_int (
+        fixture,
         "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
-        " timestamptz 'epoch'))::bigint", 0, NULL);
+        " timestamptz 'epoch'))::bigint",
+        0, NULL);
     int64_t base = high - 12 * 60;
 
     //  port0: three minutes at 10 s, then a gap longer than the limit
     //  (that interval counts for nothing), then two readings 30 s apart.
-    s_sample_t samples0 [32];
+    s_sample_t samples0[32];
     size_t count0 = 0;
     for (int index = 0; index < 18; index++)
-        samples0 [count0++] = (s_sample_t) { base + 10 * index, (index * 37 % 23) + 0.25 * index };
-    samples0 [count0++] = (s_sample_t) { base + 500, 7.5 };
-    samples0 [count0++] = (s_sample_t) { base + 530, 12.0 };
+        samples0[count0++] = (s_sample_t){base + 10 * index, (index * 37 % 23) + 0.25 * index};
+    samples0[count0++] = (s_sample_t){base + 500, 7.5};
+    samples0[count0++] = (s_sample_t){base + 530, 12.0};
     for (size_t index = 0; index < count0; index++)
-        s_insert (fixture, port0, samples0 [index].ts, samples0 [index].power);
+        s_insert (fixture, port0, samples0[index].ts, samples0[index].power);
     //  port1: a minute 40 minutes back, beyond the lookback: only the
     //  catch-up from the watermark reaches it.
-    s_sample_t samples1 [] = {
-        { base - 2400, 3 }, { base - 2380, 4 }, { base - 2360, 8 }, { base + 5, 2 }, { base + 65, 1 }
-    };
-    size_t count1 = sizeof (samples1) / sizeof (samples1 [0]);
+    s_sample_t samples1[16] = {
+        {base - 2400, 3}, {base - 2380, 4}, {base - 2360, 8}, {base + 5, 2}, {base + 65, 1}};
+    size_t count1 = 5;
     for (size_t index = 0; index < count1; index++)
-        s_insert (fixture, port1, samples1 [index].ts, samples1 [index].power);
+        s_insert (fixture, port1, samples1[index].ts, samples1[index].power);
 
     //  As after an hour's downtime.
-    char watermark_text [24];
+    char watermark_text[24];
     snprintf (watermark_text, sizeof (watermark_text), "%" PRId64, base - 3600);
-    const char *watermark_params [1] = { watermark_text };
+    const char *watermark_params[1] = {watermark_text};
     PQclear (store_fixture_sql (fixture,
-        "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, watermark_params));
+                                "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1,
+                                watermark_params));
     assert (store_maintenance_rollup (self) >= 7);
-    char high_text [24];
+    char high_text[24];
     snprintf (high_text, sizeof (high_text), "%" PRId64, high);
-    const char *high_params [1] = { high_text };
-    assert (store_fixture_int (fixture, "SELECT (watermark >= to_timestamp ($1::bigint))::int"
-                               " FROM rollup_state", 1, high_params) == 1);
-    int64_t minutes0 [] = { base, base + 60, base + 120, base + 480 };
+    const char *high_params[1] = {high_text};
+    assert (store_fixture_int (fixture,
+                               "SELECT (watermark >= to_timestamp ($1::bigint))::int"
+                               " FROM rollup_state",
+                               1, high_params) == 1);
+    int64_t minutes0[] = {base, base + 60, base + 120, base + 480};
     for (size_t index = 0; index < 4; index++)
-        s_check_minute (fixture, port0, samples0, count0, minutes0 [index]);
-    const char *port_params [1] = { port0 };
-    assert (store_fixture_int (fixture, "SELECT count (*) FROM readings_minute"
-                               " WHERE port_id = $1::uuid", 1, port_params) == 4);
+        s_check_minute (fixture, port0, samples0, count0, minutes0[index]);
+    const char *port_params[1] = {port0};
+    assert (store_fixture_int (fixture,
+                               "SELECT count (*) FROM readings_minute"
+                               " WHERE port_id = $1::uuid",
+                               1, port_params) == 4);
     s_check_minute (fixture, port1, samples1, count1, base - 2400);
     s_check_minute (fixture, port1, samples1, count1, base);
     s_check_minute (fixture, port1, samples1, count1, base + 60);
 
     //  A late reading in a minute already rolled up: the next run has it.
     memmove (samples0 + 8, samples0 + 7, (count0 - 7) * sizeof (s_sample_t));
-    samples0 [7] = (s_sample_t) { base + 65, 1000 };
+    samples0[7] = (s_sample_t){base + 65, 1000};
     count0++;
     s_insert (fixture, port0, base + 65, 1000);
-    assert (store_maintenance_rollup (self) >= 4);
+    //  (Written behind the store's back: marked as its lanes would.)
+    int64_t late_ts = base + 65;
+    store_maintenance_mark (self, &port0, &late_ts, 1);
+    assert (store_maintenance_marked (self) == 1);
+    assert (store_maintenance_rollup (self) >= 2);
+    assert (store_maintenance_marked (self) == 0);
     for (size_t index = 0; index < 4; index++)
-        s_check_minute (fixture, port0, samples0, count0, minutes0 [index]);
+        s_check_minute (fixture, port0, samples0, count0, minutes0[index]);
+
+    //  A minute rolled up is not rolled again when nothing late came:
+    //  a value changed behind the store's back stays.
+    char minute_text[24];
+    snprintf (minute_text, sizeof (minute_text), "%" PRId64, base + 60);
+    const char *spoil_params[2] = {port0, minute_text};
+    const char *spoil = "UPDATE readings_minute SET max_power = -1"
+                        " WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)";
+    const char *spoiled = "SELECT max_power = -1 FROM readings_minute"
+                          " WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)";
+    PQclear (store_fixture_sql (fixture, spoil, 2, spoil_params));
+    store_maintenance_rollup (self);
+    store_maintenance_rollup (self);
+    char flag[8];
+    store_fixture_text (fixture, spoiled, 2, spoil_params, flag, sizeof (flag));
+    assert (streq (flag, "t"));
+
+    //  Overflow of the marks: the next run falls back to the lookback
+    //  window (base + 60 is inside it), once.
+    store_maintenance_set_marks_max (self, 2);
+    int64_t many_ts[3] = {base, base + 120, base + 480};
+    const char *many_ports[3] = {port0, port0, port0};
+    store_maintenance_mark (self, many_ports, many_ts, 3);
+    assert (store_maintenance_marked (self) == 2);
+    assert (store_maintenance_rollup (self) >= 4);
+    s_check_minute (fixture, port0, samples0, count0, base + 60);
+    store_maintenance_set_marks_max (self, STORE_MAINTENANCE_DIRTY_MAX);
+    PQclear (store_fixture_sql (fixture, spoil, 2, spoil_params));
+    store_maintenance_rollup (self);
+    store_fixture_text (fixture, spoiled, 2, spoil_params, flag, sizeof (flag));
+    assert (streq (flag, "t"));
+
+    //  Late readings through a lane, marked by it after its commit
+    s_lane_readings (self, fixture, database, port0, port1, samples1, &count1, base, high, verbose);
+    store_fixture_text (fixture, spoiled, 2, spoil_params, flag, sizeof (flag));
+    assert (streq (flag, "t")); //  untouched by all that
+    late_ts = base + 60;
+    store_maintenance_mark (self, &port0, &late_ts, 1);
+    assert (store_maintenance_rollup (self) >= 1);
+    s_check_minute (fixture, port0, samples0, count0, base + 60);
 
     //  Retention: days 40 back exist, one old reading and old rollups.
     PQclear (store_fixture_sql (fixture, "SELECT phantom_ensure_partitions (40, 0)", 0, NULL));
-    PQclear (store_fixture_sql (fixture, "SELECT phantom_ensure_rollup_partitions (30, 0)", 0, NULL));
-    PQclear (store_fixture_sql (fixture,
-        "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
-        " VALUES ($1::uuid, (current_date - 35)::timestamp AT TIME ZONE 'UTC' + interval '12 hours',"
-        "         230, 0, 1, 1)", 1, port_params));
-    PQclear (store_fixture_sql (fixture,
+    PQclear (
+        store_fixture_sql (fixture, "SELECT phantom_ensure_rollup_partitions (30, 0)", 0, NULL));
+    PQclear (
+        store_fixture_sql (fixture,
+                           "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+                           " VALUES ($1::uuid, (current_date - 35)::timestamp AT TIME ZONE 'UTC' + "
+                           "interval '12 hours',"
+                           "         230, 0, 1, 1)",
+                           1, port_params));
+    PQclear (store_fixture_sql (
+        fixture,
         "INSERT INTO readings_minute (port_id, minute, min_power, mean_power, max_power,"
         " energy_wh, samples) SELECT $1::uuid, date_trunc ('month', current_date)::timestamp"
         " AT TIME ZONE 'UTC' - make_interval (months => months) + interval '1 day', 1, 1, 1, 0, 1"
-        " FROM unnest (ARRAY [26, 23]) months", 1, port_params));
+        " FROM unnest (ARRAY [26, 23]) months",
+        1, port_params));
     //  readings_<cutoff> is the oldest day kept; rollups by month.
-    char raw_bound [32], rollup_bound [32];
-    store_fixture_text (fixture, "SELECT 'readings_' || to_char (current_date - 30, 'YYYYMMDD')",
-                        0, NULL, raw_bound, sizeof (raw_bound));
-    store_fixture_text (fixture, "SELECT 'readings_minute_' || to_char (current_date - 730, 'YYYYMM')",
-                        0, NULL, rollup_bound, sizeof (rollup_bound));
+    char raw_bound[32], rollup_bound[32];
+    store_fixture_text (fixture, "SELECT 'readings_' || to_char (current_date - 30, 'YYYYMMDD')", 0,
+                        NULL, raw_bound, sizeof (raw_bound));
+    store_fixture_text (fixture,
+                        "SELECT 'readings_minute_' || to_char (current_date - 730, 'YYYYMM')", 0,
+                        NULL, rollup_bound, sizeof (rollup_bound));
     const char *raw_pattern = "^readings_[0-9]{8}$";
     int64_t old_days = s_partitions_before (fixture, "readings", raw_pattern, raw_bound);
     assert (old_days >= 10);
-    int64_t readings_before = store_fixture_int (fixture,
-        "SELECT count (*) FROM readings WHERE port_id = $1::uuid", 1, port_params);
+    int64_t readings_before = store_fixture_int (
+        fixture, "SELECT count (*) FROM readings WHERE port_id = $1::uuid", 1, port_params);
 
     //  Not rolled up that far back: the raw partitions stay.
-    char saved [64];
-    store_fixture_text (fixture, "SELECT watermark::text FROM rollup_state", 0, NULL,
-                        saved, sizeof (saved));
-    PQclear (store_fixture_sql (fixture, "UPDATE rollup_state SET watermark ="
-                                " (current_date - 31)::timestamp AT TIME ZONE 'UTC'", 0, NULL));
+    char saved[64];
+    store_fixture_text (fixture, "SELECT watermark::text FROM rollup_state", 0, NULL, saved,
+                        sizeof (saved));
+    PQclear (store_fixture_sql (fixture,
+                                "UPDATE rollup_state SET watermark ="
+                                " (current_date - 31)::timestamp AT TIME ZONE 'UTC'",
+                                0, NULL));
     assert (store_maintenance_drop (self) == -1);
-    const char *saved_params [1] = { saved };
-    PQclear (store_fixture_sql (fixture, "UPDATE rollup_state SET watermark = $1::timestamptz",
-                                1, saved_params));
+    const char *saved_params[1] = {saved};
+    PQclear (store_fixture_sql (fixture, "UPDATE rollup_state SET watermark = $1::timestamptz", 1,
+                                saved_params));
     assert (s_partitions_before (fixture, "readings", raw_pattern, raw_bound) == old_days);
 
     assert (store_maintenance_drop (self) >= old_days);
     assert (s_partitions_before (fixture, "readings", raw_pattern, raw_bound) == 0);
-    const char *keep_params [1] = { raw_bound };
-    assert (store_fixture_int (fixture, "SELECT (to_regclass ($1) IS NOT NULL)::int",
-                               1, keep_params) == 1);
+    const char *keep_params[1] = {raw_bound};
+    assert (store_fixture_int (fixture, "SELECT (to_regclass ($1) IS NOT NULL)::int", 1,
+                               keep_params) == 1);
     assert (store_fixture_int (fixture, "SELECT count (*) FROM readings WHERE port_id = $1::uuid",
                                1, port_params) == readings_before - 1);
     assert (s_partitions_before (fixture, "readings_minute", "^readings_minute_[0-9]{6}$",
                                  rollup_bound) == 0);
-    assert (store_fixture_int (fixture, "SELECT count (*) FROM readings_minute"
+    assert (store_fixture_int (fixture,
+                               "SELECT count (*) FROM readings_minute"
                                " WHERE port_id = $1::uuid AND minute < now () - interval '1 year'",
                                1, port_params) == 1);
     store_maintenance_destroy (&self);
@@ -620,13 +1013,15 @@ store_maintenance_test (bool verbose)
     int64_t recent = high - 120;
     s_insert (fixture, port1, recent, 42);
     assert (store_maintenance_start (self) == 0);
-    char recent_text [24];
+    char recent_text[24];
     snprintf (recent_text, sizeof (recent_text), "%" PRId64, recent);
-    const char *recent_params [2] = { port1, recent_text };
+    const char *recent_params[2] = {port1, recent_text};
     int64_t deadline = zclock_mono () + 10000;
-    while (store_fixture_int (fixture, "SELECT count (*) FROM readings_minute"
+    while (store_fixture_int (fixture,
+                              "SELECT count (*) FROM readings_minute"
                               " WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)"
-                              " AND max_power = 42", 2, recent_params) == 0) {
+                              " AND max_power = 42",
+                              2, recent_params) == 0) {
         assert (zclock_mono () < deadline);
         zclock_sleep (50);
     }
@@ -635,11 +1030,13 @@ store_maintenance_test (bool verbose)
     assert (zclock_mono () - stopping < 2000);
 
     //  Deleting a port takes its rollups along.
-    PQclear (store_fixture_sql (fixture, "DELETE FROM readings WHERE port_id = $1::uuid",
-                                1, port_params));
+    PQclear (store_fixture_sql (fixture, "DELETE FROM readings WHERE port_id = $1::uuid", 1,
+                                port_params));
     PQclear (store_fixture_sql (fixture, "DELETE FROM ports WHERE id = $1::uuid", 1, port_params));
-    assert (store_fixture_int (fixture, "SELECT count (*) FROM readings_minute"
-                               " WHERE port_id = $1::uuid", 1, port_params) == 0);
+    assert (store_fixture_int (fixture,
+                               "SELECT count (*) FROM readings_minute"
+                               " WHERE port_id = $1::uuid",
+                               1, port_params) == 0);
     store_fixture_destroy (&fixture);
     printf ("OK\n");
 }

@@ -7,9 +7,16 @@
     bounded statements, so none of it ever delays a group commit.
 
     Every minute (5 s after it ends, so stragglers are in): rolls up the
-    complete minutes since the watermark, in chunks of an hour after a
-    downtime, and always the last lookback_minutes again, for readings that
-    arrive late. Every hour: creates the months of rollups ahead (readings'
+    complete minutes since the watermark, once each, in chunks of an hour
+    after a downtime. Readings that change a minute already rolled up (late
+    ones, or the first reading after a minute whose last interval had no
+    next reading yet) are marked by the store's lanes as (port, minute)
+    pairs (store_maintenance_mark); each run re-rolls exactly those pairs
+    (phantom_rollup_ports, migration 009). When the marks overflowed
+    (STORE_MAINTENANCE_DIRTY_MAX) and on the first run after a start (marks
+    of an earlier process are lost), the run falls back to re-rolling the
+    last lookback_minutes of every port, as it did every minute before.
+    Every hour: creates the months of rollups ahead (readings'
     daily partitions are the writer's). Every day: drops raw partitions
     older than retention_days, but only once they are rolled up, and rollups
     older than rollup_retention_days; 0 keeps either forever.
@@ -19,24 +26,27 @@
 #define STORE_MAINTENANCE_H_INCLUDED
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct _store_maintenance_t store_maintenance_t;
 
 typedef struct {
-    int retention_days;             //  raw readings kept, days; 0 keeps them forever
-    int rollup_retention_days;      //  rollups kept, days; 0 keeps them forever
-    int lookback_minutes;           //  minutes rolled up again on every run
+    int retention_days;        //  raw readings kept, days; 0 keeps them forever
+    int rollup_retention_days; //  rollups kept, days; 0 keeps them forever
+    int lookback_minutes;      //  minutes re-rolled on a fallback run (see above)
 } store_maintenance_policy_t;
 
 //  Config keys retention_days, rollup_retention_days, rollup_lookback_minutes.
-#define STORE_MAINTENANCE_POLICY_DEFAULT { 90, 730, 10 }
+#define STORE_MAINTENANCE_POLICY_DEFAULT                                                           \
+    {                                                                                              \
+        90, 730, 10                                                                                \
+    }
 
 //  Creates maintenance for the libpq connection string conninfo; connects
 //  when first stepped (a database that is down is retried with backoff).
 store_maintenance_t *store_maintenance_new (const char *conninfo,
-                                            const store_maintenance_policy_t *policy,
-                                            bool verbose);
+                                            const store_maintenance_policy_t *policy, bool verbose);
 //  Stops the thread if started: cancels a statement in flight, so this
 //  returns promptly.
 void store_maintenance_destroy (store_maintenance_t **self_p);
@@ -53,6 +63,27 @@ void store_maintenance_step (store_maintenance_t *self);
 int64_t store_maintenance_rollup (store_maintenance_t *self);
 int store_maintenance_ensure (store_maintenance_t *self);
 int store_maintenance_drop (store_maintenance_t *self);
+
+//  phantom_rollup's gap limit: a longer interval counts for no energy.
+#define STORE_MAINTENANCE_GAP_SECONDS 300
+//  Most (port, minute) pairs held between two runs; more: fallback.
+#define STORE_MAINTENANCE_DIRTY_MAX 100000
+
+//  Late readings: the two calls below are for any thread (the lanes).
+//  Minutes before this time (seconds since the epoch) are rolled up or
+//  being rolled up now; INT64_MAX before the first run. Read it only
+//  AFTER the commit of the readings it is compared with (see the .c).
+int64_t store_maintenance_rolled (store_maintenance_t *self);
+//  Marks count (port, time) pairs (time in seconds, any second of the
+//  minute) to be rolled up again by the next run, with the minute of the
+//  port's last reading before it. Thread-safe, bounded: past
+//  STORE_MAINTENANCE_DIRTY_MAX pairs the next run falls back instead.
+void store_maintenance_mark (store_maintenance_t *self, const char *const *ports,
+                             const int64_t *times, size_t count);
+//  Pairs waiting for the next run (tests, logs).
+size_t store_maintenance_marked (store_maintenance_t *self);
+//  Lowers the bound on pairs (tests: overflow); before start.
+void store_maintenance_set_marks_max (store_maintenance_t *self, size_t max);
 
 //  Self test (needs PHANTOM_TEST_DATABASE)
 void store_maintenance_test (bool verbose);

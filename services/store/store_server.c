@@ -37,52 +37,56 @@ typedef struct _s_lane_t s_lane_t;
 //  A lane: one writer (its own connection) on its own thread, with a queue
 //  of verdicts. Every verdict of a port goes to the same lane.
 struct _s_lane_t {
-    store_server_t *server;         //  owner
-    size_t index;                   //  lane number
-    store_writer_t *writer;         //  its PostgreSQL connection
-    store_batch_t *batch;           //  the group commit in progress
+    store_server_t *server; //  owner
+    size_t index;           //  lane number
+    store_writer_t *writer; //  its PostgreSQL connection
+    store_batch_t *batch;   //  the group commit in progress
     pthread_t thread;
-    bool started;                   //  thread runs
-    pthread_mutex_t mutex;          //  guards head, count, stop
-    pthread_cond_t more;            //  count went up from 0, or stop
-    pthread_cond_t space;           //  count went down
-    proto_verdict_t *queue;         //  ring of capacity verdicts
+    bool started;           //  thread runs
+    pthread_mutex_t mutex;  //  guards head, count, stop
+    pthread_cond_t more;    //  count went up from 0, or stop
+    pthread_cond_t space;   //  count went down
+    proto_verdict_t *queue; //  ring of capacity verdicts
     size_t capacity;
-    size_t head;                    //  oldest queued
-    size_t count;                   //  queued and visible to the lane
-    bool stop;                      //  lane: write what is queued, then end
+    size_t head;  //  oldest queued
+    size_t count; //  queued and visible to the lane
+    bool stop;    //  lane: write what is queued, then end
     //  The server thread's side, no lock: verdicts written into the ring
     //  after the visible ones, handed over in one go (s_hand_over).
-    size_t tail;                    //  next slot to write
-    size_t staged;                  //  written, not yet visible
-    size_t known;                   //  count as last seen (may be high: safe)
+    size_t tail;   //  next slot to write
+    size_t staged; //  written, not yet visible
+    size_t known;  //  count as last seen (may be high: safe)
     //  The lane's own
-    proto_buffer_t buffer;          //  encoded acks
-    proto_ack_t *acks;              //  one group of acks
+    proto_buffer_t buffer; //  encoded acks
+    proto_ack_t *acks;     //  one group of acks
     size_t acks_max;
-    uint64_t batches;               //  group commits written
+    zhashx_t *last;          //  port -> newest reading time committed, ms + 1
+    const char **mark_ports; //  late readings of one batch, for the maintenance
+    int64_t *mark_times;     //  ... their times, seconds
+    uint64_t batches;        //  group commits written
 };
 
 struct _store_server_t {
-    zsock_t *pull;                  //  verdicts from detectors
-    zsock_t *pub;                   //  acks to gateways
-    void *pull_handle;              //  libzmq handles, for the hot path
+    zsock_t *pull;     //  verdicts from detectors
+    zsock_t *pub;      //  acks to gateways
+    void *pull_handle; //  libzmq handles, for the hot path
     void *pub_handle;
-    pthread_mutex_t pub_mutex;      //  lanes take turns on the PUB socket
-    pthread_mutex_t turn;           //  held by the lane writing a small batch
-    int in_turn;                    //  lanes writing under the turn (atomic; 0 or 1)
-    uint64_t turns;                 //  small batches written in turn (atomic)
-    uint64_t overlaps;              //  ... while another was (atomic; must stay 0)
-    char *verdict_endpoint;         //  as bound
-    char *ack_endpoint;             //  as bound
-    s_lane_t *lanes [S_LANES_MAX];  //  writers
+    pthread_mutex_t pub_mutex;        //  lanes take turns on the PUB socket
+    pthread_mutex_t turn;             //  held by the lane writing a small batch
+    int in_turn;                      //  lanes writing under the turn (atomic; 0 or 1)
+    uint64_t turns;                   //  small batches written in turn (atomic)
+    uint64_t overlaps;                //  ... while another was (atomic; must stay 0)
+    char *verdict_endpoint;           //  as bound
+    char *ack_endpoint;               //  as bound
+    store_maintenance_t *maintenance; //  marks late readings; NULL: none
+    s_lane_t *lanes[S_LANES_MAX];     //  writers
     size_t lane_count;
-    bool started;                   //  lane threads run; no more lanes
-    size_t batch_max;               //  most verdicts per transaction
-    int batch_ms;                   //  longest collection while frames keep coming
-    bool verbose;                   //  debug logs
-    uint64_t verdicts;              //  verdicts received
-    uint64_t malformed;             //  frames dropped as malformed
+    bool started;       //  lane threads run; no more lanes
+    size_t batch_max;   //  most verdicts per transaction
+    int batch_ms;       //  longest collection while frames keep coming
+    bool verbose;       //  debug logs
+    uint64_t verdicts;  //  verdicts received
+    uint64_t malformed; //  frames dropped as malformed
 };
 
 static zsock_t *
@@ -95,8 +99,7 @@ s_bind (int type, const char *endpoint, char **bound)
         zsock_set_rcvhwm (sock, S_HWM);
         zsock_set_maxmsgsize (sock, PROTO_MESSAGE_MAX);
         zsock_set_linger (sock, 0);
-    }
-    else {
+    } else {
         zsock_set_sndhwm (sock, S_HWM);
         zsock_set_linger (sock, S_PUB_LINGER_MS);
     }
@@ -131,6 +134,9 @@ s_lane_destroy (s_lane_t **self_p)
     pthread_mutex_destroy (&self->mutex);
     free (self->queue);
     free (self->acks);
+    zhashx_destroy (&self->last);
+    free (self->mark_ports);
+    free (self->mark_times);
     free (self);
     *self_p = NULL;
 }
@@ -138,7 +144,7 @@ s_lane_destroy (s_lane_t **self_p)
 static s_lane_t *
 s_lane_new (store_server_t *server, store_writer_t **writer_p)
 {
-    s_lane_t *self = (s_lane_t *) zmalloc (sizeof (s_lane_t));
+    s_lane_t *self = (s_lane_t *)zmalloc (sizeof (s_lane_t));
     self->server = server;
     self->index = server->lane_count;
     self->writer = *writer_p;
@@ -153,11 +159,15 @@ s_lane_new (store_server_t *server, store_writer_t **writer_p)
     pthread_condattr_destroy (&attributes);
     proto_buffer_init (&self->buffer);
     self->capacity = server->batch_max * S_QUEUE_BATCHES;
-    self->queue = (proto_verdict_t *) calloc (self->capacity, sizeof (proto_verdict_t));
+    self->queue = (proto_verdict_t *)calloc (self->capacity, sizeof (proto_verdict_t));
     self->batch = store_batch_new (server->batch_max);
-    self->acks_max = server->batch_max < PROTO_ACKS_MAX? server->batch_max: PROTO_ACKS_MAX;
-    self->acks = (proto_ack_t *) calloc (self->acks_max, sizeof (proto_ack_t));
-    if (!self->queue || !self->batch || !self->acks)
+    self->acks_max = server->batch_max < PROTO_ACKS_MAX ? server->batch_max : PROTO_ACKS_MAX;
+    self->acks = (proto_ack_t *)calloc (self->acks_max, sizeof (proto_ack_t));
+    self->last = zhashx_new ();
+    self->mark_ports = (const char **)calloc (server->batch_max, sizeof (char *));
+    self->mark_times = (int64_t *)calloc (server->batch_max, sizeof (int64_t));
+    if (!self->queue || !self->batch || !self->acks || !self->last || !self->mark_ports ||
+        !self->mark_times)
         s_lane_destroy (&self);
     return self;
 }
@@ -169,7 +179,7 @@ s_deadline (int ms)
     struct timespec when;
     clock_gettime (CLOCK_MONOTONIC, &when);
     when.tv_sec += ms / 1000;
-    when.tv_nsec += (long) (ms % 1000) * 1000000L;
+    when.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (when.tv_nsec >= 1000000000L) {
         when.tv_sec++;
         when.tv_nsec -= 1000000000L;
@@ -185,9 +195,9 @@ s_publish (s_lane_t *self)
     const char *gateway;
     size_t count;
     pthread_mutex_lock (&server->pub_mutex);
-    while ((count = store_batch_group (self->batch, &cursor, &gateway, self->acks,
-                                       self->acks_max))) {
-        char topic [PROTO_TOPIC_MAX + 1];
+    while (
+        (count = store_batch_group (self->batch, &cursor, &gateway, self->acks, self->acks_max))) {
+        char topic[PROTO_TOPIC_MAX + 1];
         int size = snprintf (topic, sizeof (topic), "ack.%s", gateway);
         if (proto_acks_encode (self->acks, count, &self->buffer)) {
             zsys_error ("store server - cannot encode %zu acks for %s", count, gateway);
@@ -195,8 +205,8 @@ s_publish (s_lane_t *self)
         }
         //  PUB never blocks: at its high-water mark it drops, and the
         //  gateway's bounded wait turns that into a 504.
-        if (zmq_send (server->pub_handle, topic, (size_t) size, ZMQ_SNDMORE) == -1
-        ||  zmq_send (server->pub_handle, self->buffer.data, self->buffer.size, 0) == -1)
+        if (zmq_send (server->pub_handle, topic, (size_t)size, ZMQ_SNDMORE) == -1 ||
+            zmq_send (server->pub_handle, self->buffer.data, self->buffer.size, 0) == -1)
             zsys_warning ("store server - acks for %s not sent: %s", gateway,
                           zmq_strerror (zmq_errno ()));
     }
@@ -222,6 +232,67 @@ s_take_turn (store_server_t *server)
     return false;
 }
 
+//  Ports whose newest reading time a lane remembers; beyond, it forgets
+//  them all (each is then marked once more, see s_track).
+#define S_LAST_MAX 1000000
+
+//  After the commit of the batch: marks, for the maintenance, each stored
+//  reading that may change a minute it has already rolled up (or is
+//  rolling up now): one whose own minute is before rolled (late), or one
+//  whose predecessor (the port's reading just before it, whose interval to
+//  it is that minute's energy) may be before rolled. The predecessor is
+//  known when readings come in order: the lane writes every reading of its
+//  ports, so it is the newest one it committed. When they do not (a
+//  reading older than that newest one), or the port is not known yet, the
+//  reading is marked if a predecessor within the gap could be before
+//  rolled. The maintenance re-rolls the minute and its predecessor's.
+static void
+s_track (s_lane_t *self)
+{
+    store_maintenance_t *maintenance = self->server->maintenance;
+    if (!maintenance)
+        return;
+    //  Read only now, after the COMMIT returned (ordering argument in
+    //  store_maintenance.c, "Late readings").
+    int64_t rolled = store_maintenance_rolled (maintenance);
+    int64_t rolled_ms = rolled > INT64_MAX / 1000 ? INT64_MAX : rolled * 1000;
+    int64_t gap_ms = (int64_t)STORE_MAINTENANCE_GAP_SECONDS * 1000;
+    size_t marks = 0;
+    size_t size = store_batch_size (self->batch);
+    for (size_t index = 0; index < size; index++) {
+        const proto_verdict_t *verdict = store_batch_verdict (self->batch, index);
+        const proto_ack_t *ack = store_batch_ack (self->batch, index);
+        if (verdict->no_reading || ack->code != PROTO_ACK_OK || ack->ts < 0)
+            continue;
+        int64_t ts = ack->ts; //  as stored
+        int64_t minute_ms = ts - ts % 60000;
+        void *known = zhashx_lookup (self->last, verdict->reading.port);
+        int64_t last = known ? (int64_t)(intptr_t)known - 1 : -1;
+        bool late;
+        if (minute_ms < rolled_ms)
+            late = true; //  its own minute is rolled up
+        else if (ts - gap_ms >= rolled_ms)
+            late = false; //  so is no minute its predecessor can be in
+        else if (last < 0 || ts < last)
+            late = true; //  predecessor unknown, may be rolled up
+        else
+            late = last < rolled_ms; //  the predecessor's minute is rolled up
+        if (late && marks < store_batch_capacity (self->batch)) {
+            self->mark_ports[marks] = verdict->reading.port;
+            self->mark_times[marks] = ts / 1000;
+            marks++;
+        }
+        if (ts > last) {
+            if (!known && zhashx_size (self->last) >= S_LAST_MAX)
+                zhashx_purge (self->last);
+            //  ms + 1: a stored NULL would read as unknown.
+            zhashx_update (self->last, verdict->reading.port, (void *)(intptr_t)(ts + 1));
+        }
+    }
+    if (marks)
+        store_maintenance_mark (maintenance, self->mark_ports, self->mark_times, marks);
+}
+
 //  The lane's thread. Natural group commit: it writes whatever is queued
 //  the moment it is free (and, for a small batch, has its turn), so while
 //  one transaction commits the next batch collects by itself; a lone
@@ -230,14 +301,14 @@ s_take_turn (store_server_t *server)
 static void *
 s_lane_run (void *argument)
 {
-    s_lane_t *self = (s_lane_t *) argument;
+    s_lane_t *self = (s_lane_t *)argument;
     store_server_t *server = self->server;
-    bool turn = false;              //  holds the small-batch turn
-    bool waited = false;            //  waited for it for the batch in hand
+    bool turn = false;   //  holds the small-batch turn
+    bool waited = false; //  waited for it for the batch in hand
     pthread_mutex_lock (&self->mutex);
     while (true) {
         if (self->count == 0) {
-            if (turn)               //  (only this lane takes from its queue)
+            if (turn) //  (only this lane takes from its queue)
                 pthread_mutex_unlock (&server->turn);
             turn = waited = false;
             if (self->stop)
@@ -264,11 +335,11 @@ s_lane_run (void *argument)
         }
         waited = false;
         store_batch_reset (self->batch);
-        size_t take = self->count < server->batch_max? self->count: server->batch_max;
+        size_t take = self->count < server->batch_max ? self->count : server->batch_max;
         for (size_t n = 0; n < take; n++) {
-            int added = store_batch_add (self->batch,
-                                         &self->queue [(self->head + n) % self->capacity]);
-            assert (added == 0);    //  take <= batch_max = capacity
+            int added =
+                store_batch_add (self->batch, &self->queue[(self->head + n) % self->capacity]);
+            assert (added == 0); //  take <= batch_max = capacity
         }
         self->head = (self->head + take) % self->capacity;
         self->count -= take;
@@ -287,6 +358,7 @@ s_lane_run (void *argument)
         }
         turn = false;
         s_publish (self);
+        s_track (self); //  after the acks: it delays none
         __atomic_add_fetch (&self->batches, 1, __ATOMIC_RELAXED);
         if (server->verbose)
             zsys_debug ("store server - lane %zu: batch of %zu written in %" PRId64 " us",
@@ -339,14 +411,14 @@ s_room (s_lane_t *self)
 //  Bind the sockets and take the writer
 
 store_server_t *
-store_server_new (const char *verdict_endpoint, const char *ack_endpoint,
-                  store_writer_t **writer_p, size_t batch_max, int batch_ms, bool verbose)
+store_server_new (const char *verdict_endpoint, const char *ack_endpoint, store_writer_t **writer_p,
+                  size_t batch_max, int batch_ms, bool verbose)
 {
     assert (verdict_endpoint);
     assert (ack_endpoint);
     assert (writer_p && *writer_p);
     assert (batch_max > 0);
-    store_server_t *self = (store_server_t *) zmalloc (sizeof (store_server_t));
+    store_server_t *self = (store_server_t *)zmalloc (sizeof (store_server_t));
     pthread_mutex_init (&self->pub_mutex, NULL);
     pthread_mutex_init (&self->turn, NULL);
     self->batch_max = batch_max;
@@ -378,8 +450,16 @@ store_server_add_writer (store_server_t *self, store_writer_t **writer_p)
         return -1;
     //  Partitions and pruning are housekeeping for one connection.
     store_writer_set_housekeeping (lane->writer, self->lane_count == 0);
-    self->lanes [self->lane_count++] = lane;
+    self->lanes[self->lane_count++] = lane;
     return 0;
+}
+
+void
+store_server_set_maintenance (store_server_t *self, store_maintenance_t *maintenance)
+{
+    assert (self);
+    assert (!self->started);
+    self->maintenance = maintenance;
 }
 
 size_t
@@ -397,7 +477,7 @@ store_server_destroy (store_server_t **self_p)
         store_server_t *self = *self_p;
         //  Lanes write what they hold and what waits in memory, then end.
         for (size_t index = 0; index < self->lane_count; index++) {
-            s_lane_t *lane = self->lanes [index];
+            s_lane_t *lane = self->lanes[index];
             if (lane->started) {
                 s_hand_over (lane);
                 pthread_mutex_lock (&lane->mutex);
@@ -407,13 +487,11 @@ store_server_destroy (store_server_t **self_p)
             }
         }
         for (size_t index = 0; index < self->lane_count; index++) {
-            if (self->lanes [index]->started)
-                pthread_join (self->lanes [index]->thread, NULL);
-            else
-            if (self->lanes [index]->writer)
-                store_writer_flush (self->lanes [index]->writer, self->lanes [index]->batch,
-                                    true);
-            s_lane_destroy (&self->lanes [index]);
+            if (self->lanes[index]->started)
+                pthread_join (self->lanes[index]->thread, NULL);
+            else if (self->lanes[index]->writer)
+                store_writer_flush (self->lanes[index]->writer, self->lanes[index]->batch, true);
+            s_lane_destroy (&self->lanes[index]);
         }
         zsock_destroy (&self->pull);
         zsock_destroy (&self->pub);
@@ -453,7 +531,7 @@ store_server_batches (store_server_t *self)
     assert (self);
     uint64_t batches = 0;
     for (size_t index = 0; index < self->lane_count; index++)
-        batches += __atomic_load_n (&self->lanes [index]->batches, __ATOMIC_RELAXED);
+        batches += __atomic_load_n (&self->lanes[index]->batches, __ATOMIC_RELAXED);
     return batches;
 }
 
@@ -483,11 +561,12 @@ s_stage (store_server_t *self, const proto_verdict_t *verdict)
     //  lanes' transactions never touch the same port rows. A retried
     //  reading comes with its port, so its key is checked by the same
     //  lane: idempotency needs no coordination between lanes.
-    s_lane_t *lane = self->lanes [self->lane_count == 1? 0:
-                                  proto_partition (verdict->reading.port,
-                                                   (uint32_t) self->lane_count)];
+    s_lane_t *lane =
+        self->lanes[self->lane_count == 1
+                        ? 0
+                        : proto_partition (verdict->reading.port, (uint32_t)self->lane_count)];
     s_room (lane);
-    lane->queue [lane->tail] = *verdict;
+    lane->queue[lane->tail] = *verdict;
     lane->tail = (lane->tail + 1) % lane->capacity;
     lane->staged++;
 }
@@ -502,17 +581,17 @@ s_receive (store_server_t *self)
     zmq_msg_init (&message);
     if (zmq_msg_recv (&message, self->pull_handle, ZMQ_DONTWAIT) == -1) {
         zmq_msg_close (&message);
-        return zmq_errno () == EAGAIN? 0: -1;
+        return zmq_errno () == EAGAIN ? 0 : -1;
     }
     bool more = zmq_msg_more (&message);
-    const uint8_t *data = (const uint8_t *) zmq_msg_data (&message);
-    size_t size = more? 0: zmq_msg_size (&message);
+    const uint8_t *data = (const uint8_t *)zmq_msg_data (&message);
+    size_t size = more ? 0 : zmq_msg_size (&message);
     size_t frames = 0;
     bool malformed = size == 0;
     for (size_t offset = 0, used; offset < size; offset += used) {
         proto_verdict_t verdict;
-        if (frames == PROTO_BATCH_MAX
-        ||  proto_verdict_decode_next (data + offset, size - offset, &verdict, &used)) {
+        if (frames == PROTO_BATCH_MAX ||
+            proto_verdict_decode_next (data + offset, size - offset, &verdict, &used)) {
             malformed = true;
             break;
         }
@@ -550,7 +629,7 @@ store_server_step (store_server_t *self, int timeout_ms)
     assert (self);
     if (!self->started) {
         for (size_t index = 0; index < self->lane_count; index++) {
-            s_lane_t *lane = self->lanes [index];
+            s_lane_t *lane = self->lanes[index];
             if (pthread_create (&lane->thread, NULL, s_lane_run, lane) == 0)
                 lane->started = true;
             else {
@@ -560,7 +639,7 @@ store_server_step (store_server_t *self, int timeout_ms)
         }
         self->started = true;
     }
-    zmq_pollitem_t item = { self->pull_handle, 0, ZMQ_POLLIN, 0 };
+    zmq_pollitem_t item = {self->pull_handle, 0, ZMQ_POLLIN, 0};
     int rc = zmq_poll (&item, 1, timeout_ms);
     if (rc == -1)
         return -1;
@@ -570,25 +649,25 @@ store_server_step (store_server_t *self, int timeout_ms)
     //  batch or batch_ms before handing over; the moment the socket is
     //  empty, hand over (the lanes then commit at once).
     uint64_t before = self->verdicts;
-    size_t staged = 0;              //  since the last hand-over
+    size_t staged = 0; //  since the last hand-over
     int64_t deadline = zclock_mono () + self->batch_ms;
     while (true) {
         uint64_t seen = self->verdicts;
         rc = s_receive (self);
-        staged += (size_t) (self->verdicts - seen);
+        staged += (size_t)(self->verdicts - seen);
         if (rc == 1 && staged < self->batch_max && zclock_mono () < deadline)
             continue;
         for (size_t index = 0; index < self->lane_count; index++)
-            if (self->lanes [index]->staged)
-                s_hand_over (self->lanes [index]);
+            if (self->lanes[index]->staged)
+                s_hand_over (self->lanes[index]);
         staged = 0;
         //  Empty, interrupted, or long enough: the caller checks its stop.
         if (rc != 1 || self->verdicts - before >= S_STEP_MAX)
             break;
         deadline = zclock_mono () + self->batch_ms;
     }
-    size_t handled = (size_t) (self->verdicts - before);
-    return rc == -1 && handled == 0? -1: (int) handled;
+    size_t handled = (size_t)(self->verdicts - before);
+    return rc == -1 && handled == 0 ? -1 : (int)handled;
 }
 
 //  --------------------------------------------------------------------------
@@ -600,7 +679,7 @@ store_server_step (store_server_t *self, int timeout_ms)
 //  returns how many arrived, each with its gateway (from the topic).
 static size_t
 s_collect (store_server_t *server, zsock_t *sub, proto_ack_t *acks, size_t count,
-           char gateways [][PROTO_GATEWAY_MAX + 1], int timeout_ms)
+           char gateways[][PROTO_GATEWAY_MAX + 1], int timeout_ms)
 {
     size_t received = 0;
     int64_t deadline = zclock_mono () + timeout_ms;
@@ -613,17 +692,17 @@ s_collect (store_server_t *server, zsock_t *sub, proto_ack_t *acks, size_t count
             zframe_t *frame = zmsg_pop (message);
             //  More than expected can come (a probe sent twice is acked
             //  twice, maybe in one message): those are dropped.
-            static proto_ack_t got_acks [PROTO_ACKS_MAX];
+            static proto_ack_t got_acks[PROTO_ACKS_MAX];
             size_t got;
-            int rc = proto_acks_decode (zframe_data (frame), zframe_size (frame),
-                                        got_acks, PROTO_ACKS_MAX, &got);
+            int rc = proto_acks_decode (zframe_data (frame), zframe_size (frame), got_acks,
+                                        PROTO_ACKS_MAX, &got);
             assert (rc == 0);
             assert (strncmp (topic, "ack.", 4) == 0);
             if (got > count - received)
                 got = count - received;
             for (size_t index = 0; index < got; index++) {
-                acks [received + index] = got_acks [index];
-                snprintf (gateways [received + index], PROTO_GATEWAY_MAX + 1, "%s", topic + 4);
+                acks[received + index] = got_acks[index];
+                snprintf (gateways[received + index], PROTO_GATEWAY_MAX + 1, "%s", topic + 4);
             }
             received += got;
             zframe_destroy (&frame);
@@ -656,7 +735,7 @@ s_push (zsock_t *push, const proto_verdict_t *verdict)
     int rc = proto_verdict_encode (verdict, &buffer);
     assert (rc == 0);
     rc = zmq_send (zsock_resolve (push), buffer.data, buffer.size, 0);
-    assert (rc == (int) buffer.size);
+    assert (rc == (int)buffer.size);
     proto_buffer_release (&buffer);
 }
 
@@ -670,8 +749,8 @@ store_server_test (bool verbose)
     assert (database);
     store_fixture_t *fixture = store_fixture_new (database, 2);
     store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server = store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*",
-                                               &writer, 1000, 2, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 1000, 2, verbose);
     assert (server);
     assert (writer == NULL);
     zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
@@ -680,16 +759,16 @@ store_server_test (bool verbose)
     zsock_set_rcvtimeo (sub, 100);
     assert (push && sub);
 
-    proto_ack_t acks [64];
-    char gateways [64][PROTO_GATEWAY_MAX + 1];
+    proto_ack_t acks[64];
+    char gateways[64][PROTO_GATEWAY_MAX + 1];
     proto_verdict_t verdict;
     int64_t base = zclock_time ();
 
     //  Until the subscription has arrived, acks are dropped: send the same
     //  keyed probe until one ack comes back (it is stored once).
-    char key [32];
+    char key[32];
     snprintf (key, sizeof (key), "probe-%" PRId64, base);
-    store_fixture_verdict (fixture, &verdict, "gwA", 999, fixture->ports [0], key, base, 1,
+    store_fixture_verdict (fixture, &verdict, "gwA", 999, fixture->ports[0], key, base, 1,
                            PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
     size_t received = 0;
     int64_t probe_id = 0;
@@ -697,85 +776,85 @@ store_server_test (bool verbose)
         s_push (push, &verdict);
         received = s_collect (server, sub, acks, 1, gateways, 100);
         if (received) {
-            assert (acks [0].code == PROTO_ACK_OK);
-            assert (probe_id == 0 || acks [0].id == probe_id);
-            probe_id = acks [0].id;
+            assert (acks[0].code == PROTO_ACK_OK);
+            assert (probe_id == 0 || acks[0].id == probe_id);
+            probe_id = acks[0].id;
         }
     }
     assert (received == 1);
-    assert (streq (gateways [0], "gwA"));
+    assert (streq (gateways[0], "gwA"));
     s_drain (server, sub, 300);
 
     //  Verdicts of two gateways plus one malformed frame: each gateway gets
     //  its acks on its own topic, in order, ids matching the rows
-    proto_verdict_t sent [15];
+    proto_verdict_t sent[15];
     for (int index = 0; index < 15; index++) {
-        store_fixture_verdict (fixture, &sent [index], index % 3? "gwA": "gwB", (uint64_t) index,
-                               fixture->ports [index % 2], "", base + 1 + index, index + 0.5,
+        store_fixture_verdict (fixture, &sent[index], index % 3 ? "gwA" : "gwB", (uint64_t)index,
+                               fixture->ports[index % 2], "", base + 1 + index, index + 0.5,
                                PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
-        s_push (push, &sent [index]);
+        s_push (push, &sent[index]);
         if (index == 7)
             zstr_send (push, "not msgpack");
     }
     received = s_collect (server, sub, acks, 15, gateways, 3000);
     assert (received == 15);
     assert (store_server_malformed (server) == 1);
-    uint64_t next [2] = { 0, 0 };   //  next request expected per gateway: ordered
+    uint64_t next[2] = {0, 0}; //  next request expected per gateway: ordered
     for (size_t index = 0; index < received; index++) {
-        bool is_a = streq (gateways [index], "gwA");
-        assert (is_a || streq (gateways [index], "gwB"));
-        while (next [is_a] < 15 && ((next [is_a] % 3 != 0) != is_a))
-            next [is_a]++;
-        assert (acks [index].request == next [is_a]);
-        next [is_a]++;
-        assert (acks [index].code == PROTO_ACK_OK);
-        assert (acks [index].ts == base + 1 + (int64_t) acks [index].request);
-        char id [24];
-        snprintf (id, sizeof (id), "%" PRId64, acks [index].id);
-        const char *params [1] = { id };
-        char port [64];
-        store_fixture_text (fixture, "SELECT port_id FROM readings WHERE id = $1", 1, params,
-                            port, sizeof (port));
-        assert (streq (port, sent [acks [index].request].reading.port));
+        bool is_a = streq (gateways[index], "gwA");
+        assert (is_a || streq (gateways[index], "gwB"));
+        while (next[is_a] < 15 && ((next[is_a] % 3 != 0) != is_a))
+            next[is_a]++;
+        assert (acks[index].request == next[is_a]);
+        next[is_a]++;
+        assert (acks[index].code == PROTO_ACK_OK);
+        assert (acks[index].ts == base + 1 + (int64_t)acks[index].request);
+        char id[24];
+        snprintf (id, sizeof (id), "%" PRId64, acks[index].id);
+        const char *params[1] = {id};
+        char port[64];
+        store_fixture_text (fixture, "SELECT port_id FROM readings WHERE id = $1", 1, params, port,
+                            sizeof (port));
+        assert (streq (port, sent[acks[index].request].reading.port));
     }
     //  A batch message: three verdicts in one message, then a broken
     //  frame; the three are stored and acked, the rest is counted
     proto_buffer_t batch;
     proto_buffer_init (&batch);
     for (int index = 0; index < 3; index++) {
-        store_fixture_verdict (fixture, &sent [index], "gwA", 200 + (uint64_t) index,
-                               fixture->ports [index % 2], "", base + 100 + index, 7,
+        store_fixture_verdict (fixture, &sent[index], "gwA", 200 + (uint64_t)index,
+                               fixture->ports[index % 2], "", base + 100 + index, 7,
                                PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
-        assert (proto_verdict_append (&sent [index], &batch) == 0);
+        assert (proto_verdict_append (&sent[index], &batch) == 0);
     }
     zframe_t *frame = zframe_new (NULL, batch.size + 1);
     memcpy (zframe_data (frame), batch.data, batch.size);
-    zframe_data (frame) [batch.size] = 0xc1;        //  never used in msgpack
+    zframe_data (frame)[batch.size] = 0xc1; //  never used in msgpack
     assert (zframe_send (&frame, push, 0) == 0);
     received = s_collect (server, sub, acks, 3, gateways, 3000);
     assert (received == 3);
     assert (store_server_malformed (server) == 2);
     for (size_t index = 0; index < received; index++) {
-        assert (acks [index].code == PROTO_ACK_OK);
-        assert (acks [index].request >= 200 && acks [index].request < 203);
-        assert (acks [index].ts == base + 100 + (int64_t) (acks [index].request - 200));
+        assert (acks[index].code == PROTO_ACK_OK);
+        assert (acks[index].request >= 200 && acks[index].request < 203);
+        assert (acks[index].ts == base + 100 + (int64_t)(acks[index].request - 200));
     }
     proto_buffer_release (&batch);
 
     //  A verdict without a reading gets no ack (nobody waits for one) but
     //  is stored: the next ack is the next reading's, the port is offline
-    store_fixture_verdict (fixture, &verdict, PROTO_GATEWAY_NONE, 0, fixture->ports [1], "",
+    store_fixture_verdict (fixture, &verdict, PROTO_GATEWAY_NONE, 0, fixture->ports[1], "",
                            base + 20, 0, PROTO_STATUS_OFFLINE, PROTO_STATUS_ACTIVE);
     verdict.no_reading = true;
     s_push (push, &verdict);
-    store_fixture_verdict (fixture, &verdict, "gwA", 500, fixture->ports [0], "", base + 21, 1,
+    store_fixture_verdict (fixture, &verdict, "gwA", 500, fixture->ports[0], "", base + 21, 1,
                            PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
     s_push (push, &verdict);
     received = s_collect (server, sub, acks, 2, gateways, 1000);
     assert (received == 1);
-    assert (acks [0].request == 500 && streq (gateways [0], "gwA"));
-    const char *offline_params [1] = { fixture->ports [1] };
-    char status [16];
+    assert (acks[0].request == 500 && streq (gateways[0], "gwA"));
+    const char *offline_params[1] = {fixture->ports[1]};
+    char status[16];
     store_fixture_text (fixture, "SELECT status FROM ports WHERE id = $1", 1, offline_params,
                         status, sizeof (status));
     assert (streq (status, "offline"));
@@ -786,16 +865,15 @@ store_server_test (bool verbose)
     //  Two lanes (writers). Ports of both; the server is handed its second
     //  writer before its first step.
     store_fixture_t *many = store_fixture_new (database, 32);
-    const char *lane_port [2] = { NULL, NULL };
+    const char *lane_port[2] = {NULL, NULL};
     for (size_t index = 0; index < many->port_count; index++) {
-        uint32_t lane = proto_partition (many->ports [index], 2);
-        if (!lane_port [lane])
-            lane_port [lane] = many->ports [index];
+        uint32_t lane = proto_partition (many->ports[index], 2);
+        if (!lane_port[lane])
+            lane_port[lane] = many->ports[index];
     }
-    assert (lane_port [0] && lane_port [1]);
+    assert (lane_port[0] && lane_port[1]);
     writer = store_writer_new (database, verbose);
-    server = store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 1000, 2,
-                               verbose);
+    server = store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 1000, 2, verbose);
     assert (server);
     writer = store_writer_new (database, verbose);
     assert (store_server_add_writer (server, &writer) == 0);
@@ -806,17 +884,17 @@ store_server_test (bool verbose)
     sub = zsock_new_sub (store_server_ack_endpoint (server), "ack.");
     zsock_set_rcvtimeo (sub, 100);
     snprintf (key, sizeof (key), "probe2-%" PRId64, base);
-    store_fixture_verdict (many, &verdict, "gwA", 999, lane_port [0], key, base, 1,
+    store_fixture_verdict (many, &verdict, "gwA", 999, lane_port[0], key, base, 1,
                            PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
     received = 0;
     for (int attempt = 0; attempt < 50 && received == 0; attempt++) {
         s_push (push, &verdict);
         received = s_collect (server, sub, acks, 1, gateways, 100);
     }
-    assert (received == 1 && acks [0].code == PROTO_ACK_OK);
+    assert (received == 1 && acks[0].code == PROTO_ACK_OK);
     s_drain (server, sub, 300);
     writer = store_writer_new ("host=127.0.0.1 port=1 dbname=none", false);
-    assert (store_server_add_writer (server, &writer) == -1);     //  started: no more lanes
+    assert (store_server_add_writer (server, &writer) == -1); //  started: no more lanes
     store_writer_destroy (&writer);
 
     //  The same readingId on ports of both lanes (a client reusing an id):
@@ -824,66 +902,67 @@ store_server_test (bool verbose)
     snprintf (key, sizeof (key), "both-%" PRId64, base);
     for (int round = 0; round < 3; round++) {
         for (int lane = 0; lane < 2; lane++) {
-            store_fixture_verdict (many, &verdict, "gwA", (uint64_t) (10 + round * 2 + lane),
-                                   lane_port [lane], key, base + 1 + round * 2 + lane, 7,
+            store_fixture_verdict (many, &verdict, "gwA", (uint64_t)(10 + round * 2 + lane),
+                                   lane_port[lane], key, base + 1 + round * 2 + lane, 7,
                                    PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
             s_push (push, &verdict);
         }
         received = s_collect (server, sub, acks, 2, gateways, 5000);
         assert (received == 2);
-        assert (acks [0].code == PROTO_ACK_OK && acks [1].code == PROTO_ACK_OK);
-        assert (acks [0].id == acks [1].id);
-        assert (acks [0].ts == acks [1].ts);
-        char device [24];
+        assert (acks[0].code == PROTO_ACK_OK && acks[1].code == PROTO_ACK_OK);
+        assert (acks[0].id == acks[1].id);
+        assert (acks[0].ts == acks[1].ts);
+        char device[24];
         snprintf (device, sizeof (device), "%" PRId64, many->device);
-        const char *key_params [2] = { device, key };
-        assert (store_fixture_int (many, "SELECT count(*) FROM reading_keys"
+        const char *key_params[2] = {device, key};
+        assert (store_fixture_int (many,
+                                   "SELECT count(*) FROM reading_keys"
                                    " WHERE device_id = $1 AND reading_key = $2",
                                    2, key_params) == 1);
-        char id [24];
-        snprintf (id, sizeof (id), "%" PRId64, acks [0].id);
-        const char *id_params [1] = { id };
-        assert (store_fixture_int (many, "SELECT count(*) FROM readings WHERE id = $1",
-                                   1, id_params) == 1);
+        char id[24];
+        snprintf (id, sizeof (id), "%" PRId64, acks[0].id);
+        const char *id_params[1] = {id};
+        assert (store_fixture_int (many, "SELECT count(*) FROM readings WHERE id = $1", 1,
+                                   id_params) == 1);
     }
 
-    //  Per-port order through the lanes: each port's status flips with
-    //  every verdict (so every row is written at once); the stored status,
-    //  its time and each port's ack order follow the last verdict
-    #define S_FLIPS 300
-    static proto_ack_t flips [2 * S_FLIPS];
-    static char flip_gateways [2 * S_FLIPS][PROTO_GATEWAY_MAX + 1];
+//  Per-port order through the lanes: each port's status flips with
+//  every verdict (so every row is written at once); the stored status,
+//  its time and each port's ack order follow the last verdict
+#define S_FLIPS 300
+    static proto_ack_t flips[2 * S_FLIPS];
+    static char flip_gateways[2 * S_FLIPS][PROTO_GATEWAY_MAX + 1];
     for (int index = 0; index < S_FLIPS; index++)
         for (int lane = 0; lane < 2; lane++) {
             bool odd = index % 2;
-            store_fixture_verdict (many, &verdict, lane? "gwB": "gwA",
-                                   (uint64_t) (1000 + index), lane_port [lane], "",
-                                   base + 100 + index, 2 + index,
-                                   odd? PROTO_STATUS_IDLE: PROTO_STATUS_ACTIVE,
-                                   odd? PROTO_STATUS_ACTIVE: PROTO_STATUS_IDLE);
+            store_fixture_verdict (many, &verdict, lane ? "gwB" : "gwA", (uint64_t)(1000 + index),
+                                   lane_port[lane], "", base + 100 + index, 2 + index,
+                                   odd ? PROTO_STATUS_IDLE : PROTO_STATUS_ACTIVE,
+                                   odd ? PROTO_STATUS_ACTIVE : PROTO_STATUS_IDLE);
             s_push (push, &verdict);
         }
     received = s_collect (server, sub, flips, 2 * S_FLIPS, flip_gateways, 10000);
     assert (received == 2 * S_FLIPS);
-    uint64_t last [2] = { 999, 999 };
+    uint64_t last[2] = {999, 999};
     int64_t rows = 0;
     for (size_t index = 0; index < received; index++) {
-        int lane = streq (flip_gateways [index], "gwB");
-        assert (flips [index].code == PROTO_ACK_OK);
-        assert (flips [index].request == last [lane] + 1);
-        last [lane] = flips [index].request;
+        int lane = streq (flip_gateways[index], "gwB");
+        assert (flips[index].code == PROTO_ACK_OK);
+        assert (flips[index].request == last[lane] + 1);
+        last[lane] = flips[index].request;
     }
     for (int lane = 0; lane < 2; lane++) {
-        const char *port_params [1] = { lane_port [lane] };
-        char expected [64], stored [64];
-        snprintf (expected, sizeof (expected), "idle %" PRId64,
-                  base + 100 + S_FLIPS - 1);
-        store_fixture_text (many,
+        const char *port_params[1] = {lane_port[lane]};
+        char expected[64], stored[64];
+        snprintf (expected, sizeof (expected), "idle %" PRId64, base + 100 + S_FLIPS - 1);
+        store_fixture_text (
+            many,
             "SELECT status || ' ' || (extract (epoch FROM status_since) * 1000)::bigint"
-            " FROM ports WHERE id = $1", 1, port_params, stored, sizeof (stored));
+            " FROM ports WHERE id = $1",
+            1, port_params, stored, sizeof (stored));
         assert (streq (stored, expected));
-        rows += store_fixture_int (many, "SELECT count(*) FROM readings WHERE port_id = $1",
-                                   1, port_params);
+        rows += store_fixture_int (many, "SELECT count(*) FROM readings WHERE port_id = $1", 1,
+                                   port_params);
     }
     //  the flips, the probe and the shared key once
     assert (rows == 2 * S_FLIPS + 2);
@@ -906,12 +985,12 @@ store_server_test (bool verbose)
     zsock_set_rcvtimeo (sub, 100);
     received = 0;
     for (int attempt = 0; attempt < 50 && received == 0; attempt++) {
-        s_push (push, &sent [0]);
+        s_push (push, &sent[0]);
         received = s_collect (server, sub, acks, 1, gateways, 100);
     }
     assert (received == 1);
-    assert (acks [0].code == PROTO_ACK_RETRY);
-    assert (acks [0].request == sent [0].reading.request);
+    assert (acks[0].code == PROTO_ACK_RETRY);
+    assert (acks[0].request == sent[0].reading.request);
 
     zsock_destroy (&push);
     zsock_destroy (&sub);

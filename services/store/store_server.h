@@ -25,6 +25,7 @@
 #ifndef STORE_SERVER_H_INCLUDED
 #define STORE_SERVER_H_INCLUDED
 
+#include "store_maintenance.h"
 #include "store_writer.h"
 
 typedef struct _store_server_t store_server_t;
@@ -41,6 +42,12 @@ void store_server_destroy (store_server_t **self_p);
 //  pruning). 0, or -1 (started, too many, out of memory).
 int store_server_add_writer (store_server_t *self, store_writer_t **writer_p);
 size_t store_server_writers (store_server_t *self);
+
+//  Before the first step: after each commit, the lanes mark the readings
+//  that change minutes maintenance has already rolled up (late readings;
+//  see store_maintenance.h). Borrowed: it must outlive the server. Without
+//  it, nothing is marked.
+void store_server_set_maintenance (store_server_t *self, store_maintenance_t *maintenance);
 
 //  Endpoints actually bound (with the port chosen for "*"); borrowed.
 const char *store_server_verdict_endpoint (store_server_t *self);
