@@ -968,23 +968,36 @@ s_reading_answer (const gateway_sensor_input_t *input, const proto_ack_t *ack, c
     return (size_t)(cursor - answer);
 }
 
+//  The start of both sensor handlers: POST only; an address that guessed
+//  tokens too often waits, before any lookup; then the body, in stack when
+//  it fits. 0 with *ip, *body and *size set, else the status answered.
 static int
-s_handle_reading (struct mg_connection *conn, gateway_t *gateway)
+s_sensor_request (struct mg_connection *conn, size_t max, char *stack, size_t stack_size,
+                  const char **ip, char **body, size_t *size)
 {
     const struct mg_request_info *info = mg_get_request_info (conn);
     if (!info || strcmp (info->request_method, "POST") != 0)
         return s_method_not_allowed (conn);
-    //  An address that guessed tokens too often waits, before any lookup.
-    const char *ip = gateway_http_client_ip (conn);
+    *ip = gateway_http_client_ip (conn);
     int retry_after;
-    if (gateway_http_rate_limited (ip, &retry_after))
+    if (gateway_http_rate_limited (*ip, &retry_after))
         return gateway_http_send_rate_limited (conn, retry_after);
-    int status;
+    int status = 0;
+    if (gateway_http_read_body (conn, max, stack, stack_size, body, size, &status) != 0)
+        return status ? status : 500;
+    return 0;
+}
+
+static int
+s_handle_reading (struct mg_connection *conn, gateway_t *gateway)
+{
+    const char *ip;
     char stack_buffer[GATEWAY_SENSOR_BODY_MAX + 1];
     char *text;
     size_t size;
-    if (gateway_http_read_body (conn, GATEWAY_SENSOR_BODY_MAX, stack_buffer, sizeof stack_buffer,
-                                &text, &size, &status) != 0)
+    int status = s_sensor_request (conn, GATEWAY_SENSOR_BODY_MAX, stack_buffer,
+                                   sizeof stack_buffer, &ip, &text, &size);
+    if (status)
         return status;
     int64_t now = gateway_http_now_ms ();
     const char *token = NULL, *code = NULL, *message = NULL;
@@ -1284,19 +1297,13 @@ s_batch_run (gateway_t *gateway, const s_batch_t *batch, const gateway_device_t 
 static int
 s_handle_batch (struct mg_connection *conn, gateway_t *gateway)
 {
-    const struct mg_request_info *info = mg_get_request_info (conn);
-    if (!info || strcmp (info->request_method, "POST") != 0)
-        return s_method_not_allowed (conn);
-    const char *ip = gateway_http_client_ip (conn);
-    int retry_after;
-    if (gateway_http_rate_limited (ip, &retry_after))
-        return gateway_http_send_rate_limited (conn, retry_after);
-    int status;
+    const char *ip;
     char stack_buffer[GATEWAY_SENSOR_BODY_MAX + 1];
     char *body;
     size_t size;
-    if (gateway_http_read_body (conn, BATCH_BODY_MAX, stack_buffer, sizeof stack_buffer, &body,
-                                &size, &status) != 0)
+    int status = s_sensor_request (conn, BATCH_BODY_MAX, stack_buffer, sizeof stack_buffer, &ip,
+                                   &body, &size);
+    if (status)
         return status;
     s_batch_t batch;
     memset (&batch, 0, sizeof batch);

@@ -921,16 +921,23 @@ store_batch_readings_binary (store_batch_t *self, const char *params[STORE_READI
 //  --------------------------------------------------------------------------
 //  Binary COPY stream of the fresh readings (PostgreSQL "PGCOPY" format)
 
+//  Starts copy over with the binary COPY header.
+static void
+s_copy_start (s_text_t *copy)
+{
+    copy->size = 0;
+    s_text_append (copy, "PGCOPY\n\377\r\n\0", 11);
+    s_copy_u32 (copy, 0); //  flags
+    s_copy_u32 (copy, 0); //  header extension length
+}
+
 const uint8_t *
 store_batch_copy_data (store_batch_t *self, size_t *size)
 {
     assert (self);
     assert (size);
     s_text_t *copy = &self->copy;
-    copy->size = 0;
-    s_text_append (copy, "PGCOPY\n\377\r\n\0", 11);
-    s_copy_u32 (copy, 0); //  flags
-    s_copy_u32 (copy, 0); //  header extension length
+    s_copy_start (copy);
     for (size_t index = self->lo; index < self->hi; index++) {
         const s_row_t *row = &self->rows[index];
         if (row->decided || !row->fresh)
@@ -961,10 +968,7 @@ store_batch_keys_copy_data (store_batch_t *self, size_t *size)
     assert (self);
     assert (size);
     s_text_t *copy = &self->keys_copy;
-    copy->size = 0;
-    s_text_append (copy, "PGCOPY\n\377\r\n\0", 11);
-    s_copy_u32 (copy, 0); //  flags
-    s_copy_u32 (copy, 0); //  header extension length
+    s_copy_start (copy);
     for (size_t n = 0; n < self->keyed_count; n++) {
         const s_row_t *row = &self->rows[self->keyed[n]];
         const proto_reading_t *reading = &row->verdict.reading;
