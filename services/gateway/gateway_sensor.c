@@ -995,8 +995,8 @@ s_handle_reading (struct mg_connection *conn, gateway_t *gateway)
     char stack_buffer[GATEWAY_SENSOR_BODY_MAX + 1];
     char *text;
     size_t size;
-    int status = s_sensor_request (conn, GATEWAY_SENSOR_BODY_MAX, stack_buffer,
-                                   sizeof stack_buffer, &ip, &text, &size);
+    int status = s_sensor_request (conn, GATEWAY_SENSOR_BODY_MAX, stack_buffer, sizeof stack_buffer,
+                                   &ip, &text, &size);
     if (status)
         return status;
     int64_t now = gateway_http_now_ms ();
