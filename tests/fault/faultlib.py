@@ -45,7 +45,11 @@ def duration(short):
 
 
 class FaultStack(harness.Stack):
-    """harness.Stack on the fault suite's port slots."""
+    """harness.Stack on the fault suite's port slots, with deploy/up's
+    default links (unix sockets): the faults are injected into the stack
+    as users run it."""
+
+    transport = "ipc"
 
     def _pick_ports(self, slot, partitions):
         for k in list(range(slot, 10)) + list(range(0, slot)):

@@ -112,6 +112,10 @@ class Stack:
     # ------------------------------------------------------------------
     # lifecycle
 
+    # ZeroMQ links: TCP, so Tap can see its connections in /proc/net/tcp
+    # (deploy/up's default, ipc, runs in the fault suite and the browser test).
+    transport = "tcp"
+
     def start(self, name, partitions=2, simulator=False, slot=0, reserve_partitions=None,
               settings=None):
         """reserve_partitions: also require the ZMQ ports of that many
@@ -145,6 +149,7 @@ class Stack:
             "PHANTOM_HTTP_PORT": str(http_port),
             "PHANTOM_PG_PORT": str(pg_port),
             "PHANTOM_ZMQ_PORT_BASE": str(zmq_base),
+            "PHANTOM_ZMQ_TRANSPORT": self.transport,
             "PHANTOM_PARTITIONS": str(partitions),
             "PHANTOM_SIMULATOR": "1" if simulator else "0",
             "PHANTOM_SEED": "0",
