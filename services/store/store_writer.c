@@ -81,9 +81,11 @@ static const char *s_keys_safe_sql =
 static const char *s_ids_sql =
     "SELECT nextval ('readings_id_seq') FROM generate_series (1, $1::int)";
 
-//  Keys older than the clients' retry window, a chunk at a time
-//  (deploy/migrations/008_store_perf.sql).
-static const char *s_prune_sql = "SELECT phantom_prune_reading_keys ($1::int, $2::int)";
+//  Keys older than the clients' retry window, swept from the heap a
+//  range of blocks at a time from a stored cursor: (deleted, wrapped)
+//  (deploy/migrations/010_prune_sweep.sql; no index on ts any more).
+static const char *s_prune_sql =
+    "SELECT deleted, wrapped FROM phantom_prune_reading_keys_sweep ($1::int, $2::int)";
 
 //  STORE_INSERT_COPY only (a choice for benchmarks): the transaction's
 //  start, its keys and its readings as one simple query, binary COPYs.
@@ -163,11 +165,23 @@ static const struct {
 #define S_ID_BLOCK 10000
 //  After a key conflict, the safe form of the keys statement for this long.
 #define S_SAFE_MS 10000
-//  reading_keys: kept for the clients' retry window, pruned in chunks.
+//  reading_keys: kept for the clients' retry window (7 days), pruned by
+//  passes over the whole heap (no index on ts: one B-tree insert less per
+//  reading, 0.4-1.0 us of PostgreSQL CPU; BENCH.md): S_PRUNE_PAGES blocks
+//  per call, a call a second while a pass is on, the next pass
+//  S_PRUNE_EVERY_MS after one wraps (and at start). A key goes at most one
+//  pass interval after it turns 7 days old: keys live 7 days plus at most
+//  a day plus a pass. Why a day, not 10 minutes: a pass reads every key,
+//  ~0.1 us each, and a key is read by every pass of its 7 days, so a pass
+//  every 10 minutes would cost ~100 us per reading, a hundred times the
+//  index; daily passes ~0.7 us, off the write path. 4096 blocks (32 MB,
+//  ~400k keys) took 45-65 ms a call with nothing to delete, ~190 ms when
+//  every key went (5 M keys, warm cache): a 50 M-key table (~515k blocks)
+//  is a pass of ~2 minutes holding this connection ~50 ms a second.
 #define S_KEYS_KEEP_DAYS 7
-#define S_PRUNE_CHUNK 5000
-#define S_PRUNE_EVERY_MS (10 * 60 * 1000)
-#define S_PRUNE_BUSY_MS 1000
+#define S_PRUNE_PAGES 4096
+#define S_PRUNE_EVERY_MS (24 * 3600 * 1000)
+#define S_PRUNE_SWEEP_MS 1000
 #define S_BACKOFF_MAX_MS 2000
 #define S_PARTITIONS_EVERY_MS (3600 * 1000)
 #define S_PARTITIONS_RETRY_MS (60 * 1000)
@@ -190,7 +204,8 @@ struct _store_writer_t {
     int64_t connect_at;    //  monotonic ms of the next connect attempt
     int64_t partitions_at; //  monotonic ms of the next phantom_ensure_partitions
     bool housekeeping;     //  this writer keeps partitions and prunes keys
-    int64_t prune_at;      //  monotonic ms of the next prune chunk
+    int64_t prune_at;      //  monotonic ms of the next prune call
+    int64_t pass_deleted;  //  keys deleted by the pass in progress
     int64_t safe_until;    //  monotonic ms until which keys use the safe form
     int64_t *ids;          //  block of reading ids not handed out yet
     size_t id_next;        //  next unused in ids
@@ -426,23 +441,29 @@ store_writer_connected (store_writer_t *self)
     return self->conn && PQstatus (self->conn) == CONNECTION_OK;
 }
 
-//  One chunk of keys older than the retry window; the next chunk soon if
-//  this one was full, else in ten minutes.
+//  One step of the sweep over reading_keys: the next step in a second
+//  while the pass goes on, the next pass a day after this one ended.
 static void
 s_prune (store_writer_t *self)
 {
-    char days[16], rows[16];
+    char days[16], pages[16];
     snprintf (days, sizeof (days), "%d", S_KEYS_KEEP_DAYS);
-    snprintf (rows, sizeof (rows), "%d", S_PRUNE_CHUNK);
-    const char *params[2] = {days, rows};
+    snprintf (pages, sizeof (pages), "%d", S_PRUNE_PAGES);
+    const char *params[2] = {days, pages};
     PGresult *result = PQexecPrepared (self->conn, "store_prune", 2, params, NULL, NULL, 0);
     int64_t now = zclock_mono ();
-    if (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1) {
-        int deleted = atoi (PQgetvalue (result, 0, 0));
-        self->prune_at = now + (deleted >= S_PRUNE_CHUNK ? S_PRUNE_BUSY_MS : S_PRUNE_EVERY_MS);
-        if (self->verbose || deleted)
-            zsys_debug ("store writer - %d reading keys older than %d days pruned", deleted,
-                        S_KEYS_KEEP_DAYS);
+    if (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1 &&
+        PQnfields (result) == 2) {
+        self->pass_deleted += atoll (PQgetvalue (result, 0, 0));
+        bool wrapped = streq (PQgetvalue (result, 0, 1), "t");
+        if (wrapped) {
+            if (self->verbose || self->pass_deleted)
+                zsys_debug ("store writer - pass over reading_keys: %" PRId64
+                            " keys older than %d days pruned",
+                            self->pass_deleted, S_KEYS_KEEP_DAYS);
+            self->pass_deleted = 0;
+        }
+        self->prune_at = now + (wrapped ? S_PRUNE_EVERY_MS : S_PRUNE_SWEEP_MS);
     } else {
         zsys_warning ("store writer - pruning reading_keys failed: %s", s_connection_error (self));
         self->prune_at = now + S_PARTITIONS_RETRY_MS;
@@ -1054,15 +1075,19 @@ static const char *s_plan_explains[][2] = {
     {"store_keys_safe", "EXPLAIN EXECUTE store_keys_safe ('{1,1}', '{\"k1\",\"k2\"}',"
                         " '{1767225600000,1767225601000}', '{900000003,900000004}')"},
     {"store_ids", "EXPLAIN EXECUTE store_ids (3)"},
-    {"store_prune", "EXPLAIN EXECUTE store_prune (7, 5000)"},
+    {"store_prune", "EXPLAIN EXECUTE store_prune (7, 4)"},
     {"store_ports",
      "EXPLAIN EXECUTE store_ports ('{00000000-0000-4000-8000-000000000001}', '{\"idle\"}',"
      " '{1767225600000}', '{NULL}', '{1.5}', '{NULL}')"},
     {"store_episodes",
      "EXPLAIN EXECUTE store_episodes ('{00000000-0000-4000-8000-000000000001}', '{1}',"
      " '{1767225600000}', '{NULL}', '{1}', '{2}', '{0.5}', '{3}')"},
-    //  What phantom_prune_reading_keys runs (008), planned the same way.
-    {"prune_chunk", "EXPLAIN EXECUTE prune_chunk (7, 5000)"},
+    //  What phantom_prune_reading_keys_sweep runs (010), planned the same
+    //  way: its cursor, a range of blocks, the last range (to the end).
+    {"sweep_cursor", "EXPLAIN EXECUTE sweep_cursor"},
+    {"sweep_range", "EXPLAIN EXECUTE sweep_range (0, 4096, 7)"},
+    {"sweep_tail", "EXPLAIN EXECUTE sweep_tail (0, 7)"},
+    {"sweep_advance", "EXPLAIN EXECUTE sweep_advance (0)"},
 };
 #define S_PLAN_EXPLAINS (sizeof (s_plan_explains) / sizeof (s_plan_explains[0]))
 
@@ -1083,9 +1108,17 @@ s_plans_check (PGconn *conn, const char *state, bool verbose)
 {
     s_plan_sql (conn, "DEALLOCATE ALL");
     assert (s_session_setup (conn) == 0);
-    s_plan_sql (conn, "PREPARE prune_chunk (int, int) AS"
-                      " SELECT ctid FROM reading_keys"
-                      " WHERE ts < now () - make_interval (days => $1) ORDER BY ts LIMIT $2");
+    s_plan_sql (conn, "PREPARE sweep_cursor AS"
+                      " SELECT s.next_block FROM reading_keys_sweep s WHERE s.one FOR UPDATE");
+    s_plan_sql (conn, "PREPARE sweep_range (bigint, int, int) AS DELETE FROM reading_keys"
+                      " WHERE ctid >= format ('(%s,0)', $1)::tid"
+                      "   AND ctid < format ('(%s,0)', $1 + $2)::tid"
+                      "   AND ts < now () - make_interval (days => $3)");
+    s_plan_sql (conn, "PREPARE sweep_tail (bigint, int) AS DELETE FROM reading_keys"
+                      " WHERE ctid >= format ('(%s,0)', $1)::tid"
+                      "   AND ts < now () - make_interval (days => $2)");
+    s_plan_sql (conn, "PREPARE sweep_advance (bigint) AS"
+                      " UPDATE reading_keys_sweep s SET next_block = $1 WHERE s.one");
     for (size_t index = 0; index < S_PLAN_EXPLAINS; index++) {
         //  Its first execution (EXPLAIN's statement without the EXPLAIN),
         //  in a transaction rolled back: the plan is cached all the same.
@@ -1125,6 +1158,9 @@ s_plans_test (const char *database, bool verbose)
     s_plan_sql (conn, sql);
     //  Copies with their indexes, without foreign keys or triggers.
     s_plan_sql (conn, "CREATE TABLE reading_keys (LIKE public.reading_keys INCLUDING ALL)");
+    s_plan_sql (conn, "CREATE TABLE reading_keys_sweep"
+                      " (LIKE public.reading_keys_sweep INCLUDING ALL)");
+    s_plan_sql (conn, "INSERT INTO reading_keys_sweep DEFAULT VALUES");
     s_plan_sql (conn, "CREATE TABLE ports (LIKE public.ports INCLUDING ALL)");
     s_plan_sql (conn, "CREATE TABLE episodes (LIKE public.episodes INCLUDING ALL)");
     s_plan_sql (conn, "CREATE TABLE readings (LIKE public.readings INCLUDING DEFAULTS)"
@@ -1144,8 +1180,122 @@ s_plans_test (const char *database, bool verbose)
     s_plan_sql (conn, "INSERT INTO readings (id, port_id, ts, voltage, current, power, status)"
                       " SELECT n, id, now (), 230, 0.1, 23, 1 FROM ports,"
                       " generate_series (1, 4) n");
-    s_plan_sql (conn, "ANALYZE reading_keys, ports, episodes, readings");
+    s_plan_sql (conn, "ANALYZE reading_keys, reading_keys_sweep, ports, episodes, readings");
     s_plans_check (conn, "populated, analysed", verbose);
+
+    s_plan_sql (conn, "RESET search_path");
+    s_plan_sql (conn, "SET client_min_messages = warning");
+    snprintf (sql, sizeof (sql), "DROP SCHEMA %s CASCADE", schema);
+    s_plan_sql (conn, sql);
+    PQfinish (conn);
+}
+
+static int64_t
+s_sweep_int (PGconn *conn, const char *sql)
+{
+    PGresult *result = PQexec (conn, sql);
+    if (PQresultStatus (result) != PGRES_TUPLES_OK || PQntuples (result) != 1) {
+        fprintf (stderr, "store_writer_test: %s\n  failed: %s", sql, PQerrorMessage (conn));
+        assert (false);
+    }
+    int64_t value = atoll (PQgetvalue (result, 0, 0));
+    PQclear (result);
+    return value;
+}
+
+//  One call of the sweep, in the writer's session: deleted rows, wrapped.
+static int64_t
+s_sweep_call (PGconn *conn, int pages, bool *wrapped)
+{
+    char sql[128];
+    snprintf (sql, sizeof (sql),
+              "SELECT deleted, wrapped FROM phantom_prune_reading_keys_sweep (7, %d)", pages);
+    PGresult *result = PQexec (conn, sql);
+    assert (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1);
+    int64_t deleted = atoll (PQgetvalue (result, 0, 0));
+    *wrapped = streq (PQgetvalue (result, 0, 1), "t");
+    PQclear (result);
+    return deleted;
+}
+
+//  phantom_prune_reading_keys_sweep (010) on copies of reading_keys and
+//  its cursor in a schema of their own (the function names them without
+//  a schema): an empty table, then a pass of bounded calls over a table
+//  of old and young keys, and a cursor left past the table's end.
+static void
+s_sweep_test (const char *database, bool verbose)
+{
+    PGconn *conn = PQconnectdb (database);
+    assert (PQstatus (conn) == CONNECTION_OK);
+    assert (s_session_setup (conn) == 0);
+    char schema[64], sql[256];
+    snprintf (schema, sizeof (schema), "store_sweep_%d_%u", (int)getpid (), randof (1000000));
+    snprintf (sql, sizeof (sql), "CREATE SCHEMA %s", schema);
+    s_plan_sql (conn, sql);
+    snprintf (sql, sizeof (sql), "SET search_path = %s, public", schema);
+    s_plan_sql (conn, sql);
+    s_plan_sql (conn, "CREATE TABLE reading_keys (LIKE public.reading_keys INCLUDING ALL)");
+    s_plan_sql (conn, "CREATE TABLE reading_keys_sweep"
+                      " (LIKE public.reading_keys_sweep INCLUDING ALL)");
+    s_plan_sql (conn, "INSERT INTO reading_keys_sweep DEFAULT VALUES");
+
+    //  Empty: nothing deleted, the pass is over at once, cursor stays 0
+    bool wrapped = false;
+    assert (s_sweep_call (conn, 4, &wrapped) == 0);
+    assert (wrapped);
+    assert (s_sweep_int (conn, "SELECT next_block FROM reading_keys_sweep") == 0);
+
+    //  Old (8 days) and young (6 days) keys alternating over ~30 blocks
+    s_plan_sql (conn, "INSERT INTO reading_keys (device_id, reading_key, reading_id, ts)"
+                      " SELECT 1, 'sweep-' || n, n, now () - CASE WHEN n % 2 = 0"
+                      "   THEN interval '8 days' ELSE interval '6 days' END"
+                      " FROM generate_series (1, 4000) n");
+    int64_t blocks = s_sweep_int (conn, "SELECT pg_relation_size ('reading_keys')"
+                                        " / current_setting ('block_size')::bigint");
+    assert (blocks >= 12);
+    int64_t young = s_sweep_int (conn, "SELECT count(*) FROM reading_keys"
+                                       " WHERE ts > now () - interval '7 days'");
+    assert (young == 2000);
+    //  Each call deletes exactly the old keys of its 4 blocks, no others
+    int64_t cursor = 0, calls = 0;
+    do {
+        snprintf (sql, sizeof (sql),
+                  "SELECT count(*) FROM reading_keys WHERE ts < now () - interval '7 days'"
+                  " AND ctid >= '(%" PRId64 ",0)'::tid AND ctid < '(%" PRId64 ",0)'::tid",
+                  cursor, cursor + 4);
+        int64_t expected = s_sweep_int (conn, sql);
+        int64_t total = s_sweep_int (conn, "SELECT count(*) FROM reading_keys");
+        assert (s_sweep_call (conn, 4, &wrapped) == expected);
+        assert (expected > 0 || cursor + 4 > blocks);
+        assert (s_sweep_int (conn, "SELECT count(*) FROM reading_keys") == total - expected);
+        assert (wrapped == (cursor + 4 >= blocks));
+        cursor = wrapped ? 0 : cursor + 4;
+        assert (s_sweep_int (conn, "SELECT next_block FROM reading_keys_sweep") == cursor);
+        calls++;
+        assert (calls <= blocks);
+    } while (!wrapped);
+    assert (calls == (blocks + 3) / 4);
+    //  After the pass: no old key, every young one
+    assert (s_sweep_int (conn, "SELECT count(*) FROM reading_keys"
+                               " WHERE ts < now () - interval '7 days'") == 0);
+    assert (s_sweep_int (conn, "SELECT count(*) FROM reading_keys") == young);
+    //  The next pass starts from block 0 and finds nothing more
+    assert (s_sweep_call (conn, 4, &wrapped) == 0);
+    assert (!wrapped);
+    assert (s_sweep_int (conn, "SELECT next_block FROM reading_keys_sweep") == 4);
+
+    //  A cursor past the end (vacuum truncated the table): the pass is over
+    s_plan_sql (conn, "UPDATE reading_keys_sweep SET next_block = 1000000");
+    assert (s_sweep_call (conn, 4, &wrapped) == 0);
+    assert (wrapped);
+    assert (s_sweep_int (conn, "SELECT next_block FROM reading_keys_sweep") == 0);
+
+    //  Nonsense arguments are refused
+    PGresult *result = PQexec (conn, "SELECT * FROM phantom_prune_reading_keys_sweep (7, 0)");
+    assert (PQresultStatus (result) == PGRES_FATAL_ERROR);
+    PQclear (result);
+    if (verbose)
+        printf ("  sweep: %" PRId64 " blocks in %" PRId64 " calls\n", blocks, calls);
 
     s_plan_sql (conn, "RESET search_path");
     s_plan_sql (conn, "SET client_min_messages = warning");
@@ -1169,6 +1319,8 @@ store_writer_test (bool verbose)
     const char *port_d = fixture->ports[3];
     //  Generic plans without scans, whatever the tables hold
     s_plans_test (database, verbose);
+    //  The sweep that prunes reading_keys, call by call
+    s_sweep_test (database, verbose);
 
     store_writer_t *writer = store_writer_new (database, verbose);
     assert (store_writer_connected (writer));
@@ -1454,8 +1606,9 @@ store_writer_test (bool verbose)
     store_batch_destroy (&big);
     store_writer_destroy (&keys_writer);
 
-    //  Housekeeping prunes keys older than the retry window (7 days) when
-    //  a writer connects; younger ones stay
+    //  Housekeeping sweeps out keys older than the retry window (7 days)
+    //  from when a writer connects, a call a second until the pass ends
+    //  (one call while the table is under 4096 blocks); younger ones stay
     char device[24];
     snprintf (device, sizeof (device), "%" PRId64, fixture->device);
     const char *key_params[1] = {device};
@@ -1467,6 +1620,15 @@ store_writer_test (bool verbose)
         1, key_params));
     store_writer_t *keeper = store_writer_new (database, verbose);
     assert (store_writer_connected (keeper));
+    int64_t keep_deadline = zclock_mono () + 10000;
+    while (store_fixture_int (fixture,
+                              "SELECT count(*) FROM reading_keys WHERE device_id = $1"
+                              " AND reading_key = 'old-key'",
+                              1, key_params) > 0 &&
+           zclock_mono () < keep_deadline) {
+        zclock_sleep (100);
+        store_writer_maintain (keeper);
+    }
     assert (store_fixture_int (fixture,
                                "SELECT count(*) FROM reading_keys WHERE device_id = $1"
                                " AND reading_key IN ('old-key', 'young-key')",

@@ -46,8 +46,8 @@ int store_writer_backend (store_writer_t *self);
 //  Reconnects when the backoff allows; with housekeeping (the default),
 //  also keeps the daily partitions of readings ahead (at connect and every
 //  hour) and prunes reading_keys older than the clients' retry window
-//  (7 days; a chunk every 10 minutes, every second while behind). Cheap
-//  when there is nothing to do; call it from the loop.
+//  (7 days: a pass over the table a day, a range of blocks a second while
+//  it runs). Cheap when there is nothing to do; call it from the loop.
 void store_writer_maintain (store_writer_t *self);
 
 //  With several writers on one database, one does the housekeeping.
