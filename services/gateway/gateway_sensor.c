@@ -695,9 +695,11 @@ s_item_member (s_item_t *item, const char *key, size_t length)
 }
 
 //  One element of readings: an object of our members, or a scalar (which
-//  the checks answer "reading must be an object"). 0, or -1 to give up.
+//  the checks answer "reading must be an object"). token: where a
+//  "deviceToken" member goes (the single-reading body), NULL: not one of
+//  ours. 0, or -1 to give up.
 static int
-s_scan_item (s_scan_t *scan, s_item_t *item)
+s_scan_item (s_scan_t *scan, s_item_t *item, s_value_t *token)
 {
     memset (item, 0, sizeof *item);
     if (!s_scan_at (scan, '{')) {
@@ -715,8 +717,10 @@ s_scan_item (s_scan_t *scan, s_item_t *item)
         s_value_t key;
         if (s_scan_string (scan, &key))
             return -1;
-        s_value_t *member = s_item_member (item, key.text, key.length);
-        //  Repeated keys are jansson's to reject.
+        s_value_t *member = token && key.length == 11 && memcmp (key.text, "deviceToken", 11) == 0
+                                ? token
+                                : s_item_member (item, key.text, key.length);
+        //  Other members and repeated keys are jansson's to answer.
         if (!member || member->kind != S_ABSENT)
             return -1;
         if (s_scan_char (scan, ':') || s_scan_scalar (scan, member))
@@ -762,7 +766,7 @@ s_scan_readings (s_scan_t *scan, s_batch_t *batch)
         //  More than the route takes: jansson's parse answers it.
         if (batch->count == BATCH_MAX || s_batch_reserve (batch, batch->count + 1))
             return -1;
-        if (s_scan_item (scan, &batch->items[batch->count++]))
+        if (s_scan_item (scan, &batch->items[batch->count++], NULL))
             return -1;
         s_scan_space (scan);
         if (s_scan_at (scan, ']')) {
@@ -886,32 +890,10 @@ static int
 s_reading_scan (char *text, size_t size, s_value_t *token, s_item_t *item)
 {
     memset (token, 0, sizeof *token);
-    memset (item, 0, sizeof *item);
-    item->object = true;
     s_scan_t scan = {text, text + size};
-    if (s_scan_char (&scan, '{'))
+    s_scan_space (&scan);
+    if (!s_scan_at (&scan, '{') || s_scan_item (&scan, item, token))
         return -1;
-    if (s_scan_at (&scan, '}'))
-        scan.cursor++;
-    else
-        while (true) {
-            s_value_t key;
-            if (s_scan_string (&scan, &key) || s_scan_char (&scan, ':'))
-                return -1;
-            s_value_t *member = key.length == 11 && memcmp (key.text, "deviceToken", 11) == 0
-                                    ? token
-                                    : s_item_member (item, key.text, key.length);
-            //  Other members and repeated keys are jansson's.
-            if (!member || member->kind != S_ABSENT || s_scan_scalar (&scan, member))
-                return -1;
-            s_scan_space (&scan);
-            if (s_scan_at (&scan, '}')) {
-                scan.cursor++;
-                break;
-            }
-            if (s_scan_char (&scan, ','))
-                return -1;
-        }
     s_scan_space (&scan);
     if (scan.cursor != scan.end)
         return -1;

@@ -1145,22 +1145,31 @@ s_plans_check (PGconn *conn, const char *state, bool verbose)
     }
 }
 
+//  A private schema, first on the search path, named prefix_<pid>_<n> into
+//  schema, with copies of reading_keys (its indexes, no foreign keys or
+//  triggers) and of the sweep's cursor row.
+static void
+s_keys_schema (PGconn *conn, const char *prefix, char *schema, size_t size)
+{
+    char sql[256];
+    snprintf (schema, size, "%s_%d_%u", prefix, (int)getpid (), randof (1000000));
+    snprintf (sql, sizeof (sql), "CREATE SCHEMA %s", schema);
+    s_plan_sql (conn, sql);
+    snprintf (sql, sizeof (sql), "SET search_path = %s, public", schema);
+    s_plan_sql (conn, sql);
+    s_plan_sql (conn, "CREATE TABLE reading_keys (LIKE public.reading_keys INCLUDING ALL)");
+    s_plan_sql (conn, "CREATE TABLE reading_keys_sweep"
+                      " (LIKE public.reading_keys_sweep INCLUDING ALL)");
+    s_plan_sql (conn, "INSERT INTO reading_keys_sweep DEFAULT VALUES");
+}
+
 static void
 s_plans_test (const char *database, bool verbose)
 {
     PGconn *conn = PQconnectdb (database);
     assert (PQstatus (conn) == CONNECTION_OK);
     char schema[64], sql[256];
-    snprintf (schema, sizeof (schema), "store_plans_%d_%u", (int)getpid (), randof (1000000));
-    snprintf (sql, sizeof (sql), "CREATE SCHEMA %s", schema);
-    s_plan_sql (conn, sql);
-    snprintf (sql, sizeof (sql), "SET search_path = %s, public", schema);
-    s_plan_sql (conn, sql);
-    //  Copies with their indexes, without foreign keys or triggers.
-    s_plan_sql (conn, "CREATE TABLE reading_keys (LIKE public.reading_keys INCLUDING ALL)");
-    s_plan_sql (conn, "CREATE TABLE reading_keys_sweep"
-                      " (LIKE public.reading_keys_sweep INCLUDING ALL)");
-    s_plan_sql (conn, "INSERT INTO reading_keys_sweep DEFAULT VALUES");
+    s_keys_schema (conn, "store_plans", schema, sizeof schema);
     s_plan_sql (conn, "CREATE TABLE ports (LIKE public.ports INCLUDING ALL)");
     s_plan_sql (conn, "CREATE TABLE episodes (LIKE public.episodes INCLUDING ALL)");
     s_plan_sql (conn, "CREATE TABLE readings (LIKE public.readings INCLUDING DEFAULTS)"
@@ -1229,15 +1238,7 @@ s_sweep_test (const char *database, bool verbose)
     assert (PQstatus (conn) == CONNECTION_OK);
     assert (s_session_setup (conn) == 0);
     char schema[64], sql[256];
-    snprintf (schema, sizeof (schema), "store_sweep_%d_%u", (int)getpid (), randof (1000000));
-    snprintf (sql, sizeof (sql), "CREATE SCHEMA %s", schema);
-    s_plan_sql (conn, sql);
-    snprintf (sql, sizeof (sql), "SET search_path = %s, public", schema);
-    s_plan_sql (conn, sql);
-    s_plan_sql (conn, "CREATE TABLE reading_keys (LIKE public.reading_keys INCLUDING ALL)");
-    s_plan_sql (conn, "CREATE TABLE reading_keys_sweep"
-                      " (LIKE public.reading_keys_sweep INCLUDING ALL)");
-    s_plan_sql (conn, "INSERT INTO reading_keys_sweep DEFAULT VALUES");
+    s_keys_schema (conn, "store_sweep", schema, sizeof schema);
 
     //  Empty: nothing deleted, the pass is over at once, cursor stays 0
     bool wrapped = false;
