@@ -40,20 +40,25 @@
 //  inserts are over half of it: BENCH.md, issue 5). COPY of both was no
 //  cheaper either (a 1000-row COPY pins a slot per buffered row in the
 //  resource owner, which costs quadratically) and takes round trips.
+//  The arrays are unnested in the select list, in lockstep, not in FROM:
+//  a function in FROM is first materialised into a tuplestore, which cost
+//  0.8 us per 7-column row against 0.2 us here (a million rows, psql).
 static const char *s_write_sql =
     "WITH k AS (INSERT INTO reading_keys (device_id, reading_key, ts, reading_id)"
-    "           SELECT * FROM unnest ($1::bigint[], $2::text[], $3::timestamptz[],"
-    "                                 $4::bigint[]))"
+    "           SELECT unnest ($1::bigint[]), unnest ($2::text[]), unnest ($3::timestamptz[]),"
+    "                  unnest ($4::bigint[]))"
     " INSERT INTO readings (id, port_id, ts, voltage, current, power, status)"
-    " SELECT * FROM unnest ($5::bigint[], $6::uuid[], $7::timestamptz[], $8::float8[],"
-    "                       $9::float8[], $10::float8[], $11::smallint[])";
+    " SELECT unnest ($5::bigint[]), unnest ($6::uuid[]), unnest ($7::timestamptz[]),"
+    "        unnest ($8::float8[]), unnest ($9::float8[]), unnest ($10::float8[]),"
+    "        unnest ($11::smallint[])";
 #define S_WRITE_PARAMS (STORE_KEYS_PARAMS + STORE_READINGS_PARAMS)
 
 //  Readings alone: a batch without keys, or after the safe form of keys.
 static const char *s_readings_sql =
     "INSERT INTO readings (id, port_id, ts, voltage, current, power, status)"
-    " SELECT * FROM unnest ($1::bigint[], $2::uuid[], $3::timestamptz[], $4::float8[],"
-    "                       $5::float8[], $6::float8[], $7::smallint[])";
+    " SELECT unnest ($1::bigint[]), unnest ($2::uuid[]), unnest ($3::timestamptz[]),"
+    "        unnest ($4::float8[]), unnest ($5::float8[]), unnest ($6::float8[]),"
+    "        unnest ($7::smallint[])";
 
 //  Safe form: keys stored before are skipped, and only those rows come
 //  back (usually none) with the stored id and time, as "{id,ms}". The
