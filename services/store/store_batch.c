@@ -429,6 +429,14 @@ store_batch_decided (store_batch_t *self, size_t index)
     return self->rows[index].decided;
 }
 
+bool
+store_batch_inserted (store_batch_t *self, size_t index)
+{
+    assert (self);
+    assert (index < self->size);
+    return self->rows[index].fresh;
+}
+
 //  --------------------------------------------------------------------------
 //  Plan a write of the undecided rows in [lo, hi)
 

@@ -55,6 +55,9 @@ int store_batch_add (store_batch_t *self, const proto_verdict_t *verdict);
 const proto_verdict_t *store_batch_verdict (store_batch_t *self, size_t index);
 const proto_ack_t *store_batch_ack (store_batch_t *self, size_t index);
 bool store_batch_decided (store_batch_t *self, size_t index);
+//  Whether row index's reading was inserted by its range's last write
+//  (not a retry of a key stored before); read after that write.
+bool store_batch_inserted (store_batch_t *self, size_t index);
 
 //  Plans a write of the undecided rows in [lo, hi): repeated keys, last
 //  verdict per port and per episode; clears what an earlier attempt

@@ -4,6 +4,7 @@
 */
 #include "store_maintenance.h"
 #include "proto.h"
+#include "store_rollup.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -55,7 +56,16 @@ struct _store_maintenance_t {
     int64_t overflow_low;        //  oldest minute dropped, for the log
     size_t dirty_max;            //  most pairs held (STORE_MAINTENANCE_DIRTY_MAX)
     atomic_int_least64_t rolled; //  see store_maintenance_rolled
+    //  The lanes' rollups (store_maintenance_new_rollup), under dirty_lock
+    store_rollup_t *rollups[STORE_MAINTENANCE_ROLLUPS_MAX];
+    size_t rollup_count;
 };
+
+//  Ports a lane's rollup keeps; beyond, it forgets them all (their open
+//  minutes are then re-rolled from the table).
+#define S_ROLLUP_PORTS_MAX 1000000
+//  Minutes upserted per statement from the rollups.
+#define S_UPSERT_CHUNK 10000
 
 //  Pairs re-rolled per statement: each far inside the statement timeout.
 #define S_DIRTY_CHUNK 10000
@@ -235,10 +245,39 @@ store_maintenance_destroy (store_maintenance_t **self_p)
         pthread_mutex_destroy (&self->cancel_lock);
         pthread_mutex_destroy (&self->dirty_lock);
         zhashx_destroy (&self->dirty);
+        for (size_t index = 0; index < self->rollup_count; index++)
+            store_rollup_destroy (&self->rollups[index]);
         free (self->conninfo);
         free (self);
         *self_p = NULL;
     }
+}
+
+//  --------------------------------------------------------------------------
+//  Lanes' rollups
+
+//  A rollup of the minutes from from_ms on, kept with the others.
+static store_rollup_t *
+s_new_rollup (store_maintenance_t *self, int64_t from_ms)
+{
+    store_rollup_t *rollup = NULL;
+    pthread_mutex_lock (&self->dirty_lock);
+    if (self->rollup_count < STORE_MAINTENANCE_ROLLUPS_MAX) {
+        rollup = store_rollup_new (from_ms, (int64_t)STORE_MAINTENANCE_GAP_SECONDS * 1000,
+                                   S_ROLLUP_PORTS_MAX);
+        if (rollup)
+            self->rollups[self->rollup_count++] = rollup;
+    }
+    pthread_mutex_unlock (&self->dirty_lock);
+    return rollup;
+}
+
+store_rollup_t *
+store_maintenance_new_rollup (store_maintenance_t *self)
+{
+    assert (self);
+    //  Minutes before the next whole one may hold an earlier process's readings.
+    return s_new_rollup (self, zclock_time ());
 }
 
 //  --------------------------------------------------------------------------
@@ -413,6 +452,141 @@ s_rollup_marked (store_maintenance_t *self, zhashx_t **taken_p, int64_t high)
 }
 
 //  --------------------------------------------------------------------------
+//  Upsert the lanes' minutes
+
+//  The first minute the lanes' rollups keep, seconds; INT64_MAX if none.
+static int64_t
+s_memory_from (store_maintenance_t *self)
+{
+    int64_t from = INT64_MIN;
+    pthread_mutex_lock (&self->dirty_lock);
+    for (size_t index = 0; index < self->rollup_count; index++) {
+        int64_t first = store_rollup_from (self->rollups[index]) / 1000;
+        from = first > from ? first : from; //  the latest: all keep it
+    }
+    if (!self->rollup_count)
+        from = INT64_MAX;
+    pthread_mutex_unlock (&self->dirty_lock);
+    return from;
+}
+
+//  A (port, minute) pair for the table's re-roll, as s_mark keys it.
+static void
+s_pair (zhashx_t *pairs, const store_rollup_minute_t *minute)
+{
+    char key[PROTO_UUID_LEN + 32];
+    snprintf (key, sizeof (key), "%s %" PRId64, minute->port, minute->minute / 1000);
+    if (!zhashx_lookup (pairs, key))
+        zhashx_insert (pairs, key, (void *)1);
+}
+
+//  Upserts minutes [0, count) in one statement; false on failure.
+static bool
+s_upsert (store_maintenance_t *self, const store_rollup_minute_t *minutes, size_t count)
+{
+    char *arrays[7] = {NULL};
+    size_t sizes[7];
+    FILE *streams[7];
+    bool ok = true;
+    for (int column = 0; column < 7; column++) {
+        streams[column] = open_memstream (&arrays[column], &sizes[column]);
+        ok = ok && streams[column];
+    }
+    for (size_t index = 0; ok && index < count; index++) {
+        const store_rollup_minute_t *minute = &minutes[index];
+        const char *comma = index ? "," : "{";
+        fprintf (streams[0], "%s%s", comma, minute->port);
+        fprintf (streams[1], "%s%" PRId64, comma, minute->minute);
+        fprintf (streams[2], "%s%.17g", comma, minute->min_power);
+        fprintf (streams[3], "%s%.17g", comma, minute->sum_power);
+        fprintf (streams[4], "%s%.17g", comma, minute->max_power);
+        fprintf (streams[5], "%s%.17g", comma, minute->energy_ws);
+        fprintf (streams[6], "%s%" PRId64, comma, minute->samples);
+    }
+    for (int column = 0; column < 7; column++)
+        if (streams[column]) {
+            fputs (count ? "}" : "{}", streams[column]);
+            ok = (fclose (streams[column]) == 0) && ok;
+        }
+    PGresult *result = NULL;
+    if (ok) {
+        //  Mean and energy in Wh as phantom_rollup derives them (sum / n,
+        //  W s / 3600, in float8); ports that no longer exist are skipped.
+        const char *params[7] = {arrays[0], arrays[1], arrays[2], arrays[3],
+                                 arrays[4], arrays[5], arrays[6]};
+        result = s_exec (
+            self, "rollup upsert",
+            "INSERT INTO readings_minute AS m (port_id, minute, min_power, mean_power, max_power,"
+            "                                  energy_wh, samples)"
+            " SELECT u.port_id, timestamptz 'epoch' + u.minute * interval '1 millisecond',"
+            "        u.min_power, u.sum_power / u.samples, u.max_power, u.energy_ws / 3600,"
+            "        u.samples"
+            " FROM unnest ($1::uuid[], $2::bigint[], $3::float8[], $4::float8[], $5::float8[],"
+            "              $6::float8[], $7::bigint[])"
+            "      AS u (port_id, minute, min_power, sum_power, max_power, energy_ws, samples)"
+            " WHERE EXISTS (SELECT 1 FROM ports p WHERE p.id = u.port_id)"
+            " ON CONFLICT (port_id, minute) DO UPDATE"
+            " SET min_power = excluded.min_power, mean_power = excluded.mean_power,"
+            "     max_power = excluded.max_power, energy_wh = excluded.energy_wh,"
+            "     samples = excluded.samples",
+            7, params);
+    }
+    for (int column = 0; column < 7; column++)
+        free (arrays[column]);
+    if (!result)
+        return false;
+    PQclear (result);
+    return true;
+}
+
+//  Upserts what the lanes' rollups hand over for the minutes before high
+//  (seconds). Partial minutes join pairs, to be re-rolled from the table
+//  after; so do the minutes of a failed statement (-1 then). Minutes
+//  upserted, or -1.
+static int64_t
+s_rollup_memory (store_maintenance_t *self, zhashx_t *pairs, int64_t high)
+{
+    pthread_mutex_lock (&self->dirty_lock);
+    size_t rollups = self->rollup_count;
+    pthread_mutex_unlock (&self->dirty_lock);
+    int64_t written = 0;
+    bool failed = false;
+    for (size_t index = 0; index < rollups; index++) {
+        store_rollup_minute_t *minutes;
+        bool overflow;
+        size_t count = store_rollup_take (self->rollups[index], high * 1000, &minutes, &overflow);
+        if (overflow) {
+            zsys_warning ("store maintenance - a lane's rollup dropped minutes (too many):"
+                          " the next run re-rolls the lookback window");
+            pthread_mutex_lock (&self->dirty_lock);
+            self->overflow = true;
+            pthread_mutex_unlock (&self->dirty_lock);
+        }
+        if (!minutes)
+            continue;
+        //  Complete minutes to the front, partial ones to pairs.
+        size_t complete = 0;
+        for (size_t at = 0; at < count; at++)
+            if (minutes[at].partial)
+                s_pair (pairs, &minutes[at]);
+            else
+                minutes[complete++] = minutes[at];
+        for (size_t at = 0; at < complete; at += S_UPSERT_CHUNK) {
+            size_t size = complete - at < S_UPSERT_CHUNK ? complete - at : S_UPSERT_CHUNK;
+            if (!failed && !atomic_load (&self->stopping) && s_upsert (self, minutes + at, size))
+                written += (int64_t)size;
+            else {
+                failed = true;
+                for (size_t pair = at; pair < at + size; pair++)
+                    s_pair (pairs, &minutes[pair]);
+            }
+        }
+        free (minutes);
+    }
+    return failed ? -1 : written;
+}
+
+//  --------------------------------------------------------------------------
 //  Roll up the minutes since the watermark, and the marked ones again
 
 int64_t
@@ -470,9 +644,15 @@ store_maintenance_rollup (store_maintenance_t *self)
     if (high - from > S_CHUNK_SECONDS)
         zsys_info ("store maintenance - catching up %" PRId64 " minutes of rollups",
                    (high - from) / 60);
+    //  The lanes' rollups have the minutes from memory_from on; before, or
+    //  all of the window on a fallback, they are rolled up from the table.
+    int64_t memory_from = s_memory_from (self);
+    int64_t table_high = fallback || memory_from >= high ? high
+                         : memory_from > from            ? memory_from
+                                                         : from;
     int64_t written = 0;
-    while (from < high && !atomic_load (&self->stopping)) {
-        int64_t to = high - from > S_CHUNK_SECONDS ? from + S_CHUNK_SECONDS : high;
+    while (from < table_high && !atomic_load (&self->stopping)) {
+        int64_t to = table_high - from > S_CHUNK_SECONDS ? from + S_CHUNK_SECONDS : table_high;
         char from_text[24], to_text[24];
         snprintf (from_text, sizeof (from_text), "%" PRId64, from);
         snprintf (to_text, sizeof (to_text), "%" PRId64, to);
@@ -489,6 +669,33 @@ store_maintenance_rollup (store_maintenance_t *self)
         written += strtoll (PQgetvalue (result, 0, 0), NULL, 10);
         PQclear (result);
         from = to;
+    }
+    if (atomic_load (&self->stopping)) {
+        s_give_back (self, &taken, fallback);
+        return -1;
+    }
+    if (memory_from < high) {
+        int64_t upserted = s_rollup_memory (self, taken, high);
+        if (upserted < 0) {
+            s_give_back (self, &taken, fallback);
+            return -1;
+        }
+        written += upserted;
+        //  Rolled up to high now (where the table's part moved it to).
+        char low_text[24], high_text[24];
+        snprintf (low_text, sizeof (low_text), "%" PRId64, table_high);
+        snprintf (high_text, sizeof (high_text), "%" PRId64, high);
+        const char *range[2] = {low_text, high_text};
+        result = s_exec (self, "rollup watermark",
+                         "UPDATE rollup_state SET watermark = to_timestamp ($2::bigint)"
+                         " WHERE watermark >= to_timestamp ($1::bigint)"
+                         " AND watermark < to_timestamp ($2::bigint)",
+                         2, range);
+        if (!result) {
+            s_give_back (self, &taken, fallback);
+            return -1;
+        }
+        PQclear (result);
     }
     if (zhashx_size (taken)) {
         int64_t marked = s_rollup_marked (self, &taken, high);
@@ -824,6 +1031,100 @@ s_lane_readings (store_maintenance_t *self, store_fixture_t *fixture, const char
     store_server_destroy (&server);
 }
 
+//  Adds a sample, by time.
+static void
+s_sample_add (s_sample_t *samples, size_t *count, int64_t ts, double power)
+{
+    size_t at = *count;
+    while (at > 0 && samples[at - 1].ts > ts)
+        at--;
+    memmove (samples + at + 1, samples + at, (*count - at) * sizeof (s_sample_t));
+    samples[at] = (s_sample_t){ts, power};
+    (*count)++;
+}
+
+//  Adds a reading to the table, to rollup (unless NULL) and to samples (by
+//  time; unless NULL).
+static void
+s_memory_reading (store_fixture_t *fixture, store_rollup_t *rollup, const char *port,
+                  s_sample_t *samples, size_t *count, int64_t ts, double power)
+{
+    s_insert (fixture, port, ts, power);
+    if (rollup)
+        store_rollup_add (rollup, port, ts * 1000, power);
+    if (samples)
+        s_sample_add (samples, count, ts, power);
+}
+
+//  A lane's rollup: from its first minute on, runs upsert what it hands
+//  over instead of reading the table, and the rows are what phantom_rollup
+//  computes (s_check_minute): complete minutes, a last interval closed by
+//  a later reading, an out-of-order reading (its minute then re-rolled
+//  from the table). A reading put in the table behind the rollup's back
+//  shows which path wrote a minute.
+static void
+s_memory_rollups (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 1);
+    const char *port = fixture->ports[0];
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    store_maintenance_step (self);
+    store_maintenance_rollup (self); //  the first run after a start falls back: done
+    int64_t high = store_fixture_int (
+        fixture,
+        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
+        " timestamptz 'epoch'))::bigint",
+        0, NULL);
+    int64_t base = high - 10 * 60;
+    store_rollup_t *rollup = s_new_rollup (self, base * 1000);
+    assert (rollup);
+
+    //  Every 7 s for 7 minutes, then one behind the rollup's back.
+    s_sample_t samples[80];
+    size_t count = 0;
+    for (int index = 0; index < 60; index++)
+        s_memory_reading (fixture, rollup, port, samples, &count, base + 7 * index,
+                          (index * 13 % 17) + 0.5);
+    s_memory_reading (fixture, NULL, port, NULL, NULL, base + 61, 999);
+    char base_text[24], high_text[24];
+    snprintf (base_text, sizeof (base_text), "%" PRId64, base);
+    snprintf (high_text, sizeof (high_text), "%" PRId64, high);
+    const char *base_params[1] = {base_text}, *high_params[1] = {high_text};
+    PQclear (store_fixture_sql (
+        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
+    assert (store_maintenance_rollup (self) == 7);
+    for (int64_t minute = base; minute < base + 420; minute += 60)
+        s_check_minute (fixture, port, samples, count, minute); //  without the 999 W
+    assert (store_fixture_int (fixture,
+                               "SELECT (watermark = to_timestamp ($1::bigint))::int"
+                               " FROM rollup_state",
+                               1, high_params) == 1);
+    //  Nothing new: nothing written.
+    assert (store_maintenance_rollup (self) == 0);
+
+    //  In order, 67 s after the last one: closes the last interval of
+    //  base + 360 (its energy grows) and starts base + 480.
+    s_memory_reading (fixture, rollup, port, samples, &count, base + 480, 40);
+    assert (store_maintenance_rollup (self) == 2);
+    s_check_minute (fixture, port, samples, count, base + 360);
+    s_check_minute (fixture, port, samples, count, base + 480);
+
+    //  Out of order, into base + 60: re-rolled from the table (which has
+    //  the 999 W too) with its predecessor's minute.
+    s_memory_reading (fixture, rollup, port, samples, &count, base + 100, 3);
+    s_sample_add (samples, &count, base + 61, 999);
+    assert (store_maintenance_rollup (self) >= 1);
+    s_check_minute (fixture, port, samples, count, base + 60);
+    s_check_minute (fixture, port, samples, count, base);
+
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   memory rollups: OK\n");
+}
+
 void
 store_maintenance_test (bool verbose)
 {
@@ -1038,5 +1339,7 @@ store_maintenance_test (bool verbose)
                                " WHERE port_id = $1::uuid",
                                1, port_params) == 0);
     store_fixture_destroy (&fixture);
+
+    s_memory_rollups (database, verbose);
     printf ("OK\n");
 }

@@ -13,6 +13,7 @@
 #include "store_batch.h"
 #include "store_fixture.h"
 #include "store_maintenance.h"
+#include "store_rollup.h"
 #include "store_server.h"
 #include "store_writer.h"
 
@@ -23,6 +24,7 @@ static const struct {
     void (*test) (bool verbose);
     bool database;                  //  needs PHANTOM_TEST_DATABASE
 } s_tests [] = {
+    { "store_rollup", store_rollup_test, false },
     { "store_batch", store_batch_test, false },
     { "store_writer", store_writer_test, true },
     { "store_server", store_server_test, true },

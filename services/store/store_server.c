@@ -4,6 +4,7 @@
 */
 #include "store_server.h"
 #include "proto_curve.h"
+#include "store_rollup.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -60,7 +61,7 @@ struct _s_lane_t {
     proto_buffer_t buffer; //  encoded acks
     proto_ack_t *acks;     //  one group of acks
     size_t acks_max;
-    zhashx_t *last;          //  port -> newest reading time committed, ms + 1
+    store_rollup_t *rollup;  //  its ports' minutes (the maintenance's; NULL: none)
     const char **mark_ports; //  late readings of one batch, for the maintenance
     int64_t *mark_times;     //  ... their times, seconds
     uint64_t batches;        //  group commits written
@@ -134,7 +135,6 @@ s_lane_destroy (s_lane_t **self_p)
     pthread_mutex_destroy (&self->mutex);
     free (self->queue);
     free (self->acks);
-    zhashx_destroy (&self->last);
     free (self->mark_ports);
     free (self->mark_times);
     free (self);
@@ -163,11 +163,9 @@ s_lane_new (store_server_t *server, store_writer_t **writer_p)
     self->batch = store_batch_new (server->batch_max);
     self->acks_max = server->batch_max < PROTO_ACKS_MAX ? server->batch_max : PROTO_ACKS_MAX;
     self->acks = (proto_ack_t *)calloc (self->acks_max, sizeof (proto_ack_t));
-    self->last = zhashx_new ();
     self->mark_ports = (const char **)calloc (server->batch_max, sizeof (char *));
     self->mark_times = (int64_t *)calloc (server->batch_max, sizeof (int64_t));
-    if (!self->queue || !self->batch || !self->acks || !self->last || !self->mark_ports ||
-        !self->mark_times)
+    if (!self->queue || !self->batch || !self->acks || !self->mark_ports || !self->mark_times)
         s_lane_destroy (&self);
     return self;
 }
@@ -232,44 +230,46 @@ s_take_turn (store_server_t *server)
     return false;
 }
 
-//  Ports whose newest reading time a lane remembers; beyond, it forgets
-//  them all (each is then marked once more, see s_track).
-#define S_LAST_MAX 1000000
-
-//  After the commit of the batch: marks, for the maintenance, each stored
-//  reading that may change a minute it has already rolled up (or is
-//  rolling up now): one whose own minute is before rolled (late), or one
-//  whose predecessor (the port's reading just before it, whose interval to
-//  it is that minute's energy) may be before rolled. The predecessor is
-//  known when readings come in order: the lane writes every reading of its
-//  ports, so it is the newest one it committed. When they do not (a
-//  reading older than that newest one), or the port is not known yet, the
+//  After the commit of the batch: adds each reading it inserted to the
+//  lane's rollup (store_rollup.h), and marks, for the maintenance, each one
+//  the rollup cannot account for that may change a minute already rolled
+//  up (or being rolled up now): one whose own minute is before rolled
+//  (late), or one whose predecessor (the port's reading just before it,
+//  whose interval to it is that minute's energy) may be before rolled.
+//  The rollup accounts for a reading that comes in order after one of its
+//  own minutes: the lane writes every reading of its ports, so the newest
+//  one it committed is the predecessor. When readings do not come in order
+//  (one older than that newest one), or the port is not known yet, the
 //  reading is marked if a predecessor within the gap could be before
 //  rolled. The maintenance re-rolls the minute and its predecessor's.
 static void
 s_track (s_lane_t *self)
 {
     store_maintenance_t *maintenance = self->server->maintenance;
-    if (!maintenance)
+    if (!maintenance || !self->rollup)
         return;
     //  Read only now, after the COMMIT returned (ordering argument in
     //  store_maintenance.c, "Late readings").
     int64_t rolled = store_maintenance_rolled (maintenance);
     int64_t rolled_ms = rolled > INT64_MAX / 1000 ? INT64_MAX : rolled * 1000;
     int64_t gap_ms = (int64_t)STORE_MAINTENANCE_GAP_SECONDS * 1000;
+    int64_t from_ms = store_rollup_from (self->rollup);
     size_t marks = 0;
     size_t size = store_batch_size (self->batch);
     for (size_t index = 0; index < size; index++) {
         const proto_verdict_t *verdict = store_batch_verdict (self->batch, index);
         const proto_ack_t *ack = store_batch_ack (self->batch, index);
-        if (verdict->no_reading || ack->code != PROTO_ACK_OK || ack->ts < 0)
+        if (verdict->no_reading || ack->code != PROTO_ACK_OK || ack->ts < 0 ||
+            !store_batch_inserted (self->batch, index))
             continue;
         int64_t ts = ack->ts; //  as stored
         int64_t minute_ms = ts - ts % 60000;
-        void *known = zhashx_lookup (self->last, verdict->reading.port);
-        int64_t last = known ? (int64_t)(intptr_t)known - 1 : -1;
+        int64_t last =
+            store_rollup_add (self->rollup, verdict->reading.port, ts, verdict->reading.power);
         bool late;
-        if (minute_ms < rolled_ms)
+        if (last >= from_ms && ts >= last)
+            late = false; //  the rollup has its minute and its predecessor's
+        else if (minute_ms < rolled_ms)
             late = true; //  its own minute is rolled up
         else if (ts - gap_ms >= rolled_ms)
             late = false; //  so is no minute its predecessor can be in
@@ -281,12 +281,6 @@ s_track (s_lane_t *self)
             self->mark_ports[marks] = verdict->reading.port;
             self->mark_times[marks] = ts / 1000;
             marks++;
-        }
-        if (ts > last) {
-            if (!known && zhashx_size (self->last) >= S_LAST_MAX)
-                zhashx_purge (self->last);
-            //  ms + 1: a stored NULL would read as unknown.
-            zhashx_update (self->last, verdict->reading.port, (void *)(intptr_t)(ts + 1));
         }
     }
     if (marks)
@@ -450,6 +444,7 @@ store_server_add_writer (store_server_t *self, store_writer_t **writer_p)
         return -1;
     //  Partitions and pruning are housekeeping for one connection.
     store_writer_set_housekeeping (lane->writer, self->lane_count == 0);
+    lane->rollup = self->maintenance ? store_maintenance_new_rollup (self->maintenance) : NULL;
     self->lanes[self->lane_count++] = lane;
     return 0;
 }
@@ -460,6 +455,9 @@ store_server_set_maintenance (store_server_t *self, store_maintenance_t *mainten
     assert (self);
     assert (!self->started);
     self->maintenance = maintenance;
+    for (size_t index = 0; index < self->lane_count; index++)
+        self->lanes[index]->rollup =
+            maintenance ? store_maintenance_new_rollup (maintenance) : NULL;
 }
 
 size_t

@@ -1,0 +1,68 @@
+/*  =========================================================================
+    store_rollup - a lane's minute rollups, kept up as it commits
+
+    A lane writes every reading of its ports, in commit order, so it can
+    keep each port's current minute (min, sum, max, samples, and the energy
+    of the intervals that start in it) as phantom_rollup would compute it
+    from the table (deploy/migrations/007_retention.sql): the maintenance
+    then upserts one row per port and minute instead of reading, sorting and
+    aggregating every reading of the minute again (that cost PostgreSQL
+    ~1.5-2 us per reading, and read the whole day's partition each minute).
+
+    Only minutes from `from` on (the first whole minute after the start:
+    earlier ones may hold readings of an earlier process) are kept. A minute
+    this lane may not have seen all of is handed over as partial, to be
+    re-rolled from the table (phantom_rollup_ports): one with a reading out
+    of order, or the first minute of a port after the lane forgot all ports
+    (more than ports_max). Thread-safe: the lane adds, the maintenance takes.
+    =========================================================================
+*/
+#ifndef STORE_ROLLUP_H_INCLUDED
+#define STORE_ROLLUP_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+typedef struct _store_rollup_t store_rollup_t;
+
+//  One port's minute, as readings_minute stores it (mean = sum / samples,
+//  energy_wh = energy_ws / 3600).
+typedef struct {
+    char port[PROTO_UUID_LEN + 1];
+    int64_t minute; //  ms since the epoch, start of the minute
+    double min_power;
+    double max_power;
+    double sum_power;
+    double energy_ws; //  W s of the intervals starting in the minute
+    int64_t samples;
+    bool partial; //  re-roll it from the table instead
+} store_rollup_minute_t;
+
+//  Keeps the minutes from from_ms (rounded up to a whole minute) on; an
+//  interval longer than gap_ms counts for no energy; past ports_max ports
+//  it forgets them all (their open minutes are handed over as partial).
+store_rollup_t *store_rollup_new (int64_t from_ms, int64_t gap_ms, size_t ports_max);
+void store_rollup_destroy (store_rollup_t **self_p);
+
+//  The first minute kept, ms since the epoch.
+int64_t store_rollup_from (store_rollup_t *self);
+
+//  A reading the lane committed (time as stored, ms). Returns the time of
+//  the port's newest earlier reading, or -1 when the lane does not know it.
+int64_t store_rollup_add (store_rollup_t *self, const char *port, int64_t ts, double power);
+
+//  The minutes before below_ms that changed since they were last taken:
+//  complete ones, and open ones (their last interval has no next reading
+//  yet: taken again once it has). *minutes_p is the caller's to free.
+//  Returns how many; *overflow_p is set when some were dropped since the
+//  last call (more than a bound held: re-roll the window from the table).
+size_t store_rollup_take (store_rollup_t *self, int64_t below_ms, store_rollup_minute_t **minutes_p,
+                          bool *overflow_p);
+
+//  Self test (no database)
+void store_rollup_test (bool verbose);
+
+#endif
