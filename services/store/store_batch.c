@@ -93,7 +93,8 @@ struct _store_batch_t {
     int64_t now;                 //  monotonic ms of store_batch_port_writes
     zhashx_t *pending;           //  port text -> s_pending_t, across batches
     zlistx_t *queue;             //  s_pending_t waiting to be written, by due time
-    zhashx_t *index;             //  scratch: key text -> slot + 1
+    zhashx_t *index;             //  scratch: episode key text -> slot + 1
+    zhashx_t *key_index;         //  a row's reading (device, key) -> row + 1
     zhashx_t *port_index;        //  port text -> ports slot + 1 of the planned range
     s_text_t buffers[S_BUFFERS]; //  array literals
     s_text_t copy;               //  binary COPY stream
@@ -291,6 +292,25 @@ s_pending_destroy (void **item)
     *item = NULL;
 }
 
+//  key_index: a reading's idempotency key is (device, key); FNV-1a.
+static size_t
+s_reading_key_hash (const void *item)
+{
+    const proto_reading_t *reading = (const proto_reading_t *)item;
+    uint64_t hash = 14695981039346656037ULL ^ (uint64_t)reading->device;
+    for (const unsigned char *cursor = (const unsigned char *)reading->key; *cursor; cursor++)
+        hash = (hash ^ *cursor) * 1099511628211ULL;
+    return (size_t)hash;
+}
+
+static int
+s_reading_key_compare (const void *item1, const void *item2)
+{
+    const proto_reading_t *one = (const proto_reading_t *)item1;
+    const proto_reading_t *two = (const proto_reading_t *)item2;
+    return one->device != two->device ? 1 : strcmp (one->key, two->key);
+}
+
 //  --------------------------------------------------------------------------
 //  Create a batch of at most capacity rows
 
@@ -306,13 +326,26 @@ store_batch_new (size_t capacity)
     self->ports = (s_port_t *)calloc (capacity, sizeof (s_port_t));
     self->episodes = (size_t *)calloc (capacity, sizeof (size_t));
     self->index = zhashx_new ();
+    self->key_index = zhashx_new ();
     self->port_index = zhashx_new ();
     self->pending = zhashx_new ();
     self->queue = zlistx_new ();
     if (self->pending)
         zhashx_set_destructor (self->pending, s_pending_destroy);
+    //  The per-row indexes point into the rows (alive while planned): no
+    //  copy of a key, no allocation per row.
+    if (self->key_index) {
+        zhashx_set_key_hasher (self->key_index, s_reading_key_hash);
+        zhashx_set_key_comparator (self->key_index, s_reading_key_compare);
+        zhashx_set_key_duplicator (self->key_index, NULL);
+        zhashx_set_key_destructor (self->key_index, NULL);
+    }
+    if (self->port_index) {
+        zhashx_set_key_duplicator (self->port_index, NULL);
+        zhashx_set_key_destructor (self->port_index, NULL);
+    }
     if (!self->rows || !self->keyed || !self->unkeyed || !self->ports || !self->episodes ||
-        !self->index || !self->port_index || !self->pending || !self->queue) {
+        !self->index || !self->key_index || !self->port_index || !self->pending || !self->queue) {
         store_batch_destroy (&self);
         return NULL;
     }
@@ -333,6 +366,7 @@ store_batch_destroy (store_batch_t **self_p)
         free (self->copy.data);
         free (self->keys_copy.data);
         zhashx_destroy (&self->index);
+        zhashx_destroy (&self->key_index);
         zhashx_destroy (&self->port_index);
         zlistx_destroy (&self->queue);
         zhashx_destroy (&self->pending);
@@ -451,11 +485,11 @@ store_batch_plan (store_batch_t *self, size_t lo, size_t hi)
     self->port_count = self->episode_count = 0;
     self->write_count = self->deferred_count = 0;
     size_t open = 0;
-    char key[PROTO_KEY_MAX + PROTO_UUID_LEN + 48];
+    char key[PROTO_UUID_LEN + 24];
 
     //  Repeated keys: the first occurrence is written, the others answer
     //  with its id. The device is part of the key: keys are per device.
-    zhashx_purge (self->index);
+    zhashx_purge (self->key_index);
     for (size_t index = lo; index < hi; index++) {
         s_row_t *row = &self->rows[index];
         if (row->decided)
@@ -471,13 +505,11 @@ store_batch_plan (store_batch_t *self, size_t lo, size_t hi)
             self->unkeyed[self->unkeyed_count++] = index;
             continue;
         }
-        snprintf (key, sizeof (key), "%" PRId64 "/%s", row->verdict.reading.device,
-                  row->verdict.reading.key);
-        void *slot = zhashx_lookup (self->index, key);
+        void *slot = zhashx_lookup (self->key_index, &row->verdict.reading);
         if (slot)
             row->first = (size_t)(uintptr_t)slot - 1;
         else {
-            zhashx_insert (self->index, key, (void *)(uintptr_t)(index + 1));
+            zhashx_insert (self->key_index, &row->verdict.reading, (void *)(uintptr_t)(index + 1));
             self->keyed[self->keyed_count++] = index;
         }
     }
