@@ -272,12 +272,17 @@ s_new_rollup (store_maintenance_t *self, int64_t from_ms)
     return rollup;
 }
 
+//  How long after the start the lanes' rollups take over: an earlier
+//  process may have committed readings up to 5 minutes ahead of its clock
+//  (the gateway's SKEW_FUTURE_MS), and a lane must have seen every reading
+//  of a minute it vouches for. A minute more for clocks that differ.
+#define S_MEMORY_AFTER_MS (6 * S_MINUTE_MS)
+
 store_rollup_t *
 store_maintenance_new_rollup (store_maintenance_t *self)
 {
     assert (self);
-    //  Minutes before the next whole one may hold an earlier process's readings.
-    return s_new_rollup (self, zclock_time ());
+    return s_new_rollup (self, zclock_time () + S_MEMORY_AFTER_MS);
 }
 
 //  --------------------------------------------------------------------------

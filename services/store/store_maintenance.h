@@ -8,7 +8,7 @@
 
     Every minute (5 s after it ends, so stragglers are in): rolls up the
     complete minutes since the watermark, once each, in chunks of an hour
-    after a downtime. From the first whole minute after the start on, the
+    after a downtime. From 6 minutes after the start on, the
     lanes keep the minutes of their ports as they commit (store_rollup.h)
     and a run upserts what they hand over, one row per port and minute,
     instead of reading the minute's readings back (that read the whole
@@ -85,9 +85,10 @@ int64_t store_maintenance_rolled (store_maintenance_t *self);
 //  STORE_MAINTENANCE_DIRTY_MAX pairs the next run falls back instead.
 void store_maintenance_mark (store_maintenance_t *self, const char *const *ports,
                              const int64_t *times, size_t count);
-//  A rollup for a lane (store_rollup.h): from the next whole minute on,
-//  runs upsert the minutes it hands over instead of rolling them up from
-//  the table. Owned by the maintenance (it must outlive the lane); thread-
+//  A rollup for a lane (store_rollup.h): from the first whole minute 6
+//  minutes after now on (readings of an earlier process may be up to 5
+//  minutes ahead), runs upsert the minutes it hands over instead of
+//  rolling them up from the table. Owned by the maintenance (it must outlive the lane); thread-
 //  safe. NULL past STORE_MAINTENANCE_ROLLUPS_MAX or out of memory.
 typedef struct _store_rollup_t store_rollup_t;
 #define STORE_MAINTENANCE_ROLLUPS_MAX 64

@@ -203,9 +203,12 @@ store_rollup_take (store_rollup_t *self, int64_t below_ms, store_rollup_minute_t
     assert (minutes_p);
     assert (overflow_p);
     pthread_mutex_lock (&self->lock);
-    size_t ports = zhashx_size (self->ports);
+    size_t open = 0; //  what the second pass takes from the ports
+    for (s_port_t *port = (s_port_t *)zhashx_first (self->ports); port;
+         port = (s_port_t *)zhashx_next (self->ports))
+        open += port->open && port->dirty && port->now.minute < below_ms;
     store_rollup_minute_t *taken =
-        (store_rollup_minute_t *)malloc ((self->out_size + ports + 1) * sizeof (*taken));
+        (store_rollup_minute_t *)malloc ((self->out_size + open + 1) * sizeof (*taken));
     size_t count = 0;
     if (taken) {
         size_t kept = 0;

@@ -9,8 +9,9 @@
     aggregating every reading of the minute again (that cost PostgreSQL
     ~1.5-2 us per reading, and read the whole day's partition each minute).
 
-    Only minutes from `from` on (the first whole minute after the start:
-    earlier ones may hold readings of an earlier process) are kept. A minute
+    Only minutes from `from` on are kept (the maintenance starts them 6
+    minutes after the store: earlier ones may hold readings an earlier
+    process committed, up to 5 minutes ahead). A minute
     this lane may not have seen all of is handed over as partial, to be
     re-rolled from the table (phantom_rollup_ports): one with a reading out
     of order, or the first minute of a port after the lane forgot all ports
