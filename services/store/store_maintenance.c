@@ -5,6 +5,7 @@
 #include "store_maintenance.h"
 #include "proto.h"
 #include "store_rollup.h"
+#include "store_writer.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -109,18 +110,6 @@ s_disconnect (store_maintenance_t *self)
 static void
 s_connect (store_maintenance_t *self)
 {
-    //  As the writer's: every wait on a vanished server is bounded, and
-    //  dbname comes last so that the configured string wins.
-    const char *keywords[] = {"connect_timeout",
-                              "keepalives_idle",
-                              "keepalives_interval",
-                              "keepalives_count",
-                              "tcp_user_timeout",
-                              "application_name",
-                              "dbname",
-                              NULL};
-    const char *values[] = {
-        "5", "10", "3", "3", "15000", "phantom-store-maintenance", self->conninfo, NULL};
     //  UTC: the partition functions name days by current_date. The
     //  statement timeout bounds every call (the catch-up is chunked to stay
     //  far inside it), the lock timeout a wait behind readers and writers.
@@ -132,7 +121,7 @@ s_connect (store_maintenance_t *self)
         "SET lock_timeout = '5s'",
         "SET synchronous_commit = off",
     };
-    self->conn = PQconnectdbParams (keywords, values, 1);
+    self->conn = store_writer_connect_db (self->conninfo, "phantom-store-maintenance");
     if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
         zsys_warning ("store maintenance - cannot connect, retrying in %" PRId64 " ms: %s",
                       self->backoff,

@@ -342,12 +342,12 @@ s_session (store_writer_t *self)
     return s_session_setup (self->conn);
 }
 
-static void
-s_connect (store_writer_t *self)
+PGconn *
+store_writer_connect_db (const char *conninfo, const char *application)
 {
-    //  Keepalives and a TCP user timeout bound every wait on a server that
-    //  vanished without closing the connection; dbname comes last so that
-    //  whatever the configured string says wins.
+    assert (conninfo);
+    assert (application);
+    //  dbname comes last so that whatever the configured string says wins.
     const char *keywords[] = {"connect_timeout",
                               "keepalives_idle",
                               "keepalives_interval",
@@ -356,8 +356,14 @@ s_connect (store_writer_t *self)
                               "application_name",
                               "dbname",
                               NULL};
-    const char *values[] = {"5", "10", "3", "3", "15000", "phantom-store", self->conninfo, NULL};
-    self->conn = PQconnectdbParams (keywords, values, 1);
+    const char *values[] = {"5", "10", "3", "3", "15000", application, conninfo, NULL};
+    return PQconnectdbParams (keywords, values, 1);
+}
+
+static void
+s_connect (store_writer_t *self)
+{
+    self->conn = store_writer_connect_db (self->conninfo, "phantom-store");
     if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
         zsys_warning ("store writer - cannot connect, retrying in %" PRId64 " ms: %s",
                       self->backoff, s_connection_error (self));

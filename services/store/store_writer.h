@@ -16,6 +16,8 @@
 
 #include "store_batch.h"
 
+#include <libpq-fe.h>
+
 typedef struct _store_writer_t store_writer_t;
 
 //  How keys and readings are inserted: INSERT from unnest of binary arrays
@@ -42,6 +44,12 @@ void store_writer_set_insert (store_writer_t *self, store_insert_t insert);
 bool store_writer_connected (store_writer_t *self);
 //  Server process id of the connection, 0 if none (logs, tests).
 int store_writer_backend (store_writer_t *self);
+
+//  Connects to conninfo as application (never NULL; check PQstatus), with
+//  every wait on a server that vanished without closing the connection
+//  bounded (connect timeout, keepalives, TCP user timeout). The store's
+//  connections, the writers' and the maintenance's, all open this way.
+PGconn *store_writer_connect_db (const char *conninfo, const char *application);
 
 //  Reconnects when the backoff allows; with housekeeping (the default),
 //  also keeps the daily partitions of readings ahead (at connect and every
