@@ -1082,7 +1082,18 @@ gateway_pipeline_test (bool verbose)
     assert (job.acked == 4);
 
     //  Full queue: the detector stops reading; sends fail at once instead
-    //  of blocking the handler.
+    //  of blocking the handler. Its socket takes one message and a small
+    //  kernel buffer (no autotuning): with the 10000-message queue and
+    //  loopback's buffers of up to 32 MB above, the flood's 235 messages
+    //  fit, and refusals depended on the I/O thread falling behind.
+    zsock_destroy (&pull[1]);
+    WAIT_FOR (gateway_pipeline_peers (pipeline, 1) == 0);
+    pull[1] = zsock_new (ZMQ_PULL);
+    zsock_set_rcvhwm (pull[1], 1);
+    zsock_set_rcvbuf (pull[1], 4096);
+    zsock_set_linger (pull[1], 0);
+    assert (zsock_connect (pull[1], "tcp://127.0.0.1:%d", 6111) == 0);
+    WAIT_FOR (gateway_pipeline_peers (pipeline, 1) == 1);
     size_t many = 60000;
     proto_reading_t *flood = (proto_reading_t *)calloc (many, sizeof (proto_reading_t));
     proto_ack_t *flood_acks = (proto_ack_t *)calloc (many, sizeof (proto_ack_t));
