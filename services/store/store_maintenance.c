@@ -60,6 +60,7 @@ struct _store_maintenance_t {
     //  The lanes' rollups (store_maintenance_new_rollup), under dirty_lock
     store_rollup_t *rollups[STORE_MAINTENANCE_ROLLUPS_MAX];
     size_t rollup_count;
+    int64_t lanes_from; //  their first minute, ms; 0 until asked (s_lanes_from)
 };
 
 //  Ports a lane's rollup keeps; beyond, it forgets them all (their open
@@ -261,17 +262,89 @@ s_new_rollup (store_maintenance_t *self, int64_t from_ms)
     return rollup;
 }
 
-//  How long after the start the lanes' rollups take over: an earlier
-//  process may have committed readings up to 5 minutes ahead of its clock
-//  (the gateway's SKEW_FUTURE_MS), and a lane must have seen every reading
-//  of a minute it vouches for. A minute more for clocks that differ.
+//  How long after the start the lanes' rollups take over when the table
+//  cannot tell: an earlier process may have committed readings up to 5
+//  minutes ahead of its clock (the gateway's SKEW_FUTURE_MS), and a lane
+//  must have seen every reading of a minute it vouches for. A minute more
+//  for clocks that differ.
 #define S_MEMORY_AFTER_MS (6 * S_MINUTE_MS)
+//  Longest the start waits for the table to tell.
+#define S_LANES_FROM_TIMEOUT "2000"
+
+//  The first minute the lanes can vouch for (ms), asked once before they
+//  write: the current minute, or the one after the newest reading an
+//  earlier process committed at or after it, if no other store backend is
+//  busy (a killed process's last COMMIT may still be running; an idle
+//  backend of it can commit nothing more). The newest reading is found
+//  port by port, backwards on the (port_id, ts) index: ~7 us a port, not a
+//  read of today's partition (there is no index on ts). Ports deleted
+//  since do not count: their rollups are not written. Bounded by a
+//  statement timeout, after which (or on any failure) the lanes take over
+//  S_MEMORY_AFTER_MS after the start, and the minutes until then are
+//  rolled up from the table, each a read of today's partition.
+static int64_t
+s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fell_back)
+{
+    int64_t fallback = zclock_time () + S_MEMORY_AFTER_MS;
+    PGconn *conn = store_writer_connect_db (self->conninfo, "phantom-store-maintenance");
+    PGresult *result = NULL;
+    if (PQstatus (conn) == CONNECTION_OK) {
+        const char *params[1] = {S_LANES_FROM_TIMEOUT};
+        PQclear (PQexecParams (conn, "SELECT set_config ('statement_timeout', $1, false)", 1,
+                               NULL, params, NULL, NULL, 0));
+        params[0] = lanes_application;
+        result = PQexecParams (
+            conn,
+            "SELECT (SELECT count (*) FROM pg_stat_activity"
+            "        WHERE application_name = $1 AND state <> 'idle'"
+            "          AND pid <> pg_backend_pid ()),"
+            "       (extract (epoch FROM minute) * 1000)::bigint,"
+            "       (SELECT (extract (epoch FROM max (newest)) * 1000)::bigint"
+            "        FROM ports p, LATERAL (SELECT r.ts AS newest FROM readings r"
+            "                               WHERE r.port_id = p.id AND r.ts >= minute"
+            "                               ORDER BY r.ts DESC LIMIT 1) n)"
+            " FROM (SELECT date_bin ('1 minute', now (), timestamptz 'epoch') AS minute) now",
+            1, NULL, params, NULL, NULL, 0);
+    }
+    const char *why = PQerrorMessage (conn);
+    int64_t from = fallback;
+    if (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1) {
+        why = "another store backend is busy";
+        if (strtoll (PQgetvalue (result, 0, 0), NULL, 10) == 0) {
+            int64_t minute = strtoll (PQgetvalue (result, 0, 1), NULL, 10);
+            int64_t newest = PQgetisnull (result, 0, 2)
+                                 ? INT64_MIN
+                                 : strtoll (PQgetvalue (result, 0, 2), NULL, 10);
+            int64_t after = newest - newest % S_MINUTE_MS + S_MINUTE_MS;
+            from = newest == INT64_MIN || after < minute ? minute : after;
+            why = NULL;
+        }
+    }
+    *fell_back = why != NULL;
+    if (why) {
+        //  (self->error belongs to the maintenance thread, running by now)
+        char line[256];
+        snprintf (line, sizeof (line), "%s", why);
+        line[strcspn (line, "\n")] = 0;
+        zsys_info ("store maintenance - lanes' rollups from 6 minutes after the start: %s",
+                   line);
+    } else if (self->verbose)
+        zsys_debug ("store maintenance - lanes' rollups from %" PRId64, from / 1000);
+    PQclear (result);
+    PQfinish (conn);
+    return from;
+}
 
 store_rollup_t *
 store_maintenance_new_rollup (store_maintenance_t *self)
 {
     assert (self);
-    return s_new_rollup (self, zclock_time () + S_MEMORY_AFTER_MS);
+    //  Every lane's from: asked before the first, which comes before any
+    //  lane writes (store_server_set_maintenance, store_server_add_writer).
+    bool fell_back;
+    if (self->lanes_from == 0)
+        self->lanes_from = s_lanes_from (self, "phantom-store", &fell_back);
+    return s_new_rollup (self, self->lanes_from);
 }
 
 //  --------------------------------------------------------------------------
@@ -1119,6 +1192,122 @@ s_memory_rollups (const char *database, bool verbose)
         printf ("   memory rollups: OK\n");
 }
 
+//  Where the lanes' rollups start: the current minute, or the one after
+//  the newest reading at or after it; 6 minutes on while another backend
+//  of the lanes' name is in a statement or transaction, or when the
+//  database cannot be asked. (The lanes' name here is this test's own, so
+//  store tests running beside it do not count as busy; other tests'
+//  readings can only move the answer later.)
+static void
+s_lanes_from_test (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 1);
+    store_maintenance_policy_t policy = STORE_MAINTENANCE_POLICY_DEFAULT;
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    char lanes[64];
+    snprintf (lanes, sizeof (lanes), "phantom-store-test-%d", (int)getpid ());
+    bool fell_back = true;
+    int64_t now = zclock_time ();
+    int64_t from = s_lanes_from (self, lanes, &fell_back);
+    assert (!fell_back);
+    assert (from % S_MINUTE_MS == 0);
+    assert (from >= now - now % S_MINUTE_MS - S_MINUTE_MS); //  clocks may differ a little
+
+    //  A reading 4 minutes ahead (an earlier process took it): after it.
+    int64_t ahead = zclock_time () / 1000 + 240;
+    s_insert (fixture, fixture->ports[0], ahead, 5);
+    from = s_lanes_from (self, lanes, &fell_back);
+    assert (!fell_back);
+    assert (from % S_MINUTE_MS == 0 && from > ahead * 1000);
+
+    //  A backend of that name in a transaction (a killed store's COMMIT
+    //  may still be running): 6 minutes after now.
+    PGconn *busy = store_writer_connect_db (database, lanes);
+    assert (PQstatus (busy) == CONNECTION_OK);
+    PQclear (PQexec (busy, "BEGIN"));
+    PQclear (PQexec (busy, "SELECT 1"));
+    now = zclock_time ();
+    from = s_lanes_from (self, lanes, &fell_back);
+    assert (fell_back && from >= now + S_MEMORY_AFTER_MS);
+    //  Idle once the transaction ends: it can commit nothing more.
+    PQclear (PQexec (busy, "COMMIT"));
+    from = s_lanes_from (self, lanes, &fell_back);
+    assert (!fell_back && from > ahead * 1000);
+    PQfinish (busy);
+    store_maintenance_destroy (&self);
+
+    //  No database to ask: 6 minutes after now.
+    self = store_maintenance_new ("host=/nonexistent dbname=none connect_timeout=2", &policy,
+                                  verbose);
+    assert (self);
+    now = zclock_time ();
+    from = s_lanes_from (self, lanes, &fell_back);
+    assert (fell_back && from >= now + S_MEMORY_AFTER_MS);
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   lanes' rollups start: OK\n");
+}
+
+//  A port's first reading through a lane, in a minute the lane's rollup
+//  has whole, after a start: it marks the minute before, whose re-roll
+//  reaches the reading's predecessor (in the table from before the start)
+//  and gives it the interval up to the reading; its own minute is the
+//  rollup's, not re-rolled from the table (a reading put there behind the
+//  lane's back shows which path wrote it).
+static void
+s_first_reading_test (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 1);
+    const char *port = fixture->ports[0];
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    int64_t base = store_fixture_int (
+        fixture,
+        "SELECT extract (epoch FROM date_bin ('1 minute', now (), timestamptz 'epoch'))::bigint"
+        " - 300",
+        0, NULL);
+    s_sample_t samples[4];
+    size_t count = 0;
+    s_memory_reading (fixture, NULL, port, samples, &count, base - 110, 4); //  the predecessor
+    store_maintenance_step (self);
+    store_maintenance_rollup (self); //  the first run after a start falls back: done
+    s_check_minute (fixture, port, samples, count, base - 120); //  its last interval open
+
+    //  As if the store had started in minute base, rolled up to it.
+    self->lanes_from = base * 1000;
+    atomic_store (&self->rolled, base);
+    char base_text[24];
+    snprintf (base_text, sizeof (base_text), "%" PRId64, base);
+    const char *base_params[1] = {base_text};
+    PQclear (store_fixture_sql (
+        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
+    assert (server);
+    store_server_set_maintenance (server, self);
+    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
+    assert (push);
+    zsock_set_sndtimeo (push, 1000);
+    s_lane_push (server, push, self, fixture, port, base + 30, 6);
+    samples[count++] = (s_sample_t){base + 30, 6};
+    assert (store_maintenance_marked (self) == 1);
+    s_insert (fixture, port, base + 45, 999); //  behind the lane's back
+
+    assert (store_maintenance_rollup (self) >= 2);
+    s_check_minute (fixture, port, samples, count, base - 120); //  (4 + 6) / 2 W for 140 s
+    s_check_minute (fixture, port, samples, count, base);       //  without the 999 W
+    zsock_destroy (&push);
+    store_server_destroy (&server);
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   a port's first reading after a start: OK\n");
+}
+
 void
 store_maintenance_test (bool verbose)
 {
@@ -1335,5 +1524,7 @@ store_maintenance_test (bool verbose)
     store_fixture_destroy (&fixture);
 
     s_memory_rollups (database, verbose);
+    s_lanes_from_test (database, verbose);
+    s_first_reading_test (database, verbose);
     printf ("OK\n");
 }

@@ -9,9 +9,10 @@
     aggregating every reading of the minute again (that cost PostgreSQL
     ~1.5-2 us per reading, and read the whole day's partition each minute).
 
-    Only minutes from `from` on are kept (the maintenance starts them 6
-    minutes after the store: earlier ones may hold readings an earlier
-    process committed, up to 5 minutes ahead). A minute
+    Only minutes from `from` on are kept: the maintenance starts them at
+    the store's start minute, or after the newest reading an earlier
+    process committed there (up to 5 minutes ahead), and 6 minutes after
+    the start when the database cannot tell in time. A minute
     this lane may not have seen all of is handed over as partial, to be
     re-rolled from the table (phantom_rollup_ports): one with a reading out
     of order, or the first minute of a port after the lane forgot all ports

@@ -267,19 +267,28 @@ s_track (s_lane_t *self)
         int64_t last =
             store_rollup_add (self->rollup, verdict->reading.port, ts, verdict->reading.power);
         bool late;
+        int64_t mark_ms = ts; //  the minute to re-roll, with its predecessor's
         if (last >= from_ms && ts >= last)
             late = false; //  the rollup has its minute and its predecessor's
         else if (minute_ms < rolled_ms)
             late = true; //  its own minute is rolled up
         else if (ts - gap_ms >= rolled_ms)
             late = false; //  so is no minute its predecessor can be in
-        else if (last < 0 || ts < last)
+        else if (last < 0 && minute_ms >= from_ms) {
+            //  The port's first reading here, in a minute the rollup has
+            //  whole: only its predecessor's minute (before this one) may
+            //  be rolled up. The minute before is re-rolled with its own
+            //  predecessor, which is this reading's, not this whole
+            //  minute (after a start, every port's, at full rate).
+            late = true;
+            mark_ms = minute_ms - 60000;
+        } else if (last < 0 || ts < last)
             late = true; //  predecessor unknown, may be rolled up
         else
             late = last < rolled_ms; //  the predecessor's minute is rolled up
         if (late && marks < store_batch_capacity (self->batch)) {
             self->mark_ports[marks] = verdict->reading.port;
-            self->mark_times[marks] = ts / 1000;
+            self->mark_times[marks] = mark_ms / 1000;
             marks++;
         }
     }
