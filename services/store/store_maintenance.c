@@ -290,8 +290,8 @@ s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fe
     PGresult *result = NULL;
     if (PQstatus (conn) == CONNECTION_OK) {
         const char *params[1] = {S_LANES_FROM_TIMEOUT};
-        PQclear (PQexecParams (conn, "SELECT set_config ('statement_timeout', $1, false)", 1,
-                               NULL, params, NULL, NULL, 0));
+        PQclear (PQexecParams (conn, "SELECT set_config ('statement_timeout', $1, false)", 1, NULL,
+                               params, NULL, NULL, 0));
         params[0] = lanes_application;
         result = PQexecParams (
             conn,
@@ -326,8 +326,7 @@ s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fe
         char line[256];
         snprintf (line, sizeof (line), "%s", why);
         line[strcspn (line, "\n")] = 0;
-        zsys_info ("store maintenance - lanes' rollups from 6 minutes after the start: %s",
-                   line);
+        zsys_info ("store maintenance - lanes' rollups from 6 minutes after the start: %s", line);
     } else if (self->verbose)
         zsys_debug ("store maintenance - lanes' rollups from %" PRId64, from / 1000);
     PQclear (result);
@@ -1238,8 +1237,8 @@ s_lanes_from_test (const char *database, bool verbose)
     store_maintenance_destroy (&self);
 
     //  No database to ask: 6 minutes after now.
-    self = store_maintenance_new ("host=/nonexistent dbname=none connect_timeout=2", &policy,
-                                  verbose);
+    self =
+        store_maintenance_new ("host=/nonexistent dbname=none connect_timeout=2", &policy, verbose);
     assert (self);
     now = zclock_time ();
     from = s_lanes_from (self, lanes, &fell_back);
