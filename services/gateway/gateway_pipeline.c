@@ -15,9 +15,12 @@
 #include "proto_curve.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 //  Pending requests are found by request % capacity; a slot is reused only
@@ -46,18 +49,18 @@ static const int s_statuses[] = {200, 201, 400, 401, 404, 405, 411, 413, 429, 50
 #define STATUSES (sizeof s_statuses / sizeof s_statuses[0])
 
 //  One handler waiting for its readings' acks. The table mutex guards
-//  remaining, wake_pending and what acks/outcomes receive; the waiter's own
-//  mutex guards done. The ack thread wakes a waiter after it let go of the
-//  table mutex, so the woken handler does not queue up behind the rest of
-//  the delivery (that contention was measurable, BENCH.md).
+//  remaining, wake_pending and what acks/outcomes receive. The ack thread
+//  wakes a waiter after it let go of the table mutex, so the woken handler
+//  does not queue up behind the rest of the delivery (that contention was
+//  measurable, BENCH.md). done is a futex word, not a condition under a
+//  mutex: a handler woken by a signal sent under its mutex first blocked
+//  again on that mutex, a context switch more per request.
 typedef struct {
-    pthread_mutex_t mutex; //  guards done
-    pthread_cond_t cond;   //  signalled when done is set
-    bool done;             //  every ack arrived and the ack thread is told us so
-    bool wake_pending;     //  the ack thread will set done (table mutex)
-    size_t remaining;      //  submitted readings without ack yet (table mutex)
-    proto_ack_t *acks;     //  where acks go, by index
-    int *outcomes;         //  where outcomes go, by index
+    atomic_int done;   //  1: every ack arrived and the ack thread is done with us
+    bool wake_pending; //  the ack thread will set done (table mutex)
+    size_t remaining;  //  submitted readings without ack yet (table mutex)
+    proto_ack_t *acks; //  where acks go, by index
+    int *outcomes;     //  where outcomes go, by index
 } s_waiter_t;
 
 typedef struct {
@@ -328,10 +331,9 @@ s_deliver (gateway_pipeline_t *self, size_t count)
     //  so each is still there; after our unlock we never touch it again.
     for (size_t index = 0; index < wakes; index++) {
         s_waiter_t *waiter = self->wake[index];
-        pthread_mutex_lock (&waiter->mutex);
-        waiter->done = true;
-        pthread_cond_signal (&waiter->cond);
-        pthread_mutex_unlock (&waiter->mutex);
+        atomic_store (&waiter->done, 1);
+        //  Only the word's address from here on: the waiter may be reused.
+        syscall (SYS_futex, &waiter->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     }
 }
 
@@ -502,28 +504,24 @@ s_thread_numbers (size_t count)
     return numbers->number;
 }
 
-//  Each worker thread's waiter, its mutex and condition made once: a
-//  waiter is referenced by the table only while its submit runs, and the
-//  ack thread is done with it before submit returns (see the end of
-//  gateway_pipeline_submit), so the next submit of the thread may reuse
-//  it. Never destroyed: a pthread mutex and condition hold no resources.
+//  Each worker thread's waiter: a waiter is referenced by the table only
+//  while its submit runs, and the ack thread is done with it before submit
+//  returns (see the end of gateway_pipeline_submit), so the next submit of
+//  the thread may reuse it.
 static __thread s_waiter_t s_thread_waiter;
-static __thread bool s_thread_waiter_ready;
 
-static s_waiter_t *
-s_waiter (void)
+//  Sleeps while *word is 0, until woken or the CLOCK_MONOTONIC deadline
+//  (NULL: none); false once the deadline passed.
+static bool
+s_futex_wait (atomic_int *word, const struct timespec *deadline)
 {
-    s_waiter_t *waiter = &s_thread_waiter;
-    if (!s_thread_waiter_ready) {
-        pthread_condattr_t attr;
-        pthread_condattr_init (&attr);
-        pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
-        pthread_cond_init (&waiter->cond, &attr);
-        pthread_condattr_destroy (&attr);
-        pthread_mutex_init (&waiter->mutex, NULL);
-        s_thread_waiter_ready = true;
+    while (atomic_load (word) == 0) {
+        if (syscall (SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, 0, deadline, NULL,
+                     FUTEX_BITSET_MATCH_ANY) == -1 &&
+            errno == ETIMEDOUT)
+            return atomic_load (word) != 0;
     }
-    return waiter;
+    return true;
 }
 
 //  Readings that did not go out leave the table and answer FULL. True if
@@ -560,8 +558,8 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
         return 0;
     proto_buffer_t *buffer = s_thread_buffer ();
     //  Nobody else refers to it now: no lock needed to reset it.
-    s_waiter_t *waiter = s_waiter ();
-    waiter->done = false;
+    s_waiter_t *waiter = &s_thread_waiter;
+    atomic_store (&waiter->done, 0);
     waiter->wake_pending = false;
     waiter->remaining = 0;
     waiter->acks = acks;
@@ -649,20 +647,13 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
     deadline.tv_sec = (time_t)(deadline_us / 1000000);
     deadline.tv_nsec = (long)(deadline_us % 1000000) * 1000;
     bool done = false;
-    if (sent > 0 && !none_left) {
-        pthread_mutex_lock (&waiter->mutex);
-        while (!waiter->done) {
-            if (pthread_cond_timedwait (&waiter->cond, &waiter->mutex, &deadline) == ETIMEDOUT)
-                break;
-        }
-        done = waiter->done;
-        pthread_mutex_unlock (&waiter->mutex);
-    }
+    if (sent > 0 && !none_left)
+        done = s_futex_wait (&waiter->done, &deadline);
     size_t acked = 0;
     if (done) {
         //  Every reading that went out was acked: the ack thread cleared
         //  each slot and filled acks/outcomes under the table mutex, then
-        //  let go of it and set done under the waiter's, where we saw it.
+        //  let go of it and set done, where we saw it.
         //  No slot names us and the ack thread is done with us.
         for (size_t index = 0; index < count; index++)
             if (readings[index].request != 0 && outcomes[index] == GATEWAY_PIPELINE_ACKED)
@@ -691,10 +682,7 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
             //  that blocks in between, so this wait ends at once. Leaving
             //  before it would let the ack thread touch the waiter while
             //  our next submit reuses it.
-            pthread_mutex_lock (&waiter->mutex);
-            while (!waiter->done)
-                pthread_cond_wait (&waiter->cond, &waiter->mutex);
-            pthread_mutex_unlock (&waiter->mutex);
+            s_futex_wait (&waiter->done, NULL);
         }
     }
     atomic_fetch_sub (&self->inflight, (long)sent);
