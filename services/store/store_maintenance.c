@@ -297,7 +297,7 @@ s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fe
             conn,
             "SELECT (SELECT count (*) FROM pg_stat_activity"
             "        WHERE application_name = $1 AND state <> 'idle'"
-            "          AND pid <> pg_backend_pid ()),"
+            "          AND datname = current_database () AND pid <> pg_backend_pid ()),"
             "       (extract (epoch FROM minute) * 1000)::bigint,"
             "       (SELECT (extract (epoch FROM max (newest)) * 1000)::bigint"
             "        FROM ports p, LATERAL (SELECT r.ts AS newest FROM readings r"
