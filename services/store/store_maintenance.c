@@ -69,6 +69,8 @@ struct _store_maintenance_t {
 //  Minutes upserted per statement from the rollups.
 #define S_UPSERT_CHUNK 10000
 
+#define S_APPLICATION "phantom-store-maintenance"
+
 //  Pairs re-rolled per statement: each far inside the statement timeout.
 #define S_DIRTY_CHUNK 10000
 
@@ -122,7 +124,7 @@ s_connect (store_maintenance_t *self)
         "SET lock_timeout = '5s'",
         "SET synchronous_commit = off",
     };
-    self->conn = store_writer_connect_db (self->conninfo, "phantom-store-maintenance");
+    self->conn = store_writer_connect_db (self->conninfo, S_APPLICATION);
     if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
         zsys_warning ("store maintenance - cannot connect, retrying in %" PRId64 " ms: %s",
                       self->backoff,
@@ -281,12 +283,13 @@ s_new_rollup (store_maintenance_t *self, int64_t from_ms)
 //  since do not count: their rollups are not written. Bounded by a
 //  statement timeout, after which (or on any failure) the lanes take over
 //  S_MEMORY_AFTER_MS after the start, and the minutes until then are
-//  rolled up from the table, each a read of today's partition.
+//  rolled up from the table, each a read of today's partition. fell_back
+//  (unless NULL) tells which.
 static int64_t
 s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fell_back)
 {
     int64_t fallback = zclock_time () + S_MEMORY_AFTER_MS;
-    PGconn *conn = store_writer_connect_db (self->conninfo, "phantom-store-maintenance");
+    PGconn *conn = store_writer_connect_db (self->conninfo, S_APPLICATION);
     PGresult *result = NULL;
     if (PQstatus (conn) == CONNECTION_OK) {
         const char *params[1] = {S_LANES_FROM_TIMEOUT};
@@ -320,7 +323,8 @@ s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fe
             why = NULL;
         }
     }
-    *fell_back = why != NULL;
+    if (fell_back)
+        *fell_back = why != NULL;
     if (why) {
         //  (self->error belongs to the maintenance thread, running by now)
         char line[256];
@@ -340,9 +344,8 @@ store_maintenance_new_rollup (store_maintenance_t *self)
     assert (self);
     //  Every lane's from: asked before the first, which comes before any
     //  lane writes (store_server_set_maintenance, store_server_add_writer).
-    bool fell_back;
     if (self->lanes_from == 0)
-        self->lanes_from = s_lanes_from (self, "phantom-store", &fell_back);
+        self->lanes_from = s_lanes_from (self, STORE_WRITER_APPLICATION, NULL);
     return s_new_rollup (self, self->lanes_from);
 }
 

@@ -8,12 +8,13 @@
 
     Every minute (5 s after it ends, so stragglers are in): rolls up the
     complete minutes since the watermark, once each, in chunks of an hour
-    after a downtime. From 6 minutes after the start on, the
-    lanes keep the minutes of their ports as they commit (store_rollup.h)
-    and a run upserts what they hand over, one row per port and minute,
-    instead of reading the minute's readings back (that read the whole
-    day's partition and sorted the minute: ~1.5-2 us of PostgreSQL CPU per
-    reading at 100k readings/s). Readings that change a minute already rolled up (late
+    after a downtime. From the start's minute on (see
+    store_maintenance_new_rollup), the lanes keep the minutes of their
+    ports as they commit (store_rollup.h) and a run upserts what they hand
+    over, one row per port and minute, instead of reading the minute's
+    readings back (that read the whole day's partition and sorted the
+    minute: ~1.5-2 us of PostgreSQL CPU per reading at 100k readings/s).
+    Readings that change a minute already rolled up (late
     ones, or the first reading after a minute whose last interval had no
     next reading yet) are marked by the store's lanes as (port, minute)
     pairs (store_maintenance_mark); each run re-rolls exactly those pairs
@@ -85,11 +86,14 @@ int64_t store_maintenance_rolled (store_maintenance_t *self);
 //  STORE_MAINTENANCE_DIRTY_MAX pairs the next run falls back instead.
 void store_maintenance_mark (store_maintenance_t *self, const char *const *ports,
                              const int64_t *times, size_t count);
-//  A rollup for a lane (store_rollup.h): from the first whole minute 6
-//  minutes after now on (readings of an earlier process may be up to 5
-//  minutes ahead), runs upsert the minutes it hands over instead of
-//  rolling them up from the table. Owned by the maintenance (it must outlive the lane); thread-
-//  safe. NULL past STORE_MAINTENANCE_ROLLUPS_MAX or out of memory.
+//  A rollup for a lane (store_rollup.h): runs upsert the minutes it hands
+//  over instead of rolling them up from the table, from the current minute
+//  on, or from the one after the newest reading an earlier process
+//  committed there (up to 5 minutes ahead); 6 minutes from now when the
+//  database cannot tell within 2 s. Asked of the database at the first
+//  call, which must come before any lane writes. Owned by the maintenance
+//  (it must outlive the lane); thread-safe. NULL past
+//  STORE_MAINTENANCE_ROLLUPS_MAX or out of memory.
 typedef struct _store_rollup_t store_rollup_t;
 #define STORE_MAINTENANCE_ROLLUPS_MAX 64
 store_rollup_t *store_maintenance_new_rollup (store_maintenance_t *self);

@@ -363,7 +363,7 @@ store_writer_connect_db (const char *conninfo, const char *application)
 static void
 s_connect (store_writer_t *self)
 {
-    self->conn = store_writer_connect_db (self->conninfo, "phantom-store");
+    self->conn = store_writer_connect_db (self->conninfo, STORE_WRITER_APPLICATION);
     if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
         zsys_warning ("store writer - cannot connect, retrying in %" PRId64 " ms: %s",
                       self->backoff, s_connection_error (self));

@@ -45,6 +45,9 @@ bool store_writer_connected (store_writer_t *self);
 //  Server process id of the connection, 0 if none (logs, tests).
 int store_writer_backend (store_writer_t *self);
 
+//  The writers' application_name (the maintenance looks for busy ones).
+#define STORE_WRITER_APPLICATION "phantom-store"
+
 //  Connects to conninfo as application (never NULL; check PQstatus), with
 //  every wait on a server that vanished without closing the connection
 //  bounded (connect timeout, keepalives, TCP user timeout). The store's
