@@ -64,6 +64,10 @@ int gateway_http_send_data (struct mg_connection *conn, int status, const char *
 //  retry_after_s > 0 adds a Retry-After header. Returns status.
 int gateway_http_send_error (struct mg_connection *conn, int status, const char *code,
                              const char *message, int retry_after_s);
+//  The same, with error.field naming the request field it is about (a form
+//  shows the message next to that field).
+int gateway_http_send_field_error (struct mg_connection *conn, int status, const char *code,
+                                   const char *field, const char *message);
 
 //  Sends status with a body of the given type and extra headers (each line
 //  ending \r\n, or NULL). Returns status.

@@ -235,6 +235,12 @@ gateway_api_invalid (gateway_api_request_t *request, const char *message)
 }
 
 int
+gateway_api_invalid_field (gateway_api_request_t *request, const char *field, const char *message)
+{
+    return gateway_http_send_field_error (request->conn, 400, "validation_error", field, message);
+}
+
+int
 gateway_api_internal (gateway_api_request_t *request)
 {
     return gateway_http_send_error (request->conn, 500, "internal_error", "Internal error", 0);
@@ -610,18 +616,18 @@ gateway_api_field_string (gateway_api_request_t *request, json_t *body, const ch
     }
     char message [160];
     snprintf (message, sizeof message, "%s must be a string of %zu to %zu characters", name, min, max);
-    return gateway_api_invalid (request, message);
+    return gateway_api_invalid_field (request, name, message);
 }
 
 //  Reads a number field (integer or real) in min..max. 0 (*present false
-//  when absent or null), or the status answered.
+//  when absent), or the status answered (null is not a number).
 int
 gateway_api_field_number (gateway_api_request_t *request, json_t *body, const char *name,
                 double min, double max, double *value, bool *present)
 {
     json_t *field = json_object_get (body, name);
     *present = false;
-    if (!field || json_is_null (field))
+    if (!field)
         return 0;
     if (json_is_number (field)) {
         double number = json_number_value (field);
@@ -633,18 +639,18 @@ gateway_api_field_number (gateway_api_request_t *request, json_t *body, const ch
     }
     char message [160];
     snprintf (message, sizeof message, "%s must be a number from %g to %g", name, min, max);
-    return gateway_api_invalid (request, message);
+    return gateway_api_invalid_field (request, name, message);
 }
 
-//  Reads an integer field in min..max. 0 (*present false when absent or
-//  null and not required), or the status answered.
+//  Reads an integer field in min..max. 0 (*present false when absent and
+//  not required), or the status answered (null is not an integer).
 int
 gateway_api_field_integer (gateway_api_request_t *request, json_t *body, const char *name, bool required,
                  int64_t min, int64_t max, int64_t *value, bool *present)
 {
     json_t *field = json_object_get (body, name);
     *present = false;
-    if ((!field || json_is_null (field)) && !required)
+    if (!field && !required)
         return 0;
     if (json_is_integer (field)) {
         json_int_t number = json_integer_value (field);
@@ -657,7 +663,7 @@ gateway_api_field_integer (gateway_api_request_t *request, json_t *body, const c
     char message [160];
     snprintf (message, sizeof message, "%s must be an integer from %" PRId64 " to %" PRId64,
               name, min, max);
-    return gateway_api_invalid (request, message);
+    return gateway_api_invalid_field (request, name, message);
 }
 
 //  Reads a true/false field; no other value means a boolean. 0 (*present
@@ -677,7 +683,7 @@ gateway_api_field_bool (gateway_api_request_t *request, json_t *body, const char
     }
     char message [160];
     snprintf (message, sizeof message, "%s must be true or false", name);
-    return gateway_api_invalid (request, message);
+    return gateway_api_invalid_field (request, name, message);
 }
 
 

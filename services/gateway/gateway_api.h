@@ -91,6 +91,9 @@ json_t *gateway_api_object_from_row (PGresult *result, int row, const gateway_ap
 //  Answers: 404 not_found, 400 validation_error with message, 500. Return the status.
 int gateway_api_not_found (gateway_api_request_t *request);
 int gateway_api_invalid (gateway_api_request_t *request, const char *message);
+//  400 validation_error about one field of the body (error.field = field).
+int gateway_api_invalid_field (gateway_api_request_t *request, const char *field,
+                               const char *message);
 int gateway_api_internal (gateway_api_request_t *request);
 //  Answers status {key: object} with message (may be NULL); steals object.
 int gateway_api_send_object (gateway_api_request_t *request, int status, const char *message,

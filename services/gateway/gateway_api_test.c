@@ -555,6 +555,11 @@ s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *
     assert (s_call (client, "PATCH", path, auth_a, "{\"standbyWatts\":0.2}") == 400);
     assert (strstr (json_string_value (json_object_get (client->body, "message")), "standbyWatts"));
     assert (s_call (client, "PATCH", path, auth_a, "{\"offWatts\":\"x\"}") == 400);
+    //  A cleared number field is refused, naming the field, not stored as 0.
+    assert (s_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":null}") == 400);
+    assert (streq (json_string_value (json_object_get (json_object_get (client->body, "error"),
+                                                       "field")), "minPhantomSeconds"));
+    assert (s_call (client, "PATCH", path, auth_a, "{\"offWatts\":null}") == 400);
     assert (s_call (client, "PATCH", path, auth_a, "{\"expectedOff\":\"window\"}") == 400);
     assert (s_call (client, "PATCH", path, auth_a, "{\"name\":\"Laser printer\",\"standbyWatts\":9,"
                                                    "\"settings\":{\"minPhantomSeconds\":90}}") == 200);

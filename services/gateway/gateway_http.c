@@ -345,6 +345,16 @@ gateway_http_send_error (struct mg_connection *conn, int status, const char *cod
     return s_send_json (conn, status, envelope, retry_after_s);
 }
 
+int
+gateway_http_send_field_error (struct mg_connection *conn, int status, const char *code,
+                               const char *field, const char *message)
+{
+    json_t *envelope = json_pack ("{s:b, s:s, s:{s:s, s:s}}", "success", 0, "message",
+                                  message ? message : "", "error", "code", code ? code : "error",
+                                  "field", field ? field : "");
+    return s_send_json (conn, status, envelope, 0);
+}
+
 //  --------------------------------------------------------------------------
 //  Abuse limits: failed device-token lookups and failed logins, per client
 //  address, in a token bucket each. A fixed table of RATE_SETS sets of
