@@ -311,8 +311,8 @@ gateway_api_object_from_row (PGresult *result, int row, const gateway_api_member
 //  Of GATEWAY_API_USER_COLUMNS.
 static const gateway_api_member_t s_user_members [] = {
     {"id", 0, GATEWAY_API_INTEGER}, {"email", 1, GATEWAY_API_TEXT}, {"name", 2, GATEWAY_API_TEXT},
-    {"settings.tariffPerKwh", 3, GATEWAY_API_REAL}, {"settings.currency", 4, GATEWAY_API_TEXT},
-    {"settings.timeZone", 5, GATEWAY_API_TEXT}, {"settings.digestEnabled", 6, GATEWAY_API_BOOL},
+    {"settings.currency", 3, GATEWAY_API_TEXT}, {"settings.timeZone", 4, GATEWAY_API_TEXT},
+    {"settings.digestEnabled", 5, GATEWAY_API_BOOL}, {"settings.locale", 6, GATEWAY_API_TEXT},
     {0}
 };
 
@@ -683,6 +683,72 @@ gateway_api_field_bool (gateway_api_request_t *request, json_t *body, const char
     }
     char message [160];
     snprintf (message, sizeof message, "%s must be true or false", name);
+    return gateway_api_invalid_field (request, name, message);
+}
+
+
+//  The names of the days a window starts on, in week order.
+static const char *s_day_names [] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+
+//  One window into a normalised copy, or NULL when it is not one.
+static json_t *
+s_window_read (json_t *window)
+{
+    json_t *days = json_object_get (window, "days");
+    const char *from = json_string_value (json_object_get (window, "from"));
+    const char *to = json_string_value (json_object_get (window, "to"));
+    if (!json_is_object (window) || json_object_size (window) != 3 || !json_is_array (days)
+    ||  json_array_size (days) < 1 || json_array_size (days) > 7 || !from || !to
+    ||  !gateway_api_is_clock_time (from) || !gateway_api_is_clock_time (to) || streq (from, to))
+        return NULL;
+    bool seen [7] = {false};
+    size_t index;
+    json_t *day;
+    json_array_foreach (days, index, day) {
+        int found = -1;
+        for (int name = 0; name < 7 && json_is_string (day); name++)
+            if (streq (json_string_value (day), s_day_names [name]))
+                found = name;
+        if (found < 0 || seen [found])
+            return NULL;
+        seen [found] = true;
+    }
+    json_t *ordered = json_array ();
+    for (int name = 0; name < 7; name++)
+        if (seen [name])
+            json_array_append_new (ordered, json_string (s_day_names [name]));
+    return json_pack ("{s:o, s:s, s:s}", "days", ordered, "from", from, "to", to);
+}
+
+int
+gateway_api_field_windows (gateway_api_request_t *request, json_t *body, const char *name,
+                           size_t max, json_t **windows, bool *present)
+{
+    json_t *field = json_object_get (body, name);
+    *windows = NULL;
+    *present = field != NULL;
+    if (!field || json_is_null (field))
+        return 0;
+    if (json_is_array (field) && json_array_size (field) >= 1 && json_array_size (field) <= max) {
+        json_t *copy = json_array ();
+        size_t index;
+        json_t *window;
+        json_array_foreach (field, index, window) {
+            json_t *normal = s_window_read (window);
+            if (!normal)
+                break;
+            json_array_append_new (copy, normal);
+        }
+        if (json_array_size (copy) == json_array_size (field)) {
+            *windows = copy;
+            return 0;
+        }
+        json_decref (copy);
+    }
+    char message [240];
+    snprintf (message, sizeof message,
+              "%s must be 1 to %zu weekly windows, each with days (mon to sun, each once), "
+              "from and to as HH:MM, from not equal to to", name, max);
     return gateway_api_invalid_field (request, name, message);
 }
 
@@ -1235,6 +1301,7 @@ gateway_api_register (gateway_t *self)
 void
 gateway_api_helpers_test (void)
 {
+    gateway_api_summary_test ();
     assert (gateway_api_is_id ("1") && gateway_api_is_id ("123456789012345678"));
     assert (!gateway_api_is_id ("1234567890123456789") && !gateway_api_is_id ("") && !gateway_api_is_id ("12a")
             && !gateway_api_is_id ("-1") && !gateway_api_is_id ("1 "));

@@ -61,9 +61,10 @@ extern const gateway_api_route_t gateway_api_notify_routes [];
 extern const gateway_api_route_t gateway_api_summary_routes [];
 extern const gateway_api_route_t *const gateway_api_route_tables [];
 
-//  Columns of the users table the API shows, settings from column 3 on.
+//  Columns of the users table the API shows, settings from column 3 on
+//  (the tariff is in its own table: /api/settings adds it).
 #define GATEWAY_API_USER_COLUMNS                                                \
-    "id, email, name, tariff_per_kwh, currency, time_zone, digest_enabled"
+    "id, email, name, currency, time_zone, digest_enabled, locale"
 
 //  How a result column becomes JSON; SQL NULL is null (false for BOOL).
 typedef enum {
@@ -147,6 +148,12 @@ int gateway_api_field_integer (gateway_api_request_t *request, json_t *body, con
                                bool *present);
 int gateway_api_field_bool (gateway_api_request_t *request, json_t *body, const char *name,
                             bool required, bool *value, bool *present);
+//  Reads weekly windows (docs/figures-and-api.md): null, or an array of 1 to
+//  max objects {"days": ["mon", ...], "from": "HH:MM", "to": "HH:MM"} with
+//  days unique and from != to. *windows gets a new, normalised copy (days
+//  in week order) or NULL for null; *present false when absent.
+int gateway_api_field_windows (gateway_api_request_t *request, json_t *body, const char *name,
+                               size_t max, json_t **windows, bool *present);
 //  Query variable name into value; 1 present, 0 absent, -1 too long/bad.
 int gateway_api_query_var (gateway_api_request_t *request, const char *name, char *value,
                            size_t size);
@@ -167,6 +174,8 @@ bool gateway_api_route_matches (const gateway_api_route_t *route,
 
 //  The pure helpers and the password pool (gateway_api.c), run by gateway_api_test.
 void gateway_api_helpers_test (void);
+//  The currency and locale checks (gateway_api_summary.c), run by the same.
+void gateway_api_summary_test (void);
 //  The routes over HTTP (gateway_api_test.c); exits 77 without PHANTOM_TEST_DATABASE.
 void gateway_api_routes_test (bool verbose);
 //  Self tests: starts gateway->http on an ephemeral port (gwapi's fixed

@@ -23,7 +23,7 @@
 #define S_NOTIFICATION_COLUMNS                                                  \
     "id, kind, port_id::text, title, message, data::text, read_at IS NOT NULL, " \
     GATEWAY_API_MS ("created_at")
-#define S_WEBHOOK_COLUMNS "id, url, enabled, " GATEWAY_API_MS ("created_at")
+#define S_WEBHOOK_COLUMNS "w.id, w.url, w.enabled, " GATEWAY_API_MS ("w.created_at")
 
 
 //  ==========================================================================
@@ -130,12 +130,89 @@ static const gateway_api_member_t s_webhook_members [] = {
     {"enabled", 2, GATEWAY_API_BOOL}, {"createdAt", 3, GATEWAY_API_TIME}, {0}
 };
 
+//  Of S_WEBHOOK_COLUMNS, then the newest delivery's columns from 4 on.
+static const gateway_api_member_t s_webhook_listed_members [] = {
+    {"id", 0, GATEWAY_API_INTEGER}, {"url", 1, GATEWAY_API_TEXT},
+    {"enabled", 2, GATEWAY_API_BOOL}, {"createdAt", 3, GATEWAY_API_TIME},
+    {"lastDelivery.status", 4, GATEWAY_API_TEXT}, {"lastDelivery.attempts", 5, GATEWAY_API_INTEGER},
+    {"lastDelivery.lastError", 6, GATEWAY_API_TEXT},
+    {"lastDelivery.deliveredAt", 7, GATEWAY_API_TIME},
+    {"lastDelivery.createdAt", 8, GATEWAY_API_TIME},
+    {"lastDelivery.notificationId", 9, GATEWAY_API_INTEGER}, {0}
+};
+
+//  Each with the outcome of its newest delivery (null before the first).
 static int
 s_webhooks_list (gateway_api_request_t *request)
 {
-    return gateway_api_send_list (request,
-        "SELECT " S_WEBHOOK_COLUMNS " FROM webhooks WHERE user_id = $1::bigint ORDER BY id",
-        "webhooks", s_webhook_members);
+    const char *values [] = {request->user_text};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
+        "SELECT " S_WEBHOOK_COLUMNS ", d.status, d.attempts, d.last_error,"
+        " " GATEWAY_API_MS ("d.delivered_at") ", " GATEWAY_API_MS ("d.created_at") ", d.notification_id"
+        " FROM webhooks w LEFT JOIN LATERAL (SELECT * FROM webhook_deliveries"
+        "   WHERE webhook_id = w.id ORDER BY id DESC LIMIT 1) d ON true"
+        " WHERE w.user_id = $1::bigint ORDER BY w.id", 1, values);
+    if (!result)
+        return status;
+    json_t *list = json_array ();
+    for (int row = 0; row < PQntuples (result); row++) {
+        json_t *webhook = gateway_api_object_from_row (result, row, s_webhook_listed_members);
+        if (PQgetisnull (result, row, 4))
+            json_object_set_new (webhook, "lastDelivery", json_null ());
+        json_array_append_new (list, webhook);
+    }
+    PQclear (result);
+    return gateway_api_send_object (request, 200, NULL, "webhooks", list);
+}
+
+//  {enabled} → {webhook}
+static int
+s_webhooks_update (gateway_api_request_t *request)
+{
+    json_t *body;
+    int status = gateway_api_read_body (request, &body);
+    if (status)
+        return status;
+    bool enabled, present;
+    if ((status = gateway_api_field_bool (request, body, "enabled", true, &enabled, &present)))
+        goto done;
+    const char *values [] = {request->segments [1], request->user_text, enabled ? "t" : "f"};
+    PGresult *result = gateway_api_run_found (request, &status,
+        "UPDATE webhooks w SET enabled = $3::boolean WHERE id = $1::bigint AND user_id = $2::bigint"
+        " RETURNING " S_WEBHOOK_COLUMNS, 3, values);
+    if (result)
+        status = gateway_api_send_row (request, 200, enabled ? "Webhook on" : "Webhook off", result,
+                                       "webhook", s_webhook_members);
+done:
+    json_decref (body);
+    return status;
+}
+
+//  A test notification (already read: it is not news) delivered to this
+//  webhook only, through the same outbox as every other → 202
+//  {notificationId}. The delivery's outcome shows as the webhook's
+//  lastDelivery.
+static int
+s_webhooks_test (gateway_api_request_t *request)
+{
+    const char *values [] = {request->segments [1], request->user_text};
+    int status;
+    PGresult *result = gateway_api_run_found (request, &status,
+        "WITH hook AS (SELECT id, user_id, url FROM webhooks WHERE id = $1::bigint AND user_id = $2::bigint),"
+        " sent AS (INSERT INTO notifications (user_id, kind, dedupe_key, title, message, data, read_at)"
+        "   SELECT user_id, 'webhook.test', 'webhook.test:' || id || ':' || clock_timestamp (),"
+        "          'Test from PhantomWatch', 'This is a test of your webhook ' || url || '.',"
+        "          jsonb_build_object ('webhookId', id), now () FROM hook RETURNING id, user_id),"
+        " queued AS (INSERT INTO webhook_deliveries (webhook_id, notification_id)"
+        "   SELECT hook.id, sent.id FROM hook, sent RETURNING notification_id)"
+        " SELECT notification_id FROM queued", 2, values);
+    if (!result)
+        return status;
+    json_t *data = json_pack ("{s:I}", "notificationId",
+                              (json_int_t) strtoll (PQgetvalue (result, 0, 0), NULL, 10));
+    PQclear (result);
+    return gateway_http_send_data (request->conn, 202, "Test notification queued", data);
 }
 
 //  {url, secret?} → 201 {webhook, secret}; the secret is never shown again.
@@ -170,7 +247,7 @@ s_webhooks_create (gateway_api_request_t *request)
     //  The count and the insert are one statement; two racing creates may
     //  pass the limit by one, which is harmless.
     PGresult *result = gateway_api_run (request, &status,
-        "INSERT INTO webhooks (user_id, url, secret) SELECT $1::bigint, $2, $3"
+        "INSERT INTO webhooks AS w (user_id, url, secret) SELECT $1::bigint, $2, $3"
         " WHERE (SELECT count (*) FROM webhooks WHERE user_id = $1::bigint) < $4::integer"
         " RETURNING " S_WEBHOOK_COLUMNS, 4, values);
     if (!result)
@@ -232,7 +309,9 @@ const gateway_api_route_t gateway_api_notify_routes [] = {
     {"POST",   "notifications/read-all",     true, s_notifications_read_all},
     {"GET",    "webhooks",                   true, s_webhooks_list},
     {"POST",   "webhooks",                   true, s_webhooks_create},
+    {"PATCH",  "webhooks/:id",               true, s_webhooks_update},
     {"DELETE", "webhooks/:id",               true, s_webhooks_delete},
+    {"POST",   "webhooks/:id/test",          true, s_webhooks_test},
     {"GET",    "webhooks/:id/deliveries",    true, s_webhooks_deliveries},
     {0}
 };

@@ -27,6 +27,11 @@
 //  much raw (4,320 rows at a reading per 5 s), which is cheap, and then
 //  also see readings that arrived too late for the store's last re-roll.
 #define S_ROLLUP_WINDOW_MS (6 * 3600 * 1000LL)
+//  Readings further apart than this are offline between them: no energy,
+//  no reported time (the rollups' gap, migration 013), and a chart draws a
+//  gap there.
+#define S_GAP_SECONDS 300
+#define S_ENERGY_SPAN_MAX_MS (400LL * 24 * 3600 * 1000)
 
 #define S_PORT_COLUMNS                                                          \
     "id::text, name, device_id, status, " GATEWAY_API_MS ("status_since") ", "  \
@@ -415,12 +420,93 @@ s_ports_readings (gateway_api_request_t *request)
     char from_iso [32], to_iso [32];
     gateway_http_iso8601 (from, from_iso);
     gateway_http_iso8601 (to, to_iso);
-    json_t *data = json_pack ("{s:s, s:s, s:s, s:I, s:b}", "portId", request->segments [1],
+    json_t *data = json_pack ("{s:s, s:s, s:s, s:I, s:b, s:i}", "portId", request->segments [1],
                               "from", from_iso, "to", to_iso, "step", (json_int_t) step,
                               step == 0 ? "truncated" : "stepRaised",
-                              step == 0 ? truncated : raised);
+                              step == 0 ? truncated : raised, "gapSeconds", S_GAP_SECONDS);
     json_object_set_new (data, step == 0 ? "readings" : "buckets", list);
     return gateway_http_send_data (request->conn, 200, NULL, data);
+}
+
+
+//  ==========================================================================
+//  Energy per day, week or month
+
+//  ?from=&to=&period=day|week|month: buckets cut at local midnight in the
+//  user's time zone (weeks from Monday), each clipped to the window, with
+//  the energy used, the phantom part and its cost, and the hours reported.
+//  Default window: the last 30 days, 26 weeks or 12 months. port NULL sums
+//  all the user's ports; a port that is not the user's gives no row.
+static int
+s_energy (gateway_api_request_t *request, const char *port)
+{
+    char text [48], period [8] = "day";
+    int rc = gateway_api_query_var (request, "period", period, sizeof period);
+    if (rc == -1 || (!streq (period, "day") && !streq (period, "week") && !streq (period, "month")))
+        return gateway_api_invalid_field (request, "period", "period must be day, week or month");
+    int64_t to = gateway_http_now_ms (), from;
+    rc = gateway_api_query_var (request, "to", text, sizeof text);
+    if (rc == -1 || (rc == 1 && s_parse_time (text, &to) == -1))
+        return gateway_api_invalid_field (request, "to", "to must be ISO-8601 or epoch milliseconds");
+    from = to - (streq (period, "day") ? 30LL : streq (period, "week") ? 26 * 7LL : 365LL) * 86400000;
+    rc = gateway_api_query_var (request, "from", text, sizeof text);
+    if (rc == -1 || (rc == 1 && s_parse_time (text, &from) == -1))
+        return gateway_api_invalid_field (request, "from", "from must be ISO-8601 or epoch milliseconds");
+    if (from >= to || to - from > S_ENERGY_SPAN_MAX_MS)
+        return gateway_api_invalid_field (request, "from", "from must be before to, at most 400 days apart");
+    char from_text [24], to_text [24];
+    snprintf (from_text, sizeof from_text, "%" PRId64, from);
+    snprintf (to_text, sizeof to_text, "%" PRId64, to);
+    const char *values [] = {port, request->user_text, from_text, to_text, period};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
+        "WITH w AS (SELECT to_timestamp ($3::bigint / 1000.0) AS lo, to_timestamp ($4::bigint / 1000.0) AS hi,"
+        "                  time_zone AS tz FROM users WHERE id = $2::bigint),"
+        " b AS (SELECT s AT TIME ZONE w.tz AS starts, (s + ('1 ' || $5)::interval) AT TIME ZONE w.tz AS ends"
+        "       FROM w, generate_series (date_trunc ($5, w.lo AT TIME ZONE w.tz),"
+        "                                w.hi AT TIME ZONE w.tz, ('1 ' || $5)::interval) s)"
+        " SELECT " GATEWAY_API_MS ("b.starts") ", " GATEWAY_API_MS ("b.ends") ","
+        "   sum (u.energy_wh) / 1000, sum (x.energy_wh) / 1000, sum (x.cost), sum (u.reported_seconds) / 3600"
+        " FROM w, b, ports p"
+        " CROSS JOIN LATERAL phantom_port_usage (p.id, greatest (b.starts, w.lo), least (b.ends, w.hi)) u"
+        " CROSS JOIN LATERAL phantom_port_waste (p.id, greatest (b.starts, w.lo), least (b.ends, w.hi)) x"
+        " WHERE p.user_id = $2::bigint AND ($1::uuid IS NULL OR p.id = $1::uuid) AND b.starts < w.hi"
+        " GROUP BY b.starts, b.ends ORDER BY b.starts", 5, values);
+    if (!result)
+        return status;
+    if (port && PQntuples (result) == 0) {
+        PQclear (result);
+        return gateway_api_not_found (request);
+    }
+    static const gateway_api_member_t members [] = {
+        {"start", 0, GATEWAY_API_TIME}, {"end", 1, GATEWAY_API_TIME},
+        {"energyKwh", 2, GATEWAY_API_REAL}, {"phantomKwh", 3, GATEWAY_API_REAL},
+        {"phantomCost", 4, GATEWAY_API_REAL}, {"reportedHours", 5, GATEWAY_API_REAL}, {0}
+    };
+    json_t *buckets = json_array ();
+    for (int row = 0; row < PQntuples (result); row++)
+        json_array_append_new (buckets, gateway_api_object_from_row (result, row, members));
+    PQclear (result);
+    char from_iso [32], to_iso [32];
+    gateway_http_iso8601 (from, from_iso);
+    gateway_http_iso8601 (to, to_iso);
+    json_t *data = json_pack ("{s:s, s:s, s:s, s:o}", "period", period, "from", from_iso,
+                              "to", to_iso, "buckets", buckets);
+    if (port)
+        json_object_set_new (data, "portId", json_string (port));
+    return gateway_http_send_data (request->conn, 200, NULL, data);
+}
+
+static int
+s_ports_energy (gateway_api_request_t *request)
+{
+    return s_energy (request, request->segments [1]);
+}
+
+static int
+s_all_energy (gateway_api_request_t *request)
+{
+    return s_energy (request, NULL);
 }
 
 
@@ -434,13 +520,16 @@ static const gateway_api_member_t s_episode_members [] = {
     {"currency", 8, GATEWAY_API_TEXT}, {"open", 9, GATEWAY_API_BOOL}, {0}
 };
 
-//  Newest first, ?limit=1..200&before=<id>; cost at the user's tariff now.
+//  Newest first, ?limit=1..200&before=<id>; each priced at the tariff in
+//  force over its time (an open one up to the port's last reading).
 static int
 s_ports_episodes (gateway_api_request_t *request)
 {
     return gateway_api_send_page (request, request->segments [1], S_EPISODES_DEFAULT,
         "SELECT p.id, e.id, " GATEWAY_API_MS ("e.started_at") ", " GATEWAY_API_MS ("e.ended_at") ","
-        " e.mean_watts, e.peak_watts, e.energy_wh, e.energy_wh / 1000 * u.tariff_per_kwh,"
+        " e.mean_watts, e.peak_watts, e.energy_wh,"
+        " phantom_tariff_cost (p.user_id, e.started_at, greatest (e.started_at,"
+        "   COALESCE (e.ended_at, p.last_reading_at, e.started_at)), e.energy_wh),"
         " u.currency, e.ended_at IS NULL"
         " FROM ports p JOIN users u ON u.id = p.user_id"
         " LEFT JOIN LATERAL (SELECT * FROM episodes WHERE port_id = p.id"
@@ -457,5 +546,7 @@ const gateway_api_route_t gateway_api_ports_routes [] = {
     {"DELETE", "ports/:uuid",          true, s_ports_delete},
     {"GET",    "ports/:uuid/readings", true, s_ports_readings},
     {"GET",    "ports/:uuid/episodes", true, s_ports_episodes},
+    {"GET",    "ports/:uuid/energy",   true, s_ports_energy},
+    {"GET",    "energy",               true, s_all_energy},
     {0}
 };

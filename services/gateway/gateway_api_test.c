@@ -104,6 +104,14 @@ s_error_code (s_client_t *client)
     return json_string_value (json_object_get (json_object_get (client->body, "error"), "code"));
 }
 
+static const char *
+s_error_field (s_client_t *client)
+{
+    const char *field = json_string_value (json_object_get (json_object_get (client->body, "error"),
+                                                            "field"));
+    return field ? field : "";
+}
+
 //  An Authorization header line for token; the buffer is the caller's.
 static const char *
 s_bearer (const char *token, char buffer [128])
@@ -880,84 +888,294 @@ s_test_settings (s_client_t *client, gateway_t *gateway, const char *auth_a, con
     assert (json_is_true (json_object_get (s_data (client, "settings"), "digestEnabled")));
 }
 
-//  Exact figures on seeded ports and episodes of a fresh user, whose time
-//  zone puts local noon now, so "today" holds the last two hours whole.
-static void
-s_test_summary (s_client_t *client, PGconn *pg, const char *suffix)
-{
-    char email [128], auth [128], zone [32], body [96];
-    snprintf (email, sizeof email, "carol.%s@example.com", suffix);
-    char *token = s_test_register (client, email, "Carol");
-    s_bearer (token, auth);
-    assert (s_call (client, "GET", "/api/summary", auth, NULL) == 200);
-    assert (json_array_size (s_data (client, "ports")) == 0);
-    assert (s_number (s_data (client, "total"), "todayKwh") == 0);
+//  Exact figures (docs/figures-and-api.md) of a fresh user whose time zone
+//  puts local noon in the current hour, so that, with H the start of this
+//  hour, today is [H - 12 h, now) and the local days before it start at
+//  H - 36 h and H - 60 h. Every time below is relative to H, fetched once.
+//    TV      standby, phantom now at 4 W: a reading a minute at 4 W over
+//            [H - 40 h, H - 14 h] (26 reported hours, 104 Wh); episodes
+//            [H - 38 h, H - 34 h) 16 Wh, [H - 2 h, H - 1 h) 5 Wh (today),
+//            [H - 31 d, H - 29 d) 48 Wh (straddles the 30 days) and one
+//            40 days old.
+//    Router  alwaysOn, active: 11 W a minute over [H - 10 h, H] (today;
+//            10 h: learning).
+//    Lamp    offline, last at 7 W: no "now" value.
+//    Kettle  never reported: waiting.
+typedef struct {
+    char *tv, *router, *lamp, *kettle, *device, *token;
+    char auth [128];
+    int64_t hour;                       //  H, ms
+} s_figures_t;
 
-    int utc_hour = (int) ((gateway_http_now_ms () / 3600000) % 24);
+static void
+s_figures_seed (s_client_t *client, PGconn *pg, const char *suffix, s_figures_t *f)
+{
+    char email [128], zone [32], body [128], hour_text [24];
+    snprintf (email, sizeof email, "carol.%s@example.com", suffix);
+    f->token = s_test_register (client, email, "Carol");
+    s_bearer (f->token, f->auth);
+    char *hour = s_sql (pg, "SELECT (extract (epoch FROM date_trunc ('hour', now ())) * 1000)::bigint",
+                        0, NULL);
+    f->hour = strtoll (hour, NULL, 10);
+    free (hour);
+    snprintf (hour_text, sizeof hour_text, "%" PRId64, f->hour);
+    int utc_hour = (int) ((f->hour / 3600000) % 24);
     int offset = 12 - utc_hour;         //  local = UTC + offset; Etc/GMT signs are inverted
     snprintf (zone, sizeof zone, offset == 0 ? "Etc/GMT" : "Etc/GMT%+d", -offset);
     snprintf (body, sizeof body, "{\"tariffPerKwh\":0.25,\"timeZone\":\"%s\"}", zone);
-    assert (s_call (client, "PATCH", "/api/settings", auth, body) == 200);
+    assert (s_call (client, "PATCH", "/api/settings", f->auth, body) == 200);
 
-    char *device = s_make_device (client, auth, "Board");
-    char *first = s_make_port (client, auth, device, "TV");
-    char *second = s_make_port (client, auth, device, "Router");
-    char *third = s_make_port (client, auth, device, "Kettle");
-    const char *values [] = {first, second, third};
+    f->device = s_make_device (client, f->auth, "Board");
+    f->tv = s_make_port (client, f->auth, f->device, "TV");
+    f->router = s_make_port (client, f->auth, f->device, "Router");
+    f->lamp = s_make_port (client, f->auth, f->device, "Lamp");
+    f->kettle = s_make_port (client, f->auth, f->device, "Kettle");
+    const char *values [] = {f->tv, f->router, f->lamp, hour_text};
     free (s_sql (pg,
-        "WITH p AS (UPDATE ports SET status = CASE id WHEN $1::uuid THEN 'phantom'"
-        "             WHEN $2::uuid THEN 'phantom' ELSE 'active' END,"
-        "           last_power = CASE id WHEN $1::uuid THEN 4 WHEN $2::uuid THEN 1.5 ELSE 1800 END,"
-        "           always_on_watts = CASE id WHEN $1::uuid THEN 2.5 END"
-        "           WHERE id IN ($1::uuid, $2::uuid, $3::uuid) RETURNING id, user_id)"
+        "WITH h AS (SELECT to_timestamp ($4::bigint / 1000.0) AS h),"
+        " r AS (INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+        "   SELECT $1::uuid, h - interval '40 hours' + n * interval '1 minute', 230, 0.02, 4, 3"
+        "   FROM h, generate_series (0, 26 * 60) n"
+        "   UNION ALL"
+        "   SELECT $2::uuid, h - interval '10 hours' + n * interval '1 minute', 230, 0.05, 11, 1"
+        "   FROM h, generate_series (0, 10 * 60) n),"
+        " p AS (UPDATE ports SET"
+        "   status = CASE id WHEN $1::uuid THEN 'phantom' WHEN $2::uuid THEN 'active' ELSE 'offline' END,"
+        "   role = CASE id WHEN $2::uuid THEN 'always_on' ELSE 'standby' END,"
+        "   last_power = CASE id WHEN $1::uuid THEN 4 WHEN $2::uuid THEN 11 ELSE 7 END,"
+        "   last_reading_at = CASE id WHEN $1::uuid THEN h - interval '14 hours' WHEN $2::uuid THEN h"
+        "                     ELSE h - interval '20 hours' END"
+        "   FROM h WHERE id IN ($1::uuid, $2::uuid, $3::uuid) RETURNING id, user_id)"
         " INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
-        " SELECT p.id, p.user_id, now () - e.started, now () - e.ended, e.energy FROM p"
-        " JOIN (VALUES ($1::uuid, interval '90 minutes', interval '30 minutes', 5.0),"
-        "              ($1::uuid, interval '10 days', interval '10 days' - interval '1 hour', 10.0),"
-        "              ($1::uuid, interval '31 days', interval '29 days', 48.0),"
-        "              ($1::uuid, interval '40 days', interval '39 days', 1000.0))"
-        "   AS e (port, started, ended, energy) ON e.port = p.id", 3, values));
-    free (s_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, energy_wh)"
-                     " SELECT id, user_id, now () - interval '20 minutes', 2 FROM ports"
-                     " WHERE id = $1::uuid", 1, values + 1));
+        " SELECT p.id, p.user_id, h - e.started, h - e.ended, e.energy FROM p, h,"
+        "  (VALUES (interval '38 hours', interval '34 hours', 16.0),"
+        "          (interval '2 hours', interval '1 hour', 5.0),"
+        "          (interval '31 days', interval '29 days', 48.0),"
+        "          (interval '40 days', interval '39 days', 1000.0)) AS e (started, ended, energy)"
+        " WHERE p.id = $1::uuid", 4, values));
+    //  What the store's rollups would hold for minutes before the watermark.
+    free (s_sql (pg,
+        "SELECT phantom_rollup_ports (array_agg (port_id), array_agg (minute),"
+        "                             (SELECT watermark FROM rollup_state))"
+        " FROM (SELECT DISTINCT port_id, date_bin ('1 minute', ts, timestamptz 'epoch') AS minute"
+        "       FROM readings WHERE port_id IN ($1::uuid, $2::uuid)) m", 2, values));
+}
 
+static void
+s_figures_free (s_figures_t *f)
+{
+    free (f->tv);
+    free (f->router);
+    free (f->lamp);
+    free (f->kettle);
+    free (f->device);
+    free (f->token);
+}
+
+static json_t *
+s_member (json_t *object, const char *outer, const char *inner)
+{
+    return json_object_get (json_object_get (object, outer), inner);
+}
+
+static double
+s_figure (json_t *object, const char *outer, const char *inner)
+{
+    return json_number_value (s_member (object, outer, inner));
+}
+
+static void
+s_test_summary (s_client_t *client, PGconn *pg, const char *suffix)
+{
+    char email [128], auth [128];
+    snprintf (email, sizeof email, "dora.%s@example.com", suffix);
+    char *token = s_test_register (client, email, "Dora");
+    s_bearer (token, auth);
     assert (s_call (client, "GET", "/api/summary", auth, NULL) == 200);
-    assert (streq (json_string_value (s_data (client, "currency")), "EUR"));
-    json_t *total = s_data (client, "total");
-    assert (s_near (s_number (total, "phantomWattsNow"), 5.5));
-    assert (s_near (s_number (total, "alwaysOnWatts"), 2.5));
-    assert (s_near (s_number (total, "todayKwh"), 0.007));
-    assert (s_near (s_number (total, "todayCost"), 0.00175));
-    //  5 + 10 + half of 48 (the other half is older than 30 days) + 2 Wh;
-    //  the summary's now () is a moment later than the seed's, hence 1e-5.
-    assert (fabs (s_number (total, "last30Kwh") - 0.041) < 1e-5);
-    assert (fabs (s_number (total, "last30Cost") - 0.01025) < 1e-5);
-    assert (s_near (s_number (total, "yearKwhProjected"), 21.9));
-    assert (s_near (s_number (total, "yearCostProjected"), 5.475));
-    json_t *counts = json_object_get (total, "ports");
-    assert (json_integer_value (json_object_get (counts, "phantom")) == 2);
-    assert (json_integer_value (json_object_get (counts, "active")) == 1);
-    assert (json_integer_value (json_object_get (counts, "offline")) == 0);
-    json_t *ports = s_data (client, "ports");
-    assert (json_array_size (ports) == 3);
-    json_t *tv = json_array_get (ports, 0), *router = json_array_get (ports, 1),
-           *kettle = json_array_get (ports, 2);
-    assert (streq (json_string_value (json_object_get (tv, "id")), first));
-    assert (s_near (s_number (tv, "todayKwh"), 0.005));
-    assert (s_near (s_number (tv, "yearKwhProjected"), 21.9));
-    assert (json_is_true (json_object_get (tv, "baselineKnown")));
-    assert (s_near (s_number (router, "todayKwh"), 0.002));
-    assert (s_near (s_number (router, "last30Kwh"), 0.002));
-    assert (s_number (router, "watts") == 1.5);
-    assert (json_is_false (json_object_get (router, "baselineKnown")));
-    assert (s_number (router, "yearKwhProjected") == 0);
-    assert (s_number (kettle, "todayKwh") == 0 && s_number (kettle, "watts") == 1800);
-    assert (streq (json_string_value (json_object_get (kettle, "status")), "active"));
-    free (first);
-    free (second);
-    free (third);
-    free (device);
+    assert (json_array_size (s_data (client, "ports")) == 0);
+    assert (s_figure (s_data (client, "total"), "today", "phantomKwh") == 0);
+    assert (json_is_null (s_member (s_data (client, "total"), "year", "phantomKwh")));
     free (token);
+
+    s_figures_t f;
+    s_figures_seed (client, pg, suffix, &f);
+    assert (s_call (client, "GET", "/api/summary", f.auth, NULL) == 200);
+    assert (streq (json_string_value (s_data (client, "currency")), "EUR"));
+    int64_t now = 0;
+    assert (gateway_sensor_parse_time (json_string_value (s_data (client, "now")), &now) == 0);
+    int64_t today = 0;
+    assert (gateway_sensor_parse_time (json_string_value (s_data (client, "todayFrom")), &today) == 0);
+    assert (today == f.hour - 12 * 3600000LL);
+    //  The straddling episode's part inside [now - 30 d, now).
+    double straddle = 48.0 * (double) (f.hour - 29 * 86400000LL - (now - 30 * 86400000LL))
+                    / (2 * 86400000.0);
+    double tv_last30 = 16 + 5 + straddle;
+    double tv_year = tv_last30 / 1000 / 26 * 8760;
+
+    json_t *ports = s_data (client, "ports");
+    assert (json_array_size (ports) == 4);
+    json_t *tv = json_array_get (ports, 0), *router = json_array_get (ports, 1),
+           *lamp = json_array_get (ports, 2), *kettle = json_array_get (ports, 3);
+    assert (streq (json_string_value (json_object_get (tv, "id")), f.tv));
+    assert (streq (json_string_value (json_object_get (tv, "role")), "standby"));
+    assert (s_number (tv, "watts") == 4 && s_number (tv, "lowestSteadyWatts") == 4);
+    assert (fabs (s_figure (tv, "last30", "energyKwh") - 0.104) < 1e-9);
+    assert (fabs (s_figure (tv, "last30", "phantomKwh") - tv_last30 / 1000) < 1e-9);
+    assert (fabs (s_figure (tv, "last30", "phantomCost") - tv_last30 / 1000 * 0.25) < 1e-9);
+    assert (s_figure (tv, "today", "energyKwh") == 0);
+    assert (fabs (s_figure (tv, "today", "phantomKwh") - 0.005) < 1e-12);
+    assert (fabs (s_figure (tv, "today", "phantomCost") - 0.00125) < 1e-12);
+    assert (json_is_false (s_member (tv, "year", "learning")));
+    assert (fabs (s_figure (tv, "year", "reportedHours") - 26) < 1e-9);
+    //  "now" comes back in whole ms: the straddle's part is known to ~1e-10
+    //  kWh, which the projection multiplies by 8760 / 26.
+    assert (fabs (s_figure (tv, "year", "phantomKwh") - tv_year) < 1e-7);
+    assert (fabs (s_figure (tv, "year", "phantomCost") - tv_year * 0.25) < 1e-7);
+
+    assert (streq (json_string_value (json_object_get (router, "role")), "alwaysOn"));
+    assert (fabs (s_figure (router, "today", "energyKwh") - 0.11) < 1e-9);
+    assert (s_figure (router, "today", "phantomKwh") == 0);
+    assert (json_is_true (s_member (router, "year", "learning")));
+    assert (json_is_null (s_member (router, "year", "phantomKwh")));
+    assert (fabs (s_figure (router, "year", "reportedHours") - 10) < 1e-9);
+    assert (s_number (router, "lowestSteadyWatts") == 11);
+
+    assert (streq (json_string_value (json_object_get (lamp, "status")), "offline"));
+    assert (json_is_null (json_object_get (lamp, "watts")));
+    assert (streq (json_string_value (json_object_get (kettle, "status")), "waiting"));
+    assert (json_is_null (json_object_get (kettle, "watts")));
+    assert (json_is_null (json_object_get (kettle, "lowestSteadyWatts")));
+    assert (s_figure (kettle, "year", "reportedHours") == 0);
+
+    json_t *total = s_data (client, "total");
+    assert (s_number (total, "phantomWattsNow") == 4);
+    assert (fabs (s_figure (total, "today", "energyKwh") - 0.11) < 1e-9);
+    assert (fabs (s_figure (total, "today", "phantomKwh") - 0.005) < 1e-12);
+    assert (fabs (s_figure (total, "last30", "energyKwh") - 0.214) < 1e-9);
+    assert (fabs (s_figure (total, "year", "phantomKwh") - tv_year) < 1e-7);
+    assert (json_integer_value (s_member (total, "year", "ports")) == 1);
+    assert (json_integer_value (s_member (total, "year", "learningPorts")) == 3);
+    json_t *counts = json_object_get (total, "ports");
+    assert (json_integer_value (json_object_get (counts, "phantom")) == 1);
+    assert (json_integer_value (json_object_get (counts, "active")) == 1);
+    assert (json_integer_value (json_object_get (counts, "offline")) == 1);
+    assert (json_integer_value (json_object_get (counts, "waiting")) == 1);
+
+    //  Energy per local day: [H - 60 h, H - 36 h), [H - 36 h, H - 12 h), today.
+    char path [200];
+    snprintf (path, sizeof path, "/api/ports/%s/energy?period=day&from=%" PRId64, f.tv,
+              f.hour - (int64_t) 60 * 3600000);
+    assert (s_call (client, "GET", path, f.auth, NULL) == 200);
+    json_t *buckets = s_data (client, "buckets");
+    assert (json_array_size (buckets) == 3);
+    const double used [3] = {0.016, 0.088, 0}, phantom [3] = {0.008, 0.008, 0.005};
+    for (size_t day = 0; day < 3; day++) {
+        json_t *bucket = json_array_get (buckets, day);
+        int64_t start = 0;
+        assert (gateway_sensor_parse_time (json_string_value (json_object_get (bucket, "start")),
+                                           &start) == 0);
+        assert (start == f.hour - (60 - 24 * (int64_t) day) * 3600000LL);
+        assert (fabs (s_number (bucket, "energyKwh") - used [day]) < 1e-9);
+        assert (fabs (s_number (bucket, "phantomKwh") - phantom [day]) < 1e-9);
+        assert (fabs (s_number (bucket, "phantomCost") - phantom [day] * 0.25) < 1e-9);
+    }
+    assert (fabs (s_number (json_array_get (buckets, 1), "reportedHours") - 22) < 1e-9);
+    snprintf (path, sizeof path, "/api/energy?period=day&from=%" PRId64, f.hour - (int64_t) 12 * 3600000);
+    assert (s_call (client, "GET", path, f.auth, NULL) == 200);
+    buckets = s_data (client, "buckets");
+    assert (json_array_size (buckets) == 1);
+    assert (fabs (s_number (json_array_get (buckets, 0), "energyKwh") - 0.11) < 1e-9);
+    assert (fabs (s_number (json_array_get (buckets, 0), "reportedHours") - 10) < 1e-9);
+    snprintf (path, sizeof path, "/api/ports/%s/energy?period=year", f.tv);
+    assert (s_call (client, "GET", path, f.auth, NULL) == 400);
+    assert (streq (s_error_field (client), "period"));
+    snprintf (path, sizeof path, "/api/ports/%s/energy?period=week", f.tv);
+    assert (s_call (client, "GET", path, f.auth, NULL) == 200);
+    assert (json_array_size (s_data (client, "buckets")) >= 26);
+    s_figures_free (&f);
+}
+
+//  Time-of-use and a tariff in force from a date: an episode is priced at
+//  what was in force over its time. Monday 2026-11-30 05:00-07:00 UTC is
+//  06:00-08:00 in Berlin; peak there 07:00-22:00 on weekdays.
+static void
+s_test_tariffs (s_client_t *client, PGconn *pg, const char *auth, const char *port)
+{
+    const char *values [] = {port};
+    free (s_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
+                     " SELECT id, user_id, '2026-11-30 05:00Z', '2026-11-30 07:00Z', 1000"
+                     " FROM ports WHERE id = $1::uuid", 1, values));
+    const char *peak = "\"peakWindows\":[{\"days\":[\"fri\",\"mon\",\"tue\",\"wed\",\"thu\"],"
+                       "\"from\":\"07:00\",\"to\":\"22:00\"}]";
+    char body [400], path [160];
+    snprintf (body, sizeof body, "{\"timeZone\":\"Europe/Berlin\",\"tariff\":{\"kind\":\"timeOfUse\","
+              "\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4,%s}}", peak);
+    assert (s_call (client, "PATCH", "/api/settings", auth, body) == 200);
+    json_t *tariff = json_object_get (s_data (client, "settings"), "tariff");
+    assert (streq (json_string_value (json_object_get (tariff, "kind")), "timeOfUse"));
+    assert (s_number (tariff, "peakPricePerKwh") == 0.4);
+    assert (json_is_null (json_object_get (tariff, "validFrom")));
+    json_t *days = json_object_get (json_array_get (json_object_get (tariff, "peakWindows"), 0), "days");
+    assert (streq (json_string_value (json_array_get (days, 0)), "mon"));    //  in week order
+    assert (streq (json_string_value (json_array_get (days, 4)), "fri"));
+    snprintf (path, sizeof path, "/api/ports/%s/episodes?limit=200", port);
+    assert (s_call (client, "GET", path, auth, NULL) == 200);
+    json_t *list = s_data (client, "episodes"), *episode = NULL;
+    for (size_t index = 0; index < json_array_size (list); index++)
+        if (s_number (json_array_get (list, index), "energyWh") == 1000)
+            episode = json_array_get (list, index);
+    assert (episode && s_near (s_number (episode, "cost"), 0.3));
+
+    //  0.10 flat for all data, then time-of-use from 06:00 UTC: the first
+    //  hour at 0.10, the second at the peak price.
+    assert (s_call (client, "PATCH", "/api/settings", auth,
+                    "{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":0.1,\"peakPricePerKwh\":null}}") == 200);
+    snprintf (body, sizeof body, "{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,"
+              "\"peakPricePerKwh\":0.4,%s,\"validFrom\":\"2026-11-30T06:00:00Z\"}}", peak);
+    assert (s_call (client, "PATCH", "/api/settings", auth, body) == 200);
+    assert (s_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
+    list = s_data (client, "tariffs");
+    assert (json_array_size (list) == 2);
+    assert (json_is_null (json_object_get (json_array_get (list, 0), "validFrom")));
+    assert (streq (json_string_value (json_object_get (json_array_get (list, 1), "validFrom")),
+                   "2026-11-30T06:00:00.000Z"));
+    assert (s_call (client, "GET", path, auth, NULL) == 200);
+    list = s_data (client, "episodes");
+    for (size_t index = 0; index < json_array_size (list); index++)
+        if (s_number (json_array_get (list, index), "energyWh") == 1000)
+            assert (s_near (s_number (json_array_get (list, index), "cost"), 0.25));
+
+    const char *bad [][2] = {
+        {"{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4}}", "peakWindows"},
+        {"{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,\"peakWindows\":[{\"days\":[\"mon\"],"
+         "\"from\":\"07:00\",\"to\":\"22:00\"}]}}", "peakPricePerKwh"},
+        {"{\"tariff\":{\"kind\":\"flat\"}}", "pricePerKwh"},
+        {"{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":null}}", "pricePerKwh"},
+        {"{\"tariff\":{\"kind\":\"banded\",\"pricePerKwh\":0.2}}", "kind"},
+        {"{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4,"
+         "\"peakWindows\":[{\"days\":[\"mon\",\"mon\"],\"from\":\"07:00\",\"to\":\"22:00\"}]}}", "peakWindows"},
+        {"{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4,"
+         "\"peakWindows\":[{\"days\":[\"mon\"],\"from\":\"07:00\",\"to\":\"07:00\"}]}}", "peakWindows"},
+        {"{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":0.2,\"validFrom\":\"yesterday\"}}", "validFrom"},
+        {"{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":0.2},\"tariffPerKwh\":0.2}", "tariff"},
+        {"{\"currency\":\"XYZ\"}", "currency"}, {"{\"locale\":\"en_GB\"}", "locale"},
+        {"{\"timeZone\":\"Mars/Olympus\",\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":9}}", "timeZone"}};
+    for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
+        assert (s_call (client, "PATCH", "/api/settings", auth, bad [index][0]) == 400);
+        assert (streq (s_error_field (client), bad [index][1]));
+    }
+    //  Nothing of a refused change was kept: the two periods are as they were.
+    assert (s_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
+    assert (json_array_size (s_data (client, "tariffs")) == 2);
+    assert (s_number (json_array_get (s_data (client, "tariffs"), 0), "pricePerKwh") == 0.1);
+    assert (s_call (client, "GET", "/api/currencies", auth, NULL) == 200);
+    assert (json_array_size (s_data (client, "currencies")) > 150);
+    assert (s_call (client, "PATCH", "/api/settings", auth,
+                    "{\"timeZone\":\"UTC\",\"locale\":\"en-GB\",\"tariffPerKwh\":0.25}") == 200);
+    assert (streq (json_string_value (json_object_get (s_data (client, "settings"), "locale")), "en-GB"));
+    assert (s_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
+    assert (json_array_size (s_data (client, "tariffs")) == 1);
+    free (s_sql (pg, "DELETE FROM episodes WHERE port_id = $1::uuid AND energy_wh = 1000", 1, values));
 }
 
 static void
@@ -1011,6 +1229,35 @@ s_test_webhooks (s_client_t *client, PGconn *pg, const char *auth_a, const char 
     assert (streq (json_string_value (json_object_get (delivery, "lastError")), "connection refused"));
     assert (s_call (client, "GET", path, auth_b, NULL) == 404);
 
+    //  Off and on; a test send goes to this webhook only, as its newest delivery.
+    snprintf (path, sizeof path, "/api/webhooks/%s", id_text);
+    assert (s_call (client, "PATCH", path, auth_b, "{\"enabled\":false}") == 404);
+    assert (s_call (client, "PATCH", path, auth_a, "{\"enabled\":\"no\"}") == 400);
+    assert (s_call (client, "PATCH", path, auth_a, "{\"enabled\":false}") == 200);
+    assert (json_is_false (json_object_get (s_data (client, "webhook"), "enabled")));
+    snprintf (path, sizeof path, "/api/webhooks/%s/test", id_text);
+    assert (s_call (client, "POST", path, auth_b, NULL) == 404);
+    assert (s_call (client, "POST", path, auth_a, NULL) == 202);
+    char notification [24];
+    snprintf (notification, sizeof notification, "%" PRId64,
+              (int64_t) json_integer_value (s_data (client, "notificationId")));
+    assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
+    list = s_data (client, "webhooks");
+    assert (json_array_size (list) == 2);
+    json_t *tested = json_array_get (list, 0), *other = json_array_get (list, 1);
+    assert (json_integer_value (json_object_get (tested, "id")) == id);
+    assert (json_is_false (json_object_get (tested, "enabled")));
+    json_t *last = json_object_get (tested, "lastDelivery");
+    assert (streq (json_string_value (json_object_get (last, "status")), "pending"));
+    assert (json_integer_value (json_object_get (last, "notificationId")) == atoll (notification));
+    assert (json_is_null (json_object_get (other, "lastDelivery")));
+    const char *test_values [] = {notification};
+    char *check = s_sql (pg, "SELECT n.kind || (n.read_at IS NOT NULL) || count (d.id)"
+                             " FROM notifications n JOIN webhook_deliveries d ON d.notification_id = n.id"
+                             " WHERE n.id = $1::bigint GROUP BY n.id", 1, test_values);
+    assert (streq (check, "webhook.testtrue1"));
+    free (check);
+
     snprintf (path, sizeof path, "/api/webhooks/%s", id_text);
     assert (s_call (client, "DELETE", path, auth_b, NULL) == 404);
     assert (s_call (client, "DELETE", path, auth_a, NULL) == 200);
@@ -1062,7 +1309,8 @@ s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const 
             }
             const char *body = streq (route->method, "PATCH")
                 ? (streq (resource, "notifications") ? "{\"read\":true}"
-                   : streq (resource, "settings") ? "{\"currency\":\"USD\"}" : "{\"name\":\"Taken\"}")
+                   : streq (resource, "settings") ? "{\"currency\":\"USD\"}"
+                   : streq (resource, "webhooks") ? "{\"enabled\":false}" : "{\"name\":\"Taken\"}")
                 : NULL;
             if (client->verbose)
                 printf ("\n-- %s %s", route->method, path);
@@ -1084,6 +1332,13 @@ s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const 
     assert (streq (json_string_value (json_object_get (s_data (client, "port"), "name")), "Owned port"));
     snprintf (path, sizeof path, "/api/webhooks/%s/deliveries", webhook);
     assert (s_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (json_array_size (s_data (client, "deliveries")) == 0);     //  no test send
+    assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
+    json_t *hooks = s_data (client, "webhooks");
+    for (size_t index = 0; index < json_array_size (hooks); index++)
+        assert (json_is_true (json_object_get (json_array_get (hooks, index), "enabled"))
+                || json_integer_value (json_object_get (json_array_get (hooks, index), "id"))
+                   != atoll (webhook));
     const char *read_values [] = {notification};
     char *read = s_sql (pg, "SELECT read_at IS NULL FROM notifications WHERE id = $1::bigint",
                         1, read_values);
@@ -1245,8 +1500,13 @@ gateway_api_routes_test (bool verbose)
     s_bearer (token_b, auth_b);
     assert (s_call (&client, "GET", "/api/auth/me", auth_a, NULL) == 200);
     json_t *settings = json_object_get (s_data (&client, "user"), "settings");
-    assert (s_number (settings, "tariffPerKwh") == 0.3);
     assert (streq (json_string_value (json_object_get (settings, "timeZone")), "UTC"));
+    assert (json_is_null (json_object_get (settings, "locale")));
+    assert (s_call (&client, "GET", "/api/settings", auth_a, NULL) == 200);
+    settings = s_data (&client, "settings");
+    assert (s_number (settings, "tariffPerKwh") == 0.3);
+    assert (streq (json_string_value (json_object_get (json_object_get (settings, "tariff"), "kind")),
+                   "flat"));
     char *user_a = s_user_of (pg, token_a);
 
     s_test_changes (&client, &gateway, pg, auth_a, auth_b);
@@ -1257,6 +1517,7 @@ gateway_api_routes_test (bool verbose)
     s_test_episodes (&client, pg, auth_a, auth_b, port);
     s_test_notifications (&client, pg, auth_a, auth_b, user_a);
     s_test_settings (&client, &gateway, auth_a, port);
+    s_test_tariffs (&client, pg, auth_a, port);
     s_test_summary (&client, pg, suffix);
     s_test_webhooks (&client, pg, auth_a, auth_b, user_a);
     s_test_authorization (&client, pg, auth_a, auth_b, user_a);

@@ -10,8 +10,9 @@
     Bounds: a stream queues at most S_QUEUE_MAX events (a slow browser
     loses the oldest and gets "resync"); at most stream_max streams in all
     and stream_max_per_user per user (503 beyond), so streams cannot take
-    every civetweb worker; a stream writes a keepalive comment every 15 s,
-    which is also how it notices a client that has gone.
+    every civetweb worker; a stream quiet for 15 s writes a "ping" event,
+    which is how it notices a client that has gone, and how the client
+    (EventSource hides comments) tells a quiet stream from a dead one.
     =========================================================================
 */
 #include "gateway_live.h"
@@ -23,7 +24,7 @@
 #include <time.h>
 
 #define S_QUEUE_MAX 256                 //  events waiting per stream
-#define S_KEEPALIVE_MS 15000            //  comment line when nothing happened
+#define S_KEEPALIVE_MS 15000            //  "ping" event when nothing happened
 #define S_POLL_MS 200                   //  live thread's poll bound (stop latency)
 #define S_RECONNECT_MS 2000             //  PostgreSQL reconnect back-off
 #define S_SUB_HWM 10000                 //  events buffered from the detectors
@@ -378,7 +379,7 @@ gateway_live_serve (gateway_live_t *self, struct mg_connection *conn, int64_t us
             break;
         }
         if (count == 0)
-            alive = s_write (conn, ": keepalive\n\n");
+            alive = s_write (conn, "event: ping\ndata: {}\n\n");
         for (size_t index = 0; index < count; index++) {
             if (alive && batch [index])
                 alive = s_write (conn, batch [index]);
