@@ -36,74 +36,33 @@ export function mount (el, ...children) {
 export const $ = (selector, root = document) => root.querySelector(selector);
 
 //  ---------------------------------------------------------------------------
-//  Formatting
+//  Port status
 
-export function fmtWatts (w) {
-    if (w === undefined || w === null || Number.isNaN(Number(w)))
-        return '–';
-    const n = Number(w);
-    if (Math.abs(n) >= 1000)
-        return `${(n / 1000).toFixed(2)} kW`;
-    return `${n.toFixed(n < 10 ? 2 : 1)} W`;
+export const STATUSES = ['active', 'idle', 'phantom', 'off', 'offline', 'waiting'];
+const LABELS = { waiting: 'waiting', offline: 'offline' };
+
+//  The status a person should see now: "offline" as soon as the port has
+//  been silent longer than its offline delay, whatever the last status
+//  said (the detector tells a little later); "waiting" before any reading.
+export function statusNow (port, nowMs = Date.now()) {
+    if (!port)
+        return 'unknown';
+    if (port.status === 'waiting' || !port.lastReadingAt)
+        return 'waiting';
+    const silentMs = nowMs - new Date(port.lastReadingAt).getTime();
+    if (silentMs > (port.offlineAfterSeconds || 300) * 1000)
+        return 'offline';
+    return port.status || 'unknown';
 }
-
-export function fmtKwh (kwh) {
-    if (kwh === undefined || kwh === null)
-        return '–';
-    const n = Number(kwh);
-    if (n >= 1)
-        return `${n.toFixed(2)} kWh`;
-    //  Small episodes are common (a charger for a few minutes): keep a decimal.
-    const wh = n * 1000;
-    return wh < 10 ? `${wh.toFixed(1)} Wh` : `${wh.toFixed(0)} Wh`;
-}
-
-export function fmtMoney (amount, currency) {
-    if (amount === undefined || amount === null)
-        return '–';
-    try {
-        return new Intl.NumberFormat(undefined, { style: 'currency', currency: currency || 'EUR' })
-            .format(Number(amount));
-    } catch {
-        return `${Number(amount).toFixed(2)} ${currency || ''}`.trim();
-    }
-}
-
-//  Accepts ISO-8601 text or epoch ms.
-export function fmtTime (value) {
-    if (value === undefined || value === null || value === '')
-        return '–';
-    const d = new Date(value);
-    if (Number.isNaN(d.getTime()))
-        return '–';
-    return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-}
-
-export function fmtAgo (value) {
-    if (!value)
-        return 'never';
-    const t = new Date(value).getTime();
-    if (Number.isNaN(t))
-        return '–';
-    const s = Math.round((Date.now() - t) / 1000);
-    if (s < 60) return 'just now';
-    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-    if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-    return `${Math.floor(s / 86400)} d ago`;
-}
-
-export function fmtDuration (ms) {
-    const s = Math.max(0, Math.round(ms / 1000));
-    if (s < 60) return `${s} s`;
-    if (s < 3600) return `${Math.floor(s / 60)} min`;
-    const hours = Math.floor(s / 3600);
-    return `${hours} h ${Math.floor((s % 3600) / 60)} min`;
-}
-
-export const STATUSES = ['active', 'idle', 'phantom', 'off', 'offline'];
 
 export function badge (status, testid) {
     const known = STATUSES.includes(status) ? status : 'unknown';
     return h('span', { class: `badge badge-${known}`, 'data-testid': testid,
-                       'data-status': known }, status || 'unknown');
+                       'data-status': known }, LABELS[known] || status || 'unknown');
 }
+
+export const ROLES = {
+    standby: 'Standby watch',
+    shouldBeOff: 'Should be off',
+    alwaysOn: 'On by design',
+};

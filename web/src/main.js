@@ -1,8 +1,10 @@
-//  PhantomWatch dashboard: hash router and page layout.
+//  PhantomWatch dashboard: hash router, page layout, the session and the
+//  live stream's indicator.
 import { h, mount, $ } from './dom.js';
-import { api, live, liveStart, liveStop, optional, setUnauthorizedHandler } from './api.js';
+import { api, live, liveRestart, liveStart, liveState, liveStop, setReauthenticate } from './api.js';
 import { state, setUnread, onUnread } from './state.js';
-import { loginView, signupView } from './views/auth.js';
+import { setAccount } from './format.js';
+import { loginView, signupView, signInDialog } from './views/auth.js';
 import { overviewView } from './views/overview.js';
 import { devicesView } from './views/devices.js';
 import { portsView } from './views/ports.js';
@@ -26,9 +28,20 @@ const NAV = [
 let cleanups = [];
 export function onLeave (fn) { cleanups.push(fn); }
 
-function route () {
+function currentRoute () {
     const raw = location.hash.replace(/^#/, '') || '/';
-    const path = raw.split('?')[0];
+    const [path, query] = raw.split('?');
+    return { raw, path, params: new URLSearchParams(query || '') };
+}
+
+//  Only a route of this app (no scheme, no other host) is followed.
+function safeNext (next) {
+    return next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/login')
+        && !next.startsWith('/signup') ? next : '/';
+}
+
+function route () {
+    const { path } = currentRoute();
     for (const fn of cleanups.splice(0))
         fn();
     //  A dialog belongs to the page that opened it.
@@ -36,8 +49,10 @@ function route () {
         dialog.close();
 
     if (!state.user && path !== '/signup') {
-        if (path !== '/login')
-            return void location.replace('#/login');
+        if (path !== '/login') {
+            const next = currentRoute().raw;
+            return void location.replace(`#/login${next && next !== '/' ? `?next=${encodeURIComponent(next)}` : ''}`);
+        }
         return void renderBare(loginView(onSignedIn));
     }
     if (!state.user)
@@ -80,15 +95,38 @@ function brand () {
         h('span', {}, 'PhantomWatch'));
 }
 
+//  "live" only while the stream is open and said something lately (the
+//  gateway pings every 15 s); else "reconnecting…" or "offline".
+const LIVE_TEXT = { live: 'live', connecting: 'reconnecting…', offline: 'offline' };
+const LIVE_TITLE = {
+    live: 'Updates arrive as they happen.',
+    connecting: 'The live connection was lost; trying again. Figures may be out of date.',
+    offline: 'No live connection. Figures are as of the last load.',
+};
+function liveIndicator () {
+    const text = h('span', {});
+    const el = h('span', { class: 'live-indicator', 'data-testid': 'live-indicator', role: 'status' }, text);
+    const show = (s) => {
+        el.dataset.state = s;
+        el.title = LIVE_TITLE[s];
+        text.textContent = LIVE_TEXT[s];
+    };
+    show(liveState());
+    onLeave(live('stream', show));
+    return el;
+}
+
 function renderShell (path) {
     const app = $('#app');
     const count = h('span', { class: 'count', 'data-testid': 'notif-count',
                               'aria-label': `${state.unread} unread` },
                     String(state.unread));
+    const dot = h('span', { class: 'dot', hidden: !state.unread });
     const showCount = (n) => {
         count.textContent = String(n);
         count.setAttribute('aria-label', `${n} unread`);
         count.hidden = n === 0;
+        dot.hidden = n === 0;
     };
     showCount(state.unread);
     onLeave(onUnread(showCount));
@@ -110,9 +148,10 @@ function renderShell (path) {
             toggle.setAttribute('aria-expanded', String(open));
             nav.classList.toggle('open', open);
         },
-    }, h('span', { class: 'bars', 'aria-hidden': 'true' }), state.unread ? h('span', { class: 'dot' }) : null);
+    }, h('span', { class: 'bars', 'aria-hidden': 'true' }), dot);
     const main = h('main', { id: 'main', tabindex: '-1' });
-    mount(app, h('header', { class: 'top' }, h('div', { class: 'top-inner' }, brand(), toggle, nav)), main);
+    mount(app, h('header', { class: 'top' },
+        h('div', { class: 'top-inner' }, brand(), liveIndicator(), toggle, nav)), main);
     return main;
 }
 
@@ -122,20 +161,21 @@ async function logout () {
     } catch {
         //  the session is gone either way from the user's point of view
     }
-    signedOut();
+    signedOut('/login');
 }
 
-function signedOut () {
+function signedOut (to) {
     state.user = null;
+    remember(false);
     liveStop();
     setUnread(0);
-    location.hash = '#/login';
+    location.hash = `#${to}`;
     route();
 }
 
 async function refreshUnread () {
     try {
-        const data = await optional('/api/notifications?limit=1', { unread: 0 });
+        const data = await api('GET', '/api/notifications?limit=1');
         setUnread(data.unread || 0);
     } catch {
         //  the badge just stays as it was
@@ -144,22 +184,31 @@ async function refreshUnread () {
 
 async function onSignedIn (user) {
     state.user = user;
+    remember(true);
     await loadSettings();
     startLive();
-    location.hash = '#/';
+    const next = safeNext(currentRoute().params.get('next'));
+    location.hash = `#${next}`;
     route();
 }
 
-async function loadSettings () {
-    const settings = (state.user && state.user.settings) || {};
+export async function loadSettings () {
+    let settings = {};
     try {
-        const data = await optional('/api/settings', null);
-        Object.assign(settings, (data && (data.settings || data)) || {});
+        settings = await api('GET', '/api/settings');
+        settings = settings.settings || settings;
     } catch {
         //  defaults below
     }
-    state.user.settings = settings;
-    state.currency = settings.currency || 'EUR';
+    state.settings = settings;
+    setAccount({ timeZone: settings.timeZone || null, currency: settings.currency || 'EUR' });
+    //  The daily digest is written in the account's locale: until the user
+    //  chooses one, it is the browser's.
+    if (settings && !settings.locale && navigator.language && state.user) {
+        api('PATCH', '/api/settings', { locale: navigator.language })
+            .then(() => { settings.locale = navigator.language; })
+            .catch(() => {});
+    }
 }
 
 function startLive () {
@@ -177,17 +226,73 @@ live('notification', (data) => {
         toast(data.title);
 });
 
-setUnauthorizedHandler(() => {
-    if (state.user)
-        signedOut();
+//  The stream cannot say why it closed; a call can: a 401 brings up the
+//  sign-in dialog, and the unread count is fresh afterwards.
+live('stream', (s) => {
+    if (s === 'offline' && state.user)
+        refreshUnread();
 });
 
-async function start () {
+//  A 401 on any call: sign in again over the page, then the call is
+//  repeated. Cancel: the login page, which comes back here afterwards.
+let reauthPending = null;
+setReauthenticate(() => {
+    if (!state.user)
+        return Promise.resolve(false);
+    if (!reauthPending) {
+        reauthPending = signInDialog(state.user.email).then((user) => {
+            reauthPending = null;
+            if (!user) {
+                const here = currentRoute().raw;
+                signedOut(`/login?next=${encodeURIComponent(here)}`);
+                return false;
+            }
+            const sameUser = String(user.id) === String(state.user.id);
+            state.user = user;
+            liveRestart();
+            if (!sameUser) {
+                //  Someone else signed in: nothing of the old page is theirs.
+                loadSettings().then(() => { location.hash = '#/'; route(); });
+                return false;
+            }
+            return true;
+        });
+    }
+    return reauthPending;
+});
+
+//  Whether this browser signed in and has not signed out: without it the
+//  start does not ask /api/auth/me, whose 401 the console would show on
+//  every visit to the login page. The session itself is the HttpOnly cookie.
+const SIGNED_IN = 'phantomwatch.signedIn';
+function remember (yes) {
     try {
-        const data = await api('GET', '/api/auth/me');
-        state.user = data.user || null;
+        if (yes)
+            localStorage.setItem(SIGNED_IN, '1');
+        else
+            localStorage.removeItem(SIGNED_IN);
     } catch {
-        state.user = null;
+        //  storage off: the start just asks every time
+    }
+}
+function remembered () {
+    try {
+        return localStorage.getItem(SIGNED_IN) !== null;
+    } catch {
+        return true;
+    }
+}
+
+async function start () {
+    state.user = null;
+    if (remembered()) {
+        try {
+            const data = await api('GET', '/api/auth/me');
+            state.user = data.user || null;
+        } catch {
+            state.user = null;
+        }
+        remember(Boolean(state.user));
     }
     if (state.user) {
         await loadSettings();

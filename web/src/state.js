@@ -1,8 +1,10 @@
-//  What every view may need: the signed-in user and the unread count.
+//  What every view may need: the signed-in user, their settings, the unread
+//  count, and a clock that ticks (so "7 min ago" and "offline" move on
+//  without a reload).
 export const state = {
-    user: null,         //  {id, email, name, settings?} or null
+    user: null,         //  {id, email, name} or null
+    settings: {},       //  /api/settings
     unread: 0,          //  unread notifications
-    currency: 'EUR',    //  from the user's settings when known
 };
 
 const unreadListeners = new Set();
@@ -14,4 +16,16 @@ export function setUnread (count) {
 export function onUnread (fn) {
     unreadListeners.add(fn);
     return () => unreadListeners.delete(fn);
+}
+
+const tickListeners = new Set();
+setInterval(() => {
+    const now = Date.now();
+    for (const fn of tickListeners)
+        fn(now);
+}, 5000);
+//  fn(nowMs) every 5 s; returns the unsubscribe.
+export function onTick (fn) {
+    tickListeners.add(fn);
+    return () => tickListeners.delete(fn);
 }

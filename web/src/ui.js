@@ -55,12 +55,19 @@ export function toast (message, kind = 'info') {
 
 //  A modal <dialog>. body is a node or array; actions a list of
 //  {label, kind, onclick} whose onclick may return false to keep it open.
-//  Returns {dialog, close}.
-export function modal (title, body, actions = [{ label: 'Close' }], testid) {
-    const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': 'dialog-title',
-                                 'data-testid': testid });
+//  onclose(how) runs once when it closes: 'action' after an action, 'cancel'
+//  on Escape or a plain button. Returns {dialog, close}.
+let dialogSerial = 0;
+export function modal (title, body, actions = [{ label: 'Close' }], testid, onclose) {
+    const titleId = `dialog-title-${++dialogSerial}`;
+    const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': titleId, 'data-testid': testid });
+    let how = 'cancel';
     const close = () => { dialog.close(); };
-    dialog.addEventListener('close', () => dialog.remove());
+    dialog.addEventListener('close', () => {
+        dialog.remove();
+        if (onclose)
+            onclose(how);
+    });
     const buttons = actions.map((action) => h('button', {
         type: action.submit ? 'submit' : 'button',
         class: `btn ${action.kind ? `btn-${action.kind}` : ''}`,
@@ -69,21 +76,29 @@ export function modal (title, body, actions = [{ label: 'Close' }], testid) {
             if (action.submit)
                 event.preventDefault();
             if (action.onclick) {
-                const keep = await action.onclick(event);
+                const button = event.currentTarget;
+                button.disabled = true;
+                let keep;
+                try {
+                    keep = await action.onclick(event);
+                } finally {
+                    button.disabled = false;
+                }
                 if (keep === false)
                     return;
+                how = 'action';
             }
             close();
         },
     }, action.label));
     mount(dialog,
-        h('form', { method: 'dialog', class: 'dialog-form',
+        h('form', { method: 'dialog', class: 'dialog-form', novalidate: true,
                     onsubmit: (event) => {
                         event.preventDefault();
                         const primary = buttons.find((b) => b.type === 'submit');
-                        if (primary) primary.click();
+                        if (primary && !primary.disabled) primary.click();
                     } },
-          h('h2', { id: 'dialog-title' }, title),
+          h('h2', { id: titleId }, title),
           h('div', { class: 'dialog-body' }, body),
           h('div', { class: 'dialog-actions' }, buttons)));
     document.body.append(dialog);

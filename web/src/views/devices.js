@@ -1,35 +1,41 @@
 //  Devices: create, rename, delete; generate/rotate a token (shown once), revoke it.
-import { h, mount, fmtAgo, fmtTime } from '../dom.js';
-import { api, optional } from '../api.js';
+import { h, mount } from '../dom.js';
+import { fmtAgo, fmtTime } from '../format.js';
+import { api } from '../api.js';
+import { field, readName, showApiFieldError, showFieldErrors, clearFieldErrors } from '../forms.js';
 import { copyButton, confirmDialog, modal, showError, toast } from '../ui.js';
 
 export function devicesView (main) {
     const alert = h('div', {});
     const list = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
-    const form = h('form', { class: 'inline-form', 'data-testid': 'device-create-form',
+    const nameInput = h('input', { id: 'device-name', placeholder: 'e.g. Living room board', maxlength: 100,
+                                   autocomplete: 'off', 'data-testid': 'device-name' });
+    const form = h('form', { class: 'inline-form fields', 'data-testid': 'device-create-form', novalidate: true,
         onsubmit: async (event) => {
             event.preventDefault();
-            const name = form.elements.name.value.trim();
-            if (!name)
+            const n = readName(nameInput, 'a name for the device');
+            if (!showFieldErrors(form, n.error ? { name: n.error } : {}))
                 return;
+            const name = n.value;
             const button = form.querySelector('button');
             button.disabled = true;
             try {
                 await api('POST', '/api/devices', { name });
                 form.reset();
+                clearFieldErrors(form);
+                showError(alert, null);
                 toast(`Device “${name}” created. Press Token to connect it.`, 'ok');
                 await load();
             } catch (error) {
-                showError(alert, error);
+                if (!showApiFieldError(form, error))
+                    showError(alert, error);
             } finally {
                 button.disabled = false;
             }
         } },
-        h('label', { for: 'device-name', class: 'sr-only' }, 'New device name'),
-        h('input', { id: 'device-name', name: 'name', placeholder: 'New device name, e.g. Living room board',
-                     required: true, maxlength: 100, 'data-testid': 'device-name' }),
-        h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'device-create' },
-          'Create device'));
+        field({ name: 'name', label: 'New device name', input: nameInput, className: 'grow' }),
+        h('div', { class: 'field field-button' },
+            h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'device-create' }, 'Create device')));
 
     mount(main,
         h('div', { class: 'page-head' }, h('h1', {}, 'Devices'),
@@ -39,7 +45,7 @@ export function devicesView (main) {
 
     async function load () {
         try {
-            const data = await optional('/api/devices', { devices: [] });
+            const data = await api('GET', '/api/devices');
             render(data.devices || []);
         } catch (error) {
             showError(alert, error);
@@ -126,20 +132,21 @@ export function devicesView (main) {
 
     function rename (device) {
         const slot = h('div', {});
-        const input = h('input', { id: 'rename-input', value: device.name, required: true, maxlength: 100,
+        const input = h('input', { id: 'rename-input', value: device.name, maxlength: 100,
                                    'data-testid': 'rename-input' });
-        modal('Rename device', [slot, h('div', { class: 'field' }, h('label', { for: 'rename-input' }, 'Name'), input)], [
+        const { dialog } = modal('Rename device', [slot, field({ name: 'name', label: 'Name', input })], [
             { label: 'Cancel' },
             { label: 'Save', kind: 'primary', submit: true, testid: 'rename-save', onclick: async () => {
-                const name = input.value.trim();
-                if (!name)
+                const n = readName(input, 'a name for the device');
+                if (!showFieldErrors(dialog, n.error ? { name: n.error } : {}))
                     return false;
                 try {
-                    await api('PATCH', `/api/devices/${device.id}`, { name });
+                    await api('PATCH', `/api/devices/${device.id}`, { name: n.value });
                     load();
                     return true;
                 } catch (error) {
-                    showError(slot, error);
+                    if (!showApiFieldError(dialog, error))
+                        showError(slot, error);
                     return false;
                 }
             } },

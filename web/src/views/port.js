@@ -1,184 +1,400 @@
-//  One port: live power chart (uPlot, fed by Server-Sent Events), its
-//  phantom episodes and always-on baseline.
-import uPlot from 'uplot';
-import { h, mount, badge, fmtWatts, fmtTime, fmtDuration, fmtMoney, fmtKwh, fmtAgo } from '../dom.js';
-import { api, live, optional } from '../api.js';
-import { state } from '../state.js';
+//  One port: its figures, power over time at any range (raw readings for an
+//  hour, min/mean/max buckets beyond), other ports to compare, energy per
+//  day/week/month, its phantom episodes, exports; live by Server-Sent
+//  Events.
+import { h, mount, badge, statusNow, ROLES } from '../dom.js';
+import { api, live } from '../api.js';
+import { onTick } from '../state.js';
+import { fmtAgo, fmtDuration, fmtKwh, fmtMoney, fmtTime, fmtWatts, fromLocalInput, toLocalInput,
+         zoneLabel } from '../format.js';
+import { appendReading, bucketTable, countPoints, onSchemeChange, powerChart, rawTable } from '../chart.js';
+import { describeSchedule } from '../schedule.js';
+import { field, showFieldErrors } from '../forms.js';
 import { copyButton, showError } from '../ui.js';
 import { portSettingsDialog } from './ports.js';
+import { nowFigure, wasteFigure, yearFigure } from './figures.js';
+import { energyCard } from './energy.js';
+import { connectHelp } from './connect.js';
+import { csvHref, csvLink } from './export.js';
 
-//  Ranges offered above the chart; step is the downsampling bucket in seconds
-//  (0 = raw readings).
+const HOUR = 3600;
 const RANGES = [
-    { label: '1 h', seconds: 3600, step: 0 },
-    { label: '24 h', seconds: 86400, step: 60 },
-    { label: '7 d', seconds: 7 * 86400, step: 600 },
+    { key: '1h', label: '1 h', seconds: HOUR },
+    { key: '24h', label: '24 h', seconds: 24 * HOUR },
+    { key: '7d', label: '7 d', seconds: 7 * 24 * HOUR },
+    { key: '30d', label: '30 d', seconds: 30 * 24 * HOUR },
+    { key: '1y', label: '1 y', seconds: 365 * 24 * HOUR },
 ];
-const MAX_POINTS = 5000;
+const MAX_POINTS = 1500;
+const STEPS = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+const MAX_SPAN_DAYS = 400;              //  the API's widest window
+const MAX_COMPARE = 4;
 
-const toSeconds = (ts) => (typeof ts === 'number' ? (ts > 1e12 ? ts / 1000 : ts) : new Date(ts).getTime() / 1000);
+//  Raw readings up to an hour; beyond, the smallest step that keeps the
+//  chart at most MAX_POINTS points.
+export function stepFor (seconds) {
+    if (seconds <= HOUR)
+        return 0;
+    return STEPS.find((s) => seconds / s <= MAX_POINTS) || Math.ceil(seconds / MAX_POINTS);
+}
 
 export function portView (main, id, onLeave) {
     const alert = h('div', {});
     const head = h('div', { class: 'page-head' }, h('p', { class: 'muted' }, 'Loading…'));
-    const chartBox = h('div', { class: 'chart', 'data-testid': 'chart', role: 'img',
+    const connect = h('div', {});
+    const facts = h('dl', { class: 'facts', 'data-testid': 'port-facts' });
+    const chartBox = h('div', { class: 'chart', 'data-testid': 'chart', 'data-points': '0', role: 'img',
                                 'aria-label': 'Power over time' });
     const rangeBar = h('div', { class: 'segmented', role: 'group', 'aria-label': 'Time range' });
-    const facts = h('dl', { class: 'facts', 'data-testid': 'port-facts' });
+    const navBar = h('div', { class: 'range-nav' });
+    const customBox = h('div', { hidden: true });
+    const compareBox = h('details', { class: 'compare', 'data-testid': 'compare' });
+    const chartNote = h('p', { class: 'hint', 'data-testid': 'chart-note' });
+    const chartExport = h('div', { class: 'button-row' });
     const episodesBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
-    const liveNote = h('span', { class: 'live', 'data-testid': 'live-indicator' }, 'live');
+    const episodesExport = h('div', { class: 'button-row' });
+    const energy = energyCard({ path: `/api/ports/${id}/energy`, title: 'Energy used', onLeave });
 
-    mount(main, head, alert,
-        h('section', { class: 'card' },
-            h('div', { class: 'card-head' }, h('h2', {}, 'Power ', liveNote), rangeBar),
-            chartBox),
+    mount(main, head, alert, connect,
         h('div', { class: 'grid2' },
-            h('section', { class: 'card' }, h('h2', {}, 'Baseline'), facts),
-            h('section', { class: 'card' }, h('h2', {}, 'Phantom episodes'), episodesBox)));
+            h('section', { class: 'card' }, h('h2', {}, 'Figures'), facts),
+            h('section', { class: 'card chart-card' },
+                h('div', { class: 'card-head' }, h('h2', {}, 'Power'), rangeBar),
+                navBar, customBox, chartBox, chartNote,
+                h('div', { class: 'chart-foot' }, compareBox, chartExport))),
+        energy.el,
+        h('section', { class: 'card' },
+            h('div', { class: 'card-head' }, h('h2', {}, 'Phantom episodes'), episodesExport),
+            episodesBox));
 
     let port = null;
-    let baseline = null;
+    let fig = null;                     //  this port's row of /api/summary
+    let currency = 'EUR';
+    let others = [];                    //  the user's other ports
+    let shown = null;                   //  status shown now
     let range = RANGES[0];
-    let xs = [];
-    let ys = [];
-    let plot = null;
+    let end = null;                     //  right edge (ms); null: now, following live
+    let zoom = null;                    //  {from, to} ms inside the range
+    const compare = new Set();
+    const chart = powerChart(chartBox, { onZoom: (from, to) => { zoom = { from: from * 1000, to: to * 1000 }; loadSeries(); } });
+    let model = null;                   //  what the chart shows
+    let series = new Map();             //  port id -> {label, table}
+    let step = 0;
+    let gapSeconds = 300;
+    let loadSerial = 0;
     let pending = false;
+
+    //  ---------------------------------------------------------------------
+    //  Head and figures
 
     function renderHead () {
         mount(head,
             h('p', { class: 'crumbs' }, h('a', { href: '#/ports' }, 'Ports'), ' / '),
             h('div', { class: 'title-row' },
-                h('h1', {}, port.name),
-                h('span', { 'data-field': 'status' }, badge(port.status, 'port-status')),
+                h('h1', { 'data-testid': 'port-name' }, port.name),
+                h('span', { 'data-field': 'status' }, badge(shown, 'port-status')),
+                h('span', { class: 'role-chip', 'data-testid': 'port-role' }, ROLES[role()] || ROLES.standby),
                 h('button', { type: 'button', class: 'btn btn-small push', 'data-testid': 'port-settings',
-                              onclick: () => portSettingsDialog(port, loadPort) }, 'Settings')),
+                              onclick: () => portSettingsDialog(port, reload) }, 'Settings')),
             h('div', { class: 'copy-row id-row' }, h('span', { class: 'muted small' }, 'Port ID'),
               h('code', { class: 'uuid', 'data-testid': 'port-id' }, port.id),
               copyButton(port.id, 'Copy port ID', 'copy-port-id')));
     }
 
-    function renderFacts () {
+    const role = () => (port && port.settings && port.settings.role) || (fig && fig.role) || 'standby';
+
+    function renderConnect () {
+        if (shown !== 'waiting') {
+            mount(connect);
+            return;
+        }
+        mount(connect, h('section', { class: 'card notice', 'data-testid': 'waiting' },
+            h('h2', {}, 'Waiting for its first reading'),
+            h('p', { class: 'muted' }, 'Nothing has arrived for this port yet. Its figures start with the first reading.'),
+            connectHelp(port.id)));
+    }
+
+    function lastReading (now) {
+        if (!port.lastReadingAt)
+            return h('span', { 'data-testid': 'port-last-reading' }, 'waiting for its first reading');
+        return h('span', {}, h('span', { 'data-testid': 'port-last-reading', title: fmtTime(port.lastReadingAt) },
+                                fmtAgo(port.lastReadingAt, now)),
+                 h('span', { class: 'muted small block' }, fmtTime(port.lastReadingAt)));
+    }
+
+    function renderFacts (now = Date.now()) {
         const s = port.settings || {};
-        const currency = state.currency;
+        const r = role();
         const rows = [
-            ['Now', h('span', { 'data-testid': 'port-power' }, fmtWatts(port.lastPower))],
-            ['Last reading', h('span', { 'data-testid': 'port-last-reading' }, fmtAgo(port.lastReadingAt))],
-            ['Always-on baseline', h('span', { 'data-testid': 'port-baseline' },
-                                     fmtWatts(baseline && baseline.alwaysOnWatts))],
-            ['Wasted per year', baseline && baseline.yearCost !== undefined
-                && baseline.alwaysOnWatts !== null && baseline.alwaysOnWatts !== undefined
-                ? `${fmtMoney(baseline.yearCost, currency)} (${fmtKwh(baseline.yearKwh)})` : '–'],
-            ['Off at or below', fmtWatts(s.offWatts)],
-            ['In use above', fmtWatts(s.standbyWatts)],
-            ['Phantom after', s.minPhantomSeconds !== undefined ? fmtDuration(s.minPhantomSeconds * 1000) : '–'],
-            ['Expected off', s.expectedOff === 'window' ? `${s.expectedOffFrom}–${s.expectedOffTo}`
-                : (s.expectedOff || 'never')],
+            ['Now', nowFigure(port.lastPower, shown)],
+            ['Last reading', lastReading(now)],
+            [h('span', {}, 'Lowest steady draw', h('span', { class: 'muted small block' }, 'last 24 h, information, not waste')),
+             h('span', { 'data-testid': 'port-lowest' }, fig ? fmtWatts(fig.lowestSteadyWatts) : '–')],
         ];
+        if (r === 'alwaysOn') {
+            rows.push(['Waste', h('span', { class: 'by-design', 'data-testid': 'port-year', 'data-state': 'by-design' },
+                                  'on by design')]);
+        } else {
+            rows.push(['Wasted today', fig ? wasteFigure(fig.today, currency, 'port-today') : '–']);
+            rows.push(['Wasted, last 30 days', fig ? wasteFigure(fig.last30, currency, 'port-last30') : '–']);
+            rows.push(['Waste per year', fig ? yearFigure(fig.year, r, currency) : '–']);
+        }
+        if (fig && fig.today)
+            rows.push(['Used today', h('span', { 'data-testid': 'port-used-today' }, fmtKwh(fig.today.energyKwh))]);
+        rows.push(['Role', h('span', {}, ROLES[r] || ROLES.standby,
+            r === 'shouldBeOff' ? h('span', { class: 'muted small block', 'data-testid': 'port-schedule' },
+                s.offSchedule && s.offSchedule.length ? `off ${describeSchedule(s.offSchedule)}` : 'always off') : null)]);
+        rows.push(['Off at or below', fmtWatts(s.offWatts)]);
+        if (r === 'standby')
+            rows.push(['Standby at or below', fmtWatts(s.standbyWatts)]);
+        if (r !== 'alwaysOn')
+            rows.push(['Phantom after', s.minPhantomSeconds !== undefined && s.minPhantomSeconds !== null
+                ? fmtDuration(s.minPhantomSeconds * 1000) : '–']);
         mount(facts, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
     }
 
-    function renderRanges () {
-        mount(rangeBar, RANGES.map((r) => h('button', {
-            type: 'button', class: 'btn btn-small', 'aria-pressed': String(r === range),
-            'data-testid': `range-${r.label.replace(' ', '')}`,
-            onclick: () => { range = r; renderRanges(); loadReadings(); },
-        }, r.label)));
+    function refreshShown (now = Date.now()) {
+        const next = statusNow(port, now);
+        if (next === shown)
+            return false;
+        shown = next;
+        const slot = head.querySelector('[data-field=status]');
+        if (slot)
+            mount(slot, badge(shown, 'port-status'));
+        renderConnect();
+        return true;
     }
 
     async function loadPort () {
         try {
-            const data = await api('GET', `/api/ports/${id}`);
+            const [data, summary, list] = await Promise.all([
+                api('GET', `/api/ports/${id}`),
+                api('GET', '/api/summary').catch(() => null),
+                api('GET', '/api/ports').catch(() => ({ ports: [] })),
+            ]);
             port = data.port;
-            renderHead();
+            fig = summary && (summary.ports || []).find((p) => p.id === id) || null;
+            currency = (summary && summary.currency) || currency;
+            others = (list.ports || []).filter((p) => p.id !== id);
+            shown = statusNow(port);
             document.title = `${port.name} · PhantomWatch`;
-            await loadBaseline();
+            renderHead();
+            renderConnect();
             renderFacts();
-            draw();
+            renderCompare();
+            return true;
         } catch (error) {
             if (error.status === 404)
                 mount(head, h('div', { class: 'empty' }, h('h1', {}, 'Port not found'),
                     h('p', {}, h('a', { href: '#/ports' }, 'Back to ports'))));
             else
                 showError(alert, error);
+            return false;
         }
     }
 
-    async function loadBaseline () {
-        //  Its own route if the gateway has one, else the port's summary row.
-        const own = await optional(`/api/ports/${id}/baseline`, null).catch(() => null);
-        if (own) {
-            const b = own.baseline || own;
-            baseline = { alwaysOnWatts: b.alwaysOnWatts ?? b.watts, yearKwh: b.yearKwh, yearCost: b.yearCost };
-        } else if (port && port.alwaysOnWatts !== undefined && port.alwaysOnWatts !== null) {
-            baseline = { alwaysOnWatts: port.alwaysOnWatts };
-        }
-        const summary = await optional('/api/summary', null).catch(() => null);
-        const row = summary && (summary.ports || []).find((p) => p.id === id);
-        if (row) {
-            baseline = { alwaysOnWatts: row.alwaysOnWatts, yearKwh: row.yearKwh ?? row.yearKwhProjected,
-                         yearCost: row.yearCost ?? row.yearCostProjected, ...(baseline || {}) };
-            const currency = summary.currency || (summary.total && summary.total.currency);
-            if (currency)
-                state.currency = currency;
-        }
+    function reload () {
+        loadPort().then((ok) => { if (ok) loadSeries(); });
+        loadEpisodes();
+        energy.load();
     }
 
-    async function loadReadings () {
-        const to = Date.now();
-        const from = to - range.seconds * 1000;
-        const query = new URLSearchParams({ from: new Date(from).toISOString(), to: new Date(to).toISOString() });
-        if (range.step)
-            query.set('step', String(range.step));
+    //  ---------------------------------------------------------------------
+    //  Chart: range, navigation, zoom, compare, export
+
+    //  The window on screen, ms.
+    function windowMs () {
+        if (zoom)
+            return { ...zoom };
+        const to = end === null ? Date.now() : end;
+        return { from: to - range.seconds * 1000, to };
+    }
+
+    const following = () => end === null && !zoom;
+
+    function renderRanges () {
+        mount(rangeBar,
+            RANGES.map((r) => h('button', {
+                type: 'button', class: 'btn btn-small', 'aria-pressed': String(r === range),
+                'data-testid': `range-${r.key}`,
+                onclick: () => { range = r; end = null; zoom = null; customBox.hidden = true; renderRanges(); loadSeries(); },
+            }, r.label)),
+            h('button', { type: 'button', class: 'btn btn-small', 'aria-pressed': String(range.key === 'custom'),
+                          'aria-expanded': String(!customBox.hidden), 'data-testid': 'range-custom',
+                          onclick: () => { customBox.hidden = !customBox.hidden; renderCustom(); renderRanges(); } },
+              'Custom…'));
+    }
+
+    function renderNav () {
+        const w = windowMs();
+        const atNow = end === null || end >= Date.now() - 1000;
+        mount(navBar,
+            h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'range-back',
+                          'aria-label': `Back ${range.label || ''}`.trim(),
+                          onclick: () => move(-1) }, '‹ Back'),
+            h('span', { class: 'range-label', 'data-testid': 'range-label' },
+              `${fmtTime(w.from)} – ${following() ? 'now' : fmtTime(w.to)}`,
+              h('span', { class: 'muted small' }, ` (${zoneLabel()})`)),
+            h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'range-forward',
+                          disabled: atNow && !zoom, 'aria-label': `Forward ${range.label || ''}`.trim(),
+                          onclick: () => move(1) }, 'Forward ›'),
+            end !== null ? h('button', { type: 'button', class: 'btn btn-small btn-ghost', 'data-testid': 'range-now',
+                                         onclick: () => { end = null; zoom = null; renderRanges(); loadSeries(); } },
+                             'Back to now') : null,
+            zoom ? h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'reset-zoom',
+                                 onclick: () => { zoom = null; loadSeries(); } }, 'Reset zoom') : null);
+    }
+
+    //  Back/forward by the range's length (of the zoom's when zoomed in).
+    function move (direction) {
+        const w = windowMs();
+        const span = w.to - w.from;
+        if (zoom) {
+            zoom = { from: w.from + direction * span, to: w.to + direction * span };
+        } else {
+            const next = w.to + direction * span;
+            end = next >= Date.now() ? null : next;
+        }
+        loadSeries();
+    }
+
+    function renderCustom () {
+        if (customBox.hidden)
+            return;
+        const w = windowMs();
+        const from = h('input', { type: 'datetime-local', value: toLocalInput(w.from), 'data-testid': 'custom-from' });
+        const to = h('input', { type: 'datetime-local', value: toLocalInput(w.to), 'data-testid': 'custom-to' });
+        const form = h('form', { class: 'custom-range', novalidate: true, 'data-testid': 'custom-form',
+            onsubmit: (event) => {
+                event.preventDefault();
+                const a = fromLocalInput(from.value);
+                const b = fromLocalInput(to.value);
+                const errors = {};
+                if (a === null)
+                    errors.from = 'Enter the start date and time.';
+                if (b === null)
+                    errors.to = 'Enter the end date and time.';
+                else if (a !== null && b <= a)
+                    errors.to = 'The end must be after the start.';
+                else if (a !== null && b - a > MAX_SPAN_DAYS * 86400000)
+                    errors.to = `Choose at most ${MAX_SPAN_DAYS} days.`;
+                if (!showFieldErrors(form, errors))
+                    return;
+                range = { key: 'custom', label: '', seconds: (b - a) / 1000 };
+                end = b >= Date.now() ? null : b;
+                zoom = null;
+                renderRanges();
+                loadSeries();
+            } },
+            field({ name: 'from', label: `From (${zoneLabel()})`, input: from }),
+            field({ name: 'to', label: 'To', input: to }),
+            h('button', { type: 'submit', class: 'btn btn-primary btn-small', 'data-testid': 'custom-show' }, 'Show'));
+        mount(customBox, form);
+    }
+
+    function renderCompare () {
+        if (!others.length) {
+            mount(compareBox);
+            compareBox.hidden = true;
+            return;
+        }
+        compareBox.hidden = false;
+        mount(compareBox,
+            h('summary', {}, compare.size ? `Comparing with ${compare.size} port${compare.size === 1 ? '' : 's'}`
+                                          : 'Compare with other ports'),
+            h('div', { class: 'compare-list' }, others.map((p) => h('label', { class: 'check' },
+                h('input', { type: 'checkbox', value: p.id, checked: compare.has(p.id),
+                             disabled: !compare.has(p.id) && compare.size >= MAX_COMPARE,
+                             'data-testid': 'compare-port',
+                             onchange: (event) => {
+                                 if (event.target.checked)
+                                     compare.add(p.id);
+                                 else
+                                     compare.delete(p.id);
+                                 renderCompare();
+                                 compareBox.open = true;
+                                 loadSeries();
+                             } }),
+                ' ', p.name))),
+            h('p', { class: 'hint' }, `Up to ${MAX_COMPARE} ports. Each line is its port’s mean power.`));
+    }
+
+    function renderExport (w) {
+        const params = { step };
+        mount(chartExport,
+            csvLink(step ? 'CSV of this range (min/mean/max)' : 'CSV of this range',
+                    csvHref(`/api/ports/${id}/readings.csv`, w.from, w.to, params), 'export-port-readings'),
+            step ? csvLink('CSV, every reading', csvHref(`/api/ports/${id}/readings.csv`, w.from, w.to, { step: 0 }),
+                           'export-port-raw') : null);
+        mount(episodesExport,
+            csvLink('CSV of this range', csvHref(`/api/ports/${id}/episodes.csv`, w.from, w.to), 'export-port-episodes'));
+    }
+
+    async function fetchSeries (portId, w, wantStep) {
+        const query = new URLSearchParams({ from: new Date(w.from).toISOString(), to: new Date(w.to).toISOString() });
+        if (wantStep)
+            query.set('step', String(wantStep));
+        const data = await api('GET', `/api/ports/${portId}/readings?${query}`);
+        const gap = Number(data.gapSeconds) || 300;
+        const usedStep = wantStep ? Number(data.step) || wantStep : 0;
+        const table = usedStep ? bucketTable(data.buckets || [], usedStep, gap) : rawTable(data.readings || [], gap);
+        return { table, step: usedStep, gap, truncated: Boolean(data.truncated) };
+    }
+
+    async function loadSeries () {
+        const serial = ++loadSerial;
+        const w = windowMs();
+        const want = stepFor((w.to - w.from) / 1000);
+        renderNav();
+        renderExport(w);
         try {
-            const data = await optional(`/api/ports/${id}/readings?${query}`, { readings: [] });
-            //  Raw readings carry power; downsampled buckets min/mean/max.
-            const readings = (data.readings || [])
-                .map((r) => [toSeconds(r.ts ?? r.timestamp), Number(r.power ?? r.mean)])
-                .filter(([t, p]) => Number.isFinite(t) && Number.isFinite(p))
-                .sort((a, b) => a[0] - b[0]);
-            xs = readings.map((r) => r[0]);
-            ys = readings.map((r) => r[1]);
+            const ids = [id, ...[...compare].filter((p) => others.some((o) => o.id === p))];
+            const results = await Promise.all(ids.map((p) => fetchSeries(p, w, want)));
+            if (serial !== loadSerial)
+                return;                 //  a newer request won
+            step = results[0].step;
+            gapSeconds = results[0].gap;
+            series = new Map(ids.map((p, i) => {
+                const name = p === id ? (port ? port.name : 'This port') : (others.find((o) => o.id === p) || {}).name;
+                let table = results[i].table;
+                //  Compared ports show their mean only.
+                if (p !== id && results[i].step)
+                    table = [table[0], table[2]];
+                return [p, { label: name, table }];
+            }));
+            model = { from: w.from / 1000, to: w.to / 1000, band: step > 0, tables: [...series.values()] };
+            renderExport(w);
+            mount(chartNote, step
+                ? `Each point is ${fmtDuration(step * 1000)}: the line is the mean, the band the lowest and highest reading. `
+                  + 'Drag across the chart to zoom in.'
+                : 'Every reading. Drag across the chart to zoom in.',
+                results[0].truncated ? ' Only the newest readings of this range are shown; zoom in for the rest.' : '');
             draw();
         } catch (error) {
-            showError(alert, error);
+            if (serial === loadSerial)
+                showError(alert, error);
         }
-    }
-
-    function series () {
-        const known = baseline && baseline.alwaysOnWatts !== null && baseline.alwaysOnWatts !== undefined;
-        const base = known && Number.isFinite(Number(baseline.alwaysOnWatts)) ? Number(baseline.alwaysOnWatts) : null;
-        const standby = port && port.settings && Number(port.settings.standbyWatts);
-        return [xs, ys, xs.map(() => base), xs.map(() => (Number.isFinite(standby) ? standby : null))];
     }
 
     function draw () {
-        if (!xs.length) {
-            if (plot) { plot.destroy(); plot = null; }
+        if (!model)
+            return;
+        const primary = model.tables[0].table;
+        const points = countPoints(model.band ? primary[2] : primary[1]);
+        chartBox.dataset.points = String(points);
+        chartBox.dataset.step = String(step);
+        chartBox.dataset.range = range.key;
+        const anything = model.tables.some((t) => countPoints(t.table[t.table.length > 2 ? 2 : 1]) > 0);
+        if (!anything) {
+            chart.destroy();
             mount(chartBox, h('p', { class: 'empty chart-empty', 'data-testid': 'chart-empty' },
-                'No readings in this range yet. They appear here live as the device sends them.'));
+                shown === 'waiting' ? 'Waiting for its first reading. It appears here as soon as it arrives.'
+                    : 'No readings in this range.', following() ? '' : ' Try another range.'));
             return;
         }
-        const width = Math.max(280, chartBox.clientWidth || 600);
-        const height = window.innerWidth < 600 ? 220 : 320;
-        if (plot) {
-            plot.setData(series());
-            return;
-        }
-        mount(chartBox);
-        plot = new uPlot({
-            width, height,
-            cursor: { drag: { x: true, y: false } },
-            scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
-            axes: [{ stroke: '#5b6475', grid: { stroke: '#eef0f4' } },
-                   { stroke: '#5b6475', grid: { stroke: '#eef0f4' }, values: (u, v) => v.map((x) => `${x} W`), size: 60 }],
-            series: [
-                {},
-                { label: 'Power', stroke: '#4338ca', width: 2, fill: 'rgba(67,56,202,0.08)',
-                  value: (u, v) => fmtWatts(v) },
-                { label: 'Always on', stroke: '#c2410c', width: 1.5, dash: [6, 4], value: (u, v) => fmtWatts(v) },
-                { label: 'In use above', stroke: '#94a3b8', width: 1, dash: [2, 4], value: (u, v) => fmtWatts(v) },
-            ],
-        }, series(), chartBox);
+        if (!chartBox.querySelector('.uplot'))
+            chart.destroy();
+        chart.draw(model);
     }
 
     //  Redraws at most once a frame however fast readings arrive.
@@ -189,90 +405,112 @@ export function portView (main, id, onLeave) {
         requestAnimationFrame(() => { pending = false; draw(); });
     }
 
+    //  ---------------------------------------------------------------------
+    //  Episodes
+
     async function loadEpisodes () {
         try {
-            const data = await optional(`/api/ports/${id}/episodes`, { episodes: [] });
+            const data = await api('GET', `/api/ports/${id}/episodes`);
             const episodes = data.episodes || [];
             if (!episodes.length) {
-                mount(episodesBox, h('p', { class: 'empty', 'data-testid': 'episodes-empty' }, 'No phantom episodes yet.'));
+                mount(episodesBox, h('p', { class: 'empty', 'data-testid': 'episodes-empty' },
+                    role() === 'alwaysOn' ? 'None: this port is on by design, so it is never phantom.'
+                        : 'No phantom episodes yet.'));
                 return;
             }
             mount(episodesBox, h('table', { class: 'table responsive', 'data-testid': 'episodes' },
                 h('thead', {}, h('tr', {}, ['Start', 'Duration', 'Mean', 'Peak', 'Energy', 'Cost']
                     .map((label, i) => h('th', { scope: 'col', class: i > 1 ? 'num' : undefined }, label)))),
                 h('tbody', {}, episodes.map((e) => {
-                    const end = e.end ? new Date(e.end).getTime() : Date.now();
-                    return h('tr', {},
+                    const open = e.open || !e.end;
+                    const endMs = open ? Date.now() : new Date(e.end).getTime();
+                    return h('tr', { 'data-testid': 'episode' },
                         h('td', { 'data-label': 'Start' }, fmtTime(e.start)),
-                        h('td', { 'data-label': 'Duration' }, e.end ? fmtDuration(end - new Date(e.start).getTime())
-                            : h('span', { class: 'badge badge-phantom' }, 'ongoing')),
+                        h('td', { 'data-label': 'Duration' }, open
+                            ? h('span', {}, h('span', { class: 'badge badge-phantom' }, 'ongoing'), ' ',
+                                fmtDuration(endMs - new Date(e.start).getTime()))
+                            : fmtDuration(endMs - new Date(e.start).getTime())),
                         h('td', { 'data-label': 'Mean', class: 'num' }, fmtWatts(e.meanWatts)),
                         h('td', { 'data-label': 'Peak', class: 'num' }, fmtWatts(e.peakWatts)),
-                        h('td', { 'data-label': 'Energy', class: 'num' }, e.energyWh !== undefined ? fmtKwh(e.energyWh / 1000) : '–'),
-                        h('td', { 'data-label': 'Cost', class: 'num' }, fmtMoney(e.cost, e.currency || state.currency)));
+                        h('td', { 'data-label': 'Energy', class: 'num' },
+                          e.energyWh !== undefined && e.energyWh !== null ? fmtKwh(e.energyWh / 1000) : '–'),
+                        h('td', { 'data-label': 'Cost', class: 'num' }, fmtMoney(e.cost, e.currency || currency)));
                 }))));
         } catch (error) {
             showError(episodesBox, error);
         }
     }
 
+    //  ---------------------------------------------------------------------
+    //  Live
+
+    let figuresTimer = null;
+    function reloadFigures () {
+        clearTimeout(figuresTimer);
+        figuresTimer = setTimeout(() => { loadPort(); loadEpisodes(); }, 1500);
+    }
+
     onLeave(live('reading', (r) => {
-        if (r.portId !== id)
-            return;
-        const t = toSeconds(r.ts ?? r.timestamp ?? Date.now());
+        const t = new Date(r.ts).getTime() / 1000;
         const p = Number(r.power);
         if (!Number.isFinite(t) || !Number.isFinite(p))
             return;
-        //  Append in order (readings can arrive slightly out of order).
-        let at = xs.length;
-        while (at > 0 && xs[at - 1] > t)
-            at--;
-        xs.splice(at, 0, t);
-        ys.splice(at, 0, p);
-        const cutoff = Date.now() / 1000 - range.seconds;
-        while (xs.length && (xs[0] < cutoff || xs.length > MAX_POINTS)) {
-            xs.shift();
-            ys.shift();
-        }
-        if (port) {
+        if (r.portId === id && port) {
+            const was = shown;
             port.lastPower = p;
-            port.lastReadingAt = new Date(t * 1000).toISOString();
-            const now = facts.querySelector('[data-testid=port-power]');
-            if (now)
-                now.textContent = fmtWatts(p);
-            const last = facts.querySelector('[data-testid=port-last-reading]');
-            if (last)
-                last.textContent = fmtAgo(port.lastReadingAt);
+            if (!port.lastReadingAt || new Date(port.lastReadingAt).getTime() <= t * 1000)
+                port.lastReadingAt = r.ts;
+            if (r.status && r.status !== port.status) {
+                port.status = r.status;
+                reloadFigures();
+            }
+            if (was === 'waiting')
+                reloadFigures();
+            refreshShown();
+            renderFacts();
         }
-        if (r.status)
-            setStatus(r.status);
+        //  Live appends only while the chart shows raw readings up to now.
+        const s = series.get(r.portId);
+        if (!s || !model || step !== 0 || !following())
+            return;
+        const now = Date.now() / 1000;
+        model.to = now;
+        model.from = now - range.seconds;
+        appendReading(s.table, t, p, gapSeconds, model.from);
         schedule();
     }));
     onLeave(live('status', (s) => {
-        if (s.portId === id) {
-            setStatus(s.status);
-            loadEpisodes();
+        if (s.portId === id && port) {
+            port.status = s.status;
+            port.statusSince = s.ts;
+            refreshShown();
+            renderFacts();
+            reloadFigures();
         }
     }));
-    onLeave(live('phantom', (e) => { if (e.portId === id) loadEpisodes(); }));
-    onLeave(live('resync', () => { loadPort(); loadReadings(); loadEpisodes(); }));
-    function setStatus (status) {
-        if (!port || port.status === status)
-            return;
-        port.status = status;
-        const slot = head.querySelector('[data-field=status]');
-        if (slot)
-            mount(slot, badge(status, 'port-status'));
-    }
+    onLeave(live('phantom', (e) => { if (e.portId === id) reloadFigures(); }));
+    onLeave(live('resync', reload));
 
-    const resize = new ResizeObserver(() => {
-        if (plot)
-            plot.setSize({ width: Math.max(280, chartBox.clientWidth), height: window.innerWidth < 600 ? 220 : 320 });
-    });
+    //  The clock: "last reading" moves on, a silent port turns offline, and
+    //  a chart following now slides so that the silence shows as a gap.
+    onLeave(onTick((now) => {
+        if (!port)
+            return;
+        refreshShown(now);
+        renderFacts(now);
+        if (model && following() && step === 0) {
+            model.to = now / 1000;
+            model.from = model.to - range.seconds;
+            schedule();
+        }
+    }));
+
+    const resize = new ResizeObserver(() => chart.resize());
     resize.observe(chartBox);
-    onLeave(() => { resize.disconnect(); if (plot) plot.destroy(); });
+    onLeave(onSchemeChange(() => chart.restyle()));
+    onLeave(() => { resize.disconnect(); chart.destroy(); clearTimeout(figuresTimer); });
 
     renderRanges();
-    loadPort().then(loadReadings);
+    loadPort().then((ok) => { if (ok) loadSeries(); });
     loadEpisodes();
 }
