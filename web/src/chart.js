@@ -151,16 +151,26 @@ function timeValues (u, splits, axisIdx, foundSpace, incr) {
     });
 }
 
-function wattValues (u, splits) {
-    const top = Math.max(...splits.map(Math.abs));
-    return splits.map((v) => (top >= 1000 ? `${fmtNumber(v / 1000, top >= 10000 ? 0 : 1)} kW`
-        : `${fmtNumber(v, top < 2 ? 1 : 0)} W`));
+//  Enough decimals that neighbouring ticks differ: 0.5 W steps need one.
+function decimals (step) {
+    let d = 0;
+    while (d < 3 && step > 0 && Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) > 1e-6)
+        d++;
+    return d;
 }
 
-function kwhValues (u, splits) {
+function unitValues (splits, big, bigUnit, unit) {
     const top = Math.max(...splits.map(Math.abs));
-    return splits.map((v) => (top < 1 ? `${fmtNumber(v * 1000, 0)} Wh` : `${fmtNumber(v, top < 10 ? 1 : 0)} kWh`));
+    const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : top;
+    if (top >= big)
+        return splits.map((v) => `${fmtNumber(v / big, decimals(step / big))} ${bigUnit}`);
+    return splits.map((v) => `${fmtNumber(v, decimals(step))} ${unit}`);
 }
+
+const wattValues = (u, splits) => unitValues(splits, 1000, 'kW', 'W');
+
+//  kWh from the API; below 1 kWh in Wh.
+const kwhValues = (u, splits) => unitValues(splits.map((v) => v * 1000), 1000, 'kWh', 'Wh');
 
 function timeAxis (c) {
     return { stroke: c.text, grid: { stroke: c.grid, width: 1 }, ticks: { stroke: c.grid, width: 1 },

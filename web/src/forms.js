@@ -19,8 +19,17 @@ export function field ({ name, label, input, hint, className }) {
                            'data-field': name, hidden: true });
     if (hintEl)
         input.setAttribute('aria-describedby', hintEl.id);
-    return h('div', { class: `field ${className || ''}`, 'data-field-name': name },
+    const wrap = h('div', { class: `field ${className || ''}`, 'data-field-name': name },
         label ? h('label', { for: id }, label) : null, input, hintEl, error);
+    clearOnEdit(wrap, name);
+    return wrap;
+}
+
+//  An error goes away as soon as its field is edited.
+export function clearOnEdit (wrap, name) {
+    const clear = () => clearFieldError(wrap, name);
+    wrap.addEventListener('input', clear);
+    wrap.addEventListener('change', clear);
 }
 
 //  The error slot of field name inside root (the first input named name
@@ -30,7 +39,8 @@ function slotOf (root, name) {
 }
 
 function inputOf (root, name) {
-    const wrap = root.querySelector(`[data-field-name="${CSS.escape(name)}"]`);
+    const selector = `[data-field-name="${CSS.escape(name)}"]`;
+    const wrap = root.matches(selector) ? root : root.querySelector(selector);
     return wrap && wrap.querySelector('input, select, textarea, fieldset');
 }
 
@@ -50,8 +60,14 @@ export function setFieldError (root, name, message) {
     return true;
 }
 
-export function clearFieldErrors (root) {
+export function clearFieldError (root, name) {
+    clearFieldErrors(root, name);
+}
+
+export function clearFieldErrors (root, only) {
     for (const slot of root.querySelectorAll('.field-error')) {
+        if (only && slot.dataset.field !== only)
+            continue;
         slot.textContent = '';
         slot.hidden = true;
         const input = inputOf(root, slot.dataset.field);

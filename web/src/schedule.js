@@ -50,7 +50,8 @@ let serial = 0;
 
 //  scheduleEditor({windows, max, presets, testid}) -> {el, read, focus}.
 //  read() gives {value: [...]} or {error} (a sentence naming the window).
-export function scheduleEditor ({ windows, max = 4, presets = ['nights', 'workdays'], testid = 'schedule' }) {
+export function scheduleEditor ({ windows, max = 4, presets = ['nights', 'workdays'], testid = 'schedule',
+                                  emptyText = 'Add at least one window, or choose “always”.' }) {
     const id = `sched-${++serial}`;
     let rows = (Array.isArray(windows) && windows.length ? windows : []).map((w) => ({ ...w, days: [...w.days] }));
     const list = h('div', { class: 'windows', 'data-testid': `${testid}-windows` });
@@ -118,7 +119,7 @@ export function scheduleEditor ({ windows, max = 4, presets = ['nights', 'workda
 
     function read () {
         if (!rows.length)
-            return { error: 'Add at least one window, or choose “always”.' };
+            return { error: emptyText };
         const value = [];
         for (const [index, w] of rows.entries()) {
             const n = `Window ${index + 1}`;

@@ -51,7 +51,7 @@ export function energyCard ({ path, title, onLeave }) {
             box.setAttribute('aria-label', `Energy per ${period.key} over ${period.window}: ${fmtKwh(used)} used, `
                 + `${fmtKwh(phantom)} of it phantom`);
             mount(sum, `Over ${period.window}: ${fmtKwh(used)} used, ${fmtKwh(phantom)} phantom (${fmtMoney(cost, currency)}).`);
-            if (!buckets.length) {
+            if (!buckets.length || (used === 0 && phantom === 0)) {
                 chart.destroy();
                 mount(box, h('p', { class: 'empty chart-empty' }, 'No energy measured in this window yet.'));
                 return;

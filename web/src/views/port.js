@@ -143,7 +143,7 @@ export function portView (main, id, onLeave) {
             rows.push(['Used today', h('span', { 'data-testid': 'port-used-today' }, fmtKwh(fig.today.energyKwh))]);
         rows.push(['Role', h('span', {}, ROLES[r] || ROLES.standby,
             r === 'shouldBeOff' ? h('span', { class: 'muted small block', 'data-testid': 'port-schedule' },
-                s.offSchedule && s.offSchedule.length ? `off ${describeSchedule(s.offSchedule)}` : 'always off') : null)]);
+                Array.isArray(s.offSchedule) && s.offSchedule.length ? `off ${describeSchedule(s.offSchedule)}` : 'always off') : null)]);
         rows.push(['Off at or below', fmtWatts(s.offWatts)]);
         if (r === 'standby')
             rows.push(['Standby at or below', fmtWatts(s.standbyWatts)]);
@@ -227,7 +227,7 @@ export function portView (main, id, onLeave) {
 
     function renderNav () {
         const w = windowMs();
-        const atNow = end === null || end >= Date.now() - 1000;
+        const atNow = end === null;
         mount(navBar,
             h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'range-back',
                           'aria-label': `Back ${range.label || ''}`.trim(),
@@ -252,8 +252,9 @@ export function portView (main, id, onLeave) {
         if (zoom) {
             zoom = { from: w.from + direction * span, to: w.to + direction * span };
         } else {
+            //  Forward into the last minute is "now" again (and live).
             const next = w.to + direction * span;
-            end = next >= Date.now() ? null : next;
+            end = next >= Date.now() - 60000 ? null : next;
         }
         loadSeries();
     }

@@ -4,7 +4,7 @@ import { h, mount, badge, statusNow, ROLES } from '../dom.js';
 import { api, live } from '../api.js';
 import { onTick } from '../state.js';
 import { fmtAgo, fmtWatts } from '../format.js';
-import { field, readName, readNumber, showApiFieldError, showFieldErrors, clearFieldErrors } from '../forms.js';
+import { clearOnEdit, field, readName, readNumber, showApiFieldError, showFieldErrors, clearFieldErrors } from '../forms.js';
 import { scheduleEditor } from '../schedule.js';
 import { copyButton, confirmDialog, modal, showError, toast } from '../ui.js';
 import { connectHelp } from './connect.js';
@@ -117,8 +117,8 @@ export function portsView (main, onLeave) {
 
     function row (port, fresh) {
         return h('tr', { 'data-testid': 'port-row', 'data-port': port.id, class: fresh ? 'fresh' : undefined },
-            h('td', { 'data-label': 'Name' }, h('a', { href: `#/ports/${port.id}`, 'data-testid': 'port-link' }, port.name),
-              h('span', { class: 'role-chip' }, ROLES[(port.settings || {}).role] || ROLES.standby)),
+            h('td', { 'data-label': 'Name' }, h('span', {}, h('a', { href: `#/ports/${port.id}`, 'data-testid': 'port-link' }, port.name),
+              h('span', { class: 'role-chip' }, ROLES[(port.settings || {}).role] || ROLES.standby))),
             h('td', { 'data-label': 'Port ID', class: 'stacked' }, h('div', { class: 'copy-row' },
                 h('code', { class: 'uuid', 'data-testid': 'port-id' }, port.id),
                 copyButton(port.id, `Copy ID of ${port.name}`, 'copy-port-id'))),
@@ -204,7 +204,7 @@ export function portSettingsDialog (port, done) {
     const offWatts = num('offWatts', s.offWatts ?? 0.5, 0.1);
     const standbyWatts = num('standbyWatts', s.standbyWatts ?? 15, 0.1);
     const minPhantom = num('minPhantomSeconds', s.minPhantomSeconds ?? 60, 1);
-    const editor = scheduleEditor({ windows: s.offSchedule || [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'],
+    const editor = scheduleEditor({ windows: scheduled ? s.offSchedule : [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'],
                                                                  from: '22:00', to: '07:00' }],
                                     max: 4, presets: ['nights', 'workdays'], testid: 'off-schedule' });
 
@@ -224,6 +224,7 @@ export function portSettingsDialog (port, done) {
         h('p', { class: 'label' }, 'Off during (in your account’s time zone)'), editor.el,
         h('p', { class: 'field-error', id: 'off-schedule-error', 'data-testid': 'field-error-offSchedule',
                  'data-field': 'offSchedule', hidden: true }));
+    clearOnEdit(scheduleField, 'offSchedule');
     const standbyField = field({ name: 'standbyWatts', label: 'Standby at or below (W)', input: standbyWatts,
                                  hint: 'Above this it is in use, never waste.' });
     const minField = field({ name: 'minPhantomSeconds', label: 'Phantom after (seconds)', input: minPhantom,

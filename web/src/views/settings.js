@@ -6,7 +6,7 @@ import { h, mount } from '../dom.js';
 import { api } from '../api.js';
 import { state } from '../state.js';
 import { fmtDate, fmtMoney, fmtTime, fromLocalInput, setAccount, toDateInput } from '../format.js';
-import { field, readNumber, showApiFieldError, showFieldErrors, clearFieldErrors } from '../forms.js';
+import { clearOnEdit, field, readNumber, showApiFieldError, showFieldErrors, clearFieldErrors } from '../forms.js';
 import { describeSchedule, scheduleEditor } from '../schedule.js';
 import { confirmDialog, copyButton, modal, showError, toast } from '../ui.js';
 
@@ -104,8 +104,10 @@ export function settingsView (main, onLeave) {
                                    value: t.pricePerKwh ?? '', 'data-testid': 'setting-price' });
         const peak = h('input', { type: 'number', min: 0, max: 100, step: 0.0001, inputmode: 'decimal',
                                   value: t.peakPricePerKwh ?? '', 'data-testid': 'setting-peak-price' });
-        const editor = scheduleEditor({ windows: t.peakWindows || [{ days: ['mon', 'tue', 'wed', 'thu', 'fri'],
-                                                                     from: '17:00', to: '21:00' }],
+        const windows = Array.isArray(t.peakWindows) && t.peakWindows.length ? t.peakWindows : null;
+        const editor = scheduleEditor({ windows: windows || [{ days: ['mon', 'tue', 'wed', 'thu', 'fri'],
+                                                               from: '17:00', to: '21:00' }],
+                                        emptyText: 'Add at least one peak window.',
                                         max: 8, presets: ['evenings', 'workdays'], testid: 'peak-windows' });
         const validFrom = h('input', { type: 'date', value: t.validFrom ? toDateInput(new Date(t.validFrom).getTime()) : '',
                                        'data-testid': 'setting-valid-from' });
@@ -117,6 +119,7 @@ export function settingsView (main, onLeave) {
                 h('p', { class: 'label' }, 'Peak hours (in your time zone)'), editor.el,
                 h('p', { class: 'field-error', id: 'peak-windows-error', 'data-testid': 'field-error-peakWindows',
                          'data-field': 'peakWindows', hidden: true })));
+        clearOnEdit(peakPart, 'peakWindows');
         const sync = () => {
             peakPart.hidden = kind !== 'timeOfUse';
             priceLabel.textContent = kind === 'timeOfUse' ? 'Off-peak price per kWh' : 'Price per kWh';
@@ -154,7 +157,7 @@ export function settingsView (main, onLeave) {
                 if (!showFieldErrors(form, errors))
                     return;
                 const before = { kind: t.kind || 'flat', pricePerKwh: t.pricePerKwh, peakPricePerKwh: t.peakPricePerKwh ?? null,
-                                 peakWindows: t.peakWindows ?? null,
+                                 peakWindows: t.kind === 'timeOfUse' ? windows : null,
                                  validFrom: t.validFrom ? new Date(t.validFrom).toISOString() : null };
                 const update = {};
                 if (currency.value !== settings.currency)
@@ -192,7 +195,7 @@ export function settingsView (main, onLeave) {
                 return h('li', { 'data-testid': 'tariff-period' }, h('strong', {}, span), ': ',
                     p.kind === 'timeOfUse'
                         ? `${fmtMoney(p.pricePerKwh, currency)} per kWh off-peak, ${fmtMoney(p.peakPricePerKwh, currency)} `
-                          + `at peak (${describeSchedule(p.peakWindows)})`
+                          + `at peak (${describeSchedule(p.peakWindows) || 'no peak hours'})`
                         : `${fmtMoney(p.pricePerKwh, currency)} per kWh`);
             })) : h('p', { class: 'hint' }, 'One price for all your data.'));
         } catch (error) {
@@ -389,12 +392,14 @@ export function settingsView (main, onLeave) {
 
     function hookRow (w) {
         const switchId = `hook-${w.id}-on`;
+        const onOff = h('span', {}, w.enabled !== false ? 'On' : 'Off');
         const enabled = h('input', { type: 'checkbox', role: 'switch', id: switchId, checked: w.enabled !== false,
                                      'data-testid': 'webhook-enabled',
             onchange: async () => {
                 enabled.disabled = true;
                 try {
                     await api('PATCH', `/api/webhooks/${w.id}`, { enabled: enabled.checked });
+                    onOff.textContent = enabled.checked ? 'On' : 'Off';
                     toast(enabled.checked ? 'Webhook on.' : 'Webhook off.', 'ok');
                 } catch (error) {
                     enabled.checked = !enabled.checked;
@@ -408,7 +413,7 @@ export function settingsView (main, onLeave) {
                 h('code', { class: 'hook-url' }, w.url),
                 h('div', { class: 'small' }, 'Last delivery: ', delivery(w.lastDelivery))),
             h('div', { class: 'hook-actions' },
-                h('label', { class: 'switch', for: switchId }, enabled, h('span', {}, 'On')),
+                h('label', { class: 'switch', for: switchId }, enabled, onOff),
                 h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'webhook-test',
                     onclick: async (event) => {
                         const button = event.currentTarget;
