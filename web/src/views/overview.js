@@ -97,7 +97,7 @@ export function overviewView (main, onLeave) {
 
         mount(stats,
             stat('Phantom power now', h('span', { 'data-testid': 'total-phantom-watts' }, fmtWatts(phantomNow)),
-                 `drawn now by ${tally.phantom} port${tally.phantom === 1 ? '' : 's'} in standby`, 'stat-now'),
+                 `drawn right now by ${tally.phantom} port${tally.phantom === 1 ? '' : 's'} wasting power`, 'stat-now'),
             stat('Wasted today', h('span', { 'data-testid': 'today-cost' }, fmtMoney(today.phantomCost, currency)),
                  [h('span', { 'data-testid': 'today-kwh' }, fmtKwh(today.phantomKwh)),
                   ` since midnight, of ${fmtKwh(today.energyKwh)} used`], 'stat-today'),

@@ -385,6 +385,9 @@ export function portView (main, id, onLeave) {
         chartBox.dataset.points = String(points);
         chartBox.dataset.step = String(step);
         chartBox.dataset.range = range.key;
+        const w = windowMs();
+        chartBox.setAttribute('aria-label', `Power of ${model.tables.map((t) => t.label).join(', ')} from `
+            + `${fmtTime(w.from)} to ${fmtTime(w.to)}: ${points} points`);
         const anything = model.tables.some((t) => countPoints(t.table[t.table.length > 2 ? 2 : 1]) > 0);
         if (!anything) {
             chart.destroy();
@@ -409,37 +412,48 @@ export function portView (main, id, onLeave) {
     //  ---------------------------------------------------------------------
     //  Episodes
 
-    async function loadEpisodes () {
+    let episodes = [];
+    const EPISODES_PAGE = 50;
+
+    async function loadEpisodes (older = false) {
         try {
-            const data = await api('GET', `/api/ports/${id}/episodes`);
-            const episodes = data.episodes || [];
-            if (!episodes.length) {
-                mount(episodesBox, h('p', { class: 'empty', 'data-testid': 'episodes-empty' },
-                    role() === 'alwaysOn' ? 'None: this port is on by design, so it is never phantom.'
-                        : 'No phantom episodes yet.'));
-                return;
-            }
-            mount(episodesBox, h('table', { class: 'table responsive', 'data-testid': 'episodes' },
-                h('thead', {}, h('tr', {}, ['Start', 'Duration', 'Mean', 'Peak', 'Energy', 'Cost']
-                    .map((label, i) => h('th', { scope: 'col', class: i > 1 ? 'num' : undefined }, label)))),
-                h('tbody', {}, episodes.map((e) => {
-                    const open = e.open || !e.end;
-                    const endMs = open ? Date.now() : new Date(e.end).getTime();
-                    return h('tr', { 'data-testid': 'episode' },
-                        h('td', { 'data-label': 'Start' }, fmtTime(e.start)),
-                        h('td', { 'data-label': 'Duration' }, open
-                            ? h('span', {}, h('span', { class: 'badge badge-phantom' }, 'ongoing'), ' ',
-                                fmtDuration(endMs - new Date(e.start).getTime()))
-                            : fmtDuration(endMs - new Date(e.start).getTime())),
-                        h('td', { 'data-label': 'Mean', class: 'num' }, fmtWatts(e.meanWatts)),
-                        h('td', { 'data-label': 'Peak', class: 'num' }, fmtWatts(e.peakWatts)),
-                        h('td', { 'data-label': 'Energy', class: 'num' },
-                          e.energyWh !== undefined && e.energyWh !== null ? fmtKwh(e.energyWh / 1000) : '–'),
-                        h('td', { 'data-label': 'Cost', class: 'num' }, fmtMoney(e.cost, e.currency || currency)));
-                }))));
+            const before = older && episodes.length ? `&before=${encodeURIComponent(episodes[episodes.length - 1].id)}` : '';
+            const data = await api('GET', `/api/ports/${id}/episodes?limit=${EPISODES_PAGE}${before}`);
+            const page = data.episodes || [];
+            episodes = older ? episodes.concat(page) : page;
+            renderEpisodes(page.length === EPISODES_PAGE);
         } catch (error) {
             showError(episodesBox, error);
         }
+    }
+
+    function renderEpisodes (hasMore) {
+        if (!episodes.length) {
+            mount(episodesBox, h('p', { class: 'empty', 'data-testid': 'episodes-empty' },
+                role() === 'alwaysOn' ? 'None: this port is on by design, so it is never phantom.'
+                    : 'No phantom episodes yet.'));
+            return;
+        }
+        mount(episodesBox, h('table', { class: 'table responsive', 'data-testid': 'episodes' },
+            h('thead', {}, h('tr', {}, ['Start', 'Duration', 'Mean', 'Peak', 'Energy', 'Cost']
+                .map((label, i) => h('th', { scope: 'col', class: i > 1 ? 'num' : undefined }, label)))),
+            h('tbody', {}, episodes.map((e) => {
+                const open = e.open || !e.end;
+                const endMs = open ? Date.now() : new Date(e.end).getTime();
+                return h('tr', { 'data-testid': 'episode' },
+                    h('td', { 'data-label': 'Start' }, fmtTime(e.start)),
+                    h('td', { 'data-label': 'Duration' }, open
+                        ? h('span', {}, h('span', { class: 'badge badge-phantom' }, 'ongoing'), ' ',
+                            fmtDuration(endMs - new Date(e.start).getTime()))
+                        : fmtDuration(endMs - new Date(e.start).getTime())),
+                    h('td', { 'data-label': 'Mean', class: 'num' }, fmtWatts(e.meanWatts)),
+                    h('td', { 'data-label': 'Peak', class: 'num' }, fmtWatts(e.peakWatts)),
+                    h('td', { 'data-label': 'Energy', class: 'num' },
+                      e.energyWh !== undefined && e.energyWh !== null ? fmtKwh(e.energyWh / 1000) : '–'),
+                    h('td', { 'data-label': 'Cost', class: 'num' }, fmtMoney(e.cost, e.currency || currency)));
+            }))),
+            hasMore ? h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'episodes-older',
+                                    onclick: () => loadEpisodes(true) }, 'Show older') : null);
     }
 
     //  ---------------------------------------------------------------------
