@@ -113,18 +113,17 @@ proto_status_parse (const char *name)
 //  fields in table order.
 
 typedef enum {
-    S_VERSION,           //  PROTO_VERSION, not stored
-    S_INT,               //  signed integer in [min, max]
-    S_UINT,              //  unsigned integer up to max
-    S_DOUBLE,            //  finite; float32 and integers accepted
-    S_FLOAT,             //  finite and within float range
-    S_FLOAT_NONNEGATIVE, //  S_FLOAT, and >= 0
-    S_TEXT,              //  up to size - 1 bytes, no NUL
-    S_TOKEN,             //  1 to size - 1 visible ASCII characters
-    S_KIND,              //  S_TOKEN of lower-case words, dots, underscores
-    S_UUID,              //  canonical lower-case UUID text
-    S_TRUE,              //  msgpack true into a bool
-    S_MAP                //  nested map, fields in schema
+    S_VERSION, //  PROTO_VERSION, not stored
+    S_INT,     //  signed integer in [min, max]
+    S_UINT,    //  unsigned integer up to max
+    S_DOUBLE,  //  finite; float32 and integers accepted
+    S_FLOAT,   //  finite and within float range
+    S_TEXT,    //  up to size - 1 bytes, no NUL
+    S_TOKEN,   //  1 to size - 1 visible ASCII characters
+    S_KIND,    //  S_TOKEN of lower-case words, dots, underscores
+    S_UUID,    //  canonical lower-case UUID text
+    S_TRUE,    //  msgpack true into a bool
+    S_MAP      //  nested map, fields in schema
 } s_type_t;
 
 typedef struct s_schema_t s_schema_t;
@@ -207,10 +206,8 @@ static const s_field_t s_verdict_fields[] = {
     //  Present only when true; false is never written, so not accepted either
     {S_KEY2 ('n', 'r'), S_TRUE, S_AT (proto_verdict_t, no_reading),
      .present = offsetof (proto_verdict_t, no_reading)},
-    {S_KEY2 ('b', 'l'), S_FLOAT_NONNEGATIVE, S_AT (proto_verdict_t, baseline_watts),
-     .present = offsetof (proto_verdict_t, has_baseline)},
 };
-static const s_schema_t s_verdict_schema = {S_TABLE (s_verdict_fields, 3)};
+static const s_schema_t s_verdict_schema = {S_TABLE (s_verdict_fields, 2)};
 
 static const s_field_t s_event_fields[] = {
     {.key = S_KEY1 ('v'), .type = S_VERSION},
@@ -291,7 +288,6 @@ s_value_pack (msgpack_packer *packer, const s_field_t *field, const uint8_t *bas
     case S_DOUBLE:
         return msgpack_pack_double (packer, *(const double *)value);
     case S_FLOAT:
-    case S_FLOAT_NONNEGATIVE:
         return msgpack_pack_float (packer, *(const float *)value);
     case S_TEXT:
     case S_TOKEN:
@@ -830,8 +826,6 @@ s_value_read (s_reader_t *reader, const s_field_t *field, uint8_t *base)
         return s_read_double (reader, (double *)value);
     case S_FLOAT:
         return s_read_float (reader, (float *)value);
-    case S_FLOAT_NONNEGATIVE:
-        return s_read_float (reader, (float *)value) || *(float *)value < 0 ? -2 : 0;
     case S_TEXT:
     case S_TOKEN:
     case S_KIND:
@@ -1687,7 +1681,7 @@ s_test_reading_frames (proto_buffer_t *buffer, uint64_t *state, bool verbose)
 }
 
 //  Encodes verdict into buffer and decodes it again: every field comes
-//  back, an absent episode or baseline as zeros, whatever the output held.
+//  back, an absent episode as zeros, whatever the output held.
 static void
 s_test_verdict_trip (const proto_verdict_t *verdict, proto_buffer_t *buffer)
 {
@@ -1700,12 +1694,10 @@ s_test_verdict_trip (const proto_verdict_t *verdict, proto_buffer_t *buffer)
     assert (out.previous == verdict->previous);
     assert (out.has_episode == verdict->has_episode);
     assert (out.no_reading == verdict->no_reading);
-    assert (out.has_baseline == verdict->has_baseline);
     if (verdict->has_episode)
         s_test_episode_equal (&verdict->episode, &out.episode);
     else
         assert (out.episode.samples == 0 && out.episode.start == 0);
-    assert (out.baseline_watts == (verdict->has_baseline ? verdict->baseline_watts : 0));
 }
 
 //  Verdict round trip, with and without an episode
@@ -1720,12 +1712,11 @@ s_test_verdict_frames (proto_buffer_t *buffer, uint64_t *state)
     verdict.has_episode = true;
     s_test_episode (&verdict.episode);
     //  Without the optional keys: flags clear, and the frame is what
-    //  senders that predate them wrote (map of 5, no "nr"/"bl")
+    //  senders that predate them wrote (map of 5, no "nr")
     s_test_verdict_trip (&verdict, buffer);
     assert (buffer->data[0] == 0x85);
     s_test_span_t span;
     assert (s_test_find (buffer->data, 0, "nr", &span) == -1);
-    assert (s_test_find (buffer->data, 0, "bl", &span) == -1);
     s_test_truncations (S_VERDICT, buffer);
     static const s_test_field_t top[] = {
         {"rd", S_HOLDS_MAP}, {"st", S_HOLDS_NUMBER}, {"pv", S_HOLDS_NUMBER}, {"ep", S_HOLDS_MAP}};
@@ -1763,46 +1754,40 @@ s_test_verdict_optional (proto_buffer_t *buffer, uint64_t *state)
     s_test_reading (&verdict.reading);
     s_test_episode (&verdict.episode);
 
-    //  No-reading verdict with baseline and closed episode: all 7 keys
+    //  No-reading verdict with a closed episode: all 6 keys
     verdict.no_reading = true;
-    verdict.has_baseline = true;
-    verdict.baseline_watts = 4.75f;
     verdict.has_episode = true;
     verdict.status = PROTO_STATUS_OFFLINE;
     verdict.previous = PROTO_STATUS_PHANTOM;
     strcpy (verdict.reading.gateway, PROTO_GATEWAY_NONE);
     s_test_verdict_trip (&verdict, buffer);
-    assert (buffer->data[0] == 0x87);
+    assert (buffer->data[0] == 0x86);
     s_test_truncations (S_VERDICT, buffer);
-    static const s_test_field_t optional[] = {{"nr", S_HOLDS_TRUE}, {"bl", S_HOLDS_NUMBER}};
+    static const s_test_field_t optional[] = {{"nr", S_HOLDS_TRUE}};
     static const s_test_group_t groups[] = {S_GROUP ("", optional)};
     s_test_fields (S_VERDICT, buffer, groups, 1, s_test_unknown);
-    assert (s_test_rename (S_VERDICT, buffer, "nr", "bl") == -2); //  repeated key
-    assert (s_test_rename (S_VERDICT, buffer, "bl", "nr") == -2);
-    assert (s_test_rename (S_VERDICT, buffer, "bl", "st") == -2);
-    assert (s_test_value (S_VERDICT, buffer, "bl", S_BYTES ("\xca\x7f\xc0\0\0")) == -2); //  NaN
-    assert (s_test_value (S_VERDICT, buffer, "bl", S_BYTES ("\xca\xbf\x80\0\0")) == -2); //  -1
-    assert (s_test_value (S_VERDICT, buffer, "bl", S_BYTES ("\xcb\x48\x0c\0\0\0\0\0\0")) ==
-            -2);                                                            //  1e39
-    assert (s_test_value (S_VERDICT, buffer, "bl", S_BYTES ("\x00")) == 0); //  0 W
-    assert (s_test_value (S_VERDICT, buffer, "bl", S_BYTES ("\xcd\x01\x2c")) == 0);
-    //  Eight keys are one too many, even if the eighth were known
-    uint8_t eight = 0x88;
-    assert (s_test_replace (S_VERDICT, buffer, 0, 1, &eight, 1, NULL) == -2);
+    assert (s_test_rename (S_VERDICT, buffer, "nr", "st") == -2); //  repeated key
+    assert (s_test_rename (S_VERDICT, buffer, "nr", "bl") == -2); //  a key no longer sent
+    //  Seven keys are one too many, even if the seventh were known
+    uint8_t seven = 0x87;
+    assert (s_test_replace (S_VERDICT, buffer, 0, 1, &seven, 1, NULL) == -2);
     s_test_mutations (S_VERDICT, buffer, state, 20000);
-    //  Each optional key alone
+    //  Required keys stay required with the optional ones around: the
+    //  frame without "pv" (and a map of 5) is malformed
+    s_test_span_t span = s_test_span (buffer, "pv");
+    proto_buffer_t cut;
+    proto_buffer_init (&cut);
+    assert (s_buffer_write (&cut, (const char *)buffer->data, span.key_at) == 0);
+    assert (s_buffer_write (&cut, (const char *)buffer->data + span.value_end,
+                            buffer->size - span.value_end) == 0);
+    cut.data[0] = 0x85;
+    assert (s_test_decode (S_VERDICT, cut.data, cut.size) == -2);
+    proto_buffer_release (&cut);
+    //  The optional key alone
     verdict.has_episode = false;
-    verdict.has_baseline = false;
     s_test_verdict_trip (&verdict, buffer);
     assert (buffer->data[0] == 0x85);
     s_test_truncations (S_VERDICT, buffer);
-    verdict.no_reading = false;
-    verdict.has_baseline = true;
-    verdict.baseline_watts = 0.25f;
-    s_test_verdict_trip (&verdict, buffer);
-    s_test_truncations (S_VERDICT, buffer);
-    //  Four required keys still required with optional ones around
-    assert (s_test_rename (S_VERDICT, buffer, "pv", "nr") == -2);
 }
 
 //  Event round trip, with and without an episode
@@ -2036,8 +2021,7 @@ s_test_batches (proto_buffer_t *buffer, uint64_t *state)
         verdicts[index].has_episode = index == 1;
         if (index == 1)
             s_test_episode (&verdicts[index].episode);
-        verdicts[index].has_baseline = index == 2;
-        verdicts[index].baseline_watts = index == 2 ? 1.5f : 0;
+        verdicts[index].no_reading = index == 2;
         assert (proto_verdict_append (&verdicts[index], buffer) == 0);
     }
     offset = 0;
@@ -2048,7 +2032,7 @@ s_test_batches (proto_buffer_t *buffer, uint64_t *state)
         assert (verdict.has_episode == (index == 1));
         if (index == 1)
             s_test_episode_equal (&verdict.episode, &verdicts[1].episode);
-        assert (verdict.has_baseline == (index == 2));
+        assert (verdict.no_reading == (index == 2));
         offset += used;
     }
     assert (offset == buffer->size);

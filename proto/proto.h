@@ -103,8 +103,8 @@ typedef struct {
 //  offline timer taking a silent port offline and closing its episode):
 //  the store uses only reading.user, reading.port and reading.ts (the time
 //  of the change), writes no readings row and sends no ack; reading.gateway
-//  is PROTO_GATEWAY_NONE. Wire keys "nr" and "bl" are optional: present
-//  only when no_reading / has_baseline is set.
+//  is PROTO_GATEWAY_NONE. Wire key "nr" is optional: present only when
+//  no_reading is set.
 typedef struct {
     proto_reading_t reading;        //  the reading itself
     uint8_t status;                 //  proto_status_t after this reading
@@ -112,9 +112,6 @@ typedef struct {
     bool has_episode;               //  episode below is set
     proto_episode_t episode;        //  opened, updated or closed by this reading
     bool no_reading;                //  no reading behind it: no readings row, no ack
-    bool has_baseline;              //  baseline_watts is set
-    float baseline_watts;           //  always-on baseline, W (>= 0): 1st-percentile
-                                    //  bin of the port's power over the last 24 h
 } proto_verdict_t;
 
 //  The store's answer for one reading.

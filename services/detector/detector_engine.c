@@ -31,18 +31,8 @@
       opens a new episode (only with min_phantom_seconds 0), the closed one
       wins the verdict; the new one reaches the store with the reading
       after, since every verdict of an open episode carries the whole of it.
-    - Always-on baseline (DESIGN.md): the 1st-percentile bin of the port's
-      power over the last 24 h, from two 12-hour halves of a log-scale
-      histogram (S_BINS bins of ratio sqrt 2 from 0.5 W) with one-byte
-      counters that saturate at 255, plus an exact count of each half's
-      readings. The baseline is the first bin where the cumulative count
-      reaches 1 % of the readings: exact while 1 % of the window is at most
-      255 readings (a reading every 3.4 s or slower; the guide's sensors
-      send every 5 s). With faster sensors a saturated bin below that point
-      is taken as the baseline: it held at least 255 readings. The window
-      is the current half plus the one before: 12 to 24 h. A baseline goes
-      out with a verdict at most once a minute per port, and only once 100
-      readings back it.
+    - The "lowest steady draw" (DESIGN.md) is not the engine's: the API
+      computes it exactly from the stored readings.
     =========================================================================
 */
 #include "detector_engine.h"
@@ -58,43 +48,32 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#define S_USED 0x01     //  slot holds a port
-#define S_SEEN 0x02     //  port has a last reading (last_ts valid)
-#define S_BASELINE 0x04 //  a baseline was sent (baseline_minute valid)
-
-#define S_BINS 20                  //  baseline histogram bins per half
-#define S_BIN_FLOOR 0.5            //  W: below it bin 0 (nothing always on)
-#define S_HALF_MS 43200000LL       //  a histogram half: 12 h
-#define S_MINUTE_MS 60000LL        //  a port's baseline goes out at most once a minute
-#define S_BASELINE_MIN_SAMPLES 100 //  a 1st percentile of fewer is just the minimum
+#define S_USED 0x01 //  slot holds a port
+#define S_SEEN 0x02 //  port has a last reading (last_ts valid)
 
 #define S_ZONES_MAX 256 //  distinct time zones cached
 #define S_ZONE_BLOCK_MS                                                                            \
     900000 //  zone offsets are cached per UTC quarter hour:
            //  every real DST change falls on one's border
 
-//  One port: 120 bytes. Kept small because the table holds one per port of
+//  One port: 72 bytes. Kept small because the table holds one per port of
 //  the partition: at a million ports the table has 2^21 slots (load <= 3/4),
-//  so 120 bytes a slot is 252 bytes per port, under the 256 budget.
+//  so 72 bytes a slot is 151 bytes per port, under the 256 budget.
 typedef struct {
-    uint8_t uuid[16];         //  port id, binary
-    int64_t user;             //  owner, for events
-    int64_t last_ts;          //  ts of the last accepted reading, ms
-    int64_t last_seen;        //  gateway clock at that reading, for the offline timer
-    int64_t low_since;        //  ts of the first reading of the low-draw run
-    double energy_wh;         //  integral over the low-draw run
-    float last_power;         //  W of the last accepted reading
-    float peak_watts;         //  highest draw in the low-draw run
-    uint32_t samples;         //  readings in the low-draw run
-    uint16_t zone;            //  zone cache index + 1 of the last window lookup, 0 none
-    uint8_t status;           //  proto_status_t
-    uint8_t flags;            //  S_USED, S_SEEN, S_BASELINE
-    uint16_t baseline_minute; //  ts minute (mod 2^16) of the last baseline sent
-    uint16_t half;            //  12-hour period (mod 2^16) of the newest histogram half
-    uint16_t total[2];        //  readings in each half (saturating)
-    uint8_t bins[2][S_BINS];  //  baseline histogram (saturating); half [period & 1]
+    uint8_t uuid[16];  //  port id, binary
+    int64_t user;      //  owner, for events
+    int64_t last_ts;   //  ts of the last accepted reading, ms
+    int64_t last_seen; //  gateway clock at that reading, for the offline timer
+    int64_t low_since; //  ts of the first reading of the low-draw run
+    double energy_wh;  //  integral over the low-draw run
+    float last_power;  //  W of the last accepted reading
+    float peak_watts;  //  highest draw in the low-draw run
+    uint32_t samples;  //  readings in the low-draw run
+    uint16_t zone;     //  zone cache index + 1 of the last window lookup, 0 none
+    uint8_t status;    //  proto_status_t
+    uint8_t flags;     //  S_USED, S_SEEN
 } s_port_t;
-_Static_assert(sizeof (s_port_t) == 120, "port state grew: check the bytes-per-port budget");
+_Static_assert(sizeof (s_port_t) == 72, "port state grew: check the bytes-per-port budget");
 
 //  A time zone's UTC offset, valid for one quarter hour.
 typedef struct {
@@ -534,85 +513,6 @@ s_port_offline (s_port_t *port, const char *port_text, detector_outcome_t *outco
     }
 }
 
-//  Histogram bin of p: 0 below S_BIN_FLOOR, then two bins per doubling,
-//  the last open-ended (from 256 W). frexp, not log2: exact and cheap.
-static inline int
-s_bin (double p)
-{
-    if (!(p >= S_BIN_FLOOR))
-        return 0;
-    int exponent;
-    double fraction = frexp (p / S_BIN_FLOOR, &exponent); //  [0.5, 1) x 2^exponent
-    int bin = 1 + 2 * (exponent - 1) + (fraction >= 0.70710678118654752);
-    return bin < S_BINS ? bin : S_BINS - 1;
-}
-
-//  The watts a bin stands for: its geometric centre; 0 for bin 0; the
-//  lower edge of the open-ended last bin.
-static float
-s_bin_watts (int bin)
-{
-    if (bin == 0)
-        return 0;
-    double lower = S_BIN_FLOOR * exp2 ((bin - 1) / 2.0);
-    return (float)(bin == S_BINS - 1 ? lower : lower * exp2 (0.25));
-}
-
-static void
-s_half_clear (s_port_t *port, int which)
-{
-    memset (port->bins[which], 0, S_BINS);
-    port->total[which] = 0;
-}
-
-//  Counts p at ts in the port's histogram, dropping halves older than 24 h.
-static void
-s_histogram_add (s_port_t *port, int64_t ts, double p)
-{
-    int64_t period = ts >= 0 ? ts / S_HALF_MS : (ts - S_HALF_MS + 1) / S_HALF_MS;
-    uint16_t half = (uint16_t)period;
-    uint16_t ahead = (uint16_t)(half - port->half);
-    int which = (int)(period & 1);
-    if (port->total[0] == 0 && port->total[1] == 0)
-        port->half = half; //  empty: any period is the newest
-    else if (ahead == 1) {
-        s_half_clear (port, which); //  held the period before last
-        port->half = half;
-    } else if (ahead > 1 && ahead < 0x8000) {
-        s_half_clear (port, 0);
-        s_half_clear (port, 1);
-        port->half = half;
-    } else if (ahead >= 0x8000 && (uint16_t)(port->half - half) > 1)
-        return; //  older than the previous half
-    int bin = s_bin (p);
-    if (port->bins[which][bin] < UINT8_MAX)
-        port->bins[which][bin]++;
-    if (port->total[which] < UINT16_MAX)
-        port->total[which]++;
-}
-
-//  The bin where the count over both halves reaches 1 % of their
-//  readings (or that saturated first), as watts. false while fewer than
-//  S_BASELINE_MIN_SAMPLES readings back it.
-static bool
-s_baseline (const s_port_t *port, float *watts)
-{
-    uint32_t total = (uint32_t)port->total[0] + port->total[1];
-    if (total < S_BASELINE_MIN_SAMPLES)
-        return false;
-    uint32_t needed = (total + 99) / 100;
-    uint32_t cumulative = 0;
-    int bin = 0;
-    for (; bin < S_BINS - 1; bin++) {
-        cumulative += (uint32_t)port->bins[0][bin] + port->bins[1][bin];
-        if (cumulative >= needed || port->bins[0][bin] == UINT8_MAX ||
-            port->bins[1][bin] == UINT8_MAX)
-            break;
-    }
-    *watts = s_bin_watts (bin);
-    return true;
-}
-
 //  Brings a port's slot towards the cache ahead of its reading: at a
 //  million ports nearly every reading misses the cache, and overlapping
 //  those misses is what makes a batch fast.
@@ -639,22 +539,6 @@ s_answer_stale (detector_engine_t *self, const s_port_t *port, int64_t ts,
     if (port->status == PROTO_STATUS_PHANTOM) {
         s_episode_fill (port, 0, &outcome->episode);
         outcome->has_episode = true;
-    }
-}
-
-//  Counts the reading in the port's histogram and puts the port's
-//  baseline into outcome, at most once a minute: a baseline costs the
-//  store a port row write.
-static void
-s_offer_baseline (s_port_t *port, int64_t ts, double p, detector_outcome_t *outcome)
-{
-    s_histogram_add (port, ts, p);
-    uint16_t minute = (uint16_t)((ts >= 0 ? ts : ts - S_MINUTE_MS + 1) / S_MINUTE_MS);
-    if ((minute != port->baseline_minute || !(port->flags & S_BASELINE)) &&
-        s_baseline (port, &outcome->baseline_watts)) {
-        outcome->has_baseline = true;
-        port->baseline_minute = minute;
-        port->flags |= S_BASELINE;
     }
 }
 
@@ -748,7 +632,6 @@ s_process (detector_engine_t *self, const proto_reading_t *reading, const uint8_
     outcome->ignored = false;
     outcome->rejected = false;
     outcome->has_episode = false;
-    outcome->has_baseline = false;
     outcome->event_count = 0;
 
     double p = reading->power;
@@ -776,7 +659,6 @@ s_process (detector_engine_t *self, const proto_reading_t *reading, const uint8_
                 s_port_offline (port, reading->port, outcome);
         }
     }
-    s_offer_baseline (port, ts, p, outcome);
     uint8_t status = s_judge (self, port, &reading->settings, ts, p);
     s_settle (port, reading, p, status, outcome);
     return 0;
@@ -1047,102 +929,6 @@ s_sink_offline (const char *port, int64_t user, int64_t ts, const detector_outco
     sink->ts = ts;
     sink->outcome = *outcome;
     sink->count++;
-}
-
-//  Feeds a port readings every step_s seconds over [from_s, to_s) of
-//  watts (every odd_every-th one odd_watts instead); returns the last
-//  baseline seen, -1 if none, and checks the once-a-minute spacing.
-static float
-s_feed (detector_engine_t *engine, const proto_settings_t *settings, int64_t base, int64_t from_s,
-        int64_t to_s, int64_t step_s, double watts, int64_t odd_every, double odd_watts,
-        size_t *baselines)
-{
-    float last = -1;
-    int64_t last_at = INT64_MIN / 2;
-    for (int64_t t = from_s, n = 0; t < to_s; t += step_s, n++) {
-        proto_reading_t reading;
-        detector_outcome_t outcome;
-        double p = odd_every && n % odd_every == odd_every - 1 ? odd_watts : watts;
-        detector_fixture_reading (&reading, S_PORT_A, 7, base + t * 1000, p, settings);
-        assert (detector_engine_process (engine, &reading, &outcome) == 0);
-        if (outcome.has_baseline) {
-            assert ((base / 1000 + t) / 60 != (base / 1000 + last_at) / 60); //  once a minute
-            assert (outcome.baseline_watts >= 0);
-            last_at = t;
-            last = outcome.baseline_watts;
-            if (baselines)
-                (*baselines)++;
-        }
-    }
-    return last;
-}
-
-static void
-s_baseline_test (const proto_settings_t *settings, int64_t base)
-{
-    //  Bins: two per doubling from 0.5 W
-    assert (s_bin (0) == 0 && s_bin (0.49) == 0 && s_bin (-3) == 0 && s_bin (NAN) == 0);
-    assert (s_bin (0.5) == 1 && s_bin (0.7) == 1 && s_bin (0.71) == 2 && s_bin (1) == 3);
-    assert (s_bin (4) == 7 && s_bin (5.6) == 7 && s_bin (5.7) == 8 && s_bin (7) == 8);
-    assert (s_bin (100) == 16 && s_bin (255) == 18 && s_bin (256) == 19 && s_bin (1e9) == 19);
-    assert (s_bin_watts (0) == 0);
-    assert (fabsf (s_bin_watts (7) - 4.7568f) < 1e-3f); //  4 * 2^(1/4)
-    assert (fabsf (s_bin_watts (19) - 256) < 1e-3f);    //  open-ended: lower edge
-
-    //  base is on a 12-hour boundary, so halves are [0, 12 h), [12 h, 24 h)...
-    assert (base % S_HALF_MS == 0);
-    const int64_t hour = 3600;
-
-    //  99 % at 100 W, 1.25 % at 4 W, every 10 s for 12 h: the 4 W bin.
-    //  Not before 100 readings; then once a minute (checked in s_feed).
-    detector_engine_t *engine = detector_engine_new (0, 300000);
-    size_t baselines = 0;
-    assert (s_feed (engine, settings, base, 0, 980, 10, 100, 80, 4, &baselines) < 0);
-    assert (baselines == 0);
-    float watts = s_feed (engine, settings, base, 990, 12 * hour, 10, 100, 80, 4, &baselines);
-    assert (watts >= 4 && watts < 5.66f);
-    //  (12 h - 990 s) / 60 s + 1, give or take the minute boundary
-    assert (baselines >= 700 && baselines <= 704);
-    detector_engine_destroy (&engine);
-
-    //  All at 7 W: the 7 W bin [5.66, 8).
-    engine = detector_engine_new (0, 300000);
-    watts = s_feed (engine, settings, base, 0, 2 * hour, 10, 7, 0, 0, NULL);
-    assert (watts >= 5.66f && watts < 8);
-    detector_engine_destroy (&engine);
-
-    //  1 s readings for 12 h with one in 1000 at 2 W (0.1 %): well under
-    //  1 %, so the baseline is the 100 W bin. Saturating counters alone
-    //  (100 W stuck at 255 next to 43 at 2 W) would say 2 W; the exact
-    //  count of readings keeps the threshold right.
-    engine = detector_engine_new (0, 300000);
-    watts = s_feed (engine, settings, base, 0, 12 * hour, 1, 100, 1000, 2, NULL);
-    assert (watts >= 90.5f && watts < 128);
-    detector_engine_destroy (&engine);
-
-    //  Data older than 24 h is forgotten: 12 h at 4 W, then 100 W. At
-    //  20 h the 4 W half is still in the window; once the next half
-    //  begins (24 h) it is gone.
-    engine = detector_engine_new (0, 300000);
-    watts = s_feed (engine, settings, base, 0, 12 * hour, 10, 4, 0, 0, NULL);
-    assert (watts >= 4 && watts < 5.66f);
-    watts = s_feed (engine, settings, base, 12 * hour, 20 * hour, 10, 100, 0, 0, NULL);
-    assert (watts >= 4 && watts < 5.66f);
-    watts = s_feed (engine, settings, base, 20 * hour, 24 * hour + 30 * 60, 10, 100, 0, 0, NULL);
-    assert (watts >= 90.5f && watts < 128);
-    //  A silence of two days empties both halves: 100 readings again first
-    baselines = 0;
-    assert (s_feed (engine, settings, base, 72 * hour, 72 * hour + 980, 10, 0.2, 0, 0, &baselines) <
-            0);
-    watts = s_feed (engine, settings, base, 72 * hour + 990, 73 * hour, 10, 0.2, 0, 0, NULL);
-    assert (watts == 0); //  below 0.5 W: nothing always on
-    detector_engine_destroy (&engine);
-
-    //  Above the last bin edge: its lower edge, 256 W.
-    engine = detector_engine_new (0, 300000);
-    watts = s_feed (engine, settings, base, 0, hour, 10, 2500, 0, 0, NULL);
-    assert (watts == s_bin_watts (S_BINS - 1));
-    detector_engine_destroy (&engine);
 }
 
 #define S_RUN(name, steps, settings, base)                                                         \
@@ -1550,7 +1336,6 @@ s_offline_test (detector_engine_t *engine, const proto_settings_t *settings, int
     assert (sink.outcome.episode.start == base + 1200000);
     assert (sink.outcome.episode.end == last_b);
     assert (fabs (sink.outcome.episode.energy_wh - 4.0 * 60 / 3600) < 1e-9);
-    assert (!sink.outcome.has_baseline);
     assert (sink.outcome.event_count == 2);
     assert (streq (sink.outcome.events[0].kind, "status"));
     assert (sink.outcome.events[0].status == PROTO_STATUS_OFFLINE);
@@ -1745,7 +1530,6 @@ detector_engine_test (bool verbose)
     s_replay_test (&settings, base, 4);  //  killed while idle (the fault test's case)
     s_replay_test (&settings, base, 16); //  killed while phantom
     s_skew_test (&settings, base);
-    s_baseline_test (&settings, base);
     s_growth_test (&settings, base);
     s_batch_test (&settings, base);
     printf ("OK\n");
