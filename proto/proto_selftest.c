@@ -36,9 +36,9 @@ s_write_corpus (const char *dir)
     reading.settings.off_watts = 0.5f;
     reading.settings.standby_watts = 10.0f;
     reading.settings.min_phantom_seconds = 300;
-    reading.settings.expected_off = PROTO_EXPECTED_OFF_WINDOW;
-    reading.settings.off_from_min = 1320;
-    reading.settings.off_to_min = 420;
+    reading.settings.role = PROTO_ROLE_SHOULD_BE_OFF;
+    reading.settings.windows [0] = PROTO_WINDOW_PACK (0x7f, 1320, 420);
+    reading.settings.windows [1] = PROTO_WINDOW_PACK (0x1f, 540, 1020);
     strcpy (reading.settings.timezone, "Europe/Berlin");
 
     proto_verdict_t verdict;

@@ -9,8 +9,13 @@
       reading that hovers at a border keeps the status it has.
     - Low draw is "idle" until it has lasted min_phantom_seconds (by reading
       timestamps), then "phantom". High draw is "active" at once.
-    - While the owner expects the appliance off (always, or inside a daily
-      local-time window), any draw above off_watts is low draw.
+    - Roles (settings.role): standby is the above. should_be_off: while its
+      schedule is on (no window: always; else inside one of up to four
+      weekly windows of the owner's local time, each starting on its days
+      at from and ending at to, the next day when to <= from), any draw
+      above off_watts is low draw; outside it, as standby. always_on: on by
+      design, never idle or phantom (so never notified): above off_watts
+      (with the hysteresis) it is active, at or below off.
     - Time is the reading's ts. A reading older than the port's last one is
       counted and ignored; one with the same ts is a retry and is answered
       with the current status. A gap longer than offline_after is never
@@ -69,7 +74,7 @@ typedef struct {
     float last_power;  //  W of the last accepted reading
     float peak_watts;  //  highest draw in the low-draw run
     uint32_t samples;  //  readings in the low-draw run
-    uint16_t zone;     //  zone cache index + 1 of the last window lookup, 0 none
+    uint16_t zone;     //  zone cache index + 1 of the last schedule lookup, 0 none
     uint8_t status;    //  proto_status_t
     uint8_t flags;     //  S_USED, S_SEEN
 } s_port_t;
@@ -381,31 +386,44 @@ s_zone_offset (detector_engine_t *self, s_port_t *port, const char *name, int64_
     return zone->offset_s;
 }
 
-//  Whether the owner expects the appliance off at ts.
+//  Whether a should_be_off port's schedule is on at ts: always without a
+//  window, else when ts falls in one of them in the owner's local time. A
+//  window is on from its from on each of its days, to its to the same
+//  day, or the next day when to <= from (to 0 ends at midnight).
 static bool
-s_expected_off (detector_engine_t *self, s_port_t *port, const proto_settings_t *settings,
-                int64_t ts)
+s_schedule_on (detector_engine_t *self, s_port_t *port, const proto_settings_t *settings,
+               int64_t ts)
 {
-    if (settings->expected_off == PROTO_EXPECTED_OFF_ALWAYS)
+    bool any = false;
+    for (size_t i = 0; i < PROTO_WINDOWS_MAX; i++)
+        any |= settings->windows[i] != 0;
+    if (!any)
         return true;
-    if (settings->expected_off != PROTO_EXPECTED_OFF_WINDOW)
-        return false;
-    int from = settings->off_from_min;
-    int to = settings->off_to_min;
-    if (from < 0 || from > 1440 || to < 0 || to > 1440 || from == to)
-        return false; //  an empty or nonsensical window expects nothing
     char name[PROTO_TIMEZONE_MAX + 1];
     memcpy (name, settings->timezone, PROTO_TIMEZONE_MAX);
     name[PROTO_TIMEZONE_MAX] = '\0';
     int64_t local_s =
         (ts >= 0 ? ts / 1000 : (ts - 999) / 1000) + s_zone_offset (self, port, name, ts);
-    int64_t day_s = local_s % 86400;
-    if (day_s < 0)
-        day_s += 86400;
-    int minute = (int)(day_s / 60);
-    if (from < to)
-        return minute >= from && minute < to;
-    return minute >= from || minute < to; //  window across midnight
+    int64_t day = local_s >= 0 ? local_s / 86400 : (local_s - 86399) / 86400;
+    int minute = (int)((local_s - day * 86400) / 60);
+    //  Day 0 (1970-01-01) was a Thursday; bit 0 is Monday.
+    int today = (int)(((day + 3) % 7 + 7) % 7);
+    int yesterday = (today + 6) % 7;
+    for (size_t i = 0; i < PROTO_WINDOWS_MAX; i++) {
+        uint32_t window = settings->windows[i];
+        if (window == 0 || !proto_window_valid (window))
+            continue; //  settings built by hand (a replay, a test) skip the decoder
+        int days = (int)PROTO_WINDOW_DAYS (window);
+        int from = (int)PROTO_WINDOW_FROM (window);
+        int to = (int)PROTO_WINDOW_TO (window);
+        bool started_today = (days >> today) & 1;
+        if (to > from) {
+            if (started_today && minute >= from && minute < to)
+                return true;
+        } else if ((started_today && minute >= from) || (((days >> yesterday) & 1) && minute < to))
+            return true; //  past midnight: tonight's part, or the end of last night's
+    }
+    return false;
 }
 
 static inline float
@@ -560,8 +578,12 @@ s_judge (detector_engine_t *self, s_port_t *port, const proto_settings_t *settin
 
     uint8_t previous = port->status;
     s_band_t band = s_band (s_band_of_status (previous), p, off, standby);
-    if (band == S_BAND_HIGH && settings->expected_off != PROTO_EXPECTED_OFF_NEVER &&
-        s_expected_off (self, port, settings, ts))
+    //  On by design: any draw is use. A port that was in a low-draw run
+    //  when its role changed leaves it here, closing its episode.
+    if (settings->role == PROTO_ROLE_ALWAYS_ON)
+        return band == S_BAND_OFF ? PROTO_STATUS_OFF : PROTO_STATUS_ACTIVE;
+    if (band == S_BAND_HIGH && settings->role == PROTO_ROLE_SHOULD_BE_OFF &&
+        s_schedule_on (self, port, settings, ts))
         band = S_BAND_LOW;
     if (band != S_BAND_LOW)
         return band == S_BAND_OFF ? PROTO_STATUS_OFF : PROTO_STATUS_ACTIVE;
@@ -826,7 +848,7 @@ detector_engine_replay (detector_engine_t *self, const char *port_text, int64_t 
     reading.received = now_ms;
     reading.settings.off_watts = 0;
     reading.settings.standby_watts = FLT_MAX;
-    reading.settings.expected_off = PROTO_EXPECTED_OFF_NEVER;
+    reading.settings.role = PROTO_ROLE_STANDBY;
     reading.settings.min_phantom_seconds = saved.status == PROTO_STATUS_PHANTOM ? 0 : INT32_MAX;
     detector_outcome_t outcome;
     bool consistent = true;
@@ -933,6 +955,185 @@ s_sink_offline (const char *port, int64_t user, int64_t ts, const detector_outco
 
 #define S_RUN(name, steps, settings, base)                                                         \
     s_run_series (name, steps, sizeof (steps) / sizeof (steps[0]), settings, base, verbose)
+
+//  Status after a fresh port's first reading of watts at ts: with no
+//  dwell low draw is phantom at once, so at 100 W under should_be_off it
+//  says whether the schedule is on (phantom) or off (active) at ts.
+static proto_status_t
+s_probe (const proto_settings_t *settings, int64_t ts, double watts)
+{
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    detector_fixture_reading (&reading, S_PORT_A, 7, ts, watts, settings);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    detector_engine_destroy (&engine);
+    return (proto_status_t)outcome.status;
+}
+
+//  Always on: never idle or phantom at any draw, no episode, no phantom
+//  event; a port phantom when its role changed closes its episode with
+//  its next reading.
+static void
+s_always_on_test (const proto_settings_t *settings, int64_t base, bool verbose)
+{
+    proto_settings_t on = *settings;
+    on.role = PROTO_ROLE_ALWAYS_ON;
+    //  Two bands split at off_watts, with its hysteresis
+    const s_step_t bands[] = {
+        {0, 0.0, PROTO_STATUS_OFF},     {10, 0.6, PROTO_STATUS_OFF},
+        {20, 11, PROTO_STATUS_ACTIVE},  {30, 3, PROTO_STATUS_ACTIVE},
+        {40, 100, PROTO_STATUS_ACTIVE}, {50, 0.55, PROTO_STATUS_ACTIVE},
+        {60, 0.45, PROTO_STATUS_OFF},   {70, 0.75, PROTO_STATUS_ACTIVE},
+        {200, 14, PROTO_STATUS_ACTIVE},
+    };
+    S_RUN ("always_on", bands, &on, base);
+
+    //  Two hours of every kind of draw, a reading every 10 s: only active
+    //  and off, never a low-draw run
+    static const double draws[] = {11, 0.3, 5, 14.9, 15.2, 16, 0.6, 1, 3, 50, 2000, 0};
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    for (int i = 0; i < 720; i++) {
+        double watts = draws[(i / 30) % (sizeof (draws) / sizeof (draws[0]))];
+        detector_fixture_reading (&reading, S_PORT_A, 7, base + i * 10000LL, watts, &on);
+        assert (detector_engine_process (engine, &reading, &outcome) == 0);
+        assert (outcome.status == PROTO_STATUS_ACTIVE || outcome.status == PROTO_STATUS_OFF);
+        assert ((outcome.status == PROTO_STATUS_OFF) ==
+                (watts <= 0.5 || (watts <= 0.7 && outcome.previous == PROTO_STATUS_OFF)));
+        assert (!outcome.has_episode);
+        for (size_t e = 0; e < outcome.event_count; e++)
+            assert (streq (outcome.events[e].kind, "status"));
+    }
+    detector_engine_destroy (&engine);
+
+    //  Phantom as standby, then always on: the next reading (same 5 W)
+    //  is active and closes the episode there; the one after carries none.
+    engine = detector_engine_new (0, 300000);
+    for (int t = 0; t <= 70; t += 10) {
+        detector_fixture_reading (&reading, S_PORT_A, 7, base + t * 1000LL, 5, settings);
+        assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    }
+    assert (outcome.status == PROTO_STATUS_PHANTOM);
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 80000, 5, &on);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_ACTIVE);
+    assert (outcome.previous == PROTO_STATUS_PHANTOM);
+    assert (outcome.has_episode);
+    assert (outcome.episode.start == base);
+    assert (outcome.episode.end == base + 80000);
+    assert (fabs (outcome.episode.energy_wh - 5.0 * 80 / 3600) < 1e-9);
+    assert (outcome.event_count == 2);
+    assert (streq (outcome.events[1].kind, "phantom.end"));
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 90000, 5, &on);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_ACTIVE);
+    assert (!outcome.has_episode && outcome.event_count == 0);
+    detector_engine_destroy (&engine);
+}
+
+//  Local times in Berlin from Friday 2024-03-29 00:00 CET; day 2 is the
+//  Sunday whose 02:00 CET became 03:00 CEST (01:00Z). summer: after it.
+#define S_FRIDAY 1711666800000LL //  2024-03-28T23:00:00Z
+#define S_BERLIN(day, hour, minute, summer)                                                        \
+    (S_FRIDAY + (day)*86400000LL + ((hour)*60 + (minute)) * 60000LL - ((summer) ? 3600000 : 0))
+
+//  Should be off on a weekly schedule: weekdays 09:00-17:00 and every
+//  night 22:00-07:00 in Berlin, across the spring DST change; a window
+//  counts from the day it starts on. Standby ignores a schedule.
+static void
+s_schedule_test (const proto_settings_t *settings)
+{
+    proto_settings_t office = *settings;
+    office.role = PROTO_ROLE_SHOULD_BE_OFF;
+    office.min_phantom_seconds = 0;
+    office.windows[0] = PROTO_WINDOW_PACK (0x1f, 9 * 60, 17 * 60); //  mon-fri
+    office.windows[2] = PROTO_WINDOW_PACK (0x7f, 22 * 60, 7 * 60); //  every day, past midnight
+    snprintf (office.timezone, sizeof (office.timezone), "Europe/Berlin");
+    const proto_status_t in = PROTO_STATUS_PHANTOM, out = PROTO_STATUS_ACTIVE;
+    const struct {
+        int64_t ts;
+        proto_status_t expect;
+    } probes[] = {
+        {S_BERLIN (0, 8, 59, false), out},  //  Friday, before the office window
+        {S_BERLIN (0, 9, 0, false), in},    //  its start
+        {S_BERLIN (0, 16, 59, false), in},  //
+        {S_BERLIN (0, 17, 0, false), out},  //  its end
+        {S_BERLIN (0, 21, 59, false), out}, //
+        {S_BERLIN (0, 22, 0, false), in},   //  the night starts on Friday
+        {S_BERLIN (0, 23, 0, false), in},   //
+        {S_BERLIN (1, 6, 59, false), in},   //  Saturday morning: Friday's night
+        {S_BERLIN (1, 7, 0, false), out},   //  ends
+        {S_BERLIN (1, 9, 30, false), out},  //  no office window on Saturday
+        {S_BERLIN (1, 22, 0, false), in},   //  Saturday's night
+        {S_BERLIN (2, 1, 59, false), in},   //  Sunday, the last minute of CET
+        {S_BERLIN (2, 3, 0, true), in},     //  the first of CEST
+        {S_BERLIN (2, 6, 59, true), in},    //
+        {S_BERLIN (2, 7, 0, true), out},    //  07:00 CEST, 06:00 CET
+        {S_BERLIN (2, 7, 30, true), out},   //  still 06:30 had the offset not moved
+        {S_BERLIN (2, 9, 30, true), out},   //  no office window on Sunday
+        {S_BERLIN (3, 6, 30, true), in},    //  Monday: Sunday's night
+        {S_BERLIN (3, 8, 30, true), out},   //
+        {S_BERLIN (3, 9, 30, true), in},    //  Monday's office window
+    };
+    for (size_t i = 0; i < sizeof (probes) / sizeof (probes[0]); i++) {
+        proto_status_t status = s_probe (&office, probes[i].ts, 100);
+        if (status != probes[i].expect)
+            printf ("  schedule probe %zu: %lld -> %s (expected %s)\n", i, (long long)probes[i].ts,
+                    proto_status_name (status), proto_status_name (probes[i].expect));
+        assert (status == probes[i].expect);
+    }
+    //  One port through Saturday night, a reading every 4 minutes: one
+    //  engine's zone cache follows the offset across the change. On from
+    //  Saturday 22:00 CET (21:00Z) to Sunday 07:00 CEST (05:00Z).
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    int64_t on = S_BERLIN (1, 22, 0, false), off = S_BERLIN (2, 7, 0, true);
+    assert (off - on == 8 * 3600000LL); //  a night one hour short
+    size_t phantom = 0;
+    for (int64_t ts = on - 2 * 3600000LL; ts < off + 2 * 3600000LL; ts += 240000) {
+        detector_fixture_reading (&reading, S_PORT_A, 7, ts, 100, &office);
+        assert (detector_engine_process (engine, &reading, &outcome) == 0);
+        assert (outcome.status == (ts >= on && ts < off ? in : out));
+        phantom += outcome.status == in;
+    }
+    assert (phantom == 8 * 15);
+    detector_engine_destroy (&engine);
+
+    //  A window to midnight ("to" 0 or 1440), on Saturdays only, in UTC
+    int64_t saturday = 1711756800000LL; //  2024-03-30T00:00:00Z
+    proto_settings_t evening = office;
+    evening.timezone[0] = '\0';
+    memset (evening.windows, 0, sizeof (evening.windows));
+    for (int to = 0; to <= 1440; to += 1440) {
+        evening.windows[3] = PROTO_WINDOW_PACK (0x20, 20 * 60, to);
+        assert (s_probe (&evening, saturday + 19 * 3600000LL + 59 * 60000, 100) == out);
+        assert (s_probe (&evening, saturday + 20 * 3600000LL, 100) == in);
+        assert (s_probe (&evening, saturday + 23 * 3600000LL + 59 * 60000, 100) == in);
+        assert (s_probe (&evening, saturday + 24 * 3600000LL, 100) == out);
+        assert (s_probe (&evening, saturday + 44 * 3600000LL, 100) == out); //  Sunday 20:00
+        assert (s_probe (&evening, saturday - 4 * 3600000LL, 100) == out);  //  Friday 20:00
+    }
+    //  A night on Fridays only: Saturday morning is in it, Friday's and
+    //  Sunday's are not
+    memset (evening.windows, 0, sizeof (evening.windows));
+    evening.windows[1] = PROTO_WINDOW_PACK (0x10, 22 * 60, 7 * 60);
+    assert (s_probe (&evening, saturday - 2 * 3600000LL, 100) == in); //  Friday 22:00
+    assert (s_probe (&evening, saturday + 6 * 3600000LL + 59 * 60000, 100) ==
+            in); //  Saturday 06:59
+    assert (s_probe (&evening, saturday + 7 * 3600000LL, 100) == out);
+    assert (s_probe (&evening, saturday - 17 * 3600000LL - 60000, 100) == out); //  Friday 06:59
+    assert (s_probe (&evening, saturday + 30 * 3600000LL + 59 * 60000, 100) == out); //  Sunday
+    assert (s_probe (&evening, saturday + 22 * 3600000LL, 100) == out); //  Saturday 22:00
+    //  Standby: a schedule changes nothing
+    proto_settings_t standby = office;
+    standby.role = PROTO_ROLE_STANDBY;
+    assert (s_probe (&standby, S_BERLIN (0, 23, 0, false), 100) == PROTO_STATUS_ACTIVE);
+    assert (s_probe (&standby, S_BERLIN (0, 23, 0, false), 5) == PROTO_STATUS_PHANTOM);
+    assert (s_probe (&standby, S_BERLIN (0, 23, 0, false), 0.2) == PROTO_STATUS_OFF);
+}
 
 //  A detector killed after the run's first kill_after low readings and
 //  restored from what the store kept (port row, open episode, readings)
@@ -1124,21 +1325,20 @@ s_series_test (const proto_settings_t *settings, int64_t base, bool verbose)
     };
     S_RUN ("dwell", dwell, settings, base);
 
-    //  Expected off always: any draw above off_watts is phantom after the dwell.
+    //  Should be off, always (no window): any draw above off_watts, 100 W
+    //  too, is phantom after the dwell.
     proto_settings_t always = *settings;
-    always.expected_off = PROTO_EXPECTED_OFF_ALWAYS;
-    const s_step_t expected_always[] = {
+    always.role = PROTO_ROLE_SHOULD_BE_OFF;
+    const s_step_t off_always[] = {
         {0, 100, PROTO_STATUS_IDLE}, {30, 100, PROTO_STATUS_IDLE}, {60, 100, PROTO_STATUS_PHANTOM},
         {70, 0.1, PROTO_STATUS_OFF}, {80, 20, PROTO_STATUS_IDLE},
     };
-    S_RUN ("expected_always", expected_always, &always, base);
+    S_RUN ("off_always", off_always, &always, base);
 
-    //  Expected off in a window 22:00-06:00 local time. At 21:00Z Berlin
+    //  Should be off every night 22:00-06:00 local time. At 21:00Z Berlin
     //  (UTC+1 in January) is at 22:00, inside; UTC is at 21:00, outside.
-    proto_settings_t window = *settings;
-    window.expected_off = PROTO_EXPECTED_OFF_WINDOW;
-    window.off_from_min = 22 * 60;
-    window.off_to_min = 6 * 60;
+    proto_settings_t window = always;
+    window.windows[0] = PROTO_WINDOW_PACK (0x7f, 22 * 60, 6 * 60);
     snprintf (window.timezone, sizeof (window.timezone), "Europe/Berlin");
     int64_t evening = base + 21 * 3600000LL;
     const s_step_t window_berlin[] = {
@@ -1525,6 +1725,8 @@ detector_engine_test (bool verbose)
 
     s_uuid_test ();
     s_series_test (&settings, base, verbose);
+    s_always_on_test (&settings, base, verbose);
+    s_schedule_test (&settings);
     s_lifecycle_test (&settings, base);
     s_restore_test (&settings, base);
     s_replay_test (&settings, base, 4);  //  killed while idle (the fault test's case)
