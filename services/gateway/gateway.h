@@ -42,7 +42,12 @@ typedef struct {
     struct mg_context *http;        //  civetweb server
     bool verbose;                   //  debug logging
     gateway_live_t *live;           //  live updates (/api/stream), NULL = off
+    int offline_seconds;            //  detector_offline_seconds: silence after which a
+                                    //  port is offline (0: the default)
 } gateway_t;
+
+//  Default of config key detector_offline_seconds, as the detector's.
+#define GATEWAY_OFFLINE_SECONDS_DEFAULT 300
 
 //  ---------------------------------------------------------------------------
 //  gateway_http: helpers every handler uses
