@@ -3,11 +3,11 @@
 
     The sensor hot path authenticates and authorizes from here, without SQL.
     A listener thread with its own connection LISTENs on phantom_cache (see
-    the triggers in 001_init.sql, 005_gateway_core.sql) and re-reads the one
-    row that changed; on connection loss it reconnects and reloads
-    everything, because NOTIFYs sent while it was away are gone. Readers
-    take a shared lock; the listener and refresh calls take it exclusively
-    for one entry.
+    the triggers in 001_init.sql, 005_gateway_core.sql, 012_port_roles.sql)
+    and re-reads the one row that changed; on connection loss it reconnects
+    and reloads everything, because NOTIFYs sent while it was away are gone.
+    Readers take a shared lock; the listener and refresh calls take it
+    exclusively for one entry.
 
     Memory: 10,000 devices with 100,000 ports must fit a 64 MiB gateway
     (BENCH.md). Ports are 64-byte records in one dense array under an
