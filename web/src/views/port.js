@@ -56,12 +56,11 @@ export function portView (main, id, onLeave) {
     const energy = energyCard({ path: `/api/ports/${id}/energy`, title: 'Energy used', onLeave });
 
     mount(main, head, alert, connect,
-        h('div', { class: 'grid2' },
-            h('section', { class: 'card' }, h('h2', {}, 'Figures'), facts),
-            h('section', { class: 'card chart-card' },
-                h('div', { class: 'card-head' }, h('h2', {}, 'Power'), rangeBar),
-                navBar, customBox, chartBox, chartNote,
-                h('div', { class: 'chart-foot' }, compareBox, chartExport))),
+        h('section', { class: 'card' }, h('h2', {}, 'Figures'), facts),
+        h('section', { class: 'card chart-card' },
+            h('div', { class: 'card-head' }, h('h2', {}, 'Power'), rangeBar),
+            navBar, customBox, chartBox, chartNote,
+            h('div', { class: 'chart-foot' }, compareBox, chartExport)),
         energy.el,
         h('section', { class: 'card' },
             h('div', { class: 'card-head' }, h('h2', {}, 'Phantom episodes'), episodesExport),
@@ -128,8 +127,8 @@ export function portView (main, id, onLeave) {
         const rows = [
             ['Now', nowFigure(port.lastPower, shown)],
             ['Last reading', lastReading(now)],
-            [h('span', {}, 'Lowest steady draw', h('span', { class: 'muted small block' }, 'last 24 h, information, not waste')),
-             h('span', { 'data-testid': 'port-lowest' }, fig ? fmtWatts(fig.lowestSteadyWatts) : '–')],
+            ['Lowest steady draw', h('span', {}, h('span', { 'data-testid': 'port-lowest' }, fig ? fmtWatts(fig.lowestSteadyWatts) : '–'),
+                                         h('span', { class: 'muted small block' }, 'over the last 24 h; information, not waste'))],
         ];
         if (r === 'alwaysOn') {
             rows.push(['Waste', h('span', { class: 'by-design', 'data-testid': 'port-year', 'data-state': 'by-design' },
@@ -150,7 +149,7 @@ export function portView (main, id, onLeave) {
         if (r !== 'alwaysOn')
             rows.push(['Phantom after', s.minPhantomSeconds !== undefined && s.minPhantomSeconds !== null
                 ? fmtDuration(s.minPhantomSeconds * 1000) : '–']);
-        mount(facts, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+        mount(facts, rows.map(([k, v]) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', {}, v))));
     }
 
     function refreshShown (now = Date.now()) {

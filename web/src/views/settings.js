@@ -50,6 +50,7 @@ const MESSAGES = {
     pricePerKwh: 'Enter the price per kWh, from 0 to 100.',
     peakPricePerKwh: 'Enter the peak price per kWh, from 0 to 100.',
     validFrom: 'Enter a date, or leave it empty for all your data.',
+    peakWindows: 'Add at least one peak window, each with a day and two different times.',
     timeZone: 'Choose a time zone from the list.',
     locale: 'Enter a language tag such as en-GB or de-DE.',
     url: 'Enter a web address starting with http:// or https://.',
