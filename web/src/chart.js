@@ -130,8 +130,8 @@ function timeValues (u, splits, axisIdx, foundSpace, incr) {
         const day = p.year * 10000 + p.month * 100 + p.day;
         let label;
         if (incr < DAY) {
-            label = fmt(ms, incr < 60 ? { hour: '2-digit', minute: '2-digit', second: '2-digit' }
-                                      : { hour: '2-digit', minute: '2-digit' });
+            label = fmt(ms, incr < 60 ? { hour: 'numeric', minute: '2-digit', second: '2-digit' }
+                                      : { hour: 'numeric', minute: '2-digit' });
             if (day !== prevDay)
                 label += `\n${fmt(ms, { day: 'numeric', month: 'short' })}`;
         } else if (incr < 28 * DAY) {

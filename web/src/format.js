@@ -26,7 +26,6 @@ export function setAccount ({ timeZone, currency } = {}) {
 }
 
 export const accountZone = () => account.timeZone;
-export const accountCurrency = () => account.currency;
 export const zoneLabel = () => account.timeZone || Intl.DateTimeFormat().resolvedOptions().timeZone;
 
 //  Intl formatters are costly to build; the chart asks for thousands.
@@ -104,10 +103,7 @@ function time (value, options) {
 
 //  "6 Dec 2026, 18:00" in the account's zone.
 export const fmtTime = (value) => time(value, { dateStyle: 'medium', timeStyle: 'short' });
-export const fmtTimeSeconds = (value) => time(value, { dateStyle: 'medium', timeStyle: 'medium' });
 export const fmtDate = (value) => time(value, { dateStyle: 'medium' });
-export const fmtClock = (value) => time(value, { hour: '2-digit', minute: '2-digit' });
-export const fmtMonth = (value) => time(value, { month: 'long', year: 'numeric' });
 
 //  "just now", "7 min ago", "3 h ago", "2 d ago": relative to nowMs, so a
 //  caller that ticks gets a clock that moves.

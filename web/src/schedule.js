@@ -39,7 +39,7 @@ export function describeSchedule (windows) {
         + (w.to <= w.from && w.to !== '00:00' ? ' (into the next day)' : '')).join('; ');
 }
 
-export const PRESETS = {
+const PRESETS = {
     nights: { label: 'Nights 22:00–07:00', window: { days: [...DAYS], from: '22:00', to: '07:00' } },
     workdays: { label: 'Weekdays 09:00–17:00', window: { days: DAYS.slice(0, 5), from: '09:00', to: '17:00' } },
     evenings: { label: 'Weekday evenings 17:00–21:00',

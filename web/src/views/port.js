@@ -29,10 +29,12 @@ const MAX_POINTS = 1500;
 const STEPS = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 const MAX_SPAN_DAYS = 400;              //  the API's widest window
 const MAX_COMPARE = 4;
+const EPISODES_PAGE = 50;
+const BUCKETS_REFRESH_MS = 60000;
 
 //  Raw readings up to an hour; beyond, the smallest step that keeps the
 //  chart at most MAX_POINTS points.
-export function stepFor (seconds) {
+function stepFor (seconds) {
     if (seconds <= HOUR)
         return 0;
     return STEPS.find((s) => seconds / s <= MAX_POINTS) || Math.ceil(seconds / MAX_POINTS);
@@ -81,7 +83,11 @@ export function portView (main, id, onLeave) {
     let step = 0;
     let gapSeconds = 300;
     let loadSerial = 0;
+    let loadedAt = 0;
     let pending = false;
+    let episodes = [];
+    let episodesLoaded = false;
+    let episodesMore = false;
 
     //  ---------------------------------------------------------------------
     //  Head and figures
@@ -181,6 +187,8 @@ export function portView (main, id, onLeave) {
             renderConnect();
             renderFacts();
             renderCompare();
+            if (episodesLoaded)
+                renderEpisodes(episodesMore);
             return true;
         } catch (error) {
             if (error.status === 404)
@@ -343,6 +351,7 @@ export function portView (main, id, onLeave) {
 
     async function loadSeries () {
         const serial = ++loadSerial;
+        loadedAt = Date.now();
         const w = windowMs();
         const want = stepFor((w.to - w.from) / 1000);
         renderNav();
@@ -411,8 +420,6 @@ export function portView (main, id, onLeave) {
     //  ---------------------------------------------------------------------
     //  Episodes
 
-    let episodes = [];
-    const EPISODES_PAGE = 50;
 
     async function loadEpisodes (older = false) {
         try {
@@ -420,7 +427,9 @@ export function portView (main, id, onLeave) {
             const data = await api('GET', `/api/ports/${id}/episodes?limit=${EPISODES_PAGE}${before}`);
             const page = data.episodes || [];
             episodes = older ? episodes.concat(page) : page;
-            renderEpisodes(page.length === EPISODES_PAGE);
+            episodesLoaded = true;
+            episodesMore = page.length === EPISODES_PAGE;
+            renderEpisodes(episodesMore);
         } catch (error) {
             showError(episodesBox, error);
         }
@@ -516,6 +525,9 @@ export function portView (main, id, onLeave) {
             model.to = now / 1000;
             model.from = model.to - range.seconds;
             schedule();
+        } else if (model && following() && now - loadedAt > BUCKETS_REFRESH_MS) {
+            //  Buckets are not appended to: the range up to now is read again.
+            loadSeries();
         }
     }));
 
