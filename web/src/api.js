@@ -80,12 +80,20 @@ let streamState = 'offline';            //  live | connecting | offline
 
 export const liveState = () => streamState;
 
+let wasLive = false;
 function setState (next) {
     if (next === streamState)
         return;
     streamState = next;
     for (const fn of listeners.stream)
         fn(next);
+    //  Back after a break: what happened meanwhile was not streamed, so the
+    //  views read everything again.
+    if (next === 'live' && wasLive)
+        for (const fn of listeners.resync)
+            fn({});
+    if (next === 'live')
+        wasLive = true;
 }
 
 function alive () {
@@ -159,6 +167,7 @@ export function liveStart () {
 
 export function liveStop () {
     wanted = false;
+    wasLive = false;
     clearTimeout(retryTimer);
     clearInterval(watchdog);
     if (source) {

@@ -1,3 +1,5 @@
+import { liveState } from './api.js';
+
 //  Tiny DOM helpers. Text always goes in as text nodes, never as HTML, so
 //  names and messages from the API cannot inject markup.
 
@@ -41,16 +43,22 @@ export const $ = (selector, root = document) => root.querySelector(selector);
 export const STATUSES = ['active', 'idle', 'phantom', 'off', 'offline', 'waiting'];
 const LABELS = { waiting: 'waiting', offline: 'offline' };
 
-//  The status a person should see now: "offline" as soon as the port has
-//  been silent longer than its offline delay, whatever the last status
-//  said (the detector tells a little later); "waiting" before any reading.
+//  The status a person should see now. The server's, except that a port
+//  the page has heard nothing from for longer than its offline delay shows
+//  offline at once, in case the "offline" event is late or lost: seenAt is
+//  the browser's time of the last reading the page knew of (set when the
+//  port is loaded and on each live reading), and its device time must be as
+//  old, so a device clock running late does not make it look offline. Only
+//  while the stream is live: without it the page cannot know.
 export function statusNow (port, nowMs = Date.now()) {
     if (!port)
         return 'unknown';
     if (port.status === 'waiting' || !port.lastReadingAt)
         return 'waiting';
-    const silentMs = nowMs - new Date(port.lastReadingAt).getTime();
-    if (silentMs > (port.offlineAfterSeconds || 300) * 1000)
+    const limit = (port.offlineAfterSeconds || 300) * 1000;
+    const silent = nowMs - (port.seenAt ?? nowMs) > limit
+        && nowMs - new Date(port.lastReadingAt).getTime() > limit;
+    if (port.status !== 'offline' && silent && liveState() === 'live')
         return 'offline';
     return port.status || 'unknown';
 }

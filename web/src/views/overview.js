@@ -38,8 +38,11 @@ export function overviewView (main, onLeave) {
         try {
             const [s, list] = await Promise.all([api('GET', '/api/summary'), api('GET', '/api/ports')]);
             const extra = new Map((list.ports || []).map((p) => [p.id, p]));
-            for (const p of s.ports || [])
+            const now = Date.now();
+            for (const p of s.ports || []) {
                 p.offlineAfterSeconds = (extra.get(p.id) || {}).offlineAfterSeconds;
+                p.seenAt = now;
+            }
             summary = s;
             showError(alert, null);
             render();
@@ -157,6 +160,7 @@ export function overviewView (main, onLeave) {
             return;
         port.watts = r.power;
         port.lastReadingAt = r.ts;
+        port.seenAt = Date.now();
         const statusChanged = r.status && r.status !== port.status;
         if (r.status)
             port.status = r.status;

@@ -178,6 +178,7 @@ export function portView (main, id, onLeave) {
                 api('GET', '/api/ports').catch(() => ({ ports: [] })),
             ]);
             port = data.port;
+            port.seenAt = Date.now();
             fig = summary && (summary.ports || []).find((p) => p.id === id) || null;
             currency = (summary && summary.currency) || currency;
             others = (list.ports || []).filter((p) => p.id !== id);
@@ -481,6 +482,7 @@ export function portView (main, id, onLeave) {
         if (r.portId === id && port) {
             const was = shown;
             port.lastPower = p;
+            port.seenAt = Date.now();
             if (!port.lastReadingAt || new Date(port.lastReadingAt).getTime() <= t * 1000)
                 port.lastReadingAt = r.ts;
             if (r.status && r.status !== port.status) {

@@ -78,6 +78,9 @@ export function portsView (main, onLeave) {
         try {
             const [p, d] = await Promise.all([api('GET', '/api/ports'), api('GET', '/api/devices')]);
             ports = p.ports || [];
+            const now = Date.now();
+            for (const port of ports)
+                port.seenAt = now;
             const hadDevices = devices.length;
             devices = d.devices || [];
             if (!formSlot.firstChild || hadDevices !== devices.length)
@@ -161,6 +164,7 @@ export function portsView (main, onLeave) {
         if (event.power !== undefined) {
             port.lastPower = event.power;
             port.lastReadingAt = event.ts;
+            port.seenAt = Date.now();
         }
         refresh(port);
     };
