@@ -113,18 +113,19 @@ proto_status_parse (const char *name)
 //  fields in table order.
 
 typedef enum {
-    S_VERSION,           //  PROTO_VERSION, not stored
-    S_INT,               //  signed integer in [min, max]
-    S_UINT,              //  unsigned integer up to max
-    S_DOUBLE,            //  finite; float32 and integers accepted
-    S_FLOAT,             //  finite and within float range
-    S_FLOAT_NONNEGATIVE, //  S_FLOAT, and >= 0
-    S_TEXT,              //  up to size - 1 bytes, no NUL
-    S_TOKEN,             //  1 to size - 1 visible ASCII characters
-    S_KIND,              //  S_TOKEN of lower-case words, dots, underscores
-    S_UUID,              //  canonical lower-case UUID text
-    S_TRUE,              //  msgpack true into a bool
-    S_MAP                //  nested map, fields in schema
+    S_VERSION, //  PROTO_VERSION, not stored
+    S_INT,     //  signed integer in [min, max]
+    S_UINT,    //  unsigned integer up to max
+    S_DOUBLE,  //  finite; float32 and integers accepted
+    S_FLOAT,   //  finite and within float range
+    S_TEXT,    //  up to size - 1 bytes, no NUL
+    S_TOKEN,   //  1 to size - 1 visible ASCII characters
+    S_KIND,    //  S_TOKEN of lower-case words, dots, underscores
+    S_UUID,    //  canonical lower-case UUID text
+    S_TRUE,    //  msgpack true into a bool
+    S_WINDOWS, //  array of up to size / 4 packed weekly windows, each
+               //  proto_window_valid; trailing unused ones not written
+    S_MAP      //  nested map, fields in schema
 } s_type_t;
 
 typedef struct s_schema_t s_schema_t;
@@ -155,11 +156,8 @@ static const s_field_t s_settings_fields[] = {
     {S_KEY2 ('o', 'w'), S_FLOAT, S_AT (proto_settings_t, off_watts)},
     {S_KEY2 ('s', 'w'), S_FLOAT, S_AT (proto_settings_t, standby_watts)},
     {S_KEY2 ('m', 'p'), S_INT, S_AT (proto_settings_t, min_phantom_seconds), .max = INT32_MAX},
-    {S_KEY2 ('e', 'o'), S_UINT, S_AT (proto_settings_t, expected_off),
-     .max = PROTO_EXPECTED_OFF_WINDOW},
-    //  Minutes after local midnight; 1440 lets a window end at midnight
-    {S_KEY2 ('o', 'f'), S_INT, S_AT (proto_settings_t, off_from_min), .max = 1440},
-    {S_KEY2 ('o', 't'), S_INT, S_AT (proto_settings_t, off_to_min), .max = 1440},
+    {S_KEY2 ('r', 'o'), S_UINT, S_AT (proto_settings_t, role), .max = PROTO_ROLE_ALWAYS_ON},
+    {S_KEY2 ('o', 's'), S_WINDOWS, S_AT (proto_settings_t, windows)},
     {S_KEY2 ('t', 'z'), S_TEXT, S_AT (proto_settings_t, timezone)},
 };
 static const s_schema_t s_settings_schema = {S_TABLE (s_settings_fields, 0)};
@@ -207,10 +205,8 @@ static const s_field_t s_verdict_fields[] = {
     //  Present only when true; false is never written, so not accepted either
     {S_KEY2 ('n', 'r'), S_TRUE, S_AT (proto_verdict_t, no_reading),
      .present = offsetof (proto_verdict_t, no_reading)},
-    {S_KEY2 ('b', 'l'), S_FLOAT_NONNEGATIVE, S_AT (proto_verdict_t, baseline_watts),
-     .present = offsetof (proto_verdict_t, has_baseline)},
 };
-static const s_schema_t s_verdict_schema = {S_TABLE (s_verdict_fields, 3)};
+static const s_schema_t s_verdict_schema = {S_TABLE (s_verdict_fields, 2)};
 
 static const s_field_t s_event_fields[] = {
     {.key = S_KEY1 ('v'), .type = S_VERSION},
@@ -291,7 +287,6 @@ s_value_pack (msgpack_packer *packer, const s_field_t *field, const uint8_t *bas
     case S_DOUBLE:
         return msgpack_pack_double (packer, *(const double *)value);
     case S_FLOAT:
-    case S_FLOAT_NONNEGATIVE:
         return msgpack_pack_float (packer, *(const float *)value);
     case S_TEXT:
     case S_TOKEN:
@@ -303,6 +298,16 @@ s_value_pack (msgpack_packer *packer, const s_field_t *field, const uint8_t *bas
     }
     case S_TRUE:
         return msgpack_pack_true (packer);
+    case S_WINDOWS: {
+        const uint32_t *windows = (const uint32_t *)value;
+        size_t count = field->size / sizeof (uint32_t);
+        while (count > 0 && windows[count - 1] == 0)
+            count--;
+        int rc = msgpack_pack_array (packer, count);
+        for (size_t index = 0; index < count; index++)
+            rc |= msgpack_pack_uint32 (packer, windows[index]);
+        return rc;
+    }
     case S_MAP:
         return s_map_pack (packer, field->schema, value);
     }
@@ -802,6 +807,24 @@ s_read_text (s_reader_t *reader, s_type_t type, char *field, size_t max)
     return 0;
 }
 
+//  Up to max packed windows into windows [max]; those not sent are unused.
+static int
+s_read_windows (s_reader_t *reader, uint32_t *windows, size_t max)
+{
+    uint32_t count;
+    if (s_read_array (reader, &count) || count > max)
+        return -2;
+    for (uint32_t index = 0; index < count; index++) {
+        uint64_t window;
+        if (s_read_uint (reader, UINT32_MAX, &window) || !proto_window_valid ((uint32_t)window))
+            return -2;
+        windows[index] = (uint32_t)window;
+    }
+    for (size_t index = count; index < max; index++)
+        windows[index] = 0;
+    return 0;
+}
+
 static int s_map_read (s_reader_t *reader, const s_schema_t *schema, uint8_t *base);
 
 //  A field stored from a failed read is never used: the frame is rejected.
@@ -830,8 +853,6 @@ s_value_read (s_reader_t *reader, const s_field_t *field, uint8_t *base)
         return s_read_double (reader, (double *)value);
     case S_FLOAT:
         return s_read_float (reader, (float *)value);
-    case S_FLOAT_NONNEGATIVE:
-        return s_read_float (reader, (float *)value) || *(float *)value < 0 ? -2 : 0;
     case S_TEXT:
     case S_TOKEN:
     case S_KIND:
@@ -839,6 +860,8 @@ s_value_read (s_reader_t *reader, const s_field_t *field, uint8_t *base)
         return s_read_text (reader, field->type, (char *)value, field->size - 1u);
     case S_TRUE:
         return s_read_true (reader, (bool *)value);
+    case S_WINDOWS:
+        return s_read_windows (reader, (uint32_t *)value, field->size / sizeof (uint32_t));
     case S_MAP:
         return s_map_read (reader, field->schema, value);
     }
@@ -980,6 +1003,20 @@ proto_acks_decode (const void *data, size_t size, proto_ack_t *acks, size_t max,
 }
 
 //  --------------------------------------------------------------------------
+//  Weekly windows
+
+bool
+proto_window_valid (uint32_t window)
+{
+    if (window == 0)
+        return true;
+    uint32_t from = PROTO_WINDOW_FROM (window);
+    uint32_t to = PROTO_WINDOW_TO (window);
+    return (window >> 29) == 0 && PROTO_WINDOW_DAYS (window) != 0 && from < PROTO_WINDOW_MINUTES &&
+           to <= PROTO_WINDOW_MINUTES && from != to;
+}
+
+//  --------------------------------------------------------------------------
 //  Topic and partition
 
 void
@@ -1064,9 +1101,11 @@ s_test_reading (proto_reading_t *self)
     self->settings.off_watts = 0.5f;
     self->settings.standby_watts = 12.25f;
     self->settings.min_phantom_seconds = INT32_MAX;
-    self->settings.expected_off = PROTO_EXPECTED_OFF_WINDOW;
-    self->settings.off_from_min = 1380;
-    self->settings.off_to_min = 1440;
+    self->settings.role = PROTO_ROLE_SHOULD_BE_OFF;
+    //  Every field of a window at its widest, an unused one between
+    self->settings.windows[0] = PROTO_WINDOW_PACK (0x7f, 1439, 1440);
+    self->settings.windows[1] = PROTO_WINDOW_PACK (0x1f, 9 * 60, 17 * 60);
+    self->settings.windows[3] = PROTO_WINDOW_PACK (0x40, 22 * 60, 0);
     s_test_fill (self->settings.timezone, PROTO_TIMEZONE_MAX, 'z');
     memcpy (self->settings.timezone, "Europe/Berlin", 13);
 }
@@ -1099,9 +1138,9 @@ s_test_reading_equal (const proto_reading_t *a, const proto_reading_t *b)
     assert (a->settings.off_watts == b->settings.off_watts);
     assert (a->settings.standby_watts == b->settings.standby_watts);
     assert (a->settings.min_phantom_seconds == b->settings.min_phantom_seconds);
-    assert (a->settings.expected_off == b->settings.expected_off);
-    assert (a->settings.off_from_min == b->settings.off_from_min);
-    assert (a->settings.off_to_min == b->settings.off_to_min);
+    assert (a->settings.role == b->settings.role);
+    for (size_t index = 0; index < PROTO_WINDOWS_MAX; index++)
+        assert (a->settings.windows[index] == b->settings.windows[index]);
     assert (s_streq (a->settings.timezone, b->settings.timezone));
 }
 
@@ -1314,7 +1353,13 @@ s_test_text (s_test_frame_t type, const proto_buffer_t *frame, const char *path,
 }
 
 //  What a field holds, for choosing values of the wrong type.
-typedef enum { S_HOLDS_NUMBER, S_HOLDS_TEXT, S_HOLDS_MAP, S_HOLDS_TRUE } s_test_kind_t;
+typedef enum {
+    S_HOLDS_NUMBER,
+    S_HOLDS_TEXT,
+    S_HOLDS_MAP,
+    S_HOLDS_TRUE,
+    S_HOLDS_WINDOWS
+} s_test_kind_t;
 
 typedef struct {
     const char *path;
@@ -1343,8 +1388,8 @@ static const s_test_field_t s_test_reading_fields[] = {
     {"I", S_HOLDS_NUMBER},  {"W", S_HOLDS_NUMBER}, {"k", S_HOLDS_TEXT},   {"s", S_HOLDS_MAP},
 };
 static const s_test_field_t s_test_settings_fields[] = {
-    {"ow", S_HOLDS_NUMBER}, {"sw", S_HOLDS_NUMBER}, {"mp", S_HOLDS_NUMBER}, {"eo", S_HOLDS_NUMBER},
-    {"of", S_HOLDS_NUMBER}, {"ot", S_HOLDS_NUMBER}, {"tz", S_HOLDS_TEXT},
+    {"ow", S_HOLDS_NUMBER}, {"sw", S_HOLDS_NUMBER},  {"mp", S_HOLDS_NUMBER},
+    {"ro", S_HOLDS_NUMBER}, {"os", S_HOLDS_WINDOWS}, {"tz", S_HOLDS_TEXT},
 };
 static const s_test_field_t s_test_episode_fields[] = {
     {"s", S_HOLDS_NUMBER},  {"e", S_HOLDS_NUMBER},  {"en", S_HOLDS_NUMBER},
@@ -1361,18 +1406,18 @@ s_test_wrong_types (s_test_frame_t type, const proto_buffer_t *frame, const char
         size_t length;
         unsigned kinds; //  bit per s_test_kind_t it is wrong for
     } wrong[] = {
-        {S_BYTES ("\xc0"), 15},         //  nil
-        {S_BYTES ("\xc3"), 7},          //  true
-        {S_BYTES ("\xc2"), 15},         //  false
-        {S_BYTES ("\x90"), 15},         //  []
-        {S_BYTES ("\x91\x01"), 15},     //  [1]
-        {S_BYTES ("\xc4\x01x"), 15},    //  bin
-        {S_BYTES ("\xd4\x01\x00"), 15}, //  fixext
-        {S_BYTES ("\x80"), 15},         //  {} (empty map lacks fields)
-        {S_BYTES ("\xa1x"), 1 | 4 | 8}, //  "x"
-        {S_BYTES ("\x07"), 2 | 4 | 8},  //  7
-        {S_BYTES ("\x01"), 2 | 4 | 8},  //  1 (not true)
-        {S_BYTES ("\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"), 2 | 4 | 8}, //  1.5
+        {S_BYTES ("\xc0"), 31},              //  nil
+        {S_BYTES ("\xc3"), 7 | 16},          //  true
+        {S_BYTES ("\xc2"), 31},              //  false
+        {S_BYTES ("\x90"), 15},              //  [] (no windows: right for windows)
+        {S_BYTES ("\x91\x01"), 31},          //  [1] (minutes without days: no window)
+        {S_BYTES ("\xc4\x01x"), 31},         //  bin
+        {S_BYTES ("\xd4\x01\x00"), 31},      //  fixext
+        {S_BYTES ("\x80"), 31},              //  {} (empty map lacks fields)
+        {S_BYTES ("\xa1x"), 1 | 4 | 8 | 16}, //  "x"
+        {S_BYTES ("\x07"), 2 | 4 | 8 | 16},  //  7
+        {S_BYTES ("\x01"), 2 | 4 | 8 | 16},  //  1 (not true)
+        {S_BYTES ("\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"), 2 | 4 | 8 | 16}, //  1.5
     };
     for (size_t index = 0; index < S_COUNT (wrong); index++) {
         if (!(wrong[index].kinds & (1u << kind)))
@@ -1528,6 +1573,8 @@ s_test_reading_round_trip (proto_buffer_t *buffer, bool verbose)
     small.settings.timezone[0] = 0;
     small.request = 0;
     small.power = 0;
+    small.settings.role = PROTO_ROLE_STANDBY;
+    memset (small.settings.windows, 0, sizeof small.settings.windows);
     assert (proto_reading_encode (&small, buffer) == 0);
     assert (proto_reading_decode (buffer->data, buffer->size, &reading_out) == 0);
     s_test_reading_equal (&small, &reading_out);
@@ -1593,12 +1640,10 @@ s_test_reading_numbers (const proto_buffer_t *buffer)
     assert (s_test_value (S_READING, buffer, "s.mp", S_BYTES ("\xff")) == -2);
     assert (s_test_value (S_READING, buffer, "s.mp", S_BYTES ("\xce\x80\0\0\0")) == -2);
     assert (s_test_value (S_READING, buffer, "s.mp", S_BYTES ("\xce\x7f\xff\xff\xff")) == 0);
-    assert (s_test_value (S_READING, buffer, "s.eo", S_BYTES ("\x03")) == -2);
-    assert (s_test_value (S_READING, buffer, "s.eo", S_BYTES ("\xff")) == -2);
-    assert (s_test_value (S_READING, buffer, "s.eo", S_BYTES ("\x00")) == 0);
-    assert (s_test_value (S_READING, buffer, "s.of", S_BYTES ("\xcd\x05\xa1")) == -2);
-    assert (s_test_value (S_READING, buffer, "s.of", S_BYTES ("\xcd\x05\xa0")) == 0);
-    assert (s_test_value (S_READING, buffer, "s.ot", S_BYTES ("\xff")) == -2);
+    assert (s_test_value (S_READING, buffer, "s.ro", S_BYTES ("\x03")) == -2);
+    assert (s_test_value (S_READING, buffer, "s.ro", S_BYTES ("\xff")) == -2);
+    assert (s_test_value (S_READING, buffer, "s.ro", S_BYTES ("\x00")) == 0);
+    assert (s_test_value (S_READING, buffer, "s.ro", S_BYTES ("\x02")) == 0);
     //  Doubles: NaN and infinities refused anywhere, integers accepted
     const char *doubles[] = {"V", "I", "W"};
     for (size_t index = 0; index < 3; index++) {
@@ -1625,6 +1670,76 @@ s_test_reading_numbers (const proto_buffer_t *buffer)
             -2); //  1e39 > FLT_MAX
     assert (s_test_value (S_READING, buffer, "s.sw",
                           S_BYTES ("\xcb\x40\x09\x21\xfb\x54\x44\x2d\x18")) == 0);
+}
+
+//  Replaces the settings' windows with count uint32 values (in the
+//  32-bit form, as any width is legal), decodes, returns the rc and the
+//  decoded windows.
+static int
+s_test_windows (const proto_buffer_t *buffer, const uint32_t *values, size_t count,
+                uint32_t windows[PROTO_WINDOWS_MAX])
+{
+    uint8_t bytes[1 + 5 * 8];
+    assert (count <= 8);
+    size_t length = 0;
+    bytes[length++] = (uint8_t)(0x90 | count);
+    for (size_t index = 0; index < count; index++) {
+        bytes[length++] = 0xce;
+        for (int shift = 24; shift >= 0; shift -= 8)
+            bytes[length++] = (uint8_t)(values[index] >> shift);
+    }
+    s_test_span_t span = s_test_span (buffer, "s.os");
+    s_test_decoded_t decoded;
+    int rc =
+        s_test_replace (S_READING, buffer, span.value_at, span.value_end, bytes, length, &decoded);
+    if (rc == 0 && windows)
+        memcpy (windows, decoded.reading.settings.windows, sizeof decoded.reading.settings.windows);
+    return rc;
+}
+
+//  The weekly windows of a reading's settings: each value checked, at
+//  most PROTO_WINDOWS_MAX, the ones not sent unused
+static void
+s_test_reading_windows (const proto_buffer_t *buffer)
+{
+    uint32_t windows[PROTO_WINDOWS_MAX];
+    const uint32_t office = PROTO_WINDOW_PACK (0x1f, 9 * 60, 17 * 60);
+    const uint32_t night = PROTO_WINDOW_PACK (0x7f, 22 * 60, 7 * 60);
+    const uint32_t one[] = {office};
+    memset (windows, 0x5a, sizeof windows);
+    assert (s_test_windows (buffer, one, 1, windows) == 0);
+    assert (windows[0] == office && windows[1] == 0 && windows[2] == 0 && windows[3] == 0);
+    const uint32_t four[] = {night, 0, office, PROTO_WINDOW_PACK (0x40, 0, 1440)};
+    assert (s_test_windows (buffer, four, 4, windows) == 0);
+    assert (memcmp (windows, four, sizeof four) == 0);
+    assert (s_test_windows (buffer, four, 0, windows) == 0);
+    assert (windows[0] == 0 && windows[3] == 0);
+    const uint32_t five[] = {night, office, night, office, night};
+    assert (s_test_windows (buffer, five, 5, NULL) == -2);
+    //  One bad value spoils the frame
+    const uint32_t bad[] = {
+        PROTO_WINDOW_PACK (1, 1440, 0),            //  starts at the end of its day
+        PROTO_WINDOW_PACK (1, 0, 1441),            //  ends after midnight
+        PROTO_WINDOW_PACK (1, 2047, 60),           //  from out of range
+        PROTO_WINDOW_PACK (0, 60, 120),            //  minutes without days
+        PROTO_WINDOW_PACK (0x80, 60, 120),         //  an eighth day
+        PROTO_WINDOW_PACK (1, 60, 120) | 1u << 31, //  bits above the days
+        PROTO_WINDOW_PACK (1, 600, 600),           //  from = to: no length
+    };
+    for (size_t index = 0; index < S_COUNT (bad); index++) {
+        assert (!proto_window_valid (bad[index]));
+        const uint32_t pair[] = {office, bad[index]};
+        assert (s_test_windows (buffer, pair, 2, NULL) == -2);
+    }
+    assert (proto_window_valid (0) && proto_window_valid (office) && proto_window_valid (night));
+    //  Other encodings: array16 accepted; a negative, a float, nil refused
+    assert (s_test_value (S_READING, buffer, "s.os",
+                          S_BYTES ("\xdc\x00\x01\xce\x00\x40\x00\x01")) == 0);
+    assert (s_test_value (S_READING, buffer, "s.os", S_BYTES ("\x91\xff")) == -2);
+    assert (s_test_value (S_READING, buffer, "s.os",
+                          S_BYTES ("\x91\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00")) == -2);
+    assert (s_test_value (S_READING, buffer, "s.os", S_BYTES ("\x91\xc0")) == -2);
+    assert (s_test_value (S_READING, buffer, "s.os", S_BYTES ("\xdd\xff\xff\xff\xff")) == -2);
 }
 
 //  Strings of a reading frame: bounds, NULs, character sets
@@ -1682,12 +1797,13 @@ s_test_reading_frames (proto_buffer_t *buffer, uint64_t *state, bool verbose)
     s_test_reading_round_trip (buffer, verbose);
     s_test_reading_keys (buffer);
     s_test_reading_numbers (buffer);
+    s_test_reading_windows (buffer);
     s_test_reading_texts (buffer);
     s_test_mutations (S_READING, buffer, state, 20000);
 }
 
 //  Encodes verdict into buffer and decodes it again: every field comes
-//  back, an absent episode or baseline as zeros, whatever the output held.
+//  back, an absent episode as zeros, whatever the output held.
 static void
 s_test_verdict_trip (const proto_verdict_t *verdict, proto_buffer_t *buffer)
 {
@@ -1700,12 +1816,10 @@ s_test_verdict_trip (const proto_verdict_t *verdict, proto_buffer_t *buffer)
     assert (out.previous == verdict->previous);
     assert (out.has_episode == verdict->has_episode);
     assert (out.no_reading == verdict->no_reading);
-    assert (out.has_baseline == verdict->has_baseline);
     if (verdict->has_episode)
         s_test_episode_equal (&verdict->episode, &out.episode);
     else
         assert (out.episode.samples == 0 && out.episode.start == 0);
-    assert (out.baseline_watts == (verdict->has_baseline ? verdict->baseline_watts : 0));
 }
 
 //  Verdict round trip, with and without an episode
@@ -1720,12 +1834,11 @@ s_test_verdict_frames (proto_buffer_t *buffer, uint64_t *state)
     verdict.has_episode = true;
     s_test_episode (&verdict.episode);
     //  Without the optional keys: flags clear, and the frame is what
-    //  senders that predate them wrote (map of 5, no "nr"/"bl")
+    //  senders that predate them wrote (map of 5, no "nr")
     s_test_verdict_trip (&verdict, buffer);
     assert (buffer->data[0] == 0x85);
     s_test_span_t span;
     assert (s_test_find (buffer->data, 0, "nr", &span) == -1);
-    assert (s_test_find (buffer->data, 0, "bl", &span) == -1);
     s_test_truncations (S_VERDICT, buffer);
     static const s_test_field_t top[] = {
         {"rd", S_HOLDS_MAP}, {"st", S_HOLDS_NUMBER}, {"pv", S_HOLDS_NUMBER}, {"ep", S_HOLDS_MAP}};
@@ -1763,46 +1876,40 @@ s_test_verdict_optional (proto_buffer_t *buffer, uint64_t *state)
     s_test_reading (&verdict.reading);
     s_test_episode (&verdict.episode);
 
-    //  No-reading verdict with baseline and closed episode: all 7 keys
+    //  No-reading verdict with a closed episode: all 6 keys
     verdict.no_reading = true;
-    verdict.has_baseline = true;
-    verdict.baseline_watts = 4.75f;
     verdict.has_episode = true;
     verdict.status = PROTO_STATUS_OFFLINE;
     verdict.previous = PROTO_STATUS_PHANTOM;
     strcpy (verdict.reading.gateway, PROTO_GATEWAY_NONE);
     s_test_verdict_trip (&verdict, buffer);
-    assert (buffer->data[0] == 0x87);
+    assert (buffer->data[0] == 0x86);
     s_test_truncations (S_VERDICT, buffer);
-    static const s_test_field_t optional[] = {{"nr", S_HOLDS_TRUE}, {"bl", S_HOLDS_NUMBER}};
+    static const s_test_field_t optional[] = {{"nr", S_HOLDS_TRUE}};
     static const s_test_group_t groups[] = {S_GROUP ("", optional)};
     s_test_fields (S_VERDICT, buffer, groups, 1, s_test_unknown);
-    assert (s_test_rename (S_VERDICT, buffer, "nr", "bl") == -2); //  repeated key
-    assert (s_test_rename (S_VERDICT, buffer, "bl", "nr") == -2);
-    assert (s_test_rename (S_VERDICT, buffer, "bl", "st") == -2);
-    assert (s_test_value (S_VERDICT, buffer, "bl", S_BYTES ("\xca\x7f\xc0\0\0")) == -2); //  NaN
-    assert (s_test_value (S_VERDICT, buffer, "bl", S_BYTES ("\xca\xbf\x80\0\0")) == -2); //  -1
-    assert (s_test_value (S_VERDICT, buffer, "bl", S_BYTES ("\xcb\x48\x0c\0\0\0\0\0\0")) ==
-            -2);                                                            //  1e39
-    assert (s_test_value (S_VERDICT, buffer, "bl", S_BYTES ("\x00")) == 0); //  0 W
-    assert (s_test_value (S_VERDICT, buffer, "bl", S_BYTES ("\xcd\x01\x2c")) == 0);
-    //  Eight keys are one too many, even if the eighth were known
-    uint8_t eight = 0x88;
-    assert (s_test_replace (S_VERDICT, buffer, 0, 1, &eight, 1, NULL) == -2);
+    assert (s_test_rename (S_VERDICT, buffer, "nr", "st") == -2); //  repeated key
+    assert (s_test_rename (S_VERDICT, buffer, "nr", "bl") == -2); //  a key no longer sent
+    //  Seven keys are one too many, even if the seventh were known
+    uint8_t seven = 0x87;
+    assert (s_test_replace (S_VERDICT, buffer, 0, 1, &seven, 1, NULL) == -2);
     s_test_mutations (S_VERDICT, buffer, state, 20000);
-    //  Each optional key alone
+    //  Required keys stay required with the optional ones around: the
+    //  frame without "pv" (and a map of 5) is malformed
+    s_test_span_t span = s_test_span (buffer, "pv");
+    proto_buffer_t cut;
+    proto_buffer_init (&cut);
+    assert (s_buffer_write (&cut, (const char *)buffer->data, span.key_at) == 0);
+    assert (s_buffer_write (&cut, (const char *)buffer->data + span.value_end,
+                            buffer->size - span.value_end) == 0);
+    cut.data[0] = 0x85;
+    assert (s_test_decode (S_VERDICT, cut.data, cut.size) == -2);
+    proto_buffer_release (&cut);
+    //  The optional key alone
     verdict.has_episode = false;
-    verdict.has_baseline = false;
     s_test_verdict_trip (&verdict, buffer);
     assert (buffer->data[0] == 0x85);
     s_test_truncations (S_VERDICT, buffer);
-    verdict.no_reading = false;
-    verdict.has_baseline = true;
-    verdict.baseline_watts = 0.25f;
-    s_test_verdict_trip (&verdict, buffer);
-    s_test_truncations (S_VERDICT, buffer);
-    //  Four required keys still required with optional ones around
-    assert (s_test_rename (S_VERDICT, buffer, "pv", "nr") == -2);
 }
 
 //  Event round trip, with and without an episode
@@ -2036,8 +2143,7 @@ s_test_batches (proto_buffer_t *buffer, uint64_t *state)
         verdicts[index].has_episode = index == 1;
         if (index == 1)
             s_test_episode (&verdicts[index].episode);
-        verdicts[index].has_baseline = index == 2;
-        verdicts[index].baseline_watts = index == 2 ? 1.5f : 0;
+        verdicts[index].no_reading = index == 2;
         assert (proto_verdict_append (&verdicts[index], buffer) == 0);
     }
     offset = 0;
@@ -2048,7 +2154,7 @@ s_test_batches (proto_buffer_t *buffer, uint64_t *state)
         assert (verdict.has_episode == (index == 1));
         if (index == 1)
             s_test_episode_equal (&verdict.episode, &verdicts[1].episode);
-        assert (verdict.has_baseline == (index == 2));
+        assert (verdict.no_reading == (index == 2));
         offset += used;
     }
     assert (offset == buffer->size);

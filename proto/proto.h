@@ -45,12 +45,28 @@ typedef enum {
     PROTO_STATUS_OFFLINE = 5
 } proto_status_t;
 
-//  When the owner says the appliance should be off.
+//  What a port is for (DESIGN.md "What counts as waste"). Values are on
+//  the wire.
 typedef enum {
-    PROTO_EXPECTED_OFF_NEVER = 0,
-    PROTO_EXPECTED_OFF_ALWAYS = 1,
-    PROTO_EXPECTED_OFF_WINDOW = 2   //  daily, from off_from_min to off_to_min local time
-} proto_expected_off_t;
+    PROTO_ROLE_STANDBY = 0,         //  low draw for min_phantom_seconds is phantom
+    PROTO_ROLE_SHOULD_BE_OFF = 1,   //  while a window is on (none: always), any draw
+                                    //  above off_watts is low draw; else as standby
+    PROTO_ROLE_ALWAYS_ON = 2        //  by design: never idle or phantom
+} proto_role_t;
+
+//  A weekly window of the owner's local time, packed into a uint32:
+//  days << 22 | from << 11 | to. days: bit 0 Monday ... bit 6 Sunday, the
+//  days the window starts on; from and to: minutes after local midnight,
+//  from < 1440, to <= 1440, from != to. A window whose to is at or before
+//  its from runs past midnight into the next day; to 0 or 1440 ends at
+//  midnight. 0 is an unused window.
+#define PROTO_WINDOWS_MAX 4
+#define PROTO_WINDOW_MINUTES 1440
+#define PROTO_WINDOW_PACK(days, from, to)                                                          \
+    (((uint32_t)(days) << 22) | ((uint32_t)(from) << 11) | (uint32_t)(to))
+#define PROTO_WINDOW_DAYS(window) (((window) >> 22) & 0x7f)
+#define PROTO_WINDOW_FROM(window) (((window) >> 11) & 0x7ff)
+#define PROTO_WINDOW_TO(window) ((window) & 0x7ff)
 
 //  Result codes carried in acks.
 typedef enum {
@@ -66,9 +82,9 @@ typedef struct {
     float off_watts;                //  at or below: off
     float standby_watts;            //  above: in use
     int32_t min_phantom_seconds;    //  low draw must last this long to be phantom
-    uint8_t expected_off;           //  proto_expected_off_t
-    int16_t off_from_min;           //  window start, minutes after local midnight
-    int16_t off_to_min;             //  window end, minutes after local midnight
+    uint8_t role;                   //  proto_role_t
+    uint32_t windows [PROTO_WINDOWS_MAX];   //  should_be_off's schedule, packed
+                                            //  (PROTO_WINDOW_PACK); all 0: always
     char timezone [PROTO_TIMEZONE_MAX + 1];  //  owner's IANA zone, "" = UTC
 } proto_settings_t;
 
@@ -103,8 +119,8 @@ typedef struct {
 //  offline timer taking a silent port offline and closing its episode):
 //  the store uses only reading.user, reading.port and reading.ts (the time
 //  of the change), writes no readings row and sends no ack; reading.gateway
-//  is PROTO_GATEWAY_NONE. Wire keys "nr" and "bl" are optional: present
-//  only when no_reading / has_baseline is set.
+//  is PROTO_GATEWAY_NONE. Wire key "nr" is optional: present only when
+//  no_reading is set.
 typedef struct {
     proto_reading_t reading;        //  the reading itself
     uint8_t status;                 //  proto_status_t after this reading
@@ -112,9 +128,6 @@ typedef struct {
     bool has_episode;               //  episode below is set
     proto_episode_t episode;        //  opened, updated or closed by this reading
     bool no_reading;                //  no reading behind it: no readings row, no ack
-    bool has_baseline;              //  baseline_watts is set
-    float baseline_watts;           //  always-on baseline, W (>= 0): 1st-percentile
-                                    //  bin of the port's power over the last 24 h
 } proto_verdict_t;
 
 //  The store's answer for one reading.
@@ -180,6 +193,10 @@ int proto_reading_decode_next (const void *data, size_t size, proto_reading_t *s
                                size_t *used);
 int proto_verdict_decode_next (const void *data, size_t size, proto_verdict_t *self,
                                size_t *used);
+
+//  Whether a packed window is 0 (unused) or a window as PROTO_WINDOW_PACK
+//  describes; the decoders refuse any other value.
+bool proto_window_valid (uint32_t window);
 
 //  Writes the PUB topic of an event ("phantom.start.<port>") into topic.
 void proto_event_topic (const proto_event_t *self, char topic [PROTO_TOPIC_MAX + 1]);

@@ -36,9 +36,9 @@ s_write_corpus (const char *dir)
     reading.settings.off_watts = 0.5f;
     reading.settings.standby_watts = 10.0f;
     reading.settings.min_phantom_seconds = 300;
-    reading.settings.expected_off = PROTO_EXPECTED_OFF_WINDOW;
-    reading.settings.off_from_min = 1320;
-    reading.settings.off_to_min = 420;
+    reading.settings.role = PROTO_ROLE_SHOULD_BE_OFF;
+    reading.settings.windows [0] = PROTO_WINDOW_PACK (0x7f, 1320, 420);
+    reading.settings.windows [1] = PROTO_WINDOW_PACK (0x1f, 540, 1020);
     strcpy (reading.settings.timezone, "Europe/Berlin");
 
     proto_verdict_t verdict;
@@ -65,7 +65,7 @@ s_write_corpus (const char *dir)
     proto_buffer_t buffer;
     proto_buffer_init (&buffer);
     int rc = 0;
-    for (int which = 0; which < 8 && rc == 0; which++) {
+    for (int which = 0; which < 7 && rc == 0; which++) {
         const char *name = NULL;
         switch (which) {
             case 0: name = "reading"; rc = proto_reading_encode (&reading, &buffer); break;
@@ -90,13 +90,6 @@ s_write_corpus (const char *dir)
                 rc = proto_event_encode (&event, &buffer);
                 break;
             case 6:
-                name = "verdict_baseline";
-                verdict.has_episode = false;
-                verdict.has_baseline = true;
-                verdict.baseline_watts = 4.5f;
-                rc = proto_verdict_encode (&verdict, &buffer);
-                break;
-            case 7:
                 //  The offline timer's: no reading, closed episode
                 name = "verdict_no_reading";
                 strcpy (verdict.reading.gateway, PROTO_GATEWAY_NONE);
@@ -104,7 +97,6 @@ s_write_corpus (const char *dir)
                 verdict.status = PROTO_STATUS_OFFLINE;
                 verdict.previous = PROTO_STATUS_PHANTOM;
                 verdict.no_reading = true;
-                verdict.has_baseline = false;
                 verdict.has_episode = true;
                 verdict.episode = episode;
                 verdict.episode.end = reading.ts;

@@ -114,9 +114,9 @@ main (int argc, char *argv[])
     }
     detector_engine_stats_t stats;
     detector_engine_stats (engine, &stats);
-    //  The budget includes the table's empty slots and the baseline histogram.
+    //  The budget includes the table's empty slots.
     double bytes = detector_engine_bytes_per_port (engine);
-    printf ("  %.1f bytes/port (engine table at load <= 3/4, baseline histogram included),"
+    printf ("  %.1f bytes/port (engine table at load <= 3/4),"
             " %llu ports known: %s the 256-byte budget\n",
             bytes, (unsigned long long)stats.ports, bytes < 256 ? "within" : "OVER");
     free (names);

@@ -9,8 +9,13 @@
       reading that hovers at a border keeps the status it has.
     - Low draw is "idle" until it has lasted min_phantom_seconds (by reading
       timestamps), then "phantom". High draw is "active" at once.
-    - While the owner expects the appliance off (always, or inside a daily
-      local-time window), any draw above off_watts is low draw.
+    - Roles (settings.role): standby is the above. should_be_off: while its
+      schedule is on (no window: always; else inside one of up to four
+      weekly windows of the owner's local time, each starting on its days
+      at from and ending at to, the next day when to <= from), any draw
+      above off_watts is low draw; outside it, as standby. always_on: on by
+      design, never idle or phantom (so never notified): above off_watts
+      (with the hysteresis) it is active, at or below off.
     - Time is the reading's ts. A reading older than the port's last one is
       counted and ignored; one with the same ts is a retry and is answered
       with the current status. A gap longer than offline_after is never
@@ -31,18 +36,8 @@
       opens a new episode (only with min_phantom_seconds 0), the closed one
       wins the verdict; the new one reaches the store with the reading
       after, since every verdict of an open episode carries the whole of it.
-    - Always-on baseline (DESIGN.md): the 1st-percentile bin of the port's
-      power over the last 24 h, from two 12-hour halves of a log-scale
-      histogram (S_BINS bins of ratio sqrt 2 from 0.5 W) with one-byte
-      counters that saturate at 255, plus an exact count of each half's
-      readings. The baseline is the first bin where the cumulative count
-      reaches 1 % of the readings: exact while 1 % of the window is at most
-      255 readings (a reading every 3.4 s or slower; the guide's sensors
-      send every 5 s). With faster sensors a saturated bin below that point
-      is taken as the baseline: it held at least 255 readings. The window
-      is the current half plus the one before: 12 to 24 h. A baseline goes
-      out with a verdict at most once a minute per port, and only once 100
-      readings back it.
+    - The "lowest steady draw" (DESIGN.md) is not the engine's: the API
+      computes it exactly from the stored readings.
     =========================================================================
 */
 #include "detector_engine.h"
@@ -58,43 +53,32 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#define S_USED 0x01     //  slot holds a port
-#define S_SEEN 0x02     //  port has a last reading (last_ts valid)
-#define S_BASELINE 0x04 //  a baseline was sent (baseline_minute valid)
-
-#define S_BINS 20                  //  baseline histogram bins per half
-#define S_BIN_FLOOR 0.5            //  W: below it bin 0 (nothing always on)
-#define S_HALF_MS 43200000LL       //  a histogram half: 12 h
-#define S_MINUTE_MS 60000LL        //  a port's baseline goes out at most once a minute
-#define S_BASELINE_MIN_SAMPLES 100 //  a 1st percentile of fewer is just the minimum
+#define S_USED 0x01 //  slot holds a port
+#define S_SEEN 0x02 //  port has a last reading (last_ts valid)
 
 #define S_ZONES_MAX 256 //  distinct time zones cached
 #define S_ZONE_BLOCK_MS                                                                            \
     900000 //  zone offsets are cached per UTC quarter hour:
            //  every real DST change falls on one's border
 
-//  One port: 120 bytes. Kept small because the table holds one per port of
+//  One port: 72 bytes. Kept small because the table holds one per port of
 //  the partition: at a million ports the table has 2^21 slots (load <= 3/4),
-//  so 120 bytes a slot is 252 bytes per port, under the 256 budget.
+//  so 72 bytes a slot is 151 bytes per port, under the 256 budget.
 typedef struct {
-    uint8_t uuid[16];         //  port id, binary
-    int64_t user;             //  owner, for events
-    int64_t last_ts;          //  ts of the last accepted reading, ms
-    int64_t last_seen;        //  gateway clock at that reading, for the offline timer
-    int64_t low_since;        //  ts of the first reading of the low-draw run
-    double energy_wh;         //  integral over the low-draw run
-    float last_power;         //  W of the last accepted reading
-    float peak_watts;         //  highest draw in the low-draw run
-    uint32_t samples;         //  readings in the low-draw run
-    uint16_t zone;            //  zone cache index + 1 of the last window lookup, 0 none
-    uint8_t status;           //  proto_status_t
-    uint8_t flags;            //  S_USED, S_SEEN, S_BASELINE
-    uint16_t baseline_minute; //  ts minute (mod 2^16) of the last baseline sent
-    uint16_t half;            //  12-hour period (mod 2^16) of the newest histogram half
-    uint16_t total[2];        //  readings in each half (saturating)
-    uint8_t bins[2][S_BINS];  //  baseline histogram (saturating); half [period & 1]
+    uint8_t uuid[16];  //  port id, binary
+    int64_t user;      //  owner, for events
+    int64_t last_ts;   //  ts of the last accepted reading, ms
+    int64_t last_seen; //  gateway clock at that reading, for the offline timer
+    int64_t low_since; //  ts of the first reading of the low-draw run
+    double energy_wh;  //  integral over the low-draw run
+    float last_power;  //  W of the last accepted reading
+    float peak_watts;  //  highest draw in the low-draw run
+    uint32_t samples;  //  readings in the low-draw run
+    uint16_t zone;     //  zone cache index + 1 of the last schedule lookup, 0 none
+    uint8_t status;    //  proto_status_t
+    uint8_t flags;     //  S_USED, S_SEEN
 } s_port_t;
-_Static_assert(sizeof (s_port_t) == 120, "port state grew: check the bytes-per-port budget");
+_Static_assert(sizeof (s_port_t) == 72, "port state grew: check the bytes-per-port budget");
 
 //  A time zone's UTC offset, valid for one quarter hour.
 typedef struct {
@@ -402,31 +386,44 @@ s_zone_offset (detector_engine_t *self, s_port_t *port, const char *name, int64_
     return zone->offset_s;
 }
 
-//  Whether the owner expects the appliance off at ts.
+//  Whether a should_be_off port's schedule is on at ts: always without a
+//  window, else when ts falls in one of them in the owner's local time. A
+//  window is on from its from on each of its days, to its to the same
+//  day, or the next day when to <= from (to 0 ends at midnight).
 static bool
-s_expected_off (detector_engine_t *self, s_port_t *port, const proto_settings_t *settings,
-                int64_t ts)
+s_schedule_on (detector_engine_t *self, s_port_t *port, const proto_settings_t *settings,
+               int64_t ts)
 {
-    if (settings->expected_off == PROTO_EXPECTED_OFF_ALWAYS)
+    bool any = false;
+    for (size_t i = 0; i < PROTO_WINDOWS_MAX; i++)
+        any |= settings->windows[i] != 0;
+    if (!any)
         return true;
-    if (settings->expected_off != PROTO_EXPECTED_OFF_WINDOW)
-        return false;
-    int from = settings->off_from_min;
-    int to = settings->off_to_min;
-    if (from < 0 || from > 1440 || to < 0 || to > 1440 || from == to)
-        return false; //  an empty or nonsensical window expects nothing
     char name[PROTO_TIMEZONE_MAX + 1];
     memcpy (name, settings->timezone, PROTO_TIMEZONE_MAX);
     name[PROTO_TIMEZONE_MAX] = '\0';
     int64_t local_s =
         (ts >= 0 ? ts / 1000 : (ts - 999) / 1000) + s_zone_offset (self, port, name, ts);
-    int64_t day_s = local_s % 86400;
-    if (day_s < 0)
-        day_s += 86400;
-    int minute = (int)(day_s / 60);
-    if (from < to)
-        return minute >= from && minute < to;
-    return minute >= from || minute < to; //  window across midnight
+    int64_t day = local_s >= 0 ? local_s / 86400 : (local_s - 86399) / 86400;
+    int minute = (int)((local_s - day * 86400) / 60);
+    //  Day 0 (1970-01-01) was a Thursday; bit 0 is Monday.
+    int today = (int)(((day + 3) % 7 + 7) % 7);
+    int yesterday = (today + 6) % 7;
+    for (size_t i = 0; i < PROTO_WINDOWS_MAX; i++) {
+        uint32_t window = settings->windows[i];
+        if (window == 0 || !proto_window_valid (window))
+            continue; //  settings built by hand (a replay, a test) skip the decoder
+        int days = (int)PROTO_WINDOW_DAYS (window);
+        int from = (int)PROTO_WINDOW_FROM (window);
+        int to = (int)PROTO_WINDOW_TO (window);
+        bool started_today = (days >> today) & 1;
+        if (to > from) {
+            if (started_today && minute >= from && minute < to)
+                return true;
+        } else if ((started_today && minute >= from) || (((days >> yesterday) & 1) && minute < to))
+            return true; //  past midnight: tonight's part, or the end of last night's
+    }
+    return false;
 }
 
 static inline float
@@ -534,85 +531,6 @@ s_port_offline (s_port_t *port, const char *port_text, detector_outcome_t *outco
     }
 }
 
-//  Histogram bin of p: 0 below S_BIN_FLOOR, then two bins per doubling,
-//  the last open-ended (from 256 W). frexp, not log2: exact and cheap.
-static inline int
-s_bin (double p)
-{
-    if (!(p >= S_BIN_FLOOR))
-        return 0;
-    int exponent;
-    double fraction = frexp (p / S_BIN_FLOOR, &exponent); //  [0.5, 1) x 2^exponent
-    int bin = 1 + 2 * (exponent - 1) + (fraction >= 0.70710678118654752);
-    return bin < S_BINS ? bin : S_BINS - 1;
-}
-
-//  The watts a bin stands for: its geometric centre; 0 for bin 0; the
-//  lower edge of the open-ended last bin.
-static float
-s_bin_watts (int bin)
-{
-    if (bin == 0)
-        return 0;
-    double lower = S_BIN_FLOOR * exp2 ((bin - 1) / 2.0);
-    return (float)(bin == S_BINS - 1 ? lower : lower * exp2 (0.25));
-}
-
-static void
-s_half_clear (s_port_t *port, int which)
-{
-    memset (port->bins[which], 0, S_BINS);
-    port->total[which] = 0;
-}
-
-//  Counts p at ts in the port's histogram, dropping halves older than 24 h.
-static void
-s_histogram_add (s_port_t *port, int64_t ts, double p)
-{
-    int64_t period = ts >= 0 ? ts / S_HALF_MS : (ts - S_HALF_MS + 1) / S_HALF_MS;
-    uint16_t half = (uint16_t)period;
-    uint16_t ahead = (uint16_t)(half - port->half);
-    int which = (int)(period & 1);
-    if (port->total[0] == 0 && port->total[1] == 0)
-        port->half = half; //  empty: any period is the newest
-    else if (ahead == 1) {
-        s_half_clear (port, which); //  held the period before last
-        port->half = half;
-    } else if (ahead > 1 && ahead < 0x8000) {
-        s_half_clear (port, 0);
-        s_half_clear (port, 1);
-        port->half = half;
-    } else if (ahead >= 0x8000 && (uint16_t)(port->half - half) > 1)
-        return; //  older than the previous half
-    int bin = s_bin (p);
-    if (port->bins[which][bin] < UINT8_MAX)
-        port->bins[which][bin]++;
-    if (port->total[which] < UINT16_MAX)
-        port->total[which]++;
-}
-
-//  The bin where the count over both halves reaches 1 % of their
-//  readings (or that saturated first), as watts. false while fewer than
-//  S_BASELINE_MIN_SAMPLES readings back it.
-static bool
-s_baseline (const s_port_t *port, float *watts)
-{
-    uint32_t total = (uint32_t)port->total[0] + port->total[1];
-    if (total < S_BASELINE_MIN_SAMPLES)
-        return false;
-    uint32_t needed = (total + 99) / 100;
-    uint32_t cumulative = 0;
-    int bin = 0;
-    for (; bin < S_BINS - 1; bin++) {
-        cumulative += (uint32_t)port->bins[0][bin] + port->bins[1][bin];
-        if (cumulative >= needed || port->bins[0][bin] == UINT8_MAX ||
-            port->bins[1][bin] == UINT8_MAX)
-            break;
-    }
-    *watts = s_bin_watts (bin);
-    return true;
-}
-
 //  Brings a port's slot towards the cache ahead of its reading: at a
 //  million ports nearly every reading misses the cache, and overlapping
 //  those misses is what makes a batch fast.
@@ -642,22 +560,6 @@ s_answer_stale (detector_engine_t *self, const s_port_t *port, int64_t ts,
     }
 }
 
-//  Counts the reading in the port's histogram and puts the port's
-//  baseline into outcome, at most once a minute: a baseline costs the
-//  store a port row write.
-static void
-s_offer_baseline (s_port_t *port, int64_t ts, double p, detector_outcome_t *outcome)
-{
-    s_histogram_add (port, ts, p);
-    uint16_t minute = (uint16_t)((ts >= 0 ? ts : ts - S_MINUTE_MS + 1) / S_MINUTE_MS);
-    if ((minute != port->baseline_minute || !(port->flags & S_BASELINE)) &&
-        s_baseline (port, &outcome->baseline_watts)) {
-        outcome->has_baseline = true;
-        port->baseline_minute = minute;
-        port->flags |= S_BASELINE;
-    }
-}
-
 //  The port's status after a reading of p watts at ts; moves its low-draw
 //  run along.
 static uint8_t
@@ -676,8 +578,12 @@ s_judge (detector_engine_t *self, s_port_t *port, const proto_settings_t *settin
 
     uint8_t previous = port->status;
     s_band_t band = s_band (s_band_of_status (previous), p, off, standby);
-    if (band == S_BAND_HIGH && settings->expected_off != PROTO_EXPECTED_OFF_NEVER &&
-        s_expected_off (self, port, settings, ts))
+    //  On by design: any draw is use. A port that was in a low-draw run
+    //  when its role changed leaves it here, closing its episode.
+    if (settings->role == PROTO_ROLE_ALWAYS_ON)
+        return band == S_BAND_OFF ? PROTO_STATUS_OFF : PROTO_STATUS_ACTIVE;
+    if (band == S_BAND_HIGH && settings->role == PROTO_ROLE_SHOULD_BE_OFF &&
+        s_schedule_on (self, port, settings, ts))
         band = S_BAND_LOW;
     if (band != S_BAND_LOW)
         return band == S_BAND_OFF ? PROTO_STATUS_OFF : PROTO_STATUS_ACTIVE;
@@ -748,7 +654,6 @@ s_process (detector_engine_t *self, const proto_reading_t *reading, const uint8_
     outcome->ignored = false;
     outcome->rejected = false;
     outcome->has_episode = false;
-    outcome->has_baseline = false;
     outcome->event_count = 0;
 
     double p = reading->power;
@@ -776,7 +681,6 @@ s_process (detector_engine_t *self, const proto_reading_t *reading, const uint8_
                 s_port_offline (port, reading->port, outcome);
         }
     }
-    s_offer_baseline (port, ts, p, outcome);
     uint8_t status = s_judge (self, port, &reading->settings, ts, p);
     s_settle (port, reading, p, status, outcome);
     return 0;
@@ -944,7 +848,7 @@ detector_engine_replay (detector_engine_t *self, const char *port_text, int64_t 
     reading.received = now_ms;
     reading.settings.off_watts = 0;
     reading.settings.standby_watts = FLT_MAX;
-    reading.settings.expected_off = PROTO_EXPECTED_OFF_NEVER;
+    reading.settings.role = PROTO_ROLE_STANDBY;
     reading.settings.min_phantom_seconds = saved.status == PROTO_STATUS_PHANTOM ? 0 : INT32_MAX;
     detector_outcome_t outcome;
     bool consistent = true;
@@ -1049,104 +953,187 @@ s_sink_offline (const char *port, int64_t user, int64_t ts, const detector_outco
     sink->count++;
 }
 
-//  Feeds a port readings every step_s seconds over [from_s, to_s) of
-//  watts (every odd_every-th one odd_watts instead); returns the last
-//  baseline seen, -1 if none, and checks the once-a-minute spacing.
-static float
-s_feed (detector_engine_t *engine, const proto_settings_t *settings, int64_t base, int64_t from_s,
-        int64_t to_s, int64_t step_s, double watts, int64_t odd_every, double odd_watts,
-        size_t *baselines)
-{
-    float last = -1;
-    int64_t last_at = INT64_MIN / 2;
-    for (int64_t t = from_s, n = 0; t < to_s; t += step_s, n++) {
-        proto_reading_t reading;
-        detector_outcome_t outcome;
-        double p = odd_every && n % odd_every == odd_every - 1 ? odd_watts : watts;
-        detector_fixture_reading (&reading, S_PORT_A, 7, base + t * 1000, p, settings);
-        assert (detector_engine_process (engine, &reading, &outcome) == 0);
-        if (outcome.has_baseline) {
-            assert ((base / 1000 + t) / 60 != (base / 1000 + last_at) / 60); //  once a minute
-            assert (outcome.baseline_watts >= 0);
-            last_at = t;
-            last = outcome.baseline_watts;
-            if (baselines)
-                (*baselines)++;
-        }
-    }
-    return last;
-}
-
-static void
-s_baseline_test (const proto_settings_t *settings, int64_t base)
-{
-    //  Bins: two per doubling from 0.5 W
-    assert (s_bin (0) == 0 && s_bin (0.49) == 0 && s_bin (-3) == 0 && s_bin (NAN) == 0);
-    assert (s_bin (0.5) == 1 && s_bin (0.7) == 1 && s_bin (0.71) == 2 && s_bin (1) == 3);
-    assert (s_bin (4) == 7 && s_bin (5.6) == 7 && s_bin (5.7) == 8 && s_bin (7) == 8);
-    assert (s_bin (100) == 16 && s_bin (255) == 18 && s_bin (256) == 19 && s_bin (1e9) == 19);
-    assert (s_bin_watts (0) == 0);
-    assert (fabsf (s_bin_watts (7) - 4.7568f) < 1e-3f); //  4 * 2^(1/4)
-    assert (fabsf (s_bin_watts (19) - 256) < 1e-3f);    //  open-ended: lower edge
-
-    //  base is on a 12-hour boundary, so halves are [0, 12 h), [12 h, 24 h)...
-    assert (base % S_HALF_MS == 0);
-    const int64_t hour = 3600;
-
-    //  99 % at 100 W, 1.25 % at 4 W, every 10 s for 12 h: the 4 W bin.
-    //  Not before 100 readings; then once a minute (checked in s_feed).
-    detector_engine_t *engine = detector_engine_new (0, 300000);
-    size_t baselines = 0;
-    assert (s_feed (engine, settings, base, 0, 980, 10, 100, 80, 4, &baselines) < 0);
-    assert (baselines == 0);
-    float watts = s_feed (engine, settings, base, 990, 12 * hour, 10, 100, 80, 4, &baselines);
-    assert (watts >= 4 && watts < 5.66f);
-    //  (12 h - 990 s) / 60 s + 1, give or take the minute boundary
-    assert (baselines >= 700 && baselines <= 704);
-    detector_engine_destroy (&engine);
-
-    //  All at 7 W: the 7 W bin [5.66, 8).
-    engine = detector_engine_new (0, 300000);
-    watts = s_feed (engine, settings, base, 0, 2 * hour, 10, 7, 0, 0, NULL);
-    assert (watts >= 5.66f && watts < 8);
-    detector_engine_destroy (&engine);
-
-    //  1 s readings for 12 h with one in 1000 at 2 W (0.1 %): well under
-    //  1 %, so the baseline is the 100 W bin. Saturating counters alone
-    //  (100 W stuck at 255 next to 43 at 2 W) would say 2 W; the exact
-    //  count of readings keeps the threshold right.
-    engine = detector_engine_new (0, 300000);
-    watts = s_feed (engine, settings, base, 0, 12 * hour, 1, 100, 1000, 2, NULL);
-    assert (watts >= 90.5f && watts < 128);
-    detector_engine_destroy (&engine);
-
-    //  Data older than 24 h is forgotten: 12 h at 4 W, then 100 W. At
-    //  20 h the 4 W half is still in the window; once the next half
-    //  begins (24 h) it is gone.
-    engine = detector_engine_new (0, 300000);
-    watts = s_feed (engine, settings, base, 0, 12 * hour, 10, 4, 0, 0, NULL);
-    assert (watts >= 4 && watts < 5.66f);
-    watts = s_feed (engine, settings, base, 12 * hour, 20 * hour, 10, 100, 0, 0, NULL);
-    assert (watts >= 4 && watts < 5.66f);
-    watts = s_feed (engine, settings, base, 20 * hour, 24 * hour + 30 * 60, 10, 100, 0, 0, NULL);
-    assert (watts >= 90.5f && watts < 128);
-    //  A silence of two days empties both halves: 100 readings again first
-    baselines = 0;
-    assert (s_feed (engine, settings, base, 72 * hour, 72 * hour + 980, 10, 0.2, 0, 0, &baselines) <
-            0);
-    watts = s_feed (engine, settings, base, 72 * hour + 990, 73 * hour, 10, 0.2, 0, 0, NULL);
-    assert (watts == 0); //  below 0.5 W: nothing always on
-    detector_engine_destroy (&engine);
-
-    //  Above the last bin edge: its lower edge, 256 W.
-    engine = detector_engine_new (0, 300000);
-    watts = s_feed (engine, settings, base, 0, hour, 10, 2500, 0, 0, NULL);
-    assert (watts == s_bin_watts (S_BINS - 1));
-    detector_engine_destroy (&engine);
-}
-
 #define S_RUN(name, steps, settings, base)                                                         \
     s_run_series (name, steps, sizeof (steps) / sizeof (steps[0]), settings, base, verbose)
+
+//  Status after a fresh port's first reading of watts at ts: with no
+//  dwell low draw is phantom at once, so at 100 W under should_be_off it
+//  says whether the schedule is on (phantom) or off (active) at ts.
+static proto_status_t
+s_probe (const proto_settings_t *settings, int64_t ts, double watts)
+{
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    detector_fixture_reading (&reading, S_PORT_A, 7, ts, watts, settings);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    detector_engine_destroy (&engine);
+    return (proto_status_t)outcome.status;
+}
+
+//  Always on: never idle or phantom at any draw, no episode, no phantom
+//  event; a port phantom when its role changed closes its episode with
+//  its next reading.
+static void
+s_always_on_test (const proto_settings_t *settings, int64_t base, bool verbose)
+{
+    proto_settings_t on = *settings;
+    on.role = PROTO_ROLE_ALWAYS_ON;
+    //  Two bands split at off_watts, with its hysteresis
+    const s_step_t bands[] = {
+        {0, 0.0, PROTO_STATUS_OFF},     {10, 0.6, PROTO_STATUS_OFF},
+        {20, 11, PROTO_STATUS_ACTIVE},  {30, 3, PROTO_STATUS_ACTIVE},
+        {40, 100, PROTO_STATUS_ACTIVE}, {50, 0.55, PROTO_STATUS_ACTIVE},
+        {60, 0.45, PROTO_STATUS_OFF},   {70, 0.75, PROTO_STATUS_ACTIVE},
+        {200, 14, PROTO_STATUS_ACTIVE},
+    };
+    S_RUN ("always_on", bands, &on, base);
+
+    //  Two hours of every kind of draw, a reading every 10 s: only active
+    //  and off, never a low-draw run
+    static const double draws[] = {11, 0.3, 5, 14.9, 15.2, 16, 0.6, 1, 3, 50, 2000, 0};
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    for (int i = 0; i < 720; i++) {
+        double watts = draws[(i / 30) % (sizeof (draws) / sizeof (draws[0]))];
+        detector_fixture_reading (&reading, S_PORT_A, 7, base + i * 10000LL, watts, &on);
+        assert (detector_engine_process (engine, &reading, &outcome) == 0);
+        assert (outcome.status == PROTO_STATUS_ACTIVE || outcome.status == PROTO_STATUS_OFF);
+        assert ((outcome.status == PROTO_STATUS_OFF) ==
+                (watts <= 0.5 || (watts <= 0.7 && outcome.previous == PROTO_STATUS_OFF)));
+        assert (!outcome.has_episode);
+        for (size_t e = 0; e < outcome.event_count; e++)
+            assert (streq (outcome.events[e].kind, "status"));
+    }
+    detector_engine_destroy (&engine);
+
+    //  Phantom as standby, then always on: the next reading (same 5 W)
+    //  is active and closes the episode there; the one after carries none.
+    engine = detector_engine_new (0, 300000);
+    for (int t = 0; t <= 70; t += 10) {
+        detector_fixture_reading (&reading, S_PORT_A, 7, base + t * 1000LL, 5, settings);
+        assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    }
+    assert (outcome.status == PROTO_STATUS_PHANTOM);
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 80000, 5, &on);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_ACTIVE);
+    assert (outcome.previous == PROTO_STATUS_PHANTOM);
+    assert (outcome.has_episode);
+    assert (outcome.episode.start == base);
+    assert (outcome.episode.end == base + 80000);
+    assert (fabs (outcome.episode.energy_wh - 5.0 * 80 / 3600) < 1e-9);
+    assert (outcome.event_count == 2);
+    assert (streq (outcome.events[1].kind, "phantom.end"));
+    detector_fixture_reading (&reading, S_PORT_A, 7, base + 90000, 5, &on);
+    assert (detector_engine_process (engine, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_ACTIVE);
+    assert (!outcome.has_episode && outcome.event_count == 0);
+    detector_engine_destroy (&engine);
+}
+
+//  Local times in Berlin from Friday 2024-03-29 00:00 CET; day 2 is the
+//  Sunday whose 02:00 CET became 03:00 CEST (01:00Z). summer: after it.
+#define S_FRIDAY 1711666800000LL //  2024-03-28T23:00:00Z
+#define S_BERLIN(day, hour, minute, summer)                                                        \
+    (S_FRIDAY + (day)*86400000LL + ((hour)*60 + (minute)) * 60000LL - ((summer) ? 3600000 : 0))
+
+//  Should be off on a weekly schedule: weekdays 09:00-17:00 and every
+//  night 22:00-07:00 in Berlin, across the spring DST change; a window
+//  counts from the day it starts on. Standby ignores a schedule.
+static void
+s_schedule_test (const proto_settings_t *settings)
+{
+    proto_settings_t office = *settings;
+    office.role = PROTO_ROLE_SHOULD_BE_OFF;
+    office.min_phantom_seconds = 0;
+    office.windows[0] = PROTO_WINDOW_PACK (0x1f, 9 * 60, 17 * 60); //  mon-fri
+    office.windows[2] = PROTO_WINDOW_PACK (0x7f, 22 * 60, 7 * 60); //  every day, past midnight
+    snprintf (office.timezone, sizeof (office.timezone), "Europe/Berlin");
+    const proto_status_t in = PROTO_STATUS_PHANTOM, out = PROTO_STATUS_ACTIVE;
+    const struct {
+        int64_t ts;
+        proto_status_t expect;
+    } probes[] = {
+        {S_BERLIN (0, 8, 59, false), out},  //  Friday, before the office window
+        {S_BERLIN (0, 9, 0, false), in},    //  its start
+        {S_BERLIN (0, 16, 59, false), in},  //
+        {S_BERLIN (0, 17, 0, false), out},  //  its end
+        {S_BERLIN (0, 21, 59, false), out}, //
+        {S_BERLIN (0, 22, 0, false), in},   //  the night starts on Friday
+        {S_BERLIN (0, 23, 0, false), in},   //
+        {S_BERLIN (1, 6, 59, false), in},   //  Saturday morning: Friday's night
+        {S_BERLIN (1, 7, 0, false), out},   //  ends
+        {S_BERLIN (1, 9, 30, false), out},  //  no office window on Saturday
+        {S_BERLIN (1, 22, 0, false), in},   //  Saturday's night
+        {S_BERLIN (2, 1, 59, false), in},   //  Sunday, the last minute of CET
+        {S_BERLIN (2, 3, 0, true), in},     //  the first of CEST
+        {S_BERLIN (2, 6, 59, true), in},    //
+        {S_BERLIN (2, 7, 0, true), out},    //  07:00 CEST, 06:00 CET
+        {S_BERLIN (2, 7, 30, true), out},   //  still 06:30 had the offset not moved
+        {S_BERLIN (2, 9, 30, true), out},   //  no office window on Sunday
+        {S_BERLIN (3, 6, 30, true), in},    //  Monday: Sunday's night
+        {S_BERLIN (3, 8, 30, true), out},   //
+        {S_BERLIN (3, 9, 30, true), in},    //  Monday's office window
+    };
+    for (size_t i = 0; i < sizeof (probes) / sizeof (probes[0]); i++) {
+        proto_status_t status = s_probe (&office, probes[i].ts, 100);
+        if (status != probes[i].expect)
+            printf ("  schedule probe %zu: %lld -> %s (expected %s)\n", i, (long long)probes[i].ts,
+                    proto_status_name (status), proto_status_name (probes[i].expect));
+        assert (status == probes[i].expect);
+    }
+    //  One port through Saturday night, a reading every 4 minutes: one
+    //  engine's zone cache follows the offset across the change. On from
+    //  Saturday 22:00 CET (21:00Z) to Sunday 07:00 CEST (05:00Z).
+    detector_engine_t *engine = detector_engine_new (0, 300000);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    int64_t on = S_BERLIN (1, 22, 0, false), off = S_BERLIN (2, 7, 0, true);
+    assert (off - on == 8 * 3600000LL); //  a night one hour short
+    size_t phantom = 0;
+    for (int64_t ts = on - 2 * 3600000LL; ts < off + 2 * 3600000LL; ts += 240000) {
+        detector_fixture_reading (&reading, S_PORT_A, 7, ts, 100, &office);
+        assert (detector_engine_process (engine, &reading, &outcome) == 0);
+        assert (outcome.status == (ts >= on && ts < off ? in : out));
+        phantom += outcome.status == in;
+    }
+    assert (phantom == 8 * 15);
+    detector_engine_destroy (&engine);
+
+    //  A window to midnight ("to" 0 or 1440), on Saturdays only, in UTC
+    int64_t saturday = 1711756800000LL; //  2024-03-30T00:00:00Z
+    proto_settings_t evening = office;
+    evening.timezone[0] = '\0';
+    memset (evening.windows, 0, sizeof (evening.windows));
+    for (int to = 0; to <= 1440; to += 1440) {
+        evening.windows[3] = PROTO_WINDOW_PACK (0x20, 20 * 60, to);
+        assert (s_probe (&evening, saturday + 19 * 3600000LL + 59 * 60000, 100) == out);
+        assert (s_probe (&evening, saturday + 20 * 3600000LL, 100) == in);
+        assert (s_probe (&evening, saturday + 23 * 3600000LL + 59 * 60000, 100) == in);
+        assert (s_probe (&evening, saturday + 24 * 3600000LL, 100) == out);
+        assert (s_probe (&evening, saturday + 44 * 3600000LL, 100) == out); //  Sunday 20:00
+        assert (s_probe (&evening, saturday - 4 * 3600000LL, 100) == out);  //  Friday 20:00
+    }
+    //  A night on Fridays only: Saturday morning is in it, Friday's and
+    //  Sunday's are not
+    memset (evening.windows, 0, sizeof (evening.windows));
+    evening.windows[1] = PROTO_WINDOW_PACK (0x10, 22 * 60, 7 * 60);
+    assert (s_probe (&evening, saturday - 2 * 3600000LL, 100) == in); //  Friday 22:00
+    assert (s_probe (&evening, saturday + 6 * 3600000LL + 59 * 60000, 100) ==
+            in); //  Saturday 06:59
+    assert (s_probe (&evening, saturday + 7 * 3600000LL, 100) == out);
+    assert (s_probe (&evening, saturday - 17 * 3600000LL - 60000, 100) == out); //  Friday 06:59
+    assert (s_probe (&evening, saturday + 30 * 3600000LL + 59 * 60000, 100) == out); //  Sunday
+    assert (s_probe (&evening, saturday + 22 * 3600000LL, 100) == out); //  Saturday 22:00
+    //  Standby: a schedule changes nothing
+    proto_settings_t standby = office;
+    standby.role = PROTO_ROLE_STANDBY;
+    assert (s_probe (&standby, S_BERLIN (0, 23, 0, false), 100) == PROTO_STATUS_ACTIVE);
+    assert (s_probe (&standby, S_BERLIN (0, 23, 0, false), 5) == PROTO_STATUS_PHANTOM);
+    assert (s_probe (&standby, S_BERLIN (0, 23, 0, false), 0.2) == PROTO_STATUS_OFF);
+}
 
 //  A detector killed after the run's first kill_after low readings and
 //  restored from what the store kept (port row, open episode, readings)
@@ -1338,21 +1325,20 @@ s_series_test (const proto_settings_t *settings, int64_t base, bool verbose)
     };
     S_RUN ("dwell", dwell, settings, base);
 
-    //  Expected off always: any draw above off_watts is phantom after the dwell.
+    //  Should be off, always (no window): any draw above off_watts, 100 W
+    //  too, is phantom after the dwell.
     proto_settings_t always = *settings;
-    always.expected_off = PROTO_EXPECTED_OFF_ALWAYS;
-    const s_step_t expected_always[] = {
+    always.role = PROTO_ROLE_SHOULD_BE_OFF;
+    const s_step_t off_always[] = {
         {0, 100, PROTO_STATUS_IDLE}, {30, 100, PROTO_STATUS_IDLE}, {60, 100, PROTO_STATUS_PHANTOM},
         {70, 0.1, PROTO_STATUS_OFF}, {80, 20, PROTO_STATUS_IDLE},
     };
-    S_RUN ("expected_always", expected_always, &always, base);
+    S_RUN ("off_always", off_always, &always, base);
 
-    //  Expected off in a window 22:00-06:00 local time. At 21:00Z Berlin
+    //  Should be off every night 22:00-06:00 local time. At 21:00Z Berlin
     //  (UTC+1 in January) is at 22:00, inside; UTC is at 21:00, outside.
-    proto_settings_t window = *settings;
-    window.expected_off = PROTO_EXPECTED_OFF_WINDOW;
-    window.off_from_min = 22 * 60;
-    window.off_to_min = 6 * 60;
+    proto_settings_t window = always;
+    window.windows[0] = PROTO_WINDOW_PACK (0x7f, 22 * 60, 6 * 60);
     snprintf (window.timezone, sizeof (window.timezone), "Europe/Berlin");
     int64_t evening = base + 21 * 3600000LL;
     const s_step_t window_berlin[] = {
@@ -1550,7 +1536,6 @@ s_offline_test (detector_engine_t *engine, const proto_settings_t *settings, int
     assert (sink.outcome.episode.start == base + 1200000);
     assert (sink.outcome.episode.end == last_b);
     assert (fabs (sink.outcome.episode.energy_wh - 4.0 * 60 / 3600) < 1e-9);
-    assert (!sink.outcome.has_baseline);
     assert (sink.outcome.event_count == 2);
     assert (streq (sink.outcome.events[0].kind, "status"));
     assert (sink.outcome.events[0].status == PROTO_STATUS_OFFLINE);
@@ -1740,12 +1725,13 @@ detector_engine_test (bool verbose)
 
     s_uuid_test ();
     s_series_test (&settings, base, verbose);
+    s_always_on_test (&settings, base, verbose);
+    s_schedule_test (&settings);
     s_lifecycle_test (&settings, base);
     s_restore_test (&settings, base);
     s_replay_test (&settings, base, 4);  //  killed while idle (the fault test's case)
     s_replay_test (&settings, base, 16); //  killed while phantom
     s_skew_test (&settings, base);
-    s_baseline_test (&settings, base);
     s_growth_test (&settings, base);
     s_batch_test (&settings, base);
     printf ("OK\n");

@@ -32,8 +32,6 @@ typedef struct {
     bool rejected;           //  unusable (bad uuid, non-finite power): no verdict
     bool has_episode;        //  episode below is set
     proto_episode_t episode; //  open, just opened, or just closed episode
-    bool has_baseline;       //  baseline_watts is set (at most once a minute per port)
-    float baseline_watts;    //  always-on baseline, W
     size_t event_count;      //  events used
     proto_event_t events[DETECTOR_EVENTS_MAX]; //  to publish, in order
 } detector_outcome_t;
@@ -90,10 +88,8 @@ size_t detector_engine_expire (detector_engine_t *self, int64_t now_ms,
 //  timer counts from it (gateway clock), not from last_ts (device clock).
 //  On its own this leaves an idle port's run without its energy and
 //  samples so far (the database keeps no row for them): see
-//  detector_engine_replay. The always-on baseline is not restored: it
-//  rebuilds from readings within 24 h (ports.always_on_watts keeps the old
-//  value until then). Restoring a port again replaces what it had. 0, or
-//  -1 on a bad uuid or a full table.
+//  detector_engine_replay. Restoring a port again replaces what it had.
+//  0, or -1 on a bad uuid or a full table.
 int detector_engine_restore (detector_engine_t *self, const char *port, int64_t user,
                              proto_status_t status, int64_t status_since, int64_t last_ts,
                              double last_power, const proto_episode_t *episode, int64_t now_ms);
@@ -102,9 +98,8 @@ int detector_engine_restore (detector_engine_t *self, const char *port, int64_t 
 //  stored readings (ts, power; in the order they were judged, count > 0),
 //  which must start with the run's first reading at run_start: afterwards
 //  the port is exactly as if the detector had never stopped (run start,
-//  energy, samples, peak, last reading), except for the baseline
-//  histogram, which holds only these readings. Its status stays the
-//  restored one. Fills episode (may be NULL) with the run. 0, or -1 when
+//  energy, samples, peak, last reading). Its status stays the restored
+//  one. Fills episode (may be NULL) with the run. 0, or -1 when
 //  the readings do not make one unbroken low-draw run from run_start (a
 //  gap, a reading at 0 W, a different start), leaving the port untouched.
 int detector_engine_replay (detector_engine_t *self, const char *port, int64_t run_start,

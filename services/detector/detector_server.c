@@ -254,8 +254,6 @@ s_send_outcome (detector_server_t *self, const detector_outcome_t *outcome)
         verdict->episode = outcome->episode;
     else
         memset (&verdict->episode, 0, sizeof (verdict->episode));
-    verdict->has_baseline = outcome->has_baseline;
-    verdict->baseline_watts = outcome->has_baseline ? outcome->baseline_watts : 0;
     s_send_verdict (self, verdict);
     for (size_t i = 0; i < outcome->event_count; i++)
         s_publish (self, &outcome->events[i]);
@@ -621,7 +619,7 @@ detector_server_test (bool verbose)
     detector_server_destroy (&server);
     detector_server_destroy (&server);
 
-    //  Baseline and offline timer, on a server that calls 200 ms offline;
+    //  The offline timer, on a server that calls 200 ms offline;
     //  fresh sockets, so no frame goes to the old server's dead pipe.
     zsock_destroy (&gateway);
     zsock_destroy (&store);
@@ -641,10 +639,6 @@ detector_server_test (bool verbose)
         s_test_verdict (server, store, &verdict);
         assert (!verdict.no_reading);
         assert (verdict.status == PROTO_STATUS_PHANTOM);
-        //  The 100th reading is the first with enough behind it
-        assert (verdict.has_baseline == (i == 99));
-        if (i == 99)
-            assert (verdict.baseline_watts >= 4 && verdict.baseline_watts < 5.66f);
     }
     //  Silence: within a timer period the store gets a verdict without a
     //  reading that takes the port offline and closes its episode.
@@ -660,7 +654,6 @@ detector_server_test (bool verbose)
     assert (verdict.episode.start == first_ts);
     assert (verdict.episode.end == reading.ts);
     assert (verdict.episode.samples == 100);
-    assert (!verdict.has_baseline);
     detector_server_stats (server, &stats);
     assert (stats.verdicts == 101);
     detector_server_destroy (&server);

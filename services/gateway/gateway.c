@@ -123,6 +123,10 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
                                              GATEWAY_RATE_REFILL_PER_MINUTE, 1, 1000000, &error);
     int request_timeout = (int)proto_config_int (
         config, "http_request_timeout_ms", GATEWAY_HTTP_REQUEST_TIMEOUT_MS, 100, 600000, &error);
+    //  Read as the detector reads it (same key, default and bounds): the
+    //  API tells clients after how long a silent port is offline.
+    int offline_seconds = (int)proto_config_int (
+        config, "detector_offline_seconds", GATEWAY_OFFLINE_SECONDS_DEFAULT, 1, 7 * 86400, &error);
     if (error)
         return NULL;
     gateway_http_rate_limit_configure (rate_burst, rate_refill);
@@ -132,6 +136,7 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     assert (self);
     self->config = config;
     self->verbose = verbose;
+    self->offline_seconds = offline_seconds;
     self->db = gateway_db_new (database, DB_POOL_SIZE);
     self->cache = gateway_cache_new (database);
     while (gateway_cache_load (self->cache) != 0) {

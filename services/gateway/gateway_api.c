@@ -190,14 +190,6 @@ s_utf8_length (const char *text)
 }
 
 //  "HH:MM", 00:00 to 23:59.
-bool
-gateway_api_is_clock_time (const char *text)
-{
-    return strlen (text) == 5 && isdigit ((unsigned char) text [0])
-        && isdigit ((unsigned char) text [1]) && text [2] == ':'
-        && isdigit ((unsigned char) text [3]) && isdigit ((unsigned char) text [4])
-        && (text [0] - '0') * 10 + (text [1] - '0') < 24 && text [3] < '6';
-}
 
 //  Lower-cases a plausible email into out: an '@' with something on both
 //  sides, no spaces or control characters, at most 254 bytes. 0 or -1.
@@ -267,12 +259,12 @@ gateway_api_column (PGresult *result, int row, int column, gateway_api_type_t ty
     const char *value = PQgetvalue (result, row, column);
     if (type == GATEWAY_API_BOOL)
         return json_boolean (streq (value, "t"));
-    if (type == GATEWAY_API_JSON) {
-        json_t *parsed = json_loads (value, 0, NULL);
-        return parsed ? parsed : json_object ();
-    }
     if (PQgetisnull (result, row, column))
         return json_null ();
+    if (type == GATEWAY_API_JSON) {
+        json_t *parsed = json_loads (value, JSON_DECODE_ANY, NULL);
+        return parsed ? parsed : json_object ();
+    }
     if (type == GATEWAY_API_INTEGER)
         return json_integer (strtoll (value, NULL, 10));
     if (type == GATEWAY_API_REAL)
@@ -687,71 +679,23 @@ gateway_api_field_bool (gateway_api_request_t *request, json_t *body, const char
 }
 
 
-//  The names of the days a window starts on, in week order.
-static const char *s_day_names [] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
-
-//  One window into a normalised copy, or NULL when it is not one.
-static json_t *
-s_window_read (json_t *window)
-{
-    json_t *days = json_object_get (window, "days");
-    const char *from = json_string_value (json_object_get (window, "from"));
-    const char *to = json_string_value (json_object_get (window, "to"));
-    if (!json_is_object (window) || json_object_size (window) != 3 || !json_is_array (days)
-    ||  json_array_size (days) < 1 || json_array_size (days) > 7 || !from || !to
-    ||  !gateway_api_is_clock_time (from) || !gateway_api_is_clock_time (to) || streq (from, to))
-        return NULL;
-    bool seen [7] = {false};
-    size_t index;
-    json_t *day;
-    json_array_foreach (days, index, day) {
-        int found = -1;
-        for (int name = 0; name < 7 && json_is_string (day); name++)
-            if (streq (json_string_value (day), s_day_names [name]))
-                found = name;
-        if (found < 0 || seen [found])
-            return NULL;
-        seen [found] = true;
-    }
-    json_t *ordered = json_array ();
-    for (int name = 0; name < 7; name++)
-        if (seen [name])
-            json_array_append_new (ordered, json_string (s_day_names [name]));
-    return json_pack ("{s:o, s:s, s:s}", "days", ordered, "from", from, "to", to);
-}
-
 int
 gateway_api_field_windows (gateway_api_request_t *request, json_t *body, const char *name,
                            size_t max, json_t **windows, bool *present)
 {
+    assert (max <= GATEWAY_API_WINDOWS_MAX);
     json_t *field = json_object_get (body, name);
     *windows = NULL;
     *present = field != NULL;
     if (!field || json_is_null (field))
         return 0;
-    if (json_is_array (field) && json_array_size (field) >= 1 && json_array_size (field) <= max) {
-        json_t *copy = json_array ();
-        size_t index;
-        json_t *window;
-        json_array_foreach (field, index, window) {
-            json_t *normal = s_window_read (window);
-            if (!normal)
-                break;
-            json_array_append_new (copy, normal);
-        }
-        if (json_array_size (copy) == json_array_size (field)) {
-            *windows = copy;
-            return 0;
-        }
-        json_decref (copy);
-    }
-    char message [240];
-    snprintf (message, sizeof message,
-              "%s must be 1 to %zu weekly windows, each with days (mon to sun, each once), "
-              "from and to as HH:MM, from not equal to to", name, max);
-    return gateway_api_invalid_field (request, name, message);
+    uint32_t packed [GATEWAY_API_WINDOWS_MAX];
+    const char *message;
+    if (gateway_cache_schedule_pack (field, max, packed, &message))
+        return gateway_api_invalid_field (request, name, message);
+    *windows = gateway_cache_schedule_json (packed, max);
+    return 0;
 }
-
 
 //  ==========================================================================
 //  Sessions
@@ -1315,8 +1259,6 @@ gateway_api_helpers_test (void)
     assert (gateway_api_email_normalize ("@example.com", email) == -1);
     assert (gateway_api_email_normalize ("ann@", email) == -1);
     assert (gateway_api_email_normalize ("a nn@example.com", email) == -1);
-    assert (gateway_api_is_clock_time ("00:00") && gateway_api_is_clock_time ("23:59"));
-    assert (!gateway_api_is_clock_time ("24:00") && !gateway_api_is_clock_time ("12:60") && !gateway_api_is_clock_time ("1:00"));
     assert (s_utf8_length ("Küche") == 5);
 
     char token [GATEWAY_API_TOKEN_CHARS + 1], other [GATEWAY_API_TOKEN_CHARS + 1], hash [GATEWAY_API_HASH_TEXT];

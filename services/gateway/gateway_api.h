@@ -24,6 +24,7 @@
 #define GATEWAY_API_NAME_MAX 100
 #define GATEWAY_API_EMAIL_MAX 254
 #define GATEWAY_API_PAGE_MAX 200        //  largest page of any paged list
+#define GATEWAY_API_WINDOWS_MAX 8       //  most weekly windows of a schedule or tariff
 
 //  Epoch milliseconds of a timestamptz column, for gateway_http_iso8601.
 #define GATEWAY_API_MS(column) "(extract(epoch FROM " column ") * 1000)::bigint"
@@ -149,9 +150,10 @@ int gateway_api_field_integer (gateway_api_request_t *request, json_t *body, con
 int gateway_api_field_bool (gateway_api_request_t *request, json_t *body, const char *name,
                             bool required, bool *value, bool *present);
 //  Reads weekly windows (docs/figures-and-api.md): null, or an array of 1 to
-//  max objects {"days": ["mon", ...], "from": "HH:MM", "to": "HH:MM"} with
-//  days unique and from != to. *windows gets a new, normalised copy (days
-//  in week order) or NULL for null; *present false when absent.
+//  max (at most GATEWAY_API_WINDOWS_MAX) objects {"days": ["mon", ...],
+//  "from": "HH:MM", "to": "HH:MM"} with days unique and from != to, checked
+//  by gateway_cache_schedule_pack. *windows gets a new, normalised copy
+//  (days in week order) or NULL for null; *present false when absent.
 int gateway_api_field_windows (gateway_api_request_t *request, json_t *body, const char *name,
                                size_t max, json_t **windows, bool *present);
 //  Query variable name into value; 1 present, 0 absent, -1 too long/bad.
@@ -160,7 +162,6 @@ int gateway_api_query_var (gateway_api_request_t *request, const char *name, cha
 
 bool gateway_api_is_id (const char *text);
 bool gateway_api_is_uuid (const char *text);
-bool gateway_api_is_clock_time (const char *text);
 void gateway_api_token_new (char token [GATEWAY_API_TOKEN_CHARS + 1],
                             char hash [GATEWAY_API_HASH_TEXT]);
 bool gateway_api_token_valid (const char *text);

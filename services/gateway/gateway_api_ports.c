@@ -33,81 +33,159 @@
 #define S_GAP_SECONDS 300
 #define S_ENERGY_SPAN_MAX_MS (400LL * 24 * 3600 * 1000)
 
-#define S_PORT_COLUMNS                                                          \
-    "id::text, name, device_id, status, " GATEWAY_API_MS ("status_since") ", "  \
-    GATEWAY_API_MS ("last_reading_at") ", last_power, off_watts, standby_watts, " \
-    "min_phantom_seconds, expected_off, to_char (expected_off_from, 'HH24:MI'), " \
-    "to_char (expected_off_to, 'HH24:MI'), " GATEWAY_API_MS ("created_at") ", "  \
-    "always_on_watts"
+//  A port that has never reported is "waiting", whatever its row says.
+#define S_PORT_COLUMNS                                                                             \
+    "id::text, name, device_id,"                                                                   \
+    " CASE WHEN last_reading_at IS NULL THEN 'waiting' ELSE status END, "                         \
+    GATEWAY_API_MS ("status_since") ", " GATEWAY_API_MS ("last_reading_at") ", last_power,"        \
+    " off_watts, standby_watts, min_phantom_seconds,"                                              \
+    " CASE role WHEN 'should_be_off' THEN 'shouldBeOff' WHEN 'always_on' THEN 'alwaysOn'"          \
+    " ELSE 'standby' END, " GATEWAY_API_MS ("created_at") ", off_schedule::text"
 
-//  Of S_PORT_COLUMNS.
+//  Of S_PORT_COLUMNS; s_port_object adds offlineAfterSeconds.
 static const gateway_api_member_t s_port_members [] = {
     {"id", 0, GATEWAY_API_TEXT}, {"name", 1, GATEWAY_API_TEXT},
     {"deviceId", 2, GATEWAY_API_INTEGER}, {"status", 3, GATEWAY_API_TEXT},
     {"statusSince", 4, GATEWAY_API_TIME}, {"lastReadingAt", 5, GATEWAY_API_TIME},
-    {"lastPower", 6, GATEWAY_API_REAL}, {"settings.offWatts", 7, GATEWAY_API_REAL},
+    {"lastPower", 6, GATEWAY_API_REAL}, {"createdAt", 11, GATEWAY_API_TIME},
+    {"settings.role", 10, GATEWAY_API_TEXT}, {"settings.offWatts", 7, GATEWAY_API_REAL},
     {"settings.standbyWatts", 8, GATEWAY_API_REAL},
     {"settings.minPhantomSeconds", 9, GATEWAY_API_INTEGER},
-    {"settings.expectedOff", 10, GATEWAY_API_TEXT},
-    {"settings.expectedOffFrom", 11, GATEWAY_API_TEXT},
-    {"settings.expectedOffTo", 12, GATEWAY_API_TEXT}, {"createdAt", 13, GATEWAY_API_TIME},
-    {"alwaysOnWatts", 14, GATEWAY_API_REAL}, {0}
+    {"settings.offSchedule", 12, GATEWAY_API_JSON}, {0}
 };
 
-//  Detection settings of a new port, defaults as in the schema.
+//  A port's JSON from a row of S_PORT_COLUMNS.
+static json_t *
+s_port_object (gateway_api_request_t *request, PGresult *result, int row)
+{
+    json_t *port = gateway_api_object_from_row (result, row, s_port_members);
+    int offline = request->gateway->offline_seconds;
+    json_object_set_new (port, "offlineAfterSeconds",
+                         json_integer (offline > 0 ? offline : GATEWAY_OFFLINE_SECONDS_DEFAULT));
+    return port;
+}
+
+//  Answers status {"port": the port of row 0}; clears result.
+static int
+s_port_send (gateway_api_request_t *request, int status, const char *message, PGresult *result)
+{
+    json_t *port = s_port_object (request, result, 0);
+    PQclear (result);
+    return gateway_api_send_object (request, status, message, "port", port);
+}
+
+//  Detection settings of a port, defaults as in the schema.
 typedef struct {
     double off_watts;
     double standby_watts;
     int64_t min_phantom_seconds;
-    const char *expected_off;
-    const char *expected_off_from;
-    const char *expected_off_to;
+    const char *role;                   //  as stored: standby, should_be_off, always_on
+    char *schedule;                     //  off_schedule as JSON text, NULL: none; caller frees
 } s_settings_t;
 
+//  The roles as the API and the database name them.
+static const char *s_roles [][2] = {
+    {"standby", "standby"}, {"shouldBeOff", "should_be_off"}, {"alwaysOn", "always_on"}};
+
 //  Reads the optional settings fields of body over the defaults. 0, or the
-//  status answered.
+//  status answered. An offSchedule is stored as the API writes it back
+//  (days in week order), and only with the role shouldBeOff: another role
+//  with a schedule is refused rather than the schedule dropped unsaid.
 static int
 s_settings_read (gateway_api_request_t *request, json_t *body, s_settings_t *settings)
 {
-    *settings = (s_settings_t) {0.5, 15, 60, "never", NULL, NULL};
+    *settings = (s_settings_t) {0.5, 15, 60, "standby", NULL};
     bool present;
     int status;
-    const char *expected_off;
     if ((status = gateway_api_field_number (request, body, "offWatts", 0, S_WATTS_MAX,
                                   &settings->off_watts, &present))
     ||  (status = gateway_api_field_number (request, body, "standbyWatts", 0, S_WATTS_MAX,
                                   &settings->standby_watts, &present))
     ||  (status = gateway_api_field_integer (request, body, "minPhantomSeconds", false, 0,
-                                   S_PHANTOM_SECONDS_MAX, &settings->min_phantom_seconds, &present))
-    ||  (status = gateway_api_field_string (request, body, "expectedOff", false, 1, 16, &expected_off))
-    ||  (status = gateway_api_field_string (request, body, "expectedOffFrom", false, 5, 5,
-                                  &settings->expected_off_from))
-    ||  (status = gateway_api_field_string (request, body, "expectedOffTo", false, 5, 5,
-                                  &settings->expected_off_to)))
+                                   S_PHANTOM_SECONDS_MAX, &settings->min_phantom_seconds, &present)))
         return status;
     if (settings->standby_watts <= settings->off_watts)
-        return gateway_api_invalid (request, "standbyWatts must be above offWatts");
-    if (expected_off) {
-        if (!streq (expected_off, "never") && !streq (expected_off, "always")
-        &&  !streq (expected_off, "window"))
-            return gateway_api_invalid (request, "expectedOff must be never, always or window");
-        settings->expected_off = expected_off;
+        return gateway_api_invalid_field (request, "standbyWatts",
+                                          "Make the standby limit higher than the off limit.");
+    //  The settings roles replaced: refused, so an old client learns why
+    //  its setting did not stick.
+    static const char *replaced [] = {"expectedOff", "expectedOffFrom", "expectedOffTo"};
+    for (size_t index = 0; index < sizeof replaced / sizeof replaced [0]; index++)
+        if (json_object_get (body, replaced [index]))
+            return gateway_api_invalid_field (request, replaced [index],
+                                              "This setting is now role and offSchedule.");
+    json_t *role = json_object_get (body, "role");
+    if (role) {
+        settings->role = NULL;
+        for (size_t index = 0; index < sizeof s_roles / sizeof s_roles [0]; index++)
+            if (json_is_string (role) && streq (json_string_value (role), s_roles [index][0]))
+                settings->role = s_roles [index][1];
+        if (!settings->role)
+            return gateway_api_invalid_field (
+                request, "role", "Choose standby, shouldBeOff or alwaysOn as the port's role.");
     }
-    if ((settings->expected_off_from && !gateway_api_is_clock_time (settings->expected_off_from))
-    ||  (settings->expected_off_to && !gateway_api_is_clock_time (settings->expected_off_to)))
-        return gateway_api_invalid (request, "expectedOffFrom and expectedOffTo must be HH:MM");
-    if (streq (settings->expected_off, "window")
-    && (!settings->expected_off_from || !settings->expected_off_to))
-        return gateway_api_invalid (request, "expectedOff window needs expectedOffFrom and expectedOffTo");
+    json_t *schedule;
+    if ((status = gateway_api_field_windows (request, body, "offSchedule", PROTO_WINDOWS_MAX,
+                                             &schedule, &present)))
+        return status;
+    if (schedule && !streq (settings->role, "should_be_off")) {
+        json_decref (schedule);
+        return gateway_api_invalid_field (
+            request, "offSchedule",
+            "Only a port that should be off has a schedule: choose that role, or no schedule.");
+    }
+    if (schedule)
+        settings->schedule = json_dumps (schedule, JSON_COMPACT);
+    json_decref (schedule);
+    return 0;
+}
+
+//  Reads body's name trimmed of white space into name: 0, or the status
+//  answered. Absent (allowed unless required) leaves name "". A name of
+//  nothing but spaces is no name.
+static int
+s_name_read (gateway_api_request_t *request, json_t *body, bool required,
+             char name [4 * GATEWAY_API_NAME_MAX + 1])
+{
+    name [0] = 0;
+    json_t *field = json_object_get (body, "name");
+    if (!field && !required)
+        return 0;
+    const char *text = json_string_value (field);
+    if (!text || strlen (text) != json_string_length (field))
+        return gateway_api_invalid_field (request, "name", "Enter a name.");
+    const char *blank = " \t\n\r\v\f";
+    text += strspn (text, blank);
+    size_t length = strlen (text);
+    while (length > 0 && strchr (blank, text [length - 1]))
+        length--;
+    size_t characters = 0;
+    for (size_t index = 0; index < length; index++)
+        characters += ((unsigned char) text [index] & 0xC0) != 0x80;
+    if (characters == 0)
+        return gateway_api_invalid_field (request, "name", "Enter a name.");
+    if (characters > GATEWAY_API_NAME_MAX)
+        return gateway_api_invalid_field (request, "name", "Keep the name to 100 characters.");
+    memcpy (name, text, length);
+    name [length] = 0;
     return 0;
 }
 
 static int
 s_ports_list (gateway_api_request_t *request)
 {
-    return gateway_api_send_list (request,
+    const char *values [] = {request->user_text};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
         "SELECT " S_PORT_COLUMNS " FROM ports WHERE user_id = $1::bigint ORDER BY created_at, id",
-        "ports", s_port_members);
+        1, values);
+    if (!result)
+        return status;
+    json_t *list = json_array ();
+    for (int row = 0; row < PQntuples (result); row++)
+        json_array_append_new (list, s_port_object (request, result, row));
+    PQclear (result);
+    return gateway_api_send_object (request, 200, NULL, "ports", list);
 }
 
 static int
@@ -117,11 +195,11 @@ s_ports_create (gateway_api_request_t *request)
     int status = gateway_api_read_body (request, &body);
     if (status)
         return status;
-    const char *name;
+    char name [4 * GATEWAY_API_NAME_MAX + 1];
     int64_t device;
     bool present;
-    s_settings_t settings;
-    if ((status = gateway_api_field_string (request, body, "name", true, 1, GATEWAY_API_NAME_MAX, &name))
+    s_settings_t settings = {0};
+    if ((status = s_name_read (request, body, true, name))
     ||  (status = gateway_api_field_integer (request, body, "deviceId", true, 1, INT64_MAX, &device, &present))
     ||  (status = s_settings_read (request, body, &settings)))
         goto done;
@@ -131,26 +209,26 @@ s_ports_create (gateway_api_request_t *request)
     snprintf (standby, sizeof standby, "%.9g", settings.standby_watts);
     snprintf (seconds, sizeof seconds, "%" PRId64, settings.min_phantom_seconds);
     const char *values [] = {request->user_text, device_text, name, off, standby, seconds,
-                             settings.expected_off, settings.expected_off_from,
-                             settings.expected_off_to};
+                             settings.role, settings.schedule};
     //  Selecting the device by id and owner makes someone else's device a 404.
     PGresult *result = gateway_api_run (request, &status,
         "INSERT INTO ports (user_id, device_id, name, off_watts, standby_watts,"
-        "                   min_phantom_seconds, expected_off, expected_off_from, expected_off_to)"
-        " SELECT $1::bigint, id, $3, $4::real, $5::real, $6::integer, $7, $8::time, $9::time"
+        "                   min_phantom_seconds, role, off_schedule)"
+        " SELECT $1::bigint, id, $3, $4::real, $5::real, $6::integer, $7, $8::jsonb"
         " FROM devices WHERE id = $2::bigint AND user_id = $1::bigint"
-        " RETURNING " S_PORT_COLUMNS, 9, values);
+        " RETURNING " S_PORT_COLUMNS, 8, values);
     if (!result)
         goto done;
     if (PQntuples (result) == 1) {
         gateway_cache_refresh_port (request->gateway->cache, PQgetvalue (result, 0, 0));
-        status = gateway_api_send_row (request, 201, "Port created", result, "port", s_port_members);
+        status = s_port_send (request, 201, "Port created", result);
     }
     else {
         PQclear (result);
         status = gateway_http_send_error (request->conn, 404, "not_found", "Device not found", 0);
     }
 done:
+    free (settings.schedule);
     json_decref (body);
     return status;
 }
@@ -163,18 +241,25 @@ s_ports_get (gateway_api_request_t *request)
     PGresult *result = gateway_api_run_found (request, &status,
         "SELECT " S_PORT_COLUMNS " FROM ports WHERE id = $1::uuid AND user_id = $2::bigint",
         2, values);
-    return result ? gateway_api_send_row (request, 200, NULL, result, "port", s_port_members) : status;
+    return result ? s_port_send (request, 200, NULL, result) : status;
 }
 
 
 //  The fields the settings reader expects, from a port's JSON: a PATCH
 //  is validated as a whole port, with what it does not name unchanged.
+//  A role given without an offSchedule: shouldBeOff keeps the port's
+//  schedule (a port of another role has none: should be off always);
+//  standby and alwaysOn have no schedule, so theirs is cleared.
 static void
 s_settings_merge (json_t *body, json_t *port)
 {
     json_t *nested = json_object_get (body, "settings");
     if (json_is_object (nested))
         json_object_update_missing (body, nested);
+    json_t *role = json_object_get (body, "role");
+    if (role && !json_object_get (body, "offSchedule")
+    &&  !(json_is_string (role) && streq (json_string_value (role), "shouldBeOff")))
+        json_object_set_new (body, "offSchedule", json_null ());
     json_object_update_missing (body, json_object_get (port, "settings"));
 }
 
@@ -191,15 +276,16 @@ s_ports_update (gateway_api_request_t *request)
         2, values);
     if (!result)
         goto done;
-    json_t *current = gateway_api_object_from_row (result, 0, s_port_members);
+    json_t *current = s_port_object (request, result, 0);
     PQclear (result);
     s_settings_merge (body, current);
-    const char *name;
-    s_settings_t settings;
-    status = gateway_api_field_string (request, body, "name", false, 1, GATEWAY_API_NAME_MAX, &name);
+    char name [4 * GATEWAY_API_NAME_MAX + 1];
+    s_settings_t settings = {0};
+    status = s_name_read (request, body, false, name);
     if (!status)
         status = s_settings_read (request, body, &settings);
     if (status) {
+        free (settings.schedule);
         json_decref (current);
         goto done;
     }
@@ -207,23 +293,22 @@ s_ports_update (gateway_api_request_t *request)
     snprintf (off, sizeof off, "%.9g", settings.off_watts);
     snprintf (standby, sizeof standby, "%.9g", settings.standby_watts);
     snprintf (seconds, sizeof seconds, "%" PRId64, settings.min_phantom_seconds);
-    values [2] = name ? name : json_string_value (json_object_get (current, "name"));
+    values [2] = *name ? name : json_string_value (json_object_get (current, "name"));
     values [3] = off;
     values [4] = standby;
     values [5] = seconds;
-    values [6] = settings.expected_off;
-    values [7] = settings.expected_off_from;
-    values [8] = settings.expected_off_to;
+    values [6] = settings.role;
+    values [7] = settings.schedule;
     //  No row: deleted meanwhile.
     result = gateway_api_run_found (request, &status,
         "UPDATE ports SET name = $3, off_watts = $4::real, standby_watts = $5::real,"
-        " min_phantom_seconds = $6::integer, expected_off = $7, expected_off_from = $8::time,"
-        " expected_off_to = $9::time"
-        " WHERE id = $1::uuid AND user_id = $2::bigint RETURNING " S_PORT_COLUMNS, 9, values);
+        " min_phantom_seconds = $6::integer, role = $7, off_schedule = $8::jsonb"
+        " WHERE id = $1::uuid AND user_id = $2::bigint RETURNING " S_PORT_COLUMNS, 8, values);
+    free (settings.schedule);
     json_decref (current);
     if (result) {
         gateway_cache_refresh_port (request->gateway->cache, PQgetvalue (result, 0, 0));
-        status = gateway_api_send_row (request, 200, "Port updated", result, "port", s_port_members);
+        status = s_port_send (request, 200, "Port updated", result);
     }
 done:
     json_decref (body);

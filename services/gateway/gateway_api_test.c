@@ -104,11 +104,12 @@ s_error_code (s_client_t *client)
     return json_string_value (json_object_get (json_object_get (client->body, "error"), "code"));
 }
 
+//  The field a validation error names, "" when it names none.
 static const char *
 s_error_field (s_client_t *client)
 {
-    const char *field = json_string_value (json_object_get (json_object_get (client->body, "error"),
-                                                            "field"));
+    const char *field =
+        json_string_value (json_object_get (json_object_get (client->body, "error"), "field"));
     return field ? field : "";
 }
 
@@ -360,37 +361,73 @@ s_test_resources (s_client_t *client, gateway_t *gateway, PGconn *pg, const char
     assert (strstr (json_string_value (json_object_get (client->body, "message")), "offWatts"));
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"offWatts\":20}", device_text);
     assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    //  The settings that roles replaced are refused, each by its name
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"expectedOff\":\"window\"}",
               device_text);
     assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
-    snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"expectedOff\":\"window\","
-              "\"expectedOffFrom\":\"23:00\",\"expectedOffTo\":\"25:00\"}", device_text);
+    assert (streq (s_error_field (client), "expectedOff"));
+    //  A name of white space is no name; nor is a missing one
+    snprintf (body, sizeof body, "{\"name\":\" \\t \\n \",\"deviceId\":%s}", device_text);
     assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (streq (s_error_field (client), "name"));
+    assert (streq (json_string_value (json_object_get (client->body, "message")), "Enter a name."));
+    snprintf (body, sizeof body, "{\"deviceId\":%s}", device_text);
+    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (streq (s_error_field (client), "name"));
+    //  A role by its API name only; a schedule only for should be off
+    snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"role\":\"should_be_off\"}",
+              device_text);
+    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (streq (s_error_field (client), "role"));
+    snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"offSchedule\":[{\"days\":"
+              "[\"mon\"],\"from\":\"22:00\",\"to\":\"07:00\"}]}", device_text);
+    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (streq (s_error_field (client), "offSchedule"));
 
-    snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s}", device_text);
+    snprintf (body, sizeof body, "{\"name\":\"  TV \",\"deviceId\":%s}", device_text);
     assert (s_call (client, "POST", "/api/ports", auth_a, body) == 201);
     json_t *port = s_data (client, "port");
     char *port_id = strdup (json_string_value (json_object_get (port, "id")));
     assert (gateway_api_is_uuid (port_id));
+    assert (streq (json_string_value (json_object_get (port, "name")), "TV"));
     assert (json_integer_value (json_object_get (port, "deviceId")) == device_id);
-    assert (streq (json_string_value (json_object_get (port, "status")), "offline"));
+    //  Never reported: waiting; offline after the gateway's setting
+    assert (streq (json_string_value (json_object_get (port, "status")), "waiting"));
+    assert (json_integer_value (json_object_get (port, "offlineAfterSeconds")) == 240);
+    assert (!json_object_get (port, "alwaysOnWatts"));
     json_t *settings = json_object_get (port, "settings");
     assert (json_number_value (json_object_get (settings, "offWatts")) == 0.5);
     assert (json_number_value (json_object_get (settings, "standbyWatts")) == 15);
     assert (json_integer_value (json_object_get (settings, "minPhantomSeconds")) == 60);
-    assert (streq (json_string_value (json_object_get (settings, "expectedOff")), "never"));
+    assert (streq (json_string_value (json_object_get (settings, "role")), "standby"));
+    assert (json_is_null (json_object_get (settings, "offSchedule")));
+    assert (!json_object_get (settings, "expectedOff"));
     gateway_port_t cached;
     assert (gateway_cache_port (gateway->cache, port_id, &cached));
     assert (cached.device == device_id);
+    assert (cached.settings.role == PROTO_ROLE_STANDBY && cached.settings.windows [0] == 0);
 
+    //  Should be off on a schedule: stored, answered and cached as sent
+    const char *schedule = "[{\"days\":[\"mon\",\"tue\",\"wed\",\"thu\",\"fri\"],"
+                           "\"from\":\"09:00\",\"to\":\"17:00\"},"
+                           "{\"days\":[\"sat\"],\"from\":\"23:00\",\"to\":\"06:30\"}]";
     snprintf (body, sizeof body, "{\"name\":\"Lamp\",\"deviceId\":%s,\"offWatts\":1,"
-              "\"standbyWatts\":7.5,\"minPhantomSeconds\":120,\"expectedOff\":\"window\","
-              "\"expectedOffFrom\":\"23:00\",\"expectedOffTo\":\"06:30\"}", device_text);
+              "\"standbyWatts\":7.5,\"minPhantomSeconds\":120,\"role\":\"shouldBeOff\","
+              "\"offSchedule\":%s}", device_text, schedule);
     assert (s_call (client, "POST", "/api/ports", auth_a, body) == 201);
-    settings = json_object_get (s_data (client, "port"), "settings");
+    port = s_data (client, "port");
+    settings = json_object_get (port, "settings");
     assert (json_number_value (json_object_get (settings, "standbyWatts")) == 7.5);
-    assert (streq (json_string_value (json_object_get (settings, "expectedOffFrom")), "23:00"));
-    assert (streq (json_string_value (json_object_get (settings, "expectedOffTo")), "06:30"));
+    assert (streq (json_string_value (json_object_get (settings, "role")), "shouldBeOff"));
+    json_t *sent = json_loads (schedule, 0, NULL);
+    assert (sent && json_equal (json_object_get (settings, "offSchedule"), sent));
+    json_decref (sent);
+    assert (gateway_cache_port (gateway->cache,
+                                json_string_value (json_object_get (port, "id")), &cached));
+    assert (cached.settings.role == PROTO_ROLE_SHOULD_BE_OFF);
+    assert (cached.settings.windows [0] == PROTO_WINDOW_PACK (0x1f, 9 * 60, 17 * 60));
+    assert (cached.settings.windows [1] == PROTO_WINDOW_PACK (0x20, 23 * 60, 6 * 60 + 30));
+    assert (cached.settings.windows [2] == 0);
 
     assert (s_call (client, "GET", "/api/ports", auth_a, NULL) == 200);
     assert (json_array_size (s_data (client, "ports")) == 2);
@@ -561,7 +598,7 @@ s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *
     snprintf (path, sizeof path, "/api/ports/%s", port);
     assert (s_call (client, "PATCH", path, auth_b, "{\"name\":\"Stolen\"}") == 404);
     assert (s_call (client, "PATCH", path, auth_a, "{\"standbyWatts\":0.2}") == 400);
-    assert (strstr (json_string_value (json_object_get (client->body, "message")), "standbyWatts"));
+    assert (streq (s_error_field (client), "standbyWatts"));
     assert (s_call (client, "PATCH", path, auth_a, "{\"offWatts\":\"x\"}") == 400);
     //  A cleared number field is refused, naming the field, not stored as 0.
     assert (s_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":null}") == 400);
@@ -569,6 +606,14 @@ s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *
                                                        "field")), "minPhantomSeconds"));
     assert (s_call (client, "PATCH", path, auth_a, "{\"offWatts\":null}") == 400);
     assert (s_call (client, "PATCH", path, auth_a, "{\"expectedOff\":\"window\"}") == 400);
+    assert (streq (s_error_field (client), "expectedOff"));
+    //  A blank name is refused, not ignored; a padded one trimmed
+    assert (s_call (client, "PATCH", path, auth_a, "{\"name\":\"   \"}") == 400);
+    assert (streq (s_error_field (client), "name"));
+    assert (s_call (client, "PATCH", path, auth_a, "{\"name\":null}") == 400);
+    assert (streq (s_error_field (client), "name"));
+    assert (s_call (client, "PATCH", path, auth_a, "{\"name\":\"\\tPrinter  \"}") == 200);
+    assert (streq (json_string_value (json_object_get (s_data (client, "port"), "name")), "Printer"));
     assert (s_call (client, "PATCH", path, auth_a, "{\"name\":\"Laser printer\",\"standbyWatts\":9,"
                                                    "\"settings\":{\"minPhantomSeconds\":90}}") == 200);
     json_t *port_json = s_data (client, "port");
@@ -577,7 +622,7 @@ s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *
     assert (s_number (settings, "standbyWatts") == 9);
     assert (s_number (settings, "offWatts") == 0.5);
     assert (json_integer_value (json_object_get (settings, "minPhantomSeconds")) == 90);
-    assert (json_is_null (json_object_get (port_json, "alwaysOnWatts")));
+    assert (!json_object_get (port_json, "alwaysOnWatts"));
     gateway_port_t cached;
     assert (gateway_cache_port (gateway->cache, port, &cached));
     assert (cached.settings.standby_watts == 9 && cached.settings.min_phantom_seconds == 90);
@@ -585,6 +630,67 @@ s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *
     assert (s_call (client, "PATCH", path, auth_a, "{\"offWatts\":1}") == 200);
     settings = json_object_get (s_data (client, "port"), "settings");
     assert (s_number (settings, "standbyWatts") == 9 && s_number (settings, "offWatts") == 1);
+
+    //  Roles and schedules. Each bad window is refused naming offSchedule,
+    //  with a sentence, and changes nothing.
+    const char *bad [][2] = {
+        {"[{\"days\":[\"mon\"],\"from\":\"22:00\",\"to\":\"7:00\"}]",
+         "Enter a time as HH:MM, like 22:00."},
+        {"[{\"days\":[],\"from\":\"22:00\",\"to\":\"07:00\"}]",
+         "Choose at least one day for each window."},
+        {"[{\"days\":[\"mon\",\"mon\"],\"from\":\"22:00\",\"to\":\"07:00\"}]", NULL},
+        {"[{\"days\":[\"mon\"],\"from\":\"22:00\",\"to\":\"22:00\"}]", NULL},
+        {"[{\"days\":[\"moonday\"],\"from\":\"22:00\",\"to\":\"07:00\"}]", NULL},
+        {"[]", NULL},
+        {"\"nights\"", NULL},
+    };
+    for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
+        snprintf (body, sizeof body, "{\"role\":\"shouldBeOff\",\"offSchedule\":%s}", bad [index][0]);
+        assert (s_call (client, "PATCH", path, auth_a, body) == 400);
+        assert (streq (s_error_field (client), "offSchedule"));
+        const char *message = json_string_value (json_object_get (client->body, "message"));
+        assert (message && strlen (message) > 10 && message [strlen (message) - 1] == '.');
+        assert (!bad [index][1] || streq (message, bad [index][1]));
+    }
+    assert (s_call (client, "PATCH", path, auth_a, "{\"role\":\"sometimes\"}") == 400);
+    assert (streq (s_error_field (client), "role"));
+    assert (gateway_cache_port (gateway->cache, port, &cached));
+    assert (cached.settings.role == PROTO_ROLE_STANDBY);
+    //  shouldBeOff alone: always (the port had no schedule)
+    assert (s_call (client, "PATCH", path, auth_a, "{\"role\":\"shouldBeOff\"}") == 200);
+    settings = json_object_get (s_data (client, "port"), "settings");
+    assert (streq (json_string_value (json_object_get (settings, "role")), "shouldBeOff"));
+    assert (json_is_null (json_object_get (settings, "offSchedule")));
+    //  A schedule under "settings", days in any order: stored in week order
+    snprintf (body, sizeof body, "{\"settings\":{\"offSchedule\":[{\"days\":[\"sun\",\"sat\"],"
+                                 "\"from\":\"22:00\",\"to\":\"00:00\"}]}}");
+    assert (s_call (client, "PATCH", path, auth_a, body) == 200);
+    settings = json_object_get (s_data (client, "port"), "settings");
+    json_t *expected = json_loads (
+        "[{\"days\":[\"sat\",\"sun\"],\"from\":\"22:00\",\"to\":\"00:00\"}]", 0, NULL);
+    assert (json_equal (json_object_get (settings, "offSchedule"), expected));
+    assert (gateway_cache_port (gateway->cache, port, &cached));
+    assert (cached.settings.role == PROTO_ROLE_SHOULD_BE_OFF);
+    assert (cached.settings.windows [0] == PROTO_WINDOW_PACK (0x60, 22 * 60, 0));
+    //  Another field alone keeps role and schedule; so does shouldBeOff
+    assert (s_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":30}") == 200);
+    assert (s_call (client, "PATCH", path, auth_a, "{\"role\":\"shouldBeOff\"}") == 200);
+    settings = json_object_get (s_data (client, "port"), "settings");
+    assert (json_equal (json_object_get (settings, "offSchedule"), expected));
+    assert (json_integer_value (json_object_get (settings, "minPhantomSeconds")) == 30);
+    json_decref (expected);
+    //  alwaysOn clears the schedule it cannot use; a schedule sent with it is refused
+    assert (s_call (client, "PATCH", path, auth_a,
+                    "{\"role\":\"alwaysOn\",\"offSchedule\":[{\"days\":[\"sun\"],"
+                    "\"from\":\"22:00\",\"to\":\"00:00\"}]}") == 400);
+    assert (streq (s_error_field (client), "offSchedule"));
+    assert (s_call (client, "PATCH", path, auth_a, "{\"role\":\"alwaysOn\"}") == 200);
+    settings = json_object_get (s_data (client, "port"), "settings");
+    assert (streq (json_string_value (json_object_get (settings, "role")), "alwaysOn"));
+    assert (json_is_null (json_object_get (settings, "offSchedule")));
+    assert (gateway_cache_port (gateway->cache, port, &cached));
+    assert (cached.settings.role == PROTO_ROLE_ALWAYS_ON && cached.settings.windows [0] == 0);
+    assert (s_call (client, "PATCH", path, auth_a, "{\"role\":\"standby\"}") == 200);
 
     //  Port DELETE takes its readings and episodes along.
     char *other = s_make_port (client, auth_a, device, "Scanner");
@@ -1470,6 +1576,7 @@ gateway_api_routes_test (bool verbose)
     gateway_t gateway;
     memset (&gateway, 0, sizeof gateway);
     gateway.verbose = verbose;
+    gateway.offline_seconds = 240;
     char pool_name [40];
     snprintf (pool_name, sizeof pool_name, "gateway_api_test_%d", (int) getpid ());
     char *pool_conninfo = s_conninfo_named (conninfo, pool_name);

@@ -3,14 +3,14 @@
 
     The sensor hot path authenticates and authorizes from here, without SQL.
     A listener thread with its own connection LISTENs on phantom_cache (see
-    the triggers in 001_init.sql, 005_gateway_core.sql) and re-reads the one
-    row that changed; on connection loss it reconnects and reloads
-    everything, because NOTIFYs sent while it was away are gone. Readers
-    take a shared lock; the listener and refresh calls take it exclusively
-    for one entry.
+    the triggers in 001_init.sql, 005_gateway_core.sql, 012_port_roles.sql)
+    and re-reads the one row that changed; on connection loss it reconnects
+    and reloads everything, because NOTIFYs sent while it was away are gone.
+    Readers take a shared lock; the listener and refresh calls take it
+    exclusively for one entry.
 
     Memory: 10,000 devices with 100,000 ports must fit a 64 MiB gateway
-    (BENCH.md). Ports are 56-byte records in one dense array under an
+    (BENCH.md). Ports are 64-byte records in one dense array under an
     open-addressing index of 32-bit slots, keyed by the uuid's 16 bytes;
     time zones are interned. Full loads read rows one at a time (libpq
     single-row mode) so no 100,000-row result is ever held, and give freed
@@ -50,7 +50,7 @@ typedef struct {
     _Atomic int64_t flushed;   //  last_used as last written to PostgreSQL
 } s_device_t;
 
-//  One port, 56 bytes.
+//  One port, 64 bytes.
 typedef struct {
     uint8_t uuid[16]; //  port id
     int64_t user;     //  owner
@@ -58,10 +58,9 @@ typedef struct {
     float off_watts;  //  settings, as in proto_settings_t
     float standby_watts;
     int32_t min_phantom_seconds;
-    int16_t off_from_min;
-    int16_t off_to_min;
+    uint32_t windows[PROTO_WINDOWS_MAX];
     uint16_t zone; //  index into the zone names
-    uint8_t expected_off;
+    uint8_t role;
 } s_port_t;
 
 //  Ports: index[] holds entry number + 1 (0 = empty), linear probing, at
@@ -110,9 +109,7 @@ struct _gateway_cache_t {
 
 #define PORT_COLUMNS                                                                               \
     "SELECT p.id::text, p.user_id, p.device_id, p.off_watts, p.standby_watts, "                    \
-    "p.min_phantom_seconds, p.expected_off, "                                                      \
-    "COALESCE((extract(epoch FROM p.expected_off_from) / 60)::int, 0), "                           \
-    "COALESCE((extract(epoch FROM p.expected_off_to) / 60)::int, 0), u.time_zone "                 \
+    "p.min_phantom_seconds, p.role, p.off_schedule::text, u.time_zone "                            \
     "FROM ports p JOIN users u ON u.id = p.user_id"
 
 static void *s_listener (void *args);
@@ -543,6 +540,135 @@ s_device_from_row (PGresult *result, int row)
     return device;
 }
 
+//  --------------------------------------------------------------------------
+//  Off schedules: the API validates them with this, and the cache packs
+//  what it stored.
+
+static const char *s_day_names[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+
+//  Minutes after midnight of "HH:MM" (00:00 to 23:59), or -1.
+static int
+s_clock_minutes (const char *text)
+{
+    if (!text || strlen (text) != 5 || text[2] != ':')
+        return -1;
+    for (int index = 0; index < 5; index++)
+        if (index != 2 && (text[index] < '0' || text[index] > '9'))
+            return -1;
+    int hours = (text[0] - '0') * 10 + (text[1] - '0');
+    int minutes = (text[3] - '0') * 10 + (text[4] - '0');
+    return hours < 24 && minutes < 60 ? hours * 60 + minutes : -1;
+}
+
+int
+gateway_cache_schedule_pack (const json_t *schedule, size_t max, uint32_t *windows,
+                             const char **message)
+{
+    memset (windows, 0, max * sizeof (uint32_t));
+    if (json_is_null (schedule))
+        return 0;
+    if (!json_is_array (schedule)) {
+        *message = "Enter the schedule as a list of time windows, or none for always.";
+        return -1;
+    }
+    if (json_array_size (schedule) == 0) {
+        *message = "Add at least one time window, or choose always.";
+        return -1;
+    }
+    if (json_array_size (schedule) > max) {
+        *message =
+            max == PROTO_WINDOWS_MAX ? "Use at most 4 time windows." : "Use fewer time windows.";
+        return -1;
+    }
+    size_t index;
+    json_t *window;
+    json_array_foreach (schedule, index, window)
+    {
+        json_t *days = json_object_get (window, "days");
+        if (!json_is_object (window) || json_object_size (window) != 3 || !days ||
+            !json_object_get (window, "from") || !json_object_get (window, "to")) {
+            *message = "Give each time window its days, a start and an end, and nothing else.";
+            return -1;
+        }
+        if (!json_is_array (days) || json_array_size (days) == 0) {
+            *message = "Choose at least one day for each window.";
+            return -1;
+        }
+        uint32_t mask = 0;
+        size_t at;
+        json_t *day;
+        json_array_foreach (days, at, day)
+        {
+            const char *name = json_string_value (day);
+            uint32_t bit = 0;
+            for (int weekday = 0; name && weekday < 7 && !bit; weekday++)
+                if (streq (name, s_day_names[weekday]))
+                    bit = 1u << weekday;
+            if (!bit) {
+                *message = "Name days as mon, tue, wed, thu, fri, sat or sun.";
+                return -1;
+            }
+            if (mask & bit) {
+                *message = "Choose each day only once in a window.";
+                return -1;
+            }
+            mask |= bit;
+        }
+        int from = s_clock_minutes (json_string_value (json_object_get (window, "from")));
+        int to = s_clock_minutes (json_string_value (json_object_get (window, "to")));
+        if (from < 0 || to < 0) {
+            *message = "Enter a time as HH:MM, like 22:00.";
+            return -1;
+        }
+        if (from == to) {
+            *message = "Give each window an end that differs from its start.";
+            return -1;
+        }
+        windows[index] = PROTO_WINDOW_PACK (mask, from, to);
+    }
+    return 0;
+}
+
+json_t *
+gateway_cache_schedule_json (const uint32_t *windows, size_t max)
+{
+    json_t *schedule = json_array ();
+    for (size_t index = 0; index < max; index++) {
+        if (!windows[index])
+            continue;
+        json_t *days = json_array ();
+        for (int weekday = 0; weekday < 7; weekday++)
+            if ((PROTO_WINDOW_DAYS (windows[index]) >> weekday) & 1)
+                json_array_append_new (days, json_string (s_day_names[weekday]));
+        char from[8], to[8];
+        unsigned from_min = PROTO_WINDOW_FROM (windows[index]);
+        unsigned to_min = PROTO_WINDOW_TO (windows[index]) % 1440;
+        snprintf (from, sizeof from, "%02u:%02u", from_min / 60, from_min % 60);
+        snprintf (to, sizeof to, "%02u:%02u", to_min / 60, to_min % 60);
+        json_array_append_new (schedule,
+                               json_pack ("{s:o, s:s, s:s}", "days", days, "from", from, "to", to));
+    }
+    if (json_array_size (schedule) == 0) {
+        json_decref (schedule);
+        return json_null ();
+    }
+    return schedule;
+}
+
+//  Packs a port's stored off_schedule (jsonb text). One that does not
+//  parse (written around the API) is logged and read as no window.
+static void
+s_schedule_load (const char *text, const char *port, uint32_t windows[PROTO_WINDOWS_MAX])
+{
+    const char *message = "not JSON";
+    json_t *schedule = json_loads (text, JSON_DECODE_ANY, NULL);
+    if (!schedule || gateway_cache_schedule_pack (schedule, PROTO_WINDOWS_MAX, windows, &message)) {
+        memset (windows, 0, PROTO_WINDOWS_MAX * sizeof (uint32_t));
+        zsys_warning ("gateway cache - port %s: off_schedule ignored (%s)", port, message);
+    }
+    json_decref (schedule);
+}
+
 //  false if the row's id is not a uuid (cannot happen with the schema).
 static bool
 s_port_from_row (gateway_cache_t *self, PGresult *result, int row, s_port_t *port)
@@ -556,13 +682,13 @@ s_port_from_row (gateway_cache_t *self, PGresult *result, int row, s_port_t *por
     port->off_watts = strtof (PQgetvalue (result, row, 3), NULL);
     port->standby_watts = strtof (PQgetvalue (result, row, 4), NULL);
     port->min_phantom_seconds = atoi (PQgetvalue (result, row, 5));
-    const char *expected = PQgetvalue (result, row, 6);
-    port->expected_off = streq (expected, "always")   ? PROTO_EXPECTED_OFF_ALWAYS
-                         : streq (expected, "window") ? PROTO_EXPECTED_OFF_WINDOW
-                                                      : PROTO_EXPECTED_OFF_NEVER;
-    port->off_from_min = (int16_t)atoi (PQgetvalue (result, row, 7));
-    port->off_to_min = (int16_t)atoi (PQgetvalue (result, row, 8));
-    port->zone = s_zones_intern (&self->zones, PQgetvalue (result, row, 9), id);
+    const char *role = PQgetvalue (result, row, 6);
+    port->role = streq (role, "should_be_off") ? PROTO_ROLE_SHOULD_BE_OFF
+                 : streq (role, "always_on")   ? PROTO_ROLE_ALWAYS_ON
+                                               : PROTO_ROLE_STANDBY;
+    if (!PQgetisnull (result, row, 7))
+        s_schedule_load (PQgetvalue (result, row, 7), id, port->windows);
+    port->zone = s_zones_intern (&self->zones, PQgetvalue (result, row, 8), id);
     return true;
 }
 
@@ -576,9 +702,8 @@ s_port_out (gateway_cache_t *self, const s_port_t *port, gateway_port_t *out)
     out->settings.off_watts = port->off_watts;
     out->settings.standby_watts = port->standby_watts;
     out->settings.min_phantom_seconds = port->min_phantom_seconds;
-    out->settings.expected_off = port->expected_off;
-    out->settings.off_from_min = port->off_from_min;
-    out->settings.off_to_min = port->off_to_min;
+    out->settings.role = port->role;
+    memcpy (out->settings.windows, port->windows, sizeof out->settings.windows);
     memcpy (out->settings.timezone, self->zones.names[port->zone], sizeof out->settings.timezone);
 }
 
@@ -1155,9 +1280,8 @@ gateway_cache_put_port (gateway_cache_t *self, const char *port, const gateway_p
     record.off_watts = entry->settings.off_watts;
     record.standby_watts = entry->settings.standby_watts;
     record.min_phantom_seconds = entry->settings.min_phantom_seconds;
-    record.expected_off = entry->settings.expected_off;
-    record.off_from_min = entry->settings.off_from_min;
-    record.off_to_min = entry->settings.off_to_min;
+    record.role = entry->settings.role;
+    memcpy (record.windows, entry->settings.windows, sizeof record.windows);
     record.zone = s_zones_intern (&self->zones, entry->settings.timezone, port);
     pthread_rwlock_wrlock (&self->lock);
     s_ports_put (self->ports, &record);
@@ -1247,11 +1371,102 @@ s_tokens_check (void)
     assert (!tokens);
 }
 
+//  A schedule's text packs as expected (0 windows if message is NULL),
+//  or is refused with message.
+static void
+s_schedule_check (const char *text, const uint32_t *expected, const char *message)
+{
+    json_error_t error;
+    json_t *schedule = json_loads (text, JSON_DECODE_ANY, &error);
+    assert (schedule);
+    uint32_t windows[PROTO_WINDOWS_MAX];
+    const char *said = NULL;
+    int rc = gateway_cache_schedule_pack (schedule, PROTO_WINDOWS_MAX, windows, &said);
+    if (message) {
+        if (rc != -1 || !said || !streq (said, message))
+            fprintf (stderr, "schedule %s: %s, expected \"%s\"\n", text, said ? said : "accepted",
+                     message);
+        assert (rc == -1 && streq (said, message));
+    } else {
+        assert (rc == 0);
+        for (size_t index = 0; index < PROTO_WINDOWS_MAX; index++)
+            assert (windows[index] == (expected ? expected[index] : 0));
+        //  Written back in the API's form, it packs the same again
+        json_t *again = gateway_cache_schedule_json (windows, PROTO_WINDOWS_MAX);
+        uint32_t repacked[PROTO_WINDOWS_MAX];
+        assert (gateway_cache_schedule_pack (again, PROTO_WINDOWS_MAX, repacked, &said) == 0);
+        assert (memcmp (repacked, windows, sizeof windows) == 0);
+        json_decref (again);
+    }
+    json_decref (schedule);
+}
+
+static void
+s_schedule_test (void)
+{
+    const uint32_t office[] = {PROTO_WINDOW_PACK (0x1f, 9 * 60, 17 * 60),
+                               PROTO_WINDOW_PACK (0x7f, 22 * 60, 7 * 60), 0, 0};
+    s_schedule_check (
+        "[{\"days\": [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"], \"from\": "
+        "\"09:00\", \"to\": \"17:00\"}, {\"days\": [\"sun\", \"sat\", \"fri\", "
+        "\"thu\", \"wed\", \"tue\", \"mon\"], \"from\": \"22:00\", \"to\": \"07:00\"}]",
+        office, NULL);
+    const uint32_t midnight[] = {PROTO_WINDOW_PACK (0x40, 23 * 60 + 59, 0), 0, 0, 0};
+    s_schedule_check ("[{\"days\": [\"sun\"], \"from\": \"23:59\", \"to\": \"00:00\"}]", midnight,
+                      NULL);
+    s_schedule_check ("null", NULL, NULL);
+    const char *day = "{\"days\": [\"mon\"], \"from\": \"01:00\", \"to\": \"02:00\"}";
+    char five[512];
+    snprintf (five, sizeof five, "[%s, %s, %s, %s, %s]", day, day, day, day, day);
+    s_schedule_check (five, NULL, "Use at most 4 time windows.");
+    s_schedule_check ("[]", NULL, "Add at least one time window, or choose always.");
+    s_schedule_check ("{}", NULL,
+                      "Enter the schedule as a list of time windows, or none for always.");
+    s_schedule_check ("\"mon\"", NULL,
+                      "Enter the schedule as a list of time windows, or none for always.");
+    const char *refused = "Give each time window its days, a start and an end, and nothing else.";
+    s_schedule_check ("[1]", NULL, refused);
+    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"01:00\"}]", NULL, refused);
+    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"01:00\", \"to\": \"02:00\", \"x\": 1}]",
+                      NULL, refused);
+    s_schedule_check ("[{\"days\": [], \"from\": \"01:00\", \"to\": \"02:00\"}]", NULL,
+                      "Choose at least one day for each window.");
+    s_schedule_check ("[{\"days\": \"mon\", \"from\": \"01:00\", \"to\": \"02:00\"}]", NULL,
+                      "Choose at least one day for each window.");
+    s_schedule_check ("[{\"days\": [\"Mon\"], \"from\": \"01:00\", \"to\": \"02:00\"}]", NULL,
+                      "Name days as mon, tue, wed, thu, fri, sat or sun.");
+    s_schedule_check ("[{\"days\": [1], \"from\": \"01:00\", \"to\": \"02:00\"}]", NULL,
+                      "Name days as mon, tue, wed, thu, fri, sat or sun.");
+    s_schedule_check ("[{\"days\": [\"mon\", \"tue\", \"mon\"], \"from\": \"01:00\", \"to\": "
+                      "\"02:00\"}]",
+                      NULL, "Choose each day only once in a window.");
+    const char *clock = "Enter a time as HH:MM, like 22:00.";
+    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"24:00\", \"to\": \"02:00\"}]", NULL,
+                      clock);
+    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"01:00\", \"to\": \"2:00\"}]", NULL,
+                      clock);
+    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"01:60\", \"to\": \"02:00\"}]", NULL,
+                      clock);
+    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": 60, \"to\": \"02:00\"}]", NULL, clock);
+    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"01:00\", \"to\": null}]", NULL, clock);
+    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"02:00\", \"to\": \"02:00\"}]", NULL,
+                      "Give each window an end that differs from its start.");
+    //  Every packed value is one the proto decoder accepts
+    uint32_t windows[PROTO_WINDOWS_MAX];
+    const char *said;
+    json_t *schedule =
+        json_loads ("[{\"days\": [\"mon\"], \"from\": \"23:59\", \"to\": \"23:58\"}]", 0, NULL);
+    assert (gateway_cache_schedule_pack (schedule, PROTO_WINDOWS_MAX, windows, &said) == 0);
+    assert (proto_window_valid (windows[0]) && windows[0] != 0);
+    json_decref (schedule);
+}
+
 void
 gateway_cache_test (bool verbose)
 {
     printf (" * gateway_cache: ");
     s_tokens_check ();
+    s_schedule_test ();
 
     //  Without a database: direct puts, expiry and constant-time matching.
     gateway_cache_t *cache = gateway_cache_new (NULL);
@@ -1309,9 +1524,10 @@ gateway_cache_test (bool verbose)
     const char *port_parameters[] = {user_id, device_id};
     char *port_id =
         s_value (conn,
-                 "INSERT INTO ports (user_id, device_id, name, expected_off, "
-                 "expected_off_from, expected_off_to, off_watts) "
-                 "VALUES ($1, $2, 'tv', 'window', '22:30', '06:15', 1.5) RETURNING id::text",
+                 "INSERT INTO ports (user_id, device_id, name, role, off_schedule, off_watts) "
+                 "VALUES ($1, $2, 'tv', 'should_be_off', '[{\"days\": [\"mon\", \"tue\", \"wed\", "
+                 "\"thu\", \"fri\"], \"from\": \"09:00\", \"to\": \"17:00\"}, {\"days\": [\"sat\", "
+                 "\"sun\"], \"from\": \"22:30\", \"to\": \"06:15\"}]', 1.5) RETURNING id::text",
                  2, port_parameters);
 
     cache = gateway_cache_new (conninfo);
@@ -1323,13 +1539,47 @@ gateway_cache_test (bool verbose)
     assert (gateway_cache_device (cache, previous, &device));
     assert (gateway_cache_port (cache, port_id, &found));
     assert (found.user == atoll (user_id) && found.device == atoll (device_id));
-    assert (found.settings.expected_off == PROTO_EXPECTED_OFF_WINDOW);
-    assert (found.settings.off_from_min == 22 * 60 + 30);
-    assert (found.settings.off_to_min == 6 * 60 + 15);
+    assert (found.settings.role == PROTO_ROLE_SHOULD_BE_OFF);
+    assert (found.settings.windows[0] == PROTO_WINDOW_PACK (0x1f, 9 * 60, 17 * 60));
+    assert (found.settings.windows[1] == PROTO_WINDOW_PACK (0x60, 22 * 60 + 30, 6 * 60 + 15));
+    assert (found.settings.windows[2] == 0 && found.settings.windows[3] == 0);
     assert (found.settings.off_watts == 1.5f);
     assert (found.settings.standby_watts == 15.0f);
     assert (found.settings.min_phantom_seconds == 60);
     assert (streq (found.settings.timezone, "Europe/Berlin"));
+
+    //  A role change reaches the cache through NOTIFY (the ports_cache
+    //  trigger of 012 watches role and off_schedule).
+    const char *port_only[] = {port_id};
+    s_exec (conn, "UPDATE ports SET role = 'always_on', off_schedule = NULL WHERE id = $1", 1,
+            port_only);
+    for (int wait = 0; wait < 100; wait++) {
+        gateway_cache_port (cache, port_id, &found);
+        if (found.settings.role == PROTO_ROLE_ALWAYS_ON)
+            break;
+        zclock_sleep (10);
+    }
+    assert (found.settings.role == PROTO_ROLE_ALWAYS_ON);
+    assert (found.settings.windows[0] == 0 && found.settings.windows[1] == 0);
+    //  A schedule written around the API that does not parse: logged, no
+    //  window (should be off always), no crash; nor at a full load.
+    s_exec (conn,
+            "UPDATE ports SET role = 'should_be_off', off_schedule = "
+            "'[{\"days\": [\"someday\"], \"from\": \"9\", \"to\": 5}]' WHERE id = $1",
+            1, port_only);
+    for (int wait = 0; wait < 100; wait++) {
+        gateway_cache_port (cache, port_id, &found);
+        if (found.settings.role == PROTO_ROLE_SHOULD_BE_OFF)
+            break;
+        zclock_sleep (10);
+    }
+    assert (found.settings.role == PROTO_ROLE_SHOULD_BE_OFF);
+    for (size_t index = 0; index < PROTO_WINDOWS_MAX; index++)
+        assert (found.settings.windows[index] == 0);
+    s_exec (conn, "UPDATE ports SET off_schedule = '[\"x\", 1]' WHERE id = $1", 1, port_only);
+    assert (gateway_cache_load (cache) == 0);
+    assert (gateway_cache_port (cache, port_id, &found));
+    assert (found.settings.role == PROTO_ROLE_SHOULD_BE_OFF && found.settings.windows[0] == 0);
 
     //  Revocation reaches the cache through NOTIFY within a second.
     const char *revoke_parameters[] = {device_id};

@@ -4,20 +4,23 @@
     Once per local day, from digest hour (local, users.time_zone) on, every
     user with at least one port and users.digest_enabled gets one
     notification of kind "digest", dedupe key "digest:<YYYY-MM-DD local
-    today>", summarising yesterday (local day; an episode belongs to the
-    day it started): phantom episodes, their energy and cost
-    (users.tariff_per_kwh, currency), the top 3 ports by phantom energy,
-    and the always-on baseline (sum of ports.always_on_watts, projected
-    W x 8.76 kWh a year). Nothing is sent when yesterday had no episode and
-    there is no baseline.
+    today>", about yesterday (the local day): the phantom energy and its
+    cost, the energy used, the ports that wasted most, and the yearly
+    projection (the ports still learning said as such). Every number comes
+    from phantom_figures (user, yesterday's start, yesterday's end, now),
+    the function the overview (/api/summary) reads, so the digest says what
+    the overview says; an always-on port is never named as waste. A day on
+    which no port reported gets no digest.
 
     "From the hour on" rather than "in the hour": a notifier that was down
     at the digest hour, or a day whose digest hour DST skips, still sends
-    that day's digest later the same day. One statement per check writes
-    the digests, their webhook deliveries and their pg_notify announcements
-    together; the unique (user_id, dedupe_key) makes checks restart-safe
-    and repeatable. Needs migrations 003 and 006 (users.digest_enabled);
-    without 006 it logs once per connection and sends nothing.
+    that day's digest later the same day. One statement per user writes the
+    digest, its webhook deliveries and its pg_notify announcement together;
+    the unique (user_id, dedupe_key) makes checks restart-safe and
+    repeatable. The text is in the user's locale and currency
+    (notifier_format). Needs migrations 003, 006 (users.digest_enabled) and
+    013 (phantom_figures); without them it logs once per connection and
+    sends nothing.
     =========================================================================
 */
 #ifndef NOTIFIER_DIGEST_H_INCLUDED

@@ -8,6 +8,7 @@
 */
 #include "notifier_db.h"
 #include "notifier_digest.h"
+#include "notifier_format.h"
 #include "notifier_http.h"
 #include "notifier_service.h"
 #include "notifier_test_db.h"
@@ -28,6 +29,7 @@ typedef struct {
 static const s_test_t s_tests[] = {
     {"notifier_db", notifier_db_test, true},
     {"notifier_http", notifier_http_test, false},
+    {"notifier_format", notifier_format_test, false},
     {"notifier_writer", notifier_writer_test, true},
     {"notifier_webhook", notifier_webhook_test, true},
     {"notifier_digest", notifier_digest_test, true},

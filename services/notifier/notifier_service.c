@@ -96,10 +96,13 @@ notifier_service_new (proto_config_t *config, bool verbose)
     //  than growing our memory; linger 0 because SUB sends nothing.
     zsock_set_rcvhwm (self->events, (int)rcvhwm);
     zsock_set_linger (self->events, 0);
-    //  Only phantom.* makes notifications; status.* (every status change
-    //  of every port) would only cost us bandwidth and a decode each.
+    //  phantom.* for episodes; status.* for outages (every status change
+    //  of every port: rarer than readings by far, and the ones that do not
+    //  take a port offline or bring it back cost a decode each).
     zsock_set_subscribe (self->events, "phantom.");
-    if (proto_curve_client (self->events, config) || s_connect_events (self, endpoints, partitions)) {
+    zsock_set_subscribe (self->events, "status.");
+    if (proto_curve_client (self->events, config) ||
+        s_connect_events (self, endpoints, partitions)) {
         notifier_service_destroy (&self);
         return NULL;
     }
@@ -206,7 +209,8 @@ s_receive_one (notifier_service_t *self)
         if (zmq_msg_size (&topic) != strlen (expected) ||
             memcmp (zmq_msg_data (&topic), expected, zmq_msg_size (&topic)) != 0)
             s_malformed (self, "topic does not match event");
-        else if (notifier_writer_handle (self->writer, &event) == NOTIFIER_WRITER_NOTIFIED)
+        else if (notifier_writer_handle (self->writer, &event, zclock_time ()) ==
+                 NOTIFIER_WRITER_NOTIFIED)
             //  Deliveries may have been enqueued. Never wait on the actor:
             //  if its pipe is full, a WAKE is already pending.
             zmq_send (zsock_resolve (zactor_sock (self->webhooks)), "WAKE", 4, ZMQ_DONTWAIT);
@@ -282,11 +286,35 @@ notifier_service_test (bool verbose)
     char user[24];
     snprintf (user, sizeof user, "%" PRId64, user_id);
     char *port = notifier_test_db_port (db, user_id, "Coffee machine");
-    //  An always-on baseline, so the user is due a digest (hour 0 below:
-    //  due at any time of day) that the first poll writes.
-    free (notifier_test_db_value (
-        db, "UPDATE ports SET always_on_watts = 3 WHERE id = $1::uuid RETURNING id", port, NULL,
-        NULL));
+    //  An hour of rolled-up minutes yesterday (UTC: the user's zone), so
+    //  the user is due a digest (hour 0 below: due at any time of day)
+    //  that the first poll writes.
+    assert (
+        notifier_test_db_int (
+            db,
+            "WITH m AS (INSERT INTO readings_minute (port_id, minute, min_power, mean_power,"
+            "                                        max_power, energy_wh, samples,"
+            "                                        reported_seconds)"
+            "           SELECT $1::uuid, m, 5, 5, 5, 5.0 / 60, 12, 60"
+            "             FROM generate_series (date_trunc ('day', now () AT TIME ZONE 'UTC')"
+            "                                   AT TIME ZONE 'UTC' - interval '12 hours',"
+            "                                   date_trunc ('day', now () AT TIME ZONE 'UTC')"
+            "                                   AT TIME ZONE 'UTC' - interval '11 hours 1 minute',"
+            "                                   interval '1 minute') m RETURNING 1)"
+            " SELECT count (*) FROM m",
+            port, NULL, NULL) == 60);
+    //  And the raw readings of that hour's first minute, read instead
+    //  should the rollups' watermark be older than yesterday noon.
+    assert (notifier_test_db_int (
+                db,
+                "WITH r AS (INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+                "           SELECT $1::uuid, date_trunc ('day', now () AT TIME ZONE 'UTC')"
+                "                            AT TIME ZONE 'UTC' - interval '12 hours' + s,"
+                "                  230, 0.02, 5, 1"
+                "             FROM (VALUES (interval '0 s'), (interval '60 s')) v (s)"
+                "           RETURNING 1)"
+                " SELECT count (*) FROM r",
+                port, NULL, NULL) == 2);
 
     //  A webhook whose receiver fails once, then takes it.
     int statuses[] = {500, 200};
@@ -353,17 +381,19 @@ notifier_service_test (bool verbose)
     const char *phantom_sql = "SELECT count(*) FROM notifications WHERE user_id = $1::bigint"
                               " AND kind LIKE 'phantom.%'";
 
-    //  A status event is not even received (not subscribed); the same start
-    //  twice behind it: exactly one notification.
+    //  A status change that is not an outage notifies nobody; the same
+    //  start twice behind it: exactly one notification.
     uint64_t received = notifier_service_received (self);
-    proto_event_t status = notifier_test_db_event ("status", user_id, port, t0, 0, 40, 0);
+    proto_event_t status =
+        notifier_test_db_status (user_id, port, t0, PROTO_STATUS_IDLE, PROTO_STATUS_ACTIVE);
     s_test_publish (publisher, &status);
     proto_event_t start = notifier_test_db_event ("phantom.start", user_id, port, t0, 0, 6.5, 0);
     s_test_publish (publisher, &start);
     s_test_publish (publisher, &start);
-    s_test_wait_received (self, received + 2);
+    s_test_wait_received (self, received + 3);
     notifier_service_poll (self, 100);
-    assert (notifier_service_received (self) == received + 2);
+    assert (notifier_service_received (self) == received + 3);
+    assert (notifier_service_count (self, NOTIFIER_WRITER_IGNORED) == 1);
     char *key = zsys_sprintf ("episode:%s:%" PRId64 ":start", port, t0);
     assert (notifier_test_db_int (db,
                                   "SELECT count(*) FROM notifications WHERE user_id = $1::bigint"
@@ -378,7 +408,7 @@ notifier_service_test (bool verbose)
     assert (notifier_service_count (self, NOTIFIER_WRITER_NOTIFIED) == 1);
     assert (notifier_service_count (self, NOTIFIER_WRITER_DUPLICATE) == 1);
 
-    //  The end: 45 min, 4.8 Wh at 0.25 CHF/kWh = 0.0012 CHF.
+    //  The end: 45 min, 4.8 Wh at 0.25 CHF/kWh = 0.0012 CHF, under a centime.
     int64_t t1 = t0 + 45 * 60 * 1000;
     received = notifier_service_received (self);
     proto_event_t end = notifier_test_db_event ("phantom.end", user_id, port, t0, t1, 6.4, 4.8);
@@ -390,8 +420,9 @@ notifier_service_test (bool verbose)
     if (verbose)
         zsys_debug ("notifier_service - end: %s", message);
     assert (message);
-    assert (streq (message, "Coffee machine drew 6.4 W on average for 45 min while idle (since"
-                            " 2023-11-14 22:13 UTC): 4.8 Wh wasted, costing 0.0012 CHF"));
+    assert (streq (message, "Coffee machine drew 6.40 W on average for 45 min while idle (since"
+                            " Nov 14, 2023, 10:13 PM): 4.8 Wh wasted, costing < CHF\xc2\xa0"
+                            "0.01."));
     free (message);
     zstr_free (&key);
 
@@ -403,6 +434,31 @@ notifier_service_test (bool verbose)
     s_test_wait_received (self, received + 1);
     assert (notifier_service_count (self, NOTIFIER_WRITER_COOLDOWN) == 1);
     assert (notifier_test_db_int (db, phantom_sql, user, NULL, NULL) == 2);
+
+    //  The sensor stops after the episode, and comes back an hour later:
+    //  told, and told again, once each through the status.* topic.
+    received = notifier_service_received (self);
+    proto_event_t offline = notifier_test_db_status (user_id, port, t1 + 180000,
+                                                     PROTO_STATUS_OFFLINE, PROTO_STATUS_ACTIVE);
+    proto_event_t online = notifier_test_db_status (user_id, port, t1 + 3780000,
+                                                    PROTO_STATUS_ACTIVE, PROTO_STATUS_OFFLINE);
+    s_test_publish (publisher, &offline);
+    s_test_publish (publisher, &offline);
+    s_test_publish (publisher, &online);
+    s_test_wait_received (self, received + 3);
+    assert (notifier_test_db_int (db,
+                                  "SELECT count(*) FROM notifications WHERE user_id = $1::bigint"
+                                  " AND kind LIKE 'sensor.%'",
+                                  user, NULL, NULL) == 2);
+    message = notifier_test_db_value (db,
+                                      "SELECT string_agg (title, '|' ORDER BY id) FROM"
+                                      " notifications WHERE user_id = $1::bigint"
+                                      " AND kind LIKE 'sensor.%'",
+                                      user, NULL, NULL);
+    assert (message &&
+            streq (message, "Coffee machine sensor offline|Coffee machine sensor back online"));
+    free (message);
+    assert (notifier_service_count (self, NOTIFIER_WRITER_NOTIFIED) == 4);
 
     //  Malformed messages: garbage body, one frame, three frames, a topic
     //  that lies about the body. Each is counted; none stops the service.
@@ -426,33 +482,33 @@ notifier_service_test (bool verbose)
     s_test_publish (publisher, &later);
     s_test_wait_received (self, received + 5);
     assert (notifier_service_malformed (self) == 4);
-    assert (notifier_service_count (self, NOTIFIER_WRITER_NOTIFIED) == 3);
+    assert (notifier_service_count (self, NOTIFIER_WRITER_NOTIFIED) == 5);
     assert (notifier_test_db_int (db, phantom_sql, user, NULL, NULL) == 3);
 
-    //  Each of the four notifications (the digest and three phantom ones)
-    //  reached the webhook once, signed, one after a failed attempt (500,
-    //  then retried).
+    //  Each of the six notifications (the digest, three phantom ones and
+    //  two about the sensor) reached the webhook once, signed, one after a
+    //  failed attempt (500, then retried).
     const char *delivered_sql = "SELECT count(*) FROM webhook_deliveries"
                                 " WHERE webhook_id = $1::bigint AND status = 'delivered'";
     int64_t deadline = zclock_mono () + 8000;
-    while (notifier_test_db_int (db, delivered_sql, webhook, NULL, NULL) < 4 &&
+    while (notifier_test_db_int (db, delivered_sql, webhook, NULL, NULL) < 6 &&
            zclock_mono () < deadline) {
         notifier_service_poll (self, 100);
     }
-    assert (notifier_test_db_int (db, delivered_sql, webhook, NULL, NULL) == 4);
+    assert (notifier_test_db_int (db, delivered_sql, webhook, NULL, NULL) == 6);
     assert (notifier_test_db_int (db,
                                   "SELECT sum(attempts) FROM webhook_deliveries"
                                   " WHERE webhook_id = $1::bigint",
-                                  webhook, NULL, NULL) == 5);
-    assert (notifier_receiver_count (receiver) == 5);
+                                  webhook, NULL, NULL) == 7);
+    assert (notifier_receiver_count (receiver) == 7);
     int digests = 0;
-    for (size_t index = 0; index < 5; index++) {
+    for (size_t index = 0; index < 7; index++) {
         assert (notifier_receiver_signed (receiver, index, secret));
         char *body = notifier_receiver_body (receiver, index);
         if (strstr (body, "\"kind\":\"digest\""))
             digests++;
         else
-            assert (strstr (body, "\"kind\":\"phantom."));
+            assert (strstr (body, "\"kind\":\"phantom.") || strstr (body, "\"kind\":\"sensor."));
         free (body);
     }
     //  The digest: delivered once, or twice if it drew the 500.

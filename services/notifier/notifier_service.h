@@ -3,8 +3,8 @@
     notifications, and run the webhook delivery loop beside it
 
     Notifier: SUB connects to event_endpoint at port + i for each detector
-    partition i (detectors bind, being the static part), topic "phantom."
-    only (status.* events notify nobody, so they are not even received);
+    partition i (detectors bind, being the static part), topics "phantom."
+    (episodes) and "status." (a sensor going offline and coming back);
     notifications go to PostgreSQL (notifier_writer), the daily digest is
     checked at most once a minute (notifier_digest), webhooks leave from a
     separate actor with its own connection (notifier_webhook).

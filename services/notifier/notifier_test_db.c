@@ -64,16 +64,35 @@ notifier_test_db_user (PGconn *db, double tariff, const char *currency)
 {
     char *email = zsys_sprintf ("notifier-test-%d-%" PRId64 "-%u@example.com", (int)getpid (),
                                 zclock_usecs (), randof (1000000));
-    char *tariff_text = zsys_sprintf ("%.6f", tariff);
-    int64_t user = notifier_test_db_int (
-        db,
-        "INSERT INTO users (email, name, password_hash, tariff_per_kwh, currency)"
-        " VALUES ($1, 'Notifier Test', 'x', $2::double precision, $3) RETURNING id",
-        email, tariff_text, currency);
+    int64_t user = notifier_test_db_int (db,
+                                         "INSERT INTO users (email, name, password_hash, currency)"
+                                         " VALUES ($1, 'Notifier Test', 'x', $2) RETURNING id",
+                                         email, currency, NULL);
     assert (user > 0);
+    //  The user's trigger made a flat tariff for all time; this is its price.
+    char *user_text = zsys_sprintf ("%" PRId64, user);
+    char *tariff_text = zsys_sprintf ("%.6f", tariff);
+    assert (notifier_test_db_int (db,
+                                  "WITH t AS (UPDATE tariffs SET price_per_kwh = $2::float8"
+                                  "           WHERE user_id = $1::bigint RETURNING 1)"
+                                  " SELECT count (*) FROM t",
+                                  user_text, tariff_text, NULL) == 1);
     zstr_free (&email);
+    zstr_free (&user_text);
     zstr_free (&tariff_text);
     return user;
+}
+
+void
+notifier_test_db_user_place (PGconn *db, int64_t user, const char *time_zone, const char *locale)
+{
+    char user_text[24];
+    snprintf (user_text, sizeof user_text, "%" PRId64, user);
+    //  "" stands for NULL: a NULL parameter would end the list.
+    PQclear (s_exec (db,
+                     "UPDATE users SET time_zone = $2, locale = NULLIF ($3, '')"
+                     " WHERE id = $1::bigint",
+                     user_text, time_zone, locale ? locale : ""));
 }
 
 char *
@@ -125,5 +144,15 @@ notifier_test_db_event (const char *kind, int64_t user, const char *port, int64_
         end > start ? energy_wh / ((double)(end - start) / 3600000.0) : watts;
     event.episode.peak_watts = watts * 1.5;
     event.episode.samples = 10;
+    return event;
+}
+
+proto_event_t
+notifier_test_db_status (int64_t user, const char *port, int64_t ts, proto_status_t status,
+                         proto_status_t previous)
+{
+    proto_event_t event = notifier_test_db_event ("status", user, port, ts, 0, 4, 0);
+    event.status = status;
+    event.previous = previous;
     return event;
 }

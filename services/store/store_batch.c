@@ -29,12 +29,11 @@ typedef struct {
 } s_row_t;
 
 typedef struct {
-    size_t last;     //  last row of the port in the range
-    size_t changed;  //  last row where the status changed, SIZE_MAX if none
-    size_t reading;  //  last row with a reading, SIZE_MAX if none
-    size_t baseline; //  last row with a baseline, SIZE_MAX if none
-    bool urgent;     //  status change or no-reading verdict: write now
-    bool deferred;   //  this attempt leaves its row waiting in memory
+    size_t last;    //  last row of the port in the range
+    size_t changed; //  last row where the status changed, SIZE_MAX if none
+    size_t reading; //  last row with a reading, SIZE_MAX if none
+    bool urgent;    //  status change or no-reading verdict: write now
+    bool deferred;  //  this attempt leaves its row waiting in memory
 } s_port_t;
 
 //  A port row as the store last knew it, kept across batches.
@@ -44,8 +43,6 @@ typedef struct {
     bool has_reading;              //  ts and power are set
     int64_t ts;                    //  last reading, ms since epoch
     double power;                  //  its power
-    bool has_baseline;             //  baseline is set
-    float baseline;                //  always-on baseline, W
     bool dirty;                    //  holds what is not written yet
     bool queued;                   //  in the queue of waiting rows
     int64_t due;                   //  monotonic ms from which a waiting row goes out
@@ -61,8 +58,6 @@ typedef struct {
     int64_t ts;           //  last reading time
     double power;         //  its power
     int64_t changed;      //  time of the last status change, -1 none
-    bool has_baseline;    //  baseline is set
-    float baseline;       //  always-on baseline, W
 } s_write_t;
 
 enum {
@@ -526,7 +521,7 @@ store_batch_plan (store_batch_t *self, size_t lo, size_t hi)
             port = &self->ports[(size_t)(uintptr_t)slot - 1];
         else {
             port = &self->ports[self->port_count++];
-            port->changed = port->reading = port->baseline = SIZE_MAX;
+            port->changed = port->reading = SIZE_MAX;
             port->urgent = port->deferred = false;
             zhashx_insert (self->port_index, row->verdict.reading.port,
                            (void *)(uintptr_t)self->port_count);
@@ -541,8 +536,6 @@ store_batch_plan (store_batch_t *self, size_t lo, size_t hi)
             port->urgent = true;
         else
             port->reading = index;
-        if (row->verdict.has_baseline)
-            port->baseline = index;
     }
     //  Episodes: each update carries the episode's totals so far, so only
     //  the last one per (port, start) needs writing.
@@ -618,8 +611,6 @@ s_write_add (store_batch_t *self, s_pending_t *pending, size_t port)
         write->has_reading = pending->has_reading;
         write->ts = pending->ts;
         write->power = pending->power;
-        write->has_baseline = pending->has_baseline;
-        write->baseline = pending->baseline;
     }
     return write;
 }
@@ -650,10 +641,6 @@ s_write_fill (store_batch_t *self, s_write_t *write, const s_port_t *port)
         write->has_reading = true;
         write->ts = reading->ts;
         write->power = reading->power;
-    }
-    if (port->baseline != SIZE_MAX) {
-        write->has_baseline = true;
-        write->baseline = self->rows[port->baseline].verdict.baseline_watts;
     }
 }
 
@@ -820,10 +807,6 @@ store_batch_ports_params (store_batch_t *self, const char *params[STORE_PORTS_PA
             s_array_double (&buffers[4], write->power);
         else
             s_array_null (&buffers[4]);
-        if (write->has_baseline)
-            s_array_double (&buffers[5], write->baseline);
-        else
-            s_array_null (&buffers[5]);
     }
     for (size_t column = 0; column < STORE_PORTS_PARAMS; column++) {
         s_array_end (&buffers[column]);
@@ -1066,16 +1049,12 @@ store_batch_commit (store_batch_t *self)
         memset (&write, 0, sizeof (write));
         s_write_fill (self, &write, port);
         if (!pending->dirty)
-            pending->has_reading = pending->has_baseline = false;
+            pending->has_reading = false;
         pending->status = write.status;
         if (write.has_reading) {
             pending->has_reading = true;
             pending->ts = write.ts;
             pending->power = write.power;
-        }
-        if (write.has_baseline) {
-            pending->has_baseline = true;
-            pending->baseline = write.baseline;
         }
         pending->dirty = true;
         if (!pending->queued) {
@@ -1198,11 +1177,9 @@ s_port_rows_test (bool verbose)
     s_verdict (&verdict, "gw1", port_a, "", 1000, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
     store_batch_add (batch, &verdict);
     s_commit_at (batch, 10000, 1, ports);
-    //  Again 500 ms later, no change: waits (with its baseline)
+    //  Again 500 ms later, no change: waits
     s_verdict (&verdict, "gw1", port_a, "", 2000, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
     verdict.reading.power = 42.5;
-    verdict.has_baseline = true;
-    verdict.baseline_watts = 3.5f;
     store_batch_add (batch, &verdict);
     assert (store_batch_plan (batch, 0, 1) == 1);
     assert (store_batch_port_writes (batch, 10500, false) == 0);
@@ -1221,8 +1198,7 @@ s_port_rows_test (bool verbose)
     store_batch_add (batch, &verdict);
     s_commit_at (batch, 11500, 1, ports);
     if (verbose)
-        printf ("waited: %s %s %s %s %s %s\n", ports[0], ports[1], ports[2], ports[3], ports[4],
-                ports[5]);
+        printf ("waited: %s %s %s %s %s\n", ports[0], ports[1], ports[2], ports[3], ports[4]);
     char expected[128];
     snprintf (expected, sizeof (expected), "{\"%s\"}", port_a);
     assert (streq (ports[0], expected));
@@ -1230,7 +1206,6 @@ s_port_rows_test (bool verbose)
     assert (streq (ports[2], "{2000}"));
     assert (streq (ports[3], "{NULL}"));
     assert (streq (ports[4], "{42.5}"));
-    assert (streq (ports[5], "{3.5}"));
     assert (store_batch_port_waiting (batch) == 1); //  B now
     //  A status change is written at once, however recent the last write
     s_verdict (&verdict, "gw1", port_a, "", 2300, PROTO_STATUS_IDLE, PROTO_STATUS_ACTIVE);
@@ -1376,7 +1351,6 @@ store_batch_test (bool verbose)
     assert (streq (ports[1], "{\"phantom\",NULL}"));
     assert (streq (ports[2], "{1005,1004}"));
     assert (streq (ports[3], "{1005,NULL}"));
-    assert (streq (ports[5], "{NULL,NULL}"));
 
     const char *episodes[STORE_EPISODES_PARAMS];
     store_batch_episodes_params (batch, episodes);

@@ -14,7 +14,7 @@
     Port rows: a port's row is written in the transaction of a verdict that
     changes its status (or has no reading: the offline timer's), otherwise
     at most once a second: what a later row would say (status, last
-    reading, baseline) waits in memory, across batches, and goes out with
+    reading) waits in memory, across batches, and goes out with
     the first transaction at least a second after the port was last written
     (a batch, or store_writer_flush when idle). A restart of the store
     loses at most that second of last_reading_at / last_power, never a
@@ -32,7 +32,7 @@ typedef struct _store_batch_t store_batch_t;
 #define STORE_KEYS_PARAMS 4 //  device_id[], reading_key[], ts_ms[], reading_id[]
 #define STORE_READINGS_PARAMS                                                                      \
     7                        //  id[], port_id[], ts_ms[], voltage[], current[], power[], status[]
-#define STORE_PORTS_PARAMS 6 //  id[], status[], ts_ms[], changed_ms[], power[], baseline[]
+#define STORE_PORTS_PARAMS 5 //  id[], status[], ts_ms[], changed_ms[], power[]
 #define STORE_PORT_EVERY_MS 1000 //  a port row without a status change: at most this often
 #define STORE_EPISODES_PARAMS                                                                      \
     8 //  port_id[], user_id[], start_ms[], end_ms[], mean[], peak[], energy[], samples[]

@@ -553,11 +553,11 @@ s_pair (zhashx_t *pairs, const store_rollup_minute_t *minute)
 static bool
 s_upsert (store_maintenance_t *self, const store_rollup_minute_t *minutes, size_t count)
 {
-    char *arrays[7] = {NULL};
-    size_t sizes[7];
-    FILE *streams[7];
+    char *arrays[8] = {NULL};
+    size_t sizes[8];
+    FILE *streams[8];
     bool ok = true;
-    for (int column = 0; column < 7; column++) {
+    for (int column = 0; column < 8; column++) {
         streams[column] = open_memstream (&arrays[column], &sizes[column]);
         ok = ok && streams[column];
     }
@@ -570,9 +570,10 @@ s_upsert (store_maintenance_t *self, const store_rollup_minute_t *minutes, size_
         fprintf (streams[3], "%s%.17g", comma, minute->sum_power);
         fprintf (streams[4], "%s%.17g", comma, minute->max_power);
         fprintf (streams[5], "%s%.17g", comma, minute->energy_ws);
-        fprintf (streams[6], "%s%" PRId64, comma, minute->samples);
+        fprintf (streams[6], "%s%.17g", comma, minute->reported_seconds);
+        fprintf (streams[7], "%s%" PRId64, comma, minute->samples);
     }
-    for (int column = 0; column < 7; column++)
+    for (int column = 0; column < 8; column++)
         if (streams[column]) {
             fputs (count ? "}" : "{}", streams[column]);
             ok = (fclose (streams[column]) == 0) && ok;
@@ -581,26 +582,27 @@ s_upsert (store_maintenance_t *self, const store_rollup_minute_t *minutes, size_
     if (ok) {
         //  Mean and energy in Wh as phantom_rollup derives them (sum / n,
         //  W s / 3600, in float8); ports that no longer exist are skipped.
-        const char *params[7] = {arrays[0], arrays[1], arrays[2], arrays[3],
-                                 arrays[4], arrays[5], arrays[6]};
+        const char *params[8] = {arrays[0], arrays[1], arrays[2], arrays[3],
+                                 arrays[4], arrays[5], arrays[6], arrays[7]};
         result = s_exec (
             self, "rollup upsert",
             "INSERT INTO readings_minute AS m (port_id, minute, min_power, mean_power, max_power,"
-            "                                  energy_wh, samples)"
+            "                                  energy_wh, reported_seconds, samples)"
             " SELECT u.port_id, timestamptz 'epoch' + u.minute * interval '1 millisecond',"
             "        u.min_power, u.sum_power / u.samples, u.max_power, u.energy_ws / 3600,"
-            "        u.samples"
+            "        u.reported_seconds, u.samples"
             " FROM unnest ($1::uuid[], $2::bigint[], $3::float8[], $4::float8[], $5::float8[],"
-            "              $6::float8[], $7::bigint[])"
-            "      AS u (port_id, minute, min_power, sum_power, max_power, energy_ws, samples)"
+            "              $6::float8[], $7::float8[], $8::bigint[])"
+            "      AS u (port_id, minute, min_power, sum_power, max_power, energy_ws,"
+            "            reported_seconds, samples)"
             " WHERE EXISTS (SELECT 1 FROM ports p WHERE p.id = u.port_id)"
             " ON CONFLICT (port_id, minute) DO UPDATE"
             " SET min_power = excluded.min_power, mean_power = excluded.mean_power,"
             "     max_power = excluded.max_power, energy_wh = excluded.energy_wh,"
-            "     samples = excluded.samples",
-            7, params);
+            "     reported_seconds = excluded.reported_seconds, samples = excluded.samples",
+            8, params);
     }
-    for (int column = 0; column < 7; column++)
+    for (int column = 0; column < 8; column++)
         free (arrays[column]);
     if (!result)
         return false;
@@ -967,13 +969,14 @@ s_insert (store_fixture_t *fixture, const char *port, int64_t ts, double power)
 }
 
 //  Checks the rollup of port's minute against one computed here from
-//  samples (all the port's readings, by time): plain mean, trapezoid of
-//  the intervals starting in the minute that are at most S_TEST_GAP long.
+//  samples (all the port's readings, by time): plain mean, trapezoid and
+//  summed length of the intervals starting in the minute that are at most
+//  S_TEST_GAP long (whole seconds here, so their sum is exact).
 static void
 s_check_minute (store_fixture_t *fixture, const char *port, const s_sample_t *samples, size_t count,
                 int64_t minute)
 {
-    double low = INFINITY, high = -INFINITY, sum = 0, energy = 0;
+    double low = INFINITY, high = -INFINITY, sum = 0, energy = 0, reported = 0;
     int n = 0;
     for (size_t index = 0; index < count; index++) {
         if (samples[index].ts - samples[index].ts % 60 != minute)
@@ -983,9 +986,11 @@ s_check_minute (store_fixture_t *fixture, const char *port, const s_sample_t *sa
         high = power > high ? power : high;
         sum += power;
         n++;
-        if (index + 1 < count && samples[index + 1].ts - samples[index].ts <= S_TEST_GAP)
+        if (index + 1 < count && samples[index + 1].ts - samples[index].ts <= S_TEST_GAP) {
             energy += (power + samples[index + 1].power) / 2 *
                       (double)(samples[index + 1].ts - samples[index].ts) / 3600;
+            reported += (double)(samples[index + 1].ts - samples[index].ts);
+        }
     }
     assert (n > 0);
     char minute_text[24];
@@ -993,8 +998,8 @@ s_check_minute (store_fixture_t *fixture, const char *port, const s_sample_t *sa
     const char *params[2] = {port, minute_text};
     PGresult *result = store_fixture_sql (
         fixture,
-        "SELECT min_power, mean_power, max_power, energy_wh, samples FROM readings_minute"
-        " WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)",
+        "SELECT min_power, mean_power, max_power, energy_wh, samples, reported_seconds"
+        " FROM readings_minute WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)",
         2, params);
     assert (PQntuples (result) == 1);
     assert (strtod (PQgetvalue (result, 0, 0), NULL) == low);
@@ -1002,6 +1007,7 @@ s_check_minute (store_fixture_t *fixture, const char *port, const s_sample_t *sa
     assert (strtod (PQgetvalue (result, 0, 2), NULL) == high);
     assert (fabs (strtod (PQgetvalue (result, 0, 3), NULL) - energy) < 1e-9);
     assert (atoi (PQgetvalue (result, 0, 4)) == n);
+    assert (strtod (PQgetvalue (result, 0, 5), NULL) == reported);
     PQclear (result);
 }
 
@@ -1192,6 +1198,112 @@ s_memory_rollups (const char *database, bool verbose)
     store_fixture_destroy (&fixture);
     if (verbose)
         printf ("   memory rollups: OK\n");
+}
+
+//  The port's summed reported seconds over all its rollups.
+static double
+s_reported_total (store_fixture_t *fixture, const char *port)
+{
+    const char *params[1] = {port};
+    char text[64];
+    store_fixture_text (fixture,
+                        "SELECT coalesce (sum (reported_seconds), -1) FROM readings_minute"
+                        " WHERE port_id = $1::uuid",
+                        1, params, text, sizeof (text));
+    return strtod (text, NULL);
+}
+
+//  Reported time, through a lane: every 10 s for 3 minutes, 400 s of
+//  silence (longer than the gap: offline, neither energy nor time), then
+//  every 10 s for 2 minutes report 180 s + 120 s, and the lane's rows are
+//  what phantom_rollup computes from scratch. Then a late reading in the
+//  silence leaves two intervals within the gap: the re-rolled minutes (the
+//  one before the silence, and its own) report them, 400 s more.
+static void
+s_reported_test (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 1);
+    const char *port = fixture->ports[0];
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    store_maintenance_step (self);
+    store_maintenance_rollup (self); //  the first run after a start falls back: done
+    int64_t high = store_fixture_int (
+        fixture,
+        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
+        " timestamptz 'epoch'))::bigint",
+        0, NULL);
+    int64_t base = high - 13 * 60;
+    store_rollup_t *rollup = s_new_rollup (self, base * 1000);
+    assert (rollup);
+    s_sample_t samples[40];
+    size_t count = 0;
+    for (int at = 0; at <= 180; at += 10)
+        s_memory_reading (fixture, rollup, port, samples, &count, base + at, 2 + at % 7);
+    for (int at = 580; at <= 700; at += 10)
+        s_memory_reading (fixture, rollup, port, samples, &count, base + at, 3 + at % 11);
+    char base_text[24];
+    snprintf (base_text, sizeof (base_text), "%" PRId64, base);
+    const char *base_params[1] = {base_text};
+    PQclear (store_fixture_sql (
+        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
+    //  Minutes 0-3 (3 holds only the reading before the silence) and 9-11.
+    assert (store_maintenance_rollup (self) == 7);
+    const int64_t minutes[7] = {0, 60, 120, 180, 540, 600, 660};
+    for (size_t index = 0; index < 7; index++)
+        s_check_minute (fixture, port, samples, count, base + minutes[index]);
+    assert (s_reported_total (fixture, port) == 300);
+
+    //  The lane's rows against phantom_rollup's from scratch (rolled back:
+    //  other ports' minutes in the range stay as they were).
+    const char *port_params[2] = {port, base_text};
+    PQclear (store_fixture_sql (fixture, "BEGIN", 0, NULL));
+    PQclear (store_fixture_sql (fixture,
+                                "CREATE TEMP TABLE lane_minutes ON COMMIT DROP AS"
+                                " SELECT * FROM readings_minute WHERE port_id = $1::uuid",
+                                1, port_params));
+    assert (store_fixture_int (fixture,
+                               "SELECT phantom_rollup (to_timestamp ($1::bigint),"
+                               "                       to_timestamp ($1::bigint + 720))",
+                               1, base_params) >= 7);
+    assert (
+        store_fixture_int (fixture,
+                           "SELECT count (*) FROM lane_minutes l"
+                           " FULL JOIN (SELECT * FROM readings_minute WHERE port_id = $1::uuid) t"
+                           " USING (minute)"
+                           " WHERE l.minute IS NULL OR t.minute IS NULL OR l.samples <> t.samples"
+                           " OR l.min_power <> t.min_power OR l.max_power <> t.max_power"
+                           " OR abs (l.mean_power - t.mean_power) > 1e-9"
+                           " OR abs (l.energy_wh - t.energy_wh) > 1e-9"
+                           " OR l.reported_seconds <> t.reported_seconds",
+                           1, port_params) == 0);
+    assert (store_fixture_int (fixture,
+                               "SELECT count (*) FROM readings_minute WHERE port_id = $1::uuid"
+                               " AND minute >= to_timestamp ($2::bigint)",
+                               2, port_params) == 7);
+    PQclear (store_fixture_sql (fixture, "ROLLBACK", 0, NULL));
+
+    //  Late, in the silence: 200 s from the reading before it, 200 s to
+    //  the one after. Out of order for the lane: its minute and the one of
+    //  its predecessor are re-rolled from the table.
+    s_memory_reading (fixture, rollup, port, samples, &count, base + 380, 9);
+    assert (store_maintenance_rollup (self) >= 2);
+    s_check_minute (fixture, port, samples, count, base + 180);
+    s_check_minute (fixture, port, samples, count, base + 360);
+    char minute_text[24];
+    snprintf (minute_text, sizeof (minute_text), "%" PRId64, base + 180);
+    const char *minute_params[2] = {port, minute_text};
+    assert (store_fixture_int (fixture,
+                               "SELECT reported_seconds::bigint FROM readings_minute"
+                               " WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)",
+                               2, minute_params) == 200);
+    assert (s_reported_total (fixture, port) == 700);
+
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   reported time: OK\n");
 }
 
 //  Where the lanes' rollups start: the current minute, or the one after
@@ -1526,6 +1638,7 @@ store_maintenance_test (bool verbose)
     store_fixture_destroy (&fixture);
 
     s_memory_rollups (database, verbose);
+    s_reported_test (database, verbose);
     s_lanes_from_test (database, verbose);
     s_first_reading_test (database, verbose);
     printf ("OK\n");

@@ -2,9 +2,10 @@
     store_maintenance - rollups and retention, on a connection of its own
 
     Keeps readings_minute (per port and minute: min, mean, max, energy,
-    samples; deploy/migrations/007_retention.sql) current and old data
-    dropped. It runs on its own thread with its own PostgreSQL connection and
-    bounded statements, so none of it ever delays a group commit.
+    reported seconds, samples; deploy/migrations/007_retention.sql and
+    011_rollup_reported.sql) current and old data dropped. It runs on its
+    own thread with its own PostgreSQL connection and bounded statements,
+    so none of it ever delays a group commit.
 
     Every minute (5 s after it ends, so stragglers are in): rolls up the
     complete minutes since the watermark, once each, in chunks of an hour
@@ -70,7 +71,8 @@ int64_t store_maintenance_rollup (store_maintenance_t *self);
 int store_maintenance_ensure (store_maintenance_t *self);
 int store_maintenance_drop (store_maintenance_t *self);
 
-//  phantom_rollup's gap limit: a longer interval counts for no energy.
+//  phantom_rollup's gap limit: a longer interval counts for no energy and
+//  no reported time (the port was offline).
 #define STORE_MAINTENANCE_GAP_SECONDS 300
 //  Most (port, minute) pairs held between two runs; more: fallback.
 #define STORE_MAINTENANCE_DIRTY_MAX 100000

@@ -27,7 +27,7 @@ typedef struct {
 struct _store_rollup_t {
     pthread_mutex_t lock; //  the lane adds, the maintenance takes
     int64_t from;         //  first minute kept, ms
-    int64_t gap;          //  longest interval with energy, ms
+    int64_t gap;          //  longest interval with energy and reported time, ms
     size_t ports_max;
     zhashx_t *ports;            //  port -> s_port_t
     bool forgot;                //  ports were forgotten: new ones start partial
@@ -161,7 +161,9 @@ store_rollup_add (store_rollup_t *self, const char *port_id, int64_t ts, double 
     if (port->open) {
         //  The interval from the last reading starts in the open minute.
         if (ts - last <= self->gap) {
-            port->now.energy_ws += (port->last_power + power) / 2 * ((double)(ts - last) / 1000.0);
+            double seconds = (double)(ts - last) / 1000.0;
+            port->now.energy_ws += (port->last_power + power) / 2 * seconds;
+            port->now.reported_seconds += seconds;
             port->dirty = true;
         }
         if (minute != port->now.minute) {
@@ -258,9 +260,11 @@ s_reference (const s_sample_t *samples, size_t count, int64_t minute, int64_t ga
             expect->max_power = power;
         expect->sum_power += power;
         expect->samples++;
-        if (index + 1 < count && samples[index + 1].ts - samples[index].ts <= gap)
-            expect->energy_ws += (power + samples[index + 1].power) / 2 *
-                                 ((double)(samples[index + 1].ts - samples[index].ts) / 1000.0);
+        if (index + 1 < count && samples[index + 1].ts - samples[index].ts <= gap) {
+            double seconds = (double)(samples[index + 1].ts - samples[index].ts) / 1000.0;
+            expect->energy_ws += (power + samples[index + 1].power) / 2 * seconds;
+            expect->reported_seconds += seconds;
+        }
     }
 }
 
@@ -324,6 +328,7 @@ store_rollup_test (bool verbose)
         assert (got->min_power == expect.min_power && got->max_power == expect.max_power);
         assert (got->sum_power == expect.sum_power);
         assert (got->energy_ws == expect.energy_ws);
+        assert (got->reported_seconds == expect.reported_seconds);
         minutes++;
     }
     assert (minutes > 10);
@@ -333,6 +338,34 @@ store_rollup_test (bool verbose)
     assert (store_rollup_take (rollup, INT64_MAX, &taken, &overflow) == 0 && !overflow);
     free (taken);
 
+    //  Offline is neither energy nor time: every 10 s for 3 minutes, 400 s
+    //  of silence (longer than the gap), then every 10 s for 2 minutes.
+    //  The minutes report 180 s + 120 s, each interval in the minute of its
+    //  start; the reading before the silence is a sample of its minute but
+    //  starts no interval.
+    store_rollup_t *gappy = store_rollup_new (base, gap, 100);
+    const int64_t start = base + 100 * S_MINUTE_MS;
+    for (int64_t at = 0; at <= 180; at += 10)
+        store_rollup_add (gappy, port, start + at * 1000, 2);
+    for (int64_t at = 580; at <= 700; at += 10)
+        store_rollup_add (gappy, port, start + at * 1000, 3);
+    const double reported[12] = {60, 60, 60, 0, 0, 0, 0, 0, 0, 20, 60, 40};
+    size_t size = store_rollup_take (gappy, start + 12 * S_MINUTE_MS, &taken, &overflow);
+    assert (size == 7 && !overflow); //  minutes 0-3 and 9-11
+    double total = 0;
+    for (size_t index = 0; index < size; index++) {
+        int64_t minute = (taken[index].minute - start) / S_MINUTE_MS;
+        assert (minute >= 0 && minute < 12 && !taken[index].partial);
+        assert (taken[index].reported_seconds == reported[minute]);
+        //  Constant draw: the energy is that draw over the same time.
+        assert (taken[index].energy_ws == (minute < 4 ? 2 : 3) * reported[minute]);
+        assert (taken[index].samples == (minute == 3 ? 1 : minute == 9 ? 2 : minute == 11 ? 5 : 6));
+        total += taken[index].reported_seconds;
+    }
+    assert (total == 300);
+    free (taken);
+    store_rollup_destroy (&gappy);
+
     //  Out of order: the open minute goes over partial; an older one as a
     //  partial mark of its own; the newest time stays.
     int64_t t0 = base + 50 * S_MINUTE_MS;
@@ -340,7 +373,7 @@ store_rollup_test (bool verbose)
     assert (store_rollup_add (rollup, port, t0 + 5000, 6) == t0 + 10000);
     assert (store_rollup_add (rollup, port, t0 - 50000, 7) == t0 + 10000);
     assert (store_rollup_add (rollup, port, t0 + 20000, 8) == t0 + 10000);
-    size_t size = store_rollup_take (rollup, t0 + S_MINUTE_MS, &taken, &overflow);
+    size = store_rollup_take (rollup, t0 + S_MINUTE_MS, &taken, &overflow);
     assert (size == 2);
     for (size_t index = 0; index < size; index++) {
         assert (taken[index].partial);

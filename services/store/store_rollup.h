@@ -3,8 +3,9 @@
 
     A lane writes every reading of its ports, in commit order, so it can
     keep each port's current minute (min, sum, max, samples, and the energy
-    of the intervals that start in it) as phantom_rollup would compute it
-    from the table (deploy/migrations/007_retention.sql): the maintenance
+    and summed length of the intervals that start in it) as phantom_rollup
+    would compute it from the table (deploy/migrations/011_rollup_reported.sql;
+    007_retention.sql first defined it): the maintenance
     then upserts one row per port and minute instead of reading, sorting and
     aggregating every reading of the minute again (that cost PostgreSQL
     ~1.5-2 us per reading, and read the whole day's partition each minute).
@@ -38,13 +39,15 @@ typedef struct {
     double min_power;
     double max_power;
     double sum_power;
-    double energy_ws; //  W s of the intervals starting in the minute
+    double energy_ws;        //  W s of the intervals starting in the minute
+    double reported_seconds; //  their summed length, s
     int64_t samples;
     bool partial; //  re-roll it from the table instead
 } store_rollup_minute_t;
 
 //  Keeps the minutes from from_ms (rounded up to a whole minute) on; an
-//  interval longer than gap_ms counts for no energy; past ports_max ports
+//  interval longer than gap_ms counts for no energy and no reported time
+//  (the port was offline); past ports_max ports
 //  it forgets them all (their open minutes are handed over as partial).
 store_rollup_t *store_rollup_new (int64_t from_ms, int64_t gap_ms, size_t ports_max);
 void store_rollup_destroy (store_rollup_t **self_p);

@@ -160,7 +160,7 @@ class DevicesAndPorts(unittest.TestCase):
         assertEnvelope(self, doc)
         port = doc["data"]["port"]
         self.assertEqual(str(uuid.UUID(port["id"])), port["id"], "port id is not a lower-case uuid")
-        self.assertIn(port["status"], harness.STATUSES)
+        self.assertEqual(port["status"], "waiting", "a port that has never reported")
         self.assertEqual(port["name"], "tv")
 
         doc = self.s.expect(200, "GET", "/api/ports", None, token)

@@ -1,4 +1,4 @@
-"""Phantom detection end to end (issue 3), on a real stack.
+"""Phantom detection end to end (issues 3 and 15), on a real stack.
 
 A port goes active -> idle -> phantom -> active on device timestamps; the
 test checks every answer, the stored episode (energy to within 1 % of the
@@ -7,7 +7,9 @@ the signed webhook deliveries to a receiver of its own and what phantom-tap
 printed. Then a detector is killed with SIGKILL in the middle of an episode
 (no duplicate, no lost episode), and the stack is scaled from 2 to 4
 detectors by running deploy/up again with PHANTOM_PARTITIONS=4, while a port
-has an open episode that moves to another partition.
+has an open episode that moves to another partition. Roles (issue 15): an
+alwaysOn port never goes phantom nor notifies where a standby port does,
+and a shouldBeOff port is phantom at any draw while its schedule is on.
 
 The engine's rule (services/detector/detector_engine.c, defaults
 offWatts 0.5, standbyWatts 15, minPhantomSeconds 60): low draw is idle until
@@ -451,6 +453,93 @@ class Scaling(unittest.TestCase):
         check_notifications(self, s, q, want)
         if d.retried:
             print("\n  scaling: %d retries (503/504) for the moved port" % d.retried)
+
+
+# ----------------------------------------------------------------------
+# roles (issue 15)
+
+DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def hhmm(minutes):
+    minutes %= 1440
+    return "%02d:%02d" % (minutes // 60, minutes % 60)
+
+
+def every_day(from_min, to_min):
+    """An offSchedule of one window on all seven days, minutes wrapped."""
+    return [{"days": DAYS, "from": hhmm(from_min), "to": hhmm(to_min)}]
+
+
+class Roles(unittest.TestCase):
+    ZONE = "Asia/Tokyo"     # UTC+9 all year: a schedule read in UTC would miss
+    OFFSET_MIN = 9 * 60
+
+    def test_always_on_standby_should_be_off(self):
+        """The same 11 W for longer than minPhantomSeconds: a standby port
+        goes phantom (episode, phantom.start), an alwaysOn port stays active
+        with no episode and no notification. 100 W on a shouldBeOff port:
+        phantom while its schedule (in the owner's time zone) covers now,
+        active when it does not."""
+        s = STACK
+        owner = s.setup_owner(ports=4)
+        dtoken, token = owner["device_token"], owner["token"]
+        standby, always_on, off_now, off_later = owner["ports"]
+        s.expect(200, "PATCH", "/api/settings", {"timeZone": self.ZONE}, token)
+
+        local_now = (now_ms() // 60000 + self.OFFSET_MIN) % 1440
+        schedules = {
+            always_on: {"role": "alwaysOn"},
+            off_now: {"role": "shouldBeOff",
+                      "offSchedule": every_day(local_now - 60, local_now + 120)},
+            off_later: {"role": "shouldBeOff",
+                        "offSchedule": every_day(local_now + 180, local_now + 240)},
+        }
+        for port, body in schedules.items():
+            doc = s.expect(200, "PATCH", "/api/ports/%s" % port, body, token)
+            settings = doc["data"]["port"]["settings"]
+            self.assertEqual(settings["role"], body["role"], doc)
+            self.assertEqual(settings["offSchedule"], body.get("offSchedule"), doc)
+        doc = s.expect(200, "GET", "/api/ports/%s" % off_now, None, token)
+        port = doc["data"]["port"]
+        self.assertEqual(port["settings"]["offSchedule"], schedules[off_now]["offSchedule"])
+        self.assertEqual(port["status"], "waiting", "a port that never reported")
+        self.assertEqual(port["offlineAfterSeconds"],
+                         int(s.conf.get("PHANTOM_DETECTOR_OFFLINE_SECONDS", 300)))
+
+        # 10 readings 10 s apart (device time): past the 60 s dwell
+        t0 = device_t0(120)
+        points = [(10 * i, 11.0) for i in range(10)]
+        low = ["idle"] * 6 + ["phantom"] * 4
+        Driver(self, s, dtoken, standby).drive(series_at(t0, points), low)
+        Driver(self, s, dtoken, always_on).drive(series_at(t0, points), ["active"] * 10)
+        hundred = [(t, 100.0) for t, _ in points]
+        Driver(self, s, dtoken, off_now).drive(series_at(t0, hundred), low)
+        Driver(self, s, dtoken, off_later).drive(series_at(t0, hundred), ["active"] * 10)
+
+        for port, status in ((standby, "phantom"), (always_on, "active"),
+                             (off_now, "phantom"), (off_later, "active")):
+            self.assertEqual(s.scalar("SELECT status FROM ports WHERE id = %s", port), status)
+            doc = s.expect(200, "GET", "/api/ports/%s" % port, None, token)
+            self.assertEqual(doc["data"]["port"]["status"], status, doc)
+            want = 1 if status == "phantom" else 0
+            self.assertEqual(len(episodes_of(s, port)), want, "episodes of %s port %s"
+                             % (status, port))
+        self.assertEqual(int(episodes_of(s, standby)[0][0]), t0 + 0, "episode start")
+        self.assertEqual(int(episodes_of(s, off_now)[0][0]), t0 + 0, "episode start")
+
+        # the notifier told the phantom ports, and nothing about the others
+        for port in (standby, off_now):
+            got = wait_for(lambda: "phantom.start" in notifications_of(s, port), NOTIFY_WAIT)
+            self.assertTrue(got, "no phantom.start for %s within %d s: %s%s" % (
+                port, NOTIFY_WAIT, notifications_of(s, port), s.log_tail(10)))
+        time.sleep(1.0)     # a late notification would show up now
+        for port in (always_on, off_later):
+            told = notifications_of(s, port)
+            self.assertEqual([k for k in told if k.startswith("phantom.")], [],
+                             "notifications of %s: %s" % (port, told))
+            self.assertEqual(s.count("SELECT count(*) FROM readings WHERE port_id = %s", port),
+                             10, "readings of %s are stored and charted all the same" % port)
 
 
 if __name__ == "__main__":
