@@ -225,11 +225,9 @@ def wait_until(what, done, seconds):
         time.sleep(0.5)
 
 
-def backfill(user_token, device_token, ports, time_zone, stored):
+def backfill(user_token, device_token, ports, time_zone, stored, days, step):
     """Sends the history the demo ports miss; returns the values demo.env
     keeps about it."""
-    days = knob("DEMO_HISTORY_DAYS", 7, 0.01, 29)       # the gateway takes 30 days back
-    step = int(knob("DEMO_HISTORY_STEP", 10, 1, 300))   # 300 s: longer is a gap
     pending = stored.get("DEMO_HISTORY") == "pending"
     now = int(time.time())
     end = now - now % step
@@ -298,6 +296,8 @@ def backfill(user_token, device_token, ports, time_zone, stored):
 
 
 def main():
+    days = knob("DEMO_HISTORY_DAYS", 7, 0.01, 29)       # the gateway takes 30 days back
+    step = int(knob("DEMO_HISTORY_STEP", 10, 1, 300))   # 300 s: longer is a gap
     try:
         user_token = call("POST", "/api/auth/login", {"email": EMAIL, "password": PASSWORD})["token"]
     except ApiError as error:
@@ -342,7 +342,7 @@ def main():
     write_demo_env(values)
     print("==> demo account ready (%s)" % DEMO_ENV)
 
-    values.update(backfill(user_token, device_token, ports, time_zone, values))
+    values.update(backfill(user_token, device_token, ports, time_zone, values, days, step))
     write_demo_env(values)
 
 
