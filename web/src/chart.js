@@ -119,6 +119,10 @@ function fmt (ms, options) {
 
 const DAY = 86400;
 
+//  The locale's clock: "20:00" where it counts 24 hours, "8:00 PM" where 12.
+const HOUR = ['h11', 'h12'].includes(new Intl.DateTimeFormat(undefined, { hour: 'numeric' }).resolvedOptions().hourCycle)
+    ? 'numeric' : '2-digit';
+
 //  Tick labels by the tick spacing uPlot found: clock times (with the date
 //  under the first tick of each day), days, months or years.
 function timeValues (u, splits, axisIdx, foundSpace, incr) {
@@ -130,8 +134,8 @@ function timeValues (u, splits, axisIdx, foundSpace, incr) {
         const day = p.year * 10000 + p.month * 100 + p.day;
         let label;
         if (incr < DAY) {
-            label = fmt(ms, incr < 60 ? { hour: 'numeric', minute: '2-digit', second: '2-digit' }
-                                      : { hour: 'numeric', minute: '2-digit' });
+            label = fmt(ms, incr < 60 ? { hour: HOUR, minute: '2-digit', second: '2-digit' }
+                                      : { hour: HOUR, minute: '2-digit' });
             if (day !== prevDay)
                 label += `\n${fmt(ms, { day: 'numeric', month: 'short' })}`;
         } else if (incr < 28 * DAY) {

@@ -41,7 +41,11 @@ export function energyCard ({ path, title, onLeave }) {
                                             to: new Date(now).toISOString() });
         try {
             const data = await api('GET', `${path}?${query}`);
-            const buckets = data.buckets || [];
+            const all = data.buckets || [];
+            //  A young account: the bars start where its data does (at
+            //  least a week of them), not with weeks of nothing.
+            const first = all.findIndex((b) => Number(b.energyKwh) > 0 || Number(b.phantomKwh) > 0);
+            const buckets = first < 0 ? all : all.slice(Math.max(0, Math.min(first, all.length - 7)));
             const currency = data.currency || state.settings.currency;
             showError(alert, null);
             box.dataset.bars = String(buckets.length);
