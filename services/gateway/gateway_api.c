@@ -1128,7 +1128,7 @@ static const gateway_api_route_t s_routes [] = {
 
 const gateway_api_route_t *const gateway_api_route_tables [] = {
     s_routes, gateway_api_ports_routes, gateway_api_notify_routes, gateway_api_summary_routes,
-    NULL
+    gateway_api_export_routes, NULL
 };
 
 //  Splits the URI below /api/ into segments; one trailing slash is allowed.

@@ -6,6 +6,7 @@
       gateway_api_ports.c    /api/ports, readings, episodes
       gateway_api_notify.c   /api/notifications, /api/webhooks
       gateway_api_summary.c  /api/summary, /api/settings
+      gateway_api_export.c   CSV exports of readings and episodes, streamed
       gateway_api_test.c     the self test over real HTTP
     Live updates (/api/stream) are gateway_live's; the route lives here so it
     shares the session check.
@@ -60,6 +61,7 @@ typedef struct {
 extern const gateway_api_route_t gateway_api_ports_routes [];
 extern const gateway_api_route_t gateway_api_notify_routes [];
 extern const gateway_api_route_t gateway_api_summary_routes [];
+extern const gateway_api_route_t gateway_api_export_routes [];
 extern const gateway_api_route_t *const gateway_api_route_tables [];
 
 //  Columns of the users table the API shows, settings from column 3 on
@@ -179,6 +181,9 @@ void gateway_api_helpers_test (void);
 void gateway_api_summary_test (void);
 //  The routes over HTTP (gateway_api_test.c); exits 77 without PHANTOM_TEST_DATABASE.
 void gateway_api_routes_test (bool verbose);
+//  The exports over HTTP (gateway_api_export.c), streaming and its bounds
+//  included; exits 77 without PHANTOM_TEST_DATABASE.
+void gateway_api_export_test (bool verbose);
 //  Self tests: starts gateway->http on an ephemeral port (gwapi's fixed
 //  test ports when that is refused) with threads threads, registers the
 //  user API, returns the port.

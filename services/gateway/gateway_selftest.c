@@ -6,6 +6,7 @@
     (ctest SKIP) when it is unset.
     =========================================================================
 */
+#include "gateway_api.h"
 #include "gateway_pipeline.h"
 #include "gateway_live.h"
 #include "gateway_web.h"
@@ -34,6 +35,7 @@ static const struct {
     {"gateway_db", gateway_db_test},
     {"gateway_cache", gateway_cache_test},
     {"gateway_api", s_api_test},
+    {"gateway_api_export", gateway_api_export_test},
     {"gateway_live", gateway_live_test},
     {"gateway_web", gateway_web_test},
     {"gateway", gateway_test},
