@@ -512,6 +512,49 @@ gateway_api_query_var (gateway_api_request_t *request, const char *name, char *v
     return length == -1 ? 0 : length < 0 ? -1 : 1;
 }
 
+//  A query time: epoch milliseconds, or ISO-8601 read as strictly as the
+//  sensor contract reads a reading's timestamp. 0 with *ms set, or -1.
+static int
+s_parse_time (const char *text, int64_t *ms)
+{
+    size_t length = strlen (text);
+    if (length > 0 && length <= 15 && strspn (text, "0123456789") == length) {
+        *ms = strtoll (text, NULL, 10);
+        return 0;
+    }
+    return gateway_sensor_parse_time (text, ms);
+}
+
+int
+gateway_api_window (gateway_api_request_t *request, int64_t default_ms, int64_t *from, int64_t *to,
+                    int64_t *step)
+{
+    char text [48];
+    *to = gateway_http_now_ms ();
+    int rc = gateway_api_query_var (request, "to", text, sizeof text);
+    if (rc == -1 || (rc == 1 && s_parse_time (text, to) == -1))
+        return gateway_api_invalid_field (request, "to", "to must be ISO-8601 or epoch milliseconds");
+    *from = *to - default_ms;
+    rc = gateway_api_query_var (request, "from", text, sizeof text);
+    if (rc == -1 || (rc == 1 && s_parse_time (text, from) == -1))
+        return gateway_api_invalid_field (request, "from",
+                                          "from must be ISO-8601 or epoch milliseconds");
+    if (*from >= *to || *to - *from > GATEWAY_API_SPAN_MAX_MS)
+        return gateway_api_invalid_field (request, "from",
+                                          "from must be before to, at most 400 days apart");
+    if (!step)
+        return 0;
+    *step = 0;
+    rc = gateway_api_query_var (request, "step", text, sizeof text);
+    if (rc == -1 || (rc == 1 && (strspn (text, "0123456789") != strlen (text) || !*text
+                                 || strlen (text) > 9 || atol (text) > GATEWAY_API_STEP_MAX)))
+        return gateway_api_invalid_field (request, "step",
+                                          "step must be whole seconds, 0 to 2678400");
+    if (rc == 1)
+        *step = atol (text);
+    return 0;
+}
+
 //  ?limit=1..max (default_limit when absent) and ?before=<id> (before ""
 //  when absent). 0, or the status answered.
 static int

@@ -26,6 +26,8 @@
 #define GATEWAY_API_EMAIL_MAX 254
 #define GATEWAY_API_PAGE_MAX 200        //  largest page of any paged list
 #define GATEWAY_API_WINDOWS_MAX 8       //  most weekly windows of a schedule or tariff
+#define GATEWAY_API_SPAN_MAX_MS (400LL * 24 * 3600 * 1000)  //  widest from..to of a query
+#define GATEWAY_API_STEP_MAX (31 * 24 * 3600)  //  widest bucket of a series, seconds
 
 //  Epoch milliseconds of a timestamptz column, for gateway_http_iso8601.
 #define GATEWAY_API_MS(column) "(extract(epoch FROM " column ") * 1000)::bigint"
@@ -158,6 +160,12 @@ int gateway_api_field_bool (gateway_api_request_t *request, json_t *body, const 
 //  (days in week order) or NULL for null; *present false when absent.
 int gateway_api_field_windows (gateway_api_request_t *request, json_t *body, const char *name,
                                size_t max, json_t **windows, bool *present);
+//  Reads ?from=&to= as epoch ms or ISO-8601 (to: now; from: default_ms
+//  before to; at most GATEWAY_API_SPAN_MAX_MS apart) and, when step is not
+//  NULL, ?step= in whole seconds (0: raw; at most GATEWAY_API_STEP_MAX).
+//  0, or the status answered (400 naming the field).
+int gateway_api_window (gateway_api_request_t *request, int64_t default_ms, int64_t *from,
+                        int64_t *to, int64_t *step);
 //  Query variable name into value; 1 present, 0 absent, -1 too long/bad.
 int gateway_api_query_var (gateway_api_request_t *request, const char *name, char *value,
                            size_t size);

@@ -37,10 +37,8 @@
 //  a minute here; this leaves room for a slow client and a busy server.
 #define S_EXPORT_TIMEOUT_MS (3600 * 1000LL)
 #define S_CANCEL_WAIT_MS 2000 //  longest drain of a cancelled statement
-#define S_SPAN_MAX_MS (400LL * 24 * 3600 * 1000)
 #define S_READINGS_DEFAULT_MS (24 * 3600 * 1000LL)
 #define S_EPISODES_DEFAULT_MS (30LL * 24 * 3600 * 1000)
-#define S_STEP_MAX (31 * 24 * 3600) //  widest bucket, seconds, as the readings API
 
 // clang-format off
 //  A timestamptz column as local time in the zone of parameter zone.
@@ -351,54 +349,6 @@ s_episode_row (s_stream_t *self, PGresult *row)
 //  ==========================================================================
 //  Requests
 
-//  A query time: epoch milliseconds, or ISO-8601 read as strictly as the
-//  sensor contract reads a reading's timestamp (as the readings API). 0
-//  with *ms set, or -1.
-static int
-s_parse_time (const char *text, int64_t *ms)
-{
-    size_t length = strlen (text);
-    if (length > 0 && length <= 15 && strspn (text, "0123456789") == length) {
-        *ms = strtoll (text, NULL, 10);
-        return 0;
-    }
-    return gateway_sensor_parse_time (text, ms);
-}
-
-//  ?from=&to= (to: now, from: default_ms before to, at most 400 days
-//  apart) and, when step is not NULL, ?step= (whole seconds, 0 = raw).
-//  0, or the status answered.
-static int
-s_window (gateway_api_request_t *request, int64_t default_ms, int64_t *from, int64_t *to,
-          int64_t *step)
-{
-    char text[48];
-    *to = gateway_http_now_ms ();
-    int rc = gateway_api_query_var (request, "to", text, sizeof text);
-    if (rc == -1 || (rc == 1 && s_parse_time (text, to) == -1))
-        return gateway_api_invalid_field (request, "to",
-                                          "to must be ISO-8601 or epoch milliseconds");
-    *from = *to - default_ms;
-    rc = gateway_api_query_var (request, "from", text, sizeof text);
-    if (rc == -1 || (rc == 1 && s_parse_time (text, from) == -1))
-        return gateway_api_invalid_field (request, "from",
-                                          "from must be ISO-8601 or epoch milliseconds");
-    if (*from >= *to || *to - *from > S_SPAN_MAX_MS)
-        return gateway_api_invalid_field (request, "from",
-                                          "from must be before to, at most 400 days apart");
-    if (!step)
-        return 0;
-    *step = 0;
-    rc = gateway_api_query_var (request, "step", text, sizeof text);
-    if (rc == -1 || (rc == 1 && (strspn (text, "0123456789") != strlen (text) || !*text ||
-                                 strlen (text) > 9 || atol (text) > S_STEP_MAX)))
-        return gateway_api_invalid_field (request, "step",
-                                          "step must be whole seconds, 0 to 2678400");
-    if (rc == 1)
-        *step = atol (text);
-    return 0;
-}
-
 //  Takes one of the S_EXPORTS_MAX slots; false when all are taken.
 static bool
 s_slot_take (void)
@@ -464,7 +414,7 @@ static int
 s_export (gateway_api_request_t *request, const char *port, bool episodes)
 {
     int64_t from, to, step = -1;
-    int status = s_window (request, episodes ? S_EPISODES_DEFAULT_MS : S_READINGS_DEFAULT_MS, &from,
+    int status = gateway_api_window (request, episodes ? S_EPISODES_DEFAULT_MS : S_READINGS_DEFAULT_MS, &from,
                            &to, episodes ? NULL : &step);
     if (status)
         return status;

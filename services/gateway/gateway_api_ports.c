@@ -20,8 +20,6 @@
 #define S_PHANTOM_SECONDS_MAX (7 * 24 * 3600)
 #define S_SERIES_MAX 5000               //  most rows or buckets in one series answer
 #define S_SERIES_DEFAULT_MS (3600 * 1000LL)     //  default window: the last hour
-#define S_SERIES_SPAN_MAX_MS (400LL * 24 * 3600 * 1000)  //  widest window
-#define S_STEP_MAX (31 * 24 * 3600)     //  widest bucket, seconds
 #define S_EPISODES_DEFAULT 50
 //  Windows longer than this read rollups. Shorter ones read at most this
 //  much raw (4,320 rows at a reading per 5 s), which is cheap, and then
@@ -31,7 +29,6 @@
 //  no reported time (the rollups' gap, migration 013), and a chart draws a
 //  gap there.
 #define S_GAP_SECONDS 300
-#define S_ENERGY_SPAN_MAX_MS (400LL * 24 * 3600 * 1000)
 
 //  A port that has never reported is "waiting", whatever its row says.
 #define S_PORT_COLUMNS                                                                             \
@@ -338,45 +335,6 @@ s_ports_delete (gateway_api_request_t *request)
 //  ==========================================================================
 //  Readings
 
-//  A query time: epoch milliseconds, or ISO-8601 read as strictly as the
-//  sensor contract reads a reading's timestamp. 0 with *ms set, or -1.
-static int
-s_parse_time (const char *text, int64_t *ms)
-{
-    size_t length = strlen (text);
-    if (length > 0 && length <= 15 && strspn (text, "0123456789") == length) {
-        *ms = strtoll (text, NULL, 10);
-        return 0;
-    }
-    return gateway_sensor_parse_time (text, ms);
-}
-
-//  Reads ?from=&to=&step= into ms and seconds, defaults the last hour and
-//  raw. 0, or the status answered.
-static int
-s_series_window (gateway_api_request_t *request, int64_t *from, int64_t *to, int64_t *step)
-{
-    char text [48];
-    *to = gateway_http_now_ms ();
-    int rc = gateway_api_query_var (request, "to", text, sizeof text);
-    if (rc == -1 || (rc == 1 && s_parse_time (text, to) == -1))
-        return gateway_api_invalid (request, "to must be ISO-8601 or epoch milliseconds");
-    *from = *to - S_SERIES_DEFAULT_MS;
-    rc = gateway_api_query_var (request, "from", text, sizeof text);
-    if (rc == -1 || (rc == 1 && s_parse_time (text, from) == -1))
-        return gateway_api_invalid (request, "from must be ISO-8601 or epoch milliseconds");
-    if (*from >= *to || *to - *from > S_SERIES_SPAN_MAX_MS)
-        return gateway_api_invalid (request, "from must be before to, at most 400 days apart");
-    *step = 0;
-    rc = gateway_api_query_var (request, "step", text, sizeof text);
-    if (rc == -1 || (rc == 1 && (strspn (text, "0123456789") != strlen (text) || !*text
-                                 || strlen (text) > 9 || atol (text) > S_STEP_MAX)))
-        return gateway_api_invalid (request, "step must be whole seconds, 0 to 2678400");
-    if (rc == 1)
-        *step = atol (text);
-    return 0;
-}
-
 //  From the raw query below.
 static const gateway_api_member_t s_reading_members [] = {
     {"ts", 1, GATEWAY_API_TIME}, {"power", 2, GATEWAY_API_REAL}, {"voltage", 3, GATEWAY_API_REAL},
@@ -400,7 +358,7 @@ static int
 s_ports_readings (gateway_api_request_t *request)
 {
     int64_t from = 0, to = 0, step = 0;
-    int status = s_series_window (request, &from, &to, &step);
+    int status = gateway_api_window (request, S_SERIES_DEFAULT_MS, &from, &to, &step);
     if (status)
         return status;
     bool raised = false;
@@ -525,25 +483,20 @@ s_ports_readings (gateway_api_request_t *request)
 static int
 s_energy (gateway_api_request_t *request, const char *port)
 {
-    char text [48], period [8] = "day";
+    char period [8] = "day";
     int rc = gateway_api_query_var (request, "period", period, sizeof period);
     if (rc == -1 || (!streq (period, "day") && !streq (period, "week") && !streq (period, "month")))
         return gateway_api_invalid_field (request, "period", "period must be day, week or month");
-    int64_t to = gateway_http_now_ms (), from;
-    rc = gateway_api_query_var (request, "to", text, sizeof text);
-    if (rc == -1 || (rc == 1 && s_parse_time (text, &to) == -1))
-        return gateway_api_invalid_field (request, "to", "to must be ISO-8601 or epoch milliseconds");
-    from = to - (streq (period, "day") ? 30LL : streq (period, "week") ? 26 * 7LL : 365LL) * 86400000;
-    rc = gateway_api_query_var (request, "from", text, sizeof text);
-    if (rc == -1 || (rc == 1 && s_parse_time (text, &from) == -1))
-        return gateway_api_invalid_field (request, "from", "from must be ISO-8601 or epoch milliseconds");
-    if (from >= to || to - from > S_ENERGY_SPAN_MAX_MS)
-        return gateway_api_invalid_field (request, "from", "from must be before to, at most 400 days apart");
+    int64_t from, to;
+    int64_t default_ms = (streq (period, "day") ? 30LL : streq (period, "week") ? 26 * 7LL : 365LL)
+                       * 86400000;
+    int status = gateway_api_window (request, default_ms, &from, &to, NULL);
+    if (status)
+        return status;
     char from_text [24], to_text [24];
     snprintf (from_text, sizeof from_text, "%" PRId64, from);
     snprintf (to_text, sizeof to_text, "%" PRId64, to);
     const char *values [] = {port, request->user_text, from_text, to_text, period};
-    int status;
     PGresult *result = gateway_api_run (request, &status,
         "WITH w AS (SELECT to_timestamp ($3::bigint / 1000.0) AS lo, to_timestamp ($4::bigint / 1000.0) AS hi,"
         "                  time_zone AS tz FROM users WHERE id = $2::bigint),"
