@@ -181,6 +181,10 @@ s_summary (gateway_api_request_t *request)
         "ports", year_ports, "learningPorts", learning,
         "ports", counts);
     json_t *data = gateway_api_object_from_row (result, 0, s_summary_user_members);
+    json_object_set_new (data, "offlineAfterSeconds",
+                         json_integer (request->gateway->offline_seconds > 0
+                                       ? request->gateway->offline_seconds
+                                       : GATEWAY_OFFLINE_SECONDS_DEFAULT));
     json_object_set_new (data, "total", total);
     json_object_set_new (data, "ports", ports);
     PQclear (result);

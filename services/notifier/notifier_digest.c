@@ -717,13 +717,13 @@ notifier_digest_test (bool verbose)
                    "09.03.2024: phantom load wasted 3,03 kWh, costing 0,99\xc2\xa0\xe2\x82\xac,"
                    " of 3,60 kWh used. Wasted most: Console 800 Wh (0,26\xc2\xa0\xe2\x82\xac),"
                    " Amp 120 Wh (0,04\xc2\xa0\xe2\x82\xac), Dryer 63 Wh (0,02\xc2\xa0\xe2\x82\xac)."
-                   " Projected per year: 1.127,30 kWh (369,66\xc2\xa0\xe2\x82\xac).",
+                   " Projected per year: 1.127 kWh (369,66\xc2\xa0\xe2\x82\xac).",
                    verbose);
 
     s_test_expect (db, kolkata, today, "message",
                    "Mar 9, 2024: phantom load wasted 250 Wh, costing \xe2\x82\xb9"
                    "2.00, of 1.44 kWh used. Wasted most: Heater 250 Wh (\xe2\x82\xb9"
-                   "2.00). Projected per year: 200.75 kWh (\xe2\x82\xb9"
+                   "2.00). Projected per year: 201 kWh (\xe2\x82\xb9"
                    "1,606.00).",
                    verbose);
 
@@ -745,7 +745,7 @@ notifier_digest_test (bool verbose)
     assert (s_test_digests (db, new_york) == 1);
     s_test_expect (db, new_york, today, "message",
                    "Mar 9, 2024: phantom load wasted 100 Wh, costing $0.02, of 144 Wh used."
-                   " Wasted most: Console 100 Wh ($0.02). Projected per year: 36.50 kWh"
+                   " Wasted most: Console 100 Wh ($0.02). Projected per year: 36.5 kWh"
                    " ($7.30).",
                    verbose);
     assert (s_test_digests (db, unknown) == 1);

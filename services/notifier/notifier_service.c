@@ -420,7 +420,7 @@ notifier_service_test (bool verbose)
     if (verbose)
         zsys_debug ("notifier_service - end: %s", message);
     assert (message);
-    assert (streq (message, "Coffee machine drew 6.40 W on average for 45 min while idle (since"
+    assert (streq (message, "Coffee machine drew 6.4 W on average for 45 min while idle (since"
                             " Nov 14, 2023, 10:13 PM): 4.8 Wh wasted, costing < CHF\xc2\xa0"
                             "0.01."));
     free (message);

@@ -707,7 +707,7 @@ s_test_episodes (PGconn *db, bool verbose)
     assert (notifier_test_db_int (db, "SELECT count(*) FROM notifications WHERE dedupe_key = $1",
                                   key, NULL, NULL) == 1);
     s_test_expect (db, key,
-                   "phantom.start|Phantom load on Desk lamp|Desk lamp has drawn 7.25 W while idle"
+                   "phantom.start|Phantom load on Desk lamp|Desk lamp has drawn 7.3 W while idle"
                    " since 10:13 PM.",
                    verbose);
     assert (notifier_test_db_int (db,
