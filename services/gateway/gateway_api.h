@@ -29,6 +29,11 @@
 #define GATEWAY_API_SPAN_MAX_MS (400LL * 24 * 3600 * 1000)  //  widest from..to of a query
 #define GATEWAY_API_STEP_MAX (31 * 24 * 3600)  //  widest bucket of a series, seconds
 
+//  The API's name of a port role (ports.role: standby, should_be_off, always_on).
+#define GATEWAY_API_ROLE(column)                                                \
+    "CASE " column " WHEN 'should_be_off' THEN 'shouldBeOff'"                   \
+    " WHEN 'always_on' THEN 'alwaysOn' ELSE 'standby' END"
+
 //  Epoch milliseconds of a timestamptz column, for gateway_http_iso8601.
 #define GATEWAY_API_MS(column) "(extract(epoch FROM " column ") * 1000)::bigint"
 

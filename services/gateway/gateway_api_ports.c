@@ -36,8 +36,7 @@
     " CASE WHEN last_reading_at IS NULL THEN 'waiting' ELSE status END, "                         \
     GATEWAY_API_MS ("status_since") ", " GATEWAY_API_MS ("last_reading_at") ", last_power,"        \
     " off_watts, standby_watts, min_phantom_seconds,"                                              \
-    " CASE role WHEN 'should_be_off' THEN 'shouldBeOff' WHEN 'always_on' THEN 'alwaysOn'"          \
-    " ELSE 'standby' END, " GATEWAY_API_MS ("created_at") ", off_schedule::text"
+    " " GATEWAY_API_ROLE ("role") ", " GATEWAY_API_MS ("created_at") ", off_schedule::text"
 
 //  Of S_PORT_COLUMNS; s_port_object adds offlineAfterSeconds.
 static const gateway_api_member_t s_port_members [] = {

@@ -80,11 +80,6 @@ s_locale_valid (const char *tag)
 //  ==========================================================================
 //  /api/summary
 
-//  The API's name of a port role (ports.role).
-#define S_ROLE(column)                                                          \
-    "CASE " column " WHEN 'should_be_off' THEN 'shouldBeOff'"                   \
-    " WHEN 'always_on' THEN 'alwaysOn' ELSE 'standby' END"
-
 //  Columns 0-4 are the user's, 5 on the port's (NULL when there is none).
 static const char *s_summary_sql =
     "WITH u AS (SELECT id, currency, time_zone, locale, now () AS at,"
@@ -92,7 +87,7 @@ static const char *s_summary_sql =
     "           FROM users WHERE id = $1::bigint)"
     " SELECT u.currency, u.time_zone, u.locale, " GATEWAY_API_MS ("u.at") ", "
     GATEWAY_API_MS ("u.today") ","
-    "   f.port_id::text, f.name, " S_ROLE ("f.role") ","
+    "   f.port_id::text, f.name, " GATEWAY_API_ROLE ("f.role") ","
     "   CASE WHEN f.last_reading_at IS NULL THEN 'waiting' ELSE f.status END,"
     "   CASE WHEN f.last_reading_at IS NULL OR f.status = 'offline' THEN NULL ELSE f.last_power END,"
     "   " GATEWAY_API_MS ("f.last_reading_at") ","
