@@ -76,8 +76,9 @@ struct _store_maintenance_t {
 //  the next), and per statement at most these rows and these minutes: a
 //  minute of 1 Hz readings is 60 of them, so a statement reads at most
 //  ~1.2 M readings, a few seconds, far inside the statement timeout. A
-//  backfill's 7 days x 4 ports at 10 s (40,320 minutes, 242 k readings) is
-//  two statements, ~1 s on 2 shared cores.
+//  backfill's 7 days x 4 ports at 10 s (40,320 minutes, 242 k readings)
+//  found whole is three statements, ~1-1.5 s on 2 shared cores; while it
+//  arrives, the passes take it in pieces.
 #define S_MARKS_TAKE 100000
 #define S_MARKS_ROWS 10000
 #define S_MARKS_MINUTES 20000
