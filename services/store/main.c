@@ -9,8 +9,8 @@
     store_writers connections (default 2; a port always on the same one).
     Beside it, on a thread and connection of its own: per-minute rollups
     (each minute once, and the minutes late readings changed again, as the
-    lanes mark them; rollup_lookback_minutes is the window re-rolled for
-    all ports after a start or when too many were marked) and retention
+    lanes mark them in the readings' transaction; rollup_lookback_minutes
+    is the window re-rolled for all ports after a start) and retention
     (retention_days of raw readings, rollup_retention_days of rollups;
     0 keeps forever).
     =========================================================================
@@ -121,7 +121,8 @@ main (int argc, char *argv[])
     store_maintenance_t *maintenance = store_maintenance_new (database, &policy, verbose);
     if (maintenance && store_maintenance_start (maintenance))
         store_maintenance_destroy (&maintenance);
-    //  The lanes mark late readings for it; destroyed after the server.
+    //  The lanes keep minutes and mark late readings for it; destroyed
+    //  after the server.
     if (maintenance)
         store_server_set_maintenance (server, maintenance);
     zsys_info ("store main - started");

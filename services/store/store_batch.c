@@ -26,6 +26,8 @@ typedef struct {
     bool fresh;              //  reading is inserted by this attempt
     size_t first;            //  row with the same (device, key) seen first, else own index
     bool grouped;            //  ack already handed out by store_batch_group
+    bool marked;             //  mark is set (store_batch_mark)
+    int64_t mark;            //  start of the minute the reading changes, ms
 } s_row_t;
 
 typedef struct {
@@ -60,12 +62,20 @@ typedef struct {
     int64_t changed;      //  time of the last status change, -1 none
 } s_write_t;
 
+//  A port's run of marked minutes (store_batch_marks_binary).
+typedef struct {
+    bool open;     //  first and last are set
+    int64_t first; //  first minute, ms
+    int64_t last;  //  last minute, ms
+} s_range_t;
+
 enum {
     S_KEYS = 0,
     S_READINGS = S_KEYS + STORE_KEYS_PARAMS,
     S_PORTS = S_READINGS + STORE_READINGS_PARAMS,
     S_EPISODES = S_PORTS + STORE_PORTS_PARAMS,
-    S_BUFFERS = S_EPISODES + STORE_EPISODES_PARAMS
+    S_MARKS = S_EPISODES + STORE_EPISODES_PARAMS,
+    S_BUFFERS = S_MARKS + STORE_MARKS_PARAMS
 };
 
 struct _store_batch_t {
@@ -94,6 +104,7 @@ struct _store_batch_t {
     s_text_t buffers[S_BUFFERS]; //  array literals
     s_text_t copy;               //  binary COPY stream
     s_text_t keys_copy;          //  binary COPY stream of the keys
+    s_range_t *ranges;           //  scratch: per port slot, its open range of marks
 };
 
 //  --------------------------------------------------------------------------
@@ -320,6 +331,7 @@ store_batch_new (size_t capacity)
     self->unkeyed = (size_t *)calloc (capacity, sizeof (size_t));
     self->ports = (s_port_t *)calloc (capacity, sizeof (s_port_t));
     self->episodes = (size_t *)calloc (capacity, sizeof (size_t));
+    self->ranges = (s_range_t *)calloc (capacity, sizeof (s_range_t));
     self->index = zhashx_new ();
     self->key_index = zhashx_new ();
     self->port_index = zhashx_new ();
@@ -340,7 +352,8 @@ store_batch_new (size_t capacity)
         zhashx_set_key_destructor (self->port_index, NULL);
     }
     if (!self->rows || !self->keyed || !self->unkeyed || !self->ports || !self->episodes ||
-        !self->index || !self->key_index || !self->port_index || !self->pending || !self->queue) {
+        !self->ranges || !self->index || !self->key_index || !self->port_index || !self->pending ||
+        !self->queue) {
         store_batch_destroy (&self);
         return NULL;
     }
@@ -371,6 +384,7 @@ store_batch_destroy (store_batch_t **self_p)
         free (self->unkeyed);
         free (self->ports);
         free (self->episodes);
+        free (self->ranges);
         free (self);
         *self_p = NULL;
     }
@@ -942,6 +956,84 @@ store_batch_readings_binary (store_batch_t *self, const char *params[STORE_READI
 }
 
 //  --------------------------------------------------------------------------
+//  Marks of late readings, as ranges of minutes per port
+
+void
+store_batch_mark (store_batch_t *self, size_t index, int64_t minute_ms)
+{
+    assert (self);
+    assert (index < self->size);
+    self->rows[index].marked = true;
+    self->rows[index].mark = minute_ms - ((minute_ms % 60000) + 60000) % 60000;
+}
+
+//  Appends the range of port (text, as in the row) to the marks' buffers.
+static void
+s_mark_range (s_text_t *buffers, const char *port, const s_range_t *range)
+{
+    uint8_t uuid[16];
+    int rc = s_uuid_parse (port, uuid);
+    assert (rc == 0); //  checked in store_batch_add
+    s_copy_u32 (&buffers[0], 16);
+    s_text_append (&buffers[0], uuid, 16);
+    s_copy_int64 (&buffers[1], (range->first - S_POSTGRES_EPOCH_MS) * 1000);
+    s_copy_int64 (&buffers[2], (range->last - S_POSTGRES_EPOCH_MS) * 1000);
+}
+
+size_t
+store_batch_marks_binary (store_batch_t *self, const char *params[STORE_MARKS_PARAMS],
+                          int lengths[STORE_MARKS_PARAMS])
+{
+    assert (self);
+    s_text_t *buffers = self->buffers + S_MARKS;
+    //  Each port's open range grows while its marks come within the join
+    //  distance of it (a backfill's come in time order: one range per
+    //  port); a mark further away closes it and opens the next. The count
+    //  goes into the array headers at the end.
+    for (size_t column = 0; column < STORE_MARKS_PARAMS; column++)
+        s_binary_begin (&buffers[column], column ? S_OID_TIMESTAMPTZ : S_OID_UUID, 0);
+    for (size_t slot = 0; slot < self->port_count; slot++)
+        self->ranges[slot].open = false;
+    size_t count = 0;
+    for (size_t index = self->lo; index < self->hi; index++) {
+        const s_row_t *row = &self->rows[index];
+        if (row->decided || !row->marked)
+            continue;
+        void *slot = zhashx_lookup (self->port_index, row->verdict.reading.port);
+        assert (slot); //  every undecided row of the range has its port's
+        s_range_t *range = &self->ranges[(size_t)(uintptr_t)slot - 1];
+        if (range->open && row->mark >= range->first - STORE_MARKS_JOIN_MS &&
+            row->mark <= range->last + STORE_MARKS_JOIN_MS) {
+            range->first = row->mark < range->first ? row->mark : range->first;
+            range->last = row->mark > range->last ? row->mark : range->last;
+            continue;
+        }
+        if (range->open) {
+            s_mark_range (buffers, row->verdict.reading.port, range);
+            count++;
+        }
+        *range = (s_range_t){true, row->mark, row->mark};
+    }
+    for (size_t slot = 0; slot < self->port_count; slot++)
+        if (self->ranges[slot].open) {
+            const s_row_t *row = &self->rows[self->ports[slot].last];
+            s_mark_range (buffers, row->verdict.reading.port, &self->ranges[slot]);
+            count++;
+        }
+    for (size_t column = 0; column < STORE_MARKS_PARAMS; column++) {
+        //  The element count sits after dimensions, flags and type.
+        uint8_t *header = (uint8_t *)buffers[column].data + 12;
+        header[0] = (uint8_t)(count >> 24);
+        header[1] = (uint8_t)(count >> 16);
+        header[2] = (uint8_t)(count >> 8);
+        header[3] = (uint8_t)count;
+        params[column] = buffers[column].data;
+        lengths[column] = s_binary_length (&buffers[column]);
+    }
+    return count;
+}
+
+//  --------------------------------------------------------------------------
 //  Binary COPY stream of the fresh readings (PostgreSQL "PGCOPY" format)
 
 //  Starts copy over with the binary COPY header.
@@ -1258,6 +1350,85 @@ s_port_rows_test (bool verbose)
     store_batch_destroy (&batch);
 }
 
+//  A binary array's element count and its elements' values (8 bytes
+//  each: timestamptz, or the first 8 bytes of a uuid), as read back.
+static size_t
+s_array_values (const char *data, int length, int64_t *values, size_t max)
+{
+    const uint8_t *bytes = (const uint8_t *)data;
+    assert (length >= 20);
+    size_t count = ((size_t)bytes[12] << 24) | ((size_t)bytes[13] << 16) |
+                   ((size_t)bytes[14] << 8) | bytes[15];
+    size_t at = 20;
+    for (size_t index = 0; index < count && index < max; index++) {
+        size_t size = ((size_t)bytes[at] << 24) | ((size_t)bytes[at + 1] << 16) |
+                      ((size_t)bytes[at + 2] << 8) | bytes[at + 3];
+        uint64_t value = 0;
+        for (size_t byte = 0; byte < 8; byte++)
+            value = (value << 8) | bytes[at + 4 + byte];
+        values[index] = (int64_t)value;
+        at += 4 + size;
+    }
+    assert (at == (size_t)length);
+    return count;
+}
+
+//  Marks: ranges per port and run of minutes (within STORE_MARKS_JOIN_MS),
+//  only of the planned range's undecided rows.
+static void
+s_marks_test (bool verbose)
+{
+    (void)verbose;
+    const char *port_a = "0b9f4c1e-3d2a-4c5b-8e7f-112233445566";
+    const char *port_b = "1c0a5d2f-4e3b-4d6c-9f80-223344556677";
+    const int64_t minute = 60000;
+    const int64_t base = INT64_C (1767225600000); //  2026-01-01, a whole minute
+    store_batch_t *batch = store_batch_new (8);
+    proto_verdict_t verdict;
+    //  a: minutes 0, 1, 3 (+ 25 s), then 20 (far); b: minute 1; an
+    //  unmarked row; a row of a outside the planned range.
+    const int64_t times[7] = {0, 60000, 205000, 20 * 60000, 61000, 70000, 2 * 60000};
+    const char *ports[7] = {port_a, port_a, port_a, port_a, port_b, port_b, port_a};
+    for (size_t index = 0; index < 7; index++) {
+        s_verdict (&verdict, "gw1", ports[index], "", base + times[index], 1, 1);
+        assert (store_batch_add (batch, &verdict) == 0);
+        if (index != 5)
+            store_batch_mark (batch, index, base + times[index]);
+    }
+    const char *params[STORE_MARKS_PARAMS];
+    int lengths[STORE_MARKS_PARAMS];
+    assert (store_batch_plan (batch, 0, 6) == 6);
+    assert (store_batch_marks_binary (batch, params, lengths) == 3);
+    int64_t uuids[3], firsts[3], lasts[3];
+    assert (s_array_values (params[0], lengths[0], uuids, 3) == 3);
+    assert (s_array_values (params[1], lengths[1], firsts, 3) == 3);
+    assert (s_array_values (params[2], lengths[2], lasts, 3) == 3);
+    int64_t a = (int64_t)UINT64_C (0x0b9f4c1e3d2a4c5b), b = (int64_t)UINT64_C (0x1c0a5d2f4e3b4d6c);
+    int found = 0;
+    for (size_t index = 0; index < 3; index++) {
+        //  microseconds since 2000 back to minutes since base
+        int64_t first = (firsts[index] / 1000 + INT64_C (946684800000) - base) / minute;
+        int64_t last = (lasts[index] / 1000 + INT64_C (946684800000) - base) / minute;
+        if (uuids[index] == a && first == 0 && last == 3)
+            found |= 1;
+        else if (uuids[index] == a && first == 20 && last == 20)
+            found |= 2;
+        else if (uuids[index] == b && first == 1 && last == 1)
+            found |= 4;
+    }
+    assert (found == 7);
+    //  Decided rows (a split's refused half) take their marks along.
+    store_batch_decide (batch, 0, 4, PROTO_ACK_REJECTED);
+    assert (store_batch_plan (batch, 0, 7) == 3);
+    assert (store_batch_marks_binary (batch, params, lengths) == 2); //  b 1, a 2
+    store_batch_reset (batch);
+    s_verdict (&verdict, "gw1", port_a, "", base, 1, 1);
+    store_batch_add (batch, &verdict);
+    assert (store_batch_plan (batch, 0, 1) == 1);
+    assert (store_batch_marks_binary (batch, params, lengths) == 0); //  a new row: unmarked
+    store_batch_destroy (&batch);
+}
+
 void
 store_batch_test (bool verbose)
 {
@@ -1467,6 +1638,7 @@ store_batch_test (bool verbose)
 
     store_batch_destroy (&batch);
     s_port_rows_test (verbose);
+    s_marks_test (verbose);
     store_batch_destroy (&batch);
     printf ("OK\n");
 }

@@ -36,6 +36,11 @@ typedef struct _store_batch_t store_batch_t;
 #define STORE_PORT_EVERY_MS 1000 //  a port row without a status change: at most this often
 #define STORE_EPISODES_PARAMS                                                                      \
     8 //  port_id[], user_id[], start_ms[], end_ms[], mean[], peak[], energy[], samples[]
+#define STORE_MARKS_PARAMS 3 //  port_id[], first_minute[], last_minute[]
+//  Marked minutes of a port at most this far apart are one range: the
+//  re-roll's one scan over the minutes between (at most the rollups' gap
+//  without readings) costs less than a second range's index lookups.
+#define STORE_MARKS_JOIN_MS (6 * 60 * 1000)
 
 //  Creates a batch of at most capacity rows. NULL if out of memory.
 store_batch_t *store_batch_new (size_t capacity);
@@ -105,6 +110,18 @@ void store_batch_keys_binary (store_batch_t *self, const char *params[STORE_KEYS
                               int lengths[STORE_KEYS_PARAMS]);
 void store_batch_readings_binary (store_batch_t *self, const char *params[STORE_READINGS_PARAMS],
                                   int lengths[STORE_READINGS_PARAMS]);
+
+//  Marks row index's reading as changing the minute of minute_ms (ms
+//  since the epoch, any time in it), a minute already rolled up: the
+//  write of the row's range then records it (rollup_marks, migration 014)
+//  in the same transaction (store_server.c says which minutes).
+void store_batch_mark (store_batch_t *self, size_t index, int64_t minute_ms);
+//  The marks of the planned range's undecided rows as ranges of minutes,
+//  one per port and run of marked minutes (STORE_MARKS_JOIN_MS), in binary
+//  as store_batch_readings_binary: uuid[], timestamptz[], timestamptz[]
+//  (first and last minute). Returns how many ranges (0: nothing to write).
+size_t store_batch_marks_binary (store_batch_t *self, const char *params[STORE_MARKS_PARAMS],
+                                 int lengths[STORE_MARKS_PARAMS]);
 
 //  The fresh readings of the planned range as a binary COPY stream for
 //  (id, port_id, ts, voltage, current, power, status); owned by the batch.

@@ -32,8 +32,9 @@
 //  Months of rollup partitions kept created behind and ahead of this one.
 #define S_MONTHS_BACK 1
 #define S_MONTHS_AHEAD 2
-//  Longest sleep of the thread between checks of what is due.
-#define S_WAIT_MAX_MS 1000
+//  Longest sleep of the thread between checks of what is due (marks
+//  committed by the lanes among them).
+#define S_WAIT_MAX_MS 200
 
 struct _store_maintenance_t {
     char *conninfo;                    //  libpq connection string
@@ -50,13 +51,13 @@ struct _store_maintenance_t {
     pthread_mutex_t cancel_lock;       //  guards cancel, shared by destroy and the thread
     PGcancel *cancel;                  //  cancels the statement in flight, NULL if none
     char error[256];                   //  last error, one line, for logs
-    //  Marks of the lanes (store_maintenance_mark), taken by each run
-    pthread_mutex_t dirty_lock;  //  guards dirty, overflow, overflow_low
+    //  Pairs a run could not write to rollup_marks, for the next run
+    pthread_mutex_t dirty_lock;  //  guards dirty, overflow, rollups
     zhashx_t *dirty;             //  keys "<port> <minute>", minute in epoch seconds
-    bool overflow;               //  marks were dropped: the next run falls back
-    int64_t overflow_low;        //  oldest minute dropped, for the log
-    size_t dirty_max;            //  most pairs held (STORE_MAINTENANCE_DIRTY_MAX)
+    bool overflow;               //  the next run falls back (start, rollup overflow)
     atomic_int_least64_t rolled; //  see store_maintenance_rolled
+    atomic_bool marks_pending;   //  rollup_marks may hold marks below rolled
+    int64_t marks_at;            //  monotonic ms of the next pass over them
     //  The lanes' rollups (store_maintenance_new_rollup), under dirty_lock
     store_rollup_t *rollups[STORE_MAINTENANCE_ROLLUPS_MAX];
     size_t rollup_count;
@@ -71,8 +72,27 @@ struct _store_maintenance_t {
 
 #define S_APPLICATION "phantom-store-maintenance"
 
-//  Pairs re-rolled per statement: each far inside the statement timeout.
-#define S_DIRTY_CHUNK 10000
+//  Marks of rollup_marks taken by one pass at most (a pass finds more in
+//  the next), and per statement at most these rows and these minutes: a
+//  minute of 1 Hz readings is 60 of them, so a statement reads at most
+//  ~1.2 M readings, a few seconds, far inside the statement timeout. A
+//  backfill's 7 days x 4 ports at 10 s (40,320 minutes, 242 k readings)
+//  found whole is three statements, ~1-1.5 s on 2 shared cores; while it
+//  arrives, the passes take it in pieces.
+#define S_MARKS_TAKE 100000
+#define S_MARKS_ROWS 10000
+#define S_MARKS_MINUTES 20000
+//  A pass over the marks stops after its statement that ends past this
+//  (the minute's run waits meanwhile); the next pass goes on.
+#define S_MARKS_BUDGET_MS 10000
+//  Marks committed by the lanes are re-rolled within this (plus the poll,
+//  S_WAIT_MAX_MS): a backfill's show up in the figures seconds after its
+//  last commit, not at the next minute's run.
+#define S_MARKS_EVERY_MS 500
+#define S_MARKS_RETRY_MS 5000
+//  Longest wait of a run for the lanes' writes in flight (see Late
+//  readings): past the writers' statement timeout (30 s).
+#define S_LANES_WAIT_MS 40000
 
 //  --------------------------------------------------------------------------
 //  Connection handling
@@ -203,13 +223,13 @@ store_maintenance_new (const char *conninfo, const store_maintenance_policy_t *p
         store_maintenance_destroy (&self);
         return NULL;
     }
-    //  Marks of the process before us are lost: the first run falls back
-    //  to the lookback window. Until it has published how far it rolls,
-    //  every reading counts as late (INT64_MAX).
+    //  The lanes' rollups of the process before us are lost: the first
+    //  run falls back to the lookback window (its marks are in
+    //  rollup_marks). Until it has published how far it rolls, every
+    //  reading counts as late (INT64_MAX).
     self->overflow = true;
-    self->overflow_low = INT64_MAX;
-    self->dirty_max = STORE_MAINTENANCE_DIRTY_MAX;
     atomic_init (&self->rolled, INT64_MAX);
+    atomic_init (&self->marks_pending, true);
     return self;
 }
 
@@ -352,17 +372,23 @@ store_maintenance_new_rollup (store_maintenance_t *self)
 //  --------------------------------------------------------------------------
 //  Late readings
 //
-//  Why marks are enough (the race with a rollup in flight): a run stores
-//  rolled = high BEFORE it sends the rollup statement of [from, high), and
-//  a lane reads rolled only AFTER the COMMIT of its readings returned.
-//  Take a reading r whose minute (or whose predecessor's minute) is before
-//  high. Either the statement's snapshot sees r, and the rollup has it; or
-//  it does not, so r's commit was not yet visible when the snapshot was
-//  taken, so the lane's read of rolled came after the snapshot, which came
-//  after the statement was sent, which came after the store of high (each
-//  step causes the next, through the socket and the server): the lane sees
-//  high (or later) and marks r. A mark is taken by a run before it sends
-//  its re-roll, whose snapshot then sees r (committed before the mark).
+//  A reading can change a minute already rolled up: its own (a late one,
+//  e.g. a backfill with device timestamps), or its predecessor's, whose
+//  last interval it closes. Such a minute is marked in rollup_marks in the
+//  transaction of the reading (the lanes decide which: store_server.c,
+//  s_mark), so a mark exists exactly when its reading committed, whatever
+//  happens to this process after; runs and passes re-roll and delete the
+//  marks (phantom_rollup_marks: ranges, one ordered scan per port).
+//
+//  Why that is every minute (the race with a run): a lane decides its
+//  marks against rolled, read when its write begins; a reading whose
+//  minutes are all at or after that bound is not marked. A run stores
+//  rolled = high BEFORE it waits for every lane write that began with a
+//  lower bound to end (store_rollup_writing, set before the bound is read
+//  again: a lane either sees the new high, or the run sees its write), and
+//  only then sends its statements. So a reading not marked is committed,
+//  and added to its lane's rollup, before any run that rolls up past its
+//  minutes reads the table or takes the lanes' minutes: the run has it.
 //  rolled only grows, so a lane never sees it go back below a minute that
 //  some statement already skipped. The atomics are sequentially consistent.
 
@@ -373,151 +399,218 @@ store_maintenance_rolled (store_maintenance_t *self)
     return atomic_load (&self->rolled);
 }
 
-//  Adds one pair under dirty_lock; on a full set, the fallback.
-static void
-s_mark (store_maintenance_t *self, const char *key, int64_t minute)
+int64_t
+store_maintenance_write_begin (store_maintenance_t *self, store_rollup_t *rollup)
 {
-    if (zhashx_lookup (self->dirty, key))
-        return;
-    if (zhashx_size (self->dirty) >= self->dirty_max) {
-        if (!self->overflow)
-            zsys_warning ("store maintenance - more than %zu late port minutes:"
-                          " the next run re-rolls the lookback window instead",
-                          self->dirty_max);
-        self->overflow = true;
-        if (minute < self->overflow_low)
-            self->overflow_low = minute;
-        return;
+    assert (self);
+    assert (rollup);
+    int64_t rolled = atomic_load (&self->rolled);
+    while (true) {
+        store_rollup_set_writing (rollup, rolled);
+        int64_t again = atomic_load (&self->rolled);
+        if (again == rolled)
+            return rolled;
+        rolled = again;
     }
-    zhashx_insert (self->dirty, key, (void *)1);
 }
 
 void
-store_maintenance_mark (store_maintenance_t *self, const char *const *ports, const int64_t *times,
-                        size_t count)
+store_maintenance_write_end (store_maintenance_t *self, store_rollup_t *rollup, bool marked)
 {
     assert (self);
-    assert (ports || count == 0);
-    pthread_mutex_lock (&self->dirty_lock);
-    for (size_t index = 0; index < count; index++) {
-        char key[PROTO_UUID_LEN + 32];
-        int64_t minute = times[index] - ((times[index] % 60) + 60) % 60;
-        snprintf (key, sizeof (key), "%.*s %" PRId64, PROTO_UUID_LEN, ports[index], minute);
-        s_mark (self, key, minute);
+    assert (rollup);
+    store_rollup_set_writing (rollup, INT64_MAX);
+    if (marked)
+        atomic_store (&self->marks_pending, true);
+}
+
+//  Waits until no lane writes with marks decided against a bound below
+//  high (bounded: S_LANES_WAIT_MS). 0, or -1 (logged).
+static int
+s_wait_lanes (store_maintenance_t *self, int64_t high)
+{
+    int64_t deadline = zclock_mono () + S_LANES_WAIT_MS;
+    while (true) {
+        bool busy = false;
+        pthread_mutex_lock (&self->dirty_lock);
+        for (size_t index = 0; index < self->rollup_count && !busy; index++)
+            busy = store_rollup_writing (self->rollups[index]) < high;
+        pthread_mutex_unlock (&self->dirty_lock);
+        if (!busy)
+            return 0;
+        if (atomic_load (&self->stopping))
+            return -1;
+        if (zclock_mono () >= deadline) {
+            zsys_warning ("store maintenance - a lane's write has not ended in %d ms:"
+                          " rollup run skipped",
+                          S_LANES_WAIT_MS);
+            return -1;
+        }
+        zclock_sleep (1);
     }
-    pthread_mutex_unlock (&self->dirty_lock);
 }
 
-size_t
-store_maintenance_marked (store_maintenance_t *self)
-{
-    assert (self);
-    pthread_mutex_lock (&self->dirty_lock);
-    size_t size = zhashx_size (self->dirty);
-    pthread_mutex_unlock (&self->dirty_lock);
-    return size;
-}
-
-void
-store_maintenance_set_marks_max (store_maintenance_t *self, size_t max)
-{
-    assert (self);
-    assert (max > 0);
-    pthread_mutex_lock (&self->dirty_lock);
-    self->dirty_max = max;
-    pthread_mutex_unlock (&self->dirty_lock);
-}
-
-//  A run that failed gives back what it took: the next run retries it.
+//  A (port, minute) pair for rollup_marks, as the dirty keys are made.
 static void
-s_give_back (store_maintenance_t *self, zhashx_t **taken_p, bool fallback)
+s_pair (zhashx_t *pairs, const char *port, int64_t minute)
+{
+    char key[PROTO_UUID_LEN + 32];
+    snprintf (key, sizeof (key), "%.*s %" PRId64, PROTO_UUID_LEN, port, minute);
+    if (!zhashx_lookup (pairs, key))
+        zhashx_insert (pairs, key, (void *)1);
+}
+
+//  A run that failed gives back the pairs it had not written yet, and its
+//  fallback: the next run does both.
+static void
+s_give_back (store_maintenance_t *self, zhashx_t **pairs_p, bool fallback)
 {
     pthread_mutex_lock (&self->dirty_lock);
     if (fallback)
         self->overflow = true;
-    for (void *item = zhashx_first (*taken_p); item; item = zhashx_next (*taken_p)) {
-        const char *key = (const char *)zhashx_cursor (*taken_p);
-        const char *space = strchr (key, ' ');
-        s_mark (self, key, space ? strtoll (space + 1, NULL, 10) : 0);
+    for (void *item = zhashx_first (*pairs_p); item; item = zhashx_next (*pairs_p)) {
+        const char *key = (const char *)zhashx_cursor (*pairs_p);
+        if (!zhashx_lookup (self->dirty, key))
+            zhashx_insert (self->dirty, key, (void *)1);
     }
     pthread_mutex_unlock (&self->dirty_lock);
-    zhashx_destroy (taken_p);
+    zhashx_destroy (pairs_p);
 }
 
-//  Re-rolls the taken pairs, S_DIRTY_CHUNK per statement, minutes before
-//  high only. Minutes written, or -1 (the pairs not done are given back).
-static int64_t
-s_rollup_marked (store_maintenance_t *self, zhashx_t **taken_p, int64_t high)
+//  Writes pairs to rollup_marks (each a range of one minute), in one
+//  statement; on success empties pairs. 0, or -1 (pairs kept).
+static int
+s_write_pairs (store_maintenance_t *self, zhashx_t *pairs)
 {
-    zhashx_t *taken = *taken_p;
-    size_t count = zhashx_size (taken);
-    zlistx_t *keys = zhashx_keys (taken);
-    //  36 characters of uuid and a comma; up to 20 digits and a comma.
-    char *ports = (char *)malloc (S_DIRTY_CHUNK * (PROTO_UUID_LEN + 1) + 3);
-    char *minutes = (char *)malloc (S_DIRTY_CHUNK * 22 + 3);
-    const char **chunk_keys = (const char **)malloc (S_DIRTY_CHUNK * sizeof (char *));
-    if (!keys || !ports || !minutes || !chunk_keys) {
-        zlistx_destroy (&keys);
-        free (ports);
-        free (minutes);
-        free (chunk_keys);
-        s_give_back (self, taken_p, false);
-        return -1;
+    if (zhashx_size (pairs) == 0)
+        return 0;
+    char *ports = NULL, *minutes = NULL;
+    size_t ports_size, minutes_size;
+    FILE *port_stream = open_memstream (&ports, &ports_size);
+    FILE *minute_stream = open_memstream (&minutes, &minutes_size);
+    bool ok = port_stream && minute_stream;
+    const char *comma = "{";
+    for (void *item = zhashx_first (pairs); ok && item; item = zhashx_next (pairs)) {
+        const char *key = (const char *)zhashx_cursor (pairs);
+        const char *space = strchr (key, ' ');
+        assert (space && space - key <= PROTO_UUID_LEN);
+        fprintf (port_stream, "%s%.*s", comma, (int)(space - key), key);
+        fprintf (minute_stream, "%s%s", comma, space + 1);
+        comma = ",";
     }
-    char high_text[24], gap[16];
-    snprintf (high_text, sizeof (high_text), "%" PRId64, high);
-    snprintf (gap, sizeof (gap), "%d", STORE_MAINTENANCE_GAP_SECONDS);
-    int64_t written = 0;
-    const char *key = (const char *)zlistx_first (keys);
-    while (key && !atomic_load (&self->stopping)) {
-        size_t port_size = 0, minute_size = 0, chunk = 0;
-        ports[port_size++] = '{';
-        minutes[minute_size++] = '{';
-        for (; key && chunk < S_DIRTY_CHUNK; key = (const char *)zlistx_next (keys), chunk++) {
-            const char *space = strchr (key, ' ');
-            assert (space && space - key <= PROTO_UUID_LEN);
-            if (chunk) {
-                ports[port_size++] = ',';
-                minutes[minute_size++] = ',';
-            }
-            memcpy (ports + port_size, key, (size_t)(space - key));
-            port_size += (size_t)(space - key);
-            minute_size += (size_t)snprintf (minutes + minute_size, 21, "%s", space + 1);
-            chunk_keys[chunk] = key;
-        }
-        ports[port_size++] = '}';
-        ports[port_size] = 0;
-        minutes[minute_size++] = '}';
-        minutes[minute_size] = 0;
-        const char *params[4] = {ports, minutes, high_text, gap};
-        PGresult *result =
-            s_exec (self, "phantom_rollup_ports",
-                    "SELECT phantom_rollup_ports ($1::uuid[],"
-                    " (SELECT array_agg (to_timestamp (minute) ORDER BY ordinal)"
-                    "  FROM unnest ($2::bigint[]) WITH ORDINALITY AS m (minute, ordinal)),"
-                    " to_timestamp ($3::bigint), $4::float8)",
-                    4, params);
-        if (!result)
-            break;
-        written += strtoll (PQgetvalue (result, 0, 0), NULL, 10);
-        PQclear (result);
-        //  Done: what is left in taken is what a failure gives back.
-        for (size_t index = 0; index < chunk; index++)
-            zhashx_delete (taken, chunk_keys[index]);
+    if (port_stream) {
+        fputs ("}", port_stream);
+        ok = (fclose (port_stream) == 0) && ok;
     }
-    zlistx_destroy (&keys);
-    free (chunk_keys);
+    if (minute_stream) {
+        fputs ("}", minute_stream);
+        ok = (fclose (minute_stream) == 0) && ok;
+    }
+    PGresult *result = NULL;
+    if (ok) {
+        const char *params[2] = {ports, minutes};
+        result = s_exec (self, "rollup marks",
+                         "INSERT INTO rollup_marks (port_id, first_minute, last_minute)"
+                         " SELECT port_id, to_timestamp (minute), to_timestamp (minute)"
+                         " FROM unnest ($1::uuid[], $2::bigint[]) AS u (port_id, minute)",
+                         2, params);
+    }
     free (ports);
     free (minutes);
-    if (zhashx_size (taken)) {
-        s_give_back (self, taken_p, false);
+    if (!result)
+        return -1;
+    PQclear (result);
+    zhashx_purge (pairs);
+    atomic_store (&self->marks_pending, true);
+    return 0;
+}
+
+//  Re-rolls what rollup_marks holds for minutes before below (seconds):
+//  takes up to S_MARKS_TAKE marks, by port and minute, and hands them to
+//  phantom_rollup_marks (which deletes each with its re-roll) in
+//  statements of at most S_MARKS_ROWS marks and S_MARKS_MINUTES minutes,
+//  until S_MARKS_BUDGET_MS is spent. Marks left for later keep
+//  marks_pending set. Minutes written, or -1.
+static int64_t
+s_rollup_marks (store_maintenance_t *self, int64_t below)
+{
+    int64_t started = zclock_mono ();
+    char below_text[24], take_text[16], gap[16];
+    snprintf (below_text, sizeof (below_text), "%" PRId64, below);
+    snprintf (take_text, sizeof (take_text), "%d", S_MARKS_TAKE);
+    snprintf (gap, sizeof (gap), "%d", STORE_MAINTENANCE_GAP_SECONDS);
+    //  Cleared before the marks are read: one committed after is in the
+    //  next pass.
+    atomic_store (&self->marks_pending, false);
+    const char *params[3] = {below_text, take_text, gap};
+    PGresult *marks = s_exec (self, "rollup marks",
+                              "SELECT id, (extract (epoch FROM last_minute - first_minute)"
+                              "            / 60)::bigint + 1"
+                              " FROM rollup_marks WHERE first_minute < to_timestamp ($1::bigint)"
+                              " ORDER BY port_id, first_minute LIMIT $2::integer",
+                              2, params);
+    if (!marks) {
+        atomic_store (&self->marks_pending, true);
         return -1;
     }
-    zhashx_destroy (taken_p);
-    if (self->verbose && count)
-        zsys_debug ("store maintenance - %zu late port minutes: %" PRId64 " minutes re-rolled",
-                    count, written);
+    int rows = PQntuples (marks);
+    bool more = rows == S_MARKS_TAKE;
+    //  Up to 20 digits and a comma per id.
+    char *ids = (char *)malloc ((size_t)(rows < S_MARKS_ROWS ? rows : S_MARKS_ROWS) * 21 + 3);
+    int64_t written = 0;
+    int row = 0;
+    while (ids && row < rows && !atomic_load (&self->stopping)) {
+        if (zclock_mono () - started >= S_MARKS_BUDGET_MS) {
+            more = true;
+            break;
+        }
+        size_t size = 0, count = 0;
+        int64_t minutes = 0;
+        ids[size++] = '{';
+        for (; row < rows && count < S_MARKS_ROWS && (count == 0 || minutes < S_MARKS_MINUTES);
+             row++, count++) {
+            //  Database output: a number whatever it says, bounded.
+            int64_t id = strtoll (PQgetvalue (marks, row, 0), NULL, 10);
+            int64_t span = strtoll (PQgetvalue (marks, row, 1), NULL, 10);
+            minutes += span < 1 ? 1 : span > S_MARKS_MINUTES ? S_MARKS_MINUTES : span;
+            size += (size_t)snprintf (ids + size, 22, "%s%" PRId64, count ? "," : "", id);
+        }
+        ids[size++] = '}';
+        ids[size] = 0;
+        const char *call[3] = {ids, below_text, gap};
+        PGresult *result = s_exec (self, "phantom_rollup_marks",
+                                   "SELECT phantom_rollup_marks ($1::bigint[],"
+                                   " to_timestamp ($2::bigint), $3::float8)",
+                                   3, call);
+        if (!result) {
+            written = -1;
+            break;
+        }
+        written += strtoll (PQgetvalue (result, 0, 0), NULL, 10);
+        PQclear (result);
+    }
+    if (!ids)
+        written = -1;
+    free (ids);
+    PQclear (marks);
+    if (written < 0 || more || atomic_load (&self->stopping))
+        atomic_store (&self->marks_pending, true);
+    if (self->verbose && rows)
+        zsys_debug ("store maintenance - %d marks: %" PRId64 " minutes re-rolled in %" PRId64 " ms",
+                    rows, written, zclock_mono () - started);
     return written;
+}
+
+int64_t
+store_maintenance_rollup_marks (store_maintenance_t *self)
+{
+    assert (self);
+    //  Below what the runs rolled up (rolled, published by the last run);
+    //  nothing before the first run.
+    int64_t rolled = atomic_load (&self->rolled);
+    if (rolled == INT64_MAX)
+        return 0;
+    return s_rollup_marks (self, rolled);
 }
 
 //  --------------------------------------------------------------------------
@@ -537,16 +630,6 @@ s_memory_from (store_maintenance_t *self)
         from = INT64_MAX;
     pthread_mutex_unlock (&self->dirty_lock);
     return from;
-}
-
-//  A (port, minute) pair for the table's re-roll, as s_mark keys it.
-static void
-s_pair (zhashx_t *pairs, const store_rollup_minute_t *minute)
-{
-    char key[PROTO_UUID_LEN + 32];
-    snprintf (key, sizeof (key), "%s %" PRId64, minute->port, minute->minute / 1000);
-    if (!zhashx_lookup (pairs, key))
-        zhashx_insert (pairs, key, (void *)1);
 }
 
 //  Upserts minutes [0, count) in one statement; false on failure.
@@ -612,16 +695,18 @@ s_upsert (store_maintenance_t *self, const store_rollup_minute_t *minutes, size_
 
 //  Upserts what the lanes' rollups hand over for the minutes before high
 //  (seconds). Partial minutes join pairs, to be re-rolled from the table
-//  after; so do the minutes of a failed statement (-1 then). Minutes
-//  upserted, or -1.
+//  (rollup_marks); so do the minutes of a failed statement (-1 then).
+//  *overflow_p: a rollup dropped minutes (the window must be re-rolled).
+//  Minutes upserted, or -1.
 static int64_t
-s_rollup_memory (store_maintenance_t *self, zhashx_t *pairs, int64_t high)
+s_rollup_memory (store_maintenance_t *self, zhashx_t *pairs, int64_t high, bool *overflow_p)
 {
     pthread_mutex_lock (&self->dirty_lock);
     size_t rollups = self->rollup_count;
     pthread_mutex_unlock (&self->dirty_lock);
     int64_t written = 0;
     bool failed = false;
+    *overflow_p = false;
     for (size_t index = 0; index < rollups; index++) {
         store_rollup_minute_t *minutes;
         bool overflow;
@@ -629,9 +714,7 @@ s_rollup_memory (store_maintenance_t *self, zhashx_t *pairs, int64_t high)
         if (overflow) {
             zsys_warning ("store maintenance - a lane's rollup dropped minutes (too many):"
                           " the next run re-rolls the lookback window");
-            pthread_mutex_lock (&self->dirty_lock);
-            self->overflow = true;
-            pthread_mutex_unlock (&self->dirty_lock);
+            *overflow_p = true;
         }
         if (!minutes)
             continue;
@@ -639,7 +722,7 @@ s_rollup_memory (store_maintenance_t *self, zhashx_t *pairs, int64_t high)
         size_t complete = 0;
         for (size_t at = 0; at < count; at++)
             if (minutes[at].partial)
-                s_pair (pairs, &minutes[at]);
+                s_pair (pairs, minutes[at].port, minutes[at].minute / 1000);
             else
                 minutes[complete++] = minutes[at];
         for (size_t at = 0; at < complete; at += S_UPSERT_CHUNK) {
@@ -649,7 +732,7 @@ s_rollup_memory (store_maintenance_t *self, zhashx_t *pairs, int64_t high)
             else {
                 failed = true;
                 for (size_t pair = at; pair < at + size; pair++)
-                    s_pair (pairs, &minutes[pair]);
+                    s_pair (pairs, minutes[pair].port, minutes[pair].minute / 1000);
             }
         }
         free (minutes);
@@ -664,17 +747,15 @@ int64_t
 store_maintenance_rollup (store_maintenance_t *self)
 {
     assert (self);
-    //  The marks so far are this run's; new ones wait for the next.
+    //  Pairs an earlier run gave back are this run's to write.
     zhashx_t *fresh = zhashx_new ();
     if (!fresh)
         return -1;
     pthread_mutex_lock (&self->dirty_lock);
-    zhashx_t *taken = self->dirty;
+    zhashx_t *pairs = self->dirty;
     self->dirty = fresh;
     bool fallback = self->overflow;
-    int64_t dropped_low = self->overflow_low;
     self->overflow = false;
-    self->overflow_low = INT64_MAX;
     pthread_mutex_unlock (&self->dirty_lock);
 
     char lookback[16], settle[16], fall[8];
@@ -697,21 +778,23 @@ store_maintenance_rollup (store_maintenance_t *self)
         "                        timestamptz 'epoch') AS high) window_end",
         3, params);
     if (!result) {
-        s_give_back (self, &taken, fallback);
+        s_give_back (self, &pairs, fallback);
         return -1;
     }
     int64_t from = strtoll (PQgetvalue (result, 0, 0), NULL, 10);
     int64_t high = strtoll (PQgetvalue (result, 0, 1), NULL, 10);
     PQclear (result);
-    //  Published before any statement of this run (see Late readings);
-    //  never lowered, except from the INT64_MAX of "not known yet".
+    //  Published, and the lanes' writes decided against a lower bound
+    //  waited for, before any statement of this run reads the table or
+    //  any rollup is taken (see Late readings); never lowered, except from
+    //  the INT64_MAX of "not known yet".
     int64_t rolled = atomic_load (&self->rolled);
     if (rolled == INT64_MAX || high > rolled)
         atomic_store (&self->rolled, high);
-    if (fallback && dropped_low < from)
-        zsys_warning ("store maintenance - late port minutes from %" PRId64 " were dropped"
-                      " (too many): re-rolled only from %" PRId64 " (lookback)",
-                      dropped_low, from);
+    if (s_wait_lanes (self, high) || s_write_pairs (self, pairs)) {
+        s_give_back (self, &pairs, fallback);
+        return -1;
+    }
     if (high - from > S_CHUNK_SECONDS)
         zsys_info ("store maintenance - catching up %" PRId64 " minutes of rollups",
                    (high - from) / 60);
@@ -734,7 +817,7 @@ store_maintenance_rollup (store_maintenance_t *self)
                     2, range);
         if (!result) {
             //  Done chunks moved the watermark; a fallback's window is redone.
-            s_give_back (self, &taken, fallback);
+            s_give_back (self, &pairs, fallback);
             return -1;
         }
         written += strtoll (PQgetvalue (result, 0, 0), NULL, 10);
@@ -742,13 +825,18 @@ store_maintenance_rollup (store_maintenance_t *self)
         from = to;
     }
     if (atomic_load (&self->stopping)) {
-        s_give_back (self, &taken, fallback);
+        s_give_back (self, &pairs, fallback);
         return -1;
     }
     if (memory_from < high) {
-        int64_t upserted = s_rollup_memory (self, taken, high);
-        if (upserted < 0) {
-            s_give_back (self, &taken, fallback);
+        bool overflow;
+        int64_t upserted = s_rollup_memory (self, pairs, high, &overflow);
+        //  What the table must re-roll goes to rollup_marks before the
+        //  watermark passes it (a process killed after that has it there).
+        //  A rollup that dropped minutes keeps the watermark where it is:
+        //  the next run re-rolls the window from it.
+        if (s_write_pairs (self, pairs) || upserted < 0 || overflow) {
+            s_give_back (self, &pairs, fallback || overflow);
             return -1;
         }
         written += upserted;
@@ -763,18 +851,16 @@ store_maintenance_rollup (store_maintenance_t *self)
                          " AND watermark < to_timestamp ($2::bigint)",
                          2, range);
         if (!result) {
-            s_give_back (self, &taken, fallback);
+            s_give_back (self, &pairs, fallback);
             return -1;
         }
         PQclear (result);
     }
-    if (zhashx_size (taken)) {
-        int64_t marked = s_rollup_marked (self, &taken, high);
-        if (marked < 0)
-            return -1;
-        written += marked;
-    } else
-        zhashx_destroy (&taken);
+    zhashx_destroy (&pairs);
+    int64_t marked = s_rollup_marks (self, high);
+    if (marked < 0)
+        return -1;
+    written += marked;
     if (self->verbose)
         zsys_debug ("store maintenance - %" PRId64 " port minutes rolled up%s", written,
                     fallback ? " (lookback fallback)" : "");
@@ -877,7 +963,13 @@ store_maintenance_step (store_maintenance_t *self)
         store_maintenance_rollup (self);
         //  After a failure too: the next run covers the missed minutes.
         self->rollup_at = zclock_mono () + s_until_next_minute ();
+        self->marks_at = zclock_mono () + S_MARKS_EVERY_MS;
     }
+    //  Between runs, the marks the lanes commit (a backfill's).
+    if (self->conn && atomic_load (&self->marks_pending) && zclock_mono () >= self->marks_at)
+        self->marks_at =
+            zclock_mono () +
+            (store_maintenance_rollup_marks (self) < 0 ? S_MARKS_RETRY_MS : S_MARKS_EVERY_MS);
     if (self->conn && zclock_mono () >= self->drop_at)
         self->drop_at =
             zclock_mono () + (store_maintenance_drop (self) >= 0 ? S_DAY_MS : S_HOUR_MS);
@@ -894,6 +986,8 @@ s_next_due (store_maintenance_t *self)
         next = self->ensure_at;
     if (self->drop_at < next)
         next = self->drop_at;
+    if (atomic_load (&self->marks_pending) && self->marks_at < next)
+        next = self->marks_at;
     return next;
 }
 
@@ -1024,11 +1118,37 @@ s_partitions_before (store_fixture_t *fixture, const char *table, const char *pa
         3, params);
 }
 
-//  Pushes a verdict of port at ts (seconds) to the server and steps it
-//  until the maintenance has marks beyond before.
+//  Marks of port in rollup_marks.
+static int64_t
+s_marks (store_fixture_t *fixture, const char *port)
+{
+    const char *params[1] = {port};
+    return store_fixture_int (
+        fixture, "SELECT count (*) FROM rollup_marks WHERE port_id = $1::uuid", 1, params);
+}
+
+//  Marks the minutes of port from first to last (seconds, any second of
+//  them) in rollup_marks, as a lane does in the transaction of a reading
+//  written behind the store's back.
 static void
-s_lane_push (store_server_t *server, zsock_t *push, store_maintenance_t *self,
-             store_fixture_t *fixture, const char *port, int64_t ts, double power)
+s_mark_range (store_fixture_t *fixture, const char *port, int64_t first, int64_t last)
+{
+    char first_text[24], last_text[24];
+    snprintf (first_text, sizeof (first_text), "%" PRId64, first);
+    snprintf (last_text, sizeof (last_text), "%" PRId64, last);
+    const char *params[3] = {port, first_text, last_text};
+    PQclear (store_fixture_sql (fixture,
+                                "INSERT INTO rollup_marks (port_id, first_minute, last_minute)"
+                                " VALUES ($1::uuid, to_timestamp ($2::bigint),"
+                                "         to_timestamp ($3::bigint))",
+                                3, params));
+}
+
+//  Pushes a verdict of port at ts (seconds) to the server and steps it
+//  until a lane has written (and added to its rollup) one more batch.
+static void
+s_lane_push (store_server_t *server, zsock_t *push, store_fixture_t *fixture, const char *port,
+             int64_t ts, double power)
 {
     static uint64_t request = 0;
     proto_verdict_t verdict;
@@ -1038,12 +1158,12 @@ s_lane_push (store_server_t *server, zsock_t *push, store_maintenance_t *self,
     proto_buffer_init (&buffer);
     int rc = proto_verdict_encode (&verdict, &buffer);
     assert (rc == 0);
-    size_t before = store_maintenance_marked (self);
+    uint64_t before = store_server_batches (server);
     rc = zmq_send (zsock_resolve (push), buffer.data, buffer.size, 0);
     assert (rc == (int)buffer.size);
     proto_buffer_release (&buffer);
     int64_t deadline = zclock_mono () + 5000;
-    while (store_maintenance_marked (self) == before) {
+    while (store_server_batches (server) == before) {
         assert (zclock_mono () < deadline);
         store_server_step (server, 10);
     }
@@ -1067,17 +1187,19 @@ s_lane_readings (store_maintenance_t *self, store_fixture_t *fixture, const char
     zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
     assert (push);
     zsock_set_sndtimeo (push, 1000);
-    assert (store_maintenance_marked (self) == 0);
+    assert (s_marks (fixture, port1) == 0);
 
     //  port1 has base - 2400, - 2380, - 2360 (3, 4, 8 W), then base + 5;
     //  one at base - 2335 is a new minute, and turns the interval from
     //  base - 2360 (longer than the gap before) into energy of its minute.
-    s_lane_push (server, push, self, fixture, port1, base - 2335, 5);
+    //  Its mark is in rollup_marks as soon as the lane has written it.
+    s_lane_push (server, push, fixture, port1, base - 2335, 5);
     memmove (samples1 + 4, samples1 + 3, 2 * sizeof (s_sample_t));
     samples1[3] = (s_sample_t){base - 2335, 5};
     (*count1)++;
-    assert (store_maintenance_marked (self) == 1);
+    assert (s_marks (fixture, port1) == 1);
     assert (store_maintenance_rollup (self) >= 2);
+    assert (s_marks (fixture, port1) == 0);
     s_check_minute (fixture, port1, samples1, *count1, base - 2400);
     s_check_minute (fixture, port1, samples1, *count1, base - 2340);
     s_check_minute (fixture, port1, samples1, *count1, base);
@@ -1089,18 +1211,19 @@ s_lane_readings (store_maintenance_t *self, store_fixture_t *fixture, const char
     int64_t rolled = store_maintenance_rolled (self);
     assert (rolled >= high);
     int64_t last_minute = rolled - 60;
-    s_lane_push (server, push, self, fixture, port1, last_minute + 50, 20);
+    s_lane_push (server, push, fixture, port1, last_minute + 50, 20);
     samples1[(*count1)++] = (s_sample_t){last_minute + 50, 20};
     assert (store_maintenance_rollup (self) >= 1);
     assert (store_maintenance_rolled (self) >= rolled);
     rolled = store_maintenance_rolled (self);
     s_check_minute (fixture, port1, samples1, *count1, last_minute);
     int64_t next_ts = rolled + 1; //  rolled is at least 5 s back
-    s_lane_push (server, push, self, fixture, port1, next_ts, 30);
+    s_lane_push (server, push, fixture, port1, next_ts, 30);
     samples1[(*count1)++] = (s_sample_t){next_ts, 30};
+    assert (s_marks (fixture, port1) == 1); //  last_minute's
     store_maintenance_rollup (self);
     s_check_minute (fixture, port1, samples1, *count1, last_minute);
-    assert (store_maintenance_marked (self) == 0);
+    assert (s_marks (fixture, port1) == 0);
 
     zsock_destroy (&push);
     store_server_destroy (&server);
@@ -1406,9 +1529,9 @@ s_first_reading_test (const char *database, bool verbose)
     zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
     assert (push);
     zsock_set_sndtimeo (push, 1000);
-    s_lane_push (server, push, self, fixture, port, base + 30, 6);
+    s_lane_push (server, push, fixture, port, base + 30, 6);
     samples[count++] = (s_sample_t){base + 30, 6};
-    assert (store_maintenance_marked (self) == 1);
+    assert (s_marks (fixture, port) == 1);
     s_insert (fixture, port, base + 45, 999); //  behind the lane's back
 
     assert (store_maintenance_rollup (self) >= 2);
@@ -1420,6 +1543,342 @@ s_first_reading_test (const char *database, bool verbose)
     store_fixture_destroy (&fixture);
     if (verbose)
         printf ("   a port's first reading after a start: OK\n");
+}
+
+//  Inserts readings of port (times in ms), in one statement.
+static void
+s_insert_many (store_fixture_t *fixture, const char *port, const s_sample_t *samples, size_t count,
+               int64_t scale)
+{
+    char *times = NULL, *powers = NULL;
+    size_t times_size, powers_size;
+    FILE *time_stream = open_memstream (&times, &times_size);
+    FILE *power_stream = open_memstream (&powers, &powers_size);
+    assert (time_stream && power_stream);
+    for (size_t index = 0; index < count; index++) {
+        fprintf (time_stream, "%s%" PRId64, index ? "," : "{", samples[index].ts * scale);
+        fprintf (power_stream, "%s%.17g", index ? "," : "{", samples[index].power);
+    }
+    fputs (count ? "}" : "{}", time_stream);
+    fputs (count ? "}" : "{}", power_stream);
+    fclose (time_stream);
+    fclose (power_stream);
+    const char *params[3] = {port, times, powers};
+    PQclear (store_fixture_sql (
+        fixture,
+        "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+        " SELECT $1::uuid, timestamptz 'epoch' + u.ms * interval '1 millisecond', 230,"
+        "        u.power / 230, u.power, 1"
+        " FROM unnest ($2::bigint[], $3::float8[]) AS u (ms, power)",
+        3, params));
+    free (times);
+    free (powers);
+}
+
+//  The rows of port's rollups in [from, to) (seconds) that differ from
+//  phantom_rollup's from scratch, which runs in a transaction rolled back
+//  (other ports' minutes in the range stay as they were); *compared_p:
+//  how many phantom_rollup has for the port there.
+static int64_t
+s_differ_from_scratch (store_fixture_t *fixture, const char *port, int64_t from, int64_t to,
+                       int64_t *compared_p)
+{
+    char from_text[24], to_text[24];
+    snprintf (from_text, sizeof (from_text), "%" PRId64, from);
+    snprintf (to_text, sizeof (to_text), "%" PRId64, to);
+    const char *params[3] = {port, from_text, to_text};
+    PQclear (store_fixture_sql (fixture, "BEGIN", 0, NULL));
+    PQclear (store_fixture_sql (fixture,
+                                "CREATE TEMP TABLE kept ON COMMIT DROP AS"
+                                " SELECT * FROM readings_minute WHERE port_id = $1::uuid"
+                                " AND minute >= to_timestamp ($2::bigint)"
+                                " AND minute < to_timestamp ($3::bigint)",
+                                3, params));
+    PQclear (store_fixture_sql (
+        fixture, "SELECT phantom_rollup (to_timestamp ($1::bigint), to_timestamp ($2::bigint))", 2,
+        params + 1));
+    const char *scratch = "(SELECT * FROM readings_minute WHERE port_id = $1::uuid"
+                          "  AND minute >= to_timestamp ($2::bigint)"
+                          "  AND minute < to_timestamp ($3::bigint))";
+    char sql[1024];
+    snprintf (sql, sizeof (sql), "SELECT count (*) FROM %s t", scratch);
+    *compared_p = store_fixture_int (fixture, sql, 3, params);
+    snprintf (sql, sizeof (sql),
+              "SELECT count (*) FROM kept k FULL JOIN %s t USING (minute)"
+              " WHERE k.minute IS NULL OR t.minute IS NULL OR k.samples <> t.samples"
+              " OR k.min_power <> t.min_power OR k.max_power <> t.max_power"
+              " OR abs (k.mean_power - t.mean_power) > 1e-9"
+              " OR abs (k.energy_wh - t.energy_wh) > 1e-9"
+              " OR abs (k.reported_seconds - t.reported_seconds) > 1e-9",
+              scratch);
+    int64_t differ = store_fixture_int (fixture, sql, 3, params);
+    if (differ) {
+        //  What differs, for whoever reads the failure.
+        snprintf (sql, sizeof (sql),
+                  "SELECT minute, k.samples, t.samples, k.energy_wh, t.energy_wh,"
+                  " k.reported_seconds, t.reported_seconds, k.mean_power, t.mean_power"
+                  " FROM kept k FULL JOIN %s t USING (minute) ORDER BY minute",
+                  scratch);
+        PGresult *rows = store_fixture_sql (fixture, sql, 3, params);
+        for (int row = 0; row < PQntuples (rows); row++) {
+            fprintf (stderr, "  ");
+            for (int column = 0; column < PQnfields (rows); column++)
+                fprintf (stderr, " %s", PQgetvalue (rows, row, column));
+            fprintf (stderr, "\n");
+        }
+        PQclear (rows);
+    }
+    PQclear (store_fixture_sql (fixture, "ROLLBACK", 0, NULL));
+    return differ;
+}
+
+//  A backfill: three hours of irregular readings (ms apart, silences
+//  longer than the gap, one exactly the gap) arrive late into minutes
+//  rolled up before from a few readings; one mark covers their minutes.
+//  One pass re-rolls it (its minutes, with the readings before, in and
+//  after it, and the minute of the reading before it, whose last interval
+//  now ends in the range), and every row equals phantom_rollup from
+//  scratch. Another port: a reading 30 s before its range, two in it. Then phantom_rollup_ranges on
+//  overlapping ranges of one port in one call (one scan per island, no row written twice), and
+//  phantom_rollup_ports, now ranges of one minute, give the same rows.
+static void
+s_ranges_test (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 2);
+    const char *port = fixture->ports[0], *other = fixture->ports[1];
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    store_maintenance_step (self); //  connects, and the first run
+    int64_t high = store_maintenance_rolled (self);
+    assert (high != INT64_MAX && high % 60 == 0);
+    int64_t base = high - 4 * 3600;
+    int64_t end = base + 180 * 60; //  the range: [base, end)
+
+    //  Before the backfill: a reading every 10 minutes, and one 200 s
+    //  before the range (its interval open: the next is 393 s on), rolled
+    //  up.
+    s_sample_t live[24];
+    size_t lives = 0;
+    for (int64_t at = base - 600; at < end + 1200; at += 600)
+        live[lives++] = (s_sample_t){at + 7, 1.5};
+    live[lives++] = (s_sample_t){base - 200, 3.25};
+    s_insert_many (fixture, port, live, lives, 1000);
+    char from_text[24], to_text[24];
+    snprintf (from_text, sizeof (from_text), "%" PRId64, base - 1200);
+    snprintf (to_text, sizeof (to_text), "%" PRId64, end + 1200);
+    const char *range[2] = {from_text, to_text};
+    assert (store_fixture_int (fixture,
+                               "SELECT phantom_rollup (to_timestamp ($1::bigint),"
+                               "                       to_timestamp ($2::bigint))",
+                               2, range) >= 20);
+
+    //  The backfill, in ms, from the range's start to 100 s past its end.
+    s_sample_t *late = (s_sample_t *)malloc (2000 * sizeof (s_sample_t));
+    assert (late);
+    size_t lates = 0;
+    unsigned seed = 15;
+    int64_t ts = base * 1000 + 50;
+    while (ts < end * 1000 && lates < 1990) {
+        late[lates++] = (s_sample_t){ts, (double)(rand_r (&seed) % 50000) / 97.0};
+        int step = rand_r (&seed) % 200;
+        ts += step == 0   ? 400000                                    //  offline
+              : step == 1 ? 300000                                    //  exactly the gap
+                          : 1000 + (int64_t)(rand_r (&seed) % 19000); //  1-20 s
+    }
+    late[lates++] = (s_sample_t){end * 1000 + 100000, 7.0};
+    s_insert_many (fixture, port, late, lates, 1);
+    free (late);
+    //  other: one reading 30 s before its range, two in it.
+    s_sample_t others[3] = {{base - 30, 4}, {base + 100, 6}, {base + 130, 2}};
+    s_insert_many (fixture, other, others, 3, 1000);
+
+    int64_t compared = 0;
+    assert (s_differ_from_scratch (fixture, port, base - 600, end + 600, &compared) > 100);
+    s_mark_range (fixture, port, base, end + 100);
+    s_mark_range (fixture, other, base + 100, base + 130);
+    int64_t written = store_maintenance_rollup_marks (self);
+    assert (written >= 100);
+    assert (s_marks (fixture, port) == 0 && s_marks (fixture, other) == 0);
+    assert (s_differ_from_scratch (fixture, port, base - 600, end + 600, &compared) == 0);
+    assert (compared >= 100);
+    assert (s_differ_from_scratch (fixture, other, base - 600, end + 600, &compared) == 0);
+    assert (compared == 3);
+
+    //  Overlapping ranges of one port in one call, the rows they re-roll
+    //  spoiled first (from the predecessor's minute to the last one).
+    char spoil_from[24], spoil_to[24];
+    snprintf (spoil_from, sizeof (spoil_from), "%" PRId64, base - 240);
+    snprintf (spoil_to, sizeof (spoil_to), "%" PRId64, end + 60);
+    const char *spoil_params[3] = {port, spoil_from, spoil_to};
+    const char *spoil = "UPDATE readings_minute SET energy_wh = -1, samples = 0"
+                        " WHERE port_id = $1::uuid AND minute >= to_timestamp ($2::bigint)"
+                        " AND minute <= to_timestamp ($3::bigint)";
+    PQclear (store_fixture_sql (fixture, spoil, 3, spoil_params));
+    char high_text[24];
+    snprintf (high_text, sizeof (high_text), "%" PRId64, high);
+    snprintf (from_text, sizeof (from_text), "%" PRId64, base);
+    snprintf (to_text, sizeof (to_text), "%" PRId64, end + 100);
+    const char *overlapping[4] = {port, from_text, to_text, high_text};
+    assert (
+        store_fixture_int (fixture,
+                           "SELECT phantom_rollup_ranges (ARRAY [$1, $1, $1, $1]::uuid[],"
+                           " ARRAY [to_timestamp ($2::bigint), to_timestamp ($2::bigint + 3000),"
+                           "        to_timestamp ($2::bigint + 600), to_timestamp ($3::bigint)],"
+                           " ARRAY [to_timestamp ($3::bigint), to_timestamp ($2::bigint + 3000),"
+                           "        to_timestamp ($2::bigint + 4000), to_timestamp ($3::bigint)],"
+                           " to_timestamp ($4::bigint))",
+                           4, overlapping) >= 100);
+    assert (s_differ_from_scratch (fixture, port, base - 600, end + 600, &compared) == 0);
+    //  Pairs, every minute of the range: the same rows.
+    PQclear (store_fixture_sql (fixture, spoil, 3, spoil_params));
+    assert (store_fixture_int (
+                fixture,
+                "SELECT phantom_rollup_ports (array_agg ($1::uuid), array_agg (minute),"
+                "                             to_timestamp ($4::bigint))"
+                " FROM generate_series (to_timestamp ($2::bigint), to_timestamp ($3::bigint),"
+                "                       interval '1 minute') minute",
+                4, overlapping) >= 100);
+    assert (s_differ_from_scratch (fixture, port, base - 600, end + 600, &compared) == 0);
+
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   ranges of late minutes: OK\n");
+}
+
+//  A store killed right after committing a late reading: its mark is in
+//  rollup_marks, and the next process's first run re-rolls the minutes it
+//  changed (older than the lookback, so only the mark can bring them).
+static void
+s_restart_test (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 1);
+    const char *port = fixture->ports[0];
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    store_maintenance_step (self); //  connects, and the first run
+    int64_t high = store_maintenance_rolled (self);
+    int64_t minute = high - 40 * 60;
+    s_sample_t samples[2] = {{minute + 10, 2}, {minute + 70, 7}};
+    s_insert (fixture, port, samples[0].ts, samples[0].power);
+    char minute_text[24];
+    snprintf (minute_text, sizeof (minute_text), "%" PRId64, minute);
+    const char *minute_params[1] = {minute_text};
+    PQclear (store_fixture_sql (fixture,
+                                "SELECT phantom_rollup (to_timestamp ($1::bigint),"
+                                "                       to_timestamp ($1::bigint + 60))",
+                                1, minute_params));
+    s_check_minute (fixture, port, samples, 1, minute); //  its last interval open
+
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
+    assert (server);
+    store_server_set_maintenance (server, self);
+    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
+    assert (push);
+    zsock_set_sndtimeo (push, 1000);
+    s_lane_push (server, push, fixture, port, samples[1].ts, samples[1].power);
+    //  Killed here: no run of this maintenance, no more of these lanes.
+    zsock_destroy (&push);
+    store_server_destroy (&server);
+    store_maintenance_destroy (&self);
+    assert (s_marks (fixture, port) == 1);
+
+    self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    store_maintenance_step (self);
+    assert (s_marks (fixture, port) == 0);
+    s_check_minute (fixture, port, samples, 2, minute); //  2 -> 7 W over 60 s
+    s_check_minute (fixture, port, samples, 2, minute + 60);
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   marks across a restart: OK\n");
+}
+
+//  Readings in order at their time write no marks once the lane knows the
+//  port (its first reading after a start marks the minute before it: its
+//  predecessor may be there); a late one does.
+static void
+s_in_order_test (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 1);
+    const char *port = fixture->ports[0];
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    store_maintenance_step (self);
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
+    assert (server);
+    store_server_set_maintenance (server, self);
+    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
+    assert (push);
+    zsock_set_sndtimeo (push, 1000);
+
+    int64_t now = zclock_time () / 1000;
+    assert (now - now % 60 >= store_maintenance_rolled (self)); //  not rolled up yet
+    s_lane_push (server, push, fixture, port, now, 5);
+    assert (s_marks (fixture, port) == 1);
+    assert (store_maintenance_rollup_marks (self) >= 0);
+    assert (s_marks (fixture, port) == 0);
+    for (int64_t at = 1; at <= 4; at++) {
+        s_lane_push (server, push, fixture, port, now + at, 5 + at);
+        assert (s_marks (fixture, port) == 0);
+    }
+    s_lane_push (server, push, fixture, port, now - 3600, 1);
+    assert (s_marks (fixture, port) == 1);
+    zsock_destroy (&push);
+    store_server_destroy (&server);
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   readings in order mark nothing: OK\n");
+}
+
+static void *
+s_write_end_later (void *argument)
+{
+    store_maintenance_t *self = (store_maintenance_t *)argument;
+    zclock_sleep (1000);
+    store_maintenance_write_end (self, self->rollups[self->rollup_count - 1], false);
+    return NULL;
+}
+
+//  A run waits for a lane's write that decided its marks against a bound
+//  below the run's: the write's readings are then in what the run reads.
+//  A write begun against the run's own bound is not waited for.
+static void
+s_wait_test (const char *database, bool verbose)
+{
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    store_maintenance_step (self);
+    int64_t high = store_maintenance_rolled (self);
+    store_rollup_t *rollup = s_new_rollup (self, high * 1000);
+    assert (rollup);
+    atomic_store (&self->rolled, high - 120); //  as if the last run was 2 minutes ago
+    assert (store_maintenance_write_begin (self, rollup) == high - 120);
+    pthread_t thread;
+    int rc = pthread_create (&thread, NULL, s_write_end_later, self);
+    assert (rc == 0);
+    int64_t started = zclock_mono ();
+    assert (store_maintenance_rollup (self) >= 0);
+    assert (zclock_mono () - started >= 900);
+    pthread_join (thread, NULL);
+    assert (store_maintenance_write_begin (self, rollup) >= high);
+    started = zclock_mono ();
+    assert (store_maintenance_rollup (self) >= 0);
+    assert (zclock_mono () - started < 900);
+    store_maintenance_write_end (self, rollup, false);
+    store_maintenance_destroy (&self);
+    if (verbose)
+        printf ("   a run waits for the lanes' writes: OK\n");
 }
 
 void
@@ -1497,11 +1956,9 @@ store_maintenance_test (bool verbose)
     count0++;
     s_insert (fixture, port0, base + 65, 1000);
     //  (Written behind the store's back: marked as its lanes would.)
-    int64_t late_ts = base + 65;
-    store_maintenance_mark (self, &port0, &late_ts, 1);
-    assert (store_maintenance_marked (self) == 1);
+    s_mark_range (fixture, port0, base + 65, base + 65);
     assert (store_maintenance_rollup (self) >= 2);
-    assert (store_maintenance_marked (self) == 0);
+    assert (s_marks (fixture, port0) == 0);
     for (size_t index = 0; index < 4; index++)
         s_check_minute (fixture, port0, samples0, count0, minutes0[index]);
 
@@ -1521,27 +1978,11 @@ store_maintenance_test (bool verbose)
     store_fixture_text (fixture, spoiled, 2, spoil_params, flag, sizeof (flag));
     assert (streq (flag, "t"));
 
-    //  Overflow of the marks: the next run falls back to the lookback
-    //  window (base + 60 is inside it), once.
-    store_maintenance_set_marks_max (self, 2);
-    int64_t many_ts[3] = {base, base + 120, base + 480};
-    const char *many_ports[3] = {port0, port0, port0};
-    store_maintenance_mark (self, many_ports, many_ts, 3);
-    assert (store_maintenance_marked (self) == 2);
-    assert (store_maintenance_rollup (self) >= 4);
-    s_check_minute (fixture, port0, samples0, count0, base + 60);
-    store_maintenance_set_marks_max (self, STORE_MAINTENANCE_DIRTY_MAX);
-    PQclear (store_fixture_sql (fixture, spoil, 2, spoil_params));
-    store_maintenance_rollup (self);
-    store_fixture_text (fixture, spoiled, 2, spoil_params, flag, sizeof (flag));
-    assert (streq (flag, "t"));
-
-    //  Late readings through a lane, marked by it after its commit
+    //  Late readings through a lane, marked by it in their transaction
     s_lane_readings (self, fixture, database, port0, port1, samples1, &count1, base, high, verbose);
     store_fixture_text (fixture, spoiled, 2, spoil_params, flag, sizeof (flag));
     assert (streq (flag, "t")); //  untouched by all that
-    late_ts = base + 60;
-    store_maintenance_mark (self, &port0, &late_ts, 1);
+    s_mark_range (fixture, port0, base + 60, base + 60);
     assert (store_maintenance_rollup (self) >= 1);
     s_check_minute (fixture, port0, samples0, count0, base + 60);
 
@@ -1641,5 +2082,9 @@ store_maintenance_test (bool verbose)
     s_reported_test (database, verbose);
     s_lanes_from_test (database, verbose);
     s_first_reading_test (database, verbose);
+    s_ranges_test (database, verbose);
+    s_restart_test (database, verbose);
+    s_in_order_test (database, verbose);
+    s_wait_test (database, verbose);
     printf ("OK\n");
 }

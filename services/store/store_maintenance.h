@@ -15,14 +15,18 @@
     over, one row per port and minute, instead of reading the minute's
     readings back (that read the whole day's partition and sorted the
     minute: ~1.5-2 us of PostgreSQL CPU per reading at 100k readings/s).
-    Readings that change a minute already rolled up (late
-    ones, or the first reading after a minute whose last interval had no
-    next reading yet) are marked by the store's lanes as (port, minute)
-    pairs (store_maintenance_mark); each run re-rolls exactly those pairs
-    (phantom_rollup_ports, migration 009). When the marks overflowed
-    (STORE_MAINTENANCE_DIRTY_MAX) and on the first run after a start (marks
-    of an earlier process are lost), the run falls back to re-rolling the
-    last lookback_minutes of every port, as it did every minute before.
+    Readings that change a minute already rolled up (late ones, e.g. a
+    backfill with device timestamps, or the first reading after a minute
+    whose last interval had no next reading yet) are marked by the lanes in
+    rollup_marks (migration 014) in the transaction that commits them, as
+    ranges of minutes per port: a store killed right after that commit
+    leaves the marks for the next one. Every run, and a pass every
+    S_MARKS_EVERY_MS between runs while the lanes commit marks, re-rolls
+    them range by range (phantom_rollup_marks: one ordered scan of a port's
+    readings per range) and deletes them with the same commit. The first
+    run after a start also re-rolls the last lookback_minutes of every port
+    (the lanes' minutes of an earlier process were in its memory), and so
+    does a run after a lane's rollup dropped minutes.
     Every hour: creates the months of rollups ahead (readings'
     daily partitions are the writer's). Every day: drops raw partitions
     older than retention_days, but only once they are rolled up, and rollups
@@ -74,20 +78,23 @@ int store_maintenance_drop (store_maintenance_t *self);
 //  phantom_rollup's gap limit: a longer interval counts for no energy and
 //  no reported time (the port was offline).
 #define STORE_MAINTENANCE_GAP_SECONDS 300
-//  Most (port, minute) pairs held between two runs; more: fallback.
-#define STORE_MAINTENANCE_DIRTY_MAX 100000
 
-//  Late readings: the two calls below are for any thread (the lanes).
-//  Minutes before this time (seconds since the epoch) are rolled up or
-//  being rolled up now; INT64_MAX before the first run. Read it only
-//  AFTER the commit of the readings it is compared with (see the .c).
+//  Late readings (the .c says why this is every minute they change): the
+//  calls below are for any thread (the lanes). Minutes before this time
+//  (seconds since the epoch) are rolled up or being rolled up now;
+//  INT64_MAX before the first run.
 int64_t store_maintenance_rolled (store_maintenance_t *self);
-//  Marks count (port, time) pairs (time in seconds, any second of the
-//  minute) to be rolled up again by the next run, with the minute of the
-//  port's last reading before it. Thread-safe, bounded: past
-//  STORE_MAINTENANCE_DIRTY_MAX pairs the next run falls back instead.
-void store_maintenance_mark (store_maintenance_t *self, const char *const *ports,
-                             const int64_t *times, size_t count);
+//  A lane about to write: returns the bound (rolled) against which it
+//  marks, in the write's transaction, the minutes before it that its
+//  readings change; until write_end no run rolls up past that bound.
+//  marked: the write had marks (re-rolled within about a second then, not
+//  at the next minute's run).
+typedef struct _store_rollup_t store_rollup_t;
+int64_t store_maintenance_write_begin (store_maintenance_t *self, store_rollup_t *rollup);
+void store_maintenance_write_end (store_maintenance_t *self, store_rollup_t *rollup, bool marked);
+//  Re-rolls what rollup_marks holds below rolled now (as between runs).
+//  Minutes written, or -1 on failure (logged; the marks stay).
+int64_t store_maintenance_rollup_marks (store_maintenance_t *self);
 //  A rollup for a lane (store_rollup.h): runs upsert the minutes it hands
 //  over instead of rolling them up from the table, from the current minute
 //  on, or from the one after the newest reading an earlier process
@@ -96,13 +103,8 @@ void store_maintenance_mark (store_maintenance_t *self, const char *const *ports
 //  call, which must come before any lane writes. Owned by the maintenance
 //  (it must outlive the lane); thread-safe. NULL past
 //  STORE_MAINTENANCE_ROLLUPS_MAX or out of memory.
-typedef struct _store_rollup_t store_rollup_t;
 #define STORE_MAINTENANCE_ROLLUPS_MAX 64
 store_rollup_t *store_maintenance_new_rollup (store_maintenance_t *self);
-//  Pairs waiting for the next run (tests, logs).
-size_t store_maintenance_marked (store_maintenance_t *self);
-//  Lowers the bound on pairs (tests: overflow); before start.
-void store_maintenance_set_marks_max (store_maintenance_t *self, size_t max);
 
 //  Self test (needs PHANTOM_TEST_DATABASE)
 void store_maintenance_test (bool verbose);

@@ -8,6 +8,7 @@
 #include <czmq.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,8 @@ struct _store_rollup_t {
     store_rollup_minute_t *out; //  minutes handed over, not taken yet
     size_t out_size;
     size_t out_max;
-    bool overflow; //  some were dropped since the last take
+    bool overflow;                //  some were dropped since the last take
+    atomic_int_least64_t writing; //  see store_rollup_set_writing
 };
 
 static void
@@ -66,6 +68,7 @@ store_rollup_new (int64_t from_ms, int64_t gap_ms, size_t ports_max)
     self->from = s_minute (from_ms) == from_ms ? from_ms : s_minute (from_ms) + S_MINUTE_MS;
     self->gap = gap_ms;
     self->ports_max = ports_max;
+    atomic_init (&self->writing, INT64_MAX);
     return self;
 }
 
@@ -150,7 +153,7 @@ store_rollup_add (store_rollup_t *self, const char *port_id, int64_t ts, double 
     int64_t minute = s_minute (ts);
     if (last >= 0 && ts < last) {
         //  Out of order: its minute and its predecessor's interval are
-        //  the table's to redo (phantom_rollup_ports does both).
+        //  the table's to redo (a re-roll of a minute does both).
         if (port->open && port->now.minute == minute)
             port->now.partial = port->dirty = true;
         else if (minute >= self->from)
@@ -195,6 +198,33 @@ store_rollup_add (store_rollup_t *self, const char *port_id, int64_t ts, double 
     port->last_power = power;
     pthread_mutex_unlock (&self->lock);
     return last;
+}
+
+void
+store_rollup_lasts (store_rollup_t *self, const char *const *ports, size_t count, int64_t *lasts)
+{
+    assert (self);
+    assert (ports || count == 0);
+    pthread_mutex_lock (&self->lock);
+    for (size_t index = 0; index < count; index++) {
+        s_port_t *port = (s_port_t *)zhashx_lookup (self->ports, ports[index]);
+        lasts[index] = port ? port->last_ts : -1;
+    }
+    pthread_mutex_unlock (&self->lock);
+}
+
+void
+store_rollup_set_writing (store_rollup_t *self, int64_t rolled)
+{
+    assert (self);
+    atomic_store (&self->writing, rolled);
+}
+
+int64_t
+store_rollup_writing (store_rollup_t *self)
+{
+    assert (self);
+    return atomic_load (&self->writing);
 }
 
 size_t
@@ -397,6 +427,21 @@ store_rollup_test (bool verbose)
     assert (size == 4 && partial == 4);
     free (taken);
     store_rollup_destroy (&small);
+
+    //  What a lane asks before a write: each port's newest reading (an
+    //  older one, out of order, does not change it), -1 for one unknown;
+    //  and the bound of its write in flight, none to begin with.
+    const char *asked[3] = {port, "c", "unknown"};
+    int64_t lasts[3];
+    store_rollup_lasts (rollup, asked, 3, lasts);
+    assert (lasts[0] == t0 + 20000 && lasts[1] == -1 && lasts[2] == -1);
+    store_rollup_add (rollup, "c", base + 5000, 1);
+    store_rollup_add (rollup, "c", base + 4000, 1);
+    store_rollup_lasts (rollup, asked, 3, lasts);
+    assert (lasts[1] == base + 5000);
+    assert (store_rollup_writing (rollup) == INT64_MAX);
+    store_rollup_set_writing (rollup, 1234);
+    assert (store_rollup_writing (rollup) == 1234);
     store_rollup_destroy (&rollup);
     if (verbose)
         printf ("(%zu minutes checked) ", minutes);

@@ -13,11 +13,12 @@
     Only minutes from `from` on are kept: the maintenance starts them at
     the store's start minute, or after the newest reading an earlier
     process committed there (up to 5 minutes ahead), and 6 minutes after
-    the start when the database cannot tell in time. A minute
-    this lane may not have seen all of is handed over as partial, to be
-    re-rolled from the table (phantom_rollup_ports): one with a reading out
-    of order, or the first minute of a port after the lane forgot all ports
-    (more than ports_max). Thread-safe: the lane adds, the maintenance takes.
+    the start when the database cannot tell in time. A minute this lane
+    may not have seen all of is handed over as partial, to be re-rolled
+    from the table (the maintenance marks it in rollup_marks): one with a
+    reading out of order, or the first minute of a port after the lane
+    forgot all ports (more than ports_max). Thread-safe: the lane adds, the
+    maintenance takes.
     =========================================================================
 */
 #ifndef STORE_ROLLUP_H_INCLUDED
@@ -58,6 +59,17 @@ int64_t store_rollup_from (store_rollup_t *self);
 //  A reading the lane committed (time as stored, ms). Returns the time of
 //  the port's newest earlier reading, or -1 when the lane does not know it.
 int64_t store_rollup_add (store_rollup_t *self, const char *port, int64_t ts, double power);
+
+//  Before a write: the time of each port's newest reading added so far
+//  (ms; -1 when the lane does not know it) into lasts, one lock for all.
+void store_rollup_lasts (store_rollup_t *self, const char *const *ports, size_t count,
+                         int64_t *lasts);
+
+//  The lane's write in flight, for the maintenance (store_maintenance.h,
+//  write_begin): the rolled-up bound (seconds) its marks were decided
+//  against, INT64_MAX while none. Thread-safe (sequentially consistent).
+void store_rollup_set_writing (store_rollup_t *self, int64_t rolled);
+int64_t store_rollup_writing (store_rollup_t *self);
 
 //  The minutes before below_ms that changed since they were last taken:
 //  complete ones, and open ones (their last interval has no next reading

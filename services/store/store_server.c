@@ -61,10 +61,11 @@ struct _s_lane_t {
     proto_buffer_t buffer; //  encoded acks
     proto_ack_t *acks;     //  one group of acks
     size_t acks_max;
-    store_rollup_t *rollup;  //  its ports' minutes (the maintenance's; NULL: none)
-    const char **mark_ports; //  late readings of one batch, for the maintenance
-    int64_t *mark_times;     //  ... their times, seconds
-    uint64_t batches;        //  group commits written
+    store_rollup_t *rollup; //  its ports' minutes (the maintenance's; NULL: none)
+    const char **ask_ports; //  scratch: ports whose newest reading s_mark asks for
+    size_t *ask_rows;       //  ... their rows in the batch
+    int64_t *ask_lasts;     //  ... the answers
+    uint64_t batches;       //  group commits written
 };
 
 struct _store_server_t {
@@ -135,8 +136,9 @@ s_lane_destroy (s_lane_t **self_p)
     pthread_mutex_destroy (&self->mutex);
     free (self->queue);
     free (self->acks);
-    free (self->mark_ports);
-    free (self->mark_times);
+    free (self->ask_ports);
+    free (self->ask_rows);
+    free (self->ask_lasts);
     free (self);
     *self_p = NULL;
 }
@@ -163,9 +165,11 @@ s_lane_new (store_server_t *server, store_writer_t **writer_p)
     self->batch = store_batch_new (server->batch_max);
     self->acks_max = server->batch_max < PROTO_ACKS_MAX ? server->batch_max : PROTO_ACKS_MAX;
     self->acks = (proto_ack_t *)calloc (self->acks_max, sizeof (proto_ack_t));
-    self->mark_ports = (const char **)calloc (server->batch_max, sizeof (char *));
-    self->mark_times = (int64_t *)calloc (server->batch_max, sizeof (int64_t));
-    if (!self->queue || !self->batch || !self->acks || !self->mark_ports || !self->mark_times)
+    self->ask_ports = (const char **)calloc (server->batch_max, sizeof (char *));
+    self->ask_rows = (size_t *)calloc (server->batch_max, sizeof (size_t));
+    self->ask_lasts = (int64_t *)calloc (server->batch_max, sizeof (int64_t));
+    if (!self->queue || !self->batch || !self->acks || !self->ask_ports || !self->ask_rows ||
+        !self->ask_lasts)
         s_lane_destroy (&self);
     return self;
 }
@@ -230,31 +234,75 @@ s_take_turn (store_server_t *server)
     return false;
 }
 
+//  Before the write of the batch: marks, in it (store_batch_mark), each
+//  minute already rolled up that one of its readings changes, so that the
+//  marks commit with the readings (store_maintenance.h, "Late readings":
+//  rolled is what the maintenance had rolled up, or was rolling up, when
+//  this write began). A reading changes its own minute, and the minute of
+//  its predecessor (the port's reading just before it, whose interval to
+//  it is that minute's energy). Its own minute before rolled: marked (the
+//  re-roll of a minute also re-rolls its predecessor's). Else only the
+//  predecessor's minute can be rolled up, and only if the predecessor can
+//  be before rolled, at most the gap before the reading: when the lane
+//  knows the port's newest reading and the new one comes after it, that is
+//  the predecessor (or one of this batch, which marks its own minute),
+//  marked when rolled up and within the gap; when the lane does not know
+//  (a port first seen since the start) or the reading comes out of order,
+//  the minute before the reading is marked, whose re-roll reaches the
+//  predecessor wherever it is. Readings in order at their time mark
+//  nothing: their minute is not rolled up yet, and the newest reading of
+//  their port is in a minute that is not either (ports reporting at least
+//  every few seconds; a port silent for longer marks its previous minute,
+//  once). The number of readings marked.
+static size_t
+s_mark (s_lane_t *self, int64_t rolled)
+{
+    if (!self->rollup)
+        return 0;
+    int64_t rolled_ms = rolled > INT64_MAX / 1000 ? INT64_MAX : rolled * 1000;
+    int64_t gap_ms = (int64_t)STORE_MAINTENANCE_GAP_SECONDS * 1000;
+    size_t marked = 0, asks = 0;
+    size_t size = store_batch_size (self->batch);
+    for (size_t index = 0; index < size; index++) {
+        const proto_verdict_t *verdict = store_batch_verdict (self->batch, index);
+        if (verdict->no_reading || store_batch_decided (self->batch, index))
+            continue;
+        int64_t ts = verdict->reading.ts;
+        if (ts - ts % 60000 < rolled_ms) {
+            store_batch_mark (self->batch, index, ts);
+            marked++;
+        } else if (ts - gap_ms < rolled_ms) {
+            self->ask_ports[asks] = verdict->reading.port;
+            self->ask_rows[asks++] = index;
+        }
+    }
+    if (asks)
+        store_rollup_lasts (self->rollup, self->ask_ports, asks, self->ask_lasts);
+    for (size_t ask = 0; ask < asks; ask++) {
+        size_t index = self->ask_rows[ask];
+        int64_t ts = store_batch_verdict (self->batch, index)->reading.ts;
+        int64_t last = self->ask_lasts[ask];
+        int64_t minute_ms = -1;
+        if (last < 0 || ts < last)
+            minute_ms = ts - ts % 60000 - 60000;
+        else if (ts - last <= gap_ms && last - last % 60000 < rolled_ms)
+            minute_ms = last;
+        if (minute_ms >= 0) {
+            store_batch_mark (self->batch, index, minute_ms);
+            marked++;
+        }
+    }
+    return marked;
+}
+
 //  After the commit of the batch: adds each reading it inserted to the
-//  lane's rollup (store_rollup.h), and marks, for the maintenance, each one
-//  the rollup cannot account for that may change a minute already rolled
-//  up (or being rolled up now): one whose own minute is before rolled
-//  (late), or one whose predecessor (the port's reading just before it,
-//  whose interval to it is that minute's energy) may be before rolled.
-//  The rollup accounts for a reading that comes in order after one of its
-//  own minutes: the lane writes every reading of its ports, so the newest
-//  one it committed is the predecessor. When readings do not come in order
-//  (one older than that newest one), or the port is not known yet, the
-//  reading is marked if a predecessor within the gap could be before
-//  rolled. The maintenance re-rolls the minute and its predecessor's.
+//  lane's rollup (store_rollup.h), which keeps its ports' minutes from
+//  them as they come.
 static void
 s_track (s_lane_t *self)
 {
-    store_maintenance_t *maintenance = self->server->maintenance;
-    if (!maintenance || !self->rollup)
+    if (!self->rollup)
         return;
-    //  Read only now, after the COMMIT returned (ordering argument in
-    //  store_maintenance.c, "Late readings").
-    int64_t rolled = store_maintenance_rolled (maintenance);
-    int64_t rolled_ms = rolled > INT64_MAX / 1000 ? INT64_MAX : rolled * 1000;
-    int64_t gap_ms = (int64_t)STORE_MAINTENANCE_GAP_SECONDS * 1000;
-    int64_t from_ms = store_rollup_from (self->rollup);
-    size_t marks = 0;
     size_t size = store_batch_size (self->batch);
     for (size_t index = 0; index < size; index++) {
         const proto_verdict_t *verdict = store_batch_verdict (self->batch, index);
@@ -262,38 +310,8 @@ s_track (s_lane_t *self)
         if (verdict->no_reading || ack->code != PROTO_ACK_OK || ack->ts < 0 ||
             !store_batch_inserted (self->batch, index))
             continue;
-        int64_t ts = ack->ts; //  as stored
-        int64_t minute_ms = ts - ts % 60000;
-        int64_t last =
-            store_rollup_add (self->rollup, verdict->reading.port, ts, verdict->reading.power);
-        bool late;
-        int64_t mark_ms = ts; //  the minute to re-roll, with its predecessor's
-        if (last >= from_ms && ts >= last)
-            late = false; //  the rollup has its minute and its predecessor's
-        else if (minute_ms < rolled_ms)
-            late = true; //  its own minute is rolled up
-        else if (ts - gap_ms >= rolled_ms)
-            late = false; //  so is no minute its predecessor can be in
-        else if (last < 0 && minute_ms >= from_ms) {
-            //  The port's first reading here, in a minute the rollup has
-            //  whole: only its predecessor's minute (before this one) may
-            //  be rolled up. The minute before is re-rolled with its own
-            //  predecessor, which is this reading's, not this whole
-            //  minute (after a start, every port's, at full rate).
-            late = true;
-            mark_ms = minute_ms - 60000;
-        } else if (last < 0 || ts < last)
-            late = true; //  predecessor unknown, may be rolled up
-        else
-            late = last < rolled_ms; //  the predecessor's minute is rolled up
-        if (late && marks < store_batch_capacity (self->batch)) {
-            self->mark_ports[marks] = verdict->reading.port;
-            self->mark_times[marks] = mark_ms / 1000;
-            marks++;
-        }
+        store_rollup_add (self->rollup, verdict->reading.port, ack->ts, verdict->reading.power);
     }
-    if (marks)
-        store_maintenance_mark (maintenance, self->mark_ports, self->mark_times, marks);
 }
 
 //  The lane's thread. Natural group commit: it writes whatever is queued
@@ -351,6 +369,12 @@ s_lane_run (void *argument)
 
         store_writer_maintain (self->writer);
         int64_t started = zclock_usecs ();
+        //  From here to write_end the maintenance waits for this write
+        //  before it rolls up past the minutes its marks were decided by.
+        size_t marked = 0;
+        if (self->rollup)
+            marked =
+                s_mark (self, store_maintenance_write_begin (server->maintenance, self->rollup));
         if (turn && __atomic_add_fetch (&server->in_turn, 1, __ATOMIC_RELAXED) > 1)
             __atomic_add_fetch (&server->overlaps, 1, __ATOMIC_RELAXED);
         store_writer_write (self->writer, self->batch);
@@ -362,6 +386,8 @@ s_lane_run (void *argument)
         turn = false;
         s_publish (self);
         s_track (self); //  after the acks: it delays none
+        if (self->rollup)
+            store_maintenance_write_end (server->maintenance, self->rollup, marked > 0);
         __atomic_add_fetch (&self->batches, 1, __ATOMIC_RELAXED);
         if (server->verbose)
             zsys_debug ("store server - lane %zu: batch of %zu written in %" PRId64 " us",

@@ -43,10 +43,11 @@ void store_server_destroy (store_server_t **self_p);
 int store_server_add_writer (store_server_t *self, store_writer_t **writer_p);
 size_t store_server_writers (store_server_t *self);
 
-//  Before the first step: after each commit, the lanes mark the readings
-//  that change minutes maintenance has already rolled up (late readings;
-//  see store_maintenance.h). Borrowed: it must outlive the server. Without
-//  it, nothing is marked.
+//  Before the first step: the lanes keep their ports' minute rollups for
+//  it, and mark the readings that change minutes it has already rolled up
+//  (late readings) in rollup_marks, in the transaction of the readings
+//  (see store_maintenance.h). Borrowed: it must outlive the server.
+//  Without it, nothing is marked.
 void store_server_set_maintenance (store_server_t *self, store_maintenance_t *maintenance);
 
 //  Endpoints actually bound (with the port chosen for "*"); borrowed.

@@ -146,6 +146,15 @@ static const char *s_episodes_sql =
                   "  peak_watts = EXCLUDED.peak_watts, energy_wh = EXCLUDED.energy_wh,"
                   "  samples = EXCLUDED.samples";
 
+//  Minutes already rolled up that the transaction's late readings change,
+//  as ranges per port (store_batch_marks_binary): they commit with the
+//  readings, so no crash between this commit and the maintenance's re-roll
+//  can lose them (rollup_marks, migration 014). Only late readings have
+//  marks: a batch in order sends no such statement.
+static const char *s_marks_sql =
+    "INSERT INTO rollup_marks (port_id, first_minute, last_minute)"
+    " SELECT unnest ($1::uuid[]), unnest ($2::timestamptz[]), unnest ($3::timestamptz[])";
+
 //  The prepared statements of every writer session, by name.
 static const struct {
     const char *name;
@@ -154,7 +163,7 @@ static const struct {
     {"store_write", &s_write_sql},         {"store_readings", &s_readings_sql},
     {"store_keys_safe", &s_keys_safe_sql}, {"store_ids", &s_ids_sql},
     {"store_prune", &s_prune_sql},         {"store_ports", &s_ports_sql},
-    {"store_episodes", &s_episodes_sql},
+    {"store_episodes", &s_episodes_sql},   {"store_marks", &s_marks_sql},
 };
 #define S_STATEMENTS (sizeof (s_statements) / sizeof (s_statements[0]))
 
@@ -798,7 +807,7 @@ s_copies (store_writer_t *self, const char *sql, int count, const uint8_t *const
 }
 
 //  One try at [lo, hi) in one transaction, one pipeline: BEGIN, keys and
-//  readings (one statement), ports, episodes, COMMIT; one round trip
+//  readings (one statement), ports, episodes, [marks], COMMIT; one round trip
 //  (plus a refill of ids now and then). Safe keys: BEGIN and keys, sync
 //  (their answer says which readings are new); readings, ports, episodes,
 //  COMMIT, sync. STORE_INSERT_COPY: BEGIN, COPY keys, COPY readings in one
@@ -869,6 +878,8 @@ s_try (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
         int lengths[S_WRITE_PARAMS];
         const char *ports[STORE_PORTS_PARAMS];
         const char *episodes[STORE_EPISODES_PARAMS];
+        const char *marks[STORE_MARKS_PARAMS];
+        int mark_lengths[STORE_MARKS_PARAMS];
         if (!copy && keyed && !safe) {
             store_batch_keys_binary (batch, write, lengths);
             store_batch_readings_binary (batch, write + STORE_KEYS_PARAMS,
@@ -890,6 +901,9 @@ s_try (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
             s_pipeline_send (self, &pipeline, "store_episodes", STORE_EPISODES_PARAMS, episodes,
                              PGRES_COMMAND_OK, false);
         }
+        if (store_batch_marks_binary (batch, marks, mark_lengths))
+            s_pipeline_send_binary (self, &pipeline, "store_marks", STORE_MARKS_PARAMS, marks,
+                                    mark_lengths, PGRES_COMMAND_OK, false);
         //  A COMMIT whose answer is lost leaves the outcome unknown: the
         //  rows are acked RETRY, and a retry with a key finds its id.
         s_pipeline_send (self, &pipeline, "COMMIT", 0, NULL, PGRES_COMMAND_OK, false);
@@ -1087,6 +1101,8 @@ static const char *s_plan_explains[][2] = {
     {"store_episodes",
      "EXPLAIN EXECUTE store_episodes ('{00000000-0000-4000-8000-000000000001}', '{1}',"
      " '{1767225600000}', '{NULL}', '{1}', '{2}', '{0.5}', '{3}')"},
+    {"store_marks", "EXPLAIN EXECUTE store_marks ('{00000000-0000-4000-8000-000000000001}',"
+                    " '{\"2026-01-01 00:00:00+00\"}', '{\"2026-01-01 00:05:00+00\"}')"},
     //  What phantom_prune_reading_keys_sweep runs (010), planned the same
     //  way: its cursor, a range of blocks, the last range (to the end).
     {"sweep_cursor", "EXPLAIN EXECUTE sweep_cursor"},
