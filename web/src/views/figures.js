@@ -13,9 +13,12 @@ export function yearFigure (year, role, currency, { withWindow = true } = {}) {
     if (!year || year.learning || year.phantomKwh === null || year.phantomKwh === undefined)
         return h('span', { class: 'learning', 'data-testid': 'port-year', 'data-state': 'learning' },
                  `learning (${Math.floor(Number(year && year.reportedHours) || 0)} h of data)`);
+    //  A narrow cell breaks the line between the two figures, never
+    //  inside one ("€8.97 a" / "year").
     return h('span', { 'data-testid': 'port-year', 'data-state': 'projected' },
-        h('span', { 'data-testid': 'port-year-kwh' }, fmtKwh(year.phantomKwh)), ' / ',
-        h('span', { 'data-testid': 'port-year-cost' }, fmtMoney(year.phantomCost, currency)), ' a year',
+        h('span', { class: 'nowrap', 'data-testid': 'port-year-kwh' }, fmtKwh(year.phantomKwh)), ' / ',
+        h('span', { class: 'nowrap' }, h('span', { 'data-testid': 'port-year-cost' }, fmtMoney(year.phantomCost, currency)),
+          ' a year'),
         withWindow ? h('span', { class: 'window-note' }, `, from ${fmtSpan(year.reportedHours)} of data`) : null);
 }
 
