@@ -5,13 +5,14 @@
     gateway_api_parse_path and every route table's gateway_api_route_matches;
     the query through gateway_api_query_var for each variable the routes read
     (limit, before, from, to, step), and every segment and value through the
-    shape checks (is_id, is_uuid, clock time, token, email) and the ISO-8601
-    parser the sensor route uses.
+    shape checks (is_id, is_uuid, token, email), the ISO-8601 parser the
+    sensor route uses, and, read as JSON, the weekly-window check of port
+    schedules and tariffs (gateway_cache_schedule_pack).
 
-    Not reached: the readings window (from/to/step: s_parse_time and
-    s_series_window in gateway_api_ports.c) and the page parameters (inside
-    gateway_api_send_page) are static or tied to a database round trip; they
-    need a pure, non-static parser to be fuzzed here (see tests/fuzz/README.md).
+    Not reached: the query window (gateway_api_window) and the page
+    parameters (inside gateway_api_send_page) answer their errors on the
+    connection or need a database round trip; they need a pure parser to be
+    fuzzed here (see tests/fuzz/README.md).
     =========================================================================
 */
 #include "gateway_api.h"
@@ -40,7 +41,22 @@ s_validators (const char *text)
     bool uuid = gateway_api_is_uuid (text);
     if (uuid)
         S_CHECK (strlen (text) == 36);
-    (void) gateway_api_is_clock_time (text);
+    json_t *windows = json_loads (text, JSON_DECODE_ANY, NULL);
+    if (windows) {
+        uint32_t packed [GATEWAY_API_WINDOWS_MAX];
+        const char *message = NULL;
+        if (gateway_cache_schedule_pack (windows, GATEWAY_API_WINDOWS_MAX, packed, &message) == 0) {
+            //  What passed packs back to a schedule that passes again.
+            json_t *again = gateway_cache_schedule_json (packed, GATEWAY_API_WINDOWS_MAX);
+            uint32_t repacked [GATEWAY_API_WINDOWS_MAX];
+            S_CHECK (gateway_cache_schedule_pack (again, GATEWAY_API_WINDOWS_MAX, repacked,
+                                                  &message) == 0);
+            json_decref (again);
+        }
+        else
+            S_CHECK (message != NULL);
+        json_decref (windows);
+    }
     (void) gateway_api_token_valid (text);
     char email [GATEWAY_API_EMAIL_MAX + 1];
     if (gateway_api_email_normalize (text, email) == 0)
