@@ -773,9 +773,12 @@ async function main () {
         log(`posted ${tvAcked + routerAcked} readings (${new Date(start).toISOString()} .. ${new Date(end).toISOString()})`);
         phase('series posted');
 
-        //  The store rolls late minutes up once a minute: the figures are
-        //  final once each port's energy used over 30 days is the series'
-        //  own. Meanwhile steps 1, 4, 5 and 6 run.
+        //  The store rolls late minutes up after their commit: the figures
+        //  are final once each port's energy used over 30 days is the
+        //  series' own, and its row says its last reading (written at most
+        //  once a second, which in a backfill is hours of device time, and
+        //  which ends an open episode for the figures). Meanwhile steps 1,
+        //  4, 5 and 6 run.
         let summary = null;
         let caughtUp = null;
         const converged = (async () => {
@@ -783,7 +786,8 @@ async function main () {
             for (;;) {
                 summary = await expectOk(base, 'GET', '/api/summary', { token: api });
                 const row = (p) => summary.ports.find((r) => r.id === p.id);
-                if ([tv, router].every((p) => Math.abs(row(p).last30.energyKwh - p.usage.wh / 1000) < 1e-9)) {
+                if ([tv, router].every((p) => Math.abs(row(p).last30.energyKwh - p.usage.wh / 1000) < 1e-9
+                        && new Date(row(p).lastReadingAt).getTime() === p.points[p.points.length - 1][0])) {
                     caughtUp = Date.now();
                     return summary;
                 }
