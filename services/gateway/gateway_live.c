@@ -23,43 +23,42 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#define S_QUEUE_MAX 256                 //  events waiting per stream
-#define S_KEEPALIVE_MS 15000            //  "ping" event when nothing happened
-#define S_POLL_MS 200                   //  live thread's poll bound (stop latency)
-#define S_RECONNECT_MS 2000             //  PostgreSQL reconnect back-off
-#define S_SUB_HWM 10000                 //  events buffered from the detectors
-#define S_BATCH_MAX 1000                //  events handled per poll, then check stop
-#define S_STOP_WAIT_MS 3000             //  longest wait for streams to leave
+#define S_QUEUE_MAX 256      //  events waiting per stream
+#define S_KEEPALIVE_MS 15000 //  "ping" event when nothing happened
+#define S_POLL_MS 200        //  live thread's poll bound (stop latency)
+#define S_RECONNECT_MS 2000  //  PostgreSQL reconnect back-off
+#define S_SUB_HWM 10000      //  events buffered from the detectors
+#define S_BATCH_MAX 1000     //  events handled per poll, then check stop
+#define S_STOP_WAIT_MS 3000  //  longest wait for streams to leave
 #define S_PER_USER_DEFAULT 8
 
 //  One open stream.
 typedef struct _s_stream_t {
-    int64_t user;                       //  whose events it gets
-    char *events [S_QUEUE_MAX];         //  ring of formatted events, owned
-    size_t head;                        //  oldest event
-    size_t count;                       //  events queued
-    bool resync;                        //  events were dropped: tell the client
-    pthread_cond_t wake;                //  signalled on a new event or stop
-    struct _s_stream_t *next;           //  next open stream
+    int64_t user;              //  whose events it gets
+    char *events[S_QUEUE_MAX]; //  ring of formatted events, owned
+    size_t head;               //  oldest event
+    size_t count;              //  events queued
+    bool resync;               //  events were dropped: tell the client
+    pthread_cond_t wake;       //  signalled on a new event or stop
+    struct _s_stream_t *next;  //  next open stream
 } s_stream_t;
 
 struct _gateway_live_t {
-    char *conninfo;                     //  PostgreSQL for LISTEN
-    char **endpoints;                   //  detector event PUBs to connect
-    int endpoint_count;                 //  how many
-    size_t stream_max;                  //  streams in all
-    size_t stream_max_per_user;         //  streams of one user
-    pthread_mutex_t lock;               //  guards streams and their queues
-    s_stream_t *streams;                //  open streams
-    size_t stream_count;                //  how many
-    atomic_size_t active;               //  the same, read without the lock on the hot path
-    atomic_bool stopping;               //  streams end, new ones are refused
-    atomic_bool listening;              //  LISTEN is in effect (tests wait for it)
-    atomic_uint_fast64_t dropped;       //  events dropped on full queues
-    pthread_t thread;                   //  the live thread
-    bool thread_started;                //  thread needs joining
+    char *conninfo;               //  PostgreSQL for LISTEN
+    char **endpoints;             //  detector event PUBs to connect
+    int endpoint_count;           //  how many
+    size_t stream_max;            //  streams in all
+    size_t stream_max_per_user;   //  streams of one user
+    pthread_mutex_t lock;         //  guards streams and their queues
+    s_stream_t *streams;          //  open streams
+    size_t stream_count;          //  how many
+    atomic_size_t active;         //  the same, read without the lock on the hot path
+    atomic_bool stopping;         //  streams end, new ones are refused
+    atomic_bool listening;        //  LISTEN is in effect (tests wait for it)
+    atomic_uint_fast64_t dropped; //  events dropped on full queues
+    pthread_t thread;             //  the live thread
+    bool thread_started;          //  thread needs joining
 };
-
 
 //  ==========================================================================
 //  Fan-out
@@ -70,13 +69,13 @@ static void
 s_stream_push (gateway_live_t *self, s_stream_t *stream, char *event)
 {
     if (stream->count == S_QUEUE_MAX) {
-        free (stream->events [stream->head]);
+        free (stream->events[stream->head]);
         stream->head = (stream->head + 1) % S_QUEUE_MAX;
         stream->count--;
         stream->resync = true;
         atomic_fetch_add (&self->dropped, 1);
     }
-    stream->events [(stream->head + stream->count) % S_QUEUE_MAX] = event;
+    stream->events[(stream->head + stream->count) % S_QUEUE_MAX] = event;
     stream->count++;
     pthread_cond_signal (&stream->wake);
 }
@@ -122,7 +121,7 @@ s_watched (gateway_live_t *self, int64_t user)
 static json_t *
 s_time (int64_t ms)
 {
-    char text [32];
+    char text[32];
     gateway_http_iso8601 (ms, text);
     return json_string (text);
 }
@@ -134,8 +133,8 @@ gateway_live_reading (gateway_live_t *self, int64_t user, const char *port, int6
     if (!self || !port || !s_watched (self, user))
         return;
     s_publish (self, user, "reading",
-               json_pack ("{s:s, s:o, s:f, s:s}", "portId", port, "ts", s_time (ts),
-                          "power", power, "status", proto_status_name (status)));
+               json_pack ("{s:s, s:o, s:f, s:s}", "portId", port, "ts", s_time (ts), "power", power,
+                          "status", proto_status_name (status)));
 }
 
 //  A detector event: status.<port> or phantom.start/end.<port>.
@@ -146,29 +145,23 @@ s_event (gateway_live_t *self, const proto_event_t *event)
         return;
     if (streq (event->kind, "status"))
         s_publish (self, event->user, "status",
-                   json_pack ("{s:s, s:s, s:s, s:o}", "portId", event->port,
-                              "status", proto_status_name (event->status),
-                              "previous", proto_status_name (event->previous),
-                              "ts", s_time (event->ts)));
-    else
-    if (strncmp (event->kind, "phantom.", 8) == 0) {
+                   json_pack ("{s:s, s:s, s:s, s:o}", "portId", event->port, "status",
+                              proto_status_name (event->status), "previous",
+                              proto_status_name (event->previous), "ts", s_time (event->ts)));
+    else if (strncmp (event->kind, "phantom.", 8) == 0) {
         json_t *episode = json_null ();
         if (event->has_episode)
-            episode = json_pack ("{s:o, s:o, s:f, s:f, s:f, s:i}",
-                                 "start", s_time (event->episode.start),
-                                 "end", event->episode.end ? s_time (event->episode.end)
-                                                           : json_null (),
-                                 "meanWatts", event->episode.mean_watts,
-                                 "peakWatts", event->episode.peak_watts,
-                                 "energyWh", event->episode.energy_wh,
-                                 "samples", (int) event->episode.samples);
+            episode = json_pack (
+                "{s:o, s:o, s:f, s:f, s:f, s:i}", "start", s_time (event->episode.start), "end",
+                event->episode.end ? s_time (event->episode.end) : json_null (), "meanWatts",
+                event->episode.mean_watts, "peakWatts", event->episode.peak_watts, "energyWh",
+                event->episode.energy_wh, "samples", (int)event->episode.samples);
         s_publish (self, event->user, "phantom",
-                   json_pack ("{s:s, s:s, s:o, s:f, s:o}", "portId", event->port,
-                              "kind", event->kind + 8, "ts", s_time (event->ts),
-                              "watts", event->watts, "episode", episode));
+                   json_pack ("{s:s, s:s, s:o, s:f, s:o}", "portId", event->port, "kind",
+                              event->kind + 8, "ts", s_time (event->ts), "watts", event->watts,
+                              "episode", episode));
     }
 }
-
 
 //  ==========================================================================
 //  The live thread
@@ -207,35 +200,36 @@ s_notification (gateway_live_t *self, PGconn *pg, const char *payload)
     }
     if (!s_watched (self, user))
         return;
-    char user_text [24];
+    char user_text[24];
     snprintf (user_text, sizeof user_text, "%lld", user);
-    const char *values [] = {user_text};
-    PGresult *result = PQexecParams (pg,
-        "SELECT count (*) FROM notifications WHERE user_id = $1::bigint AND read_at IS NULL",
-        1, NULL, values, NULL, NULL, 0);
+    const char *values[] = {user_text};
+    PGresult *result = PQexecParams (
+        pg, "SELECT count (*) FROM notifications WHERE user_id = $1::bigint AND read_at IS NULL", 1,
+        NULL, values, NULL, NULL, 0);
     json_t *unread = PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1
-        ? json_integer (strtoll (PQgetvalue (result, 0, 0), NULL, 10)) : json_null ();
+                         ? json_integer (strtoll (PQgetvalue (result, 0, 0), NULL, 10))
+                         : json_null ();
     PQclear (result);
     s_publish (self, user, "notification",
-               json_pack ("{s:I, s:o}", "id", (json_int_t) id, "unread", unread));
+               json_pack ("{s:I, s:o}", "id", (json_int_t)id, "unread", unread));
 }
 
 static void *
 s_thread (void *argument)
 {
-    gateway_live_t *self = (gateway_live_t *) argument;
+    gateway_live_t *self = (gateway_live_t *)argument;
     zsock_t *sub = zsock_new (ZMQ_SUB);
     assert (sub);
     zsock_set_rcvhwm (sub, S_SUB_HWM);
-    zsock_set_linger (sub, 0);          //  nothing to deliver on close
-    zsock_set_rcvtimeo (sub, 0);        //  reads below only after a poll said so
+    zsock_set_linger (sub, 0);   //  nothing to deliver on close
+    zsock_set_rcvtimeo (sub, 0); //  reads below only after a poll said so
     zsock_set_subscribe (sub, "status.");
     zsock_set_subscribe (sub, "phantom.");
     if (proto_curve_client (sub, NULL) != 0)
         zsys_error ("gateway live - no CURVE client keys: live events will not arrive");
     for (int index = 0; index < self->endpoint_count; index++)
-        if (zsock_connect (sub, "%s", self->endpoints [index]) != 0)
-            zsys_warning ("gateway live - cannot connect to %s", self->endpoints [index]);
+        if (zsock_connect (sub, "%s", self->endpoints[index]) != 0)
+            zsys_warning ("gateway live - cannot connect to %s", self->endpoints[index]);
 
     PGconn *pg = NULL;
     int64_t reconnect_at = 0;
@@ -249,18 +243,15 @@ s_thread (void *argument)
                     s_publish (self, 0, "resync", json_object ());
                 connected_before = true;
                 atomic_store (&self->listening, true);
-            }
-            else
+            } else
                 reconnect_at = zclock_mono () + S_RECONNECT_MS;
         }
-        zmq_pollitem_t items [2] = {
-            {zsock_resolve (sub), 0, ZMQ_POLLIN, 0},
-            {NULL, pg ? PQsocket (pg) : -1, ZMQ_POLLIN, 0}
-        };
+        zmq_pollitem_t items[2] = {{zsock_resolve (sub), 0, ZMQ_POLLIN, 0},
+                                   {NULL, pg ? PQsocket (pg) : -1, ZMQ_POLLIN, 0}};
         int rc = zmq_poll (items, pg ? 2 : 1, S_POLL_MS);
         if (rc == -1 && zmq_errno () != EINTR)
             break;
-        if (items [0].revents & ZMQ_POLLIN)
+        if (items[0].revents & ZMQ_POLLIN)
             for (int count = 0; count < S_BATCH_MAX; count++) {
                 zmsg_t *message = zmsg_recv (sub);
                 if (!message)
@@ -268,14 +259,14 @@ s_thread (void *argument)
                 zframe_t *topic = zmsg_first (message);
                 zframe_t *body = zmsg_next (message);
                 proto_event_t event;
-                if (topic && body && zmsg_size (message) == 2
-                &&  proto_event_decode (zframe_data (body), zframe_size (body), &event) == 0)
+                if (topic && body && zmsg_size (message) == 2 &&
+                    proto_event_decode (zframe_data (body), zframe_size (body), &event) == 0)
                     s_event (self, &event);
                 else
                     zsys_warning ("gateway live - malformed event dropped");
                 zmsg_destroy (&message);
             }
-        if (pg && (items [1].revents & ZMQ_POLLIN)) {
+        if (pg && (items[1].revents & ZMQ_POLLIN)) {
             if (PQconsumeInput (pg) == 0) {
                 zsys_warning ("gateway live - PostgreSQL connection lost: %s", PQerrorMessage (pg));
                 PQfinish (pg);
@@ -296,7 +287,6 @@ s_thread (void *argument)
     return NULL;
 }
 
-
 //  ==========================================================================
 //  Streams
 
@@ -305,14 +295,14 @@ static bool
 s_write (struct mg_connection *conn, const char *text)
 {
     size_t length = strlen (text);
-    return mg_write (conn, text, length) == (int) length;
+    return mg_write (conn, text, length) == (int)length;
 }
 
 int
 gateway_live_serve (gateway_live_t *self, struct mg_connection *conn, int64_t user)
 {
     assert (self);
-    s_stream_t *stream = (s_stream_t *) calloc (1, sizeof (s_stream_t));
+    s_stream_t *stream = (s_stream_t *)calloc (1, sizeof (s_stream_t));
     if (!stream)
         return gateway_http_send_error (conn, 500, "internal_error", "Out of memory", 0);
     stream->user = user;
@@ -326,8 +316,8 @@ gateway_live_serve (gateway_live_t *self, struct mg_connection *conn, int64_t us
     size_t mine = 0;
     for (s_stream_t *other = self->streams; other; other = other->next)
         mine += other->user == user;
-    bool admitted = !atomic_load (&self->stopping) && self->stream_count < self->stream_max
-                 && mine < self->stream_max_per_user;
+    bool admitted = !atomic_load (&self->stopping) && self->stream_count < self->stream_max &&
+                    mine < self->stream_max_per_user;
     if (admitted) {
         stream->next = self->streams;
         self->streams = stream;
@@ -352,7 +342,7 @@ gateway_live_serve (gateway_live_t *self, struct mg_connection *conn, int64_t us
     //  "ready" tells the client (and the tests) that events now reach it.
     bool alive = s_write (conn, "retry: 3000\n\nevent: ready\ndata: {}\n\n");
 
-    char *batch [S_QUEUE_MAX + 1];
+    char *batch[S_QUEUE_MAX + 1];
     while (alive) {
         struct timespec deadline;
         clock_gettime (CLOCK_MONOTONIC, &deadline);
@@ -364,26 +354,26 @@ gateway_live_serve (gateway_live_t *self, struct mg_connection *conn, int64_t us
                 break;
         bool stopping = atomic_load (&self->stopping);
         if (stream->resync) {
-            batch [count++] = strdup ("event: resync\ndata: {}\n\n");
+            batch[count++] = strdup ("event: resync\ndata: {}\n\n");
             stream->resync = false;
         }
         while (stream->count) {
-            batch [count++] = stream->events [stream->head];
+            batch[count++] = stream->events[stream->head];
             stream->head = (stream->head + 1) % S_QUEUE_MAX;
             stream->count--;
         }
         pthread_mutex_unlock (&self->lock);
         if (stopping) {
             for (size_t index = 0; index < count; index++)
-                free (batch [index]);
+                free (batch[index]);
             break;
         }
         if (count == 0)
             alive = s_write (conn, "event: ping\ndata: {}\n\n");
         for (size_t index = 0; index < count; index++) {
-            if (alive && batch [index])
-                alive = s_write (conn, batch [index]);
-            free (batch [index]);
+            if (alive && batch[index])
+                alive = s_write (conn, batch[index]);
+            free (batch[index]);
         }
     }
 
@@ -396,7 +386,7 @@ gateway_live_serve (gateway_live_t *self, struct mg_connection *conn, int64_t us
     self->stream_count--;
     atomic_fetch_sub (&self->active, 1);
     while (stream->count) {
-        free (stream->events [stream->head]);
+        free (stream->events[stream->head]);
         stream->head = (stream->head + 1) % S_QUEUE_MAX;
         stream->count--;
     }
@@ -412,7 +402,6 @@ gateway_live_streams (gateway_live_t *self)
     return self ? atomic_load (&self->active) : 0;
 }
 
-
 //  ==========================================================================
 //  Life cycle
 
@@ -421,27 +410,27 @@ gateway_live_new (proto_config_t *config)
 {
     assert (config);
     int error = 0;
-    int partitions = (int) proto_config_int (config, "partitions", 2, 1, 1024, &error);
-    int http_threads = (int) proto_config_int (config, "http_threads", 32, 1, 1024, &error);
-    int stream_max = (int) proto_config_int (config, "stream_max", http_threads / 2 > 0
-                                             ? http_threads / 2 : 1, 1, 1024, &error);
-    int per_user = (int) proto_config_int (config, "stream_max_per_user", S_PER_USER_DEFAULT,
-                                           1, 1024, &error);
+    int partitions = (int)proto_config_int (config, "partitions", 2, 1, 1024, &error);
+    int http_threads = (int)proto_config_int (config, "http_threads", 32, 1, 1024, &error);
+    int stream_max = (int)proto_config_int (
+        config, "stream_max", http_threads / 2 > 0 ? http_threads / 2 : 1, 1, 1024, &error);
+    int per_user =
+        (int)proto_config_int (config, "stream_max_per_user", S_PER_USER_DEFAULT, 1, 1024, &error);
     if (error)
         return NULL;
     const char *endpoint = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
 
-    gateway_live_t *self = (gateway_live_t *) zmalloc (sizeof (gateway_live_t));
+    gateway_live_t *self = (gateway_live_t *)zmalloc (sizeof (gateway_live_t));
     assert (self);
     pthread_mutex_init (&self->lock, NULL);
     self->conninfo = strdup (proto_config_get (config, "database", "dbname=phantomwatch"));
-    self->stream_max = (size_t) stream_max;
-    self->stream_max_per_user = (size_t) per_user;
-    self->endpoints = (char **) calloc ((size_t) partitions, sizeof (char *));
+    self->stream_max = (size_t)stream_max;
+    self->stream_max_per_user = (size_t)per_user;
+    self->endpoints = (char **)calloc ((size_t)partitions, sizeof (char *));
     assert (self->conninfo && self->endpoints);
     for (int index = 0; index < partitions; index++) {
-        self->endpoints [index] = proto_config_endpoint_offset (endpoint, index);
-        if (!self->endpoints [index]) {
+        self->endpoints[index] = proto_config_endpoint_offset (endpoint, index);
+        if (!self->endpoints[index]) {
             zsys_error ("gateway live - event_endpoint '%s' has no numeric port", endpoint);
             gateway_live_destroy (&self);
             return NULL;
@@ -490,11 +479,11 @@ gateway_live_destroy (gateway_live_t **self_p)
         if (atomic_load (&self->active) > 0)
             //  Freeing now would pull the lock from under a stream: leak instead.
             zsys_error ("gateway live - %zu streams still open at shutdown",
-                        (size_t) atomic_load (&self->active));
+                        (size_t)atomic_load (&self->active));
         else {
             pthread_mutex_destroy (&self->lock);
             for (int index = 0; index < self->endpoint_count; index++)
-                free (self->endpoints [index]);
+                free (self->endpoints[index]);
             free (self->endpoints);
             free (self->conninfo);
             free (self);
@@ -502,7 +491,6 @@ gateway_live_destroy (gateway_live_t **self_p)
         *self_p = NULL;
     }
 }
-
 
 //  ==========================================================================
 //  Self test: real HTTP, a real PostgreSQL (LISTEN/NOTIFY), an in-process
@@ -517,9 +505,9 @@ gateway_live_destroy (gateway_live_t **self_p)
 #include <unistd.h>
 
 typedef struct {
-    int fd;                             //  the stream's socket
-    char text [65536];                  //  everything read so far
-    size_t size;                        //  bytes in text
+    int fd;           //  the stream's socket
+    char text[65536]; //  everything read so far
+    size_t size;      //  bytes in text
 } s_test_stream_t;
 
 //  Opens GET /api/stream with a bearer token; returns the status line's code.
@@ -531,14 +519,14 @@ s_test_stream_open (s_test_stream_t *stream, int port, const char *token)
     assert (stream->fd >= 0);
     struct sockaddr_in address = {0};
     address.sin_family = AF_INET;
-    address.sin_port = htons ((uint16_t) port);
+    address.sin_port = htons ((uint16_t)port);
     address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    int rc = connect (stream->fd, (struct sockaddr *) &address, sizeof address);
+    int rc = connect (stream->fd, (struct sockaddr *)&address, sizeof address);
     assert (rc == 0);
     char *request = zsys_sprintf ("GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                   "Authorization: Bearer %s\r\nAccept: text/event-stream\r\n\r\n",
                                   token);
-    assert (send (stream->fd, request, strlen (request), 0) == (ssize_t) strlen (request));
+    assert (send (stream->fd, request, strlen (request), 0) == (ssize_t)strlen (request));
     zstr_free (&request);
     int status = 0;
     //  The status line arrives at once, whatever the answer.
@@ -549,8 +537,8 @@ s_test_stream_open (s_test_stream_t *stream, int port, const char *token)
                                   sizeof stream->text - 1 - stream->size, 0);
             if (count <= 0)
                 break;
-            stream->size += (size_t) count;
-            stream->text [stream->size] = 0;
+            stream->size += (size_t)count;
+            stream->text[stream->size] = 0;
             sscanf (stream->text, "HTTP/1.%*d %d", &status);
         }
     }
@@ -568,7 +556,7 @@ s_test_stream_wait (s_test_stream_t *stream, const char *needle, int timeout_ms)
         if (left <= 0)
             return false;
         struct pollfd item = {stream->fd, POLLIN, 0};
-        if (poll (&item, 1, (int) left) != 1)
+        if (poll (&item, 1, (int)left) != 1)
             continue;
         if (stream->size + 1 >= sizeof stream->text)
             return false;
@@ -576,25 +564,27 @@ s_test_stream_wait (s_test_stream_t *stream, const char *needle, int timeout_ms)
                               sizeof stream->text - 1 - stream->size, 0);
         if (count <= 0)
             return false;
-        stream->size += (size_t) count;
-        stream->text [stream->size] = 0;
+        stream->size += (size_t)count;
+        stream->text[stream->size] = 0;
     }
     return true;
 }
 
 //  A user with a session; returns the user id, token into token.
 static int64_t
-s_test_user (PGconn *pg, const char *email, char token [GATEWAY_API_TOKEN_CHARS + 1])
+s_test_user (PGconn *pg, const char *email, char token[GATEWAY_API_TOKEN_CHARS + 1])
 {
-    char hash [GATEWAY_API_HASH_TEXT];
+    char hash[GATEWAY_API_HASH_TEXT];
     gateway_api_token_new (token, hash);
-    const char *values [] = {email, hash};
-    PGresult *result = PQexecParams (pg,
+    const char *values[] = {email, hash};
+    PGresult *result = PQexecParams (
+        pg,
         "WITH u AS (INSERT INTO users (email, name, password_hash) VALUES ($1, 'Live', 'x')"
         "           RETURNING id),"
         " s AS (INSERT INTO sessions (token_hash, user_id, expires_at)"
         "       SELECT $2::bytea, id, now () + interval '1 hour' FROM u)"
-        " SELECT id FROM u", 2, NULL, values, NULL, NULL, 0);
+        " SELECT id FROM u",
+        2, NULL, values, NULL, NULL, 0);
     assert (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1);
     int64_t id = strtoll (PQgetvalue (result, 0, 0), NULL, 10);
     PQclear (result);
@@ -607,7 +597,7 @@ s_test_publish (zsock_t *pub, const proto_event_t *event)
     proto_buffer_t buffer;
     proto_buffer_init (&buffer);
     assert (proto_event_encode (event, &buffer) == 0);
-    char topic [PROTO_TOPIC_MAX + 1];
+    char topic[PROTO_TOPIC_MAX + 1];
     proto_event_topic (event, topic);
     zmsg_t *message = zmsg_new ();
     zmsg_addstr (message, topic);
@@ -630,9 +620,9 @@ gateway_live_test (bool verbose)
     for (int index = 0; index < S_QUEUE_MAX + 10; index++)
         s_stream_push (&ring, &stream, zsys_sprintf ("%d", index));
     assert (stream.count == S_QUEUE_MAX && stream.resync && atomic_load (&ring.dropped) == 10);
-    assert (streq (stream.events [stream.head], "10"));
+    assert (streq (stream.events[stream.head], "10"));
     for (; stream.count; stream.count--, stream.head = (stream.head + 1) % S_QUEUE_MAX)
-        free (stream.events [stream.head]);
+        free (stream.events[stream.head]);
     pthread_cond_destroy (&stream.wake);
 
     const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
@@ -650,7 +640,7 @@ gateway_live_test (bool verbose)
     zsock_set_linger (pub, 0);
     int pub_port = zsock_bind (pub, "tcp://127.0.0.1:*");
     assert (pub_port > 0);
-    char endpoint [64];
+    char endpoint[64];
     snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", pub_port);
     setenv ("PHANTOM_DATABASE", conninfo, 1);
     setenv ("PHANTOM_EVENT_ENDPOINT", endpoint, 1);
@@ -671,18 +661,18 @@ gateway_live_test (bool verbose)
     assert (gateway.live->endpoint_count == 2 && gateway.live->stream_max_per_user == 2);
     int http_port = gateway_api_test_http_start (&gateway, "8");
 
-    char suffix [17], email [96];
-    snprintf (suffix, sizeof suffix, "%08x%08x", (unsigned) randombytes_random (),
-              (unsigned) randombytes_random ());
-    char token_a [GATEWAY_API_TOKEN_CHARS + 1], token_b [GATEWAY_API_TOKEN_CHARS + 1];
+    char suffix[17], email[96];
+    snprintf (suffix, sizeof suffix, "%08x%08x", (unsigned)randombytes_random (),
+              (unsigned)randombytes_random ());
+    char token_a[GATEWAY_API_TOKEN_CHARS + 1], token_b[GATEWAY_API_TOKEN_CHARS + 1];
     snprintf (email, sizeof email, "live.a.%s@example.com", suffix);
     int64_t user_a = s_test_user (pg, email, token_a);
     snprintf (email, sizeof email, "live.b.%s@example.com", suffix);
     int64_t user_b = s_test_user (pg, email, token_b);
 
-    s_test_stream_t *stream_a = (s_test_stream_t *) malloc (sizeof (s_test_stream_t));
-    s_test_stream_t *stream_b = (s_test_stream_t *) malloc (sizeof (s_test_stream_t));
-    s_test_stream_t *extra = (s_test_stream_t *) malloc (sizeof (s_test_stream_t));
+    s_test_stream_t *stream_a = (s_test_stream_t *)malloc (sizeof (s_test_stream_t));
+    s_test_stream_t *stream_b = (s_test_stream_t *)malloc (sizeof (s_test_stream_t));
+    s_test_stream_t *extra = (s_test_stream_t *)malloc (sizeof (s_test_stream_t));
     assert (stream_a && stream_b && extra);
     assert (s_test_stream_open (stream_a, http_port, "nonsense") == 401);
     close (stream_a->fd);
@@ -696,7 +686,7 @@ gateway_live_test (bool verbose)
     //  Per-user bound: A's second stream is fine, the third is a 503.
     assert (s_test_stream_open (extra, http_port, token_a) == 200);
     assert (s_test_stream_wait (extra, "event: ready\n", 5000));
-    s_test_stream_t *refused = (s_test_stream_t *) malloc (sizeof (s_test_stream_t));
+    s_test_stream_t *refused = (s_test_stream_t *)malloc (sizeof (s_test_stream_t));
     assert (refused);
     assert (s_test_stream_open (refused, http_port, token_a) == 503);
     close (refused->fd);
@@ -708,10 +698,11 @@ gateway_live_test (bool verbose)
     for (int wait = 0; wait < 500 && !atomic_load (&gateway.live->listening); wait++)
         zclock_sleep (10);
     assert (atomic_load (&gateway.live->listening));
-    char user_text [24];
+    char user_text[24];
     snprintf (user_text, sizeof user_text, "%" PRId64, user_a);
-    const char *values [] = {user_text};
-    PGresult *result = PQexecParams (pg,
+    const char *values[] = {user_text};
+    PGresult *result = PQexecParams (
+        pg,
         "WITH n AS (INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
         "           VALUES ($1::bigint, 'digest', 'live', 'T', 'M') RETURNING id)"
         " SELECT id, pg_notify ('phantom_notification', $1 || ':' || id) FROM n",
@@ -755,15 +746,19 @@ gateway_live_test (bool verbose)
     assert (s_test_stream_wait (stream_a, "\"energyWh\":0.5", 1000));
 
     //  reading: from the sensor path.
-    gateway_live_reading (gateway.live, user_a, event.port, 1700000001000, 3.5, PROTO_STATUS_PHANTOM);
-    assert (s_test_stream_wait (stream_a, "event: reading\ndata: {\"portId\":\"123e4567-e89b-12d3-"
-                                          "a456-426614174000\",\"ts\":\"2023-11-14T22:13:21.000Z\","
-                                          "\"power\":3.5,\"status\":\"phantom\"}\n\n", 5000));
+    gateway_live_reading (gateway.live, user_a, event.port, 1700000001000, 3.5,
+                          PROTO_STATUS_PHANTOM);
+    assert (s_test_stream_wait (stream_a,
+                                "event: reading\ndata: {\"portId\":\"123e4567-e89b-12d3-"
+                                "a456-426614174000\",\"ts\":\"2023-11-14T22:13:21.000Z\","
+                                "\"power\":3.5,\"status\":\"phantom\"}\n\n",
+                                5000));
 
     //  B saw none of A's events, and sees its own.
     assert (!s_test_stream_wait (stream_b, "event: reading", 300));
-    assert (!strstr (stream_b->text, "event: status") && !strstr (stream_b->text, "event: phantom")
-            && !strstr (stream_b->text, "event: notification"));
+    assert (!strstr (stream_b->text, "event: status") &&
+            !strstr (stream_b->text, "event: phantom") &&
+            !strstr (stream_b->text, "event: notification"));
     gateway_live_reading (gateway.live, user_b, event.port, 1700000002000, 1, PROTO_STATUS_OFF);
     assert (s_test_stream_wait (stream_b, "\"status\":\"off\"", 5000));
     //  Nobody watching: nothing is formatted, nothing breaks.
