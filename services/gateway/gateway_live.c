@@ -9,8 +9,11 @@
 
     Bounds: a stream queues at most S_QUEUE_MAX events (a slow browser
     loses the oldest and gets "resync"); at most stream_max streams in all
-    and stream_max_per_user per user (503 beyond), so streams cannot take
-    every civetweb worker; a stream quiet for 15 s writes a "ping" event,
+    (503 beyond), so streams cannot take every civetweb worker, and at most
+    stream_max_per_user per user and stream_max_per_address per client
+    address (429 beyond), so one client, signed in to as many accounts as
+    it likes, cannot take the streams of everyone else; a stream quiet for
+    15 s writes a "ping" event,
     which is how it notices a client that has gone, and how the client
     (EventSource hides comments) tells a quiet stream from a dead one.
     =========================================================================
@@ -18,6 +21,7 @@
 #include "gateway_live.h"
 #include "proto_curve.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -31,10 +35,13 @@
 #define S_BATCH_MAX 1000     //  events handled per poll, then check stop
 #define S_STOP_WAIT_MS 3000  //  longest wait for streams to leave
 #define S_PER_USER_DEFAULT 8
+#define S_PER_ADDRESS_DEFAULT 16
+#define S_REFUSED_RETRY_S 10 //  Retry-After of a refused stream
 
 //  One open stream.
 typedef struct _s_stream_t {
     int64_t user;              //  whose events it gets
+    uint8_t address[16];       //  client address (IPv4 mapped into IPv6)
     char *events[S_QUEUE_MAX]; //  ring of formatted events, owned
     size_t head;               //  oldest event
     size_t count;              //  events queued
@@ -44,20 +51,21 @@ typedef struct _s_stream_t {
 } s_stream_t;
 
 struct _gateway_live_t {
-    char *conninfo;               //  PostgreSQL for LISTEN
-    char **endpoints;             //  detector event PUBs to connect
-    int endpoint_count;           //  how many
-    size_t stream_max;            //  streams in all
-    size_t stream_max_per_user;   //  streams of one user
-    pthread_mutex_t lock;         //  guards streams and their queues
-    s_stream_t *streams;          //  open streams
-    size_t stream_count;          //  how many
-    atomic_size_t active;         //  the same, read without the lock on the hot path
-    atomic_bool stopping;         //  streams end, new ones are refused
-    atomic_bool listening;        //  LISTEN is in effect (tests wait for it)
-    atomic_uint_fast64_t dropped; //  events dropped on full queues
-    pthread_t thread;             //  the live thread
-    bool thread_started;          //  thread needs joining
+    char *conninfo;                //  PostgreSQL for LISTEN
+    char **endpoints;              //  detector event PUBs to connect
+    int endpoint_count;            //  how many
+    size_t stream_max;             //  streams in all
+    size_t stream_max_per_user;    //  streams of one user
+    size_t stream_max_per_address; //  streams of one client address
+    pthread_mutex_t lock;          //  guards streams and their queues
+    s_stream_t *streams;           //  open streams
+    size_t stream_count;           //  how many
+    atomic_size_t active;          //  the same, read without the lock on the hot path
+    atomic_bool stopping;          //  streams end, new ones are refused
+    atomic_bool listening;         //  LISTEN is in effect (tests wait for it)
+    atomic_uint_fast64_t dropped;  //  events dropped on full queues
+    pthread_t thread;              //  the live thread
+    bool thread_started;           //  thread needs joining
 };
 
 //  ==========================================================================
@@ -290,6 +298,21 @@ s_thread (void *argument)
 //  ==========================================================================
 //  Streams
 
+//  The client address of text into 16 bytes, IPv4 mapped into IPv6 so
+//  that both spellings of one IPv4 client are one client; all zero (one
+//  shared client) for text that is no address, which civetweb never gives.
+static void
+s_address (const char *text, uint8_t address[16])
+{
+    memset (address, 0, 16);
+    struct in_addr v4;
+    if (text && inet_pton (AF_INET, text, &v4) == 1) {
+        address[10] = address[11] = 0xff;
+        memcpy (address + 12, &v4, 4);
+    } else if (text && inet_pton (AF_INET6, text, address) != 1)
+        memset (address, 0, 16);
+}
+
 //  Writes all of text; false when the client is gone.
 static bool
 s_write (struct mg_connection *conn, const char *text)
@@ -306,6 +329,7 @@ gateway_live_serve (gateway_live_t *self, struct mg_connection *conn, int64_t us
     if (!stream)
         return gateway_http_send_error (conn, 500, "internal_error", "Out of memory", 0);
     stream->user = user;
+    s_address (gateway_http_client_ip (conn), stream->address);
     pthread_condattr_t attributes;
     pthread_condattr_init (&attributes);
     pthread_condattr_setclock (&attributes, CLOCK_MONOTONIC);
@@ -313,23 +337,35 @@ gateway_live_serve (gateway_live_t *self, struct mg_connection *conn, int64_t us
     pthread_condattr_destroy (&attributes);
 
     pthread_mutex_lock (&self->lock);
-    size_t mine = 0;
-    for (s_stream_t *other = self->streams; other; other = other->next)
-        mine += other->user == user;
-    bool admitted = !atomic_load (&self->stopping) && self->stream_count < self->stream_max &&
-                    mine < self->stream_max_per_user;
-    if (admitted) {
+    size_t of_user = 0, of_address = 0;
+    for (s_stream_t *other = self->streams; other; other = other->next) {
+        of_user += other->user == user;
+        of_address += memcmp (other->address, stream->address, 16) == 0;
+    }
+    //  The client's own limits first: they are its to fix (429), the
+    //  total is the server's (503).
+    const char *refused = NULL;
+    int refused_status = 429;
+    if (of_user >= self->stream_max_per_user)
+        refused = "Too many live streams open for this account";
+    else if (of_address >= self->stream_max_per_address)
+        refused = "Too many live streams open from this address";
+    else if (atomic_load (&self->stopping) || self->stream_count >= self->stream_max) {
+        refused = "Too many live streams open, retry later";
+        refused_status = 503;
+    }
+    if (!refused) {
         stream->next = self->streams;
         self->streams = stream;
         self->stream_count++;
         atomic_fetch_add (&self->active, 1);
     }
     pthread_mutex_unlock (&self->lock);
-    if (!admitted) {
+    if (refused) {
         pthread_cond_destroy (&stream->wake);
         free (stream);
-        return gateway_http_send_error (conn, 503, "too_many_streams",
-                                        "Too many live streams open, retry later", 10);
+        return gateway_http_send_error (conn, refused_status, "too_many_streams", refused,
+                                        S_REFUSED_RETRY_S);
     }
 
     //  No Content-Length: the stream ends when the connection closes.
@@ -411,11 +447,14 @@ gateway_live_new (proto_config_t *config)
     assert (config);
     int error = 0;
     int partitions = (int)proto_config_int (config, "partitions", 2, 1, 1024, &error);
-    int http_threads = (int)proto_config_int (config, "http_threads", 32, 1, 1024, &error);
+    int http_threads =
+        (int)proto_config_int (config, "http_threads", GATEWAY_HTTP_THREADS, 1, 1024, &error);
     int stream_max = (int)proto_config_int (
         config, "stream_max", http_threads / 2 > 0 ? http_threads / 2 : 1, 1, 1024, &error);
     int per_user =
         (int)proto_config_int (config, "stream_max_per_user", S_PER_USER_DEFAULT, 1, 1024, &error);
+    int per_address = (int)proto_config_int (config, "stream_max_per_address",
+                                             S_PER_ADDRESS_DEFAULT, 1, 1024, &error);
     if (error)
         return NULL;
     const char *endpoint = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
@@ -426,6 +465,7 @@ gateway_live_new (proto_config_t *config)
     self->conninfo = strdup (proto_config_get (config, "database", "dbname=phantomwatch"));
     self->stream_max = (size_t)stream_max;
     self->stream_max_per_user = (size_t)per_user;
+    self->stream_max_per_address = (size_t)per_address;
     self->endpoints = (char **)calloc ((size_t)partitions, sizeof (char *));
     assert (self->conninfo && self->endpoints);
     for (int index = 0; index < partitions; index++) {
@@ -510,13 +550,20 @@ typedef struct {
     size_t size;      //  bytes in text
 } s_test_stream_t;
 
-//  Opens GET /api/stream with a bearer token; returns the status line's code.
+//  Opens GET /api/stream with a bearer token from source (a loopback
+//  address, NULL: the kernel's choice); returns the status line's code.
 static int
-s_test_stream_open (s_test_stream_t *stream, int port, const char *token)
+s_test_stream_open_from (s_test_stream_t *stream, int port, const char *token, const char *source)
 {
     memset (stream, 0, sizeof *stream);
     stream->fd = socket (AF_INET, SOCK_STREAM, 0);
     assert (stream->fd >= 0);
+    if (source) {
+        struct sockaddr_in local = {0};
+        local.sin_family = AF_INET;
+        assert (inet_pton (AF_INET, source, &local.sin_addr) == 1);
+        assert (bind (stream->fd, (struct sockaddr *)&local, sizeof local) == 0);
+    }
     struct sockaddr_in address = {0};
     address.sin_family = AF_INET;
     address.sin_port = htons ((uint16_t)port);
@@ -543,6 +590,12 @@ s_test_stream_open (s_test_stream_t *stream, int port, const char *token)
         }
     }
     return status;
+}
+
+static int
+s_test_stream_open (s_test_stream_t *stream, int port, const char *token)
+{
+    return s_test_stream_open_from (stream, port, token, NULL);
 }
 
 //  Reads until text holds needle (true) or timeout_ms passed or the
@@ -646,6 +699,8 @@ gateway_live_test (bool verbose)
     setenv ("PHANTOM_EVENT_ENDPOINT", endpoint, 1);
     setenv ("PHANTOM_PARTITIONS", "2", 1);
     setenv ("PHANTOM_STREAM_MAX_PER_USER", "2", 1);
+    setenv ("PHANTOM_STREAM_MAX_PER_ADDRESS", "3", 1);
+    setenv ("PHANTOM_STREAM_MAX", "4", 1);
     proto_config_t *config = proto_config_new (NULL);
     assert (config);
 
@@ -658,17 +713,21 @@ gateway_live_test (bool verbose)
     assert (gateway.db && gateway.cache && gateway_cache_load (gateway.cache) == 0);
     gateway.live = gateway_live_new (config);
     assert (gateway.live);
-    assert (gateway.live->endpoint_count == 2 && gateway.live->stream_max_per_user == 2);
+    assert (gateway.live->endpoint_count == 2 && gateway.live->stream_max_per_user == 2 &&
+            gateway.live->stream_max_per_address == 3 && gateway.live->stream_max == 4);
     int http_port = gateway_api_test_http_start (&gateway, "8");
 
     char suffix[17], email[96];
     snprintf (suffix, sizeof suffix, "%08x%08x", (unsigned)randombytes_random (),
               (unsigned)randombytes_random ());
     char token_a[GATEWAY_API_TOKEN_CHARS + 1], token_b[GATEWAY_API_TOKEN_CHARS + 1];
+    char token_c[GATEWAY_API_TOKEN_CHARS + 1];
     snprintf (email, sizeof email, "live.a.%s@example.com", suffix);
     int64_t user_a = s_test_user (pg, email, token_a);
     snprintf (email, sizeof email, "live.b.%s@example.com", suffix);
     int64_t user_b = s_test_user (pg, email, token_b);
+    snprintf (email, sizeof email, "live.c.%s@example.com", suffix);
+    s_test_user (pg, email, token_c);
 
     s_test_stream_t *stream_a = (s_test_stream_t *)malloc (sizeof (s_test_stream_t));
     s_test_stream_t *stream_b = (s_test_stream_t *)malloc (sizeof (s_test_stream_t));
@@ -683,14 +742,31 @@ gateway_live_test (bool verbose)
     assert (s_test_stream_wait (stream_b, "event: ready\n", 5000));
     assert (gateway_live_streams (gateway.live) == 2);
 
-    //  Per-user bound: A's second stream is fine, the third is a 503.
+    //  Per-user bound: A's second stream is fine, the third is a 429.
     assert (s_test_stream_open (extra, http_port, token_a) == 200);
     assert (s_test_stream_wait (extra, "event: ready\n", 5000));
     s_test_stream_t *refused = (s_test_stream_t *)malloc (sizeof (s_test_stream_t));
-    assert (refused);
-    assert (s_test_stream_open (refused, http_port, token_a) == 503);
+    s_test_stream_t *elsewhere = (s_test_stream_t *)malloc (sizeof (s_test_stream_t));
+    assert (refused && elsewhere);
+    assert (s_test_stream_open (refused, http_port, token_a) == 429);
+    assert (s_test_stream_wait (refused, "\"too_many_streams\"", 1000));
+    assert (s_test_stream_wait (refused, "for this account", 1000));
+    assert (strcasestr (refused->text, "Retry-After: 10"));
+    close (refused->fd);
+    //  Per-address bound: B has one stream of its two, but 127.0.0.1 has
+    //  three (A's two and B's): 429. From another address B gets its second.
+    assert (s_test_stream_open (refused, http_port, token_b) == 429);
+    assert (s_test_stream_wait (refused, "from this address", 1000));
+    close (refused->fd);
+    assert (s_test_stream_open_from (elsewhere, http_port, token_b, "127.0.0.2") == 200);
+    assert (s_test_stream_wait (elsewhere, "event: ready\n", 5000));
+    //  The total bound (4): the server is full, a 503, whoever asks.
+    assert (s_test_stream_open_from (refused, http_port, token_c, "127.0.0.3") == 503);
+    assert (s_test_stream_wait (refused, "retry later", 1000));
     close (refused->fd);
     free (refused);
+    close (elsewhere->fd);
+    free (elsewhere);
     close (extra->fd);
     free (extra);
 

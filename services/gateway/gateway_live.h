@@ -26,8 +26,10 @@ typedef struct _gateway_live_t gateway_live_t;
 
 //  Starts the live thread. Reads from config: event_endpoint, partitions,
 //  database, http_threads; stream_max (streams in all, default
-//  http_threads / 2, so streams never hold every worker) and
-//  stream_max_per_user (default 8). NULL on a bad config.
+//  http_threads / 2, so streams never hold every worker),
+//  stream_max_per_user (default 8) and stream_max_per_address (streams
+//  from one client address, as gateway_http_client_ip gives it, default
+//  16). NULL on a bad config.
 gateway_live_t *gateway_live_new (proto_config_t *config);
 
 //  Ends every stream (their handlers return within a moment) and refuses
@@ -38,8 +40,9 @@ void gateway_live_stop (gateway_live_t *self);
 void gateway_live_destroy (gateway_live_t **self_p);
 
 //  Serves GET /api/stream for user on conn until the client goes, the
-//  stream falls behind fatally, or the gateway stops. Returns the status
-//  (200, or 503 when too many streams are open).
+//  stream falls behind fatally, or the gateway stops. Returns the status:
+//  200; 429 too_many_streams when the user or the client address has its
+//  most open; 503 when the gateway has (both with Retry-After).
 int gateway_live_serve (gateway_live_t *self, struct mg_connection *conn, int64_t user);
 
 //  An accepted reading (after its 201). Cheap and never blocks on I/O:
