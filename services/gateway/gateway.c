@@ -127,6 +127,8 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     //  API tells clients after how long a silent port is offline.
     int offline_seconds = (int)proto_config_int (
         config, "detector_offline_seconds", GATEWAY_OFFLINE_SECONDS_DEFAULT, 1, 7 * 86400, &error);
+    if (gateway_http_cors_configure (proto_config_get (config, "cors_origins", "")) != 0)
+        error = -1;
     if (error)
         return NULL;
     gateway_http_rate_limit_configure (rate_burst, rate_refill);

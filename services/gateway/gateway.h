@@ -125,12 +125,28 @@ int gateway_http_send_rate_limited (struct mg_connection *conn, int retry_after_
 const char *gateway_http_client_ip (struct mg_connection *conn);
 
 //  civetweb with the gateway's options (keep-alive, TCP_NODELAY, 16 KiB
-//  headers, no file server) on listening ("3000", "127.0.0.1:3000"), with
-//  threads workers and a request_timeout_ms bound on reading one request.
+//  headers, no file server, none of civetweb's CORS) on listening ("3000",
+//  "127.0.0.1:3000"), with threads workers and a request_timeout_ms bound
+//  on reading one request.
 #define GATEWAY_HTTP_THREADS 128
 #define GATEWAY_HTTP_REQUEST_TIMEOUT_MS 5000
 struct mg_context *gateway_http_start (const char *listening, int threads, int request_timeout_ms,
                                        void *cbdata);
+
+//  Cross-origin access (config cors_origins): origins is a comma- or
+//  space-separated list of origins ("https://app.example.com",
+//  "http://localhost:5173"); empty or NULL, the default: none. Only
+//  those origins get Access-Control-Allow-Origin (their own, exactly) on
+//  answers and preflights (204 with the API's methods and headers; any
+//  other origin's preflight gets 403 origin_not_allowed); never
+//  credentials. 0, or -1 (logged) for a list with anything that is not an
+//  origin ("*", a path, a scheme other than http/https). Process-wide; call
+//  before gateway_http_start.
+int gateway_http_cors_configure (const char *origins);
+//  Adds the CORS headers (Vary: Origin, and for an allowed origin its
+//  Access-Control-Allow-Origin) to an answer begun with
+//  mg_response_header_start; gateway_http_send adds them by itself.
+void gateway_http_cors_headers_add (struct mg_connection *conn);
 
 //  ---------------------------------------------------------------------------
 //  gateway_db: bounded pool; acquire waits at most timeout_ms, NULL if none.

@@ -480,6 +480,7 @@ s_export (gateway_api_request_t *request, const char *port, bool episodes)
     mg_response_header_add (request->conn, "Cache-Control", "no-store", -1);
     mg_response_header_add (request->conn, "X-Content-Type-Options", "nosniff", -1);
     mg_response_header_add (request->conn, "Transfer-Encoding", "chunked", -1);
+    gateway_http_cors_headers_add (request->conn);
     mg_response_header_send (request->conn);
     status = 200;
 

@@ -10,6 +10,7 @@
 #include "gateway.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -227,6 +228,142 @@ s_decimal (int value, char *out)
     return 1 + s_decimal_size ((size_t)(-(long long)value), out + 1);
 }
 
+//  --------------------------------------------------------------------------
+//  Cross-origin access (CORS): none, unless the origin is on the list
+//  gateway_http_cors_configure was given (config cors_origins). civetweb's
+//  own CORS answers every preflight with "*" and whatever was asked for;
+//  gateway_http_start switches it off, s_begin_request answers preflights,
+//  gateway_http_send and gateway_http_cors_headers_add mark answers.
+//  Never Access-Control-Allow-Credentials: cross-origin clients sign in
+//  with Authorization: Bearer, the session cookie (SameSite=Strict) is the
+//  dashboard's, which is served from the gateway's own origin.
+
+#define CORS_ORIGINS_MAX 16
+#define CORS_ORIGIN_SIZE 256 //  "https://" + a DNS name (253) + ":65535" fits
+
+//  What the API takes and gives, for a cross-origin client.
+#define CORS_METHODS "GET, POST, PATCH, DELETE"
+#define CORS_REQUEST_HEADERS                                                                       \
+    "Authorization, Content-Type, Idempotency-Key, If-None-Match, X-Requested-With"
+#define CORS_EXPOSED_HEADERS "Retry-After, Content-Disposition, ETag"
+#define CORS_MAX_AGE_S "600"
+
+static struct {
+    char origins[CORS_ORIGINS_MAX][CORS_ORIGIN_SIZE]; //  allowed, lower case
+    _Atomic int count;                                //  how many; 0: no cross-origin access
+} s_cors;
+
+//  true when text is an origin as a browser writes it: http or https,
+//  a host of letters, digits, '.', '-' (or an IPv6 literal in brackets),
+//  an optional port, nothing after it (no path, not even "/").
+static bool
+s_cors_origin_valid (const char *text)
+{
+    const char *host = strncmp (text, "https://", 8) == 0  ? text + 8
+                       : strncmp (text, "http://", 7) == 0 ? text + 7
+                                                           : NULL;
+    if (!host || !*host)
+        return false;
+    const char *cursor = host;
+    if (*cursor == '[') {
+        size_t digits = strspn (cursor + 1, "0123456789abcdefABCDEF:.");
+        cursor += 1 + digits;
+        if (digits < 2 || *cursor++ != ']')
+            return false;
+    } else {
+        cursor +=
+            strspn (cursor, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
+        if (cursor == host)
+            return false;
+    }
+    if (*cursor == ':') {
+        size_t digits = strspn (cursor + 1, "0123456789");
+        if (digits < 1 || digits > 5 || atoi (cursor + 1) > 65535)
+            return false;
+        cursor += 1 + digits;
+    }
+    return *cursor == 0;
+}
+
+int
+gateway_http_cors_configure (const char *origins)
+{
+    atomic_store (&s_cors.count, 0);
+    int count = 0;
+    const char *cursor = origins ? origins : "";
+    while (*cursor) {
+        cursor += strspn (cursor, ", \t");
+        size_t length = strcspn (cursor, ", \t");
+        if (!length)
+            break;
+        char origin[CORS_ORIGIN_SIZE] = "";
+        if (length < CORS_ORIGIN_SIZE) {
+            memcpy (origin, cursor, length);
+            origin[length] = 0;
+        }
+        if (!s_cors_origin_valid (origin)) {
+            zsys_error ("gateway http - cors_origins: '%.*s' is not an origin "
+                        "(http:// or https://, a host, an optional port, no path, no '*')",
+                        (int)(length < 300 ? length : 300), cursor);
+            return -1;
+        }
+        if (count == CORS_ORIGINS_MAX) {
+            zsys_error ("gateway http - cors_origins: more than %d origins", CORS_ORIGINS_MAX);
+            return -1;
+        }
+        for (size_t index = 0; index < length; index++)
+            s_cors.origins[count][index] = (char)tolower ((unsigned char)origin[index]);
+        s_cors.origins[count][length] = 0;
+        count++;
+        cursor += length;
+    }
+    atomic_store (&s_cors.count, count);
+    return 0;
+}
+
+//  The allowed origin the request comes from, or NULL.
+static const char *
+s_cors_allowed (struct mg_connection *conn)
+{
+    int count = atomic_load (&s_cors.count);
+    const char *origin = count ? mg_get_header (conn, "Origin") : NULL;
+    for (int index = 0; origin && index < count; index++)
+        if (strcasecmp (origin, s_cors.origins[index]) == 0)
+            return s_cors.origins[index];
+    return NULL;
+}
+
+//  The CORS header lines of an answer to this request, into out: none
+//  without a list; with one, Vary: Origin always (the answer depends on
+//  it), and the origin and the headers it may read when it is allowed.
+static size_t
+s_cors_headers (struct mg_connection *conn, char *out, size_t size)
+{
+    out[0] = 0;
+    if (!atomic_load (&s_cors.count))
+        return 0;
+    const char *allowed = s_cors_allowed (conn);
+    int length = allowed ? snprintf (out, size,
+                                     "Vary: Origin\r\nAccess-Control-Allow-Origin: %s\r\n"
+                                     "Access-Control-Expose-Headers: " CORS_EXPOSED_HEADERS "\r\n",
+                                     allowed)
+                         : snprintf (out, size, "Vary: Origin\r\n");
+    return length > 0 && (size_t)length < size ? (size_t)length : 0;
+}
+
+void
+gateway_http_cors_headers_add (struct mg_connection *conn)
+{
+    if (!atomic_load (&s_cors.count))
+        return;
+    mg_response_header_add (conn, "Vary", "Origin", -1);
+    const char *allowed = s_cors_allowed (conn);
+    if (allowed) {
+        mg_response_header_add (conn, "Access-Control-Allow-Origin", allowed, -1);
+        mg_response_header_add (conn, "Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS, -1);
+    }
+}
+
 //  Bodies up to this size go out in the same write as the headers.
 #define GATEWAY_SEND_INLINE 8192
 
@@ -255,6 +392,8 @@ gateway_http_send (struct mg_connection *conn, int status, const char *content_t
     size_t size_length = s_decimal_size (size, size_text);
     const char *reason = mg_get_response_code_text (conn, status);
     const char *connection = s_keep_alive (info, conn) ? "keep-alive" : "close";
+    char cors[CORS_ORIGIN_SIZE + 160];
+    size_t cors_length = s_cors_headers (conn, cors, sizeof cors);
     const struct {
         const char *text;
         size_t length;
@@ -271,6 +410,7 @@ gateway_http_send (struct mg_connection *conn, int status, const char *content_t
                  {"\r\nContent-Length: ", 18},
                  {size_text, size_length},
                  {"\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n", 60},
+                 {cors, cors_length},
                  {extra, extra_length},
                  {extra_end, strlen (extra_end)},
                  {"\r\n", 2}};
@@ -533,6 +673,37 @@ gateway_http_client_ip (struct mg_connection *conn)
 }
 
 //  --------------------------------------------------------------------------
+//  civetweb calls it first for every request; > 0: answered with that status.
+//  A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method)
+//  is answered here for every path: 204 with what the API allows to an
+//  origin on the list, 403 to any other. Anything else goes on to the routes.
+static int
+s_begin_request (struct mg_connection *conn)
+{
+    const struct mg_request_info *info = mg_get_request_info (conn);
+    if (!info || !info->request_method || !streq (info->request_method, "OPTIONS") ||
+        !mg_get_header (conn, "Origin") || !mg_get_header (conn, "Access-Control-Request-Method"))
+        return 0;
+    const char *allowed = s_cors_allowed (conn);
+    if (!allowed)
+        return gateway_http_send_error (conn, 403, "origin_not_allowed",
+                                        "Cross-origin requests from this origin are not allowed",
+                                        0);
+    char date[40];
+    s_date (date);
+    char head[CORS_ORIGIN_SIZE + 512];
+    int length = snprintf (head, sizeof head,
+                           "HTTP/1.1 204 No Content\r\nDate: %s\r\nConnection: %s\r\n"
+                           "Vary: Origin\r\nAccess-Control-Allow-Origin: %s\r\n"
+                           "Access-Control-Allow-Methods: " CORS_METHODS "\r\n"
+                           "Access-Control-Allow-Headers: " CORS_REQUEST_HEADERS "\r\n"
+                           "Access-Control-Max-Age: " CORS_MAX_AGE_S "\r\n\r\n",
+                           date, s_keep_alive (info, conn) ? "keep-alive" : "close", allowed);
+    if (length > 0 && (size_t)length < sizeof head)
+        mg_write (conn, head, (size_t)length);
+    return 204;
+}
+
 static int
 s_authorized (struct mg_connection *conn, void *cbdata)
 {
@@ -550,6 +721,10 @@ gateway_http_start (const char *listening, int threads, int request_timeout_ms, 
     //  No document_root: the dashboard is served from a handler, which keeps
     //  civetweb's file server (CVE-2025-55763) out of reach.
     const char *options[] = {"listening_ports", listening, "num_threads", threads_text,
+                             //  No CORS of civetweb's (it allows any origin, method
+                             //  and header): ours is s_begin_request's.
+                             "access_control_allow_origin", "", "access_control_allow_methods", "",
+                             "access_control_allow_headers", "",
                              //  Bounds the whole request (headers and body) of a
                              //  slow sender, not each read: civetweb answers 400
                              //  and closes when it runs out (BENCH.md).
@@ -563,6 +738,7 @@ gateway_http_start (const char *listening, int threads, int request_timeout_ms, 
     mg_init_library (0);
     struct mg_callbacks callbacks;
     memset (&callbacks, 0, sizeof callbacks);
+    callbacks.begin_request = s_begin_request;
     struct mg_context *context = mg_start (&callbacks, cbdata, options);
     //  Without an authorization handler civetweb looks for a .htpasswd
     //  beside the "file" of every request: with no document root that is a
@@ -908,6 +1084,130 @@ s_slow_clients_check (bool verbose)
     mg_stop (http);
 }
 
+//  One request with Connection: close to port; the whole reply into reply.
+static int
+s_cors_exchange (int port, const char *method, const char *origin, const char *extra, char *reply,
+                 size_t size)
+{
+    char request[1024];
+    snprintf (request, sizeof request,
+              "%s /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: %s\r\n%s%s", method,
+              origin, extra,
+              streq (method, "POST") ? "Content-Length: 8\r\n\r\n{\"a\":12}" : "\r\n");
+    return gateway_http_test_exchange (port, request, reply, size);
+}
+
+#define S_PREFLIGHT                                                                                \
+    "Access-Control-Request-Method: DELETE\r\n"                                                    \
+    "Access-Control-Request-Headers: authorization, x-evil\r\n"
+
+//  No cross-origin access unless cors_origins names the origin; then its
+//  own origin, exactly, and never credentials.
+static void
+s_cors_check (bool verbose)
+{
+    assert (gateway_http_cors_configure (NULL) == 0);
+    struct mg_context *http = gateway_http_start ("127.0.0.1:0", 4, 2000, NULL);
+    assert (http);
+    mg_set_request_handler (http, "/echo", s_echo_handler, NULL);
+    struct mg_server_port ports[2];
+    assert (mg_get_server_ports (http, 2, ports) >= 1);
+    int port = ports[0].port;
+    char reply[4096];
+
+    //  The default: a preflight is refused (civetweb's own answered 200
+    //  with "*" and echoed any method and headers asked for), and answers
+    //  say nothing of CORS.
+    int status = s_cors_exchange (port, "OPTIONS", "https://app.example.test", S_PREFLIGHT, reply,
+                                  sizeof reply);
+    if (verbose)
+        printf ("\n%s\n", reply);
+    assert (status == 403 && strstr (reply, "\"origin_not_allowed\""));
+    assert (!strcasestr (reply, "Access-Control-") && !strcasestr (reply, "Vary:"));
+    status = s_cors_exchange (port, "POST", "https://app.example.test", "", reply, sizeof reply);
+    assert (status == 200 && !strcasestr (reply, "Access-Control-") &&
+            !strcasestr (reply, "Vary:"));
+
+    //  A list: its origins get theirs, exactly; others nothing.
+    assert (gateway_http_cors_configure ("https://app.example.test, http://localhost:5173") == 0);
+    status = s_cors_exchange (port, "OPTIONS", "https://app.example.test", S_PREFLIGHT, reply,
+                              sizeof reply);
+    if (verbose)
+        printf ("%s\n", reply);
+    assert (status == 204);
+    assert (strstr (reply, "\r\nAccess-Control-Allow-Origin: https://app.example.test\r\n"));
+    assert (strstr (reply, "\r\nVary: Origin\r\n"));
+    assert (strstr (reply, "\r\nAccess-Control-Allow-Methods: GET, POST, PATCH, DELETE\r\n"));
+    assert (strstr (reply, "\r\nAccess-Control-Allow-Headers: Authorization, Content-Type, "
+                           "Idempotency-Key, If-None-Match, X-Requested-With\r\n"));
+    assert (strstr (reply, "\r\nAccess-Control-Max-Age: 600\r\n"));
+    assert (!strcasestr (reply, "Credentials") && !strcasestr (reply, "x-evil") &&
+            !strchr (reply, '*'));
+    status = s_cors_exchange (port, "OPTIONS", "http://localhost:5173", S_PREFLIGHT, reply,
+                              sizeof reply);
+    assert (status == 204 &&
+            strstr (reply, "\r\nAccess-Control-Allow-Origin: http://localhost:5173\r\n"));
+    //  Host names are case-blind; the answer names the origin as listed.
+    status = s_cors_exchange (port, "OPTIONS", "https://App.Example.TEST", S_PREFLIGHT, reply,
+                              sizeof reply);
+    assert (status == 204 &&
+            strstr (reply, "\r\nAccess-Control-Allow-Origin: https://app.example.test\r\n"));
+    const char *strangers[] = {"https://evil.example.test",
+                               "https://app.example.test.evil.test",
+                               "http://app.example.test",
+                               "https://app.example.test:8443",
+                               "null",
+                               "https://app.example.test/",
+                               "*"};
+    for (size_t index = 0; index < sizeof strangers / sizeof strangers[0]; index++) {
+        status =
+            s_cors_exchange (port, "OPTIONS", strangers[index], S_PREFLIGHT, reply, sizeof reply);
+        assert (status == 403 && strstr (reply, "\"origin_not_allowed\""));
+        assert (!strcasestr (reply, "Access-Control-") && strstr (reply, "\r\nVary: Origin\r\n"));
+    }
+    //  Answers: the listed origin may read them (and Retry-After), others not.
+    status = s_cors_exchange (port, "POST", "https://app.example.test", "", reply, sizeof reply);
+    assert (status == 200);
+    assert (strstr (reply, "\r\nAccess-Control-Allow-Origin: https://app.example.test\r\n"));
+    assert (strstr (reply, "\r\nVary: Origin\r\n"));
+    assert (strstr (reply, "\r\nAccess-Control-Expose-Headers: Retry-After, "));
+    assert (!strcasestr (reply, "Credentials"));
+    status = s_cors_exchange (port, "POST", "https://evil.example.test", "", reply, sizeof reply);
+    assert (status == 200 && !strcasestr (reply, "Access-Control-") &&
+            strstr (reply, "\r\nVary: Origin\r\n"));
+    //  OPTIONS that is no preflight (no Access-Control-Request-Method) is
+    //  the route's: the echo wants a body.
+    status = s_cors_exchange (port, "OPTIONS", "https://app.example.test", "", reply, sizeof reply);
+    assert (status == 411);
+
+    //  Lists with anything but origins stop start-up, and allow nothing.
+    const char *bad[] = {"*",
+                         "https://app.example.test/",
+                         "https://app.example.test/api",
+                         "ftp://app.example.test",
+                         "app.example.test",
+                         "https://",
+                         "https://app.example.test:99999",
+                         "https://app.example.test:",
+                         "https://[]",
+                         "https://app.example.test, null",
+                         "https://*.example.test"};
+    for (size_t index = 0; index < sizeof bad / sizeof bad[0]; index++)
+        assert (gateway_http_cors_configure (bad[index]) == -1);
+    status = s_cors_exchange (port, "OPTIONS", "https://app.example.test", S_PREFLIGHT, reply,
+                              sizeof reply);
+    assert (status == 403 && !strcasestr (reply, "Access-Control-"));
+    char many[17 * 32] = "";
+    for (int index = 0; index < 17; index++)
+        snprintf (many + strlen (many), sizeof many - strlen (many), "https://a%d.test ", index);
+    assert (gateway_http_cors_configure (many) == -1);
+    many[strlen (many) - strlen ("https://a16.test ")] = 0;
+    assert (gateway_http_cors_configure (many) == 0);
+    assert (gateway_http_cors_configure ("https://[::1]:8443\thttp://192.0.2.7:8080") == 0);
+    assert (gateway_http_cors_configure ("") == 0);
+    mg_stop (http);
+}
+
 void
 gateway_http_test (bool verbose)
 {
@@ -1066,5 +1366,6 @@ gateway_http_test (bool verbose)
 
     s_rate_limit_check ();
     s_slow_clients_check (verbose);
+    s_cors_check (verbose);
     printf ("OK\n");
 }

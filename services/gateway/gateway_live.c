@@ -374,6 +374,7 @@ gateway_live_serve (gateway_live_t *self, struct mg_connection *conn, int64_t us
     mg_response_header_add (conn, "Cache-Control", "no-store", -1);
     mg_response_header_add (conn, "X-Accel-Buffering", "no", -1);
     mg_response_header_add (conn, "Connection", "close", -1);
+    gateway_http_cors_headers_add (conn);
     mg_response_header_send (conn);
     //  "ready" tells the client (and the tests) that events now reach it.
     bool alive = s_write (conn, "retry: 3000\n\nevent: ready\ndata: {}\n\n");
