@@ -127,6 +127,14 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     //  API tells clients after how long a silent port is offline.
     int offline_seconds = (int)proto_config_int (
         config, "detector_offline_seconds", GATEWAY_OFFLINE_SECONDS_DEFAULT, 1, 7 * 86400, &error);
+    //  The interface civetweb listens on ("" all); deploy/up sets 127.0.0.1
+    //  when HAProxy in front takes http_port, so nothing reaches the
+    //  gateway past the front's limits.
+    const char *http_address = proto_config_get (config, "http_address", "");
+    if (strlen (http_address) > 64 || strpbrk (http_address, ", ")) {
+        zsys_error ("gateway - http_address '%s' is not one address", http_address);
+        error = -1;
+    }
     if (gateway_http_cors_configure (proto_config_get (config, "cors_origins", "")) != 0)
         error = -1;
     if (error)
@@ -165,8 +173,11 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
         return NULL;
     }
 
-    char port[16];
-    snprintf (port, sizeof port, "%d", http_port);
+    char port[96];
+    if (*http_address)
+        snprintf (port, sizeof port, "%s:%d", http_address, http_port);
+    else
+        snprintf (port, sizeof port, "%d", http_port);
     self->live = gateway_live_new (config);
     if (!self->live) {
         gateway_destroy (&self);
@@ -174,7 +185,7 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     }
     self->http = gateway_http_start (port, http_threads, request_timeout, self);
     if (!self->http) {
-        zsys_error ("gateway - cannot listen on port %d", http_port);
+        zsys_error ("gateway - cannot listen on %s", port);
         gateway_destroy (&self);
         return NULL;
     }
@@ -184,7 +195,7 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     gateway_web_register (self);
     mg_set_request_handler (self->http, "/healthz", s_healthz, self);
     mg_set_request_handler (self->http, "/metrics", s_metrics, self);
-    zsys_info ("gateway - listening on port %d, %d threads, %d partitions", http_port, http_threads,
+    zsys_info ("gateway - listening on %s, %d threads, %d partitions", port, http_threads,
                partitions);
     return self;
 }

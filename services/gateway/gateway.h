@@ -127,9 +127,11 @@ const char *gateway_http_client_ip (struct mg_connection *conn);
 //  civetweb with the gateway's options (keep-alive, TCP_NODELAY, 16 KiB
 //  headers, no file server, none of civetweb's CORS) on listening ("3000",
 //  "127.0.0.1:3000"), with threads workers and a request_timeout_ms bound
-//  on reading one request.
+//  on reading one request. An idle keep-alive connection is closed after
+//  GATEWAY_HTTP_KEEP_ALIVE_MS: until then it holds a worker.
 #define GATEWAY_HTTP_THREADS 128
 #define GATEWAY_HTTP_REQUEST_TIMEOUT_MS 5000
+#define GATEWAY_HTTP_KEEP_ALIVE_MS 5000
 struct mg_context *gateway_http_start (const char *listening, int threads, int request_timeout_ms,
                                        void *cbdata);
 

@@ -715,8 +715,9 @@ s_authorized (struct mg_connection *conn, void *cbdata)
 struct mg_context *
 gateway_http_start (const char *listening, int threads, int request_timeout_ms, void *cbdata)
 {
-    char threads_text[16], timeout_text[16];
+    char threads_text[16], timeout_text[16], keep_alive_text[16];
     snprintf (threads_text, sizeof threads_text, "%d", threads);
+    snprintf (keep_alive_text, sizeof keep_alive_text, "%d", GATEWAY_HTTP_KEEP_ALIVE_MS);
     snprintf (timeout_text, sizeof timeout_text, "%d", request_timeout_ms);
     //  No document_root: the dashboard is served from a handler, which keeps
     //  civetweb's file server (CVE-2025-55763) out of reach.
@@ -729,7 +730,9 @@ gateway_http_start (const char *listening, int threads, int request_timeout_ms, 
                              //  slow sender, not each read: civetweb answers 400
                              //  and closes when it runs out (BENCH.md).
                              "request_timeout_ms", timeout_text, "enable_keep_alive", "yes",
-                             "keep_alive_timeout_ms", "30000",
+                             //  An idle client holds a worker (HAProxy in front
+                             //  holds none: deploy/up).
+                             "keep_alive_timeout_ms", keep_alive_text,
                              //  Headers beyond this: civetweb answers 400 and closes.
                              "max_request_size", "16384", "enable_directory_listing", "no",
                              //  Without it a response's writes meet the client's
