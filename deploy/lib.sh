@@ -52,11 +52,33 @@ pw_settings() {
     PHANTOM_CURVE=${PHANTOM_CURVE:-$(conf_get curve 0)}
     PHANTOM_CURVE_DIR=$(realpath -m "${PHANTOM_CURVE_DIR:-$PHANTOM_VAR/curve}")
     [ "$PHANTOM_CURVE" = 0 ] || [ "$PHANTOM_CURVE" = 1 ] || die "PHANTOM_CURVE must be 0 or 1"
+    # HAProxy in front of the gateway (deploy/phantomwatch.conf, "front").
+    PHANTOM_FRONT=${PHANTOM_FRONT:-$(conf_get front haproxy)}
+    [ "$PHANTOM_FRONT" = haproxy ] || [ "$PHANTOM_FRONT" = none ] \
+        || die "PHANTOM_FRONT must be haproxy or none, not '$PHANTOM_FRONT'"
+    PHANTOM_HTTP_THREADS=${PHANTOM_HTTP_THREADS:-$(conf_get http_threads 128)}
+    PHANTOM_HTTP_REQUEST_TIMEOUT_MS=${PHANTOM_HTTP_REQUEST_TIMEOUT_MS:-$(conf_get http_request_timeout_ms 5000)}
+    PHANTOM_FRONT_MAX_CONNECTIONS=${PHANTOM_FRONT_MAX_CONNECTIONS:-$(conf_get front_max_connections 4096)}
+    PHANTOM_FRONT_MAX_CONNECTIONS_PER_ADDRESS=${PHANTOM_FRONT_MAX_CONNECTIONS_PER_ADDRESS:-$(conf_get front_max_connections_per_address 64)}
+    PHANTOM_FRONT_KEEP_ALIVE_MS=${PHANTOM_FRONT_KEEP_ALIVE_MS:-$(conf_get front_keep_alive_ms 5000)}
 
     local name
-    for name in PHANTOM_HTTP_PORT PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_PARTITIONS; do
+    for name in PHANTOM_HTTP_PORT PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_PARTITIONS \
+                PHANTOM_HTTP_THREADS PHANTOM_HTTP_REQUEST_TIMEOUT_MS PHANTOM_FRONT_MAX_CONNECTIONS \
+                PHANTOM_FRONT_MAX_CONNECTIONS_PER_ADDRESS PHANTOM_FRONT_KEEP_ALIVE_MS; do
         is_uint "${!name}" || die "$name must be a number, not '${!name}'"
     done
+    # The gateway's own port: behind the front a loopback port of its own
+    # (default http_port + 1000), else http_port itself.
+    if [ "$PHANTOM_FRONT" = haproxy ]; then
+        local internal=$((PHANTOM_HTTP_PORT + 1000))
+        [ "$internal" -le 65535 ] || internal=$((PHANTOM_HTTP_PORT - 1000))
+        PHANTOM_GATEWAY_PORT=${PHANTOM_GATEWAY_PORT:-$(conf_get gateway_port "$internal")}
+        is_uint "$PHANTOM_GATEWAY_PORT" && [ "$PHANTOM_GATEWAY_PORT" != "$PHANTOM_HTTP_PORT" ] \
+            || die "PHANTOM_GATEWAY_PORT must be a port other than PHANTOM_HTTP_PORT, not '$PHANTOM_GATEWAY_PORT'"
+    else
+        PHANTOM_GATEWAY_PORT=$PHANTOM_HTTP_PORT
+    fi
     [ "$PHANTOM_PARTITIONS" -ge 1 ] && [ "$PHANTOM_PARTITIONS" -le 64 ] \
         || die "PHANTOM_PARTITIONS must be 1..64"
     # These paths go unquoted into supervisord's config.
@@ -97,7 +119,8 @@ pw_settings() {
            PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_PARTITIONS PHANTOM_SIMULATOR \
            PHANTOM_SEED PHANTOM_SKIP_INSTALL PHANTOM_SKIP_BUILD PHANTOM_VERDICT_ENDPOINT \
            PHANTOM_ACK_ENDPOINT PHANTOM_READING_ENDPOINTS PHANTOM_EVENT_ENDPOINT \
-           PHANTOM_CURVE PHANTOM_CURVE_DIR PHANTOM_ZMQ_TRANSPORT PHANTOM_ZMQ_DIR
+           PHANTOM_CURVE PHANTOM_CURVE_DIR PHANTOM_ZMQ_TRANSPORT PHANTOM_ZMQ_DIR PHANTOM_FRONT \
+           PHANTOM_GATEWAY_PORT
 }
 
 # The service settings every program gets (keys of deploy/phantomwatch.conf).
@@ -116,7 +139,7 @@ pw_write_env() {
         echo "# Written by deploy/up; source it to talk to this stack."
         for name in PHANTOM_REPO PHANTOM_VAR PHANTOM_BUILD_DIR PHANTOM_CONFIG PHANTOM_PG_DIR \
                     PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_ZMQ_TRANSPORT PHANTOM_SIMULATOR \
-                    PHANTOM_SEED "${PW_SERVICE_VARS[@]}"; do
+                    PHANTOM_SEED PHANTOM_FRONT PHANTOM_GATEWAY_PORT "${PW_SERVICE_VARS[@]}"; do
             echo "export $name=$(shell_quote "${!name}")"
         done
         echo "export PHANTOM_GATEWAY_URL=$(shell_quote "http://127.0.0.1:$PHANTOM_HTTP_PORT")"

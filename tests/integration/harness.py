@@ -36,10 +36,12 @@ REPO = os.environ.get("PHANTOM_REPO") or os.path.dirname(os.path.dirname(HERE))
 BUILD = os.environ.get("PHANTOM_BUILD_DIR") or os.path.join(REPO, "build")
 
 #  Each module asks for its own slot so modules can also run side by side:
-#  slot k uses HTTP 3201+k, PG 5521+k and the ZMQ base 6700+10k (verdict
+#  slot k uses HTTP 3201+k (the gateway behind deploy/up's HAProxy front
+#  4201+k: GATEWAY_PORT_OFFSET), PG 5521+k and the ZMQ base 6700+10k (verdict
 #  base, ack base+1, readings base+100+i, events base+200+i: the stride of
 #  10 keeps the bases of two slots from overlapping for up to 10 partitions).
 SLOTS = 9
+GATEWAY_PORT_OFFSET = 1000   # deploy/lib.sh: the gateway's port is http_port + 1000
 
 UP_TIMEOUT = 180          # deploy/up: initdb, migrations, supervisord start
 DOWN_TIMEOUT = 60
@@ -247,7 +249,7 @@ class Stack:
     def _pick_ports(self, slot, partitions):
         for k in list(range(slot, SLOTS)) + list(range(0, slot)):
             http_port, pg_port, base = 3201 + k, 5521 + k, 6700 + 10 * k
-            ports = [http_port, pg_port, base, base + 1]
+            ports = [http_port, http_port + GATEWAY_PORT_OFFSET, pg_port, base, base + 1]
             ports += [base + 100 + i for i in range(partitions)]
             ports += [base + 200 + i for i in range(partitions)]
             if all(_port_free(p) for p in ports):
