@@ -406,8 +406,9 @@ proto_address_check_url (proto_address_t *self, const char *url, int timeout_ms,
                 //  Only the kind: the address of an inside name is not the
                 //  user's to learn.
                 snprintf (error, error_size,
-                          "url host %s is a%s %s address; webhooks may only reach public "
-                          "addresses (see webhook_allow_private)",
+                          "url host %s is a%s %s address; webhooks go only to public "
+                          "addresses unless the server allows more (webhook_allow_private, "
+                          "webhook_allow_cidrs)",
                           name, strchr ("aeiou", refusal[0]) ? "n" : "", refusal);
                 rc = PROTO_ADDRESS_REFUSED;
             }

@@ -127,7 +127,9 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     //  API tells clients after how long a silent port is offline.
     int offline_seconds = (int)proto_config_int (
         config, "detector_offline_seconds", GATEWAY_OFFLINE_SECONDS_DEFAULT, 1, 7 * 86400, &error);
-    if (error)
+    //  The notifier reads the same keys: both refuse the same addresses.
+    proto_address_t *webhook_policy = proto_address_new_from_config (config);
+    if (error || !webhook_policy)
         return NULL;
     gateway_http_rate_limit_configure (rate_burst, rate_refill);
     const char *database = proto_config_get (config, "database", "dbname=phantomwatch");
@@ -137,6 +139,7 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     self->config = config;
     self->verbose = verbose;
     self->offline_seconds = offline_seconds;
+    self->webhook_policy = webhook_policy;
     self->db = gateway_db_new (database, DB_POOL_SIZE);
     self->cache = gateway_cache_new (database);
     while (gateway_cache_load (self->cache) != 0) {
@@ -202,6 +205,7 @@ gateway_destroy (gateway_t **self_p)
         gateway_pipeline_destroy (&self->pipeline);
         gateway_cache_destroy (&self->cache);
         gateway_db_destroy (&self->db);
+        proto_address_destroy (&self->webhook_policy);
         free (self);
         *self_p = NULL;
     }

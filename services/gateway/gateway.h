@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "proto.h"
+#include "proto_address.h"
 #include "proto_config.h"
 
 typedef struct _gateway_db_t gateway_db_t;
@@ -44,6 +45,7 @@ typedef struct {
     gateway_live_t *live;           //  live updates (/api/stream), NULL = off
     int offline_seconds;            //  detector_offline_seconds: silence after which a
                                     //  port is offline (0: the default)
+    proto_address_t *webhook_policy;  //  addresses a webhook may have (webhook_allow_*)
 } gateway_t;
 
 //  Default of config key detector_offline_seconds, as the detector's.

@@ -1302,13 +1302,44 @@ s_test_webhooks (s_client_t *client, PGconn *pg, const char *auth_a, const char 
     assert (s_call (client, "POST", "/api/webhooks", auth_a, long_url) == 400);
     free (long_url);
 
+    //  No webhook may reach inside (proto_address; webhook_allow_private
+    //  is off): every spelling of an inside address is a 400 on the url
+    //  field, before anything is stored. Only literals and localhost (from
+    //  /etc/hosts): a test asks no DNS server anything.
+    const char *inside [] = {
+        "http://127.0.0.1:5432/", "http://[::1]/hook", "http://0x7f000001/", "http://2130706433/",
+        "http://127.1/", "http://0177.0.0.1/", "http://localhost:8123/api/webhook/x",
+        "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://172.16.5.4/",
+        "http://192.168.1.20:8123/", "http://100.64.0.1/", "http://[fe80::1]/", "http://[fc00::1]/",
+        "http://[fd12::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:10.0.0.1]/",
+        "http://0.0.0.0/", "http://[::]/", "http://224.0.0.1/", "http://255.255.255.255/",
+        "https://user:pw@203.0.113.10/"};
+    for (size_t index = 0; index < sizeof inside / sizeof inside [0]; index++) {
+        char request [256];
+        snprintf (request, sizeof request, "{\"url\":\"%s\"}", inside [index]);
+        int status = s_call (client, "POST", "/api/webhooks", auth_a, request);
+        if (client->verbose || status != 400)
+            printf ("\n-- %s: %d %s", inside [index], status,
+                    json_string_value (json_object_get (client->body, "message")));
+        assert (status == 400);
+        assert (streq (s_error_code (client), "validation_error"));
+        assert (streq (s_error_field (client), "url"));
+    }
     assert (s_call (client, "POST", "/api/webhooks", auth_a,
-                    "{\"url\":\"https://hooks.example.com/pw\"}") == 201);
+                    "{\"url\":\"http://127.0.0.1:9/x\"}") == 400);
+    const char *message = json_string_value (json_object_get (client->body, "message"));
+    assert (message && strstr (message, "loopback"));
+    assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
+    assert (json_array_size (s_data (client, "webhooks")) == 0);
+
+    //  Public addresses (documentation ranges: nothing delivers in this test).
+    assert (s_call (client, "POST", "/api/webhooks", auth_a,
+                    "{\"url\":\"https://203.0.113.10/pw\"}") == 201);
     const char *secret = json_string_value (s_data (client, "secret"));
     assert (secret && strlen (secret) == 64 && strspn (secret, "0123456789abcdef") == 64);
     int64_t id = json_integer_value (json_object_get (s_data (client, "webhook"), "id"));
     assert (s_call (client, "POST", "/api/webhooks", auth_a,
-                    "{\"url\":\"http://127.0.0.1:9/x\",\"secret\":\"0123456789abcdef\"}") == 201);
+                    "{\"url\":\"http://198.51.100.7:9/x\",\"secret\":\"0123456789abcdef\"}") == 201);
     assert (streq (json_string_value (s_data (client, "secret")), "0123456789abcdef"));
     assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
     json_t *list = s_data (client, "webhooks");
@@ -1382,7 +1413,7 @@ s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const 
 {
     char *device = s_make_device (client, auth_a, "Owned");
     char *port = s_make_port (client, auth_a, device, "Owned port");
-    assert (s_call (client, "POST", "/api/webhooks", auth_a, "{\"url\":\"http://example.com/o\"}") == 201);
+    assert (s_call (client, "POST", "/api/webhooks", auth_a, "{\"url\":\"http://203.0.113.11/o\"}") == 201);
     char *webhook = zsys_sprintf ("%" PRId64, (int64_t) json_integer_value (
         json_object_get (s_data (client, "webhook"), "id")));
     const char *values [] = {user_a};
@@ -1577,6 +1608,7 @@ gateway_api_routes_test (bool verbose)
     memset (&gateway, 0, sizeof gateway);
     gateway.verbose = verbose;
     gateway.offline_seconds = 240;
+    gateway.webhook_policy = proto_address_new (false, NULL);
     char pool_name [40];
     snprintf (pool_name, sizeof pool_name, "gateway_api_test_%d", (int) getpid ());
     char *pool_conninfo = s_conninfo_named (conninfo, pool_name);
@@ -1643,6 +1675,7 @@ gateway_api_routes_test (bool verbose)
     mg_stop (gateway.http);
     gateway_cache_destroy (&gateway.cache);
     gateway_db_destroy (&gateway.db);
+    proto_address_destroy (&gateway.webhook_policy);
     zstr_free (&pool_conninfo);
     PQfinish (pg);
     printf ("OK\n");
