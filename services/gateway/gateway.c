@@ -129,8 +129,10 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
         config, "detector_offline_seconds", GATEWAY_OFFLINE_SECONDS_DEFAULT, 1, 7 * 86400, &error);
     //  The notifier reads the same keys: both refuse the same addresses.
     proto_address_t *webhook_policy = proto_address_new_from_config (config);
-    if (error || !webhook_policy)
+    if (error || !webhook_policy) {
+        proto_address_destroy (&webhook_policy);
         return NULL;
+    }
     gateway_http_rate_limit_configure (rate_burst, rate_refill);
     const char *database = proto_config_get (config, "database", "dbname=phantomwatch");
 
