@@ -29,6 +29,7 @@ import faultlib
 import harness
 
 STACK = None
+OWNER = None                      # one user for most cases (sign-ups may be rate-limited)
 CERTS = None
 RECEIVER_ADDR = "127.0.0.3"       # the one loopback address webhooks may reach here
 PER_USER = 4                      # notifier_webhook_per_user (default)
@@ -43,6 +44,8 @@ def setUpModule():
                                  webhook_allow_cidrs=RECEIVER_ADDR + "/32",
                                  webhook_ca_file=os.path.join(CERTS, "ca.pem"))
     STACK = faultlib.start_stack("fault-webhooks", slot=6, settings={"PHANTOM_CONFIG": config})
+    global OWNER
+    OWNER = STACK.setup_owner(ports=1)
 
 
 def tearDownModule():
@@ -255,8 +258,14 @@ def create_webhook(token, url, secret=None):
 
 class WebhookCase(unittest.TestCase):
 
+    def tearDown(self):
+        # each case starts with no webhooks of OWNER's
+        doc = STACK.expect(200, "GET", "/api/webhooks", None, OWNER["token"])
+        for hook in doc["data"]["webhooks"]:
+            STACK.expect(200, "DELETE", "/api/webhooks/%d" % hook["id"], None, OWNER["token"])
+
     def test_refused_at_creation(self):
-        owner = STACK.setup_owner(ports=0)
+        owner = OWNER
         urls = ["http://127.0.0.1:%s/" % STACK.conf.get("PHANTOM_PG_PORT", "5432"),
                 "http://[::1]/hook", "http://0x7f000001/", "http://2130706433/",
                 "http://127.1/", "http://0177.0.0.1/", "http://localhost:8123/api/webhook/x",
@@ -288,7 +297,7 @@ class WebhookCase(unittest.TestCase):
         """A URL stored before the check (as an old build did) is not
         connected to: the listener stays silent, the user sees only
         'address not allowed', at once and for good."""
-        owner = STACK.setup_owner(ports=0)
+        owner = OWNER
         listener = Listener("127.0.0.1")
         try:
             url = "http://127.0.0.1:%d/hook" % listener.port
@@ -313,7 +322,7 @@ class WebhookCase(unittest.TestCase):
         """https to a receiver whose certificate the configured CA signed is
         delivered, signed; a self-signed certificate is a 'TLS error' and
         never gets the body."""
-        owner = STACK.setup_owner(ports=0)
+        owner = OWNER
         secret = "https-secret-0123456789"
         good = TlsReceiver(secret, os.path.join(CERTS, "server.pem"),
                            os.path.join(CERTS, "server.key"))
@@ -349,7 +358,7 @@ class WebhookCase(unittest.TestCase):
         gets B's phantom.start within 1 s of the reading that started it,
         and A never holds more than its share of connections."""
         a = STACK.setup_owner(ports=0)
-        b = STACK.setup_owner(ports=1)
+        b = OWNER
         trickle = TrickleReceiver()
         quick = PlainReceiver("quick-secret-0123456789")
         try:
