@@ -127,6 +127,12 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     //  API tells clients after how long a silent port is offline.
     int offline_seconds = (int)proto_config_int (
         config, "detector_offline_seconds", GATEWAY_OFFLINE_SECONDS_DEFAULT, 1, 7 * 86400, &error);
+    //  No request holds a pooled connection for long, and no user more
+    //  than a few of them (gateway_db).
+    int statement_timeout = (int)proto_config_int (
+        config, "api_statement_timeout_ms", GATEWAY_API_STATEMENT_TIMEOUT_MS, 0, 600000, &error);
+    int user_connections = (int)proto_config_int (
+        config, "api_connections_per_user", GATEWAY_API_USER_CONNECTIONS, 1, DB_POOL_SIZE, &error);
     if (error)
         return NULL;
     gateway_http_rate_limit_configure (rate_burst, rate_refill);
@@ -138,6 +144,7 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     self->verbose = verbose;
     self->offline_seconds = offline_seconds;
     self->db = gateway_db_new (database, DB_POOL_SIZE);
+    gateway_db_set_limits (self->db, statement_timeout, user_connections);
     self->cache = gateway_cache_new (database);
     while (gateway_cache_load (self->cache) != 0) {
         zsys_warning ("gateway - cache not loaded, PostgreSQL unavailable; retrying");
