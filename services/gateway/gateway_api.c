@@ -484,8 +484,9 @@ gateway_api_run (gateway_api_request_t *request, int *status, const char *sql, i
         //  is idle again and goes back to the pool as it is.
         zsys_warning ("gateway api - %s %s: statement timeout", request->method, s_uri (request));
         *status = gateway_http_send_error (request->conn, 504, "query_timeout",
-                                           "This took the database too long: ask for a shorter"
-                                           " window or a larger step", S_TIMEOUT_RETRY_S);
+                                           "The database took too long to answer, retry later"
+                                           " (a shorter window or a larger step is quicker)",
+                                           S_TIMEOUT_RETRY_S);
     }
     else
     if (code && streq (code, "23505") && request->conflict_code)

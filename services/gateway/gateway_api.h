@@ -133,7 +133,11 @@ int gateway_api_send_user (gateway_api_request_t *request, const char *key,
                            json_t *(*from_row) (PGresult *result, int row));
 
 //  Runs sql on a pooled connection and returns its result when it succeeded.
-//  Otherwise it has answered (503/409/400/500), sets *status, returns NULL.
+//  Otherwise it has answered (429/503/504/409/400/500), sets *status, returns
+//  NULL. The connection is taken in request->user's share of the pool: when
+//  the user's own requests hold it for the whole wait, 429
+//  too_many_requests with Retry-After: 1. A statement past the pool's
+//  statement timeout is 504 query_timeout with Retry-After: 5.
 //  A connection PostgreSQL dropped (a restart, a terminated backend) is
 //  reconnected and the statement run once more; when that fails too the
 //  answer is 503 database_unavailable with Retry-After: 1, never a 500.
