@@ -137,8 +137,18 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     }
     if (gateway_http_cors_configure (proto_config_get (config, "cors_origins", "")) != 0)
         error = -1;
-    if (error)
+    //  No request holds a pooled connection for long, and no user more
+    //  than a few of them (gateway_db).
+    int statement_timeout = (int)proto_config_int (
+        config, "api_statement_timeout_ms", GATEWAY_API_STATEMENT_TIMEOUT_MS, 0, 600000, &error);
+    int user_connections = (int)proto_config_int (
+        config, "api_connections_per_user", GATEWAY_API_USER_CONNECTIONS, 1, DB_POOL_SIZE, &error);
+    //  The notifier reads the same keys: both refuse the same addresses.
+    proto_address_t *webhook_policy = error ? NULL : proto_address_new_from_config (config);
+    if (error || !webhook_policy) {
+        proto_address_destroy (&webhook_policy);
         return NULL;
+    }
     gateway_http_rate_limit_configure (rate_burst, rate_refill);
     const char *database = proto_config_get (config, "database", "dbname=phantomwatch");
 
@@ -147,7 +157,9 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     self->config = config;
     self->verbose = verbose;
     self->offline_seconds = offline_seconds;
+    self->webhook_policy = webhook_policy;
     self->db = gateway_db_new (database, DB_POOL_SIZE);
+    gateway_db_set_limits (self->db, statement_timeout, user_connections);
     self->cache = gateway_cache_new (database);
     while (gateway_cache_load (self->cache) != 0) {
         zsys_warning ("gateway - cache not loaded, PostgreSQL unavailable; retrying");
@@ -215,6 +227,7 @@ gateway_destroy (gateway_t **self_p)
         gateway_pipeline_destroy (&self->pipeline);
         gateway_cache_destroy (&self->cache);
         gateway_db_destroy (&self->db);
+        proto_address_destroy (&self->webhook_policy);
         free (self);
         *self_p = NULL;
     }

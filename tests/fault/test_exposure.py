@@ -64,7 +64,7 @@ def setUpModule():
     want = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    STACK = faultlib.start_stack("fault-exposure", slot=6,
+    STACK = faultlib.start_stack("fault-exposure", slot=8,
                                  settings={"PHANTOM_CORS_ORIGINS": ALLOWED_ORIGIN})
     OWNER = STACK.setup_owner(ports=1)
 
