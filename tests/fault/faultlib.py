@@ -118,13 +118,14 @@ class FaultStack(harness.Stack):
 _STACKS = []
 
 
-def start_stack(name, slot, partitions=2):
-    """A FaultStack stopped at module cleanup (and on ctest's SIGTERM)."""
+def start_stack(name, slot, partitions=2, settings=None):
+    """A FaultStack stopped at module cleanup (and on ctest's SIGTERM).
+    settings: more PHANTOM_* for deploy/up, as harness.Stack.start takes."""
     stack = FaultStack()
     _STACKS.append(stack)
     unittest.addModuleCleanup(stack.stop)
     signal.signal(signal.SIGTERM, lambda *_: ([s.stop() for s in _STACKS], os._exit(1)))
-    stack.start(name, partitions=partitions, slot=slot)
+    stack.start(name, partitions=partitions, slot=slot, settings=settings)
     return stack
 
 
