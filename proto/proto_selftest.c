@@ -6,6 +6,7 @@
     =========================================================================
 */
 #include "proto.h"
+#include "proto_address.h"
 #include "proto_config.h"
 #include "proto_curve.h"
 
@@ -121,6 +122,7 @@ static const s_test_t s_tests [] = {
     {"proto", proto_test},
     {"proto_config", proto_config_test},
     {"proto_curve", proto_curve_test},
+    {"proto_address", proto_address_test},
 };
 #define S_TESTS (sizeof (s_tests) / sizeof (s_tests [0]))
 

@@ -146,12 +146,21 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
         per_hours[index] = (int)proto_config_int (config, limits[index].per_hour_key,
                                                   limits[index].per_hour, 1, 100000000, &error);
     }
-    if (error)
-        return NULL;
-    if (gateway_http_trusted_proxies_configure (
+    //  No request holds a pooled connection for long, and no user more
+    //  than a few of them (gateway_db).
+    int statement_timeout = (int)proto_config_int (
+        config, "api_statement_timeout_ms", GATEWAY_API_STATEMENT_TIMEOUT_MS, 0, 600000, &error);
+    int user_connections = (int)proto_config_int (
+        config, "api_connections_per_user", GATEWAY_API_USER_CONNECTIONS, 1, DB_POOL_SIZE, &error);
+    //  The notifier reads the same keys: both refuse the same addresses.
+    proto_address_t *webhook_policy = error ? NULL : proto_address_new_from_config (config);
+    if (error || !webhook_policy ||
+        gateway_http_trusted_proxies_configure (
             proto_config_get (config, "trusted_proxies", ""),
-            proto_config_get (config, "trusted_proxy_header", "X-Forwarded-For")) != 0)
+            proto_config_get (config, "trusted_proxy_header", "X-Forwarded-For")) != 0) {
+        proto_address_destroy (&webhook_policy);
         return NULL;
+    }
     for (size_t index = 0; index < sizeof limits / sizeof limits[0]; index++)
         gateway_http_rate_limit_configure (limits[index].kind, bursts[index], per_hours[index]);
     const char *database = proto_config_get (config, "database", "dbname=phantomwatch");
@@ -162,7 +171,9 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     self->verbose = verbose;
     self->offline_seconds = offline_seconds;
     self->session_idle_seconds = session_idle;
+    self->webhook_policy = webhook_policy;
     self->db = gateway_db_new (database, DB_POOL_SIZE);
+    gateway_db_set_limits (self->db, statement_timeout, user_connections);
     self->cache = gateway_cache_new (database);
     while (gateway_cache_load (self->cache) != 0) {
         zsys_warning ("gateway - cache not loaded, PostgreSQL unavailable; retrying");
@@ -227,6 +238,7 @@ gateway_destroy (gateway_t **self_p)
         gateway_pipeline_destroy (&self->pipeline);
         gateway_cache_destroy (&self->cache);
         gateway_db_destroy (&self->db);
+        proto_address_destroy (&self->webhook_policy);
         free (self);
         *self_p = NULL;
     }

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "proto.h"
+#include "proto_address.h"
 #include "proto_config.h"
 
 typedef struct _gateway_db_t gateway_db_t;
@@ -46,6 +47,7 @@ typedef struct {
                                     //  port is offline (0: the default)
     int session_idle_seconds;       //  a session unused this long has ended
                                     //  (0: GATEWAY_SESSION_IDLE_SECONDS)
+    proto_address_t *webhook_policy;  //  addresses a webhook may have (webhook_allow_*)
 } gateway_t;
 
 //  Default of config key detector_offline_seconds, as the detector's.
@@ -172,9 +174,26 @@ struct mg_context *gateway_http_start (const char *listening, int threads, int r
 //  ---------------------------------------------------------------------------
 //  gateway_db: bounded pool; acquire waits at most timeout_ms, NULL if none.
 
+//  Defaults of config keys api_statement_timeout_ms (the longest statement
+//  of the user API) and api_connections_per_user (its pool's share of one
+//  signed-in user).
+#define GATEWAY_API_STATEMENT_TIMEOUT_MS 5000
+#define GATEWAY_API_USER_CONNECTIONS 3
+
 gateway_db_t *gateway_db_new (const char *conninfo, int size);
 void gateway_db_destroy (gateway_db_t **self_p);
+//  Before the first acquire: every statement on the pool's connections
+//  ends after statement_timeout_ms (0: no limit; PostgreSQL cancels it,
+//  SQLSTATE 57014), and one owner holds at most share connections at once
+//  (1 to size; the default is size, no limit).
+void gateway_db_set_limits (gateway_db_t *self, int statement_timeout_ms, int share);
 PGconn *gateway_db_acquire (gateway_db_t *self, int timeout_ms);
+//  acquire for owner (> 0; 0 is nobody's, as acquire): waits at most
+//  timeout_ms for a free connection and for a place in owner's share. NULL
+//  with *over_share (may be NULL) true when it was the share that stayed
+//  full: owner's own requests hold it.
+PGconn *gateway_db_acquire_for (gateway_db_t *self, int64_t owner, int timeout_ms,
+                                bool *over_share);
 void gateway_db_release (gateway_db_t *self, PGconn *conn);
 
 //  ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #define S_DB_WAIT_MS 2000               //  longest wait for a pooled connection
+#define S_TIMEOUT_RETRY_S 5             //  Retry-After of a statement that timed out
 #define S_PASSWORD_SLOTS 2              //  concurrent argon2id calls (2 cores, 64 MiB each)
 #define S_PASSWORD_WAIT_S 5             //  longest wait for a slot before 503
 #define S_TOKEN_BYTES 32                //  256-bit session and device tokens
@@ -504,16 +505,25 @@ s_execute (gateway_api_request_t *request, PGconn *pg, const char *sql, int coun
 }
 
 //  Runs sql and returns its result when it succeeded. Otherwise it has
-//  answered, sets *status and returns NULL: 503 no connection in time or
-//  the database unreachable, 409 request->conflict_code on a unique
-//  violation, 400 on another integrity or data error, 500 for anything else.
+//  answered, sets *status and returns NULL: 429 when the user's own
+//  requests held their share of the pool all the wait, 503 no connection
+//  in time or the database unreachable, 504 past the statement timeout,
+//  409 request->conflict_code on a unique violation, 400 on another
+//  integrity or data error, 500 for anything else.
 PGresult *
 gateway_api_run (gateway_api_request_t *request, int *status, const char *sql, int count, const char *const *values)
 {
-    PGconn *pg = gateway_db_acquire (request->gateway->db, S_DB_WAIT_MS);
+    bool over_share;
+    PGconn *pg =
+        gateway_db_acquire_for (request->gateway->db, request->user, S_DB_WAIT_MS, &over_share);
     if (!pg) {
-        *status = gateway_http_send_error (request->conn, 503, "unavailable",
-                                           "Database busy, retry shortly", 1);
+        if (over_share)
+            *status = gateway_http_send_error (request->conn, 429, "too_many_requests",
+                                               "Too many of your requests at once, retry shortly",
+                                               1);
+        else
+            *status = gateway_http_send_error (request->conn, 503, "unavailable",
+                                               "Database busy, retry shortly", 1);
         return NULL;
     }
     bool lost;
@@ -529,6 +539,16 @@ gateway_api_run (gateway_api_request_t *request, int *status, const char *sql, i
                       s_uri (request), result ? PQresultErrorMessage (result) : PQerrorMessage (pg));
         *status = gateway_http_send_error (request->conn, 503, "database_unavailable",
                                            "Database unavailable, retry shortly", 1);
+    }
+    else
+    if (code && streq (code, "57014")) {
+        //  The statement timeout (gateway_db): cancelled, so the connection
+        //  is idle again and goes back to the pool as it is.
+        zsys_warning ("gateway api - %s %s: statement timeout", request->method, s_uri (request));
+        *status = gateway_http_send_error (request->conn, 504, "query_timeout",
+                                           "The database took too long to answer, retry later"
+                                           " (a shorter window or a larger step is quicker)",
+                                           S_TIMEOUT_RETRY_S);
     }
     else
     if (code && streq (code, "23505") && request->conflict_code)

@@ -134,7 +134,11 @@ int gateway_api_send_user (gateway_api_request_t *request, const char *key,
                            json_t *(*from_row) (PGresult *result, int row));
 
 //  Runs sql on a pooled connection and returns its result when it succeeded.
-//  Otherwise it has answered (503/409/400/500), sets *status, returns NULL.
+//  Otherwise it has answered (429/503/504/409/400/500), sets *status, returns
+//  NULL. The connection is taken in request->user's share of the pool: when
+//  the user's own requests hold it for the whole wait, 429
+//  too_many_requests with Retry-After: 1. A statement past the pool's
+//  statement timeout is 504 query_timeout with Retry-After: 5.
 //  A connection PostgreSQL dropped (a restart, a terminated backend) is
 //  reconnected and the statement run once more; when that fails too the
 //  answer is 503 database_unavailable with Retry-After: 1, never a 500.
@@ -172,6 +176,12 @@ int gateway_api_field_windows (gateway_api_request_t *request, json_t *body, con
 //  0, or the status answered (400 naming the field).
 int gateway_api_window (gateway_api_request_t *request, int64_t default_ms, int64_t *from,
                         int64_t *to, int64_t *step);
+//  The step (seconds) a series of readings over span_ms is answered in,
+//  for the step asked (0: raw readings, answered as asked). A step that
+//  would give more than 5000 buckets is raised; over more than 6 hours
+//  the buckets come from the minute rollups (*rollups), so the step is
+//  also rounded up to whole minutes. *raised: it differs from the asked.
+int64_t gateway_api_series_step (int64_t span_ms, int64_t step, bool *raised, bool *rollups);
 //  Query variable name into value; 1 present, 0 absent, -1 too long/bad.
 int gateway_api_query_var (gateway_api_request_t *request, const char *name, char *value,
                            size_t size);

@@ -14,8 +14,9 @@
 
     At most S_EXPORTS_MAX exports run at once, each on one pooled
     connection, so downloads never take the connections the rest of the API
-    needs. Once the header is out an error cannot be a status any more: the
-    download ends without its last chunk, which a client sees as broken.
+    needs; that connection counts in the user's share of the pool. Once
+    the header is out an error cannot be a status any more: the download
+    ends without its last chunk, which a client sees as broken.
     =========================================================================
 */
 #include "gateway_api.h"
@@ -444,10 +445,18 @@ s_export (gateway_api_request_t *request, const char *port, bool episodes)
         status = gateway_api_not_found (request);
         goto done;
     }
-    stream.pg = gateway_db_acquire (request->gateway->db, S_DB_WAIT_MS);
+    //  In the user's share of the pool, as the user's other requests.
+    bool over_share;
+    stream.pg =
+        gateway_db_acquire_for (request->gateway->db, request->user, S_DB_WAIT_MS, &over_share);
     if (!stream.pg) {
-        status = gateway_http_send_error (request->conn, 503, "unavailable",
-                                          "Database busy, retry shortly", 1);
+        if (over_share)
+            status =
+                gateway_http_send_error (request->conn, 429, "too_many_requests",
+                                         "Too many of your requests at once, retry shortly", 1);
+        else
+            status = gateway_http_send_error (request->conn, 503, "unavailable",
+                                              "Database busy, retry shortly", 1);
         goto done;
     }
     if (s_session_prepare (stream.pg) == -1) {
@@ -1331,6 +1340,12 @@ s_test_big (int http, gateway_t *gateway, PGconn *pg, const char *auth, const ch
                    "export_busy"));
     json_decref (body);
     s_download_close (&third);
+    //  Each holds a connection of the user's share of the pool (2 here):
+    //  the user's next request waits its 2 s and is 429, though the pool
+    //  has connections free.
+    s_download_open (&third, http, "/api/devices", auth);
+    assert (third.status == 429);
+    s_download_close (&third);
     s_download_close (&first);
     s_download_close (&second);
     snprintf (path, sizeof path, "/api/ports/%s/readings.csv?from=%" PRId64 "&to=%" PRId64, big,
@@ -1426,6 +1441,7 @@ gateway_api_export_test (bool verbose)
     snprintf (pool_name, sizeof pool_name, "gateway_api_export_test_%d", (int)getpid ());
     setenv ("PGAPPNAME", pool_name, 1);
     gateway.db = gateway_db_new (conninfo, S_TEST_POOL);
+    gateway_db_set_limits (gateway.db, GATEWAY_API_STATEMENT_TIMEOUT_MS, 2);
     //  The gateway's own options: keep-alive, so a cut download must close
     //  the connection itself; request timeout 5 s.
     gateway.http = gateway_http_start ("127.0.0.1:0", 8, GATEWAY_HTTP_REQUEST_TIMEOUT_MS, NULL);

@@ -19,6 +19,7 @@
 #define S_SECRET_MIN 16
 #define S_SECRET_MAX 256
 #define S_WEBHOOKS_MAX 10               //  per user; each costs a delivery per notification
+#define S_RESOLVE_MS 2000               //  a webhook host's name lookup, at most
 
 #define S_NOTIFICATION_COLUMNS                                                  \
     "id, kind, port_id::text, title, message, data::text, read_at IS NOT NULL, " \
@@ -230,8 +231,22 @@ s_webhooks_create (gateway_api_request_t *request)
                                             S_SECRET_MAX, &secret)))
         goto done;
     if (!s_url_valid (url)) {
-        status = gateway_api_invalid (request,
-                                      "url must be an http:// or https:// URL of at most 2048 bytes");
+        status = gateway_api_invalid_field (request, "url",
+                                            "url must be an http:// or https:// URL of at most 2048 bytes");
+        goto done;
+    }
+    //  No webhook may reach inside: every address of its host is checked
+    //  now, and the notifier checks again at each delivery.
+    char refusal [256];
+    assert (request->gateway->webhook_policy);
+    int checked = proto_address_check_url (request->gateway->webhook_policy, url, S_RESOLVE_MS,
+                                           refusal, sizeof refusal);
+    if (checked == PROTO_ADDRESS_REFUSED) {
+        status = gateway_api_invalid_field (request, "url", refusal);
+        goto done;
+    }
+    if (checked == PROTO_ADDRESS_AGAIN) {
+        status = gateway_http_send_error (request->conn, 503, "unavailable", refusal, 5);
         goto done;
     }
     if (!secret) {

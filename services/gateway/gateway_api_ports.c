@@ -5,9 +5,10 @@
     Readings are read by the (port_id, ts) index only, newest-first with a
     limit, so a wide window costs at most one page of rows; a downsampled
     series groups by date_bin in PostgreSQL and never sends more than
-    S_SERIES_MAX buckets. Buckets of whole minutes over a long window are
+    S_SERIES_MAX buckets. Buckets over a long window are whole minutes,
     built from the store's per-minute rollups (readings_minute) where they
-    are complete, and from raw readings for the rest.
+    are complete, and from raw readings for the rest: the few minutes
+    after the rollups' watermark and the part of the window's first minute.
     =========================================================================
 */
 #include "gateway_api.h"
@@ -346,13 +347,35 @@ static const gateway_api_member_t s_bucket_members [] = {
     {"max", 4, GATEWAY_API_REAL}, {"count", 5, GATEWAY_API_INTEGER}, {0}
 };
 
+int64_t
+gateway_api_series_step (int64_t span_ms, int64_t step, bool *raised, bool *rollups)
+{
+    int64_t asked = step;
+    if (step > 0 && (span_ms + step * 1000 - 1) / (step * 1000) > S_SERIES_MAX) {
+        step = (span_ms + S_SERIES_MAX * 1000LL - 1) / (S_SERIES_MAX * 1000LL);
+        //  Buckets align to the epoch, so the window may touch one more.
+        while (span_ms / (step * 1000) + 1 > S_SERIES_MAX)
+            step++;
+    }
+    //  A long window is read from the minute rollups whatever the step:
+    //  binning its raw readings costs their number, which the user
+    //  chooses (400 days of readings a second is 35 M rows). Rollups can
+    //  only make buckets of whole minutes, so the step is rounded up to
+    //  one: no more buckets than asked for.
+    *rollups = step > 0 && span_ms > S_ROLLUP_WINDOW_MS;
+    if (*rollups)
+        step = (step + 59) / 60 * 60;
+    *raised = step != asked;
+    return step;
+}
+
 //  Raw: the newest S_SERIES_MAX readings of the window, oldest first, and
 //  "truncated" when there were more. Downsampled: date_bin buckets of step
-//  seconds from the epoch; a step that would give more than S_SERIES_MAX
-//  buckets is raised (to whole minutes from a minute on), and "step" says
-//  which was used; whole minutes over more than 6 h read rollups. All
-//  read the port through its owner first (LEFT JOIN), so a port that is
-//  not the user's is a 404 and an empty window is an empty list.
+//  seconds from the epoch, the step as gateway_api_series_step makes it
+//  ("step" says which was used, "stepRaised" whether it differs from the
+//  one asked for). All read the port through its owner first (LEFT JOIN),
+//  so a port that is not the user's is a 404 and an empty window is an
+//  empty list.
 static int
 s_ports_readings (gateway_api_request_t *request)
 {
@@ -360,19 +383,8 @@ s_ports_readings (gateway_api_request_t *request)
     int status = gateway_api_window (request, S_SERIES_DEFAULT_MS, &from, &to, &step);
     if (status)
         return status;
-    bool raised = false;
-    if (step > 0 && (to - from + step * 1000 - 1) / (step * 1000) > S_SERIES_MAX) {
-        step = (to - from + S_SERIES_MAX * 1000LL - 1) / (S_SERIES_MAX * 1000LL);
-        //  Buckets align to the epoch, so the window may touch one more.
-        while ((to - from) / (step * 1000) + 1 > S_SERIES_MAX)
-            step++;
-        //  Whole minutes, once it is a minute or more: the same answer
-        //  size, and rollups can serve it.
-        if (step >= 60)
-            step = (step + 59) / 60 * 60;
-        raised = true;
-    }
-    bool rollups = step > 0 && step % 60 == 0 && to - from > S_ROLLUP_WINDOW_MS;
+    bool raised, rollups;
+    step = gateway_api_series_step (to - from, step, &raised, &rollups);
     char from_text [24], to_text [24], step_text [24], limit_text [24];
     snprintf (from_text, sizeof from_text, "%" PRId64, from);
     snprintf (to_text, sizeof to_text, "%" PRId64, to);

@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -738,6 +739,49 @@ s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *
     free (device);
 }
 
+//  The step rule: over more than 6 hours every step is whole minutes
+//  (rollups serve it), at most 5000 buckets, never below the asked step.
+static void
+s_test_series_step (void)
+{
+    const int64_t hour = 3600 * 1000LL, day = 24 * hour;
+    bool raised, rollups;
+    struct {
+        int64_t span_ms, asked, step;
+        bool raised, rollups;
+    } cases [] = {
+        {hour, 0, 0, false, false},             //  raw stays raw, whatever the window
+        {400 * day, 0, 0, false, false},
+        {hour, 45, 45, false, false},           //  short windows bin raw readings
+        {6 * hour, 45, 45, false, false},
+        {2 * hour, 1, 2, true, false},          //  more than 5000 buckets: raised
+        {6 * hour + 1, 45, 60, true, true},     //  long: whole minutes, from rollups
+        {7 * day, 3600, 3600, false, true},
+        {7 * day, 61, 180, true, true},         //  raised for 5000, then to minutes
+        {400 * day, 7001, 7020, true, true},    //  4937 buckets of raw readings before
+        {400 * day, 86399, 86400, true, true},
+        {400 * day, 60, 6960, true, true},
+        {400 * day, GATEWAY_API_STEP_MAX, GATEWAY_API_STEP_MAX, false, true},
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases [0]; index++) {
+        int64_t step = gateway_api_series_step (cases [index].span_ms, cases [index].asked,
+                                                &raised, &rollups);
+        assert (step == cases [index].step);
+        assert (raised == cases [index].raised && rollups == cases [index].rollups);
+    }
+    //  And for every window and step in a sweep.
+    for (int64_t span = 60 * 1000; span <= GATEWAY_API_SPAN_MAX_MS; span = span * 3 + 7) {
+        for (int64_t asked = 1; asked <= GATEWAY_API_STEP_MAX; asked = asked * 2 + 1) {
+            int64_t step = gateway_api_series_step (span, asked, &raised, &rollups);
+            assert (step >= asked && step <= GATEWAY_API_STEP_MAX);
+            assert (span / (step * 1000) + 1 <= 5000 || step == asked);
+            assert (rollups == (span > 6 * hour));
+            assert (!rollups || step % 60 == 0);
+            assert (raised == (step != asked));
+        }
+    }
+}
+
 //  Raw and downsampled series over 7200 readings, one a second, power =
 //  second of the minute, starting on a minute boundary two hours ago.
 static void
@@ -849,27 +893,44 @@ s_test_rollups (s_client_t *client, PGconn *pg, const char *auth, const char *de
         3, NULL, window, NULL, NULL, 0);
     int buckets = PQntuples (raw);
     assert (PQresultStatus (raw) == PGRES_TUPLES_OK && buckets >= 48);
+    //  The same window asked in steps of 3601 s, which rollups cannot
+    //  make: answered in 3660 s (whole minutes), from rollups too.
+    PGresult *odd = PQexecParams (pg,
+        "SELECT (extract (epoch FROM bucket) * 1000)::bigint, min (power), avg (power),"
+        " max (power), count (*)"
+        " FROM (SELECT date_bin ('3660 seconds', ts, timestamptz 'epoch') AS bucket, power"
+        " FROM readings WHERE port_id = $1::uuid AND ts >= to_timestamp ($2::bigint / 1000.0)"
+        " AND ts < to_timestamp ($3::bigint / 1000.0)) binned GROUP BY bucket ORDER BY bucket",
+        3, NULL, window, NULL, NULL, 0);
+    assert (PQresultStatus (odd) == PGRES_TUPLES_OK && PQntuples (odd) >= 47);
     free (s_sql (pg, "DELETE FROM readings WHERE port_id = $1::uuid"
                      " AND ts >= to_timestamp ($2::bigint / 1000.0) + interval '2 hours'"
                      " AND ts < to_timestamp ($2::bigint / 1000.0) + interval '3 hours'", 2, values));
 
-    snprintf (path, sizeof path, "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64 "&step=3600",
-              port, from, to);
-    assert (s_call (client, "GET", path, auth, NULL) == 200);
-    json_t *list = s_data (client, "buckets");
-    assert (json_array_size (list) == (size_t) buckets);
-    for (int row = 0; row < buckets; row++) {
-        json_t *bucket = json_array_get (list, (size_t) row);
-        char iso [32];
-        gateway_http_iso8601 (strtoll (PQgetvalue (raw, row, 0), NULL, 10), iso);
-        assert (streq (json_string_value (json_object_get (bucket, "ts")), iso));
-        assert (s_number (bucket, "min") == strtod (PQgetvalue (raw, row, 1), NULL));
-        assert (s_near (s_number (bucket, "mean"), strtod (PQgetvalue (raw, row, 2), NULL)));
-        assert (s_number (bucket, "max") == strtod (PQgetvalue (raw, row, 3), NULL));
-        assert (json_integer_value (json_object_get (bucket, "count"))
-                == strtoll (PQgetvalue (raw, row, 4), NULL, 10));
+    for (int asked = 0; asked < 2; asked++) {
+        PGresult *expected = asked ? odd : raw;
+        snprintf (path, sizeof path, "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64
+                  "&step=%d", port, from, to, asked ? 3601 : 3600);
+        assert (s_call (client, "GET", path, auth, NULL) == 200);
+        assert (json_integer_value (s_data (client, "step")) == (asked ? 3660 : 3600));
+        assert (json_is_true (s_data (client, "stepRaised")) == (asked == 1));
+        json_t *list = s_data (client, "buckets");
+        assert (json_array_size (list) == (size_t) PQntuples (expected));
+        for (int row = 0; row < PQntuples (expected); row++) {
+            json_t *bucket = json_array_get (list, (size_t) row);
+            char iso [32];
+            gateway_http_iso8601 (strtoll (PQgetvalue (expected, row, 0), NULL, 10), iso);
+            assert (streq (json_string_value (json_object_get (bucket, "ts")), iso));
+            assert (s_number (bucket, "min") == strtod (PQgetvalue (expected, row, 1), NULL));
+            double mean = strtod (PQgetvalue (expected, row, 2), NULL);
+            assert (s_near (s_number (bucket, "mean"), mean));
+            assert (s_number (bucket, "max") == strtod (PQgetvalue (expected, row, 3), NULL));
+            assert (json_integer_value (json_object_get (bucket, "count"))
+                    == strtoll (PQgetvalue (expected, row, 4), NULL, 10));
+        }
     }
     PQclear (raw);
+    PQclear (odd);
     snprintf (path, sizeof path, "/api/ports/%s", port);
     assert (s_call (client, "DELETE", path, auth, NULL) == 200);
     free (port);
@@ -1302,13 +1363,44 @@ s_test_webhooks (s_client_t *client, PGconn *pg, const char *auth_a, const char 
     assert (s_call (client, "POST", "/api/webhooks", auth_a, long_url) == 400);
     free (long_url);
 
+    //  No webhook may reach inside (proto_address; webhook_allow_private
+    //  is off): every spelling of an inside address is a 400 on the url
+    //  field, before anything is stored. Only literals and localhost (from
+    //  /etc/hosts): a test asks no DNS server anything.
+    const char *inside [] = {
+        "http://127.0.0.1:5432/", "http://[::1]/hook", "http://0x7f000001/", "http://2130706433/",
+        "http://127.1/", "http://0177.0.0.1/", "http://localhost:8123/api/webhook/x",
+        "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://172.16.5.4/",
+        "http://192.168.1.20:8123/", "http://100.64.0.1/", "http://[fe80::1]/", "http://[fc00::1]/",
+        "http://[fd12::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:10.0.0.1]/",
+        "http://0.0.0.0/", "http://[::]/", "http://224.0.0.1/", "http://255.255.255.255/",
+        "https://user:pw@203.0.113.10/"};
+    for (size_t index = 0; index < sizeof inside / sizeof inside [0]; index++) {
+        char request [256];
+        snprintf (request, sizeof request, "{\"url\":\"%s\"}", inside [index]);
+        int status = s_call (client, "POST", "/api/webhooks", auth_a, request);
+        if (client->verbose || status != 400)
+            printf ("\n-- %s: %d %s", inside [index], status,
+                    json_string_value (json_object_get (client->body, "message")));
+        assert (status == 400);
+        assert (streq (s_error_code (client), "validation_error"));
+        assert (streq (s_error_field (client), "url"));
+    }
     assert (s_call (client, "POST", "/api/webhooks", auth_a,
-                    "{\"url\":\"https://hooks.example.com/pw\"}") == 201);
+                    "{\"url\":\"http://127.0.0.1:9/x\"}") == 400);
+    const char *message = json_string_value (json_object_get (client->body, "message"));
+    assert (message && strstr (message, "loopback"));
+    assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
+    assert (json_array_size (s_data (client, "webhooks")) == 0);
+
+    //  Public addresses (documentation ranges: nothing delivers in this test).
+    assert (s_call (client, "POST", "/api/webhooks", auth_a,
+                    "{\"url\":\"https://203.0.113.10/pw\"}") == 201);
     const char *secret = json_string_value (s_data (client, "secret"));
     assert (secret && strlen (secret) == 64 && strspn (secret, "0123456789abcdef") == 64);
     int64_t id = json_integer_value (json_object_get (s_data (client, "webhook"), "id"));
     assert (s_call (client, "POST", "/api/webhooks", auth_a,
-                    "{\"url\":\"http://127.0.0.1:9/x\",\"secret\":\"0123456789abcdef\"}") == 201);
+                    "{\"url\":\"http://198.51.100.7:9/x\",\"secret\":\"0123456789abcdef\"}") == 201);
     assert (streq (json_string_value (s_data (client, "secret")), "0123456789abcdef"));
     assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
     json_t *list = s_data (client, "webhooks");
@@ -1382,7 +1474,7 @@ s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const 
 {
     char *device = s_make_device (client, auth_a, "Owned");
     char *port = s_make_port (client, auth_a, device, "Owned port");
-    assert (s_call (client, "POST", "/api/webhooks", auth_a, "{\"url\":\"http://example.com/o\"}") == 201);
+    assert (s_call (client, "POST", "/api/webhooks", auth_a, "{\"url\":\"http://203.0.113.11/o\"}") == 201);
     char *webhook = zsys_sprintf ("%" PRId64, (int64_t) json_integer_value (
         json_object_get (s_data (client, "webhook"), "id")));
     const char *values [] = {user_a};
@@ -1588,7 +1680,7 @@ s_test_passwords (s_client_t *client, PGconn *pg, const char *suffix)
 //  logins per address and per account, the right password refused once
 //  either is exhausted; unknown emails limited alike.
 static void
-s_test_limits (s_client_t *client, const char *suffix)
+s_test_abuse_limits (s_client_t *client, const char *suffix)
 {
     char email [128], other [128], unknown [128];
     assert (gateway_http_trusted_proxies_configure ("127.0.0.1", NULL) == 0);
@@ -1827,6 +1919,106 @@ s_test_reconnect (s_client_t *client, gateway_t *gateway, PGconn *pg, const char
     assert (s_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
 }
 
+//  GET /test/sleep?user=<id>&seconds=<s>: pg_sleep through gateway_api_run
+//  on behalf of that user (as if signed in); answers the backend's pid.
+static int
+s_sleep (struct mg_connection *conn, void *cbdata)
+{
+    gateway_api_request_t request;
+    memset (&request, 0, sizeof request);
+    request.gateway = (gateway_t *) cbdata;
+    request.conn = conn;
+    request.method = "GET";
+    request.query = mg_get_request_info (conn)->query_string;
+    strcpy (request.path, "test/sleep");
+    char seconds [16] = "0";
+    assert (gateway_api_query_var (&request, "user", request.user_text,
+                                   sizeof request.user_text) == 1);
+    gateway_api_query_var (&request, "seconds", seconds, sizeof seconds);
+    request.user = strtoll (request.user_text, NULL, 10);
+    const char *values [] = {seconds};
+    int status;
+    PGresult *result = gateway_api_run (&request, &status,
+        "SELECT pg_backend_pid () FROM pg_sleep ($1::float8)", 1, values);
+    if (!result)
+        return status;
+    json_t *data = json_pack ("{s:I}", "pid", (json_int_t) atoll (PQgetvalue (result, 0, 0)));
+    PQclear (result);
+    return gateway_http_send_data (conn, 200, NULL, data);
+}
+
+typedef struct {
+    int port;                           //  the server's
+    const char *path;                   //  what to GET
+    int status;                         //  its answer
+    int64_t elapsed;                    //  ms to it
+    bool retry_after_1;                 //  it said Retry-After: 1
+} s_sleeper_t;
+
+static void *
+s_sleeper_run (void *args)
+{
+    s_sleeper_t *sleeper = (s_sleeper_t *) args;
+    s_client_t client = {sleeper->port, 0, NULL, NULL, false};
+    int64_t started = zclock_mono ();
+    sleeper->status = s_call (&client, "GET", sleeper->path, NULL, NULL);
+    sleeper->elapsed = zclock_mono () - started;
+    sleeper->retry_after_1 = client.head && strcasestr (client.head, "\r\nRetry-After: 1");
+    free (client.head);
+    json_decref (client.body);
+    return NULL;
+}
+
+//  The pool's limits as the API applies them (the test pool: 4
+//  connections, a share of 2, a 3 s statement timeout). User 1001 sends
+//  three slow statements at once: two run, the third waits its 2 s and
+//  gets 429 with Retry-After, while user 1002 is answered at once. A
+//  statement past the timeout is 504 query_timeout, and its connection
+//  serves the next request.
+static void
+s_test_limits (s_client_t *client, gateway_t *gateway, const char *auth)
+{
+    mg_set_request_handler (gateway->http, "/test/sleep", s_sleep, gateway);
+    s_sleeper_t sleepers [3];
+    pthread_t threads [3];
+    for (int index = 0; index < 3; index++) {
+        sleepers [index] = (s_sleeper_t) {client->port, "/test/sleep?user=1001&seconds=2.5",
+                                          0, 0, false};
+        assert (pthread_create (&threads [index], NULL, s_sleeper_run, &sleepers [index]) == 0);
+    }
+    zclock_sleep (300);
+    int64_t started = zclock_mono ();
+    assert (s_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
+    assert (zclock_mono () - started < 500);
+    int ok = 0, limited = 0;
+    for (int index = 0; index < 3; index++) {
+        pthread_join (threads [index], NULL);
+        if (sleepers [index].status == 200)
+            ok++;
+        else {
+            assert (sleepers [index].status == 429 && sleepers [index].retry_after_1);
+            assert (sleepers [index].elapsed >= 1900 && sleepers [index].elapsed < 2500);
+            limited++;
+        }
+    }
+    assert (ok == 2 && limited == 1);
+
+    started = zclock_mono ();
+    assert (s_call (client, "GET", "/test/sleep?user=1002&seconds=10", NULL, NULL) == 504);
+    assert (streq (s_error_code (client), "query_timeout"));
+    assert (strcasestr (client->head, "\r\nRetry-After: 5"));
+    int64_t elapsed = zclock_mono () - started;
+    assert (elapsed >= 2900 && elapsed < 4500);
+    //  The pool gives the connection it got back last first: the same
+    //  backend, so it came back and was kept.
+    assert (s_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
+    json_int_t pid = json_integer_value (s_data (client, "pid"));
+    assert (s_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
+    assert (json_integer_value (s_data (client, "pid")) == pid);
+    assert (s_call (client, "GET", "/api/devices", auth, NULL) == 200);
+    mg_set_request_handler (gateway->http, "/test/sleep", NULL, NULL);
+}
+
 int
 gateway_api_test_http_start (gateway_t *gateway, const char *threads)
 {
@@ -1852,7 +2044,7 @@ gateway_api_test_http_start (gateway_t *gateway, const char *threads)
 void
 gateway_api_routes_test (bool verbose)
 {
-
+    s_test_series_step ();
     const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
     if (!conninfo || !*conninfo) {
         //  The helpers passed; the routes did not run, which ctest should show as a skip.
@@ -1866,16 +2058,18 @@ gateway_api_routes_test (bool verbose)
     memset (&gateway, 0, sizeof gateway);
     gateway.verbose = verbose;
     gateway.offline_seconds = 240;
+    gateway.webhook_policy = proto_address_new (false, NULL);
     char pool_name [40];
     snprintf (pool_name, sizeof pool_name, "gateway_api_test_%d", (int) getpid ());
     char *pool_conninfo = s_conninfo_named (conninfo, pool_name);
     gateway.db = gateway_db_new (pool_conninfo, 4);
+    gateway_db_set_limits (gateway.db, 3000, 2);
     gateway.cache = gateway_cache_new (conninfo);
     assert (gateway.db && gateway.cache);
     assert (gateway_cache_load (gateway.cache) == 0);
 
     //  Every request of this test comes from 127.0.0.1: room for the
-    //  users it registers and the logins it fails (s_test_limits tests
+    //  users it registers and the logins it fails (s_test_abuse_limits tests
     //  the limits themselves).
     for (int kind = 0; kind < GATEWAY_RATE_KINDS; kind++)
         gateway_http_rate_limit_configure ((gateway_rate_kind_t) kind, 100000, 100000000);
@@ -1923,9 +2117,10 @@ gateway_api_routes_test (bool verbose)
     s_test_webhooks (&client, pg, auth_a, auth_b, user_a);
     s_test_authorization (&client, pg, auth_a, auth_b, user_a);
     s_test_passwords (&client, pg, suffix);
-    s_test_limits (&client, suffix);
+    s_test_abuse_limits (&client, suffix);
     s_test_sessions (&client, &gateway, pg, suffix, auth_b);
     s_test_reconnect (&client, &gateway, pg, pool_name, auth_a, body);
+    s_test_limits (&client, &gateway, auth_a);
     //  Without a live class the stream is unavailable, not a crash.
     assert (s_call (&client, "GET", "/api/stream", auth_a, NULL) == 503);
 
@@ -1940,6 +2135,7 @@ gateway_api_routes_test (bool verbose)
     mg_stop (gateway.http);
     gateway_cache_destroy (&gateway.cache);
     gateway_db_destroy (&gateway.db);
+    proto_address_destroy (&gateway.webhook_policy);
     zstr_free (&pool_conninfo);
     PQfinish (pg);
     printf ("OK\n");

@@ -5,6 +5,11 @@
     caller at a time; acquire waits a bounded time so a slow database turns
     into 503s instead of piling up civetweb threads. A connection that comes
     back broken is reset before anyone gets it again.
+
+    Two limits keep one caller from taking the pool: every statement has a
+    timeout, and one owner (a signed-in user) holds at most share
+    connections at once, so the rest of the pool stays free for the others
+    however many requests that owner sends.
     =========================================================================
 */
 #include "gateway.h"
@@ -13,14 +18,23 @@
 #include <pthread.h>
 #include <time.h>
 
+//  A connection handed out to an owner (or reserved for one while it opens).
+typedef struct {
+    int64_t owner; //  who holds it, 0: the entry is free
+    PGconn *conn;  //  NULL while it is being opened
+} s_holder_t;
+
 struct _gateway_db_t {
     char *conninfo;        //  libpq connection string
+    char *options;         //  startup options with the statement timeout, NULL: none
     int size;              //  most connections
+    int share;             //  most connections one owner holds at once
     pthread_mutex_t mutex; //  guards the fields below
-    pthread_cond_t cond;   //  signalled on release
+    pthread_cond_t cond;   //  broadcast on release: waiters wait for different things
     PGconn **idle;         //  connections nobody holds
     int idle_count;        //  how many in idle
     int open_count;        //  connections in existence (held or idle)
+    s_holder_t *holders;   //  connections owners hold, size entries
 };
 
 gateway_db_t *
@@ -33,8 +47,10 @@ gateway_db_new (const char *conninfo, int size)
     assert (self);
     self->conninfo = strdup (conninfo);
     self->size = size;
+    self->share = size;
     self->idle = (PGconn **)calloc ((size_t)size, sizeof (PGconn *));
-    assert (self->conninfo && self->idle);
+    self->holders = (s_holder_t *)calloc ((size_t)size, sizeof (s_holder_t));
+    assert (self->conninfo && self->idle && self->holders);
     pthread_mutex_init (&self->mutex, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init (&attr);
@@ -55,18 +71,55 @@ gateway_db_destroy (gateway_db_t **self_p)
             PQfinish (self->idle[index]);
         pthread_mutex_destroy (&self->mutex);
         pthread_cond_destroy (&self->cond);
+        free (self->holders);
         free (self->idle);
+        free (self->options);
         free (self->conninfo);
         free (self);
         *self_p = NULL;
     }
 }
 
+void
+gateway_db_set_limits (gateway_db_t *self, int statement_timeout_ms, int share)
+{
+    assert (self);
+    pthread_mutex_lock (&self->mutex);
+    assert (self->open_count == 0);
+    self->share = share < 1 ? 1 : share > self->size ? self->size : share;
+    free (self->options);
+    self->options = NULL;
+    if (statement_timeout_ms > 0) {
+        //  A startup option rather than a SET: it outlives PQreset (a
+        //  reconnect after a PostgreSQL restart), and RESET, which the
+        //  export sends before it gives a connection back, returns to it.
+        //  Added to whatever options the connection string already has.
+        PQconninfoOption *parsed = PQconninfoParse (self->conninfo, NULL);
+        const char *given = NULL;
+        for (PQconninfoOption *option = parsed; option && option->keyword; option++)
+            if (streq (option->keyword, "options") && option->val && *option->val)
+                given = option->val;
+        self->options = zsys_sprintf ("%s%s-c statement_timeout=%d", given ? given : "",
+                                      given ? " " : "", statement_timeout_ms);
+        PQconninfoFree (parsed);
+        assert (self->options);
+    }
+    pthread_mutex_unlock (&self->mutex);
+}
+
 //  Opens a connection; NULL if PostgreSQL does not answer.
 static PGconn *
 s_connect (gateway_db_t *self)
 {
-    PGconn *conn = PQconnectdb (self->conninfo);
+    PGconn *conn;
+    if (self->options) {
+        //  The connection string is expanded in dbname's place, so the
+        //  options after it win over its own.
+        const char *keywords[] = {"dbname", "options", NULL};
+        const char *values[] = {self->conninfo, self->options, NULL};
+        conn = PQconnectdbParams (keywords, values, 1);
+    } else
+        conn = PQconnectdb (self->conninfo);
     if (PQstatus (conn) != CONNECTION_OK) {
         zsys_warning ("gateway db - cannot connect: %s", PQerrorMessage (conn));
         PQfinish (conn);
@@ -77,10 +130,41 @@ s_connect (gateway_db_t *self)
     return conn;
 }
 
+//  Connections owner holds now (or that are being opened for it).
+static int
+s_held_by (gateway_db_t *self, int64_t owner)
+{
+    int count = 0;
+    for (int index = 0; index < self->size; index++)
+        count += self->holders[index].owner == owner;
+    return count;
+}
+
+//  Records conn (NULL: not open yet) as held by owner; returns its entry.
+static s_holder_t *
+s_hold (gateway_db_t *self, int64_t owner, PGconn *conn)
+{
+    for (int index = 0; index < self->size; index++)
+        if (self->holders[index].owner == 0) {
+            self->holders[index] = (s_holder_t){owner, conn};
+            return &self->holders[index];
+        }
+    //  An owner holds one of the size connections, so an entry is free.
+    assert (false);
+    return NULL;
+}
+
 PGconn *
 gateway_db_acquire (gateway_db_t *self, int timeout_ms)
 {
+    return gateway_db_acquire_for (self, 0, timeout_ms, NULL);
+}
+
+PGconn *
+gateway_db_acquire_for (gateway_db_t *self, int64_t owner, int timeout_ms, bool *over_share)
+{
     assert (self);
+    assert (owner >= 0);
     struct timespec deadline;
     clock_gettime (CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout_ms / 1000;
@@ -90,40 +174,51 @@ gateway_db_acquire (gateway_db_t *self, int timeout_ms)
         deadline.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock (&self->mutex);
-    while (self->idle_count == 0 && self->open_count >= self->size) {
+    bool full = owner && s_held_by (self, owner) >= self->share;
+    while (full || (self->idle_count == 0 && self->open_count >= self->size)) {
         if (pthread_cond_timedwait (&self->cond, &self->mutex, &deadline) == ETIMEDOUT)
             break;
+        full = owner && s_held_by (self, owner) >= self->share;
     }
+    if (over_share)
+        *over_share = full;
     PGconn *conn = NULL;
     bool must_open = false;
-    if (self->idle_count > 0)
+    if (full)
+        ; //  the owner's own requests hold its share: it waits for those
+    else if (self->idle_count > 0)
         conn = self->idle[--self->idle_count];
     else if (self->open_count < self->size) {
         self->open_count++; //  reserved; opened outside the lock
         must_open = true;
     }
+    s_holder_t *holder = owner && (conn || must_open) ? s_hold (self, owner, conn) : NULL;
     pthread_mutex_unlock (&self->mutex);
 
+    bool dropped = false;
     if (conn && PQstatus (conn) != CONNECTION_OK) {
         PQreset (conn);
         if (PQstatus (conn) != CONNECTION_OK) {
             PQfinish (conn);
             conn = NULL;
-            must_open = false;
-            pthread_mutex_lock (&self->mutex);
-            self->open_count--;
-            pthread_cond_signal (&self->cond);
-            pthread_mutex_unlock (&self->mutex);
+            dropped = true;
         }
     }
-    if (must_open) {
+    if (must_open)
         conn = s_connect (self);
-        if (!conn) {
-            pthread_mutex_lock (&self->mutex);
+    if (must_open || dropped) {
+        pthread_mutex_lock (&self->mutex);
+        if (conn) {
+            if (holder)
+                holder->conn = conn;
+        } else {
+            //  The reservation, or the connection that could not be reset.
             self->open_count--;
-            pthread_cond_signal (&self->cond);
-            pthread_mutex_unlock (&self->mutex);
+            if (holder)
+                *holder = (s_holder_t){0, NULL};
+            pthread_cond_broadcast (&self->cond);
         }
+        pthread_mutex_unlock (&self->mutex);
     }
     return conn;
 }
@@ -138,6 +233,9 @@ gateway_db_release (gateway_db_t *self, PGconn *conn)
     //  the next user; drop it instead.
     bool broken = PQstatus (conn) != CONNECTION_OK || PQtransactionStatus (conn) != PQTRANS_IDLE;
     pthread_mutex_lock (&self->mutex);
+    for (int index = 0; index < self->size; index++)
+        if (self->holders[index].owner && self->holders[index].conn == conn)
+            self->holders[index] = (s_holder_t){0, NULL};
     if (broken || self->idle_count >= self->size) {
         self->open_count--;
         pthread_mutex_unlock (&self->mutex);
@@ -145,11 +243,106 @@ gateway_db_release (gateway_db_t *self, PGconn *conn)
         pthread_mutex_lock (&self->mutex);
     } else
         self->idle[self->idle_count++] = conn;
-    pthread_cond_signal (&self->cond);
+    pthread_cond_broadcast (&self->cond);
     pthread_mutex_unlock (&self->mutex);
 }
 
 //  ==========================================================================
+//  Self test
+
+//  A connection to give back later, from another thread.
+typedef struct {
+    gateway_db_t *db;
+    PGconn *conn;
+} s_release_later_t;
+
+static void *
+s_release_later (void *args)
+{
+    s_release_later_t *later = (s_release_later_t *)args;
+    zclock_sleep (200);
+    gateway_db_release (later->db, later->conn);
+    return NULL;
+}
+
+//  The server's value of setting on conn; caller frees.
+static char *
+s_show (PGconn *conn, const char *setting)
+{
+    const char *values[] = {setting};
+    PGresult *result =
+        PQexecParams (conn, "SELECT current_setting ($1)", 1, NULL, values, NULL, NULL, 0);
+    assert (PQresultStatus (result) == PGRES_TUPLES_OK);
+    char *value = strdup (PQgetvalue (result, 0, 0));
+    PQclear (result);
+    return value;
+}
+
+//  The limits: the share, and the statement timeout through what happens
+//  to a connection afterwards (cancelled statement, RESET, PQreset).
+static void
+s_test_limits (const char *conninfo)
+{
+    //  A key=value string keeps its own options beside the timeout.
+    bool own_options = !strstr (conninfo, "://");
+    char *with_options = own_options ? zsys_sprintf ("%s options='-c lock_timeout=1234'", conninfo)
+                                     : strdup (conninfo);
+    gateway_db_t *db = gateway_db_new (with_options, 3);
+    gateway_db_set_limits (db, 300, 2);
+    bool over_share = true;
+    PGconn *mine[2];
+    for (int index = 0; index < 2; index++) {
+        mine[index] = gateway_db_acquire_for (db, 7, 1000, &over_share);
+        assert (mine[index] && !over_share);
+    }
+    //  Owner 7 is at its share: it waits its bound and is told why, while
+    //  owner 8 gets the pool's last connection.
+    int64_t started = zclock_mono ();
+    assert (gateway_db_acquire_for (db, 7, 200, &over_share) == NULL && over_share);
+    assert (zclock_mono () - started >= 190);
+    PGconn *other = gateway_db_acquire_for (db, 8, 1000, &over_share);
+    assert (other && !over_share);
+    //  Now the pool is full: that is not a share's fault.
+    assert (gateway_db_acquire_for (db, 9, 100, &over_share) == NULL && !over_share);
+    //  A connection owner 7 gives back lets its waiting request in.
+    s_release_later_t later = {db, mine[0]};
+    pthread_t thread;
+    assert (pthread_create (&thread, NULL, s_release_later, &later) == 0);
+    started = zclock_mono ();
+    PGconn *again = gateway_db_acquire_for (db, 7, 2000, &over_share);
+    assert (again == mine[0] && !over_share);
+    assert (zclock_mono () - started < 1500);
+    pthread_join (thread, NULL);
+
+    //  A statement past the timeout is cancelled; the connection is idle
+    //  and goes back to the pool, which hands it out again.
+    PGresult *result = PQexec (other, "SELECT pg_sleep (5)");
+    const char *code = PQresultErrorField (result, PG_DIAG_SQLSTATE);
+    assert (PQresultStatus (result) == PGRES_FATAL_ERROR && code && streq (code, "57014"));
+    PQclear (result);
+    assert (PQtransactionStatus (other) == PQTRANS_IDLE);
+    gateway_db_release (db, other);
+    assert (gateway_db_acquire_for (db, 8, 1000, &over_share) == other);
+    char *value = s_show (other, "statement_timeout");
+    assert (streq (value, "300ms"));
+    free (value);
+    //  RESET (the export's, before it gives a connection back) and a
+    //  reconnect keep it, and the connection string's own options stay.
+    PQclear (PQexec (other, "SET statement_timeout = 0; RESET statement_timeout"));
+    PQreset (other);
+    value = s_show (other, "statement_timeout");
+    assert (streq (value, "300ms"));
+    free (value);
+    value = s_show (other, "lock_timeout");
+    assert (!own_options || streq (value, "1234ms"));
+    free (value);
+    gateway_db_release (db, other);
+    gateway_db_release (db, mine[1]);
+    gateway_db_release (db, again);
+    gateway_db_destroy (&db);
+    free (with_options);
+}
+
 void
 gateway_db_test (bool verbose)
 {
@@ -159,6 +352,7 @@ gateway_db_test (bool verbose)
         printf ("skipped (PHANTOM_TEST_DATABASE unset)\n");
         exit (77);
     }
+    s_test_limits (conninfo);
     gateway_db_t *db = gateway_db_new (conninfo, 2);
     PGconn *first = gateway_db_acquire (db, 1000);
     PGconn *second = gateway_db_acquire (db, 1000);
@@ -190,6 +384,6 @@ gateway_db_test (bool verbose)
     assert (gateway_db_acquire (db, 100) == NULL);
     gateway_db_destroy (&db);
     if (verbose)
-        printf ("(pool bounds checked) ");
+        printf ("(pool bounds, share and statement timeout checked) ");
     printf ("OK\n");
 }

@@ -30,6 +30,7 @@ struct _notifier_service_t {
     notifier_digest_t *digest; //  the daily digest per user
     int64_t digest_due;        //  zclock_mono () of the next digest check
     zactor_t *webhooks;        //  delivery loop, own thread and connection
+    proto_address_t *policy;   //  addresses webhooks may reach, read by the actor
     char *conninfo;            //  database, kept alive for the actor's start
     uint64_t received;         //  messages received
     uint64_t malformed;        //  of them, dropped as malformed
@@ -74,21 +75,29 @@ notifier_service_t *
 notifier_service_new (proto_config_t *config, bool verbose)
 {
     assert (config);
-    int64_t partitions, cooldown, rcvhwm, batch, timeout_ms, attempts, backoff_ms, digest_hour;
+    int64_t partitions, cooldown, rcvhwm, batch, per_user, timeout_ms, attempts, backoff_ms,
+        digest_hour;
     if (s_setting (config, "partitions", 2, 1, 256, &partitions) ||
         s_setting (config, "notifier_cooldown_seconds", 600, 0, 7 * 86400, &cooldown) ||
         s_setting (config, "notifier_rcvhwm", 10000, 1, 10000000, &rcvhwm) ||
-        s_setting (config, "notifier_webhook_batch", 8, 1, 1000, &batch) ||
+        s_setting (config, "notifier_webhook_batch", 32, 1, 1000, &batch) ||
+        s_setting (config, "notifier_webhook_per_user", 4, 1, 1000, &per_user) ||
         s_setting (config, "notifier_webhook_timeout_ms", 5000, 100, 60000, &timeout_ms) ||
         s_setting (config, "notifier_webhook_attempts", 8, 1, 30, &attempts) ||
         s_setting (config, "notifier_webhook_backoff_ms", 1000, 1, 3600000, &backoff_ms) ||
         s_setting (config, "notifier_digest_hour", 8, 0, 23, &digest_hour))
         return NULL;
+    proto_address_t *policy = proto_address_new_from_config (config);
+    if (!policy)
+        return NULL;
     const char *endpoints = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
     const char *conninfo = proto_config_get (config, "database", "dbname=phantomwatch");
+    //  Tests point this at a CA of their own; in use, the system store.
+    const char *ca_file = proto_config_get (config, "webhook_ca_file", NULL);
 
     notifier_service_t *self = (notifier_service_t *)zmalloc (sizeof (notifier_service_t));
     assert (self);
+    self->policy = policy;
     self->conninfo = strdup (conninfo);
     self->events = zsock_new (ZMQ_SUB);
     assert (self->conninfo && self->events);
@@ -110,9 +119,12 @@ notifier_service_new (proto_config_t *config, bool verbose)
     self->digest = notifier_digest_new (conninfo, (int)digest_hour, verbose);
     notifier_webhook_settings_t settings = {.conninfo = self->conninfo,
                                             .batch = (int)batch,
+                                            .per_user = (int)per_user,
                                             .timeout_ms = (int)timeout_ms,
                                             .attempts = (int)attempts,
                                             .backoff_ms = (int)backoff_ms,
+                                            .ca_file = ca_file,
+                                            .policy = self->policy,
                                             .verbose = verbose};
     //  The actor copies settings before it signals, so the stack is fine.
     self->webhooks = zactor_new (notifier_webhook_actor, &settings);
@@ -129,8 +141,9 @@ notifier_service_destroy (notifier_service_t **self_p)
     assert (self_p);
     if (*self_p) {
         notifier_service_t *self = *self_p;
-        //  The actor finishes its current delivery (bounded by its timeout).
+        //  The actor hands what is in flight back; the policy outlives it.
         zactor_destroy (&self->webhooks);
+        proto_address_destroy (&self->policy);
         notifier_digest_destroy (&self->digest);
         notifier_writer_destroy (&self->writer);
         zsock_destroy (&self->events);
@@ -347,10 +360,13 @@ notifier_service_test (bool verbose)
     setenv ("PHANTOM_NOTIFIER_WEBHOOK_BACKOFF_MS", "300", 1);
     setenv ("PHANTOM_NOTIFIER_WEBHOOK_TIMEOUT_MS", "2000", 1);
     setenv ("PHANTOM_NOTIFIER_DIGEST_HOUR", "0", 1);
+    //  The receiver is on loopback, which webhooks may reach only when allowed.
+    setenv ("PHANTOM_WEBHOOK_ALLOW_CIDRS", "127.0.0.0/8", 1);
     proto_config_t *config = proto_config_new (NULL);
     assert (config);
     notifier_service_t *self = notifier_service_new (config, verbose);
     assert (self);
+    unsetenv ("PHANTOM_WEBHOOK_ALLOW_CIDRS");
 
     //  Subscriptions take a moment to reach the publishers: send events of
     //  a port nobody has (dropped by the writer) on both partitions until

@@ -10,8 +10,11 @@
     separate actor with its own connection (notifier_webhook).
     Config keys: database, event_endpoint (comma-separated list allowed),
     partitions, notifier_cooldown_seconds (600), notifier_rcvhwm (10000),
-    notifier_webhook_batch (8), notifier_webhook_timeout_ms (5000),
+    notifier_webhook_batch (32 in flight), notifier_webhook_per_user (4 of
+    them one user's), notifier_webhook_timeout_ms (5000),
     notifier_webhook_attempts (8), notifier_webhook_backoff_ms (1000),
+    webhook_allow_private (0) and webhook_allow_cidrs (proto_address),
+    webhook_ca_file (tests only; default the system store),
     notifier_digest_hour (8, local hour of each user).
     =========================================================================
 */

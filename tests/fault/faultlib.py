@@ -120,7 +120,7 @@ _STACKS = []
 
 def start_stack(name, slot, partitions=2, settings=None):
     """A FaultStack stopped at module cleanup (and on ctest's SIGTERM).
-    settings: more PHANTOM_* for deploy/up, as harness.Stack.start takes."""
+    settings: more PHANTOM_* for deploy/up (harness.Stack.start)."""
     stack = FaultStack()
     _STACKS.append(stack)
     unittest.addModuleCleanup(stack.stop)

@@ -694,6 +694,22 @@ def _source_env(path):
     return out
 
 
+def config_file(name, **keys):
+    """deploy/phantomwatch.conf with keys appended (later lines win), written
+    as $PHANTOM_BUILD_DIR/test-var/<name>.conf; pass it to a stack as
+    settings={"PHANTOM_CONFIG": path} (e.g. webhook_allow_cidrs="127.0.0.0/8"
+    for a test whose webhook receiver listens on loopback)."""
+    with open(os.path.join(REPO, "deploy", "phantomwatch.conf")) as fh:
+        text = fh.read()
+    path = os.path.join(BUILD, "test-var", name + ".conf")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(text + "\n# test settings\n")
+        for key, value in keys.items():
+            fh.write("%s = %s\n" % (key, value))
+    return path
+
+
 #  One stack per module: each test module calls start_module_stack() in
 #  setUpModule; the cleanup is registered before start so a half-started
 #  stack is torn down too.

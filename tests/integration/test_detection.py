@@ -37,8 +37,12 @@ WEBHOOK_WAIT = 20       # s: notification -> outbox -> receiver
 
 def setUpModule():
     global STACK
+    # The webhook receiver listens on loopback, which webhooks may reach
+    # only when the config says so (proto_address).
+    config = harness.config_file("detection", webhook_allow_cidrs="127.0.0.0/8")
     STACK = harness.start_module_stack("detection", slot=3, partitions=PARTITIONS,
-                                       reserve_partitions=SCALED)
+                                       reserve_partitions=SCALED,
+                                       settings={"PHANTOM_CONFIG": config})
 
 
 # ----------------------------------------------------------------------

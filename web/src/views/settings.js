@@ -330,7 +330,8 @@ export function settingsView (main, onLeave) {
                     showSecret(data.webhook, data.secret);
                     loadHooks();
                 } catch (error) {
-                    if (!showApiFieldError(form, error, MESSAGES))
+                    //  The server's own words: it says why an address is refused.
+                    if (!showApiFieldError(form, error))
                         showError(hookAlert, error);
                 } finally {
                     button.disabled = false;
