@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from sensor_simulator import profile_reading  # noqa: E402  (the live simulators' days)
 
 EMAIL = "demo@phantomwatch.local"
-PASSWORD = "phantom-demo-2024"
+PASSWORD = "phantom-demo-2024"   # passes the gateway's cracklib check (cracklib-check)
 DEVICE = "Demo board"
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
 #  A time-of-use tariff shows that waste costs more at some hours (the

@@ -117,10 +117,6 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     int http_threads =
         (int)proto_config_int (config, "http_threads", GATEWAY_HTTP_THREADS, 1, 1000, &error);
     int ack_timeout = (int)proto_config_int (config, "ack_timeout_ms", 5000, 1, 600000, &error);
-    int rate_burst =
-        (int)proto_config_int (config, "rate_limit_burst", GATEWAY_RATE_BURST, 1, 1000000, &error);
-    int rate_refill = (int)proto_config_int (config, "rate_limit_per_minute",
-                                             GATEWAY_RATE_REFILL_PER_MINUTE, 1, 1000000, &error);
     int request_timeout = (int)proto_config_int (
         config, "http_request_timeout_ms", GATEWAY_HTTP_REQUEST_TIMEOUT_MS, 100, 600000, &error);
     //  Read as the detector reads it (same key, default and bounds): the
@@ -137,6 +133,29 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     }
     if (gateway_http_cors_configure (proto_config_get (config, "cors_origins", "")) != 0)
         error = -1;
+    int session_idle = (int)proto_config_int (
+        config, "session_idle_seconds", GATEWAY_SESSION_IDLE_SECONDS, 60, 400 * 86400, &error);
+    //  Abuse limits, one pair of keys a kind (gateway.h says what each counts).
+    static const struct {
+        gateway_rate_kind_t kind;
+        const char *burst_key, *per_hour_key;
+        int burst, per_hour;
+    } limits[] = {{GATEWAY_RATE_TOKEN, "sensor_token_limit_burst", "sensor_token_limit_per_hour",
+                   GATEWAY_RATE_TOKEN_BURST, GATEWAY_RATE_TOKEN_PER_HOUR},
+                  {GATEWAY_RATE_LOGIN, "login_limit_burst", "login_limit_per_hour",
+                   GATEWAY_RATE_LOGIN_BURST, GATEWAY_RATE_LOGIN_PER_HOUR},
+                  {GATEWAY_RATE_ACCOUNT, "login_account_limit_burst",
+                   "login_account_limit_per_hour", GATEWAY_RATE_ACCOUNT_BURST,
+                   GATEWAY_RATE_ACCOUNT_PER_HOUR},
+                  {GATEWAY_RATE_REGISTER, "register_limit_burst", "register_limit_per_hour",
+                   GATEWAY_RATE_REGISTER_BURST, GATEWAY_RATE_REGISTER_PER_HOUR}};
+    int bursts[GATEWAY_RATE_KINDS], per_hours[GATEWAY_RATE_KINDS];
+    for (size_t index = 0; index < sizeof limits / sizeof limits[0]; index++) {
+        bursts[index] = (int)proto_config_int (config, limits[index].burst_key, limits[index].burst,
+                                               1, 1000000, &error);
+        per_hours[index] = (int)proto_config_int (config, limits[index].per_hour_key,
+                                                  limits[index].per_hour, 1, 100000000, &error);
+    }
     //  No request holds a pooled connection for long, and no user more
     //  than a few of them (gateway_db).
     int statement_timeout = (int)proto_config_int (
@@ -145,11 +164,15 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
         config, "api_connections_per_user", GATEWAY_API_USER_CONNECTIONS, 1, DB_POOL_SIZE, &error);
     //  The notifier reads the same keys: both refuse the same addresses.
     proto_address_t *webhook_policy = error ? NULL : proto_address_new_from_config (config);
-    if (error || !webhook_policy) {
+    if (error || !webhook_policy ||
+        gateway_http_trusted_proxies_configure (
+            proto_config_get (config, "trusted_proxies", ""),
+            proto_config_get (config, "trusted_proxy_header", "X-Forwarded-For")) != 0) {
         proto_address_destroy (&webhook_policy);
         return NULL;
     }
-    gateway_http_rate_limit_configure (rate_burst, rate_refill);
+    for (size_t index = 0; index < sizeof limits / sizeof limits[0]; index++)
+        gateway_http_rate_limit_configure (limits[index].kind, bursts[index], per_hours[index]);
     const char *database = proto_config_get (config, "database", "dbname=phantomwatch");
 
     gateway_t *self = (gateway_t *)zmalloc (sizeof (gateway_t));
@@ -157,6 +180,7 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     self->config = config;
     self->verbose = verbose;
     self->offline_seconds = offline_seconds;
+    self->session_idle_seconds = session_idle;
     self->webhook_policy = webhook_policy;
     self->db = gateway_db_new (database, DB_POOL_SIZE);
     gateway_db_set_limits (self->db, statement_timeout, user_connections);
@@ -274,6 +298,17 @@ gateway_test (bool verbose)
     proto_config_t *config = proto_config_new (NULL);
     assert (config);
     volatile int stop = 0;
+    //  A malformed trusted_proxies or limit stops start-up (it is logged).
+    const char *bad[][2] = {{"PHANTOM_TRUSTED_PROXIES", "127.0.0.1, proxy.example"},
+                            {"PHANTOM_LOGIN_LIMIT_BURST", "0"},
+                            {"PHANTOM_TRUSTED_PROXY_HEADER", "X-Real-IP"}};
+    for (size_t index = 0; index < sizeof bad / sizeof bad[0]; index++) {
+        setenv (bad[index][0], bad[index][1], 1);
+        proto_config_t *bad_config = proto_config_new (NULL);
+        assert (bad_config && !gateway_new (bad_config, verbose, &stop));
+        proto_config_destroy (&bad_config);
+        unsetenv (bad[index][0]);
+    }
     gateway_t *gateway = gateway_new (config, verbose, &stop);
     assert (gateway);
 

@@ -45,11 +45,15 @@ typedef struct {
     gateway_live_t *live;           //  live updates (/api/stream), NULL = off
     int offline_seconds;            //  detector_offline_seconds: silence after which a
                                     //  port is offline (0: the default)
+    int session_idle_seconds;       //  a session unused this long has ended
+                                    //  (0: GATEWAY_SESSION_IDLE_SECONDS)
     proto_address_t *webhook_policy;  //  addresses a webhook may have (webhook_allow_*)
 } gateway_t;
 
 //  Default of config key detector_offline_seconds, as the detector's.
 #define GATEWAY_OFFLINE_SECONDS_DEFAULT 300
+//  Default of config key session_idle_seconds: two weeks.
+#define GATEWAY_SESSION_IDLE_SECONDS (14 * 86400)
 
 //  ---------------------------------------------------------------------------
 //  gateway_http: helpers every handler uses
@@ -105,26 +109,59 @@ int gateway_http_read_body (struct mg_connection *conn, size_t max, char *stack_
 json_t *gateway_http_parse_json (struct mg_connection *conn, const char *buffer, size_t size,
                                  int *status);
 
-//  Abuse limits, per client address (text, as civetweb's remote_addr):
-//  each failure (a device token that matched nothing, a failed login)
-//  takes one from the address's bucket of GATEWAY_RATE_BURST, which refills
-//  GATEWAY_RATE_REFILL_PER_MINUTE a minute. While it is empty, requests
-//  that would look a secret up are answered 429 "rate_limited" with
-//  Retry-After, before the lookup. Addresses that never fail are never
-//  limited. Process-wide; bounded memory (4096 entries).
-#define GATEWAY_RATE_BURST 20
-#define GATEWAY_RATE_REFILL_PER_MINUTE 10
-//  true if ip is limited now; *retry_after_s (may be NULL) then says when
-//  the next attempt is allowed.
-bool gateway_http_rate_limited (const char *ip, int *retry_after_s);
-//  Counts one failure against ip.
-void gateway_http_rate_limit_hit (const char *ip);
-//  Sets the limits (values <= 0 keep the current) and forgets all counts.
-void gateway_http_rate_limit_configure (int burst, int refill_per_minute);
+//  Abuse limits: a token bucket per key, a table per kind, so that one
+//  kind of failure never spends another's budget. Each counted attempt
+//  takes one from its key's bucket of _BURST, which refills _PER_HOUR an
+//  hour; while a bucket is empty the attempts it limits are answered 429
+//  "rate_limited" with Retry-After. Keys that never count are never
+//  limited. Process-wide; bounded memory (4096 entries a kind). An IPv6
+//  client counts by its /64, an IPv4 one by its address.
+typedef enum {
+    GATEWAY_RATE_TOKEN,    //  device tokens that matched nothing, per address; a
+                           //  valid token is never looked up here
+    GATEWAY_RATE_LOGIN,    //  failed logins, per address
+    GATEWAY_RATE_ACCOUNT,  //  failed logins, per account (normalised email), from
+                           //  any address: credential stuffing from many
+    GATEWAY_RATE_REGISTER, //  registrations (and taken-email answers), per address
+    GATEWAY_RATE_KINDS
+} gateway_rate_kind_t;
+#define GATEWAY_RATE_TOKEN_BURST 20
+#define GATEWAY_RATE_TOKEN_PER_HOUR 600
+#define GATEWAY_RATE_LOGIN_BURST 20
+#define GATEWAY_RATE_LOGIN_PER_HOUR 600
+#define GATEWAY_RATE_ACCOUNT_BURST 10
+#define GATEWAY_RATE_ACCOUNT_PER_HOUR 12
+#define GATEWAY_RATE_REGISTER_BURST 20
+#define GATEWAY_RATE_REGISTER_PER_HOUR 20
+//  true if key (an address's text; for GATEWAY_RATE_ACCOUNT any text) is
+//  limited now; *retry_after_s (may be NULL) then says when the next
+//  attempt is allowed. Text that is not an address is never limited.
+bool gateway_http_rate_limited (gateway_rate_kind_t kind, const char *key, int *retry_after_s);
+//  Counts one attempt against key.
+void gateway_http_rate_limit_hit (gateway_rate_kind_t kind, const char *key);
+//  Sets kind's limits (values <= 0 keep the current) and forgets its counts.
+void gateway_http_rate_limit_configure (gateway_rate_kind_t kind, int burst, int refill_per_hour);
 //  Answers 429 rate_limited with Retry-After. Returns 429.
 int gateway_http_send_rate_limited (struct mg_connection *conn, int retry_after_s);
-//  The client's address as text (civetweb's remote_addr).
+
+//  Reverse proxies whose forwarding header is believed: list is
+//  comma-separated addresses and CIDRs ("127.0.0.1, 10.0.0.0/8, ::1"),
+//  empty for none; header "X-Forwarded-For" (default, with
+//  X-Forwarded-Proto) or "Forwarded" (RFC 7239, for= and proto=). 0, or -1
+//  on a malformed entry (logged). Process-wide.
+int gateway_http_trusted_proxies_configure (const char *list, const char *header);
+//  The client's address as text: civetweb's remote_addr, or when that is
+//  a trusted proxy the rightmost hop of the forwarding header that is not
+//  one. Valid until this thread's next call (a worker serves one request).
 const char *gateway_http_client_ip (struct mg_connection *conn);
+//  The same from a peer address and a forwarding header's joined lines
+//  (NULL: none), into out. For tests.
+void gateway_http_forwarded_client (const char *peer, const char *forwarded, char *out,
+                                    size_t out_size);
+//  true when the client reached us over https: civetweb's own TLS, or a
+//  trusted proxy that says so (X-Forwarded-Proto: https, or proto=https in
+//  its Forwarded element).
+bool gateway_http_is_https (struct mg_connection *conn);
 
 //  civetweb with the gateway's options (keep-alive, TCP_NODELAY, 16 KiB
 //  headers, no file server, none of civetweb's CORS) on listening ("3000",

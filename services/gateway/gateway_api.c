@@ -7,23 +7,31 @@
     session's user, so another user's row is simply not found: 404, never 403.
 
     Passwords are hashed and verified on a bounded pool of two slots: argon2id
-    takes 64 MiB per call, and a login storm must not exhaust memory. Session
-    and device tokens are 256-bit random, shown once, and kept only as their
-    SHA-256. After a change the sensor path depends on commits, the cache is
-    refreshed at once so the very next reading sees it.
+    takes 64 MiB per call, and a login storm must not exhaust memory. A new
+    password must pass cracklib's check against the system dictionary.
+    Failed logins are limited per address and per account, registrations
+    per address (gateway_http's buckets). Session and device tokens are
+    256-bit random, shown once, and kept only as their SHA-256; a session
+    ends at its fixed age or when unused for session_idle_seconds. After a
+    change the sensor path depends on commits, the cache is refreshed at
+    once so the very next reading sees it.
     =========================================================================
 */
 #include "gateway_api.h"
 #include "gateway_live.h"
 
 #include <ctype.h>
+#include <stddef.h>
+#include <crack.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <sodium.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #define S_DB_WAIT_MS 2000               //  longest wait for a pooled connection
 #define S_TIMEOUT_RETRY_S 5             //  Retry-After of a statement that timed out
@@ -31,7 +39,9 @@
 #define S_PASSWORD_WAIT_S 5             //  longest wait for a slot before 503
 #define S_TOKEN_BYTES 32                //  256-bit session and device tokens
 #define S_SESSION_COOKIE "pw_session"
-#define S_SESSION_SECONDS (30 * 24 * 3600)
+#define S_SESSION_SECONDS (30 * 24 * 3600)  //  fixed age; the SQL says '30 days' too
+#define S_SESSION_TOUCH "1 minute"           //  last_seen_at moves at most this often
+#define S_USER_AGENT_MAX 256                 //  bytes of User-Agent kept with a session
 #define S_PASSWORD_MIN 8
 #define S_PASSWORD_MAX 128
 
@@ -46,6 +56,10 @@ static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 static sem_t s_password_slots;
 static char s_dummy_hash [crypto_pwhash_STRBYTES];
 static bool s_ready;
+//  cracklib keeps state of the dictionary it reads in statics: one check
+//  at a time. A check takes about 10 ms; registrations are rare and limited.
+static pthread_mutex_t s_crack_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool s_crack_ready;              //  the system dictionary is there
 
 
 //  ==========================================================================
@@ -71,6 +85,81 @@ s_init_once (void)
         return;
     }
     s_ready = true;
+    //  Without its dictionary cracklib refuses every password ("error
+    //  loading dictionary"); say so once at start, clearly.
+    char dictionary [PATH_MAX];
+    snprintf (dictionary, sizeof dictionary, "%s.pwd", GetDefaultCracklibDict ());
+    s_crack_ready = access (dictionary, R_OK) == 0;
+    if (!s_crack_ready)
+        zsys_error ("gateway api - no password dictionary at %s (Debian cracklib-runtime), "
+                    "registrations will fail", dictionary);
+}
+
+//  cracklib calls a password "too simplistic/systematic" when more than
+//  3 + 0.09 x its length of its neighbouring characters are one step apart
+//  (ab, 32), a bound long random passwords cross by chance: 11 % of 32
+//  random hex digits, 51 % of 32 random digits, about 1 % of 32 random
+//  letters and digits (cracklib-check, 2,000 each). From S_PASSWORD_LONG
+//  characters on it is believed only when a third of the pairs are such
+//  steps, which no random password of that length reaches in practice and
+//  every run-made one does. (cracklib gives that verdict before its
+//  dictionary look-up; a password this long made of steps and a word would
+//  still be refused here.)
+#define S_PASSWORD_LONG 20
+
+static bool
+s_systematic (const char *password)
+{
+    size_t pairs = 0, steps = 0;
+    for (const char *c = password; c [0] && c [1]; c++, pairs++) {
+        int step = tolower ((unsigned char) c [1]) - tolower ((unsigned char) c [0]);
+        if (step == 1 || step == -1)
+            steps++;
+    }
+    return 3 * steps >= pairs;
+}
+
+//  Stands for "no dictionary to check against" among s_password_weak's answers.
+static const char s_crack_unavailable [] = "";
+
+//  NULL when password may be chosen by the user of email and name, else
+//  why not, as a sentence for the user (s_crack_unavailable: cannot tell).
+//  Long enough is the caller's check.
+static const char *
+s_password_weak (const char *password, const char *email, const char *name)
+{
+    if (!s_crack_ready)
+        return s_crack_unavailable;
+    //  The local part of the email as the "user name", the name as the
+    //  GECOS: cracklib refuses passwords made from either.
+    char user [GATEWAY_API_EMAIL_MAX + 1];
+    snprintf (user, sizeof user, "%.*s", (int) strcspn (email, "@"), email);
+    pthread_mutex_lock (&s_crack_lock);
+    const char *reason = FascistCheckUser (password, GetDefaultCracklibDict (), user, name);
+    pthread_mutex_unlock (&s_crack_lock);
+    if (!reason)
+        return NULL;
+    if (strstr (reason, "error loading"))
+        return s_crack_unavailable;
+    if (strstr (reason, "systematic") && strlen (password) >= S_PASSWORD_LONG
+    &&  !s_systematic (password))
+        return NULL;
+    //  cracklib's reasons are static strings such as "it is based on a
+    //  dictionary word"; one sentence per kind is clearer to a person.
+    if (strstr (reason, "dictionary word"))
+        return "This password is too common: it is a dictionary word or close to one. "
+               "Choose a longer one, for example a few unrelated words.";
+    if (strstr (reason, "simplistic") || strstr (reason, "systematic")
+    ||  strstr (reason, "DIFFERENT") || strstr (reason, "whitespace"))
+        return "This password is too easy to guess: it follows a simple pattern. "
+               "Choose a longer one, for example a few unrelated words.";
+    if (strstr (reason, "username") || strstr (reason, "password entry"))
+        return "This password is too easy to guess: it is made from your name or email. "
+               "Choose another.";
+    if (strstr (reason, "short"))
+        return "This password is too easy to guess: it is too short. Choose a longer one.";
+    return "This password is too easy to guess. Choose a longer one, "
+           "for example a few unrelated words.";
 }
 
 //  Waits at most S_PASSWORD_WAIT_S for a slot of the password pool. 0 or -1.
@@ -808,8 +897,19 @@ s_same_origin (gateway_api_request_t *request)
     return rest && strcasecmp (rest, host) == 0;
 }
 
+//  The session's idle limit, in seconds, as an SQL parameter.
+static void
+s_idle_text (gateway_api_request_t *request, char text [16])
+{
+    int idle = request->gateway->session_idle_seconds;
+    snprintf (text, 16, "%d", idle > 0 ? idle : GATEWAY_SESSION_IDLE_SECONDS);
+}
+
 //  Signs the request in from its session. 0, or the status answered (401,
-//  403 for a cookie-authenticated change from another origin).
+//  403 for a cookie-authenticated change from another origin). A session
+//  past its fixed age or idle too long is no session. Its last_seen_at
+//  moves at most once a minute, in the same statement, so most signed-in
+//  requests write nothing.
 static int
 s_require_user (gateway_api_request_t *request)
 {
@@ -818,17 +918,27 @@ s_require_user (gateway_api_request_t *request)
         return gateway_http_send_error (request->conn, 401, "unauthorized",
                                         "Sign-in required", 0);
     gateway_api_token_hash_text (token, request->session_hash);
-    const char *values [] = {request->session_hash};
+    char idle [16];
+    s_idle_text (request, idle);
+    const char *values [] = {request->session_hash, idle};
     int status;
     PGresult *result = gateway_api_run (request, &status,
-        "SELECT user_id FROM sessions WHERE token_hash = $1::bytea AND expires_at > now ()",
-        1, values);
+        "WITH found AS (SELECT user_id, id, last_seen_at FROM sessions"
+        "               WHERE token_hash = $1::bytea AND expires_at > now ()"
+        "                 AND last_seen_at > now () - $2::int * interval '1 second'),"
+        " touched AS (UPDATE sessions SET last_seen_at = now () FROM found"
+        "             WHERE sessions.token_hash = $1::bytea"
+        "               AND found.last_seen_at < now () - interval '" S_SESSION_TOUCH "')"
+        " SELECT user_id, id FROM found",
+        2, values);
     if (!result)
         return status;
     bool found = PQntuples (result) == 1;
     if (found) {
         snprintf (request->user_text, sizeof request->user_text, "%s", PQgetvalue (result, 0, 0));
         request->user = strtoll (request->user_text, NULL, 10);
+        snprintf (request->session_text, sizeof request->session_text, "%s",
+                  PQgetvalue (result, 0, 1));
     }
     PQclear (result);
     if (!found)
@@ -841,17 +951,50 @@ s_require_user (gateway_api_request_t *request)
     return 0;
 }
 
+//  The session cookie's Set-Cookie line: value for max_age seconds (0
+//  and "" clear it). Secure whenever the client came over https, directly
+//  or through a trusted proxy that says so: a browser then never sends it
+//  over plain http.
+static void
+s_session_cookie (gateway_api_request_t *request, const char *value, int max_age, char *line,
+                  size_t size)
+{
+    snprintf (line, size,
+              "Set-Cookie: " S_SESSION_COOKIE "=%s; HttpOnly;%s SameSite=Strict; Path=/; Max-Age=%d\r\n",
+              value, gateway_http_is_https (request->conn) ? " Secure;" : "", max_age);
+}
+
 //  {user, token} and the session cookie.
 static int
 s_send_session (gateway_api_request_t *request, int status, const char *message, PGresult *user,
                 const char *token)
 {
-    char cookie [160];
-    snprintf (cookie, sizeof cookie,
-              "Set-Cookie: " S_SESSION_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%d\r\n",
-              token, S_SESSION_SECONDS);
+    char cookie [200];
+    s_session_cookie (request, token, S_SESSION_SECONDS, cookie, sizeof cookie);
     json_t *data = json_pack ("{s:o, s:s}", "user", s_user_from_row (user, 0), "token", token);
     return s_send_with_headers (request, status, message, data, cookie);
+}
+
+//  The client address and user agent a new session keeps, as SQL
+//  parameters: the user agent cut to S_USER_AGENT_MAX bytes, every byte
+//  outside printable ASCII as '?' (user agents are ASCII; anything else
+//  could be invalid UTF-8, which PostgreSQL refuses). NULL when none.
+static void
+s_session_origin (gateway_api_request_t *request, char address [64],
+                  char agent [S_USER_AGENT_MAX + 1], const char **agent_value)
+{
+    snprintf (address, 64, "%s", gateway_http_client_ip (request->conn));
+    const char *header = mg_get_header (request->conn, "User-Agent");
+    *agent_value = NULL;
+    if (!header || !*header)
+        return;
+    size_t length = 0;
+    for (; header [length] && length < S_USER_AGENT_MAX; length++) {
+        unsigned char c = (unsigned char) header [length];
+        agent [length] = c >= 0x20 && c < 0x7f ? (char) c : '?';
+    }
+    agent [length] = 0;
+    *agent_value = agent;
 }
 
 
@@ -861,6 +1004,15 @@ s_send_session (gateway_api_request_t *request, int status, const char *message,
 static int
 s_auth_register (gateway_api_request_t *request)
 {
+    //  Accounts cost a password hash (64 MiB, both slots) and a row each:
+    //  an address gets a few, then waits. Counted when an account is made
+    //  and when the email was taken (an answer that tells who has one).
+    const char *ip = gateway_http_client_ip (request->conn);
+    int retry_after;
+    if (gateway_http_rate_limited (GATEWAY_RATE_REGISTER, ip, &retry_after))
+        return gateway_http_send_rate_limited (request->conn, retry_after);
+    char address [64];
+    snprintf (address, sizeof address, "%s", ip);
     json_t *body;
     int status = gateway_api_read_body (request, &body);
     if (status)
@@ -876,6 +1028,16 @@ s_auth_register (gateway_api_request_t *request)
         status = gateway_api_invalid (request, "email must be a valid email address");
         goto done;
     }
+    const char *weak = s_password_weak (password, normal, name);
+    if (weak == s_crack_unavailable) {
+        status = gateway_http_send_error (request->conn, 503, "unavailable",
+                                          "Cannot check passwords now, retry later", 60);
+        goto done;
+    }
+    if (weak) {
+        status = gateway_api_invalid_field (request, "password", weak);
+        goto done;
+    }
     //  Fail fast on a taken email before spending a password slot; the
     //  unique index still decides a race.
     request->conflict_code = "email_taken";
@@ -888,6 +1050,7 @@ s_auth_register (gateway_api_request_t *request)
     bool taken = PQntuples (result) > 0;
     PQclear (result);
     if (taken) {
+        gateway_http_rate_limit_hit (GATEWAY_RATE_REGISTER, address);
         status = gateway_http_send_error (request->conn, 409, "email_taken",
                                           "Email already registered", 0);
         goto done;
@@ -900,16 +1063,20 @@ s_auth_register (gateway_api_request_t *request)
                           : gateway_api_internal (request);
         goto done;
     }
+    gateway_http_rate_limit_hit (GATEWAY_RATE_REGISTER, address);
     char token [GATEWAY_API_TOKEN_CHARS + 1], token_hash [GATEWAY_API_HASH_TEXT];
     gateway_api_token_new (token, token_hash);
-    const char *values [] = {normal, name, hash, token_hash};
+    char agent [S_USER_AGENT_MAX + 1];
+    const char *agent_value;
+    s_session_origin (request, address, agent, &agent_value);
+    const char *values [] = {normal, name, hash, token_hash, address, agent_value};
     //  One statement, so there is never a user without the session we answer.
     result = gateway_api_run (request, &status,
         "WITH created AS (INSERT INTO users (email, name, password_hash)"
         "                 VALUES ($1, $2, $3) RETURNING " GATEWAY_API_USER_COLUMNS "),"
-        " session AS (INSERT INTO sessions (token_hash, user_id, expires_at)"
-        "             SELECT $4::bytea, id, now () + interval '30 days' FROM created)"
-        " SELECT " GATEWAY_API_USER_COLUMNS " FROM created", 4, values);
+        " session AS (INSERT INTO sessions (token_hash, user_id, expires_at, client_address, user_agent)"
+        "             SELECT $4::bytea, id, now () + interval '30 days', $5, $6 FROM created)"
+        " SELECT " GATEWAY_API_USER_COLUMNS " FROM created", 6, values);
     if (!result)
         goto done;
     status = PQntuples (result) == 1
@@ -923,10 +1090,13 @@ done:
 static int
 s_auth_login (gateway_api_request_t *request)
 {
-    //  Password guessing is limited per client address, like device tokens.
-    const char *ip = gateway_http_client_ip (request->conn);
+    //  Password guessing: failures are counted per client address, and per
+    //  account from any address (stuffing from many addresses); either
+    //  bucket empty and the password is not even looked at.
+    char address [64];
+    snprintf (address, sizeof address, "%s", gateway_http_client_ip (request->conn));
     int retry_after;
-    if (gateway_http_rate_limited (ip, &retry_after))
+    if (gateway_http_rate_limited (GATEWAY_RATE_LOGIN, address, &retry_after))
         return gateway_http_send_rate_limited (request->conn, retry_after);
     json_t *body;
     int status = gateway_api_read_body (request, &body);
@@ -939,6 +1109,13 @@ s_auth_login (gateway_api_request_t *request)
         goto done;
     //  An email we could never have stored is just unknown: same answer.
     bool plausible = gateway_api_email_normalize (email, normal) == 0;
+    //  Unknown emails have buckets too, so a limit tells nothing about
+    //  which accounts exist.
+    const char *account = plausible ? normal : email;
+    if (gateway_http_rate_limited (GATEWAY_RATE_ACCOUNT, account, &retry_after)) {
+        status = gateway_http_send_rate_limited (request->conn, retry_after);
+        goto done;
+    }
     const char *lookup [] = {normal};
     PGresult *user = gateway_api_run (request, &status,
         "SELECT " GATEWAY_API_USER_COLUMNS ", password_hash FROM users WHERE lower (email) = $1",
@@ -948,8 +1125,10 @@ s_auth_login (gateway_api_request_t *request)
     bool known = plausible && PQntuples (user) == 1;
     int rc = s_password_verify (known ? PQgetvalue (user, 0, PQnfields (user) - 1) : NULL, password);
     if (rc != 0) {
-        if (rc != -2)
-            gateway_http_rate_limit_hit (ip);
+        if (rc != -2) {
+            gateway_http_rate_limit_hit (GATEWAY_RATE_LOGIN, address);
+            gateway_http_rate_limit_hit (GATEWAY_RATE_ACCOUNT, account);
+        }
         status = rc == -2 ? gateway_http_send_error (request->conn, 503, "busy",
                                                      "Too many sign-ins, retry shortly", 5)
                           : gateway_http_send_error (request->conn, 401, "invalid_credentials",
@@ -959,12 +1138,17 @@ s_auth_login (gateway_api_request_t *request)
     }
     char token [GATEWAY_API_TOKEN_CHARS + 1], token_hash [GATEWAY_API_HASH_TEXT];
     gateway_api_token_new (token, token_hash);
-    const char *values [] = {token_hash, PQgetvalue (user, 0, 0)};
-    //  Expired sessions of this user go with the new one: cheap, indexed.
+    char agent [S_USER_AGENT_MAX + 1], idle [16];
+    const char *agent_value;
+    s_session_origin (request, address, agent, &agent_value);
+    s_idle_text (request, idle);
+    const char *values [] = {token_hash, PQgetvalue (user, 0, 0), address, agent_value, idle};
+    //  Ended sessions of this user go with the new one: cheap, indexed.
     PGresult *result = gateway_api_run (request, &status,
-        "WITH expired AS (DELETE FROM sessions WHERE user_id = $2::bigint AND expires_at < now ())"
-        " INSERT INTO sessions (token_hash, user_id, expires_at)"
-        " VALUES ($1::bytea, $2::bigint, now () + interval '30 days')", 2, values);
+        "WITH ended AS (DELETE FROM sessions WHERE user_id = $2::bigint"
+        "               AND (expires_at < now () OR last_seen_at < now () - $5::int * interval '1 second'))"
+        " INSERT INTO sessions (token_hash, user_id, expires_at, client_address, user_agent)"
+        " VALUES ($1::bytea, $2::bigint, now () + interval '30 days', $3, $4)", 5, values);
     if (result) {
         PQclear (result);
         status = s_send_session (request, 200, "Logged in", user, token);
@@ -985,8 +1169,82 @@ s_auth_logout (gateway_api_request_t *request)
     if (!result)
         return status;
     PQclear (result);
-    return s_send_with_headers (request, 200, "Logged out", json_object (),
-        "Set-Cookie: " S_SESSION_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0\r\n");
+    char cookie [200];
+    s_session_cookie (request, "", 0, cookie, sizeof cookie);
+    return s_send_with_headers (request, 200, "Logged out", json_object (), cookie);
+}
+
+//  Of the sessions list below.
+static const gateway_api_member_t s_session_members [] = {
+    {"id", 0, GATEWAY_API_INTEGER}, {"createdAt", 1, GATEWAY_API_TIME},
+    {"lastSeenAt", 2, GATEWAY_API_TIME}, {"expiresAt", 3, GATEWAY_API_TIME},
+    {"clientAddress", 4, GATEWAY_API_TEXT}, {"userAgent", 5, GATEWAY_API_TEXT},
+    {"current", 6, GATEWAY_API_BOOL}, {0}
+};
+
+//  The user's live sessions, the most recently used first. lastSeenAt is
+//  at most a minute behind; expiresAt is the sooner of the fixed age and
+//  the idle limit from lastSeenAt.
+static int
+s_sessions_list (gateway_api_request_t *request)
+{
+    char idle [16];
+    s_idle_text (request, idle);
+    const char *values [] = {request->user_text, request->session_hash, idle};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
+        "SELECT id, " GATEWAY_API_MS ("created_at") ", " GATEWAY_API_MS ("last_seen_at") ", "
+        GATEWAY_API_MS ("least (expires_at, last_seen_at + $3::int * interval '1 second')") ","
+        " client_address, user_agent, token_hash = $2::bytea"
+        " FROM sessions WHERE user_id = $1::bigint AND expires_at > now ()"
+        "   AND last_seen_at > now () - $3::int * interval '1 second'"
+        " ORDER BY last_seen_at DESC, id DESC", 3, values);
+    if (!result)
+        return status;
+    json_t *list = json_array ();
+    for (int row = 0; row < PQntuples (result); row++)
+        json_array_append_new (list, gateway_api_object_from_row (result, row, s_session_members));
+    PQclear (result);
+    return gateway_api_send_object (request, 200, NULL, "sessions", list);
+}
+
+//  Ends one of the user's sessions; the current one too (then the cookie
+//  goes as on logout). 404 for another user's or an unknown id.
+static int
+s_sessions_delete (gateway_api_request_t *request)
+{
+    const char *values [] = {request->segments [2], request->user_text};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
+        "DELETE FROM sessions WHERE id = $1::bigint AND user_id = $2::bigint RETURNING id", 2, values);
+    if (!result)
+        return status;
+    bool found = PQntuples (result) == 1;
+    PQclear (result);
+    if (!found)
+        return gateway_api_not_found (request);
+    char cookie [200] = "";
+    if (streq (request->segments [2], request->session_text))
+        s_session_cookie (request, "", 0, cookie, sizeof cookie);
+    return s_send_with_headers (request, 200, "Session ended", json_object (),
+                                *cookie ? cookie : NULL);
+}
+
+//  "Sign out everywhere else": ends every session of the user but the one
+//  making the request (logout ends that one). Answers how many ended.
+static int
+s_sessions_delete_others (gateway_api_request_t *request)
+{
+    const char *values [] = {request->user_text, request->session_hash};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
+        "DELETE FROM sessions WHERE user_id = $1::bigint AND token_hash <> $2::bytea", 2, values);
+    if (!result)
+        return status;
+    json_int_t ended = strtoll (PQcmdTuples (result), NULL, 10);
+    PQclear (result);
+    return s_send_with_headers (request, 200, "Other sessions ended",
+                                json_pack ("{s:I}", "ended", ended), NULL);
 }
 
 static int
@@ -1178,6 +1436,9 @@ static const gateway_api_route_t s_routes [] = {
     {"POST",   "auth/login",        false, s_auth_login},
     {"POST",   "auth/logout",       true,  s_auth_logout},
     {"GET",    "auth/me",           true,  s_auth_me},
+    {"GET",    "auth/sessions",     true,  s_sessions_list},
+    {"DELETE", "auth/sessions",     true,  s_sessions_delete_others},
+    {"DELETE", "auth/sessions/:id", true,  s_sessions_delete},
     {"GET",    "devices",           true,  s_devices_list},
     {"POST",   "devices",           true,  s_devices_create},
     {"GET",    "devices/:id",       true,  s_devices_get},

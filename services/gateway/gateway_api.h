@@ -49,6 +49,7 @@ typedef struct {
     int64_t user;                       //  signed-in user (after the session check)
     char user_text [24];                //  the same, as an SQL parameter
     char session_hash [GATEWAY_API_HASH_TEXT];  //  SHA-256 of the session token, bytea text
+    char session_text [24];             //  the session's id, as an SQL parameter
     bool cookie_session;                //  signed in by cookie, not header
     const char *conflict_code;          //  answer to a unique violation (409), NULL = 400
     const char *conflict_message;       //  its message

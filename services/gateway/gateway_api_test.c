@@ -1481,6 +1481,9 @@ s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const 
     char *notification = s_sql (pg, "INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
                                     " VALUES ($1::bigint, 'digest', 'owned', 'T', 'M') RETURNING id::text",
                                 1, values);
+    char *session = s_sql (pg, "SELECT max (id)::text FROM sessions WHERE user_id = $1::bigint",
+                           1, values);
+    assert (session);
     int routes = 0;
     for (size_t table = 0; gateway_api_route_tables [table]; table++)
         for (const gateway_api_route_t *route = gateway_api_route_tables [table]; route->method;
@@ -1500,7 +1503,8 @@ s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const 
                 else
                 if (streq (segment, ":id"))
                     value = streq (resource, "devices") ? device
-                          : streq (resource, "webhooks") ? webhook : notification;
+                          : streq (resource, "webhooks") ? webhook
+                          : streq (resource, "auth") ? session : notification;
                 has_id |= value != segment;
                 strcat (path, "/");
                 strcat (path, value);
@@ -1543,6 +1547,7 @@ s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const 
     assert (read && streq (read, "t"));
     free (read);
     free (notification);
+    free (session);
     zstr_free (&webhook);
     free (port);
     free (device);
@@ -1606,6 +1611,303 @@ s_self_terminate (struct mg_connection *conn, void *cbdata)
         return gateway_http_send_data (conn, 200, "Not terminated", NULL);
     }
     return status;
+}
+
+//  Registers email with password from the client address forwarded_for
+//  (through the trusted proxy 127.0.0.1); returns the status.
+static int
+s_register_from (s_client_t *client, const char *forwarded_for, const char *email,
+                 const char *password)
+{
+    char headers [128], body [512];
+    snprintf (headers, sizeof headers, "X-Forwarded-For: %s\r\n", forwarded_for);
+    snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"Limit\"}", email,
+              password);
+    return s_call (client, "POST", "/api/auth/register", headers, body);
+}
+
+static int
+s_login_from (s_client_t *client, const char *forwarded_for, const char *email,
+              const char *password)
+{
+    char headers [128], body [512];
+    snprintf (headers, sizeof headers, "X-Forwarded-For: %s\r\n", forwarded_for);
+    snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+    return s_call (client, "POST", "/api/auth/login", headers, body);
+}
+
+//  true when the last answer was 429 rate_limited with a Retry-After.
+static bool
+s_limited (s_client_t *client)
+{
+    return client->status == 429 && streq (s_error_code (client), "rate_limited")
+        && strcasestr (client->head, "\r\nRetry-After: ");
+}
+
+//  New passwords: at least 8 characters and not in cracklib's dictionary,
+//  refused with a 400 naming the field; nothing is created.
+static void
+s_test_passwords (s_client_t *client, PGconn *pg, const char *suffix)
+{
+    const char *weak [] = {"password1", "12345678", "qwertyuiop", "iloveyou", "Password123",
+                           "abcdefgh"};
+    char email [128], body [512];
+    snprintf (email, sizeof email, "weak.%s@example.com", suffix);
+    for (size_t index = 0; index < sizeof weak / sizeof weak [0]; index++) {
+        snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"W\"}",
+                  email, weak [index]);
+        assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 400);
+        assert (streq (s_error_code (client), "validation_error"));
+        assert (streq (s_error_field (client), "password"));
+        assert (strstr (json_string_value (json_object_get (client->body, "message")),
+                        "too "));
+    }
+    //  Seven characters: the length rule, also on the password field.
+    snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"xK9#qL2\",\"name\":\"W\"}", email);
+    assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 400);
+    assert (streq (s_error_field (client), "password"));
+    char *count = s_sql_value (pg, "SELECT count(*) FROM users WHERE email = $1", email);
+    assert (count && streq (count, "0"));
+    free (count);
+    //  Long runs are systematic at any length; a long random password is
+    //  not, though cracklib alone says so of this one (4 % of such).
+    const char *runs [] = {"abcdefghijklmnopqrstu", "12345678901234567890", "zyxwvutsrq9876543210"};
+    for (size_t index = 0; index < sizeof runs / sizeof runs [0]; index++) {
+        snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"W\"}",
+                  email, runs [index]);
+        assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 400);
+        assert (streq (s_error_field (client), "password"));
+    }
+    snprintf (body, sizeof body,
+              "{\"email\":\"r.%s\",\"password\":\"pw-7289b4feaf024521bb4d540130ef8d39\","
+              "\"name\":\"W\"}", email);
+    assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 201);
+    //  A long passphrase passes.
+    snprintf (body, sizeof body,
+              "{\"email\":\"%s\",\"password\":\"lamp orbit velvet cactus\",\"name\":\"W\"}", email);
+    assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 201);
+}
+
+//  Limits that hit only the abuser, each client told apart through the
+//  trusted proxy's X-Forwarded-For: registrations per address; failed
+//  logins per address and per account, the right password refused once
+//  either is exhausted; unknown emails limited alike.
+static void
+s_test_abuse_limits (s_client_t *client, const char *suffix)
+{
+    char email [128], other [128], unknown [128];
+    assert (gateway_http_trusted_proxies_configure ("127.0.0.1", NULL) == 0);
+
+    gateway_http_rate_limit_configure (GATEWAY_RATE_REGISTER, 2, 1);
+    //  A refused password costs nothing, so it does not count.
+    snprintf (email, sizeof email, "reg0.%s@example.com", suffix);
+    assert (s_register_from (client, "198.51.100.1", email, "password1") == 400);
+    for (int index = 1; index <= 2; index++) {
+        snprintf (email, sizeof email, "reg%d.%s@example.com", index, suffix);
+        assert (s_register_from (client, "198.51.100.1", email, "lamp orbit velvet") == 201);
+    }
+    snprintf (email, sizeof email, "reg3.%s@example.com", suffix);
+    assert (s_register_from (client, "198.51.100.1", email, "lamp orbit velvet") == 429);
+    assert (s_limited (client));
+    //  A forged hop left of the proxy's does not make a new client.
+    assert (s_register_from (client, "203.0.113.77, 198.51.100.1", email, "lamp orbit velvet")
+            == 429);
+    //  Another address registers.
+    assert (s_register_from (client, "198.51.100.2", email, "lamp orbit velvet") == 201);
+
+    gateway_http_rate_limit_configure (GATEWAY_RATE_LOGIN, 3, 1);
+    gateway_http_rate_limit_configure (GATEWAY_RATE_ACCOUNT, 5, 1);
+    snprintf (email, sizeof email, "reg1.%s@example.com", suffix);
+    snprintf (other, sizeof other, "reg2.%s@example.com", suffix);
+    //  Per address: three failures, then even the right password waits.
+    for (int attempt = 0; attempt < 3; attempt++)
+        assert (s_login_from (client, "198.51.100.3", email, "wrong horse") == 401);
+    assert (s_login_from (client, "198.51.100.3", email, "lamp orbit velvet") == 429);
+    assert (s_limited (client));
+    assert (s_login_from (client, "198.51.100.3", other, "lamp orbit velvet") == 429);
+    //  Another address signs in: the account has 3 failures of its 5.
+    assert (s_login_from (client, "198.51.100.4", email, "lamp orbit velvet") == 200);
+    //  Success does not refill: two more failures, from two more addresses,
+    //  and the account is limited from everywhere.
+    assert (s_login_from (client, "198.51.100.5", email, "wrong horse") == 401);
+    assert (s_login_from (client, "198.51.100.6", email, "wrong horse") == 401);
+    assert (s_login_from (client, "198.51.100.7", email, "lamp orbit velvet") == 429);
+    assert (s_limited (client));
+    //  ... but not another account from that address, nor in other case.
+    assert (s_login_from (client, "198.51.100.7", other, "lamp orbit velvet") == 200);
+    char upper [128];
+    snprintf (upper, sizeof upper, "REG1.%s@EXAMPLE.com", suffix);
+    assert (s_login_from (client, "198.51.100.8", upper, "lamp orbit velvet") == 429);
+    //  An email no one has is limited the same way: a 429 tells nothing.
+    snprintf (unknown, sizeof unknown, "nobody.limit.%s@example.com", suffix);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        char from [32];
+        snprintf (from, sizeof from, "198.51.101.%d", attempt + 1);
+        assert (s_login_from (client, from, unknown, "lamp orbit velvet") == 401);
+    }
+    assert (s_login_from (client, "198.51.101.9", unknown, "lamp orbit velvet") == 429);
+
+    //  Without a trusted proxy the header is the client's own word: every
+    //  request is 127.0.0.1, whatever it says.
+    assert (gateway_http_trusted_proxies_configure ("", NULL) == 0);
+    gateway_http_rate_limit_configure (GATEWAY_RATE_LOGIN, 1, 1);
+    assert (s_login_from (client, "198.51.102.1", other, "wrong horse") == 401);
+    assert (s_login_from (client, "198.51.102.2", other, "lamp orbit velvet") == 429);
+
+    for (int kind = 0; kind < GATEWAY_RATE_KINDS; kind++)
+        gateway_http_rate_limit_configure ((gateway_rate_kind_t) kind, 100000, 100000000);
+}
+
+//  The sessions of one user: listed with their origin, ended one by one or
+//  all but the current; idle ones end; last_seen_at moves at most once a
+//  minute; the cookie is Secure behind a trusted https proxy.
+static void
+s_test_sessions (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *suffix,
+                 const char *other_auth)
+{
+    char email [128], body [512], headers [256], auth [128], path [64], hex [65];
+    snprintf (email, sizeof email, "sessions.%s@example.com", suffix);
+    snprintf (body, sizeof body,
+              "{\"email\":\"%s\",\"password\":\"lamp orbit velvet\",\"name\":\"S\"}", email);
+    assert (s_call (client, "POST", "/api/auth/register", "User-Agent: agent-one\r\n", body) == 201);
+    char *first = strdup (json_string_value (s_data (client, "token")));
+    //  Plain http: no Secure, even when the client claims https itself.
+    assert (!strcasestr (client->head, "Secure"));
+    snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"lamp orbit velvet\"}", email);
+    assert (s_call (client, "POST", "/api/auth/login", "X-Forwarded-Proto: https\r\n", body) == 200);
+    assert (!strcasestr (client->head, "Secure"));
+    char *second = strdup (json_string_value (s_data (client, "token")));
+    //  Behind the trusted proxy, which says https: Secure, and its client's address.
+    assert (gateway_http_trusted_proxies_configure ("127.0.0.1", NULL) == 0);
+    assert (s_call (client, "POST", "/api/auth/login",
+                    "X-Forwarded-For: 198.51.100.9\r\nX-Forwarded-Proto: https\r\n"
+                    "User-Agent: agent-three\xc3\xa9\r\n", body) == 200);
+    assert (strcasestr (client->head, "HttpOnly; Secure; SameSite=Strict"));
+    char *third = strdup (json_string_value (s_data (client, "token")));
+    snprintf (headers, sizeof headers, "X-Forwarded-Proto: https\r\n%s", s_bearer (third, auth));
+    assert (s_call (client, "POST", "/api/auth/logout", headers, NULL) == 200);
+    assert (strcasestr (client->head, "Set-Cookie: pw_session=; HttpOnly; Secure;"));
+    assert (s_call (client, "POST", "/api/auth/login",
+                    "X-Forwarded-For: 198.51.100.9\r\nUser-Agent: agent-three\r\n", body) == 200);
+    assert (!strcasestr (client->head, "Secure"));
+    free (third);
+    third = strdup (json_string_value (s_data (client, "token")));
+    assert (gateway_http_trusted_proxies_configure ("", NULL) == 0);
+
+    //  Listed, most recently used first, the current one flagged.
+    assert (s_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    json_t *list = s_data (client, "sessions");
+    assert (json_array_size (list) == 3);
+    json_t *newest = json_array_get (list, 0), *oldest = json_array_get (list, 2);
+    assert (json_is_true (json_object_get (newest, "current")));
+    assert (json_is_false (json_object_get (oldest, "current")));
+    assert (json_is_false (json_object_get (json_array_get (list, 1), "current")));
+    assert (streq (json_string_value (json_object_get (newest, "clientAddress")), "198.51.100.9"));
+    assert (streq (json_string_value (json_object_get (newest, "userAgent")), "agent-three"));
+    assert (streq (json_string_value (json_object_get (oldest, "clientAddress")), "127.0.0.1"));
+    assert (streq (json_string_value (json_object_get (oldest, "userAgent")), "agent-one"));
+    assert (json_is_null (json_object_get (json_array_get (list, 1), "userAgent")));
+    const char *created = json_string_value (json_object_get (newest, "createdAt"));
+    const char *seen = json_string_value (json_object_get (newest, "lastSeenAt"));
+    const char *expires = json_string_value (json_object_get (newest, "expiresAt"));
+    assert (created && seen && expires && strlen (created) == 24 && strcmp (expires, seen) > 0);
+    json_int_t first_id = json_integer_value (json_object_get (oldest, "id"));
+    json_int_t third_id = json_integer_value (json_object_get (newest, "id"));
+    assert (first_id > 0 && third_id > first_id);
+    //  Another user sees none of them, and cannot end them.
+    assert (s_call (client, "GET", "/api/auth/sessions", other_auth, NULL) == 200);
+    assert (json_array_size (s_data (client, "sessions")) >= 1);
+    for (size_t index = 0; index < json_array_size (s_data (client, "sessions")); index++)
+        assert (json_integer_value (json_object_get (
+                    json_array_get (s_data (client, "sessions"), index), "id")) != first_id);
+    snprintf (path, sizeof path, "/api/auth/sessions/%" JSON_INTEGER_FORMAT, first_id);
+    assert (s_call (client, "DELETE", path, other_auth, NULL) == 404);
+    assert (s_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
+
+    //  last_seen_at: moved when older than a minute, else left alone.
+    s_sha256_hex (first, hex);
+    char *value = s_sql_value (pg,
+        "UPDATE sessions SET last_seen_at = now () - interval '2 minutes'"
+        " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
+    free (value);
+    assert (s_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
+    value = s_sql_value (pg, "SELECT (now () - last_seen_at < interval '10 seconds')::text"
+                             " FROM sessions WHERE token_hash = decode ($1, 'hex')", hex);
+    assert (value && streq (value, "true"));
+    free (value);
+    value = s_sql_value (pg,
+        "UPDATE sessions SET last_seen_at = now () - interval '30 seconds'"
+        " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
+    free (value);
+    assert (s_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
+    value = s_sql_value (pg, "SELECT (now () - last_seen_at > interval '25 seconds')::text"
+                             " FROM sessions WHERE token_hash = decode ($1, 'hex')", hex);
+    assert (value && streq (value, "true"));
+    free (value);
+
+    //  Idle: past session_idle_seconds a session is gone, however young.
+    value = s_sql_value (pg,
+        "UPDATE sessions SET last_seen_at = now () - interval '15 days'"
+        " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
+    free (value);
+    assert (s_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 401);
+    assert (s_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (json_array_size (s_data (client, "sessions")) == 2);
+    gateway->session_idle_seconds = 120;
+    s_sha256_hex (second, hex);
+    value = s_sql_value (pg,
+        "UPDATE sessions SET last_seen_at = now () - interval '3 minutes'"
+        " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
+    free (value);
+    assert (s_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 401);
+    gateway->session_idle_seconds = 0;
+    value = s_sql_value (pg,
+        "UPDATE sessions SET last_seen_at = now ()"
+        " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
+    free (value);
+    assert (s_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 200);
+
+    //  One by one: the second, from the third.
+    assert (s_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    list = s_data (client, "sessions");
+    assert (json_array_size (list) == 2);
+    //  The second was used last, so it leads the list now.
+    assert (json_is_false (json_object_get (json_array_get (list, 0), "current")));
+    json_int_t second_id = json_integer_value (json_object_get (json_array_get (list, 0), "id"));
+    assert (second_id != third_id && second_id != first_id);
+    snprintf (path, sizeof path, "/api/auth/sessions/%" JSON_INTEGER_FORMAT, second_id);
+    assert (s_call (client, "DELETE", path, s_bearer (third, auth), NULL) == 200);
+    assert (!strcasestr (client->head, "Set-Cookie"));
+    assert (s_call (client, "DELETE", path, s_bearer (third, auth), NULL) == 404);
+    assert (s_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 401);
+
+    //  Everywhere else: two more sessions end, the current stays.
+    assert (s_call (client, "POST", "/api/auth/login", NULL, body) == 200);
+    char *fourth = strdup (json_string_value (s_data (client, "token")));
+    assert (s_call (client, "POST", "/api/auth/login", NULL, body) == 200);
+    char *fifth = strdup (json_string_value (s_data (client, "token")));
+    assert (s_call (client, "DELETE", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (json_integer_value (s_data (client, "ended")) == 2);
+    assert (s_call (client, "GET", "/api/auth/me", s_bearer (fourth, auth), NULL) == 401);
+    assert (s_call (client, "GET", "/api/auth/me", s_bearer (fifth, auth), NULL) == 401);
+    assert (s_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (json_array_size (s_data (client, "sessions")) == 1);
+    //  Cookie sessions need our origin for it, as for every change.
+    char cookie [160];
+    snprintf (cookie, sizeof cookie, "Cookie: pw_session=%s\r\n", third);
+    assert (s_call (client, "DELETE", "/api/auth/sessions", cookie, NULL) == 403);
+    //  The current one by its id: gone, and its cookie cleared.
+    snprintf (path, sizeof path, "/api/auth/sessions/%" JSON_INTEGER_FORMAT, third_id);
+    snprintf (headers, sizeof headers, "Cookie: pw_session=%s\r\nX-Requested-With: fetch\r\n", third);
+    assert (s_call (client, "DELETE", path, headers, NULL) == 200);
+    assert (strcasestr (client->head, "Set-Cookie: pw_session=;"));
+    assert (s_call (client, "GET", "/api/auth/me", s_bearer (third, auth), NULL) == 401);
+    assert (s_call (client, "DELETE", "/api/auth/sessions/x", other_auth, NULL) == 404);
+    free (first);
+    free (second);
+    free (third);
+    free (fourth);
+    free (fifth);
 }
 
 //  Pooled connections that PostgreSQL dropped are reconnected: the next
@@ -1779,6 +2081,11 @@ gateway_api_routes_test (bool verbose)
     assert (gateway.db && gateway.cache);
     assert (gateway_cache_load (gateway.cache) == 0);
 
+    //  Every request of this test comes from 127.0.0.1: room for the
+    //  users it registers and the logins it fails (s_test_abuse_limits tests
+    //  the limits themselves).
+    for (int kind = 0; kind < GATEWAY_RATE_KINDS; kind++)
+        gateway_http_rate_limit_configure ((gateway_rate_kind_t) kind, 100000, 100000000);
     int http_port = gateway_api_test_http_start (&gateway, "4");
     s_client_t client = {http_port, 0, NULL, NULL, verbose};
     char suffix [17];
@@ -1822,6 +2129,9 @@ gateway_api_routes_test (bool verbose)
     s_test_summary (&client, pg, suffix);
     s_test_webhooks (&client, pg, auth_a, auth_b, user_a);
     s_test_authorization (&client, pg, auth_a, auth_b, user_a);
+    s_test_passwords (&client, pg, suffix);
+    s_test_abuse_limits (&client, suffix);
+    s_test_sessions (&client, &gateway, pg, suffix, auth_b);
     s_test_reconnect (&client, &gateway, pg, pool_name, auth_a, body);
     s_test_limits (&client, &gateway, auth_a);
     //  Without a live class the stream is unavailable, not a crash.

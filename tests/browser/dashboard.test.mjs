@@ -708,6 +708,23 @@ async function main () {
         await watcher.quietly([page], () => page.reload());
         await page.locator('h1', { hasText: 'Overview' }).waitFor();
 
+        //  Where the account is signed in (issue 11): the settings list every
+        //  session (sign-up's, the page's, the API's), and one is ended there.
+        const spare = (await expectOk(base, 'POST', '/api/auth/login', { body: { email, password: PASSWORD } })).token;
+        const listed = (await expectOk(base, 'GET', '/api/auth/sessions', { token: spare })).sessions;
+        const spareId = listed.find((x) => x.current).id;
+        check(listed.length >= 3, `GET /api/auth/sessions listed ${listed.length} sessions`);
+        await page.getByTestId('nav-settings').click();
+        const sessionRows = page.getByTestId('session');
+        await until(async () => (await sessionRows.count()) === listed.length,
+                    `the settings do not list the ${listed.length} sessions`);
+        same(await page.locator('[data-testid="session"][data-current="yes"]').count(), 1, 'current sessions listed');
+        await page.locator(`[data-testid="session"][data-id="${spareId}"]`).getByTestId('session-end').click();
+        await until(async () => (await sessionRows.count()) === listed.length - 1, 'the ended session is still listed');
+        same((await request(base, 'GET', '/api/auth/me', { token: spare })).status, 401, 'the ended session\'s /api/auth/me');
+        await page.getByTestId('nav-overview').click();
+        await page.locator('h1', { hasText: 'Overview' }).waitFor();
+
         await page.getByTestId('nav-devices').click();
         await page.getByTestId('devices-empty').waitFor();
         await page.getByTestId('device-name').fill('Living room board');

@@ -8,11 +8,20 @@ case) and that a legitimate reading from another client address
 
   ABUSE <case> status=<what it got> up=yes legit=201 ...
 
-Client addresses (the gateway limits failed token lookups per address, and
-loopback is 127.0.0.0/8, so each case that fails tokens on purpose has its
-own): 127.0.0.1 most cases, 127.0.0.2 the legitimate readings, 127.0.0.5
-the brute force, 127.0.0.7 the revocation probe, 127.0.1.1-40 the timing
-comparison.
+Client addresses (the gateway limits failed token lookups, failed logins
+and registrations per address, and loopback is 127.0.0.0/8, so each case
+that fails on purpose has its own): 127.0.0.1 most cases, 127.0.0.2 the
+legitimate readings, 127.0.0.3 the trusted reverse proxy (trusted_proxies),
+127.0.0.5 the brute force, 127.0.0.6 a client that forges X-Forwarded-For,
+127.0.0.7 the revocation probe, 127.0.0.9/.10 registrations, 127.0.0.11
+password guessing, 127.0.0.12 sessions, 127.0.1.1-40 the timing
+comparison, 127.0.2.1-10 credential stuffing. Addresses behind the proxy
+(198.51.100.0/24, documentation space) exist only as header text: no
+packet goes to them.
+
+Issue 11, item 5 (limits that hit only the abuser) and item 7 (sessions
+and passwords): test_token_brute_force, test_trusted_proxy,
+test_registration_flood, test_login_limits, test_sessions_and_passwords.
 """
 
 import http.client
@@ -33,14 +42,25 @@ STACK = None
 OWNER = None
 
 LEGIT_SRC = "127.0.0.2"
+PROXY_SRC = "127.0.0.3"
 BRUTE_SRC = "127.0.0.5"
+FORGER_SRC = "127.0.0.6"
 PROBE_SRC = "127.0.0.7"
+REGISTER_SRC = "127.0.0.9"
+REGISTER_OTHER_SRC = "127.0.0.10"
+GUESS_SRC = "127.0.0.11"
+SESSION_SRC = "127.0.0.12"
 
 #  Gateway settings this module relies on (services/gateway/gateway.h,
 #  deploy/phantomwatch.conf defaults).
 REQUEST_TIMEOUT_S = 5.0          # http_request_timeout_ms
-RATE_BURST = 20                  # rate_limit_burst: failed token lookups at once
-RATE_REFILL_PER_MIN = 10         # rate_limit_per_minute
+RATE_BURST = 20                  # sensor_token_limit_burst: failed token lookups at once
+RATE_REFILL_PER_MIN = 10         # sensor_token_limit_per_hour / 60
+LOGIN_BURST = 20                 # login_limit_burst: failed logins per address
+ACCOUNT_BURST = 10               # login_account_limit_burst: failed logins per account
+REGISTER_BURST = 20              # register_limit_burst: accounts per address
+SESSION_IDLE_S = 14 * 86400      # session_idle_seconds
+STRONG_PASSWORD = "lamp orbit velvet cactus"
 SENSOR_BODY_MAX = 4 * 1024       # GATEWAY_SENSOR_BODY_MAX
 BATCH_BODY_MAX = 512 * 1024      # BATCH_BODY_MAX (gateway_sensor.c)
 USER_BODY_MAX = 64 * 1024        # GATEWAY_BODY_MAX
@@ -50,7 +70,12 @@ SLACK_S = 3.0
 
 def setUpModule():
     global STACK, OWNER
-    STACK = faultlib.start_stack("fault-abuse", slot=5, partitions=PARTITIONS)
+    # the documented defaults, and a trusted proxy of the test's own
+    # (test_trusted_proxy); 127.0.0.1 too, should deploy/up put a reverse
+    # proxy there in front of the gateway (its X-Forwarded-For then names
+    # each test address as the client, as a direct connection would)
+    STACK = faultlib.start_stack("fault-abuse", slot=5, partitions=PARTITIONS,
+                                 settings={"PHANTOM_TRUSTED_PROXIES": "127.0.0.1, " + PROXY_SRC})
     # deploy/up returns at the gateway's first /healthz; supervisord calls
     # a program RUNNING only after its startsecs
     states = faultlib.wait_until(
@@ -495,7 +520,7 @@ class AbuseCase(unittest.TestCase):
                     item=b'{"portId":"%s","voltage":1,"current":1,"power":1,"readingId":"k%s"}'
                     % (port, seq))),
                 ("register name", "/api/auth/register",
-                 b'{"email":"a@b.test","password":"pw-123456789","name":"x%s"}' % seq),
+                 b'{"email":"a@b.test","password":"pw-lamp-orbit-velvet","name":"x%s"}' % seq),
             ]
             for what, path, body in bodies:
                 r = exchange(request_bytes("POST", path, body))
@@ -527,7 +552,7 @@ class AbuseCase(unittest.TestCase):
             ("batch item portId twice", "/api/sensor/readings",
              batch_body(item=item + b',"portId":"%s"}' % port)),
             ("register email twice", "/api/auth/register",
-             b'{"email":"a@b.test","password":"pw-123456789","name":"x","email":"c@d.test"}'),
+             b'{"email":"a@b.test","password":"pw-lamp-orbit-velvet","name":"x","email":"c@d.test"}'),
         ]
         for what, path, body in cases:
             r = exchange(request_bytes("POST", path, body))
@@ -536,8 +561,10 @@ class AbuseCase(unittest.TestCase):
 
     def test_token_brute_force(self):
         """From one address: RATE_BURST wrong tokens get 401, then 429 with
-        Retry-After; a valid token from that address gets 429 too (the
-        limit is checked before the lookup), another address gets 201."""
+        Retry-After. A valid token from that same address (every sensor
+        behind one NAT) still gets 201: only failures count, after the
+        lookup. Failed logins are another budget: a login from it is
+        judged on its merits (401 for a wrong password, not 429)."""
         statuses = []
         retry_after = []
         for i in range(RATE_BURST + 10):
@@ -552,16 +579,117 @@ class AbuseCase(unittest.TestCase):
         # 1 s at least, at most a full refill of the floored bucket
         self.assertTrue(all(1 <= s <= 2 * RATE_BURST * 60 // RATE_REFILL_PER_MIN
                             for s in retry_after), retry_after)
-        valid = exchange(request_bytes("POST", "/api/sensor/reading", reading_body()),
+        # the batch route answers the guesser alike
+        r = exchange(request_bytes("POST", "/api/sensor/readings",
+                                   batch_body(token=secrets.token_urlsafe(32))), src=BRUTE_SRC)
+        self.assertAnswer(r, 429, "rate_limited", "batch guess from the limited address")
+        valid = exchange(request_bytes("POST", "/api/sensor/reading",
+                                       reading_body(readingId="nat-" + uuid.uuid4().hex)),
                          src=BRUTE_SRC)
-        self.assertAnswer(valid, 429, "rate_limited", "valid token from the limited address")
-        self.assertIsNotNone(valid.header("Retry-After"))
-        # password guessing shares the address's bucket
+        self.assertAnswer(valid, 201, what="valid token from the limited address")
+        batch = exchange(request_bytes("POST", "/api/sensor/readings", batch_body()),
+                         src=BRUTE_SRC)
+        self.assertAnswer(batch, 200, what="valid batch from the limited address")
+        self.assertEqual(batch.json()["data"]["accepted"], 1, batch)
         login = exchange(request_bytes("POST", "/api/auth/login",
                                        b'{"email":"x@y.test","password":"guess"}'), src=BRUTE_SRC)
-        self.assertAnswer(login, 429, "rate_limited", "login from the limited address")
+        self.assertAnswer(login, 401, "invalid_credentials", "login from the limited address")
         self.still_up("token_brute_force", "401x%d/429x%d" % (RATE_BURST, 10),
-                      retry_after=min(retry_after), valid_same_addr=valid.status)
+                      retry_after=min(retry_after), valid_same_addr=valid.status,
+                      login_same_addr=login.status)
+
+    def test_trusted_proxy(self):
+        """Behind a reverse proxy (trusted_proxies = 127.0.0.3) every client
+        arrives from one address: each is told apart by the rightmost
+        X-Forwarded-For hop, so a guesser behind the proxy is limited alone,
+        while a hop a client forges left of the proxy's counts for nothing,
+        and a client that is not the proxy is not believed at all."""
+        def guess(src, forwarded_for, token=None):
+            headers = [b"X-Forwarded-For: " + forwarded_for.encode()] if forwarded_for else []
+            body = reading_body(token=token or secrets.token_urlsafe(32),
+                                readingId="px-" + uuid.uuid4().hex)
+            return exchange(request_bytes("POST", "/api/sensor/reading", body, headers=headers),
+                            src=src).status
+
+        got = [guess(PROXY_SRC, "198.51.100.20") for _ in range(RATE_BURST + 1)]
+        self.assertEqual(got, [401] * RATE_BURST + [429], got)
+        # a forged hop left of the client's does not make a new client
+        self.assertEqual(guess(PROXY_SRC, "203.0.113.5, 198.51.100.20"), 429)
+        # other clients behind the same proxy: unaffected
+        self.assertEqual(guess(PROXY_SRC, "198.51.100.21"), 401)
+        self.assertEqual(guess(PROXY_SRC, "198.51.100.20",
+                               token=OWNER["device_token"]), 201)
+        self.assertEqual(guess(PROXY_SRC, "198.51.100.22", token=OWNER["device_token"]), 201)
+        # not the proxy: its own X-Forwarded-For is just text, so claiming
+        # to be a fresh client gains it nothing, and claiming to be the
+        # limited one hurts no one
+        got = [guess(FORGER_SRC, "198.51.100.%d" % (30 + i)) for i in range(RATE_BURST + 1)]
+        self.assertEqual(got, [401] * RATE_BURST + [429], got)
+        self.assertEqual(guess(PROXY_SRC, "127.0.0.6"), 429)  # it is 127.0.0.6 that is limited
+        self.assertEqual(guess(PROXY_SRC, "198.51.100.23"), 401)
+        self.still_up("trusted_proxy", "401x%d/429" % RATE_BURST, other_client=401,
+                      forged_hop=429, valid_behind_proxy=201)
+
+    def test_registration_flood(self):
+        """One address registers REGISTER_BURST accounts, then gets 429 with
+        Retry-After (before: 190 accounts in 15 s, both password-hashing
+        slots busy); another address still registers."""
+        statuses = []
+        t0 = time.monotonic()
+        for i in range(REGISTER_BURST + 3):
+            body = json.dumps({"email": "flood-%d-%s@example.test" % (i, uuid.uuid4().hex[:8]),
+                               "password": STRONG_PASSWORD, "name": "Flood"}).encode()
+            r = exchange(request_bytes("POST", "/api/auth/register", body), src=REGISTER_SRC)
+            statuses.append(r.status)
+            if r.status == 429:
+                self.assertEqual(r.code(), "rate_limited")
+                self.assertGreaterEqual(int(r.header("Retry-After")), 1)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(statuses, [201] * REGISTER_BURST + [429] * 3, statuses)
+        body = json.dumps({"email": "flood-other-%s@example.test" % uuid.uuid4().hex[:8],
+                           "password": STRONG_PASSWORD, "name": "Other"}).encode()
+        r = exchange(request_bytes("POST", "/api/auth/register", body), src=REGISTER_OTHER_SRC)
+        self.assertAnswer(r, 201, what="registration from another address")
+        self.still_up("registration_flood", "201x%d/429x3" % REGISTER_BURST,
+                      seconds="%.1f" % elapsed, other_addr=r.status)
+
+    def test_login_limits(self):
+        """Password guessing: LOGIN_BURST failures from one address (each on
+        another email), then 429 even for the right password from it;
+        another address signs in. Credential stuffing: ACCOUNT_BURST
+        failures on one account from as many addresses, then the account
+        answers 429 to everyone, the right password included; another
+        account is unaffected. An unknown email is limited alike."""
+        s = STACK
+
+        def login(src, email, password):
+            body = json.dumps({"email": email, "password": password}).encode()
+            return exchange(request_bytes("POST", "/api/auth/login", body), src=src)
+
+        _, _, email, password = s.register_user("guessed")
+        _, _, other_email, other_password = s.register_user("bystander")
+        got = [login(GUESS_SRC, "guess-%d@example.test" % i, "wrong horse").status
+               for i in range(LOGIN_BURST)]
+        self.assertEqual(got, [401] * LOGIN_BURST, got)
+        r = login(GUESS_SRC, email, password)
+        self.assertAnswer(r, 429, "rate_limited", "right password from the guessing address")
+        self.assertIsNotNone(r.header("Retry-After"))
+        self.assertAnswer(login(LEGIT_SRC, email, password), 200, what="another address")
+
+        stuffing = ["127.0.2.%d" % i for i in range(1, ACCOUNT_BURST + 1)]
+        got = [login(src, email, "wrong horse %d" % i).status for i, src in enumerate(stuffing)]
+        self.assertEqual(got, [401] * ACCOUNT_BURST, got)
+        r = login(LEGIT_SRC, email, password)
+        self.assertAnswer(r, 429, "rate_limited", "stuffed account, right password")
+        self.assertAnswer(login(LEGIT_SRC, other_email, other_password), 200,
+                          what="another account")
+        unknown = "nobody-%s@example.test" % uuid.uuid4().hex[:8]
+        got = [login(src, unknown, "wrong horse").status for src in stuffing]
+        self.assertEqual(got, [401] * ACCOUNT_BURST, got)
+        self.assertAnswer(login(LEGIT_SRC, unknown, "wrong horse"), 429, "rate_limited",
+                          "unknown email")
+        self.still_up("login_limits", "401x%d/429" % LOGIN_BURST, account_after=ACCOUNT_BURST,
+                      other_addr=200, other_account=200)
 
     def test_token_timing(self):
         """A never-issued token and a revoked one: the same 401 body, and
@@ -718,6 +846,84 @@ class AbuseCase(unittest.TestCase):
         doc = s.expect(200, "GET", "/api/devices/%s" % mine_dev, None, OWNER["token"])
         self.assertEqual(doc["data"]["device"]["name"], OWNER["device"]["name"])
         self.still_up("authorization", "401/404", checks=n + 1)
+
+    def test_sessions_and_passwords(self):
+        """A common or short password is refused (400, field password);
+        sessions are listed with their origin and ended one by one or all
+        but the current ("sign out everywhere"); a session idle past
+        session_idle_seconds is refused; the cookie is Secure when the
+        trusted proxy says the client came over https."""
+        s = STACK
+
+        def call(method, path, body=None, token=None, headers=(), src=SESSION_SRC):
+            hs = list(headers)
+            if token:
+                hs.append("Authorization: Bearer " + token)
+            data = json.dumps(body).encode() if body is not None else None
+            return exchange(request_bytes(method, path, data, headers=hs), src=src)
+
+        email = "sessions-%s@example.test" % uuid.uuid4().hex[:8]
+        weak = ["password", "password1", "12345678", "qwertyuiop", "letmein1", "short"]
+        for password in weak:
+            r = call("POST", "/api/auth/register",
+                     {"email": email, "password": password, "name": "S"})
+            self.assertAnswer(r, 400, "validation_error", "password %r" % password)
+            self.assertEqual(r.json()["error"]["field"], "password", r)
+        self.assertEqual(s.count("SELECT count(*) FROM users WHERE email = %s", email), 0)
+
+        r = call("POST", "/api/auth/register",
+                 {"email": email, "password": STRONG_PASSWORD, "name": "S"},
+                 headers=["User-Agent: phone/1"])
+        self.assertAnswer(r, 201, what="strong password")
+        self.assertNotIn("Secure", r.header("Set-Cookie"))
+        phone = r.json()["data"]["token"]
+        creds = {"email": email, "password": STRONG_PASSWORD}
+        # through the trusted proxy, which terminated TLS
+        r = call("POST", "/api/auth/login", creds, src=PROXY_SRC,
+                 headers=["X-Forwarded-For: 198.51.100.40", "X-Forwarded-Proto: https",
+                          "User-Agent: laptop/2"])
+        self.assertAnswer(r, 200, what="login through the proxy")
+        self.assertIn("; Secure;", r.header("Set-Cookie"))
+        laptop = r.json()["data"]["token"]
+        # a client that only claims https
+        r = call("POST", "/api/auth/login", creds, headers=["X-Forwarded-Proto: https"])
+        self.assertNotIn("Secure", r.header("Set-Cookie"))
+        tablet = r.json()["data"]["token"]
+
+        r = call("GET", "/api/auth/sessions", token=laptop)
+        self.assertAnswer(r, 200, what="list")
+        sessions = r.json()["data"]["sessions"]
+        self.assertEqual(len(sessions), 3, sessions)
+        mine = [x for x in sessions if x["current"]]
+        self.assertEqual(len(mine), 1, sessions)
+        self.assertEqual(mine[0]["clientAddress"], "198.51.100.40")
+        self.assertEqual(mine[0]["userAgent"], "laptop/2")
+        by_agent = {x["userAgent"]: x for x in sessions}
+        self.assertEqual(by_agent["phone/1"]["clientAddress"], SESSION_SRC)
+        for x in sessions:
+            self.assertTrue(x["createdAt"] and x["lastSeenAt"] and x["expiresAt"], x)
+
+        # the phone is lost: ended by its id, from the laptop
+        r = call("DELETE", "/api/auth/sessions/%d" % by_agent["phone/1"]["id"], token=laptop)
+        self.assertAnswer(r, 200, what="end one")
+        self.assertAnswer(call("GET", "/api/auth/me", token=phone), 401, "unauthorized", "ended")
+        # idle: a session unused past session_idle_seconds is gone
+        s.sql("UPDATE sessions SET last_seen_at = now () - make_interval (secs => %s)"
+              " WHERE user_id = (SELECT id FROM users WHERE email = %s)"
+              " AND user_agent IS NULL", SESSION_IDLE_S + 60, email)
+        self.assertAnswer(call("GET", "/api/auth/me", token=tablet), 401, "unauthorized", "idle")
+        s.sql("UPDATE sessions SET last_seen_at = now ()"
+              " WHERE user_id = (SELECT id FROM users WHERE email = %s)", email)
+        # sign out everywhere else: the current one stays
+        r = call("POST", "/api/auth/login", creds)
+        other = r.json()["data"]["token"]
+        r = call("DELETE", "/api/auth/sessions", token=laptop)
+        self.assertAnswer(r, 200, what="everywhere else")
+        self.assertEqual(r.json()["data"]["ended"], 2, r)
+        self.assertAnswer(call("GET", "/api/auth/me", token=other), 401, "unauthorized", "other")
+        self.assertAnswer(call("GET", "/api/auth/me", token=laptop), 200, what="current stays")
+        self.still_up("sessions_and_passwords", "400x%d/201" % len(weak), listed=3,
+                      secure_via_proxy="yes", ended_others=2)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import http.server
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -416,7 +417,7 @@ class Stack:
     def register_user(self, name="Tester"):
         """Returns (user dict, bearer token, email, password)."""
         email = "t-%s@example.test" % uuid.uuid4().hex[:12]
-        password = "pw-" + uuid.uuid4().hex
+        password = "pw-" + secrets.token_urlsafe(24)
         doc = self.expect(201, "POST", "/api/auth/register",
                           {"email": email, "password": password, "name": name})
         return doc["data"]["user"], doc["data"]["token"], email, password

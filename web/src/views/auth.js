@@ -90,7 +90,7 @@ export function signupView (onSignedIn) {
                          'data-testid': 'signup-email' }),
         input('Password', { name: 'password', type: 'password', autocomplete: 'new-password',
                             required: true, minlength: 8, 'data-testid': 'signup-password' },
-              'At least 8 characters.'),
+              'At least 8 characters, not a common password: a few unrelated words work well.'),
         h('button', { type: 'submit', class: 'btn btn-primary btn-block', 'data-testid': 'signup-submit' },
           'Create account'));
     return card('Create your account', form,

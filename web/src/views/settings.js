@@ -1,11 +1,12 @@
 //  Account settings: the electricity price (flat or time of use, from a
-//  date on), currency, time zone and language, the daily digest, webhooks.
+//  date on), currency, time zone and language, the daily digest, webhooks,
+//  and where the account is signed in (sessions).
 //  Each card saves only its own fields: a price sent again unchanged would
 //  replace the price history.
 import { h, mount } from '../dom.js';
 import { api } from '../api.js';
 import { state } from '../state.js';
-import { fmtDate, fmtMoney, fmtTime, fromLocalInput, setAccount, toDateInput } from '../format.js';
+import { fmtAgo, fmtDate, fmtMoney, fmtTime, fromLocalInput, setAccount, toDateInput } from '../format.js';
 import { clearOnEdit, field, readNumber, showApiFieldError, showFieldErrors, clearFieldErrors } from '../forms.js';
 import { describeSchedule, scheduleEditor } from '../schedule.js';
 import { confirmDialog, copyButton, modal, showError, toast } from '../ui.js';
@@ -62,9 +63,10 @@ export function settingsView (main, onLeave) {
     const regionCard = h('section', { class: 'card narrow', 'data-testid': 'region-card' });
     const digestCard = h('section', { class: 'card narrow', 'data-testid': 'digest-card' });
     const hooksCard = h('section', { class: 'card narrow', 'data-testid': 'webhooks-card' });
+    const sessionsCard = h('section', { class: 'card narrow', 'data-testid': 'sessions-card' });
     mount(main, h('div', { class: 'page-head' }, h('h1', {}, 'Settings'),
                   h('p', { class: 'muted' }, `Signed in as ${state.user.email}.`)),
-          alert, h('div', { class: 'settings-grid' }, priceCard, regionCard, digestCard, hooksCard));
+          alert, h('div', { class: 'settings-grid' }, priceCard, regionCard, digestCard, hooksCard, sessionsCard));
 
     let settings = null;
 
@@ -442,7 +444,64 @@ export function settingsView (main, onLeave) {
                     }) }, 'Delete')));
     }
 
+    //  -----------------------------------------------------------------------
+    //  Where you are signed in: end one session, or all but this one.
+
+    const sessionAlert = h('div', {});
+    const sessionList = h('div', {});
+
+    async function loadSessions () {
+        try {
+            const data = await api('GET', '/api/auth/sessions');
+            const sessions = data.sessions || [];
+            const others = sessions.filter((x) => !x.current).length;
+            mount(sessionList,
+                h('ul', { class: 'hooks', 'data-testid': 'sessions' }, sessions.map(sessionRow)),
+                others ? h('button', { type: 'button', class: 'btn btn-danger-ghost', 'data-testid': 'sessions-end-others',
+                    onclick: () => confirmDialog('Sign out everywhere else?',
+                        `Your ${others === 1 ? 'other session ends' : `${others} other sessions end`}; this one stays.`,
+                        'Sign out', async () => {
+                            try {
+                                const result = await api('DELETE', '/api/auth/sessions');
+                                toast(`Signed out of ${result.ended} other session${result.ended === 1 ? '' : 's'}.`, 'ok');
+                                loadSessions();
+                            } catch (error) {
+                                showError(sessionAlert, error);
+                            }
+                        }) }, 'Sign out everywhere else') : null);
+        } catch (error) {
+            showError(sessionAlert, error);
+        }
+    }
+
+    function sessionRow (x) {
+        return h('li', { class: 'hook', 'data-testid': 'session', 'data-id': x.id, 'data-current': x.current ? 'yes' : 'no' },
+            h('div', { class: 'hook-main' },
+                h('div', {}, x.current ? h('span', { class: 'badge badge-active' }, 'This session') : null,
+                  ` ${x.userAgent || 'Unknown browser or app'}`),
+                h('div', { class: 'small muted' },
+                  `From ${x.clientAddress || 'an unknown address'} · signed in ${fmtDate(x.createdAt)}`
+                  + ` · last active ${fmtAgo(x.lastSeenAt)}`)),
+            x.current ? null : h('div', { class: 'hook-actions' },
+                h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'data-testid': 'session-end',
+                    onclick: async (event) => {
+                        event.currentTarget.disabled = true;
+                        try {
+                            await api('DELETE', `/api/auth/sessions/${x.id}`);
+                            toast('Session ended.', 'ok');
+                            loadSessions();
+                        } catch (error) {
+                            showError(sessionAlert, error);
+                        }
+                    } }, 'Sign out')));
+    }
+
+    mount(sessionsCard, h('h2', {}, 'Where you are signed in'),
+          h('p', { class: 'muted small' }, 'A session ends after 30 days, or after two weeks unused.'),
+          sessionAlert, sessionList);
+
     renderHooks();
     loadHooks();
+    loadSessions();
     load();
 }
