@@ -61,6 +61,10 @@ pw_settings() {
     PHANTOM_FRONT_MAX_CONNECTIONS=${PHANTOM_FRONT_MAX_CONNECTIONS:-$(conf_get front_max_connections 4096)}
     PHANTOM_FRONT_MAX_CONNECTIONS_PER_ADDRESS=${PHANTOM_FRONT_MAX_CONNECTIONS_PER_ADDRESS:-$(conf_get front_max_connections_per_address 64)}
     PHANTOM_FRONT_KEEP_ALIVE_MS=${PHANTOM_FRONT_KEEP_ALIVE_MS:-$(conf_get front_keep_alive_ms 5000)}
+    # Reverse proxies in front of the stack; the front adds itself for the gateway.
+    PHANTOM_TRUSTED_PROXIES=${PHANTOM_TRUSTED_PROXIES:-$(conf_get trusted_proxies "")}
+    [[ $PHANTOM_TRUSTED_PROXIES =~ ^[0-9A-Fa-f.:/,\ ]*$ ]] \
+        || die "trusted_proxies must list addresses and CIDRs, not '$PHANTOM_TRUSTED_PROXIES'"
 
     local name
     for name in PHANTOM_HTTP_PORT PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_PARTITIONS \

@@ -71,11 +71,11 @@ SLACK_S = 3.0
 def setUpModule():
     global STACK, OWNER
     # the documented defaults, and a trusted proxy of the test's own
-    # (test_trusted_proxy); 127.0.0.1 too, should deploy/up put a reverse
-    # proxy there in front of the gateway (its X-Forwarded-For then names
-    # each test address as the client, as a direct connection would)
+    # (test_trusted_proxy), in front of deploy/up's HAProxy, which adds
+    # itself (127.0.0.1) for the gateway: its X-Forwarded-For names each
+    # test address as the client, as a direct connection would
     STACK = faultlib.start_stack("fault-abuse", slot=5, partitions=PARTITIONS,
-                                 settings={"PHANTOM_TRUSTED_PROXIES": "127.0.0.1, " + PROXY_SRC})
+                                 settings={"PHANTOM_TRUSTED_PROXIES": PROXY_SRC})
     # deploy/up returns at the gateway's first /healthz; supervisord calls
     # a program RUNNING only after its startsecs
     states = faultlib.wait_until(
