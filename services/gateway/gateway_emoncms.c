@@ -833,3 +833,108 @@ gateway_emoncms_register (gateway_t *self)
     mg_set_request_handler (self->http, "/input/get.json$", s_get_handler, self);
     mg_set_request_handler (self->http, "/api/sensor/last$", s_last_handler, self);
 }
+
+//  --------------------------------------------------------------------------
+//  Self test: the request forms as Emoncms's documentation and emonhub and
+//  IoTaWatt write them. The routes end to end, against PostgreSQL and the
+//  real services, are tests/integration/test_emoncms.py.
+
+static void
+s_check_loose (const char *text, const char *message, size_t count, const char *name, double value)
+{
+    s_post_t post;
+    memset (&post, 0, sizeof post);
+    char buffer[256];
+    snprintf (buffer, sizeof buffer, "%s", text);
+    const char *got = NULL;
+    int rc = s_parse_loose (buffer, &post, &got);
+    if (message) {
+        assert (rc == -1 && got && streq (got, message));
+        return;
+    }
+    assert (rc == 0 && post.count == count);
+    assert (streq (post.inputs[count - 1].name, name));
+    assert (post.inputs[count - 1].value == value);
+}
+
+void
+gateway_emoncms_test (bool verbose)
+{
+    printf (" * gateway_emoncms: ");
+    //  input/post's loose forms (input_methods.php's post()).
+    s_check_loose ("{power:200,voltage:230}", NULL, 2, "voltage", 230);
+    s_check_loose ("100,200,300", NULL, 3, "3", 300);
+    s_check_loose ("{power1:100,power2:200,power3:300}", NULL, 3, "power3", 300);
+    s_check_loose ("{power:abc}", "Format error, json value is not numeric", 0, NULL, 0);
+    s_check_loose ("{:5}", "Format error, json key missing or invalid character", 0, NULL, 0);
+    s_check_loose ("1,x", "Format error: csv value is not numeric", 0, NULL, 0);
+
+    s_post_t post;
+    memset (&post, 0, sizeof post);
+    const char *message = NULL;
+    assert (s_parse_full ("{\"power1\":100,\"vrms\":\"240.5\",\"off\":null}", &post, &message) ==
+            0);
+    assert (post.count == 2 && streq (post.inputs[1].name, "vrms") &&
+            post.inputs[1].value == 240.5);
+    memset (&post, 0, sizeof post);
+    assert (s_parse_full ("[1,2]", &post, &message) == -1 &&
+            streq (message, "Input must be a JSON object"));
+    assert (s_parse_full ("{\"a\":{\"b\":1}}", &post, &message) == -1);
+    assert (s_parse_full ("{nope", &post, &message) == -1);
+
+    //  input/bulk's time modes.
+    s_post_t *posts = (s_post_t *)malloc (8 * sizeof (s_post_t));
+    assert (posts);
+    char data[256];
+    size_t count = 0;
+    //  emonhub: absolute times with sentat = the sender's now.
+    s_params_t params = {"sentat=1000", NULL, 0};
+    snprintf (data, sizeof data, "[[990,10,150,250.5],[995,10,151,null,7]]");
+    assert (s_parse_bulk (&params, data, 1002, posts, 8, &count, &message) == 0);
+    assert (count == 2 && posts[0].time == 992 && posts[1].time == 997);
+    assert (streq (posts[0].node, "10") && posts[1].count == 2);
+    assert (streq (posts[1].inputs[1].name, "3") && posts[1].inputs[1].value == 7);
+    //  IoTaWatt: time=<last sent>, offsets, a quoted node, nulls.
+    params.query = "time=1700000000";
+    count = 0;
+    snprintf (data, sizeof data, "[[10,\"IotaWatt\",120.5,null,3.2],[20,\"IotaWatt\",{\"x\":1}]]");
+    assert (s_parse_bulk (&params, data, 0, posts, 8, &count, &message) == 0);
+    assert (count == 2 && posts[0].time == 1700000010 && streq (posts[0].node, "IotaWatt"));
+    assert (posts[1].count == 1 && streq (posts[1].inputs[0].name, "x"));
+    //  offset and legacy modes.
+    params.query = "offset=-10";
+    count = 0;
+    snprintf (data, sizeof data, "[[-10,16,1137],[-6,19,1412,3077]]");
+    assert (s_parse_bulk (&params, data, 100, posts, 8, &count, &message) == 0);
+    assert (posts[0].time == 100 && posts[1].time == 104);
+    params.query = NULL;
+    count = 0;
+    snprintf (data, sizeof data, "[[0,16,1137],[4,19,1412]]");
+    assert (s_parse_bulk (&params, data, 100, posts, 8, &count, &message) == 0);
+    assert (posts[0].time == 96 && posts[1].time == 100);
+    count = 0;
+    snprintf (data, sizeof data, "[]");
+    assert (s_parse_bulk (&params, data, 100, posts, 8, &count, &message) == -1 &&
+            streq (message, "Format error, json string supplied is not valid"));
+    count = 0;
+    snprintf (data, sizeof data, "[[1,{\"n\":1},5]]");
+    assert (s_parse_bulk (&params, data, 100, posts, 8, &count, &message) == -1 &&
+            streq (message, "Format error, node must not be an object"));
+    count = 0;
+    snprintf (data, sizeof data, "[[1,2,3],[1,2,3],[1,2,3]]");
+    assert (s_parse_bulk (&params, data, 100, posts, 2, &count, &message) == -1);
+    free (posts);
+
+    //  Mapping: node:input exactly, and the name cleaning Emoncms does.
+    s_mapped_t mapped[2] = {{"00000000-0000-4000-8000-000000000001", "emontx:power1"},
+                            {"00000000-0000-4000-8000-000000000002", "emon:tx:power1"}};
+    assert (s_find_mapped (mapped, 2, "emontx", "power1") == &mapped[0]);
+    assert (!s_find_mapped (mapped, 2, "emon", "power1"));
+    assert (!s_find_mapped (mapped, 2, "emontx", "power"));
+    char clean[S_FIELD_MAX + 1];
+    s_clean_name ("emon\"tx<1>", clean);
+    assert (streq (clean, "emontx1"));
+    if (verbose)
+        printf ("(verbose) ");
+    printf ("OK\n");
+}
