@@ -40,6 +40,7 @@
 #define S_SKEW_PAST_S (30LL * 24 * 3600)
 #define S_SKEW_FUTURE_S (5LL * 60)
 #define S_DB_WAIT_MS 2000
+#define S_SENTAT_SLACK_S 5 //  sentat corrections this small are noise
 
 //  One input of one post.
 typedef struct {
@@ -447,9 +448,16 @@ s_parse_bulk (const s_params_t *params, char *data, int64_t now_s, s_post_t *pos
     if (rc == 0) {
         char text[32];
         double number = 0;
-        if (s_param (params, "sentat", text, sizeof text) == 0)
+        if (s_param (params, "sentat", text, sizeof text) == 0) {
             reference = now_s - (s_numeric (text, &number) ? (int64_t)number : 0);
-        else if (s_param (params, "offset", text, sizeof text) == 0)
+            //  sentat corrects a sender's wrong clock. A few seconds are the
+            //  request's latency and the whole-second truncation at both
+            //  ends: corrected, a post emonhub retries would land a second
+            //  off and be stored twice instead of once (readingIds are per
+            //  second).
+            if (reference >= -S_SENTAT_SLACK_S && reference <= S_SENTAT_SLACK_S)
+                reference = 0;
+        } else if (s_param (params, "offset", text, sizeof text) == 0)
             reference = now_s - (s_numeric (text, &number) ? (int64_t)number : 0);
         else if (s_param (params, "time", text, sizeof text) == 0)
             reference = s_numeric (text, &number) ? (int64_t)number : 0;
@@ -891,7 +899,10 @@ gateway_emoncms_test (bool verbose)
     s_params_t params = {"sentat=1000", NULL, 0};
     snprintf (data, sizeof data, "[[990,10,150,250.5],[995,10,151,null,7]]");
     assert (s_parse_bulk (&params, data, 1002, posts, 8, &count, &message) == 0);
-    assert (count == 2 && posts[0].time == 992 && posts[1].time == 997);
+    assert (count == 2 && posts[0].time == 990 && posts[1].time == 995);
+    count = 0;
+    assert (s_parse_bulk (&params, data, 1100, posts, 8, &count, &message) == 0);
+    assert (count == 2 && posts[0].time == 1090);
     assert (streq (posts[0].node, "10") && posts[1].count == 2);
     assert (streq (posts[1].inputs[1].name, "3") && posts[1].inputs[1].value == 7);
     //  IoTaWatt: time=<last sent>, offsets, a quoted node, nulls.
