@@ -226,6 +226,7 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
         return NULL;
     }
     gateway_sensor_register (self);
+    gateway_emoncms_register (self);
     gateway_api_register (self);
     //  Last: "/" takes every path no earlier route took.
     gateway_web_register (self);

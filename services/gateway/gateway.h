@@ -272,6 +272,10 @@ void gateway_db_test (bool verbose);
 
 void gateway_sensor_register (gateway_t *self);
 void gateway_api_register (gateway_t *self);
+//  gateway_emoncms: the Emoncms input API (/input/post, /input/bulk,
+//  /input/get) and GET /api/sensor/last.
+void gateway_emoncms_register (gateway_t *self);
+void gateway_emoncms_test (bool verbose);
 
 //  ---------------------------------------------------------------------------
 //  gateway_api

@@ -1335,12 +1335,14 @@ s_devices_get (gateway_api_request_t *request)
 //  stays valid for a 5-minute grace, so a board can be re-flashed without
 //  losing readings; the one before that is dropped.
 //  An optional body {expiresInDays: 1..3650} makes the token expire; the
-//  cache stops accepting it then.
+//  cache stops accepting it then. {"format": "emoncms"} issues it as an
+//  Emoncms apikey (gateway_emoncms).
 static int
 s_devices_token_create (gateway_api_request_t *request)
 {
     const struct mg_request_info *info = mg_get_request_info (request->conn);
     char days_text [24] = "";
+    bool emoncms = false;
     int status;
     if (info && info->content_length > 0) {
         json_t *body;
@@ -1350,6 +1352,17 @@ s_devices_token_create (gateway_api_request_t *request)
         bool present;
         status = gateway_api_field_integer (request, body, "expiresInDays", false, 1, 3650,
                                             &days, &present);
+        //  "emoncms": emonhub and IoTaWatt take only an apikey of 32 hex
+        //  digits (IoTaWatt decodes it to 16 bytes), so such a token is 128
+        //  random bits in that form; it is looked up like any other.
+        json_t *format = json_object_get (body, "format");
+        if (!status && format) {
+            if (json_is_string (format) && streq (json_string_value (format), "emoncms"))
+                emoncms = true;
+            else if (!(json_is_string (format) && streq (json_string_value (format), "default")))
+                status = gateway_api_invalid_field (request, "format",
+                                                    "Use \"default\" or \"emoncms\".");
+        }
         json_decref (body);
         if (status)
             return status;
@@ -1358,6 +1371,13 @@ s_devices_token_create (gateway_api_request_t *request)
     }
     char token [GATEWAY_API_TOKEN_CHARS + 1], token_hash [GATEWAY_API_HASH_TEXT];
     gateway_api_token_new (token, token_hash);
+    if (emoncms) {
+        uint8_t random [16];
+        randombytes_buf (random, sizeof random);
+        sodium_bin2hex (token, sizeof token, random, sizeof random);
+        sodium_memzero (random, sizeof random);
+        gateway_api_token_hash_text (token, token_hash);
+    }
     const char *values [] = {request->segments [1], request->user_text, token_hash,
                              *days_text ? days_text : NULL};
     //  SET expressions see the row as it was, so token_hash on the right is the old one.

@@ -37,7 +37,8 @@
     " CASE WHEN last_reading_at IS NULL THEN 'waiting' ELSE status END, "                         \
     GATEWAY_API_MS ("status_since") ", " GATEWAY_API_MS ("last_reading_at") ", last_power,"        \
     " off_watts, standby_watts, min_phantom_seconds,"                                              \
-    " " GATEWAY_API_ROLE ("role") ", " GATEWAY_API_MS ("created_at") ", off_schedule::text"
+    " " GATEWAY_API_ROLE ("role") ", " GATEWAY_API_MS ("created_at") ", off_schedule::text,"                      \
+    " external_key"
 
 //  Of S_PORT_COLUMNS; s_port_object adds offlineAfterSeconds.
 static const gateway_api_member_t s_port_members [] = {
@@ -48,7 +49,7 @@ static const gateway_api_member_t s_port_members [] = {
     {"settings.role", 10, GATEWAY_API_TEXT}, {"settings.offWatts", 7, GATEWAY_API_REAL},
     {"settings.standbyWatts", 8, GATEWAY_API_REAL},
     {"settings.minPhantomSeconds", 9, GATEWAY_API_INTEGER},
-    {"settings.offSchedule", 12, GATEWAY_API_JSON}, {0}
+    {"settings.offSchedule", 12, GATEWAY_API_JSON}, {"externalKey", 13, GATEWAY_API_TEXT}, {0}
 };
 
 //  A port's JSON from a row of S_PORT_COLUMNS.
@@ -260,6 +261,25 @@ s_settings_merge (json_t *body, json_t *port)
     json_object_update_missing (body, json_object_get (port, "settings"));
 }
 
+//  "node:input" as Emoncms names them: both parts 1 to 64 bytes of
+//  letters, digits (any script), _ - . and space.
+static bool
+s_external_key_valid (const char *key)
+{
+    const char *colon = strchr (key, ':');
+    if (!colon || strchr (colon + 1, ':'))
+        return false;
+    size_t node = (size_t) (colon - key), input = strlen (colon + 1);
+    if (node < 1 || node > 64 || input < 1 || input > 64)
+        return false;
+    for (const char *cursor = key; *cursor; cursor++) {
+        unsigned char c = (unsigned char) *cursor;
+        if (!(isalnum (c) || c == '_' || c == '-' || c == '.' || c == ' ' || c == ':' || c >= 0x80))
+            return false;
+    }
+    return true;
+}
+
 static int
 s_ports_update (gateway_api_request_t *request)
 {
@@ -286,6 +306,23 @@ s_ports_update (gateway_api_request_t *request)
         json_decref (current);
         goto done;
     }
+    //  externalKey: absent keeps it, null clears it, else "node:input".
+    const char *external = NULL;
+    bool external_set = false;
+    json_t *key = json_object_get (body, "externalKey");
+    if (key && !json_is_null (key)) {
+        external = json_string_value (key);
+        if (!external || !s_external_key_valid (external)) {
+            free (settings.schedule);
+            json_decref (current);
+            status = gateway_api_invalid_field (request, "externalKey",
+                "Use node:input, e.g. emontx:power1 (letters, digits, _ - . and space, "
+                "at most 64 each).");
+            goto done;
+        }
+        external_set = true;
+    } else if (key)
+        external_set = true;
     char off [32], standby [32], seconds [24];
     snprintf (off, sizeof off, "%.9g", settings.off_watts);
     snprintf (standby, sizeof standby, "%.9g", settings.standby_watts);
@@ -296,11 +333,16 @@ s_ports_update (gateway_api_request_t *request)
     values [5] = seconds;
     values [6] = settings.role;
     values [7] = settings.schedule;
+    values [8] = external_set ? "1" : "0";
+    values [9] = external;
+    request->conflict_code = "external_key_taken";
+    request->conflict_message = "Another of your ports has this external key";
     //  No row: deleted meanwhile.
     result = gateway_api_run_found (request, &status,
         "UPDATE ports SET name = $3, off_watts = $4::real, standby_watts = $5::real,"
-        " min_phantom_seconds = $6::integer, role = $7, off_schedule = $8::jsonb"
-        " WHERE id = $1::uuid AND user_id = $2::bigint RETURNING " S_PORT_COLUMNS, 8, values);
+        " min_phantom_seconds = $6::integer, role = $7, off_schedule = $8::jsonb,"
+        " external_key = CASE WHEN $9::boolean THEN $10 ELSE external_key END"
+        " WHERE id = $1::uuid AND user_id = $2::bigint RETURNING " S_PORT_COLUMNS, 10, values);
     free (settings.schedule);
     json_decref (current);
     if (result) {

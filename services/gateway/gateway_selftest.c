@@ -32,6 +32,7 @@ static const struct {
     {"gateway_http", gateway_http_test},
     {"gateway_pipeline", gateway_pipeline_test},
     {"gateway_sensor", gateway_sensor_test},
+    {"gateway_emoncms", gateway_emoncms_test},
     {"gateway_db", gateway_db_test},
     {"gateway_cache", gateway_cache_test},
     {"gateway_api", s_api_test},
