@@ -820,6 +820,7 @@ s_reader_run (s_reader_t *self)
         struct pollfd item = {fd, POLLIN, 0};
         int rc = poll (&item, 1, 500);
         bool gone = false;
+        errno = 0;
         if (rc > 0 && (item.revents & POLLIN)) {
             char data[4096];
             ssize_t size = read (fd, data, sizeof data);
