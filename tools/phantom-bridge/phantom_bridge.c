@@ -217,6 +217,33 @@ s_printable (const char *text)
     return true;
 }
 
+static speed_t
+s_speed (int baud)
+{
+    switch (baud) {
+    case 1200:
+        return B1200;
+    case 2400:
+        return B2400;
+    case 4800:
+        return B4800;
+    case 9600:
+        return B9600;
+    case 19200:
+        return B19200;
+    case 38400:
+        return B38400;
+    case 57600:
+        return B57600;
+    case 115200:
+        return B115200;
+    case 230400:
+        return B230400;
+    default:
+        return 0;
+    }
+}
+
 //  Reads the settings; -1 after logging the bad key.
 static int
 s_settings_load (s_settings_t *self, proto_config_t *config)
@@ -250,6 +277,12 @@ s_settings_load (s_settings_t *self, proto_config_t *config)
         strcmp (self->sync, "off")) {
         zsys_error ("bridge config - bridge_spool_sync must be full, normal or off, not '%s'",
                     self->sync);
+        return -1;
+    }
+    if (s_speed (self->baud) == 0) {
+        zsys_error ("bridge config - bridge_baud %d is not one of 1200, 2400, 4800, 9600, "
+                    "19200, 38400, 57600, 115200, 230400",
+                    self->baud);
         return -1;
     }
     if (self->backoff_max_ms < self->backoff_min_ms)
@@ -733,33 +766,6 @@ s_reader_line (void *arg, const char *line, size_t size, bool overlong)
     while (s_spool_append (self->spool, readings, count, ts, self->settings->spool_max) != 0 &&
            !s_interrupted)
         s_sleep_ms (1000);
-}
-
-static speed_t
-s_speed (int baud)
-{
-    switch (baud) {
-    case 1200:
-        return B1200;
-    case 2400:
-        return B2400;
-    case 4800:
-        return B4800;
-    case 9600:
-        return B9600;
-    case 19200:
-        return B19200;
-    case 38400:
-        return B38400;
-    case 57600:
-        return B57600;
-    case 115200:
-        return B115200;
-    case 230400:
-        return B230400;
-    default:
-        return 0;
-    }
 }
 
 static int
