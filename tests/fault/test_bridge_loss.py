@@ -33,7 +33,9 @@ had the later writes never been synced -, more lines, kill -9, the copy put
 back, restarted): check_lines must report the lines written after the copy
 as lost.
 
-Environment: BRIDGE_GATEWAY_DOWN_S (default 15; 120 is the issue's figure).
+Environment: BRIDGE_GATEWAY_DOWN_S (default 15; 120 is the issue's figure);
+PHANTOM_BRIDGE_BIN, another phantom-bridge binary to test (default: the
+build tree's).
 """
 
 import os
@@ -52,7 +54,8 @@ import harness
 from harness import iso_ms, now_ms, wait_for
 
 STACK = None
-BRIDGE = os.path.join(harness.BUILD, "tools", "phantom-bridge", "phantom-bridge")
+BRIDGE = os.environ.get("PHANTOM_BRIDGE_BIN") or os.path.join(
+    harness.BUILD, "tools", "phantom-bridge", "phantom-bridge")
 GATEWAY_DOWN_S = float(os.environ.get("BRIDGE_GATEWAY_DOWN_S") or 15)
 HZ = 10
 TS_SLACK_MS = 50        # the write's clock read just before os.write
