@@ -7,7 +7,7 @@ non-numeric value in each form, over-long, an unknown channel) and blank
 lines. While it writes:
 
 1. the gateway is stopped (`deploy/ctl stop gateway`) for
-   BRIDGE_GATEWAY_DOWN_S seconds (15 here; the issue's 120 by hand) and
+   BRIDGE_GATEWAY_DOWN_S seconds (10 here; the issue's 120 by hand) and
    started again; the bridge spools meanwhile;
 2. as soon as the backlog is being uploaded (some readings acked, some
    still spooled; batches of 10) the bridge is `kill -9`ed and started again
@@ -33,7 +33,7 @@ had the later writes never been synced -, more lines, kill -9, the copy put
 back, restarted): check_lines must report the lines written after the copy
 as lost.
 
-Environment: BRIDGE_GATEWAY_DOWN_S (default 15; 120 is the issue's figure);
+Environment: BRIDGE_GATEWAY_DOWN_S (default 10; 120 is the issue's figure);
 PHANTOM_BRIDGE_BIN, another phantom-bridge binary to test (default: the
 build tree's).
 """
@@ -56,7 +56,7 @@ from harness import iso_ms, now_ms, wait_for
 STACK = None
 BRIDGE = os.environ.get("PHANTOM_BRIDGE_BIN") or os.path.join(
     harness.BUILD, "tools", "phantom-bridge", "phantom-bridge")
-GATEWAY_DOWN_S = float(os.environ.get("BRIDGE_GATEWAY_DOWN_S") or 15)
+GATEWAY_DOWN_S = float(os.environ.get("BRIDGE_GATEWAY_DOWN_S") or 10)
 HZ = 10
 TS_SLACK_MS = 50        # the write's clock read just before os.write
 TS_BOUND_MS = 1000      # stamped on arrival: well within a second of the write
