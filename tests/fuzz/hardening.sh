@@ -8,11 +8,7 @@
 #  3. fuzz smoke: deploy/fuzz 10 (each libFuzzer target 10 s on its seeds),
 #     when clang is installed.
 # Needs PHANTOM_TEST_DATABASE (deploy/test sets it). Exit 0 only if all ran clean.
-# --build-only: builds both trees and stops (deploy/test runs it at idle
-# priority beside the ctest run; the real run then finds them built).
 set -uo pipefail
-build_only=0
-[ "${1:-}" = --build-only ] && build_only=1
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 asan=${PHANTOM_ASAN_DIR:-$repo/build-asan}
 jobs=${PHANTOM_TEST_JOBS:-2}
@@ -43,10 +39,6 @@ if ! cmake --build "$asan" -j"$jobs" --target $targets phantom-gateway phantom-d
     tail -n 40 "$asan/hardening-build.log" >&2
     say "sanitizers: FAILED to build (log $asan/hardening-build.log)"
     exit 1
-fi
-if [ "$build_only" = 1 ]; then
-    if command -v clang >/dev/null; then "$repo/deploy/fuzz" --build-only >/dev/null; fi
-    exit
 fi
 
 # gateway_cache and gateway_api_export assert RSS budgets that ASan's
