@@ -2186,3 +2186,17 @@ proto_test (bool verbose)
     proto_buffer_release (&buffer);
     printf ("OK\n");
 }
+
+struct timespec
+proto_deadline_ms (int ms)
+{
+    struct timespec when;
+    clock_gettime (CLOCK_MONOTONIC, &when);
+    when.tv_sec += ms / 1000;
+    when.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (when.tv_nsec >= 1000000000L) {
+        when.tv_sec++;
+        when.tv_nsec -= 1000000000L;
+    }
+    return when;
+}

@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "proto_address.h"
+#include "proto.h"
 
 #include <arpa/inet.h>
 #include <czmq.h>
@@ -331,14 +332,7 @@ s_resolve (const char *host, int timeout_ms, struct addrinfo **result, char *err
         snprintf (error, error_size, "cannot look the host name up now; try again");
         return PROTO_ADDRESS_AGAIN;
     }
-    struct timespec deadline;
-    clock_gettime (CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    struct timespec deadline = proto_deadline_ms (timeout_ms);
     int rc = PROTO_ADDRESS_AGAIN;
     pthread_mutex_lock (&lookup->mutex);
     while (!lookup->done &&

@@ -165,14 +165,7 @@ gateway_db_acquire_for (gateway_db_t *self, int64_t owner, int timeout_ms, bool 
 {
     assert (self);
     assert (owner >= 0);
-    struct timespec deadline;
-    clock_gettime (CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    struct timespec deadline = proto_deadline_ms (timeout_ms);
     pthread_mutex_lock (&self->mutex);
     bool full = owner && s_held_by (self, owner) >= self->share;
     while (full || (self->idle_count == 0 && self->open_count >= self->size)) {

@@ -174,21 +174,6 @@ s_lane_new (store_server_t *server, store_writer_t **writer_p)
     return self;
 }
 
-//  Absolute CLOCK_MONOTONIC time ms from now, for timed waits.
-static struct timespec
-s_deadline (int ms)
-{
-    struct timespec when;
-    clock_gettime (CLOCK_MONOTONIC, &when);
-    when.tv_sec += ms / 1000;
-    when.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (when.tv_nsec >= 1000000000L) {
-        when.tv_sec++;
-        when.tv_nsec -= 1000000000L;
-    }
-    return when;
-}
-
 static void
 s_publish (s_lane_t *self)
 {
@@ -226,7 +211,7 @@ s_publish (s_lane_t *self)
 static bool
 s_take_turn (store_server_t *server)
 {
-    struct timespec until = s_deadline (S_TURN_WAIT_MS);
+    struct timespec until = proto_deadline_ms (S_TURN_WAIT_MS);
     if (pthread_mutex_clocklock (&server->turn, CLOCK_MONOTONIC, &until) == 0)
         return true;
     zsys_warning ("store server - no turn for a small batch in %d ms, writing anyway",
@@ -334,7 +319,7 @@ s_lane_run (void *argument)
             turn = waited = false;
             if (self->stop)
                 break;
-            struct timespec until = s_deadline (S_IDLE_MS);
+            struct timespec until = proto_deadline_ms (S_IDLE_MS);
             pthread_cond_timedwait (&self->more, &self->mutex, &until);
             if (self->count == 0 && !self->stop) {
                 //  Idle: port rows waiting in memory go out when due, not
@@ -428,7 +413,7 @@ s_room (s_lane_t *self)
     s_hand_over (self);
     pthread_mutex_lock (&self->mutex);
     while (self->count >= self->capacity) {
-        struct timespec until = s_deadline (1000);
+        struct timespec until = proto_deadline_ms (1000);
         if (pthread_cond_timedwait (&self->space, &self->mutex, &until) == ETIMEDOUT)
             zsys_warning ("store server - lane %zu full for a second", self->index);
     }
