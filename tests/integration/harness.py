@@ -15,6 +15,7 @@ Environment:
 Python 3 standard library only.
 """
 
+import fcntl
 import hashlib
 import hmac
 import http.client
@@ -41,7 +42,9 @@ BUILD = os.environ.get("PHANTOM_BUILD_DIR") or os.path.join(REPO, "build")
 #  4201+k: GATEWAY_PORT_OFFSET), PG 5521+k and the ZMQ base 6700+10k (verdict
 #  base, ack base+1, readings base+100+i, events base+200+i: the stride of
 #  10 keeps the bases of two slots from overlapping for up to 10 partitions).
-SLOTS = 9
+#  A slot is claimed with a lock file before its ports are checked, so two
+#  modules started at the same moment cannot both see a slot free.
+SLOTS = 10
 GATEWAY_PORT_OFFSET = 1000   # deploy/lib.sh: the gateway's port is http_port + 1000
 
 UP_TIMEOUT = 180          # deploy/up: initdb, migrations, supervisord start
@@ -225,6 +228,7 @@ class Stack:
         self.started = False
         keep = os.environ.get("PHANTOM_KEEP_VAR") == "1"
         self._down(purge=not keep, env=self.env)
+        self._release_slot()
 
     def _base_env(self, var):
         # nothing PHANTOM_* from the caller's shell (a PHANTOM_DATABASE or
@@ -253,9 +257,31 @@ class Stack:
             ports = [http_port, http_port + GATEWAY_PORT_OFFSET, pg_port, base, base + 1]
             ports += [base + 100 + i for i in range(partitions)]
             ports += [base + 200 + i for i in range(partitions)]
+            if not self._claim_slot(k):
+                continue
             if all(_port_free(p) for p in ports):
                 return http_port, pg_port, base
-        raise RuntimeError("no free slot of test ports (HTTP 3201-3209 busy?)")
+            self._release_slot()
+        raise RuntimeError("no free slot of test ports (HTTP 3201-%d busy?)" % (3200 + SLOTS))
+
+    def _claim_slot(self, k):
+        """An exclusive lock on test-var/.slot-k, held until stop() or the
+        process ends: the port check alone races with a module starting
+        beside us (both see the ports free, the second PostgreSQL fails)."""
+        path = os.path.join(BUILD, "test-var", ".slot-%d" % k)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self.slot_fd = fd
+        return True
+
+    def _release_slot(self):
+        if getattr(self, "slot_fd", None) is not None:
+            os.close(self.slot_fd)     # closing drops the flock
+            self.slot_fd = None
 
     def wait_ready(self, timeout):
         deadline = time.time() + timeout

@@ -25,7 +25,7 @@ BRIDGE = os.path.join(harness.BUILD, "tools", "phantom-bridge", "phantom-bridge"
 
 def setUpModule():
     global STACK
-    STACK = harness.start_module_stack("bridge", slot=8)
+    STACK = harness.start_module_stack("bridge", slot=9)
 
 
 def free_port():
