@@ -7,6 +7,7 @@
 */
 #include "proto.h"
 #include "proto_address.h"
+#include "proto_pg.h"
 #include "proto_config.h"
 #include "proto_curve.h"
 
@@ -123,6 +124,7 @@ static const s_test_t s_tests [] = {
     {"proto_config", proto_config_test},
     {"proto_curve", proto_curve_test},
     {"proto_address", proto_address_test},
+    {"proto_pg", proto_pg_test},
 };
 #define S_TESTS (sizeof (s_tests) / sizeof (s_tests [0]))
 
