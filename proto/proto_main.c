@@ -128,6 +128,16 @@ proto_main_new (const proto_main_spec_t *spec, int argc, char *argv[], int *stat
 }
 
 //  --------------------------------------------------------------------------
+//  Prints the usage line to stderr; returns 2, the status of bad usage.
+int
+proto_main_usage (const proto_main_spec_t *spec)
+{
+    assert (spec);
+    s_usage (spec, stderr);
+    return 2;
+}
+
+//  --------------------------------------------------------------------------
 //  Destroy the object and its config; nullifies the caller's reference.
 void
 proto_main_destroy (proto_main_t **self_p)

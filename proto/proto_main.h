@@ -46,6 +46,10 @@ typedef struct {
 proto_main_t *proto_main_new (const proto_main_spec_t *spec, int argc, char *argv[], int *status);
 void proto_main_destroy (proto_main_t **self_p);
 
+//  Prints the usage line to stderr; returns 2, the status of bad usage
+//  (for a check of the program's own after proto_main_new).
+int proto_main_usage (const proto_main_spec_t *spec);
+
 //  The loaded config; borrowed, lives as long as self.
 proto_config_t *proto_main_config (proto_main_t *self);
 //  The path it was read from, or NULL (defaults and environment).
