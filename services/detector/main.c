@@ -23,10 +23,9 @@ static int
 s_restore (detector_server_t *server, proto_config_t *config, long partition, int64_t partitions)
 {
     int64_t started = zclock_mono ();
-    int64_t ports =
-        detector_restore_load (detector_server_engine (server),
-                               proto_config_str (config, "database"),
-                               (uint32_t)partition, (uint32_t)partitions);
+    int64_t ports = detector_restore_load (detector_server_engine (server),
+                                           proto_config_str (config, "database"),
+                                           (uint32_t)partition, (uint32_t)partitions);
     if (ports < 0) {
         zsys_error ("detector partition %ld - cannot restore state from the database; "
                     "stopping",

@@ -182,12 +182,11 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
         }
     }
     char *reading_endpoint = s_first_entry (proto_config_str (config, "reading_endpoints"));
-    gateway_pipeline_options_t options = {
-        .gateway_id = proto_config_str (config, "gateway_id"),
-        .reading_endpoint = reading_endpoint,
-        .ack_endpoint = proto_config_str (config, "ack_endpoint"),
-        .partitions = partitions,
-        .ack_timeout_ms = ack_timeout};
+    gateway_pipeline_options_t options = {.gateway_id = proto_config_str (config, "gateway_id"),
+                                          .reading_endpoint = reading_endpoint,
+                                          .ack_endpoint = proto_config_str (config, "ack_endpoint"),
+                                          .partitions = partitions,
+                                          .ack_timeout_ms = ack_timeout};
     self->pipeline = gateway_pipeline_new (&options);
     free (reading_endpoint);
     if (!self->pipeline) {

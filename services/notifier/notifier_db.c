@@ -39,7 +39,7 @@ notifier_db_test (bool verbose)
     PQclear (result);
     //  A failing statement gives NULL (and a log line), not a crash
     assert (proto_pg_exec (db, "notifier_db test", "bad", "SELECT nonsense FROM nowhere", 0,
-                              NULL) == NULL);
+                           NULL) == NULL);
     //  A connection the server dropped is replaced
     PGconn *killer = proto_pg_connect (notifier_test_db_conninfo (), NOTIFIER_DB_APPLICATION,
                                        NOTIFIER_DB_STATEMENT_TIMEOUT_MS);
@@ -48,7 +48,7 @@ notifier_db_test (bool verbose)
     snprintf (pid, sizeof pid, "%d", PQbackendPID (db));
     const char *kill_values[] = {pid};
     PQclear (proto_pg_exec (killer, "notifier_db test", "terminate",
-                               "SELECT pg_terminate_backend ($1::int)", 1, kill_values));
+                            "SELECT pg_terminate_backend ($1::int)", 1, kill_values));
     PQfinish (killer);
     PQclear (proto_pg_exec (db, "notifier_db test", "probe", "SELECT 1", 0, NULL));
     assert (s_ensure (&db) == 1);

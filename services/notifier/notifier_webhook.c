@@ -87,9 +87,9 @@ s_release (notifier_webhook_t *self, s_flight_t *flight)
     const char *values[] = {flight->delivery};
     if (self->db)
         PQclear (proto_pg_exec (self->db, "notifier webhooks", "release",
-                                   "UPDATE webhook_deliveries SET next_attempt_at = now()"
-                                   " WHERE id = $1::bigint AND status = 'pending'",
-                                   1, values));
+                                "UPDATE webhook_deliveries SET next_attempt_at = now()"
+                                " WHERE id = $1::bigint AND status = 'pending'",
+                                1, values));
 }
 
 //  Counts one more (change 1) or one fewer (-1) in flight for user.

@@ -22,8 +22,7 @@ const proto_config_key_t bridge_config_keys[] = {
     {"bridge_spool_sync", PROTO_CONFIG_CHOICE, "full", 0, 0, "full|normal|off",
      "full: an fsync per line; normal: may lose the last lines to a power cut; off: tests "
      "only."},
-    {"bridge_batch", PROTO_CONFIG_INT, "1000", 1, BRIDGE_BATCH_LIMIT, NULL,
-     "Readings per upload."},
+    {"bridge_batch", PROTO_CONFIG_INT, "1000", 1, BRIDGE_BATCH_LIMIT, NULL, "Readings per upload."},
     {"bridge_http_timeout_ms", PROTO_CONFIG_INT, "15000", 100, 600000, NULL,
      "One upload's timeout."},
     {"bridge_backoff_min_ms", PROTO_CONFIG_INT, "500", 10, 600000, NULL,

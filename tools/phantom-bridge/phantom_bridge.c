@@ -1406,8 +1406,7 @@ main (int argc, char *argv[])
         else if (strcmp (arg, "--help-config") == 0) {
             proto_config_print (bridge_config_keys, stdout);
             return 0;
-        }
-        else if (strcmp (arg, "-c") == 0 && next)
+        } else if (strcmp (arg, "-c") == 0 && next)
             config_path = argv[++index];
         else if (strcmp (arg, "--device") == 0 && next)
             device = argv[++index];
