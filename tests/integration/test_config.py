@@ -41,9 +41,8 @@ def _table_keys(path):
     """Key names of a C table of proto_config_key_t entries."""
     with open(os.path.join(harness.REPO, path)) as fh:
         text = fh.read()
-    keys = re.findall(r'(?:S_INT|S_STRING|S_CHOICE)\s*\(\s*"([a-z0-9_]+)"', text)
-    keys += re.findall(r'\{\s*"([a-z0-9_]+)",\s*PROTO_CONFIG_', text)
-    return keys
+    pattern = r'(?:S_INT|S_STRING|S_CHOICE)\s*\(\s*"([a-z0-9_]+)"|\{\s*"([a-z0-9_]+)",\s*PROTO_CONFIG_'
+    return [a or b for a, b in re.findall(pattern, text)]
 
 
 def _file_keys(path):
