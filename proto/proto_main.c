@@ -222,6 +222,14 @@ proto_main_test (bool verbose)
     fclose (file);
     unsetenv ("PHANTOM_PARTITIONS");
 
+    //  Usage and log lines go to /dev/null unless -v.
+    int saved_stderr = dup (STDERR_FILENO);
+    assert (saved_stderr >= 0);
+    if (!verbose) {
+        int null = open ("/dev/null", O_WRONLY);
+        assert (null >= 0 && dup2 (null, STDERR_FILENO) == STDERR_FILENO);
+        close (null);
+    }
     const char *partition = NULL;
     proto_main_spec_t spec = {.name = "phantom-test",
                               .usage = "-i PARTITION [DIR]",
@@ -245,14 +253,6 @@ proto_main_test (bool verbose)
 
     //  Bad usage is 2: an unknown flag, a bad value of the program's own
     //  flag, a missing argument, too many operands.
-    //  (their usage lines and log lines go to /dev/null unless -v).
-    int saved_stderr = dup (STDERR_FILENO);
-    assert (saved_stderr >= 0);
-    if (!verbose) {
-        int null = open ("/dev/null", O_WRONLY);
-        assert (null >= 0 && dup2 (null, STDERR_FILENO) == STDERR_FILENO);
-        close (null);
-    }
     char *unknown[] = {"phantom-test", "-x", NULL};
     assert (proto_main_new (&spec, 2, unknown, &status) == NULL && status == 2);
     char *empty[] = {"phantom-test", "-i", "", NULL};
@@ -264,9 +264,6 @@ proto_main_test (bool verbose)
     //  A bad config is 1.
     char *misspelt[] = {"phantom-test", "-c", bad, NULL};
     assert (proto_main_new (&spec, 3, misspelt, &status) == NULL && status == 1);
-    fflush (stderr);
-    dup2 (saved_stderr, STDERR_FILENO);
-    close (saved_stderr);
 
     //  SIGTERM sets the flag and nothing else.
     char *plain[] = {"phantom-test", "-c", good, NULL};
@@ -277,6 +274,9 @@ proto_main_test (bool verbose)
     s_stop = 0;
     raise (SIGPIPE); //  ignored
     proto_main_destroy (&self);
+    fflush (stderr);
+    dup2 (saved_stderr, STDERR_FILENO);
+    close (saved_stderr);
 
     unlink (good);
     unlink (bad);

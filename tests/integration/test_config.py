@@ -113,6 +113,19 @@ class Config(unittest.TestCase):
         self.assertIn("partitions = 2  (integer 1..64)\n", result.stdout)
         self.assertIn("verdict_endpoint = tcp://127.0.0.1:5500  (text)\n", result.stdout)
 
+    def test_deploy_defaults_agree_with_the_table(self):
+        # deploy/lib.sh reads some keys itself before anything is built
+        # (conf_get KEY DEFAULT): its defaults must be the table's.
+        result = _run(["services/store/phantom-store", "--help-config"])
+        defaults = dict(re.findall(r"^([a-z0-9_]+) =(?: (.*?))?  \(", result.stdout, re.M))
+        with open(os.path.join(harness.REPO, "deploy", "lib.sh")) as fh:
+            pairs = re.findall(r'conf_get ([a-z0-9_]+) ("[^"$]*"|[^"$\s)]+)\)', fh.read())
+        self.assertGreater(len(pairs), 5)
+        for key, default in pairs:
+            with self.subTest(key=key):
+                self.assertIn(key, defaults)
+                self.assertEqual(default.strip('"'), defaults[key])
+
     def test_bridge_has_its_own_table(self):
         keys = _table_keys("tools/phantom-bridge/bridge_config_keys.c")
         example = os.path.join(harness.REPO, "deploy", "bridge.conf.example")
