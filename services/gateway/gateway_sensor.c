@@ -228,7 +228,7 @@ typedef struct {
 } s_result_t;
 
 static void
-s_text_result (gateway_json_t *text, size_t index, const s_result_t *result,
+s_batch_result (gateway_json_t *text, size_t index, const s_result_t *result,
                const proto_ack_t *acks)
 {
     GATEWAY_JSON_LITERAL (text, "{\"index\":");
@@ -458,7 +458,7 @@ s_handle_batch (struct mg_connection *conn, gateway_t *gateway)
     for (size_t index = 0; index < count; index++) {
         if (index)
             GATEWAY_JSON_LITERAL (&text, ",");
-        s_text_result (&text, index, &results[index], acks);
+        s_batch_result (&text, index, &results[index], acks);
         s_tally (&tally, gateway->pipeline, results[index].status);
     }
     GATEWAY_JSON_LITERAL (&text, "],\"accepted\":");
@@ -611,7 +611,7 @@ s_answer_test (void)
     gateway_json_init (&text, NULL, 0);
     json_t *list = json_array ();
     for (size_t index = 0; index < 4; index++) {
-        s_text_result (&text, index, &results[index], acks);
+        s_batch_result (&text, index, &results[index], acks);
         GATEWAY_JSON_LITERAL (&text, "\n");
         json_t *item;
         if (results[index].status == 201) {
