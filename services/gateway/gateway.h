@@ -29,6 +29,7 @@
 #include "proto.h"
 #include "proto_address.h"
 #include "proto_config.h"
+#include "gateway_time.h"
 
 typedef struct _gateway_db_t gateway_db_t;
 typedef struct _gateway_cache_t gateway_cache_t;
@@ -291,7 +292,6 @@ void gateway_api_test (bool verbose);
 //  and what they write gateway_json, each with its own header.
 
 void gateway_sensor_test (bool verbose);
-#include "gateway_time.h"
 //  The old name, until gateway_api_summary.c and gateway_api_test.c call
 //  gateway_time_parse (issue 16: the lead renames them after the merge).
 #define gateway_sensor_parse_time gateway_time_parse

@@ -229,7 +229,7 @@ typedef struct {
 
 static void
 s_batch_result (gateway_json_t *text, size_t index, const s_result_t *result,
-               const proto_ack_t *acks)
+                const proto_ack_t *acks)
 {
     GATEWAY_JSON_LITERAL (text, "{\"index\":");
     gateway_json_int (text, (int64_t)index);
@@ -502,6 +502,7 @@ gateway_sensor_register (gateway_t *self)
     mg_set_request_handler (self->http, "/api/sensor/reading", s_reading_handler, self);
     mg_set_request_handler (self->http, "/api/sensor/readings", s_batch_handler, self);
 }
+
 //  ==========================================================================
 //  Self test: the batch answer and order; then the handlers end to end through
 //  civetweb with a cache filled directly and an in-process detector+store.
@@ -650,6 +651,7 @@ s_answer_test (void)
     gateway_json_release (&text);
     json_decref (list);
 }
+
 void
 gateway_sensor_test (bool verbose)
 {
