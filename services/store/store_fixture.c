@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <czmq.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,4 +142,74 @@ store_fixture_verdict (store_fixture_t *self, proto_verdict_t *verdict,
     reading->settings.min_phantom_seconds = 60;
     verdict->status = status;
     verdict->previous = previous;
+}
+
+//  phantom_rollup's default gap limit, seconds
+#define S_TEST_GAP 300
+
+//  Inserts a reading of port at ts.
+void
+store_fixture_reading (store_fixture_t *fixture, const char *port, int64_t ts, double power)
+{
+    char ts_text[24], power_text[32];
+    snprintf (ts_text, sizeof (ts_text), "%" PRId64, ts);
+    snprintf (power_text, sizeof (power_text), "%.17g", power);
+    const char *params[3] = {port, ts_text, power_text};
+    PQclear (store_fixture_sql (
+        fixture,
+        "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+        " VALUES ($1::uuid, to_timestamp ($2::bigint), 230, $3::float8 / 230, $3::float8, 1)",
+        3, params));
+}
+
+//  Checks the rollup of port's minute against one computed here from
+//  samples (all the port's readings, by time): plain mean, trapezoid and
+//  summed length of the intervals starting in the minute that are at most
+//  S_TEST_GAP long (whole seconds here, so their sum is exact).
+void
+store_fixture_check_minute (store_fixture_t *fixture, const char *port,
+                            const store_fixture_sample_t *samples, size_t count, int64_t minute)
+{
+    double low = INFINITY, high = -INFINITY, sum = 0, energy = 0, reported = 0;
+    int n = 0;
+    for (size_t index = 0; index < count; index++) {
+        if (samples[index].ts - samples[index].ts % 60 != minute)
+            continue;
+        double power = samples[index].power;
+        low = power < low ? power : low;
+        high = power > high ? power : high;
+        sum += power;
+        n++;
+        if (index + 1 < count && samples[index + 1].ts - samples[index].ts <= S_TEST_GAP) {
+            energy += (power + samples[index + 1].power) / 2 *
+                      (double)(samples[index + 1].ts - samples[index].ts) / 3600;
+            reported += (double)(samples[index + 1].ts - samples[index].ts);
+        }
+    }
+    assert (n > 0);
+    char minute_text[24];
+    snprintf (minute_text, sizeof (minute_text), "%" PRId64, minute);
+    const char *params[2] = {port, minute_text};
+    PGresult *result = store_fixture_sql (
+        fixture,
+        "SELECT min_power, mean_power, max_power, energy_wh, samples, reported_seconds"
+        " FROM readings_minute WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)",
+        2, params);
+    assert (PQntuples (result) == 1);
+    assert (strtod (PQgetvalue (result, 0, 0), NULL) == low);
+    assert (fabs (strtod (PQgetvalue (result, 0, 1), NULL) - sum / n) < 1e-9);
+    assert (strtod (PQgetvalue (result, 0, 2), NULL) == high);
+    assert (fabs (strtod (PQgetvalue (result, 0, 3), NULL) - energy) < 1e-9);
+    assert (atoi (PQgetvalue (result, 0, 4)) == n);
+    assert (strtod (PQgetvalue (result, 0, 5), NULL) == reported);
+    PQclear (result);
+}
+
+//  Marks of port in rollup_marks.
+int64_t
+store_fixture_marks (store_fixture_t *fixture, const char *port)
+{
+    const char *params[1] = {port};
+    return store_fixture_int (
+        fixture, "SELECT count (*) FROM rollup_marks WHERE port_id = $1::uuid", 1, params);
 }

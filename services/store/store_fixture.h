@@ -43,4 +43,21 @@ void store_fixture_verdict (store_fixture_t *self, proto_verdict_t *verdict,
                             const char *key, int64_t ts, double power, uint8_t status,
                             uint8_t previous);
 
+//  A reading as the rollup tests keep them, in time order.
+typedef struct {
+    int64_t ts;   //  seconds since the epoch
+    double power; //  W
+} store_fixture_sample_t;
+
+//  Inserts a reading of port at ts (seconds), behind the store's back.
+void store_fixture_reading (store_fixture_t *fixture, const char *port, int64_t ts, double power);
+//  Checks the rollup of port's minute (seconds) against one computed here
+//  from samples (all the port's readings, by time), as phantom_rollup
+//  defines it; asserts.
+void store_fixture_check_minute (store_fixture_t *fixture, const char *port,
+                                 const store_fixture_sample_t *samples, size_t count,
+                                 int64_t minute);
+//  Marks of port in rollup_marks.
+int64_t store_fixture_marks (store_fixture_t *fixture, const char *port);
+
 #endif

@@ -103,6 +103,16 @@ int64_t store_maintenance_rollup_marks (store_maintenance_t *self);
 #define STORE_MAINTENANCE_ROLLUPS_MAX 64
 store_rollup_t *store_maintenance_new_rollup (store_maintenance_t *self);
 
+//  Tests of the lanes (store_server.c): as if the store had started in
+//  minute (seconds since the epoch, a whole minute) and rolled up to it;
+//  before the first store_maintenance_new_rollup.
+void store_maintenance_set_start (store_maintenance_t *self, int64_t minute);
+
+//  A minute is rolled up this long (seconds) after it ended: readings of
+//  its last moments are still on their way through gateway, detector and
+//  store.
+#define STORE_MAINTENANCE_SETTLE_SECONDS 5
+
 //  Self test (needs PHANTOM_TEST_DATABASE)
 void store_maintenance_test (bool verbose);
 
