@@ -88,15 +88,15 @@ struct _store_batch_t {
     s_write_t *writes; //  port rows this attempt writes
     size_t write_count;
     size_t write_capacity;
-    size_t deferred_count;       //  ports of the range left waiting
-    int64_t now;                 //  monotonic ms of store_batch_port_writes
-    zhashx_t *pending;           //  port text -> s_pending_t, across batches
-    zlistx_t *queue;             //  s_pending_t waiting to be written, by due time
-    zhashx_t *index;             //  scratch: episode key text -> slot + 1
-    zhashx_t *key_index;         //  a row's reading (device, key) -> row + 1
-    zhashx_t *port_index;        //  port text -> ports slot + 1 of the planned range
+    size_t deferred_count;              //  ports of the range left waiting
+    int64_t now;                        //  monotonic ms of store_batch_port_writes
+    zhashx_t *pending;                  //  port text -> s_pending_t, across batches
+    zlistx_t *queue;                    //  s_pending_t waiting to be written, by due time
+    zhashx_t *index;                    //  scratch: episode key text -> slot + 1
+    zhashx_t *key_index;                //  a row's reading (device, key) -> row + 1
+    zhashx_t *port_index;               //  port text -> ports slot + 1 of the planned range
     store_column_t *columns[S_BUFFERS]; //  the statements' parameters
-    s_range_t *ranges;           //  scratch: per port slot, its open range of marks
+    s_range_t *ranges;                  //  scratch: per port slot, its open range of marks
 };
 
 static void

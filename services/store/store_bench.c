@@ -199,8 +199,7 @@ main (int argc, char *argv[])
 {
     size_t verdicts = 200000;
     size_t ports = 1000;
-    s_args_t args = {
-        getenv ("PHANTOM_TEST_DATABASE"), 1000, 0, 0, false, false, 2, NULL};
+    s_args_t args = {getenv ("PHANTOM_TEST_DATABASE"), 1000, 0, 0, false, false, 2, NULL};
     int option;
     while ((option = getopt (argc, argv, "n:p:b:d:W:e:P:klvw")) != -1) {
         if (option == 'v')
@@ -272,8 +271,7 @@ main (int argc, char *argv[])
         double seconds = (double)(zclock_usecs () - started) / 1e6;
         printf ("store_bench: writer only, %zu verdicts over %zu ports, batch %zu:"
                 " %zu OK in %.3f s = %.0f readings/s\n",
-                verdicts, ports, args.batch_max, ok, seconds,
-                (double)ok / seconds);
+                verdicts, ports, args.batch_max, ok, seconds, (double)ok / seconds);
         s_pg_report (cpu, ok, writes);
         double backend_after = s_process_cpu (backend);
         if (s_postmaster > 0 && backend_cpu >= 0 && backend_after >= 0 && ok)
@@ -379,8 +377,8 @@ main (int argc, char *argv[])
             " %zu acked (%zu OK)"
             " in %.3f s = %.0f readings/s (sending took %.3f s, %" PRIu64 " batches,"
             " mean %.0f)\n",
-            args.writers, verdicts, ports, args.batch_max, acked, ok,
-            seconds, (double)ok / seconds, (double)(sent - started) / 1e6, batches,
+            args.writers, verdicts, ports, args.batch_max, acked, ok, seconds, (double)ok / seconds,
+            (double)(sent - started) / 1e6, batches,
             batches ? (double)acked / (double)batches : 0.0);
     s_pg_report (cpu, ok, batches);
 

@@ -78,8 +78,7 @@ s_put_u32 (uint8_t *bytes, uint32_t value)
 static uint32_t
 s_get_u32 (const uint8_t *bytes)
 {
-    return (uint32_t)bytes[0] << 24 | (uint32_t)bytes[1] << 16 | (uint32_t)bytes[2] << 8 |
-           bytes[3];
+    return (uint32_t)bytes[0] << 24 | (uint32_t)bytes[1] << 16 | (uint32_t)bytes[2] << 8 | bytes[3];
 }
 
 static void
@@ -297,7 +296,8 @@ s_render_element (FILE *stream, uint32_t type, const uint8_t *bytes, uint32_t si
             return false;
         fputc ('"', stream);
         for (int index = 0; index < 16; index++)
-            fprintf (stream, "%s%02x", index == 4 || index == 6 || index == 8 || index == 10 ? "-" : "",
+            fprintf (stream, "%s%02x",
+                     index == 4 || index == 6 || index == 8 || index == 10 ? "-" : "",
                      bytes[index]);
         fputc ('"', stream);
         return true;

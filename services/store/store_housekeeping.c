@@ -169,11 +169,12 @@ store_housekeeping_drop (store_housekeeping_t *self)
         snprintf (days, sizeof (days), "%d", self->retention_days);
         //  Raw readings go only once rolled up: after a long downtime the
         //  catch-up comes first, else those minutes would be lost for good.
-        PGresult *result = store_session_exec (
-            self->session, "rollup watermark",
-            "SELECT coalesce ((SELECT watermark FROM rollup_state)"
-            "                 >= (current_date - $1::integer)::timestamp AT TIME ZONE 'UTC', false)",
-            1, params, NULL);
+        PGresult *result =
+            store_session_exec (self->session, "rollup watermark",
+                                "SELECT coalesce ((SELECT watermark FROM rollup_state)"
+                                "                 >= (current_date - $1::integer)::timestamp AT "
+                                "TIME ZONE 'UTC', false)",
+                                1, params, NULL);
         bool ready = result && streq (PQgetvalue (result, 0, 0), "t");
         if (result && !ready)
             zsys_warning ("store housekeeping - readings older than %d days kept:"
@@ -213,13 +214,13 @@ store_housekeeping_step_partitions (store_housekeeping_t *self)
     if (!store_session_conn (self->session) || zclock_mono () < self->partitions_at)
         return;
     if (self->tasks & STORE_HOUSEKEEPING_READINGS)
-        self->partitions_at = zclock_mono () + (store_housekeeping_ensure_readings (self) == 0
-                                                    ? S_HOUR_MS
-                                                    : S_READINGS_RETRY_MS);
+        self->partitions_at =
+            zclock_mono () +
+            (store_housekeeping_ensure_readings (self) == 0 ? S_HOUR_MS : S_READINGS_RETRY_MS);
     else
-        self->partitions_at = zclock_mono () + (store_housekeeping_ensure_rollups (self) == 0
-                                                    ? S_HOUR_MS
-                                                    : S_ROLLUPS_RETRY_MS);
+        self->partitions_at =
+            zclock_mono () +
+            (store_housekeeping_ensure_rollups (self) == 0 ? S_HOUR_MS : S_ROLLUPS_RETRY_MS);
 }
 
 void

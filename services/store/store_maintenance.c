@@ -126,8 +126,8 @@ store_maintenance_new (const char *conninfo, const store_maintenance_policy_t *p
     self->session = store_session_new (conninfo, &s_session_config, verbose);
     if (self->session)
         self->housekeeping =
-            store_housekeeping_new (self->session, STORE_HOUSEKEEPING_ROLLUPS, policy->retention_days,
-                                    policy->rollup_retention_days, verbose);
+            store_housekeeping_new (self->session, STORE_HOUSEKEEPING_ROLLUPS,
+                                    policy->retention_days, policy->rollup_retention_days, verbose);
     self->dirty = zhashx_new ();
     if (!self->session || !self->housekeeping || !self->dirty) {
         store_maintenance_destroy (&self);
@@ -249,7 +249,8 @@ s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fe
     if (fell_back)
         *fell_back = why != NULL;
     if (why)
-        zsys_info ("store maintenance - lanes' rollups from 6 minutes after the start: %s", why); else if (self->verbose)
+        zsys_info ("store maintenance - lanes' rollups from 6 minutes after the start: %s", why);
+    else if (self->verbose)
         zsys_debug ("store maintenance - lanes' rollups from %" PRId64, from / 1000);
     PQclear (result);
     PQfinish (conn);
@@ -1151,8 +1152,8 @@ s_lanes_from_test (const char *database, bool verbose)
 
 //  Inserts readings of port (times in ms), in one statement.
 static void
-s_insert_many (store_fixture_t *fixture, const char *port, const store_fixture_sample_t *samples, size_t count,
-               int64_t scale)
+s_insert_many (store_fixture_t *fixture, const char *port, const store_fixture_sample_t *samples,
+               size_t count, int64_t scale)
 {
     char *times = NULL, *powers = NULL;
     size_t times_size, powers_size;
@@ -1278,7 +1279,8 @@ s_ranges_test (const char *database, bool verbose)
                                2, range) >= 20);
 
     //  The backfill, in ms, from the range's start to 100 s past its end.
-    store_fixture_sample_t *late = (store_fixture_sample_t *)malloc (2000 * sizeof (store_fixture_sample_t));
+    store_fixture_sample_t *late =
+        (store_fixture_sample_t *)malloc (2000 * sizeof (store_fixture_sample_t));
     assert (late);
     size_t lates = 0;
     unsigned seed = 15;
@@ -1421,7 +1423,8 @@ store_maintenance_test (bool verbose)
     store_fixture_sample_t samples0[32];
     size_t count0 = 0;
     for (int index = 0; index < 18; index++)
-        samples0[count0++] = (store_fixture_sample_t){base + 10 * index, (index * 37 % 23) + 0.25 * index};
+        samples0[count0++] =
+            (store_fixture_sample_t){base + 10 * index, (index * 37 % 23) + 0.25 * index};
     samples0[count0++] = (store_fixture_sample_t){base + 500, 7.5};
     samples0[count0++] = (store_fixture_sample_t){base + 530, 12.0};
     for (size_t index = 0; index < count0; index++)

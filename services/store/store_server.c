@@ -793,8 +793,8 @@ s_lane_push (store_server_t *server, zsock_t *push, store_fixture_t *fixture, co
 //  (whose last interval was open). samples1 is port1's readings.
 static void
 s_lane_readings (store_maintenance_t *self, store_fixture_t *fixture, const char *database,
-                 const char *port0, const char *port1, store_fixture_sample_t *samples1, size_t *count1,
-                 int64_t base, int64_t high, bool verbose)
+                 const char *port0, const char *port1, store_fixture_sample_t *samples1,
+                 size_t *count1, int64_t base, int64_t high, bool verbose)
 {
     (void)port0;
     store_writer_t *writer = store_writer_new (database, verbose);
@@ -925,7 +925,8 @@ s_first_reading_test (const char *database, bool verbose)
     samples[count++] = (store_fixture_sample_t){base - 110, 4};
     store_maintenance_step (self);
     store_maintenance_rollup (self); //  the first run after a start falls back: done
-    store_fixture_check_minute (fixture, port, samples, count, base - 120); //  its last interval open
+    store_fixture_check_minute (fixture, port, samples, count,
+                                base - 120); //  its last interval open
 
     //  As if the store had started in minute base, rolled up to it.
     store_maintenance_set_start (self, base);
@@ -948,8 +949,9 @@ s_first_reading_test (const char *database, bool verbose)
     store_fixture_reading (fixture, port, base + 45, 999); //  behind the lane's back
 
     assert (store_maintenance_rollup (self) >= 2);
-    store_fixture_check_minute (fixture, port, samples, count, base - 120); //  (4 + 6) / 2 W for 140 s
-    store_fixture_check_minute (fixture, port, samples, count, base);       //  without the 999 W
+    store_fixture_check_minute (fixture, port, samples, count,
+                                base - 120);                          //  (4 + 6) / 2 W for 140 s
+    store_fixture_check_minute (fixture, port, samples, count, base); //  without the 999 W
     zsock_destroy (&push);
     store_server_destroy (&server);
     store_maintenance_destroy (&self);
@@ -1024,7 +1026,8 @@ s_in_order_test (const char *database, bool verbose)
     //  The run rolls up to the minute that ended STORE_MAINTENANCE_SETTLE_SECONDS ago:
     //  started well inside a minute, its watermark is this minute's start
     //  and the first reading's mark (the minute before) is below it.
-    while (zclock_time () / 1000 % 60 <= STORE_MAINTENANCE_SETTLE_SECONDS || zclock_time () / 1000 % 60 >= 55)
+    while (zclock_time () / 1000 % 60 <= STORE_MAINTENANCE_SETTLE_SECONDS ||
+           zclock_time () / 1000 % 60 >= 55)
         zclock_sleep (250);
     store_maintenance_step (self);
     store_writer_t *writer = store_writer_new (database, verbose);

@@ -17,15 +17,15 @@
 #define S_PARAMS_MAX 16
 
 struct _store_session_t {
-    char *conninfo;                 //  libpq connection string
-    store_session_config_t config;  //  what the session is
-    bool verbose;                   //  debug logs
-    PGconn *conn;                   //  NULL while disconnected
-    int64_t backoff;                //  next reconnect delay, ms
-    int64_t connect_at;             //  monotonic ms of the next connect attempt
-    pthread_mutex_t cancel_lock;    //  guards cancel (store_session_cancel)
-    PGcancel *cancel;               //  cancels the statement in flight, NULL if none
-    atomic_bool cancelled;          //  failures are no news any more
+    char *conninfo;                //  libpq connection string
+    store_session_config_t config; //  what the session is
+    bool verbose;                  //  debug logs
+    PGconn *conn;                  //  NULL while disconnected
+    int64_t backoff;               //  next reconnect delay, ms
+    int64_t connect_at;            //  monotonic ms of the next connect attempt
+    pthread_mutex_t cancel_lock;   //  guards cancel (store_session_cancel)
+    PGcancel *cancel;              //  cancels the statement in flight, NULL if none
+    atomic_bool cancelled;         //  failures are no news any more
 };
 
 store_session_t *
@@ -185,8 +185,8 @@ store_session_exec (store_session_t *self, const char *what, const char *sql, in
     if (!self->conn)
         return NULL;
     static const int formats[S_PARAMS_MAX] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-    PGresult *result = PQexecParams (self->conn, sql, count, NULL, params, lengths,
-                                     lengths ? formats : NULL, 0);
+    PGresult *result =
+        PQexecParams (self->conn, sql, count, NULL, params, lengths, lengths ? formats : NULL, 0);
     ExecStatusType status = PQresultStatus (result);
     if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK)
         return result;
@@ -237,10 +237,9 @@ store_session_test (bool verbose)
 
     //  Settings and prepared statements on every connect; bounded, named
     static const char *settings[] = {"SET lock_timeout = '4s'"};
-    static const store_session_statement_t statements[] = {
-        {"session_test", "SELECT $1::int + 1"}};
-    store_session_config_t config = {"phantom-store-session-test", "store session test", 1500, 400,
-                                     settings, 1, statements, 1};
+    static const store_session_statement_t statements[] = {{"session_test", "SELECT $1::int + 1"}};
+    store_session_config_t config = {
+        "phantom-store-session-test", "store session test", 1500, 400, settings, 1, statements, 1};
     store_session_t *session = store_session_new (database, &config, verbose);
     assert (session);
     assert (!store_session_connected (session));
@@ -260,7 +259,8 @@ store_session_test (bool verbose)
     assert (streq (PQgetvalue (result, 0, 3), "UTC"));
     PQclear (result);
     const char *params[1] = {"41"};
-    result = PQexecPrepared (store_session_conn (session), "session_test", 1, params, NULL, NULL, 0);
+    result =
+        PQexecPrepared (store_session_conn (session), "session_test", 1, params, NULL, NULL, 0);
     assert (PQresultStatus (result) == PGRES_TUPLES_OK && streq (PQgetvalue (result, 0, 0), "42"));
     PQclear (result);
 

@@ -29,11 +29,11 @@ typedef struct {
 //  What a session is: settings and statements are borrowed (static
 //  tables) and run in order after each connect.
 typedef struct {
-    const char *application;                     //  application_name
-    const char *name;                            //  in logs ("store writer")
-    int statement_timeout_ms;                    //  bound of every statement
-    int64_t backoff_max_ms;                      //  longest wait between connects
-    const char *const *settings;                 //  SET commands
+    const char *application;     //  application_name
+    const char *name;            //  in logs ("store writer")
+    int statement_timeout_ms;    //  bound of every statement
+    int64_t backoff_max_ms;      //  longest wait between connects
+    const char *const *settings; //  SET commands
     size_t setting_count;
     const store_session_statement_t *statements; //  prepared statements
     size_t statement_count;

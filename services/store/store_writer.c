@@ -210,12 +210,12 @@ store_writer_set_synchronous_commit (bool on)
 //  ack, then returns before its WAL is on disk, and a PostgreSQL crash
 //  loses acknowledged readings; the negative control sets it to prove its
 //  checker catches such a loss.
-static const char *s_settings_durable[] = {
-    "SET synchronous_commit = on", "SET plan_cache_mode = force_generic_plan",
-    "SET enable_seqscan = off", "SET jit = off"};
-static const char *s_settings_fault[] = {
-    "SET synchronous_commit = off", "SET plan_cache_mode = force_generic_plan",
-    "SET enable_seqscan = off", "SET jit = off"};
+static const char *s_settings_durable[] = {"SET synchronous_commit = on",
+                                           "SET plan_cache_mode = force_generic_plan",
+                                           "SET enable_seqscan = off", "SET jit = off"};
+static const char *s_settings_fault[] = {"SET synchronous_commit = off",
+                                         "SET plan_cache_mode = force_generic_plan",
+                                         "SET enable_seqscan = off", "SET jit = off"};
 #define S_SETTINGS (sizeof (s_settings_durable) / sizeof (s_settings_durable[0]))
 
 //  The session of a writer connected now.
@@ -312,8 +312,8 @@ store_writer_set_housekeeping (store_writer_t *self, bool housekeeping)
     if (!housekeeping)
         store_housekeeping_destroy (&self->housekeeping);
     else if (!self->housekeeping) {
-        self->housekeeping =
-            store_housekeeping_new (self->session, STORE_HOUSEKEEPING_READINGS, 0, 0, self->verbose);
+        self->housekeeping = store_housekeeping_new (self->session, STORE_HOUSEKEEPING_READINGS, 0,
+                                                     0, self->verbose);
         if (self->housekeeping)
             store_housekeeping_connected (self->housekeeping);
     }
@@ -352,8 +352,8 @@ s_run (store_writer_t *self, const char *name, int count, const char *const *par
        const int *lengths, ExecStatusType expected, PGresult **result_p)
 {
     assert (count <= S_PARAMS_MAX);
-    PGresult *result = PQexecPrepared (s_conn (self), name, count, params, lengths,
-                                       lengths ? s_formats : NULL, 0);
+    PGresult *result =
+        PQexecPrepared (s_conn (self), name, count, params, lengths, lengths ? s_formats : NULL, 0);
     if (PQresultStatus (result) != expected) {
         s_outcome_t outcome = s_failure (self, result, name);
         PQclear (result);

@@ -2,12 +2,11 @@
     store_writer - writes batches of verdicts to PostgreSQL
 
     One session (store_session.h), hot statements prepared once per
-    connection (generic plans), binary parameters (store_column.h). A batch is one transaction: reading keys and readings (one
-    statement, binary parameters), port status, episodes, COMMIT, sent as
-    one libpq pipeline: one round trip. Every row of the batch leaves with a
-    decided ack: OK only after COMMIT succeeded; REJECTED for a row the
-    database refuses on its own (found by splitting the batch); RETRY for
-    anything transient, including a lost connection, after which the writer
+    connection (generic plans), binary parameters (store_column.h). A batch is one transaction:
+   reading keys and readings (one statement, binary parameters), port status, episodes, COMMIT, sent
+   as one libpq pipeline: one round trip. Every row of the batch leaves with a decided ack: OK only
+   after COMMIT succeeded; REJECTED for a row the database refuses on its own (found by splitting
+   the batch); RETRY for anything transient, including a lost connection, after which the writer
     reconnects with backoff (100 ms doubling to 2 s).
     =========================================================================
 */
@@ -15,7 +14,6 @@
 #define STORE_WRITER_H_INCLUDED
 
 #include "store_batch.h"
-
 
 typedef struct _store_writer_t store_writer_t;
 
