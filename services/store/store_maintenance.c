@@ -9,7 +9,6 @@
 #include "store_housekeeping.h"
 #include "store_rollup.h"
 #include "store_session.h"
-#include "store_writer.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -58,8 +57,6 @@ struct _store_maintenance_t {
 //  Minutes upserted per statement from the rollups.
 #define S_UPSERT_CHUNK 10000
 
-#define S_APPLICATION "phantom-store-maintenance"
-
 //  Marks of rollup_marks taken by one pass at most (a pass finds more in
 //  the next), and per statement at most these rows and these minutes: a
 //  minute of 1 Hz readings is 60 of them, so a statement reads at most
@@ -91,8 +88,14 @@ struct _store_maintenance_t {
 //  need not wait for the disk. (UTC, which the partition functions need
 //  to name days by current_date: every session of proto_pg_connect.)
 static const char *s_settings[] = {"SET lock_timeout = '5s'", "SET synchronous_commit = off"};
-static const store_session_config_t s_session_config = {
-    S_APPLICATION, "store maintenance", 60000, S_BACKOFF_MAX_MS, s_settings, 2, NULL, 0};
+static const store_session_config_t s_session_config = {STORE_SESSION_MAINTENANCE,
+                                                        "store maintenance",
+                                                        60000,
+                                                        S_BACKOFF_MAX_MS,
+                                                        s_settings,
+                                                        2,
+                                                        NULL,
+                                                        0};
 
 //  Runs sql with text params on the session; the result, or NULL after
 //  logging why. Caller PQclears.
@@ -214,7 +217,8 @@ static int64_t
 s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fell_back)
 {
     int64_t fallback = zclock_time () + S_MEMORY_AFTER_MS;
-    PGconn *conn = proto_pg_connect (self->conninfo, S_APPLICATION, S_LANES_FROM_TIMEOUT_MS);
+    PGconn *conn =
+        proto_pg_connect (self->conninfo, STORE_SESSION_MAINTENANCE, S_LANES_FROM_TIMEOUT_MS);
     PGresult *result = NULL;
     if (conn) {
         const char *params[1] = {lanes_application};
@@ -272,7 +276,7 @@ store_maintenance_new_rollup (store_maintenance_t *self)
     //  Every lane's from: asked before the first, which comes before any
     //  lane writes (store_server_set_maintenance, store_server_add_writer).
     if (self->lanes_from == 0)
-        self->lanes_from = s_lanes_from (self, STORE_WRITER_APPLICATION, NULL);
+        self->lanes_from = s_lanes_from (self, STORE_SESSION_WRITERS, NULL);
     return s_new_rollup (self, self->lanes_from);
 }
 
@@ -872,8 +876,6 @@ store_maintenance_start (store_maintenance_t *self)
 //  Self test
 
 #include "store_fixture.h"
-#include "store_server.h"
-#include <math.h>
 
 //  Marks the minutes of port from first to last (seconds, any second of
 //  them) in rollup_marks, as a lane does in the transaction of a reading

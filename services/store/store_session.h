@@ -20,6 +20,11 @@
 
 typedef struct _store_session_t store_session_t;
 
+//  The store's application names (pg_stat_activity): the writers' (the
+//  maintenance looks for busy ones when it starts) and the maintenance's.
+#define STORE_SESSION_WRITERS "phantom-store"
+#define STORE_SESSION_MAINTENANCE "phantom-store-maintenance"
+
 //  A statement prepared on every connection of the session.
 typedef struct {
     const char *name;

@@ -222,7 +222,7 @@ static const char *s_settings_fault[] = {"SET synchronous_commit = off",
 static store_session_config_t
 s_session_config (void)
 {
-    store_session_config_t config = {STORE_WRITER_APPLICATION,
+    store_session_config_t config = {STORE_SESSION_WRITERS,
                                      "store writer",
                                      S_STATEMENT_TIMEOUT_MS,
                                      S_BACKOFF_MAX_MS,

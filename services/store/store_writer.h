@@ -31,9 +31,6 @@ bool store_writer_connected (store_writer_t *self);
 //  Server process id of the connection, 0 if none (logs, tests).
 int store_writer_backend (store_writer_t *self);
 
-//  The writers' application_name (the maintenance looks for busy ones).
-#define STORE_WRITER_APPLICATION "phantom-store"
-
 //  Reconnects when the backoff allows; with housekeeping (the default),
 //  also does the readings' housekeeping that is due (store_housekeeping.h:
 //  partitions ahead, key pruning). Cheap when there is nothing to do;
