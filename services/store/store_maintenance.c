@@ -93,7 +93,8 @@ static const store_session_config_t s_session_config = {STORE_SESSION_MAINTENANC
                                                         60000,
                                                         S_BACKOFF_MAX_MS,
                                                         s_settings,
-                                                        2,
+                                                        sizeof (s_settings) /
+                                                            sizeof (s_settings[0]),
                                                         NULL,
                                                         0};
 
