@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "store_batch.h"
+#include "store_column.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -11,13 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-//  Growable text or byte buffer for parameters.
-typedef struct {
-    char *data;      //  bytes, NUL-terminated when text
-    size_t size;     //  bytes used, without the NUL
-    size_t capacity; //  bytes allocated
-} s_text_t;
 
 typedef struct {
     proto_verdict_t verdict; //  as received
@@ -62,7 +56,7 @@ typedef struct {
     int64_t changed;      //  time of the last status change, -1 none
 } s_write_t;
 
-//  A port's run of marked minutes (store_batch_marks_binary).
+//  A port's run of marked minutes (store_batch_marks_params).
 typedef struct {
     bool open;     //  first and last are set
     int64_t first; //  first minute, ms
@@ -94,202 +88,16 @@ struct _store_batch_t {
     s_write_t *writes; //  port rows this attempt writes
     size_t write_count;
     size_t write_capacity;
-    size_t deferred_count;       //  ports of the range left waiting
-    int64_t now;                 //  monotonic ms of store_batch_port_writes
-    zhashx_t *pending;           //  port text -> s_pending_t, across batches
-    zlistx_t *queue;             //  s_pending_t waiting to be written, by due time
-    zhashx_t *index;             //  scratch: episode key text -> slot + 1
-    zhashx_t *key_index;         //  a row's reading (device, key) -> row + 1
-    zhashx_t *port_index;        //  port text -> ports slot + 1 of the planned range
-    s_text_t buffers[S_BUFFERS]; //  array literals
-    s_text_t copy;               //  binary COPY stream
-    s_text_t keys_copy;          //  binary COPY stream of the keys
-    s_range_t *ranges;           //  scratch: per port slot, its open range of marks
+    size_t deferred_count;              //  ports of the range left waiting
+    int64_t now;                        //  monotonic ms of store_batch_port_writes
+    zhashx_t *pending;                  //  port text -> s_pending_t, across batches
+    zlistx_t *queue;                    //  s_pending_t waiting to be written, by due time
+    zhashx_t *index;                    //  scratch: episode key text -> slot + 1
+    zhashx_t *key_index;                //  a row's reading (device, key) -> row + 1
+    zhashx_t *port_index;               //  port text -> ports slot + 1 of the planned range
+    store_column_t *columns[S_BUFFERS]; //  the statements' parameters
+    s_range_t *ranges;                  //  scratch: per port slot, its open range of marks
 };
-
-//  --------------------------------------------------------------------------
-//  Text buffer helpers
-
-static void
-s_text_reserve (s_text_t *self, size_t more)
-{
-    if (self->size + more + 1 > self->capacity) {
-        size_t capacity = self->capacity ? self->capacity : 4096;
-        while (capacity < self->size + more + 1)
-            capacity *= 2;
-        char *data = (char *)realloc (self->data, capacity);
-        assert (data); //  as zmalloc: no way on without memory
-        self->data = data;
-        self->capacity = capacity;
-    }
-}
-
-static void
-s_text_append (s_text_t *self, const void *data, size_t size)
-{
-    s_text_reserve (self, size);
-    memcpy (self->data + self->size, data, size);
-    self->size += size;
-    self->data[self->size] = 0;
-}
-
-static void
-s_array_begin (s_text_t *self)
-{
-    self->size = 0;
-    s_text_append (self, "{", 1);
-}
-
-//  Elements are comma-separated; the first follows the brace.
-static void
-s_array_separate (s_text_t *self)
-{
-    if (self->size > 1)
-        s_text_append (self, ",", 1);
-}
-
-static void
-s_array_end (s_text_t *self)
-{
-    s_text_append (self, "}", 1);
-}
-
-static void
-s_array_int (s_text_t *self, int64_t value)
-{
-    char digits[24];
-    char *end = digits + sizeof (digits);
-    char *cursor = end;
-    //  Unsigned so that INT64_MIN negates without overflow.
-    uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
-    do {
-        *--cursor = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude);
-    if (value < 0)
-        *--cursor = '-';
-    s_array_separate (self);
-    s_text_append (self, cursor, (size_t)(end - cursor));
-}
-
-//  %.17g round-trips every double; PostgreSQL spells the specials itself.
-static void
-s_array_double (s_text_t *self, double value)
-{
-    s_array_separate (self);
-    if (isnan (value))
-        s_text_append (self, "NaN", 3);
-    else if (isinf (value))
-        s_text_append (self, value < 0 ? "-Infinity" : "Infinity", value < 0 ? 9 : 8);
-    else {
-        char text[32];
-        int size = snprintf (text, sizeof (text), "%.17g", value);
-        s_text_append (self, text, (size_t)size);
-    }
-}
-
-static void
-s_array_null (s_text_t *self)
-{
-    s_array_separate (self);
-    s_text_append (self, "NULL", 4);
-}
-
-//  Quoted element: the value comes from outside (a device's readingId), so
-//  quotes and backslashes are escaped and nothing in it can end the element.
-static void
-s_array_string (s_text_t *self, const char *value)
-{
-    s_array_separate (self);
-    size_t size = strlen (value);
-    s_text_reserve (self, 2 * size + 2);
-    char *out = self->data + self->size;
-    *out++ = '"';
-    for (size_t index = 0; index < size; index++) {
-        if (value[index] == '"' || value[index] == '\\')
-            *out++ = '\\';
-        *out++ = value[index];
-    }
-    *out++ = '"';
-    self->size = (size_t)(out - self->data);
-    self->data[self->size] = 0;
-}
-
-static void
-s_copy_u16 (s_text_t *self, uint16_t value)
-{
-    uint8_t bytes[2] = {(uint8_t)(value >> 8), (uint8_t)value};
-    s_text_append (self, bytes, 2);
-}
-
-static void
-s_copy_u32 (s_text_t *self, uint32_t value)
-{
-    uint8_t bytes[4] = {(uint8_t)(value >> 24), (uint8_t)(value >> 16), (uint8_t)(value >> 8),
-                        (uint8_t)value};
-    s_text_append (self, bytes, 4);
-}
-
-static void
-s_copy_u64 (s_text_t *self, uint64_t value)
-{
-    s_copy_u32 (self, (uint32_t)(value >> 32));
-    s_copy_u32 (self, (uint32_t)value);
-}
-
-//  A field of a binary COPY tuple: 32-bit length, then the value.
-static void
-s_copy_int64 (s_text_t *self, int64_t value)
-{
-    s_copy_u32 (self, 8);
-    s_copy_u64 (self, (uint64_t)value);
-}
-
-static void
-s_copy_double (s_text_t *self, double value)
-{
-    uint64_t bits;
-    memcpy (&bits, &value, sizeof (bits));
-    s_copy_u32 (self, 8);
-    s_copy_u64 (self, bits);
-}
-
-static int
-s_hex (char digit)
-{
-    if (digit >= '0' && digit <= '9')
-        return digit - '0';
-    if (digit >= 'a' && digit <= 'f')
-        return digit - 'a' + 10;
-    if (digit >= 'A' && digit <= 'F')
-        return digit - 'A' + 10;
-    return -1;
-}
-
-//  Parses canonical uuid text (8-4-4-4-12 hex digits) into 16 bytes;
-//  bytes may be NULL to only check. 0 or -1.
-static int
-s_uuid_parse (const char *text, uint8_t *bytes)
-{
-    if (strlen (text) != PROTO_UUID_LEN)
-        return -1;
-    size_t out = 0;
-    for (size_t index = 0; index < PROTO_UUID_LEN; index += 2) {
-        if (index == 8 || index == 13 || index == 18 || index == 23) {
-            if (text[index] != '-')
-                return -1;
-            index++;
-        }
-        int high = s_hex (text[index]);
-        int low = s_hex (text[index + 1]);
-        if (high < 0 || low < 0)
-            return -1;
-        if (bytes)
-            bytes[out] = (uint8_t)(high << 4 | low);
-        out++;
-    }
-    return 0;
-}
 
 static void
 s_pending_destroy (void **item)
@@ -337,6 +145,9 @@ store_batch_new (size_t capacity)
     self->port_index = zhashx_new ();
     self->pending = zhashx_new ();
     self->queue = zlistx_new ();
+    bool columns = true;
+    for (size_t index = 0; index < S_BUFFERS; index++)
+        columns = (self->columns[index] = store_column_new ()) && columns;
     if (self->pending)
         zhashx_set_destructor (self->pending, s_pending_destroy);
     //  The per-row indexes point into the rows (alive while planned): no
@@ -353,7 +164,7 @@ store_batch_new (size_t capacity)
     }
     if (!self->rows || !self->keyed || !self->unkeyed || !self->ports || !self->episodes ||
         !self->ranges || !self->index || !self->key_index || !self->port_index || !self->pending ||
-        !self->queue) {
+        !self->queue || !columns) {
         store_batch_destroy (&self);
         return NULL;
     }
@@ -370,9 +181,7 @@ store_batch_destroy (store_batch_t **self_p)
     if (*self_p) {
         store_batch_t *self = *self_p;
         for (size_t index = 0; index < S_BUFFERS; index++)
-            free (self->buffers[index].data);
-        free (self->copy.data);
-        free (self->keys_copy.data);
+            store_column_destroy (&self->columns[index]);
         zhashx_destroy (&self->index);
         zhashx_destroy (&self->key_index);
         zhashx_destroy (&self->port_index);
@@ -434,13 +243,13 @@ store_batch_add (store_batch_t *self, const proto_verdict_t *verdict)
     row->ack.ts = verdict->reading.ts;
     row->ack.status = verdict->status;
     //  Times outside 1970..9999 are refused here: PostgreSQL would refuse
-    //  some, and the COPY conversion must not overflow on any.
+    //  some, and the conversion to timestamptz must not overflow on any.
     const int64_t ts_max = INT64_C (253402300799999);
     bool times_ok = verdict->reading.ts >= 0 && verdict->reading.ts <= ts_max;
     if (verdict->has_episode)
         times_ok = times_ok && verdict->episode.start >= 0 && verdict->episode.start <= ts_max &&
                    verdict->episode.end >= 0 && verdict->episode.end <= ts_max;
-    if (s_uuid_parse (verdict->reading.port, NULL) || !times_ok) {
+    if (!store_column_is_uuid (verdict->reading.port) || !times_ok) {
         row->ack.code = PROTO_ACK_REJECTED;
         row->decided = true;
     }
@@ -742,217 +551,137 @@ store_batch_fresh_count (store_batch_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  Parameter builders
+//  Parameter builders: binary arrays (store_column.h)
 
-void
-store_batch_keys_params (store_batch_t *self, const char *params[STORE_KEYS_PARAMS])
+//  Starts count columns of self at first with their types.
+static store_column_t **
+s_columns (store_batch_t *self, size_t first, size_t count, const store_column_type_t *types)
 {
-    assert (self);
-    s_text_t *buffers = self->buffers + S_KEYS;
-    for (size_t column = 0; column < STORE_KEYS_PARAMS; column++)
-        s_array_begin (&buffers[column]);
-    for (size_t n = 0; n < self->keyed_count; n++) {
-        const proto_reading_t *reading = &self->rows[self->keyed[n]].verdict.reading;
-        s_array_int (&buffers[0], reading->device);
-        s_array_string (&buffers[1], reading->key);
-        s_array_int (&buffers[2], reading->ts);
-        s_array_int (&buffers[3], self->rows[self->keyed[n]].ack.id);
-    }
-    for (size_t column = 0; column < STORE_KEYS_PARAMS; column++) {
-        s_array_end (&buffers[column]);
-        params[column] = buffers[column].data;
-    }
+    store_column_t **columns = self->columns + first;
+    for (size_t column = 0; column < count; column++)
+        store_column_begin (columns[column], types[column]);
+    return columns;
 }
 
-void
-store_batch_readings_params (store_batch_t *self, const char *params[STORE_READINGS_PARAMS])
-{
-    assert (self);
-    s_text_t *buffers = self->buffers + S_READINGS;
-    for (size_t column = 0; column < STORE_READINGS_PARAMS; column++)
-        s_array_begin (&buffers[column]);
-    for (size_t index = self->lo; index < self->hi; index++) {
-        s_row_t *row = &self->rows[index];
-        if (row->decided || !row->fresh)
-            continue;
-        const proto_reading_t *reading = &row->verdict.reading;
-        s_array_int (&buffers[0], row->ack.id);
-        s_array_string (&buffers[1], reading->port);
-        s_array_int (&buffers[2], reading->ts);
-        s_array_double (&buffers[3], reading->voltage);
-        s_array_double (&buffers[4], reading->current);
-        s_array_double (&buffers[5], reading->power);
-        s_array_int (&buffers[6], row->verdict.status);
-    }
-    for (size_t column = 0; column < STORE_READINGS_PARAMS; column++) {
-        s_array_end (&buffers[column]);
-        params[column] = buffers[column].data;
-    }
-}
-
-void
-store_batch_ports_params (store_batch_t *self, const char *params[STORE_PORTS_PARAMS])
-{
-    assert (self);
-    s_text_t *buffers = self->buffers + S_PORTS;
-    for (size_t column = 0; column < STORE_PORTS_PARAMS; column++)
-        s_array_begin (&buffers[column]);
-    for (size_t n = 0; n < self->write_count; n++) {
-        const s_write_t *write = &self->writes[n];
-        s_array_string (&buffers[0],
-                        write->port == SIZE_MAX
-                            ? write->pending->port
-                            : self->rows[self->ports[write->port].last].verdict.reading.port);
-        //  NULL keeps what is stored: an unknown status is no status, a
-        //  no-reading verdict has no reading time or power.
-        if (write->status == PROTO_STATUS_UNKNOWN)
-            s_array_null (&buffers[1]);
-        else
-            s_array_string (&buffers[1], proto_status_name (write->status));
-        if (write->has_reading)
-            s_array_int (&buffers[2], write->ts);
-        else
-            s_array_null (&buffers[2]);
-        if (write->changed < 0)
-            s_array_null (&buffers[3]);
-        else
-            s_array_int (&buffers[3], write->changed);
-        if (write->has_reading)
-            s_array_double (&buffers[4], write->power);
-        else
-            s_array_null (&buffers[4]);
-    }
-    for (size_t column = 0; column < STORE_PORTS_PARAMS; column++) {
-        s_array_end (&buffers[column]);
-        params[column] = buffers[column].data;
-    }
-}
-
-void
-store_batch_episodes_params (store_batch_t *self, const char *params[STORE_EPISODES_PARAMS])
-{
-    assert (self);
-    s_text_t *buffers = self->buffers + S_EPISODES;
-    for (size_t column = 0; column < STORE_EPISODES_PARAMS; column++)
-        s_array_begin (&buffers[column]);
-    for (size_t n = 0; n < self->episode_count; n++) {
-        const proto_verdict_t *verdict = &self->rows[self->episodes[n]].verdict;
-        const proto_episode_t *episode = &verdict->episode;
-        s_array_string (&buffers[0], verdict->reading.port);
-        s_array_int (&buffers[1], verdict->reading.user);
-        s_array_int (&buffers[2], episode->start);
-        if (episode->end)
-            s_array_int (&buffers[3], episode->end);
-        else
-            s_array_null (&buffers[3]);
-        s_array_double (&buffers[4], episode->mean_watts);
-        s_array_double (&buffers[5], episode->peak_watts);
-        s_array_double (&buffers[6], episode->energy_wh);
-        s_array_int (&buffers[7], episode->samples);
-    }
-    for (size_t column = 0; column < STORE_EPISODES_PARAMS; column++) {
-        s_array_end (&buffers[column]);
-        params[column] = buffers[column].data;
-    }
-}
-
-//  --------------------------------------------------------------------------
-//  Binary parameters: one-dimensional arrays without NULLs
-
-//  Type oids (pg_type.h), which array_recv checks against the parameter's.
-#define S_OID_INT2 21
-#define S_OID_INT8 20
-#define S_OID_TEXT 25
-#define S_OID_FLOAT8 701
-#define S_OID_TIMESTAMPTZ 1184
-#define S_OID_UUID 2950
-
-//  PostgreSQL timestamps count microseconds from 2000-01-01 UTC.
-#define S_POSTGRES_EPOCH_MS INT64_C (946684800000)
-
-//  Header: dimensions, has-nulls flag, element type, then per dimension its
-//  size and lower bound; the elements follow, each length and bytes.
+//  Hands count columns out as parameters.
 static void
-s_binary_begin (s_text_t *self, uint32_t oid, size_t count)
+s_params (store_column_t **columns, size_t count, const char **params, int *lengths)
 {
-    self->size = 0;
-    s_copy_u32 (self, 1);
-    s_copy_u32 (self, 0);
-    s_copy_u32 (self, oid);
-    s_copy_u32 (self, (uint32_t)count);
-    s_copy_u32 (self, 1);
-}
-
-static int
-s_binary_length (const s_text_t *self)
-{
-    return (int)self->size;
+    for (size_t column = 0; column < count; column++) {
+        params[column] = store_column_data (columns[column]);
+        lengths[column] = store_column_length (columns[column]);
+    }
 }
 
 void
-store_batch_keys_binary (store_batch_t *self, const char *params[STORE_KEYS_PARAMS],
+store_batch_keys_params (store_batch_t *self, const char *params[STORE_KEYS_PARAMS],
                          int lengths[STORE_KEYS_PARAMS])
 {
     assert (self);
-    s_text_t *buffers = self->buffers + S_KEYS;
-    s_binary_begin (&buffers[0], S_OID_INT8, self->keyed_count);
-    s_binary_begin (&buffers[1], S_OID_TEXT, self->keyed_count);
-    s_binary_begin (&buffers[2], S_OID_TIMESTAMPTZ, self->keyed_count);
-    s_binary_begin (&buffers[3], S_OID_INT8, self->keyed_count);
+    static const store_column_type_t types[STORE_KEYS_PARAMS] = {
+        STORE_COLUMN_INT8, STORE_COLUMN_TEXT, STORE_COLUMN_TIMESTAMPTZ, STORE_COLUMN_INT8};
+    store_column_t **columns = s_columns (self, S_KEYS, STORE_KEYS_PARAMS, types);
     for (size_t n = 0; n < self->keyed_count; n++) {
         const s_row_t *row = &self->rows[self->keyed[n]];
         const proto_reading_t *reading = &row->verdict.reading;
-        //  text in binary is its bytes; the server checks the encoding
-        //  (invalid UTF-8: a data error, the row is rejected alone).
-        size_t length = strnlen (reading->key, PROTO_KEY_MAX);
-        s_copy_int64 (&buffers[0], reading->device);
-        s_copy_u32 (&buffers[1], (uint32_t)length);
-        s_text_append (&buffers[1], reading->key, length);
-        s_copy_int64 (&buffers[2], (reading->ts - S_POSTGRES_EPOCH_MS) * 1000);
-        s_copy_int64 (&buffers[3], row->ack.id);
+        store_column_int (columns[0], reading->device);
+        //  Invalid UTF-8 is a data error: the row is rejected alone.
+        store_column_text (columns[1], reading->key, PROTO_KEY_MAX);
+        store_column_time (columns[2], reading->ts);
+        store_column_int (columns[3], row->ack.id);
     }
-    for (size_t column = 0; column < STORE_KEYS_PARAMS; column++) {
-        params[column] = buffers[column].data;
-        lengths[column] = s_binary_length (&buffers[column]);
-    }
+    s_params (columns, STORE_KEYS_PARAMS, params, lengths);
 }
 
 void
-store_batch_readings_binary (store_batch_t *self, const char *params[STORE_READINGS_PARAMS],
+store_batch_readings_params (store_batch_t *self, const char *params[STORE_READINGS_PARAMS],
                              int lengths[STORE_READINGS_PARAMS])
 {
     assert (self);
-    s_text_t *buffers = self->buffers + S_READINGS;
-    size_t count = store_batch_fresh_count (self);
-    s_binary_begin (&buffers[0], S_OID_INT8, count);
-    s_binary_begin (&buffers[1], S_OID_UUID, count);
-    s_binary_begin (&buffers[2], S_OID_TIMESTAMPTZ, count);
-    s_binary_begin (&buffers[3], S_OID_FLOAT8, count);
-    s_binary_begin (&buffers[4], S_OID_FLOAT8, count);
-    s_binary_begin (&buffers[5], S_OID_FLOAT8, count);
-    s_binary_begin (&buffers[6], S_OID_INT2, count);
+    static const store_column_type_t types[STORE_READINGS_PARAMS] = {
+        STORE_COLUMN_INT8,   STORE_COLUMN_UUID,   STORE_COLUMN_TIMESTAMPTZ, STORE_COLUMN_FLOAT8,
+        STORE_COLUMN_FLOAT8, STORE_COLUMN_FLOAT8, STORE_COLUMN_INT2};
+    store_column_t **columns = s_columns (self, S_READINGS, STORE_READINGS_PARAMS, types);
     for (size_t index = self->lo; index < self->hi; index++) {
         const s_row_t *row = &self->rows[index];
         if (row->decided || !row->fresh)
             continue;
         const proto_reading_t *reading = &row->verdict.reading;
-        uint8_t uuid[16];
-        int rc = s_uuid_parse (reading->port, uuid);
-        assert (rc == 0); //  checked in store_batch_add
-        s_copy_int64 (&buffers[0], row->ack.id);
-        s_copy_u32 (&buffers[1], 16);
-        s_text_append (&buffers[1], uuid, 16);
-        s_copy_int64 (&buffers[2], (reading->ts - S_POSTGRES_EPOCH_MS) * 1000);
-        s_copy_double (&buffers[3], reading->voltage);
-        s_copy_double (&buffers[4], reading->current);
-        s_copy_double (&buffers[5], reading->power);
-        s_copy_u32 (&buffers[6], 2);
-        s_copy_u16 (&buffers[6], row->verdict.status);
+        store_column_int (columns[0], row->ack.id);
+        store_column_uuid (columns[1], reading->port); //  checked in store_batch_add
+        store_column_time (columns[2], reading->ts);
+        store_column_double (columns[3], reading->voltage);
+        store_column_double (columns[4], reading->current);
+        store_column_double (columns[5], reading->power);
+        store_column_int (columns[6], row->verdict.status);
     }
-    for (size_t column = 0; column < STORE_READINGS_PARAMS; column++) {
-        params[column] = buffers[column].data;
-        lengths[column] = s_binary_length (&buffers[column]);
+    s_params (columns, STORE_READINGS_PARAMS, params, lengths);
+}
+
+void
+store_batch_ports_params (store_batch_t *self, const char *params[STORE_PORTS_PARAMS],
+                          int lengths[STORE_PORTS_PARAMS])
+{
+    assert (self);
+    static const store_column_type_t types[STORE_PORTS_PARAMS] = {
+        STORE_COLUMN_UUID, STORE_COLUMN_TEXT, STORE_COLUMN_INT8, STORE_COLUMN_INT8,
+        STORE_COLUMN_FLOAT8};
+    store_column_t **columns = s_columns (self, S_PORTS, STORE_PORTS_PARAMS, types);
+    for (size_t n = 0; n < self->write_count; n++) {
+        const s_write_t *write = &self->writes[n];
+        store_column_uuid (columns[0],
+                           write->port == SIZE_MAX
+                               ? write->pending->port
+                               : self->rows[self->ports[write->port].last].verdict.reading.port);
+        //  NULL keeps what is stored: an unknown status is no status, a
+        //  no-reading verdict has no reading time or power.
+        if (write->status == PROTO_STATUS_UNKNOWN)
+            store_column_null (columns[1]);
+        else {
+            const char *name = proto_status_name (write->status);
+            store_column_text (columns[1], name, strlen (name));
+        }
+        if (write->has_reading)
+            store_column_int (columns[2], write->ts);
+        else
+            store_column_null (columns[2]);
+        if (write->changed < 0)
+            store_column_null (columns[3]);
+        else
+            store_column_int (columns[3], write->changed);
+        if (write->has_reading)
+            store_column_double (columns[4], write->power);
+        else
+            store_column_null (columns[4]);
     }
+    s_params (columns, STORE_PORTS_PARAMS, params, lengths);
+}
+
+void
+store_batch_episodes_params (store_batch_t *self, const char *params[STORE_EPISODES_PARAMS],
+                             int lengths[STORE_EPISODES_PARAMS])
+{
+    assert (self);
+    static const store_column_type_t types[STORE_EPISODES_PARAMS] = {
+        STORE_COLUMN_UUID,   STORE_COLUMN_INT8,   STORE_COLUMN_INT8,   STORE_COLUMN_INT8,
+        STORE_COLUMN_FLOAT8, STORE_COLUMN_FLOAT8, STORE_COLUMN_FLOAT8, STORE_COLUMN_INT8};
+    store_column_t **columns = s_columns (self, S_EPISODES, STORE_EPISODES_PARAMS, types);
+    for (size_t n = 0; n < self->episode_count; n++) {
+        const proto_verdict_t *verdict = &self->rows[self->episodes[n]].verdict;
+        const proto_episode_t *episode = &verdict->episode;
+        store_column_uuid (columns[0], verdict->reading.port);
+        store_column_int (columns[1], verdict->reading.user);
+        store_column_int (columns[2], episode->start);
+        if (episode->end)
+            store_column_int (columns[3], episode->end);
+        else
+            store_column_null (columns[3]);
+        store_column_double (columns[4], episode->mean_watts);
+        store_column_double (columns[5], episode->peak_watts);
+        store_column_double (columns[6], episode->energy_wh);
+        store_column_int (columns[7], episode->samples);
+    }
+    s_params (columns, STORE_EPISODES_PARAMS, params, lengths);
 }
 
 //  --------------------------------------------------------------------------
@@ -967,31 +696,26 @@ store_batch_mark (store_batch_t *self, size_t index, int64_t minute_ms)
     self->rows[index].mark = minute_ms - ((minute_ms % 60000) + 60000) % 60000;
 }
 
-//  Appends the range of port (text, as in the row) to the marks' buffers.
+//  Appends the range of port (text, as in the row) to the marks' columns.
 static void
-s_mark_range (s_text_t *buffers, const char *port, const s_range_t *range)
+s_mark_range (store_column_t **columns, const char *port, const s_range_t *range)
 {
-    uint8_t uuid[16];
-    int rc = s_uuid_parse (port, uuid);
-    assert (rc == 0); //  checked in store_batch_add
-    s_copy_u32 (&buffers[0], 16);
-    s_text_append (&buffers[0], uuid, 16);
-    s_copy_int64 (&buffers[1], (range->first - S_POSTGRES_EPOCH_MS) * 1000);
-    s_copy_int64 (&buffers[2], (range->last - S_POSTGRES_EPOCH_MS) * 1000);
+    store_column_uuid (columns[0], port);
+    store_column_time (columns[1], range->first);
+    store_column_time (columns[2], range->last);
 }
 
 size_t
-store_batch_marks_binary (store_batch_t *self, const char *params[STORE_MARKS_PARAMS],
+store_batch_marks_params (store_batch_t *self, const char *params[STORE_MARKS_PARAMS],
                           int lengths[STORE_MARKS_PARAMS])
 {
     assert (self);
-    s_text_t *buffers = self->buffers + S_MARKS;
+    static const store_column_type_t types[STORE_MARKS_PARAMS] = {
+        STORE_COLUMN_UUID, STORE_COLUMN_TIMESTAMPTZ, STORE_COLUMN_TIMESTAMPTZ};
+    store_column_t **columns = s_columns (self, S_MARKS, STORE_MARKS_PARAMS, types);
     //  Each port's open range grows while its marks come within the join
     //  distance of it (a backfill's come in time order: one range per
-    //  port); a mark further away closes it and opens the next. The count
-    //  goes into the array headers at the end.
-    for (size_t column = 0; column < STORE_MARKS_PARAMS; column++)
-        s_binary_begin (&buffers[column], column ? S_OID_TIMESTAMPTZ : S_OID_UUID, 0);
+    //  port); a mark further away closes it and opens the next.
     for (size_t slot = 0; slot < self->port_count; slot++)
         self->ranges[slot].open = false;
     size_t count = 0;
@@ -1009,7 +733,7 @@ store_batch_marks_binary (store_batch_t *self, const char *params[STORE_MARKS_PA
             continue;
         }
         if (range->open) {
-            s_mark_range (buffers, row->verdict.reading.port, range);
+            s_mark_range (columns, row->verdict.reading.port, range);
             count++;
         }
         *range = (s_range_t){true, row->mark, row->mark};
@@ -1017,89 +741,11 @@ store_batch_marks_binary (store_batch_t *self, const char *params[STORE_MARKS_PA
     for (size_t slot = 0; slot < self->port_count; slot++)
         if (self->ranges[slot].open) {
             const s_row_t *row = &self->rows[self->ports[slot].last];
-            s_mark_range (buffers, row->verdict.reading.port, &self->ranges[slot]);
+            s_mark_range (columns, row->verdict.reading.port, &self->ranges[slot]);
             count++;
         }
-    for (size_t column = 0; column < STORE_MARKS_PARAMS; column++) {
-        //  The element count sits after dimensions, flags and type.
-        uint8_t *header = (uint8_t *)buffers[column].data + 12;
-        header[0] = (uint8_t)(count >> 24);
-        header[1] = (uint8_t)(count >> 16);
-        header[2] = (uint8_t)(count >> 8);
-        header[3] = (uint8_t)count;
-        params[column] = buffers[column].data;
-        lengths[column] = s_binary_length (&buffers[column]);
-    }
+    s_params (columns, STORE_MARKS_PARAMS, params, lengths);
     return count;
-}
-
-//  --------------------------------------------------------------------------
-//  Binary COPY stream of the fresh readings (PostgreSQL "PGCOPY" format)
-
-//  Starts copy over with the binary COPY header.
-static void
-s_copy_start (s_text_t *copy)
-{
-    copy->size = 0;
-    s_text_append (copy, "PGCOPY\n\377\r\n\0", 11);
-    s_copy_u32 (copy, 0); //  flags
-    s_copy_u32 (copy, 0); //  header extension length
-}
-
-const uint8_t *
-store_batch_copy_data (store_batch_t *self, size_t *size)
-{
-    assert (self);
-    assert (size);
-    s_text_t *copy = &self->copy;
-    s_copy_start (copy);
-    for (size_t index = self->lo; index < self->hi; index++) {
-        const s_row_t *row = &self->rows[index];
-        if (row->decided || !row->fresh)
-            continue;
-        const proto_reading_t *reading = &row->verdict.reading;
-        uint8_t uuid[16];
-        int rc = s_uuid_parse (reading->port, uuid);
-        assert (rc == 0); //  checked in store_batch_add
-        s_copy_u16 (copy, STORE_READINGS_PARAMS);
-        s_copy_int64 (copy, row->ack.id);
-        s_copy_u32 (copy, 16);
-        s_text_append (copy, uuid, 16);
-        s_copy_int64 (copy, (reading->ts - S_POSTGRES_EPOCH_MS) * 1000);
-        s_copy_double (copy, reading->voltage);
-        s_copy_double (copy, reading->current);
-        s_copy_double (copy, reading->power);
-        s_copy_u32 (copy, 2);
-        s_copy_u16 (copy, row->verdict.status);
-    }
-    s_copy_u16 (copy, 0xFFFF); //  trailer
-    *size = copy->size;
-    return (const uint8_t *)copy->data;
-}
-
-const uint8_t *
-store_batch_keys_copy_data (store_batch_t *self, size_t *size)
-{
-    assert (self);
-    assert (size);
-    s_text_t *copy = &self->keys_copy;
-    s_copy_start (copy);
-    for (size_t n = 0; n < self->keyed_count; n++) {
-        const s_row_t *row = &self->rows[self->keyed[n]];
-        const proto_reading_t *reading = &row->verdict.reading;
-        //  text in binary is its bytes; the server checks the encoding
-        //  (invalid UTF-8: a data error, the row is rejected alone).
-        size_t length = strnlen (reading->key, PROTO_KEY_MAX);
-        s_copy_u16 (copy, STORE_KEYS_PARAMS);
-        s_copy_int64 (copy, reading->device);
-        s_copy_u32 (copy, (uint32_t)length);
-        s_text_append (copy, reading->key, length);
-        s_copy_int64 (copy, row->ack.id);
-        s_copy_int64 (copy, (reading->ts - S_POSTGRES_EPOCH_MS) * 1000);
-    }
-    s_copy_u16 (copy, 0xFFFF); //  trailer
-    *size = copy->size;
-    return (const uint8_t *)copy->data;
 }
 
 //  --------------------------------------------------------------------------
@@ -1239,9 +885,38 @@ s_verdict (proto_verdict_t *verdict, const char *gateway, const char *port, cons
     verdict->previous = previous;
 }
 
-//  Plans and commits all of batch at now; returns the ports params.
+//  Parameters as text (store_column_render), count of them into texts;
+//  the texts are the caller's to free (s_texts_free).
 static void
-s_commit_at (store_batch_t *batch, int64_t now, size_t writes, const char *params[])
+s_texts (const char **params, const int *lengths, size_t count, char **texts)
+{
+    for (size_t index = 0; index < count; index++) {
+        texts[index] = store_column_render (params[index], lengths[index]);
+        assert (texts[index]);
+    }
+}
+
+static void
+s_texts_free (char **texts, size_t count)
+{
+    for (size_t index = 0; index < count; index++)
+        zstr_free (&texts[index]);
+}
+
+//  The ports params of batch's planned range, as text.
+static void
+s_ports_text (store_batch_t *batch, char *ports[STORE_PORTS_PARAMS])
+{
+    const char *params[STORE_PORTS_PARAMS];
+    int lengths[STORE_PORTS_PARAMS];
+    store_batch_ports_params (batch, params, lengths);
+    s_texts (params, lengths, STORE_PORTS_PARAMS, ports);
+}
+
+//  Plans and commits all of batch at now; returns the ports params as
+//  text (the caller frees them, s_texts_free).
+static void
+s_commit_at (store_batch_t *batch, int64_t now, size_t writes, char *params[])
 {
     assert (store_batch_plan (batch, 0, store_batch_size (batch)) == store_batch_size (batch));
     size_t count = store_batch_port_writes (batch, now, false);
@@ -1249,7 +924,8 @@ s_commit_at (store_batch_t *batch, int64_t now, size_t writes, const char *param
         fprintf (stderr, "store_batch_test: %zu port rows at %lld, expected %zu\n", count,
                  (long long)now, writes);
     assert (count == writes);
-    store_batch_ports_params (batch, params);
+    s_texts_free (params, STORE_PORTS_PARAMS);
+    s_ports_text (batch, params);
     store_batch_commit (batch);
     store_batch_reset (batch);
 }
@@ -1263,7 +939,7 @@ s_port_rows_test (bool verbose)
     const char *port_b = "1c0a5d2f-4e3b-4d6c-9f80-223344556677";
     store_batch_t *batch = store_batch_new (8);
     proto_verdict_t verdict;
-    const char *ports[STORE_PORTS_PARAMS];
+    char *ports[STORE_PORTS_PARAMS] = {NULL};
 
     //  First sight of a port: written
     s_verdict (&verdict, "gw1", port_a, "", 1000, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
@@ -1317,7 +993,8 @@ s_port_rows_test (bool verbose)
     assert (store_batch_plan (batch, 0, 2) == 2);
     assert (store_batch_keyed_count (batch) == 1 && store_batch_unkeyed_count (batch) == 0);
     assert (store_batch_port_writes (batch, 11700, false) == 1); //  A waits
-    store_batch_ports_params (batch, ports);
+    s_texts_free (ports, STORE_PORTS_PARAMS);
+    s_ports_text (batch, ports);
     snprintf (expected, sizeof (expected), "{\"%s\"}", port_b);
     assert (streq (ports[0], expected));
     assert (streq (ports[1], "{\"offline\"}"));
@@ -1347,6 +1024,7 @@ s_port_rows_test (bool verbose)
     assert (store_batch_port_waiting (batch) == 0);
     store_batch_plan (batch, 0, 0);
     assert (store_batch_port_writes (batch, 99999, true) == 0);
+    s_texts_free (ports, STORE_PORTS_PARAMS);
     store_batch_destroy (&batch);
 }
 
@@ -1398,7 +1076,7 @@ s_marks_test (bool verbose)
     const char *params[STORE_MARKS_PARAMS];
     int lengths[STORE_MARKS_PARAMS];
     assert (store_batch_plan (batch, 0, 6) == 6);
-    assert (store_batch_marks_binary (batch, params, lengths) == 3);
+    assert (store_batch_marks_params (batch, params, lengths) == 3);
     int64_t uuids[3], firsts[3], lasts[3];
     assert (s_array_values (params[0], lengths[0], uuids, 3) == 3);
     assert (s_array_values (params[1], lengths[1], firsts, 3) == 3);
@@ -1420,12 +1098,12 @@ s_marks_test (bool verbose)
     //  Decided rows (a split's refused half) take their marks along.
     store_batch_decide (batch, 0, 4, PROTO_ACK_REJECTED);
     assert (store_batch_plan (batch, 0, 7) == 3);
-    assert (store_batch_marks_binary (batch, params, lengths) == 2); //  b 1, a 2
+    assert (store_batch_marks_params (batch, params, lengths) == 2); //  b 1, a 2
     store_batch_reset (batch);
     s_verdict (&verdict, "gw1", port_a, "", base, 1, 1);
     store_batch_add (batch, &verdict);
     assert (store_batch_plan (batch, 0, 1) == 1);
-    assert (store_batch_marks_binary (batch, params, lengths) == 0); //  a new row: unmarked
+    assert (store_batch_marks_params (batch, params, lengths) == 0); //  a new row: unmarked
     store_batch_destroy (&batch);
 }
 
@@ -1486,13 +1164,17 @@ store_batch_test (bool verbose)
     store_batch_assign (batch, 0, 100, 1000, true);
     store_batch_assign (batch, 4, 103, 1004, true);
     const char *keys[STORE_KEYS_PARAMS];
-    store_batch_keys_params (batch, keys);
+    int key_lengths[STORE_KEYS_PARAMS];
+    char *texts[STORE_EPISODES_PARAMS]; //  the most params of a statement
+    store_batch_keys_params (batch, keys, key_lengths);
+    s_texts (keys, key_lengths, STORE_KEYS_PARAMS, texts);
     if (verbose)
-        printf ("keys: %s %s %s %s\n", keys[0], keys[1], keys[2], keys[3]);
-    assert (streq (keys[0], "{9,9}"));
-    assert (streq (keys[1], "{\"k1\",\"a\\\"b\\\\c,}\"}"));
-    assert (streq (keys[2], "{1000,1004}"));
-    assert (streq (keys[3], "{100,103}"));
+        printf ("keys: %s %s %s %s\n", texts[0], texts[1], texts[2], texts[3]);
+    assert (streq (texts[0], "{9,9}"));
+    assert (streq (texts[1], "{\"k1\",\"a\\\"b\\\\c,}\"}"));
+    assert (streq (texts[2], "{1000,1004}"));
+    assert (streq (texts[3], "{100,103}"));
+    s_texts_free (texts, STORE_KEYS_PARAMS);
 
     //  Row 0 new, row 4 a retry of a stored key; rows 1, 5 get fresh ids
     store_batch_assign (batch, 4, 50, 777, false);
@@ -1501,46 +1183,43 @@ store_batch_test (bool verbose)
     assert (store_batch_fresh_count (batch) == 3);
 
     const char *readings[STORE_READINGS_PARAMS];
-    store_batch_readings_params (batch, readings);
+    int lengths[STORE_READINGS_PARAMS];
+    store_batch_readings_params (batch, readings, lengths);
+    s_texts (readings, lengths, STORE_READINGS_PARAMS, texts);
     if (verbose)
-        printf ("readings: %s %s %s\n", readings[0], readings[1], readings[3]);
-    assert (streq (readings[0], "{100,101,102}"));
-    assert (streq (readings[2], "{1000,1001,1005}"));
-    assert (streq (readings[3], "{230.09999999999999,230.09999999999999,230.09999999999999}"));
-    assert (streq (readings[6], "{2,1,3}"));
+        printf ("readings: %s %s %s\n", texts[0], texts[1], texts[3]);
+    assert (streq (texts[0], "{100,101,102}"));
+    assert (streq (texts[2], "{1000,1001,1005}"));
+    assert (streq (texts[3], "{230.09999999999999,230.09999999999999,230.09999999999999}"));
+    assert (streq (texts[6], "{2,1,3}"));
+    s_texts_free (texts, STORE_READINGS_PARAMS);
     //  %.17g gives the same double back
     assert (strtod ("230.09999999999999", NULL) == 230.1);
 
-    const char *ports[STORE_PORTS_PARAMS];
-    store_batch_ports_params (batch, ports);
+    s_ports_text (batch, texts);
     if (verbose)
-        printf ("ports: %s %s %s %s\n", ports[0], ports[1], ports[2], ports[3]);
-    //  a: last row 5 (phantom), changed at 5; b: last row 4 (unknown), no change
+        printf ("ports: %s %s %s %s\n", texts[0], texts[1], texts[2], texts[3]);
+    //  a: last row 5 (phantom), changed at 5; b: last row 4 (unknown), no
+    //  change (uuids come back in lower case)
     char expected[256];
-    snprintf (expected, sizeof (expected), "{\"%s\",\"%s\"}", port_a, port_b);
-    assert (streq (ports[0], expected));
-    assert (streq (ports[1], "{\"phantom\",NULL}"));
-    assert (streq (ports[2], "{1005,1004}"));
-    assert (streq (ports[3], "{1005,NULL}"));
+    snprintf (expected, sizeof (expected), "{\"%s\",\"%s\"}", port_a,
+              "0b9f4c1e-3d2a-4c5b-8e7f-aabbccddeeff");
+    assert (streq (texts[0], expected));
+    assert (streq (texts[1], "{\"phantom\",NULL}"));
+    assert (streq (texts[2], "{1005,1004}"));
+    assert (streq (texts[3], "{1005,NULL}"));
+    s_texts_free (texts, STORE_PORTS_PARAMS);
 
     const char *episodes[STORE_EPISODES_PARAMS];
-    store_batch_episodes_params (batch, episodes);
-    assert (streq (episodes[2], "{900}"));
-    assert (streq (episodes[3], "{1005}"));
-    assert (streq (episodes[7], "{2}"));
+    int episode_lengths[STORE_EPISODES_PARAMS];
+    store_batch_episodes_params (batch, episodes, episode_lengths);
+    s_texts (episodes, episode_lengths, STORE_EPISODES_PARAMS, texts);
+    assert (streq (texts[2], "{900}"));
+    assert (streq (texts[3], "{1005}"));
+    assert (streq (texts[7], "{2}"));
+    s_texts_free (texts, STORE_EPISODES_PARAMS);
 
-    size_t size;
-    const uint8_t *copy = store_batch_copy_data (batch, &size);
-    //  header 19 + 3 tuples of 88 + trailer 2
-    assert (size == 19 + 3 * 88 + 2);
-    assert (memcmp (copy, "PGCOPY\n\377\r\n\0", 11) == 0);
-    assert (copy[19] == 0 && copy[20] == 7);
-    assert (copy[size - 2] == 0xFF && copy[size - 1] == 0xFF);
-
-    //  Binary parameters: array header (1 dimension, no NULLs, element
-    //  type, count, lower bound 1), then each element's length and bytes
-    int lengths[STORE_READINGS_PARAMS];
-    store_batch_readings_binary (batch, readings, lengths);
+    //  Binary parameters (store_column.h): each element's length and bytes
     const uint8_t *bytes = (const uint8_t *)readings[0];
     assert (lengths[0] == 20 + 3 * (4 + 8));
     assert (bytes[3] == 1 && bytes[7] == 0 && bytes[11] == 20 && bytes[15] == 3);
@@ -1555,15 +1234,11 @@ store_batch_test (bool verbose)
     assert ((int64_t)micros == INT64_C (-946684799000000));
     assert (lengths[6] == 20 + 3 * (4 + 2));
     assert (((const uint8_t *)readings[6])[lengths[6] - 1] == 3);
-    int key_lengths[STORE_KEYS_PARAMS];
-    store_batch_keys_binary (batch, keys, key_lengths);
+    store_batch_keys_params (batch, keys, key_lengths);
     assert (key_lengths[1] == 20 + (4 + 2) + (4 + 7));
     assert (memcmp (keys[1] + 20 + 4, "k1", 2) == 0);
     assert (memcmp (keys[1] + 20 + 4 + 2 + 4, "a\"b\\c,}", 7) == 0);
     assert (((const uint8_t *)keys[3])[31] == 100 && ((const uint8_t *)keys[3])[43] == 50);
-    copy = store_batch_keys_copy_data (batch, &size);
-    //  header 19 + tuples of 2 + 12 + (4 + key) + 12 + 12 + trailer 2
-    assert (size == 19 + (42 + 2) + (42 + 7) + 2);
 
     store_batch_commit (batch);
     for (size_t index = 0; index < 6; index++)

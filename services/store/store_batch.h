@@ -4,8 +4,8 @@
     Holds up to capacity verdicts in arrival order with one ack each. For
     a range of rows it plans the write (which keys repeat, which row is the
     last of each port and of each episode) and builds the statement
-    parameters: PostgreSQL array literals for unnest(), or a binary COPY
-    stream for the readings. After the write it groups the acks per gateway,
+    parameters: a binary array per column for unnest() (store_column.h,
+    the one encoding). After the write it groups the acks per gateway,
     in arrival order, for the PUB socket.
 
     Rows whose ack is final ("decided") are skipped by every later plan, so
@@ -93,23 +93,22 @@ size_t store_batch_episode_count (store_batch_t *self);
 void store_batch_assign (store_batch_t *self, size_t index, int64_t id, int64_t ts, bool fresh);
 size_t store_batch_fresh_count (store_batch_t *self);
 
-//  Parameter builders for the planned range. The strings are owned by the
-//  batch and live until the next call of the same builder. The keys carry
-//  the id assigned to their row (store_batch_assign) as reading_id.
-void store_batch_keys_params (store_batch_t *self, const char *params[STORE_KEYS_PARAMS]);
-void store_batch_readings_params (store_batch_t *self, const char *params[STORE_READINGS_PARAMS]);
-void store_batch_ports_params (store_batch_t *self, const char *params[STORE_PORTS_PARAMS]);
-void store_batch_episodes_params (store_batch_t *self, const char *params[STORE_EPISODES_PARAMS]);
-
-//  The same parameters in binary (format 1, as array_recv reads them: no
-//  text to parse on the server), with their lengths; times as timestamptz
-//  (microseconds since 2000). Types: keys bigint[], text[], timestamptz[],
-//  bigint[]; readings bigint[], uuid[], timestamptz[], float8[] x 3,
-//  smallint[]. Same buffers as the text builders.
-void store_batch_keys_binary (store_batch_t *self, const char *params[STORE_KEYS_PARAMS],
+//  Parameter builders for the planned range: binary arrays (format 1,
+//  store_column.h), with their lengths. Types: keys bigint[], text[],
+//  timestamptz[], bigint[] (reading_id: the id assigned to the row by
+//  store_batch_assign); readings bigint[], uuid[], timestamptz[],
+//  float8[] x 3, smallint[]; ports uuid[], text[], bigint[] x 2 (ms),
+//  float8[]; episodes uuid[], bigint[] x 3 (user, ms), float8[] x 3,
+//  bigint[]. NULL where the statement keeps the stored value. The bytes
+//  are owned by the batch and live until the next call of the same builder.
+void store_batch_keys_params (store_batch_t *self, const char *params[STORE_KEYS_PARAMS],
                               int lengths[STORE_KEYS_PARAMS]);
-void store_batch_readings_binary (store_batch_t *self, const char *params[STORE_READINGS_PARAMS],
+void store_batch_readings_params (store_batch_t *self, const char *params[STORE_READINGS_PARAMS],
                                   int lengths[STORE_READINGS_PARAMS]);
+void store_batch_ports_params (store_batch_t *self, const char *params[STORE_PORTS_PARAMS],
+                               int lengths[STORE_PORTS_PARAMS]);
+void store_batch_episodes_params (store_batch_t *self, const char *params[STORE_EPISODES_PARAMS],
+                                  int lengths[STORE_EPISODES_PARAMS]);
 
 //  Marks row index's reading as changing the minute of minute_ms (ms
 //  since the epoch, any time in it), a minute already rolled up: the
@@ -117,20 +116,11 @@ void store_batch_readings_binary (store_batch_t *self, const char *params[STORE_
 //  in the same transaction (store_server.c says which minutes).
 void store_batch_mark (store_batch_t *self, size_t index, int64_t minute_ms);
 //  The marks of the planned range's undecided rows as ranges of minutes,
-//  one per port and run of marked minutes (STORE_MARKS_JOIN_MS), in binary
-//  as store_batch_readings_binary: uuid[], timestamptz[], timestamptz[]
-//  (first and last minute). Returns how many ranges (0: nothing to write).
-size_t store_batch_marks_binary (store_batch_t *self, const char *params[STORE_MARKS_PARAMS],
+//  one per port and run of marked minutes (STORE_MARKS_JOIN_MS), as the
+//  builders above: uuid[], timestamptz[], timestamptz[] (first and last
+//  minute). Returns how many ranges (0: nothing to write).
+size_t store_batch_marks_params (store_batch_t *self, const char *params[STORE_MARKS_PARAMS],
                                  int lengths[STORE_MARKS_PARAMS]);
-
-//  The fresh readings of the planned range as a binary COPY stream for
-//  (id, port_id, ts, voltage, current, power, status); owned by the batch.
-const uint8_t *store_batch_copy_data (store_batch_t *self, size_t *size);
-
-//  The keys of the planned range (as store_batch_keys_params) as a binary
-//  COPY stream for reading_keys (device_id, reading_key, reading_id, ts);
-//  owned by the batch, lives until the next call.
-const uint8_t *store_batch_keys_copy_data (store_batch_t *self, size_t *size);
 
 //  After COMMIT: every undecided row of the planned range is acked OK with
 //  its id (a repeated key gets the id of its first occurrence); the port

@@ -1,7 +1,7 @@
 /*  =========================================================================
     store_bench - readings per second through the store alone
 
-    store_bench [-n VERDICTS] [-p PORTS] [-m auto|copy|unnest] [-b BATCH_MAX]
+    store_bench [-n VERDICTS] [-p PORTS] [-b BATCH_MAX]
                 [-d CONNINFO] [-W WRITERS] [-e PORT] [-P PID] [-k] [-l] [-v] [-w]
 
     Runs a store server (writer + sockets) in a thread on
@@ -107,7 +107,6 @@ s_pg_report (double before, size_t readings, uint64_t transactions)
 
 typedef struct {
     const char *database;
-    store_insert_t insert;
     size_t batch_max;
     volatile int stop;
     volatile int ready; //  1 bound, -1 failed
@@ -116,14 +115,6 @@ typedef struct {
     size_t writers;         //  -W: lanes
     store_server_t *server; //  for its batch count
 } s_args_t;
-
-static const char *
-s_insert_name (store_insert_t insert)
-{
-    return insert == STORE_INSERT_COPY     ? "COPY"
-           : insert == STORE_INSERT_UNNEST ? "unnest INSERT"
-                                           : "auto COPY/INSERT";
-}
 
 static bool s_latency = false; //  -l: one at a time, percentiles
 
@@ -152,12 +143,10 @@ s_store (void *arg)
 {
     s_args_t *args = (s_args_t *)arg;
     store_writer_t *writer = store_writer_new (args->database, args->verbose);
-    store_writer_set_insert (writer, args->insert);
     store_server_t *server =
         store_server_new (s_verdicts, s_acks, &writer, args->batch_max, 2, args->verbose);
     for (size_t lane = 1; server && lane < args->writers; lane++) {
         writer = store_writer_new (args->database, args->verbose);
-        store_writer_set_insert (writer, args->insert);
         store_server_add_writer (server, &writer);
         store_writer_destroy (&writer);
     }
@@ -210,10 +199,9 @@ main (int argc, char *argv[])
 {
     size_t verdicts = 200000;
     size_t ports = 1000;
-    s_args_t args = {
-        getenv ("PHANTOM_TEST_DATABASE"), STORE_INSERT_AUTO, 1000, 0, 0, false, false, 2, NULL};
+    s_args_t args = {getenv ("PHANTOM_TEST_DATABASE"), 1000, 0, 0, false, false, 2, NULL};
     int option;
-    while ((option = getopt (argc, argv, "n:p:m:b:d:W:e:P:klvw")) != -1) {
+    while ((option = getopt (argc, argv, "n:p:b:d:W:e:P:klvw")) != -1) {
         if (option == 'v')
             args.verbose = true;
         else if (option == 'w')
@@ -234,16 +222,12 @@ main (int argc, char *argv[])
             verdicts = strtoul (optarg, NULL, 10);
         else if (option == 'p')
             ports = strtoul (optarg, NULL, 10);
-        else if (option == 'm')
-            args.insert = streq (optarg, "unnest") ? STORE_INSERT_UNNEST
-                          : streq (optarg, "copy") ? STORE_INSERT_COPY
-                                                   : STORE_INSERT_AUTO;
         else if (option == 'b')
             args.batch_max = strtoul (optarg, NULL, 10);
         else if (option == 'd')
             args.database = optarg;
         else {
-            fprintf (stderr, "usage: store_bench [-n VERDICTS] [-p PORTS] [-m auto|copy|unnest]"
+            fprintf (stderr, "usage: store_bench [-n VERDICTS] [-p PORTS]"
                              " [-b BATCH_MAX] [-d CONNINFO] [-W WRITERS] [-e PORT] [-P PID]"
                              " [-k] [-l] [-v] [-w]\n");
             return 1;
@@ -262,7 +246,6 @@ main (int argc, char *argv[])
     store_fixture_t *fixture = store_fixture_new (args.database, ports);
     if (args.direct) {
         store_writer_t *writer = store_writer_new (args.database, args.verbose);
-        store_writer_set_insert (writer, args.insert);
         store_batch_t *batch = store_batch_new (args.batch_max);
         proto_verdict_t verdict;
         size_t ok = 0;
@@ -286,10 +269,9 @@ main (int argc, char *argv[])
                 ok += store_batch_ack (batch, row)->code == PROTO_ACK_OK;
         }
         double seconds = (double)(zclock_usecs () - started) / 1e6;
-        printf ("store_bench: writer only, %s, %zu verdicts over %zu ports, batch %zu:"
+        printf ("store_bench: writer only, %zu verdicts over %zu ports, batch %zu:"
                 " %zu OK in %.3f s = %.0f readings/s\n",
-                s_insert_name (args.insert), verdicts, ports, args.batch_max, ok, seconds,
-                (double)ok / seconds);
+                verdicts, ports, args.batch_max, ok, seconds, (double)ok / seconds);
         s_pg_report (cpu, ok, writes);
         double backend_after = s_process_cpu (backend);
         if (s_postmaster > 0 && backend_cpu >= 0 && backend_after >= 0 && ok)
@@ -391,12 +373,12 @@ main (int argc, char *argv[])
     batches = store_server_batches (args.server) - batches;
 
     double seconds = (double)(finished - started) / 1e6;
-    printf ("store_bench: %s, %zu writers, %zu verdicts over %zu ports, batch_max %zu:"
+    printf ("store_bench: %zu writers, %zu verdicts over %zu ports, batch_max %zu:"
             " %zu acked (%zu OK)"
             " in %.3f s = %.0f readings/s (sending took %.3f s, %" PRIu64 " batches,"
             " mean %.0f)\n",
-            s_insert_name (args.insert), args.writers, verdicts, ports, args.batch_max, acked, ok,
-            seconds, (double)ok / seconds, (double)(sent - started) / 1e6, batches,
+            args.writers, verdicts, ports, args.batch_max, acked, ok, seconds, (double)ok / seconds,
+            (double)(sent - started) / 1e6, batches,
             batches ? (double)acked / (double)batches : 0.0);
     s_pg_report (cpu, ok, batches);
 

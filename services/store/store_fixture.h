@@ -15,11 +15,11 @@
 #define STORE_FIXTURE_PORTS_MAX 1000
 
 typedef struct {
-    PGconn *conn;                   //  the test's own connection
-    int64_t user;                   //  users.id
-    int64_t device;                 //  devices.id
-    size_t port_count;              //  ports created
-    char ports [STORE_FIXTURE_PORTS_MAX][PROTO_UUID_LEN + 1];   //  ports.id
+    PGconn *conn;                                            //  the test's own connection
+    int64_t user;                                            //  users.id
+    int64_t device;                                          //  devices.id
+    size_t port_count;                                       //  ports created
+    char ports[STORE_FIXTURE_PORTS_MAX][PROTO_UUID_LEN + 1]; //  ports.id
 } store_fixture_t;
 
 //  Database for tests: PHANTOM_TEST_DATABASE, or NULL (tests skip).
@@ -38,9 +38,25 @@ void store_fixture_text (store_fixture_t *self, const char *sql, int count,
                          const char *const *params, char *text, size_t size);
 
 //  Fills a verdict of the fixture's user and device.
-void store_fixture_verdict (store_fixture_t *self, proto_verdict_t *verdict,
-                            const char *gateway, uint64_t request, const char *port,
-                            const char *key, int64_t ts, double power, uint8_t status,
-                            uint8_t previous);
+void store_fixture_verdict (store_fixture_t *self, proto_verdict_t *verdict, const char *gateway,
+                            uint64_t request, const char *port, const char *key, int64_t ts,
+                            double power, uint8_t status, uint8_t previous);
+
+//  A reading as the rollup tests keep them, in time order.
+typedef struct {
+    int64_t ts;   //  seconds since the epoch
+    double power; //  W
+} store_fixture_sample_t;
+
+//  Inserts a reading of port at ts (seconds), behind the store's back.
+void store_fixture_reading (store_fixture_t *fixture, const char *port, int64_t ts, double power);
+//  Checks the rollup of port's minute (seconds) against one computed here
+//  from samples (all the port's readings, by time), as phantom_rollup
+//  defines it; asserts.
+void store_fixture_check_minute (store_fixture_t *fixture, const char *port,
+                                 const store_fixture_sample_t *samples, size_t count,
+                                 int64_t minute);
+//  Marks of port in rollup_marks.
+int64_t store_fixture_marks (store_fixture_t *fixture, const char *port);
 
 #endif

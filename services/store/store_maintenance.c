@@ -1,11 +1,14 @@
 /*  =========================================================================
-    store_maintenance - rollups and retention, on a connection of its own
+    store_maintenance - rollups and retention, on a session of its own
     =========================================================================
 */
 #include "store_maintenance.h"
 #include "proto.h"
+#include "proto_pg.h"
+#include "store_column.h"
+#include "store_housekeeping.h"
 #include "store_rollup.h"
-#include "store_writer.h"
+#include "store_session.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -17,40 +20,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_BACKOFF_MIN_MS 100
 #define S_BACKOFF_MAX_MS (10 * 1000)
-//  A minute is rolled up this long after it ended: readings of its last
-//  moments are still on their way through gateway, detector and store.
-#define S_SETTLE_SECONDS 5
 #define S_MINUTE_MS (60 * 1000)
-#define S_HOUR_MS (3600 * 1000)
-#define S_DAY_MS (24 * S_HOUR_MS)
-#define S_ENSURE_RETRY_MS (5 * S_MINUTE_MS)
 //  Catching up after a downtime: one statement per hour of readings, so
 //  each stays far inside the statement timeout and a stop is noticed.
 #define S_CHUNK_SECONDS 3600
-//  Months of rollup partitions kept created behind and ahead of this one.
-#define S_MONTHS_BACK 1
-#define S_MONTHS_AHEAD 2
 //  Longest sleep of the thread between checks of what is due (marks
 //  committed by the lanes among them).
 #define S_WAIT_MAX_MS 200
 
 struct _store_maintenance_t {
-    char *conninfo;                    //  libpq connection string
-    store_maintenance_policy_t policy; //  what is kept, how far back to re-roll
-    bool verbose;                      //  debug logs
-    PGconn *conn;                      //  NULL while disconnected
-    int64_t backoff;                   //  next reconnect delay, ms
-    int64_t connect_at;                //  monotonic ms of the next connect attempt
-    int64_t rollup_at;                 //  monotonic ms of the next rollup
-    int64_t ensure_at;                 //  ... of the next rollup partitions check
-    int64_t drop_at;                   //  ... of the next retention run
-    zactor_t *actor;                   //  the thread, once started
-    atomic_bool stopping;              //  set by destroy; the thread stops between statements
-    pthread_mutex_t cancel_lock;       //  guards cancel, shared by destroy and the thread
-    PGcancel *cancel;                  //  cancels the statement in flight, NULL if none
-    char error[256];                   //  last error, one line, for logs
+    char *conninfo;                     //  libpq connection string
+    store_maintenance_policy_t policy;  //  what is kept, how far back to re-roll
+    bool verbose;                       //  debug logs
+    store_session_t *session;           //  its own connection
+    store_housekeeping_t *housekeeping; //  rollups' partitions, retention
+    int64_t rollup_at;                  //  monotonic ms of the next rollup
+    zactor_t *actor;                    //  the thread, once started
+    atomic_bool stopping;               //  set by destroy; the thread stops between statements
     //  Pairs a run could not write to rollup_marks, for the next run
     pthread_mutex_t dirty_lock;  //  guards dirty, overflow, rollups
     zhashx_t *dirty;             //  keys "<port> <minute>", minute in epoch seconds
@@ -69,8 +56,6 @@ struct _store_maintenance_t {
 #define S_ROLLUP_PORTS_MAX 1000000
 //  Minutes upserted per statement from the rollups.
 #define S_UPSERT_CHUNK 10000
-
-#define S_APPLICATION "phantom-store-maintenance"
 
 //  Marks of rollup_marks taken by one pass at most (a pass finds more in
 //  the next), and per statement at most these rows and these minutes: a
@@ -95,105 +80,31 @@ struct _store_maintenance_t {
 #define S_LANES_WAIT_MS 40000
 
 //  --------------------------------------------------------------------------
-//  Connection handling
+//  The maintenance's session
 
-//  libpq messages span lines; logs are one line per event.
-static const char *
-s_one_line (store_maintenance_t *self, const char *message)
-{
-    snprintf (self->error, sizeof (self->error), "%s", message ? message : "out of memory");
-    size_t size = strlen (self->error);
-    while (size && (self->error[size - 1] == '\n' || self->error[size - 1] == ' '))
-        self->error[--size] = 0;
-    for (char *cursor = self->error; *cursor; cursor++)
-        if (*cursor == '\n' || *cursor == '\t')
-            *cursor = ' ';
-    return self->error;
-}
+//  The statement timeout bounds every call (the catch-up is chunked to
+//  stay far inside it), the lock timeout a wait behind readers and
+//  writers. Rollups are recomputed after a crash anyway, so their commits
+//  need not wait for the disk. (UTC, which the partition functions need
+//  to name days by current_date: every session of proto_pg_connect.)
+static const char *s_settings[] = {"SET lock_timeout = '5s'", "SET synchronous_commit = off"};
+static const store_session_config_t s_session_config = {STORE_SESSION_MAINTENANCE,
+                                                        "store maintenance",
+                                                        60000,
+                                                        S_BACKOFF_MAX_MS,
+                                                        s_settings,
+                                                        sizeof (s_settings) /
+                                                            sizeof (s_settings[0]),
+                                                        NULL,
+                                                        0};
 
-static void
-s_disconnect (store_maintenance_t *self)
-{
-    pthread_mutex_lock (&self->cancel_lock);
-    if (self->cancel) {
-        PQfreeCancel (self->cancel);
-        self->cancel = NULL;
-    }
-    pthread_mutex_unlock (&self->cancel_lock);
-    if (self->conn) {
-        PQfinish (self->conn);
-        self->conn = NULL;
-    }
-    self->connect_at = zclock_mono () + self->backoff;
-    self->backoff *= 2;
-    if (self->backoff > S_BACKOFF_MAX_MS)
-        self->backoff = S_BACKOFF_MAX_MS;
-}
-
-static void
-s_connect (store_maintenance_t *self)
-{
-    //  UTC: the partition functions name days by current_date. The
-    //  statement timeout bounds every call (the catch-up is chunked to stay
-    //  far inside it), the lock timeout a wait behind readers and writers.
-    //  Rollups are recomputed after a crash anyway, so their commits need
-    //  not wait for the disk.
-    static const char *setup[] = {
-        "SET TIME ZONE 'UTC'",
-        "SET statement_timeout = '60s'",
-        "SET lock_timeout = '5s'",
-        "SET synchronous_commit = off",
-    };
-    self->conn = store_writer_connect_db (self->conninfo, S_APPLICATION);
-    if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
-        zsys_warning ("store maintenance - cannot connect, retrying in %" PRId64 " ms: %s",
-                      self->backoff,
-                      s_one_line (self, self->conn ? PQerrorMessage (self->conn) : NULL));
-        s_disconnect (self);
-        return;
-    }
-    for (size_t index = 0; index < sizeof (setup) / sizeof (setup[0]); index++) {
-        PGresult *result = PQexec (self->conn, setup[index]);
-        bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
-        PQclear (result);
-        if (!ok) {
-            zsys_error ("store maintenance - %s failed: %s", setup[index],
-                        s_one_line (self, PQerrorMessage (self->conn)));
-            s_disconnect (self);
-            return;
-        }
-    }
-    pthread_mutex_lock (&self->cancel_lock);
-    self->cancel = PQgetCancel (self->conn);
-    pthread_mutex_unlock (&self->cancel_lock);
-    zsys_info ("store maintenance - connected (backend %d)", PQbackendPID (self->conn));
-    self->backoff = S_BACKOFF_MIN_MS;
-    //  What a downtime may have left undone is due now; retention keeps its day.
-    self->rollup_at = 0;
-    self->ensure_at = 0;
-}
-
-//  Runs sql with text params; the result, or NULL after logging why (and
-//  disconnecting if the connection is gone). Caller PQclears.
+//  Runs sql with text params on the session; the result, or NULL after
+//  logging why. Caller PQclears.
 static PGresult *
 s_exec (store_maintenance_t *self, const char *what, const char *sql, int count,
         const char *const *params)
 {
-    if (!self->conn)
-        return NULL;
-    PGresult *result = PQexecParams (self->conn, sql, count, NULL, params, NULL, NULL, 0);
-    ExecStatusType status = PQresultStatus (result);
-    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK)
-        return result;
-    //  A statement cancelled by destroy is no news.
-    if (!atomic_load (&self->stopping))
-        zsys_warning ("store maintenance - %s failed: %s", what,
-                      s_one_line (self, result ? PQresultErrorMessage (result)
-                                               : PQerrorMessage (self->conn)));
-    PQclear (result);
-    if (PQstatus (self->conn) != CONNECTION_OK)
-        s_disconnect (self);
-    return NULL;
+    return store_session_exec (self->session, what, sql, count, params, NULL);
 }
 
 //  --------------------------------------------------------------------------
@@ -214,12 +125,15 @@ store_maintenance_new (const char *conninfo, const store_maintenance_policy_t *p
     }
     self->policy = *policy;
     self->verbose = verbose;
-    self->backoff = S_BACKOFF_MIN_MS;
     atomic_init (&self->stopping, false);
-    pthread_mutex_init (&self->cancel_lock, NULL);
     pthread_mutex_init (&self->dirty_lock, NULL);
+    self->session = store_session_new (conninfo, &s_session_config, verbose);
+    if (self->session)
+        self->housekeeping =
+            store_housekeeping_new (self->session, STORE_HOUSEKEEPING_ROLLUPS,
+                                    policy->retention_days, policy->rollup_retention_days, verbose);
     self->dirty = zhashx_new ();
-    if (!self->dirty) {
+    if (!self->session || !self->housekeeping || !self->dirty) {
         store_maintenance_destroy (&self);
         return NULL;
     }
@@ -244,17 +158,12 @@ store_maintenance_destroy (store_maintenance_t **self_p)
             //  ends the one in flight. A statement started between the two
             //  still ends within the statement timeout.
             atomic_store (&self->stopping, true);
-            pthread_mutex_lock (&self->cancel_lock);
-            if (self->cancel) {
-                char error[256];
-                PQcancel (self->cancel, error, sizeof (error));
-            }
-            pthread_mutex_unlock (&self->cancel_lock);
+            if (self->session)
+                store_session_cancel (self->session);
             zactor_destroy (&self->actor);
         }
-        if (self->conn)
-            s_disconnect (self);
-        pthread_mutex_destroy (&self->cancel_lock);
+        store_housekeeping_destroy (&self->housekeeping);
+        store_session_destroy (&self->session);
         pthread_mutex_destroy (&self->dirty_lock);
         zhashx_destroy (&self->dirty);
         for (size_t index = 0; index < self->rollup_count; index++)
@@ -291,7 +200,7 @@ s_new_rollup (store_maintenance_t *self, int64_t from_ms)
 //  for clocks that differ.
 #define S_MEMORY_AFTER_MS (6 * S_MINUTE_MS)
 //  Longest the start waits for the table to tell.
-#define S_LANES_FROM_TIMEOUT "2000"
+#define S_LANES_FROM_TIMEOUT_MS 2000
 
 //  The first minute the lanes can vouch for (ms), asked once before they
 //  write: the current minute, or the one after the newest reading an
@@ -309,13 +218,11 @@ static int64_t
 s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fell_back)
 {
     int64_t fallback = zclock_time () + S_MEMORY_AFTER_MS;
-    PGconn *conn = store_writer_connect_db (self->conninfo, S_APPLICATION);
+    PGconn *conn =
+        proto_pg_connect (self->conninfo, STORE_SESSION_MAINTENANCE, S_LANES_FROM_TIMEOUT_MS);
     PGresult *result = NULL;
-    if (PQstatus (conn) == CONNECTION_OK) {
-        const char *params[1] = {S_LANES_FROM_TIMEOUT};
-        PQclear (PQexecParams (conn, "SELECT set_config ('statement_timeout', $1, false)", 1, NULL,
-                               params, NULL, NULL, 0));
-        params[0] = lanes_application;
+    if (conn) {
+        const char *params[1] = {lanes_application};
         result = PQexecParams (
             conn,
             "SELECT (SELECT count (*) FROM pg_stat_activity"
@@ -329,7 +236,8 @@ s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fe
             " FROM (SELECT date_bin ('1 minute', now (), timestamptz 'epoch') AS minute) now",
             1, NULL, params, NULL, NULL, 0);
     }
-    const char *why = PQerrorMessage (conn);
+    //  (proto_pg_connect logged why it could not)
+    const char *why = conn ? proto_pg_error (conn, result) : "cannot connect";
     int64_t from = fallback;
     if (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1) {
         why = "another store backend is busy";
@@ -345,17 +253,21 @@ s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fe
     }
     if (fell_back)
         *fell_back = why != NULL;
-    if (why) {
-        //  (self->error belongs to the maintenance thread, running by now)
-        char line[256];
-        snprintf (line, sizeof (line), "%s", why);
-        line[strcspn (line, "\n")] = 0;
-        zsys_info ("store maintenance - lanes' rollups from 6 minutes after the start: %s", line);
-    } else if (self->verbose)
+    if (why)
+        zsys_info ("store maintenance - lanes' rollups from 6 minutes after the start: %s", why);
+    else if (self->verbose)
         zsys_debug ("store maintenance - lanes' rollups from %" PRId64, from / 1000);
     PQclear (result);
     PQfinish (conn);
     return from;
+}
+
+void
+store_maintenance_set_start (store_maintenance_t *self, int64_t minute)
+{
+    assert (self);
+    self->lanes_from = minute * 1000;
+    atomic_store (&self->rolled, minute);
 }
 
 store_rollup_t *
@@ -365,7 +277,7 @@ store_maintenance_new_rollup (store_maintenance_t *self)
     //  Every lane's from: asked before the first, which comes before any
     //  lane writes (store_server_set_maintenance, store_server_add_writer).
     if (self->lanes_from == 0)
-        self->lanes_from = s_lanes_from (self, STORE_WRITER_APPLICATION, NULL);
+        self->lanes_from = s_lanes_from (self, STORE_SESSION_WRITERS, NULL);
     return s_new_rollup (self, self->lanes_from);
 }
 
@@ -477,6 +389,24 @@ s_give_back (store_maintenance_t *self, zhashx_t **pairs_p, bool fallback)
     zhashx_destroy (pairs_p);
 }
 
+//  Runs sql with count binary array parameters (store_column.h); 0, or
+//  -1 (logged).
+static int
+s_exec_columns (store_maintenance_t *self, const char *what, const char *sql,
+                store_column_t **columns, int count)
+{
+    const char *params[8];
+    int lengths[8];
+    assert (count <= 8);
+    for (int column = 0; column < count; column++) {
+        params[column] = store_column_data (columns[column]);
+        lengths[column] = store_column_length (columns[column]);
+    }
+    PGresult *result = store_session_exec (self->session, what, sql, count, params, lengths);
+    PQclear (result);
+    return result ? 0 : -1;
+}
+
 //  Writes pairs to rollup_marks (each a range of one minute), in one
 //  statement; on success empties pairs. 0, or -1 (pairs kept).
 static int
@@ -484,42 +414,30 @@ s_write_pairs (store_maintenance_t *self, zhashx_t *pairs)
 {
     if (zhashx_size (pairs) == 0)
         return 0;
-    char *ports = NULL, *minutes = NULL;
-    size_t ports_size, minutes_size;
-    FILE *port_stream = open_memstream (&ports, &ports_size);
-    FILE *minute_stream = open_memstream (&minutes, &minutes_size);
-    bool ok = port_stream && minute_stream;
-    const char *comma = "{";
-    for (void *item = zhashx_first (pairs); ok && item; item = zhashx_next (pairs)) {
-        const char *key = (const char *)zhashx_cursor (pairs);
-        const char *space = strchr (key, ' ');
-        assert (space && space - key <= PROTO_UUID_LEN);
-        fprintf (port_stream, "%s%.*s", comma, (int)(space - key), key);
-        fprintf (minute_stream, "%s%s", comma, space + 1);
-        comma = ",";
+    store_column_t *columns[2] = {store_column_new (), store_column_new ()};
+    int rc = -1;
+    if (columns[0] && columns[1]) {
+        store_column_begin (columns[0], STORE_COLUMN_UUID);
+        store_column_begin (columns[1], STORE_COLUMN_INT8);
+        for (void *item = zhashx_first (pairs); item; item = zhashx_next (pairs)) {
+            const char *key = (const char *)zhashx_cursor (pairs);
+            const char *space = strchr (key, ' ');
+            assert (space && space - key <= PROTO_UUID_LEN);
+            char port[PROTO_UUID_LEN + 1];
+            snprintf (port, sizeof (port), "%.*s", (int)(space - key), key);
+            store_column_uuid (columns[0], port); //  a lane's: checked by its batch
+            store_column_int (columns[1], strtoll (space + 1, NULL, 10));
+        }
+        rc = s_exec_columns (self, "rollup marks",
+                             "INSERT INTO rollup_marks (port_id, first_minute, last_minute)"
+                             " SELECT port_id, to_timestamp (minute), to_timestamp (minute)"
+                             " FROM unnest ($1::uuid[], $2::bigint[]) AS u (port_id, minute)",
+                             columns, 2);
     }
-    if (port_stream) {
-        fputs ("}", port_stream);
-        ok = (fclose (port_stream) == 0) && ok;
-    }
-    if (minute_stream) {
-        fputs ("}", minute_stream);
-        ok = (fclose (minute_stream) == 0) && ok;
-    }
-    PGresult *result = NULL;
-    if (ok) {
-        const char *params[2] = {ports, minutes};
-        result = s_exec (self, "rollup marks",
-                         "INSERT INTO rollup_marks (port_id, first_minute, last_minute)"
-                         " SELECT port_id, to_timestamp (minute), to_timestamp (minute)"
-                         " FROM unnest ($1::uuid[], $2::bigint[]) AS u (port_id, minute)",
-                         2, params);
-    }
-    free (ports);
-    free (minutes);
-    if (!result)
+    store_column_destroy (&columns[0]);
+    store_column_destroy (&columns[1]);
+    if (rc)
         return -1;
-    PQclear (result);
     zhashx_purge (pairs);
     atomic_store (&self->marks_pending, true);
     return 0;
@@ -636,61 +554,51 @@ s_memory_from (store_maintenance_t *self)
 static bool
 s_upsert (store_maintenance_t *self, const store_rollup_minute_t *minutes, size_t count)
 {
-    char *arrays[8] = {NULL};
-    size_t sizes[8];
-    FILE *streams[8];
+    static const store_column_type_t types[8] = {
+        STORE_COLUMN_UUID,   STORE_COLUMN_INT8,   STORE_COLUMN_FLOAT8, STORE_COLUMN_FLOAT8,
+        STORE_COLUMN_FLOAT8, STORE_COLUMN_FLOAT8, STORE_COLUMN_FLOAT8, STORE_COLUMN_INT8};
+    store_column_t *columns[8];
     bool ok = true;
     for (int column = 0; column < 8; column++) {
-        streams[column] = open_memstream (&arrays[column], &sizes[column]);
-        ok = ok && streams[column];
+        columns[column] = store_column_new ();
+        if (columns[column])
+            store_column_begin (columns[column], types[column]);
+        ok = ok && columns[column];
     }
     for (size_t index = 0; ok && index < count; index++) {
         const store_rollup_minute_t *minute = &minutes[index];
-        const char *comma = index ? "," : "{";
-        fprintf (streams[0], "%s%s", comma, minute->port);
-        fprintf (streams[1], "%s%" PRId64, comma, minute->minute);
-        fprintf (streams[2], "%s%.17g", comma, minute->min_power);
-        fprintf (streams[3], "%s%.17g", comma, minute->sum_power);
-        fprintf (streams[4], "%s%.17g", comma, minute->max_power);
-        fprintf (streams[5], "%s%.17g", comma, minute->energy_ws);
-        fprintf (streams[6], "%s%.17g", comma, minute->reported_seconds);
-        fprintf (streams[7], "%s%" PRId64, comma, minute->samples);
+        store_column_uuid (columns[0], minute->port); //  a lane's: checked by its batch
+        store_column_int (columns[1], minute->minute);
+        store_column_double (columns[2], minute->min_power);
+        store_column_double (columns[3], minute->sum_power);
+        store_column_double (columns[4], minute->max_power);
+        store_column_double (columns[5], minute->energy_ws);
+        store_column_double (columns[6], minute->reported_seconds);
+        store_column_int (columns[7], minute->samples);
     }
+    //  Mean and energy in Wh as phantom_rollup derives them (sum / n,
+    //  W s / 3600, in float8); ports that no longer exist are skipped.
+    ok = ok &&
+         s_exec_columns (
+             self, "rollup upsert",
+             "INSERT INTO readings_minute AS m (port_id, minute, min_power, mean_power, max_power,"
+             "                                  energy_wh, reported_seconds, samples)"
+             " SELECT u.port_id, timestamptz 'epoch' + u.minute * interval '1 millisecond',"
+             "        u.min_power, u.sum_power / u.samples, u.max_power, u.energy_ws / 3600,"
+             "        u.reported_seconds, u.samples"
+             " FROM unnest ($1::uuid[], $2::bigint[], $3::float8[], $4::float8[], $5::float8[],"
+             "              $6::float8[], $7::float8[], $8::bigint[])"
+             "      AS u (port_id, minute, min_power, sum_power, max_power, energy_ws,"
+             "            reported_seconds, samples)"
+             " WHERE EXISTS (SELECT 1 FROM ports p WHERE p.id = u.port_id)"
+             " ON CONFLICT (port_id, minute) DO UPDATE"
+             " SET min_power = excluded.min_power, mean_power = excluded.mean_power,"
+             "     max_power = excluded.max_power, energy_wh = excluded.energy_wh,"
+             "     reported_seconds = excluded.reported_seconds, samples = excluded.samples",
+             columns, 8) == 0;
     for (int column = 0; column < 8; column++)
-        if (streams[column]) {
-            fputs (count ? "}" : "{}", streams[column]);
-            ok = (fclose (streams[column]) == 0) && ok;
-        }
-    PGresult *result = NULL;
-    if (ok) {
-        //  Mean and energy in Wh as phantom_rollup derives them (sum / n,
-        //  W s / 3600, in float8); ports that no longer exist are skipped.
-        const char *params[8] = {arrays[0], arrays[1], arrays[2], arrays[3],
-                                 arrays[4], arrays[5], arrays[6], arrays[7]};
-        result = s_exec (
-            self, "rollup upsert",
-            "INSERT INTO readings_minute AS m (port_id, minute, min_power, mean_power, max_power,"
-            "                                  energy_wh, reported_seconds, samples)"
-            " SELECT u.port_id, timestamptz 'epoch' + u.minute * interval '1 millisecond',"
-            "        u.min_power, u.sum_power / u.samples, u.max_power, u.energy_ws / 3600,"
-            "        u.reported_seconds, u.samples"
-            " FROM unnest ($1::uuid[], $2::bigint[], $3::float8[], $4::float8[], $5::float8[],"
-            "              $6::float8[], $7::float8[], $8::bigint[])"
-            "      AS u (port_id, minute, min_power, sum_power, max_power, energy_ws,"
-            "            reported_seconds, samples)"
-            " WHERE EXISTS (SELECT 1 FROM ports p WHERE p.id = u.port_id)"
-            " ON CONFLICT (port_id, minute) DO UPDATE"
-            " SET min_power = excluded.min_power, mean_power = excluded.mean_power,"
-            "     max_power = excluded.max_power, energy_wh = excluded.energy_wh,"
-            "     reported_seconds = excluded.reported_seconds, samples = excluded.samples",
-            8, params);
-    }
-    for (int column = 0; column < 8; column++)
-        free (arrays[column]);
-    if (!result)
-        return false;
-    PQclear (result);
-    return true;
+        store_column_destroy (&columns[column]);
+    return ok;
 }
 
 //  Upserts what the lanes' rollups hand over for the minutes before high
@@ -760,11 +668,11 @@ store_maintenance_rollup (store_maintenance_t *self)
 
     char lookback[16], settle[16], fall[8];
     snprintf (lookback, sizeof (lookback), "%d", self->policy.lookback_minutes);
-    snprintf (settle, sizeof (settle), "%d", S_SETTLE_SECONDS);
+    snprintf (settle, sizeof (settle), "%d", STORE_MAINTENANCE_SETTLE_SECONDS);
     snprintf (fall, sizeof (fall), "%s", fallback ? "true" : "false");
     const char *params[3] = {lookback, settle, fall};
     //  From the watermark (or, falling back, lookback minutes back if that
-    //  is older) to the last minute that ended S_SETTLE_SECONDS ago; by
+    //  is older) to the last minute that ended STORE_MAINTENANCE_SETTLE_SECONDS ago; by
     //  the database's clock, the one the watermark was set by.
     PGresult *result = s_exec (
         self, "rollup window",
@@ -868,83 +776,13 @@ store_maintenance_rollup (store_maintenance_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  Create the months of rollups ahead
-
-int
-store_maintenance_ensure (store_maintenance_t *self)
-{
-    assert (self);
-    char back[16], ahead[16];
-    snprintf (back, sizeof (back), "%d", S_MONTHS_BACK);
-    snprintf (ahead, sizeof (ahead), "%d", S_MONTHS_AHEAD);
-    const char *params[2] = {back, ahead};
-    PGresult *result =
-        s_exec (self, "phantom_ensure_rollup_partitions",
-                "SELECT phantom_ensure_rollup_partitions ($1::integer, $2::integer)", 2, params);
-    if (!result)
-        return -1;
-    PQclear (result);
-    return 0;
-}
-
-//  --------------------------------------------------------------------------
-//  Drop what the policy no longer keeps
-
-int
-store_maintenance_drop (store_maintenance_t *self)
-{
-    assert (self);
-    int dropped = 0;
-    bool failed = false;
-    char days[16];
-    const char *params[1] = {days};
-    if (self->policy.retention_days > 0) {
-        snprintf (days, sizeof (days), "%d", self->policy.retention_days);
-        //  Raw readings go only once rolled up: after a long downtime the
-        //  catch-up comes first, else those minutes would be lost for good.
-        PGresult *result = s_exec (self, "rollup watermark",
-                                   "SELECT coalesce ((SELECT watermark FROM rollup_state)"
-                                   "                 >= (current_date - $1::integer)::timestamp AT "
-                                   "TIME ZONE 'UTC', false)",
-                                   1, params);
-        bool ready = result && streq (PQgetvalue (result, 0, 0), "t");
-        if (result && !ready)
-            zsys_warning ("store maintenance - readings older than %d days kept:"
-                          " rollups have not caught up with them yet",
-                          self->policy.retention_days);
-        PQclear (result);
-        result = ready ? s_exec (self, "phantom_drop_partitions",
-                                 "SELECT phantom_drop_partitions ($1::integer)", 1, params)
-                       : NULL;
-        if (result) {
-            dropped += atoi (PQgetvalue (result, 0, 0));
-            PQclear (result);
-        } else
-            failed = true;
-    }
-    if (self->policy.rollup_retention_days > 0) {
-        snprintf (days, sizeof (days), "%d", self->policy.rollup_retention_days);
-        PGresult *result = s_exec (self, "phantom_drop_rollups",
-                                   "SELECT phantom_drop_rollups ($1::integer)", 1, params);
-        if (result) {
-            dropped += atoi (PQgetvalue (result, 0, 0));
-            PQclear (result);
-        } else
-            failed = true;
-    }
-    if (dropped)
-        zsys_info ("store maintenance - %d old partitions dropped", dropped);
-    return failed ? -1 : dropped;
-}
-
-//  --------------------------------------------------------------------------
 //  Do what is due
 
-//  Until S_SETTLE_SECONDS after the next minute of the wall clock.
+//  Until STORE_MAINTENANCE_SETTLE_SECONDS after the next minute of the wall clock.
 static int64_t
 s_until_next_minute (void)
 {
-    int64_t into = (zclock_time () - S_SETTLE_SECONDS * 1000) % S_MINUTE_MS;
+    int64_t into = (zclock_time () - STORE_MAINTENANCE_SETTLE_SECONDS * 1000) % S_MINUTE_MS;
     return S_MINUTE_MS - into;
 }
 
@@ -952,40 +790,42 @@ void
 store_maintenance_step (store_maintenance_t *self)
 {
     assert (self);
-    if (!self->conn && zclock_mono () >= self->connect_at)
-        s_connect (self);
+    if (store_session_ensure (self->session) == 1) {
+        //  What a downtime may have left undone is due now; retention
+        //  keeps its day.
+        self->rollup_at = 0;
+        store_housekeeping_connected (self->housekeeping);
+    }
+    bool connected = store_session_conn (self->session) != NULL;
     //  Partitions first: a rollup of a month not yet created would land in
     //  the default partition, and that month could then not be created.
-    if (self->conn && zclock_mono () >= self->ensure_at)
-        self->ensure_at =
-            zclock_mono () + (store_maintenance_ensure (self) == 0 ? S_HOUR_MS : S_ENSURE_RETRY_MS);
-    if (self->conn && zclock_mono () >= self->rollup_at) {
+    store_housekeeping_step_partitions (self->housekeeping);
+    if (connected && zclock_mono () >= self->rollup_at) {
         store_maintenance_rollup (self);
         //  After a failure too: the next run covers the missed minutes.
         self->rollup_at = zclock_mono () + s_until_next_minute ();
         self->marks_at = zclock_mono () + S_MARKS_EVERY_MS;
     }
     //  Between runs, the marks the lanes commit (a backfill's).
-    if (self->conn && atomic_load (&self->marks_pending) && zclock_mono () >= self->marks_at)
+    if (store_session_conn (self->session) && atomic_load (&self->marks_pending) &&
+        zclock_mono () >= self->marks_at)
         self->marks_at =
             zclock_mono () +
             (store_maintenance_rollup_marks (self) < 0 ? S_MARKS_RETRY_MS : S_MARKS_EVERY_MS);
-    if (self->conn && zclock_mono () >= self->drop_at)
-        self->drop_at =
-            zclock_mono () + (store_maintenance_drop (self) >= 0 ? S_DAY_MS : S_HOUR_MS);
+    //  After the run: raw readings go only once it has rolled them up.
+    store_housekeeping_step_retention (self->housekeeping);
 }
 
 //  Monotonic ms of the next thing due.
 static int64_t
 s_next_due (store_maintenance_t *self)
 {
-    if (!self->conn)
-        return self->connect_at;
+    if (!store_session_conn (self->session))
+        return store_session_connect_at (self->session);
     int64_t next = self->rollup_at;
-    if (self->ensure_at < next)
-        next = self->ensure_at;
-    if (self->drop_at < next)
-        next = self->drop_at;
+    int64_t housekeeping = store_housekeeping_next_due (self->housekeeping);
+    if (housekeeping < next)
+        next = housekeeping;
     if (atomic_load (&self->marks_pending) && self->marks_at < next)
         next = self->marks_at;
     return next;
@@ -1037,95 +877,6 @@ store_maintenance_start (store_maintenance_t *self)
 //  Self test
 
 #include "store_fixture.h"
-#include "store_server.h"
-#include <math.h>
-
-#define S_TEST_GAP 300 //  phantom_rollup's default gap limit, seconds
-
-typedef struct {
-    int64_t ts;   //  seconds since the epoch
-    double power; //  W
-} s_sample_t;
-
-//  Inserts a reading of port at ts.
-static void
-s_insert (store_fixture_t *fixture, const char *port, int64_t ts, double power)
-{
-    char ts_text[24], power_text[32];
-    snprintf (ts_text, sizeof (ts_text), "%" PRId64, ts);
-    snprintf (power_text, sizeof (power_text), "%.17g", power);
-    const char *params[3] = {port, ts_text, power_text};
-    PQclear (store_fixture_sql (
-        fixture,
-        "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
-        " VALUES ($1::uuid, to_timestamp ($2::bigint), 230, $3::float8 / 230, $3::float8, 1)",
-        3, params));
-}
-
-//  Checks the rollup of port's minute against one computed here from
-//  samples (all the port's readings, by time): plain mean, trapezoid and
-//  summed length of the intervals starting in the minute that are at most
-//  S_TEST_GAP long (whole seconds here, so their sum is exact).
-static void
-s_check_minute (store_fixture_t *fixture, const char *port, const s_sample_t *samples, size_t count,
-                int64_t minute)
-{
-    double low = INFINITY, high = -INFINITY, sum = 0, energy = 0, reported = 0;
-    int n = 0;
-    for (size_t index = 0; index < count; index++) {
-        if (samples[index].ts - samples[index].ts % 60 != minute)
-            continue;
-        double power = samples[index].power;
-        low = power < low ? power : low;
-        high = power > high ? power : high;
-        sum += power;
-        n++;
-        if (index + 1 < count && samples[index + 1].ts - samples[index].ts <= S_TEST_GAP) {
-            energy += (power + samples[index + 1].power) / 2 *
-                      (double)(samples[index + 1].ts - samples[index].ts) / 3600;
-            reported += (double)(samples[index + 1].ts - samples[index].ts);
-        }
-    }
-    assert (n > 0);
-    char minute_text[24];
-    snprintf (minute_text, sizeof (minute_text), "%" PRId64, minute);
-    const char *params[2] = {port, minute_text};
-    PGresult *result = store_fixture_sql (
-        fixture,
-        "SELECT min_power, mean_power, max_power, energy_wh, samples, reported_seconds"
-        " FROM readings_minute WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)",
-        2, params);
-    assert (PQntuples (result) == 1);
-    assert (strtod (PQgetvalue (result, 0, 0), NULL) == low);
-    assert (fabs (strtod (PQgetvalue (result, 0, 1), NULL) - sum / n) < 1e-9);
-    assert (strtod (PQgetvalue (result, 0, 2), NULL) == high);
-    assert (fabs (strtod (PQgetvalue (result, 0, 3), NULL) - energy) < 1e-9);
-    assert (atoi (PQgetvalue (result, 0, 4)) == n);
-    assert (strtod (PQgetvalue (result, 0, 5), NULL) == reported);
-    PQclear (result);
-}
-
-//  Old partitions of table (readings or readings_minute) by name.
-static int64_t
-s_partitions_before (store_fixture_t *fixture, const char *table, const char *pattern,
-                     const char *bound)
-{
-    const char *params[3] = {table, pattern, bound};
-    return store_fixture_int (
-        fixture,
-        "SELECT count (*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = $1::regclass AND c.relname ~ $2 AND c.relname < $3",
-        3, params);
-}
-
-//  Marks of port in rollup_marks.
-static int64_t
-s_marks (store_fixture_t *fixture, const char *port)
-{
-    const char *params[1] = {port};
-    return store_fixture_int (
-        fixture, "SELECT count (*) FROM rollup_marks WHERE port_id = $1::uuid", 1, params);
-}
 
 //  Marks the minutes of port from first to last (seconds, any second of
 //  them) in rollup_marks, as a lane does in the transaction of a reading
@@ -1144,100 +895,15 @@ s_mark_range (store_fixture_t *fixture, const char *port, int64_t first, int64_t
                                 3, params));
 }
 
-//  Pushes a verdict of port at ts (seconds) to the server and steps it
-//  until a lane has written (and added to its rollup) one more batch.
-static void
-s_lane_push (store_server_t *server, zsock_t *push, store_fixture_t *fixture, const char *port,
-             int64_t ts, double power)
-{
-    static uint64_t request = 0;
-    proto_verdict_t verdict;
-    store_fixture_verdict (fixture, &verdict, "gwM", ++request, port, "", ts * 1000, power,
-                           PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
-    proto_buffer_t buffer;
-    proto_buffer_init (&buffer);
-    int rc = proto_verdict_encode (&verdict, &buffer);
-    assert (rc == 0);
-    uint64_t before = store_server_batches (server);
-    rc = zmq_send (zsock_resolve (push), buffer.data, buffer.size, 0);
-    assert (rc == (int)buffer.size);
-    proto_buffer_release (&buffer);
-    int64_t deadline = zclock_mono () + 5000;
-    while (store_server_batches (server) == before) {
-        assert (zclock_mono () < deadline);
-        store_server_step (server, 10);
-    }
-}
-
-//  Late readings through a store server's lane: one for a minute older
-//  than the lookback (changing that minute and the energy of the one
-//  before), and in order the first reading after the last rolled minute
-//  (whose last interval was open). samples1 is port1's readings.
-static void
-s_lane_readings (store_maintenance_t *self, store_fixture_t *fixture, const char *database,
-                 const char *port0, const char *port1, s_sample_t *samples1, size_t *count1,
-                 int64_t base, int64_t high, bool verbose)
-{
-    (void)port0;
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
-    assert (s_marks (fixture, port1) == 0);
-
-    //  port1 has base - 2400, - 2380, - 2360 (3, 4, 8 W), then base + 5;
-    //  one at base - 2335 is a new minute, and turns the interval from
-    //  base - 2360 (longer than the gap before) into energy of its minute.
-    //  Its mark is in rollup_marks as soon as the lane has written it.
-    s_lane_push (server, push, fixture, port1, base - 2335, 5);
-    memmove (samples1 + 4, samples1 + 3, 2 * sizeof (s_sample_t));
-    samples1[3] = (s_sample_t){base - 2335, 5};
-    (*count1)++;
-    assert (s_marks (fixture, port1) == 1);
-    assert (store_maintenance_rollup (self) >= 2);
-    assert (s_marks (fixture, port1) == 0);
-    s_check_minute (fixture, port1, samples1, *count1, base - 2400);
-    s_check_minute (fixture, port1, samples1, *count1, base - 2340);
-    s_check_minute (fixture, port1, samples1, *count1, base);
-    s_check_minute (fixture, port1, samples1, *count1, base + 60);
-
-    //  In order: the last rolled-up minute of port1 gets a reading (late
-    //  itself), rolled up with its last interval open; then the next
-    //  reading comes, after that minute: it closes the interval.
-    int64_t rolled = store_maintenance_rolled (self);
-    assert (rolled >= high);
-    int64_t last_minute = rolled - 60;
-    s_lane_push (server, push, fixture, port1, last_minute + 50, 20);
-    samples1[(*count1)++] = (s_sample_t){last_minute + 50, 20};
-    assert (store_maintenance_rollup (self) >= 1);
-    assert (store_maintenance_rolled (self) >= rolled);
-    rolled = store_maintenance_rolled (self);
-    s_check_minute (fixture, port1, samples1, *count1, last_minute);
-    int64_t next_ts = rolled + 1; //  rolled is at least 5 s back
-    s_lane_push (server, push, fixture, port1, next_ts, 30);
-    samples1[(*count1)++] = (s_sample_t){next_ts, 30};
-    assert (s_marks (fixture, port1) == 1); //  last_minute's
-    store_maintenance_rollup (self);
-    s_check_minute (fixture, port1, samples1, *count1, last_minute);
-    assert (s_marks (fixture, port1) == 0);
-
-    zsock_destroy (&push);
-    store_server_destroy (&server);
-}
-
 //  Adds a sample, by time.
 static void
-s_sample_add (s_sample_t *samples, size_t *count, int64_t ts, double power)
+s_sample_add (store_fixture_sample_t *samples, size_t *count, int64_t ts, double power)
 {
     size_t at = *count;
     while (at > 0 && samples[at - 1].ts > ts)
         at--;
-    memmove (samples + at + 1, samples + at, (*count - at) * sizeof (s_sample_t));
-    samples[at] = (s_sample_t){ts, power};
+    memmove (samples + at + 1, samples + at, (*count - at) * sizeof (store_fixture_sample_t));
+    samples[at] = (store_fixture_sample_t){ts, power};
     (*count)++;
 }
 
@@ -1245,9 +911,9 @@ s_sample_add (s_sample_t *samples, size_t *count, int64_t ts, double power)
 //  time; unless NULL).
 static void
 s_memory_reading (store_fixture_t *fixture, store_rollup_t *rollup, const char *port,
-                  s_sample_t *samples, size_t *count, int64_t ts, double power)
+                  store_fixture_sample_t *samples, size_t *count, int64_t ts, double power)
 {
-    s_insert (fixture, port, ts, power);
+    store_fixture_reading (fixture, port, ts, power);
     if (rollup)
         store_rollup_add (rollup, port, ts * 1000, power);
     if (samples)
@@ -1256,7 +922,7 @@ s_memory_reading (store_fixture_t *fixture, store_rollup_t *rollup, const char *
 
 //  A lane's rollup: from its first minute on, runs upsert what it hands
 //  over instead of reading the table, and the rows are what phantom_rollup
-//  computes (s_check_minute): complete minutes, a last interval closed by
+//  computes (store_fixture_check_minute): complete minutes, a last interval closed by
 //  a later reading, an out-of-order reading (its minute then re-rolled
 //  from the table). A reading put in the table behind the rollup's back
 //  shows which path wrote a minute.
@@ -1280,7 +946,7 @@ s_memory_rollups (const char *database, bool verbose)
     assert (rollup);
 
     //  Every 7 s for 7 minutes, then one behind the rollup's back.
-    s_sample_t samples[80];
+    store_fixture_sample_t samples[80];
     size_t count = 0;
     for (int index = 0; index < 60; index++)
         s_memory_reading (fixture, rollup, port, samples, &count, base + 7 * index,
@@ -1294,7 +960,7 @@ s_memory_rollups (const char *database, bool verbose)
         fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
     assert (store_maintenance_rollup (self) == 7);
     for (int64_t minute = base; minute < base + 420; minute += 60)
-        s_check_minute (fixture, port, samples, count, minute); //  without the 999 W
+        store_fixture_check_minute (fixture, port, samples, count, minute); //  without the 999 W
     assert (store_fixture_int (fixture,
                                "SELECT (watermark = to_timestamp ($1::bigint))::int"
                                " FROM rollup_state",
@@ -1306,16 +972,16 @@ s_memory_rollups (const char *database, bool verbose)
     //  base + 360 (its energy grows) and starts base + 480.
     s_memory_reading (fixture, rollup, port, samples, &count, base + 480, 40);
     assert (store_maintenance_rollup (self) == 2);
-    s_check_minute (fixture, port, samples, count, base + 360);
-    s_check_minute (fixture, port, samples, count, base + 480);
+    store_fixture_check_minute (fixture, port, samples, count, base + 360);
+    store_fixture_check_minute (fixture, port, samples, count, base + 480);
 
     //  Out of order, into base + 60: re-rolled from the table (which has
     //  the 999 W too) with its predecessor's minute.
     s_memory_reading (fixture, rollup, port, samples, &count, base + 100, 3);
     s_sample_add (samples, &count, base + 61, 999);
     assert (store_maintenance_rollup (self) >= 1);
-    s_check_minute (fixture, port, samples, count, base + 60);
-    s_check_minute (fixture, port, samples, count, base);
+    store_fixture_check_minute (fixture, port, samples, count, base + 60);
+    store_fixture_check_minute (fixture, port, samples, count, base);
 
     store_maintenance_destroy (&self);
     store_fixture_destroy (&fixture);
@@ -1360,7 +1026,7 @@ s_reported_test (const char *database, bool verbose)
     int64_t base = high - 13 * 60;
     store_rollup_t *rollup = s_new_rollup (self, base * 1000);
     assert (rollup);
-    s_sample_t samples[40];
+    store_fixture_sample_t samples[40];
     size_t count = 0;
     for (int at = 0; at <= 180; at += 10)
         s_memory_reading (fixture, rollup, port, samples, &count, base + at, 2 + at % 7);
@@ -1375,7 +1041,7 @@ s_reported_test (const char *database, bool verbose)
     assert (store_maintenance_rollup (self) == 7);
     const int64_t minutes[7] = {0, 60, 120, 180, 540, 600, 660};
     for (size_t index = 0; index < 7; index++)
-        s_check_minute (fixture, port, samples, count, base + minutes[index]);
+        store_fixture_check_minute (fixture, port, samples, count, base + minutes[index]);
     assert (s_reported_total (fixture, port) == 300);
 
     //  The lane's rows against phantom_rollup's from scratch (rolled back:
@@ -1412,8 +1078,8 @@ s_reported_test (const char *database, bool verbose)
     //  its predecessor are re-rolled from the table.
     s_memory_reading (fixture, rollup, port, samples, &count, base + 380, 9);
     assert (store_maintenance_rollup (self) >= 2);
-    s_check_minute (fixture, port, samples, count, base + 180);
-    s_check_minute (fixture, port, samples, count, base + 360);
+    store_fixture_check_minute (fixture, port, samples, count, base + 180);
+    store_fixture_check_minute (fixture, port, samples, count, base + 360);
     char minute_text[24];
     snprintf (minute_text, sizeof (minute_text), "%" PRId64, base + 180);
     const char *minute_params[2] = {port, minute_text};
@@ -1453,15 +1119,15 @@ s_lanes_from_test (const char *database, bool verbose)
 
     //  A reading 4 minutes ahead (an earlier process took it): after it.
     int64_t ahead = zclock_time () / 1000 + 240;
-    s_insert (fixture, fixture->ports[0], ahead, 5);
+    store_fixture_reading (fixture, fixture->ports[0], ahead, 5);
     from = s_lanes_from (self, lanes, &fell_back);
     assert (!fell_back);
     assert (from % S_MINUTE_MS == 0 && from > ahead * 1000);
 
     //  A backend of that name in a transaction (a killed store's COMMIT
     //  may still be running): 6 minutes after now.
-    PGconn *busy = store_writer_connect_db (database, lanes);
-    assert (PQstatus (busy) == CONNECTION_OK);
+    PGconn *busy = proto_pg_connect (database, lanes, 0);
+    assert (busy);
     PQclear (PQexec (busy, "BEGIN"));
     PQclear (PQexec (busy, "SELECT 1"));
     now = zclock_time ();
@@ -1487,68 +1153,10 @@ s_lanes_from_test (const char *database, bool verbose)
         printf ("   lanes' rollups start: OK\n");
 }
 
-//  A port's first reading through a lane, in a minute the lane's rollup
-//  has whole, after a start: it marks the minute before, whose re-roll
-//  reaches the reading's predecessor (in the table from before the start)
-//  and gives it the interval up to the reading; its own minute is the
-//  rollup's, not re-rolled from the table (a reading put there behind the
-//  lane's back shows which path wrote it).
-static void
-s_first_reading_test (const char *database, bool verbose)
-{
-    store_fixture_t *fixture = store_fixture_new (database, 1);
-    const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
-    int64_t base = store_fixture_int (
-        fixture,
-        "SELECT extract (epoch FROM date_bin ('1 minute', now (), timestamptz 'epoch'))::bigint"
-        " - 300",
-        0, NULL);
-    s_sample_t samples[4];
-    size_t count = 0;
-    s_memory_reading (fixture, NULL, port, samples, &count, base - 110, 4); //  the predecessor
-    store_maintenance_step (self);
-    store_maintenance_rollup (self); //  the first run after a start falls back: done
-    s_check_minute (fixture, port, samples, count, base - 120); //  its last interval open
-
-    //  As if the store had started in minute base, rolled up to it.
-    self->lanes_from = base * 1000;
-    atomic_store (&self->rolled, base);
-    char base_text[24];
-    snprintf (base_text, sizeof (base_text), "%" PRId64, base);
-    const char *base_params[1] = {base_text};
-    PQclear (store_fixture_sql (
-        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
-    s_lane_push (server, push, fixture, port, base + 30, 6);
-    samples[count++] = (s_sample_t){base + 30, 6};
-    assert (s_marks (fixture, port) == 1);
-    s_insert (fixture, port, base + 45, 999); //  behind the lane's back
-
-    assert (store_maintenance_rollup (self) >= 2);
-    s_check_minute (fixture, port, samples, count, base - 120); //  (4 + 6) / 2 W for 140 s
-    s_check_minute (fixture, port, samples, count, base);       //  without the 999 W
-    zsock_destroy (&push);
-    store_server_destroy (&server);
-    store_maintenance_destroy (&self);
-    store_fixture_destroy (&fixture);
-    if (verbose)
-        printf ("   a port's first reading after a start: OK\n");
-}
-
 //  Inserts readings of port (times in ms), in one statement.
 static void
-s_insert_many (store_fixture_t *fixture, const char *port, const s_sample_t *samples, size_t count,
-               int64_t scale)
+s_insert_many (store_fixture_t *fixture, const char *port, const store_fixture_sample_t *samples,
+               size_t count, int64_t scale)
 {
     char *times = NULL, *powers = NULL;
     size_t times_size, powers_size;
@@ -1658,11 +1266,11 @@ s_ranges_test (const char *database, bool verbose)
     //  Before the backfill: a reading every 10 minutes, and one 200 s
     //  before the range (its interval open: the next is 393 s on), rolled
     //  up.
-    s_sample_t live[24];
+    store_fixture_sample_t live[24];
     size_t lives = 0;
     for (int64_t at = base - 600; at < end + 1200; at += 600)
-        live[lives++] = (s_sample_t){at + 7, 1.5};
-    live[lives++] = (s_sample_t){base - 200, 3.25};
+        live[lives++] = (store_fixture_sample_t){at + 7, 1.5};
+    live[lives++] = (store_fixture_sample_t){base - 200, 3.25};
     s_insert_many (fixture, port, live, lives, 1000);
     char from_text[24], to_text[24];
     snprintf (from_text, sizeof (from_text), "%" PRId64, base - 1200);
@@ -1674,23 +1282,24 @@ s_ranges_test (const char *database, bool verbose)
                                2, range) >= 20);
 
     //  The backfill, in ms, from the range's start to 100 s past its end.
-    s_sample_t *late = (s_sample_t *)malloc (2000 * sizeof (s_sample_t));
+    store_fixture_sample_t *late =
+        (store_fixture_sample_t *)malloc (2000 * sizeof (store_fixture_sample_t));
     assert (late);
     size_t lates = 0;
     unsigned seed = 15;
     int64_t ts = base * 1000 + 50;
     while (ts < end * 1000 && lates < 1990) {
-        late[lates++] = (s_sample_t){ts, (double)(rand_r (&seed) % 50000) / 97.0};
+        late[lates++] = (store_fixture_sample_t){ts, (double)(rand_r (&seed) % 50000) / 97.0};
         int step = rand_r (&seed) % 200;
         ts += step == 0   ? 400000                                    //  offline
               : step == 1 ? 300000                                    //  exactly the gap
                           : 1000 + (int64_t)(rand_r (&seed) % 19000); //  1-20 s
     }
-    late[lates++] = (s_sample_t){end * 1000 + 100000, 7.0};
+    late[lates++] = (store_fixture_sample_t){end * 1000 + 100000, 7.0};
     s_insert_many (fixture, port, late, lates, 1);
     free (late);
     //  other: one reading 30 s before its range, two in it.
-    s_sample_t others[3] = {{base - 30, 4}, {base + 100, 6}, {base + 130, 2}};
+    store_fixture_sample_t others[3] = {{base - 30, 4}, {base + 100, 6}, {base + 130, 2}};
     s_insert_many (fixture, other, others, 3, 1000);
 
     int64_t compared = 0;
@@ -1699,7 +1308,7 @@ s_ranges_test (const char *database, bool verbose)
     s_mark_range (fixture, other, base + 100, base + 130);
     int64_t written = store_maintenance_rollup_marks (self);
     assert (written >= 100);
-    assert (s_marks (fixture, port) == 0 && s_marks (fixture, other) == 0);
+    assert (store_fixture_marks (fixture, port) == 0 && store_fixture_marks (fixture, other) == 0);
     assert (s_differ_from_scratch (fixture, port, base - 600, end + 600, &compared) == 0);
     assert (compared >= 100);
     assert (s_differ_from_scratch (fixture, other, base - 600, end + 600, &compared) == 0);
@@ -1745,104 +1354,6 @@ s_ranges_test (const char *database, bool verbose)
     store_fixture_destroy (&fixture);
     if (verbose)
         printf ("   ranges of late minutes: OK\n");
-}
-
-//  A store killed right after committing a late reading: its mark is in
-//  rollup_marks, and the next process's first run re-rolls the minutes it
-//  changed (older than the lookback, so only the mark can bring them).
-static void
-s_restart_test (const char *database, bool verbose)
-{
-    store_fixture_t *fixture = store_fixture_new (database, 1);
-    const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
-    store_maintenance_step (self); //  connects, and the first run
-    int64_t high = store_maintenance_rolled (self);
-    int64_t minute = high - 40 * 60;
-    s_sample_t samples[2] = {{minute + 10, 2}, {minute + 70, 7}};
-    s_insert (fixture, port, samples[0].ts, samples[0].power);
-    char minute_text[24];
-    snprintf (minute_text, sizeof (minute_text), "%" PRId64, minute);
-    const char *minute_params[1] = {minute_text};
-    PQclear (store_fixture_sql (fixture,
-                                "SELECT phantom_rollup (to_timestamp ($1::bigint),"
-                                "                       to_timestamp ($1::bigint + 60))",
-                                1, minute_params));
-    s_check_minute (fixture, port, samples, 1, minute); //  its last interval open
-
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
-    s_lane_push (server, push, fixture, port, samples[1].ts, samples[1].power);
-    //  Killed here: no run of this maintenance, no more of these lanes.
-    zsock_destroy (&push);
-    store_server_destroy (&server);
-    store_maintenance_destroy (&self);
-    assert (s_marks (fixture, port) == 1);
-
-    self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
-    store_maintenance_step (self);
-    assert (s_marks (fixture, port) == 0);
-    s_check_minute (fixture, port, samples, 2, minute); //  2 -> 7 W over 60 s
-    s_check_minute (fixture, port, samples, 2, minute + 60);
-    store_maintenance_destroy (&self);
-    store_fixture_destroy (&fixture);
-    if (verbose)
-        printf ("   marks across a restart: OK\n");
-}
-
-//  Readings in order at their time write no marks once the lane knows the
-//  port (its first reading after a start marks the minute before it: its
-//  predecessor may be there); a late one does.
-static void
-s_in_order_test (const char *database, bool verbose)
-{
-    store_fixture_t *fixture = store_fixture_new (database, 1);
-    const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
-    //  The run rolls up to the minute that ended S_SETTLE_SECONDS ago:
-    //  started well inside a minute, its watermark is this minute's start
-    //  and the first reading's mark (the minute before) is below it.
-    while (zclock_time () / 1000 % 60 <= S_SETTLE_SECONDS || zclock_time () / 1000 % 60 >= 55)
-        zclock_sleep (250);
-    store_maintenance_step (self);
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
-
-    int64_t now = zclock_time () / 1000;
-    assert (now - now % 60 == store_maintenance_rolled (self)); //  now's minute not rolled up yet
-    s_lane_push (server, push, fixture, port, now, 5);
-    assert (s_marks (fixture, port) == 1);
-    assert (store_maintenance_rollup_marks (self) >= 0);
-    assert (s_marks (fixture, port) == 0);
-    for (int64_t at = 1; at <= 4; at++) {
-        s_lane_push (server, push, fixture, port, now + at, 5 + at);
-        assert (s_marks (fixture, port) == 0);
-    }
-    s_lane_push (server, push, fixture, port, now - 3600, 1);
-    assert (s_marks (fixture, port) == 1);
-    zsock_destroy (&push);
-    store_server_destroy (&server);
-    store_maintenance_destroy (&self);
-    store_fixture_destroy (&fixture);
-    if (verbose)
-        printf ("   readings in order mark nothing: OK\n");
 }
 
 static void *
@@ -1912,21 +1423,22 @@ store_maintenance_test (bool verbose)
 
     //  port0: three minutes at 10 s, then a gap longer than the limit
     //  (that interval counts for nothing), then two readings 30 s apart.
-    s_sample_t samples0[32];
+    store_fixture_sample_t samples0[32];
     size_t count0 = 0;
     for (int index = 0; index < 18; index++)
-        samples0[count0++] = (s_sample_t){base + 10 * index, (index * 37 % 23) + 0.25 * index};
-    samples0[count0++] = (s_sample_t){base + 500, 7.5};
-    samples0[count0++] = (s_sample_t){base + 530, 12.0};
+        samples0[count0++] =
+            (store_fixture_sample_t){base + 10 * index, (index * 37 % 23) + 0.25 * index};
+    samples0[count0++] = (store_fixture_sample_t){base + 500, 7.5};
+    samples0[count0++] = (store_fixture_sample_t){base + 530, 12.0};
     for (size_t index = 0; index < count0; index++)
-        s_insert (fixture, port0, samples0[index].ts, samples0[index].power);
+        store_fixture_reading (fixture, port0, samples0[index].ts, samples0[index].power);
     //  port1: a minute 40 minutes back, beyond the lookback: only the
     //  catch-up from the watermark reaches it.
-    s_sample_t samples1[16] = {
+    store_fixture_sample_t samples1[16] = {
         {base - 2400, 3}, {base - 2380, 4}, {base - 2360, 8}, {base + 5, 2}, {base + 65, 1}};
     size_t count1 = 5;
     for (size_t index = 0; index < count1; index++)
-        s_insert (fixture, port1, samples1[index].ts, samples1[index].power);
+        store_fixture_reading (fixture, port1, samples1[index].ts, samples1[index].power);
 
     //  As after an hour's downtime.
     char watermark_text[24];
@@ -1945,27 +1457,27 @@ store_maintenance_test (bool verbose)
                                1, high_params) == 1);
     int64_t minutes0[] = {base, base + 60, base + 120, base + 480};
     for (size_t index = 0; index < 4; index++)
-        s_check_minute (fixture, port0, samples0, count0, minutes0[index]);
+        store_fixture_check_minute (fixture, port0, samples0, count0, minutes0[index]);
     const char *port_params[1] = {port0};
     assert (store_fixture_int (fixture,
                                "SELECT count (*) FROM readings_minute"
                                " WHERE port_id = $1::uuid",
                                1, port_params) == 4);
-    s_check_minute (fixture, port1, samples1, count1, base - 2400);
-    s_check_minute (fixture, port1, samples1, count1, base);
-    s_check_minute (fixture, port1, samples1, count1, base + 60);
+    store_fixture_check_minute (fixture, port1, samples1, count1, base - 2400);
+    store_fixture_check_minute (fixture, port1, samples1, count1, base);
+    store_fixture_check_minute (fixture, port1, samples1, count1, base + 60);
 
     //  A late reading in a minute already rolled up: the next run has it.
-    memmove (samples0 + 8, samples0 + 7, (count0 - 7) * sizeof (s_sample_t));
-    samples0[7] = (s_sample_t){base + 65, 1000};
+    memmove (samples0 + 8, samples0 + 7, (count0 - 7) * sizeof (store_fixture_sample_t));
+    samples0[7] = (store_fixture_sample_t){base + 65, 1000};
     count0++;
-    s_insert (fixture, port0, base + 65, 1000);
+    store_fixture_reading (fixture, port0, base + 65, 1000);
     //  (Written behind the store's back: marked as its lanes would.)
     s_mark_range (fixture, port0, base + 65, base + 65);
     assert (store_maintenance_rollup (self) >= 2);
-    assert (s_marks (fixture, port0) == 0);
+    assert (store_fixture_marks (fixture, port0) == 0);
     for (size_t index = 0; index < 4; index++)
-        s_check_minute (fixture, port0, samples0, count0, minutes0[index]);
+        store_fixture_check_minute (fixture, port0, samples0, count0, minutes0[index]);
 
     //  A minute rolled up is not rolled again when nothing late came:
     //  a value changed behind the store's back stays.
@@ -1983,79 +1495,17 @@ store_maintenance_test (bool verbose)
     store_fixture_text (fixture, spoiled, 2, spoil_params, flag, sizeof (flag));
     assert (streq (flag, "t"));
 
-    //  Late readings through a lane, marked by it in their transaction
-    s_lane_readings (self, fixture, database, port0, port1, samples1, &count1, base, high, verbose);
-    store_fixture_text (fixture, spoiled, 2, spoil_params, flag, sizeof (flag));
-    assert (streq (flag, "t")); //  untouched by all that
     s_mark_range (fixture, port0, base + 60, base + 60);
     assert (store_maintenance_rollup (self) >= 1);
-    s_check_minute (fixture, port0, samples0, count0, base + 60);
+    store_fixture_check_minute (fixture, port0, samples0, count0, base + 60);
 
-    //  Retention: days 40 back exist, one old reading and old rollups.
-    PQclear (store_fixture_sql (fixture, "SELECT phantom_ensure_partitions (40, 0)", 0, NULL));
-    PQclear (
-        store_fixture_sql (fixture, "SELECT phantom_ensure_rollup_partitions (30, 0)", 0, NULL));
-    PQclear (
-        store_fixture_sql (fixture,
-                           "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
-                           " VALUES ($1::uuid, (current_date - 35)::timestamp AT TIME ZONE 'UTC' + "
-                           "interval '12 hours',"
-                           "         230, 0, 1, 1)",
-                           1, port_params));
-    PQclear (store_fixture_sql (
-        fixture,
-        "INSERT INTO readings_minute (port_id, minute, min_power, mean_power, max_power,"
-        " energy_wh, samples) SELECT $1::uuid, date_trunc ('month', current_date)::timestamp"
-        " AT TIME ZONE 'UTC' - make_interval (months => months) + interval '1 day', 1, 1, 1, 0, 1"
-        " FROM unnest (ARRAY [26, 23]) months",
-        1, port_params));
-    //  readings_<cutoff> is the oldest day kept; rollups by month.
-    char raw_bound[32], rollup_bound[32];
-    store_fixture_text (fixture, "SELECT 'readings_' || to_char (current_date - 30, 'YYYYMMDD')", 0,
-                        NULL, raw_bound, sizeof (raw_bound));
-    store_fixture_text (fixture,
-                        "SELECT 'readings_minute_' || to_char (current_date - 730, 'YYYYMM')", 0,
-                        NULL, rollup_bound, sizeof (rollup_bound));
-    const char *raw_pattern = "^readings_[0-9]{8}$";
-    int64_t old_days = s_partitions_before (fixture, "readings", raw_pattern, raw_bound);
-    assert (old_days >= 10);
-    int64_t readings_before = store_fixture_int (
-        fixture, "SELECT count (*) FROM readings WHERE port_id = $1::uuid", 1, port_params);
-
-    //  Not rolled up that far back: the raw partitions stay.
-    char saved[64];
-    store_fixture_text (fixture, "SELECT watermark::text FROM rollup_state", 0, NULL, saved,
-                        sizeof (saved));
-    PQclear (store_fixture_sql (fixture,
-                                "UPDATE rollup_state SET watermark ="
-                                " (current_date - 31)::timestamp AT TIME ZONE 'UTC'",
-                                0, NULL));
-    assert (store_maintenance_drop (self) == -1);
-    const char *saved_params[1] = {saved};
-    PQclear (store_fixture_sql (fixture, "UPDATE rollup_state SET watermark = $1::timestamptz", 1,
-                                saved_params));
-    assert (s_partitions_before (fixture, "readings", raw_pattern, raw_bound) == old_days);
-
-    assert (store_maintenance_drop (self) >= old_days);
-    assert (s_partitions_before (fixture, "readings", raw_pattern, raw_bound) == 0);
-    const char *keep_params[1] = {raw_bound};
-    assert (store_fixture_int (fixture, "SELECT (to_regclass ($1) IS NOT NULL)::int", 1,
-                               keep_params) == 1);
-    assert (store_fixture_int (fixture, "SELECT count (*) FROM readings WHERE port_id = $1::uuid",
-                               1, port_params) == readings_before - 1);
-    assert (s_partitions_before (fixture, "readings_minute", "^readings_minute_[0-9]{6}$",
-                                 rollup_bound) == 0);
-    assert (store_fixture_int (fixture,
-                               "SELECT count (*) FROM readings_minute"
-                               " WHERE port_id = $1::uuid AND minute < now () - interval '1 year'",
-                               1, port_params) == 1);
     store_maintenance_destroy (&self);
 
     //  On its own thread: rolls up at once, and stops promptly.
     self = store_maintenance_new (database, &policy, verbose);
     assert (self);
     int64_t recent = high - 120;
-    s_insert (fixture, port1, recent, 42);
+    store_fixture_reading (fixture, port1, recent, 42);
     assert (store_maintenance_start (self) == 0);
     char recent_text[24];
     snprintf (recent_text, sizeof (recent_text), "%" PRId64, recent);
@@ -2086,10 +1536,7 @@ store_maintenance_test (bool verbose)
     s_memory_rollups (database, verbose);
     s_reported_test (database, verbose);
     s_lanes_from_test (database, verbose);
-    s_first_reading_test (database, verbose);
     s_ranges_test (database, verbose);
-    s_restart_test (database, verbose);
-    s_in_order_test (database, verbose);
     s_wait_test (database, verbose);
     printf ("OK\n");
 }

@@ -1,5 +1,5 @@
 /*  =========================================================================
-    store_maintenance - rollups and retention, on a connection of its own
+    store_maintenance - rollups and retention, on a session of its own
 
     Keeps readings_minute (per port and minute: min, mean, max, energy,
     reported seconds, samples; deploy/migrations/007_retention.sql and
@@ -27,10 +27,10 @@
     run after a start also re-rolls the last lookback_minutes of every port
     (the lanes' minutes of an earlier process were in its memory), and so
     does a run after a lane's rollup dropped minutes.
-    Every hour: creates the months of rollups ahead (readings'
-    daily partitions are the writer's). Every day: drops raw partitions
-    older than retention_days, but only once they are rolled up, and rollups
-    older than rollup_retention_days; 0 keeps either forever.
+    Between the runs, on the same session: the rollups' housekeeping
+    (store_housekeeping.h: months of rollups ahead; raw partitions older
+    than retention_days, once rolled up, and rollups older than
+    rollup_retention_days dropped; 0 keeps either forever).
     =========================================================================
 */
 #ifndef STORE_MAINTENANCE_H_INCLUDED
@@ -66,14 +66,11 @@ void store_maintenance_destroy (store_maintenance_t **self_p);
 //  then the thread's alone. 0, or -1 if the thread cannot start.
 int store_maintenance_start (store_maintenance_t *self);
 
-//  Does what is due: connect, rollup, partitions ahead, retention.
+//  Does what is due: connect, partitions ahead, rollup, retention.
 void store_maintenance_step (store_maintenance_t *self);
 
-//  Each task once, now. Rollup: the number of minutes written; drop: the
-//  partitions dropped (raw and rollups). -1 on failure (logged).
+//  A rollup run, now: the number of minutes written, -1 on failure (logged).
 int64_t store_maintenance_rollup (store_maintenance_t *self);
-int store_maintenance_ensure (store_maintenance_t *self);
-int store_maintenance_drop (store_maintenance_t *self);
 
 //  phantom_rollup's gap limit: a longer interval counts for no energy and
 //  no reported time (the port was offline).
@@ -105,6 +102,16 @@ int64_t store_maintenance_rollup_marks (store_maintenance_t *self);
 //  STORE_MAINTENANCE_ROLLUPS_MAX or out of memory.
 #define STORE_MAINTENANCE_ROLLUPS_MAX 64
 store_rollup_t *store_maintenance_new_rollup (store_maintenance_t *self);
+
+//  Tests of the lanes (store_server.c): as if the store had started in
+//  minute (seconds since the epoch, a whole minute) and rolled up to it;
+//  before the first store_maintenance_new_rollup.
+void store_maintenance_set_start (store_maintenance_t *self, int64_t minute);
+
+//  A minute is rolled up this long (seconds) after it ended: readings of
+//  its last moments are still on their way through gateway, detector and
+//  store.
+#define STORE_MAINTENANCE_SETTLE_SECONDS 5
 
 //  Self test (needs PHANTOM_TEST_DATABASE)
 void store_maintenance_test (bool verbose);

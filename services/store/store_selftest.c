@@ -11,10 +11,13 @@
 #include <czmq.h>
 
 #include "store_batch.h"
+#include "store_column.h"
 #include "store_fixture.h"
+#include "store_housekeeping.h"
 #include "store_maintenance.h"
 #include "store_rollup.h"
 #include "store_server.h"
+#include "store_session.h"
 #include "store_writer.h"
 
 #define S_SKIP 77
@@ -24,8 +27,11 @@ static const struct {
     void (*test) (bool verbose);
     bool database;                  //  needs PHANTOM_TEST_DATABASE
 } s_tests [] = {
+    { "store_column", store_column_test, false },
     { "store_rollup", store_rollup_test, false },
     { "store_batch", store_batch_test, false },
+    { "store_session", store_session_test, true },
+    { "store_housekeeping", store_housekeeping_test, true },
     { "store_writer", store_writer_test, true },
     { "store_server", store_server_test, true },
     { "store_maintenance", store_maintenance_test, true },

@@ -757,6 +757,308 @@ s_push (zsock_t *push, const proto_verdict_t *verdict)
     proto_buffer_release (&buffer);
 }
 
+//  --------------------------------------------------------------------------
+//  Lanes and the maintenance: the lanes keep their ports' minutes and mark
+//  late readings in their transactions (s_mark, s_track); the
+//  maintenance's runs take both (store_maintenance.h).
+
+//  Pushes a verdict of port at ts (seconds) to the server and steps it
+//  until a lane has written (and added to its rollup) one more batch.
+static void
+s_lane_push (store_server_t *server, zsock_t *push, store_fixture_t *fixture, const char *port,
+             int64_t ts, double power)
+{
+    static uint64_t request = 0;
+    proto_verdict_t verdict;
+    store_fixture_verdict (fixture, &verdict, "gwM", ++request, port, "", ts * 1000, power,
+                           PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+    proto_buffer_t buffer;
+    proto_buffer_init (&buffer);
+    int rc = proto_verdict_encode (&verdict, &buffer);
+    assert (rc == 0);
+    uint64_t before = store_server_batches (server);
+    rc = zmq_send (zsock_resolve (push), buffer.data, buffer.size, 0);
+    assert (rc == (int)buffer.size);
+    proto_buffer_release (&buffer);
+    int64_t deadline = zclock_mono () + 5000;
+    while (store_server_batches (server) == before) {
+        assert (zclock_mono () < deadline);
+        store_server_step (server, 10);
+    }
+}
+
+//  Late readings through a store server's lane: one for a minute older
+//  than the lookback (changing that minute and the energy of the one
+//  before), and in order the first reading after the last rolled minute
+//  (whose last interval was open). samples1 is port1's readings.
+static void
+s_lane_readings (store_maintenance_t *self, store_fixture_t *fixture, const char *database,
+                 const char *port0, const char *port1, store_fixture_sample_t *samples1,
+                 size_t *count1, int64_t base, int64_t high, bool verbose)
+{
+    (void)port0;
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
+    assert (server);
+    store_server_set_maintenance (server, self);
+    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
+    assert (push);
+    zsock_set_sndtimeo (push, 1000);
+    assert (store_fixture_marks (fixture, port1) == 0);
+
+    //  port1 has base - 2400, - 2380, - 2360 (3, 4, 8 W), then base + 5;
+    //  one at base - 2335 is a new minute, and turns the interval from
+    //  base - 2360 (longer than the gap before) into energy of its minute.
+    //  Its mark is in rollup_marks as soon as the lane has written it.
+    s_lane_push (server, push, fixture, port1, base - 2335, 5);
+    memmove (samples1 + 4, samples1 + 3, 2 * sizeof (store_fixture_sample_t));
+    samples1[3] = (store_fixture_sample_t){base - 2335, 5};
+    (*count1)++;
+    assert (store_fixture_marks (fixture, port1) == 1);
+    assert (store_maintenance_rollup (self) >= 2);
+    assert (store_fixture_marks (fixture, port1) == 0);
+    store_fixture_check_minute (fixture, port1, samples1, *count1, base - 2400);
+    store_fixture_check_minute (fixture, port1, samples1, *count1, base - 2340);
+    store_fixture_check_minute (fixture, port1, samples1, *count1, base);
+    store_fixture_check_minute (fixture, port1, samples1, *count1, base + 60);
+
+    //  In order: the last rolled-up minute of port1 gets a reading (late
+    //  itself), rolled up with its last interval open; then the next
+    //  reading comes, after that minute: it closes the interval.
+    int64_t rolled = store_maintenance_rolled (self);
+    assert (rolled >= high);
+    int64_t last_minute = rolled - 60;
+    s_lane_push (server, push, fixture, port1, last_minute + 50, 20);
+    samples1[(*count1)++] = (store_fixture_sample_t){last_minute + 50, 20};
+    assert (store_maintenance_rollup (self) >= 1);
+    assert (store_maintenance_rolled (self) >= rolled);
+    rolled = store_maintenance_rolled (self);
+    store_fixture_check_minute (fixture, port1, samples1, *count1, last_minute);
+    int64_t next_ts = rolled + 1; //  rolled is at least 5 s back
+    s_lane_push (server, push, fixture, port1, next_ts, 30);
+    samples1[(*count1)++] = (store_fixture_sample_t){next_ts, 30};
+    assert (store_fixture_marks (fixture, port1) == 1); //  last_minute's
+    store_maintenance_rollup (self);
+    store_fixture_check_minute (fixture, port1, samples1, *count1, last_minute);
+    assert (store_fixture_marks (fixture, port1) == 0);
+
+    zsock_destroy (&push);
+    store_server_destroy (&server);
+}
+
+//  Late readings through a lane after a catch-up of an hour's downtime
+//  (port1: a minute 40 minutes back, beyond the lookback, and two recent
+//  ones); a minute of port0 changed behind the store's back meanwhile
+//  stays as it is: the lanes' marks re-roll their readings' minutes only.
+static void
+s_late_test (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 2);
+    const char *port0 = fixture->ports[0];
+    const char *port1 = fixture->ports[1];
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    store_maintenance_step (self); //  connects and does what is due
+    int64_t high = store_fixture_int (
+        fixture,
+        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
+        " timestamptz 'epoch'))::bigint",
+        0, NULL);
+    int64_t base = high - 12 * 60;
+    store_fixture_sample_t samples1[16] = {
+        {base - 2400, 3}, {base - 2380, 4}, {base - 2360, 8}, {base + 5, 2}, {base + 65, 1}};
+    size_t count1 = 5;
+    for (size_t index = 0; index < count1; index++)
+        store_fixture_reading (fixture, port1, samples1[index].ts, samples1[index].power);
+    store_fixture_reading (fixture, port0, base + 65, 1000);
+    char watermark_text[24];
+    snprintf (watermark_text, sizeof (watermark_text), "%" PRId64, base - 3600);
+    const char *watermark_params[1] = {watermark_text};
+    PQclear (store_fixture_sql (fixture,
+                                "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1,
+                                watermark_params));
+    assert (store_maintenance_rollup (self) >= 4);
+    char minute_text[24];
+    snprintf (minute_text, sizeof (minute_text), "%" PRId64, base + 60);
+    const char *spoil_params[2] = {port0, minute_text};
+    PQclear (store_fixture_sql (fixture,
+                                "UPDATE readings_minute SET max_power = -1"
+                                " WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)",
+                                2, spoil_params));
+    const char *spoiled = "SELECT max_power = -1 FROM readings_minute"
+                          " WHERE port_id = $1::uuid AND minute = to_timestamp ($2::bigint)";
+
+    s_lane_readings (self, fixture, database, port0, port1, samples1, &count1, base, high, verbose);
+    char flag[8];
+    store_fixture_text (fixture, spoiled, 2, spoil_params, flag, sizeof (flag));
+    assert (streq (flag, "t")); //  untouched by all that
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   late readings through a lane: OK\n");
+}
+
+//  A port's first reading through a lane, in a minute the lane's rollup
+//  has whole, after a start: it marks the minute before, whose re-roll
+//  reaches the reading's predecessor (in the table from before the start)
+//  and gives it the interval up to the reading; its own minute is the
+//  rollup's, not re-rolled from the table (a reading put there behind the
+//  lane's back shows which path wrote it).
+static void
+s_first_reading_test (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 1);
+    const char *port = fixture->ports[0];
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    int64_t base = store_fixture_int (
+        fixture,
+        "SELECT extract (epoch FROM date_bin ('1 minute', now (), timestamptz 'epoch'))::bigint"
+        " - 300",
+        0, NULL);
+    store_fixture_sample_t samples[4];
+    size_t count = 0;
+    store_fixture_reading (fixture, port, base - 110, 4); //  the predecessor
+    samples[count++] = (store_fixture_sample_t){base - 110, 4};
+    store_maintenance_step (self);
+    store_maintenance_rollup (self); //  the first run after a start falls back: done
+    store_fixture_check_minute (fixture, port, samples, count,
+                                base - 120); //  its last interval open
+
+    //  As if the store had started in minute base, rolled up to it.
+    store_maintenance_set_start (self, base);
+    char base_text[24];
+    snprintf (base_text, sizeof (base_text), "%" PRId64, base);
+    const char *base_params[1] = {base_text};
+    PQclear (store_fixture_sql (
+        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
+    assert (server);
+    store_server_set_maintenance (server, self);
+    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
+    assert (push);
+    zsock_set_sndtimeo (push, 1000);
+    s_lane_push (server, push, fixture, port, base + 30, 6);
+    samples[count++] = (store_fixture_sample_t){base + 30, 6};
+    assert (store_fixture_marks (fixture, port) == 1);
+    store_fixture_reading (fixture, port, base + 45, 999); //  behind the lane's back
+
+    assert (store_maintenance_rollup (self) >= 2);
+    store_fixture_check_minute (fixture, port, samples, count,
+                                base - 120);                          //  (4 + 6) / 2 W for 140 s
+    store_fixture_check_minute (fixture, port, samples, count, base); //  without the 999 W
+    zsock_destroy (&push);
+    store_server_destroy (&server);
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   a port's first reading after a start: OK\n");
+}
+
+//  A store killed right after committing a late reading: its mark is in
+//  rollup_marks, and the next process's first run re-rolls the minutes it
+//  changed (older than the lookback, so only the mark can bring them).
+static void
+s_restart_test (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 1);
+    const char *port = fixture->ports[0];
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    store_maintenance_step (self); //  connects, and the first run
+    int64_t high = store_maintenance_rolled (self);
+    int64_t minute = high - 40 * 60;
+    store_fixture_sample_t samples[2] = {{minute + 10, 2}, {minute + 70, 7}};
+    store_fixture_reading (fixture, port, samples[0].ts, samples[0].power);
+    char minute_text[24];
+    snprintf (minute_text, sizeof (minute_text), "%" PRId64, minute);
+    const char *minute_params[1] = {minute_text};
+    PQclear (store_fixture_sql (fixture,
+                                "SELECT phantom_rollup (to_timestamp ($1::bigint),"
+                                "                       to_timestamp ($1::bigint + 60))",
+                                1, minute_params));
+    store_fixture_check_minute (fixture, port, samples, 1, minute); //  its last interval open
+
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
+    assert (server);
+    store_server_set_maintenance (server, self);
+    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
+    assert (push);
+    zsock_set_sndtimeo (push, 1000);
+    s_lane_push (server, push, fixture, port, samples[1].ts, samples[1].power);
+    //  Killed here: no run of this maintenance, no more of these lanes.
+    zsock_destroy (&push);
+    store_server_destroy (&server);
+    store_maintenance_destroy (&self);
+    assert (store_fixture_marks (fixture, port) == 1);
+
+    self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    store_maintenance_step (self);
+    assert (store_fixture_marks (fixture, port) == 0);
+    store_fixture_check_minute (fixture, port, samples, 2, minute); //  2 -> 7 W over 60 s
+    store_fixture_check_minute (fixture, port, samples, 2, minute + 60);
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   marks across a restart: OK\n");
+}
+
+//  Readings in order at their time write no marks once the lane knows the
+//  port (its first reading after a start marks the minute before it: its
+//  predecessor may be there); a late one does.
+static void
+s_in_order_test (const char *database, bool verbose)
+{
+    store_fixture_t *fixture = store_fixture_new (database, 1);
+    const char *port = fixture->ports[0];
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
+    assert (self);
+    //  The run rolls up to the minute that ended STORE_MAINTENANCE_SETTLE_SECONDS ago:
+    //  started well inside a minute, its watermark is this minute's start
+    //  and the first reading's mark (the minute before) is below it.
+    while (zclock_time () / 1000 % 60 <= STORE_MAINTENANCE_SETTLE_SECONDS ||
+           zclock_time () / 1000 % 60 >= 55)
+        zclock_sleep (250);
+    store_maintenance_step (self);
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
+    assert (server);
+    store_server_set_maintenance (server, self);
+    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
+    assert (push);
+    zsock_set_sndtimeo (push, 1000);
+
+    int64_t now = zclock_time () / 1000;
+    assert (now - now % 60 == store_maintenance_rolled (self)); //  now's minute not rolled up yet
+    s_lane_push (server, push, fixture, port, now, 5);
+    assert (store_fixture_marks (fixture, port) == 1);
+    assert (store_maintenance_rollup_marks (self) >= 0);
+    assert (store_fixture_marks (fixture, port) == 0);
+    for (int64_t at = 1; at <= 4; at++) {
+        s_lane_push (server, push, fixture, port, now + at, 5 + at);
+        assert (store_fixture_marks (fixture, port) == 0);
+    }
+    s_lane_push (server, push, fixture, port, now - 3600, 1);
+    assert (store_fixture_marks (fixture, port) == 1);
+    zsock_destroy (&push);
+    store_server_destroy (&server);
+    store_maintenance_destroy (&self);
+    store_fixture_destroy (&fixture);
+    if (verbose)
+        printf ("   readings in order mark nothing: OK\n");
+}
+
 void
 store_server_test (bool verbose)
 {
@@ -1014,5 +1316,10 @@ store_server_test (bool verbose)
     zsock_destroy (&sub);
     store_server_destroy (&server);
     store_fixture_destroy (&fixture);
+
+    s_late_test (database, verbose);
+    s_first_reading_test (database, verbose);
+    s_restart_test (database, verbose);
+    s_in_order_test (database, verbose);
     printf ("OK\n");
 }

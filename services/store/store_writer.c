@@ -3,6 +3,9 @@
     =========================================================================
 */
 #include "store_writer.h"
+#include "proto_pg.h"
+#include "store_housekeeping.h"
+#include "store_session.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -33,7 +36,7 @@
 //  and episodes when due) in one pipeline, one round trip; so is a large
 //  one. Parameters travel in binary (store_batch_*_binary), times as
 //  timestamptz: no array text to parse, no conversion per row. With
-//  generic plans (s_session_setup) a transaction of ~10 readings costs
+//  generic plans (s_settings_durable) a transaction of ~10 readings costs
 //  PostgreSQL ~20-35 % less CPU than text arrays, custom plans and two
 //  statements (one statement instead of two: ~10 % of it); a batch of
 //  1000 costs the same as text keys + binary COPY of the readings (B-tree
@@ -43,7 +46,7 @@
 //  The arrays are unnested in the select list, in lockstep, not in FROM:
 //  a function in FROM is first materialised into a tuplestore, which cost
 //  0.8 us per 7-column row against 0.2 us here (a million rows, psql).
-static const char *s_write_sql =
+static const char s_write_sql[] =
     "WITH k AS (INSERT INTO reading_keys (device_id, reading_key, ts, reading_id)"
     "           SELECT unnest ($1::bigint[]), unnest ($2::text[]), unnest ($3::timestamptz[]),"
     "                  unnest ($4::bigint[]))"
@@ -54,7 +57,7 @@ static const char *s_write_sql =
 #define S_WRITE_PARAMS (STORE_KEYS_PARAMS + STORE_READINGS_PARAMS)
 
 //  Readings alone: a batch without keys, or after the safe form of keys.
-static const char *s_readings_sql =
+static const char s_readings_sql[] =
     "INSERT INTO readings (id, port_id, ts, voltage, current, power, status)"
     " SELECT unnest ($1::bigint[]), unnest ($2::uuid[]), unnest ($3::timestamptz[]),"
     "        unnest ($4::float8[]), unnest ($5::float8[]), unnest ($6::float8[]),"
@@ -66,46 +69,23 @@ static const char *s_readings_sql =
 //  only: no plan, generic or custom, can make it a scan of reading_keys.
 //  A key that another writer committed while this statement waited for
 //  it is not in the statement's snapshot: NULL, and the attempt is retried.
-//  Text parameters (store_batch_keys_params): it is the rare path.
-static const char *s_keys_safe_sql =
-    "WITH u AS (SELECT * FROM unnest ($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])"
-    "           WITH ORDINALITY AS u (device_id, reading_key, ts_ms, reading_id, n)),"
+//  The parameters are the fast form's keys (store_batch_keys_params).
+static const char s_keys_safe_sql[] =
+    "WITH u AS (SELECT * FROM unnest ($1::bigint[], $2::text[], $3::timestamptz[], $4::bigint[])"
+    "           WITH ORDINALITY AS u (device_id, reading_key, ts, reading_id, n)),"
     " ins AS (INSERT INTO reading_keys (device_id, reading_key, reading_id, ts)"
-    "         SELECT device_id, reading_key, reading_id, " S_TS (
-        "ts_ms") "         FROM u ORDER BY n"
-                 "         ON CONFLICT DO NOTHING"
-                 "         RETURNING reading_id)"
-                 " SELECT u.n, (SELECT array [k.reading_id, (extract (epoch FROM k.ts) * "
-                 "1000)::bigint]"
-                 "              FROM reading_keys k"
-                 "              WHERE k.device_id = u.device_id AND k.reading_key = u.reading_key)"
-                 " FROM u WHERE u.reading_id NOT IN (SELECT reading_id FROM ins)";
+    "         SELECT device_id, reading_key, reading_id, ts FROM u ORDER BY n"
+    "         ON CONFLICT DO NOTHING"
+    "         RETURNING reading_id)"
+    " SELECT u.n, (SELECT array [k.reading_id, (extract (epoch FROM k.ts) * 1000)::bigint]"
+    "              FROM reading_keys k"
+    "              WHERE k.device_id = u.device_id AND k.reading_key = u.reading_key)"
+    " FROM u WHERE u.reading_id NOT IN (SELECT reading_id FROM ins)";
 
 //  A block of reading ids, taken outside any transaction (sequences are
 //  not transactional: an id is never handed out twice, rolled back or not).
-static const char *s_ids_sql =
+static const char s_ids_sql[] =
     "SELECT nextval ('readings_id_seq') FROM generate_series (1, $1::int)";
-
-//  Keys older than the clients' retry window, swept from the heap a
-//  range of blocks at a time from a stored cursor: (deleted, wrapped)
-//  (deploy/migrations/010_prune_sweep.sql; no index on ts any more).
-static const char *s_prune_sql =
-    "SELECT deleted, wrapped FROM phantom_prune_reading_keys_sweep ($1::int, $2::int)";
-
-//  STORE_INSERT_COPY only (a choice for benchmarks): the transaction's
-//  start, its keys and its readings as one simple query, binary COPYs.
-//  A stored key fails the keys COPY (23505) as it fails the fast INSERT.
-static const char *s_copy_keys_sql =
-    "BEGIN;"
-    " COPY reading_keys (device_id, reading_key, reading_id, ts) FROM STDIN (FORMAT binary);"
-    " COPY readings (id, port_id, ts, voltage, current, power, status)"
-    " FROM STDIN (FORMAT binary)";
-static const char *s_copy_begin_sql =
-    "BEGIN;"
-    " COPY readings (id, port_id, ts, voltage, current, power, status)"
-    " FROM STDIN (FORMAT binary)";
-static const char *s_copy_sql = "COPY readings (id, port_id, ts, voltage, current, power, status)"
-                                " FROM STDIN (FORMAT binary)";
 
 //  Port rows (see store_batch.h for when). Status from the port's last
 //  verdict; since when: its last change, else this write if the stored
@@ -116,7 +96,7 @@ static const char *s_copy_sql = "COPY readings (id, port_id, ts, voltage, curren
 //  store_writer_test checks the plan).
 //  (Not clang-formatted: it would break the statement at every S_TS.)
 // clang-format off
-static const char *s_ports_sql =
+static const char s_ports_sql[] =
     "UPDATE ports p SET"
     "  status = coalesce (u.status, p.status),"
     "  status_since = CASE"
@@ -131,7 +111,7 @@ static const char *s_ports_sql =
     " WHERE p.id = u.id";
 // clang-format on
 
-static const char *s_episodes_sql =
+static const char s_episodes_sql[] =
     "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts, peak_watts,"
     "                      energy_wh, samples)"
     " SELECT port_id, user_id, " S_TS ("start_ms") ", " S_TS (
@@ -151,48 +131,28 @@ static const char *s_episodes_sql =
 //  readings, so no crash between this commit and the maintenance's re-roll
 //  can lose them (rollup_marks, migration 014). Only late readings have
 //  marks: a batch in order sends no such statement.
-static const char *s_marks_sql =
+static const char s_marks_sql[] =
     "INSERT INTO rollup_marks (port_id, first_minute, last_minute)"
     " SELECT unnest ($1::uuid[]), unnest ($2::timestamptz[]), unnest ($3::timestamptz[])";
 
 //  The prepared statements of every writer session, by name.
-static const struct {
-    const char *name;
-    const char **sql;
-} s_statements[] = {
-    {"store_write", &s_write_sql},         {"store_readings", &s_readings_sql},
-    {"store_keys_safe", &s_keys_safe_sql}, {"store_ids", &s_ids_sql},
-    {"store_prune", &s_prune_sql},         {"store_ports", &s_ports_sql},
-    {"store_episodes", &s_episodes_sql},   {"store_marks", &s_marks_sql},
+static const store_session_statement_t s_statements[] = {
+    {"store_write", s_write_sql},         {"store_readings", s_readings_sql},
+    {"store_keys_safe", s_keys_safe_sql}, {"store_ids", s_ids_sql},
+    {"store_ports", s_ports_sql},         {"store_episodes", s_episodes_sql},
+    {"store_marks", s_marks_sql},
 };
 #define S_STATEMENTS (sizeof (s_statements) / sizeof (s_statements[0]))
 
-#define S_BACKOFF_MIN_MS 100
 //  Ids taken from the sequence at a time: one round trip per this many
 //  readings (the rest are lost on a restart: gaps, never duplicates).
 #define S_ID_BLOCK 10000
 //  After a key conflict, the safe form of the keys statement for this long.
 #define S_SAFE_MS 10000
-//  reading_keys: kept for the clients' retry window (7 days), pruned by
-//  passes over the whole heap (no index on ts: one B-tree insert less per
-//  reading, 0.4-1.0 us of PostgreSQL CPU; BENCH.md): S_PRUNE_PAGES blocks
-//  per call, a call a second while a pass is on, the next pass
-//  S_PRUNE_EVERY_MS after one wraps (and at start). A key goes at most one
-//  pass interval after it turns 7 days old: keys live 7 days plus at most
-//  a day plus a pass. Why a day, not 10 minutes: a pass reads every key,
-//  ~0.1 us each, and a key is read by every pass of its 7 days, so a pass
-//  every 10 minutes would cost ~100 us per reading, a hundred times the
-//  index; daily passes ~0.7 us, off the write path. 4096 blocks (32 MB,
-//  ~400k keys) took 45-65 ms a call with nothing to delete, ~190 ms when
-//  every key went (5 M keys, warm cache): a 50 M-key table (~515k blocks)
-//  is a pass of ~2 minutes holding this connection ~50 ms a second.
-#define S_KEYS_KEEP_DAYS 7
-#define S_PRUNE_PAGES 4096
-#define S_PRUNE_EVERY_MS (24 * 3600 * 1000)
-#define S_PRUNE_SWEEP_MS 1000
+//  Reconnects: from 100 ms, doubling to this.
 #define S_BACKOFF_MAX_MS 2000
-#define S_PARTITIONS_EVERY_MS (3600 * 1000)
-#define S_PARTITIONS_RETRY_MS (60 * 1000)
+//  Bounds a wait on a lock held by someone else.
+#define S_STATEMENT_TIMEOUT_MS 30000
 
 //  How an attempt ended.
 typedef enum {
@@ -204,61 +164,19 @@ typedef enum {
 } s_outcome_t;
 
 struct _store_writer_t {
-    char *conninfo;        //  libpq connection string
-    bool verbose;          //  debug logs
-    PGconn *conn;          //  NULL while disconnected
-    store_insert_t insert; //  COPY or unnest INSERT
-    int64_t backoff;       //  next reconnect delay, ms
-    int64_t connect_at;    //  monotonic ms of the next connect attempt
-    int64_t partitions_at; //  monotonic ms of the next phantom_ensure_partitions
-    bool housekeeping;     //  this writer keeps partitions and prunes keys
-    int64_t prune_at;      //  monotonic ms of the next prune call
-    int64_t pass_deleted;  //  keys deleted by the pass in progress
-    int64_t safe_until;    //  monotonic ms until which keys use the safe form
-    int64_t *ids;          //  block of reading ids not handed out yet
-    size_t id_next;        //  next unused in ids
-    size_t id_count;       //  ids held
-    size_t id_capacity;    //  allocated
-    char error[256];       //  last error, for logs
+    store_session_t *session;           //  its PostgreSQL connection
+    store_housekeeping_t *housekeeping; //  readings' partitions, key pruning; NULL: another's
+    bool verbose;                       //  debug logs
+    int64_t safe_until;                 //  monotonic ms until which keys use the safe form
+    int64_t *ids;                       //  block of reading ids not handed out yet
+    size_t id_next;                     //  next unused in ids
+    size_t id_count;                    //  ids held
+    size_t id_capacity;                 //  allocated
+    char error[256];                    //  last error, for logs
 };
 
 //  --------------------------------------------------------------------------
-//  Connection handling
-
-//  libpq messages span lines; logs are one line per event.
-static char *
-s_one_line (char *text)
-{
-    size_t size = strlen (text);
-    while (size && (text[size - 1] == '\n' || text[size - 1] == ' '))
-        text[--size] = 0;
-    for (char *cursor = text; *cursor; cursor++)
-        if (*cursor == '\n' || *cursor == '\t')
-            *cursor = ' ';
-    return text;
-}
-
-//  The connection's last error as one line (kept in self->error).
-static const char *
-s_connection_error (store_writer_t *self)
-{
-    snprintf (self->error, sizeof (self->error), "%s",
-              self->conn ? PQerrorMessage (self->conn) : "out of memory");
-    return s_one_line (self->error);
-}
-
-static void
-s_disconnect (store_writer_t *self)
-{
-    if (self->conn) {
-        PQfinish (self->conn);
-        self->conn = NULL;
-    }
-    self->connect_at = zclock_mono () + self->backoff;
-    self->backoff *= 2;
-    if (self->backoff > S_BACKOFF_MAX_MS)
-        self->backoff = S_BACKOFF_MAX_MS;
-}
+//  The writers' session
 
 //  Process-wide, set once by main before any writer connects.
 static bool s_synchronous_commit = true;
@@ -269,136 +187,57 @@ store_writer_set_synchronous_commit (bool on)
     s_synchronous_commit = on;
 }
 
-//  A connection's last error as one line (in a buffer of this thread).
-static const char *
-s_conn_error (PGconn *conn)
+//  Durability is the point of the ack: synchronous_commit is forced to
+//  the default even if the server or role was configured otherwise.
+//  Generic plans: every statement is planned once per connection. A
+//  custom plan for each call cost 50-100 us of PostgreSQL CPU per small
+//  transaction (a quarter of it: BENCH.md, issue 5). The writer once used
+//  custom plans because a generic plan, made while a table was empty and
+//  never analysed, scanned all of it on every batch ever after
+//  (BENCHMARKS.md). That cannot come back: with sequential scans off,
+//  every statement here has an index path to each table it reads
+//  (store_writer_test explains every plan with the tables empty and
+//  unanalysed, then populated, and fails on any Seq Scan).
+//  No sequential scans: every statement of this connection touches a few
+//  rows by a key, and statistics can mislead (a table emptied by deletes,
+//  its index bloated: the planner then prices one index lookup above a
+//  scan of the whole heap). Only a penalty: without an index a scan still
+//  runs.
+//  No JIT: a plan whose estimate passes jit_above_cost (easily, with a
+//  penalised scan in it, or a misestimate) spent 0.1-1.5 s compiling for
+//  a statement that runs in a millisecond.
+//  Asynchronous commit is for the fault suite only: a commit, and so an
+//  ack, then returns before its WAL is on disk, and a PostgreSQL crash
+//  loses acknowledged readings; the negative control sets it to prove its
+//  checker catches such a loss.
+static const char *s_settings_durable[] = {"SET synchronous_commit = on",
+                                           "SET plan_cache_mode = force_generic_plan",
+                                           "SET enable_seqscan = off", "SET jit = off"};
+static const char *s_settings_fault[] = {"SET synchronous_commit = off",
+                                         "SET plan_cache_mode = force_generic_plan",
+                                         "SET enable_seqscan = off", "SET jit = off"};
+#define S_SETTINGS (sizeof (s_settings_durable) / sizeof (s_settings_durable[0]))
+
+//  The session of a writer connected now.
+static store_session_config_t
+s_session_config (void)
 {
-    static __thread char error[256];
-    snprintf (error, sizeof (error), "%s", PQerrorMessage (conn));
-    return s_one_line (error);
+    store_session_config_t config = {STORE_SESSION_WRITERS,
+                                     "store writer",
+                                     S_STATEMENT_TIMEOUT_MS,
+                                     S_BACKOFF_MAX_MS,
+                                     s_synchronous_commit ? s_settings_durable : s_settings_fault,
+                                     S_SETTINGS,
+                                     s_statements,
+                                     S_STATEMENTS};
+    return config;
 }
 
-//  Settings and prepared statements of a writer's session.
-static int
-s_session_setup (PGconn *conn)
+//  The connection, NULL while disconnected.
+static PGconn *
+s_conn (store_writer_t *self)
 {
-    //  Durability is the point of the ack: force the default even if the
-    //  server or role was configured otherwise. The timeout bounds a wait
-    //  on a lock held by someone else.
-    //  Generic plans: every statement is planned once per connection. A
-    //  custom plan for each call cost 50-100 us of PostgreSQL CPU per
-    //  small transaction (a quarter of it: BENCH.md, issue 5). The writer
-    //  once used custom plans because a generic plan, made while a table
-    //  was empty and never analysed, scanned all of it on every batch ever
-    //  after (BENCHMARKS.md). That cannot come back: with sequential scans
-    //  off, every statement here has an index path to each table it reads
-    //  (store_writer_test explains every plan with the tables empty and
-    //  unanalysed, then populated, and fails on any Seq Scan).
-    //  No sequential scans: every statement of this connection touches a
-    //  few rows by a key, and statistics can mislead (a table emptied by
-    //  deletes, its index bloated: the planner then prices one index
-    //  lookup above a scan of the whole heap). Only a penalty: without an
-    //  index a scan still runs.
-    //  No JIT: a plan whose estimate passes jit_above_cost (easily, with a
-    //  penalised scan in it, or a misestimate) spent 0.1-1.5 s compiling
-    //  for a statement that runs in a millisecond.
-    //  Asynchronous commit is for the fault suite only: a commit, and so an
-    //  ack, then returns before its WAL is on disk, and a PostgreSQL crash
-    //  loses acknowledged readings; the negative control sets it to prove
-    //  its checker catches such a loss.
-    const char *setup[] = {
-        s_synchronous_commit ? "SET synchronous_commit = on" : "SET synchronous_commit = off",
-        "SET statement_timeout = '30s'",
-        "SET plan_cache_mode = force_generic_plan",
-        "SET enable_seqscan = off",
-        "SET jit = off",
-    };
-    for (size_t index = 0; index < sizeof (setup) / sizeof (setup[0]); index++) {
-        PGresult *result = PQexec (conn, setup[index]);
-        bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
-        if (!ok)
-            zsys_error ("store writer - %s failed: %s", setup[index], s_conn_error (conn));
-        PQclear (result);
-        if (!ok)
-            return -1;
-    }
-    for (size_t index = 0; index < S_STATEMENTS; index++) {
-        PGresult *result =
-            PQprepare (conn, s_statements[index].name, *s_statements[index].sql, 0, NULL);
-        bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
-        if (!ok)
-            zsys_error ("store writer - prepare %s failed: %s", s_statements[index].name,
-                        s_conn_error (conn));
-        PQclear (result);
-        if (!ok)
-            return -1;
-    }
-    return 0;
-}
-
-static int
-s_session (store_writer_t *self)
-{
-    if (!s_synchronous_commit)
-        zsys_warning ("store writer - synchronous_commit = off: a crash of PostgreSQL"
-                      " loses acknowledged readings (fault tests only)");
-    return s_session_setup (self->conn);
-}
-
-PGconn *
-store_writer_connect_db (const char *conninfo, const char *application)
-{
-    assert (conninfo);
-    assert (application);
-    //  dbname comes last so that whatever the configured string says wins.
-    const char *keywords[] = {"connect_timeout",
-                              "keepalives_idle",
-                              "keepalives_interval",
-                              "keepalives_count",
-                              "tcp_user_timeout",
-                              "application_name",
-                              "dbname",
-                              NULL};
-    const char *values[] = {"5", "10", "3", "3", "15000", application, conninfo, NULL};
-    return PQconnectdbParams (keywords, values, 1);
-}
-
-static void
-s_connect (store_writer_t *self)
-{
-    self->conn = store_writer_connect_db (self->conninfo, STORE_WRITER_APPLICATION);
-    if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
-        zsys_warning ("store writer - cannot connect, retrying in %" PRId64 " ms: %s",
-                      self->backoff, s_connection_error (self));
-        s_disconnect (self);
-        return;
-    }
-    if (s_session (self)) {
-        s_disconnect (self);
-        return;
-    }
-    zsys_info ("store writer - connected (backend %d)", PQbackendPID (self->conn));
-    self->backoff = S_BACKOFF_MIN_MS;
-    self->partitions_at = 0; //  ensure them now
-}
-
-static void
-s_ensure_partitions (store_writer_t *self)
-{
-    PGresult *result = PQexec (self->conn, "SELECT phantom_ensure_partitions (7, 7)");
-    if (PQresultStatus (result) == PGRES_TUPLES_OK) {
-        self->partitions_at = zclock_mono () + S_PARTITIONS_EVERY_MS;
-        if (self->verbose)
-            zsys_debug ("store writer - partitions ensured");
-    } else {
-        //  Readings still land in readings_default meanwhile.
-        zsys_warning ("store writer - phantom_ensure_partitions failed: %s",
-                      s_connection_error (self));
-        self->partitions_at = zclock_mono () + S_PARTITIONS_RETRY_MS;
-    }
-    PQclear (result);
-    if (PQstatus (self->conn) != CONNECTION_OK)
-        s_disconnect (self);
+    return store_session_conn (self->session);
 }
 
 //  --------------------------------------------------------------------------
@@ -409,12 +248,16 @@ store_writer_new (const char *conninfo, bool verbose)
 {
     assert (conninfo);
     store_writer_t *self = (store_writer_t *)zmalloc (sizeof (store_writer_t));
-    self->conninfo = strdup (conninfo);
-    assert (self->conninfo);
+    store_session_config_t config = s_session_config ();
+    self->session = store_session_new (conninfo, &config, verbose);
     self->verbose = verbose;
-    self->insert = STORE_INSERT_AUTO;
-    self->backoff = S_BACKOFF_MIN_MS;
-    self->housekeeping = true;
+    if (self->session)
+        self->housekeeping =
+            store_housekeeping_new (self->session, STORE_HOUSEKEEPING_READINGS, 0, 0, verbose);
+    if (!self->session || !self->housekeeping) {
+        store_writer_destroy (&self);
+        return NULL;
+    }
     store_writer_maintain (self);
     return self;
 }
@@ -425,88 +268,55 @@ store_writer_destroy (store_writer_t **self_p)
     assert (self_p);
     if (*self_p) {
         store_writer_t *self = *self_p;
-        if (self->conn)
-            PQfinish (self->conn);
+        store_housekeeping_destroy (&self->housekeeping);
+        store_session_destroy (&self->session);
         free (self->ids);
-        free (self->conninfo);
         free (self);
         *self_p = NULL;
     }
-}
-
-void
-store_writer_set_insert (store_writer_t *self, store_insert_t insert)
-{
-    assert (self);
-    self->insert = insert;
 }
 
 int
 store_writer_backend (store_writer_t *self)
 {
     assert (self);
-    return self->conn ? PQbackendPID (self->conn) : 0;
+    return store_session_backend (self->session);
 }
 
 bool
 store_writer_connected (store_writer_t *self)
 {
     assert (self);
-    return self->conn && PQstatus (self->conn) == CONNECTION_OK;
-}
-
-//  One step of the sweep over reading_keys: the next step in a second
-//  while the pass goes on, the next pass a day after this one ended.
-static void
-s_prune (store_writer_t *self)
-{
-    char days[16], pages[16];
-    snprintf (days, sizeof (days), "%d", S_KEYS_KEEP_DAYS);
-    snprintf (pages, sizeof (pages), "%d", S_PRUNE_PAGES);
-    const char *params[2] = {days, pages};
-    PGresult *result = PQexecPrepared (self->conn, "store_prune", 2, params, NULL, NULL, 0);
-    int64_t now = zclock_mono ();
-    if (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1 &&
-        PQnfields (result) == 2) {
-        self->pass_deleted += atoll (PQgetvalue (result, 0, 0));
-        bool wrapped = streq (PQgetvalue (result, 0, 1), "t");
-        if (wrapped) {
-            if (self->verbose || self->pass_deleted)
-                zsys_debug ("store writer - pass over reading_keys: %" PRId64
-                            " keys older than %d days pruned",
-                            self->pass_deleted, S_KEYS_KEEP_DAYS);
-            self->pass_deleted = 0;
-        }
-        self->prune_at = now + (wrapped ? S_PRUNE_EVERY_MS : S_PRUNE_SWEEP_MS);
-    } else {
-        zsys_warning ("store writer - pruning reading_keys failed: %s", s_connection_error (self));
-        self->prune_at = now + S_PARTITIONS_RETRY_MS;
-    }
-    PQclear (result);
-    if (PQstatus (self->conn) != CONNECTION_OK)
-        s_disconnect (self);
+    return store_session_connected (self->session);
 }
 
 void
 store_writer_maintain (store_writer_t *self)
 {
     assert (self);
-    int64_t now = zclock_mono ();
-    if (!self->conn && now >= self->connect_at)
-        s_connect (self);
-    if (!self->housekeeping)
-        return;
-    if (self->conn && now >= self->partitions_at)
-        s_ensure_partitions (self);
-    if (self->conn && now >= self->prune_at)
-        s_prune (self);
+    if (store_session_ensure (self->session) == 1) {
+        if (!s_synchronous_commit)
+            zsys_warning ("store writer - synchronous_commit = off: a crash of PostgreSQL"
+                          " loses acknowledged readings (fault tests only)");
+        if (self->housekeeping)
+            store_housekeeping_connected (self->housekeeping);
+    }
+    if (self->housekeeping)
+        store_housekeeping_step (self->housekeeping);
 }
 
 void
 store_writer_set_housekeeping (store_writer_t *self, bool housekeeping)
 {
     assert (self);
-    self->housekeeping = housekeeping;
+    if (!housekeeping)
+        store_housekeeping_destroy (&self->housekeeping);
+    else if (!self->housekeeping) {
+        self->housekeeping = store_housekeeping_new (self->session, STORE_HOUSEKEEPING_READINGS, 0,
+                                                     0, self->verbose);
+        if (self->housekeeping)
+            store_housekeeping_connected (self->housekeeping);
+    }
 }
 
 //  --------------------------------------------------------------------------
@@ -517,13 +327,9 @@ static s_outcome_t
 s_failure (store_writer_t *self, PGresult *result, const char *step)
 {
     const char *state = result ? PQresultErrorField (result, PG_DIAG_SQLSTATE) : NULL;
-    const char *message = result ? PQresultErrorMessage (result) : "";
-    if (!message || !*message)
-        message = PQerrorMessage (self->conn);
     snprintf (self->error, sizeof (self->error), "%s: %s%s%s", step, state ? state : "",
-              state ? " " : "", message);
-    s_one_line (self->error);
-    if (PQstatus (self->conn) != CONNECTION_OK)
+              state ? " " : "", proto_pg_error (s_conn (self), result));
+    if (PQstatus (s_conn (self)) != CONNECTION_OK)
         return S_LOST;
     //  A stored key: the fast form's keys met one (the statement that
     //  carries them also inserts readings, so the constraint tells).
@@ -535,12 +341,19 @@ s_failure (store_writer_t *self, PGresult *result, const char *step)
     return S_TRANSIENT;
 }
 
-//  Runs a prepared statement expecting status; on failure classifies it.
+//  Binary parameters (store_column.h) have format 1, each.
+#define S_PARAMS_MAX S_WRITE_PARAMS
+static const int s_formats[S_PARAMS_MAX] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+//  Runs a prepared statement (binary parameters if lengths) expecting
+//  status; on failure classifies it.
 static s_outcome_t
 s_run (store_writer_t *self, const char *name, int count, const char *const *params,
-       ExecStatusType expected, PGresult **result_p)
+       const int *lengths, ExecStatusType expected, PGresult **result_p)
 {
-    PGresult *result = PQexecPrepared (self->conn, name, count, params, NULL, NULL, 0);
+    assert (count <= S_PARAMS_MAX);
+    PGresult *result =
+        PQexecPrepared (s_conn (self), name, count, params, lengths, lengths ? s_formats : NULL, 0);
     if (PQresultStatus (result) != expected) {
         s_outcome_t outcome = s_failure (self, result, name);
         PQclear (result);
@@ -556,7 +369,7 @@ s_run (store_writer_t *self, const char *name, int count, const char *const *par
 static s_outcome_t
 s_command (store_writer_t *self, const char *sql)
 {
-    PGresult *result = PQexec (self->conn, sql);
+    PGresult *result = PQexec (s_conn (self), sql);
     s_outcome_t outcome = S_OK;
     if (PQresultStatus (result) != PGRES_COMMAND_OK)
         outcome = s_failure (self, result, sql);
@@ -579,11 +392,9 @@ s_value (PGresult *result, int row, int column, int64_t *value)
 //  --------------------------------------------------------------------------
 //  Pipelines: statements queued without waiting, one sync, then all their
 //  results. A transaction is then one round trip (two with safe keys),
-//  not one per statement. COPY cannot run in a pipeline, so the COPY path
-//  (STORE_INSERT_COPY) runs before a pipeline of the rest.
+//  not one per statement.
 
 #define S_STEPS_MAX 8
-#define S_PARAMS_MAX S_WRITE_PARAMS
 
 typedef struct {
     int count;                      //  statements queued
@@ -599,7 +410,7 @@ s_pipeline_open (store_writer_t *self, s_pipeline_t *pipeline)
 {
     memset (pipeline, 0, sizeof (*pipeline));
     pipeline->keep = -1;
-    if (PQenterPipelineMode (self->conn) != 1) {
+    if (PQenterPipelineMode (s_conn (self)) != 1) {
         s_failure (self, NULL, "pipeline");
         return S_LOST; //  a connection in a state we do not know
     }
@@ -609,18 +420,16 @@ s_pipeline_open (store_writer_t *self, s_pipeline_t *pipeline)
 //  Queues a prepared statement (params; binary if lengths) or a command
 //  (params NULL).
 static void
-s_pipeline_send_binary (store_writer_t *self, s_pipeline_t *pipeline, const char *name, int count,
-                        const char *const *params, const int *lengths, ExecStatusType expected,
-                        bool keep)
+s_pipeline_send (store_writer_t *self, s_pipeline_t *pipeline, const char *name, int count,
+                 const char *const *params, const int *lengths, ExecStatusType expected, bool keep)
 {
     assert (pipeline->count < S_STEPS_MAX);
     if (pipeline->broken)
         return;
-    static const int formats[S_PARAMS_MAX] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     assert (count <= S_PARAMS_MAX);
-    int rc = params ? PQsendQueryPrepared (self->conn, name, count, params, lengths,
-                                           lengths ? formats : NULL, 0)
-                    : PQsendQueryParams (self->conn, name, 0, NULL, NULL, NULL, NULL, 0);
+    int rc = params ? PQsendQueryPrepared (s_conn (self), name, count, params, lengths,
+                                           lengths ? s_formats : NULL, 0)
+                    : PQsendQueryParams (s_conn (self), name, 0, NULL, NULL, NULL, NULL, 0);
     if (rc != 1) {
         pipeline->broken = true;
         return;
@@ -631,26 +440,19 @@ s_pipeline_send_binary (store_writer_t *self, s_pipeline_t *pipeline, const char
     pipeline->expected[pipeline->count++] = expected;
 }
 
-static void
-s_pipeline_send (store_writer_t *self, s_pipeline_t *pipeline, const char *name, int count,
-                 const char *const *params, ExecStatusType expected, bool keep)
-{
-    s_pipeline_send_binary (self, pipeline, name, count, params, NULL, expected, keep);
-}
-
 //  Sends the sync and reads every result; the outcome is the first
 //  failure's. Leaves pipeline mode; where the protocol went off the
 //  expected path, S_LOST: the writer drops the connection and reconnects.
 static s_outcome_t
 s_pipeline_sync (store_writer_t *self, s_pipeline_t *pipeline)
 {
-    if (pipeline->broken || PQpipelineSync (self->conn) != 1) {
+    if (pipeline->broken || PQpipelineSync (s_conn (self)) != 1) {
         s_failure (self, NULL, "pipeline send");
         return S_LOST;
     }
     s_outcome_t outcome = S_OK;
     for (int step = 0; step < pipeline->count; step++) {
-        PGresult *result = PQgetResult (self->conn);
+        PGresult *result = PQgetResult (s_conn (self));
         if (!result) {
             if (outcome == S_OK)
                 s_failure (self, NULL, pipeline->names[step]);
@@ -665,15 +467,15 @@ s_pipeline_sync (store_writer_t *self, s_pipeline_t *pipeline)
         else
             PQclear (result);
         //  Each statement's results end with a NULL.
-        while ((result = PQgetResult (self->conn)))
+        while ((result = PQgetResult (s_conn (self))))
             PQclear (result);
-        if (PQstatus (self->conn) != CONNECTION_OK)
+        if (PQstatus (s_conn (self)) != CONNECTION_OK)
             return S_LOST;
     }
-    PGresult *result = PQgetResult (self->conn);
+    PGresult *result = PQgetResult (s_conn (self));
     bool synced = result && PQresultStatus (result) == PGRES_PIPELINE_SYNC;
     PQclear (result);
-    if (!synced || PQexitPipelineMode (self->conn) != 1) {
+    if (!synced || PQexitPipelineMode (s_conn (self)) != 1) {
         if (outcome == S_OK)
             s_failure (self, NULL, "pipeline sync");
         return S_LOST;
@@ -715,7 +517,7 @@ s_assign_ids (store_writer_t *self, store_batch_t *batch)
         snprintf (text, sizeof (text), "%zu", want);
         const char *params[1] = {text};
         PGresult *result = NULL;
-        s_outcome_t outcome = s_run (self, "store_ids", 1, params, PGRES_TUPLES_OK, &result);
+        s_outcome_t outcome = s_run (self, "store_ids", 1, params, NULL, PGRES_TUPLES_OK, &result);
         if (outcome)
             return outcome;
         for (int row = 0; row < PQntuples (result); row++) {
@@ -764,54 +566,11 @@ s_skipped (store_writer_t *self, store_batch_t *batch, PGresult *result)
     return S_OK;
 }
 
-//  Runs sql, a simple query whose COPY FROM STDIN statements take data [n]
-//  in turn (steps [n] names them in errors; before the first, "BEGIN").
-static s_outcome_t
-s_copies (store_writer_t *self, const char *sql, int count, const uint8_t *const *data,
-          const size_t *size, const char *const *steps)
-{
-    if (PQsendQuery (self->conn, sql) != 1) {
-        s_failure (self, NULL, "copy send");
-        return S_LOST;
-    }
-    s_outcome_t outcome = S_OK;
-    int started = 0; //  COPYs begun
-    PGresult *result;
-    while ((result = PQgetResult (self->conn))) {
-        ExecStatusType status = PQresultStatus (result);
-        if (status == PGRES_COPY_IN) {
-            //  A failed send ends the COPY with an error message instead.
-            if (started >= count || outcome != S_OK)
-                PQputCopyEnd (self->conn, "store: unexpected COPY");
-            else if (PQputCopyData (self->conn, (const char *)data[started], (int)size[started]) !=
-                     1)
-                PQputCopyEnd (self->conn, "store: sending COPY data failed");
-            else
-                PQputCopyEnd (self->conn, NULL);
-            started++;
-        } else if (status != PGRES_COMMAND_OK && outcome == S_OK)
-            outcome = s_failure (self, result,
-                                 started == 0 ? "BEGIN"
-                                              : steps[started > count ? count - 1 : started - 1]);
-        PQclear (result);
-        if (PQstatus (self->conn) != CONNECTION_OK)
-            break;
-    }
-    if (outcome == S_OK && PQstatus (self->conn) != CONNECTION_OK)
-        outcome = s_failure (self, NULL, "copy");
-    if (outcome == S_OK && started != count) {
-        snprintf (self->error, sizeof (self->error), "copy: %d of %d COPYs ran", started, count);
-        outcome = S_TRANSIENT;
-    }
-    return outcome;
-}
-
 //  One try at [lo, hi) in one transaction, one pipeline: BEGIN, keys and
-//  readings (one statement), ports, episodes, [marks], COMMIT; one round trip
-//  (plus a refill of ids now and then). Safe keys: BEGIN and keys, sync
-//  (their answer says which readings are new); readings, ports, episodes,
-//  COMMIT, sync. STORE_INSERT_COPY: BEGIN, COPY keys, COPY readings in one
-//  simple query; ports, episodes, COMMIT, sync.
+//  readings (one statement), ports, episodes, [marks], COMMIT; one round
+//  trip (plus a refill of ids now and then). Safe keys: BEGIN and keys,
+//  sync (their answer says which readings are new); readings, ports,
+//  episodes, COMMIT, sync.
 static s_outcome_t
 s_try (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
 {
@@ -825,105 +584,78 @@ s_try (store_writer_t *self, store_batch_t *batch, size_t lo, size_t hi)
         return outcome;
     bool safe = self->safe_until > zclock_mono ();
     bool keyed = store_batch_keyed_count (batch) > 0;
-    bool copy = self->insert == STORE_INSERT_COPY && store_batch_fresh_count (batch);
     times[1] = zclock_usecs ();
 
+    const char *params[S_WRITE_PARAMS];
+    int lengths[S_WRITE_PARAMS];
     s_pipeline_t pipeline;
+    outcome = s_pipeline_open (self, &pipeline);
+    if (outcome)
+        return outcome;
+    s_pipeline_send (self, &pipeline, "BEGIN", 0, NULL, NULL, PGRES_COMMAND_OK, false);
     if (safe && keyed) {
-        const char *keys[STORE_KEYS_PARAMS];
-        store_batch_keys_params (batch, keys);
-        outcome = s_pipeline_open (self, &pipeline);
-        if (outcome)
-            return outcome;
-        s_pipeline_send (self, &pipeline, "BEGIN", 0, NULL, PGRES_COMMAND_OK, false);
-        s_pipeline_send (self, &pipeline, "store_keys_safe", STORE_KEYS_PARAMS, keys,
+        store_batch_keys_params (batch, params, lengths);
+        s_pipeline_send (self, &pipeline, "store_keys_safe", STORE_KEYS_PARAMS, params, lengths,
                          PGRES_TUPLES_OK, true);
         outcome = s_pipeline_sync (self, &pipeline);
         if (outcome == S_OK)
             outcome = s_skipped (self, batch, pipeline.kept);
         s_pipeline_close (&pipeline);
         keyed = false; //  written: only readings are left
-        if (outcome == S_OK && copy && store_batch_fresh_count (batch)) {
-            const uint8_t *data[1];
-            size_t size[1];
-            const char *steps[1] = {"copy"};
-            data[0] = store_batch_copy_data (batch, &size[0]);
-            outcome = s_copies (self, s_copy_sql, 1, data, size, steps);
-        }
         if (outcome == S_OK)
             outcome = s_pipeline_open (self, &pipeline);
-    } else if (copy) {
-        const uint8_t *data[2];
-        size_t size[2];
-        const char *steps[2] = {"store_keys_copy", "copy"};
-        int count = 0;
-        if (keyed)
-            data[count] = store_batch_keys_copy_data (batch, &size[count]), count++;
-        else
-            steps[0] = "copy";
-        data[count] = store_batch_copy_data (batch, &size[count]), count++;
-        outcome =
-            s_copies (self, keyed ? s_copy_keys_sql : s_copy_begin_sql, count, data, size, steps);
-        if (outcome == S_OK)
-            outcome = s_pipeline_open (self, &pipeline);
-    } else {
-        outcome = s_pipeline_open (self, &pipeline);
-        if (outcome)
-            return outcome;
-        s_pipeline_send (self, &pipeline, "BEGIN", 0, NULL, PGRES_COMMAND_OK, false);
     }
     times[2] = zclock_usecs ();
     if (outcome == S_OK) {
-        const char *write[S_WRITE_PARAMS];
-        int lengths[S_WRITE_PARAMS];
-        const char *ports[STORE_PORTS_PARAMS];
-        const char *episodes[STORE_EPISODES_PARAMS];
-        const char *marks[STORE_MARKS_PARAMS];
-        int mark_lengths[STORE_MARKS_PARAMS];
-        if (!copy && keyed && !safe) {
-            store_batch_keys_binary (batch, write, lengths);
-            store_batch_readings_binary (batch, write + STORE_KEYS_PARAMS,
+        if (keyed) {
+            store_batch_keys_params (batch, params, lengths);
+            store_batch_readings_params (batch, params + STORE_KEYS_PARAMS,
                                          lengths + STORE_KEYS_PARAMS);
-            s_pipeline_send_binary (self, &pipeline, "store_write", S_WRITE_PARAMS, write, lengths,
-                                    PGRES_COMMAND_OK, false);
-        } else if (!copy && store_batch_fresh_count (batch)) {
-            store_batch_readings_binary (batch, write, lengths);
-            s_pipeline_send_binary (self, &pipeline, "store_readings", STORE_READINGS_PARAMS, write,
-                                    lengths, PGRES_COMMAND_OK, false);
-        }
-        if (store_batch_port_count (batch)) {
-            store_batch_ports_params (batch, ports);
-            s_pipeline_send (self, &pipeline, "store_ports", STORE_PORTS_PARAMS, ports,
+            s_pipeline_send (self, &pipeline, "store_write", S_WRITE_PARAMS, params, lengths,
                              PGRES_COMMAND_OK, false);
+        } else if (store_batch_fresh_count (batch)) {
+            store_batch_readings_params (batch, params, lengths);
+            s_pipeline_send (self, &pipeline, "store_readings", STORE_READINGS_PARAMS, params,
+                             lengths, PGRES_COMMAND_OK, false);
+        }
+        //  Each builder has buffers of its own: the parameters stay valid
+        //  until the sync.
+        const char *ports[STORE_PORTS_PARAMS], *episodes[STORE_EPISODES_PARAMS];
+        const char *marks[STORE_MARKS_PARAMS];
+        int port_lengths[STORE_PORTS_PARAMS], episode_lengths[STORE_EPISODES_PARAMS];
+        int mark_lengths[STORE_MARKS_PARAMS];
+        if (store_batch_port_count (batch)) {
+            store_batch_ports_params (batch, ports, port_lengths);
+            s_pipeline_send (self, &pipeline, "store_ports", STORE_PORTS_PARAMS, ports,
+                             port_lengths, PGRES_COMMAND_OK, false);
         }
         if (store_batch_episode_count (batch)) {
-            store_batch_episodes_params (batch, episodes);
+            store_batch_episodes_params (batch, episodes, episode_lengths);
             s_pipeline_send (self, &pipeline, "store_episodes", STORE_EPISODES_PARAMS, episodes,
-                             PGRES_COMMAND_OK, false);
+                             episode_lengths, PGRES_COMMAND_OK, false);
         }
-        if (store_batch_marks_binary (batch, marks, mark_lengths))
-            s_pipeline_send_binary (self, &pipeline, "store_marks", STORE_MARKS_PARAMS, marks,
-                                    mark_lengths, PGRES_COMMAND_OK, false);
+        if (store_batch_marks_params (batch, marks, mark_lengths))
+            s_pipeline_send (self, &pipeline, "store_marks", STORE_MARKS_PARAMS, marks,
+                             mark_lengths, PGRES_COMMAND_OK, false);
         //  A COMMIT whose answer is lost leaves the outcome unknown: the
         //  rows are acked RETRY, and a retry with a key finds its id.
-        s_pipeline_send (self, &pipeline, "COMMIT", 0, NULL, PGRES_COMMAND_OK, false);
+        s_pipeline_send (self, &pipeline, "COMMIT", 0, NULL, NULL, PGRES_COMMAND_OK, false);
         outcome = s_pipeline_sync (self, &pipeline);
         s_pipeline_close (&pipeline);
     }
     if (outcome == S_OK) {
         times[3] = zclock_usecs ();
         if (self->verbose)
-            zsys_debug ("store writer - rows %zu..%zu (%zu fresh, %s%s): params %" PRId64
-                        " keys%s %" PRId64 " commit %" PRId64 " us",
-                        lo, hi, store_batch_fresh_count (batch), copy ? "COPY" : "INSERT",
-                        safe ? ", safe keys" : "", times[1] - times[0], copy ? "+COPY" : "",
-                        times[2] - times[1], times[3] - times[2]);
+            zsys_debug ("store writer - rows %zu..%zu (%zu fresh%s): params %" PRId64
+                        " keys %" PRId64 " commit %" PRId64 " us",
+                        lo, hi, store_batch_fresh_count (batch), safe ? ", safe keys" : "",
+                        times[1] - times[0], times[2] - times[1], times[3] - times[2]);
         store_batch_commit (batch);
         return S_OK;
     }
     if (outcome == S_CONFLICT && safe)
         outcome = S_DATA; //  the safe form has no conflicts: something else
-    if (outcome != S_LOST && PQtransactionStatus (self->conn) != PQTRANS_IDLE) {
+    if (outcome != S_LOST && PQtransactionStatus (s_conn (self)) != PQTRANS_IDLE) {
         char error[sizeof (self->error)];
         memcpy (error, self->error, sizeof (error));
         if (s_command (self, "ROLLBACK") == S_LOST)
@@ -956,7 +688,7 @@ store_writer_flush (store_writer_t *self, store_batch_t *batch, bool all)
 {
     assert (self);
     assert (batch);
-    if (!self->conn)
+    if (!s_conn (self))
         return -1;
     store_batch_reset (batch);
     store_batch_plan (batch, 0, 0);
@@ -964,9 +696,10 @@ store_writer_flush (store_writer_t *self, store_batch_t *batch, bool all)
     if (count == 0)
         return 0;
     const char *params[STORE_PORTS_PARAMS];
-    store_batch_ports_params (batch, params);
+    int lengths[STORE_PORTS_PARAMS];
+    store_batch_ports_params (batch, params, lengths);
     s_outcome_t outcome =
-        s_run (self, "store_ports", STORE_PORTS_PARAMS, params, PGRES_COMMAND_OK, NULL);
+        s_run (self, "store_ports", STORE_PORTS_PARAMS, params, lengths, PGRES_COMMAND_OK, NULL);
     if (outcome == S_OK) {
         store_batch_commit (batch);
         if (self->verbose)
@@ -975,7 +708,7 @@ store_writer_flush (store_writer_t *self, store_batch_t *batch, bool all)
     }
     zsys_warning ("store writer - waiting port rows not written: %s", self->error);
     if (outcome == S_LOST)
-        s_disconnect (self);
+        store_session_drop (self->session);
     return -1;
 }
 
@@ -1014,10 +747,10 @@ store_writer_write (store_writer_t *self, store_batch_t *batch)
     assert (self);
     assert (batch);
     size_t size = store_batch_size (batch);
-    if (!self->conn)
+    if (!s_conn (self))
         store_writer_maintain (self);
     s_outcome_t outcome = S_LOST;
-    if (self->conn) {
+    if (s_conn (self)) {
         outcome = s_attempt (self, batch, 0, size);
         //  Which row broke a batch is hard to tell, and a transient error
         //  (deadlock, timeout) may pass: one more try before splitting.
@@ -1031,15 +764,15 @@ store_writer_write (store_writer_t *self, store_batch_t *batch)
     if (outcome != S_OK) {
         //  Never OK unless committed: the gateway answers 503 and the
         //  client retries.
-        if (self->conn)
+        if (s_conn (self))
             zsys_warning ("store writer - batch of %zu not stored, acking RETRY: %s", size,
                           self->error);
         store_batch_decide (batch, 0, size, PROTO_ACK_RETRY);
     }
-    if (outcome == S_LOST && self->conn) {
+    if (outcome == S_LOST && s_conn (self)) {
         zsys_error ("store writer - connection lost, reconnecting in %" PRId64 " ms",
-                    self->backoff);
-        s_disconnect (self);
+                    store_session_backoff (self->session));
+        store_session_drop (self->session);
     }
 }
 
@@ -1080,7 +813,7 @@ s_count_readings (store_fixture_t *fixture, const char *port)
 }
 
 //  Explains every statement of the writer's session (generic plans, see
-//  s_session_setup) after its first execution, in a schema of its own
+//  s_settings_durable) after its first execution, in a schema of its own
 //  whose tables are copies of the writer's: first empty and never
 //  analysed, then populated and analysed. No plan may hold a Seq Scan.
 static const char *s_plan_explains[][2] = {
@@ -1092,7 +825,8 @@ static const char *s_plan_explains[][2] = {
      "EXPLAIN EXECUTE store_readings ('{900000002}', '{00000000-0000-4000-8000-000000000001}',"
      " '{\"2026-01-01 00:00:01+00\"}', '{230}', '{0.1}', '{23}', '{1}')"},
     {"store_keys_safe", "EXPLAIN EXECUTE store_keys_safe ('{1,1}', '{\"k1\",\"k2\"}',"
-                        " '{1767225600000,1767225601000}', '{900000003,900000004}')"},
+                        " '{\"2026-01-01 00:00:00+00\",\"2026-01-01 00:00:01+00\"}',"
+                        " '{900000003,900000004}')"},
     {"store_ids", "EXPLAIN EXECUTE store_ids (3)"},
     {"store_prune", "EXPLAIN EXECUTE store_prune (7, 4)"},
     {"store_ports",
@@ -1124,11 +858,26 @@ s_plan_sql (PGconn *conn, const char *sql)
     PQclear (result);
 }
 
+//  The writer's session set-up, on conn.
+static int
+s_session_setup (PGconn *conn)
+{
+    store_session_config_t config = s_session_config ();
+    store_session_t *session = store_session_new ("", &config, false);
+    assert (session);
+    int rc = store_session_setup (session, conn);
+    store_session_destroy (&session);
+    return rc;
+}
+
 static void
 s_plans_check (PGconn *conn, const char *state, bool verbose)
 {
     s_plan_sql (conn, "DEALLOCATE ALL");
     assert (s_session_setup (conn) == 0);
+    //  The housekeeping's step of the sweep, on this session (store_housekeeping.c)
+    s_plan_sql (conn, "PREPARE store_prune (int, int) AS SELECT deleted, wrapped"
+                      " FROM phantom_prune_reading_keys_sweep ($1, $2)");
     s_plan_sql (conn, "PREPARE sweep_cursor AS"
                       " SELECT s.next_block FROM reading_keys_sweep s WHERE s.one FOR UPDATE");
     s_plan_sql (conn, "PREPARE sweep_range (bigint, int, int) AS DELETE FROM reading_keys"
@@ -1352,29 +1101,25 @@ store_writer_test (bool verbose)
     //  Whole milliseconds, inside the partitions kept ahead
     int64_t base = zclock_time ();
 
-    //  N verdicts -> N rows with the right values, acks in order; both ways
-    for (int insert = STORE_INSERT_COPY; insert <= STORE_INSERT_UNNEST; insert++) {
-        store_writer_set_insert (writer, (store_insert_t)insert);
-        store_batch_reset (batch);
-        for (int index = 0; index < 40; index++) {
-            store_fixture_verdict (fixture, &verdict, "gw1", (uint64_t)index,
-                                   index % 2 ? port_a : port_b, "", base + index * 10 + insert,
-                                   index * 1.37 + 0.1, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
-            assert (store_batch_add (batch, &verdict) == 0);
-        }
-        store_writer_write (writer, batch);
-        for (size_t index = 0; index < 40; index++) {
-            const proto_ack_t *ack = store_batch_ack (batch, index);
-            assert (ack->code == PROTO_ACK_OK);
-            assert (ack->request == index);
-            assert (ack->status == PROTO_STATUS_ACTIVE);
-            assert (ack->ts == store_batch_verdict (batch, index)->reading.ts);
-            assert (index == 0 || ack->id != store_batch_ack (batch, index - 1)->id);
-            s_check_reading (fixture, ack, store_batch_verdict (batch, index));
-        }
+    //  N verdicts -> N rows with the right values, acks in order
+    store_batch_reset (batch);
+    for (int index = 0; index < 40; index++) {
+        store_fixture_verdict (fixture, &verdict, "gw1", (uint64_t)index,
+                               index % 2 ? port_a : port_b, "", base + index * 10 + 1,
+                               index * 1.37 + 0.1, PROTO_STATUS_ACTIVE, PROTO_STATUS_ACTIVE);
+        assert (store_batch_add (batch, &verdict) == 0);
     }
-    assert (s_count_readings (fixture, port_a) + s_count_readings (fixture, port_b) == 80);
-    store_writer_set_insert (writer, STORE_INSERT_COPY);
+    store_writer_write (writer, batch);
+    for (size_t index = 0; index < 40; index++) {
+        const proto_ack_t *ack = store_batch_ack (batch, index);
+        assert (ack->code == PROTO_ACK_OK);
+        assert (ack->request == index);
+        assert (ack->status == PROTO_STATUS_ACTIVE);
+        assert (ack->ts == store_batch_verdict (batch, index)->reading.ts);
+        assert (index == 0 || ack->id != store_batch_ack (batch, index - 1)->id);
+        s_check_reading (fixture, ack, store_batch_verdict (batch, index));
+    }
+    assert (s_count_readings (fixture, port_a) + s_count_readings (fixture, port_b) == 40);
 
     //  The same readingId twice in one batch, then again in a later one:
     //  one row, the same id and time in every ack
@@ -1623,39 +1368,6 @@ store_writer_test (bool verbose)
     assert (s_count_readings (fixture, port_b) == before + 110);
     store_batch_destroy (&big);
     store_writer_destroy (&keys_writer);
-
-    //  Housekeeping sweeps out keys older than the retry window (7 days)
-    //  from when a writer connects, a call a second until the pass ends
-    //  (one call while the table is under 4096 blocks); younger ones stay
-    char device[24];
-    snprintf (device, sizeof (device), "%" PRId64, fixture->device);
-    const char *key_params[1] = {device};
-    PQclear (store_fixture_sql (
-        fixture,
-        "INSERT INTO reading_keys (device_id, reading_key, reading_id, ts) VALUES"
-        " ($1, 'old-key', nextval ('readings_id_seq'), now () - interval '8 days'),"
-        " ($1, 'young-key', nextval ('readings_id_seq'), now () - interval '6 days')",
-        1, key_params));
-    store_writer_t *keeper = store_writer_new (database, verbose);
-    assert (store_writer_connected (keeper));
-    int64_t keep_deadline = zclock_mono () + 10000;
-    while (store_fixture_int (fixture,
-                              "SELECT count(*) FROM reading_keys WHERE device_id = $1"
-                              " AND reading_key = 'old-key'",
-                              1, key_params) > 0 &&
-           zclock_mono () < keep_deadline) {
-        zclock_sleep (100);
-        store_writer_maintain (keeper);
-    }
-    assert (store_fixture_int (fixture,
-                               "SELECT count(*) FROM reading_keys WHERE device_id = $1"
-                               " AND reading_key IN ('old-key', 'young-key')",
-                               1, key_params) == 1);
-    assert (store_fixture_int (fixture,
-                               "SELECT count(*) FROM reading_keys WHERE device_id = $1"
-                               " AND reading_key = 'young-key'",
-                               1, key_params) == 1);
-    store_writer_destroy (&keeper);
 
     //  Database unreachable: RETRY, never OK
     store_writer_t *lost = store_writer_new ("host=127.0.0.1 port=1 dbname=none", verbose);

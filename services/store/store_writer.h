@@ -1,13 +1,12 @@
 /*  =========================================================================
     store_writer - writes batches of verdicts to PostgreSQL
 
-    One connection, hot statements prepared once per connection (generic
-    plans). A batch is one transaction: reading keys and readings (one
-    statement, binary parameters), port status, episodes, COMMIT, sent as
-    one libpq pipeline: one round trip. Every row of the batch leaves with a
-    decided ack: OK only after COMMIT succeeded; REJECTED for a row the
-    database refuses on its own (found by splitting the batch); RETRY for
-    anything transient, including a lost connection, after which the writer
+    One session (store_session.h), hot statements prepared once per
+    connection (generic plans), binary parameters (store_column.h). A batch is one transaction:
+   reading keys and readings (one statement, binary parameters), port status, episodes, COMMIT, sent
+   as one libpq pipeline: one round trip. Every row of the batch leaves with a decided ack: OK only
+   after COMMIT succeeded; REJECTED for a row the database refuses on its own (found by splitting
+   the batch); RETRY for anything transient, including a lost connection, after which the writer
     reconnects with backoff (100 ms doubling to 2 s).
     =========================================================================
 */
@@ -16,19 +15,7 @@
 
 #include "store_batch.h"
 
-#include <libpq-fe.h>
-
 typedef struct _store_writer_t store_writer_t;
-
-//  How keys and readings are inserted: INSERT from unnest of binary arrays
-//  in the batch's one pipeline (UNNEST, and AUTO, the default), or binary
-//  COPY of both (COPY: two more round trips, no cheaper for PostgreSQL per
-//  reading; kept for comparison in store_bench).
-typedef enum {
-    STORE_INSERT_COPY = 0,
-    STORE_INSERT_UNNEST = 1,
-    STORE_INSERT_AUTO = 2
-} store_insert_t;
 
 //  Creates a writer for the libpq connection string conninfo and tries to
 //  connect; a database that is down is retried later, not an error.
@@ -40,25 +27,14 @@ store_writer_t *store_writer_new (const char *conninfo, bool verbose);
 void store_writer_set_synchronous_commit (bool on);
 void store_writer_destroy (store_writer_t **self_p);
 
-void store_writer_set_insert (store_writer_t *self, store_insert_t insert);
 bool store_writer_connected (store_writer_t *self);
 //  Server process id of the connection, 0 if none (logs, tests).
 int store_writer_backend (store_writer_t *self);
 
-//  The writers' application_name (the maintenance looks for busy ones).
-#define STORE_WRITER_APPLICATION "phantom-store"
-
-//  Connects to conninfo as application (never NULL; check PQstatus), with
-//  every wait on a server that vanished without closing the connection
-//  bounded (connect timeout, keepalives, TCP user timeout). The store's
-//  connections, the writers' and the maintenance's, all open this way.
-PGconn *store_writer_connect_db (const char *conninfo, const char *application);
-
 //  Reconnects when the backoff allows; with housekeeping (the default),
-//  also keeps the daily partitions of readings ahead (at connect and every
-//  hour) and prunes reading_keys older than the clients' retry window
-//  (7 days: a pass over the table a day, a range of blocks a second while
-//  it runs). Cheap when there is nothing to do; call it from the loop.
+//  also does the readings' housekeeping that is due (store_housekeeping.h:
+//  partitions ahead, key pruning). Cheap when there is nothing to do;
+//  call it from the loop.
 void store_writer_maintain (store_writer_t *self);
 
 //  With several writers on one database, one does the housekeeping.
