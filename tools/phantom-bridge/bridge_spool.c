@@ -213,6 +213,23 @@ bridge_spool_fill (const bridge_settings_t *settings, bridge_spool_t *spool, int
 }
 
 void
+bridge_spool_test_file (char dir[64], char file[128])
+{
+    snprintf (dir, 64, "/tmp/phantom-bridge-test-XXXXXX");
+    assert (mkdtemp (dir));
+    snprintf (file, 128, "%s/spool.db", dir);
+}
+
+void
+bridge_spool_test_remove (const char *dir)
+{
+    char command[256];
+    snprintf (command, sizeof command, "rm -rf '%s'", dir);
+    if (system (command) != 0)
+        printf ("(could not remove %s) ", dir);
+}
+
+void
 bridge_spool_test (bool verbose)
 {
     if (verbose)
@@ -224,10 +241,8 @@ bridge_spool_test (bool verbose)
     atomic_store (&bridge_counters.dropped, 0);
 
     //  Spool: ids across a reopen, the bound, deletes.
-    char path[] = "/tmp/phantom-bridge-test-XXXXXX";
-    assert (mkdtemp (path));
-    char file[128];
-    snprintf (file, sizeof file, "%s/spool.db", path);
+    char path[64], file[128];
+    bridge_spool_test_file (path, file);
     bridge_spool_t spool;
     assert (bridge_spool_open (&spool, file, "full") == 0);
     char prefix[16];
@@ -261,10 +276,7 @@ bridge_spool_test (bool verbose)
     bridge_spool_close (&spool);
     bridge_spool_close (&spool);
     assert (spool.db == NULL);
-    char command[256];
-    snprintf (command, sizeof command, "rm -rf '%s'", path);
-    if (system (command) != 0)
-        printf ("(could not remove %s) ", path);
+    bridge_spool_test_remove (path);
     if (verbose)
         printf ("OK\n");
 }

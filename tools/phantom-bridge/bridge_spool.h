@@ -55,6 +55,11 @@ int bridge_spool_exec (sqlite3 *db, const char *sql);
 //  filled=N depth=N". 0, or -1.
 int bridge_spool_fill (const bridge_settings_t *settings, bridge_spool_t *spool, int64_t total);
 
+//  For the tests: a new temporary directory (dir) and a spool file path in
+//  it (file); and the directory's removal with what the spool left there.
+void bridge_spool_test_file (char dir[64], char file[128]);
+void bridge_spool_test_remove (const char *dir);
+
 void bridge_spool_test (bool verbose);
 
 #endif

@@ -304,10 +304,8 @@ bridge_uploader_test (bool verbose)
 {
     if (verbose)
         printf (" * bridge_uploader: ");
-    char path[] = "/tmp/phantom-bridge-test-XXXXXX";
-    assert (mkdtemp (path));
-    char file[128];
-    snprintf (file, sizeof file, "%s/spool.db", path);
+    char path[64], file[128];
+    bridge_spool_test_file (path, file);
     bridge_spool_t spool;
     assert (bridge_spool_open (&spool, file, "full") == 0);
     atomic_store (&bridge_counters.depth, 0);
@@ -353,10 +351,7 @@ bridge_uploader_test (bool verbose)
     assert (bridge_uploader_init (&started, &settings, false, false) == -1);
     assert (started.curl == NULL);
 
-    char command[256];
-    snprintf (command, sizeof command, "rm -rf '%s'", path);
-    if (system (command) != 0)
-        printf ("(could not remove %s) ", path);
+    bridge_spool_test_remove (path);
     if (verbose)
         printf ("OK\n");
 }
