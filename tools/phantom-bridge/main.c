@@ -26,23 +26,36 @@
 #include <pthread.h>
 #include <sys/resource.h>
 
-//  Every class's test, in dependency order.
-static void
-s_selftest (void)
+static const struct {
+    const char *name;
+    void (*test) (bool verbose);
+} s_tests[] = {
+    {"bridge_settings", bridge_settings_test}, {"bridge_line", bridge_line_test},
+    {"bridge_serial", bridge_serial_test},     {"bridge_spool", bridge_spool_test},
+    {"bridge_uploader", bridge_uploader_test}, {"bridge_metrics", bridge_metrics_test},
+};
+
+//  Runs every class test, in dependency order, or the one named; 1 if
+//  there is no such class.
+static int
+s_selftest (const char *only)
 {
-    bridge_settings_test (true);
-    bridge_line_test (true);
-    bridge_serial_test (true);
-    bridge_spool_test (true);
-    bridge_uploader_test (true);
-    bridge_metrics_test (true);
+    bool found = false;
+    for (size_t index = 0; index < sizeof s_tests / sizeof s_tests[0]; index++)
+        if (!only || strcmp (only, s_tests[index].name) == 0) {
+            s_tests[index].test (true);
+            found = true;
+        }
+    if (!found)
+        fprintf (stderr, "phantom-bridge: no test named %s\n", only);
+    return found ? 0 : 1;
 }
 
 static void
 s_usage (void)
 {
     fprintf (stderr, "usage: phantom-bridge [-c CONFIG] [-v] [--device PATH] [--spool PATH]\n"
-                     "       phantom-bridge --selftest [-v]\n"
+                     "       phantom-bridge --selftest [CLASS] [-v]\n"
                      "       phantom-bridge -c CONFIG --fill N\n"
                      "       phantom-bridge -c CONFIG --drain\n");
 }
@@ -59,6 +72,7 @@ int
 main (int argc, char *argv[])
 {
     const char *config_path = NULL, *device = NULL, *spool_path = NULL;
+    const char *selftest_class = NULL;
     bool selftest = false, drain = false, verbose = false;
     int64_t fill = -1;
     for (int index = 1; index < argc; index++) {
@@ -66,9 +80,11 @@ main (int argc, char *argv[])
         const char *next = index + 1 < argc ? argv[index + 1] : NULL;
         if (strcmp (arg, "-v") == 0)
             verbose = true;
-        else if (strcmp (arg, "--selftest") == 0)
+        else if (strcmp (arg, "--selftest") == 0) {
             selftest = true;
-        else if (strcmp (arg, "--drain") == 0)
+            if (next && next[0] != '-')
+                selftest_class = argv[++index];
+        } else if (strcmp (arg, "--drain") == 0)
             drain = true;
         else if (strcmp (arg, "-c") == 0 && next)
             config_path = argv[++index];
@@ -86,10 +102,8 @@ main (int argc, char *argv[])
     zsys_init ();
     zsys_set_logstream (stderr);
     zsys_set_logsystem (false);
-    if (selftest) {
-        s_selftest ();
-        return 0;
-    }
+    if (selftest)
+        return s_selftest (selftest_class);
     proto_config_t *config = proto_config_new (config_path);
     if (!config)
         return 1;
