@@ -10,6 +10,8 @@
 #include "gateway_pipeline.h"
 #include "gateway_live.h"
 #include "gateway_web.h"
+#include "gateway_json.h"
+#include "gateway_scanner.h"
 
 //  gwapi's class test, if gateway_api.c provides one.
 extern void gateway_api_test (bool verbose) __attribute__ ((weak));
@@ -31,6 +33,10 @@ static const struct {
 } s_tests[] = {
     {"gateway_http", gateway_http_test},
     {"gateway_pipeline", gateway_pipeline_test},
+    {"gateway_time", gateway_time_test},
+    {"gateway_json", gateway_json_test},
+    {"gateway_reading", gateway_reading_test},
+    {"gateway_scanner", gateway_scanner_test},
     {"gateway_sensor", gateway_sensor_test},
     {"gateway_emoncms", gateway_emoncms_test},
     {"gateway_db", gateway_db_test},

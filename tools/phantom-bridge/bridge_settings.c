@@ -8,12 +8,6 @@
 #include <czmq.h>
 #include <strings.h>
 
-//  bridge_settings_load keeps its lines as they were in phantom_bridge.c
-//  (the config keys move to proto_config's table in the same issue);
-//  these two names go with them.
-#define BATCH_LIMIT BRIDGE_BATCH_LIMIT
-#define LINE_MAX_LIMIT BRIDGE_LINE_MAX_LIMIT
-
 //  Lower-cases a UUID into port; -1 if text is not one.
 int
 bridge_settings_uuid (const char *text, size_t length, char port[BRIDGE_UUID_LEN + 1])
@@ -133,36 +127,21 @@ int
 bridge_settings_load (bridge_settings_t *self, proto_config_t *config)
 {
     memset (self, 0, sizeof *self);
-    int error = 0;
-    self->device = proto_config_get (config, "bridge_device", NULL);
-    self->baud = (int)proto_config_int (config, "bridge_baud", 9600, 50, 4000000, &error);
-    self->url = proto_config_get (config, "bridge_url", "http://127.0.0.1:3000");
-    self->token = proto_config_get (config, "bridge_device_token", NULL);
-    self->spool = proto_config_get (config, "bridge_spool", "var/bridge-spool.db");
-    self->spool_max = proto_config_int (config, "bridge_spool_max_readings", 5000000, 1000,
-                                        INT64_C (1000000000), &error);
-    self->sync = proto_config_get (config, "bridge_spool_sync", "full");
-    self->batch = (int)proto_config_int (config, "bridge_batch", 1000, 1, BATCH_LIMIT, &error);
-    self->timeout_ms =
-        proto_config_int (config, "bridge_http_timeout_ms", 15000, 100, 600000, &error);
-    self->backoff_min_ms =
-        proto_config_int (config, "bridge_backoff_min_ms", 500, 10, 600000, &error);
-    self->backoff_max_ms =
-        proto_config_int (config, "bridge_backoff_max_ms", 30000, 10, 3600000, &error);
-    self->line_max =
-        (size_t)proto_config_int (config, "bridge_line_max", 512, 16, LINE_MAX_LIMIT, &error);
-    self->voltage_name = proto_config_get (config, "bridge_voltage_name", "vrms");
-    self->default_voltage =
-        (double)proto_config_int (config, "bridge_default_voltage", 230, 1, 1000, &error);
-    self->metrics = proto_config_get (config, "bridge_metrics_address", "127.0.0.1:9109");
-    if (error)
-        return -1;
-    if (strcmp (self->sync, "full") && strcmp (self->sync, "normal") &&
-        strcmp (self->sync, "off")) {
-        zsys_error ("bridge config - bridge_spool_sync must be full, normal or off, not '%s'",
-                    self->sync);
-        return -1;
-    }
+    self->device = proto_config_str (config, "bridge_device");
+    self->baud = (int)proto_config_int (config, "bridge_baud");
+    self->url = proto_config_str (config, "bridge_url");
+    self->token = proto_config_str (config, "bridge_device_token");
+    self->spool = proto_config_str (config, "bridge_spool");
+    self->spool_max = proto_config_int (config, "bridge_spool_max_readings");
+    self->sync = proto_config_str (config, "bridge_spool_sync");
+    self->batch = (int)proto_config_int (config, "bridge_batch");
+    self->timeout_ms = proto_config_int (config, "bridge_http_timeout_ms");
+    self->backoff_min_ms = proto_config_int (config, "bridge_backoff_min_ms");
+    self->backoff_max_ms = proto_config_int (config, "bridge_backoff_max_ms");
+    self->line_max = (size_t)proto_config_int (config, "bridge_line_max");
+    self->voltage_name = proto_config_str (config, "bridge_voltage_name");
+    self->default_voltage = (double)proto_config_int (config, "bridge_default_voltage");
+    self->metrics = proto_config_str (config, "bridge_metrics_address");
     if (s_speed (self->baud) == 0) {
         zsys_error ("bridge config - bridge_baud %d is not one of 1200, 2400, 4800, 9600, "
                     "19200, 38400, 57600, 115200, 230400",
@@ -176,7 +155,7 @@ bridge_settings_load (bridge_settings_t *self, proto_config_t *config)
         zsys_error ("bridge config - bridge_device_token must be 1..200 printable characters");
         return -1;
     }
-    return s_channels_parse (self, proto_config_get (config, "bridge_channels", ""));
+    return s_channels_parse (self, proto_config_str (config, "bridge_channels"));
 }
 
 speed_t

@@ -1,6 +1,7 @@
 /*  =========================================================================
     bridge_settings - the bridge's settings: the config file plus PHANTOM_*
-    overrides, read once, and the board channel -> port map
+    overrides, read once against bridge_config_keys (whose table holds
+    each key's default and bounds), and the board channel -> port map
 
     The struct is public and read-only after bridge_settings_load: the
     reader, the line parser and the uploader each read the fields they use.
@@ -9,7 +10,7 @@
 #ifndef BRIDGE_SETTINGS_H_INCLUDED
 #define BRIDGE_SETTINGS_H_INCLUDED
 
-#include "proto_config.h"
+#include "bridge_config_keys.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -10,6 +10,7 @@
     Usage, config keys and metric names: README.md beside this file.
     =========================================================================
 */
+#include "bridge_config_keys.h"
 #include "bridge_line.h"
 #include "bridge_metrics.h"
 #include "bridge_serial.h"
@@ -55,6 +56,7 @@ static void
 s_usage (void)
 {
     fprintf (stderr, "usage: phantom-bridge [-c CONFIG] [-v] [--device PATH] [--spool PATH]\n"
+                     "       phantom-bridge --help-config\n"
                      "       phantom-bridge --selftest [CLASS] [-v]\n"
                      "       phantom-bridge -c CONFIG --fill N\n"
                      "       phantom-bridge -c CONFIG --drain\n");
@@ -86,7 +88,10 @@ main (int argc, char *argv[])
                 selftest_class = argv[++index];
         } else if (strcmp (arg, "--drain") == 0)
             drain = true;
-        else if (strcmp (arg, "-c") == 0 && next)
+        else if (strcmp (arg, "--help-config") == 0) {
+            proto_config_print (bridge_config_keys, stdout);
+            return 0;
+        } else if (strcmp (arg, "-c") == 0 && next)
             config_path = argv[++index];
         else if (strcmp (arg, "--device") == 0 && next)
             device = argv[++index];
@@ -104,7 +109,7 @@ main (int argc, char *argv[])
     zsys_set_logsystem (false);
     if (selftest)
         return s_selftest (selftest_class);
-    proto_config_t *config = proto_config_new (config_path);
+    proto_config_t *config = proto_config_new_with_keys (config_path, bridge_config_keys);
     if (!config)
         return 1;
     bridge_settings_t settings;
