@@ -13,6 +13,7 @@ Environment, besides harness's:
 Python 3 standard library only.
 """
 
+import http.client
 import math
 import os
 import random
@@ -399,6 +400,23 @@ def compare_episodes(got, want, rel=1e-3):
                 diffs.append("port %d: episode energy %.6f Wh, want %.6f Wh (%s vs %s)"
                              % (i, a[2], b[2], a, b))
     return diffs
+
+
+def timed_post(stack, path, body, src, timeout):
+    """(status, seconds) of one JSON POST to path from address src on a new
+    connection; status None when it failed (refused, reset, timed out)."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.http_port, timeout=timeout,
+                                      source_address=(src, 0))
+    t0 = time.monotonic()
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, time.monotonic() - t0
+    except (OSError, http.client.HTTPException):
+        return None, time.monotonic() - t0
+    finally:
+        conn.close()
 
 
 def wait_until(fn, timeout, step=0.2):

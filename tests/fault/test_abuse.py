@@ -279,19 +279,7 @@ def processes():
 def legit_reading(timeout=5.0):
     """(status, seconds) of one reading from LEGIT_SRC on a new connection."""
     body = reading_body(readingId="legit-" + uuid.uuid4().hex)
-    conn = http.client.HTTPConnection("127.0.0.1", STACK.http_port, timeout=timeout,
-                                      source_address=(LEGIT_SRC, 0))
-    t0 = time.monotonic()
-    try:
-        conn.request("POST", "/api/sensor/reading", body=body,
-                     headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status, time.monotonic() - t0
-    except (OSError, http.client.HTTPException):
-        return None, time.monotonic() - t0
-    finally:
-        conn.close()
+    return faultlib.timed_post(STACK, "/api/sensor/reading", body, LEGIT_SRC, timeout)
 
 
 class AbuseCase(unittest.TestCase):

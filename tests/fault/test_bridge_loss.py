@@ -40,22 +40,15 @@ build tree's).
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 import faultlib
-import harness
+from bridgelib import BridgeRig as BaseRig, check_prerequisites, free_port
 from harness import iso_ms, now_ms, wait_for
 
 STACK = None
-BRIDGE = os.environ.get("PHANTOM_BRIDGE_BIN") or os.path.join(
-    harness.BUILD, "tools", "phantom-bridge", "phantom-bridge")
 GATEWAY_DOWN_S = float(os.environ.get("BRIDGE_GATEWAY_DOWN_S") or 10)
 HZ = 10
 TS_SLACK_MS = 50        # the write's clock read just before os.write
@@ -67,12 +60,6 @@ CYCLE_TICKS = 80        # 2 s at 100 W, then 6 s at a few W, at 10 Hz
 def setUpModule():
     global STACK
     STACK = faultlib.start_stack("fault-bridge-loss", slot=9)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def watts(port_index, seq):
@@ -220,48 +207,19 @@ def check_lines(lines, rows):
 
 
 # ----------------------------------------------------------------------
-class BridgeRig:
+class BridgeRig(BaseRig):
     """socat, the bridge and the board for one device's three ports."""
 
     def __init__(self, test, owner, **settings):
-        self.test = test
-        self.dir = tempfile.mkdtemp(prefix="phantom-bridge-loss-")
-        test.addCleanup(shutil.rmtree, self.dir, True)
-        self.board_path = os.path.join(self.dir, "board")
-        self.host_path = os.path.join(self.dir, "host")
-        self.spool = os.path.join(self.dir, "spool", "spool.db")
-        os.makedirs(os.path.dirname(self.spool))
-        self.metrics_port = free_port()
-        self.socat = None
-        self.bridge = None
+        self.board = None
+        options = {"bridge_batch": 10, "bridge_http_timeout_ms": 5000}
+        options.update(settings)
+        super().__init__(test, STACK, owner, prefix="phantom-bridge-loss-",
+                         spool=os.path.join("spool", "spool.db"), **options)
         self.board = Board(self.host_path)
-        p = owner["ports"]
-        self.env = dict(os.environ)
-        self.env.update({
-            "PHANTOM_BRIDGE_DEVICE": self.board_path,
-            "PHANTOM_BRIDGE_URL": STACK.base_url,
-            "PHANTOM_BRIDGE_DEVICE_TOKEN": owner["device_token"],
-            "PHANTOM_BRIDGE_CHANNELS": "default=%s,1=%s,P2=%s" % (p[0], p[1], p[2]),
-            "PHANTOM_BRIDGE_SPOOL": self.spool,
-            "PHANTOM_BRIDGE_METRICS_ADDRESS": "127.0.0.1:%d" % self.metrics_port,
-            "PHANTOM_BRIDGE_LINE_MAX": "200",
-            "PHANTOM_BRIDGE_BATCH": "10",
-            "PHANTOM_BRIDGE_HTTP_TIMEOUT_MS": "5000",
-            "PHANTOM_BRIDGE_BACKOFF_MIN_MS": "100",
-            "PHANTOM_BRIDGE_BACKOFF_MAX_MS": "1000",
-        })
-        self.env.update({"PHANTOM_" + k.upper(): str(v) for k, v in settings.items()})
-        self.log = open(os.path.join(self.dir, "bridge.log"), "ab")
-        test.addCleanup(self.stop_all)
 
     def start_socat(self):
-        self.socat = subprocess.Popen(
-            ["socat", "pty,raw,echo=0,link=" + self.board_path,
-             "pty,raw,echo=0,link=" + self.host_path],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.test.assertTrue(wait_for(lambda: os.path.exists(self.host_path)
-                                      and os.path.exists(self.board_path), 5),
-                             "socat made no pty pair")
+        super().start_socat()
         self.board.open()
 
     def kill_socat(self):
@@ -275,61 +233,17 @@ class BridgeRig:
         self.test.assertTrue(wait_for(lambda: not os.path.exists(self.board_path), 5),
                              "the pty node stayed")
 
-    def start_bridge(self):
-        self.bridge = subprocess.Popen([BRIDGE], env=self.env, stdout=self.log,
-                                       stderr=self.log)
-        self.test.assertTrue(wait_for(lambda: self.metrics() is not None, 10),
-                             "bridge metrics never answered:\n" + self.log_text())
-
-    def kill9_bridge(self):
-        self.bridge.send_signal(signal.SIGKILL)
-        self.bridge.wait(10)
-        self.bridge = None
-
-    def stop_bridge(self):
-        if self.bridge:
-            self.bridge.send_signal(signal.SIGTERM)
-            try:
-                self.bridge.wait(20)
-            except subprocess.TimeoutExpired:
-                self.bridge.kill()
-                self.bridge.wait(5)
-            self.bridge = None
-
     def stop_all(self):
-        self.board.finish()
+        if self.board:
+            self.board.finish()
         self.stop_bridge()
-        self.board.close()
-        if self.socat:
-            self.socat.terminate()
-            self.socat.wait(5)
-            self.socat = None
+        if self.board:
+            self.board.close()
+        self.stop_socat()
         self.log.close()
 
-    def log_text(self):
-        self.log.flush()
-        with open(os.path.join(self.dir, "bridge.log"), "rb") as f:
-            return f.read().decode("utf-8", "replace")[-3000:]
-
-    def metrics(self):
-        try:
-            url = "http://127.0.0.1:%d/metrics" % self.metrics_port
-            with urllib.request.urlopen(url, timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            return None
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.split()
-                out[name] = float(value)
-        return out
-
     def wait_open(self, reopens):
-        ok = wait_for(lambda: (self.metrics() or {}).get(
-            "phantom_bridge_serial_reopens_total", -1) >= reopens
-            and self.log_text().count("open at 9600 baud") > 0, 10)
-        self.test.assertTrue(ok, self.log_text())
+        super().wait_open(reopens)
         time.sleep(0.2)
 
     def settle(self):
@@ -401,9 +315,7 @@ def episodes(ports):
 # ----------------------------------------------------------------------
 class BridgeLoss(unittest.TestCase):
     def setUp(self):
-        if not shutil.which("socat"):
-            self.fail("socat is not installed (deploy/packages.txt)")
-        self.assertTrue(os.access(BRIDGE, os.X_OK), "%s is not built" % BRIDGE)
+        check_prerequisites(self)
 
     def test_a_gateway_down_kill9_unplug_lose_nothing(self):
         s = STACK

@@ -221,19 +221,7 @@ def sensor_reading(timeout=READING_TIMEOUT_S):
     body = json.dumps({"deviceToken": OWNER["device_token"], "portId": OWNER["ports"][0],
                        "voltage": 230.1, "current": 0.41, "power": 94.3,
                        "readingId": "exposure-" + uuid.uuid4().hex})
-    conn = http.client.HTTPConnection("127.0.0.1", STACK.http_port, timeout=timeout,
-                                      source_address=(LEGIT_SRC, 0))
-    t0 = time.monotonic()
-    try:
-        conn.request("POST", "/api/sensor/reading", body=body,
-                     headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status, time.monotonic() - t0
-    except (OSError, http.client.HTTPException):
-        return None, time.monotonic() - t0
-    finally:
-        conn.close()
+    return faultlib.timed_post(STACK, "/api/sensor/reading", body, LEGIT_SRC, timeout)
 
 
 def percentile(xs, p):

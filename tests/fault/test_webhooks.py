@@ -13,8 +13,6 @@ Every case prints one line:
 Traffic goes only to 127.0.0.0/8; a refused URL is never connected to,
 and the tests assert that (a listener on 127.0.0.1 stays silent)."""
 
-import http.server
-import json
 import os
 import shutil
 import socket
@@ -80,20 +78,18 @@ def make_certificates():
 # ----------------------------------------------------------------------
 # receivers, all on loopback
 
-class Listener:
-    """A TCP listener that only counts the connections it is offered
-    (and closes them): a refused webhook must never reach it."""
+class AcceptLoop:
+    """A TCP listener on a free port of addr whose thread hands each
+    connection it accepts to on_accept(conn), until close()."""
 
-    def __init__(self, addr="127.0.0.1"):
+    def __init__(self, addr, backlog):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind((addr, 0))
-        self.sock.listen(16)
+        self.sock.listen(backlog)
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
-        self.accepted = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._accepter = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
@@ -103,61 +99,41 @@ class Listener:
                 continue
             except OSError:
                 break
-            self.accepted += 1
-            conn.close()
+            self.on_accept(conn)
 
     def close(self):
         self._stop.set()
-        self._thread.join(2)
+        self._accepter.join(2)
         self.sock.close()
 
 
-class TlsReceiver(harness.WebhookReceiver):
+class Listener(AcceptLoop):
+    """A TCP listener that only counts the connections it is offered
+    (and closes them): a refused webhook must never reach it."""
+
+    def __init__(self, addr="127.0.0.1"):
+        super().__init__(addr, 16)
+        self.accepted = 0
+        self._accepter.start()
+
+    def on_accept(self, conn):
+        self.accepted += 1
+        conn.close()
+
+
+def TlsReceiver(secret, certificate, key):
     """harness.WebhookReceiver on 127.0.0.3 over TLS with certificate/key."""
-
-    def __init__(self, secret, certificate, key):
-        super().__init__(secret)
-        self.server.shutdown()
-        self.server.server_close()
-        handler = self.server.RequestHandlerClass
-        self.server = http.server.ThreadingHTTPServer((RECEIVER_ADDR, 0), handler)
-        self.server.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certificate, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.url = "https://%s:%d/hook" % (RECEIVER_ADDR, self.port)
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    return harness.WebhookReceiver(secret, addr=RECEIVER_ADDR, context=context)
 
 
-class PlainReceiver(harness.WebhookReceiver):
-    """harness.WebhookReceiver on 127.0.0.3, noting when each POST arrived."""
-
-    def __init__(self, secret):
-        super().__init__(secret)
-        self.server.shutdown()
-        self.server.server_close()
-        handler = self.server.RequestHandlerClass
-        receiver = self
-
-        class Timed(handler):
-            def do_POST(self):
-                receiver.times.append(time.monotonic())
-                handler.do_POST(self)
-
-        self.times = []
-        self.server = http.server.ThreadingHTTPServer((RECEIVER_ADDR, 0), Timed)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = "http://%s:%d/hook" % (RECEIVER_ADDR, self.port)
-        self._thread = threading.Thread(target=self.server.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
+def PlainReceiver(secret):
+    """harness.WebhookReceiver on 127.0.0.3 (it notes when each POST arrived)."""
+    return harness.WebhookReceiver(secret, addr=RECEIVER_ADDR)
 
 
-class TrickleReceiver:
+class TrickleReceiver(AcceptLoop):
     """Reads each request, then answers 200 one byte a second (bounded: at
     most 60 s per connection, and until close()). Counts connections and
     the most open at once."""
@@ -165,36 +141,23 @@ class TrickleReceiver:
     ANSWER = b"HTTP/1.1 200 Slow\r\nContent-Length: 0\r\n\r\n"
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((RECEIVER_ADDR, 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
+        super().__init__(RECEIVER_ADDR, 64)
         self.url = "http://%s:%d/slow" % (RECEIVER_ADDR, self.port)
         self.connections = 0
         self.open = 0
         self.most_open = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._threads = []
-        self._accepter = threading.Thread(target=self._run, daemon=True)
         self._accepter.start()
 
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            with self._lock:
-                self.connections += 1
-                self.open += 1
-                self.most_open = max(self.most_open, self.open)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
+    def on_accept(self, conn):
+        with self._lock:
+            self.connections += 1
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
+        t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+        self._threads.append(t)
+        t.start()
 
     def _serve(self, conn):
         try:
@@ -226,7 +189,7 @@ class TrickleReceiver:
         self._accepter.join(2)
         for t in self._threads:
             t.join(2)
-        self.sock.close()
+        super().close()
 
 
 # ----------------------------------------------------------------------

@@ -645,13 +645,16 @@ class Tap:
 
 class WebhookReceiver:
     """A local HTTP server for webhook deliveries, in a thread, on a free
-    port. Every POST is recorded as dict(path, headers (lower-case), body
-    (bytes), json, signature_ok); it answers status (default 204)."""
+    port of addr (over TLS with an ssl server context). Every POST is
+    recorded as dict(path, headers (lower-case), body (bytes), json,
+    signature_ok), and when it arrived in times (time.monotonic()); it
+    answers status (default 204)."""
 
-    def __init__(self, secret, status=204):
+    def __init__(self, secret, status=204, addr="127.0.0.1", context=None):
         self.secret = secret
         self.status = status
         self.requests = []
+        self.times = []
         self._lock = threading.Lock()
         receiver = self
 
@@ -659,6 +662,7 @@ class WebhookReceiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
+                receiver.times.append(time.monotonic())
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length > 0 else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -679,10 +683,12 @@ class WebhookReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((addr, 0), Handler)
         self.server.daemon_threads = True
+        if context:
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.url = "http://127.0.0.1:%d/hook" % self.port
+        self.url = "%s://%s:%d/hook" % ("https" if context else "http", addr, self.port)
         self._thread = threading.Thread(target=self.server.serve_forever,
                                         kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()

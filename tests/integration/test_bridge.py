@@ -7,20 +7,14 @@ bridge's timestamp (taken when the line arrived) and a readingId unique
 across the restart; the rejected lines are counted in its metrics."""
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 import unittest
-import urllib.request
 
+import bridgelib
 import harness
 from harness import now_ms, wait_for
 
 STACK = None
-BRIDGE = os.path.join(harness.BUILD, "tools", "phantom-bridge", "phantom-bridge")
 
 
 def setUpModule():
@@ -28,100 +22,11 @@ def setUpModule():
     STACK = harness.start_module_stack("bridge", slot=9)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Bridge(unittest.TestCase):
     def setUp(self):
-        if not shutil.which("socat"):
-            self.fail("socat is not installed (deploy/packages.txt)")
-        self.assertTrue(os.access(BRIDGE, os.X_OK), "%s is not built" % BRIDGE)
+        bridgelib.check_prerequisites(self)
         self.owner = STACK.setup_owner(ports=3)
-        self.dir = tempfile.mkdtemp(prefix="phantom-bridge-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.board = os.path.join(self.dir, "board")
-        self.host = os.path.join(self.dir, "host")
-        self.metrics_port = free_port()
-        self.socat = None
-        self.bridge = None
-        self.addCleanup(self._stop_all)
-        p = self.owner["ports"]
-        self.env = dict(os.environ)
-        self.env.update({
-            "PHANTOM_BRIDGE_DEVICE": self.board,
-            "PHANTOM_BRIDGE_URL": STACK.base_url,
-            "PHANTOM_BRIDGE_DEVICE_TOKEN": self.owner["device_token"],
-            "PHANTOM_BRIDGE_CHANNELS": "default=%s,1=%s,P2=%s" % (p[0], p[1], p[2]),
-            "PHANTOM_BRIDGE_SPOOL": os.path.join(self.dir, "spool.db"),
-            "PHANTOM_BRIDGE_METRICS_ADDRESS": "127.0.0.1:%d" % self.metrics_port,
-            "PHANTOM_BRIDGE_LINE_MAX": "200",
-            "PHANTOM_BRIDGE_BACKOFF_MIN_MS": "100",
-            "PHANTOM_BRIDGE_BACKOFF_MAX_MS": "1000",
-        })
-        self.log = open(os.path.join(self.dir, "bridge.log"), "ab")
-
-    # ------------------------------------------------------------------
-    def _start_socat(self):
-        self.socat = subprocess.Popen(
-            ["socat", "pty,raw,echo=0,link=" + self.board, "pty,raw,echo=0,link=" + self.host],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.assertTrue(wait_for(lambda: os.path.exists(self.host) and os.path.exists(self.board),
-                                 5), "socat made no pty pair")
-
-    def _stop_socat(self):
-        if self.socat:
-            self.socat.terminate()
-            self.socat.wait(5)
-            self.socat = None
-            wait_for(lambda: not os.path.exists(self.board), 5)
-
-    def _start_bridge(self):
-        self.bridge = subprocess.Popen([BRIDGE], env=self.env, stdout=self.log, stderr=self.log)
-        self.assertTrue(wait_for(lambda: self._metrics() is not None, 10),
-                        "bridge metrics never answered:\n" + self._log_text())
-
-    def _stop_bridge(self):
-        if self.bridge:
-            self.bridge.send_signal(signal.SIGTERM)
-            try:
-                self.bridge.wait(20)
-            except subprocess.TimeoutExpired:
-                self.bridge.kill()
-                self.bridge.wait(5)
-            self.bridge = None
-
-    def _stop_all(self):
-        self._stop_bridge()
-        self._stop_socat()
-        self.log.close()
-
-    def _log_text(self):
-        self.log.flush()
-        with open(os.path.join(self.dir, "bridge.log"), "rb") as f:
-            return f.read().decode("utf-8", "replace")[-3000:]
-
-    def _metrics(self):
-        try:
-            url = "http://127.0.0.1:%d/metrics" % self.metrics_port
-            with urllib.request.urlopen(url, timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            return None
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.split()
-                out[name] = float(value)
-        return out
-
-    def _wait_opened(self, reopens):
-        # the bridge opens the device by itself; wait until it says so
-        self.assertTrue(wait_for(lambda: "open at 9600 baud" in self._log_text()
-                                 and self._metrics()["phantom_bridge_serial_reopens_total"]
-                                 >= reopens, 10), self._log_text())
+        self.rig = bridgelib.BridgeRig(self, STACK, self.owner)
 
     # ------------------------------------------------------------------
     def test_every_accepted_line_once_with_its_timestamp(self):
@@ -175,42 +80,42 @@ class Bridge(unittest.TestCase):
 
         def open_host():
             # held open while socat runs: closing it would end socat
-            return os.open(self.host, os.O_WRONLY | os.O_NOCTTY)
+            return os.open(self.rig.host_path, os.O_WRONLY | os.O_NOCTTY)
 
-        self._start_socat()
+        self.rig.start_socat()
         host = open_host()
-        self._start_bridge()
-        self._wait_opened(0)
+        self.rig.start_bridge()
+        self.rig.wait_open(0)
         phase(host, 0, 40)
         # unplug, write nothing while it is gone, plug back in
         os.close(host)
-        self._stop_socat()
+        self.rig.stop_socat()
         time.sleep(1.5)
-        self._start_socat()
+        self.rig.start_socat()
         host = open_host()
         self.addCleanup(os.close, host)
-        self._wait_opened(1)
+        self.rig.wait_open(1)
         phase(host, 40, 40)
         # a restart of the bridge keeps the spool and its ids
-        m = self._metrics()
-        self.assertEqual(m["phantom_bridge_lines_rejected_total"], rejected, self._log_text())
+        m = self.rig.metrics()
+        self.assertEqual(m["phantom_bridge_lines_rejected_total"], rejected, self.rig.log_text())
         self.assertEqual(m["phantom_bridge_lines_read_total"], lines)
-        self._stop_bridge()
-        self._start_bridge()
-        self._wait_opened(0)
+        self.rig.stop_bridge()
+        self.rig.start_bridge()
+        self.rig.wait_open(0)
         phase(host, 80, 40)
 
         total = len(sent)
 
         def drained():
-            m = self._metrics()
+            m = self.rig.metrics()
             return m and m["phantom_bridge_spool_depth"] == 0 and \
                 m["phantom_bridge_readings_spooled_total"] == m["phantom_bridge_readings_uploaded_total"]
         self.assertTrue(wait_for(drained, 20), "spool not drained: %s\n%s" % (
-            self._metrics(), self._log_text()))
-        m = self._metrics()
+            self.rig.metrics(), self.rig.log_text()))
+        m = self.rig.metrics()
         # the second run's counters: phase 3 only (40 good lines)
-        self.assertEqual(m["phantom_bridge_readings_refused_total"], 0, self._log_text())
+        self.assertEqual(m["phantom_bridge_readings_refused_total"], 0, self.rig.log_text())
         self.assertEqual(m["phantom_bridge_readings_dropped_total"], 0)
 
         rows = STACK.sql(
@@ -240,7 +145,7 @@ class Bridge(unittest.TestCase):
             self.assertEqual(mine, sorted(mine), port)
         # the second run counted its own phase
         second = sum((i % 5 == 0) + 2 * (i % 7 == 0) + 2 * (i % 9 == 0) for i in range(80, 120))
-        self.assertEqual(m["phantom_bridge_lines_rejected_total"], second, self._log_text())
+        self.assertEqual(m["phantom_bridge_lines_rejected_total"], second, self.rig.log_text())
         self.assertEqual(m["phantom_bridge_lines_read_total"], 40 + second)
 
 
