@@ -14,6 +14,10 @@
 
 //  Bounds the one query: a hash join over every key of the run.
 #define S_STATEMENT_TIMEOUT_MS 120000
+//  How long to keep trying to connect: a fault test may verify while a
+//  killed PostgreSQL is still in crash recovery ("not yet accepting
+//  connections"); that is a wait, not a verdict.
+#define S_CONNECT_PATIENCE_MS 60000
 
 static int
 s_compare_ack (const void *left, const void *right)
@@ -41,7 +45,12 @@ load_verify_run (const char *conninfo, const char *run, const load_ack_t *acked,
                  const int64_t *unknown, size_t unknown_count, load_verify_t *result)
 {
     memset (result, 0, sizeof *result);
+    int64_t deadline = zclock_mono () + S_CONNECT_PATIENCE_MS;
     PGconn *db = proto_pg_connect (conninfo, "phantom-load", S_STATEMENT_TIMEOUT_MS);
+    while (!db && zclock_mono () < deadline) {
+        zclock_sleep (500);
+        db = proto_pg_connect (conninfo, "phantom-load", S_STATEMENT_TIMEOUT_MS);
+    }
     if (!db)
         return -1;
     char pattern[32];
