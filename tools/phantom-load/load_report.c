@@ -120,7 +120,7 @@ load_report_verify (load_report_t *self, const load_run_t *run, const char *conn
 {
     load_verify_t verify;
     if (load_verify_run (conninfo, run->run, self->acked, self->acked_count, self->unknown,
-                         self->unknown_count, &verify) != 0)
+                         self->unknown_count, LOAD_VERIFY_PATIENCE_MS, &verify) != 0)
         return -1;
     fprintf (out,
              "verify: stored %" PRId64 ", acknowledged %zu, lost %" PRId64 ", extra %" PRId64

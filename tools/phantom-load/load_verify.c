@@ -14,10 +14,6 @@
 
 //  Bounds the one query: a hash join over every key of the run.
 #define S_STATEMENT_TIMEOUT_MS 120000
-//  How long to keep trying to connect: a fault test may verify while a
-//  killed PostgreSQL is still in crash recovery ("not yet accepting
-//  connections"); that is a wait, not a verdict.
-#define S_CONNECT_PATIENCE_MS 60000
 
 static int
 s_compare_ack (const void *left, const void *right)
@@ -42,10 +38,11 @@ load_verify_sort (load_ack_t *acked, size_t acked_count, int64_t *unknown, size_
 
 int
 load_verify_run (const char *conninfo, const char *run, const load_ack_t *acked, size_t acked_count,
-                 const int64_t *unknown, size_t unknown_count, load_verify_t *result)
+                 const int64_t *unknown, size_t unknown_count, int patience_ms,
+                 load_verify_t *result)
 {
     memset (result, 0, sizeof *result);
-    int64_t deadline = zclock_mono () + S_CONNECT_PATIENCE_MS;
+    int64_t deadline = zclock_mono () + patience_ms;
     PGconn *db = proto_pg_connect (conninfo, "phantom-load", S_STATEMENT_TIMEOUT_MS);
     while (!db && zclock_mono () < deadline) {
         zclock_sleep (500);
@@ -112,13 +109,19 @@ load_verify_test (bool verbose)
     assert (acked[0].seq == 2 && acked[1].seq == 5 && acked[2].seq == 7 && acked[2].id == 70);
     assert (unknown[0] == 1 && unknown[1] == 4 && unknown[2] == 9);
 
-    //  A database that cannot be reached is an error, at once, not a pass.
+    //  A database that cannot be reached is an error, not a pass: at once
+    //  without patience, after it with.
     load_verify_t result;
     int64_t started = zclock_mono ();
     assert (load_verify_run ("host=127.0.0.1 port=1 dbname=none", "00000000000000ab", acked, 3,
-                             unknown, 3, &result) == -1);
+                             unknown, 3, 0, &result) == -1);
     assert (zclock_mono () - started < (PROTO_PG_CONNECT_TIMEOUT_S + 1) * 1000);
     assert (result.stored == 0 && result.lost == 0);
+    started = zclock_mono ();
+    assert (load_verify_run ("host=127.0.0.1 port=1 dbname=none", "00000000000000ab", acked, 3,
+                             unknown, 3, 1200, &result) == -1);
+    int64_t waited = zclock_mono () - started;
+    assert (waited >= 1200 && waited < 1200 + (PROTO_PG_CONNECT_TIMEOUT_S + 1) * 1000);
     if (verbose)
         printf ("OK\n");
 }

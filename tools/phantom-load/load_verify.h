@@ -31,10 +31,15 @@ void load_verify_sort (load_ack_t *acked, size_t acked_count, int64_t *unknown,
 
 //  Compares the database at conninfo with the sorted acked[] and unknown[]
 //  of the run whose readingIds start with "<run>-". 0, or -1 if the
-//  database could not be read (said on stderr).
+//  database could not be read (said on stderr). A database that refuses
+//  connections is tried again for up to patience_ms: a fault test may
+//  verify while a killed PostgreSQL is still in crash recovery.
 int load_verify_run (const char *conninfo, const char *run, const load_ack_t *acked,
                      size_t acked_count, const int64_t *unknown, size_t unknown_count,
-                     load_verify_t *result);
+                     int patience_ms, load_verify_t *result);
+
+//  The patience of --verify.
+#define LOAD_VERIFY_PATIENCE_MS 60000
 
 void load_verify_test (bool verbose);
 
