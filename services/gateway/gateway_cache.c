@@ -23,6 +23,7 @@
     =========================================================================
 */
 #include "gateway.h"
+#include "proto_pg.h"
 
 #include <inttypes.h>
 #include <malloc.h>
@@ -32,6 +33,9 @@
 #include <sys/select.h>
 
 #define GATEWAY_CACHE_FLUSH_MS 60000
+//  application_name of the connection that reloads and refreshes entries
+//  (the listener's is "phantom-gateway-cache").
+#define S_QUERY_APPLICATION "phantom-gateway-cache-query"
 //  Distinct time zone names; IANA has about 600 with aliases.
 #define ZONES_MAX 4096
 //  Devices per token_last_used_at UPDATE statement.
@@ -997,14 +1001,9 @@ static PGconn *
 s_connect_listen (gateway_cache_t *self)
 {
     //  Named, so an operator (and the test) can tell it in pg_stat_activity.
-    const char *keys[] = {"dbname", "application_name", NULL};
-    const char *values[] = {self->conninfo, "phantom-gateway-cache", NULL};
-    PGconn *conn = PQconnectdbParams (keys, values, 1);
-    if (PQstatus (conn) != CONNECTION_OK) {
-        zsys_warning ("gateway cache - cannot connect: %s", PQerrorMessage (conn));
-        PQfinish (conn);
+    PGconn *conn = proto_pg_connect (self->conninfo, "phantom-gateway-cache", 0);
+    if (!conn)
         return NULL;
-    }
     PGresult *result = PQexec (conn, "LISTEN phantom_cache");
     bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
     PQclear (result);
@@ -1025,13 +1024,9 @@ gateway_cache_load (gateway_cache_t *self)
     if (self->thread_started) {
         //  The listener is already listening, so nothing changes unseen.
         pthread_mutex_lock (&self->query_mutex);
-        if (!self->query_conn || PQstatus (self->query_conn) != CONNECTION_OK) {
-            if (self->query_conn)
-                PQfinish (self->query_conn);
-            self->query_conn = PQconnectdb (self->conninfo);
-        }
-        int rc =
-            PQstatus (self->query_conn) == CONNECTION_OK ? s_load_all (self, self->query_conn) : -1;
+        int rc = proto_pg_ensure (&self->query_conn, self->conninfo, S_QUERY_APPLICATION, 0) >= 0
+                     ? s_load_all (self, self->query_conn)
+                     : -1;
         pthread_mutex_unlock (&self->query_mutex);
         return rc;
     }
@@ -1171,16 +1166,7 @@ s_query_conn (gateway_cache_t *self)
 {
     if (!self->conninfo)
         return NULL;
-    if (self->query_conn && PQstatus (self->query_conn) != CONNECTION_OK)
-        PQreset (self->query_conn);
-    if (!self->query_conn)
-        self->query_conn = PQconnectdb (self->conninfo);
-    if (PQstatus (self->query_conn) != CONNECTION_OK) {
-        zsys_warning ("gateway cache - refresh cannot connect: %s",
-                      PQerrorMessage (self->query_conn));
-        PQfinish (self->query_conn);
-        self->query_conn = NULL;
-    }
+    proto_pg_ensure (&self->query_conn, self->conninfo, S_QUERY_APPLICATION, 0);
     return self->query_conn;
 }
 

@@ -20,6 +20,7 @@
 */
 #include "gateway_live.h"
 #include "proto_curve.h"
+#include "proto_pg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -178,14 +179,11 @@ s_event (gateway_live_t *self, const proto_event_t *event)
 static PGconn *
 s_listen_connect (gateway_live_t *self)
 {
-    PGconn *pg = PQconnectdb (self->conninfo);
-    if (PQstatus (pg) != CONNECTION_OK) {
-        zsys_warning ("gateway live - cannot connect to PostgreSQL: %s", PQerrorMessage (pg));
-        PQfinish (pg);
-        return NULL;
-    }
     //  The unread count below runs on this thread: bound it.
-    PGresult *result = PQexec (pg, "SET statement_timeout = 2000; LISTEN phantom_notification");
+    PGconn *pg = proto_pg_connect (self->conninfo, "phantom-gateway-live", 2000);
+    if (!pg)
+        return NULL;
+    PGresult *result = PQexec (pg, "LISTEN phantom_notification");
     bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
     PQclear (result);
     if (!ok) {
