@@ -94,9 +94,6 @@ int64_t gateway_http_now_ms (void);
 //  gateway_http_read_json that also says which status it answered (0 if none).
 json_t *gateway_http_read_json_status (struct mg_connection *conn, size_t max, int *status);
 void gateway_http_test (bool verbose);
-//  Test support: one raw request to 127.0.0.1:port, the reply (complete by
-//  Content-Length, or up to close or 5 s) into reply; returns its status.
-int gateway_http_test_exchange (int port, const char *request, char *reply, size_t reply_size);
 //  Reads the raw body of at most max bytes, NUL
 //  terminated, into *buffer: stack_buffer if it fits (size < stack_size),
 //  else malloc'd (the caller frees it unless it is stack_buffer). On error

@@ -208,9 +208,5 @@ void gateway_api_routes_test (bool verbose);
 //  The exports over HTTP (gateway_api_export.c), streaming and its bounds
 //  included; exits 77 without PHANTOM_TEST_DATABASE.
 void gateway_api_export_test (bool verbose);
-//  Self tests: starts gateway->http on an ephemeral port (gwapi's fixed
-//  test ports when that is refused) with threads threads, registers the
-//  user API, returns the port.
-int gateway_api_test_http_start (gateway_t *gateway, const char *threads);
 
 #endif

@@ -23,6 +23,7 @@
     =========================================================================
 */
 #include "gateway.h"
+#include "gateway_fixture.h"
 #include "proto_pg.h"
 
 #include <inttypes.h>
@@ -1275,24 +1276,19 @@ gateway_cache_put_port (gateway_cache_t *self, const char *port, const gateway_p
 }
 
 //  ==========================================================================
+//  Runs a statement of the test; asserts it succeeded.
 static void
 s_exec (PGconn *conn, const char *sql, int count, const char **parameters)
 {
-    PGresult *result = PQexecParams (conn, sql, count, NULL, parameters, NULL, NULL, 0);
-    if (PQresultStatus (result) != PGRES_COMMAND_OK && PQresultStatus (result) != PGRES_TUPLES_OK) {
-        fprintf (stderr, "SQL failed: %s: %s\n", sql, PQerrorMessage (conn));
-        assert (false);
-    }
-    PQclear (result);
+    free (gateway_fixture_sql (conn, sql, count, parameters));
 }
 
+//  The one value a statement of the test returns; caller frees.
 static char *
 s_value (PGconn *conn, const char *sql, int count, const char **parameters)
 {
-    PGresult *result = PQexecParams (conn, sql, count, NULL, parameters, NULL, NULL, 0);
-    assert (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1);
-    char *value = strdup (PQgetvalue (result, 0, 0));
-    PQclear (result);
+    char *value = gateway_fixture_sql (conn, sql, count, parameters);
+    assert (value);
     return value;
 }
 
@@ -1480,13 +1476,9 @@ gateway_cache_test (bool verbose)
     gateway_cache_destroy (&cache);
     gateway_cache_destroy (&cache);
 
-    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
-    if (!conninfo || !*conninfo) {
-        printf ("skipped database part (PHANTOM_TEST_DATABASE unset)\n");
-        exit (77);
-    }
-    PGconn *conn = PQconnectdb (conninfo);
-    assert (PQstatus (conn) == CONNECTION_OK);
+    const char *conninfo =
+        gateway_fixture_database ("skipped database part (PHANTOM_TEST_DATABASE unset)");
+    PGconn *conn = gateway_fixture_connect (conninfo);
     char email[64];
     snprintf (email, sizeof email, "cache-%d-%" PRId64 "@test", (int)getpid (), zclock_time ());
     const char *user_parameters[] = {email};

@@ -13,6 +13,7 @@
     =========================================================================
 */
 #include "gateway.h"
+#include "gateway_fixture.h"
 #include "proto_pg.h"
 
 #include <errno.h>
@@ -333,11 +334,7 @@ void
 gateway_db_test (bool verbose)
 {
     printf (" * gateway_db: ");
-    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
-    if (!conninfo || !*conninfo) {
-        printf ("skipped (PHANTOM_TEST_DATABASE unset)\n");
-        exit (77);
-    }
+    const char *conninfo = gateway_fixture_database ("skipped (PHANTOM_TEST_DATABASE unset)");
     s_test_limits (conninfo);
     gateway_db_t *db = gateway_db_new (conninfo, 2);
     PGconn *first = gateway_db_acquire (db, 1000);

@@ -8,6 +8,7 @@
     =========================================================================
 */
 #include "gateway.h"
+#include "gateway_fixture.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -1256,43 +1257,6 @@ s_echo_large_handler (struct mg_connection *conn, void *cbdata)
     return gateway_http_send_data (conn, 200, "ok", body);
 }
 
-//  Sends request to 127.0.0.1:port, reads the answer until it is complete
-//  (by Content-Length), closed or 5 s pass; returns its status. For tests.
-int
-gateway_http_test_exchange (int port, const char *request, char *reply, size_t reply_size)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    assert (fd >= 0);
-    struct timeval timeout = {5, 0};
-    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    struct sockaddr_in address = {0};
-    address.sin_family = AF_INET;
-    address.sin_port = htons ((uint16_t)port);
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    int rc = connect (fd, (struct sockaddr *)&address, sizeof address);
-    assert (rc == 0);
-    rc = (int)send (fd, request, strlen (request), 0);
-    assert (rc == (int)strlen (request));
-    size_t got = 0;
-    while (got < reply_size - 1) {
-        ssize_t n = recv (fd, reply + got, reply_size - 1 - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        reply[got] = 0;
-        //  Stop once the full body is in (keep-alive would hold the socket).
-        char *end = strstr (reply, "\r\n\r\n");
-        char *length = strcasestr (reply, "Content-Length:");
-        if (end && length && got >= (size_t)(end + 4 - reply) + (size_t)atoi (length + 15))
-            break;
-    }
-    reply[got] = 0;
-    close (fd);
-    int status = 0;
-    sscanf (reply, "HTTP/1.%*d %d", &status);
-    return status;
-}
-
 //  The abuse limits, alone.
 static void
 s_rate_limit_check (void)
@@ -1572,7 +1536,7 @@ s_cors_exchange (int port, const char *method, const char *origin, const char *e
               "%s /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: %s\r\n%s%s", method,
               origin, extra,
               streq (method, "POST") ? "Content-Length: 8\r\n\r\n{\"a\":12}" : "\r\n");
-    return gateway_http_test_exchange (port, request, reply, size);
+    return gateway_fixture_exchange (port, request, reply, size);
 }
 
 #define S_PREFLIGHT                                                                                \
@@ -1738,7 +1702,7 @@ gateway_http_test (bool verbose)
 
     char reply[4096];
     //  Good body: echoed inside the envelope with the safety headers.
-    int status = gateway_http_test_exchange (
+    int status = gateway_fixture_exchange (
         TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"a\":12}", reply,
         sizeof reply);
     if (verbose)
@@ -1751,33 +1715,33 @@ gateway_http_test (bool verbose)
 
     //  10 MB announced, never sent: 413 must come back without waiting for it.
     int64_t started = gateway_http_now_ms ();
-    status = gateway_http_test_exchange (
+    status = gateway_fixture_exchange (
         TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n", reply,
         sizeof reply);
     assert (status == 413);
     assert (strstr (reply, "\"body_too_large\""));
     assert (gateway_http_now_ms () - started < 1500);
 
-    status = gateway_http_test_exchange (
+    status = gateway_fixture_exchange (
         TEST_PORT,
         "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n{\"a\":1,\"a\":2}  ", reply,
         sizeof reply);
     assert (status == 400);
     assert (strstr (reply, "\"invalid_json\""));
 
-    status = gateway_http_test_exchange (TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\n\r\n", reply,
+    status = gateway_fixture_exchange (TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\n\r\n", reply,
                                          sizeof reply);
     assert (status == 411);
     assert (strstr (reply, "\"length_required\""));
 
-    status = gateway_http_test_exchange (
+    status = gateway_fixture_exchange (
         TEST_PORT,
         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         "2\r\n{}\r\n0\r\n\r\n",
         reply, sizeof reply);
     assert (status == 411);
 
-    status = gateway_http_test_exchange (
+    status = gateway_fixture_exchange (
         TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n[1,2,3]", reply,
         sizeof reply);
     assert (status == 400);
@@ -1795,7 +1759,7 @@ gateway_http_test (bool verbose)
     snprintf (request, sizeof request,
               "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", strlen (body),
               body);
-    status = gateway_http_test_exchange (TEST_PORT, request, reply, sizeof reply);
+    status = gateway_fixture_exchange (TEST_PORT, request, reply, sizeof reply);
     assert (status == 400);
     assert (strstr (reply, "too deeply"));
     //  31 levels inside the object (32 with it) pass.
@@ -1803,7 +1767,7 @@ gateway_http_test (bool verbose)
     snprintf (request, sizeof request,
               "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", strlen (body),
               body);
-    status = gateway_http_test_exchange (TEST_PORT, request, reply, sizeof reply);
+    status = gateway_fixture_exchange (TEST_PORT, request, reply, sizeof reply);
     assert (status == 200);
 
     //  Nesting is counted in the text, before jansson's recursive parse:
@@ -1819,11 +1783,11 @@ gateway_http_test (bool verbose)
     memset (huge + offset, '[', levels);
     memset (huge + offset + levels, ']', levels);
     strcpy (huge + offset + 2 * levels, "}");
-    status = gateway_http_test_exchange (TEST_PORT, huge, reply, sizeof reply);
+    status = gateway_fixture_exchange (TEST_PORT, huge, reply, sizeof reply);
     free (huge);
     assert (status == 400);
     assert (strstr (reply, "too deeply"));
-    status = gateway_http_test_exchange (
+    status = gateway_fixture_exchange (
         TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{\"a\":12}", reply,
         sizeof reply);
     assert (status == 200);
@@ -1836,7 +1800,7 @@ gateway_http_test (bool verbose)
     assert (s_depth ("]]]][[[[", 2)); //  malformed: jansson's to reject
 
     //  Body shorter than announced: the read gives up after the timeout.
-    status = gateway_http_test_exchange (
+    status = gateway_fixture_exchange (
         TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n{\"a\":1}", reply,
         sizeof reply);
     assert (status == 400 || status == 0);
@@ -1848,20 +1812,20 @@ gateway_http_test (bool verbose)
     const char *forwarded = "GET /whoami HTTP/1.1\r\nHost: x\r\n"
                             "X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: http\r\n"
                             "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n\r\n";
-    status = gateway_http_test_exchange (TEST_PORT, forwarded, reply, sizeof reply);
+    status = gateway_fixture_exchange (TEST_PORT, forwarded, reply, sizeof reply);
     assert (status == 200 && strstr (reply, "\"ip\":\"127.0.0.1\",\"https\":false"));
     assert (gateway_http_trusted_proxies_configure ("127.0.0.0/8", NULL) == 0);
-    status = gateway_http_test_exchange (TEST_PORT, forwarded, reply, sizeof reply);
+    status = gateway_fixture_exchange (TEST_PORT, forwarded, reply, sizeof reply);
     assert (status == 200 && strstr (reply, "\"ip\":\"203.0.113.9\",\"https\":true"));
-    status = gateway_http_test_exchange (
+    status = gateway_fixture_exchange (
         TEST_PORT, "GET /whoami HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https, http\r\n\r\n",
         reply, sizeof reply);
     assert (status == 200 && strstr (reply, "\"ip\":\"127.0.0.1\",\"https\":false"));
     //  In Forwarded mode X-Forwarded-* is the client's own and ignored.
     assert (gateway_http_trusted_proxies_configure ("127.0.0.0/8", "Forwarded") == 0);
-    status = gateway_http_test_exchange (TEST_PORT, forwarded, reply, sizeof reply);
+    status = gateway_fixture_exchange (TEST_PORT, forwarded, reply, sizeof reply);
     assert (status == 200 && strstr (reply, "\"ip\":\"127.0.0.1\",\"https\":false"));
-    status = gateway_http_test_exchange (
+    status = gateway_fixture_exchange (
         TEST_PORT,
         "GET /whoami HTTP/1.1\r\nHost: x\r\nForwarded: for=1.2.3.4;proto=http\r\n"
         "Forwarded: for=\"[2001:db8::5]:99\";proto=https\r\n\r\n",

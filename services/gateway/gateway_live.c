@@ -536,6 +536,7 @@ gateway_live_destroy (gateway_live_t **self_p)
 //  PUB standing in for a detector.
 
 #include "gateway_api.h"
+#include "gateway_fixture.h"
 
 #include <netinet/in.h>
 #include <poll.h>
@@ -677,13 +678,8 @@ gateway_live_test (bool verbose)
         free (stream.events[stream.head]);
     pthread_cond_destroy (&stream.wake);
 
-    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
-    if (!conninfo || !*conninfo) {
-        printf ("skipped (PHANTOM_TEST_DATABASE unset; ring OK)\n");
-        exit (77);
-    }
-    PGconn *pg = PQconnectdb (conninfo);
-    assert (PQstatus (pg) == CONNECTION_OK);
+    const char *conninfo = gateway_fixture_database ("skipped (PHANTOM_TEST_DATABASE unset; ring OK)");
+    PGconn *pg = gateway_fixture_connect (conninfo);
 
     //  A detector's event PUB, partition 0 of two.
     zsock_t *pub = zsock_new (ZMQ_PUB);
@@ -714,7 +710,7 @@ gateway_live_test (bool verbose)
     assert (gateway.live);
     assert (gateway.live->endpoint_count == 2 && gateway.live->stream_max_per_user == 2 &&
             gateway.live->stream_max_per_address == 3 && gateway.live->stream_max == 4);
-    int http_port = gateway_api_test_http_start (&gateway, "8");
+    int http_port = gateway_fixture_api_start (&gateway, "8");
 
     char suffix[17], email[96];
     snprintf (suffix, sizeof suffix, "%08x%08x", (unsigned)randombytes_random (),

@@ -11,20 +11,6 @@
 #include "gateway_live.h"
 #include "gateway_web.h"
 
-//  gwapi's class test, if gateway_api.c provides one.
-extern void gateway_api_test (bool verbose) __attribute__ ((weak));
-
-static void
-s_api_test (bool verbose)
-{
-    if (gateway_api_test)
-        gateway_api_test (verbose);
-    else {
-        printf (" * gateway_api: skipped (no test)\n");
-        exit (77);
-    }
-}
-
 static const struct {
     const char *name;
     void (*test) (bool verbose);
@@ -35,7 +21,7 @@ static const struct {
     {"gateway_emoncms", gateway_emoncms_test},
     {"gateway_db", gateway_db_test},
     {"gateway_cache", gateway_cache_test},
-    {"gateway_api", s_api_test},
+    {"gateway_api", gateway_api_test},
     {"gateway_api_export", gateway_api_export_test},
     {"gateway_live", gateway_live_test},
     {"gateway_web", gateway_web_test},
