@@ -961,7 +961,7 @@ s_session_cookie (gateway_api_request_t *request, const char *value, int max_age
 {
     snprintf (line, size,
               "Set-Cookie: " S_SESSION_COOKIE "=%s; HttpOnly;%s SameSite=Strict; Path=/; Max-Age=%d\r\n",
-              value, gateway_http_is_https (request->conn) ? " Secure;" : "", max_age);
+              value, gateway_http_client_https (request->conn) ? " Secure;" : "", max_age);
 }
 
 //  {user, token} and the session cookie.

@@ -203,6 +203,8 @@ bool gateway_api_route_matches (const gateway_api_route_t *route,
 void gateway_api_helpers_test (void);
 //  The currency and locale checks (gateway_api_summary.c), run by the same.
 void gateway_api_summary_test (void);
+//  Self test; runs against PHANTOM_TEST_DATABASE (a migrated database), skips without it.
+void gateway_api_test (bool verbose);
 //  The routes over HTTP (gateway_api_test.c); exits 77 without PHANTOM_TEST_DATABASE.
 void gateway_api_routes_test (bool verbose);
 //  The exports over HTTP (gateway_api_export.c), streaming and its bounds

@@ -1574,7 +1574,7 @@ static void
 s_test_abuse_limits (gateway_fixture_client_t *client, const char *suffix)
 {
     char email [128], other [128], unknown [128];
-    assert (gateway_http_trusted_proxies_configure ("127.0.0.1", NULL) == 0);
+    assert (gateway_http_client_proxies_configure ("127.0.0.1", NULL) == 0);
 
     gateway_http_rate_limit_configure (GATEWAY_RATE_REGISTER, 2, 1);
     //  A refused password costs nothing, so it does not count.
@@ -1627,7 +1627,7 @@ s_test_abuse_limits (gateway_fixture_client_t *client, const char *suffix)
 
     //  Without a trusted proxy the header is the client's own word: every
     //  request is 127.0.0.1, whatever it says.
-    assert (gateway_http_trusted_proxies_configure ("", NULL) == 0);
+    assert (gateway_http_client_proxies_configure ("", NULL) == 0);
     gateway_http_rate_limit_configure (GATEWAY_RATE_LOGIN, 1, 1);
     assert (s_login_from (client, "198.51.102.1", other, "wrong horse") == 401);
     assert (s_login_from (client, "198.51.102.2", other, "lamp orbit velvet") == 429);
@@ -1656,7 +1656,7 @@ s_test_sessions (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *p
     assert (!strcasestr (client->head, "Secure"));
     char *second = strdup (json_string_value (gateway_fixture_data (client, "token")));
     //  Behind the trusted proxy, which says https: Secure, and its client's address.
-    assert (gateway_http_trusted_proxies_configure ("127.0.0.1", NULL) == 0);
+    assert (gateway_http_client_proxies_configure ("127.0.0.1", NULL) == 0);
     assert (gateway_fixture_call (client, "POST", "/api/auth/login",
                     "X-Forwarded-For: 198.51.100.9\r\nX-Forwarded-Proto: https\r\n"
                     "User-Agent: agent-three\xc3\xa9\r\n", body) == 200);
@@ -1670,7 +1670,7 @@ s_test_sessions (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *p
     assert (!strcasestr (client->head, "Secure"));
     free (third);
     third = strdup (json_string_value (gateway_fixture_data (client, "token")));
-    assert (gateway_http_trusted_proxies_configure ("", NULL) == 0);
+    assert (gateway_http_client_proxies_configure ("", NULL) == 0);
 
     //  Listed, most recently used first, the current one flagged.
     assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);

@@ -16,6 +16,8 @@ static const struct {
     void (*test) (bool verbose);
 } s_tests[] = {
     {"gateway_http", gateway_http_test},
+    {"gateway_http_client", gateway_http_client_test},
+    {"gateway_http_rate", gateway_http_rate_test},
     {"gateway_pipeline", gateway_pipeline_test},
     {"gateway_sensor", gateway_sensor_test},
     {"gateway_emoncms", gateway_emoncms_test},
