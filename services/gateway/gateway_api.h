@@ -1,8 +1,15 @@
 /*  =========================================================================
     gateway_api - internals shared by the user API's files
 
-      gateway_api.c          answers, rows as JSON, SQL (with reconnect), pages, bodies,
-                             sessions, routing, /api/auth, /api/devices
+      gateway_api.c          routing: the route tables, the session check, dispatch
+      gateway_api_answer.c   answers, rows as JSON
+      gateway_api_sql.c      SQL on the pool (with reconnect)
+      gateway_api_request.c  ids, emails, query strings, windows, pages, body fields
+      gateway_api_session.c  session token, session check, session cookie
+      gateway_api_token.c    session and device tokens
+      gateway_api_password.c password hashing pool and strength check
+      gateway_api_auth.c     /api/auth
+      gateway_api_devices.c  /api/devices
       gateway_api_ports.c    /api/ports, readings, episodes
       gateway_api_notify.c   /api/notifications, /api/webhooks
       gateway_api_summary.c  /api/summary, /api/settings
@@ -16,6 +23,8 @@
 #define GATEWAY_API_H_INCLUDED
 
 #include "gateway.h"
+
+#include <sodium.h>
 
 #define GATEWAY_API_TOKEN_CHARS 43      //  base64url text of a 256-bit token, no padding
 #define GATEWAY_API_HASH_TEXT 67        //  "\x" + 64 hex digits + NUL: a bytea parameter
@@ -66,6 +75,8 @@ typedef struct {
 
 //  Route tables of the resource files, each ended by a NULL method; the
 //  dispatcher and the self test's authorization loop walk all of them.
+extern const gateway_api_route_t gateway_api_auth_routes [];
+extern const gateway_api_route_t gateway_api_devices_routes [];
 extern const gateway_api_route_t gateway_api_ports_routes [];
 extern const gateway_api_route_t gateway_api_notify_routes [];
 extern const gateway_api_route_t gateway_api_summary_routes [];
@@ -203,6 +214,49 @@ bool gateway_api_route_matches (const gateway_api_route_t *route,
 void gateway_api_helpers_test (void);
 //  The currency and locale checks (gateway_api_summary.c), run by the same.
 void gateway_api_summary_test (void);
+
+//  gateway_api_answer: the success envelope with extra header lines
+//  (Set-Cookie); steals data.
+int gateway_api_send_with_headers (gateway_api_request_t *request, int status, const char *message,
+                                   json_t *data, const char *headers);
+//  The user object of a GATEWAY_API_USER_COLUMNS row.
+json_t *gateway_api_user_from_row (PGresult *result, int row);
+
+//  gateway_api_session
+#define GATEWAY_API_USER_AGENT_MAX 256  //  bytes of User-Agent kept with a session
+//  The session check of a signed-in route: 0 with request->user and the
+//  session set, or the status answered (401, or the database's 5xx).
+int gateway_api_session_require (gateway_api_request_t *request);
+//  The session's idle limit, in seconds, as an SQL parameter.
+void gateway_api_session_idle_text (gateway_api_request_t *request, char text [16]);
+//  The Set-Cookie line of the session cookie with value and max_age.
+void gateway_api_session_cookie (gateway_api_request_t *request, const char *value, int max_age,
+                                 char *line, size_t size);
+//  Answers {user, token} and the session cookie.
+int gateway_api_session_send (gateway_api_request_t *request, int status, const char *message,
+                              PGresult *user, const char *token);
+//  The client address and user agent a new session keeps, as SQL
+//  parameters (*agent_value NULL when there is no user agent).
+void gateway_api_session_origin (gateway_api_request_t *request, char address [64],
+                                 char agent [GATEWAY_API_USER_AGENT_MAX + 1],
+                                 const char **agent_value);
+
+//  gateway_api_password: true once the pool is set up (the first call sets it up).
+bool gateway_api_password_ready (void);
+//  NULL when password may be chosen by the user of email and name, else
+//  why not, as a sentence for the user (gateway_api_password_unchecked:
+//  cannot tell). Long enough is the caller's check.
+const char *gateway_api_password_weak (const char *password, const char *email, const char *name);
+extern const char gateway_api_password_unchecked [];
+//  Hashes password into hash (crypto_pwhash_STRBYTES). 0, -1 failed, -2 the pool stayed busy.
+int gateway_api_password_hash (const char *password, char hash [crypto_pwhash_STRBYTES]);
+//  Verifies password against stored (NULL: against the dummy hash, and
+//  fails). 0 match, -1 no match, -2 the pool stayed busy.
+int gateway_api_password_verify (const char *stored, const char *password);
+
+void gateway_api_password_test (bool verbose);
+void gateway_api_token_test (bool verbose);
+void gateway_api_request_test (bool verbose);
 //  Self test; runs against PHANTOM_TEST_DATABASE (a migrated database), skips without it.
 void gateway_api_test (bool verbose);
 //  The routes over HTTP (gateway_api_test.c); exits 77 without PHANTOM_TEST_DATABASE.
