@@ -13,6 +13,7 @@
       gateway_http_rate    abuse limits, a token bucket per key
       gateway_db           a small bounded pool of PostgreSQL connections
       gateway_cache        device-token hashes and port ownership in memory
+      gateway_cache_schedule  weekly off schedules, JSON <-> packed windows
     and, included where they are used: gateway_pipeline (PUSH to partitions,
     SUB acks), gateway_api (the user API), gateway_live (/api/stream),
     gateway_web (the dashboard); gateway_sensor serves the sensor routes.
@@ -35,6 +36,7 @@
 //  The classes every handler uses, one header each: a file that includes
 //  gateway.h sees them all (CZMQ's czmq.h is the model).
 #include "gateway_cache.h"
+#include "gateway_cache_schedule.h"
 #include "gateway_db.h"
 #include "gateway_http.h"
 #include "gateway_http_client.h"

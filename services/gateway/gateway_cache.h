@@ -48,16 +48,6 @@ bool gateway_cache_loaded (gateway_cache_t *self);
 void gateway_cache_put_device (gateway_cache_t *self, const uint8_t token_hash[32],
                                int64_t device_id, int64_t user_id, int64_t expires_ms);
 void gateway_cache_put_port (gateway_cache_t *self, const char *port, const gateway_port_t *entry);
-//  Packs a schedule of weekly windows, null or an array of 1 to max
-//  {"days": ["mon", ...], "from": "HH:MM", "to": "HH:MM"} (days unique,
-//  at least one; from != to), into windows [max] (PROTO_WINDOW_PACK; null:
-//  all 0). 0, or -1 with *message set to a sentence for the owner. The
-//  API validates offSchedule with it; the cache packs what was stored.
-int gateway_cache_schedule_pack (const json_t *schedule, size_t max, uint32_t *windows,
-                                 const char **message);
-//  The schedule of packed windows as the API writes it (days in week
-//  order; a window to midnight ends at "00:00"); null when none is used.
-json_t *gateway_cache_schedule_json (const uint32_t *windows, size_t max);
 //  Writes the in-memory stamps of token use to devices.token_last_used_at
 //  now (the listener does it every 60 s by itself, and destroy once more).
 void gateway_cache_flush_used (gateway_cache_t *self);

@@ -10,6 +10,8 @@
 #include "gateway_pipeline.h"
 #include "gateway_live.h"
 #include "gateway_web.h"
+#include "gateway_port_table.h"
+#include "gateway_token_table.h"
 
 static const struct {
     const char *name;
@@ -23,6 +25,9 @@ static const struct {
     {"gateway_emoncms", gateway_emoncms_test},
     {"gateway_db", gateway_db_test},
     {"gateway_cache", gateway_cache_test},
+    {"gateway_cache_schedule", gateway_cache_schedule_test},
+    {"gateway_port_table", gateway_port_table_test},
+    {"gateway_token_table", gateway_token_table_test},
     {"gateway_api", gateway_api_test},
     {"gateway_api_password", gateway_api_password_test},
     {"gateway_api_request", gateway_api_request_test},
