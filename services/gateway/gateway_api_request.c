@@ -123,61 +123,6 @@ gateway_api_window (gateway_api_request_t *request, int64_t default_ms, int64_t 
     return 0;
 }
 
-//  ?limit=1..max (default_limit when absent) and ?before=<id> (before ""
-//  when absent). 0, or the status answered.
-static int
-s_page (gateway_api_request_t *request, int default_limit, int max, int *limit,
-        char before[GATEWAY_API_ID_DIGITS_MAX + 2])
-{
-    char text[8];
-    *limit = default_limit;
-    before[0] = 0;
-    int rc = gateway_api_query_var (request, "limit", text, sizeof text);
-    if (rc == 1 && gateway_api_is_id (text) && atoi (text) >= 1 && atoi (text) <= max)
-        *limit = atoi (text);
-    else if (rc != 0) {
-        char message[80];
-        snprintf (message, sizeof message, "limit must be an integer from 1 to %d", max);
-        return gateway_api_invalid (request, message);
-    }
-    rc = gateway_api_query_var (request, "before", before, GATEWAY_API_ID_DIGITS_MAX + 2);
-    if (rc == -1 || (rc == 1 && !gateway_api_is_id (before))) {
-        before[0] = 0;
-        return gateway_api_invalid (request, "before must be an id");
-    }
-    return 0;
-}
-
-int
-gateway_api_send_page (gateway_api_request_t *request, const char *parent, int default_limit,
-                       const char *sql, const char *key, const gateway_api_member_t *members,
-                       const gateway_api_member_t *extra)
-{
-    int limit;
-    char before[GATEWAY_API_ID_DIGITS_MAX + 2], limit_text[8];
-    int status = s_page (request, default_limit, GATEWAY_API_PAGE_MAX, &limit, before);
-    if (status)
-        return status;
-    snprintf (limit_text, sizeof limit_text, "%d", limit);
-    const char *values[] = {parent, request->user_text, *before ? before : NULL, limit_text};
-    PGresult *result = gateway_api_run_found (request, &status, sql, 4, values);
-    if (!result)
-        return status;
-    int rows = PQntuples (result);
-    json_t *list = json_array ();
-    for (int row = 0; row < rows; row++)
-        if (!PQgetisnull (result, row, 1))
-            json_array_append_new (list, gateway_api_object_from_row (result, row, members));
-    json_t *data = extra ? gateway_api_object_from_row (result, 0, extra) : json_object ();
-    json_object_set_new (data, key, list);
-    json_object_set_new (data, "nextBefore",
-                         json_array_size (list) == (size_t)limit
-                             ? gateway_api_column (result, rows - 1, 1, GATEWAY_API_INTEGER)
-                             : json_null ());
-    PQclear (result);
-    return gateway_http_send_data (request->conn, 200, NULL, data);
-}
-
 //  ==========================================================================
 //  Request bodies: every field type-checked, errors name the field
 

@@ -302,12 +302,7 @@ s_thread (void *argument)
 static void
 s_address (const char *text, uint8_t address[16])
 {
-    memset (address, 0, 16);
-    struct in_addr v4;
-    if (text && inet_pton (AF_INET, text, &v4) == 1) {
-        address[10] = address[11] = 0xff;
-        memcpy (address + 12, &v4, 4);
-    } else if (text && inet_pton (AF_INET6, text, address) != 1)
+    if (!gateway_http_client_address_parse (text, address))
         memset (address, 0, 16);
 }
 
