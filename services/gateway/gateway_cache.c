@@ -26,6 +26,7 @@
 #include "gateway_fixture.h"
 #include "gateway_port_table.h"
 #include "gateway_token_table.h"
+#include "gateway_token_use.h"
 #include "proto_pg.h"
 
 #include <inttypes.h>
@@ -41,8 +42,6 @@
 #define S_QUERY_APPLICATION "phantom-gateway-cache-query"
 //  Distinct time zone names; IANA has about 600 with aliases.
 #define ZONES_MAX 4096
-//  Devices per token_last_used_at UPDATE statement.
-#define FLUSH_CHUNK 1000
 
 typedef struct {
     int64_t id;                //  device id
@@ -502,10 +501,8 @@ s_refresh_user (gateway_cache_t *self, PGconn *conn, int64_t user_id)
 }
 
 //  --------------------------------------------------------------------------
-//  Writes the stamps of token use not yet written, FLUSH_CHUNK devices per
-//  statement. Only a device whose token is still the one that was used
-//  gets it, and a stamp never moves token_last_used_at back (another
-//  gateway may have written a later one).
+//  Writes the stamps of token use not yet written (gateway_token_use), and
+//  marks those written as flushed.
 static void
 s_flush_used (gateway_cache_t *self, PGconn *conn)
 {
@@ -528,55 +525,16 @@ s_flush_used (gateway_cache_t *self, PGconn *conn)
     }
     pthread_rwlock_unlock (&self->lock);
 
-    for (size_t start = 0; start < count; start += FLUSH_CHUNK) {
-        size_t end = start + FLUSH_CHUNK < count ? start + FLUSH_CHUNK : count;
-        //  Three array literals: {1,2}, {ms,ms}, {hex,hex}.
-        size_t size = (end - start) * 100 + 16;
-        char *id_list = (char *)malloc (size), *stamp_list = (char *)malloc (size),
-             *hash_list = (char *)malloc (size);
-        assert (id_list && stamp_list && hash_list);
-        size_t id_at = 0, stamp_at = 0, hash_at = 0;
-        for (size_t index = start; index < end; index++) {
-            char hex[65];
-            s_hex (hashes[index], hex);
-            const char *separator = index == start ? "{" : ",";
-            id_at += (size_t)snprintf (id_list + id_at, size - id_at, "%s%" PRId64, separator,
-                                       ids[index]);
-            stamp_at += (size_t)snprintf (stamp_list + stamp_at, size - stamp_at, "%s%" PRId64,
-                                          separator, stamps[index]);
-            hash_at +=
-                (size_t)snprintf (hash_list + hash_at, size - hash_at, "%s%s", separator, hex);
-        }
-        snprintf (id_list + id_at, size - id_at, "}");
-        snprintf (stamp_list + stamp_at, size - stamp_at, "}");
-        snprintf (hash_list + hash_at, size - hash_at, "}");
-        const char *parameters[] = {id_list, stamp_list, hash_list};
-        PGresult *result = PQexecParams (
-            conn,
-            "UPDATE devices d SET token_last_used_at = "
-            "GREATEST (d.token_last_used_at, to_timestamp (u.ms / 1000.0)) "
-            "FROM unnest ($1::bigint[], $2::bigint[], $3::text[]) AS u (id, ms, hash) "
-            "WHERE d.id = u.id AND d.token_hash = decode (u.hash, 'hex')",
-            3, NULL, parameters, NULL, NULL, 0);
-        bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
-        if (!ok)
-            zsys_warning ("gateway cache - token use not written: %s", PQerrorMessage (conn));
-        PQclear (result);
-        free (id_list);
-        free (stamp_list);
-        free (hash_list);
-        if (!ok)
-            break; //  the stamps stay unflushed and go with the next flush
-        pthread_rwlock_rdlock (&self->lock);
-        for (size_t index = start; index < end; index++) {
-            char key[24];
-            snprintf (key, sizeof key, "%" PRId64, ids[index]);
-            s_device_t *device = (s_device_t *)zhashx_lookup (self->devices, key);
-            if (device && atomic_load (&device->flushed) < stamps[index])
-                atomic_store (&device->flushed, stamps[index]);
-        }
-        pthread_rwlock_unlock (&self->lock);
+    size_t written = gateway_token_use_write (conn, ids, stamps, hashes, count);
+    pthread_rwlock_rdlock (&self->lock);
+    for (size_t index = 0; index < written; index++) {
+        char key[24];
+        snprintf (key, sizeof key, "%" PRId64, ids[index]);
+        s_device_t *device = (s_device_t *)zhashx_lookup (self->devices, key);
+        if (device && atomic_load (&device->flushed) < stamps[index])
+            atomic_store (&device->flushed, stamps[index]);
     }
+    pthread_rwlock_unlock (&self->lock);
     free (ids);
     free (stamps);
     free (hashes);

@@ -12,6 +12,7 @@
 #include "gateway_web.h"
 #include "gateway_port_table.h"
 #include "gateway_token_table.h"
+#include "gateway_token_use.h"
 
 static const struct {
     const char *name;
@@ -28,6 +29,7 @@ static const struct {
     {"gateway_cache_schedule", gateway_cache_schedule_test},
     {"gateway_port_table", gateway_port_table_test},
     {"gateway_token_table", gateway_token_table_test},
+    {"gateway_token_use", gateway_token_use_test},
     {"gateway_api", gateway_api_test},
     {"gateway_api_password", gateway_api_password_test},
     {"gateway_api_request", gateway_api_request_test},
