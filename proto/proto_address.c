@@ -117,12 +117,8 @@ proto_address_new (bool allow_private, const char *allow_cidrs)
 proto_address_t *
 proto_address_new_from_config (proto_config_t *config)
 {
-    int error = 0;
-    int64_t allow_private = proto_config_int (config, "webhook_allow_private", 0, 0, 1, &error);
-    if (error)
-        return NULL;
-    return proto_address_new (allow_private == 1,
-                              proto_config_get (config, "webhook_allow_cidrs", NULL));
+    return proto_address_new (proto_config_int (config, "webhook_allow_private") == 1,
+                              proto_config_str (config, "webhook_allow_cidrs"));
 }
 
 void
@@ -607,7 +603,11 @@ proto_address_test (bool verbose)
     assert (streq (s_test_judge (self, "169.254.1.1"), ""));
     proto_address_destroy (&self);
     proto_config_destroy (&config);
+    //  A value that is not 0 or 1 stops the config itself.
     setenv ("PHANTOM_WEBHOOK_ALLOW_PRIVATE", "yes", 1);
+    assert (proto_config_new (NULL) == NULL);
+    setenv ("PHANTOM_WEBHOOK_ALLOW_PRIVATE", "0", 1);
+    setenv ("PHANTOM_WEBHOOK_ALLOW_CIDRS", "nonsense", 1);
     config = proto_config_new (NULL);
     assert (proto_address_new_from_config (config) == NULL);
     proto_config_destroy (&config);

@@ -1,9 +1,10 @@
 /*  =========================================================================
     proto_config - the one shared configuration every service reads
 
-    Values come from the environment (PHANTOM_<KEY>), then the file, then the
-    caller's default. Read it at start-up from one thread: lookups cache the
-    environment values they borrow out, so the config is not thread-safe.
+    Values come from the environment (PHANTOM_<KEY>), then the file, then
+    the table's default. Everything is checked when loading, so a lookup
+    cannot fail: a config that loaded holds only known keys with values of
+    their type and range. Read it at start-up; it does not change after.
     =========================================================================
 */
 #include "proto_config.h"
@@ -17,12 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_KEY_MAX 64 //  longest key; keeps env names bounded
+#define S_KEY_MAX 64     //  longest key; keeps env names bounded
+#define S_REASON_MAX 256 //  longest reason a check gives
 
 struct _proto_config_t {
-    char *path;           //  file we loaded, NULL for env/defaults only
-    zhash_t *values;      //  key -> value from the file (autofree)
-    zhash_t *environment; //  key -> copy of PHANTOM_<KEY> seen by get (autofree)
+    const proto_config_key_t *keys; //  the table (static, borrowed)
+    size_t count;                   //  keys in it
+    char **values;                  //  per key: its value, NULL for the default
+    int64_t *numbers;               //  per INT key: its value, parsed once
 };
 
 static bool
@@ -78,6 +81,77 @@ s_parse_line (char *line, char **key_p, char **value_p, const char **reason_p)
     return 0;
 }
 
+//  Index of name in keys, or -1.
+static int
+s_find (const proto_config_key_t *keys, const char *name)
+{
+    for (int index = 0; keys[index].name; index++)
+        if (streq (keys[index].name, name))
+            return index;
+    return -1;
+}
+
+//  True if word is one of the '|'-separated choices.
+static bool
+s_choice (const char *choices, const char *word)
+{
+    size_t length = strlen (word);
+    for (const char *start = choices; start;) {
+        const char *bar = strchr (start, '|');
+        size_t size = bar ? (size_t)(bar - start) : strlen (start);
+        if (size == length && strncmp (start, word, length) == 0)
+            return true;
+        start = bar ? bar + 1 : NULL;
+    }
+    return false;
+}
+
+//  Checks value against key; 0 with the number of an INT key in *number,
+//  or -1 with the reason in reason.
+static int
+s_check (const proto_config_key_t *key, const char *value, int64_t *number, char *reason)
+{
+    if (key->type == PROTO_CONFIG_INT) {
+        errno = 0;
+        char *end = NULL;
+        long long parsed = strtoll (value, &end, 10);
+        if (end == value || *end || errno || isspace ((unsigned char)*value)) {
+            snprintf (reason, S_REASON_MAX, "%s: '%s' is not an integer", key->name, value);
+            return -1;
+        }
+        if (parsed < key->min || parsed > key->max) {
+            snprintf (reason, S_REASON_MAX, "%s: %lld is out of range %" PRId64 "..%" PRId64,
+                      key->name, parsed, key->min, key->max);
+            return -1;
+        }
+        *number = (int64_t)parsed;
+    } else if (key->type == PROTO_CONFIG_CHOICE && !s_choice (key->choices, value)) {
+        snprintf (reason, S_REASON_MAX, "%s: '%s' is not one of %s", key->name, value,
+                  key->choices);
+        return -1;
+    }
+    return 0;
+}
+
+//  Takes value for key index (from a file line or the environment).
+//  0, or -1 with the reason.
+static int
+s_set (proto_config_t *self, int index, const char *value, char *reason)
+{
+    int64_t number = 0;
+    if (s_check (&self->keys[index], value, &number, reason))
+        return -1;
+    char *copy = strdup (value);
+    if (!copy) {
+        snprintf (reason, S_REASON_MAX, "out of memory");
+        return -1;
+    }
+    free (self->values[index]);
+    self->values[index] = copy;
+    self->numbers[index] = number;
+    return 0;
+}
+
 static int
 s_load (proto_config_t *self, const char *path)
 {
@@ -91,18 +165,29 @@ s_load (proto_config_t *self, const char *path)
     int number = 0;
     int rc = 0;
     ssize_t length;
+    char reason[S_REASON_MAX] = "";
     while ((length = getline (&line, &capacity, file)) != -1) {
         number++;
         char *key, *value;
-        const char *reason = NULL;
+        const char *parse_reason = NULL;
         //  A NUL would silently cut the value short, so it is an error.
         if (strlen (line) != (size_t)length)
-            reason = "NUL byte in line";
-        else if (s_parse_line (line, &key, &value, &reason) == 0 && key)
-            zhash_update (self->values, key, value); //  later lines win, as in Redis
-        if (reason) {
-            zsys_error ("config %s:%d - %s", path, number, reason);
+            parse_reason = "NUL byte in line";
+        else if (s_parse_line (line, &key, &value, &parse_reason) == 0 && key) {
+            //  Later lines win, as in Redis.
+            int index = s_find (self->keys, key);
+            if (index < 0)
+                snprintf (reason, sizeof reason, "unknown key '%s'", key);
+            else if (s_set (self, index, value, reason) == 0)
+                continue;
             rc = -1;
+        }
+        if (parse_reason) {
+            snprintf (reason, sizeof reason, "%s", parse_reason);
+            rc = -1;
+        }
+        if (rc) {
+            zsys_error ("config %s:%d - %s", path, number, reason);
             break;
         }
     }
@@ -115,29 +200,71 @@ s_load (proto_config_t *self, const char *path)
     return rc;
 }
 
+//  PHANTOM_<KEY> of every key in the table overrides the file.
+static int
+s_load_environment (proto_config_t *self)
+{
+    for (size_t index = 0; index < self->count; index++) {
+        const char *key = self->keys[index].name;
+        size_t length = strlen (key);
+        assert (length <= S_KEY_MAX);
+        char name[sizeof ("PHANTOM_") + S_KEY_MAX];
+        memcpy (name, "PHANTOM_", 8);
+        for (size_t at = 0; at < length; at++)
+            name[8 + at] = (char)toupper ((unsigned char)key[at]);
+        name[8 + length] = 0;
+        const char *value = getenv (name);
+        char reason[S_REASON_MAX];
+        if (value && s_set (self, (int)index, value, reason)) {
+            zsys_error ("config environment %s - %s", name, reason);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 //  --------------------------------------------------------------------------
-//  Loads path (NULL: defaults and environment only). NULL on a bad file or
-//  line, after logging why.
+//  Loads path (NULL: defaults and environment only) against the shared
+//  table. NULL on a bad file, line, key or value, after logging why.
 proto_config_t *
 proto_config_new (const char *path)
 {
+    return proto_config_new_with_keys (path, proto_config_keys);
+}
+
+//  --------------------------------------------------------------------------
+//  Same, against a table of a program's own.
+proto_config_t *
+proto_config_new_with_keys (const char *path, const proto_config_key_t *keys)
+{
+    assert (keys);
     proto_config_t *self = (proto_config_t *)zmalloc (sizeof (proto_config_t));
     if (!self)
         return NULL;
-    self->values = zhash_new ();
-    self->environment = zhash_new ();
-    if (!self->values || !self->environment) {
+    self->keys = keys;
+    while (keys[self->count].name)
+        self->count++;
+    self->values = (char **)calloc (self->count + 1, sizeof (char *));
+    self->numbers = (int64_t *)calloc (self->count + 1, sizeof (int64_t));
+    if (!self->values || !self->numbers) {
         proto_config_destroy (&self);
         return NULL;
     }
-    zhash_autofree (self->values);
-    zhash_autofree (self->environment);
-    if (path) {
-        self->path = strdup (path);
-        if (!self->path || s_load (self, path)) {
+    //  Defaults are parsed like values (the selftest checks every table's
+    //  defaults are valid), so an INT key's default is in numbers too.
+    for (size_t index = 0; index < self->count; index++) {
+        const proto_config_key_t *key = &keys[index];
+        char reason[S_REASON_MAX];
+        if (key->default_value &&
+            s_check (key, key->default_value, &self->numbers[index], reason)) {
+            zsys_error ("config - default of %s", reason);
             proto_config_destroy (&self);
             return NULL;
         }
+    }
+    if ((path && s_load (self, path)) || s_load_environment (self)) {
+        proto_config_destroy (&self);
+        return NULL;
     }
     return self;
 }
@@ -150,68 +277,68 @@ proto_config_destroy (proto_config_t **self_p)
     assert (self_p);
     if (*self_p) {
         proto_config_t *self = *self_p;
-        zhash_destroy (&self->values);
-        zhash_destroy (&self->environment);
-        free (self->path);
+        for (size_t index = 0; self->values && index < self->count; index++)
+            free (self->values[index]);
+        free (self->values);
+        free (self->numbers);
         free (self);
         *self_p = NULL;
     }
 }
 
-//  --------------------------------------------------------------------------
-//  Value of key: environment first, then the file, then default_value.
-//  An environment value is copied the first time it is read, so the
-//  borrowed pointer stays valid for the life of the config.
-const char *
-proto_config_get (proto_config_t *self, const char *key, const char *default_value)
+//  A key the table must have: asking for another is a programmer error.
+static int
+s_index (proto_config_t *self, const char *key, proto_config_type_t type)
 {
     assert (self);
     assert (key);
-    size_t length = strlen (key);
-    if (length > S_KEY_MAX)
-        return default_value;
-    const char *cached = (const char *)zhash_lookup (self->environment, key);
-    if (cached)
-        return cached;
-    char name[sizeof ("PHANTOM_") + S_KEY_MAX];
-    memcpy (name, "PHANTOM_", 8);
-    for (size_t index = 0; index < length; index++)
-        name[8 + index] = (char)toupper ((unsigned char)key[index]);
-    name[8 + length] = 0;
-    const char *from_environment = getenv (name);
-    if (from_environment) {
-        if (zhash_insert (self->environment, key, (void *)from_environment) == 0)
-            return (const char *)zhash_lookup (self->environment, key);
-        zsys_error ("config %s - out of memory", key);
+    int index = s_find (self->keys, key);
+    if (index < 0 || (self->keys[index].type == PROTO_CONFIG_INT) != (type == PROTO_CONFIG_INT)) {
+        fprintf (stderr, "proto_config: '%s' is not a %s key of the table\n", key,
+                 type == PROTO_CONFIG_INT ? "integer" : "string");
+        assert (false);
     }
-    const char *from_file = (const char *)zhash_lookup (self->values, key);
-    return from_file ? from_file : default_value;
+    return index;
 }
 
 //  --------------------------------------------------------------------------
-//  Integer value of key; default_value when unset; -1 into *error (and a log
-//  line) when set but not an integer in [min, max]. *error is left alone on
-//  success so a caller can read many keys and check once.
-int64_t
-proto_config_int (proto_config_t *self, const char *key, int64_t default_value, int64_t min,
-                  int64_t max, int *error)
+//  Value of a STRING or CHOICE key: environment, else the file, else the
+//  table's default (NULL when it has none).
+const char *
+proto_config_str (proto_config_t *self, const char *key)
 {
-    const char *value = proto_config_get (self, key, NULL);
-    if (!value)
-        return default_value;
-    errno = 0;
-    char *end = NULL;
-    long long number = strtoll (value, &end, 10);
-    bool valid = end != value && *end == 0 && errno == 0 && !isspace ((unsigned char)*value) &&
-                 number >= min && number <= max;
-    if (!valid) {
-        zsys_error ("config %s - '%s' is not an integer in [%" PRId64 ", %" PRId64 "]", key, value,
-                    min, max);
-        if (error)
-            *error = -1;
-        return default_value;
+    int index = s_index (self, key, PROTO_CONFIG_STRING);
+    return self->values[index] ? self->values[index] : self->keys[index].default_value;
+}
+
+//  --------------------------------------------------------------------------
+//  Value of an INT key, checked against the table's range when loaded.
+int64_t
+proto_config_int (proto_config_t *self, const char *key)
+{
+    int index = s_index (self, key, PROTO_CONFIG_INT);
+    assert (self->values[index] || self->keys[index].default_value);
+    return self->numbers[index];
+}
+
+//  --------------------------------------------------------------------------
+//  Prints keys as --help-config does: per key "name = default  (range)"
+//  and its doc, indented.
+void
+proto_config_print (const proto_config_key_t *keys, FILE *stream)
+{
+    for (const proto_config_key_t *key = keys; key->name; key++) {
+        fprintf (stream, "%s =", key->name);
+        if (key->default_value && *key->default_value)
+            fprintf (stream, " %s", key->default_value);
+        if (key->type == PROTO_CONFIG_INT)
+            fprintf (stream, "  (integer %" PRId64 "..%" PRId64 ")", key->min, key->max);
+        else if (key->type == PROTO_CONFIG_CHOICE)
+            fprintf (stream, "  (%s)", key->choices);
+        else
+            fprintf (stream, "  (text)");
+        fprintf (stream, "\n    %s\n", key->doc);
     }
-    return (int64_t)number;
 }
 
 //  --------------------------------------------------------------------------
@@ -256,6 +383,34 @@ s_write_file (const char *dir, const char *name, const char *text)
     return path;
 }
 
+//  Loads path against keys with the log captured; the config (or NULL)
+//  and what was logged, which the caller frees.
+static proto_config_t *
+s_load_logged (const char *path, const proto_config_key_t *keys, char **log_p)
+{
+    char *log = NULL;
+    size_t size = 0;
+    FILE *stream = open_memstream (&log, &size);
+    assert (stream);
+    zsys_set_logstream (stream);
+    proto_config_t *config = proto_config_new_with_keys (path, keys);
+    zsys_set_logstream (NULL);
+    fclose (stream);
+    *log_p = log;
+    return config;
+}
+
+static const proto_config_key_t s_test_keys[] = {
+    {"database", PROTO_CONFIG_STRING, "dbname=x", 0, 0, NULL, "db"},
+    {"partitions", PROTO_CONFIG_INT, "2", 1, 64, NULL, "partitions"},
+    {"batch_ms", PROTO_CONFIG_INT, "2", 0, 1000, NULL, "batch"},
+    {"negative", PROTO_CONFIG_INT, "0", -10, 10, NULL, "signed"},
+    {"empty", PROTO_CONFIG_STRING, "x", 0, 0, NULL, "empty"},
+    {"unset", PROTO_CONFIG_STRING, NULL, 0, 0, NULL, "no default"},
+    {"commit", PROTO_CONFIG_CHOICE, "on", 0, 0, "on|off", "choice"},
+    {"gateway_id", PROTO_CONFIG_STRING, "gw1", 0, 0, NULL, "id"},
+    {NULL, PROTO_CONFIG_STRING, NULL, 0, 0, NULL, NULL}};
+
 void
 proto_config_test (bool verbose)
 {
@@ -265,6 +420,36 @@ proto_config_test (bool verbose)
         zsys_set_logstream (NULL);
     char dir[] = "/tmp/proto_config_test.XXXXXX";
     assert (mkdtemp (dir));
+    const char *names[] = {"PHANTOM_DATABASE", "PHANTOM_PARTITIONS", "PHANTOM_BATCH_MS",
+                           "PHANTOM_NEGATIVE", "PHANTOM_EMPTY",      "PHANTOM_UNSET",
+                           "PHANTOM_COMMIT",   "PHANTOM_GATEWAY_ID"};
+    for (size_t index = 0; index < sizeof names / sizeof names[0]; index++)
+        unsetenv (names[index]);
+
+    //  Every table entry of the shared table is well-formed: a valid,
+    //  unique name, a doc, a default of its type and range.
+    for (const proto_config_key_t *key = proto_config_keys; key->name; key++) {
+        assert (s_key_valid (key->name, strlen (key->name)));
+        assert (s_find (proto_config_keys, key->name) == (int)(key - proto_config_keys));
+        assert (key->doc && *key->doc);
+        assert (key->type != PROTO_CONFIG_INT || key->min <= key->max);
+        assert (key->type != PROTO_CONFIG_CHOICE || (key->choices && key->default_value));
+        int64_t number;
+        char reason[S_REASON_MAX];
+        assert (!key->default_value || s_check (key, key->default_value, &number, reason) == 0);
+    }
+
+    //  Defaults come from the table, and only from it.
+    char *log = NULL;
+    proto_config_t *config = s_load_logged (NULL, s_test_keys, &log);
+    assert (config);
+    zstr_free (&log);
+    assert (proto_config_int (config, "partitions") == 2);
+    assert (proto_config_int (config, "batch_ms") == 2);
+    assert (streq (proto_config_str (config, "database"), "dbname=x"));
+    assert (streq (proto_config_str (config, "commit"), "on"));
+    assert (proto_config_str (config, "unset") == NULL);
+    proto_config_destroy (&config);
 
     //  A good file: comments, blank lines, spaces, '=' inside the value,
     //  later lines win.
@@ -272,94 +457,99 @@ proto_config_test (bool verbose)
                                "# comment\n"
                                "\n"
                                "   database =  host=/tmp dbname=phantom watch  \n"
-                               "partitions=2\n"
+                               "partitions=4\n"
                                "  # indented comment\n"
                                "batch_ms = 2\r\n"
                                "empty =\n"
                                "batch_ms = 7\n"
-                               "gateway_id = gw1\n"
-                               "big = 99999999999999999999\n"
-                               "word = twelve\n"
+                               "commit = off\n"
                                "negative = -5\n");
-    unsetenv ("PHANTOM_PARTITIONS");
-    unsetenv ("PHANTOM_GATEWAY_ID");
-    proto_config_t *config = proto_config_new (path);
+    config = s_load_logged (path, s_test_keys, &log);
     assert (config);
-    assert (streq (proto_config_get (config, "database", "x"), "host=/tmp dbname=phantom watch"));
-    assert (streq (proto_config_get (config, "partitions", "x"), "2"));
-    assert (streq (proto_config_get (config, "batch_ms", "x"), "7"));
-    assert (streq (proto_config_get (config, "empty", "x"), ""));
-    assert (streq (proto_config_get (config, "missing", "fallback"), "fallback"));
-    assert (proto_config_get (config, "missing", NULL) == NULL);
-
-    //  Integers: value, default, range and syntax errors
-    int error = 0;
-    assert (proto_config_int (config, "partitions", 1, 1, 64, &error) == 2);
-    assert (proto_config_int (config, "batch_ms", 1, 0, 1000, &error) == 7);
-    assert (proto_config_int (config, "missing", 42, 0, 100, &error) == 42);
-    assert (proto_config_int (config, "negative", 0, -10, 10, &error) == -5);
-    assert (error == 0);
-    assert (proto_config_int (config, "partitions", 9, 3, 64, &error) == 9);
-    assert (error == -1);
-    error = 0;
-    assert (proto_config_int (config, "negative", 9, 0, 10, &error) == 9);
-    assert (error == -1);
-    error = 0;
-    assert (proto_config_int (config, "big", 9, INT64_MIN, INT64_MAX, &error) == 9);
-    assert (error == -1);
-    error = 0;
-    assert (proto_config_int (config, "word", 9, 0, 100, &error) == 9);
-    assert (error == -1);
-    error = 0;
-    assert (proto_config_int (config, "empty", 9, 0, 100, &error) == 9);
-    assert (error == -1);
-
-    //  Environment overrides the file and the default
-    setenv ("PHANTOM_PARTITIONS", "4", 1);
-    setenv ("PHANTOM_GATEWAY_ID", "gw 9", 1);
-    setenv ("PHANTOM_ONLY_ENV", "yes", 1);
-    const char *partitions = proto_config_get (config, "partitions", "x");
-    assert (streq (partitions, "4"));
-    assert (streq (proto_config_get (config, "gateway_id", "x"), "gw 9"));
-    assert (streq (proto_config_get (config, "only_env", "x"), "yes"));
-    error = 0;
-    assert (proto_config_int (config, "partitions", 1, 1, 64, &error) == 4);
-    assert (error == 0);
-    //  The borrowed string outlives the environment variable
-    unsetenv ("PHANTOM_PARTITIONS");
-    assert (streq (partitions, "4"));
-    unsetenv ("PHANTOM_GATEWAY_ID");
-    unsetenv ("PHANTOM_ONLY_ENV");
+    zstr_free (&log);
+    assert (streq (proto_config_str (config, "database"), "host=/tmp dbname=phantom watch"));
+    assert (proto_config_int (config, "partitions") == 4);
+    assert (proto_config_int (config, "batch_ms") == 7);
+    assert (proto_config_int (config, "negative") == -5);
+    assert (streq (proto_config_str (config, "empty"), ""));
+    assert (streq (proto_config_str (config, "commit"), "off"));
+    assert (streq (proto_config_str (config, "gateway_id"), "gw1"));
     proto_config_destroy (&config);
     assert (config == NULL);
     proto_config_destroy (&config);
 
-    //  No file: environment and defaults only
-    setenv ("PHANTOM_BATCH_MAX", "500", 1);
-    config = proto_config_new (NULL);
+    //  Environment overrides the file and the default, checked as strictly.
+    setenv ("PHANTOM_PARTITIONS", "8", 1);
+    setenv ("PHANTOM_GATEWAY_ID", "gw 9", 1);
+    config = s_load_logged (path, s_test_keys, &log);
     assert (config);
-    error = 0;
-    assert (proto_config_int (config, "batch_max", 1000, 1, 100000, &error) == 500);
-    assert (proto_config_int (config, "batch_ms", 2, 0, 1000, &error) == 2);
-    assert (error == 0);
-    unsetenv ("PHANTOM_BATCH_MAX");
+    zstr_free (&log);
+    unsetenv ("PHANTOM_GATEWAY_ID");
+    assert (proto_config_int (config, "partitions") == 8);
+    assert (streq (proto_config_str (config, "gateway_id"), "gw 9"));
     proto_config_destroy (&config);
+    setenv ("PHANTOM_PARTITIONS", "65", 1);
+    assert (s_load_logged (path, s_test_keys, &log) == NULL);
+    assert (strstr (log, "config environment PHANTOM_PARTITIONS - partitions: 65 is out of range "
+                         "1..64"));
+    zstr_free (&log);
+    unsetenv ("PHANTOM_PARTITIONS");
 
-    //  Bad files are refused (each logs "config <path>:<line> - <reason>")
-    const char *bad[] = {
-        "a = 1\nno equals sign\n", "a = 1\n = value\n", "Upper = 1\n",
-        "bad-key = 1\n",           "bad key = 1\n",
+    //  Bad files are refused, each with "<file>:<line> - <reason>".
+    const struct {
+        const char *text, *reason;
+    } bad[] = {
+        {"partitions = 2\npartitons = 4\n", ":2 - unknown key 'partitons'"},
+        {"# wrong type\npartitions = four\n", ":2 - partitions: 'four' is not an integer"},
+        {"partitions = 2\n\npartitions = 300\n", ":3 - partitions: 300 is out of range 1..64"},
+        {"negative = -11\n", ":1 - negative: -11 is out of range -10..10"},
+        {"batch_ms = 99999999999999999999\n", ":1 - batch_ms: '99999999999999999999' is not"},
+        {"batch_ms =\n", ":1 - batch_ms: '' is not an integer"},
+        {"batch_ms = 2 ms\n", ":1 - batch_ms: '2 ms' is not an integer"},
+        {"commit = maybe\n", ":1 - commit: 'maybe' is not one of on|off"},
+        {"database = x\nno equals sign\n", ":2 - expected 'key = value'"},
+        {"database = x\n = value\n", ":2 - empty key"},
+        {"Upper = 1\n", ":1 - key must be"},
+        {"bad-key = 1\n", ":1 - key must be"},
+        {"bad key = 1\n", ":1 - key must be"},
     };
     for (size_t index = 0; index < sizeof (bad) / sizeof (bad[0]); index++) {
-        char *bad_path = s_write_file (dir, "bad.conf", bad[index]);
-        assert (proto_config_new (bad_path) == NULL);
+        char *bad_path = s_write_file (dir, "bad.conf", bad[index].text);
+        char *expected = zsys_sprintf ("config %s%s", bad_path, bad[index].reason);
+        assert (s_load_logged (bad_path, s_test_keys, &log) == NULL);
+        if (!strstr (log, expected)) {
+            fprintf (stderr, "\nexpected '%s' in '%s'\n", expected, log);
+            assert (false);
+        }
+        zstr_free (&log);
+        zstr_free (&expected);
         unlink (bad_path);
         zstr_free (&bad_path);
     }
     //  Missing file is an error, not an empty config
     char *missing = zsys_sprintf ("%s/missing.conf", dir);
-    assert (proto_config_new (missing) == NULL);
+    assert (s_load_logged (missing, s_test_keys, &log) == NULL);
+    assert (strstr (log, "cannot open"));
+    zstr_free (&log);
     zstr_free (&missing);
+
+    //  The shared table's defaults load.
+    config = proto_config_new (NULL);
+    assert (config);
+    assert (proto_config_int (config, "partitions") >= 1);
+    proto_config_destroy (&config);
+
+    //  --help-config's text: every key, its default and range, its doc.
+    char *text = NULL;
+    size_t size = 0;
+    FILE *stream = open_memstream (&text, &size);
+    assert (stream);
+    proto_config_print (s_test_keys, stream);
+    fclose (stream);
+    assert (strstr (text, "partitions = 2  (integer 1..64)\n    partitions\n"));
+    assert (strstr (text, "commit = on  (on|off)\n    choice\n"));
+    assert (strstr (text, "unset =  (text)\n    no default\n"));
+    free (text);
 
     //  Line parser reports the reason
     char line[] = "key_1 = a = b";
@@ -402,7 +592,6 @@ proto_config_test (bool verbose)
     unlink (path);
     zstr_free (&path);
     rmdir (dir);
-    if (!verbose)
-        zsys_set_logstream (stderr);
+    zsys_set_logstream (stderr);
     printf ("OK\n");
 }

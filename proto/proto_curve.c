@@ -221,7 +221,7 @@ s_cert_load (const char *dir, const char *name, bool secret)
     return cert;
 }
 
-//  1 on, 0 off, -1 (logged) when the value is not 0 or 1.
+//  1 on, 0 off (the config checked the value is one of them).
 static int
 s_enabled (proto_config_t *config)
 {
@@ -231,9 +231,7 @@ s_enabled (proto_config_t *config)
         pthread_mutex_unlock (&s_lock);
         return enabled;
     }
-    int error = 0;
-    int64_t value = proto_config_int (config, "curve", 0, 0, 1, &error);
-    return error ? -1 : (int) value;
+    return (int) proto_config_int (config, "curve");
 }
 
 //  --------------------------------------------------------------------------
@@ -249,8 +247,6 @@ proto_curve_configure (proto_config_t *config)
 {
     assert (config);
     int enabled = s_enabled (config);
-    if (enabled == -1)
-        return -1;
     const char *dir = proto_curve_dir (config);
     pthread_mutex_lock (&s_lock);
     s_process_enabled = enabled;
@@ -266,7 +262,7 @@ proto_curve_dir (proto_config_t *config)
 {
     if (!config && s_process_dir [0])
         return s_process_dir;       //  set once by main, before any thread uses it
-    const char *dir = config ? proto_config_get (config, "curve_dir", NULL) : NULL;
+    const char *dir = config ? proto_config_str (config, "curve_dir") : NULL;
     if (dir && *dir)
         return dir;
     pthread_mutex_lock (&s_lock);

@@ -31,7 +31,7 @@
 //  Process-wide settings, for classes that are handed endpoints rather than
 //  the config: main calls this once after loading the config; a NULL config
 //  in the calls below then means these settings (never configured: off).
-//  0, or -1 (logged) when curve is not 0 or 1.
+//  0 (the config checked curve when it loaded).
 int proto_curve_configure (proto_config_t *config);
 
 //  true when the config enables CURVE (curve = 1).

@@ -10,6 +10,7 @@
 #include "proto_pg.h"
 #include "proto_config.h"
 #include "proto_curve.h"
+#include "proto_main.h"
 
 #include <czmq.h>
 
@@ -125,6 +126,7 @@ static const s_test_t s_tests [] = {
     {"proto_curve", proto_curve_test},
     {"proto_address", proto_address_test},
     {"proto_pg", proto_pg_test},
+    {"proto_main", proto_main_test},
 };
 #define S_TESTS (sizeof (s_tests) / sizeof (s_tests [0]))
 

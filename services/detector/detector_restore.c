@@ -25,18 +25,17 @@
 */
 #include "detector_restore.h"
 #include "detector_fixture.h"
+#include "proto_pg.h"
 
 #include <assert.h>
 #include <czmq.h>
-#include <libpq-fe.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-//  Bounds on every wait: connecting, and each query.
-#define S_CONNECT_TIMEOUT "5"
-#define S_STATEMENT_OPTIONS "-c statement_timeout=120000"
+//  Bound on each query (connecting is bounded by proto_pg).
+#define S_STATEMENT_TIMEOUT_MS 120000
 
 //  Most readings replayed per port, and ports per readings query.
 #define S_REPLAY_MAX 10000
@@ -311,24 +310,6 @@ s_rebuild_chunk (detector_engine_t *engine, PGconn *connection, s_candidate_t **
     return rc;
 }
 
-//  Connects with every wait bounded; NULL (logged) on failure.
-static PGconn *
-s_connect (const char *conninfo)
-{
-    //  Later keywords override what the expanded conninfo says.
-    const char *keywords[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
-    const char *values[] = {conninfo ? conninfo : "", S_CONNECT_TIMEOUT, S_STATEMENT_OPTIONS,
-                            "phantom-detector", NULL};
-    PGconn *connection = PQconnectdbParams (keywords, values, 1);
-    if (!connection || PQstatus (connection) != CONNECTION_OK) {
-        zsys_error ("detector restore - cannot connect: %s",
-                    connection ? PQerrorMessage (connection) : "no memory");
-        PQfinish (connection);
-        return NULL;
-    }
-    return connection;
-}
-
 //  Step 1: seeds the partition's ports, collecting the candidates for
 //  step 2. 0 or -1 (logged).
 static int
@@ -388,7 +369,8 @@ detector_restore_load (detector_engine_t *engine, const char *conninfo, uint32_t
 {
     assert (engine);
     assert (partitions > 0 && partition < partitions);
-    PGconn *connection = s_connect (conninfo);
+    PGconn *connection =
+        proto_pg_connect (conninfo ? conninfo : "", "phantom-detector", S_STATEMENT_TIMEOUT_MS);
     zlistx_t *candidates = zlistx_new ();
     int rc = connection && candidates ? 0 : -1;
     if (candidates)
@@ -426,11 +408,8 @@ detector_restore_load (detector_engine_t *engine, const char *conninfo, uint32_t
 static void
 s_exec (PGconn *connection, const char *sql, int count, const char *const *params)
 {
-    PGresult *result = PQexecParams (connection, sql, count, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus (result) != PGRES_COMMAND_OK && PQresultStatus (result) != PGRES_TUPLES_OK)
-        fprintf (stderr, "detector_restore_test: %s: %s\n", sql, PQresultErrorMessage (result));
-    assert (PQresultStatus (result) == PGRES_COMMAND_OK ||
-            PQresultStatus (result) == PGRES_TUPLES_OK);
+    PGresult *result = proto_pg_exec (connection, "detector_restore test", sql, sql, count, params);
+    assert (result);
     PQclear (result);
 }
 
@@ -563,8 +542,8 @@ detector_restore_test (bool verbose)
     }
     if (verbose)
         printf ("\n");
-    PGconn *connection = PQconnectdb (conninfo);
-    assert (PQstatus (connection) == CONNECTION_OK);
+    PGconn *connection = proto_pg_connect (conninfo, "detector_restore test", 0);
+    assert (connection);
     //  A user of our own; deleting it at the end cascades to everything.
     char email[64];
     snprintf (email, sizeof (email), "detector-restore-%d@test.invalid", (int)getpid ());

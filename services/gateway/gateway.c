@@ -110,71 +110,58 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
 {
     assert (config);
     int error = 0;
-    int partitions = (int)proto_config_int (config, "partitions", 2, 1, 1024, &error);
-    int http_port = (int)proto_config_int (config, "http_port", 3000, 1, 65535, &error);
+    int partitions = (int)proto_config_int (config, "partitions");
+    int http_port = (int)proto_config_int (config, "http_port");
     //  Every slow or idle-reading client and every live stream holds a
     //  worker for up to request_timeout_ms; the default leaves room for
     //  many before ingest waits (BENCH.md, "Slow clients").
-    int http_threads =
-        (int)proto_config_int (config, "http_threads", GATEWAY_HTTP_THREADS, 1, 1000, &error);
-    int ack_timeout = (int)proto_config_int (config, "ack_timeout_ms", 5000, 1, 600000, &error);
-    int request_timeout = (int)proto_config_int (
-        config, "http_request_timeout_ms", GATEWAY_HTTP_REQUEST_TIMEOUT_MS, 100, 600000, &error);
-    //  Read as the detector reads it (same key, default and bounds): the
-    //  API tells clients after how long a silent port is offline.
-    int offline_seconds = (int)proto_config_int (
-        config, "detector_offline_seconds", GATEWAY_OFFLINE_SECONDS_DEFAULT, 1, 7 * 86400, &error);
+    int http_threads = (int)proto_config_int (config, "http_threads");
+    int ack_timeout = (int)proto_config_int (config, "ack_timeout_ms");
+    int request_timeout = (int)proto_config_int (config, "http_request_timeout_ms");
+    //  Read as the detector reads it: the API tells clients after how long
+    //  a silent port is offline.
+    int offline_seconds = (int)proto_config_int (config, "detector_offline_seconds");
     //  The interface civetweb listens on ("" all); deploy/up sets 127.0.0.1
     //  when HAProxy in front takes http_port, so nothing reaches the
     //  gateway past the front's limits.
-    const char *http_address = proto_config_get (config, "http_address", "");
+    const char *http_address = proto_config_str (config, "http_address");
     if (strlen (http_address) > 64 || strpbrk (http_address, ", ")) {
         zsys_error ("gateway - http_address '%s' is not one address", http_address);
         error = -1;
     }
-    if (gateway_http_cors_configure (proto_config_get (config, "cors_origins", "")) != 0)
+    if (gateway_http_cors_configure (proto_config_str (config, "cors_origins")) != 0)
         error = -1;
-    int session_idle = (int)proto_config_int (
-        config, "session_idle_seconds", GATEWAY_SESSION_IDLE_SECONDS, 60, 400 * 86400, &error);
+    int session_idle = (int)proto_config_int (config, "session_idle_seconds");
     //  Abuse limits, one pair of keys a kind (gateway.h says what each counts).
     static const struct {
         gateway_rate_kind_t kind;
         const char *burst_key, *per_hour_key;
-        int burst, per_hour;
-    } limits[] = {{GATEWAY_RATE_TOKEN, "sensor_token_limit_burst", "sensor_token_limit_per_hour",
-                   GATEWAY_RATE_TOKEN_BURST, GATEWAY_RATE_TOKEN_PER_HOUR},
-                  {GATEWAY_RATE_LOGIN, "login_limit_burst", "login_limit_per_hour",
-                   GATEWAY_RATE_LOGIN_BURST, GATEWAY_RATE_LOGIN_PER_HOUR},
-                  {GATEWAY_RATE_ACCOUNT, "login_account_limit_burst",
-                   "login_account_limit_per_hour", GATEWAY_RATE_ACCOUNT_BURST,
-                   GATEWAY_RATE_ACCOUNT_PER_HOUR},
-                  {GATEWAY_RATE_REGISTER, "register_limit_burst", "register_limit_per_hour",
-                   GATEWAY_RATE_REGISTER_BURST, GATEWAY_RATE_REGISTER_PER_HOUR}};
+    } limits[] = {
+        {GATEWAY_RATE_TOKEN, "sensor_token_limit_burst", "sensor_token_limit_per_hour"},
+        {GATEWAY_RATE_LOGIN, "login_limit_burst", "login_limit_per_hour"},
+        {GATEWAY_RATE_ACCOUNT, "login_account_limit_burst", "login_account_limit_per_hour"},
+        {GATEWAY_RATE_REGISTER, "register_limit_burst", "register_limit_per_hour"}};
     int bursts[GATEWAY_RATE_KINDS], per_hours[GATEWAY_RATE_KINDS];
     for (size_t index = 0; index < sizeof limits / sizeof limits[0]; index++) {
-        bursts[index] = (int)proto_config_int (config, limits[index].burst_key, limits[index].burst,
-                                               1, 1000000, &error);
-        per_hours[index] = (int)proto_config_int (config, limits[index].per_hour_key,
-                                                  limits[index].per_hour, 1, 100000000, &error);
+        bursts[index] = (int)proto_config_int (config, limits[index].burst_key);
+        per_hours[index] = (int)proto_config_int (config, limits[index].per_hour_key);
     }
     //  No request holds a pooled connection for long, and no user more
     //  than a few of them (gateway_db).
-    int statement_timeout = (int)proto_config_int (
-        config, "api_statement_timeout_ms", GATEWAY_API_STATEMENT_TIMEOUT_MS, 0, 600000, &error);
-    int user_connections = (int)proto_config_int (
-        config, "api_connections_per_user", GATEWAY_API_USER_CONNECTIONS, 1, DB_POOL_SIZE, &error);
+    int statement_timeout = (int)proto_config_int (config, "api_statement_timeout_ms");
+    int user_connections = (int)proto_config_int (config, "api_connections_per_user");
     //  The notifier reads the same keys: both refuse the same addresses.
     proto_address_t *webhook_policy = error ? NULL : proto_address_new_from_config (config);
     if (error || !webhook_policy ||
         gateway_http_client_proxies_configure (
-            proto_config_get (config, "trusted_proxies", ""),
-            proto_config_get (config, "trusted_proxy_header", "X-Forwarded-For")) != 0) {
+            proto_config_str (config, "trusted_proxies"),
+            proto_config_str (config, "trusted_proxy_header")) != 0) {
         proto_address_destroy (&webhook_policy);
         return NULL;
     }
     for (size_t index = 0; index < sizeof limits / sizeof limits[0]; index++)
         gateway_http_rate_limit_configure (limits[index].kind, bursts[index], per_hours[index]);
-    const char *database = proto_config_get (config, "database", "dbname=phantomwatch");
+    const char *database = proto_config_str (config, "database");
 
     gateway_t *self = (gateway_t *)zmalloc (sizeof (gateway_t));
     assert (self);
@@ -195,14 +182,12 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
             return NULL;
         }
     }
-    char *reading_endpoint =
-        s_first_entry (proto_config_get (config, "reading_endpoints", "tcp://127.0.0.1:5600"));
-    gateway_pipeline_options_t options = {
-        .gateway_id = proto_config_get (config, "gateway_id", "gw1"),
-        .reading_endpoint = reading_endpoint,
-        .ack_endpoint = proto_config_get (config, "ack_endpoint", "tcp://127.0.0.1:5591"),
-        .partitions = partitions,
-        .ack_timeout_ms = ack_timeout};
+    char *reading_endpoint = s_first_entry (proto_config_str (config, "reading_endpoints"));
+    gateway_pipeline_options_t options = {.gateway_id = proto_config_str (config, "gateway_id"),
+                                          .reading_endpoint = reading_endpoint,
+                                          .ack_endpoint = proto_config_str (config, "ack_endpoint"),
+                                          .partitions = partitions,
+                                          .ack_timeout_ms = ack_timeout};
     self->pipeline = gateway_pipeline_new (&options);
     free (reading_endpoint);
     if (!self->pipeline) {
@@ -293,8 +278,9 @@ gateway_test (bool verbose)
                             {"PHANTOM_TRUSTED_PROXY_HEADER", "X-Real-IP"}};
     for (size_t index = 0; index < sizeof bad / sizeof bad[0]; index++) {
         setenv (bad[index][0], bad[index][1], 1);
+        //  A limit out of range is refused by the config itself.
         proto_config_t *bad_config = proto_config_new (NULL);
-        assert (bad_config && !gateway_new (bad_config, verbose, &stop));
+        assert (!bad_config || !gateway_new (bad_config, verbose, &stop));
         proto_config_destroy (&bad_config);
         unsetenv (bad[index][0]);
     }

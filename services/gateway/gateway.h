@@ -16,7 +16,9 @@
       gateway_cache_schedule  weekly off schedules, JSON <-> packed windows
     and, included where they are used: gateway_pipeline (PUSH to partitions,
     SUB acks), gateway_api (the user API), gateway_live (/api/stream),
-    gateway_web (the dashboard); gateway_sensor serves the sensor routes.
+    gateway_web (the dashboard); gateway_sensor serves the sensor routes with gateway_reading (the
+    contract), gateway_scanner (the fast reader), gateway_time (ISO-8601)
+    and gateway_json (the answer writer).
     =========================================================================
 */
 #ifndef GATEWAY_H_INCLUDED
@@ -32,6 +34,7 @@
 #include "proto.h"
 #include "proto_address.h"
 #include "proto_config.h"
+#include "gateway_time.h"
 
 //  The classes every handler uses, one header each: a file that includes
 //  gateway.h sees them all (CZMQ's czmq.h is the model).
@@ -67,15 +70,6 @@ typedef struct {
 #define GATEWAY_SESSION_IDLE_SECONDS (14 * 86400)
 
 //  ---------------------------------------------------------------------------
-//  Time, as gateway_http writes it
-
-//  Writes ISO-8601 UTC with milliseconds ("2024-01-01T12:00:00.000Z") of ms since epoch.
-void gateway_http_iso8601 (int64_t ms, char out [32]);
-
-//  Current time, ms since epoch.
-int64_t gateway_http_now_ms (void);
-
-//  ---------------------------------------------------------------------------
 //  route registration, one per class that serves HTTP
 
 void gateway_sensor_register (gateway_t *self);
@@ -86,31 +80,10 @@ void gateway_emoncms_register (gateway_t *self);
 void gateway_emoncms_test (bool verbose);
 
 //  ---------------------------------------------------------------------------
-//  gateway_sensor: parsing a reading, free of HTTP so it can be tested alone
+//  gateway_sensor: the two sensor routes; what they read is gateway_reading
+//  (the contract), gateway_scanner (the fast reader), gateway_time (ISO-8601)
+//  and what they write gateway_json, each with its own header.
 
-typedef struct {
-    char port[PROTO_UUID_LEN + 1]; //  canonical lower-case uuid, "" if malformed
-    double voltage;
-    double current;
-    double power;
-    bool voltage_integer; //  sent as a JSON integer: echoed as one
-    bool current_integer;
-    bool power_integer;
-    bool has_ts;                 //  the device sent a timestamp
-    int64_t ts;                  //  ms since epoch
-    char key[PROTO_KEY_MAX + 1]; //  readingId, "" if none
-} gateway_sensor_input_t;
-
-//  Parses one reading object (portId, voltage, current, power, timestamp?,
-//  readingId?). Returns 0, or the HTTP status (400) with code and message
-//  set to static strings.
-int gateway_sensor_parse_reading (json_t *object, int64_t now_ms, gateway_sensor_input_t *out,
-                                  const char **code, const char **message);
-//  Parses a single-reading body: the above plus deviceToken (borrowed from body).
-int gateway_sensor_parse (json_t *body, int64_t now_ms, const char **token,
-                          gateway_sensor_input_t *out, const char **code, const char **message);
-//  ISO-8601 text to ms since epoch; 0 or -1.
-int gateway_sensor_parse_time (const char *text, int64_t *ms);
 void gateway_sensor_test (bool verbose);
 
 //  ---------------------------------------------------------------------------

@@ -69,7 +69,7 @@ gateway_api_column (PGresult *result, int row, int column, gateway_api_type_t ty
         return json_string (proto_status_name (atoi (value)));
     if (type == GATEWAY_API_TIME) {
         char text[32];
-        gateway_http_iso8601 (strtoll (value, NULL, 10), text);
+        gateway_time_format (strtoll (value, NULL, 10), text);
         return json_string (text);
     }
     return json_string (value);

@@ -295,7 +295,7 @@ static void
 s_reading_row (s_stream_t *self, PGresult *row)
 {
     char time[32];
-    gateway_http_iso8601 (strtoll (PQgetvalue (row, 0, 0), NULL, 10), time);
+    gateway_time_format (strtoll (PQgetvalue (row, 0, 0), NULL, 10), time);
     const char *fields[] = {time,
                             PQgetvalue (row, 0, 1),
                             self->port,
@@ -312,7 +312,7 @@ static void
 s_bucket_row (s_stream_t *self, PGresult *row)
 {
     char time[32];
-    gateway_http_iso8601 (strtoll (PQgetvalue (row, 0, 0), NULL, 10), time);
+    gateway_time_format (strtoll (PQgetvalue (row, 0, 0), NULL, 10), time);
     const char *fields[] = {time,
                             PQgetvalue (row, 0, 1),
                             self->port,
@@ -329,9 +329,9 @@ static void
 s_episode_row (s_stream_t *self, PGresult *row)
 {
     char start[32], end[32] = "";
-    gateway_http_iso8601 (strtoll (PQgetvalue (row, 0, 2), NULL, 10), start);
+    gateway_time_format (strtoll (PQgetvalue (row, 0, 2), NULL, 10), start);
     if (!PQgetisnull (row, 0, 3))
-        gateway_http_iso8601 (strtoll (PQgetvalue (row, 0, 3), NULL, 10), end);
+        gateway_time_format (strtoll (PQgetvalue (row, 0, 3), NULL, 10), end);
     char *name = s_csv_field (PQgetvalue (row, 0, 1));
     const char *fields[] = {PQgetvalue (row, 0, 0),
                             name,
@@ -1204,7 +1204,7 @@ static void
 s_test_big (int http, gateway_t *gateway, PGconn *pg, const char *auth, const char *big,
             bool verbose)
 {
-    int64_t base = (gateway_http_now_ms () / 1000 - S_TEST_BIG - 3600) * 1000;
+    int64_t base = (gateway_time_now_ms () / 1000 - S_TEST_BIG - 3600) * 1000;
     char base_text[24], path[256];
     snprintf (base_text, sizeof base_text, "%" PRId64, base);
     const char *values[] = {big, base_text};
@@ -1249,7 +1249,7 @@ s_test_big (int http, gateway_t *gateway, PGconn *pg, const char *auth, const ch
     while (s_record_next (&download, &record) == 1) {
         int64_t n = rows++;
         char time[32];
-        gateway_http_iso8601 (base + n * 1000, time);
+        gateway_time_format (base + n * 1000, time);
         assert (record.count == 8 && streq (record.fields[0], time));
         assert (streq (record.fields[2], big) && streq (record.fields[3], "Big"));
         assert (strtod (record.fields[4], NULL) == (double)(n % 1000) / 8.0);

@@ -89,7 +89,7 @@ s_parse_time (const char *text, int64_t *ms)
         *ms = strtoll (text, NULL, 10);
         return 0;
     }
-    return gateway_sensor_parse_time (text, ms);
+    return gateway_time_parse (text, ms);
 }
 
 int
@@ -97,7 +97,7 @@ gateway_api_window (gateway_api_request_t *request, int64_t default_ms, int64_t 
                     int64_t *step)
 {
     char text[48];
-    *to = gateway_http_now_ms ();
+    *to = gateway_time_now_ms ();
     int rc = gateway_api_query_var (request, "to", text, sizeof text);
     if (rc == -1 || (rc == 1 && s_parse_time (text, to) == -1))
         return gateway_api_invalid_field (request, "to",

@@ -25,7 +25,7 @@
     "CASE " column " WHEN 'should_be_off' THEN 'shouldBeOff'"                                      \
     " WHEN 'always_on' THEN 'alwaysOn' ELSE 'standby' END"
 
-//  Epoch milliseconds of a timestamptz column, for gateway_http_iso8601.
+//  Epoch milliseconds of a timestamptz column, for gateway_time_format.
 #define GATEWAY_API_MS(column) "(extract(epoch FROM " column ") * 1000)::bigint"
 
 //  One request as the handlers see it.

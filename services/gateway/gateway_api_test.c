@@ -666,7 +666,7 @@ static void
 s_test_readings (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
                  const char *port)
 {
-    int64_t start = (gateway_http_now_ms () / 60000 - 121) * 60000;
+    int64_t start = (gateway_time_now_ms () / 60000 - 121) * 60000;
     char start_text [24], path [256];
     snprintf (start_text, sizeof start_text, "%" PRId64, start);
     const char *values [] = {port, start_text};
@@ -684,18 +684,18 @@ s_test_readings (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
     assert (json_is_true (gateway_fixture_data (client, "truncated")));
     assert (json_integer_value (gateway_fixture_data (client, "step")) == 0);
     char iso [32];
-    gateway_http_iso8601 (start + 2200 * 1000, iso);
+    gateway_time_format (start + 2200 * 1000, iso);
     json_t *first = json_array_get (list, 0);
     assert (streq (json_string_value (json_object_get (first, "ts")), iso));
     assert (s_number (first, "power") == 40);      //  2200 % 60
     assert (streq (json_string_value (json_object_get (first, "status")), "active"));
-    gateway_http_iso8601 (start + 7199 * 1000, iso);
+    gateway_time_format (start + 7199 * 1000, iso);
     assert (streq (json_string_value (json_object_get (json_array_get (list, 4999), "ts")), iso));
 
     //  Raw, narrower, with ISO-8601 bounds: all of it, not truncated.
     char from_iso [32], to_iso [32];
-    gateway_http_iso8601 (start, from_iso);
-    gateway_http_iso8601 (start + 600 * 1000, to_iso);
+    gateway_time_format (start, from_iso);
+    gateway_time_format (start + 600 * 1000, to_iso);
     snprintf (path, sizeof path, "/api/ports/%s/readings?from=%s&to=%s", port, from_iso, to_iso);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "readings")) == 600);
@@ -715,7 +715,7 @@ s_test_readings (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
         assert (s_number (bucket, "min") == 0 && s_number (bucket, "max") == 59);
         assert (s_near (s_number (bucket, "mean"), 29.5));
     }
-    gateway_http_iso8601 (start + 60 * 1000, iso);
+    gateway_time_format (start + 60 * 1000, iso);
     assert (streq (json_string_value (json_object_get (json_array_get (list, 1), "ts")), iso));
 
     //  A step that would give more than 5000 buckets is raised, and says so.
@@ -748,7 +748,7 @@ static void
 s_test_rollups (gateway_fixture_client_t *client, PGconn *pg, const char *auth, const char *device)
 {
     char *port = s_make_port (client, auth, device, "Rollups");
-    int64_t start = (gateway_http_now_ms () / 60000 - 47 * 60 - 23) * 60000;
+    int64_t start = (gateway_time_now_ms () / 60000 - 47 * 60 - 23) * 60000;
     int64_t from = start + 15 * 1000, to = start + 48 * 3600 * 1000LL - 15 * 1000;
     char start_text [24], from_text [24], to_text [24], path [256];
     snprintf (start_text, sizeof start_text, "%" PRId64, start);
@@ -797,7 +797,7 @@ s_test_rollups (gateway_fixture_client_t *client, PGconn *pg, const char *auth, 
         for (int row = 0; row < PQntuples (expected); row++) {
             json_t *bucket = json_array_get (list, (size_t) row);
             char iso [32];
-            gateway_http_iso8601 (strtoll (PQgetvalue (expected, row, 0), NULL, 10), iso);
+            gateway_time_format (strtoll (PQgetvalue (expected, row, 0), NULL, 10), iso);
             assert (streq (json_string_value (json_object_get (bucket, "ts")), iso));
             assert (s_number (bucket, "min") == strtod (PQgetvalue (expected, row, 1), NULL));
             double mean = strtod (PQgetvalue (expected, row, 2), NULL);
@@ -1047,9 +1047,9 @@ s_test_summary (gateway_fixture_client_t *client, PGconn *pg, const char *suffix
     assert (gateway_fixture_call (client, "GET", "/api/summary", f.auth, NULL) == 200);
     assert (streq (json_string_value (gateway_fixture_data (client, "currency")), "EUR"));
     int64_t now = 0;
-    assert (gateway_sensor_parse_time (json_string_value (gateway_fixture_data (client, "now")), &now) == 0);
+    assert (gateway_time_parse (json_string_value (gateway_fixture_data (client, "now")), &now) == 0);
     int64_t today = 0;
-    assert (gateway_sensor_parse_time (json_string_value (gateway_fixture_data (client, "todayFrom")), &today) == 0);
+    assert (gateway_time_parse (json_string_value (gateway_fixture_data (client, "todayFrom")), &today) == 0);
     assert (today == f.hour - 12 * 3600000LL);
     //  The straddling episode's part inside [now - 30 d, now).
     double straddle = 48.0 * (double) (f.hour - 29 * 86400000LL - (now - 30 * 86400000LL))
@@ -1117,7 +1117,7 @@ s_test_summary (gateway_fixture_client_t *client, PGconn *pg, const char *suffix
     for (size_t day = 0; day < 3; day++) {
         json_t *bucket = json_array_get (buckets, day);
         int64_t start = 0;
-        assert (gateway_sensor_parse_time (json_string_value (json_object_get (bucket, "start")),
+        assert (gateway_time_parse (json_string_value (json_object_get (bucket, "start")),
                                            &start) == 0);
         assert (start == f.hour - (60 - 24 * (int64_t) day) * 3600000LL);
         assert (fabs (s_number (bucket, "energyKwh") - used [day]) < 1e-9);

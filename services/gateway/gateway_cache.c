@@ -210,12 +210,6 @@ gateway_cache_destroy (gateway_cache_t **self_p)
 //  --------------------------------------------------------------------------
 //  Entry builders; shared by the full load and the one-row refresh.
 
-static void
-s_hex (const uint8_t hash[32], char text[65])
-{
-    sodium_bin2hex (text, 65, hash, 32);
-}
-
 static bool
 s_unhex (const char *text, uint8_t hash[32])
 {
@@ -667,7 +661,7 @@ gateway_cache_device (gateway_cache_t *self, const uint8_t token_hash[32], gatew
     //  the caller) and a map miss, as a revoked token is simply absent.
     //  The key is the SHA-256 of a 256-bit random token, so the lookup's
     //  timing reveals nothing useful either.
-    int64_t now = gateway_http_now_ms ();
+    int64_t now = gateway_time_now_ms ();
     bool found = false;
     pthread_rwlock_rdlock (&self->lock);
     s_device_t *entry = gateway_token_table_lookup (self->tokens, token_hash);
@@ -865,7 +859,7 @@ gateway_cache_test (bool verbose)
     assert (gateway_cache_device (cache, hash, &device));
     assert (device.id == 5 && device.user == 6);
     assert (!gateway_cache_device (cache, other, &device));
-    gateway_cache_put_device (cache, hash, 5, 6, gateway_http_now_ms () - 1);
+    gateway_cache_put_device (cache, hash, 5, 6, gateway_time_now_ms () - 1);
     assert (!gateway_cache_device (cache, hash, &device));
     //  Re-putting a device drops its old token.
     gateway_cache_put_device (cache, other, 5, 6, 0);
@@ -895,8 +889,8 @@ gateway_cache_test (bool verbose)
     crypto_hash_sha256 (current, (const uint8_t *)"current-token", 13);
     crypto_hash_sha256 (previous, (const uint8_t *)"previous-token", 14);
     char current_hex[65], previous_hex[65];
-    s_hex (current, current_hex);
-    s_hex (previous, previous_hex);
+    sodium_bin2hex (current_hex, sizeof current_hex, current, 32);
+    sodium_bin2hex (previous_hex, sizeof previous_hex, previous, 32);
     const char *device_parameters[] = {user_id, current_hex, previous_hex};
     char *device_id = s_value (conn,
                                "INSERT INTO devices (user_id, name, token_hash, "

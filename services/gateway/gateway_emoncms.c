@@ -25,6 +25,8 @@
 */
 #include "gateway_pipeline.h"
 #include "gateway_live.h"
+#include "gateway_json.h"
+#include "gateway_reading.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -37,8 +39,6 @@
 #define S_FIELD_MAX 64          //  node and input names, in bytes
 #define S_INPUTS_MAX 128        //  inputs of one post
 #define S_PORTS_MAX 1000        //  mapped ports read per request
-#define S_SKEW_PAST_S (30LL * 24 * 3600)
-#define S_SKEW_FUTURE_S (5LL * 60)
 #define S_DB_WAIT_MS 2000
 #define S_SENTAT_SLACK_S 5 //  sentat corrections this small are noise
 
@@ -73,24 +73,27 @@ s_answer (struct mg_connection *conn, int status, const char *text, const char *
 }
 
 //  Emoncms's failure: {"success": false, "message": "..."}, with the
-//  message's double quotes made single as Emoncms does.
+//  message's double quotes made single as Emoncms does, and what JSON
+//  would escape made blank; at most 512 bytes.
 static int
 s_fail (struct mg_connection *conn, int status, const char *message, int retry_after_s)
 {
-    char text[512];
-    int length = snprintf (text, sizeof text, "{\"success\": false, \"message\": \"");
-    for (const char *cursor = message; *cursor && length < (int)sizeof text - 4; cursor++) {
+    char storage[512];
+    gateway_json_t text;
+    gateway_json_init (&text, storage, sizeof storage);
+    GATEWAY_JSON_LITERAL (&text, "{\"success\": false, \"message\": \"");
+    for (const char *cursor = message; *cursor && text.size < sizeof storage - 4; cursor++) {
         char c = *cursor == '"' ? '\'' : *cursor;
         if (c == '\\' || (unsigned char)c < 0x20)
             c = ' ';
-        text[length++] = c;
+        gateway_json_raw (&text, &c, 1);
     }
-    snprintf (text + length, sizeof text - (size_t)length, "\"}");
+    GATEWAY_JSON_LITERAL (&text, "\"}");
     char headers[64] = "";
     if (retry_after_s > 0)
         snprintf (headers, sizeof headers, "Retry-After: %d\r\n", retry_after_s);
-    return gateway_http_send (conn, status, "application/json", headers[0] ? headers : NULL, text,
-                              strlen (text));
+    return gateway_http_send (conn, status, "application/json", headers[0] ? headers : NULL,
+                              text.data, text.size);
 }
 
 //  --------------------------------------------------------------------------
@@ -340,7 +343,9 @@ s_build (gateway_t *gateway, const gateway_device_t *device, const s_post_t *pos
     size_t count = 0;
     for (size_t index = 0; index < post_count; index++) {
         const s_post_t *post = &posts[index];
-        if (post->time < now / 1000 - S_SKEW_PAST_S || post->time > now / 1000 + S_SKEW_FUTURE_S) {
+        //  The reading contract's window, on whole seconds as Emoncms's times are.
+        if (post->time < INT64_MIN / 1000 || post->time > INT64_MAX / 1000 ||
+            !gateway_reading_time_valid (post->time * 1000, now / 1000 * 1000)) {
             snprintf (message, message_size,
                       "Time %" PRId64 " of node %s is not within the last 30 days and at most 5 "
                       "minutes ahead",
@@ -350,7 +355,7 @@ s_build (gateway_t *gateway, const gateway_device_t *device, const s_post_t *pos
         double voltage = S_VOLTAGE_DEFAULT;
         for (size_t input = 0; input < post->count; input++)
             if (s_voltage_name (post->inputs[input].name) && post->inputs[input].value > 0 &&
-                post->inputs[input].value <= 1000)
+                gateway_reading_in_range (GATEWAY_READING_VOLTAGE, post->inputs[input].value))
                 voltage = post->inputs[input].value;
         for (size_t input = 0; input < post->count; input++) {
             const s_input_t *in = &post->inputs[input];
@@ -362,7 +367,7 @@ s_build (gateway_t *gateway, const gateway_device_t *device, const s_post_t *pos
             //  another owner meanwhile: as if unmapped.
             if (!gateway_cache_port (gateway->cache, map->port, &port) || port.user != device->user)
                 continue;
-            if (!(in->value >= 0 && in->value <= 1e6)) {
+            if (!gateway_reading_in_range (GATEWAY_READING_POWER, in->value)) {
                 snprintf (message, message_size,
                           "Value %g of input %s:%s is not a power between 0 and 1000000 W",
                           in->value, post->node, in->name);
@@ -372,19 +377,15 @@ s_build (gateway_t *gateway, const gateway_device_t *device, const s_post_t *pos
                 snprintf (message, message_size, "More than %zu readings in one request", max);
                 return -1;
             }
-            proto_reading_t *reading = &readings[count++];
-            memset (reading, 0, sizeof *reading);
-            reading->user = port.user;
-            reading->device = device->id;
-            memcpy (reading->port, map->port, PROTO_UUID_LEN);
-            reading->ts = post->time * 1000;
-            reading->received = now;
-            reading->voltage = voltage;
-            reading->power = in->value;
-            reading->current = in->value / voltage;
-            snprintf (reading->key, sizeof reading->key, "emoncms:%s:%" PRId64, map->port,
+            gateway_reading_t reading = {.voltage = voltage,
+                                         .power = in->value,
+                                         .current = in->value / voltage,
+                                         .has_ts = true,
+                                         .ts = post->time * 1000};
+            snprintf (reading.port, sizeof reading.port, "%s", map->port);
+            snprintf (reading.key, sizeof reading.key, "emoncms:%s:%" PRId64, map->port,
                       post->time);
-            reading->settings = port.settings;
+            gateway_reading_to_proto (&reading, device, &port, now, &readings[count++]);
         }
     }
     return (int)count;
@@ -551,7 +552,7 @@ s_handle_input (struct mg_connection *conn, gateway_t *gateway, bool bulk)
     if (status)
         goto done;
 
-    int64_t now = gateway_http_now_ms ();
+    int64_t now = gateway_time_now_ms ();
     const char *message = NULL;
     size_t post_count = 0;
     size_t data_max = size + (info->query_string ? strlen (info->query_string) : 0) + 1;
@@ -813,7 +814,7 @@ s_last_handler (struct mg_connection *conn, void *cbdata)
             json_object_set_new (item, "id", json_null ());
         } else {
             char timestamp[32];
-            gateway_http_iso8601 (atoll (PQgetvalue (result, row, 1)), timestamp);
+            gateway_time_format (atoll (PQgetvalue (result, row, 1)), timestamp);
             json_object_set_new (item, "timestamp", json_string (timestamp));
             json_object_set_new (item, "id",
                                  json_integer ((json_int_t)atoll (PQgetvalue (result, row, 2))));

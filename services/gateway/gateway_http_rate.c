@@ -5,7 +5,7 @@
     bounded memory whatever the number of keys.
     =========================================================================
 */
-//  gateway.h for gateway_http_now_ms and the client address helpers
+//  gateway.h for gateway_time_now_ms and the client address helpers
 #include "gateway.h"
 
 #include <czmq.h>
@@ -143,7 +143,7 @@ gateway_http_rate_limited (gateway_rate_kind_t kind, const char *key_text, int *
     pthread_mutex_t *lock = &table->locks[set % RATE_LOCKS];
     pthread_mutex_lock (lock);
     s_rate_entry_t *entry =
-        s_rate_entry (table, table->entries[set], key, gateway_http_now_ms (), false);
+        s_rate_entry (table, table->entries[set], key, gateway_time_now_ms (), false);
     bool limited = entry && entry->tokens < 1.0f;
     float missing = entry ? 1.0f - entry->tokens : 0;
     pthread_mutex_unlock (lock);
@@ -168,7 +168,7 @@ gateway_http_rate_limit_hit (gateway_rate_kind_t kind, const char *key_text)
     pthread_mutex_t *lock = &table->locks[set % RATE_LOCKS];
     pthread_mutex_lock (lock);
     s_rate_entry_t *entry =
-        s_rate_entry (table, table->entries[set], key, gateway_http_now_ms (), true);
+        s_rate_entry (table, table->entries[set], key, gateway_time_now_ms (), true);
     //  Floored at -burst: a client hammering on while limited waits at
     //  most as long as a full refill, not forever.
     if (entry->tokens > -(float)atomic_load (&table->burst))

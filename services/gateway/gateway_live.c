@@ -35,8 +35,6 @@
 #define S_SUB_HWM 10000      //  events buffered from the detectors
 #define S_BATCH_MAX 1000     //  events handled per poll, then check stop
 #define S_STOP_WAIT_MS 3000  //  longest wait for streams to leave
-#define S_PER_USER_DEFAULT 8
-#define S_PER_ADDRESS_DEFAULT 16
 #define S_REFUSED_RETRY_S 10 //  Retry-After of a refused stream
 
 //  One open stream.
@@ -131,7 +129,7 @@ static json_t *
 s_time (int64_t ms)
 {
     char text[32];
-    gateway_http_iso8601 (ms, text);
+    gateway_time_format (ms, text);
     return json_string (text);
 }
 
@@ -439,24 +437,19 @@ gateway_live_t *
 gateway_live_new (proto_config_t *config)
 {
     assert (config);
-    int error = 0;
-    int partitions = (int)proto_config_int (config, "partitions", 2, 1, 1024, &error);
-    int http_threads =
-        (int)proto_config_int (config, "http_threads", GATEWAY_HTTP_THREADS, 1, 1024, &error);
-    int stream_max = (int)proto_config_int (
-        config, "stream_max", http_threads / 2 > 0 ? http_threads / 2 : 1, 1, 1024, &error);
-    int per_user =
-        (int)proto_config_int (config, "stream_max_per_user", S_PER_USER_DEFAULT, 1, 1024, &error);
-    int per_address = (int)proto_config_int (config, "stream_max_per_address",
-                                             S_PER_ADDRESS_DEFAULT, 1, 1024, &error);
-    if (error)
-        return NULL;
-    const char *endpoint = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
+    int partitions = (int)proto_config_int (config, "partitions");
+    int http_threads = (int)proto_config_int (config, "http_threads");
+    int stream_max = (int)proto_config_int (config, "stream_max");
+    if (stream_max == 0)
+        stream_max = http_threads / 2 > 0 ? http_threads / 2 : 1;
+    int per_user = (int)proto_config_int (config, "stream_max_per_user");
+    int per_address = (int)proto_config_int (config, "stream_max_per_address");
+    const char *endpoint = proto_config_str (config, "event_endpoint");
 
     gateway_live_t *self = (gateway_live_t *)zmalloc (sizeof (gateway_live_t));
     assert (self);
     pthread_mutex_init (&self->lock, NULL);
-    self->conninfo = strdup (proto_config_get (config, "database", "dbname=phantomwatch"));
+    self->conninfo = strdup (proto_config_str (config, "database"));
     self->stream_max = (size_t)stream_max;
     self->stream_max_per_user = (size_t)per_user;
     self->stream_max_per_address = (size_t)per_address;

@@ -10,6 +10,8 @@
 #include "gateway_pipeline.h"
 #include "gateway_live.h"
 #include "gateway_web.h"
+#include "gateway_json.h"
+#include "gateway_scanner.h"
 #include "gateway_port_table.h"
 #include "gateway_token_table.h"
 #include "gateway_token_use.h"
@@ -22,6 +24,10 @@ static const struct {
     {"gateway_http_client", gateway_http_client_test},
     {"gateway_http_rate", gateway_http_rate_test},
     {"gateway_pipeline", gateway_pipeline_test},
+    {"gateway_time", gateway_time_test},
+    {"gateway_json", gateway_json_test},
+    {"gateway_reading", gateway_reading_test},
+    {"gateway_scanner", gateway_scanner_test},
     {"gateway_sensor", gateway_sensor_test},
     {"gateway_emoncms", gateway_emoncms_test},
     {"gateway_db", gateway_db_test},

@@ -148,17 +148,18 @@ notifier_digest_destroy (notifier_digest_t **self_p)
 static int
 s_ensure_connected (notifier_digest_t *self)
 {
-    int rc = notifier_db_ensure (&self->db, self->conninfo);
+    int rc = proto_pg_ensure (&self->db, self->conninfo, NOTIFIER_DB_APPLICATION,
+                              NOTIFIER_DB_STATEMENT_TIMEOUT_MS);
     if (rc != 1)
         return rc;
     PGresult *result =
-        notifier_db_exec (self->db, "notifier digest", "schema check",
-                          "SELECT EXISTS (SELECT 1 FROM information_schema.columns"
-                          " WHERE table_schema = current_schema () AND table_name = 'users'"
-                          " AND column_name = 'digest_enabled')"
-                          " AND to_regclass ('webhook_deliveries') IS NOT NULL"
-                          " AND to_regproc ('phantom_figures') IS NOT NULL",
-                          0, NULL);
+        proto_pg_exec (self->db, "notifier digest", "schema check",
+                       "SELECT EXISTS (SELECT 1 FROM information_schema.columns"
+                       " WHERE table_schema = current_schema () AND table_name = 'users'"
+                       " AND column_name = 'digest_enabled')"
+                       " AND to_regclass ('webhook_deliveries') IS NOT NULL"
+                       " AND to_regproc ('phantom_figures') IS NOT NULL",
+                       0, NULL);
     if (!result) {
         //  Checked again on the next connection
         PQfinish (self->db);
@@ -353,7 +354,7 @@ s_write (notifier_digest_t *self, PGresult *result, int row, int end)
     if (s_compose (&day, result, row, &title, &message, &data)) {
         const char *values[] = {user, dedupe_key, title, message, data};
         PGresult *inserted =
-            notifier_db_exec (self->db, "notifier digest", "insert", s_insert_sql, 5, values);
+            proto_pg_exec (self->db, "notifier digest", "insert", s_insert_sql, 5, values);
         if (inserted) {
             written = PQntuples (inserted) == 1;
             if (written)
@@ -389,9 +390,9 @@ notifier_digest_check (notifier_digest_t *self, int64_t now_ms)
     while (true) {
         const char *values[] = {now_text, hour_text, after_text, batch_text};
         //  A failure that broke the connection is mended by the next
-        //  check's notifier_db_ensure.
+        //  check's proto_pg_ensure.
         PGresult *result =
-            notifier_db_exec (self->db, "notifier digest", "figures", s_figures_sql, 4, values);
+            proto_pg_exec (self->db, "notifier digest", "figures", s_figures_sql, 4, values);
         if (!result)
             return -1;
         int rows = PQntuples (result), users = 0;

@@ -36,16 +36,6 @@ struct _notifier_service_t {
     uint64_t malformed;        //  of them, dropped as malformed
 };
 
-//  Reads an integer setting into *value; -1 if it is set but bad.
-static int
-s_setting (proto_config_t *config, const char *key, int64_t default_value, int64_t min, int64_t max,
-           int64_t *value)
-{
-    int error = 0;
-    *value = proto_config_int (config, key, default_value, min, max, &error);
-    return error ? -1 : 0;
-}
-
 //  Connects the SUB socket to every partition of every listed endpoint.
 static int
 s_connect_events (notifier_service_t *self, const char *endpoints, int64_t partitions)
@@ -75,25 +65,17 @@ notifier_service_t *
 notifier_service_new (proto_config_t *config, bool verbose)
 {
     assert (config);
-    int64_t partitions, cooldown, rcvhwm, batch, per_user, timeout_ms, attempts, backoff_ms,
-        digest_hour;
-    if (s_setting (config, "partitions", 2, 1, 256, &partitions) ||
-        s_setting (config, "notifier_cooldown_seconds", 600, 0, 7 * 86400, &cooldown) ||
-        s_setting (config, "notifier_rcvhwm", 10000, 1, 10000000, &rcvhwm) ||
-        s_setting (config, "notifier_webhook_batch", 32, 1, 1000, &batch) ||
-        s_setting (config, "notifier_webhook_per_user", 4, 1, 1000, &per_user) ||
-        s_setting (config, "notifier_webhook_timeout_ms", 5000, 100, 60000, &timeout_ms) ||
-        s_setting (config, "notifier_webhook_attempts", 8, 1, 30, &attempts) ||
-        s_setting (config, "notifier_webhook_backoff_ms", 1000, 1, 3600000, &backoff_ms) ||
-        s_setting (config, "notifier_digest_hour", 8, 0, 23, &digest_hour))
-        return NULL;
+    int64_t partitions = proto_config_int (config, "partitions");
+    int64_t cooldown = proto_config_int (config, "notifier_cooldown_seconds");
+    int64_t rcvhwm = proto_config_int (config, "notifier_rcvhwm");
+    int64_t digest_hour = proto_config_int (config, "notifier_digest_hour");
     proto_address_t *policy = proto_address_new_from_config (config);
     if (!policy)
         return NULL;
-    const char *endpoints = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
-    const char *conninfo = proto_config_get (config, "database", "dbname=phantomwatch");
+    const char *endpoints = proto_config_str (config, "event_endpoint");
+    const char *conninfo = proto_config_str (config, "database");
     //  Tests point this at a CA of their own; in use, the system store.
-    const char *ca_file = proto_config_get (config, "webhook_ca_file", NULL);
+    const char *ca_file = proto_config_str (config, "webhook_ca_file");
 
     notifier_service_t *self = (notifier_service_t *)zmalloc (sizeof (notifier_service_t));
     assert (self);
@@ -117,15 +99,16 @@ notifier_service_new (proto_config_t *config, bool verbose)
     }
     self->writer = notifier_writer_new (conninfo, cooldown, verbose);
     self->digest = notifier_digest_new (conninfo, (int)digest_hour, verbose);
-    notifier_webhook_settings_t settings = {.conninfo = self->conninfo,
-                                            .batch = (int)batch,
-                                            .per_user = (int)per_user,
-                                            .timeout_ms = (int)timeout_ms,
-                                            .attempts = (int)attempts,
-                                            .backoff_ms = (int)backoff_ms,
-                                            .ca_file = ca_file,
-                                            .policy = self->policy,
-                                            .verbose = verbose};
+    notifier_webhook_settings_t settings = {
+        .conninfo = self->conninfo,
+        .batch = (int)proto_config_int (config, "notifier_webhook_batch"),
+        .per_user = (int)proto_config_int (config, "notifier_webhook_per_user"),
+        .timeout_ms = (int)proto_config_int (config, "notifier_webhook_timeout_ms"),
+        .attempts = (int)proto_config_int (config, "notifier_webhook_attempts"),
+        .backoff_ms = (int)proto_config_int (config, "notifier_webhook_backoff_ms"),
+        .ca_file = ca_file,
+        .policy = self->policy,
+        .verbose = verbose};
     //  The actor copies settings before it signals, so the stack is fine.
     self->webhooks = zactor_new (notifier_webhook_actor, &settings);
     assert (self->writer && self->digest && self->webhooks);

@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "notifier_test_db.h"
+#include "proto_pg.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -19,10 +20,8 @@ notifier_test_db_connect (void)
 {
     const char *conninfo = notifier_test_db_conninfo ();
     assert (conninfo);
-    PGconn *db = PQconnectdb (conninfo);
-    if (PQstatus (db) != CONNECTION_OK)
-        zsys_error ("notifier_test_db - cannot connect: %s", PQerrorMessage (db));
-    assert (PQstatus (db) == CONNECTION_OK);
+    PGconn *db = proto_pg_connect (conninfo, "notifier_test_db", 0);
+    assert (db);
     return db;
 }
 
@@ -31,11 +30,8 @@ s_exec (PGconn *db, const char *sql, const char *p1, const char *p2, const char 
 {
     const char *values[3] = {p1, p2, p3};
     int count = p1 ? (p2 ? (p3 ? 3 : 2) : 1) : 0;
-    PGresult *result = PQexecParams (db, sql, count, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus (result) != PGRES_TUPLES_OK && PQresultStatus (result) != PGRES_COMMAND_OK)
-        zsys_error ("notifier_test_db - %s: %s", sql, PQerrorMessage (db));
-    assert (PQresultStatus (result) == PGRES_TUPLES_OK ||
-            PQresultStatus (result) == PGRES_COMMAND_OK);
+    PGresult *result = proto_pg_exec (db, "notifier_test_db", sql, sql, count, values);
+    assert (result);
     return result;
 }
 

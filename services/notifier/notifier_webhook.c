@@ -86,10 +86,10 @@ s_release (notifier_webhook_t *self, s_flight_t *flight)
 {
     const char *values[] = {flight->delivery};
     if (self->db)
-        PQclear (notifier_db_exec (self->db, "notifier webhooks", "release",
-                                   "UPDATE webhook_deliveries SET next_attempt_at = now()"
-                                   " WHERE id = $1::bigint AND status = 'pending'",
-                                   1, values));
+        PQclear (proto_pg_exec (self->db, "notifier webhooks", "release",
+                                "UPDATE webhook_deliveries SET next_attempt_at = now()"
+                                " WHERE id = $1::bigint AND status = 'pending'",
+                                1, values));
 }
 
 //  Counts one more (change 1) or one fewer (-1) in flight for user.
@@ -162,7 +162,7 @@ static PGresult *
 s_exec (notifier_webhook_t *self, const char *what, const char *sql, int count,
         const char *const *values)
 {
-    return notifier_db_exec (self->db, "notifier webhooks", what, sql, count, values);
+    return proto_pg_exec (self->db, "notifier webhooks", what, sql, count, values);
 }
 
 //  The body a receiver gets; NULL if the notification cannot be rendered.
@@ -317,7 +317,8 @@ s_claim (notifier_webhook_t *self)
     int free_slots = self->batch - (int)notifier_http_active (self->http);
     if (free_slots <= 0)
         return 0;
-    if (notifier_db_ensure (&self->db, self->conninfo) == -1)
+    if (proto_pg_ensure (&self->db, self->conninfo, NOTIFIER_DB_APPLICATION,
+                         NOTIFIER_DB_STATEMENT_TIMEOUT_MS) == -1)
         return -1;
     //  Who has how many in flight, as two arrays.
     zchunk_t *users = zchunk_new ("{", 1), *flying = zchunk_new ("{", 1);

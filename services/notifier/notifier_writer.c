@@ -97,7 +97,7 @@ static PGresult *
 s_exec (notifier_writer_t *self, const char *what, const char *sql, int count,
         const char *const *values)
 {
-    return notifier_db_exec (self->db, "notifier database", what, sql, count, values);
+    return proto_pg_exec (self->db, "notifier database", what, sql, count, values);
 }
 
 static int
@@ -111,7 +111,8 @@ s_command (notifier_writer_t *self, const char *sql)
 static int
 s_ensure_connected (notifier_writer_t *self)
 {
-    int rc = notifier_db_ensure (&self->db, self->conninfo);
+    int rc = proto_pg_ensure (&self->db, self->conninfo, NOTIFIER_DB_APPLICATION,
+                              NOTIFIER_DB_STATEMENT_TIMEOUT_MS);
     if (rc != 1)
         return rc;
     PGresult *result =

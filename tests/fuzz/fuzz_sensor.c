@@ -3,14 +3,14 @@
 
     Each input is a request body as POST /api/sensor/reading and
     /api/sensor/readings get it: json_loadb with duplicate keys rejected
-    (as gateway_http_read_json), then gateway_sensor_parse on the body and
-    gateway_sensor_parse_reading on each item of "readings" (the batch
+    (as gateway_http_read_json), then gateway_reading_parse_body on the body and
+    gateway_reading_parse on each item of "readings" (the batch
     route's loop). The raw input, as text, also goes to
-    gateway_sensor_parse_time. A parse must answer 0 or 400 with a code and
+    gateway_time_parse. A parse must answer 0 or 400 with a code and
     a message, and what it accepts must be within the contract.
     =========================================================================
 */
-#include "gateway.h"
+#include "gateway_reading.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
 //  What an accepted reading must look like (the guide's contract).
 static void
-s_check_accepted (const gateway_sensor_input_t *input)
+s_check_accepted (const gateway_reading_t *input)
 {
     //  port is either "" (not a uuid) or a whole canonical lower-case uuid.
     size_t length = strlen (input->port);
@@ -57,7 +57,7 @@ s_check_accepted (const gateway_sensor_input_t *input)
 }
 
 static void
-s_check_result (int rc, const gateway_sensor_input_t *input, const char *code, const char *message)
+s_check_result (int rc, const gateway_reading_t *input, const char *code, const char *message)
 {
     S_CHECK (rc == 0 || rc == 400);
     if (rc == 0)
@@ -76,7 +76,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     memcpy (text, data, size);
     text [size] = 0;
     int64_t ms = 0;
-    int rc = gateway_sensor_parse_time (text, &ms);
+    int rc = gateway_time_parse (text, &ms);
     S_CHECK (rc == 0 || rc == -1);
     free (text);
 
@@ -85,8 +85,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     if (!body)
         return 0;
     const char *token = NULL, *code = NULL, *message = NULL;
-    gateway_sensor_input_t input;
-    rc = gateway_sensor_parse (body, S_NOW_MS, &token, &input, &code, &message);
+    gateway_reading_t input;
+    rc = gateway_reading_parse_body (body, S_NOW_MS, &token, &input, &code, &message);
     s_check_result (rc, &input, code, message);
     if (rc == 0)
         S_CHECK (token && strlen (token) >= 1 && strlen (token) <= 200);
@@ -95,7 +95,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     if (json_is_array (items) && json_array_size (items) <= S_BATCH_MAX)
         for (size_t index = 0; index < json_array_size (items); index++) {
             code = message = NULL;
-            rc = gateway_sensor_parse_reading (json_array_get (items, index), S_NOW_MS, &input,
+            rc = gateway_reading_parse (json_array_get (items, index), S_NOW_MS, &input,
                                                &code, &message);
             s_check_result (rc, &input, code, message);
         }

@@ -2,15 +2,19 @@
 # tests/fuzz/run.sh BINARY SEEDS WORKDIR SECONDS - runs one libFuzzer target
 # for SECONDS on SEEDS plus its own corpus WORKDIR/corpus (new inputs go
 # there, never into SEEDS); crash/leak/timeout inputs land in
-# WORKDIR/artifacts. Prints one summary line; exit status is libFuzzer's.
+# WORKDIR/artifacts; tests/fuzz/BINARY-NAME.dict, when there is one, is its
+# dictionary. Prints one summary line; exit status is libFuzzer's.
 set -uo pipefail
 binary=$1 seeds=$2 work=$3 seconds=$4
 name=$(basename "$binary")
 mkdir -p "$work/corpus" "$work/artifacts"
 log=$work/last.log
+dict=()
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [ -f "$here/$name.dict" ]; then dict=(-dict="$here/$name.dict"); fi
 # -timeout: one input taking 10 s is a hang; -rss_limit_mb bounds memory.
 "$binary" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
-    -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
+    -print_final_stats=1 -artifact_prefix="$work/artifacts/" "${dict[@]}" \
     "$work/corpus" "$seeds" >"$log" 2>&1
 status=$?
 runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)

@@ -9,7 +9,7 @@
     Usage, config keys and metric names: README.md beside this file.
     =========================================================================
 */
-#include "proto_config.h"
+#include "bridge_config_keys.h"
 
 #include <civetweb.h>
 #include <curl/curl.h>
@@ -34,8 +34,6 @@
 #define CHANNELS_MAX 64
 #define CHANNEL_NAME_MAX 32
 #define UUID_LEN 36
-#define LINE_MAX_LIMIT 4096
-#define BATCH_LIMIT 1000
 #define ANSWER_MAX (4 * 1024 * 1024)
 
 //  --------------------------------------------------------------------------
@@ -249,36 +247,21 @@ static int
 s_settings_load (s_settings_t *self, proto_config_t *config)
 {
     memset (self, 0, sizeof *self);
-    int error = 0;
-    self->device = proto_config_get (config, "bridge_device", NULL);
-    self->baud = (int)proto_config_int (config, "bridge_baud", 9600, 50, 4000000, &error);
-    self->url = proto_config_get (config, "bridge_url", "http://127.0.0.1:3000");
-    self->token = proto_config_get (config, "bridge_device_token", NULL);
-    self->spool = proto_config_get (config, "bridge_spool", "var/bridge-spool.db");
-    self->spool_max = proto_config_int (config, "bridge_spool_max_readings", 5000000, 1000,
-                                        INT64_C (1000000000), &error);
-    self->sync = proto_config_get (config, "bridge_spool_sync", "full");
-    self->batch = (int)proto_config_int (config, "bridge_batch", 1000, 1, BATCH_LIMIT, &error);
-    self->timeout_ms =
-        proto_config_int (config, "bridge_http_timeout_ms", 15000, 100, 600000, &error);
-    self->backoff_min_ms =
-        proto_config_int (config, "bridge_backoff_min_ms", 500, 10, 600000, &error);
-    self->backoff_max_ms =
-        proto_config_int (config, "bridge_backoff_max_ms", 30000, 10, 3600000, &error);
-    self->line_max =
-        (size_t)proto_config_int (config, "bridge_line_max", 512, 16, LINE_MAX_LIMIT, &error);
-    self->voltage_name = proto_config_get (config, "bridge_voltage_name", "vrms");
-    self->default_voltage =
-        (double)proto_config_int (config, "bridge_default_voltage", 230, 1, 1000, &error);
-    self->metrics = proto_config_get (config, "bridge_metrics_address", "127.0.0.1:9109");
-    if (error)
-        return -1;
-    if (strcmp (self->sync, "full") && strcmp (self->sync, "normal") &&
-        strcmp (self->sync, "off")) {
-        zsys_error ("bridge config - bridge_spool_sync must be full, normal or off, not '%s'",
-                    self->sync);
-        return -1;
-    }
+    self->device = proto_config_str (config, "bridge_device");
+    self->baud = (int)proto_config_int (config, "bridge_baud");
+    self->url = proto_config_str (config, "bridge_url");
+    self->token = proto_config_str (config, "bridge_device_token");
+    self->spool = proto_config_str (config, "bridge_spool");
+    self->spool_max = proto_config_int (config, "bridge_spool_max_readings");
+    self->sync = proto_config_str (config, "bridge_spool_sync");
+    self->batch = (int)proto_config_int (config, "bridge_batch");
+    self->timeout_ms = proto_config_int (config, "bridge_http_timeout_ms");
+    self->backoff_min_ms = proto_config_int (config, "bridge_backoff_min_ms");
+    self->backoff_max_ms = proto_config_int (config, "bridge_backoff_max_ms");
+    self->line_max = (size_t)proto_config_int (config, "bridge_line_max");
+    self->voltage_name = proto_config_str (config, "bridge_voltage_name");
+    self->default_voltage = (double)proto_config_int (config, "bridge_default_voltage");
+    self->metrics = proto_config_str (config, "bridge_metrics_address");
     if (s_speed (self->baud) == 0) {
         zsys_error ("bridge config - bridge_baud %d is not one of 1200, 2400, 4800, 9600, "
                     "19200, 38400, 57600, 115200, 230400",
@@ -292,7 +275,7 @@ s_settings_load (s_settings_t *self, proto_config_t *config)
         zsys_error ("bridge config - bridge_device_token must be 1..200 printable characters");
         return -1;
     }
-    return s_channels_parse (self, proto_config_get (config, "bridge_channels", ""));
+    return s_channels_parse (self, proto_config_str (config, "bridge_channels"));
 }
 
 //  --------------------------------------------------------------------------
@@ -798,7 +781,7 @@ static void
 s_reader_run (s_reader_t *self)
 {
     const s_settings_t *settings = self->settings;
-    char line[LINE_MAX_LIMIT];
+    char line[BRIDGE_LINE_MAX_LIMIT];
     s_assembler_t assembler = {line, 0, settings->line_max, false};
     int fd = -1;
     bool opened_once = false, told = false;
@@ -989,7 +972,7 @@ s_uploader_settle (s_uploader_t *self, int count)
     }
     size_t index;
     json_t *result;
-    bool seen[BATCH_LIMIT] = {false};
+    bool seen[BRIDGE_BATCH_LIMIT] = {false};
     json_array_foreach (results, index, result)
     {
         json_t *at = json_object_get (result, "index");
@@ -1391,6 +1374,7 @@ static void
 s_usage (void)
 {
     fprintf (stderr, "usage: phantom-bridge [-c CONFIG] [-v] [--device PATH] [--spool PATH]\n"
+                     "       phantom-bridge --help-config\n"
                      "       phantom-bridge --selftest [-v]\n"
                      "       phantom-bridge -c CONFIG --fill N\n"
                      "       phantom-bridge -c CONFIG --drain\n");
@@ -1419,7 +1403,10 @@ main (int argc, char *argv[])
             selftest = true;
         else if (strcmp (arg, "--drain") == 0)
             drain = true;
-        else if (strcmp (arg, "-c") == 0 && next)
+        else if (strcmp (arg, "--help-config") == 0) {
+            proto_config_print (bridge_config_keys, stdout);
+            return 0;
+        } else if (strcmp (arg, "-c") == 0 && next)
             config_path = argv[++index];
         else if (strcmp (arg, "--device") == 0 && next)
             device = argv[++index];
@@ -1439,7 +1426,7 @@ main (int argc, char *argv[])
         s_test (s_verbose);
         return 0;
     }
-    proto_config_t *config = proto_config_new (config_path);
+    proto_config_t *config = proto_config_new_with_keys (config_path, bridge_config_keys);
     if (!config)
         return 1;
     s_settings_t settings;
@@ -1483,7 +1470,7 @@ main (int argc, char *argv[])
     uploader.settings = &settings;
     uploader.drain = drain;
     uploader.curl = curl_easy_init ();
-    uploader.seqs = (int64_t *)calloc (BATCH_LIMIT, sizeof (int64_t));
+    uploader.seqs = (int64_t *)calloc (BRIDGE_BATCH_LIMIT, sizeof (int64_t));
     uploader.body_capacity = 256 * 1024;
     uploader.body = (char *)malloc (uploader.body_capacity);
     if (!uploader.curl || !uploader.seqs || !uploader.body ||

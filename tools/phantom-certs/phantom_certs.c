@@ -1,7 +1,7 @@
 /*  =========================================================================
     phantom-certs - writes the CURVE certificates of the pipeline links
 
-    phantom-certs [-c CONFIG] [DIR]
+    phantom-certs [-c CONFIG] [-v] [--help-config] [DIR]
 
     DIR (default: curve_dir of the config, else $PHANTOM_VAR/curve, else
     var/curve) gets server.cert(_secret), client.cert(_secret) and
@@ -11,42 +11,30 @@
     identity to another host, copy server.cert and server.cert_secret.
     =========================================================================
 */
-#include "proto_config.h"
 #include "proto_curve.h"
+#include "proto_main.h"
 
 #include <czmq.h>
 
 int
-main (int argc, char *argv [])
+main (int argc, char *argv[])
 {
-    const char *config_path = NULL;
-    const char *dir = NULL;
-    for (int arg = 1; arg < argc; arg++) {
-        if (streq (argv [arg], "-c") && arg + 1 < argc)
-            config_path = argv [++arg];
-        else
-        if (argv [arg][0] != '-' && !dir)
-            dir = argv [arg];
-        else {
-            fprintf (stderr, "usage: phantom-certs [-c CONFIG] [DIR]\n");
-            return 2;
-        }
-    }
+    proto_main_spec_t spec = {.name = "phantom-certs", .usage = "[DIR]", .operands_max = 1};
+    int status;
+    proto_main_t *app = proto_main_new (&spec, argc, argv, &status);
+    if (!app)
+        return status;
     if (!zsys_has_curve ()) {
-        fprintf (stderr, "phantom-certs: libzmq was built without CURVE\n");
+        zsys_error ("phantom-certs - libzmq was built without CURVE");
+        proto_main_destroy (&app);
         return 1;
     }
-    //  Same default as the services: deploy/phantomwatch.conf if present.
-    if (!config_path && zsys_file_exists ("deploy/phantomwatch.conf"))
-        config_path = "deploy/phantomwatch.conf";
-    proto_config_t *config = proto_config_new (config_path);
-    if (!config)
-        return 1;
+    const char *dir = proto_main_operand (app, 0);
     if (!dir)
-        dir = proto_curve_dir (config);
+        dir = proto_curve_dir (proto_main_config (app));
     int rc = proto_curve_keys (dir);
     if (rc == 0)
         printf ("%s\n", dir);
-    proto_config_destroy (&config);
+    proto_main_destroy (&app);
     return rc ? 1 : 0;
 }

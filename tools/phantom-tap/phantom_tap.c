@@ -14,35 +14,16 @@
 */
 #include <czmq.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "proto.h"
 #include "proto_curve.h"
-#include "proto_config.h"
+#include "proto_main.h"
 
 #define S_LIST_MAX 64 //  most -e or -t options
-
-static volatile sig_atomic_t s_stop;
-
-static void
-s_signal (int signum)
-{
-    (void)signum;
-    s_stop = 1;
-}
-
-static int
-s_usage (void)
-{
-    fprintf (stderr, "usage: phantom-tap [-c CONFIG] [-e ENDPOINT]... [-t PREFIX]... "
-                     "[-n COUNT] [-w SECONDS]\n");
-    return 2;
-}
 
 //  ms since epoch as ISO-8601 UTC with milliseconds.
 static json_t *
@@ -88,7 +69,6 @@ s_event_json (const char *topic, const proto_event_t *event)
 
 //  What the command line asked for.
 typedef struct {
-    const char *config_path;           //  -c, or the default file if readable
     const char *endpoints[S_LIST_MAX]; //  -e, none: from the config
     size_t endpoint_count;             //  -e given
     const char *prefixes[S_LIST_MAX];  //  -t, none: everything
@@ -97,60 +77,41 @@ typedef struct {
     long wait_seconds;                 //  -w, 0: no limit
 } s_options_t;
 
-//  0, or -1 for a command line that needs the usage line.
+//  Takes one flag of ours; 0, or -1 for one that needs the usage line.
 static int
-s_parse (int argc, char *argv[], s_options_t *options)
+s_option (int option, const char *argument, void *arg)
 {
-    memset (options, 0, sizeof (*options));
-    int option;
-    while ((option = getopt (argc, argv, "c:e:t:n:w:")) != -1) {
-        char *end = NULL;
-        switch (option) {
-        case 'c':
-            options->config_path = optarg;
-            break;
-        case 'e':
-            if (options->endpoint_count == S_LIST_MAX)
-                return -1;
-            options->endpoints[options->endpoint_count++] = optarg;
-            break;
-        case 't':
-            if (options->prefix_count == S_LIST_MAX)
-                return -1;
-            options->prefixes[options->prefix_count++] = optarg;
-            break;
-        case 'n':
-            options->count = strtol (optarg, &end, 10);
-            if (!*optarg || *end || options->count < 1)
-                return -1;
-            break;
-        case 'w':
-            options->wait_seconds = strtol (optarg, &end, 10);
-            if (!*optarg || *end || options->wait_seconds < 1)
-                return -1;
-            break;
-        default:
+    s_options_t *options = (s_options_t *)arg;
+    char *end = NULL;
+    switch (option) {
+    case 'e':
+        if (options->endpoint_count == S_LIST_MAX)
             return -1;
-        }
-    }
-    if (optind < argc)
+        options->endpoints[options->endpoint_count++] = argument;
+        return 0;
+    case 't':
+        if (options->prefix_count == S_LIST_MAX)
+            return -1;
+        options->prefixes[options->prefix_count++] = argument;
+        return 0;
+    case 'n':
+        options->count = strtol (argument, &end, 10);
+        return !*argument || *end || options->count < 1 ? -1 : 0;
+    case 'w':
+        options->wait_seconds = strtol (argument, &end, 10);
+        return !*argument || *end || options->wait_seconds < 1 ? -1 : 0;
+    default:
         return -1;
-    if (!options->config_path && access ("deploy/phantomwatch.conf", R_OK) == 0)
-        options->config_path = "deploy/phantomwatch.conf";
-    return 0;
+    }
 }
 
 //  Connects bus to every partition's event PUB the config names. 0 or -1.
 static int
-s_connect_partitions (zsock_t *bus, const char *config_path)
+s_connect_partitions (zsock_t *bus, proto_config_t *config)
 {
-    proto_config_t *config = proto_config_new (config_path);
-    if (!config)
-        return -1;
-    int error = 0;
-    int64_t partitions = proto_config_int (config, "partitions", 1, 1, 4096, &error);
-    const char *base = proto_config_get (config, "event_endpoint", "tcp://127.0.0.1:5700");
-    int rc = error || proto_curve_client (bus, config) ? -1 : 0;
+    int64_t partitions = proto_config_int (config, "partitions");
+    const char *base = proto_config_str (config, "event_endpoint");
+    int rc = proto_curve_client (bus, config) ? -1 : 0;
     for (int64_t i = 0; i < partitions && rc == 0; i++) {
         char *endpoint = proto_config_endpoint_offset (base, (int)i);
         if (!endpoint || zsock_connect (bus, "%s", endpoint)) {
@@ -159,13 +120,12 @@ s_connect_partitions (zsock_t *bus, const char *config_path)
         }
         free (endpoint);
     }
-    proto_config_destroy (&config);
     return rc;
 }
 
 //  The SUB socket, subscribed and connected as asked; NULL on failure.
 static zsock_t *
-s_bus_new (const s_options_t *options)
+s_bus_new (const s_options_t *options, proto_config_t *config)
 {
     zsock_t *bus = zsock_new (ZMQ_SUB);
     if (!bus)
@@ -181,7 +141,7 @@ s_bus_new (const s_options_t *options)
         if ((rc = zsock_connect (bus, "%s", options->endpoints[i])))
             zsys_error ("phantom-tap %s - cannot connect", options->endpoints[i]);
     if (options->endpoint_count == 0)
-        rc = s_connect_partitions (bus, options->config_path);
+        rc = s_connect_partitions (bus, config);
     if (rc)
         zsock_destroy (&bus);
     return bus;
@@ -219,27 +179,25 @@ int
 main (int argc, char *argv[])
 {
     s_options_t options;
-    if (s_parse (argc, argv, &options))
-        return s_usage ();
-
-    zsys_handler_set (NULL);
-    zsys_set_logstream (stderr); //  logs go to stderr; stdout is for data
-    struct sigaction action;
-    memset (&action, 0, sizeof (action));
-    action.sa_handler = s_signal;
-    sigemptyset (&action.sa_mask);
-    sigaction (SIGINT, &action, NULL);
-    sigaction (SIGTERM, &action, NULL);
-    signal (SIGPIPE, SIG_IGN); //  a closed pipe shows up as a write error instead
-
-    zsock_t *bus = s_bus_new (&options);
+    memset (&options, 0, sizeof options);
+    proto_main_spec_t spec = {.name = "phantom-tap",
+                              .usage = "[-e ENDPOINT]... [-t PREFIX]... [-n COUNT] [-w SECONDS]",
+                              .options = "e:t:n:w:",
+                              .option = s_option,
+                              .arg = &options};
+    int status;
+    proto_main_t *app = proto_main_new (&spec, argc, argv, &status);
+    if (!app)
+        return status;
+    zsock_t *bus = s_bus_new (&options, proto_main_config (app));
+    proto_main_destroy (&app);
     if (!bus)
         return 1;
     zpoller_t *poller = zpoller_new (bus, NULL);
     int64_t deadline = options.wait_seconds ? zclock_mono () + options.wait_seconds * 1000 : 0;
     long seen = 0;
-    int status = 0;
-    while (!s_stop && (options.count == 0 || seen < options.count)) {
+    status = 0;
+    while (!proto_main_stopping () && (options.count == 0 || seen < options.count)) {
         if (deadline && zclock_mono () >= deadline) {
             status = options.count ? 1 : 0;
             break;
