@@ -621,16 +621,7 @@ static void
 s_download_open (s_download_t *self, int port, const char *path, const char *auth)
 {
     memset (self, 0, sizeof *self);
-    self->fd = socket (AF_INET, SOCK_STREAM, 0);
-    assert (self->fd >= 0);
-    struct timeval timeout = {15, 0};
-    setsockopt (self->fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    struct sockaddr_in address = {0};
-    address.sin_family = AF_INET;
-    address.sin_port = htons ((uint16_t)port);
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    int rc = connect (self->fd, (struct sockaddr *)&address, sizeof address);
-    assert (rc == 0);
+    self->fd = gateway_fixture_socket (port, 15);
     char authorization[128] = "", request[1024];
     if (auth)
         snprintf (authorization, sizeof authorization, "Authorization: Bearer %s\r\n", auth);

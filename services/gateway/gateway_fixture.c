@@ -69,9 +69,8 @@ gateway_fixture_api_start (gateway_t *gateway, const char *threads)
     return ports[0].port;
 }
 
-//  A connected socket to 127.0.0.1:port with both directions bounded.
-static int
-s_connect (int port, int timeout_s)
+int
+gateway_fixture_socket (int port, int timeout_s)
 {
     int fd = socket (AF_INET, SOCK_STREAM, 0);
     assert (fd >= 0);
@@ -101,7 +100,7 @@ s_complete (const char *reply, size_t got)
 int
 gateway_fixture_exchange (int port, const char *request, char *reply, size_t reply_size)
 {
-    int fd = s_connect (port, 5);
+    int fd = gateway_fixture_socket (port, 5);
     int rc = (int)send (fd, request, strlen (request), 0);
     assert (rc == (int)strlen (request));
     size_t got = 0;
@@ -137,7 +136,7 @@ gateway_fixture_call (gateway_fixture_client_t *client, const char *method, cons
 {
     gateway_fixture_client_reset (client);
     //  Above the password pool's 5 s wait, so a busy pool shows as 503, not as a hang.
-    int fd = s_connect (client->port, 15);
+    int fd = gateway_fixture_socket (client->port, 15);
     char *request =
         zsys_sprintf ("%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
                       "Content-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n%s",

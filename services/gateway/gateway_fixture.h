@@ -35,6 +35,10 @@ char *gateway_fixture_sql (PGconn *pg, const char *sql, int count, const char *c
 //  threads, registers the user API, returns the port.
 int gateway_fixture_api_start (gateway_t *gateway, const char *threads);
 
+//  A socket connected to 127.0.0.1:port, sends and receives bounded by
+//  timeout_s each; for a test that reads an answer as it comes.
+int gateway_fixture_socket (int port, int timeout_s);
+
 //  One raw request to 127.0.0.1:port, the reply (complete by
 //  Content-Length, or up to close or 5 s) into reply; returns its status.
 int gateway_fixture_exchange (int port, const char *request, char *reply, size_t reply_size);
