@@ -10,6 +10,7 @@
 #include "gateway_pipeline.h"
 #include "gateway_web.h"
 #include "gateway_live.h"
+#include "gateway_fixture.h"
 
 #include <inttypes.h>
 
@@ -152,7 +153,7 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     //  The notifier reads the same keys: both refuse the same addresses.
     proto_address_t *webhook_policy = error ? NULL : proto_address_new_from_config (config);
     if (error || !webhook_policy ||
-        gateway_http_trusted_proxies_configure (
+        gateway_http_client_proxies_configure (
             proto_config_str (config, "trusted_proxies"),
             proto_config_str (config, "trusted_proxy_header")) != 0) {
         proto_address_destroy (&webhook_policy);
@@ -246,34 +247,21 @@ gateway_destroy (gateway_t **self_p)
 //  ==========================================================================
 #define TEST_HTTP_PORT 3103
 
+//  GET path with Connection: close; the answer, head and body, into reply.
 static int
 s_get (const char *path, char *reply, size_t size)
 {
-    char error[256];
-    struct mg_connection *client =
-        mg_connect_client ("127.0.0.1", TEST_HTTP_PORT, 0, error, sizeof error);
-    assert (client);
-    mg_printf (client, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-    int rc = mg_get_response (client, error, sizeof error, 5000);
-    assert (rc >= 0);
-    int status = mg_get_response_info (client)->status_code;
-    int got = 0, n;
-    while (got < (int)size - 1 && (n = mg_read (client, reply + got, size - 1 - (size_t)got)) > 0)
-        got += n;
-    reply[got] = 0;
-    mg_close_connection (client);
-    return status;
+    char request[256];
+    snprintf (request, sizeof request, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              path);
+    return gateway_fixture_exchange (TEST_HTTP_PORT, request, reply, size);
 }
 
 void
 gateway_test (bool verbose)
 {
     printf (" * gateway: ");
-    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
-    if (!conninfo || !*conninfo) {
-        printf ("skipped (PHANTOM_TEST_DATABASE unset)\n");
-        exit (77);
-    }
+    const char *conninfo = gateway_fixture_database ("skipped (PHANTOM_TEST_DATABASE unset)");
     setenv ("PHANTOM_DATABASE", conninfo, 1);
     setenv ("PHANTOM_HTTP_PORT", "3103", 1);
     setenv ("PHANTOM_HTTP_THREADS", "4", 1);
@@ -299,7 +287,7 @@ gateway_test (bool verbose)
     gateway_t *gateway = gateway_new (config, verbose, &stop);
     assert (gateway);
 
-    char reply[4096];
+    char reply[16384];
     int status = s_get ("/healthz", reply, sizeof reply);
     if (verbose)
         printf ("\n%d %s\n", status, reply);

@@ -20,6 +20,7 @@
     =========================================================================
 */
 #include "gateway_api.h"
+#include "gateway_fixture.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -294,7 +295,7 @@ static void
 s_reading_row (s_stream_t *self, PGresult *row)
 {
     char time[32];
-    gateway_http_iso8601 (strtoll (PQgetvalue (row, 0, 0), NULL, 10), time);
+    gateway_time_format (strtoll (PQgetvalue (row, 0, 0), NULL, 10), time);
     const char *fields[] = {time,
                             PQgetvalue (row, 0, 1),
                             self->port,
@@ -311,7 +312,7 @@ static void
 s_bucket_row (s_stream_t *self, PGresult *row)
 {
     char time[32];
-    gateway_http_iso8601 (strtoll (PQgetvalue (row, 0, 0), NULL, 10), time);
+    gateway_time_format (strtoll (PQgetvalue (row, 0, 0), NULL, 10), time);
     const char *fields[] = {time,
                             PQgetvalue (row, 0, 1),
                             self->port,
@@ -328,9 +329,9 @@ static void
 s_episode_row (s_stream_t *self, PGresult *row)
 {
     char start[32], end[32] = "";
-    gateway_http_iso8601 (strtoll (PQgetvalue (row, 0, 2), NULL, 10), start);
+    gateway_time_format (strtoll (PQgetvalue (row, 0, 2), NULL, 10), start);
     if (!PQgetisnull (row, 0, 3))
-        gateway_http_iso8601 (strtoll (PQgetvalue (row, 0, 3), NULL, 10), end);
+        gateway_time_format (strtoll (PQgetvalue (row, 0, 3), NULL, 10), end);
     char *name = s_csv_field (PQgetvalue (row, 0, 1));
     const char *fields[] = {PQgetvalue (row, 0, 0),
                             name,
@@ -620,16 +621,7 @@ static void
 s_download_open (s_download_t *self, int port, const char *path, const char *auth)
 {
     memset (self, 0, sizeof *self);
-    self->fd = socket (AF_INET, SOCK_STREAM, 0);
-    assert (self->fd >= 0);
-    struct timeval timeout = {15, 0};
-    setsockopt (self->fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    struct sockaddr_in address = {0};
-    address.sin_family = AF_INET;
-    address.sin_port = htons ((uint16_t)port);
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    int rc = connect (self->fd, (struct sockaddr *)&address, sizeof address);
-    assert (rc == 0);
+    self->fd = gateway_fixture_socket (port, 15);
     char authorization[128] = "", request[1024];
     if (auth)
         snprintf (authorization, sizeof authorization, "Authorization: Bearer %s\r\n", auth);
@@ -787,23 +779,6 @@ s_record_header (s_download_t *self, const char *header)
     assert (streq (joined, header));
 }
 
-//  Runs sql with parameters and returns the first cell (NULL when no
-//  row); asserts it succeeded. Caller frees.
-static char *
-s_test_sql (PGconn *pg, const char *sql, int count, const char *const *values)
-{
-    PGresult *result = PQexecParams (pg, sql, count, NULL, values, NULL, NULL, 0);
-    ExecStatusType state = PQresultStatus (result);
-    if (state != PGRES_TUPLES_OK && state != PGRES_COMMAND_OK)
-        fprintf (stderr, "\nSQL failed: %s", PQresultErrorMessage (result));
-    assert (state == PGRES_TUPLES_OK || state == PGRES_COMMAND_OK);
-    char *value = state == PGRES_TUPLES_OK && PQntuples (result) > 0 && !PQgetisnull (result, 0, 0)
-                      ? strdup (PQgetvalue (result, 0, 0))
-                      : NULL;
-    PQclear (result);
-    return value;
-}
-
 //  A user in time zone with a session; *token gets its token, returns
 //  its id. Caller frees both.
 static char *
@@ -812,13 +787,13 @@ s_test_user (PGconn *pg, const char *suffix, const char *name, const char *zone,
     char email[128], token_text[GATEWAY_API_TOKEN_CHARS + 1], hash[GATEWAY_API_HASH_TEXT];
     snprintf (email, sizeof email, "%s.%s@example.com", name, suffix);
     const char *values[] = {email, name, zone};
-    char *user = s_test_sql (pg,
+    char *user = gateway_fixture_sql (pg,
                              "INSERT INTO users (email, name, password_hash, time_zone)"
                              " VALUES ($1, $2, 'none', $3) RETURNING id::text",
                              3, values);
     gateway_api_token_new (token_text, hash);
     const char *session[] = {hash, user};
-    free (s_test_sql (pg,
+    free (gateway_fixture_sql (pg,
                       "INSERT INTO sessions (token_hash, user_id, expires_at)"
                       " VALUES ($1::bytea, $2::bigint, now () + interval '1 day')",
                       2, session));
@@ -831,7 +806,7 @@ static char *
 s_test_port (PGconn *pg, const char *user, const char *name)
 {
     const char *values[] = {user, name};
-    return s_test_sql (pg,
+    return gateway_fixture_sql (pg,
                        "WITH d AS (INSERT INTO devices (user_id, name) VALUES ($1::bigint, 'Board')"
                        "           RETURNING id)"
                        " INSERT INTO ports (user_id, device_id, name)"
@@ -879,7 +854,7 @@ s_test_readings_insert (PGconn *pg, const char *port, const s_test_reading_t *re
         snprintf (current, sizeof current, "%.17g", readings[index].current);
         snprintf (status, sizeof status, "%d", readings[index].status);
         const char *values[] = {port, readings[index].ts, voltage, current, power, status};
-        free (s_test_sql (pg,
+        free (gateway_fixture_sql (pg,
                           "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
                           " VALUES ($1::uuid, $2::timestamptz, $3::float8, $4::float8,"
                           "         $5::float8, $6::smallint)",
@@ -1056,7 +1031,7 @@ s_test_episodes_insert (PGconn *pg, const char *port, const s_test_episode_t *ep
         snprintf (energy, sizeof energy, "%.17g", episodes[index].energy);
         const char *values[] = {port,  episodes[index].start, episodes[index].end, mean, peak,
                                 energy};
-        free (s_test_sql (pg,
+        free (gateway_fixture_sql (pg,
                           "INSERT INTO episodes (port_id, user_id, started_at, ended_at,"
                           "                      mean_watts, peak_watts, energy_wh, samples)"
                           " SELECT id, user_id, $2::timestamptz, $3::timestamptz, $4::float8,"
@@ -1106,11 +1081,11 @@ s_test_episodes (int http, PGconn *pg, const char *user, const char *auth, const
                  const char *hostile, const char *other)
 {
     const char *values[] = {user, fridge};
-    free (s_test_sql (pg,
+    free (gateway_fixture_sql (pg,
                       "INSERT INTO tariffs (user_id, valid_from, price_per_kwh)"
                       " VALUES ($1::bigint, '2026-03-29T00:00:00Z', 0.5)",
                       1, values));
-    free (s_test_sql (pg,
+    free (gateway_fixture_sql (pg,
                       "UPDATE ports SET last_reading_at = '2026-03-29T01:00:30.5Z'"
                       " WHERE id = $1::uuid",
                       1, values + 1));
@@ -1183,7 +1158,7 @@ static int
 s_test_exports_running (PGconn *pg)
 {
     char *count =
-        s_test_sql (pg,
+        gateway_fixture_sql (pg,
                     "SELECT count (*) FROM pg_stat_activity WHERE state = 'active'"
                     " AND datname = current_database () AND pid <> pg_backend_pid ()"
                     " AND query LIKE '%FROM readings WHERE port_id = $1::uuid AND ts >=%'",
@@ -1220,31 +1195,31 @@ static void
 s_test_big (int http, gateway_t *gateway, PGconn *pg, const char *auth, const char *big,
             bool verbose)
 {
-    int64_t base = (gateway_http_now_ms () / 1000 - S_TEST_BIG - 3600) * 1000;
+    int64_t base = (gateway_time_now_ms () / 1000 - S_TEST_BIG - 3600) * 1000;
     char base_text[24], path[256];
     snprintf (base_text, sizeof base_text, "%" PRId64, base);
     const char *values[] = {big, base_text};
     int64_t started = zclock_mono ();
     //  Older than a week lands in readings_default, the rest in the
     //  daily partitions: the export reads both.
-    free (s_test_sql (
+    free (gateway_fixture_sql (
         pg,
         "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
         " SELECT $1::uuid, to_timestamp ($2::bigint / 1000.0) + n * interval '1 second',"
         "        230 + (n % 7) / 4.0, (n % 100) / 64.0, (n % 1000) / 8.0, n % 4"
         " FROM generate_series (0, 1999999) n",
         2, values));
-    free (s_test_sql (pg, "ANALYZE readings", 0, NULL));
+    free (gateway_fixture_sql (pg, "ANALYZE readings", 0, NULL));
     if (verbose)
         printf ("\n    %d readings inserted in %" PRId64 " ms", S_TEST_BIG,
                 zclock_mono () - started);
     //  Where random reads look dear, the planner sorts the port's readings,
     //  unless the connection is set up as an export sets it up.
-    free (s_test_sql (pg, "SET random_page_cost = 1000", 0, NULL));
+    free (gateway_fixture_sql (pg, "SET random_page_cost = 1000", 0, NULL));
     assert (s_test_plan_sorts (pg, big));
     assert (s_session_prepare (pg) == 0);
     assert (!s_test_plan_sorts (pg, big));
-    free (s_test_sql (pg, "RESET ALL", 0, NULL));
+    free (gateway_fixture_sql (pg, "RESET ALL", 0, NULL));
     snprintf (path, sizeof path, "/api/ports/%s/readings.csv?from=%" PRId64 "&to=%" PRId64, big,
               base, base + (int64_t)S_TEST_BIG * 1000);
 
@@ -1265,7 +1240,7 @@ s_test_big (int http, gateway_t *gateway, PGconn *pg, const char *auth, const ch
     while (s_record_next (&download, &record) == 1) {
         int64_t n = rows++;
         char time[32];
-        gateway_http_iso8601 (base + n * 1000, time);
+        gateway_time_format (base + n * 1000, time);
         assert (record.count == 8 && streq (record.fields[0], time));
         assert (streq (record.fields[2], big) && streq (record.fields[3], "Big"));
         assert (strtod (record.fields[4], NULL) == (double)(n % 1000) / 8.0);
@@ -1311,7 +1286,7 @@ s_test_big (int http, gateway_t *gateway, PGconn *pg, const char *auth, const ch
     assert (download.status == 200);
     for (int index = 0; index < 100; index++)
         assert (s_record_next (&download, &record) == 1);
-    free (s_test_sql (pg,
+    free (gateway_fixture_sql (pg,
                       "SELECT pg_terminate_backend (pid) FROM pg_stat_activity"
                       " WHERE state = 'active' AND datname = current_database ()"
                       " AND pid <> pg_backend_pid ()"
@@ -1379,7 +1354,7 @@ s_test_restart (int http, gateway_t *gateway, PGconn *pg, const char *pool_name,
     char backend[16];
     snprintf (backend, sizeof backend, "%d", PQbackendPID (taken));
     const char *values[] = {backend};
-    free (s_test_sql (pg, "SELECT pg_terminate_backend ($1::integer, 5000)", 1, values));
+    free (gateway_fixture_sql (pg, "SELECT pg_terminate_backend ($1::integer, 5000)", 1, values));
     assert (s_session_prepare (taken) == 0);
     assert (PQbackendPID (taken) != atoi (backend));
     PQclear (PQexec (taken, S_SESSION_RESET));
@@ -1387,7 +1362,7 @@ s_test_restart (int http, gateway_t *gateway, PGconn *pg, const char *pool_name,
 
     s_test_pool_free (gateway); //  all of them open
     char *ended =
-        s_test_sql (pg,
+        gateway_fixture_sql (pg,
                     "SELECT count (pg_terminate_backend (pid, 5000)) FROM pg_stat_activity"
                     " WHERE application_name = $1",
                     1, &pool_name);
@@ -1426,13 +1401,9 @@ gateway_api_export_test (bool verbose)
         free (field);
     }
 
-    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
-    if (!conninfo || !*conninfo) {
-        printf ("skipped (PHANTOM_TEST_DATABASE unset; helpers OK)\n");
-        exit (77);
-    }
-    PGconn *pg = PQconnectdb (conninfo);
-    assert (PQstatus (pg) == CONNECTION_OK);
+    const char *conninfo =
+        gateway_fixture_database ("skipped (PHANTOM_TEST_DATABASE unset; helpers OK)");
+    PGconn *pg = gateway_fixture_connect (conninfo);
     gateway_t gateway;
     memset (&gateway, 0, sizeof gateway);
     gateway.verbose = verbose;
@@ -1474,7 +1445,7 @@ gateway_api_export_test (bool verbose)
 
     //  Readings have no foreign key: they go by hand, the rest with the users.
     const char *values[] = {user_a, user_b, user_c};
-    free (s_test_sql (pg,
+    free (gateway_fixture_sql (pg,
                       "WITH gone AS (DELETE FROM readings WHERE port_id IN (SELECT id FROM ports"
                       "              WHERE user_id IN ($1::bigint, $2::bigint, $3::bigint)))"
                       " DELETE FROM users WHERE id IN ($1::bigint, $2::bigint, $3::bigint)",

@@ -514,8 +514,8 @@ s_ports_readings (gateway_api_request_t *request)
     }
     PQclear (result);
     char from_iso [32], to_iso [32];
-    gateway_http_iso8601 (from, from_iso);
-    gateway_http_iso8601 (to, to_iso);
+    gateway_time_format (from, from_iso);
+    gateway_time_format (to, to_iso);
     json_t *data = json_pack ("{s:s, s:s, s:s, s:I, s:b, s:i}", "portId", request->segments [1],
                               "from", from_iso, "to", to_iso, "step", (json_int_t) step,
                               step == 0 ? "truncated" : "stepRaised",
@@ -579,8 +579,8 @@ s_energy (gateway_api_request_t *request, const char *port)
         json_array_append_new (buckets, gateway_api_object_from_row (result, row, members));
     PQclear (result);
     char from_iso [32], to_iso [32];
-    gateway_http_iso8601 (from, from_iso);
-    gateway_http_iso8601 (to, to_iso);
+    gateway_time_format (from, from_iso);
+    gateway_time_format (to, to_iso);
     json_t *data = json_pack ("{s:s, s:s, s:s, s:o}", "period", period, "from", from_iso,
                               "to", to_iso, "buckets", buckets);
     if (port)

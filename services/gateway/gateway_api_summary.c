@@ -312,7 +312,7 @@ s_tariff_read (gateway_api_request_t *request, json_t *body, s_tariff_t *tariff)
         return status;
     if (from_text) {
         int64_t ms;
-        if (gateway_sensor_parse_time (from_text, &ms) != 0)
+        if (gateway_time_parse (from_text, &ms) != 0)
             return gateway_api_invalid_field (request, "validFrom",
                                               "validFrom must be a date and time (ISO-8601).");
         snprintf (tariff->valid_from, sizeof tariff->valid_from, "%" PRId64, ms);

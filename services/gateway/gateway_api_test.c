@@ -6,6 +6,7 @@
     =========================================================================
 */
 #include "gateway_api.h"
+#include "gateway_fixture.h"
 
 #include <math.h>
 #include <netinet/in.h>
@@ -15,104 +16,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define TEST_PORT_FIRST 3111            //  gwapi's test ports, when :0 is refused
-#define TEST_PORT_LAST 3119
-
-typedef struct {
-    int port;                           //  server port
-    int status;                         //  last answer's status
-    char *head;                         //  its status line and headers
-    json_t *body;                       //  its JSON body, NULL if none
-    bool verbose;                       //  print every exchange
-} s_client_t;
-
-//  Sends one request (Connection: close) and reads the whole answer.
-static int
-s_call (s_client_t *client, const char *method, const char *path, const char *headers,
-        const char *body)
-{
-    free (client->head);
-    client->head = NULL;
-    json_decref (client->body);
-    client->body = NULL;
-    client->status = 0;
-
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    assert (fd >= 0);
-    //  Above the password pool's 5 s wait, so a busy pool shows as 503, not as a hang.
-    struct timeval timeout = {15, 0};
-    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-    struct sockaddr_in address = {0};
-    address.sin_family = AF_INET;
-    address.sin_port = htons ((uint16_t) client->port);
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    int rc = connect (fd, (struct sockaddr *) &address, sizeof address);
-    assert (rc == 0);
-    char *request = zsys_sprintf (
-        "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
-        "Content-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n%s",
-        method, path, client->port, body ? strlen (body) : 0, headers ? headers : "",
-        body ? body : "");
-    size_t length = strlen (request);
-    assert (send (fd, request, length, 0) == (ssize_t) length);
-    zstr_free (&request);
-
-    size_t size = 16384, got = 0;
-    char *reply = (char *) malloc (size);
-    assert (reply);
-    while (true) {
-        if (got + 1 == size) {
-            size *= 2;
-            reply = (char *) realloc (reply, size);
-            assert (reply);
-        }
-        ssize_t count = recv (fd, reply + got, size - 1 - got, 0);
-        if (count <= 0)
-            break;
-        got += (size_t) count;
-        reply [got] = 0;
-        char *end = strstr (reply, "\r\n\r\n");
-        char *content_length = strcasestr (reply, "\r\nContent-Length:");
-        if (end && content_length && content_length < end
-        &&  got >= (size_t) (end + 4 - reply) + (size_t) atol (content_length + 17))
-            break;
-    }
-    reply [got] = 0;
-    close (fd);
-    sscanf (reply, "HTTP/1.%*d %d", &client->status);
-    char *end = strstr (reply, "\r\n\r\n");
-    if (end) {
-        client->head = strndup (reply, (size_t) (end - reply));
-        client->body = json_loads (end + 4, 0, NULL);
-    }
-    if (client->verbose)
-        printf ("\n%s %s %s -> %s", method, path, body ? body : "", reply);
-    free (reply);
-    return client->status;
-}
-
-//  data.<key> of the last answer.
-static json_t *
-s_data (s_client_t *client, const char *key)
-{
-    return json_object_get (json_object_get (client->body, "data"), key);
-}
-
-static const char *
-s_error_code (s_client_t *client)
-{
-    return json_string_value (json_object_get (json_object_get (client->body, "error"), "code"));
-}
-
-//  The field a validation error names, "" when it names none.
-static const char *
-s_error_field (s_client_t *client)
-{
-    const char *field =
-        json_string_value (json_object_get (json_object_get (client->body, "error"), "field"));
-    return field ? field : "";
-}
 
 //  An Authorization header line for token; the buffer is the caller's.
 static const char *
@@ -122,21 +25,12 @@ s_bearer (const char *token, char buffer [128])
     return buffer;
 }
 
-//  First cell of a one-parameter query, or NULL; caller frees.
+//  First cell of a one-parameter query (NULL: none); caller frees.
 static char *
 s_sql_value (PGconn *pg, const char *sql, const char *parameter)
 {
-    const char *values [] = {parameter};
-    PGresult *result = PQexecParams (pg, sql, parameter ? 1 : 0, NULL, values, NULL, NULL, 0);
-    char *value = NULL;
-    if (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1
-    &&  !PQgetisnull (result, 0, 0))
-        value = strdup (PQgetvalue (result, 0, 0));
-    else
-    if (PQresultStatus (result) != PGRES_TUPLES_OK)
-        printf ("\nSQL failed: %s", PQresultErrorMessage (result));
-    PQclear (result);
-    return value;
+    const char *values[] = {parameter};
+    return gateway_fixture_sql (pg, sql, parameter ? 1 : 0, values);
 }
 
 static void
@@ -157,25 +51,25 @@ s_cache_knows (gateway_cache_t *cache, const char *token)
 }
 
 static char *
-s_test_register (s_client_t *client, const char *email, const char *name)
+s_test_register (gateway_fixture_client_t *client, const char *email, const char *name)
 {
     char *body = zsys_sprintf ("{\"email\":\"%s\",\"password\":\"correct horse\",\"name\":\"%s\"}",
                                email, name);
-    int status = s_call (client, "POST", "/api/auth/register", NULL, body);
+    int status = gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body);
     zstr_free (&body);
     assert (status == 201);
     assert (json_is_true (json_object_get (client->body, "success")));
     assert (streq (json_string_value (json_object_get (client->body, "message")), "User registered"));
-    json_t *user = s_data (client, "user");
+    json_t *user = gateway_fixture_data (client, "user");
     assert (json_integer_value (json_object_get (user, "id")) > 0);
     assert (streq (json_string_value (json_object_get (user, "name")), name));
-    const char *token = json_string_value (s_data (client, "token"));
+    const char *token = json_string_value (gateway_fixture_data (client, "token"));
     assert (token && gateway_api_token_valid (token));
     return strdup (token);
 }
 
 static void
-s_test_auth (s_client_t *client, const char *suffix, char **token_a, char **token_b)
+s_test_auth (gateway_fixture_client_t *client, const char *suffix, char **token_a, char **token_b)
 {
     char auth [128], email [128], body [512];
     //  Mixed case in, lower case stored and unique regardless of case.
@@ -183,43 +77,43 @@ s_test_auth (s_client_t *client, const char *suffix, char **token_a, char **toke
     *token_a = s_test_register (client, email, "Ann");
     char lower [GATEWAY_API_EMAIL_MAX + 1];
     gateway_api_email_normalize (email, lower);
-    assert (streq (json_string_value (json_object_get (s_data (client, "user"), "email")), lower));
+    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "user"), "email")), lower));
     snprintf (body, sizeof body, "{\"email\":\"ANN.%s@example.COM\",\"password\":\"something else\","
               "\"name\":\"Other\"}", suffix);
-    assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 409);
-    assert (streq (s_error_code (client), "email_taken"));
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 409);
+    assert (streq (gateway_fixture_error_code (client), "email_taken"));
 
     //  Validation: each message names the field.
-    assert (s_call (client, "POST", "/api/auth/register", NULL,
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL,
                     "{\"email\":\"nobody\",\"password\":\"long enough\",\"name\":\"N\"}") == 400);
-    assert (streq (s_error_code (client), "validation_error"));
-    assert (s_call (client, "POST", "/api/auth/register", NULL,
+    assert (streq (gateway_fixture_error_code (client), "validation_error"));
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL,
                     "{\"email\":\"x@y.z\",\"password\":\"short\",\"name\":\"N\"}") == 400);
     assert (strstr (json_string_value (json_object_get (client->body, "message")), "password"));
-    assert (s_call (client, "POST", "/api/auth/register", NULL,
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL,
                     "{\"email\":\"x@y.z\",\"password\":\"long enough\",\"name\":42}") == 400);
     assert (strstr (json_string_value (json_object_get (client->body, "message")), "name"));
-    assert (s_call (client, "POST", "/api/auth/register", NULL,
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL,
                     "{\"email\":\"x@y.z\",\"password\":\"long\\u0000enough\",\"name\":\"N\"}") == 400);
-    assert (s_call (client, "POST", "/api/auth/register", NULL, "[1]") == 400);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, "[1]") == 400);
 
     //  Wrong password and unknown email: same 401, same message.
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"wrong horse\"}", email);
-    assert (s_call (client, "POST", "/api/auth/login", NULL, body) == 401);
-    assert (streq (s_error_code (client), "invalid_credentials"));
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, body) == 401);
+    assert (streq (gateway_fixture_error_code (client), "invalid_credentials"));
     char *message = strdup (json_string_value (json_object_get (client->body, "message")));
     snprintf (body, sizeof body, "{\"email\":\"nobody.%s@example.com\",\"password\":\"correct horse\"}",
               suffix);
-    assert (s_call (client, "POST", "/api/auth/login", NULL, body) == 401);
-    assert (streq (s_error_code (client), "invalid_credentials"));
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, body) == 401);
+    assert (streq (gateway_fixture_error_code (client), "invalid_credentials"));
     assert (streq (json_string_value (json_object_get (client->body, "message")), message));
     free (message);
-    assert (s_call (client, "POST", "/api/auth/login", NULL, "{\"email\":1,\"password\":\"x\"}") == 400);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, "{\"email\":1,\"password\":\"x\"}") == 400);
 
     //  Login: a new session, as bearer token and as cookie.
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"correct horse\"}", lower);
-    assert (s_call (client, "POST", "/api/auth/login", NULL, body) == 200);
-    const char *login_token = json_string_value (s_data (client, "token"));
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, body) == 200);
+    const char *login_token = json_string_value (gateway_fixture_data (client, "token"));
     assert (login_token && gateway_api_token_valid (login_token) && !streq (login_token, *token_a));
     char *login = strdup (login_token);
     char cookie_line [128];
@@ -227,26 +121,26 @@ s_test_auth (s_client_t *client, const char *suffix, char **token_a, char **toke
               " Path=/; Max-Age=2592000", login);
     assert (strcasestr (client->head, cookie_line));
 
-    assert (s_call (client, "GET", "/api/auth/me", NULL, NULL) == 401);
-    assert (streq (s_error_code (client), "unauthorized"));
-    assert (s_call (client, "GET", "/api/auth/me", "Authorization: Bearer nonsense\r\n", NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", NULL, NULL) == 401);
+    assert (streq (gateway_fixture_error_code (client), "unauthorized"));
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", "Authorization: Bearer nonsense\r\n", NULL) == 401);
     char unknown [GATEWAY_API_TOKEN_CHARS + 1], unknown_hash [GATEWAY_API_HASH_TEXT];
     gateway_api_token_new (unknown, unknown_hash);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (unknown, auth), NULL) == 401);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (login, auth), NULL) == 200);
-    assert (streq (json_string_value (json_object_get (s_data (client, "user"), "email")), lower));
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (unknown, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (login, auth), NULL) == 200);
+    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "user"), "email")), lower));
 
     //  Cookie sessions: reads pass, changes need X-Requested-With or our Origin.
     char cookie [128];
     snprintf (cookie, sizeof cookie, "Cookie: pw_session=%s\r\n", login);
-    assert (s_call (client, "GET", "/api/auth/me", cookie, NULL) == 200);
-    assert (s_call (client, "POST", "/api/devices", cookie, "{\"name\":\"csrf\"}") == 403);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", cookie, NULL) == 200);
+    assert (gateway_fixture_call (client, "POST", "/api/devices", cookie, "{\"name\":\"csrf\"}") == 403);
     snprintf (cookie, sizeof cookie, "Cookie: pw_session=%s\r\nOrigin: http://evil.example\r\n", login);
-    assert (s_call (client, "POST", "/api/auth/logout", cookie, NULL) == 403);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/logout", cookie, NULL) == 403);
     snprintf (cookie, sizeof cookie, "Cookie: pw_session=%s\r\nX-Requested-With: fetch\r\n", login);
-    assert (s_call (client, "POST", "/api/auth/logout", cookie, NULL) == 200);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/logout", cookie, NULL) == 200);
     assert (strcasestr (client->head, "Set-Cookie: pw_session=;"));
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (login, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (login, auth), NULL) == 401);
     free (login);
 
     snprintf (email, sizeof email, "bob.%s@example.com", suffix);
@@ -256,16 +150,16 @@ s_test_auth (s_client_t *client, const char *suffix, char **token_a, char **toke
 //  Device token issue, rotation and revocation, checked in the database and
 //  in the cache the sensor path reads.
 static void
-s_test_device_tokens (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *auth,
+s_test_device_tokens (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg, const char *auth,
                       const char *device)
 {
     char path [96], hex [65];
     snprintf (path, sizeof path, "/api/devices/%s/token", device);
-    assert (s_call (client, "POST", path, auth, NULL) == 201);
-    char *first = strdup (json_string_value (s_data (client, "token")));
+    assert (gateway_fixture_call (client, "POST", path, auth, NULL) == 201);
+    char *first = strdup (json_string_value (gateway_fixture_data (client, "token")));
     assert (strlen (first) >= 43 && strlen (first) <= 64);
-    assert (json_is_true (json_object_get (s_data (client, "device"), "hasToken")));
-    assert (json_is_string (json_object_get (s_data (client, "device"), "tokenCreatedAt")));
+    assert (json_is_true (json_object_get (gateway_fixture_data (client, "device"), "hasToken")));
+    assert (json_is_string (json_object_get (gateway_fixture_data (client, "device"), "tokenCreatedAt")));
     char *stored = s_sql_value (pg, "SELECT encode (token_hash, 'hex') FROM devices WHERE id = $1::bigint",
                                 device);
     s_sha256_hex (first, hex);
@@ -274,8 +168,8 @@ s_test_device_tokens (s_client_t *client, gateway_t *gateway, PGconn *pg, const 
     assert (s_cache_knows (gateway->cache, first));
 
     //  Rotation: the first token moves to previous with a 5-minute grace.
-    assert (s_call (client, "POST", path, auth, NULL) == 201);
-    char *second = strdup (json_string_value (s_data (client, "token")));
+    assert (gateway_fixture_call (client, "POST", path, auth, NULL) == 201);
+    char *second = strdup (json_string_value (gateway_fixture_data (client, "token")));
     assert (!streq (first, second));
     stored = s_sql_value (pg, "SELECT encode (previous_token_hash, 'hex') FROM devices"
                               " WHERE id = $1::bigint AND previous_token_expires_at"
@@ -292,8 +186,8 @@ s_test_device_tokens (s_client_t *client, gateway_t *gateway, PGconn *pg, const 
     assert (s_cache_knows (gateway->cache, second));
 
     //  Revocation: both stop at once.
-    assert (s_call (client, "DELETE", path, auth, NULL) == 200);
-    assert (json_is_false (json_object_get (s_data (client, "device"), "hasToken")));
+    assert (gateway_fixture_call (client, "DELETE", path, auth, NULL) == 200);
+    assert (json_is_false (json_object_get (gateway_fixture_data (client, "device"), "hasToken")));
     stored = s_sql_value (pg, "SELECT 1 FROM devices WHERE id = $1::bigint AND token_hash IS NULL"
                               " AND previous_token_hash IS NULL AND previous_token_expires_at IS NULL",
                           device);
@@ -306,20 +200,20 @@ s_test_device_tokens (s_client_t *client, gateway_t *gateway, PGconn *pg, const 
 }
 
 static void
-s_test_resources (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *token_a,
+s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg, const char *token_a,
                   const char *token_b)
 {
     char auth_a [128], auth_b [128], path [128], body [512];
     s_bearer (token_a, auth_a);
     s_bearer (token_b, auth_b);
 
-    assert (s_call (client, "GET", "/api/devices", NULL, NULL) == 401);
-    assert (s_call (client, "GET", "/api/devices", auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "devices")) == 0);
-    assert (s_call (client, "POST", "/api/devices", auth_a, "{\"name\":\"\"}") == 400);
-    assert (s_call (client, "POST", "/api/devices", auth_a, "{\"name\":[\"x\"]}") == 400);
-    assert (s_call (client, "POST", "/api/devices", auth_a, "{\"name\":\"Kitchen board\"}") == 201);
-    json_t *device = s_data (client, "device");
+    assert (gateway_fixture_call (client, "GET", "/api/devices", NULL, NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/devices", auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "devices")) == 0);
+    assert (gateway_fixture_call (client, "POST", "/api/devices", auth_a, "{\"name\":\"\"}") == 400);
+    assert (gateway_fixture_call (client, "POST", "/api/devices", auth_a, "{\"name\":[\"x\"]}") == 400);
+    assert (gateway_fixture_call (client, "POST", "/api/devices", auth_a, "{\"name\":\"Kitchen board\"}") == 201);
+    json_t *device = gateway_fixture_data (client, "device");
     int64_t device_id = json_integer_value (json_object_get (device, "id"));
     assert (device_id > 0);
     assert (json_is_false (json_object_get (device, "hasToken")));
@@ -329,65 +223,65 @@ s_test_resources (s_client_t *client, gateway_t *gateway, PGconn *pg, const char
     char device_text [24];
     snprintf (device_text, sizeof device_text, "%" PRId64, device_id);
 
-    assert (s_call (client, "GET", "/api/devices", auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "devices")) == 1);
+    assert (gateway_fixture_call (client, "GET", "/api/devices", auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "devices")) == 1);
     snprintf (path, sizeof path, "/api/devices/%s", device_text);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (streq (json_string_value (json_object_get (s_data (client, "device"), "name")),
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "device"), "name")),
                    "Kitchen board"));
     //  Another user's device does not exist for them; nor does garbage.
-    assert (s_call (client, "GET", path, auth_b, NULL) == 404);
-    assert (streq (s_error_code (client), "not_found"));
-    assert (s_call (client, "GET", "/api/devices", auth_b, NULL) == 200);
-    assert (json_array_size (s_data (client, "devices")) == 0);
+    assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 404);
+    assert (streq (gateway_fixture_error_code (client), "not_found"));
+    assert (gateway_fixture_call (client, "GET", "/api/devices", auth_b, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "devices")) == 0);
     snprintf (path, sizeof path, "/api/devices/%s/token", device_text);
-    assert (s_call (client, "POST", path, auth_b, NULL) == 404);
-    assert (s_call (client, "DELETE", path, auth_b, NULL) == 404);
-    assert (s_call (client, "GET", "/api/devices/12x", auth_a, NULL) == 404);
-    assert (s_call (client, "GET", "/api/devices/1234567890123456789", auth_a, NULL) == 404);
-    assert (s_call (client, "GET", "/api/devices/999999999999", auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "POST", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "DELETE", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/devices/12x", auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/devices/1234567890123456789", auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/devices/999999999999", auth_a, NULL) == 404);
 
     s_test_device_tokens (client, gateway, pg, auth_a, device_text);
 
     //  Ports.
-    assert (s_call (client, "GET", "/api/ports", auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "ports")) == 0);
+    assert (gateway_fixture_call (client, "GET", "/api/ports", auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "ports")) == 0);
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s}", device_text);
-    assert (s_call (client, "POST", "/api/ports", auth_b, body) == 404);
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_b, body) == 404);
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":\"%s\"}", device_text);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
     assert (strstr (json_string_value (json_object_get (client->body, "message")), "deviceId"));
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"offWatts\":\"1\"}", device_text);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
     assert (strstr (json_string_value (json_object_get (client->body, "message")), "offWatts"));
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"offWatts\":20}", device_text);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
     //  The settings that roles replaced are refused, each by its name
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"expectedOff\":\"window\"}",
               device_text);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
-    assert (streq (s_error_field (client), "expectedOff"));
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "expectedOff"));
     //  A name of white space is no name; nor is a missing one
     snprintf (body, sizeof body, "{\"name\":\" \\t \\n \",\"deviceId\":%s}", device_text);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
-    assert (streq (s_error_field (client), "name"));
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "name"));
     assert (streq (json_string_value (json_object_get (client->body, "message")), "Enter a name."));
     snprintf (body, sizeof body, "{\"deviceId\":%s}", device_text);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
-    assert (streq (s_error_field (client), "name"));
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "name"));
     //  A role by its API name only; a schedule only for should be off
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"role\":\"should_be_off\"}",
               device_text);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
-    assert (streq (s_error_field (client), "role"));
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "role"));
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"offSchedule\":[{\"days\":"
               "[\"mon\"],\"from\":\"22:00\",\"to\":\"07:00\"}]}", device_text);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 400);
-    assert (streq (s_error_field (client), "offSchedule"));
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "offSchedule"));
 
     snprintf (body, sizeof body, "{\"name\":\"  TV \",\"deviceId\":%s}", device_text);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 201);
-    json_t *port = s_data (client, "port");
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 201);
+    json_t *port = gateway_fixture_data (client, "port");
     char *port_id = strdup (json_string_value (json_object_get (port, "id")));
     assert (gateway_api_is_uuid (port_id));
     assert (streq (json_string_value (json_object_get (port, "name")), "TV"));
@@ -415,8 +309,8 @@ s_test_resources (s_client_t *client, gateway_t *gateway, PGconn *pg, const char
     snprintf (body, sizeof body, "{\"name\":\"Lamp\",\"deviceId\":%s,\"offWatts\":1,"
               "\"standbyWatts\":7.5,\"minPhantomSeconds\":120,\"role\":\"shouldBeOff\","
               "\"offSchedule\":%s}", device_text, schedule);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 201);
-    port = s_data (client, "port");
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 201);
+    port = gateway_fixture_data (client, "port");
     settings = json_object_get (port, "settings");
     assert (json_number_value (json_object_get (settings, "standbyWatts")) == 7.5);
     assert (streq (json_string_value (json_object_get (settings, "role")), "shouldBeOff"));
@@ -430,16 +324,16 @@ s_test_resources (s_client_t *client, gateway_t *gateway, PGconn *pg, const char
     assert (cached.settings.windows [1] == PROTO_WINDOW_PACK (0x20, 23 * 60, 6 * 60 + 30));
     assert (cached.settings.windows [2] == 0);
 
-    assert (s_call (client, "GET", "/api/ports", auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "ports")) == 2);
-    assert (s_call (client, "GET", "/api/ports", auth_b, NULL) == 200);
-    assert (json_array_size (s_data (client, "ports")) == 0);
+    assert (gateway_fixture_call (client, "GET", "/api/ports", auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "ports")) == 2);
+    assert (gateway_fixture_call (client, "GET", "/api/ports", auth_b, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "ports")) == 0);
     snprintf (path, sizeof path, "/api/ports/%s", port_id);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (streq (json_string_value (json_object_get (s_data (client, "port"), "name")), "TV"));
-    assert (s_call (client, "GET", path, auth_b, NULL) == 404);
-    assert (s_call (client, "GET", "/api/ports/42", auth_a, NULL) == 404);
-    assert (s_call (client, "GET", "/api/ports/00000000-0000-0000-0000-000000000000", auth_a, NULL)
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "port"), "name")), "TV"));
+    assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/ports/42", auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/ports/00000000-0000-0000-0000-000000000000", auth_a, NULL)
             == 404);
 
     //  Notifications: newest first, paged by id, unread counted.
@@ -455,10 +349,10 @@ s_test_resources (s_client_t *client, gateway_t *gateway, PGconn *pg, const char
     assert (PQresultStatus (result) == PGRES_COMMAND_OK);
     PQclear (result);
     free (user_a);
-    assert (s_call (client, "GET", "/api/notifications?limit=2", auth_a, NULL) == 200);
-    json_t *list = s_data (client, "notifications");
+    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=2", auth_a, NULL) == 200);
+    json_t *list = gateway_fixture_data (client, "notifications");
     assert (json_array_size (list) == 2);
-    assert (json_integer_value (s_data (client, "unread")) == 2);
+    assert (json_integer_value (gateway_fixture_data (client, "unread")) == 2);
     json_t *newest = json_array_get (list, 0);
     assert (streq (json_string_value (json_object_get (newest, "title")), "Phantom 3"));
     assert (streq (json_string_value (json_object_get (newest, "portId")), port_id));
@@ -466,23 +360,23 @@ s_test_resources (s_client_t *client, gateway_t *gateway, PGconn *pg, const char
     assert (json_number_value (json_object_get (json_object_get (newest, "data"), "watts")) == 3.5);
     int64_t oldest_shown = json_integer_value (json_object_get (json_array_get (list, 1), "id"));
     snprintf (path, sizeof path, "/api/notifications?before=%" PRId64, oldest_shown);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    list = s_data (client, "notifications");
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    list = gateway_fixture_data (client, "notifications");
     assert (json_array_size (list) == 1);
     assert (json_is_true (json_object_get (json_array_get (list, 0), "read")));
-    assert (s_call (client, "GET", "/api/notifications", auth_b, NULL) == 200);
-    assert (json_array_size (s_data (client, "notifications")) == 0);
-    assert (json_integer_value (s_data (client, "unread")) == 0);
-    assert (s_call (client, "GET", "/api/notifications?limit=abc", auth_a, NULL) == 400);
-    assert (s_call (client, "GET", "/api/notifications?limit=201", auth_a, NULL) == 400);
-    assert (s_call (client, "GET", "/api/notifications?before=x1", auth_a, NULL) == 400);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications", auth_b, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "notifications")) == 0);
+    assert (json_integer_value (gateway_fixture_data (client, "unread")) == 0);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=abc", auth_a, NULL) == 400);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=201", auth_a, NULL) == 400);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications?before=x1", auth_a, NULL) == 400);
     free (port_id);
 
     //  Unknown routes and methods.
-    assert (s_call (client, "GET", "/api/nothing/here", auth_a, NULL) == 404);
-    assert (streq (s_error_code (client), "not_found"));
-    assert (s_call (client, "PUT", "/api/devices", auth_a, "{}") == 405);
-    assert (s_call (client, "GET", "/api/auth/login", NULL, NULL) == 405);
+    assert (gateway_fixture_call (client, "GET", "/api/nothing/here", auth_a, NULL) == 404);
+    assert (streq (gateway_fixture_error_code (client), "not_found"));
+    assert (gateway_fixture_call (client, "PUT", "/api/devices", auth_a, "{}") == 405);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/login", NULL, NULL) == 405);
 
     //  An expired session is no session.
     char hash [GATEWAY_API_HASH_TEXT];
@@ -492,23 +386,7 @@ s_test_resources (s_client_t *client, gateway_t *gateway, PGconn *pg, const char
                                " WHERE token_hash = $1::bytea", 1, NULL, expire, NULL, NULL, 0);
     assert (PQresultStatus (result) == PGRES_COMMAND_OK && streq (PQcmdTuples (result), "1"));
     PQclear (result);
-    assert (s_call (client, "GET", "/api/auth/me", auth_b, NULL) == 401);
-}
-
-//  Runs sql with parameters and returns the first cell (NULL when no row);
-//  asserts it succeeded. Caller frees.
-static char *
-s_sql (PGconn *pg, const char *sql, int count, const char *const *values)
-{
-    PGresult *result = PQexecParams (pg, sql, count, NULL, values, NULL, NULL, 0);
-    ExecStatusType state = PQresultStatus (result);
-    if (state != PGRES_TUPLES_OK && state != PGRES_COMMAND_OK)
-        fprintf (stderr, "\nSQL failed: %s", PQresultErrorMessage (result));
-    assert (state == PGRES_TUPLES_OK || state == PGRES_COMMAND_OK);
-    char *value = state == PGRES_TUPLES_OK && PQntuples (result) > 0 && !PQgetisnull (result, 0, 0)
-        ? strdup (PQgetvalue (result, 0, 0)) : NULL;
-    PQclear (result);
-    return value;
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", auth_b, NULL) == 401);
 }
 
 //  The user id of a session token, as text; caller frees.
@@ -518,7 +396,7 @@ s_user_of (PGconn *pg, const char *token)
     char hash [GATEWAY_API_HASH_TEXT];
     gateway_api_token_hash_text (token, hash);
     const char *values [] = {hash};
-    char *user = s_sql (pg, "SELECT user_id::text FROM sessions WHERE token_hash = $1::bytea",
+    char *user = gateway_fixture_sql (pg, "SELECT user_id::text FROM sessions WHERE token_hash = $1::bytea",
                         1, values);
     assert (user);
     return user;
@@ -526,23 +404,23 @@ s_user_of (PGconn *pg, const char *token)
 
 //  POSTs a device (201) and returns its id as text; caller frees.
 static char *
-s_make_device (s_client_t *client, const char *auth, const char *name)
+s_make_device (gateway_fixture_client_t *client, const char *auth, const char *name)
 {
     char body [128];
     snprintf (body, sizeof body, "{\"name\":\"%s\"}", name);
-    assert (s_call (client, "POST", "/api/devices", auth, body) == 201);
+    assert (gateway_fixture_call (client, "POST", "/api/devices", auth, body) == 201);
     return zsys_sprintf ("%" PRId64, (int64_t) json_integer_value (
-        json_object_get (s_data (client, "device"), "id")));
+        json_object_get (gateway_fixture_data (client, "device"), "id")));
 }
 
 //  POSTs a port on device (201) and returns its uuid; caller frees.
 static char *
-s_make_port (s_client_t *client, const char *auth, const char *device, const char *name)
+s_make_port (gateway_fixture_client_t *client, const char *auth, const char *device, const char *name)
 {
     char body [160];
     snprintf (body, sizeof body, "{\"name\":\"%s\",\"deviceId\":%s}", name, device);
-    assert (s_call (client, "POST", "/api/ports", auth, body) == 201);
-    return strdup (json_string_value (json_object_get (s_data (client, "port"), "id")));
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth, body) == 201);
+    return strdup (json_string_value (json_object_get (gateway_fixture_data (client, "port"), "id")));
 }
 
 static double
@@ -562,33 +440,33 @@ s_near (double value, double expected)
 //  PATCH and DELETE of devices and ports, token expiry, and what goes with
 //  a deleted device or port (ports, episodes, readings, cache entries).
 static void
-s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *auth_a,
+s_test_changes (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg, const char *auth_a,
                 const char *auth_b)
 {
     char path [160], body [256];
     char *device = s_make_device (client, auth_a, "Office");
     snprintf (path, sizeof path, "/api/devices/%s", device);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"name\":\"\"}") == 400);
-    assert (s_call (client, "PATCH", path, auth_b, "{\"name\":\"Stolen\"}") == 404);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"name\":\"Study\"}") == 200);
-    assert (streq (json_string_value (json_object_get (s_data (client, "device"), "name")), "Study"));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"\"}") == 400);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_b, "{\"name\":\"Stolen\"}") == 404);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"Study\"}") == 200);
+    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "device"), "name")), "Study"));
 
     //  Token expiry: stored, shown, and honoured by the cache.
     snprintf (path, sizeof path, "/api/devices/%s/token", device);
-    assert (s_call (client, "POST", path, auth_a, "{\"expiresInDays\":0}") == 400);
-    assert (s_call (client, "POST", path, auth_a, "{\"expiresInDays\":\"30\"}") == 400);
-    assert (s_call (client, "POST", path, auth_a, "{\"expiresInDays\":30}") == 201);
-    char *token = strdup (json_string_value (s_data (client, "token")));
-    assert (json_is_string (json_object_get (s_data (client, "device"), "tokenExpiresAt")));
-    assert (json_object_get (s_data (client, "device"), "tokenLastUsedAt"));
+    assert (gateway_fixture_call (client, "POST", path, auth_a, "{\"expiresInDays\":0}") == 400);
+    assert (gateway_fixture_call (client, "POST", path, auth_a, "{\"expiresInDays\":\"30\"}") == 400);
+    assert (gateway_fixture_call (client, "POST", path, auth_a, "{\"expiresInDays\":30}") == 201);
+    char *token = strdup (json_string_value (gateway_fixture_data (client, "token")));
+    assert (json_is_string (json_object_get (gateway_fixture_data (client, "device"), "tokenExpiresAt")));
+    assert (json_object_get (gateway_fixture_data (client, "device"), "tokenLastUsedAt"));
     const char *values [] = {device};
-    char *check = s_sql (pg, "SELECT 1 FROM devices WHERE id = $1::bigint AND token_expires_at"
+    char *check = gateway_fixture_sql (pg, "SELECT 1 FROM devices WHERE id = $1::bigint AND token_expires_at"
                              " BETWEEN now () + interval '29 days' AND now () + interval '31 days'",
                          1, values);
     assert (check);
     free (check);
     assert (s_cache_knows (gateway->cache, token));
-    free (s_sql (pg, "UPDATE devices SET token_expires_at = now () - interval '1 second'"
+    free (gateway_fixture_sql (pg, "UPDATE devices SET token_expires_at = now () - interval '1 second'"
                      " WHERE id = $1::bigint", 1, values));
     gateway_cache_refresh_device (gateway->cache, atoll (device));
     assert (!s_cache_knows (gateway->cache, token));
@@ -597,27 +475,27 @@ s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *
     //  Port PATCH: validated as a whole port; the cache sees the change.
     char *port = s_make_port (client, auth_a, device, "Printer");
     snprintf (path, sizeof path, "/api/ports/%s", port);
-    assert (s_call (client, "PATCH", path, auth_b, "{\"name\":\"Stolen\"}") == 404);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"standbyWatts\":0.2}") == 400);
-    assert (streq (s_error_field (client), "standbyWatts"));
-    assert (s_call (client, "PATCH", path, auth_a, "{\"offWatts\":\"x\"}") == 400);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_b, "{\"name\":\"Stolen\"}") == 404);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"standbyWatts\":0.2}") == 400);
+    assert (streq (gateway_fixture_error_field (client), "standbyWatts"));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"offWatts\":\"x\"}") == 400);
     //  A cleared number field is refused, naming the field, not stored as 0.
-    assert (s_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":null}") == 400);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":null}") == 400);
     assert (streq (json_string_value (json_object_get (json_object_get (client->body, "error"),
                                                        "field")), "minPhantomSeconds"));
-    assert (s_call (client, "PATCH", path, auth_a, "{\"offWatts\":null}") == 400);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"expectedOff\":\"window\"}") == 400);
-    assert (streq (s_error_field (client), "expectedOff"));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"offWatts\":null}") == 400);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"expectedOff\":\"window\"}") == 400);
+    assert (streq (gateway_fixture_error_field (client), "expectedOff"));
     //  A blank name is refused, not ignored; a padded one trimmed
-    assert (s_call (client, "PATCH", path, auth_a, "{\"name\":\"   \"}") == 400);
-    assert (streq (s_error_field (client), "name"));
-    assert (s_call (client, "PATCH", path, auth_a, "{\"name\":null}") == 400);
-    assert (streq (s_error_field (client), "name"));
-    assert (s_call (client, "PATCH", path, auth_a, "{\"name\":\"\\tPrinter  \"}") == 200);
-    assert (streq (json_string_value (json_object_get (s_data (client, "port"), "name")), "Printer"));
-    assert (s_call (client, "PATCH", path, auth_a, "{\"name\":\"Laser printer\",\"standbyWatts\":9,"
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"   \"}") == 400);
+    assert (streq (gateway_fixture_error_field (client), "name"));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":null}") == 400);
+    assert (streq (gateway_fixture_error_field (client), "name"));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"\\tPrinter  \"}") == 200);
+    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "port"), "name")), "Printer"));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"Laser printer\",\"standbyWatts\":9,"
                                                    "\"settings\":{\"minPhantomSeconds\":90}}") == 200);
-    json_t *port_json = s_data (client, "port");
+    json_t *port_json = gateway_fixture_data (client, "port");
     json_t *settings = json_object_get (port_json, "settings");
     assert (streq (json_string_value (json_object_get (port_json, "name")), "Laser printer"));
     assert (s_number (settings, "standbyWatts") == 9);
@@ -628,8 +506,8 @@ s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *
     assert (gateway_cache_port (gateway->cache, port, &cached));
     assert (cached.settings.standby_watts == 9 && cached.settings.min_phantom_seconds == 90);
     //  Unnamed fields keep their values.
-    assert (s_call (client, "PATCH", path, auth_a, "{\"offWatts\":1}") == 200);
-    settings = json_object_get (s_data (client, "port"), "settings");
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"offWatts\":1}") == 200);
+    settings = json_object_get (gateway_fixture_data (client, "port"), "settings");
     assert (s_number (settings, "standbyWatts") == 9 && s_number (settings, "offWatts") == 1);
 
     //  Roles and schedules. Each bad window is refused naming offSchedule,
@@ -647,26 +525,26 @@ s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *
     };
     for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
         snprintf (body, sizeof body, "{\"role\":\"shouldBeOff\",\"offSchedule\":%s}", bad [index][0]);
-        assert (s_call (client, "PATCH", path, auth_a, body) == 400);
-        assert (streq (s_error_field (client), "offSchedule"));
+        assert (gateway_fixture_call (client, "PATCH", path, auth_a, body) == 400);
+        assert (streq (gateway_fixture_error_field (client), "offSchedule"));
         const char *message = json_string_value (json_object_get (client->body, "message"));
         assert (message && strlen (message) > 10 && message [strlen (message) - 1] == '.');
         assert (!bad [index][1] || streq (message, bad [index][1]));
     }
-    assert (s_call (client, "PATCH", path, auth_a, "{\"role\":\"sometimes\"}") == 400);
-    assert (streq (s_error_field (client), "role"));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"sometimes\"}") == 400);
+    assert (streq (gateway_fixture_error_field (client), "role"));
     assert (gateway_cache_port (gateway->cache, port, &cached));
     assert (cached.settings.role == PROTO_ROLE_STANDBY);
     //  shouldBeOff alone: always (the port had no schedule)
-    assert (s_call (client, "PATCH", path, auth_a, "{\"role\":\"shouldBeOff\"}") == 200);
-    settings = json_object_get (s_data (client, "port"), "settings");
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"shouldBeOff\"}") == 200);
+    settings = json_object_get (gateway_fixture_data (client, "port"), "settings");
     assert (streq (json_string_value (json_object_get (settings, "role")), "shouldBeOff"));
     assert (json_is_null (json_object_get (settings, "offSchedule")));
     //  A schedule under "settings", days in any order: stored in week order
     snprintf (body, sizeof body, "{\"settings\":{\"offSchedule\":[{\"days\":[\"sun\",\"sat\"],"
                                  "\"from\":\"22:00\",\"to\":\"00:00\"}]}}");
-    assert (s_call (client, "PATCH", path, auth_a, body) == 200);
-    settings = json_object_get (s_data (client, "port"), "settings");
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, body) == 200);
+    settings = json_object_get (gateway_fixture_data (client, "port"), "settings");
     json_t *expected = json_loads (
         "[{\"days\":[\"sat\",\"sun\"],\"from\":\"22:00\",\"to\":\"00:00\"}]", 0, NULL);
     assert (json_equal (json_object_get (settings, "offSchedule"), expected));
@@ -674,66 +552,66 @@ s_test_changes (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *
     assert (cached.settings.role == PROTO_ROLE_SHOULD_BE_OFF);
     assert (cached.settings.windows [0] == PROTO_WINDOW_PACK (0x60, 22 * 60, 0));
     //  Another field alone keeps role and schedule; so does shouldBeOff
-    assert (s_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":30}") == 200);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"role\":\"shouldBeOff\"}") == 200);
-    settings = json_object_get (s_data (client, "port"), "settings");
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":30}") == 200);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"shouldBeOff\"}") == 200);
+    settings = json_object_get (gateway_fixture_data (client, "port"), "settings");
     assert (json_equal (json_object_get (settings, "offSchedule"), expected));
     assert (json_integer_value (json_object_get (settings, "minPhantomSeconds")) == 30);
     json_decref (expected);
     //  alwaysOn clears the schedule it cannot use; a schedule sent with it is refused
-    assert (s_call (client, "PATCH", path, auth_a,
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a,
                     "{\"role\":\"alwaysOn\",\"offSchedule\":[{\"days\":[\"sun\"],"
                     "\"from\":\"22:00\",\"to\":\"00:00\"}]}") == 400);
-    assert (streq (s_error_field (client), "offSchedule"));
-    assert (s_call (client, "PATCH", path, auth_a, "{\"role\":\"alwaysOn\"}") == 200);
-    settings = json_object_get (s_data (client, "port"), "settings");
+    assert (streq (gateway_fixture_error_field (client), "offSchedule"));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"alwaysOn\"}") == 200);
+    settings = json_object_get (gateway_fixture_data (client, "port"), "settings");
     assert (streq (json_string_value (json_object_get (settings, "role")), "alwaysOn"));
     assert (json_is_null (json_object_get (settings, "offSchedule")));
     assert (gateway_cache_port (gateway->cache, port, &cached));
     assert (cached.settings.role == PROTO_ROLE_ALWAYS_ON && cached.settings.windows [0] == 0);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"role\":\"standby\"}") == 200);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"standby\"}") == 200);
 
     //  Port DELETE takes its readings and episodes along.
     char *other = s_make_port (client, auth_a, device, "Scanner");
     const char *ports [] = {port, other};
     for (int index = 0; index < 2; index++) {
         const char *port_values [] = {ports [index]};
-        free (s_sql (pg, "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+        free (gateway_fixture_sql (pg, "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
                          " SELECT $1::uuid, now () - n * interval '1 second', 230, 0.01, 2, 3"
                          " FROM generate_series (1, 10) n", 1, port_values));
-        free (s_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
+        free (gateway_fixture_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
                          " SELECT id, user_id, now () - interval '1 hour', now (), 3 FROM ports"
                          " WHERE id = $1::uuid", 1, port_values));
     }
     snprintf (path, sizeof path, "/api/ports/%s", other);
-    assert (s_call (client, "DELETE", path, auth_b, NULL) == 404);
-    assert (s_call (client, "DELETE", path, auth_a, NULL) == 200);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 404);
-    assert (s_call (client, "DELETE", path, auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "DELETE", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "DELETE", path, auth_a, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "DELETE", path, auth_a, NULL) == 404);
     const char *other_values [] = {other};
-    assert (streq (check = s_sql (pg, "SELECT count (*) FROM readings WHERE port_id = $1::uuid",
+    assert (streq (check = gateway_fixture_sql (pg, "SELECT count (*) FROM readings WHERE port_id = $1::uuid",
                                   1, other_values), "0"));
     free (check);
-    assert (streq (check = s_sql (pg, "SELECT count (*) FROM episodes WHERE port_id = $1::uuid",
+    assert (streq (check = gateway_fixture_sql (pg, "SELECT count (*) FROM episodes WHERE port_id = $1::uuid",
                                   1, other_values), "0"));
     free (check);
     assert (!gateway_cache_port (gateway->cache, other, &cached));
 
     //  Device DELETE takes its ports, their readings and episodes along.
     snprintf (path, sizeof path, "/api/devices/%s", device);
-    assert (s_call (client, "DELETE", path, auth_b, NULL) == 404);
-    assert (s_call (client, "DELETE", path, auth_a, NULL) == 200);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 404);
-    assert (s_call (client, "DELETE", path, auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "DELETE", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "DELETE", path, auth_a, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "DELETE", path, auth_a, NULL) == 404);
     const char *port_values [] = {port};
-    assert (streq (check = s_sql (pg, "SELECT (SELECT count (*) FROM readings WHERE port_id = $1::uuid)"
+    assert (streq (check = gateway_fixture_sql (pg, "SELECT (SELECT count (*) FROM readings WHERE port_id = $1::uuid)"
                                       " + (SELECT count (*) FROM episodes WHERE port_id = $1::uuid)"
                                       " + (SELECT count (*) FROM ports WHERE id = $1::uuid)",
                                   1, port_values), "0"));
     free (check);
     assert (!gateway_cache_port (gateway->cache, port, &cached));
     snprintf (body, sizeof body, "{\"name\":\"x\",\"deviceId\":%s}", device);
-    assert (s_call (client, "POST", "/api/ports", auth_a, body) == 404);
+    assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 404);
     free (port);
     free (other);
     free (device);
@@ -785,14 +663,14 @@ s_test_series_step (void)
 //  Raw and downsampled series over 7200 readings, one a second, power =
 //  second of the minute, starting on a minute boundary two hours ago.
 static void
-s_test_readings (s_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
+s_test_readings (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
                  const char *port)
 {
-    int64_t start = (gateway_http_now_ms () / 60000 - 121) * 60000;
+    int64_t start = (gateway_time_now_ms () / 60000 - 121) * 60000;
     char start_text [24], path [256];
     snprintf (start_text, sizeof start_text, "%" PRId64, start);
     const char *values [] = {port, start_text};
-    free (s_sql (pg, "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+    free (gateway_fixture_sql (pg, "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
                      " SELECT $1::uuid, to_timestamp ($2::bigint / 1000.0) + n * interval '1 second',"
                      "        230, 0.1, n % 60, 1 FROM generate_series (0, 7199) n", 2, values));
     int64_t end = start + 7200 * 1000;
@@ -800,36 +678,36 @@ s_test_readings (s_client_t *client, PGconn *pg, const char *auth_a, const char 
     //  Raw, wider than 5000: the newest 5000, oldest first, truncated.
     snprintf (path, sizeof path, "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64, port,
               start, end);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    json_t *list = s_data (client, "readings");
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    json_t *list = gateway_fixture_data (client, "readings");
     assert (json_array_size (list) == 5000);
-    assert (json_is_true (s_data (client, "truncated")));
-    assert (json_integer_value (s_data (client, "step")) == 0);
+    assert (json_is_true (gateway_fixture_data (client, "truncated")));
+    assert (json_integer_value (gateway_fixture_data (client, "step")) == 0);
     char iso [32];
-    gateway_http_iso8601 (start + 2200 * 1000, iso);
+    gateway_time_format (start + 2200 * 1000, iso);
     json_t *first = json_array_get (list, 0);
     assert (streq (json_string_value (json_object_get (first, "ts")), iso));
     assert (s_number (first, "power") == 40);      //  2200 % 60
     assert (streq (json_string_value (json_object_get (first, "status")), "active"));
-    gateway_http_iso8601 (start + 7199 * 1000, iso);
+    gateway_time_format (start + 7199 * 1000, iso);
     assert (streq (json_string_value (json_object_get (json_array_get (list, 4999), "ts")), iso));
 
     //  Raw, narrower, with ISO-8601 bounds: all of it, not truncated.
     char from_iso [32], to_iso [32];
-    gateway_http_iso8601 (start, from_iso);
-    gateway_http_iso8601 (start + 600 * 1000, to_iso);
+    gateway_time_format (start, from_iso);
+    gateway_time_format (start + 600 * 1000, to_iso);
     snprintf (path, sizeof path, "/api/ports/%s/readings?from=%s&to=%s", port, from_iso, to_iso);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "readings")) == 600);
-    assert (json_is_false (s_data (client, "truncated")));
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "readings")) == 600);
+    assert (json_is_false (gateway_fixture_data (client, "truncated")));
 
     //  Downsampled by the minute: 120 buckets of 60, min 0, mean 29.5, max 59.
     snprintf (path, sizeof path, "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64 "&step=60",
               port, start, end);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    list = s_data (client, "buckets");
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    list = gateway_fixture_data (client, "buckets");
     assert (json_array_size (list) == 120);
-    assert (json_is_false (s_data (client, "stepRaised")));
+    assert (json_is_false (gateway_fixture_data (client, "stepRaised")));
     size_t index;
     json_t *bucket;
     json_array_foreach (list, index, bucket) {
@@ -837,28 +715,28 @@ s_test_readings (s_client_t *client, PGconn *pg, const char *auth_a, const char 
         assert (s_number (bucket, "min") == 0 && s_number (bucket, "max") == 59);
         assert (s_near (s_number (bucket, "mean"), 29.5));
     }
-    gateway_http_iso8601 (start + 60 * 1000, iso);
+    gateway_time_format (start + 60 * 1000, iso);
     assert (streq (json_string_value (json_object_get (json_array_get (list, 1), "ts")), iso));
 
     //  A step that would give more than 5000 buckets is raised, and says so.
     snprintf (path, sizeof path, "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64 "&step=1",
               port, start, end);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (json_integer_value (s_data (client, "step")) == 2);
-    assert (json_is_true (s_data (client, "stepRaised")));
-    assert (json_array_size (s_data (client, "buckets")) == 3600);
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (json_integer_value (gateway_fixture_data (client, "step")) == 2);
+    assert (json_is_true (gateway_fixture_data (client, "stepRaised")));
+    assert (json_array_size (gateway_fixture_data (client, "buckets")) == 3600);
 
     //  The default window is the last hour: empty here, but the port's.
     snprintf (path, sizeof path, "/api/ports/%s/readings", port);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "readings")) <= 3600);
-    assert (s_call (client, "GET", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "readings")) <= 3600);
+    assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 404);
 
     const char *bad [] = {"from=yesterday", "from=2024-13-01T00:00:00Z", "step=-1", "step=1.5",
                           "from=2000&to=1000", "from=0&to=99999999999999"};
     for (size_t bad_index = 0; bad_index < sizeof bad / sizeof bad [0]; bad_index++) {
         snprintf (path, sizeof path, "/api/ports/%s/readings?%s", port, bad [bad_index]);
-        assert (s_call (client, "GET", path, auth_a, NULL) == 400);
+        assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 400);
     }
 }
 
@@ -867,22 +745,22 @@ s_test_readings (s_client_t *client, PGconn *pg, const char *auth_a, const char 
 //  raw readings, also after raw readings that rollups cover are deleted
 //  (so those came from rollups, and the tail from raw readings).
 static void
-s_test_rollups (s_client_t *client, PGconn *pg, const char *auth, const char *device)
+s_test_rollups (gateway_fixture_client_t *client, PGconn *pg, const char *auth, const char *device)
 {
     char *port = s_make_port (client, auth, device, "Rollups");
-    int64_t start = (gateway_http_now_ms () / 60000 - 47 * 60 - 23) * 60000;
+    int64_t start = (gateway_time_now_ms () / 60000 - 47 * 60 - 23) * 60000;
     int64_t from = start + 15 * 1000, to = start + 48 * 3600 * 1000LL - 15 * 1000;
     char start_text [24], from_text [24], to_text [24], path [256];
     snprintf (start_text, sizeof start_text, "%" PRId64, start);
     snprintf (from_text, sizeof from_text, "%" PRId64, from);
     snprintf (to_text, sizeof to_text, "%" PRId64, to);
     const char *values [] = {port, start_text};
-    free (s_sql (pg, "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+    free (gateway_fixture_sql (pg, "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
                      " SELECT $1::uuid, to_timestamp ($2::bigint / 1000.0) + n * interval '30 seconds',"
                      "        230, 0.1, (n * 7919 % 1000) / 10.0, 1 FROM generate_series (0, 5759) n",
                  2, values));
     //  What the store's maintenance does: roll up from the watermark to now.
-    free (s_sql (pg, "SELECT phantom_rollup (least ((SELECT watermark FROM rollup_state),"
+    free (gateway_fixture_sql (pg, "SELECT phantom_rollup (least ((SELECT watermark FROM rollup_state),"
                      " to_timestamp ($1::bigint / 1000.0)), now ())", 1, values + 1));
     const char *window [] = {port, from_text, to_text};
     PGresult *raw = PQexecParams (pg,
@@ -903,7 +781,7 @@ s_test_rollups (s_client_t *client, PGconn *pg, const char *auth, const char *de
         " AND ts < to_timestamp ($3::bigint / 1000.0)) binned GROUP BY bucket ORDER BY bucket",
         3, NULL, window, NULL, NULL, 0);
     assert (PQresultStatus (odd) == PGRES_TUPLES_OK && PQntuples (odd) >= 47);
-    free (s_sql (pg, "DELETE FROM readings WHERE port_id = $1::uuid"
+    free (gateway_fixture_sql (pg, "DELETE FROM readings WHERE port_id = $1::uuid"
                      " AND ts >= to_timestamp ($2::bigint / 1000.0) + interval '2 hours'"
                      " AND ts < to_timestamp ($2::bigint / 1000.0) + interval '3 hours'", 2, values));
 
@@ -911,15 +789,15 @@ s_test_rollups (s_client_t *client, PGconn *pg, const char *auth, const char *de
         PGresult *expected = asked ? odd : raw;
         snprintf (path, sizeof path, "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64
                   "&step=%d", port, from, to, asked ? 3601 : 3600);
-        assert (s_call (client, "GET", path, auth, NULL) == 200);
-        assert (json_integer_value (s_data (client, "step")) == (asked ? 3660 : 3600));
-        assert (json_is_true (s_data (client, "stepRaised")) == (asked == 1));
-        json_t *list = s_data (client, "buckets");
+        assert (gateway_fixture_call (client, "GET", path, auth, NULL) == 200);
+        assert (json_integer_value (gateway_fixture_data (client, "step")) == (asked ? 3660 : 3600));
+        assert (json_is_true (gateway_fixture_data (client, "stepRaised")) == (asked == 1));
+        json_t *list = gateway_fixture_data (client, "buckets");
         assert (json_array_size (list) == (size_t) PQntuples (expected));
         for (int row = 0; row < PQntuples (expected); row++) {
             json_t *bucket = json_array_get (list, (size_t) row);
             char iso [32];
-            gateway_http_iso8601 (strtoll (PQgetvalue (expected, row, 0), NULL, 10), iso);
+            gateway_time_format (strtoll (PQgetvalue (expected, row, 0), NULL, 10), iso);
             assert (streq (json_string_value (json_object_get (bucket, "ts")), iso));
             assert (s_number (bucket, "min") == strtod (PQgetvalue (expected, row, 1), NULL));
             double mean = strtod (PQgetvalue (expected, row, 2), NULL);
@@ -932,31 +810,31 @@ s_test_rollups (s_client_t *client, PGconn *pg, const char *auth, const char *de
     PQclear (raw);
     PQclear (odd);
     snprintf (path, sizeof path, "/api/ports/%s", port);
-    assert (s_call (client, "DELETE", path, auth, NULL) == 200);
+    assert (gateway_fixture_call (client, "DELETE", path, auth, NULL) == 200);
     free (port);
 }
 
 //  Episodes with cost at the user's tariff, newest first, paged.
 static void
-s_test_episodes (s_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
+s_test_episodes (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
                  const char *port)
 {
     const char *values [] = {port};
-    free (s_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts,"
+    free (gateway_fixture_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts,"
                      "                      peak_watts, energy_wh, samples)"
                      " SELECT id, user_id, now () - interval '3 hours', now () - interval '2 hours',"
                      "        100, 120, 100, 60 FROM ports WHERE id = $1::uuid", 1, values));
-    free (s_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts,"
+    free (gateway_fixture_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts,"
                      "                      peak_watts, energy_wh, samples)"
                      " SELECT id, user_id, now () - interval '30 minutes', NULL,"
                      "        100, 110, 50, 30 FROM ports WHERE id = $1::uuid", 1, values));
-    assert (s_call (client, "PATCH", "/api/settings", auth_a, "{\"tariffPerKwh\":0.25}") == 200);
+    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a, "{\"tariffPerKwh\":0.25}") == 200);
     char path [160];
     snprintf (path, sizeof path, "/api/ports/%s/episodes", port);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    json_t *list = s_data (client, "episodes");
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    json_t *list = gateway_fixture_data (client, "episodes");
     assert (json_array_size (list) == 2);
-    assert (json_is_null (s_data (client, "nextBefore")));
+    assert (json_is_null (gateway_fixture_data (client, "nextBefore")));
     json_t *open = json_array_get (list, 0), *closed = json_array_get (list, 1);
     assert (json_is_true (json_object_get (open, "open")) && json_is_null (json_object_get (open, "end")));
     assert (json_is_false (json_object_get (closed, "open")));
@@ -967,58 +845,58 @@ s_test_episodes (s_client_t *client, PGconn *pg, const char *auth_a, const char 
     int64_t closed_id = json_integer_value (json_object_get (closed, "id"));
     assert (open_id > closed_id);
     snprintf (path, sizeof path, "/api/ports/%s/episodes?limit=1", port);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "episodes")) == 1);
-    int64_t next = json_integer_value (s_data (client, "nextBefore"));
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "episodes")) == 1);
+    int64_t next = json_integer_value (gateway_fixture_data (client, "nextBefore"));
     assert (next == open_id);
     snprintf (path, sizeof path, "/api/ports/%s/episodes?limit=1&before=%" PRId64, port, next);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (json_integer_value (json_object_get (json_array_get (s_data (client, "episodes"), 0), "id"))
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (json_integer_value (json_object_get (json_array_get (gateway_fixture_data (client, "episodes"), 0), "id"))
             == closed_id);
     snprintf (path, sizeof path, "/api/ports/%s/episodes?limit=201", port);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 400);
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 400);
     snprintf (path, sizeof path, "/api/ports/%s/episodes", port);
-    assert (s_call (client, "GET", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 404);
 }
 
 //  Read, unread, read-all and the unread count.
 static void
-s_test_notifications (s_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
+s_test_notifications (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
                       const char *user_a)
 {
     const char *values [] = {user_a};
-    free (s_sql (pg, "UPDATE notifications SET read_at = now () WHERE user_id = $1::bigint",
+    free (gateway_fixture_sql (pg, "UPDATE notifications SET read_at = now () WHERE user_id = $1::bigint",
                  1, values));
-    char *id = s_sql (pg, "INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
+    char *id = gateway_fixture_sql (pg, "INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
                           " SELECT $1::bigint, 'digest', 'read-test-' || n, 'T' || n, 'M'"
                           " FROM generate_series (1, 3) n RETURNING id::text", 1, values);
     char path [96];
     snprintf (path, sizeof path, "/api/notifications/%s", id);
-    assert (s_call (client, "PATCH", path, auth_b, "{\"read\":true}") == 404);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"read\":1}") == 400);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"read\":true}") == 200);
-    assert (json_is_true (json_object_get (s_data (client, "notification"), "read")));
-    assert (json_integer_value (s_data (client, "unread")) == 2);
-    assert (s_call (client, "GET", "/api/notifications", auth_a, NULL) == 200);
-    assert (json_integer_value (s_data (client, "unread")) == 2);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"read\":false}") == 200);
-    assert (json_is_false (json_object_get (s_data (client, "notification"), "read")));
-    assert (json_integer_value (s_data (client, "unread")) == 3);
-    assert (s_call (client, "POST", "/api/notifications/read-all", auth_b, NULL) == 200);
-    assert (json_integer_value (s_data (client, "updated")) == 0);
-    assert (s_call (client, "POST", "/api/notifications/read-all", auth_a, NULL) == 200);
-    assert (json_integer_value (s_data (client, "updated")) == 3);
-    assert (s_call (client, "GET", "/api/notifications?limit=2", auth_a, NULL) == 200);
-    assert (json_integer_value (s_data (client, "unread")) == 0);
-    assert (json_is_integer (s_data (client, "nextBefore")));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_b, "{\"read\":true}") == 404);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"read\":1}") == 400);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"read\":true}") == 200);
+    assert (json_is_true (json_object_get (gateway_fixture_data (client, "notification"), "read")));
+    assert (json_integer_value (gateway_fixture_data (client, "unread")) == 2);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications", auth_a, NULL) == 200);
+    assert (json_integer_value (gateway_fixture_data (client, "unread")) == 2);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"read\":false}") == 200);
+    assert (json_is_false (json_object_get (gateway_fixture_data (client, "notification"), "read")));
+    assert (json_integer_value (gateway_fixture_data (client, "unread")) == 3);
+    assert (gateway_fixture_call (client, "POST", "/api/notifications/read-all", auth_b, NULL) == 200);
+    assert (json_integer_value (gateway_fixture_data (client, "updated")) == 0);
+    assert (gateway_fixture_call (client, "POST", "/api/notifications/read-all", auth_a, NULL) == 200);
+    assert (json_integer_value (gateway_fixture_data (client, "updated")) == 3);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=2", auth_a, NULL) == 200);
+    assert (json_integer_value (gateway_fixture_data (client, "unread")) == 0);
+    assert (json_is_integer (gateway_fixture_data (client, "nextBefore")));
     free (id);
 }
 
 static void
-s_test_settings (s_client_t *client, gateway_t *gateway, const char *auth_a, const char *port)
+s_test_settings (gateway_fixture_client_t *client, gateway_t *gateway, const char *auth_a, const char *port)
 {
-    assert (s_call (client, "GET", "/api/settings", auth_a, NULL) == 200);
-    json_t *settings = s_data (client, "settings");
+    assert (gateway_fixture_call (client, "GET", "/api/settings", auth_a, NULL) == 200);
+    json_t *settings = gateway_fixture_data (client, "settings");
     assert (streq (json_string_value (json_object_get (settings, "currency")), "EUR"));
     assert (json_is_true (json_object_get (settings, "digestEnabled")));   //  the default
     const char *bad [] = {"{\"timeZone\":\"Mars/Olympus\"}", "{\"timeZone\":\"\"}",
@@ -1027,13 +905,13 @@ s_test_settings (s_client_t *client, gateway_t *gateway, const char *auth_a, con
                           "{\"tariffPerKwh\":\"0.3\"}", "{\"digestEnabled\":\"false\"}",
                           "{\"digestEnabled\":0}"};
     for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
-        assert (s_call (client, "PATCH", "/api/settings", auth_a, bad [index]) == 400);
-        assert (streq (s_error_code (client), "validation_error"));
+        assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a, bad [index]) == 400);
+        assert (streq (gateway_fixture_error_code (client), "validation_error"));
     }
-    assert (s_call (client, "PATCH", "/api/settings", auth_a,
+    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a,
                     "{\"timeZone\":\"Europe/Berlin\",\"currency\":\"CHF\",\"digestEnabled\":false}")
             == 200);
-    settings = s_data (client, "settings");
+    settings = gateway_fixture_data (client, "settings");
     assert (json_is_false (json_object_get (settings, "digestEnabled")));
     assert (streq (json_string_value (json_object_get (settings, "timeZone")), "Europe/Berlin"));
     assert (streq (json_string_value (json_object_get (settings, "currency")), "CHF"));
@@ -1041,18 +919,18 @@ s_test_settings (s_client_t *client, gateway_t *gateway, const char *auth_a, con
     gateway_port_t cached;
     assert (gateway_cache_port (gateway->cache, port, &cached));
     assert (streq (cached.settings.timezone, "Europe/Berlin"));
-    assert (s_call (client, "GET", "/api/auth/me", auth_a, NULL) == 200);
-    settings = json_object_get (s_data (client, "user"), "settings");
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", auth_a, NULL) == 200);
+    settings = json_object_get (gateway_fixture_data (client, "user"), "settings");
     assert (streq (json_string_value (json_object_get (settings, "currency")), "CHF"));
     assert (json_is_false (json_object_get (settings, "digestEnabled")));
     //  What is not named stays, digestEnabled included.
-    assert (s_call (client, "PATCH", "/api/settings", auth_a, "{\"tariffPerKwh\":0.25}") == 200);
-    assert (json_is_false (json_object_get (s_data (client, "settings"), "digestEnabled")));
-    assert (s_call (client, "GET", "/api/settings", auth_a, NULL) == 200);
-    assert (json_is_false (json_object_get (s_data (client, "settings"), "digestEnabled")));
-    assert (s_call (client, "PATCH", "/api/settings", auth_a,
+    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a, "{\"tariffPerKwh\":0.25}") == 200);
+    assert (json_is_false (json_object_get (gateway_fixture_data (client, "settings"), "digestEnabled")));
+    assert (gateway_fixture_call (client, "GET", "/api/settings", auth_a, NULL) == 200);
+    assert (json_is_false (json_object_get (gateway_fixture_data (client, "settings"), "digestEnabled")));
+    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a,
                     "{\"timeZone\":\"UTC\",\"currency\":\"EUR\",\"digestEnabled\":true}") == 200);
-    assert (json_is_true (json_object_get (s_data (client, "settings"), "digestEnabled")));
+    assert (json_is_true (json_object_get (gateway_fixture_data (client, "settings"), "digestEnabled")));
 }
 
 //  Exact figures (docs/figures-and-api.md) of a fresh user whose time zone
@@ -1075,13 +953,13 @@ typedef struct {
 } s_figures_t;
 
 static void
-s_figures_seed (s_client_t *client, PGconn *pg, const char *suffix, s_figures_t *f)
+s_figures_seed (gateway_fixture_client_t *client, PGconn *pg, const char *suffix, s_figures_t *f)
 {
     char email [128], zone [32], body [128], hour_text [24];
     snprintf (email, sizeof email, "carol.%s@example.com", suffix);
     f->token = s_test_register (client, email, "Carol");
     s_bearer (f->token, f->auth);
-    char *hour = s_sql (pg, "SELECT (extract (epoch FROM date_trunc ('hour', now ())) * 1000)::bigint",
+    char *hour = gateway_fixture_sql (pg, "SELECT (extract (epoch FROM date_trunc ('hour', now ())) * 1000)::bigint",
                         0, NULL);
     f->hour = strtoll (hour, NULL, 10);
     free (hour);
@@ -1090,7 +968,7 @@ s_figures_seed (s_client_t *client, PGconn *pg, const char *suffix, s_figures_t 
     int offset = 12 - utc_hour;         //  local = UTC + offset; Etc/GMT signs are inverted
     snprintf (zone, sizeof zone, offset == 0 ? "Etc/GMT" : "Etc/GMT%+d", -offset);
     snprintf (body, sizeof body, "{\"tariffPerKwh\":0.25,\"timeZone\":\"%s\"}", zone);
-    assert (s_call (client, "PATCH", "/api/settings", f->auth, body) == 200);
+    assert (gateway_fixture_call (client, "PATCH", "/api/settings", f->auth, body) == 200);
 
     f->device = s_make_device (client, f->auth, "Board");
     f->tv = s_make_port (client, f->auth, f->device, "TV");
@@ -1098,7 +976,7 @@ s_figures_seed (s_client_t *client, PGconn *pg, const char *suffix, s_figures_t 
     f->lamp = s_make_port (client, f->auth, f->device, "Lamp");
     f->kettle = s_make_port (client, f->auth, f->device, "Kettle");
     const char *values [] = {f->tv, f->router, f->lamp, hour_text};
-    free (s_sql (pg,
+    free (gateway_fixture_sql (pg,
         "WITH h AS (SELECT to_timestamp ($4::bigint / 1000.0) AS h),"
         " r AS (INSERT INTO readings (port_id, ts, voltage, current, power, status)"
         "   SELECT $1::uuid, h - interval '40 hours' + n * interval '1 minute', 230, 0.02, 4, 3"
@@ -1121,7 +999,7 @@ s_figures_seed (s_client_t *client, PGconn *pg, const char *suffix, s_figures_t 
         "          (interval '40 days', interval '39 days', 1000.0)) AS e (started, ended, energy)"
         " WHERE p.id = $1::uuid", 4, values));
     //  What the store's rollups would hold for minutes before the watermark.
-    free (s_sql (pg,
+    free (gateway_fixture_sql (pg,
         "SELECT phantom_rollup_ports (array_agg (port_id), array_agg (minute),"
         "                             (SELECT watermark FROM rollup_state))"
         " FROM (SELECT DISTINCT port_id, date_bin ('1 minute', ts, timestamptz 'epoch') AS minute"
@@ -1152,26 +1030,26 @@ s_figure (json_t *object, const char *outer, const char *inner)
 }
 
 static void
-s_test_summary (s_client_t *client, PGconn *pg, const char *suffix)
+s_test_summary (gateway_fixture_client_t *client, PGconn *pg, const char *suffix)
 {
     char email [128], auth [128];
     snprintf (email, sizeof email, "dora.%s@example.com", suffix);
     char *token = s_test_register (client, email, "Dora");
     s_bearer (token, auth);
-    assert (s_call (client, "GET", "/api/summary", auth, NULL) == 200);
-    assert (json_array_size (s_data (client, "ports")) == 0);
-    assert (s_figure (s_data (client, "total"), "today", "phantomKwh") == 0);
-    assert (json_is_null (s_member (s_data (client, "total"), "year", "phantomKwh")));
+    assert (gateway_fixture_call (client, "GET", "/api/summary", auth, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "ports")) == 0);
+    assert (s_figure (gateway_fixture_data (client, "total"), "today", "phantomKwh") == 0);
+    assert (json_is_null (s_member (gateway_fixture_data (client, "total"), "year", "phantomKwh")));
     free (token);
 
     s_figures_t f;
     s_figures_seed (client, pg, suffix, &f);
-    assert (s_call (client, "GET", "/api/summary", f.auth, NULL) == 200);
-    assert (streq (json_string_value (s_data (client, "currency")), "EUR"));
+    assert (gateway_fixture_call (client, "GET", "/api/summary", f.auth, NULL) == 200);
+    assert (streq (json_string_value (gateway_fixture_data (client, "currency")), "EUR"));
     int64_t now = 0;
-    assert (gateway_sensor_parse_time (json_string_value (s_data (client, "now")), &now) == 0);
+    assert (gateway_time_parse (json_string_value (gateway_fixture_data (client, "now")), &now) == 0);
     int64_t today = 0;
-    assert (gateway_sensor_parse_time (json_string_value (s_data (client, "todayFrom")), &today) == 0);
+    assert (gateway_time_parse (json_string_value (gateway_fixture_data (client, "todayFrom")), &today) == 0);
     assert (today == f.hour - 12 * 3600000LL);
     //  The straddling episode's part inside [now - 30 d, now).
     double straddle = 48.0 * (double) (f.hour - 29 * 86400000LL - (now - 30 * 86400000LL))
@@ -1179,7 +1057,7 @@ s_test_summary (s_client_t *client, PGconn *pg, const char *suffix)
     double tv_last30 = 16 + 5 + straddle;
     double tv_year = tv_last30 / 1000 / 26 * 8760;
 
-    json_t *ports = s_data (client, "ports");
+    json_t *ports = gateway_fixture_data (client, "ports");
     assert (json_array_size (ports) == 4);
     json_t *tv = json_array_get (ports, 0), *router = json_array_get (ports, 1),
            *lamp = json_array_get (ports, 2), *kettle = json_array_get (ports, 3);
@@ -1214,7 +1092,7 @@ s_test_summary (s_client_t *client, PGconn *pg, const char *suffix)
     assert (json_is_null (json_object_get (kettle, "lowestSteadyWatts")));
     assert (s_figure (kettle, "year", "reportedHours") == 0);
 
-    json_t *total = s_data (client, "total");
+    json_t *total = gateway_fixture_data (client, "total");
     assert (s_number (total, "phantomWattsNow") == 4);
     assert (fabs (s_figure (total, "today", "energyKwh") - 0.11) < 1e-9);
     assert (fabs (s_figure (total, "today", "phantomKwh") - 0.005) < 1e-12);
@@ -1232,14 +1110,14 @@ s_test_summary (s_client_t *client, PGconn *pg, const char *suffix)
     char path [200];
     snprintf (path, sizeof path, "/api/ports/%s/energy?period=day&from=%" PRId64, f.tv,
               f.hour - (int64_t) 60 * 3600000);
-    assert (s_call (client, "GET", path, f.auth, NULL) == 200);
-    json_t *buckets = s_data (client, "buckets");
+    assert (gateway_fixture_call (client, "GET", path, f.auth, NULL) == 200);
+    json_t *buckets = gateway_fixture_data (client, "buckets");
     assert (json_array_size (buckets) == 3);
     const double used [3] = {0.016, 0.088, 0}, phantom [3] = {0.008, 0.008, 0.005};
     for (size_t day = 0; day < 3; day++) {
         json_t *bucket = json_array_get (buckets, day);
         int64_t start = 0;
-        assert (gateway_sensor_parse_time (json_string_value (json_object_get (bucket, "start")),
+        assert (gateway_time_parse (json_string_value (json_object_get (bucket, "start")),
                                            &start) == 0);
         assert (start == f.hour - (60 - 24 * (int64_t) day) * 3600000LL);
         assert (fabs (s_number (bucket, "energyKwh") - used [day]) < 1e-9);
@@ -1248,17 +1126,17 @@ s_test_summary (s_client_t *client, PGconn *pg, const char *suffix)
     }
     assert (fabs (s_number (json_array_get (buckets, 1), "reportedHours") - 22) < 1e-9);
     snprintf (path, sizeof path, "/api/energy?period=day&from=%" PRId64, f.hour - (int64_t) 12 * 3600000);
-    assert (s_call (client, "GET", path, f.auth, NULL) == 200);
-    buckets = s_data (client, "buckets");
+    assert (gateway_fixture_call (client, "GET", path, f.auth, NULL) == 200);
+    buckets = gateway_fixture_data (client, "buckets");
     assert (json_array_size (buckets) == 1);
     assert (fabs (s_number (json_array_get (buckets, 0), "energyKwh") - 0.11) < 1e-9);
     assert (fabs (s_number (json_array_get (buckets, 0), "reportedHours") - 10) < 1e-9);
     snprintf (path, sizeof path, "/api/ports/%s/energy?period=year", f.tv);
-    assert (s_call (client, "GET", path, f.auth, NULL) == 400);
-    assert (streq (s_error_field (client), "period"));
+    assert (gateway_fixture_call (client, "GET", path, f.auth, NULL) == 400);
+    assert (streq (gateway_fixture_error_field (client), "period"));
     snprintf (path, sizeof path, "/api/ports/%s/energy?period=week", f.tv);
-    assert (s_call (client, "GET", path, f.auth, NULL) == 200);
-    assert (json_array_size (s_data (client, "buckets")) >= 26);
+    assert (gateway_fixture_call (client, "GET", path, f.auth, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "buckets")) >= 26);
     s_figures_free (&f);
 }
 
@@ -1266,10 +1144,10 @@ s_test_summary (s_client_t *client, PGconn *pg, const char *suffix)
 //  what was in force over its time. Monday 2026-11-30 05:00-07:00 UTC is
 //  06:00-08:00 in Berlin; peak there 07:00-22:00 on weekdays.
 static void
-s_test_tariffs (s_client_t *client, PGconn *pg, const char *auth, const char *port)
+s_test_tariffs (gateway_fixture_client_t *client, PGconn *pg, const char *auth, const char *port)
 {
     const char *values [] = {port};
-    free (s_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
+    free (gateway_fixture_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
                      " SELECT id, user_id, '2026-11-30 05:00Z', '2026-11-30 07:00Z', 1000"
                      " FROM ports WHERE id = $1::uuid", 1, values));
     const char *peak = "\"peakWindows\":[{\"days\":[\"fri\",\"mon\",\"tue\",\"wed\",\"thu\"],"
@@ -1277,8 +1155,8 @@ s_test_tariffs (s_client_t *client, PGconn *pg, const char *auth, const char *po
     char body [400], path [160];
     snprintf (body, sizeof body, "{\"timeZone\":\"Europe/Berlin\",\"tariff\":{\"kind\":\"timeOfUse\","
               "\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4,%s}}", peak);
-    assert (s_call (client, "PATCH", "/api/settings", auth, body) == 200);
-    json_t *tariff = json_object_get (s_data (client, "settings"), "tariff");
+    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth, body) == 200);
+    json_t *tariff = json_object_get (gateway_fixture_data (client, "settings"), "tariff");
     assert (streq (json_string_value (json_object_get (tariff, "kind")), "timeOfUse"));
     assert (s_number (tariff, "peakPricePerKwh") == 0.4);
     assert (json_is_null (json_object_get (tariff, "validFrom")));
@@ -1286,8 +1164,8 @@ s_test_tariffs (s_client_t *client, PGconn *pg, const char *auth, const char *po
     assert (streq (json_string_value (json_array_get (days, 0)), "mon"));    //  in week order
     assert (streq (json_string_value (json_array_get (days, 4)), "fri"));
     snprintf (path, sizeof path, "/api/ports/%s/episodes?limit=200", port);
-    assert (s_call (client, "GET", path, auth, NULL) == 200);
-    json_t *list = s_data (client, "episodes"), *episode = NULL;
+    assert (gateway_fixture_call (client, "GET", path, auth, NULL) == 200);
+    json_t *list = gateway_fixture_data (client, "episodes"), *episode = NULL;
     for (size_t index = 0; index < json_array_size (list); index++)
         if (s_number (json_array_get (list, index), "energyWh") == 1000)
             episode = json_array_get (list, index);
@@ -1295,19 +1173,19 @@ s_test_tariffs (s_client_t *client, PGconn *pg, const char *auth, const char *po
 
     //  0.10 flat for all data, then time-of-use from 06:00 UTC: the first
     //  hour at 0.10, the second at the peak price.
-    assert (s_call (client, "PATCH", "/api/settings", auth,
+    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth,
                     "{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":0.1,\"peakPricePerKwh\":null}}") == 200);
     snprintf (body, sizeof body, "{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,"
               "\"peakPricePerKwh\":0.4,%s,\"validFrom\":\"2026-11-30T06:00:00Z\"}}", peak);
-    assert (s_call (client, "PATCH", "/api/settings", auth, body) == 200);
-    assert (s_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
-    list = s_data (client, "tariffs");
+    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth, body) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
+    list = gateway_fixture_data (client, "tariffs");
     assert (json_array_size (list) == 2);
     assert (json_is_null (json_object_get (json_array_get (list, 0), "validFrom")));
     assert (streq (json_string_value (json_object_get (json_array_get (list, 1), "validFrom")),
                    "2026-11-30T06:00:00.000Z"));
-    assert (s_call (client, "GET", path, auth, NULL) == 200);
-    list = s_data (client, "episodes");
+    assert (gateway_fixture_call (client, "GET", path, auth, NULL) == 200);
+    list = gateway_fixture_data (client, "episodes");
     for (size_t index = 0; index < json_array_size (list); index++)
         if (s_number (json_array_get (list, index), "energyWh") == 1000)
             assert (s_near (s_number (json_array_get (list, index), "cost"), 0.25));
@@ -1328,39 +1206,39 @@ s_test_tariffs (s_client_t *client, PGconn *pg, const char *auth, const char *po
         {"{\"currency\":\"XYZ\"}", "currency"}, {"{\"locale\":\"en_GB\"}", "locale"},
         {"{\"timeZone\":\"Mars/Olympus\",\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":9}}", "timeZone"}};
     for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
-        assert (s_call (client, "PATCH", "/api/settings", auth, bad [index][0]) == 400);
-        assert (streq (s_error_field (client), bad [index][1]));
+        assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth, bad [index][0]) == 400);
+        assert (streq (gateway_fixture_error_field (client), bad [index][1]));
     }
     //  Nothing of a refused change was kept: the two periods are as they were.
-    assert (s_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
-    assert (json_array_size (s_data (client, "tariffs")) == 2);
-    assert (s_number (json_array_get (s_data (client, "tariffs"), 0), "pricePerKwh") == 0.1);
-    assert (s_call (client, "GET", "/api/currencies", auth, NULL) == 200);
-    assert (json_array_size (s_data (client, "currencies")) > 150);
-    assert (s_call (client, "PATCH", "/api/settings", auth,
+    assert (gateway_fixture_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "tariffs")) == 2);
+    assert (s_number (json_array_get (gateway_fixture_data (client, "tariffs"), 0), "pricePerKwh") == 0.1);
+    assert (gateway_fixture_call (client, "GET", "/api/currencies", auth, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "currencies")) > 150);
+    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth,
                     "{\"timeZone\":\"UTC\",\"locale\":\"en-GB\",\"tariffPerKwh\":0.25}") == 200);
-    assert (streq (json_string_value (json_object_get (s_data (client, "settings"), "locale")), "en-GB"));
-    assert (s_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
-    assert (json_array_size (s_data (client, "tariffs")) == 1);
-    free (s_sql (pg, "DELETE FROM episodes WHERE port_id = $1::uuid AND energy_wh = 1000", 1, values));
+    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "settings"), "locale")), "en-GB"));
+    assert (gateway_fixture_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "tariffs")) == 1);
+    free (gateway_fixture_sql (pg, "DELETE FROM episodes WHERE port_id = $1::uuid AND energy_wh = 1000", 1, values));
 }
 
 static void
-s_test_webhooks (s_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
+s_test_webhooks (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
                  const char *user_a)
 {
-    assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "webhooks")) == 0);
+    assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "webhooks")) == 0);
     const char *bad [] = {"{\"url\":\"ftp://example.com/x\"}", "{\"url\":\"http://\"}",
                           "{\"url\":\"http://exa mple.com\"}", "{\"url\":42}", "{}",
                           "{\"url\":\"https://example.com\",\"secret\":\"short\"}"};
     for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++)
-        assert (s_call (client, "POST", "/api/webhooks", auth_a, bad [index]) == 400);
+        assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a, bad [index]) == 400);
     char *long_url = (char *) malloc (2100 + 64);
     strcpy (long_url, "{\"url\":\"http://example.com/");
     memset (long_url + strlen (long_url), 'a', 2040);
     strcpy (long_url + 27 + 2040, "\"}");
-    assert (s_call (client, "POST", "/api/webhooks", auth_a, long_url) == 400);
+    assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a, long_url) == 400);
     free (long_url);
 
     //  No webhook may reach inside (proto_address; webhook_allow_private
@@ -1378,69 +1256,69 @@ s_test_webhooks (s_client_t *client, PGconn *pg, const char *auth_a, const char 
     for (size_t index = 0; index < sizeof inside / sizeof inside [0]; index++) {
         char request [256];
         snprintf (request, sizeof request, "{\"url\":\"%s\"}", inside [index]);
-        int status = s_call (client, "POST", "/api/webhooks", auth_a, request);
+        int status = gateway_fixture_call (client, "POST", "/api/webhooks", auth_a, request);
         if (client->verbose || status != 400)
             printf ("\n-- %s: %d %s", inside [index], status,
                     json_string_value (json_object_get (client->body, "message")));
         assert (status == 400);
-        assert (streq (s_error_code (client), "validation_error"));
-        assert (streq (s_error_field (client), "url"));
+        assert (streq (gateway_fixture_error_code (client), "validation_error"));
+        assert (streq (gateway_fixture_error_field (client), "url"));
     }
-    assert (s_call (client, "POST", "/api/webhooks", auth_a,
+    assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a,
                     "{\"url\":\"http://127.0.0.1:9/x\"}") == 400);
     const char *message = json_string_value (json_object_get (client->body, "message"));
     assert (message && strstr (message, "loopback"));
-    assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "webhooks")) == 0);
+    assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "webhooks")) == 0);
 
     //  Public addresses (documentation ranges: nothing delivers in this test).
-    assert (s_call (client, "POST", "/api/webhooks", auth_a,
+    assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a,
                     "{\"url\":\"https://203.0.113.10/pw\"}") == 201);
-    const char *secret = json_string_value (s_data (client, "secret"));
+    const char *secret = json_string_value (gateway_fixture_data (client, "secret"));
     assert (secret && strlen (secret) == 64 && strspn (secret, "0123456789abcdef") == 64);
-    int64_t id = json_integer_value (json_object_get (s_data (client, "webhook"), "id"));
-    assert (s_call (client, "POST", "/api/webhooks", auth_a,
+    int64_t id = json_integer_value (json_object_get (gateway_fixture_data (client, "webhook"), "id"));
+    assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a,
                     "{\"url\":\"http://198.51.100.7:9/x\",\"secret\":\"0123456789abcdef\"}") == 201);
-    assert (streq (json_string_value (s_data (client, "secret")), "0123456789abcdef"));
-    assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
-    json_t *list = s_data (client, "webhooks");
+    assert (streq (json_string_value (gateway_fixture_data (client, "secret")), "0123456789abcdef"));
+    assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
+    json_t *list = gateway_fixture_data (client, "webhooks");
     assert (json_array_size (list) == 2);
     assert (!json_object_get (json_array_get (list, 0), "secret"));
-    assert (s_call (client, "GET", "/api/webhooks", auth_b, NULL) == 200);
-    assert (json_array_size (s_data (client, "webhooks")) == 0);
+    assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_b, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "webhooks")) == 0);
 
     char id_text [24], path [96];
     snprintf (id_text, sizeof id_text, "%" PRId64, id);
     const char *values [] = {user_a, id_text};
-    free (s_sql (pg,
+    free (gateway_fixture_sql (pg,
         "WITH n AS (INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
         "           VALUES ($1::bigint, 'digest', 'hook-test', 'T', 'M') RETURNING id)"
         " INSERT INTO webhook_deliveries (webhook_id, notification_id, status, attempts, last_error)"
         " SELECT $2::bigint, id, 'failed', 8, 'connection refused' FROM n", 2, values));
     snprintf (path, sizeof path, "/api/webhooks/%s/deliveries", id_text);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    list = s_data (client, "deliveries");
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    list = gateway_fixture_data (client, "deliveries");
     assert (json_array_size (list) == 1);
     json_t *delivery = json_array_get (list, 0);
     assert (streq (json_string_value (json_object_get (delivery, "status")), "failed"));
     assert (json_integer_value (json_object_get (delivery, "attempts")) == 8);
     assert (streq (json_string_value (json_object_get (delivery, "lastError")), "connection refused"));
-    assert (s_call (client, "GET", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 404);
 
     //  Off and on; a test send goes to this webhook only, as its newest delivery.
     snprintf (path, sizeof path, "/api/webhooks/%s", id_text);
-    assert (s_call (client, "PATCH", path, auth_b, "{\"enabled\":false}") == 404);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"enabled\":\"no\"}") == 400);
-    assert (s_call (client, "PATCH", path, auth_a, "{\"enabled\":false}") == 200);
-    assert (json_is_false (json_object_get (s_data (client, "webhook"), "enabled")));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_b, "{\"enabled\":false}") == 404);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"enabled\":\"no\"}") == 400);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"enabled\":false}") == 200);
+    assert (json_is_false (json_object_get (gateway_fixture_data (client, "webhook"), "enabled")));
     snprintf (path, sizeof path, "/api/webhooks/%s/test", id_text);
-    assert (s_call (client, "POST", path, auth_b, NULL) == 404);
-    assert (s_call (client, "POST", path, auth_a, NULL) == 202);
+    assert (gateway_fixture_call (client, "POST", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "POST", path, auth_a, NULL) == 202);
     char notification [24];
     snprintf (notification, sizeof notification, "%" PRId64,
-              (int64_t) json_integer_value (s_data (client, "notificationId")));
-    assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
-    list = s_data (client, "webhooks");
+              (int64_t) json_integer_value (gateway_fixture_data (client, "notificationId")));
+    assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
+    list = gateway_fixture_data (client, "webhooks");
     assert (json_array_size (list) == 2);
     json_t *tested = json_array_get (list, 0), *other = json_array_get (list, 1);
     assert (json_integer_value (json_object_get (tested, "id")) == id);
@@ -1450,38 +1328,38 @@ s_test_webhooks (s_client_t *client, PGconn *pg, const char *auth_a, const char 
     assert (json_integer_value (json_object_get (last, "notificationId")) == atoll (notification));
     assert (json_is_null (json_object_get (other, "lastDelivery")));
     const char *test_values [] = {notification};
-    char *check = s_sql (pg, "SELECT n.kind || (n.read_at IS NOT NULL) || count (d.id)"
+    char *check = gateway_fixture_sql (pg, "SELECT n.kind || (n.read_at IS NOT NULL) || count (d.id)"
                              " FROM notifications n JOIN webhook_deliveries d ON d.notification_id = n.id"
                              " WHERE n.id = $1::bigint GROUP BY n.id", 1, test_values);
     assert (streq (check, "webhook.testtrue1"));
     free (check);
 
     snprintf (path, sizeof path, "/api/webhooks/%s", id_text);
-    assert (s_call (client, "DELETE", path, auth_b, NULL) == 404);
-    assert (s_call (client, "DELETE", path, auth_a, NULL) == 200);
-    assert (s_call (client, "DELETE", path, auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "DELETE", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "DELETE", path, auth_a, NULL) == 200);
+    assert (gateway_fixture_call (client, "DELETE", path, auth_a, NULL) == 404);
     snprintf (path, sizeof path, "/api/webhooks/%s/deliveries", id_text);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 404);
-    assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "webhooks")) == 1);
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "webhooks")) == 1);
 }
 
 //  Every route of every table: no session is 401; a route with an id is
 //  404 with another user's session, and changes nothing of the owner's.
 static void
-s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
+s_test_authorization (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
                       const char *user_a)
 {
     char *device = s_make_device (client, auth_a, "Owned");
     char *port = s_make_port (client, auth_a, device, "Owned port");
-    assert (s_call (client, "POST", "/api/webhooks", auth_a, "{\"url\":\"http://203.0.113.11/o\"}") == 201);
+    assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a, "{\"url\":\"http://203.0.113.11/o\"}") == 201);
     char *webhook = zsys_sprintf ("%" PRId64, (int64_t) json_integer_value (
-        json_object_get (s_data (client, "webhook"), "id")));
+        json_object_get (gateway_fixture_data (client, "webhook"), "id")));
     const char *values [] = {user_a};
-    char *notification = s_sql (pg, "INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
+    char *notification = gateway_fixture_sql (pg, "INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
                                     " VALUES ($1::bigint, 'digest', 'owned', 'T', 'M') RETURNING id::text",
                                 1, values);
-    char *session = s_sql (pg, "SELECT max (id)::text FROM sessions WHERE user_id = $1::bigint",
+    char *session = gateway_fixture_sql (pg, "SELECT max (id)::text FROM sessions WHERE user_id = $1::bigint",
                            1, values);
     assert (session);
     int routes = 0;
@@ -1516,10 +1394,10 @@ s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const 
                 : NULL;
             if (client->verbose)
                 printf ("\n-- %s %s", route->method, path);
-            assert (s_call (client, route->method, path, NULL, body) == 401);
+            assert (gateway_fixture_call (client, route->method, path, NULL, body) == 401);
             if (has_id) {
-                assert (s_call (client, route->method, path, auth_b, body) == 404);
-                assert (streq (s_error_code (client), "not_found"));
+                assert (gateway_fixture_call (client, route->method, path, auth_b, body) == 404);
+                assert (streq (gateway_fixture_error_code (client), "not_found"));
             }
             routes++;
         }
@@ -1527,22 +1405,22 @@ s_test_authorization (s_client_t *client, PGconn *pg, const char *auth_a, const 
     //  Nothing of the owner's changed.
     char path [160];
     snprintf (path, sizeof path, "/api/devices/%s", device);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (streq (json_string_value (json_object_get (s_data (client, "device"), "name")), "Owned"));
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "device"), "name")), "Owned"));
     snprintf (path, sizeof path, "/api/ports/%s", port);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (streq (json_string_value (json_object_get (s_data (client, "port"), "name")), "Owned port"));
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "port"), "name")), "Owned port"));
     snprintf (path, sizeof path, "/api/webhooks/%s/deliveries", webhook);
-    assert (s_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (json_array_size (s_data (client, "deliveries")) == 0);     //  no test send
-    assert (s_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
-    json_t *hooks = s_data (client, "webhooks");
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "deliveries")) == 0);     //  no test send
+    assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
+    json_t *hooks = gateway_fixture_data (client, "webhooks");
     for (size_t index = 0; index < json_array_size (hooks); index++)
         assert (json_is_true (json_object_get (json_array_get (hooks, index), "enabled"))
                 || json_integer_value (json_object_get (json_array_get (hooks, index), "id"))
                    != atoll (webhook));
     const char *read_values [] = {notification};
-    char *read = s_sql (pg, "SELECT read_at IS NULL FROM notifications WHERE id = $1::bigint",
+    char *read = gateway_fixture_sql (pg, "SELECT read_at IS NULL FROM notifications WHERE id = $1::bigint",
                         1, read_values);
     assert (read && streq (read, "t"));
     free (read);
@@ -1586,7 +1464,7 @@ s_conninfo_named (const char *conninfo, const char *name)
 static void
 s_terminate_pool (PGconn *pg, const char *name)
 {
-    char *ended = s_sql (pg, "SELECT count (pg_terminate_backend (pid, 5000)) FROM pg_stat_activity"
+    char *ended = gateway_fixture_sql (pg, "SELECT count (pg_terminate_backend (pid, 5000)) FROM pg_stat_activity"
                              " WHERE application_name = $1", 1, &name);
     assert (ended && atoi (ended) >= 1);
     free (ended);
@@ -1616,38 +1494,38 @@ s_self_terminate (struct mg_connection *conn, void *cbdata)
 //  Registers email with password from the client address forwarded_for
 //  (through the trusted proxy 127.0.0.1); returns the status.
 static int
-s_register_from (s_client_t *client, const char *forwarded_for, const char *email,
+s_register_from (gateway_fixture_client_t *client, const char *forwarded_for, const char *email,
                  const char *password)
 {
     char headers [128], body [512];
     snprintf (headers, sizeof headers, "X-Forwarded-For: %s\r\n", forwarded_for);
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"Limit\"}", email,
               password);
-    return s_call (client, "POST", "/api/auth/register", headers, body);
+    return gateway_fixture_call (client, "POST", "/api/auth/register", headers, body);
 }
 
 static int
-s_login_from (s_client_t *client, const char *forwarded_for, const char *email,
+s_login_from (gateway_fixture_client_t *client, const char *forwarded_for, const char *email,
               const char *password)
 {
     char headers [128], body [512];
     snprintf (headers, sizeof headers, "X-Forwarded-For: %s\r\n", forwarded_for);
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
-    return s_call (client, "POST", "/api/auth/login", headers, body);
+    return gateway_fixture_call (client, "POST", "/api/auth/login", headers, body);
 }
 
 //  true when the last answer was 429 rate_limited with a Retry-After.
 static bool
-s_limited (s_client_t *client)
+s_limited (gateway_fixture_client_t *client)
 {
-    return client->status == 429 && streq (s_error_code (client), "rate_limited")
+    return client->status == 429 && streq (gateway_fixture_error_code (client), "rate_limited")
         && strcasestr (client->head, "\r\nRetry-After: ");
 }
 
 //  New passwords: at least 8 characters and not in cracklib's dictionary,
 //  refused with a 400 naming the field; nothing is created.
 static void
-s_test_passwords (s_client_t *client, PGconn *pg, const char *suffix)
+s_test_passwords (gateway_fixture_client_t *client, PGconn *pg, const char *suffix)
 {
     const char *weak [] = {"password1", "12345678", "qwertyuiop", "iloveyou", "Password123",
                            "abcdefgh"};
@@ -1656,16 +1534,16 @@ s_test_passwords (s_client_t *client, PGconn *pg, const char *suffix)
     for (size_t index = 0; index < sizeof weak / sizeof weak [0]; index++) {
         snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"W\"}",
                   email, weak [index]);
-        assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 400);
-        assert (streq (s_error_code (client), "validation_error"));
-        assert (streq (s_error_field (client), "password"));
+        assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 400);
+        assert (streq (gateway_fixture_error_code (client), "validation_error"));
+        assert (streq (gateway_fixture_error_field (client), "password"));
         assert (strstr (json_string_value (json_object_get (client->body, "message")),
                         "too "));
     }
     //  Seven characters: the length rule, also on the password field.
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"xK9#qL2\",\"name\":\"W\"}", email);
-    assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 400);
-    assert (streq (s_error_field (client), "password"));
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "password"));
     char *count = s_sql_value (pg, "SELECT count(*) FROM users WHERE email = $1", email);
     assert (count && streq (count, "0"));
     free (count);
@@ -1675,17 +1553,17 @@ s_test_passwords (s_client_t *client, PGconn *pg, const char *suffix)
     for (size_t index = 0; index < sizeof runs / sizeof runs [0]; index++) {
         snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"W\"}",
                   email, runs [index]);
-        assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 400);
-        assert (streq (s_error_field (client), "password"));
+        assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 400);
+        assert (streq (gateway_fixture_error_field (client), "password"));
     }
     snprintf (body, sizeof body,
               "{\"email\":\"r.%s\",\"password\":\"pw-7289b4feaf024521bb4d540130ef8d39\","
               "\"name\":\"W\"}", email);
-    assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 201);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 201);
     //  A long passphrase passes.
     snprintf (body, sizeof body,
               "{\"email\":\"%s\",\"password\":\"lamp orbit velvet cactus\",\"name\":\"W\"}", email);
-    assert (s_call (client, "POST", "/api/auth/register", NULL, body) == 201);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 201);
 }
 
 //  Limits that hit only the abuser, each client told apart through the
@@ -1693,10 +1571,10 @@ s_test_passwords (s_client_t *client, PGconn *pg, const char *suffix)
 //  logins per address and per account, the right password refused once
 //  either is exhausted; unknown emails limited alike.
 static void
-s_test_abuse_limits (s_client_t *client, const char *suffix)
+s_test_abuse_limits (gateway_fixture_client_t *client, const char *suffix)
 {
     char email [128], other [128], unknown [128];
-    assert (gateway_http_trusted_proxies_configure ("127.0.0.1", NULL) == 0);
+    assert (gateway_http_client_proxies_configure ("127.0.0.1", NULL) == 0);
 
     gateway_http_rate_limit_configure (GATEWAY_RATE_REGISTER, 2, 1);
     //  A refused password costs nothing, so it does not count.
@@ -1749,7 +1627,7 @@ s_test_abuse_limits (s_client_t *client, const char *suffix)
 
     //  Without a trusted proxy the header is the client's own word: every
     //  request is 127.0.0.1, whatever it says.
-    assert (gateway_http_trusted_proxies_configure ("", NULL) == 0);
+    assert (gateway_http_client_proxies_configure ("", NULL) == 0);
     gateway_http_rate_limit_configure (GATEWAY_RATE_LOGIN, 1, 1);
     assert (s_login_from (client, "198.51.102.1", other, "wrong horse") == 401);
     assert (s_login_from (client, "198.51.102.2", other, "lamp orbit velvet") == 429);
@@ -1762,41 +1640,41 @@ s_test_abuse_limits (s_client_t *client, const char *suffix)
 //  all but the current; idle ones end; last_seen_at moves at most once a
 //  minute; the cookie is Secure behind a trusted https proxy.
 static void
-s_test_sessions (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *suffix,
+s_test_sessions (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg, const char *suffix,
                  const char *other_auth)
 {
     char email [128], body [512], headers [256], auth [128], path [64], hex [65];
     snprintf (email, sizeof email, "sessions.%s@example.com", suffix);
     snprintf (body, sizeof body,
               "{\"email\":\"%s\",\"password\":\"lamp orbit velvet\",\"name\":\"S\"}", email);
-    assert (s_call (client, "POST", "/api/auth/register", "User-Agent: agent-one\r\n", body) == 201);
-    char *first = strdup (json_string_value (s_data (client, "token")));
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", "User-Agent: agent-one\r\n", body) == 201);
+    char *first = strdup (json_string_value (gateway_fixture_data (client, "token")));
     //  Plain http: no Secure, even when the client claims https itself.
     assert (!strcasestr (client->head, "Secure"));
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"lamp orbit velvet\"}", email);
-    assert (s_call (client, "POST", "/api/auth/login", "X-Forwarded-Proto: https\r\n", body) == 200);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login", "X-Forwarded-Proto: https\r\n", body) == 200);
     assert (!strcasestr (client->head, "Secure"));
-    char *second = strdup (json_string_value (s_data (client, "token")));
+    char *second = strdup (json_string_value (gateway_fixture_data (client, "token")));
     //  Behind the trusted proxy, which says https: Secure, and its client's address.
-    assert (gateway_http_trusted_proxies_configure ("127.0.0.1", NULL) == 0);
-    assert (s_call (client, "POST", "/api/auth/login",
+    assert (gateway_http_client_proxies_configure ("127.0.0.1", NULL) == 0);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login",
                     "X-Forwarded-For: 198.51.100.9\r\nX-Forwarded-Proto: https\r\n"
                     "User-Agent: agent-three\xc3\xa9\r\n", body) == 200);
     assert (strcasestr (client->head, "HttpOnly; Secure; SameSite=Strict"));
-    char *third = strdup (json_string_value (s_data (client, "token")));
+    char *third = strdup (json_string_value (gateway_fixture_data (client, "token")));
     snprintf (headers, sizeof headers, "X-Forwarded-Proto: https\r\n%s", s_bearer (third, auth));
-    assert (s_call (client, "POST", "/api/auth/logout", headers, NULL) == 200);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/logout", headers, NULL) == 200);
     assert (strcasestr (client->head, "Set-Cookie: pw_session=; HttpOnly; Secure;"));
-    assert (s_call (client, "POST", "/api/auth/login",
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login",
                     "X-Forwarded-For: 198.51.100.9\r\nUser-Agent: agent-three\r\n", body) == 200);
     assert (!strcasestr (client->head, "Secure"));
     free (third);
-    third = strdup (json_string_value (s_data (client, "token")));
-    assert (gateway_http_trusted_proxies_configure ("", NULL) == 0);
+    third = strdup (json_string_value (gateway_fixture_data (client, "token")));
+    assert (gateway_http_client_proxies_configure ("", NULL) == 0);
 
     //  Listed, most recently used first, the current one flagged.
-    assert (s_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
-    json_t *list = s_data (client, "sessions");
+    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    json_t *list = gateway_fixture_data (client, "sessions");
     assert (json_array_size (list) == 3);
     json_t *newest = json_array_get (list, 0), *oldest = json_array_get (list, 2);
     assert (json_is_true (json_object_get (newest, "current")));
@@ -1815,14 +1693,14 @@ s_test_sessions (s_client_t *client, gateway_t *gateway, PGconn *pg, const char 
     json_int_t third_id = json_integer_value (json_object_get (newest, "id"));
     assert (first_id > 0 && third_id > first_id);
     //  Another user sees none of them, and cannot end them.
-    assert (s_call (client, "GET", "/api/auth/sessions", other_auth, NULL) == 200);
-    assert (json_array_size (s_data (client, "sessions")) >= 1);
-    for (size_t index = 0; index < json_array_size (s_data (client, "sessions")); index++)
+    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", other_auth, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "sessions")) >= 1);
+    for (size_t index = 0; index < json_array_size (gateway_fixture_data (client, "sessions")); index++)
         assert (json_integer_value (json_object_get (
-                    json_array_get (s_data (client, "sessions"), index), "id")) != first_id);
+                    json_array_get (gateway_fixture_data (client, "sessions"), index), "id")) != first_id);
     snprintf (path, sizeof path, "/api/auth/sessions/%" JSON_INTEGER_FORMAT, first_id);
-    assert (s_call (client, "DELETE", path, other_auth, NULL) == 404);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "DELETE", path, other_auth, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
 
     //  last_seen_at: moved when older than a minute, else left alone.
     s_sha256_hex (first, hex);
@@ -1830,7 +1708,7 @@ s_test_sessions (s_client_t *client, gateway_t *gateway, PGconn *pg, const char 
         "UPDATE sessions SET last_seen_at = now () - interval '2 minutes'"
         " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
     free (value);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
     value = s_sql_value (pg, "SELECT (now () - last_seen_at < interval '10 seconds')::text"
                              " FROM sessions WHERE token_hash = decode ($1, 'hex')", hex);
     assert (value && streq (value, "true"));
@@ -1839,7 +1717,7 @@ s_test_sessions (s_client_t *client, gateway_t *gateway, PGconn *pg, const char 
         "UPDATE sessions SET last_seen_at = now () - interval '30 seconds'"
         " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
     free (value);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
     value = s_sql_value (pg, "SELECT (now () - last_seen_at > interval '25 seconds')::text"
                              " FROM sessions WHERE token_hash = decode ($1, 'hex')", hex);
     assert (value && streq (value, "true"));
@@ -1850,59 +1728,59 @@ s_test_sessions (s_client_t *client, gateway_t *gateway, PGconn *pg, const char 
         "UPDATE sessions SET last_seen_at = now () - interval '15 days'"
         " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
     free (value);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 401);
-    assert (s_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
-    assert (json_array_size (s_data (client, "sessions")) == 2);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "sessions")) == 2);
     gateway->session_idle_seconds = 120;
     s_sha256_hex (second, hex);
     value = s_sql_value (pg,
         "UPDATE sessions SET last_seen_at = now () - interval '3 minutes'"
         " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
     free (value);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 401);
     gateway->session_idle_seconds = 0;
     value = s_sql_value (pg,
         "UPDATE sessions SET last_seen_at = now ()"
         " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
     free (value);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 200);
 
     //  One by one: the second, from the third.
-    assert (s_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
-    list = s_data (client, "sessions");
+    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    list = gateway_fixture_data (client, "sessions");
     assert (json_array_size (list) == 2);
     //  The second was used last, so it leads the list now.
     assert (json_is_false (json_object_get (json_array_get (list, 0), "current")));
     json_int_t second_id = json_integer_value (json_object_get (json_array_get (list, 0), "id"));
     assert (second_id != third_id && second_id != first_id);
     snprintf (path, sizeof path, "/api/auth/sessions/%" JSON_INTEGER_FORMAT, second_id);
-    assert (s_call (client, "DELETE", path, s_bearer (third, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "DELETE", path, s_bearer (third, auth), NULL) == 200);
     assert (!strcasestr (client->head, "Set-Cookie"));
-    assert (s_call (client, "DELETE", path, s_bearer (third, auth), NULL) == 404);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "DELETE", path, s_bearer (third, auth), NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 401);
 
     //  Everywhere else: two more sessions end, the current stays.
-    assert (s_call (client, "POST", "/api/auth/login", NULL, body) == 200);
-    char *fourth = strdup (json_string_value (s_data (client, "token")));
-    assert (s_call (client, "POST", "/api/auth/login", NULL, body) == 200);
-    char *fifth = strdup (json_string_value (s_data (client, "token")));
-    assert (s_call (client, "DELETE", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
-    assert (json_integer_value (s_data (client, "ended")) == 2);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (fourth, auth), NULL) == 401);
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (fifth, auth), NULL) == 401);
-    assert (s_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
-    assert (json_array_size (s_data (client, "sessions")) == 1);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, body) == 200);
+    char *fourth = strdup (json_string_value (gateway_fixture_data (client, "token")));
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, body) == 200);
+    char *fifth = strdup (json_string_value (gateway_fixture_data (client, "token")));
+    assert (gateway_fixture_call (client, "DELETE", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (json_integer_value (gateway_fixture_data (client, "ended")) == 2);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (fourth, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (fifth, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "sessions")) == 1);
     //  Cookie sessions need our origin for it, as for every change.
     char cookie [160];
     snprintf (cookie, sizeof cookie, "Cookie: pw_session=%s\r\n", third);
-    assert (s_call (client, "DELETE", "/api/auth/sessions", cookie, NULL) == 403);
+    assert (gateway_fixture_call (client, "DELETE", "/api/auth/sessions", cookie, NULL) == 403);
     //  The current one by its id: gone, and its cookie cleared.
     snprintf (path, sizeof path, "/api/auth/sessions/%" JSON_INTEGER_FORMAT, third_id);
     snprintf (headers, sizeof headers, "Cookie: pw_session=%s\r\nX-Requested-With: fetch\r\n", third);
-    assert (s_call (client, "DELETE", path, headers, NULL) == 200);
+    assert (gateway_fixture_call (client, "DELETE", path, headers, NULL) == 200);
     assert (strcasestr (client->head, "Set-Cookie: pw_session=;"));
-    assert (s_call (client, "GET", "/api/auth/me", s_bearer (third, auth), NULL) == 401);
-    assert (s_call (client, "DELETE", "/api/auth/sessions/x", other_auth, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (third, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "DELETE", "/api/auth/sessions/x", other_auth, NULL) == 404);
     free (first);
     free (second);
     free (third);
@@ -1914,22 +1792,22 @@ s_test_sessions (s_client_t *client, gateway_t *gateway, PGconn *pg, const char 
 //  request succeeds, sign-in included. A connection lost again after its
 //  reset is 503 database_unavailable with Retry-After, never a 500.
 static void
-s_test_reconnect (s_client_t *client, gateway_t *gateway, PGconn *pg, const char *name,
+s_test_reconnect (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg, const char *name,
                   const char *auth, const char *login)
 {
-    assert (s_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
     s_terminate_pool (pg, name);
-    assert (s_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
     s_terminate_pool (pg, name);
-    assert (s_call (client, "POST", "/api/auth/login", NULL, login) == 200);
-    assert (s_call (client, "GET", "/api/devices", auth, NULL) == 200);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, login) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/devices", auth, NULL) == 200);
 
     mg_set_request_handler (gateway->http, "/test/self-terminate", s_self_terminate, gateway);
-    assert (s_call (client, "GET", "/test/self-terminate", NULL, NULL) == 503);
-    assert (streq (s_error_code (client), "database_unavailable"));
+    assert (gateway_fixture_call (client, "GET", "/test/self-terminate", NULL, NULL) == 503);
+    assert (streq (gateway_fixture_error_code (client), "database_unavailable"));
     assert (strcasestr (client->head, "\r\nRetry-After: 1"));
     mg_set_request_handler (gateway->http, "/test/self-terminate", NULL, NULL);
-    assert (s_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
 }
 
 //  GET /test/sleep?user=<id>&seconds=<s>: pg_sleep through gateway_api_run
@@ -1972,9 +1850,9 @@ static void *
 s_sleeper_run (void *args)
 {
     s_sleeper_t *sleeper = (s_sleeper_t *) args;
-    s_client_t client = {sleeper->port, 0, NULL, NULL, false};
+    gateway_fixture_client_t client = {sleeper->port, 0, NULL, NULL, false};
     int64_t started = zclock_mono ();
-    sleeper->status = s_call (&client, "GET", sleeper->path, NULL, NULL);
+    sleeper->status = gateway_fixture_call (&client, "GET", sleeper->path, NULL, NULL);
     sleeper->elapsed = zclock_mono () - started;
     sleeper->retry_after_1 = client.head && strcasestr (client.head, "\r\nRetry-After: 1");
     free (client.head);
@@ -1989,7 +1867,7 @@ s_sleeper_run (void *args)
 //  statement past the timeout is 504 query_timeout, and its connection
 //  serves the next request.
 static void
-s_test_limits (s_client_t *client, gateway_t *gateway, const char *auth)
+s_test_limits (gateway_fixture_client_t *client, gateway_t *gateway, const char *auth)
 {
     mg_set_request_handler (gateway->http, "/test/sleep", s_sleep, gateway);
     s_sleeper_t sleepers [3];
@@ -2001,7 +1879,7 @@ s_test_limits (s_client_t *client, gateway_t *gateway, const char *auth)
     }
     zclock_sleep (300);
     int64_t started = zclock_mono ();
-    assert (s_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
     assert (zclock_mono () - started < 500);
     int ok = 0, limited = 0;
     for (int index = 0; index < 3; index++) {
@@ -2017,55 +1895,29 @@ s_test_limits (s_client_t *client, gateway_t *gateway, const char *auth)
     assert (ok == 2 && limited == 1);
 
     started = zclock_mono ();
-    assert (s_call (client, "GET", "/test/sleep?user=1002&seconds=10", NULL, NULL) == 504);
-    assert (streq (s_error_code (client), "query_timeout"));
+    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=10", NULL, NULL) == 504);
+    assert (streq (gateway_fixture_error_code (client), "query_timeout"));
     assert (strcasestr (client->head, "\r\nRetry-After: 5"));
     int64_t elapsed = zclock_mono () - started;
     assert (elapsed >= 2900 && elapsed < 4500);
     //  The pool gives the connection it got back last first: the same
     //  backend, so it came back and was kept.
-    assert (s_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
-    json_int_t pid = json_integer_value (s_data (client, "pid"));
-    assert (s_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
-    assert (json_integer_value (s_data (client, "pid")) == pid);
-    assert (s_call (client, "GET", "/api/devices", auth, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
+    json_int_t pid = json_integer_value (gateway_fixture_data (client, "pid"));
+    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
+    assert (json_integer_value (gateway_fixture_data (client, "pid")) == pid);
+    assert (gateway_fixture_call (client, "GET", "/api/devices", auth, NULL) == 200);
     mg_set_request_handler (gateway->http, "/test/sleep", NULL, NULL);
-}
-
-int
-gateway_api_test_http_start (gateway_t *gateway, const char *threads)
-{
-    mg_init_library (0);
-    struct mg_callbacks callbacks;
-    memset (&callbacks, 0, sizeof callbacks);
-    //  An ephemeral port first; our fixed range if civetweb refuses it.
-    for (int port = 0; !gateway->http && port <= TEST_PORT_LAST;
-         port = port ? port + 1 : TEST_PORT_FIRST) {
-        char listen [32];
-        snprintf (listen, sizeof listen, "127.0.0.1:%d", port);
-        const char *options [] = {"listening_ports", listen, "num_threads", threads,
-                                  "request_timeout_ms", "10000", NULL};
-        gateway->http = mg_start (&callbacks, NULL, options);
-    }
-    assert (gateway->http);
-    struct mg_server_port ports [2];
-    assert (mg_get_server_ports (gateway->http, 2, ports) >= 1);
-    gateway_api_register (gateway);
-    return ports [0].port;
 }
 
 void
 gateway_api_routes_test (bool verbose)
 {
     s_test_series_step ();
-    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
-    if (!conninfo || !*conninfo) {
-        //  The helpers passed; the routes did not run, which ctest should show as a skip.
-        printf ("skipped (PHANTOM_TEST_DATABASE unset; helpers OK)\n");
-        exit (77);
-    }
-    PGconn *pg = PQconnectdb (conninfo);
-    assert (PQstatus (pg) == CONNECTION_OK);
+    //  The helpers passed; the routes did not run, which ctest should show as a skip.
+    const char *conninfo =
+        gateway_fixture_database ("skipped (PHANTOM_TEST_DATABASE unset; helpers OK)");
+    PGconn *pg = gateway_fixture_connect (conninfo);
 
     gateway_t gateway;
     memset (&gateway, 0, sizeof gateway);
@@ -2086,8 +1938,8 @@ gateway_api_routes_test (bool verbose)
     //  the limits themselves).
     for (int kind = 0; kind < GATEWAY_RATE_KINDS; kind++)
         gateway_http_rate_limit_configure ((gateway_rate_kind_t) kind, 100000, 100000000);
-    int http_port = gateway_api_test_http_start (&gateway, "4");
-    s_client_t client = {http_port, 0, NULL, NULL, verbose};
+    int http_port = gateway_fixture_api_start (&gateway, "4");
+    gateway_fixture_client_t client = {http_port, 0, NULL, NULL, verbose};
     char suffix [17];
     uint8_t random [8];
     randombytes_buf (random, sizeof random);
@@ -2101,17 +1953,17 @@ gateway_api_routes_test (bool verbose)
     char auth_a [128], auth_b [128], email [128], body [256];
     snprintf (email, sizeof email, "bob.%s@example.com", suffix);
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"correct horse\"}", email);
-    assert (s_call (&client, "POST", "/api/auth/login", NULL, body) == 200);
+    assert (gateway_fixture_call (&client, "POST", "/api/auth/login", NULL, body) == 200);
     free (token_b);
-    token_b = strdup (json_string_value (s_data (&client, "token")));
+    token_b = strdup (json_string_value (gateway_fixture_data (&client, "token")));
     s_bearer (token_a, auth_a);
     s_bearer (token_b, auth_b);
-    assert (s_call (&client, "GET", "/api/auth/me", auth_a, NULL) == 200);
-    json_t *settings = json_object_get (s_data (&client, "user"), "settings");
+    assert (gateway_fixture_call (&client, "GET", "/api/auth/me", auth_a, NULL) == 200);
+    json_t *settings = json_object_get (gateway_fixture_data (&client, "user"), "settings");
     assert (streq (json_string_value (json_object_get (settings, "timeZone")), "UTC"));
     assert (json_is_null (json_object_get (settings, "locale")));
-    assert (s_call (&client, "GET", "/api/settings", auth_a, NULL) == 200);
-    settings = s_data (&client, "settings");
+    assert (gateway_fixture_call (&client, "GET", "/api/settings", auth_a, NULL) == 200);
+    settings = gateway_fixture_data (&client, "settings");
     assert (s_number (settings, "tariffPerKwh") == 0.3);
     assert (streq (json_string_value (json_object_get (json_object_get (settings, "tariff"), "kind")),
                    "flat"));
@@ -2135,7 +1987,7 @@ gateway_api_routes_test (bool verbose)
     s_test_reconnect (&client, &gateway, pg, pool_name, auth_a, body);
     s_test_limits (&client, &gateway, auth_a);
     //  Without a live class the stream is unavailable, not a crash.
-    assert (s_call (&client, "GET", "/api/stream", auth_a, NULL) == 503);
+    assert (gateway_fixture_call (&client, "GET", "/api/stream", auth_a, NULL) == 503);
 
     free (port);
     free (device);

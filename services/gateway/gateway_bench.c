@@ -13,6 +13,7 @@
     =========================================================================
 */
 #include "gateway_pipeline.h"
+#include "proto_pg.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -126,12 +127,9 @@ s_exec (PGconn *conn, const char *sql, int count, const char **parameters)
 static int
 s_seed (const char *conninfo, const char *devices, const char *ports)
 {
-    PGconn *conn = PQconnectdb (conninfo);
-    if (PQstatus (conn) != CONNECTION_OK) {
-        fprintf (stderr, "seed: %s", PQerrorMessage (conn));
-        PQfinish (conn);
+    PGconn *conn = proto_pg_connect (conninfo, "gateway_bench", 0);
+    if (!conn)
         return 1;
-    }
     const char *parameters[] = {devices, ports};
     bool ok = s_exec (conn, "DELETE FROM users WHERE email = 'bench@bench'", 0, NULL) &&
               s_exec (conn,

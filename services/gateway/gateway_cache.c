@@ -23,6 +23,11 @@
     =========================================================================
 */
 #include "gateway.h"
+#include "gateway_fixture.h"
+#include "gateway_port_table.h"
+#include "gateway_token_table.h"
+#include "gateway_token_use.h"
+#include "proto_pg.h"
 
 #include <inttypes.h>
 #include <malloc.h>
@@ -32,10 +37,11 @@
 #include <sys/select.h>
 
 #define GATEWAY_CACHE_FLUSH_MS 60000
+//  application_name of the connection that reloads and refreshes entries
+//  (the listener's is "phantom-gateway-cache").
+#define S_QUERY_APPLICATION "phantom-gateway-cache-query"
 //  Distinct time zone names; IANA has about 600 with aliases.
 #define ZONES_MAX 4096
-//  Devices per token_last_used_at UPDATE statement.
-#define FLUSH_CHUNK 1000
 
 typedef struct {
     int64_t id;                //  device id
@@ -50,32 +56,6 @@ typedef struct {
     _Atomic int64_t flushed;   //  last_used as last written to PostgreSQL
 } s_device_t;
 
-//  One port, 64 bytes.
-typedef struct {
-    uint8_t uuid[16]; //  port id
-    int64_t user;     //  owner
-    int64_t device;   //  device it was created on
-    float off_watts;  //  settings, as in proto_settings_t
-    float standby_watts;
-    int32_t min_phantom_seconds;
-    uint32_t windows[PROTO_WINDOWS_MAX];
-    uint16_t zone; //  index into the zone names
-    uint8_t role;
-} s_port_t;
-
-//  Ports: index[] holds entry number + 1 (0 = empty), linear probing, at
-//  most half full; entries[] is dense, a removal moves the last entry into
-//  the hole so iteration and memory stay tight.
-typedef struct {
-    s_port_t *entries; //  count used of capacity
-    size_t count;
-    size_t capacity;
-    uint32_t *index; //  slots, a power of two
-    size_t slots;
-} s_ports_t;
-
-typedef struct _s_tokens_t s_tokens_t; //  the token table, below
-
 //  Interned time zone names; append-only, so a reader may use any index
 //  an entry holds without a lock on the names. Index 0 is "" (UTC).
 typedef struct {
@@ -86,19 +66,19 @@ typedef struct {
 } s_zones_t;
 
 struct _gateway_cache_t {
-    char *conninfo;              //  libpq connection string, NULL in tests
-    pthread_rwlock_t lock;       //  guards the three maps
-    zhashx_t *devices;           //  "id" -> s_device_t (owned)
-    s_tokens_t *tokens;          //  SHA-256 -> s_device_t (borrowed from devices)
-    s_ports_t *ports;            //  uuid -> s_port_t
-    s_zones_t zones;             //  time zone names of the ports
-    pthread_mutex_t query_mutex; //  guards query_conn
-    PGconn *query_conn;          //  for refresh_* calls from handlers
-    PGconn *listen_conn;         //  the listener's, handed over by load
-    pthread_t thread;            //  listener
-    bool thread_started;         //  joined on destroy
-    atomic_bool stop;            //  ends the listener
-    atomic_bool loaded;          //  a full load succeeded once
+    char *conninfo;                //  libpq connection string, NULL in tests
+    pthread_rwlock_t lock;         //  guards the three maps
+    zhashx_t *devices;             //  "id" -> s_device_t (owned)
+    gateway_token_table_t *tokens; //  SHA-256 -> s_device_t (borrowed from devices)
+    gateway_port_table_t *ports;   //  uuid -> gateway_port_entry_t
+    s_zones_t zones;               //  time zone names of the ports
+    pthread_mutex_t query_mutex;   //  guards query_conn
+    PGconn *query_conn;            //  for refresh_* calls from handlers
+    PGconn *listen_conn;           //  the listener's, handed over by load
+    pthread_t thread;              //  listener
+    bool thread_started;           //  joined on destroy
+    atomic_bool stop;              //  ends the listener
+    atomic_bool loaded;            //  a full load succeeded once
 };
 
 #define DEVICE_COLUMNS                                                                             \
@@ -113,281 +93,6 @@ struct _gateway_cache_t {
     "FROM ports p JOIN users u ON u.id = p.user_id"
 
 static void *s_listener (void *args);
-
-//  --------------------------------------------------------------------------
-//  The token table: SHA-256 -> device, open addressing with linear probing
-//  at most half full, 40-byte slots (device NULL = empty). Not zhashx: its
-//  lookup writes the table (the cached index, the cursor, and a rehash
-//  when a chain runs long), which under the shared lock raced between
-//  concurrent readers. A lookup here only reads. The key is the SHA-256 of
-//  a random token, so its first bytes place it well; a client cannot add
-//  entries to aim at a chain.
-typedef struct {
-    uint8_t hash[32];
-    s_device_t *device;
-} s_token_slot_t;
-
-struct _s_tokens_t {
-    s_token_slot_t *slots; //  capacity of them, a power of two
-    size_t capacity;
-    size_t count;
-};
-
-static s_tokens_t *
-s_tokens_new (void)
-{
-    s_tokens_t *self = (s_tokens_t *)zmalloc (sizeof (s_tokens_t));
-    assert (self);
-    self->capacity = 64;
-    self->slots = (s_token_slot_t *)calloc (self->capacity, sizeof (s_token_slot_t));
-    assert (self->slots);
-    return self;
-}
-
-static void
-s_tokens_destroy (s_tokens_t **self_p)
-{
-    if (*self_p) {
-        free ((*self_p)->slots);
-        free (*self_p);
-        *self_p = NULL;
-    }
-}
-
-static size_t
-s_token_home (const uint8_t hash[32], size_t mask)
-{
-    uint64_t value;
-    memcpy (&value, hash, sizeof value);
-    return (size_t)value & mask;
-}
-
-//  Slot that holds hash, or the empty slot where it would go.
-static size_t
-s_tokens_slot (const s_tokens_t *self, const uint8_t hash[32])
-{
-    size_t mask = self->capacity - 1;
-    size_t slot = s_token_home (hash, mask);
-    while (self->slots[slot].device && memcmp (self->slots[slot].hash, hash, 32) != 0)
-        slot = (slot + 1) & mask;
-    return slot;
-}
-
-static s_device_t *
-s_tokens_lookup (const s_tokens_t *self, const uint8_t hash[32])
-{
-    return self->slots[s_tokens_slot (self, hash)].device;
-}
-
-//  Inserts or replaces.
-static void
-s_tokens_update (s_tokens_t *self, const uint8_t hash[32], s_device_t *device)
-{
-    assert (device);
-    size_t slot = s_tokens_slot (self, hash);
-    if (self->slots[slot].device) {
-        self->slots[slot].device = device;
-        return;
-    }
-    memcpy (self->slots[slot].hash, hash, 32);
-    self->slots[slot].device = device;
-    if (++self->count * 2 > self->capacity) {
-        s_token_slot_t *old = self->slots;
-        size_t old_capacity = self->capacity;
-        self->capacity *= 2;
-        self->slots = (s_token_slot_t *)calloc (self->capacity, sizeof (s_token_slot_t));
-        assert (self->slots);
-        for (size_t index = 0; index < old_capacity; index++)
-            if (old[index].device)
-                self->slots[s_tokens_slot (self, old[index].hash)] = old[index];
-        free (old);
-    }
-}
-
-static void
-s_tokens_delete (s_tokens_t *self, const uint8_t hash[32])
-{
-    size_t mask = self->capacity - 1;
-    size_t slot = s_tokens_slot (self, hash);
-    if (!self->slots[slot].device)
-        return;
-    //  Backward-shift deletion keeps every probe chain unbroken.
-    self->slots[slot].device = NULL;
-    size_t next = (slot + 1) & mask;
-    while (self->slots[next].device) {
-        size_t home = s_token_home (self->slots[next].hash, mask);
-        //  Move it back if its home is not in (slot, next].
-        if (((next - home) & mask) >= ((next - slot) & mask)) {
-            self->slots[slot] = self->slots[next];
-            self->slots[next].device = NULL;
-            slot = next;
-        }
-        next = (next + 1) & mask;
-    }
-    self->count--;
-}
-
-//  --------------------------------------------------------------------------
-//  The port table.
-
-//  Port ids are random (gen_random_uuid), but ids sent by devices are not:
-//  mixing both halves keeps a chosen id from aiming at one probe chain.
-static size_t
-s_uuid_hash (const uint8_t uuid[16])
-{
-    uint64_t low, high;
-    memcpy (&low, uuid, 8);
-    memcpy (&high, uuid + 8, 8);
-    uint64_t hash = low ^ (high * 0x9e3779b97f4a7c15ULL);
-    hash ^= hash >> 31;
-    hash *= 0xbf58476d1ce4e5b9ULL;
-    hash ^= hash >> 29;
-    return (size_t)hash;
-}
-
-static s_ports_t *
-s_ports_new (void)
-{
-    s_ports_t *self = (s_ports_t *)zmalloc (sizeof (s_ports_t));
-    assert (self);
-    self->slots = 64;
-    self->index = (uint32_t *)calloc (self->slots, sizeof (uint32_t));
-    assert (self->index);
-    return self;
-}
-
-static void
-s_ports_destroy (s_ports_t **self_p)
-{
-    if (*self_p) {
-        free ((*self_p)->entries);
-        free ((*self_p)->index);
-        free (*self_p);
-        *self_p = NULL;
-    }
-}
-
-//  Slot that holds uuid, or the empty slot where it would go.
-static size_t
-s_ports_slot (s_ports_t *self, const uint8_t uuid[16])
-{
-    size_t mask = self->slots - 1;
-    size_t slot = s_uuid_hash (uuid) & mask;
-    while (self->index[slot] && memcmp (self->entries[self->index[slot] - 1].uuid, uuid, 16) != 0)
-        slot = (slot + 1) & mask;
-    return slot;
-}
-
-static s_port_t *
-s_ports_find (s_ports_t *self, const uint8_t uuid[16])
-{
-    size_t slot = s_ports_slot (self, uuid);
-    return self->index[slot] ? &self->entries[self->index[slot] - 1] : NULL;
-}
-
-static void
-s_ports_rehash (s_ports_t *self, size_t slots)
-{
-    uint32_t *index = (uint32_t *)calloc (slots, sizeof (uint32_t));
-    assert (index);
-    free (self->index);
-    self->index = index;
-    self->slots = slots;
-    for (size_t entry = 0; entry < self->count; entry++)
-        self->index[s_ports_slot (self, self->entries[entry].uuid)] = (uint32_t)entry + 1;
-}
-
-//  Inserts or replaces the port with port->uuid.
-static void
-s_ports_put (s_ports_t *self, const s_port_t *port)
-{
-    size_t slot = s_ports_slot (self, port->uuid);
-    if (self->index[slot]) {
-        self->entries[self->index[slot] - 1] = *port;
-        return;
-    }
-    if (self->count == self->capacity) {
-        size_t capacity = self->capacity ? self->capacity * 2 : 64;
-        s_port_t *entries = (s_port_t *)realloc (self->entries, capacity * sizeof (s_port_t));
-        assert (entries);
-        self->entries = entries;
-        self->capacity = capacity;
-    }
-    self->entries[self->count++] = *port;
-    if (self->count * 2 > self->slots)
-        s_ports_rehash (self, self->slots * 2);
-    else
-        self->index[slot] = (uint32_t)self->count;
-}
-
-static void
-s_ports_remove (s_ports_t *self, const uint8_t uuid[16])
-{
-    size_t mask = self->slots - 1;
-    size_t slot = s_ports_slot (self, uuid);
-    if (!self->index[slot])
-        return;
-    size_t entry = self->index[slot] - 1;
-    //  Backward-shift deletion keeps every probe chain unbroken.
-    self->index[slot] = 0;
-    size_t next = (slot + 1) & mask;
-    while (self->index[next]) {
-        size_t home = s_uuid_hash (self->entries[self->index[next] - 1].uuid) & mask;
-        //  Move it back if its home is not in (slot, next].
-        if (((next - home) & mask) >= ((next - slot) & mask)) {
-            self->index[slot] = self->index[next];
-            self->index[next] = 0;
-            slot = next;
-        }
-        next = (next + 1) & mask;
-    }
-    //  The last entry fills the hole in the dense array.
-    size_t last = self->count - 1;
-    if (entry != last) {
-        self->entries[entry] = self->entries[last];
-        self->index[s_ports_slot (self, self->entries[entry].uuid)] = (uint32_t)entry + 1;
-    }
-    self->count--;
-    //  Shrink when a quarter full, so a mass delete gives memory back.
-    if (self->capacity > 64 && self->count * 4 < self->capacity) {
-        self->capacity /= 2;
-        self->entries = (s_port_t *)realloc (self->entries, self->capacity * sizeof (s_port_t));
-        assert (self->entries);
-        if (self->slots > 64)
-            s_ports_rehash (self, self->slots / 2);
-    }
-}
-
-//  Canonical uuid text (any case) to 16 bytes; false if it is not one.
-static bool
-s_uuid_parse (const char *text, uint8_t uuid[16])
-{
-    if (!text || strlen (text) != PROTO_UUID_LEN)
-        return false;
-    int byte = 0;
-    for (int index = 0; index < PROTO_UUID_LEN;) {
-        if (index == 8 || index == 13 || index == 18 || index == 23) {
-            if (text[index++] != '-')
-                return false;
-            continue;
-        }
-        int value = 0;
-        for (int half = 0; half < 2; half++) {
-            char c = text[index++];
-            value <<= 4;
-            if (c >= '0' && c <= '9')
-                value |= c - '0';
-            else if (c >= 'a' && c <= 'f')
-                value |= c - 'a' + 10;
-            else if (c >= 'A' && c <= 'F')
-                value |= c - 'A' + 10;
-            else
-                return false;
-        }
-        uuid[byte++] = (uint8_t)value;
-    }
-    return true;
-}
 
 //  --------------------------------------------------------------------------
 //  Time zones.
@@ -449,11 +154,11 @@ s_free_device (void **item)
 }
 
 static void
-s_new_maps (zhashx_t **devices, s_tokens_t **tokens, s_ports_t **ports)
+s_new_maps (zhashx_t **devices, gateway_token_table_t **tokens, gateway_port_table_t **ports)
 {
     *devices = zhashx_new ();
-    *tokens = s_tokens_new ();
-    *ports = s_ports_new ();
+    *tokens = gateway_token_table_new ();
+    *ports = gateway_port_table_new ();
     assert (*devices);
     zhashx_set_destructor (*devices, s_free_device);
 }
@@ -490,9 +195,9 @@ gateway_cache_destroy (gateway_cache_t **self_p)
             PQfinish (self->listen_conn);
         if (self->query_conn)
             PQfinish (self->query_conn);
-        s_tokens_destroy (&self->tokens);
+        gateway_token_table_destroy (&self->tokens);
         zhashx_destroy (&self->devices);
-        s_ports_destroy (&self->ports);
+        gateway_port_table_destroy (&self->ports);
         s_zones_destroy (&self->zones);
         pthread_rwlock_destroy (&self->lock);
         pthread_mutex_destroy (&self->query_mutex);
@@ -504,12 +209,6 @@ gateway_cache_destroy (gateway_cache_t **self_p)
 
 //  --------------------------------------------------------------------------
 //  Entry builders; shared by the full load and the one-row refresh.
-
-static void
-s_hex (const uint8_t hash[32], char text[65])
-{
-    sodium_bin2hex (text, 65, hash, 32);
-}
 
 static bool
 s_unhex (const char *text, uint8_t hash[32])
@@ -540,121 +239,6 @@ s_device_from_row (PGresult *result, int row)
     return device;
 }
 
-//  --------------------------------------------------------------------------
-//  Off schedules: the API validates them with this, and the cache packs
-//  what it stored.
-
-static const char *s_day_names[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
-
-//  Minutes after midnight of "HH:MM" (00:00 to 23:59), or -1.
-static int
-s_clock_minutes (const char *text)
-{
-    if (!text || strlen (text) != 5 || text[2] != ':')
-        return -1;
-    for (int index = 0; index < 5; index++)
-        if (index != 2 && (text[index] < '0' || text[index] > '9'))
-            return -1;
-    int hours = (text[0] - '0') * 10 + (text[1] - '0');
-    int minutes = (text[3] - '0') * 10 + (text[4] - '0');
-    return hours < 24 && minutes < 60 ? hours * 60 + minutes : -1;
-}
-
-int
-gateway_cache_schedule_pack (const json_t *schedule, size_t max, uint32_t *windows,
-                             const char **message)
-{
-    memset (windows, 0, max * sizeof (uint32_t));
-    if (json_is_null (schedule))
-        return 0;
-    if (!json_is_array (schedule)) {
-        *message = "Enter the schedule as a list of time windows, or none for always.";
-        return -1;
-    }
-    if (json_array_size (schedule) == 0) {
-        *message = "Add at least one time window, or choose always.";
-        return -1;
-    }
-    if (json_array_size (schedule) > max) {
-        *message =
-            max == PROTO_WINDOWS_MAX ? "Use at most 4 time windows." : "Use fewer time windows.";
-        return -1;
-    }
-    size_t index;
-    json_t *window;
-    json_array_foreach (schedule, index, window)
-    {
-        json_t *days = json_object_get (window, "days");
-        if (!json_is_object (window) || json_object_size (window) != 3 || !days ||
-            !json_object_get (window, "from") || !json_object_get (window, "to")) {
-            *message = "Give each time window its days, a start and an end, and nothing else.";
-            return -1;
-        }
-        if (!json_is_array (days) || json_array_size (days) == 0) {
-            *message = "Choose at least one day for each window.";
-            return -1;
-        }
-        uint32_t mask = 0;
-        size_t at;
-        json_t *day;
-        json_array_foreach (days, at, day)
-        {
-            const char *name = json_string_value (day);
-            uint32_t bit = 0;
-            for (int weekday = 0; name && weekday < 7 && !bit; weekday++)
-                if (streq (name, s_day_names[weekday]))
-                    bit = 1u << weekday;
-            if (!bit) {
-                *message = "Name days as mon, tue, wed, thu, fri, sat or sun.";
-                return -1;
-            }
-            if (mask & bit) {
-                *message = "Choose each day only once in a window.";
-                return -1;
-            }
-            mask |= bit;
-        }
-        int from = s_clock_minutes (json_string_value (json_object_get (window, "from")));
-        int to = s_clock_minutes (json_string_value (json_object_get (window, "to")));
-        if (from < 0 || to < 0) {
-            *message = "Enter a time as HH:MM, like 22:00.";
-            return -1;
-        }
-        if (from == to) {
-            *message = "Give each window an end that differs from its start.";
-            return -1;
-        }
-        windows[index] = PROTO_WINDOW_PACK (mask, from, to);
-    }
-    return 0;
-}
-
-json_t *
-gateway_cache_schedule_json (const uint32_t *windows, size_t max)
-{
-    json_t *schedule = json_array ();
-    for (size_t index = 0; index < max; index++) {
-        if (!windows[index])
-            continue;
-        json_t *days = json_array ();
-        for (int weekday = 0; weekday < 7; weekday++)
-            if ((PROTO_WINDOW_DAYS (windows[index]) >> weekday) & 1)
-                json_array_append_new (days, json_string (s_day_names[weekday]));
-        char from[8], to[8];
-        unsigned from_min = PROTO_WINDOW_FROM (windows[index]);
-        unsigned to_min = PROTO_WINDOW_TO (windows[index]) % 1440;
-        snprintf (from, sizeof from, "%02u:%02u", from_min / 60, from_min % 60);
-        snprintf (to, sizeof to, "%02u:%02u", to_min / 60, to_min % 60);
-        json_array_append_new (schedule,
-                               json_pack ("{s:o, s:s, s:s}", "days", days, "from", from, "to", to));
-    }
-    if (json_array_size (schedule) == 0) {
-        json_decref (schedule);
-        return json_null ();
-    }
-    return schedule;
-}
-
 //  Packs a port's stored off_schedule (jsonb text). One that does not
 //  parse (written around the API) is logged and read as no window.
 static void
@@ -671,11 +255,11 @@ s_schedule_load (const char *text, const char *port, uint32_t windows[PROTO_WIND
 
 //  false if the row's id is not a uuid (cannot happen with the schema).
 static bool
-s_port_from_row (gateway_cache_t *self, PGresult *result, int row, s_port_t *port)
+s_port_from_row (gateway_cache_t *self, PGresult *result, int row, gateway_port_entry_t *port)
 {
     memset (port, 0, sizeof *port);
     const char *id = PQgetvalue (result, row, 0);
-    if (!s_uuid_parse (id, port->uuid))
+    if (!gateway_port_table_uuid_parse (id, port->uuid))
         return false;
     port->user = atoll (PQgetvalue (result, row, 1));
     port->device = atoll (PQgetvalue (result, row, 2));
@@ -694,7 +278,7 @@ s_port_from_row (gateway_cache_t *self, PGresult *result, int row, s_port_t *por
 
 //  The public view of a port record.
 static void
-s_port_out (gateway_cache_t *self, const s_port_t *port, gateway_port_t *out)
+s_port_out (gateway_cache_t *self, const gateway_port_entry_t *port, gateway_port_t *out)
 {
     memset (out, 0, sizeof *out);
     out->user = port->user;
@@ -711,7 +295,7 @@ s_port_out (gateway_cache_t *self, const s_port_t *port, gateway_port_t *out)
 //  token keys in the given maps. A replacement with the same current token
 //  keeps the stamps of its use.
 static void
-s_put_device (zhashx_t *devices, s_tokens_t *tokens, int64_t id, s_device_t *device)
+s_put_device (zhashx_t *devices, gateway_token_table_t *tokens, int64_t id, s_device_t *device)
 {
     char key[24];
     snprintf (key, sizeof key, "%" PRId64, id);
@@ -722,18 +306,18 @@ s_put_device (zhashx_t *devices, s_tokens_t *tokens, int64_t id, s_device_t *dev
             atomic_store (&device->last_used, atomic_load (&old->last_used));
             atomic_store (&device->flushed, atomic_load (&old->flushed));
         }
-        if (old->has_current && s_tokens_lookup (tokens, old->current) == old)
-            s_tokens_delete (tokens, old->current);
-        if (old->has_previous && s_tokens_lookup (tokens, old->previous) == old)
-            s_tokens_delete (tokens, old->previous);
+        if (old->has_current && gateway_token_table_lookup (tokens, old->current) == old)
+            gateway_token_table_delete (tokens, old->current);
+        if (old->has_previous && gateway_token_table_lookup (tokens, old->previous) == old)
+            gateway_token_table_delete (tokens, old->previous);
         zhashx_delete (devices, key);
     }
     if (device) {
         zhashx_insert (devices, key, device);
         if (device->has_current)
-            s_tokens_update (tokens, device->current, device);
+            gateway_token_table_update (tokens, device->current, device);
         if (device->has_previous)
-            s_tokens_update (tokens, device->previous, device);
+            gateway_token_table_update (tokens, device->previous, device);
     }
 }
 
@@ -784,8 +368,8 @@ s_query_rows (gateway_cache_t *self, PGconn *conn, const char *sql, s_row_fn *ro
 
 typedef struct {
     zhashx_t *devices;
-    s_tokens_t *tokens;
-    s_ports_t *ports;
+    gateway_token_table_t *tokens;
+    gateway_port_table_t *ports;
 } s_load_t;
 
 static void
@@ -801,9 +385,9 @@ static void
 s_load_port_row (gateway_cache_t *self, PGresult *result, void *args)
 {
     s_load_t *load = (s_load_t *)args;
-    s_port_t port;
+    gateway_port_entry_t port;
     if (s_port_from_row (self, result, 0, &port))
-        s_ports_put (load->ports, &port);
+        gateway_port_table_put (load->ports, &port);
 }
 
 //  Reads every device and port into fresh maps and swaps them in. 0 or -1.
@@ -819,15 +403,15 @@ s_load_all (gateway_cache_t *self, PGconn *conn)
     if (rc == 0)
         rc = s_query_rows (self, conn, PORT_COLUMNS, s_load_port_row, &load);
     if (rc != 0) {
-        s_tokens_destroy (&load.tokens);
+        gateway_token_table_destroy (&load.tokens);
         zhashx_destroy (&load.devices);
-        s_ports_destroy (&load.ports);
+        gateway_port_table_destroy (&load.ports);
         return -1;
     }
     pthread_rwlock_wrlock (&self->lock);
     zhashx_t *old_devices = self->devices;
-    s_tokens_t *old_tokens = self->tokens;
-    s_ports_t *old_ports = self->ports;
+    gateway_token_table_t *old_tokens = self->tokens;
+    gateway_port_table_t *old_ports = self->ports;
     //  Stamps of token use not yet written survive a reload.
     for (s_device_t *device = (s_device_t *)zhashx_first (load.devices); device;
          device = (s_device_t *)zhashx_next (load.devices)) {
@@ -843,11 +427,11 @@ s_load_all (gateway_cache_t *self, PGconn *conn)
     self->devices = load.devices;
     self->tokens = load.tokens;
     self->ports = load.ports;
-    size_t devices = zhashx_size (load.devices), ports = load.ports->count;
+    size_t devices = zhashx_size (load.devices), ports = gateway_port_table_size (load.ports);
     pthread_rwlock_unlock (&self->lock);
-    s_tokens_destroy (&old_tokens);
+    gateway_token_table_destroy (&old_tokens);
     zhashx_destroy (&old_devices);
-    s_ports_destroy (&old_ports);
+    gateway_port_table_destroy (&old_ports);
     //  The old maps and libpq's row buffers are free now; give the pages
     //  back instead of keeping the high-water mark of the load.
     malloc_trim (0);
@@ -875,19 +459,19 @@ static void
 s_refresh_port (gateway_cache_t *self, PGconn *conn, const char *port_id)
 {
     uint8_t uuid[16];
-    if (!s_uuid_parse (port_id, uuid))
+    if (!gateway_port_table_uuid_parse (port_id, uuid))
         return;
     PGresult *result = s_query (conn, PORT_COLUMNS " WHERE p.id = $1::uuid", port_id);
     if (!result)
         return;
-    s_port_t port;
+    gateway_port_entry_t port;
     bool found = PQntuples (result) == 1 && s_port_from_row (self, result, 0, &port);
     PQclear (result);
     pthread_rwlock_wrlock (&self->lock);
     if (found)
-        s_ports_put (self->ports, &port);
+        gateway_port_table_put (self->ports, &port);
     else
-        s_ports_remove (self->ports, uuid);
+        gateway_port_table_remove (self->ports, uuid);
     pthread_rwlock_unlock (&self->lock);
 }
 
@@ -900,10 +484,10 @@ s_refresh_user (gateway_cache_t *self, PGconn *conn, int64_t user_id)
     if (!result)
         return;
     for (int row = 0; row < PQntuples (result); row++) {
-        s_port_t port;
+        gateway_port_entry_t port;
         if (s_port_from_row (self, result, row, &port)) {
             pthread_rwlock_wrlock (&self->lock);
-            s_ports_put (self->ports, &port);
+            gateway_port_table_put (self->ports, &port);
             pthread_rwlock_unlock (&self->lock);
         }
     }
@@ -911,10 +495,8 @@ s_refresh_user (gateway_cache_t *self, PGconn *conn, int64_t user_id)
 }
 
 //  --------------------------------------------------------------------------
-//  Writes the stamps of token use not yet written, FLUSH_CHUNK devices per
-//  statement. Only a device whose token is still the one that was used
-//  gets it, and a stamp never moves token_last_used_at back (another
-//  gateway may have written a later one).
+//  Writes the stamps of token use not yet written (gateway_token_use), and
+//  marks those written as flushed.
 static void
 s_flush_used (gateway_cache_t *self, PGconn *conn)
 {
@@ -937,55 +519,16 @@ s_flush_used (gateway_cache_t *self, PGconn *conn)
     }
     pthread_rwlock_unlock (&self->lock);
 
-    for (size_t start = 0; start < count; start += FLUSH_CHUNK) {
-        size_t end = start + FLUSH_CHUNK < count ? start + FLUSH_CHUNK : count;
-        //  Three array literals: {1,2}, {ms,ms}, {hex,hex}.
-        size_t size = (end - start) * 100 + 16;
-        char *id_list = (char *)malloc (size), *stamp_list = (char *)malloc (size),
-             *hash_list = (char *)malloc (size);
-        assert (id_list && stamp_list && hash_list);
-        size_t id_at = 0, stamp_at = 0, hash_at = 0;
-        for (size_t index = start; index < end; index++) {
-            char hex[65];
-            s_hex (hashes[index], hex);
-            const char *separator = index == start ? "{" : ",";
-            id_at += (size_t)snprintf (id_list + id_at, size - id_at, "%s%" PRId64, separator,
-                                       ids[index]);
-            stamp_at += (size_t)snprintf (stamp_list + stamp_at, size - stamp_at, "%s%" PRId64,
-                                          separator, stamps[index]);
-            hash_at +=
-                (size_t)snprintf (hash_list + hash_at, size - hash_at, "%s%s", separator, hex);
-        }
-        snprintf (id_list + id_at, size - id_at, "}");
-        snprintf (stamp_list + stamp_at, size - stamp_at, "}");
-        snprintf (hash_list + hash_at, size - hash_at, "}");
-        const char *parameters[] = {id_list, stamp_list, hash_list};
-        PGresult *result = PQexecParams (
-            conn,
-            "UPDATE devices d SET token_last_used_at = "
-            "GREATEST (d.token_last_used_at, to_timestamp (u.ms / 1000.0)) "
-            "FROM unnest ($1::bigint[], $2::bigint[], $3::text[]) AS u (id, ms, hash) "
-            "WHERE d.id = u.id AND d.token_hash = decode (u.hash, 'hex')",
-            3, NULL, parameters, NULL, NULL, 0);
-        bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
-        if (!ok)
-            zsys_warning ("gateway cache - token use not written: %s", PQerrorMessage (conn));
-        PQclear (result);
-        free (id_list);
-        free (stamp_list);
-        free (hash_list);
-        if (!ok)
-            break; //  the stamps stay unflushed and go with the next flush
-        pthread_rwlock_rdlock (&self->lock);
-        for (size_t index = start; index < end; index++) {
-            char key[24];
-            snprintf (key, sizeof key, "%" PRId64, ids[index]);
-            s_device_t *device = (s_device_t *)zhashx_lookup (self->devices, key);
-            if (device && atomic_load (&device->flushed) < stamps[index])
-                atomic_store (&device->flushed, stamps[index]);
-        }
-        pthread_rwlock_unlock (&self->lock);
+    size_t written = gateway_token_use_write (conn, ids, stamps, hashes, count);
+    pthread_rwlock_rdlock (&self->lock);
+    for (size_t index = 0; index < written; index++) {
+        char key[24];
+        snprintf (key, sizeof key, "%" PRId64, ids[index]);
+        s_device_t *device = (s_device_t *)zhashx_lookup (self->devices, key);
+        if (device && atomic_load (&device->flushed) < stamps[index])
+            atomic_store (&device->flushed, stamps[index]);
     }
+    pthread_rwlock_unlock (&self->lock);
     free (ids);
     free (stamps);
     free (hashes);
@@ -997,14 +540,9 @@ static PGconn *
 s_connect_listen (gateway_cache_t *self)
 {
     //  Named, so an operator (and the test) can tell it in pg_stat_activity.
-    const char *keys[] = {"dbname", "application_name", NULL};
-    const char *values[] = {self->conninfo, "phantom-gateway-cache", NULL};
-    PGconn *conn = PQconnectdbParams (keys, values, 1);
-    if (PQstatus (conn) != CONNECTION_OK) {
-        zsys_warning ("gateway cache - cannot connect: %s", PQerrorMessage (conn));
-        PQfinish (conn);
+    PGconn *conn = proto_pg_connect (self->conninfo, "phantom-gateway-cache", 0);
+    if (!conn)
         return NULL;
-    }
     PGresult *result = PQexec (conn, "LISTEN phantom_cache");
     bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
     PQclear (result);
@@ -1025,13 +563,9 @@ gateway_cache_load (gateway_cache_t *self)
     if (self->thread_started) {
         //  The listener is already listening, so nothing changes unseen.
         pthread_mutex_lock (&self->query_mutex);
-        if (!self->query_conn || PQstatus (self->query_conn) != CONNECTION_OK) {
-            if (self->query_conn)
-                PQfinish (self->query_conn);
-            self->query_conn = PQconnectdb (self->conninfo);
-        }
-        int rc =
-            PQstatus (self->query_conn) == CONNECTION_OK ? s_load_all (self, self->query_conn) : -1;
+        int rc = proto_pg_ensure (&self->query_conn, self->conninfo, S_QUERY_APPLICATION, 0) >= 0
+                     ? s_load_all (self, self->query_conn)
+                     : -1;
         pthread_mutex_unlock (&self->query_mutex);
         return rc;
     }
@@ -1127,10 +661,10 @@ gateway_cache_device (gateway_cache_t *self, const uint8_t token_hash[32], gatew
     //  the caller) and a map miss, as a revoked token is simply absent.
     //  The key is the SHA-256 of a 256-bit random token, so the lookup's
     //  timing reveals nothing useful either.
-    int64_t now = gateway_http_now_ms ();
+    int64_t now = gateway_time_now_ms ();
     bool found = false;
     pthread_rwlock_rdlock (&self->lock);
-    s_device_t *entry = s_tokens_lookup (self->tokens, token_hash);
+    s_device_t *entry = gateway_token_table_lookup (self->tokens, token_hash);
     if (entry) {
         if (entry->has_current && sodium_memcmp (entry->current, token_hash, 32) == 0) {
             found = now < entry->current_expires;
@@ -1155,10 +689,10 @@ gateway_cache_port (gateway_cache_t *self, const char *port, gateway_port_t *out
 {
     assert (self);
     uint8_t uuid[16];
-    if (!s_uuid_parse (port, uuid))
+    if (!gateway_port_table_uuid_parse (port, uuid))
         return false;
     pthread_rwlock_rdlock (&self->lock);
-    s_port_t *entry = s_ports_find (self->ports, uuid);
+    gateway_port_entry_t *entry = gateway_port_table_find (self->ports, uuid);
     if (entry && out)
         s_port_out (self, entry, out);
     pthread_rwlock_unlock (&self->lock);
@@ -1171,16 +705,7 @@ s_query_conn (gateway_cache_t *self)
 {
     if (!self->conninfo)
         return NULL;
-    if (self->query_conn && PQstatus (self->query_conn) != CONNECTION_OK)
-        PQreset (self->query_conn);
-    if (!self->query_conn)
-        self->query_conn = PQconnectdb (self->conninfo);
-    if (PQstatus (self->query_conn) != CONNECTION_OK) {
-        zsys_warning ("gateway cache - refresh cannot connect: %s",
-                      PQerrorMessage (self->query_conn));
-        PQfinish (self->query_conn);
-        self->query_conn = NULL;
-    }
+    proto_pg_ensure (&self->query_conn, self->conninfo, S_QUERY_APPLICATION, 0);
     return self->query_conn;
 }
 
@@ -1241,7 +766,7 @@ size_t
 gateway_cache_ports (gateway_cache_t *self)
 {
     pthread_rwlock_rdlock (&self->lock);
-    size_t size = self->ports->count;
+    size_t size = gateway_port_table_size (self->ports);
     pthread_rwlock_unlock (&self->lock);
     return size;
 }
@@ -1271,9 +796,9 @@ gateway_cache_put_device (gateway_cache_t *self, const uint8_t token_hash[32], i
 void
 gateway_cache_put_port (gateway_cache_t *self, const char *port, const gateway_port_t *entry)
 {
-    s_port_t record;
+    gateway_port_entry_t record;
     memset (&record, 0, sizeof record);
-    if (!s_uuid_parse (port, record.uuid))
+    if (!gateway_port_table_uuid_parse (port, record.uuid))
         return;
     record.user = entry->user;
     record.device = entry->device;
@@ -1284,29 +809,24 @@ gateway_cache_put_port (gateway_cache_t *self, const char *port, const gateway_p
     memcpy (record.windows, entry->settings.windows, sizeof record.windows);
     record.zone = s_zones_intern (&self->zones, entry->settings.timezone, port);
     pthread_rwlock_wrlock (&self->lock);
-    s_ports_put (self->ports, &record);
+    gateway_port_table_put (self->ports, &record);
     pthread_rwlock_unlock (&self->lock);
 }
 
 //  ==========================================================================
+//  Runs a statement of the test; asserts it succeeded.
 static void
 s_exec (PGconn *conn, const char *sql, int count, const char **parameters)
 {
-    PGresult *result = PQexecParams (conn, sql, count, NULL, parameters, NULL, NULL, 0);
-    if (PQresultStatus (result) != PGRES_COMMAND_OK && PQresultStatus (result) != PGRES_TUPLES_OK) {
-        fprintf (stderr, "SQL failed: %s: %s\n", sql, PQerrorMessage (conn));
-        assert (false);
-    }
-    PQclear (result);
+    free (gateway_fixture_sql (conn, sql, count, parameters));
 }
 
+//  The one value a statement of the test returns; caller frees.
 static char *
 s_value (PGconn *conn, const char *sql, int count, const char **parameters)
 {
-    PGresult *result = PQexecParams (conn, sql, count, NULL, parameters, NULL, NULL, 0);
-    assert (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1);
-    char *value = strdup (PQgetvalue (result, 0, 0));
-    PQclear (result);
+    char *value = gateway_fixture_sql (conn, sql, count, parameters);
+    assert (value);
     return value;
 }
 
@@ -1324,149 +844,10 @@ s_wait_device (gateway_cache_t *cache, const uint8_t hash[32], bool expected, in
 
 //  The token table against a plain array: random puts and deletes, keys
 //  that share their first bytes (one probe chain) among them.
-static void
-s_tokens_check (void)
-{
-    enum { KEYS = 3000 };
-    static uint8_t keys[KEYS][32];
-    static s_device_t devices[KEYS];
-    static bool present[KEYS];
-    memset (present, 0, sizeof present);
-    uint64_t state = 0x9E3779B97F4A7C15ULL;
-    for (size_t index = 0; index < KEYS; index++) {
-        for (size_t byte = 0; byte < 32; byte++) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            keys[index][byte] = (uint8_t)state;
-        }
-        if (index % 3 == 0)
-            memset (keys[index], 0x42, 8); //  the same home slot
-    }
-    s_tokens_t *tokens = s_tokens_new ();
-    size_t count = 0;
-    for (int round = 0; round < 200000; round++) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        size_t key = (size_t)(state >> 16) % KEYS;
-        //  Grow for the first half, then churn around a smaller size.
-        bool put = round < 100000 ? state % 4 != 0 : state % 2 == 0;
-        if (put) {
-            s_tokens_update (tokens, keys[key], &devices[key]);
-            count += !present[key];
-            present[key] = true;
-        } else {
-            s_tokens_delete (tokens, keys[key]);
-            count -= present[key];
-            present[key] = false;
-        }
-        if (round % 997 == 0 || round == 199999)
-            for (size_t index = 0; index < KEYS; index++)
-                assert (s_tokens_lookup (tokens, keys[index]) ==
-                        (present[index] ? &devices[index] : NULL));
-        assert (tokens->count == count);
-    }
-    s_tokens_destroy (&tokens);
-    assert (!tokens);
-}
-
-//  A schedule's text packs as expected (0 windows if message is NULL),
-//  or is refused with message.
-static void
-s_schedule_check (const char *text, const uint32_t *expected, const char *message)
-{
-    json_error_t error;
-    json_t *schedule = json_loads (text, JSON_DECODE_ANY, &error);
-    assert (schedule);
-    uint32_t windows[PROTO_WINDOWS_MAX];
-    const char *said = NULL;
-    int rc = gateway_cache_schedule_pack (schedule, PROTO_WINDOWS_MAX, windows, &said);
-    if (message) {
-        if (rc != -1 || !said || !streq (said, message))
-            fprintf (stderr, "schedule %s: %s, expected \"%s\"\n", text, said ? said : "accepted",
-                     message);
-        assert (rc == -1 && streq (said, message));
-    } else {
-        assert (rc == 0);
-        for (size_t index = 0; index < PROTO_WINDOWS_MAX; index++)
-            assert (windows[index] == (expected ? expected[index] : 0));
-        //  Written back in the API's form, it packs the same again
-        json_t *again = gateway_cache_schedule_json (windows, PROTO_WINDOWS_MAX);
-        uint32_t repacked[PROTO_WINDOWS_MAX];
-        assert (gateway_cache_schedule_pack (again, PROTO_WINDOWS_MAX, repacked, &said) == 0);
-        assert (memcmp (repacked, windows, sizeof windows) == 0);
-        json_decref (again);
-    }
-    json_decref (schedule);
-}
-
-static void
-s_schedule_test (void)
-{
-    const uint32_t office[] = {PROTO_WINDOW_PACK (0x1f, 9 * 60, 17 * 60),
-                               PROTO_WINDOW_PACK (0x7f, 22 * 60, 7 * 60), 0, 0};
-    s_schedule_check (
-        "[{\"days\": [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"], \"from\": "
-        "\"09:00\", \"to\": \"17:00\"}, {\"days\": [\"sun\", \"sat\", \"fri\", "
-        "\"thu\", \"wed\", \"tue\", \"mon\"], \"from\": \"22:00\", \"to\": \"07:00\"}]",
-        office, NULL);
-    const uint32_t midnight[] = {PROTO_WINDOW_PACK (0x40, 23 * 60 + 59, 0), 0, 0, 0};
-    s_schedule_check ("[{\"days\": [\"sun\"], \"from\": \"23:59\", \"to\": \"00:00\"}]", midnight,
-                      NULL);
-    s_schedule_check ("null", NULL, NULL);
-    const char *day = "{\"days\": [\"mon\"], \"from\": \"01:00\", \"to\": \"02:00\"}";
-    char five[512];
-    snprintf (five, sizeof five, "[%s, %s, %s, %s, %s]", day, day, day, day, day);
-    s_schedule_check (five, NULL, "Use at most 4 time windows.");
-    s_schedule_check ("[]", NULL, "Add at least one time window, or choose always.");
-    s_schedule_check ("{}", NULL,
-                      "Enter the schedule as a list of time windows, or none for always.");
-    s_schedule_check ("\"mon\"", NULL,
-                      "Enter the schedule as a list of time windows, or none for always.");
-    const char *refused = "Give each time window its days, a start and an end, and nothing else.";
-    s_schedule_check ("[1]", NULL, refused);
-    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"01:00\"}]", NULL, refused);
-    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"01:00\", \"to\": \"02:00\", \"x\": 1}]",
-                      NULL, refused);
-    s_schedule_check ("[{\"days\": [], \"from\": \"01:00\", \"to\": \"02:00\"}]", NULL,
-                      "Choose at least one day for each window.");
-    s_schedule_check ("[{\"days\": \"mon\", \"from\": \"01:00\", \"to\": \"02:00\"}]", NULL,
-                      "Choose at least one day for each window.");
-    s_schedule_check ("[{\"days\": [\"Mon\"], \"from\": \"01:00\", \"to\": \"02:00\"}]", NULL,
-                      "Name days as mon, tue, wed, thu, fri, sat or sun.");
-    s_schedule_check ("[{\"days\": [1], \"from\": \"01:00\", \"to\": \"02:00\"}]", NULL,
-                      "Name days as mon, tue, wed, thu, fri, sat or sun.");
-    s_schedule_check ("[{\"days\": [\"mon\", \"tue\", \"mon\"], \"from\": \"01:00\", \"to\": "
-                      "\"02:00\"}]",
-                      NULL, "Choose each day only once in a window.");
-    const char *clock = "Enter a time as HH:MM, like 22:00.";
-    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"24:00\", \"to\": \"02:00\"}]", NULL,
-                      clock);
-    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"01:00\", \"to\": \"2:00\"}]", NULL,
-                      clock);
-    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"01:60\", \"to\": \"02:00\"}]", NULL,
-                      clock);
-    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": 60, \"to\": \"02:00\"}]", NULL, clock);
-    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"01:00\", \"to\": null}]", NULL, clock);
-    s_schedule_check ("[{\"days\": [\"mon\"], \"from\": \"02:00\", \"to\": \"02:00\"}]", NULL,
-                      "Give each window an end that differs from its start.");
-    //  Every packed value is one the proto decoder accepts
-    uint32_t windows[PROTO_WINDOWS_MAX];
-    const char *said;
-    json_t *schedule =
-        json_loads ("[{\"days\": [\"mon\"], \"from\": \"23:59\", \"to\": \"23:58\"}]", 0, NULL);
-    assert (gateway_cache_schedule_pack (schedule, PROTO_WINDOWS_MAX, windows, &said) == 0);
-    assert (proto_window_valid (windows[0]) && windows[0] != 0);
-    json_decref (schedule);
-}
-
 void
 gateway_cache_test (bool verbose)
 {
     printf (" * gateway_cache: ");
-    s_tokens_check ();
-    s_schedule_test ();
 
     //  Without a database: direct puts, expiry and constant-time matching.
     gateway_cache_t *cache = gateway_cache_new (NULL);
@@ -1478,7 +859,7 @@ gateway_cache_test (bool verbose)
     assert (gateway_cache_device (cache, hash, &device));
     assert (device.id == 5 && device.user == 6);
     assert (!gateway_cache_device (cache, other, &device));
-    gateway_cache_put_device (cache, hash, 5, 6, gateway_http_now_ms () - 1);
+    gateway_cache_put_device (cache, hash, 5, 6, gateway_time_now_ms () - 1);
     assert (!gateway_cache_device (cache, hash, &device));
     //  Re-putting a device drops its old token.
     gateway_cache_put_device (cache, other, 5, 6, 0);
@@ -1494,13 +875,9 @@ gateway_cache_test (bool verbose)
     gateway_cache_destroy (&cache);
     gateway_cache_destroy (&cache);
 
-    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
-    if (!conninfo || !*conninfo) {
-        printf ("skipped database part (PHANTOM_TEST_DATABASE unset)\n");
-        exit (77);
-    }
-    PGconn *conn = PQconnectdb (conninfo);
-    assert (PQstatus (conn) == CONNECTION_OK);
+    const char *conninfo =
+        gateway_fixture_database ("skipped database part (PHANTOM_TEST_DATABASE unset)");
+    PGconn *conn = gateway_fixture_connect (conninfo);
     char email[64];
     snprintf (email, sizeof email, "cache-%d-%" PRId64 "@test", (int)getpid (), zclock_time ());
     const char *user_parameters[] = {email};
@@ -1512,8 +889,8 @@ gateway_cache_test (bool verbose)
     crypto_hash_sha256 (current, (const uint8_t *)"current-token", 13);
     crypto_hash_sha256 (previous, (const uint8_t *)"previous-token", 14);
     char current_hex[65], previous_hex[65];
-    s_hex (current, current_hex);
-    s_hex (previous, previous_hex);
+    sodium_bin2hex (current_hex, sizeof current_hex, current, 32);
+    sodium_bin2hex (previous_hex, sizeof previous_hex, previous, 32);
     const char *device_parameters[] = {user_id, current_hex, previous_hex};
     char *device_id = s_value (conn,
                                "INSERT INTO devices (user_id, name, token_hash, "

@@ -13,6 +13,8 @@
     =========================================================================
 */
 #include "gateway.h"
+#include "gateway_fixture.h"
+#include "proto_pg.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -26,7 +28,8 @@ typedef struct {
 
 struct _gateway_db_t {
     char *conninfo;        //  libpq connection string
-    char *options;         //  startup options with the statement timeout, NULL: none
+    char *application;     //  application_name of its connections
+    int statement_timeout_ms; //  bound of every statement, 0: none
     int size;              //  most connections
     int share;             //  most connections one owner holds at once
     pthread_mutex_t mutex; //  guards the fields below
@@ -37,6 +40,24 @@ struct _gateway_db_t {
     s_holder_t *holders;   //  connections owners hold, size entries
 };
 
+//  The application_name the connection string (or PGAPPNAME) gives, else
+//  "phantom-gateway": a test names its pool's backends so that it can find
+//  them in pg_stat_activity. Caller frees.
+static char *
+s_application (const char *conninfo)
+{
+    char *name = NULL;
+    PQconninfoOption *parsed = PQconninfoParse (conninfo, NULL);
+    for (PQconninfoOption *option = parsed; option && option->keyword; option++)
+        if (streq (option->keyword, "application_name") && option->val && *option->val)
+            name = strdup (option->val);
+    PQconninfoFree (parsed);
+    const char *environment = getenv ("PGAPPNAME");
+    if (!name)
+        name = strdup (environment && *environment ? environment : "phantom-gateway");
+    return name;
+}
+
 gateway_db_t *
 gateway_db_new (const char *conninfo, int size)
 {
@@ -46,11 +67,12 @@ gateway_db_new (const char *conninfo, int size)
     gateway_db_t *self = (gateway_db_t *)zmalloc (sizeof (gateway_db_t));
     assert (self);
     self->conninfo = strdup (conninfo);
+    self->application = s_application (conninfo);
     self->size = size;
     self->share = size;
     self->idle = (PGconn **)calloc ((size_t)size, sizeof (PGconn *));
     self->holders = (s_holder_t *)calloc ((size_t)size, sizeof (s_holder_t));
-    assert (self->conninfo && self->idle && self->holders);
+    assert (self->conninfo && self->application && self->idle && self->holders);
     pthread_mutex_init (&self->mutex, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init (&attr);
@@ -73,7 +95,7 @@ gateway_db_destroy (gateway_db_t **self_p)
         pthread_cond_destroy (&self->cond);
         free (self->holders);
         free (self->idle);
-        free (self->options);
+        free (self->application);
         free (self->conninfo);
         free (self);
         *self_p = NULL;
@@ -87,47 +109,19 @@ gateway_db_set_limits (gateway_db_t *self, int statement_timeout_ms, int share)
     pthread_mutex_lock (&self->mutex);
     assert (self->open_count == 0);
     self->share = share < 1 ? 1 : share > self->size ? self->size : share;
-    free (self->options);
-    self->options = NULL;
-    if (statement_timeout_ms > 0) {
-        //  A startup option rather than a SET: it outlives PQreset (a
-        //  reconnect after a PostgreSQL restart), and RESET, which the
-        //  export sends before it gives a connection back, returns to it.
-        //  Added to whatever options the connection string already has.
-        PQconninfoOption *parsed = PQconninfoParse (self->conninfo, NULL);
-        const char *given = NULL;
-        for (PQconninfoOption *option = parsed; option && option->keyword; option++)
-            if (streq (option->keyword, "options") && option->val && *option->val)
-                given = option->val;
-        self->options = zsys_sprintf ("%s%s-c statement_timeout=%d", given ? given : "",
-                                      given ? " " : "", statement_timeout_ms);
-        PQconninfoFree (parsed);
-        assert (self->options);
-    }
+    //  A startup option rather than a SET (proto_pg_connect adds it to the
+    //  string's own options): it outlives PQreset (a reconnect after a
+    //  PostgreSQL restart), and RESET, which the export sends before it
+    //  gives a connection back, returns to it.
+    self->statement_timeout_ms = statement_timeout_ms > 0 ? statement_timeout_ms : 0;
     pthread_mutex_unlock (&self->mutex);
 }
 
-//  Opens a connection; NULL if PostgreSQL does not answer.
+//  Opens a connection, bounded and in UTC; NULL if PostgreSQL does not answer.
 static PGconn *
 s_connect (gateway_db_t *self)
 {
-    PGconn *conn;
-    if (self->options) {
-        //  The connection string is expanded in dbname's place, so the
-        //  options after it win over its own.
-        const char *keywords[] = {"dbname", "options", NULL};
-        const char *values[] = {self->conninfo, self->options, NULL};
-        conn = PQconnectdbParams (keywords, values, 1);
-    } else
-        conn = PQconnectdb (self->conninfo);
-    if (PQstatus (conn) != CONNECTION_OK) {
-        zsys_warning ("gateway db - cannot connect: %s", PQerrorMessage (conn));
-        PQfinish (conn);
-        return NULL;
-    }
-    //  Timestamps in UTC, whatever the server's default.
-    PQclear (PQexec (conn, "SET TIME ZONE 'UTC'"));
-    return conn;
+    return proto_pg_connect (self->conninfo, self->application, self->statement_timeout_ms);
 }
 
 //  Connections owner holds now (or that are being opened for it).
@@ -340,11 +334,7 @@ void
 gateway_db_test (bool verbose)
 {
     printf (" * gateway_db: ");
-    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
-    if (!conninfo || !*conninfo) {
-        printf ("skipped (PHANTOM_TEST_DATABASE unset)\n");
-        exit (77);
-    }
+    const char *conninfo = gateway_fixture_database ("skipped (PHANTOM_TEST_DATABASE unset)");
     s_test_limits (conninfo);
     gateway_db_t *db = gateway_db_new (conninfo, 2);
     PGconn *first = gateway_db_acquire (db, 1000);

@@ -20,6 +20,7 @@
 */
 #include "gateway_live.h"
 #include "proto_curve.h"
+#include "proto_pg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -128,7 +129,7 @@ static json_t *
 s_time (int64_t ms)
 {
     char text[32];
-    gateway_http_iso8601 (ms, text);
+    gateway_time_format (ms, text);
     return json_string (text);
 }
 
@@ -176,14 +177,11 @@ s_event (gateway_live_t *self, const proto_event_t *event)
 static PGconn *
 s_listen_connect (gateway_live_t *self)
 {
-    PGconn *pg = PQconnectdb (self->conninfo);
-    if (PQstatus (pg) != CONNECTION_OK) {
-        zsys_warning ("gateway live - cannot connect to PostgreSQL: %s", PQerrorMessage (pg));
-        PQfinish (pg);
-        return NULL;
-    }
     //  The unread count below runs on this thread: bound it.
-    PGresult *result = PQexec (pg, "SET statement_timeout = 2000; LISTEN phantom_notification");
+    PGconn *pg = proto_pg_connect (self->conninfo, "phantom-gateway-live", 2000);
+    if (!pg)
+        return NULL;
+    PGresult *result = PQexec (pg, "LISTEN phantom_notification");
     bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
     PQclear (result);
     if (!ok) {
@@ -302,12 +300,7 @@ s_thread (void *argument)
 static void
 s_address (const char *text, uint8_t address[16])
 {
-    memset (address, 0, 16);
-    struct in_addr v4;
-    if (text && inet_pton (AF_INET, text, &v4) == 1) {
-        address[10] = address[11] = 0xff;
-        memcpy (address + 12, &v4, 4);
-    } else if (text && inet_pton (AF_INET6, text, address) != 1)
+    if (!gateway_http_client_address_parse (text, address))
         memset (address, 0, 16);
 }
 
@@ -531,6 +524,7 @@ gateway_live_destroy (gateway_live_t **self_p)
 //  PUB standing in for a detector.
 
 #include "gateway_api.h"
+#include "gateway_fixture.h"
 
 #include <netinet/in.h>
 #include <poll.h>
@@ -672,13 +666,8 @@ gateway_live_test (bool verbose)
         free (stream.events[stream.head]);
     pthread_cond_destroy (&stream.wake);
 
-    const char *conninfo = getenv ("PHANTOM_TEST_DATABASE");
-    if (!conninfo || !*conninfo) {
-        printf ("skipped (PHANTOM_TEST_DATABASE unset; ring OK)\n");
-        exit (77);
-    }
-    PGconn *pg = PQconnectdb (conninfo);
-    assert (PQstatus (pg) == CONNECTION_OK);
+    const char *conninfo = gateway_fixture_database ("skipped (PHANTOM_TEST_DATABASE unset; ring OK)");
+    PGconn *pg = gateway_fixture_connect (conninfo);
 
     //  A detector's event PUB, partition 0 of two.
     zsock_t *pub = zsock_new (ZMQ_PUB);
@@ -709,7 +698,7 @@ gateway_live_test (bool verbose)
     assert (gateway.live);
     assert (gateway.live->endpoint_count == 2 && gateway.live->stream_max_per_user == 2 &&
             gateway.live->stream_max_per_address == 3 && gateway.live->stream_max == 4);
-    int http_port = gateway_api_test_http_start (&gateway, "8");
+    int http_port = gateway_fixture_api_start (&gateway, "8");
 
     char suffix[17], email[96];
     snprintf (suffix, sizeof suffix, "%08x%08x", (unsigned)randombytes_random (),

@@ -12,26 +12,17 @@
 #include "gateway_web.h"
 #include "gateway_json.h"
 #include "gateway_scanner.h"
-
-//  gwapi's class test, if gateway_api.c provides one.
-extern void gateway_api_test (bool verbose) __attribute__ ((weak));
-
-static void
-s_api_test (bool verbose)
-{
-    if (gateway_api_test)
-        gateway_api_test (verbose);
-    else {
-        printf (" * gateway_api: skipped (no test)\n");
-        exit (77);
-    }
-}
+#include "gateway_port_table.h"
+#include "gateway_token_table.h"
+#include "gateway_token_use.h"
 
 static const struct {
     const char *name;
     void (*test) (bool verbose);
 } s_tests[] = {
     {"gateway_http", gateway_http_test},
+    {"gateway_http_client", gateway_http_client_test},
+    {"gateway_http_rate", gateway_http_rate_test},
     {"gateway_pipeline", gateway_pipeline_test},
     {"gateway_time", gateway_time_test},
     {"gateway_json", gateway_json_test},
@@ -41,7 +32,14 @@ static const struct {
     {"gateway_emoncms", gateway_emoncms_test},
     {"gateway_db", gateway_db_test},
     {"gateway_cache", gateway_cache_test},
-    {"gateway_api", s_api_test},
+    {"gateway_cache_schedule", gateway_cache_schedule_test},
+    {"gateway_port_table", gateway_port_table_test},
+    {"gateway_token_table", gateway_token_table_test},
+    {"gateway_token_use", gateway_token_use_test},
+    {"gateway_api", gateway_api_test},
+    {"gateway_api_password", gateway_api_password_test},
+    {"gateway_api_request", gateway_api_request_test},
+    {"gateway_api_token", gateway_api_token_test},
     {"gateway_api_export", gateway_api_export_test},
     {"gateway_live", gateway_live_test},
     {"gateway_web", gateway_web_test},

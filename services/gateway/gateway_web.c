@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "gateway_web.h"
+#include "gateway_fixture.h"
 
 
 //  The dashboard loads only its own files and talks only to its own origin.
@@ -238,7 +239,7 @@ gateway_web_test (bool verbose)
     int port = ports [0].port;
 
     static char reply [512 * 1024];
-    int status = gateway_http_test_exchange (port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", reply, sizeof reply);
+    int status = gateway_fixture_exchange (port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", reply, sizeof reply);
     if (verbose)
         printf ("\n%.*s\n", 600, reply);
     assert (status == 200);
@@ -255,7 +256,7 @@ gateway_web_test (bool verbose)
     char request [512];
     snprintf (request, sizeof request, "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n",
               index->etag);
-    status = gateway_http_test_exchange (port, request, reply, sizeof reply);
+    status = gateway_fixture_exchange (port, request, reply, sizeof reply);
     assert (status == 304);
     body = strstr (reply, "\r\n\r\n");
     assert (body && body [4] == 0);
@@ -263,12 +264,12 @@ gateway_web_test (bool verbose)
     for (size_t at = 0; at < gateway_web_asset_count; at++) {
         const gateway_web_asset_t *asset = &gateway_web_assets [at];
         snprintf (request, sizeof request, "GET %s?v=1 HTTP/1.1\r\nHost: x\r\n\r\n", asset->path);
-        status = gateway_http_test_exchange (port, request, reply, sizeof reply);
+        status = gateway_fixture_exchange (port, request, reply, sizeof reply);
         assert (status == 200);
         body = strstr (reply, "\r\n\r\n");
         assert (body && memcmp (body + 4, asset->data, asset->size) == 0);
         snprintf (request, sizeof request, "HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n", asset->path);
-        status = gateway_http_test_exchange (port, request, reply, sizeof reply);
+        status = gateway_fixture_exchange (port, request, reply, sizeof reply);
         assert (status == 200);
         body = strstr (reply, "\r\n\r\n");
         assert (body && body [4] == 0);
@@ -280,13 +281,13 @@ gateway_web_test (bool verbose)
     };
     for (int at = 0; not_found [at]; at++) {
         snprintf (request, sizeof request, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", not_found [at]);
-        status = gateway_http_test_exchange (port, request, reply, sizeof reply);
+        status = gateway_fixture_exchange (port, request, reply, sizeof reply);
         if (verbose)
             printf ("%s -> %d\n", not_found [at], status);
         assert (status == 404 || status == 400);
         assert (!strstr (reply, "root:"));
     }
-    status = gateway_http_test_exchange (port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    status = gateway_fixture_exchange (port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
                              reply, sizeof reply);
     assert (status == 405);
     mg_stop (gateway.http);

@@ -62,7 +62,7 @@ s_validators (const char *text)
     if (gateway_api_email_normalize (text, email) == 0)
         S_CHECK (strlen (email) == strlen (text));
     int64_t ms;
-    int rc = gateway_sensor_parse_time (text, &ms);
+    int rc = gateway_time_parse (text, &ms);
     S_CHECK (rc == 0 || rc == -1);
 }
 

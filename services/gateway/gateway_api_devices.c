@@ -1,0 +1,226 @@
+/*  =========================================================================
+    gateway_api_devices - /api/devices: a user's devices and their tokens
+
+    After a change the sensor path depends on commits, the cache is
+    refreshed at once so the very next reading sees it.
+    =========================================================================
+*/
+#include "gateway_api.h"
+
+#include <sodium.h>
+
+#define S_DEVICE_COLUMNS                                                                           \
+    "id, name, token_hash IS NOT NULL, " GATEWAY_API_MS ("token_created_at") ", " GATEWAY_API_MS ( \
+        "token_last_used_at") ", " GATEWAY_API_MS ("created_at") ", " GATEWAY_API_MS ("token_"     \
+                                                                                      "expires_"   \
+                                                                                      "at")
+
+//  Of S_DEVICE_COLUMNS.
+static const gateway_api_member_t s_device_members[] = {
+    {"id", 0, GATEWAY_API_INTEGER},           {"name", 1, GATEWAY_API_TEXT},
+    {"hasToken", 2, GATEWAY_API_BOOL},        {"tokenCreatedAt", 3, GATEWAY_API_TIME},
+    {"tokenLastUsedAt", 4, GATEWAY_API_TIME}, {"createdAt", 5, GATEWAY_API_TIME},
+    {"tokenExpiresAt", 6, GATEWAY_API_TIME},  {0}};
+
+//  ==========================================================================
+//  /api/devices
+
+//  Answers {device} from a one-row result, and the token when there is one;
+//  then refreshes the cache entry when asked (the statement has committed
+//  by now).
+static int
+s_send_device (gateway_api_request_t *request, PGresult *result, int status, const char *message,
+               const char *token, bool refresh)
+{
+    int64_t device = strtoll (PQgetvalue (result, 0, 0), NULL, 10);
+    json_t *data =
+        json_pack ("{s:o}", "device", gateway_api_object_from_row (result, 0, s_device_members));
+    if (token)
+        json_object_set_new (data, "token", json_string (token));
+    PQclear (result);
+    if (refresh)
+        gateway_cache_refresh_device (request->gateway->cache, device);
+    return gateway_http_send_data (request->conn, status, message, data);
+}
+
+static int
+s_devices_list (gateway_api_request_t *request)
+{
+    return gateway_api_send_list (
+        request, "SELECT " S_DEVICE_COLUMNS " FROM devices WHERE user_id = $1::bigint ORDER BY id",
+        "devices", s_device_members);
+}
+
+//  Create and rename: a body {name}; sql gets $1 the user, $2 the name and,
+//  when count is 3, $3 the device.
+static int
+s_devices_save (gateway_api_request_t *request, const char *sql, int count, int success,
+                const char *message)
+{
+    json_t *body;
+    int status = gateway_api_read_body (request, &body);
+    if (status)
+        return status;
+    const char *name;
+    if ((status = gateway_api_field_string (request, body, "name", true, 1, GATEWAY_API_NAME_MAX,
+                                            &name)) == 0) {
+        const char *values[] = {request->user_text, name, request->segments[1]};
+        PGresult *result = gateway_api_run_found (request, &status, sql, count, values);
+        if (result)
+            status = s_send_device (request, result, success, message, NULL, false);
+    }
+    json_decref (body);
+    return status;
+}
+
+static int
+s_devices_create (gateway_api_request_t *request)
+{
+    return s_devices_save (
+        request,
+        "INSERT INTO devices (user_id, name) VALUES ($1::bigint, $2) RETURNING " S_DEVICE_COLUMNS,
+        2, 201, "Device created");
+}
+
+static int
+s_devices_update (gateway_api_request_t *request)
+{
+    return s_devices_save (
+        request,
+        "UPDATE devices SET name = $2 WHERE id = $3::bigint AND user_id = $1::bigint"
+        " RETURNING " S_DEVICE_COLUMNS,
+        3, 200, "Device updated");
+}
+
+static int
+s_devices_get (gateway_api_request_t *request)
+{
+    const char *values[] = {request->segments[1], request->user_text};
+    int status;
+    PGresult *result = gateway_api_run_found (
+        request, &status,
+        "SELECT " S_DEVICE_COLUMNS " FROM devices WHERE id = $1::bigint AND user_id = $2::bigint",
+        2, values);
+    return result ? s_send_device (request, result, 200, NULL, NULL, false) : status;
+}
+
+//  Issues a new token. The current one, if any, becomes the previous one and
+//  stays valid for a 5-minute grace, so a board can be re-flashed without
+//  losing readings; the one before that is dropped.
+//  An optional body {expiresInDays: 1..3650} makes the token expire; the
+//  cache stops accepting it then. {"format": "emoncms"} issues it as an
+//  Emoncms apikey (gateway_emoncms).
+static int
+s_devices_token_create (gateway_api_request_t *request)
+{
+    const struct mg_request_info *info = mg_get_request_info (request->conn);
+    char days_text[24] = "";
+    bool emoncms = false;
+    int status;
+    if (info && info->content_length > 0) {
+        json_t *body;
+        if ((status = gateway_api_read_body (request, &body)))
+            return status;
+        int64_t days;
+        bool present;
+        status = gateway_api_field_integer (request, body, "expiresInDays", false, 1, 3650, &days,
+                                            &present);
+        //  "emoncms": emonhub and IoTaWatt take only an apikey of 32 hex
+        //  digits (IoTaWatt decodes it to 16 bytes), so such a token is 128
+        //  random bits in that form; it is looked up like any other.
+        json_t *format = json_object_get (body, "format");
+        if (!status && format) {
+            if (json_is_string (format) && streq (json_string_value (format), "emoncms"))
+                emoncms = true;
+            else if (!(json_is_string (format) && streq (json_string_value (format), "default")))
+                status = gateway_api_invalid_field (request, "format",
+                                                    "Use \"default\" or \"emoncms\".");
+        }
+        json_decref (body);
+        if (status)
+            return status;
+        if (present)
+            snprintf (days_text, sizeof days_text, "%" PRId64, days);
+    }
+    char token[GATEWAY_API_TOKEN_CHARS + 1], token_hash[GATEWAY_API_HASH_TEXT];
+    gateway_api_token_new (token, token_hash);
+    if (emoncms) {
+        uint8_t random[16];
+        randombytes_buf (random, sizeof random);
+        sodium_bin2hex (token, sizeof token, random, sizeof random);
+        sodium_memzero (random, sizeof random);
+        gateway_api_token_hash_text (token, token_hash);
+    }
+    const char *values[] = {request->segments[1], request->user_text, token_hash,
+                            *days_text ? days_text : NULL};
+    //  SET expressions see the row as it was, so token_hash on the right is the old one.
+    PGresult *result = gateway_api_run_found (
+        request, &status,
+        "UPDATE devices SET previous_token_hash = token_hash,"
+        " previous_token_expires_at = CASE WHEN token_hash IS NULL THEN NULL"
+        "                             ELSE now () + interval '5 minutes' END,"
+        " token_hash = $3::bytea, token_created_at = now (),"
+        " token_expires_at = now () + $4::integer * interval '1 day',"
+        " token_last_used_at = NULL"
+        " WHERE id = $1::bigint AND user_id = $2::bigint RETURNING " S_DEVICE_COLUMNS,
+        4, values);
+    return result ? s_send_device (request, result, 201, "Device token created", token, true)
+                  : status;
+}
+
+//  Revokes current and previous token at once: a leaked token stops now.
+static int
+s_devices_token_revoke (gateway_api_request_t *request)
+{
+    const char *values[] = {request->segments[1], request->user_text};
+    int status;
+    PGresult *result = gateway_api_run_found (
+        request, &status,
+        "UPDATE devices SET token_hash = NULL, token_created_at = NULL, token_expires_at = NULL,"
+        " previous_token_hash = NULL, previous_token_expires_at = NULL"
+        " WHERE id = $1::bigint AND user_id = $2::bigint RETURNING " S_DEVICE_COLUMNS,
+        2, values);
+    return result ? s_send_device (request, result, 200, "Device token revoked", NULL, true)
+                  : status;
+}
+
+//  The device goes with its ports (foreign key cascade, episodes with them)
+//  and their readings, which have no foreign key, in one statement. All
+//  parts see the rows as they were, so "ports" still lists what the cascade
+//  removes.
+static int
+s_devices_delete (gateway_api_request_t *request)
+{
+    const char *values[] = {request->segments[1], request->user_text};
+    int status;
+    PGresult *result = gateway_api_run_found (
+        request, &status,
+        "WITH device AS (DELETE FROM devices WHERE id = $1::bigint AND user_id = $2::bigint"
+        "                RETURNING id),"
+        " owned AS (SELECT id FROM ports WHERE device_id IN (SELECT id FROM device)),"
+        " readings AS (DELETE FROM readings WHERE port_id IN (SELECT id FROM owned)),"
+        " keys AS (DELETE FROM reading_keys WHERE device_id IN (SELECT id FROM device))"
+        " SELECT (SELECT id FROM device), id::text FROM owned"
+        " UNION ALL SELECT id, NULL FROM device",
+        2, values);
+    if (!result)
+        return status;
+    int rows = PQntuples (result);
+    gateway_cache_refresh_device (request->gateway->cache,
+                                  strtoll (request->segments[1], NULL, 10));
+    for (int row = 0; row < rows; row++)
+        if (!PQgetisnull (result, row, 1))
+            gateway_cache_refresh_port (request->gateway->cache, PQgetvalue (result, row, 1));
+    PQclear (result);
+    return gateway_http_send_data (request->conn, 200, "Device deleted", json_object ());
+}
+
+const gateway_api_route_t gateway_api_devices_routes[] = {
+    {"GET", "devices", true, s_devices_list},
+    {"POST", "devices", true, s_devices_create},
+    {"GET", "devices/:id", true, s_devices_get},
+    {"PATCH", "devices/:id", true, s_devices_update},
+    {"DELETE", "devices/:id", true, s_devices_delete},
+    {"POST", "devices/:id/token", true, s_devices_token_create},
+    {"DELETE", "devices/:id/token", true, s_devices_token_revoke},
+    {0}};
