@@ -14,12 +14,12 @@
 #include <stdlib.h>
 
 //  abort() so libFuzzer records the input even in release builds
-#define S_CHECK(condition)                                                         \
-    do {                                                                           \
-        if (!(condition)) {                                                        \
-            fprintf (stderr, "fuzz_proto: check failed: %s\n", #condition);        \
-            abort ();                                                              \
-        }                                                                          \
+#define S_CHECK(condition)                                                                         \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            fprintf (stderr, "fuzz_proto: check failed: %s\n", #condition);                        \
+            abort ();                                                                              \
+        }                                                                                          \
     } while (0)
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-    static proto_ack_t acks [PROTO_ACKS_MAX];    //  libFuzzer runs one input at a time
+    static proto_ack_t acks[PROTO_ACKS_MAX]; //  libFuzzer runs one input at a time
     proto_buffer_t buffer;
     proto_buffer_init (&buffer);
 
@@ -62,7 +62,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     rc = proto_event_decode (data, size, &event);
     S_CHECK (rc == 0 || rc == -2);
     if (rc == 0) {
-        char topic [PROTO_TOPIC_MAX + 1];
+        char topic[PROTO_TOPIC_MAX + 1];
         proto_event_topic (&event, topic);
         S_CHECK (proto_event_encode (&event, &buffer) == 0);
         S_CHECK (proto_event_decode (buffer.data, buffer.size, &event) == 0);
@@ -71,15 +71,15 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     //  As a batch message: frame after frame until one fails; each used
     //  length stays inside what is left, and what decodes re-encodes.
     size_t offset = 0, used = 0;
-    while (offset < size && proto_reading_decode_next (data + offset, size - offset, &reading,
-                                                       &used) == 0) {
+    while (offset < size &&
+           proto_reading_decode_next (data + offset, size - offset, &reading, &used) == 0) {
         S_CHECK (used > 0 && used <= size - offset);
         S_CHECK (proto_reading_encode (&reading, &buffer) == 0);
         offset += used;
     }
     offset = 0;
-    while (offset < size && proto_verdict_decode_next (data + offset, size - offset, &verdict,
-                                                       &used) == 0) {
+    while (offset < size &&
+           proto_verdict_decode_next (data + offset, size - offset, &verdict, &used) == 0) {
         S_CHECK (used > 0 && used <= size - offset);
         S_CHECK (proto_verdict_encode (&verdict, &buffer) == 0);
         offset += used;

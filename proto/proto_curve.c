@@ -16,22 +16,22 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
-#define S_KEY_SIZE 32               //  CURVE keys, binary
-#define S_HANDLERS_MAX 8            //  binder contexts per process
+#define S_KEY_SIZE 32    //  CURVE keys, binary
+#define S_HANDLERS_MAX 8 //  binder contexts per process
 #define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
-#define S_ZAP_FRAMES 8              //  version .. credentials; more are drained
+#define S_ZAP_FRAMES 8 //  version .. credentials; more are drained
 
 typedef struct {
-    void *context;                  //  the context it serves, NULL = free slot
-    void *socket;                   //  REP bound at S_ZAP_ENDPOINT in context
-    char *allowed;                  //  directory of allowed public certs
+    void *context; //  the context it serves, NULL = free slot
+    void *socket;  //  REP bound at S_ZAP_ENDPOINT in context
+    char *allowed; //  directory of allowed public certs
 } s_handler_t;
 
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
-static s_handler_t s_handlers [S_HANDLERS_MAX];
-static char s_default_dir [1024];   //  curve_dir when the config has none
-static int s_process_enabled;       //  proto_curve_configure's curve value
-static char s_process_dir [1024];   //  and its curve_dir
+static s_handler_t s_handlers[S_HANDLERS_MAX];
+static char s_default_dir[1024]; //  curve_dir when the config has none
+static int s_process_enabled;    //  proto_curve_configure's curve value
+static char s_process_dir[1024]; //  and its curve_dir
 
 //  --------------------------------------------------------------------------
 //  true when public key is in one of the *.cert files of directory.
@@ -68,8 +68,8 @@ s_zap_reply (void *socket, zmq_msg_t *request_id, const char *status, const char
     zmq_send (socket, zmq_msg_data (request_id), zmq_msg_size (request_id), ZMQ_SNDMORE);
     zmq_send (socket, status, strlen (status), ZMQ_SNDMORE);
     zmq_send (socket, text, strlen (text), ZMQ_SNDMORE);
-    zmq_send (socket, "", 0, ZMQ_SNDMORE);     //  user id
-    zmq_send (socket, "", 0, 0);               //  metadata
+    zmq_send (socket, "", 0, ZMQ_SNDMORE); //  user id
+    zmq_send (socket, "", 0, 0);           //  metadata
 }
 
 //  Answers one ZAP request (RFC 27): version, request id, domain, address,
@@ -77,7 +77,7 @@ s_zap_reply (void *socket, zmq_msg_t *request_id, const char *status, const char
 static int
 s_zap_answer (s_handler_t *handler)
 {
-    zmq_msg_t frames [S_ZAP_FRAMES];
+    zmq_msg_t frames[S_ZAP_FRAMES];
     int count = 0;
     bool more = true;
     while (more) {
@@ -86,45 +86,44 @@ s_zap_answer (s_handler_t *handler)
         if (zmq_msg_recv (&frame, handler->socket, 0) == -1) {
             zmq_msg_close (&frame);
             for (int index = 0; index < count; index++)
-                zmq_msg_close (&frames [index]);
+                zmq_msg_close (&frames[index]);
             return errno == ETERM ? -1 : 0;
         }
         more = zmq_msg_more (&frame);
         if (count < S_ZAP_FRAMES)
-            frames [count++] = frame;
+            frames[count++] = frame;
         else
             zmq_msg_close (&frame);
     }
     if (count >= 6) {
-        char mechanism [16] = "";
-        char address [64] = "";
-        size_t size = zmq_msg_size (&frames [5]);
+        char mechanism[16] = "";
+        char address[64] = "";
+        size_t size = zmq_msg_size (&frames[5]);
         if (size < sizeof mechanism)
-            memcpy (mechanism, zmq_msg_data (&frames [5]), size);
-        size = zmq_msg_size (&frames [3]);
-        memcpy (address, zmq_msg_data (&frames [3]), size < sizeof address ? size : sizeof address - 1);
-        if (streq (mechanism, "CURVE") && count >= 7 && zmq_msg_size (&frames [6]) == S_KEY_SIZE) {
-            const uint8_t *key = (const uint8_t *) zmq_msg_data (&frames [6]);
+            memcpy (mechanism, zmq_msg_data (&frames[5]), size);
+        size = zmq_msg_size (&frames[3]);
+        memcpy (address, zmq_msg_data (&frames[3]),
+                size < sizeof address ? size : sizeof address - 1);
+        if (streq (mechanism, "CURVE") && count >= 7 && zmq_msg_size (&frames[6]) == S_KEY_SIZE) {
+            const uint8_t *key = (const uint8_t *)zmq_msg_data (&frames[6]);
             if (s_key_allowed (handler->allowed, key))
-                s_zap_reply (handler->socket, &frames [1], "200", "OK");
+                s_zap_reply (handler->socket, &frames[1], "200", "OK");
             else {
-                char text [41];
+                char text[41];
                 zmq_z85_encode (text, key, S_KEY_SIZE);
                 zsys_warning ("proto curve - refused client key %s from %s", text, address);
-                s_zap_reply (handler->socket, &frames [1], "400", "key not allowed");
+                s_zap_reply (handler->socket, &frames[1], "400", "key not allowed");
             }
-        }
-        else
-        if (streq (mechanism, "NULL"))
+        } else if (streq (mechanism, "NULL"))
             //  Only CURVE binders name our domain; NULL keeps classic behaviour.
-            s_zap_reply (handler->socket, &frames [1], "200", "OK");
+            s_zap_reply (handler->socket, &frames[1], "200", "OK");
         else {
             zsys_warning ("proto curve - refused mechanism '%s' from %s", mechanism, address);
-            s_zap_reply (handler->socket, &frames [1], "400", "mechanism not allowed");
+            s_zap_reply (handler->socket, &frames[1], "400", "mechanism not allowed");
         }
     }
     for (int index = 0; index < count; index++)
-        zmq_msg_close (&frames [index]);
+        zmq_msg_close (&frames[index]);
     return 0;
 }
 
@@ -132,7 +131,7 @@ s_zap_answer (s_handler_t *handler)
 static void *
 s_handler_run (void *args)
 {
-    s_handler_t *handler = (s_handler_t *) args;
+    s_handler_t *handler = (s_handler_t *)args;
     while (true) {
         zmq_pollitem_t item = {handler->socket, 0, ZMQ_POLLIN, 0};
         //  Bounded wait; ETERM (the context ends) is what stops us.
@@ -159,24 +158,22 @@ s_handler_ensure (void *context, const char *allowed)
     pthread_mutex_lock (&s_lock);
     s_handler_t *free_slot = NULL;
     for (int index = 0; index < S_HANDLERS_MAX; index++) {
-        if (s_handlers [index].context == context) {
+        if (s_handlers[index].context == context) {
             pthread_mutex_unlock (&s_lock);
             return 0;
         }
-        if (!s_handlers [index].context && !free_slot)
-            free_slot = &s_handlers [index];
+        if (!s_handlers[index].context && !free_slot)
+            free_slot = &s_handlers[index];
     }
     int rc = -1;
     void *socket = free_slot ? zmq_socket (context, ZMQ_REP) : NULL;
     int linger = 0;
     if (!free_slot)
         zsys_error ("proto curve - more than %d binder contexts", S_HANDLERS_MAX);
-    else
-    if (!socket)
+    else if (!socket)
         zsys_error ("proto curve - cannot create ZAP socket: %s", zmq_strerror (errno));
-    else
-    if (zmq_setsockopt (socket, ZMQ_LINGER, &linger, sizeof linger)
-    ||  zmq_bind (socket, S_ZAP_ENDPOINT))
+    else if (zmq_setsockopt (socket, ZMQ_LINGER, &linger, sizeof linger) ||
+             zmq_bind (socket, S_ZAP_ENDPOINT))
         //  EADDRINUSE: another ZAP handler (zauth?) owns this context.
         zsys_error ("proto curve - cannot bind ZAP handler: %s", zmq_strerror (errno));
     else {
@@ -187,12 +184,11 @@ s_handler_ensure (void *context, const char *allowed)
         pthread_attr_t attributes;
         pthread_attr_init (&attributes);
         pthread_attr_setdetachstate (&attributes, PTHREAD_CREATE_DETACHED);
-        if (free_slot->allowed
-        &&  pthread_create (&thread, &attributes, s_handler_run, free_slot) == 0) {
-            socket = NULL;          //  the thread's now
+        if (free_slot->allowed &&
+            pthread_create (&thread, &attributes, s_handler_run, free_slot) == 0) {
+            socket = NULL; //  the thread's now
             rc = 0;
-        }
-        else {
+        } else {
             zsys_error ("proto curve - cannot start ZAP handler");
             free (free_slot->allowed);
             memset (free_slot, 0, sizeof *free_slot);
@@ -211,12 +207,12 @@ s_cert_load (const char *dir, const char *name, bool secret)
 {
     char *path = zsys_sprintf ("%s/%s.cert", dir, name);
     zcert_t *cert = path ? zcert_load (path) : NULL;
-    static const uint8_t zeros [S_KEY_SIZE] = {0};
+    static const uint8_t zeros[S_KEY_SIZE] = {0};
     if (cert && secret && memcmp (zcert_secret_key (cert), zeros, S_KEY_SIZE) == 0)
         zcert_destroy (&cert);
     if (!cert)
-        zsys_error ("proto curve - cannot load %s%s (run deploy/curve-keys)",
-                    path ? path : name, secret ? "_secret" : "");
+        zsys_error ("proto curve - cannot load %s%s (run deploy/curve-keys)", path ? path : name,
+                    secret ? "_secret" : "");
     zstr_free (&path);
     return cert;
 }
@@ -231,7 +227,7 @@ s_enabled (proto_config_t *config)
         pthread_mutex_unlock (&s_lock);
         return enabled;
     }
-    return (int) proto_config_int (config, "curve");
+    return (int)proto_config_int (config, "curve");
 }
 
 //  --------------------------------------------------------------------------
@@ -260,13 +256,13 @@ proto_curve_configure (proto_config_t *config)
 const char *
 proto_curve_dir (proto_config_t *config)
 {
-    if (!config && s_process_dir [0])
-        return s_process_dir;       //  set once by main, before any thread uses it
+    if (!config && s_process_dir[0])
+        return s_process_dir; //  set once by main, before any thread uses it
     const char *dir = config ? proto_config_str (config, "curve_dir") : NULL;
     if (dir && *dir)
         return dir;
     pthread_mutex_lock (&s_lock);
-    if (!s_default_dir [0]) {
+    if (!s_default_dir[0]) {
         const char *var = getenv ("PHANTOM_VAR");
         snprintf (s_default_dir, sizeof s_default_dir, "%s/curve", var && *var ? var : "var");
     }
@@ -290,11 +286,11 @@ proto_curve_server (void *socket, void *context, proto_config_t *config)
     zcert_t *cert = s_cert_load (dir, "server", true);
     int rc = allowed && cert ? s_handler_ensure (context, allowed) : -1;
     int on = 1;
-    if (rc == 0
-    &&  (zmq_setsockopt (handle, ZMQ_ZAP_DOMAIN, PROTO_CURVE_DOMAIN, strlen (PROTO_CURVE_DOMAIN))
-    ||   zmq_setsockopt (handle, ZMQ_CURVE_SERVER, &on, sizeof on)
-    ||   zmq_setsockopt (handle, ZMQ_CURVE_SECRETKEY, zcert_secret_key (cert), S_KEY_SIZE)
-    ||   zmq_setsockopt (handle, ZMQ_CURVE_PUBLICKEY, zcert_public_key (cert), S_KEY_SIZE))) {
+    if (rc == 0 &&
+        (zmq_setsockopt (handle, ZMQ_ZAP_DOMAIN, PROTO_CURVE_DOMAIN, strlen (PROTO_CURVE_DOMAIN)) ||
+         zmq_setsockopt (handle, ZMQ_CURVE_SERVER, &on, sizeof on) ||
+         zmq_setsockopt (handle, ZMQ_CURVE_SECRETKEY, zcert_secret_key (cert), S_KEY_SIZE) ||
+         zmq_setsockopt (handle, ZMQ_CURVE_PUBLICKEY, zcert_public_key (cert), S_KEY_SIZE))) {
         zsys_error ("proto curve - cannot make a CURVE server: %s", zmq_strerror (errno));
         rc = -1;
     }
@@ -316,10 +312,10 @@ proto_curve_client (void *socket, proto_config_t *config)
     zcert_t *cert = s_cert_load (dir, "client", true);
     zcert_t *server = cert ? s_cert_load (dir, "server", false) : NULL;
     int rc = server ? 0 : -1;
-    if (rc == 0
-    &&  (zmq_setsockopt (handle, ZMQ_CURVE_SERVERKEY, zcert_public_key (server), S_KEY_SIZE)
-    ||   zmq_setsockopt (handle, ZMQ_CURVE_SECRETKEY, zcert_secret_key (cert), S_KEY_SIZE)
-    ||   zmq_setsockopt (handle, ZMQ_CURVE_PUBLICKEY, zcert_public_key (cert), S_KEY_SIZE))) {
+    if (rc == 0 &&
+        (zmq_setsockopt (handle, ZMQ_CURVE_SERVERKEY, zcert_public_key (server), S_KEY_SIZE) ||
+         zmq_setsockopt (handle, ZMQ_CURVE_SECRETKEY, zcert_secret_key (cert), S_KEY_SIZE) ||
+         zmq_setsockopt (handle, ZMQ_CURVE_PUBLICKEY, zcert_public_key (cert), S_KEY_SIZE))) {
         zsys_error ("proto curve - cannot make a CURVE client: %s", zmq_strerror (errno));
         rc = -1;
     }
@@ -341,8 +337,7 @@ s_keypair_ensure (const char *dir, const char *name)
             zcert_set_meta (cert, "name", "phantomwatch %s", name);
             rc = zcert_save (cert, path);
             zcert_destroy (&cert);
-        }
-        else
+        } else
             rc = -1;
         if (rc == 0)
             rc = chmod (secret, 0600);
@@ -414,7 +409,7 @@ proto_curve_test (bool verbose)
         printf ("skipped (libzmq without CURVE)\n");
         return;
     }
-    char dir [] = "/tmp/proto_curve_XXXXXX";
+    char dir[] = "/tmp/proto_curve_XXXXXX";
     assert (mkdtemp (dir));
     assert (proto_curve_keys (dir) == 0);
     char *server_path = zsys_sprintf ("%s/server.cert", dir);
@@ -477,7 +472,7 @@ proto_curve_test (bool verbose)
     zsock_set_curve_serverkey_bin (stranger, zcert_public_key (server_cert));
     assert (zsock_connect (stranger, "tcp://127.0.0.1:%d", port) == 0);
     zsock_set_sndtimeo (stranger, 0);
-    zstr_send (stranger, "stranger");           //  queued, or EAGAIN: both fine
+    zstr_send (stranger, "stranger"); //  queued, or EAGAIN: both fine
     text = s_receive (server, 1000);
     assert (text == NULL);
 
@@ -513,17 +508,17 @@ proto_curve_test (bool verbose)
     zmq_setsockopt (raw, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
     assert (proto_curve_server (raw, context, config) == 0);
     assert (zmq_bind (raw, "tcp://127.0.0.1:*") == 0);
-    char endpoint [64];
+    char endpoint[64];
     size_t endpoint_size = sizeof endpoint;
     assert (zmq_getsockopt (raw, ZMQ_LAST_ENDPOINT, endpoint, &endpoint_size) == 0);
     zsock_t *raw_client = s_socket (ZMQ_PUSH);
     assert (proto_curve_client (raw_client, config) == 0);
     assert (zsock_connect (raw_client, "%s", endpoint) == 0);
     assert (zstr_send (raw_client, "raw") == 0);
-    char buffer [8] = "";
+    char buffer[8] = "";
     assert (zmq_recv (raw, buffer, sizeof buffer - 1, 0) == 3 && streq (buffer, "raw"));
     zmq_close (raw);
-    assert (zmq_ctx_term (context) == 0);       //  returns: the handler let go
+    assert (zmq_ctx_term (context) == 0); //  returns: the handler let go
 
     //  Missing certs: a binder must not be made (it would accept anyone).
     char *empty_path = zsys_sprintf ("%s/empty.conf", dir);

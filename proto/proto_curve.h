@@ -26,7 +26,7 @@
 
 #include "proto_config.h"
 
-#define PROTO_CURVE_DOMAIN "phantomwatch"  //  ZAP domain of every CURVE binder
+#define PROTO_CURVE_DOMAIN "phantomwatch" //  ZAP domain of every CURVE binder
 
 //  Process-wide settings, for classes that are handed endpoints rather than
 //  the config: main calls this once after loading the config; a NULL config

@@ -15,8 +15,8 @@
 #include <czmq.h>
 
 typedef struct {
-    const char *name;               //  class name, as registered with ctest
-    void (*test) (bool verbose);    //  its self test
+    const char *name;            //  class name, as registered with ctest
+    void (*test) (bool verbose); //  its self test
 } s_test_t;
 
 //  Writes one frame per type (and variant) into dir as fuzz seeds.
@@ -40,8 +40,8 @@ s_write_corpus (const char *dir)
     reading.settings.standby_watts = 10.0f;
     reading.settings.min_phantom_seconds = 300;
     reading.settings.role = PROTO_ROLE_SHOULD_BE_OFF;
-    reading.settings.windows [0] = PROTO_WINDOW_PACK (0x7f, 1320, 420);
-    reading.settings.windows [1] = PROTO_WINDOW_PACK (0x1f, 540, 1020);
+    reading.settings.windows[0] = PROTO_WINDOW_PACK (0x7f, 1320, 420);
+    reading.settings.windows[1] = PROTO_WINDOW_PACK (0x1f, 540, 1020);
     strcpy (reading.settings.timezone, "Europe/Berlin");
 
     proto_verdict_t verdict;
@@ -61,9 +61,9 @@ s_write_corpus (const char *dir)
     event.status = PROTO_STATUS_PHANTOM;
     event.previous = PROTO_STATUS_IDLE;
 
-    proto_ack_t acks [3] = {{42, PROTO_ACK_OK, 1001, 1764221000123, PROTO_STATUS_PHANTOM},
-                            {43, PROTO_ACK_RETRY, 0, 0, PROTO_STATUS_UNKNOWN},
-                            {44, PROTO_ACK_REJECTED, -1, 1, PROTO_STATUS_OFFLINE}};
+    proto_ack_t acks[3] = {{42, PROTO_ACK_OK, 1001, 1764221000123, PROTO_STATUS_PHANTOM},
+                           {43, PROTO_ACK_RETRY, 0, 0, PROTO_STATUS_UNKNOWN},
+                           {44, PROTO_ACK_REJECTED, -1, 1, PROTO_STATUS_OFFLINE}};
 
     proto_buffer_t buffer;
     proto_buffer_init (&buffer);
@@ -71,40 +71,49 @@ s_write_corpus (const char *dir)
     for (int which = 0; which < 7 && rc == 0; which++) {
         const char *name = NULL;
         switch (which) {
-            case 0: name = "reading"; rc = proto_reading_encode (&reading, &buffer); break;
-            case 1: name = "verdict"; rc = proto_verdict_encode (&verdict, &buffer); break;
-            case 2:
-                name = "verdict_episode";
-                verdict.has_episode = true;
-                verdict.episode = episode;
-                rc = proto_verdict_encode (&verdict, &buffer);
-                break;
-            case 3: name = "acks"; rc = proto_acks_encode (acks, 3, &buffer); break;
-            case 4:
-                name = "event_status";
-                strcpy (event.kind, "status");
-                rc = proto_event_encode (&event, &buffer);
-                break;
-            case 5:
-                name = "event_phantom";
-                strcpy (event.kind, "phantom.start");
-                event.has_episode = true;
-                event.episode = episode;
-                rc = proto_event_encode (&event, &buffer);
-                break;
-            case 6:
-                //  The offline timer's: no reading, closed episode
-                name = "verdict_no_reading";
-                strcpy (verdict.reading.gateway, PROTO_GATEWAY_NONE);
-                verdict.reading.key [0] = 0;
-                verdict.status = PROTO_STATUS_OFFLINE;
-                verdict.previous = PROTO_STATUS_PHANTOM;
-                verdict.no_reading = true;
-                verdict.has_episode = true;
-                verdict.episode = episode;
-                verdict.episode.end = reading.ts;
-                rc = proto_verdict_encode (&verdict, &buffer);
-                break;
+        case 0:
+            name = "reading";
+            rc = proto_reading_encode (&reading, &buffer);
+            break;
+        case 1:
+            name = "verdict";
+            rc = proto_verdict_encode (&verdict, &buffer);
+            break;
+        case 2:
+            name = "verdict_episode";
+            verdict.has_episode = true;
+            verdict.episode = episode;
+            rc = proto_verdict_encode (&verdict, &buffer);
+            break;
+        case 3:
+            name = "acks";
+            rc = proto_acks_encode (acks, 3, &buffer);
+            break;
+        case 4:
+            name = "event_status";
+            strcpy (event.kind, "status");
+            rc = proto_event_encode (&event, &buffer);
+            break;
+        case 5:
+            name = "event_phantom";
+            strcpy (event.kind, "phantom.start");
+            event.has_episode = true;
+            event.episode = episode;
+            rc = proto_event_encode (&event, &buffer);
+            break;
+        case 6:
+            //  The offline timer's: no reading, closed episode
+            name = "verdict_no_reading";
+            strcpy (verdict.reading.gateway, PROTO_GATEWAY_NONE);
+            verdict.reading.key[0] = 0;
+            verdict.status = PROTO_STATUS_OFFLINE;
+            verdict.previous = PROTO_STATUS_PHANTOM;
+            verdict.no_reading = true;
+            verdict.has_episode = true;
+            verdict.episode = episode;
+            verdict.episode.end = reading.ts;
+            rc = proto_verdict_encode (&verdict, &buffer);
+            break;
         }
         char *path = zsys_sprintf ("%s/%s.msgpack", dir, name);
         FILE *file = path && rc == 0 ? fopen (path, "wb") : NULL;
@@ -120,7 +129,7 @@ s_write_corpus (const char *dir)
     return rc;
 }
 
-static const s_test_t s_tests [] = {
+static const s_test_t s_tests[] = {
     {"proto", proto_test},
     {"proto_config", proto_config_test},
     {"proto_curve", proto_curve_test},
@@ -128,34 +137,34 @@ static const s_test_t s_tests [] = {
     {"proto_pg", proto_pg_test},
     {"proto_main", proto_main_test},
 };
-#define S_TESTS (sizeof (s_tests) / sizeof (s_tests [0]))
+#define S_TESTS (sizeof (s_tests) / sizeof (s_tests[0]))
 
 int
-main (int argc, char *argv [])
+main (int argc, char *argv[])
 {
-    if (argc == 3 && streq (argv [1], "--corpus"))
-        return s_write_corpus (argv [2]) ? 1 : 0;
+    if (argc == 3 && streq (argv[1], "--corpus"))
+        return s_write_corpus (argv[2]) ? 1 : 0;
     bool verbose = false;
     int first = 1;
-    if (argc > 1 && streq (argv [1], "-v")) {
+    if (argc > 1 && streq (argv[1], "-v")) {
         verbose = true;
         first = 2;
     }
     if (first >= argc) {
         for (size_t index = 0; index < S_TESTS; index++)
-            s_tests [index].test (verbose);
+            s_tests[index].test (verbose);
         return 0;
     }
     for (int arg = first; arg < argc; arg++) {
         size_t index;
         for (index = 0; index < S_TESTS; index++)
-            if (streq (argv [arg], s_tests [index].name))
+            if (streq (argv[arg], s_tests[index].name))
                 break;
         if (index == S_TESTS) {
-            fprintf (stderr, "proto_selftest: unknown test '%s'\n", argv [arg]);
+            fprintf (stderr, "proto_selftest: unknown test '%s'\n", argv[arg]);
             return 1;
         }
-        s_tests [index].test (verbose);
+        s_tests[index].test (verbose);
     }
     return 0;
 }

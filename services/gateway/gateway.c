@@ -153,9 +153,9 @@ gateway_new (proto_config_t *config, bool verbose, volatile int *stop)
     //  The notifier reads the same keys: both refuse the same addresses.
     proto_address_t *webhook_policy = error ? NULL : proto_address_new_from_config (config);
     if (error || !webhook_policy ||
-        gateway_http_client_proxies_configure (
-            proto_config_str (config, "trusted_proxies"),
-            proto_config_str (config, "trusted_proxy_header")) != 0) {
+        gateway_http_client_proxies_configure (proto_config_str (config, "trusted_proxies"),
+                                               proto_config_str (config, "trusted_proxy_header")) !=
+            0) {
         proto_address_destroy (&webhook_policy);
         return NULL;
     }

@@ -50,18 +50,18 @@ typedef struct _gateway_live_t gateway_live_t;
 
 //  The running gateway; civetweb handlers get it as their cbdata.
 typedef struct {
-    proto_config_t *config;         //  shared configuration (borrowed)
-    gateway_db_t *db;               //  connection pool for the user API
-    gateway_cache_t *cache;         //  tokens and ports, kept fresh by LISTEN
-    gateway_pipeline_t *pipeline;   //  PUSH readings / SUB acks
-    struct mg_context *http;        //  civetweb server
-    bool verbose;                   //  debug logging
-    gateway_live_t *live;           //  live updates (/api/stream), NULL = off
-    int offline_seconds;            //  detector_offline_seconds: silence after which a
-                                    //  port is offline (0: the default)
-    int session_idle_seconds;       //  a session unused this long has ended
-                                    //  (0: GATEWAY_SESSION_IDLE_SECONDS)
-    proto_address_t *webhook_policy;  //  addresses a webhook may have (webhook_allow_*)
+    proto_config_t *config;          //  shared configuration (borrowed)
+    gateway_db_t *db;                //  connection pool for the user API
+    gateway_cache_t *cache;          //  tokens and ports, kept fresh by LISTEN
+    gateway_pipeline_t *pipeline;    //  PUSH readings / SUB acks
+    struct mg_context *http;         //  civetweb server
+    bool verbose;                    //  debug logging
+    gateway_live_t *live;            //  live updates (/api/stream), NULL = off
+    int offline_seconds;             //  detector_offline_seconds: silence after which a
+                                     //  port is offline (0: the default)
+    int session_idle_seconds;        //  a session unused this long has ended
+                                     //  (0: GATEWAY_SESSION_IDLE_SECONDS)
+    proto_address_t *webhook_policy; //  addresses a webhook may have (webhook_allow_*)
 } gateway_t;
 
 //  Default of config key detector_offline_seconds, as the detector's.

@@ -416,8 +416,9 @@ static int
 s_export (gateway_api_request_t *request, const char *port, bool episodes)
 {
     int64_t from, to, step = -1;
-    int status = gateway_api_window (request, episodes ? S_EPISODES_DEFAULT_MS : S_READINGS_DEFAULT_MS, &from,
-                           &to, episodes ? NULL : &step);
+    int status =
+        gateway_api_window (request, episodes ? S_EPISODES_DEFAULT_MS : S_READINGS_DEFAULT_MS,
+                            &from, &to, episodes ? NULL : &step);
     if (status)
         return status;
     if (!s_slot_take ())
@@ -788,15 +789,15 @@ s_test_user (PGconn *pg, const char *suffix, const char *name, const char *zone,
     snprintf (email, sizeof email, "%s.%s@example.com", name, suffix);
     const char *values[] = {email, name, zone};
     char *user = gateway_fixture_sql (pg,
-                             "INSERT INTO users (email, name, password_hash, time_zone)"
-                             " VALUES ($1, $2, 'none', $3) RETURNING id::text",
-                             3, values);
+                                      "INSERT INTO users (email, name, password_hash, time_zone)"
+                                      " VALUES ($1, $2, 'none', $3) RETURNING id::text",
+                                      3, values);
     gateway_api_token_new (token_text, hash);
     const char *session[] = {hash, user};
     free (gateway_fixture_sql (pg,
-                      "INSERT INTO sessions (token_hash, user_id, expires_at)"
-                      " VALUES ($1::bytea, $2::bigint, now () + interval '1 day')",
-                      2, session));
+                               "INSERT INTO sessions (token_hash, user_id, expires_at)"
+                               " VALUES ($1::bytea, $2::bigint, now () + interval '1 day')",
+                               2, session));
     *token = strdup (token_text);
     return user;
 }
@@ -806,12 +807,13 @@ static char *
 s_test_port (PGconn *pg, const char *user, const char *name)
 {
     const char *values[] = {user, name};
-    return gateway_fixture_sql (pg,
-                       "WITH d AS (INSERT INTO devices (user_id, name) VALUES ($1::bigint, 'Board')"
-                       "           RETURNING id)"
-                       " INSERT INTO ports (user_id, device_id, name)"
-                       " SELECT $1::bigint, id, $2 FROM d RETURNING id::text",
-                       2, values);
+    return gateway_fixture_sql (
+        pg,
+        "WITH d AS (INSERT INTO devices (user_id, name) VALUES ($1::bigint, 'Board')"
+        "           RETURNING id)"
+        " INSERT INTO ports (user_id, device_id, name)"
+        " SELECT $1::bigint, id, $2 FROM d RETURNING id::text",
+        2, values);
 }
 
 //  One reading as it goes in and as the export must give it back.
@@ -854,11 +856,12 @@ s_test_readings_insert (PGconn *pg, const char *port, const s_test_reading_t *re
         snprintf (current, sizeof current, "%.17g", readings[index].current);
         snprintf (status, sizeof status, "%d", readings[index].status);
         const char *values[] = {port, readings[index].ts, voltage, current, power, status};
-        free (gateway_fixture_sql (pg,
-                          "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
-                          " VALUES ($1::uuid, $2::timestamptz, $3::float8, $4::float8,"
-                          "         $5::float8, $6::smallint)",
-                          6, values));
+        free (gateway_fixture_sql (
+            pg,
+            "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+            " VALUES ($1::uuid, $2::timestamptz, $3::float8, $4::float8,"
+            "         $5::float8, $6::smallint)",
+            6, values));
     }
 }
 
@@ -1031,12 +1034,13 @@ s_test_episodes_insert (PGconn *pg, const char *port, const s_test_episode_t *ep
         snprintf (energy, sizeof energy, "%.17g", episodes[index].energy);
         const char *values[] = {port,  episodes[index].start, episodes[index].end, mean, peak,
                                 energy};
-        free (gateway_fixture_sql (pg,
-                          "INSERT INTO episodes (port_id, user_id, started_at, ended_at,"
-                          "                      mean_watts, peak_watts, energy_wh, samples)"
-                          " SELECT id, user_id, $2::timestamptz, $3::timestamptz, $4::float8,"
-                          "        $5::float8, $6::float8, 10 FROM ports WHERE id = $1::uuid",
-                          6, values));
+        free (gateway_fixture_sql (
+            pg,
+            "INSERT INTO episodes (port_id, user_id, started_at, ended_at,"
+            "                      mean_watts, peak_watts, energy_wh, samples)"
+            " SELECT id, user_id, $2::timestamptz, $3::timestamptz, $4::float8,"
+            "        $5::float8, $6::float8, 10 FROM ports WHERE id = $1::uuid",
+            6, values));
     }
 }
 
@@ -1082,13 +1086,13 @@ s_test_episodes (int http, PGconn *pg, const char *user, const char *auth, const
 {
     const char *values[] = {user, fridge};
     free (gateway_fixture_sql (pg,
-                      "INSERT INTO tariffs (user_id, valid_from, price_per_kwh)"
-                      " VALUES ($1::bigint, '2026-03-29T00:00:00Z', 0.5)",
-                      1, values));
+                               "INSERT INTO tariffs (user_id, valid_from, price_per_kwh)"
+                               " VALUES ($1::bigint, '2026-03-29T00:00:00Z', 0.5)",
+                               1, values));
     free (gateway_fixture_sql (pg,
-                      "UPDATE ports SET last_reading_at = '2026-03-29T01:00:30.5Z'"
-                      " WHERE id = $1::uuid",
-                      1, values + 1));
+                               "UPDATE ports SET last_reading_at = '2026-03-29T01:00:30.5Z'"
+                               " WHERE id = $1::uuid",
+                               1, values + 1));
     s_test_episodes_insert (pg, fridge, s_fridge_episodes, 4);
     s_test_episodes_insert (pg, hostile, s_hostile_episodes, 1);
     s_test_episodes_insert (pg, other, s_hostile_episodes, 1);
@@ -1159,10 +1163,10 @@ s_test_exports_running (PGconn *pg)
 {
     char *count =
         gateway_fixture_sql (pg,
-                    "SELECT count (*) FROM pg_stat_activity WHERE state = 'active'"
-                    " AND datname = current_database () AND pid <> pg_backend_pid ()"
-                    " AND query LIKE '%FROM readings WHERE port_id = $1::uuid AND ts >=%'",
-                    0, NULL);
+                             "SELECT count (*) FROM pg_stat_activity WHERE state = 'active'"
+                             " AND datname = current_database () AND pid <> pg_backend_pid ()"
+                             " AND query LIKE '%FROM readings WHERE port_id = $1::uuid AND ts >=%'",
+                             0, NULL);
     int running = atoi (count);
     free (count);
     return running;
@@ -1286,12 +1290,13 @@ s_test_big (int http, gateway_t *gateway, PGconn *pg, const char *auth, const ch
     assert (download.status == 200);
     for (int index = 0; index < 100; index++)
         assert (s_record_next (&download, &record) == 1);
-    free (gateway_fixture_sql (pg,
-                      "SELECT pg_terminate_backend (pid) FROM pg_stat_activity"
-                      " WHERE state = 'active' AND datname = current_database ()"
-                      " AND pid <> pg_backend_pid ()"
-                      " AND query LIKE '%FROM readings WHERE port_id = $1::uuid AND ts >=%'",
-                      0, NULL));
+    free (
+        gateway_fixture_sql (pg,
+                             "SELECT pg_terminate_backend (pid) FROM pg_stat_activity"
+                             " WHERE state = 'active' AND datname = current_database ()"
+                             " AND pid <> pg_backend_pid ()"
+                             " AND query LIKE '%FROM readings WHERE port_id = $1::uuid AND ts >=%'",
+                             0, NULL));
     started = zclock_mono ();
     int rc;
     while ((rc = s_record_next (&download, &record)) == 1)
@@ -1363,9 +1368,9 @@ s_test_restart (int http, gateway_t *gateway, PGconn *pg, const char *pool_name,
     s_test_pool_free (gateway); //  all of them open
     char *ended =
         gateway_fixture_sql (pg,
-                    "SELECT count (pg_terminate_backend (pid, 5000)) FROM pg_stat_activity"
-                    " WHERE application_name = $1",
-                    1, &pool_name);
+                             "SELECT count (pg_terminate_backend (pid, 5000)) FROM pg_stat_activity"
+                             " WHERE application_name = $1",
+                             1, &pool_name);
     assert (ended && atoi (ended) == S_TEST_POOL);
     free (ended);
     char path[256];
@@ -1445,11 +1450,12 @@ gateway_api_export_test (bool verbose)
 
     //  Readings have no foreign key: they go by hand, the rest with the users.
     const char *values[] = {user_a, user_b, user_c};
-    free (gateway_fixture_sql (pg,
-                      "WITH gone AS (DELETE FROM readings WHERE port_id IN (SELECT id FROM ports"
-                      "              WHERE user_id IN ($1::bigint, $2::bigint, $3::bigint)))"
-                      " DELETE FROM users WHERE id IN ($1::bigint, $2::bigint, $3::bigint)",
-                      3, values));
+    free (gateway_fixture_sql (
+        pg,
+        "WITH gone AS (DELETE FROM readings WHERE port_id IN (SELECT id FROM ports"
+        "              WHERE user_id IN ($1::bigint, $2::bigint, $3::bigint)))"
+        " DELETE FROM users WHERE id IN ($1::bigint, $2::bigint, $3::bigint)",
+        3, values));
     free (fridge);
     free (hostile);
     free (other);

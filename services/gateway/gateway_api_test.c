@@ -16,10 +16,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-
 //  An Authorization header line for token; the buffer is the caller's.
 static const char *
-s_bearer (const char *token, char buffer [128])
+s_bearer (const char *token, char buffer[128])
 {
     snprintf (buffer, 128, "Authorization: Bearer %s\r\n", token);
     return buffer;
@@ -34,18 +33,18 @@ s_sql_value (PGconn *pg, const char *sql, const char *parameter)
 }
 
 static void
-s_sha256_hex (const char *token, char out [65])
+s_sha256_hex (const char *token, char out[65])
 {
-    uint8_t digest [crypto_hash_sha256_BYTES];
-    crypto_hash_sha256 (digest, (const uint8_t *) token, strlen (token));
+    uint8_t digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256 (digest, (const uint8_t *)token, strlen (token));
     sodium_bin2hex (out, 65, digest, sizeof digest);
 }
 
 static bool
 s_cache_knows (gateway_cache_t *cache, const char *token)
 {
-    uint8_t digest [crypto_hash_sha256_BYTES];
-    crypto_hash_sha256 (digest, (const uint8_t *) token, strlen (token));
+    uint8_t digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256 (digest, (const uint8_t *)token, strlen (token));
     gateway_device_t device;
     return gateway_cache_device (cache, digest, &device);
 }
@@ -59,7 +58,8 @@ s_test_register (gateway_fixture_client_t *client, const char *email, const char
     zstr_free (&body);
     assert (status == 201);
     assert (json_is_true (json_object_get (client->body, "success")));
-    assert (streq (json_string_value (json_object_get (client->body, "message")), "User registered"));
+    assert (
+        streq (json_string_value (json_object_get (client->body, "message")), "User registered"));
     json_t *user = gateway_fixture_data (client, "user");
     assert (json_integer_value (json_object_get (user, "id")) > 0);
     assert (streq (json_string_value (json_object_get (user, "name")), name));
@@ -71,30 +71,38 @@ s_test_register (gateway_fixture_client_t *client, const char *email, const char
 static void
 s_test_auth (gateway_fixture_client_t *client, const char *suffix, char **token_a, char **token_b)
 {
-    char auth [128], email [128], body [512];
+    char auth[128], email[128], body[512];
     //  Mixed case in, lower case stored and unique regardless of case.
     snprintf (email, sizeof email, "Ann.%s@Example.com", suffix);
     *token_a = s_test_register (client, email, "Ann");
-    char lower [GATEWAY_API_EMAIL_MAX + 1];
+    char lower[GATEWAY_API_EMAIL_MAX + 1];
     gateway_api_email_normalize (email, lower);
-    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "user"), "email")), lower));
-    snprintf (body, sizeof body, "{\"email\":\"ANN.%s@example.COM\",\"password\":\"something else\","
-              "\"name\":\"Other\"}", suffix);
+    assert (
+        streq (json_string_value (json_object_get (gateway_fixture_data (client, "user"), "email")),
+               lower));
+    snprintf (body, sizeof body,
+              "{\"email\":\"ANN.%s@example.COM\",\"password\":\"something else\","
+              "\"name\":\"Other\"}",
+              suffix);
     assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 409);
     assert (streq (gateway_fixture_error_code (client), "email_taken"));
 
     //  Validation: each message names the field.
-    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL,
-                    "{\"email\":\"nobody\",\"password\":\"long enough\",\"name\":\"N\"}") == 400);
+    assert (gateway_fixture_call (
+                client, "POST", "/api/auth/register", NULL,
+                "{\"email\":\"nobody\",\"password\":\"long enough\",\"name\":\"N\"}") == 400);
     assert (streq (gateway_fixture_error_code (client), "validation_error"));
     assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL,
-                    "{\"email\":\"x@y.z\",\"password\":\"short\",\"name\":\"N\"}") == 400);
+                                  "{\"email\":\"x@y.z\",\"password\":\"short\",\"name\":\"N\"}") ==
+            400);
     assert (strstr (json_string_value (json_object_get (client->body, "message")), "password"));
-    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL,
-                    "{\"email\":\"x@y.z\",\"password\":\"long enough\",\"name\":42}") == 400);
+    assert (gateway_fixture_call (
+                client, "POST", "/api/auth/register", NULL,
+                "{\"email\":\"x@y.z\",\"password\":\"long enough\",\"name\":42}") == 400);
     assert (strstr (json_string_value (json_object_get (client->body, "message")), "name"));
-    assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL,
-                    "{\"email\":\"x@y.z\",\"password\":\"long\\u0000enough\",\"name\":\"N\"}") == 400);
+    assert (gateway_fixture_call (
+                client, "POST", "/api/auth/register", NULL,
+                "{\"email\":\"x@y.z\",\"password\":\"long\\u0000enough\",\"name\":\"N\"}") == 400);
     assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, "[1]") == 400);
 
     //  Wrong password and unknown email: same 401, same message.
@@ -102,13 +110,14 @@ s_test_auth (gateway_fixture_client_t *client, const char *suffix, char **token_
     assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, body) == 401);
     assert (streq (gateway_fixture_error_code (client), "invalid_credentials"));
     char *message = strdup (json_string_value (json_object_get (client->body, "message")));
-    snprintf (body, sizeof body, "{\"email\":\"nobody.%s@example.com\",\"password\":\"correct horse\"}",
-              suffix);
+    snprintf (body, sizeof body,
+              "{\"email\":\"nobody.%s@example.com\",\"password\":\"correct horse\"}", suffix);
     assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, body) == 401);
     assert (streq (gateway_fixture_error_code (client), "invalid_credentials"));
     assert (streq (json_string_value (json_object_get (client->body, "message")), message));
     free (message);
-    assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, "{\"email\":1,\"password\":\"x\"}") == 400);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL,
+                                  "{\"email\":1,\"password\":\"x\"}") == 400);
 
     //  Login: a new session, as bearer token and as cookie.
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"correct horse\"}", lower);
@@ -116,31 +125,41 @@ s_test_auth (gateway_fixture_client_t *client, const char *suffix, char **token_
     const char *login_token = json_string_value (gateway_fixture_data (client, "token"));
     assert (login_token && gateway_api_token_valid (login_token) && !streq (login_token, *token_a));
     char *login = strdup (login_token);
-    char cookie_line [128];
-    snprintf (cookie_line, sizeof cookie_line, "Set-Cookie: pw_session=%s; HttpOnly; SameSite=Strict;"
-              " Path=/; Max-Age=2592000", login);
+    char cookie_line[128];
+    snprintf (cookie_line, sizeof cookie_line,
+              "Set-Cookie: pw_session=%s; HttpOnly; SameSite=Strict;"
+              " Path=/; Max-Age=2592000",
+              login);
     assert (strcasestr (client->head, cookie_line));
 
     assert (gateway_fixture_call (client, "GET", "/api/auth/me", NULL, NULL) == 401);
     assert (streq (gateway_fixture_error_code (client), "unauthorized"));
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", "Authorization: Bearer nonsense\r\n", NULL) == 401);
-    char unknown [GATEWAY_API_TOKEN_CHARS + 1], unknown_hash [GATEWAY_API_HASH_TEXT];
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me",
+                                  "Authorization: Bearer nonsense\r\n", NULL) == 401);
+    char unknown[GATEWAY_API_TOKEN_CHARS + 1], unknown_hash[GATEWAY_API_HASH_TEXT];
     gateway_api_token_new (unknown, unknown_hash);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (unknown, auth), NULL) == 401);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (login, auth), NULL) == 200);
-    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "user"), "email")), lower));
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (unknown, auth), NULL) ==
+            401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (login, auth), NULL) ==
+            200);
+    assert (
+        streq (json_string_value (json_object_get (gateway_fixture_data (client, "user"), "email")),
+               lower));
 
     //  Cookie sessions: reads pass, changes need X-Requested-With or our Origin.
-    char cookie [128];
+    char cookie[128];
     snprintf (cookie, sizeof cookie, "Cookie: pw_session=%s\r\n", login);
     assert (gateway_fixture_call (client, "GET", "/api/auth/me", cookie, NULL) == 200);
-    assert (gateway_fixture_call (client, "POST", "/api/devices", cookie, "{\"name\":\"csrf\"}") == 403);
-    snprintf (cookie, sizeof cookie, "Cookie: pw_session=%s\r\nOrigin: http://evil.example\r\n", login);
+    assert (gateway_fixture_call (client, "POST", "/api/devices", cookie, "{\"name\":\"csrf\"}") ==
+            403);
+    snprintf (cookie, sizeof cookie, "Cookie: pw_session=%s\r\nOrigin: http://evil.example\r\n",
+              login);
     assert (gateway_fixture_call (client, "POST", "/api/auth/logout", cookie, NULL) == 403);
     snprintf (cookie, sizeof cookie, "Cookie: pw_session=%s\r\nX-Requested-With: fetch\r\n", login);
     assert (gateway_fixture_call (client, "POST", "/api/auth/logout", cookie, NULL) == 200);
     assert (strcasestr (client->head, "Set-Cookie: pw_session=;"));
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (login, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (login, auth), NULL) ==
+            401);
     free (login);
 
     snprintf (email, sizeof email, "bob.%s@example.com", suffix);
@@ -150,18 +169,19 @@ s_test_auth (gateway_fixture_client_t *client, const char *suffix, char **token_
 //  Device token issue, rotation and revocation, checked in the database and
 //  in the cache the sensor path reads.
 static void
-s_test_device_tokens (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg, const char *auth,
-                      const char *device)
+s_test_device_tokens (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg,
+                      const char *auth, const char *device)
 {
-    char path [96], hex [65];
+    char path[96], hex[65];
     snprintf (path, sizeof path, "/api/devices/%s/token", device);
     assert (gateway_fixture_call (client, "POST", path, auth, NULL) == 201);
     char *first = strdup (json_string_value (gateway_fixture_data (client, "token")));
     assert (strlen (first) >= 43 && strlen (first) <= 64);
     assert (json_is_true (json_object_get (gateway_fixture_data (client, "device"), "hasToken")));
-    assert (json_is_string (json_object_get (gateway_fixture_data (client, "device"), "tokenCreatedAt")));
-    char *stored = s_sql_value (pg, "SELECT encode (token_hash, 'hex') FROM devices WHERE id = $1::bigint",
-                                device);
+    assert (json_is_string (
+        json_object_get (gateway_fixture_data (client, "device"), "tokenCreatedAt")));
+    char *stored = s_sql_value (
+        pg, "SELECT encode (token_hash, 'hex') FROM devices WHERE id = $1::bigint", device);
     s_sha256_hex (first, hex);
     assert (stored && streq (stored, hex));
     free (stored);
@@ -171,14 +191,16 @@ s_test_device_tokens (gateway_fixture_client_t *client, gateway_t *gateway, PGco
     assert (gateway_fixture_call (client, "POST", path, auth, NULL) == 201);
     char *second = strdup (json_string_value (gateway_fixture_data (client, "token")));
     assert (!streq (first, second));
-    stored = s_sql_value (pg, "SELECT encode (previous_token_hash, 'hex') FROM devices"
-                              " WHERE id = $1::bigint AND previous_token_expires_at"
-                              " BETWEEN now () + interval '4 minutes' AND now () + interval '6 minutes'",
-                          device);
+    stored =
+        s_sql_value (pg,
+                     "SELECT encode (previous_token_hash, 'hex') FROM devices"
+                     " WHERE id = $1::bigint AND previous_token_expires_at"
+                     " BETWEEN now () + interval '4 minutes' AND now () + interval '6 minutes'",
+                     device);
     assert (stored && streq (stored, hex));
     free (stored);
-    stored = s_sql_value (pg, "SELECT encode (token_hash, 'hex') FROM devices WHERE id = $1::bigint",
-                          device);
+    stored = s_sql_value (
+        pg, "SELECT encode (token_hash, 'hex') FROM devices WHERE id = $1::bigint", device);
     s_sha256_hex (second, hex);
     assert (stored && streq (stored, hex));
     free (stored);
@@ -188,8 +210,9 @@ s_test_device_tokens (gateway_fixture_client_t *client, gateway_t *gateway, PGco
     //  Revocation: both stop at once.
     assert (gateway_fixture_call (client, "DELETE", path, auth, NULL) == 200);
     assert (json_is_false (json_object_get (gateway_fixture_data (client, "device"), "hasToken")));
-    stored = s_sql_value (pg, "SELECT 1 FROM devices WHERE id = $1::bigint AND token_hash IS NULL"
-                              " AND previous_token_hash IS NULL AND previous_token_expires_at IS NULL",
+    stored = s_sql_value (pg,
+                          "SELECT 1 FROM devices WHERE id = $1::bigint AND token_hash IS NULL"
+                          " AND previous_token_hash IS NULL AND previous_token_expires_at IS NULL",
                           device);
     assert (stored);
     free (stored);
@@ -200,35 +223,39 @@ s_test_device_tokens (gateway_fixture_client_t *client, gateway_t *gateway, PGco
 }
 
 static void
-s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg, const char *token_a,
-                  const char *token_b)
+s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg,
+                  const char *token_a, const char *token_b)
 {
-    char auth_a [128], auth_b [128], path [128], body [512];
+    char auth_a[128], auth_b[128], path[128], body[512];
     s_bearer (token_a, auth_a);
     s_bearer (token_b, auth_b);
 
     assert (gateway_fixture_call (client, "GET", "/api/devices", NULL, NULL) == 401);
     assert (gateway_fixture_call (client, "GET", "/api/devices", auth_a, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "devices")) == 0);
-    assert (gateway_fixture_call (client, "POST", "/api/devices", auth_a, "{\"name\":\"\"}") == 400);
-    assert (gateway_fixture_call (client, "POST", "/api/devices", auth_a, "{\"name\":[\"x\"]}") == 400);
-    assert (gateway_fixture_call (client, "POST", "/api/devices", auth_a, "{\"name\":\"Kitchen board\"}") == 201);
+    assert (gateway_fixture_call (client, "POST", "/api/devices", auth_a, "{\"name\":\"\"}") ==
+            400);
+    assert (gateway_fixture_call (client, "POST", "/api/devices", auth_a, "{\"name\":[\"x\"]}") ==
+            400);
+    assert (gateway_fixture_call (client, "POST", "/api/devices", auth_a,
+                                  "{\"name\":\"Kitchen board\"}") == 201);
     json_t *device = gateway_fixture_data (client, "device");
     int64_t device_id = json_integer_value (json_object_get (device, "id"));
     assert (device_id > 0);
     assert (json_is_false (json_object_get (device, "hasToken")));
     assert (json_is_null (json_object_get (device, "tokenCreatedAt")));
     const char *created = json_string_value (json_object_get (device, "createdAt"));
-    assert (created && strlen (created) == 24 && created [23] == 'Z');
-    char device_text [24];
+    assert (created && strlen (created) == 24 && created[23] == 'Z');
+    char device_text[24];
     snprintf (device_text, sizeof device_text, "%" PRId64, device_id);
 
     assert (gateway_fixture_call (client, "GET", "/api/devices", auth_a, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "devices")) == 1);
     snprintf (path, sizeof path, "/api/devices/%s", device_text);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "device"), "name")),
-                   "Kitchen board"));
+    assert (streq (
+        json_string_value (json_object_get (gateway_fixture_data (client, "device"), "name")),
+        "Kitchen board"));
     //  Another user's device does not exist for them; nor does garbage.
     assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 404);
     assert (streq (gateway_fixture_error_code (client), "not_found"));
@@ -238,7 +265,8 @@ s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *
     assert (gateway_fixture_call (client, "POST", path, auth_b, NULL) == 404);
     assert (gateway_fixture_call (client, "DELETE", path, auth_b, NULL) == 404);
     assert (gateway_fixture_call (client, "GET", "/api/devices/12x", auth_a, NULL) == 404);
-    assert (gateway_fixture_call (client, "GET", "/api/devices/1234567890123456789", auth_a, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/devices/1234567890123456789", auth_a,
+                                  NULL) == 404);
     assert (gateway_fixture_call (client, "GET", "/api/devices/999999999999", auth_a, NULL) == 404);
 
     s_test_device_tokens (client, gateway, pg, auth_a, device_text);
@@ -251,7 +279,8 @@ s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":\"%s\"}", device_text);
     assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
     assert (strstr (json_string_value (json_object_get (client->body, "message")), "deviceId"));
-    snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"offWatts\":\"1\"}", device_text);
+    snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"offWatts\":\"1\"}",
+              device_text);
     assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
     assert (strstr (json_string_value (json_object_get (client->body, "message")), "offWatts"));
     snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"offWatts\":20}", device_text);
@@ -274,8 +303,10 @@ s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *
               device_text);
     assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
     assert (streq (gateway_fixture_error_field (client), "role"));
-    snprintf (body, sizeof body, "{\"name\":\"TV\",\"deviceId\":%s,\"offSchedule\":[{\"days\":"
-              "[\"mon\"],\"from\":\"22:00\",\"to\":\"07:00\"}]}", device_text);
+    snprintf (body, sizeof body,
+              "{\"name\":\"TV\",\"deviceId\":%s,\"offSchedule\":[{\"days\":"
+              "[\"mon\"],\"from\":\"22:00\",\"to\":\"07:00\"}]}",
+              device_text);
     assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 400);
     assert (streq (gateway_fixture_error_field (client), "offSchedule"));
 
@@ -300,15 +331,17 @@ s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *
     gateway_port_t cached;
     assert (gateway_cache_port (gateway->cache, port_id, &cached));
     assert (cached.device == device_id);
-    assert (cached.settings.role == PROTO_ROLE_STANDBY && cached.settings.windows [0] == 0);
+    assert (cached.settings.role == PROTO_ROLE_STANDBY && cached.settings.windows[0] == 0);
 
     //  Should be off on a schedule: stored, answered and cached as sent
     const char *schedule = "[{\"days\":[\"mon\",\"tue\",\"wed\",\"thu\",\"fri\"],"
                            "\"from\":\"09:00\",\"to\":\"17:00\"},"
                            "{\"days\":[\"sat\"],\"from\":\"23:00\",\"to\":\"06:30\"}]";
-    snprintf (body, sizeof body, "{\"name\":\"Lamp\",\"deviceId\":%s,\"offWatts\":1,"
+    snprintf (body, sizeof body,
+              "{\"name\":\"Lamp\",\"deviceId\":%s,\"offWatts\":1,"
               "\"standbyWatts\":7.5,\"minPhantomSeconds\":120,\"role\":\"shouldBeOff\","
-              "\"offSchedule\":%s}", device_text, schedule);
+              "\"offSchedule\":%s}",
+              device_text, schedule);
     assert (gateway_fixture_call (client, "POST", "/api/ports", auth_a, body) == 201);
     port = gateway_fixture_data (client, "port");
     settings = json_object_get (port, "settings");
@@ -317,12 +350,12 @@ s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *
     json_t *sent = json_loads (schedule, 0, NULL);
     assert (sent && json_equal (json_object_get (settings, "offSchedule"), sent));
     json_decref (sent);
-    assert (gateway_cache_port (gateway->cache,
-                                json_string_value (json_object_get (port, "id")), &cached));
+    assert (gateway_cache_port (gateway->cache, json_string_value (json_object_get (port, "id")),
+                                &cached));
     assert (cached.settings.role == PROTO_ROLE_SHOULD_BE_OFF);
-    assert (cached.settings.windows [0] == PROTO_WINDOW_PACK (0x1f, 9 * 60, 17 * 60));
-    assert (cached.settings.windows [1] == PROTO_WINDOW_PACK (0x20, 23 * 60, 6 * 60 + 30));
-    assert (cached.settings.windows [2] == 0);
+    assert (cached.settings.windows[0] == PROTO_WINDOW_PACK (0x1f, 9 * 60, 17 * 60));
+    assert (cached.settings.windows[1] == PROTO_WINDOW_PACK (0x20, 23 * 60, 6 * 60 + 30));
+    assert (cached.settings.windows[2] == 0);
 
     assert (gateway_fixture_call (client, "GET", "/api/ports", auth_a, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "ports")) == 2);
@@ -330,26 +363,30 @@ s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *
     assert (json_array_size (gateway_fixture_data (client, "ports")) == 0);
     snprintf (path, sizeof path, "/api/ports/%s", port_id);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "port"), "name")), "TV"));
+    assert (streq (
+        json_string_value (json_object_get (gateway_fixture_data (client, "port"), "name")), "TV"));
     assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 404);
     assert (gateway_fixture_call (client, "GET", "/api/ports/42", auth_a, NULL) == 404);
-    assert (gateway_fixture_call (client, "GET", "/api/ports/00000000-0000-0000-0000-000000000000", auth_a, NULL)
-            == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/ports/00000000-0000-0000-0000-000000000000",
+                                  auth_a, NULL) == 404);
 
     //  Notifications: newest first, paged by id, unread counted.
-    char *user_a = s_sql_value (pg, "SELECT user_id::text FROM devices WHERE id = $1::bigint",
-                                device_text);
+    char *user_a =
+        s_sql_value (pg, "SELECT user_id::text FROM devices WHERE id = $1::bigint", device_text);
     assert (user_a);
-    const char *values [] = {user_a, port_id};
-    PGresult *result = PQexecParams (pg,
-        "INSERT INTO notifications (user_id, port_id, kind, dedupe_key, title, message, data, read_at)"
+    const char *values[] = {user_a, port_id};
+    PGresult *result = PQexecParams (
+        pg,
+        "INSERT INTO notifications (user_id, port_id, kind, dedupe_key, title, message, data, "
+        "read_at)"
         " SELECT $1::bigint, $2::uuid, 'phantom.start', 'test-' || n, 'Phantom ' || n, 'Draw', "
         " '{\"watts\": 3.5}', CASE WHEN n = 1 THEN now () END FROM generate_series (1, 3) n",
         2, NULL, values, NULL, NULL, 0);
     assert (PQresultStatus (result) == PGRES_COMMAND_OK);
     PQclear (result);
     free (user_a);
-    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=2", auth_a, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=2", auth_a, NULL) ==
+            200);
     json_t *list = gateway_fixture_data (client, "notifications");
     assert (json_array_size (list) == 2);
     assert (json_integer_value (gateway_fixture_data (client, "unread")) == 2);
@@ -367,9 +404,12 @@ s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *
     assert (gateway_fixture_call (client, "GET", "/api/notifications", auth_b, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "notifications")) == 0);
     assert (json_integer_value (gateway_fixture_data (client, "unread")) == 0);
-    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=abc", auth_a, NULL) == 400);
-    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=201", auth_a, NULL) == 400);
-    assert (gateway_fixture_call (client, "GET", "/api/notifications?before=x1", auth_a, NULL) == 400);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=abc", auth_a, NULL) ==
+            400);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=201", auth_a, NULL) ==
+            400);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications?before=x1", auth_a, NULL) ==
+            400);
     free (port_id);
 
     //  Unknown routes and methods.
@@ -379,11 +419,13 @@ s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *
     assert (gateway_fixture_call (client, "GET", "/api/auth/login", NULL, NULL) == 405);
 
     //  An expired session is no session.
-    char hash [GATEWAY_API_HASH_TEXT];
+    char hash[GATEWAY_API_HASH_TEXT];
     gateway_api_token_hash_text (token_b, hash);
-    const char *expire [] = {hash};
-    result = PQexecParams (pg, "UPDATE sessions SET expires_at = now () - interval '1 second'"
-                               " WHERE token_hash = $1::bytea", 1, NULL, expire, NULL, NULL, 0);
+    const char *expire[] = {hash};
+    result = PQexecParams (pg,
+                           "UPDATE sessions SET expires_at = now () - interval '1 second'"
+                           " WHERE token_hash = $1::bytea",
+                           1, NULL, expire, NULL, NULL, 0);
     assert (PQresultStatus (result) == PGRES_COMMAND_OK && streq (PQcmdTuples (result), "1"));
     PQclear (result);
     assert (gateway_fixture_call (client, "GET", "/api/auth/me", auth_b, NULL) == 401);
@@ -393,11 +435,11 @@ s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *
 static char *
 s_user_of (PGconn *pg, const char *token)
 {
-    char hash [GATEWAY_API_HASH_TEXT];
+    char hash[GATEWAY_API_HASH_TEXT];
     gateway_api_token_hash_text (token, hash);
-    const char *values [] = {hash};
-    char *user = gateway_fixture_sql (pg, "SELECT user_id::text FROM sessions WHERE token_hash = $1::bytea",
-                        1, values);
+    const char *values[] = {hash};
+    char *user = gateway_fixture_sql (
+        pg, "SELECT user_id::text FROM sessions WHERE token_hash = $1::bytea", 1, values);
     assert (user);
     return user;
 }
@@ -406,21 +448,23 @@ s_user_of (PGconn *pg, const char *token)
 static char *
 s_make_device (gateway_fixture_client_t *client, const char *auth, const char *name)
 {
-    char body [128];
+    char body[128];
     snprintf (body, sizeof body, "{\"name\":\"%s\"}", name);
     assert (gateway_fixture_call (client, "POST", "/api/devices", auth, body) == 201);
-    return zsys_sprintf ("%" PRId64, (int64_t) json_integer_value (
-        json_object_get (gateway_fixture_data (client, "device"), "id")));
+    return zsys_sprintf ("%" PRId64, (int64_t)json_integer_value (json_object_get (
+                                         gateway_fixture_data (client, "device"), "id")));
 }
 
 //  POSTs a port on device (201) and returns its uuid; caller frees.
 static char *
-s_make_port (gateway_fixture_client_t *client, const char *auth, const char *device, const char *name)
+s_make_port (gateway_fixture_client_t *client, const char *auth, const char *device,
+             const char *name)
 {
-    char body [160];
+    char body[160];
     snprintf (body, sizeof body, "{\"name\":\"%s\",\"deviceId\":%s}", name, device);
     assert (gateway_fixture_call (client, "POST", "/api/ports", auth, body) == 201);
-    return strdup (json_string_value (json_object_get (gateway_fixture_data (client, "port"), "id")));
+    return strdup (
+        json_string_value (json_object_get (gateway_fixture_data (client, "port"), "id")));
 }
 
 static double
@@ -440,34 +484,42 @@ s_near (double value, double expected)
 //  PATCH and DELETE of devices and ports, token expiry, and what goes with
 //  a deleted device or port (ports, episodes, readings, cache entries).
 static void
-s_test_changes (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg, const char *auth_a,
-                const char *auth_b)
+s_test_changes (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg,
+                const char *auth_a, const char *auth_b)
 {
-    char path [160], body [256];
+    char path[160], body[256];
     char *device = s_make_device (client, auth_a, "Office");
     snprintf (path, sizeof path, "/api/devices/%s", device);
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"\"}") == 400);
     assert (gateway_fixture_call (client, "PATCH", path, auth_b, "{\"name\":\"Stolen\"}") == 404);
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"Study\"}") == 200);
-    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "device"), "name")), "Study"));
+    assert (streq (
+        json_string_value (json_object_get (gateway_fixture_data (client, "device"), "name")),
+        "Study"));
 
     //  Token expiry: stored, shown, and honoured by the cache.
     snprintf (path, sizeof path, "/api/devices/%s/token", device);
     assert (gateway_fixture_call (client, "POST", path, auth_a, "{\"expiresInDays\":0}") == 400);
-    assert (gateway_fixture_call (client, "POST", path, auth_a, "{\"expiresInDays\":\"30\"}") == 400);
+    assert (gateway_fixture_call (client, "POST", path, auth_a, "{\"expiresInDays\":\"30\"}") ==
+            400);
     assert (gateway_fixture_call (client, "POST", path, auth_a, "{\"expiresInDays\":30}") == 201);
     char *token = strdup (json_string_value (gateway_fixture_data (client, "token")));
-    assert (json_is_string (json_object_get (gateway_fixture_data (client, "device"), "tokenExpiresAt")));
+    assert (json_is_string (
+        json_object_get (gateway_fixture_data (client, "device"), "tokenExpiresAt")));
     assert (json_object_get (gateway_fixture_data (client, "device"), "tokenLastUsedAt"));
-    const char *values [] = {device};
-    char *check = gateway_fixture_sql (pg, "SELECT 1 FROM devices WHERE id = $1::bigint AND token_expires_at"
+    const char *values[] = {device};
+    char *check =
+        gateway_fixture_sql (pg,
+                             "SELECT 1 FROM devices WHERE id = $1::bigint AND token_expires_at"
                              " BETWEEN now () + interval '29 days' AND now () + interval '31 days'",
-                         1, values);
+                             1, values);
     assert (check);
     free (check);
     assert (s_cache_knows (gateway->cache, token));
-    free (gateway_fixture_sql (pg, "UPDATE devices SET token_expires_at = now () - interval '1 second'"
-                     " WHERE id = $1::bigint", 1, values));
+    free (gateway_fixture_sql (pg,
+                               "UPDATE devices SET token_expires_at = now () - interval '1 second'"
+                               " WHERE id = $1::bigint",
+                               1, values));
     gateway_cache_refresh_device (gateway->cache, atoll (device));
     assert (!s_cache_knows (gateway->cache, token));
     free (token);
@@ -480,21 +532,28 @@ s_test_changes (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg
     assert (streq (gateway_fixture_error_field (client), "standbyWatts"));
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"offWatts\":\"x\"}") == 400);
     //  A cleared number field is refused, naming the field, not stored as 0.
-    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":null}") == 400);
-    assert (streq (json_string_value (json_object_get (json_object_get (client->body, "error"),
-                                                       "field")), "minPhantomSeconds"));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":null}") ==
+            400);
+    assert (streq (
+        json_string_value (json_object_get (json_object_get (client->body, "error"), "field")),
+        "minPhantomSeconds"));
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"offWatts\":null}") == 400);
-    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"expectedOff\":\"window\"}") == 400);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"expectedOff\":\"window\"}") ==
+            400);
     assert (streq (gateway_fixture_error_field (client), "expectedOff"));
     //  A blank name is refused, not ignored; a padded one trimmed
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"   \"}") == 400);
     assert (streq (gateway_fixture_error_field (client), "name"));
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":null}") == 400);
     assert (streq (gateway_fixture_error_field (client), "name"));
-    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"\\tPrinter  \"}") == 200);
-    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "port"), "name")), "Printer"));
-    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"Laser printer\",\"standbyWatts\":9,"
-                                                   "\"settings\":{\"minPhantomSeconds\":90}}") == 200);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"name\":\"\\tPrinter  \"}") ==
+            200);
+    assert (
+        streq (json_string_value (json_object_get (gateway_fixture_data (client, "port"), "name")),
+               "Printer"));
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a,
+                                  "{\"name\":\"Laser printer\",\"standbyWatts\":9,"
+                                  "\"settings\":{\"minPhantomSeconds\":90}}") == 200);
     json_t *port_json = gateway_fixture_data (client, "port");
     json_t *settings = json_object_get (port_json, "settings");
     assert (streq (json_string_value (json_object_get (port_json, "name")), "Laser printer"));
@@ -512,7 +571,7 @@ s_test_changes (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg
 
     //  Roles and schedules. Each bad window is refused naming offSchedule,
     //  with a sentence, and changes nothing.
-    const char *bad [][2] = {
+    const char *bad[][2] = {
         {"[{\"days\":[\"mon\"],\"from\":\"22:00\",\"to\":\"7:00\"}]",
          "Enter a time as HH:MM, like 22:00."},
         {"[{\"days\":[],\"from\":\"22:00\",\"to\":\"07:00\"}]",
@@ -523,77 +582,93 @@ s_test_changes (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg
         {"[]", NULL},
         {"\"nights\"", NULL},
     };
-    for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
-        snprintf (body, sizeof body, "{\"role\":\"shouldBeOff\",\"offSchedule\":%s}", bad [index][0]);
+    for (size_t index = 0; index < sizeof bad / sizeof bad[0]; index++) {
+        snprintf (body, sizeof body, "{\"role\":\"shouldBeOff\",\"offSchedule\":%s}",
+                  bad[index][0]);
         assert (gateway_fixture_call (client, "PATCH", path, auth_a, body) == 400);
         assert (streq (gateway_fixture_error_field (client), "offSchedule"));
         const char *message = json_string_value (json_object_get (client->body, "message"));
-        assert (message && strlen (message) > 10 && message [strlen (message) - 1] == '.');
-        assert (!bad [index][1] || streq (message, bad [index][1]));
+        assert (message && strlen (message) > 10 && message[strlen (message) - 1] == '.');
+        assert (!bad[index][1] || streq (message, bad[index][1]));
     }
-    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"sometimes\"}") == 400);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"sometimes\"}") ==
+            400);
     assert (streq (gateway_fixture_error_field (client), "role"));
     assert (gateway_cache_port (gateway->cache, port, &cached));
     assert (cached.settings.role == PROTO_ROLE_STANDBY);
     //  shouldBeOff alone: always (the port had no schedule)
-    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"shouldBeOff\"}") == 200);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"shouldBeOff\"}") ==
+            200);
     settings = json_object_get (gateway_fixture_data (client, "port"), "settings");
     assert (streq (json_string_value (json_object_get (settings, "role")), "shouldBeOff"));
     assert (json_is_null (json_object_get (settings, "offSchedule")));
     //  A schedule under "settings", days in any order: stored in week order
-    snprintf (body, sizeof body, "{\"settings\":{\"offSchedule\":[{\"days\":[\"sun\",\"sat\"],"
-                                 "\"from\":\"22:00\",\"to\":\"00:00\"}]}}");
+    snprintf (body, sizeof body,
+              "{\"settings\":{\"offSchedule\":[{\"days\":[\"sun\",\"sat\"],"
+              "\"from\":\"22:00\",\"to\":\"00:00\"}]}}");
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, body) == 200);
     settings = json_object_get (gateway_fixture_data (client, "port"), "settings");
-    json_t *expected = json_loads (
-        "[{\"days\":[\"sat\",\"sun\"],\"from\":\"22:00\",\"to\":\"00:00\"}]", 0, NULL);
+    json_t *expected =
+        json_loads ("[{\"days\":[\"sat\",\"sun\"],\"from\":\"22:00\",\"to\":\"00:00\"}]", 0, NULL);
     assert (json_equal (json_object_get (settings, "offSchedule"), expected));
     assert (gateway_cache_port (gateway->cache, port, &cached));
     assert (cached.settings.role == PROTO_ROLE_SHOULD_BE_OFF);
-    assert (cached.settings.windows [0] == PROTO_WINDOW_PACK (0x60, 22 * 60, 0));
+    assert (cached.settings.windows[0] == PROTO_WINDOW_PACK (0x60, 22 * 60, 0));
     //  Another field alone keeps role and schedule; so does shouldBeOff
-    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":30}") == 200);
-    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"shouldBeOff\"}") == 200);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"minPhantomSeconds\":30}") ==
+            200);
+    assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"shouldBeOff\"}") ==
+            200);
     settings = json_object_get (gateway_fixture_data (client, "port"), "settings");
     assert (json_equal (json_object_get (settings, "offSchedule"), expected));
     assert (json_integer_value (json_object_get (settings, "minPhantomSeconds")) == 30);
     json_decref (expected);
     //  alwaysOn clears the schedule it cannot use; a schedule sent with it is refused
     assert (gateway_fixture_call (client, "PATCH", path, auth_a,
-                    "{\"role\":\"alwaysOn\",\"offSchedule\":[{\"days\":[\"sun\"],"
-                    "\"from\":\"22:00\",\"to\":\"00:00\"}]}") == 400);
+                                  "{\"role\":\"alwaysOn\",\"offSchedule\":[{\"days\":[\"sun\"],"
+                                  "\"from\":\"22:00\",\"to\":\"00:00\"}]}") == 400);
     assert (streq (gateway_fixture_error_field (client), "offSchedule"));
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"alwaysOn\"}") == 200);
     settings = json_object_get (gateway_fixture_data (client, "port"), "settings");
     assert (streq (json_string_value (json_object_get (settings, "role")), "alwaysOn"));
     assert (json_is_null (json_object_get (settings, "offSchedule")));
     assert (gateway_cache_port (gateway->cache, port, &cached));
-    assert (cached.settings.role == PROTO_ROLE_ALWAYS_ON && cached.settings.windows [0] == 0);
+    assert (cached.settings.role == PROTO_ROLE_ALWAYS_ON && cached.settings.windows[0] == 0);
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"role\":\"standby\"}") == 200);
 
     //  Port DELETE takes its readings and episodes along.
     char *other = s_make_port (client, auth_a, device, "Scanner");
-    const char *ports [] = {port, other};
+    const char *ports[] = {port, other};
     for (int index = 0; index < 2; index++) {
-        const char *port_values [] = {ports [index]};
-        free (gateway_fixture_sql (pg, "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
-                         " SELECT $1::uuid, now () - n * interval '1 second', 230, 0.01, 2, 3"
-                         " FROM generate_series (1, 10) n", 1, port_values));
-        free (gateway_fixture_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
-                         " SELECT id, user_id, now () - interval '1 hour', now (), 3 FROM ports"
-                         " WHERE id = $1::uuid", 1, port_values));
+        const char *port_values[] = {ports[index]};
+        free (gateway_fixture_sql (
+            pg,
+            "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+            " SELECT $1::uuid, now () - n * interval '1 second', 230, 0.01, 2, 3"
+            " FROM generate_series (1, 10) n",
+            1, port_values));
+        free (gateway_fixture_sql (
+            pg,
+            "INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
+            " SELECT id, user_id, now () - interval '1 hour', now (), 3 FROM ports"
+            " WHERE id = $1::uuid",
+            1, port_values));
     }
     snprintf (path, sizeof path, "/api/ports/%s", other);
     assert (gateway_fixture_call (client, "DELETE", path, auth_b, NULL) == 404);
     assert (gateway_fixture_call (client, "DELETE", path, auth_a, NULL) == 200);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 404);
     assert (gateway_fixture_call (client, "DELETE", path, auth_a, NULL) == 404);
-    const char *other_values [] = {other};
-    assert (streq (check = gateway_fixture_sql (pg, "SELECT count (*) FROM readings WHERE port_id = $1::uuid",
-                                  1, other_values), "0"));
+    const char *other_values[] = {other};
+    assert (
+        streq (check = gateway_fixture_sql (
+                   pg, "SELECT count (*) FROM readings WHERE port_id = $1::uuid", 1, other_values),
+               "0"));
     free (check);
-    assert (streq (check = gateway_fixture_sql (pg, "SELECT count (*) FROM episodes WHERE port_id = $1::uuid",
-                                  1, other_values), "0"));
+    assert (
+        streq (check = gateway_fixture_sql (
+                   pg, "SELECT count (*) FROM episodes WHERE port_id = $1::uuid", 1, other_values),
+               "0"));
     free (check);
     assert (!gateway_cache_port (gateway->cache, other, &cached));
 
@@ -603,11 +678,14 @@ s_test_changes (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg
     assert (gateway_fixture_call (client, "DELETE", path, auth_a, NULL) == 200);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 404);
     assert (gateway_fixture_call (client, "DELETE", path, auth_a, NULL) == 404);
-    const char *port_values [] = {port};
-    assert (streq (check = gateway_fixture_sql (pg, "SELECT (SELECT count (*) FROM readings WHERE port_id = $1::uuid)"
-                                      " + (SELECT count (*) FROM episodes WHERE port_id = $1::uuid)"
-                                      " + (SELECT count (*) FROM ports WHERE id = $1::uuid)",
-                                  1, port_values), "0"));
+    const char *port_values[] = {port};
+    assert (streq (check = gateway_fixture_sql (
+                       pg,
+                       "SELECT (SELECT count (*) FROM readings WHERE port_id = $1::uuid)"
+                       " + (SELECT count (*) FROM episodes WHERE port_id = $1::uuid)"
+                       " + (SELECT count (*) FROM ports WHERE id = $1::uuid)",
+                       1, port_values),
+                   "0"));
     free (check);
     assert (!gateway_cache_port (gateway->cache, port, &cached));
     snprintf (body, sizeof body, "{\"name\":\"x\",\"deviceId\":%s}", device);
@@ -627,25 +705,25 @@ s_test_series_step (void)
     struct {
         int64_t span_ms, asked, step;
         bool raised, rollups;
-    } cases [] = {
-        {hour, 0, 0, false, false},             //  raw stays raw, whatever the window
+    } cases[] = {
+        {hour, 0, 0, false, false}, //  raw stays raw, whatever the window
         {400 * day, 0, 0, false, false},
-        {hour, 45, 45, false, false},           //  short windows bin raw readings
+        {hour, 45, 45, false, false}, //  short windows bin raw readings
         {6 * hour, 45, 45, false, false},
-        {2 * hour, 1, 2, true, false},          //  more than 5000 buckets: raised
-        {6 * hour + 1, 45, 60, true, true},     //  long: whole minutes, from rollups
+        {2 * hour, 1, 2, true, false},      //  more than 5000 buckets: raised
+        {6 * hour + 1, 45, 60, true, true}, //  long: whole minutes, from rollups
         {7 * day, 3600, 3600, false, true},
-        {7 * day, 61, 180, true, true},         //  raised for 5000, then to minutes
-        {400 * day, 7001, 7020, true, true},    //  4937 buckets of raw readings before
+        {7 * day, 61, 180, true, true},      //  raised for 5000, then to minutes
+        {400 * day, 7001, 7020, true, true}, //  4937 buckets of raw readings before
         {400 * day, 86399, 86400, true, true},
         {400 * day, 60, 6960, true, true},
         {400 * day, GATEWAY_API_STEP_MAX, GATEWAY_API_STEP_MAX, false, true},
     };
-    for (size_t index = 0; index < sizeof cases / sizeof cases [0]; index++) {
-        int64_t step = gateway_api_series_step (cases [index].span_ms, cases [index].asked,
-                                                &raised, &rollups);
-        assert (step == cases [index].step);
-        assert (raised == cases [index].raised && rollups == cases [index].rollups);
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        int64_t step =
+            gateway_api_series_step (cases[index].span_ms, cases[index].asked, &raised, &rollups);
+        assert (step == cases[index].step);
+        assert (raised == cases[index].raised && rollups == cases[index].rollups);
     }
     //  And for every window and step in a sweep.
     for (int64_t span = 60 * 1000; span <= GATEWAY_API_SPAN_MAX_MS; span = span * 3 + 7) {
@@ -663,37 +741,40 @@ s_test_series_step (void)
 //  Raw and downsampled series over 7200 readings, one a second, power =
 //  second of the minute, starting on a minute boundary two hours ago.
 static void
-s_test_readings (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
-                 const char *port)
+s_test_readings (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a,
+                 const char *auth_b, const char *port)
 {
     int64_t start = (gateway_time_now_ms () / 60000 - 121) * 60000;
-    char start_text [24], path [256];
+    char start_text[24], path[256];
     snprintf (start_text, sizeof start_text, "%" PRId64, start);
-    const char *values [] = {port, start_text};
-    free (gateway_fixture_sql (pg, "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
-                     " SELECT $1::uuid, to_timestamp ($2::bigint / 1000.0) + n * interval '1 second',"
-                     "        230, 0.1, n % 60, 1 FROM generate_series (0, 7199) n", 2, values));
+    const char *values[] = {port, start_text};
+    free (gateway_fixture_sql (
+        pg,
+        "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+        " SELECT $1::uuid, to_timestamp ($2::bigint / 1000.0) + n * interval '1 second',"
+        "        230, 0.1, n % 60, 1 FROM generate_series (0, 7199) n",
+        2, values));
     int64_t end = start + 7200 * 1000;
 
     //  Raw, wider than 5000: the newest 5000, oldest first, truncated.
-    snprintf (path, sizeof path, "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64, port,
-              start, end);
+    snprintf (path, sizeof path, "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64, port, start,
+              end);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
     json_t *list = gateway_fixture_data (client, "readings");
     assert (json_array_size (list) == 5000);
     assert (json_is_true (gateway_fixture_data (client, "truncated")));
     assert (json_integer_value (gateway_fixture_data (client, "step")) == 0);
-    char iso [32];
+    char iso[32];
     gateway_time_format (start + 2200 * 1000, iso);
     json_t *first = json_array_get (list, 0);
     assert (streq (json_string_value (json_object_get (first, "ts")), iso));
-    assert (s_number (first, "power") == 40);      //  2200 % 60
+    assert (s_number (first, "power") == 40); //  2200 % 60
     assert (streq (json_string_value (json_object_get (first, "status")), "active"));
     gateway_time_format (start + 7199 * 1000, iso);
     assert (streq (json_string_value (json_object_get (json_array_get (list, 4999), "ts")), iso));
 
     //  Raw, narrower, with ISO-8601 bounds: all of it, not truncated.
-    char from_iso [32], to_iso [32];
+    char from_iso[32], to_iso[32];
     gateway_time_format (start, from_iso);
     gateway_time_format (start + 600 * 1000, to_iso);
     snprintf (path, sizeof path, "/api/ports/%s/readings?from=%s&to=%s", port, from_iso, to_iso);
@@ -710,7 +791,8 @@ s_test_readings (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
     assert (json_is_false (gateway_fixture_data (client, "stepRaised")));
     size_t index;
     json_t *bucket;
-    json_array_foreach (list, index, bucket) {
+    json_array_foreach (list, index, bucket)
+    {
         assert (json_integer_value (json_object_get (bucket, "count")) == 60);
         assert (s_number (bucket, "min") == 0 && s_number (bucket, "max") == 59);
         assert (s_near (s_number (bucket, "mean"), 29.5));
@@ -732,10 +814,10 @@ s_test_readings (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
     assert (json_array_size (gateway_fixture_data (client, "readings")) <= 3600);
     assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 404);
 
-    const char *bad [] = {"from=yesterday", "from=2024-13-01T00:00:00Z", "step=-1", "step=1.5",
-                          "from=2000&to=1000", "from=0&to=99999999999999"};
-    for (size_t bad_index = 0; bad_index < sizeof bad / sizeof bad [0]; bad_index++) {
-        snprintf (path, sizeof path, "/api/ports/%s/readings?%s", port, bad [bad_index]);
+    const char *bad[] = {"from=yesterday", "from=2024-13-01T00:00:00Z", "step=-1",
+                         "step=1.5",       "from=2000&to=1000",         "from=0&to=99999999999999"};
+    for (size_t bad_index = 0; bad_index < sizeof bad / sizeof bad[0]; bad_index++) {
+        snprintf (path, sizeof path, "/api/ports/%s/readings?%s", port, bad[bad_index]);
         assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 400);
     }
 }
@@ -750,22 +832,29 @@ s_test_rollups (gateway_fixture_client_t *client, PGconn *pg, const char *auth, 
     char *port = s_make_port (client, auth, device, "Rollups");
     int64_t start = (gateway_time_now_ms () / 60000 - 47 * 60 - 23) * 60000;
     int64_t from = start + 15 * 1000, to = start + 48 * 3600 * 1000LL - 15 * 1000;
-    char start_text [24], from_text [24], to_text [24], path [256];
+    char start_text[24], from_text[24], to_text[24], path[256];
     snprintf (start_text, sizeof start_text, "%" PRId64, start);
     snprintf (from_text, sizeof from_text, "%" PRId64, from);
     snprintf (to_text, sizeof to_text, "%" PRId64, to);
-    const char *values [] = {port, start_text};
-    free (gateway_fixture_sql (pg, "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
-                     " SELECT $1::uuid, to_timestamp ($2::bigint / 1000.0) + n * interval '30 seconds',"
-                     "        230, 0.1, (n * 7919 % 1000) / 10.0, 1 FROM generate_series (0, 5759) n",
-                 2, values));
+    const char *values[] = {port, start_text};
+    free (gateway_fixture_sql (
+        pg,
+        "INSERT INTO readings (port_id, ts, voltage, current, power, status)"
+        " SELECT $1::uuid, to_timestamp ($2::bigint / 1000.0) + n * interval '30 seconds',"
+        "        230, 0.1, (n * 7919 % 1000) / 10.0, 1 FROM generate_series (0, 5759) n",
+        2, values));
     //  What the store's maintenance does: roll up from the watermark to now.
-    free (gateway_fixture_sql (pg, "SELECT phantom_rollup (least ((SELECT watermark FROM rollup_state),"
-                     " to_timestamp ($1::bigint / 1000.0)), now ())", 1, values + 1));
-    const char *window [] = {port, from_text, to_text};
-    PGresult *raw = PQexecParams (pg,
-        "SELECT (extract (epoch FROM bucket) * 1000)::bigint, min (power), avg (power), max (power),"
-        " count (*) FROM (SELECT date_bin ('3600 seconds', ts, timestamptz 'epoch') AS bucket, power"
+    free (gateway_fixture_sql (pg,
+                               "SELECT phantom_rollup (least ((SELECT watermark FROM rollup_state),"
+                               " to_timestamp ($1::bigint / 1000.0)), now ())",
+                               1, values + 1));
+    const char *window[] = {port, from_text, to_text};
+    PGresult *raw = PQexecParams (
+        pg,
+        "SELECT (extract (epoch FROM bucket) * 1000)::bigint, min (power), avg (power), max "
+        "(power),"
+        " count (*) FROM (SELECT date_bin ('3600 seconds', ts, timestamptz 'epoch') AS bucket, "
+        "power"
         " FROM readings WHERE port_id = $1::uuid AND ts >= to_timestamp ($2::bigint / 1000.0)"
         " AND ts < to_timestamp ($3::bigint / 1000.0)) binned GROUP BY bucket ORDER BY bucket",
         3, NULL, window, NULL, NULL, 0);
@@ -773,7 +862,8 @@ s_test_rollups (gateway_fixture_client_t *client, PGconn *pg, const char *auth, 
     assert (PQresultStatus (raw) == PGRES_TUPLES_OK && buckets >= 48);
     //  The same window asked in steps of 3601 s, which rollups cannot
     //  make: answered in 3660 s (whole minutes), from rollups too.
-    PGresult *odd = PQexecParams (pg,
+    PGresult *odd = PQexecParams (
+        pg,
         "SELECT (extract (epoch FROM bucket) * 1000)::bigint, min (power), avg (power),"
         " max (power), count (*)"
         " FROM (SELECT date_bin ('3660 seconds', ts, timestamptz 'epoch') AS bucket, power"
@@ -781,30 +871,34 @@ s_test_rollups (gateway_fixture_client_t *client, PGconn *pg, const char *auth, 
         " AND ts < to_timestamp ($3::bigint / 1000.0)) binned GROUP BY bucket ORDER BY bucket",
         3, NULL, window, NULL, NULL, 0);
     assert (PQresultStatus (odd) == PGRES_TUPLES_OK && PQntuples (odd) >= 47);
-    free (gateway_fixture_sql (pg, "DELETE FROM readings WHERE port_id = $1::uuid"
-                     " AND ts >= to_timestamp ($2::bigint / 1000.0) + interval '2 hours'"
-                     " AND ts < to_timestamp ($2::bigint / 1000.0) + interval '3 hours'", 2, values));
+    free (gateway_fixture_sql (pg,
+                               "DELETE FROM readings WHERE port_id = $1::uuid"
+                               " AND ts >= to_timestamp ($2::bigint / 1000.0) + interval '2 hours'"
+                               " AND ts < to_timestamp ($2::bigint / 1000.0) + interval '3 hours'",
+                               2, values));
 
     for (int asked = 0; asked < 2; asked++) {
         PGresult *expected = asked ? odd : raw;
-        snprintf (path, sizeof path, "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64
-                  "&step=%d", port, from, to, asked ? 3601 : 3600);
+        snprintf (path, sizeof path,
+                  "/api/ports/%s/readings?from=%" PRId64 "&to=%" PRId64 "&step=%d", port, from, to,
+                  asked ? 3601 : 3600);
         assert (gateway_fixture_call (client, "GET", path, auth, NULL) == 200);
-        assert (json_integer_value (gateway_fixture_data (client, "step")) == (asked ? 3660 : 3600));
+        assert (json_integer_value (gateway_fixture_data (client, "step")) ==
+                (asked ? 3660 : 3600));
         assert (json_is_true (gateway_fixture_data (client, "stepRaised")) == (asked == 1));
         json_t *list = gateway_fixture_data (client, "buckets");
-        assert (json_array_size (list) == (size_t) PQntuples (expected));
+        assert (json_array_size (list) == (size_t)PQntuples (expected));
         for (int row = 0; row < PQntuples (expected); row++) {
-            json_t *bucket = json_array_get (list, (size_t) row);
-            char iso [32];
+            json_t *bucket = json_array_get (list, (size_t)row);
+            char iso[32];
             gateway_time_format (strtoll (PQgetvalue (expected, row, 0), NULL, 10), iso);
             assert (streq (json_string_value (json_object_get (bucket, "ts")), iso));
             assert (s_number (bucket, "min") == strtod (PQgetvalue (expected, row, 1), NULL));
             double mean = strtod (PQgetvalue (expected, row, 2), NULL);
             assert (s_near (s_number (bucket, "mean"), mean));
             assert (s_number (bucket, "max") == strtod (PQgetvalue (expected, row, 3), NULL));
-            assert (json_integer_value (json_object_get (bucket, "count"))
-                    == strtoll (PQgetvalue (expected, row, 4), NULL, 10));
+            assert (json_integer_value (json_object_get (bucket, "count")) ==
+                    strtoll (PQgetvalue (expected, row, 4), NULL, 10));
         }
     }
     PQclear (raw);
@@ -816,27 +910,35 @@ s_test_rollups (gateway_fixture_client_t *client, PGconn *pg, const char *auth, 
 
 //  Episodes with cost at the user's tariff, newest first, paged.
 static void
-s_test_episodes (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
-                 const char *port)
+s_test_episodes (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a,
+                 const char *auth_b, const char *port)
 {
-    const char *values [] = {port};
-    free (gateway_fixture_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts,"
-                     "                      peak_watts, energy_wh, samples)"
-                     " SELECT id, user_id, now () - interval '3 hours', now () - interval '2 hours',"
-                     "        100, 120, 100, 60 FROM ports WHERE id = $1::uuid", 1, values));
-    free (gateway_fixture_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts,"
-                     "                      peak_watts, energy_wh, samples)"
-                     " SELECT id, user_id, now () - interval '30 minutes', NULL,"
-                     "        100, 110, 50, 30 FROM ports WHERE id = $1::uuid", 1, values));
-    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a, "{\"tariffPerKwh\":0.25}") == 200);
-    char path [160];
+    const char *values[] = {port};
+    free (gateway_fixture_sql (
+        pg,
+        "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts,"
+        "                      peak_watts, energy_wh, samples)"
+        " SELECT id, user_id, now () - interval '3 hours', now () - interval '2 hours',"
+        "        100, 120, 100, 60 FROM ports WHERE id = $1::uuid",
+        1, values));
+    free (gateway_fixture_sql (
+        pg,
+        "INSERT INTO episodes (port_id, user_id, started_at, ended_at, mean_watts,"
+        "                      peak_watts, energy_wh, samples)"
+        " SELECT id, user_id, now () - interval '30 minutes', NULL,"
+        "        100, 110, 50, 30 FROM ports WHERE id = $1::uuid",
+        1, values));
+    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a,
+                                  "{\"tariffPerKwh\":0.25}") == 200);
+    char path[160];
     snprintf (path, sizeof path, "/api/ports/%s/episodes", port);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
     json_t *list = gateway_fixture_data (client, "episodes");
     assert (json_array_size (list) == 2);
     assert (json_is_null (gateway_fixture_data (client, "nextBefore")));
     json_t *open = json_array_get (list, 0), *closed = json_array_get (list, 1);
-    assert (json_is_true (json_object_get (open, "open")) && json_is_null (json_object_get (open, "end")));
+    assert (json_is_true (json_object_get (open, "open")) &&
+            json_is_null (json_object_get (open, "end")));
     assert (json_is_false (json_object_get (closed, "open")));
     assert (s_near (s_number (closed, "cost"), 0.025) && s_near (s_number (open, "cost"), 0.0125));
     assert (s_number (closed, "energyWh") == 100 && s_number (closed, "peakWatts") == 120);
@@ -851,8 +953,8 @@ s_test_episodes (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
     assert (next == open_id);
     snprintf (path, sizeof path, "/api/ports/%s/episodes?limit=1&before=%" PRId64, port, next);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (json_integer_value (json_object_get (json_array_get (gateway_fixture_data (client, "episodes"), 0), "id"))
-            == closed_id);
+    assert (json_integer_value (json_object_get (
+                json_array_get (gateway_fixture_data (client, "episodes"), 0), "id")) == closed_id);
     snprintf (path, sizeof path, "/api/ports/%s/episodes?limit=201", port);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 400);
     snprintf (path, sizeof path, "/api/ports/%s/episodes", port);
@@ -861,16 +963,19 @@ s_test_episodes (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
 
 //  Read, unread, read-all and the unread count.
 static void
-s_test_notifications (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
-                      const char *user_a)
+s_test_notifications (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a,
+                      const char *auth_b, const char *user_a)
 {
-    const char *values [] = {user_a};
-    free (gateway_fixture_sql (pg, "UPDATE notifications SET read_at = now () WHERE user_id = $1::bigint",
-                 1, values));
-    char *id = gateway_fixture_sql (pg, "INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
-                          " SELECT $1::bigint, 'digest', 'read-test-' || n, 'T' || n, 'M'"
-                          " FROM generate_series (1, 3) n RETURNING id::text", 1, values);
-    char path [96];
+    const char *values[] = {user_a};
+    free (gateway_fixture_sql (
+        pg, "UPDATE notifications SET read_at = now () WHERE user_id = $1::bigint", 1, values));
+    char *id =
+        gateway_fixture_sql (pg,
+                             "INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
+                             " SELECT $1::bigint, 'digest', 'read-test-' || n, 'T' || n, 'M'"
+                             " FROM generate_series (1, 3) n RETURNING id::text",
+                             1, values);
+    char path[96];
     snprintf (path, sizeof path, "/api/notifications/%s", id);
     assert (gateway_fixture_call (client, "PATCH", path, auth_b, "{\"read\":true}") == 404);
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"read\":1}") == 400);
@@ -880,42 +985,52 @@ s_test_notifications (gateway_fixture_client_t *client, PGconn *pg, const char *
     assert (gateway_fixture_call (client, "GET", "/api/notifications", auth_a, NULL) == 200);
     assert (json_integer_value (gateway_fixture_data (client, "unread")) == 2);
     assert (gateway_fixture_call (client, "PATCH", path, auth_a, "{\"read\":false}") == 200);
-    assert (json_is_false (json_object_get (gateway_fixture_data (client, "notification"), "read")));
+    assert (
+        json_is_false (json_object_get (gateway_fixture_data (client, "notification"), "read")));
     assert (json_integer_value (gateway_fixture_data (client, "unread")) == 3);
-    assert (gateway_fixture_call (client, "POST", "/api/notifications/read-all", auth_b, NULL) == 200);
+    assert (gateway_fixture_call (client, "POST", "/api/notifications/read-all", auth_b, NULL) ==
+            200);
     assert (json_integer_value (gateway_fixture_data (client, "updated")) == 0);
-    assert (gateway_fixture_call (client, "POST", "/api/notifications/read-all", auth_a, NULL) == 200);
+    assert (gateway_fixture_call (client, "POST", "/api/notifications/read-all", auth_a, NULL) ==
+            200);
     assert (json_integer_value (gateway_fixture_data (client, "updated")) == 3);
-    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=2", auth_a, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/notifications?limit=2", auth_a, NULL) ==
+            200);
     assert (json_integer_value (gateway_fixture_data (client, "unread")) == 0);
     assert (json_is_integer (gateway_fixture_data (client, "nextBefore")));
     free (id);
 }
 
 static void
-s_test_settings (gateway_fixture_client_t *client, gateway_t *gateway, const char *auth_a, const char *port)
+s_test_settings (gateway_fixture_client_t *client, gateway_t *gateway, const char *auth_a,
+                 const char *port)
 {
     assert (gateway_fixture_call (client, "GET", "/api/settings", auth_a, NULL) == 200);
     json_t *settings = gateway_fixture_data (client, "settings");
     assert (streq (json_string_value (json_object_get (settings, "currency")), "EUR"));
-    assert (json_is_true (json_object_get (settings, "digestEnabled")));   //  the default
-    const char *bad [] = {"{\"timeZone\":\"Mars/Olympus\"}", "{\"timeZone\":\"\"}",
-                          "{\"currency\":\"eur\"}", "{\"currency\":\"EURO\"}",
-                          "{\"tariffPerKwh\":101}", "{\"tariffPerKwh\":-1}",
-                          "{\"tariffPerKwh\":\"0.3\"}", "{\"digestEnabled\":\"false\"}",
-                          "{\"digestEnabled\":0}"};
-    for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
-        assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a, bad [index]) == 400);
+    assert (json_is_true (json_object_get (settings, "digestEnabled"))); //  the default
+    const char *bad[] = {"{\"timeZone\":\"Mars/Olympus\"}",
+                         "{\"timeZone\":\"\"}",
+                         "{\"currency\":\"eur\"}",
+                         "{\"currency\":\"EURO\"}",
+                         "{\"tariffPerKwh\":101}",
+                         "{\"tariffPerKwh\":-1}",
+                         "{\"tariffPerKwh\":\"0.3\"}",
+                         "{\"digestEnabled\":\"false\"}",
+                         "{\"digestEnabled\":0}"};
+    for (size_t index = 0; index < sizeof bad / sizeof bad[0]; index++) {
+        assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a, bad[index]) == 400);
         assert (streq (gateway_fixture_error_code (client), "validation_error"));
     }
-    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a,
-                    "{\"timeZone\":\"Europe/Berlin\",\"currency\":\"CHF\",\"digestEnabled\":false}")
-            == 200);
+    assert (gateway_fixture_call (
+                client, "PATCH", "/api/settings", auth_a,
+                "{\"timeZone\":\"Europe/Berlin\",\"currency\":\"CHF\",\"digestEnabled\":false}") ==
+            200);
     settings = gateway_fixture_data (client, "settings");
     assert (json_is_false (json_object_get (settings, "digestEnabled")));
     assert (streq (json_string_value (json_object_get (settings, "timeZone")), "Europe/Berlin"));
     assert (streq (json_string_value (json_object_get (settings, "currency")), "CHF"));
-    assert (s_number (settings, "tariffPerKwh") == 0.25);      //  unchanged
+    assert (s_number (settings, "tariffPerKwh") == 0.25); //  unchanged
     gateway_port_t cached;
     assert (gateway_cache_port (gateway->cache, port, &cached));
     assert (streq (cached.settings.timezone, "Europe/Berlin"));
@@ -924,13 +1039,18 @@ s_test_settings (gateway_fixture_client_t *client, gateway_t *gateway, const cha
     assert (streq (json_string_value (json_object_get (settings, "currency")), "CHF"));
     assert (json_is_false (json_object_get (settings, "digestEnabled")));
     //  What is not named stays, digestEnabled included.
-    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a, "{\"tariffPerKwh\":0.25}") == 200);
-    assert (json_is_false (json_object_get (gateway_fixture_data (client, "settings"), "digestEnabled")));
-    assert (gateway_fixture_call (client, "GET", "/api/settings", auth_a, NULL) == 200);
-    assert (json_is_false (json_object_get (gateway_fixture_data (client, "settings"), "digestEnabled")));
     assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth_a,
-                    "{\"timeZone\":\"UTC\",\"currency\":\"EUR\",\"digestEnabled\":true}") == 200);
-    assert (json_is_true (json_object_get (gateway_fixture_data (client, "settings"), "digestEnabled")));
+                                  "{\"tariffPerKwh\":0.25}") == 200);
+    assert (json_is_false (
+        json_object_get (gateway_fixture_data (client, "settings"), "digestEnabled")));
+    assert (gateway_fixture_call (client, "GET", "/api/settings", auth_a, NULL) == 200);
+    assert (json_is_false (
+        json_object_get (gateway_fixture_data (client, "settings"), "digestEnabled")));
+    assert (gateway_fixture_call (
+                client, "PATCH", "/api/settings", auth_a,
+                "{\"timeZone\":\"UTC\",\"currency\":\"EUR\",\"digestEnabled\":true}") == 200);
+    assert (json_is_true (
+        json_object_get (gateway_fixture_data (client, "settings"), "digestEnabled")));
 }
 
 //  Exact figures (docs/figures-and-api.md) of a fresh user whose time zone
@@ -948,24 +1068,24 @@ s_test_settings (gateway_fixture_client_t *client, gateway_t *gateway, const cha
 //    Kettle  never reported: waiting.
 typedef struct {
     char *tv, *router, *lamp, *kettle, *device, *token;
-    char auth [128];
-    int64_t hour;                       //  H, ms
+    char auth[128];
+    int64_t hour; //  H, ms
 } s_figures_t;
 
 static void
 s_figures_seed (gateway_fixture_client_t *client, PGconn *pg, const char *suffix, s_figures_t *f)
 {
-    char email [128], zone [32], body [128], hour_text [24];
+    char email[128], zone[32], body[128], hour_text[24];
     snprintf (email, sizeof email, "carol.%s@example.com", suffix);
     f->token = s_test_register (client, email, "Carol");
     s_bearer (f->token, f->auth);
-    char *hour = gateway_fixture_sql (pg, "SELECT (extract (epoch FROM date_trunc ('hour', now ())) * 1000)::bigint",
-                        0, NULL);
+    char *hour = gateway_fixture_sql (
+        pg, "SELECT (extract (epoch FROM date_trunc ('hour', now ())) * 1000)::bigint", 0, NULL);
     f->hour = strtoll (hour, NULL, 10);
     free (hour);
     snprintf (hour_text, sizeof hour_text, "%" PRId64, f->hour);
-    int utc_hour = (int) ((f->hour / 3600000) % 24);
-    int offset = 12 - utc_hour;         //  local = UTC + offset; Etc/GMT signs are inverted
+    int utc_hour = (int)((f->hour / 3600000) % 24);
+    int offset = 12 - utc_hour; //  local = UTC + offset; Etc/GMT signs are inverted
     snprintf (zone, sizeof zone, offset == 0 ? "Etc/GMT" : "Etc/GMT%+d", -offset);
     snprintf (body, sizeof body, "{\"tariffPerKwh\":0.25,\"timeZone\":\"%s\"}", zone);
     assert (gateway_fixture_call (client, "PATCH", "/api/settings", f->auth, body) == 200);
@@ -975,8 +1095,9 @@ s_figures_seed (gateway_fixture_client_t *client, PGconn *pg, const char *suffix
     f->router = s_make_port (client, f->auth, f->device, "Router");
     f->lamp = s_make_port (client, f->auth, f->device, "Lamp");
     f->kettle = s_make_port (client, f->auth, f->device, "Kettle");
-    const char *values [] = {f->tv, f->router, f->lamp, hour_text};
-    free (gateway_fixture_sql (pg,
+    const char *values[] = {f->tv, f->router, f->lamp, hour_text};
+    free (gateway_fixture_sql (
+        pg,
         "WITH h AS (SELECT to_timestamp ($4::bigint / 1000.0) AS h),"
         " r AS (INSERT INTO readings (port_id, ts, voltage, current, power, status)"
         "   SELECT $1::uuid, h - interval '40 hours' + n * interval '1 minute', 230, 0.02, 4, 3"
@@ -985,10 +1106,12 @@ s_figures_seed (gateway_fixture_client_t *client, PGconn *pg, const char *suffix
         "   SELECT $2::uuid, h - interval '10 hours' + n * interval '1 minute', 230, 0.05, 11, 1"
         "   FROM h, generate_series (0, 10 * 60) n),"
         " p AS (UPDATE ports SET"
-        "   status = CASE id WHEN $1::uuid THEN 'phantom' WHEN $2::uuid THEN 'active' ELSE 'offline' END,"
+        "   status = CASE id WHEN $1::uuid THEN 'phantom' WHEN $2::uuid THEN 'active' ELSE "
+        "'offline' END,"
         "   role = CASE id WHEN $2::uuid THEN 'always_on' ELSE 'standby' END,"
         "   last_power = CASE id WHEN $1::uuid THEN 4 WHEN $2::uuid THEN 11 ELSE 7 END,"
-        "   last_reading_at = CASE id WHEN $1::uuid THEN h - interval '14 hours' WHEN $2::uuid THEN h"
+        "   last_reading_at = CASE id WHEN $1::uuid THEN h - interval '14 hours' WHEN $2::uuid "
+        "THEN h"
         "                     ELSE h - interval '20 hours' END"
         "   FROM h WHERE id IN ($1::uuid, $2::uuid, $3::uuid) RETURNING id, user_id)"
         " INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
@@ -997,13 +1120,16 @@ s_figures_seed (gateway_fixture_client_t *client, PGconn *pg, const char *suffix
         "          (interval '2 hours', interval '1 hour', 5.0),"
         "          (interval '31 days', interval '29 days', 48.0),"
         "          (interval '40 days', interval '39 days', 1000.0)) AS e (started, ended, energy)"
-        " WHERE p.id = $1::uuid", 4, values));
+        " WHERE p.id = $1::uuid",
+        4, values));
     //  What the store's rollups would hold for minutes before the watermark.
-    free (gateway_fixture_sql (pg,
+    free (gateway_fixture_sql (
+        pg,
         "SELECT phantom_rollup_ports (array_agg (port_id), array_agg (minute),"
         "                             (SELECT watermark FROM rollup_state))"
         " FROM (SELECT DISTINCT port_id, date_bin ('1 minute', ts, timestamptz 'epoch') AS minute"
-        "       FROM readings WHERE port_id IN ($1::uuid, $2::uuid)) m", 2, values));
+        "       FROM readings WHERE port_id IN ($1::uuid, $2::uuid)) m",
+        2, values));
 }
 
 static void
@@ -1032,7 +1158,7 @@ s_figure (json_t *object, const char *outer, const char *inner)
 static void
 s_test_summary (gateway_fixture_client_t *client, PGconn *pg, const char *suffix)
 {
-    char email [128], auth [128];
+    char email[128], auth[128];
     snprintf (email, sizeof email, "dora.%s@example.com", suffix);
     char *token = s_test_register (client, email, "Dora");
     s_bearer (token, auth);
@@ -1047,13 +1173,15 @@ s_test_summary (gateway_fixture_client_t *client, PGconn *pg, const char *suffix
     assert (gateway_fixture_call (client, "GET", "/api/summary", f.auth, NULL) == 200);
     assert (streq (json_string_value (gateway_fixture_data (client, "currency")), "EUR"));
     int64_t now = 0;
-    assert (gateway_time_parse (json_string_value (gateway_fixture_data (client, "now")), &now) == 0);
+    assert (gateway_time_parse (json_string_value (gateway_fixture_data (client, "now")), &now) ==
+            0);
     int64_t today = 0;
-    assert (gateway_time_parse (json_string_value (gateway_fixture_data (client, "todayFrom")), &today) == 0);
+    assert (gateway_time_parse (json_string_value (gateway_fixture_data (client, "todayFrom")),
+                                &today) == 0);
     assert (today == f.hour - 12 * 3600000LL);
     //  The straddling episode's part inside [now - 30 d, now).
-    double straddle = 48.0 * (double) (f.hour - 29 * 86400000LL - (now - 30 * 86400000LL))
-                    / (2 * 86400000.0);
+    double straddle =
+        48.0 * (double)(f.hour - 29 * 86400000LL - (now - 30 * 86400000LL)) / (2 * 86400000.0);
     double tv_last30 = 16 + 5 + straddle;
     double tv_year = tv_last30 / 1000 / 26 * 8760;
 
@@ -1107,25 +1235,26 @@ s_test_summary (gateway_fixture_client_t *client, PGconn *pg, const char *suffix
     assert (json_integer_value (json_object_get (counts, "waiting")) == 1);
 
     //  Energy per local day: [H - 60 h, H - 36 h), [H - 36 h, H - 12 h), today.
-    char path [200];
+    char path[200];
     snprintf (path, sizeof path, "/api/ports/%s/energy?period=day&from=%" PRId64, f.tv,
-              f.hour - (int64_t) 60 * 3600000);
+              f.hour - (int64_t)60 * 3600000);
     assert (gateway_fixture_call (client, "GET", path, f.auth, NULL) == 200);
     json_t *buckets = gateway_fixture_data (client, "buckets");
     assert (json_array_size (buckets) == 3);
-    const double used [3] = {0.016, 0.088, 0}, phantom [3] = {0.008, 0.008, 0.005};
+    const double used[3] = {0.016, 0.088, 0}, phantom[3] = {0.008, 0.008, 0.005};
     for (size_t day = 0; day < 3; day++) {
         json_t *bucket = json_array_get (buckets, day);
         int64_t start = 0;
         assert (gateway_time_parse (json_string_value (json_object_get (bucket, "start")),
-                                           &start) == 0);
-        assert (start == f.hour - (60 - 24 * (int64_t) day) * 3600000LL);
-        assert (fabs (s_number (bucket, "energyKwh") - used [day]) < 1e-9);
-        assert (fabs (s_number (bucket, "phantomKwh") - phantom [day]) < 1e-9);
-        assert (fabs (s_number (bucket, "phantomCost") - phantom [day] * 0.25) < 1e-9);
+                                    &start) == 0);
+        assert (start == f.hour - (60 - 24 * (int64_t)day) * 3600000LL);
+        assert (fabs (s_number (bucket, "energyKwh") - used[day]) < 1e-9);
+        assert (fabs (s_number (bucket, "phantomKwh") - phantom[day]) < 1e-9);
+        assert (fabs (s_number (bucket, "phantomCost") - phantom[day] * 0.25) < 1e-9);
     }
     assert (fabs (s_number (json_array_get (buckets, 1), "reportedHours") - 22) < 1e-9);
-    snprintf (path, sizeof path, "/api/energy?period=day&from=%" PRId64, f.hour - (int64_t) 12 * 3600000);
+    snprintf (path, sizeof path, "/api/energy?period=day&from=%" PRId64,
+              f.hour - (int64_t)12 * 3600000);
     assert (gateway_fixture_call (client, "GET", path, f.auth, NULL) == 200);
     buckets = gateway_fixture_data (client, "buckets");
     assert (json_array_size (buckets) == 1);
@@ -1146,22 +1275,28 @@ s_test_summary (gateway_fixture_client_t *client, PGconn *pg, const char *suffix
 static void
 s_test_tariffs (gateway_fixture_client_t *client, PGconn *pg, const char *auth, const char *port)
 {
-    const char *values [] = {port};
-    free (gateway_fixture_sql (pg, "INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
-                     " SELECT id, user_id, '2026-11-30 05:00Z', '2026-11-30 07:00Z', 1000"
-                     " FROM ports WHERE id = $1::uuid", 1, values));
+    const char *values[] = {port};
+    free (gateway_fixture_sql (
+        pg,
+        "INSERT INTO episodes (port_id, user_id, started_at, ended_at, energy_wh)"
+        " SELECT id, user_id, '2026-11-30 05:00Z', '2026-11-30 07:00Z', 1000"
+        " FROM ports WHERE id = $1::uuid",
+        1, values));
     const char *peak = "\"peakWindows\":[{\"days\":[\"fri\",\"mon\",\"tue\",\"wed\",\"thu\"],"
                        "\"from\":\"07:00\",\"to\":\"22:00\"}]";
-    char body [400], path [160];
-    snprintf (body, sizeof body, "{\"timeZone\":\"Europe/Berlin\",\"tariff\":{\"kind\":\"timeOfUse\","
-              "\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4,%s}}", peak);
+    char body[400], path[160];
+    snprintf (body, sizeof body,
+              "{\"timeZone\":\"Europe/Berlin\",\"tariff\":{\"kind\":\"timeOfUse\","
+              "\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4,%s}}",
+              peak);
     assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth, body) == 200);
     json_t *tariff = json_object_get (gateway_fixture_data (client, "settings"), "tariff");
     assert (streq (json_string_value (json_object_get (tariff, "kind")), "timeOfUse"));
     assert (s_number (tariff, "peakPricePerKwh") == 0.4);
     assert (json_is_null (json_object_get (tariff, "validFrom")));
-    json_t *days = json_object_get (json_array_get (json_object_get (tariff, "peakWindows"), 0), "days");
-    assert (streq (json_string_value (json_array_get (days, 0)), "mon"));    //  in week order
+    json_t *days =
+        json_object_get (json_array_get (json_object_get (tariff, "peakWindows"), 0), "days");
+    assert (streq (json_string_value (json_array_get (days, 0)), "mon")); //  in week order
     assert (streq (json_string_value (json_array_get (days, 4)), "fri"));
     snprintf (path, sizeof path, "/api/ports/%s/episodes?limit=200", port);
     assert (gateway_fixture_call (client, "GET", path, auth, NULL) == 200);
@@ -1173,10 +1308,14 @@ s_test_tariffs (gateway_fixture_client_t *client, PGconn *pg, const char *auth, 
 
     //  0.10 flat for all data, then time-of-use from 06:00 UTC: the first
     //  hour at 0.10, the second at the peak price.
-    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth,
-                    "{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":0.1,\"peakPricePerKwh\":null}}") == 200);
-    snprintf (body, sizeof body, "{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,"
-              "\"peakPricePerKwh\":0.4,%s,\"validFrom\":\"2026-11-30T06:00:00Z\"}}", peak);
+    assert (gateway_fixture_call (
+                client, "PATCH", "/api/settings", auth,
+                "{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":0.1,\"peakPricePerKwh\":null}}") ==
+            200);
+    snprintf (body, sizeof body,
+              "{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,"
+              "\"peakPricePerKwh\":0.4,%s,\"validFrom\":\"2026-11-30T06:00:00Z\"}}",
+              peak);
     assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth, body) == 200);
     assert (gateway_fixture_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
     list = gateway_fixture_data (client, "tariffs");
@@ -1190,51 +1329,68 @@ s_test_tariffs (gateway_fixture_client_t *client, PGconn *pg, const char *auth, 
         if (s_number (json_array_get (list, index), "energyWh") == 1000)
             assert (s_near (s_number (json_array_get (list, index), "cost"), 0.25));
 
-    const char *bad [][2] = {
-        {"{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4}}", "peakWindows"},
-        {"{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,\"peakWindows\":[{\"days\":[\"mon\"],"
-         "\"from\":\"07:00\",\"to\":\"22:00\"}]}}", "peakPricePerKwh"},
+    const char *bad[][2] = {
+        {"{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4}}",
+         "peakWindows"},
+        {"{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,\"peakWindows\":[{\"days\":["
+         "\"mon\"],"
+         "\"from\":\"07:00\",\"to\":\"22:00\"}]}}",
+         "peakPricePerKwh"},
         {"{\"tariff\":{\"kind\":\"flat\"}}", "pricePerKwh"},
         {"{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":null}}", "pricePerKwh"},
         {"{\"tariff\":{\"kind\":\"banded\",\"pricePerKwh\":0.2}}", "kind"},
         {"{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4,"
-         "\"peakWindows\":[{\"days\":[\"mon\",\"mon\"],\"from\":\"07:00\",\"to\":\"22:00\"}]}}", "peakWindows"},
+         "\"peakWindows\":[{\"days\":[\"mon\",\"mon\"],\"from\":\"07:00\",\"to\":\"22:00\"}]}}",
+         "peakWindows"},
         {"{\"tariff\":{\"kind\":\"timeOfUse\",\"pricePerKwh\":0.2,\"peakPricePerKwh\":0.4,"
-         "\"peakWindows\":[{\"days\":[\"mon\"],\"from\":\"07:00\",\"to\":\"07:00\"}]}}", "peakWindows"},
-        {"{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":0.2,\"validFrom\":\"yesterday\"}}", "validFrom"},
+         "\"peakWindows\":[{\"days\":[\"mon\"],\"from\":\"07:00\",\"to\":\"07:00\"}]}}",
+         "peakWindows"},
+        {"{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":0.2,\"validFrom\":\"yesterday\"}}",
+         "validFrom"},
         {"{\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":0.2},\"tariffPerKwh\":0.2}", "tariff"},
-        {"{\"currency\":\"XYZ\"}", "currency"}, {"{\"locale\":\"en_GB\"}", "locale"},
-        {"{\"timeZone\":\"Mars/Olympus\",\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":9}}", "timeZone"}};
-    for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++) {
-        assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth, bad [index][0]) == 400);
-        assert (streq (gateway_fixture_error_field (client), bad [index][1]));
+        {"{\"currency\":\"XYZ\"}", "currency"},
+        {"{\"locale\":\"en_GB\"}", "locale"},
+        {"{\"timeZone\":\"Mars/Olympus\",\"tariff\":{\"kind\":\"flat\",\"pricePerKwh\":9}}",
+         "timeZone"}};
+    for (size_t index = 0; index < sizeof bad / sizeof bad[0]; index++) {
+        assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth, bad[index][0]) ==
+                400);
+        assert (streq (gateway_fixture_error_field (client), bad[index][1]));
     }
     //  Nothing of a refused change was kept: the two periods are as they were.
     assert (gateway_fixture_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "tariffs")) == 2);
-    assert (s_number (json_array_get (gateway_fixture_data (client, "tariffs"), 0), "pricePerKwh") == 0.1);
+    assert (s_number (json_array_get (gateway_fixture_data (client, "tariffs"), 0),
+                      "pricePerKwh") == 0.1);
     assert (gateway_fixture_call (client, "GET", "/api/currencies", auth, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "currencies")) > 150);
-    assert (gateway_fixture_call (client, "PATCH", "/api/settings", auth,
-                    "{\"timeZone\":\"UTC\",\"locale\":\"en-GB\",\"tariffPerKwh\":0.25}") == 200);
-    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "settings"), "locale")), "en-GB"));
+    assert (gateway_fixture_call (
+                client, "PATCH", "/api/settings", auth,
+                "{\"timeZone\":\"UTC\",\"locale\":\"en-GB\",\"tariffPerKwh\":0.25}") == 200);
+    assert (streq (
+        json_string_value (json_object_get (gateway_fixture_data (client, "settings"), "locale")),
+        "en-GB"));
     assert (gateway_fixture_call (client, "GET", "/api/tariffs", auth, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "tariffs")) == 1);
-    free (gateway_fixture_sql (pg, "DELETE FROM episodes WHERE port_id = $1::uuid AND energy_wh = 1000", 1, values));
+    free (gateway_fixture_sql (
+        pg, "DELETE FROM episodes WHERE port_id = $1::uuid AND energy_wh = 1000", 1, values));
 }
 
 static void
-s_test_webhooks (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
-                 const char *user_a)
+s_test_webhooks (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a,
+                 const char *auth_b, const char *user_a)
 {
     assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "webhooks")) == 0);
-    const char *bad [] = {"{\"url\":\"ftp://example.com/x\"}", "{\"url\":\"http://\"}",
-                          "{\"url\":\"http://exa mple.com\"}", "{\"url\":42}", "{}",
-                          "{\"url\":\"https://example.com\",\"secret\":\"short\"}"};
-    for (size_t index = 0; index < sizeof bad / sizeof bad [0]; index++)
-        assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a, bad [index]) == 400);
-    char *long_url = (char *) malloc (2100 + 64);
+    const char *bad[] = {"{\"url\":\"ftp://example.com/x\"}",
+                         "{\"url\":\"http://\"}",
+                         "{\"url\":\"http://exa mple.com\"}",
+                         "{\"url\":42}",
+                         "{}",
+                         "{\"url\":\"https://example.com\",\"secret\":\"short\"}"};
+    for (size_t index = 0; index < sizeof bad / sizeof bad[0]; index++)
+        assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a, bad[index]) == 400);
+    char *long_url = (char *)malloc (2100 + 64);
     strcpy (long_url, "{\"url\":\"http://example.com/");
     memset (long_url + strlen (long_url), 'a', 2040);
     strcpy (long_url + 27 + 2040, "\"}");
@@ -1245,27 +1401,41 @@ s_test_webhooks (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
     //  is off): every spelling of an inside address is a 400 on the url
     //  field, before anything is stored. Only literals and localhost (from
     //  /etc/hosts): a test asks no DNS server anything.
-    const char *inside [] = {
-        "http://127.0.0.1:5432/", "http://[::1]/hook", "http://0x7f000001/", "http://2130706433/",
-        "http://127.1/", "http://0177.0.0.1/", "http://localhost:8123/api/webhook/x",
-        "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://172.16.5.4/",
-        "http://192.168.1.20:8123/", "http://100.64.0.1/", "http://[fe80::1]/", "http://[fc00::1]/",
-        "http://[fd12::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:10.0.0.1]/",
-        "http://0.0.0.0/", "http://[::]/", "http://224.0.0.1/", "http://255.255.255.255/",
-        "https://user:pw@203.0.113.10/"};
-    for (size_t index = 0; index < sizeof inside / sizeof inside [0]; index++) {
-        char request [256];
-        snprintf (request, sizeof request, "{\"url\":\"%s\"}", inside [index]);
+    const char *inside[] = {"http://127.0.0.1:5432/",
+                            "http://[::1]/hook",
+                            "http://0x7f000001/",
+                            "http://2130706433/",
+                            "http://127.1/",
+                            "http://0177.0.0.1/",
+                            "http://localhost:8123/api/webhook/x",
+                            "http://169.254.169.254/latest/meta-data/",
+                            "http://10.0.0.1/",
+                            "http://172.16.5.4/",
+                            "http://192.168.1.20:8123/",
+                            "http://100.64.0.1/",
+                            "http://[fe80::1]/",
+                            "http://[fc00::1]/",
+                            "http://[fd12::1]/",
+                            "http://[::ffff:127.0.0.1]/",
+                            "http://[::ffff:10.0.0.1]/",
+                            "http://0.0.0.0/",
+                            "http://[::]/",
+                            "http://224.0.0.1/",
+                            "http://255.255.255.255/",
+                            "https://user:pw@203.0.113.10/"};
+    for (size_t index = 0; index < sizeof inside / sizeof inside[0]; index++) {
+        char request[256];
+        snprintf (request, sizeof request, "{\"url\":\"%s\"}", inside[index]);
         int status = gateway_fixture_call (client, "POST", "/api/webhooks", auth_a, request);
         if (client->verbose || status != 400)
-            printf ("\n-- %s: %d %s", inside [index], status,
+            printf ("\n-- %s: %d %s", inside[index], status,
                     json_string_value (json_object_get (client->body, "message")));
         assert (status == 400);
         assert (streq (gateway_fixture_error_code (client), "validation_error"));
         assert (streq (gateway_fixture_error_field (client), "url"));
     }
     assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a,
-                    "{\"url\":\"http://127.0.0.1:9/x\"}") == 400);
+                                  "{\"url\":\"http://127.0.0.1:9/x\"}") == 400);
     const char *message = json_string_value (json_object_get (client->body, "message"));
     assert (message && strstr (message, "loopback"));
     assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
@@ -1273,13 +1443,16 @@ s_test_webhooks (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
 
     //  Public addresses (documentation ranges: nothing delivers in this test).
     assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a,
-                    "{\"url\":\"https://203.0.113.10/pw\"}") == 201);
+                                  "{\"url\":\"https://203.0.113.10/pw\"}") == 201);
     const char *secret = json_string_value (gateway_fixture_data (client, "secret"));
     assert (secret && strlen (secret) == 64 && strspn (secret, "0123456789abcdef") == 64);
-    int64_t id = json_integer_value (json_object_get (gateway_fixture_data (client, "webhook"), "id"));
-    assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a,
-                    "{\"url\":\"http://198.51.100.7:9/x\",\"secret\":\"0123456789abcdef\"}") == 201);
-    assert (streq (json_string_value (gateway_fixture_data (client, "secret")), "0123456789abcdef"));
+    int64_t id =
+        json_integer_value (json_object_get (gateway_fixture_data (client, "webhook"), "id"));
+    assert (gateway_fixture_call (
+                client, "POST", "/api/webhooks", auth_a,
+                "{\"url\":\"http://198.51.100.7:9/x\",\"secret\":\"0123456789abcdef\"}") == 201);
+    assert (
+        streq (json_string_value (gateway_fixture_data (client, "secret")), "0123456789abcdef"));
     assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
     json_t *list = gateway_fixture_data (client, "webhooks");
     assert (json_array_size (list) == 2);
@@ -1287,14 +1460,17 @@ s_test_webhooks (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
     assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_b, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "webhooks")) == 0);
 
-    char id_text [24], path [96];
+    char id_text[24], path[96];
     snprintf (id_text, sizeof id_text, "%" PRId64, id);
-    const char *values [] = {user_a, id_text};
-    free (gateway_fixture_sql (pg,
+    const char *values[] = {user_a, id_text};
+    free (gateway_fixture_sql (
+        pg,
         "WITH n AS (INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
         "           VALUES ($1::bigint, 'digest', 'hook-test', 'T', 'M') RETURNING id)"
-        " INSERT INTO webhook_deliveries (webhook_id, notification_id, status, attempts, last_error)"
-        " SELECT $2::bigint, id, 'failed', 8, 'connection refused' FROM n", 2, values));
+        " INSERT INTO webhook_deliveries (webhook_id, notification_id, status, attempts, "
+        "last_error)"
+        " SELECT $2::bigint, id, 'failed', 8, 'connection refused' FROM n",
+        2, values));
     snprintf (path, sizeof path, "/api/webhooks/%s/deliveries", id_text);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
     list = gateway_fixture_data (client, "deliveries");
@@ -1302,7 +1478,8 @@ s_test_webhooks (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
     json_t *delivery = json_array_get (list, 0);
     assert (streq (json_string_value (json_object_get (delivery, "status")), "failed"));
     assert (json_integer_value (json_object_get (delivery, "attempts")) == 8);
-    assert (streq (json_string_value (json_object_get (delivery, "lastError")), "connection refused"));
+    assert (
+        streq (json_string_value (json_object_get (delivery, "lastError")), "connection refused"));
     assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 404);
 
     //  Off and on; a test send goes to this webhook only, as its newest delivery.
@@ -1314,9 +1491,9 @@ s_test_webhooks (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
     snprintf (path, sizeof path, "/api/webhooks/%s/test", id_text);
     assert (gateway_fixture_call (client, "POST", path, auth_b, NULL) == 404);
     assert (gateway_fixture_call (client, "POST", path, auth_a, NULL) == 202);
-    char notification [24];
+    char notification[24];
     snprintf (notification, sizeof notification, "%" PRId64,
-              (int64_t) json_integer_value (gateway_fixture_data (client, "notificationId")));
+              (int64_t)json_integer_value (gateway_fixture_data (client, "notificationId")));
     assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
     list = gateway_fixture_data (client, "webhooks");
     assert (json_array_size (list) == 2);
@@ -1327,10 +1504,13 @@ s_test_webhooks (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
     assert (streq (json_string_value (json_object_get (last, "status")), "pending"));
     assert (json_integer_value (json_object_get (last, "notificationId")) == atoll (notification));
     assert (json_is_null (json_object_get (other, "lastDelivery")));
-    const char *test_values [] = {notification};
-    char *check = gateway_fixture_sql (pg, "SELECT n.kind || (n.read_at IS NOT NULL) || count (d.id)"
-                             " FROM notifications n JOIN webhook_deliveries d ON d.notification_id = n.id"
-                             " WHERE n.id = $1::bigint GROUP BY n.id", 1, test_values);
+    const char *test_values[] = {notification};
+    char *check = gateway_fixture_sql (
+        pg,
+        "SELECT n.kind || (n.read_at IS NOT NULL) || count (d.id)"
+        " FROM notifications n JOIN webhook_deliveries d ON d.notification_id = n.id"
+        " WHERE n.id = $1::bigint GROUP BY n.id",
+        1, test_values);
     assert (streq (check, "webhook.testtrue1"));
     free (check);
 
@@ -1347,30 +1527,33 @@ s_test_webhooks (gateway_fixture_client_t *client, PGconn *pg, const char *auth_
 //  Every route of every table: no session is 401; a route with an id is
 //  404 with another user's session, and changes nothing of the owner's.
 static void
-s_test_authorization (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a, const char *auth_b,
-                      const char *user_a)
+s_test_authorization (gateway_fixture_client_t *client, PGconn *pg, const char *auth_a,
+                      const char *auth_b, const char *user_a)
 {
     char *device = s_make_device (client, auth_a, "Owned");
     char *port = s_make_port (client, auth_a, device, "Owned port");
-    assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a, "{\"url\":\"http://203.0.113.11/o\"}") == 201);
-    char *webhook = zsys_sprintf ("%" PRId64, (int64_t) json_integer_value (
-        json_object_get (gateway_fixture_data (client, "webhook"), "id")));
-    const char *values [] = {user_a};
-    char *notification = gateway_fixture_sql (pg, "INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
-                                    " VALUES ($1::bigint, 'digest', 'owned', 'T', 'M') RETURNING id::text",
-                                1, values);
-    char *session = gateway_fixture_sql (pg, "SELECT max (id)::text FROM sessions WHERE user_id = $1::bigint",
-                           1, values);
+    assert (gateway_fixture_call (client, "POST", "/api/webhooks", auth_a,
+                                  "{\"url\":\"http://203.0.113.11/o\"}") == 201);
+    char *webhook = zsys_sprintf ("%" PRId64, (int64_t)json_integer_value (json_object_get (
+                                                  gateway_fixture_data (client, "webhook"), "id")));
+    const char *values[] = {user_a};
+    char *notification =
+        gateway_fixture_sql (pg,
+                             "INSERT INTO notifications (user_id, kind, dedupe_key, title, message)"
+                             " VALUES ($1::bigint, 'digest', 'owned', 'T', 'M') RETURNING id::text",
+                             1, values);
+    char *session = gateway_fixture_sql (
+        pg, "SELECT max (id)::text FROM sessions WHERE user_id = $1::bigint", 1, values);
     assert (session);
     int routes = 0;
-    for (size_t table = 0; gateway_api_route_tables [table]; table++)
-        for (const gateway_api_route_t *route = gateway_api_route_tables [table]; route->method;
+    for (size_t table = 0; gateway_api_route_tables[table]; table++)
+        for (const gateway_api_route_t *route = gateway_api_route_tables[table]; route->method;
              route++) {
             if (!route->signed_in)
                 continue;
             //  The pattern with the owner's ids in it.
-            char path [256] = "/api";
-            char pattern [128];
+            char path[256] = "/api";
+            char pattern[128];
             snprintf (pattern, sizeof pattern, "%s", route->pattern);
             const char *resource = strtok (pattern, "/");
             bool has_id = false;
@@ -1378,20 +1561,21 @@ s_test_authorization (gateway_fixture_client_t *client, PGconn *pg, const char *
                 const char *value = segment;
                 if (streq (segment, ":uuid"))
                     value = port;
-                else
-                if (streq (segment, ":id"))
-                    value = streq (resource, "devices") ? device
-                          : streq (resource, "webhooks") ? webhook
-                          : streq (resource, "auth") ? session : notification;
+                else if (streq (segment, ":id"))
+                    value = streq (resource, "devices")    ? device
+                            : streq (resource, "webhooks") ? webhook
+                            : streq (resource, "auth")     ? session
+                                                           : notification;
                 has_id |= value != segment;
                 strcat (path, "/");
                 strcat (path, value);
             }
             const char *body = streq (route->method, "PATCH")
-                ? (streq (resource, "notifications") ? "{\"read\":true}"
-                   : streq (resource, "settings") ? "{\"currency\":\"USD\"}"
-                   : streq (resource, "webhooks") ? "{\"enabled\":false}" : "{\"name\":\"Taken\"}")
-                : NULL;
+                                   ? (streq (resource, "notifications") ? "{\"read\":true}"
+                                      : streq (resource, "settings")    ? "{\"currency\":\"USD\"}"
+                                      : streq (resource, "webhooks")    ? "{\"enabled\":false}"
+                                                                        : "{\"name\":\"Taken\"}")
+                                   : NULL;
             if (client->verbose)
                 printf ("\n-- %s %s", route->method, path);
             assert (gateway_fixture_call (client, route->method, path, NULL, body) == 401);
@@ -1403,25 +1587,29 @@ s_test_authorization (gateway_fixture_client_t *client, PGconn *pg, const char *
         }
     assert (routes >= 25);
     //  Nothing of the owner's changed.
-    char path [160];
+    char path[160];
     snprintf (path, sizeof path, "/api/devices/%s", device);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "device"), "name")), "Owned"));
+    assert (streq (
+        json_string_value (json_object_get (gateway_fixture_data (client, "device"), "name")),
+        "Owned"));
     snprintf (path, sizeof path, "/api/ports/%s", port);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (streq (json_string_value (json_object_get (gateway_fixture_data (client, "port"), "name")), "Owned port"));
+    assert (
+        streq (json_string_value (json_object_get (gateway_fixture_data (client, "port"), "name")),
+               "Owned port"));
     snprintf (path, sizeof path, "/api/webhooks/%s/deliveries", webhook);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
-    assert (json_array_size (gateway_fixture_data (client, "deliveries")) == 0);     //  no test send
+    assert (json_array_size (gateway_fixture_data (client, "deliveries")) == 0); //  no test send
     assert (gateway_fixture_call (client, "GET", "/api/webhooks", auth_a, NULL) == 200);
     json_t *hooks = gateway_fixture_data (client, "webhooks");
     for (size_t index = 0; index < json_array_size (hooks); index++)
-        assert (json_is_true (json_object_get (json_array_get (hooks, index), "enabled"))
-                || json_integer_value (json_object_get (json_array_get (hooks, index), "id"))
-                   != atoll (webhook));
-    const char *read_values [] = {notification};
-    char *read = gateway_fixture_sql (pg, "SELECT read_at IS NULL FROM notifications WHERE id = $1::bigint",
-                        1, read_values);
+        assert (json_is_true (json_object_get (json_array_get (hooks, index), "enabled")) ||
+                json_integer_value (json_object_get (json_array_get (hooks, index), "id")) !=
+                    atoll (webhook));
+    const char *read_values[] = {notification};
+    char *read = gateway_fixture_sql (
+        pg, "SELECT read_at IS NULL FROM notifications WHERE id = $1::bigint", 1, read_values);
     assert (read && streq (read, "t"));
     free (read);
     free (notification);
@@ -1443,14 +1631,14 @@ s_conninfo_named (const char *conninfo, const char *name)
         if (!option->val || streq (option->keyword, "application_name"))
             continue;
         //  Quoted, with \ and ' escaped, as libpq's key=value syntax wants.
-        char value [1024];
+        char value[1024];
         size_t length = 0;
         for (const char *cursor = option->val; *cursor && length + 2 < sizeof value; cursor++) {
             if (*cursor == '\\' || *cursor == '\'')
-                value [length++] = '\\';
-            value [length++] = *cursor;
+                value[length++] = '\\';
+            value[length++] = *cursor;
         }
-        value [length] = 0;
+        value[length] = 0;
         char *longer = zsys_sprintf ("%s %s='%s'", named, option->keyword, value);
         zstr_free (&named);
         named = longer;
@@ -1464,8 +1652,11 @@ s_conninfo_named (const char *conninfo, const char *name)
 static void
 s_terminate_pool (PGconn *pg, const char *name)
 {
-    char *ended = gateway_fixture_sql (pg, "SELECT count (pg_terminate_backend (pid, 5000)) FROM pg_stat_activity"
-                             " WHERE application_name = $1", 1, &name);
+    char *ended =
+        gateway_fixture_sql (pg,
+                             "SELECT count (pg_terminate_backend (pid, 5000)) FROM pg_stat_activity"
+                             " WHERE application_name = $1",
+                             1, &name);
     assert (ended && atoi (ended) >= 1);
     free (ended);
 }
@@ -1477,7 +1668,7 @@ s_self_terminate (struct mg_connection *conn, void *cbdata)
 {
     gateway_api_request_t request;
     memset (&request, 0, sizeof request);
-    request.gateway = (gateway_t *) cbdata;
+    request.gateway = (gateway_t *)cbdata;
     request.conn = conn;
     request.method = "GET";
     strcpy (request.path, "test/self-terminate");
@@ -1497,7 +1688,7 @@ static int
 s_register_from (gateway_fixture_client_t *client, const char *forwarded_for, const char *email,
                  const char *password)
 {
-    char headers [128], body [512];
+    char headers[128], body[512];
     snprintf (headers, sizeof headers, "X-Forwarded-For: %s\r\n", forwarded_for);
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"Limit\"}", email,
               password);
@@ -1508,7 +1699,7 @@ static int
 s_login_from (gateway_fixture_client_t *client, const char *forwarded_for, const char *email,
               const char *password)
 {
-    char headers [128], body [512];
+    char headers[128], body[512];
     snprintf (headers, sizeof headers, "X-Forwarded-For: %s\r\n", forwarded_for);
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
     return gateway_fixture_call (client, "POST", "/api/auth/login", headers, body);
@@ -1518,8 +1709,8 @@ s_login_from (gateway_fixture_client_t *client, const char *forwarded_for, const
 static bool
 s_limited (gateway_fixture_client_t *client)
 {
-    return client->status == 429 && streq (gateway_fixture_error_code (client), "rate_limited")
-        && strcasestr (client->head, "\r\nRetry-After: ");
+    return client->status == 429 && streq (gateway_fixture_error_code (client), "rate_limited") &&
+           strcasestr (client->head, "\r\nRetry-After: ");
 }
 
 //  New passwords: at least 8 characters and not in cracklib's dictionary,
@@ -1527,21 +1718,21 @@ s_limited (gateway_fixture_client_t *client)
 static void
 s_test_passwords (gateway_fixture_client_t *client, PGconn *pg, const char *suffix)
 {
-    const char *weak [] = {"password1", "12345678", "qwertyuiop", "iloveyou", "Password123",
-                           "abcdefgh"};
-    char email [128], body [512];
+    const char *weak[] = {"password1", "12345678",    "qwertyuiop",
+                          "iloveyou",  "Password123", "abcdefgh"};
+    char email[128], body[512];
     snprintf (email, sizeof email, "weak.%s@example.com", suffix);
-    for (size_t index = 0; index < sizeof weak / sizeof weak [0]; index++) {
-        snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"W\"}",
-                  email, weak [index]);
+    for (size_t index = 0; index < sizeof weak / sizeof weak[0]; index++) {
+        snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"W\"}", email,
+                  weak[index]);
         assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 400);
         assert (streq (gateway_fixture_error_code (client), "validation_error"));
         assert (streq (gateway_fixture_error_field (client), "password"));
-        assert (strstr (json_string_value (json_object_get (client->body, "message")),
-                        "too "));
+        assert (strstr (json_string_value (json_object_get (client->body, "message")), "too "));
     }
     //  Seven characters: the length rule, also on the password field.
-    snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"xK9#qL2\",\"name\":\"W\"}", email);
+    snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"xK9#qL2\",\"name\":\"W\"}",
+              email);
     assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 400);
     assert (streq (gateway_fixture_error_field (client), "password"));
     char *count = s_sql_value (pg, "SELECT count(*) FROM users WHERE email = $1", email);
@@ -1549,16 +1740,17 @@ s_test_passwords (gateway_fixture_client_t *client, PGconn *pg, const char *suff
     free (count);
     //  Long runs are systematic at any length; a long random password is
     //  not, though cracklib alone says so of this one (4 % of such).
-    const char *runs [] = {"abcdefghijklmnopqrstu", "12345678901234567890", "zyxwvutsrq9876543210"};
-    for (size_t index = 0; index < sizeof runs / sizeof runs [0]; index++) {
-        snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"W\"}",
-                  email, runs [index]);
+    const char *runs[] = {"abcdefghijklmnopqrstu", "12345678901234567890", "zyxwvutsrq9876543210"};
+    for (size_t index = 0; index < sizeof runs / sizeof runs[0]; index++) {
+        snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"W\"}", email,
+                  runs[index]);
         assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 400);
         assert (streq (gateway_fixture_error_field (client), "password"));
     }
     snprintf (body, sizeof body,
               "{\"email\":\"r.%s\",\"password\":\"pw-7289b4feaf024521bb4d540130ef8d39\","
-              "\"name\":\"W\"}", email);
+              "\"name\":\"W\"}",
+              email);
     assert (gateway_fixture_call (client, "POST", "/api/auth/register", NULL, body) == 201);
     //  A long passphrase passes.
     snprintf (body, sizeof body,
@@ -1573,7 +1765,7 @@ s_test_passwords (gateway_fixture_client_t *client, PGconn *pg, const char *suff
 static void
 s_test_abuse_limits (gateway_fixture_client_t *client, const char *suffix)
 {
-    char email [128], other [128], unknown [128];
+    char email[128], other[128], unknown[128];
     assert (gateway_http_client_proxies_configure ("127.0.0.1", NULL) == 0);
 
     gateway_http_rate_limit_configure (GATEWAY_RATE_REGISTER, 2, 1);
@@ -1588,8 +1780,8 @@ s_test_abuse_limits (gateway_fixture_client_t *client, const char *suffix)
     assert (s_register_from (client, "198.51.100.1", email, "lamp orbit velvet") == 429);
     assert (s_limited (client));
     //  A forged hop left of the proxy's does not make a new client.
-    assert (s_register_from (client, "203.0.113.77, 198.51.100.1", email, "lamp orbit velvet")
-            == 429);
+    assert (s_register_from (client, "203.0.113.77, 198.51.100.1", email, "lamp orbit velvet") ==
+            429);
     //  Another address registers.
     assert (s_register_from (client, "198.51.100.2", email, "lamp orbit velvet") == 201);
 
@@ -1613,13 +1805,13 @@ s_test_abuse_limits (gateway_fixture_client_t *client, const char *suffix)
     assert (s_limited (client));
     //  ... but not another account from that address, nor in other case.
     assert (s_login_from (client, "198.51.100.7", other, "lamp orbit velvet") == 200);
-    char upper [128];
+    char upper[128];
     snprintf (upper, sizeof upper, "REG1.%s@EXAMPLE.com", suffix);
     assert (s_login_from (client, "198.51.100.8", upper, "lamp orbit velvet") == 429);
     //  An email no one has is limited the same way: a 429 tells nothing.
     snprintf (unknown, sizeof unknown, "nobody.limit.%s@example.com", suffix);
     for (int attempt = 0; attempt < 5; attempt++) {
-        char from [32];
+        char from[32];
         snprintf (from, sizeof from, "198.51.101.%d", attempt + 1);
         assert (s_login_from (client, from, unknown, "lamp orbit velvet") == 401);
     }
@@ -1633,47 +1825,52 @@ s_test_abuse_limits (gateway_fixture_client_t *client, const char *suffix)
     assert (s_login_from (client, "198.51.102.2", other, "lamp orbit velvet") == 429);
 
     for (int kind = 0; kind < GATEWAY_RATE_KINDS; kind++)
-        gateway_http_rate_limit_configure ((gateway_rate_kind_t) kind, 100000, 100000000);
+        gateway_http_rate_limit_configure ((gateway_rate_kind_t)kind, 100000, 100000000);
 }
 
 //  The sessions of one user: listed with their origin, ended one by one or
 //  all but the current; idle ones end; last_seen_at moves at most once a
 //  minute; the cookie is Secure behind a trusted https proxy.
 static void
-s_test_sessions (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg, const char *suffix,
-                 const char *other_auth)
+s_test_sessions (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg,
+                 const char *suffix, const char *other_auth)
 {
-    char email [128], body [512], headers [256], auth [128], path [64], hex [65];
+    char email[128], body[512], headers[256], auth[128], path[64], hex[65];
     snprintf (email, sizeof email, "sessions.%s@example.com", suffix);
     snprintf (body, sizeof body,
               "{\"email\":\"%s\",\"password\":\"lamp orbit velvet\",\"name\":\"S\"}", email);
-    assert (gateway_fixture_call (client, "POST", "/api/auth/register", "User-Agent: agent-one\r\n", body) == 201);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/register", "User-Agent: agent-one\r\n",
+                                  body) == 201);
     char *first = strdup (json_string_value (gateway_fixture_data (client, "token")));
     //  Plain http: no Secure, even when the client claims https itself.
     assert (!strcasestr (client->head, "Secure"));
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"lamp orbit velvet\"}", email);
-    assert (gateway_fixture_call (client, "POST", "/api/auth/login", "X-Forwarded-Proto: https\r\n", body) == 200);
+    assert (gateway_fixture_call (client, "POST", "/api/auth/login", "X-Forwarded-Proto: https\r\n",
+                                  body) == 200);
     assert (!strcasestr (client->head, "Secure"));
     char *second = strdup (json_string_value (gateway_fixture_data (client, "token")));
     //  Behind the trusted proxy, which says https: Secure, and its client's address.
     assert (gateway_http_client_proxies_configure ("127.0.0.1", NULL) == 0);
     assert (gateway_fixture_call (client, "POST", "/api/auth/login",
-                    "X-Forwarded-For: 198.51.100.9\r\nX-Forwarded-Proto: https\r\n"
-                    "User-Agent: agent-three\xc3\xa9\r\n", body) == 200);
+                                  "X-Forwarded-For: 198.51.100.9\r\nX-Forwarded-Proto: https\r\n"
+                                  "User-Agent: agent-three\xc3\xa9\r\n",
+                                  body) == 200);
     assert (strcasestr (client->head, "HttpOnly; Secure; SameSite=Strict"));
     char *third = strdup (json_string_value (gateway_fixture_data (client, "token")));
     snprintf (headers, sizeof headers, "X-Forwarded-Proto: https\r\n%s", s_bearer (third, auth));
     assert (gateway_fixture_call (client, "POST", "/api/auth/logout", headers, NULL) == 200);
     assert (strcasestr (client->head, "Set-Cookie: pw_session=; HttpOnly; Secure;"));
     assert (gateway_fixture_call (client, "POST", "/api/auth/login",
-                    "X-Forwarded-For: 198.51.100.9\r\nUser-Agent: agent-three\r\n", body) == 200);
+                                  "X-Forwarded-For: 198.51.100.9\r\nUser-Agent: agent-three\r\n",
+                                  body) == 200);
     assert (!strcasestr (client->head, "Secure"));
     free (third);
     third = strdup (json_string_value (gateway_fixture_data (client, "token")));
     assert (gateway_http_client_proxies_configure ("", NULL) == 0);
 
     //  Listed, most recently used first, the current one flagged.
-    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth),
+                                  NULL) == 200);
     json_t *list = gateway_fixture_data (client, "sessions");
     assert (json_array_size (list) == 3);
     json_t *newest = json_array_get (list, 0), *oldest = json_array_get (list, 2);
@@ -1695,58 +1892,77 @@ s_test_sessions (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *p
     //  Another user sees none of them, and cannot end them.
     assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", other_auth, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "sessions")) >= 1);
-    for (size_t index = 0; index < json_array_size (gateway_fixture_data (client, "sessions")); index++)
+    for (size_t index = 0; index < json_array_size (gateway_fixture_data (client, "sessions"));
+         index++)
         assert (json_integer_value (json_object_get (
-                    json_array_get (gateway_fixture_data (client, "sessions"), index), "id")) != first_id);
+                    json_array_get (gateway_fixture_data (client, "sessions"), index), "id")) !=
+                first_id);
     snprintf (path, sizeof path, "/api/auth/sessions/%" JSON_INTEGER_FORMAT, first_id);
     assert (gateway_fixture_call (client, "DELETE", path, other_auth, NULL) == 404);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) ==
+            200);
 
     //  last_seen_at: moved when older than a minute, else left alone.
     s_sha256_hex (first, hex);
     char *value = s_sql_value (pg,
-        "UPDATE sessions SET last_seen_at = now () - interval '2 minutes'"
-        " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
+                               "UPDATE sessions SET last_seen_at = now () - interval '2 minutes'"
+                               " WHERE token_hash = decode ($1, 'hex') RETURNING 1",
+                               hex);
     free (value);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
-    value = s_sql_value (pg, "SELECT (now () - last_seen_at < interval '10 seconds')::text"
-                             " FROM sessions WHERE token_hash = decode ($1, 'hex')", hex);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) ==
+            200);
+    value = s_sql_value (pg,
+                         "SELECT (now () - last_seen_at < interval '10 seconds')::text"
+                         " FROM sessions WHERE token_hash = decode ($1, 'hex')",
+                         hex);
     assert (value && streq (value, "true"));
     free (value);
     value = s_sql_value (pg,
-        "UPDATE sessions SET last_seen_at = now () - interval '30 seconds'"
-        " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
+                         "UPDATE sessions SET last_seen_at = now () - interval '30 seconds'"
+                         " WHERE token_hash = decode ($1, 'hex') RETURNING 1",
+                         hex);
     free (value);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 200);
-    value = s_sql_value (pg, "SELECT (now () - last_seen_at > interval '25 seconds')::text"
-                             " FROM sessions WHERE token_hash = decode ($1, 'hex')", hex);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) ==
+            200);
+    value = s_sql_value (pg,
+                         "SELECT (now () - last_seen_at > interval '25 seconds')::text"
+                         " FROM sessions WHERE token_hash = decode ($1, 'hex')",
+                         hex);
     assert (value && streq (value, "true"));
     free (value);
 
     //  Idle: past session_idle_seconds a session is gone, however young.
     value = s_sql_value (pg,
-        "UPDATE sessions SET last_seen_at = now () - interval '15 days'"
-        " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
+                         "UPDATE sessions SET last_seen_at = now () - interval '15 days'"
+                         " WHERE token_hash = decode ($1, 'hex') RETURNING 1",
+                         hex);
     free (value);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) == 401);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (first, auth), NULL) ==
+            401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth),
+                                  NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "sessions")) == 2);
     gateway->session_idle_seconds = 120;
     s_sha256_hex (second, hex);
     value = s_sql_value (pg,
-        "UPDATE sessions SET last_seen_at = now () - interval '3 minutes'"
-        " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
+                         "UPDATE sessions SET last_seen_at = now () - interval '3 minutes'"
+                         " WHERE token_hash = decode ($1, 'hex') RETURNING 1",
+                         hex);
     free (value);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) ==
+            401);
     gateway->session_idle_seconds = 0;
     value = s_sql_value (pg,
-        "UPDATE sessions SET last_seen_at = now ()"
-        " WHERE token_hash = decode ($1, 'hex') RETURNING 1", hex);
+                         "UPDATE sessions SET last_seen_at = now ()"
+                         " WHERE token_hash = decode ($1, 'hex') RETURNING 1",
+                         hex);
     free (value);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) ==
+            200);
 
     //  One by one: the second, from the third.
-    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth),
+                                  NULL) == 200);
     list = gateway_fixture_data (client, "sessions");
     assert (json_array_size (list) == 2);
     //  The second was used last, so it leads the list now.
@@ -1757,30 +1973,38 @@ s_test_sessions (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *p
     assert (gateway_fixture_call (client, "DELETE", path, s_bearer (third, auth), NULL) == 200);
     assert (!strcasestr (client->head, "Set-Cookie"));
     assert (gateway_fixture_call (client, "DELETE", path, s_bearer (third, auth), NULL) == 404);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) == 401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (second, auth), NULL) ==
+            401);
 
     //  Everywhere else: two more sessions end, the current stays.
     assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, body) == 200);
     char *fourth = strdup (json_string_value (gateway_fixture_data (client, "token")));
     assert (gateway_fixture_call (client, "POST", "/api/auth/login", NULL, body) == 200);
     char *fifth = strdup (json_string_value (gateway_fixture_data (client, "token")));
-    assert (gateway_fixture_call (client, "DELETE", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "DELETE", "/api/auth/sessions", s_bearer (third, auth),
+                                  NULL) == 200);
     assert (json_integer_value (gateway_fixture_data (client, "ended")) == 2);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (fourth, auth), NULL) == 401);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (fifth, auth), NULL) == 401);
-    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth), NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (fourth, auth), NULL) ==
+            401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (fifth, auth), NULL) ==
+            401);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/sessions", s_bearer (third, auth),
+                                  NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "sessions")) == 1);
     //  Cookie sessions need our origin for it, as for every change.
-    char cookie [160];
+    char cookie[160];
     snprintf (cookie, sizeof cookie, "Cookie: pw_session=%s\r\n", third);
     assert (gateway_fixture_call (client, "DELETE", "/api/auth/sessions", cookie, NULL) == 403);
     //  The current one by its id: gone, and its cookie cleared.
     snprintf (path, sizeof path, "/api/auth/sessions/%" JSON_INTEGER_FORMAT, third_id);
-    snprintf (headers, sizeof headers, "Cookie: pw_session=%s\r\nX-Requested-With: fetch\r\n", third);
+    snprintf (headers, sizeof headers, "Cookie: pw_session=%s\r\nX-Requested-With: fetch\r\n",
+              third);
     assert (gateway_fixture_call (client, "DELETE", path, headers, NULL) == 200);
     assert (strcasestr (client->head, "Set-Cookie: pw_session=;"));
-    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (third, auth), NULL) == 401);
-    assert (gateway_fixture_call (client, "DELETE", "/api/auth/sessions/x", other_auth, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", "/api/auth/me", s_bearer (third, auth), NULL) ==
+            401);
+    assert (gateway_fixture_call (client, "DELETE", "/api/auth/sessions/x", other_auth, NULL) ==
+            404);
     free (first);
     free (second);
     free (third);
@@ -1792,8 +2016,8 @@ s_test_sessions (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *p
 //  request succeeds, sign-in included. A connection lost again after its
 //  reset is 503 database_unavailable with Retry-After, never a 500.
 static void
-s_test_reconnect (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg, const char *name,
-                  const char *auth, const char *login)
+s_test_reconnect (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *pg,
+                  const char *name, const char *auth, const char *login)
 {
     assert (gateway_fixture_call (client, "GET", "/api/auth/me", auth, NULL) == 200);
     s_terminate_pool (pg, name);
@@ -1817,39 +2041,39 @@ s_sleep (struct mg_connection *conn, void *cbdata)
 {
     gateway_api_request_t request;
     memset (&request, 0, sizeof request);
-    request.gateway = (gateway_t *) cbdata;
+    request.gateway = (gateway_t *)cbdata;
     request.conn = conn;
     request.method = "GET";
     request.query = mg_get_request_info (conn)->query_string;
     strcpy (request.path, "test/sleep");
-    char seconds [16] = "0";
-    assert (gateway_api_query_var (&request, "user", request.user_text,
-                                   sizeof request.user_text) == 1);
+    char seconds[16] = "0";
+    assert (gateway_api_query_var (&request, "user", request.user_text, sizeof request.user_text) ==
+            1);
     gateway_api_query_var (&request, "seconds", seconds, sizeof seconds);
     request.user = strtoll (request.user_text, NULL, 10);
-    const char *values [] = {seconds};
+    const char *values[] = {seconds};
     int status;
-    PGresult *result = gateway_api_run (&request, &status,
-        "SELECT pg_backend_pid () FROM pg_sleep ($1::float8)", 1, values);
+    PGresult *result = gateway_api_run (
+        &request, &status, "SELECT pg_backend_pid () FROM pg_sleep ($1::float8)", 1, values);
     if (!result)
         return status;
-    json_t *data = json_pack ("{s:I}", "pid", (json_int_t) atoll (PQgetvalue (result, 0, 0)));
+    json_t *data = json_pack ("{s:I}", "pid", (json_int_t)atoll (PQgetvalue (result, 0, 0)));
     PQclear (result);
     return gateway_http_send_data (conn, 200, NULL, data);
 }
 
 typedef struct {
-    int port;                           //  the server's
-    const char *path;                   //  what to GET
-    int status;                         //  its answer
-    int64_t elapsed;                    //  ms to it
-    bool retry_after_1;                 //  it said Retry-After: 1
+    int port;           //  the server's
+    const char *path;   //  what to GET
+    int status;         //  its answer
+    int64_t elapsed;    //  ms to it
+    bool retry_after_1; //  it said Retry-After: 1
 } s_sleeper_t;
 
 static void *
 s_sleeper_run (void *args)
 {
-    s_sleeper_t *sleeper = (s_sleeper_t *) args;
+    s_sleeper_t *sleeper = (s_sleeper_t *)args;
     gateway_fixture_client_t client = {sleeper->port, 0, NULL, NULL, false};
     int64_t started = zclock_mono ();
     sleeper->status = gateway_fixture_call (&client, "GET", sleeper->path, NULL, NULL);
@@ -1870,41 +2094,45 @@ static void
 s_test_limits (gateway_fixture_client_t *client, gateway_t *gateway, const char *auth)
 {
     mg_set_request_handler (gateway->http, "/test/sleep", s_sleep, gateway);
-    s_sleeper_t sleepers [3];
-    pthread_t threads [3];
+    s_sleeper_t sleepers[3];
+    pthread_t threads[3];
     for (int index = 0; index < 3; index++) {
-        sleepers [index] = (s_sleeper_t) {client->port, "/test/sleep?user=1001&seconds=2.5",
-                                          0, 0, false};
-        assert (pthread_create (&threads [index], NULL, s_sleeper_run, &sleepers [index]) == 0);
+        sleepers[index] =
+            (s_sleeper_t){client->port, "/test/sleep?user=1001&seconds=2.5", 0, 0, false};
+        assert (pthread_create (&threads[index], NULL, s_sleeper_run, &sleepers[index]) == 0);
     }
     zclock_sleep (300);
     int64_t started = zclock_mono ();
-    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) ==
+            200);
     assert (zclock_mono () - started < 500);
     int ok = 0, limited = 0;
     for (int index = 0; index < 3; index++) {
-        pthread_join (threads [index], NULL);
-        if (sleepers [index].status == 200)
+        pthread_join (threads[index], NULL);
+        if (sleepers[index].status == 200)
             ok++;
         else {
-            assert (sleepers [index].status == 429 && sleepers [index].retry_after_1);
-            assert (sleepers [index].elapsed >= 1900 && sleepers [index].elapsed < 2500);
+            assert (sleepers[index].status == 429 && sleepers[index].retry_after_1);
+            assert (sleepers[index].elapsed >= 1900 && sleepers[index].elapsed < 2500);
             limited++;
         }
     }
     assert (ok == 2 && limited == 1);
 
     started = zclock_mono ();
-    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=10", NULL, NULL) == 504);
+    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=10", NULL, NULL) ==
+            504);
     assert (streq (gateway_fixture_error_code (client), "query_timeout"));
     assert (strcasestr (client->head, "\r\nRetry-After: 5"));
     int64_t elapsed = zclock_mono () - started;
     assert (elapsed >= 2900 && elapsed < 4500);
     //  The pool gives the connection it got back last first: the same
     //  backend, so it came back and was kept.
-    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) ==
+            200);
     json_int_t pid = json_integer_value (gateway_fixture_data (client, "pid"));
-    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) == 200);
+    assert (gateway_fixture_call (client, "GET", "/test/sleep?user=1002&seconds=0", NULL, NULL) ==
+            200);
     assert (json_integer_value (gateway_fixture_data (client, "pid")) == pid);
     assert (gateway_fixture_call (client, "GET", "/api/devices", auth, NULL) == 200);
     mg_set_request_handler (gateway->http, "/test/sleep", NULL, NULL);
@@ -1924,8 +2152,8 @@ gateway_api_routes_test (bool verbose)
     gateway.verbose = verbose;
     gateway.offline_seconds = 240;
     gateway.webhook_policy = proto_address_new (false, NULL);
-    char pool_name [40];
-    snprintf (pool_name, sizeof pool_name, "gateway_api_test_%d", (int) getpid ());
+    char pool_name[40];
+    snprintf (pool_name, sizeof pool_name, "gateway_api_test_%d", (int)getpid ());
     char *pool_conninfo = s_conninfo_named (conninfo, pool_name);
     gateway.db = gateway_db_new (pool_conninfo, 4);
     gateway_db_set_limits (gateway.db, 3000, 2);
@@ -1937,11 +2165,11 @@ gateway_api_routes_test (bool verbose)
     //  users it registers and the logins it fails (s_test_abuse_limits tests
     //  the limits themselves).
     for (int kind = 0; kind < GATEWAY_RATE_KINDS; kind++)
-        gateway_http_rate_limit_configure ((gateway_rate_kind_t) kind, 100000, 100000000);
+        gateway_http_rate_limit_configure ((gateway_rate_kind_t)kind, 100000, 100000000);
     int http_port = gateway_fixture_api_start (&gateway, "4");
     gateway_fixture_client_t client = {http_port, 0, NULL, NULL, verbose};
-    char suffix [17];
-    uint8_t random [8];
+    char suffix[17];
+    uint8_t random[8];
     randombytes_buf (random, sizeof random);
     sodium_bin2hex (suffix, sizeof suffix, random, sizeof random);
 
@@ -1950,7 +2178,7 @@ gateway_api_routes_test (bool verbose)
     s_test_resources (&client, &gateway, pg, token_a, token_b);
 
     //  token_b's session was expired above: Bob signs in again.
-    char auth_a [128], auth_b [128], email [128], body [256];
+    char auth_a[128], auth_b[128], email[128], body[256];
     snprintf (email, sizeof email, "bob.%s@example.com", suffix);
     snprintf (body, sizeof body, "{\"email\":\"%s\",\"password\":\"correct horse\"}", email);
     assert (gateway_fixture_call (&client, "POST", "/api/auth/login", NULL, body) == 200);
@@ -1965,8 +2193,9 @@ gateway_api_routes_test (bool verbose)
     assert (gateway_fixture_call (&client, "GET", "/api/settings", auth_a, NULL) == 200);
     settings = gateway_fixture_data (&client, "settings");
     assert (s_number (settings, "tariffPerKwh") == 0.3);
-    assert (streq (json_string_value (json_object_get (json_object_get (settings, "tariff"), "kind")),
-                   "flat"));
+    assert (
+        streq (json_string_value (json_object_get (json_object_get (settings, "tariff"), "kind")),
+               "flat"));
     char *user_a = s_user_of (pg, token_a);
 
     s_test_changes (&client, &gateway, pg, auth_a, auth_b);

@@ -27,17 +27,17 @@ typedef struct {
 } s_holder_t;
 
 struct _gateway_db_t {
-    char *conninfo;        //  libpq connection string
-    char *application;     //  application_name of its connections
+    char *conninfo;           //  libpq connection string
+    char *application;        //  application_name of its connections
     int statement_timeout_ms; //  bound of every statement, 0: none
-    int size;              //  most connections
-    int share;             //  most connections one owner holds at once
-    pthread_mutex_t mutex; //  guards the fields below
-    pthread_cond_t cond;   //  broadcast on release: waiters wait for different things
-    PGconn **idle;         //  connections nobody holds
-    int idle_count;        //  how many in idle
-    int open_count;        //  connections in existence (held or idle)
-    s_holder_t *holders;   //  connections owners hold, size entries
+    int size;                 //  most connections
+    int share;                //  most connections one owner holds at once
+    pthread_mutex_t mutex;    //  guards the fields below
+    pthread_cond_t cond;      //  broadcast on release: waiters wait for different things
+    PGconn **idle;            //  connections nobody holds
+    int idle_count;           //  how many in idle
+    int open_count;           //  connections in existence (held or idle)
+    s_holder_t *holders;      //  connections owners hold, size entries
 };
 
 //  The application_name the connection string (or PGAPPNAME) gives, else

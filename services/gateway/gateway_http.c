@@ -923,7 +923,7 @@ gateway_http_test (bool verbose)
     assert (strstr (reply, "\"invalid_json\""));
 
     status = gateway_fixture_exchange (TEST_PORT, "POST /echo HTTP/1.1\r\nHost: x\r\n\r\n", reply,
-                                         sizeof reply);
+                                       sizeof reply);
     assert (status == 411);
     assert (strstr (reply, "\"length_required\""));
 

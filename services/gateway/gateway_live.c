@@ -666,7 +666,8 @@ gateway_live_test (bool verbose)
         free (stream.events[stream.head]);
     pthread_cond_destroy (&stream.wake);
 
-    const char *conninfo = gateway_fixture_database ("skipped (PHANTOM_TEST_DATABASE unset; ring OK)");
+    const char *conninfo =
+        gateway_fixture_database ("skipped (PHANTOM_TEST_DATABASE unset; ring OK)");
     PGconn *pg = gateway_fixture_connect (conninfo);
 
     //  A detector's event PUB, partition 0 of two.

@@ -14,7 +14,7 @@
 
 #include <czmq.h>
 
-    typedef struct {
+typedef struct {
     uint8_t hash[32];
     void *device;
 } s_token_slot_t;

@@ -11,20 +11,20 @@
 #include "gateway_web.h"
 #include "gateway_fixture.h"
 
-
 //  The dashboard loads only its own files and talks only to its own origin.
 //  uPlot styles through the CSSOM (element.style), which CSP allows, so no
 //  'unsafe-inline' is needed.
-#define S_CSP "default-src 'self'; script-src 'self'; connect-src 'self'; " \
-              "img-src 'self' data:; style-src 'self'; object-src 'none'; " \
-              "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+#define S_CSP                                                                                      \
+    "default-src 'self'; script-src 'self'; connect-src 'self'; "                                  \
+    "img-src 'self' data:; style-src 'self'; object-src 'none'; "                                  \
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 
 #define S_PATH_MAX 256
 
 const gateway_web_asset_t *
 gateway_web_lookup (const char *path)
 {
-    if (!path || path [0] != '/')
+    if (!path || path[0] != '/')
         return NULL;
     size_t length = strnlen (path, S_PATH_MAX + 1);
     if (length > S_PATH_MAX)
@@ -32,13 +32,13 @@ gateway_web_lookup (const char *path)
     if (strstr (path, "..") || strstr (path, "//"))
         return NULL;
     for (const char *scan = path; *scan; scan++) {
-        unsigned char c = (unsigned char) *scan;
+        unsigned char c = (unsigned char)*scan;
         if (c < 0x20 || c == 0x7f || c >= 0x80 || c == '%' || c == '\\')
             return NULL;
     }
     for (size_t index = 0; index < gateway_web_asset_count; index++)
-        if (streq (gateway_web_assets [index].path, path))
-            return &gateway_web_assets [index];
+        if (streq (gateway_web_assets[index].path, path))
+            return &gateway_web_assets[index];
     return NULL;
 }
 
@@ -46,13 +46,13 @@ gateway_web_lookup (const char *path)
 static bool
 s_tag_equal (const char *tag, size_t length, const char *etag)
 {
-    if (length >= 2 && tag [0] == 'W' && tag [1] == '/') {
+    if (length >= 2 && tag[0] == 'W' && tag[1] == '/') {
         tag += 2;
         length -= 2;
     }
     const char *mine = etag;
     size_t mine_length = strlen (etag);
-    if (mine_length >= 2 && mine [0] == 'W' && mine [1] == '/') {
+    if (mine_length >= 2 && mine[0] == 'W' && mine[1] == '/') {
         mine += 2;
         mine_length -= 2;
     }
@@ -79,14 +79,14 @@ gateway_web_not_modified (const char *if_none_match, const char *etag)
                 return true;
         }
         const char *start = scan;
-        if (scan [0] == 'W' && scan [1] == '/')
+        if (scan[0] == 'W' && scan[1] == '/')
             scan += 2;
         if (*scan != '"')
-            return false;           //  malformed: serve the full answer
+            return false; //  malformed: serve the full answer
         const char *close = strchr (scan + 1, '"');
         if (!close)
             return false;
-        if (s_tag_equal (start, (size_t) (close + 1 - start), etag))
+        if (s_tag_equal (start, (size_t)(close + 1 - start), etag))
             return true;
         scan = close + 1;
     }
@@ -107,7 +107,7 @@ s_security_headers (struct mg_connection *conn)
 static int
 s_web_handler (struct mg_connection *conn, void *cbdata)
 {
-    gateway_t *self = (gateway_t *) cbdata;
+    gateway_t *self = (gateway_t *)cbdata;
     const struct mg_request_info *request = mg_get_request_info (conn);
     if (!request)
         return 0;
@@ -122,10 +122,10 @@ s_web_handler (struct mg_connection *conn, void *cbdata)
     }
     bool head = streq (request->request_method, "HEAD");
     if (!head && !streq (request->request_method, "GET")) {
-        static const char refused [] = "{\"success\":false,\"message\":\"Method not allowed\","
-                                       "\"error\":{\"code\":\"method_not_allowed\"}}";
-        return gateway_http_send (conn, 405, "application/json", "Allow: GET, HEAD\r\n",
-                                  refused, sizeof refused - 1);
+        static const char refused[] = "{\"success\":false,\"message\":\"Method not allowed\","
+                                      "\"error\":{\"code\":\"method_not_allowed\"}}";
+        return gateway_http_send (conn, 405, "application/json", "Allow: GET, HEAD\r\n", refused,
+                                  sizeof refused - 1);
     }
 
     bool fresh = gateway_web_not_modified (mg_get_header (conn, "If-None-Match"), asset->etag);
@@ -133,7 +133,7 @@ s_web_handler (struct mg_connection *conn, void *cbdata)
     if (mg_response_header_start (conn, status) != 0)
         return status;
     if (!fresh) {
-        char length [24];
+        char length[24];
         snprintf (length, sizeof length, "%zu", asset->size);
         mg_response_header_add (conn, "Content-Type", asset->content_type, -1);
         mg_response_header_add (conn, "Content-Length", length, -1);
@@ -173,15 +173,15 @@ gateway_web_test (bool verbose)
     assert (index);
     assert (streq (index->content_type, "text/html; charset=utf-8"));
     assert (streq (index->cache_control, "no-cache"));
-    assert (index->size > 0 && index->etag [0] == '"');
+    assert (index->size > 0 && index->etag[0] == '"');
     bool script = false, style = false;
     for (size_t at = 0; at < gateway_web_asset_count; at++) {
-        const gateway_web_asset_t *asset = &gateway_web_assets [at];
+        const gateway_web_asset_t *asset = &gateway_web_assets[at];
         assert (gateway_web_lookup (asset->path) == asset);
         if (strncmp (asset->path, "/assets/app.", 12) == 0) {
             assert (strstr (asset->cache_control, "max-age=31536000"));
             //  index.html names it, so the page loads what is embedded.
-            char *named = strndup ((const char *) index->data, index->size);
+            char *named = strndup ((const char *)index->data, index->size);
             assert (named && strstr (named, asset->path));
             free (named);
             script |= strstr (asset->content_type, "javascript") != NULL;
@@ -191,19 +191,33 @@ gateway_web_test (bool verbose)
     assert (script && style);
 
     //  Unknown and hostile paths.
-    const char *refused [] = {
-        "", "index.html", "/index.html", "/assets", "/assets/", "/nothing.js",
-        "/assets/../", "/../etc/passwd", "/assets/..%2f..%2fetc/passwd", "/%2e%2e/etc/passwd",
-        "//", "//assets/icon.svg", "/assets//icon.svg", "/assets/icon.svg/", "/assets/icon.svg\\",
-        "/assets/./icon.svg", "/assets/icon.svg\n", "/api/devices", "/\xc3\xa9", NULL
-    };
-    for (int at = 0; refused [at]; at++)
-        assert (gateway_web_lookup (refused [at]) == NULL);
+    const char *refused[] = {"",
+                             "index.html",
+                             "/index.html",
+                             "/assets",
+                             "/assets/",
+                             "/nothing.js",
+                             "/assets/../",
+                             "/../etc/passwd",
+                             "/assets/..%2f..%2fetc/passwd",
+                             "/%2e%2e/etc/passwd",
+                             "//",
+                             "//assets/icon.svg",
+                             "/assets//icon.svg",
+                             "/assets/icon.svg/",
+                             "/assets/icon.svg\\",
+                             "/assets/./icon.svg",
+                             "/assets/icon.svg\n",
+                             "/api/devices",
+                             "/\xc3\xa9",
+                             NULL};
+    for (int at = 0; refused[at]; at++)
+        assert (gateway_web_lookup (refused[at]) == NULL);
     assert (gateway_web_lookup (NULL) == NULL);
-    char longer [S_PATH_MAX + 16];
+    char longer[S_PATH_MAX + 16];
     memset (longer, 'a', sizeof longer - 1);
-    longer [0] = '/';
-    longer [sizeof longer - 1] = 0;
+    longer[0] = '/';
+    longer[sizeof longer - 1] = 0;
     assert (gateway_web_lookup (longer) == NULL);
 
     //  If-None-Match.
@@ -223,8 +237,9 @@ gateway_web_test (bool verbose)
 
     //  Over HTTP, on an ephemeral port.
     mg_init_library (0);
-    const char *options [] = {"listening_ports", "127.0.0.1:0", "num_threads", "2",
-                              "request_timeout_ms", "2000", "enable_keep_alive", "no", NULL};
+    const char *options[] = {
+        "listening_ports",   "127.0.0.1:0", "num_threads", "2", "request_timeout_ms", "2000",
+        "enable_keep_alive", "no",          NULL};
     struct mg_callbacks callbacks;
     memset (&callbacks, 0, sizeof callbacks);
     gateway_t gateway;
@@ -233,13 +248,14 @@ gateway_web_test (bool verbose)
     assert (gateway.http);
     gateway.verbose = verbose;
     gateway_web_register (&gateway);
-    struct mg_server_port ports [2];
+    struct mg_server_port ports[2];
     int count = mg_get_server_ports (gateway.http, 2, ports);
-    assert (count >= 1 && ports [0].port > 0);
-    int port = ports [0].port;
+    assert (count >= 1 && ports[0].port > 0);
+    int port = ports[0].port;
 
-    static char reply [512 * 1024];
-    int status = gateway_fixture_exchange (port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", reply, sizeof reply);
+    static char reply[512 * 1024];
+    int status =
+        gateway_fixture_exchange (port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", reply, sizeof reply);
     if (verbose)
         printf ("\n%.*s\n", 600, reply);
     assert (status == 200);
@@ -253,16 +269,16 @@ gateway_web_test (bool verbose)
     assert (body && strlen (body + 4) == index->size);
     assert (memcmp (body + 4, index->data, index->size) == 0);
 
-    char request [512];
+    char request[512];
     snprintf (request, sizeof request, "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n",
               index->etag);
     status = gateway_fixture_exchange (port, request, reply, sizeof reply);
     assert (status == 304);
     body = strstr (reply, "\r\n\r\n");
-    assert (body && body [4] == 0);
+    assert (body && body[4] == 0);
 
     for (size_t at = 0; at < gateway_web_asset_count; at++) {
-        const gateway_web_asset_t *asset = &gateway_web_assets [at];
+        const gateway_web_asset_t *asset = &gateway_web_assets[at];
         snprintf (request, sizeof request, "GET %s?v=1 HTTP/1.1\r\nHost: x\r\n\r\n", asset->path);
         status = gateway_fixture_exchange (port, request, reply, sizeof reply);
         assert (status == 200);
@@ -272,23 +288,29 @@ gateway_web_test (bool verbose)
         status = gateway_fixture_exchange (port, request, reply, sizeof reply);
         assert (status == 200);
         body = strstr (reply, "\r\n\r\n");
-        assert (body && body [4] == 0);
+        assert (body && body[4] == 0);
     }
-    const char *not_found [] = {
-        "/nothing", "/index.html", "/assets/../", "/assets/%2e%2e/%2e%2e/etc/passwd",
-        "/%2e%2e/%2e%2e/etc/passwd", "//etc/passwd", "/assets//icon.svg", "/../../etc/passwd",
-        "/assets/x.js", "/api/nothing", NULL
-    };
-    for (int at = 0; not_found [at]; at++) {
-        snprintf (request, sizeof request, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", not_found [at]);
+    const char *not_found[] = {"/nothing",
+                               "/index.html",
+                               "/assets/../",
+                               "/assets/%2e%2e/%2e%2e/etc/passwd",
+                               "/%2e%2e/%2e%2e/etc/passwd",
+                               "//etc/passwd",
+                               "/assets//icon.svg",
+                               "/../../etc/passwd",
+                               "/assets/x.js",
+                               "/api/nothing",
+                               NULL};
+    for (int at = 0; not_found[at]; at++) {
+        snprintf (request, sizeof request, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", not_found[at]);
         status = gateway_fixture_exchange (port, request, reply, sizeof reply);
         if (verbose)
-            printf ("%s -> %d\n", not_found [at], status);
+            printf ("%s -> %d\n", not_found[at], status);
         assert (status == 404 || status == 400);
         assert (!strstr (reply, "root:"));
     }
-    status = gateway_fixture_exchange (port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-                             reply, sizeof reply);
+    status = gateway_fixture_exchange (
+        port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", reply, sizeof reply);
     assert (status == 405);
     mg_stop (gateway.http);
     printf ("OK\n");

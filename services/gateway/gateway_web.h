@@ -14,16 +14,16 @@
 
 //  One embedded file.
 typedef struct {
-    const char *path;               //  URL path: "/" (index.html) or "/assets/..."
-    const char *content_type;       //  Content-Type header value
-    const char *cache_control;      //  no-cache for index.html, a year for hashed names
-    const unsigned char *data;      //  the bytes
-    size_t size;                    //  their count
-    const char *etag;               //  strong ETag, quotes included
+    const char *path;          //  URL path: "/" (index.html) or "/assets/..."
+    const char *content_type;  //  Content-Type header value
+    const char *cache_control; //  no-cache for index.html, a year for hashed names
+    const unsigned char *data; //  the bytes
+    size_t size;               //  their count
+    const char *etag;          //  strong ETag, quotes included
 } gateway_web_asset_t;
 
 //  The generated table (gateway_web_assets.c).
-extern const gateway_web_asset_t gateway_web_assets [];
+extern const gateway_web_asset_t gateway_web_assets[];
 extern const size_t gateway_web_asset_count;
 
 //  The asset for a URL-decoded request path, or NULL: only exact table

@@ -275,8 +275,11 @@ notifier_format_energy (notifier_format_t *self, double wh, char text[NOTIFIER_F
     double kwh = wh / 1000;
     if (fabs (kwh) >= 1)
         snprintf (text, NOTIFIER_FORMAT_MAX, "%s kWh",
-                  notifier_format_number (self, kwh, fabs (kwh) >= 100 ? 0
-                                                   : fabs (kwh) >= 10 ? 1 : 2, number));
+                  notifier_format_number (self, kwh,
+                                          fabs (kwh) >= 100  ? 0
+                                          : fabs (kwh) >= 10 ? 1
+                                                             : 2,
+                                          number));
     else
         snprintf (text, NOTIFIER_FORMAT_MAX, "%s Wh",
                   notifier_format_number (self, wh, fabs (wh) < 10 && wh != 0 ? 1 : 0, number));
@@ -293,10 +296,10 @@ notifier_format_watts (notifier_format_t *self, double watts, char text[NOTIFIER
     if (fabs (watts) >= 1000)
         snprintf (text, NOTIFIER_FORMAT_MAX, "%s kW",
                   notifier_format_number (self, watts / 1000, 2, number));
-    else    //  web/src/format.js fmtWatts: "4.0 W", two decimals below 1 W
-        snprintf (text, NOTIFIER_FORMAT_MAX, "%s W",
-                  notifier_format_number (self, watts,
-                                          fabs (watts) < 1 && watts != 0 ? 2 : 1, number));
+    else //  web/src/format.js fmtWatts: "4.0 W", two decimals below 1 W
+        snprintf (
+            text, NOTIFIER_FORMAT_MAX, "%s W",
+            notifier_format_number (self, watts, fabs (watts) < 1 && watts != 0 ? 2 : 1, number));
     return text;
 }
 
@@ -368,7 +371,7 @@ notifier_format_duration (int64_t ms, char text[NOTIFIER_FORMAT_MAX])
     else if (seconds < 48 * 3600)
         snprintf (text, NOTIFIER_FORMAT_MAX, "%" PRId64 " h %" PRId64 " min", seconds / 3600,
                   (seconds % 3600) / 60);
-    else    //  web/src/format.js fmtDuration
+    else //  web/src/format.js fmtDuration
         snprintf (text, NOTIFIER_FORMAT_MAX, "%" PRId64 " d %" PRId64 " h", seconds / 86400,
                   (seconds % 86400) / 3600);
     return text;
@@ -481,8 +484,7 @@ notifier_format_test (bool verbose)
     s_test_expect ("en 999.4 Wh", notifier_format_energy (en, 999.4, text), "999 Wh", verbose);
     s_test_expect ("en 1250 Wh", notifier_format_energy (en, 1250, text), "1.25 kWh", verbose);
     s_test_expect ("en 23400 Wh", notifier_format_energy (en, 23400, text), "23.4 kWh", verbose);
-    s_test_expect ("de-DE 23400 Wh", notifier_format_energy (de, 23400, text), "23,4 kWh",
-                   verbose);
+    s_test_expect ("de-DE 23400 Wh", notifier_format_energy (de, 23400, text), "23,4 kWh", verbose);
     s_test_expect ("en 1234567 Wh", notifier_format_energy (en, 1234567, text), "1,235 kWh",
                    verbose);
     s_test_expect ("en 0 Wh", notifier_format_energy (en, 0, text), "0 Wh", verbose);

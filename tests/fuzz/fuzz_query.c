@@ -21,12 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define S_CHECK(condition)                                                                 \
-    do {                                                                                   \
-        if (!(condition)) {                                                                \
-            fprintf (stderr, "fuzz_query: check failed: %s\n", #condition);               \
-            abort ();                                                                      \
-        }                                                                                  \
+#define S_CHECK(condition)                                                                         \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            fprintf (stderr, "fuzz_query: check failed: %s\n", #condition);                        \
+            abort ();                                                                              \
+        }                                                                                          \
     } while (0)
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
@@ -43,22 +43,21 @@ s_validators (const char *text)
         S_CHECK (strlen (text) == 36);
     json_t *windows = json_loads (text, JSON_DECODE_ANY, NULL);
     if (windows) {
-        uint32_t packed [GATEWAY_API_WINDOWS_MAX];
+        uint32_t packed[GATEWAY_API_WINDOWS_MAX];
         const char *message = NULL;
         if (gateway_cache_schedule_pack (windows, GATEWAY_API_WINDOWS_MAX, packed, &message) == 0) {
             //  What passed packs back to a schedule that passes again.
             json_t *again = gateway_cache_schedule_json (packed, GATEWAY_API_WINDOWS_MAX);
-            uint32_t repacked [GATEWAY_API_WINDOWS_MAX];
+            uint32_t repacked[GATEWAY_API_WINDOWS_MAX];
             S_CHECK (gateway_cache_schedule_pack (again, GATEWAY_API_WINDOWS_MAX, repacked,
                                                   &message) == 0);
             json_decref (again);
-        }
-        else
+        } else
             S_CHECK (message != NULL);
         json_decref (windows);
     }
-    (void) gateway_api_token_valid (text);
-    char email [GATEWAY_API_EMAIL_MAX + 1];
+    (void)gateway_api_token_valid (text);
+    char email[GATEWAY_API_EMAIL_MAX + 1];
     if (gateway_api_email_normalize (text, email) == 0)
         S_CHECK (strlen (email) == strlen (text));
     int64_t ms;
@@ -71,11 +70,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     if (size > 4096)
         return 0;
-    char *input = (char *) malloc (size + 1);
+    char *input = (char *)malloc (size + 1);
     if (!input)
         return 0;
     memcpy (input, data, size);
-    input [size] = 0;
+    input[size] = 0;
     char *question = strchr (input, '?');
     if (question)
         *question = 0;
@@ -84,25 +83,25 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     memset (&request, 0, sizeof request);
     request.method = "GET";
     request.query = question ? question + 1 : NULL;
-    char uri [GATEWAY_API_PATH_MAX + 64];
+    char uri[GATEWAY_API_PATH_MAX + 64];
     snprintf (uri, sizeof uri, "/api/%s", input);
     if (gateway_api_parse_path (&request, uri) == 0) {
         S_CHECK (request.segment_count >= 1 && request.segment_count <= GATEWAY_API_SEGMENTS_MAX);
         for (int index = 0; index < request.segment_count; index++) {
-            S_CHECK (request.segments [index] >= request.path
-                     && request.segments [index] < request.path + sizeof request.path);
-            s_validators (request.segments [index]);
+            S_CHECK (request.segments[index] >= request.path &&
+                     request.segments[index] < request.path + sizeof request.path);
+            s_validators (request.segments[index]);
         }
-        for (int table = 0; gateway_api_route_tables [table]; table++)
-            for (const gateway_api_route_t *route = gateway_api_route_tables [table];
-                 route->method; route++)
-                (void) gateway_api_route_matches (route, &request);
+        for (int table = 0; gateway_api_route_tables[table]; table++)
+            for (const gateway_api_route_t *route = gateway_api_route_tables[table]; route->method;
+                 route++)
+                (void)gateway_api_route_matches (route, &request);
     }
 
-    static const char *names [] = {"limit", "before", "from", "to", "step"};
-    for (size_t index = 0; index < sizeof names / sizeof names [0]; index++) {
-        char value [48];
-        int rc = gateway_api_query_var (&request, names [index], value, sizeof value);
+    static const char *names[] = {"limit", "before", "from", "to", "step"};
+    for (size_t index = 0; index < sizeof names / sizeof names[0]; index++) {
+        char value[48];
+        int rc = gateway_api_query_var (&request, names[index], value, sizeof value);
         S_CHECK (rc == -1 || rc == 0 || rc == 1);
         if (rc == 1) {
             S_CHECK (strlen (value) < sizeof value);

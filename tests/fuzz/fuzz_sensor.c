@@ -17,16 +17,16 @@
 #include <stdlib.h>
 
 //  abort() so libFuzzer records the input even in release builds
-#define S_CHECK(condition)                                                                 \
-    do {                                                                                   \
-        if (!(condition)) {                                                                \
-            fprintf (stderr, "fuzz_sensor: check failed: %s\n", #condition);              \
-            abort ();                                                                      \
-        }                                                                                  \
+#define S_CHECK(condition)                                                                         \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            fprintf (stderr, "fuzz_sensor: check failed: %s\n", #condition);                       \
+            abort ();                                                                              \
+        }                                                                                          \
     } while (0)
 
-#define S_NOW_MS 1764221000000LL            //  fixed: runs must be repeatable
-#define S_BATCH_MAX 1000                    //  the batch route's limit
+#define S_NOW_MS 1764221000000LL //  fixed: runs must be repeatable
+#define S_BATCH_MAX 1000         //  the batch route's limit
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
@@ -38,7 +38,7 @@ s_check_accepted (const gateway_reading_t *input)
     size_t length = strlen (input->port);
     S_CHECK (length == 0 || length == PROTO_UUID_LEN);
     for (size_t index = 0; index < length; index++) {
-        char c = input->port [index];
+        char c = input->port[index];
         if (index == 8 || index == 13 || index == 18 || index == 23)
             S_CHECK (c == '-');
         else
@@ -48,12 +48,12 @@ s_check_accepted (const gateway_reading_t *input)
     S_CHECK (isfinite (input->current) && input->current >= 0 && input->current <= 1000);
     S_CHECK (isfinite (input->power) && input->power >= 0 && input->power <= 1e6);
     if (input->has_ts)
-        S_CHECK (input->ts >= S_NOW_MS - 30LL * 24 * 3600 * 1000
-                 && input->ts <= S_NOW_MS + 5LL * 60 * 1000);
+        S_CHECK (input->ts >= S_NOW_MS - 30LL * 24 * 3600 * 1000 &&
+                 input->ts <= S_NOW_MS + 5LL * 60 * 1000);
     length = strlen (input->key);
     S_CHECK (length <= PROTO_KEY_MAX);
     for (size_t index = 0; index < length; index++)
-        S_CHECK (input->key [index] >= 0x20 && input->key [index] <= 0x7e);
+        S_CHECK (input->key[index] >= 0x20 && input->key[index] <= 0x7e);
 }
 
 static void
@@ -70,18 +70,18 @@ int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     //  The same text as a C string, for the timestamp parser.
-    char *text = (char *) malloc (size + 1);
+    char *text = (char *)malloc (size + 1);
     if (!text)
         return 0;
     memcpy (text, data, size);
-    text [size] = 0;
+    text[size] = 0;
     int64_t ms = 0;
     int rc = gateway_time_parse (text, &ms);
     S_CHECK (rc == 0 || rc == -1);
     free (text);
 
     json_error_t error;
-    json_t *body = json_loadb ((const char *) data, size, JSON_REJECT_DUPLICATES, &error);
+    json_t *body = json_loadb ((const char *)data, size, JSON_REJECT_DUPLICATES, &error);
     if (!body)
         return 0;
     const char *token = NULL, *code = NULL, *message = NULL;
@@ -95,8 +95,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     if (json_is_array (items) && json_array_size (items) <= S_BATCH_MAX)
         for (size_t index = 0; index < json_array_size (items); index++) {
             code = message = NULL;
-            rc = gateway_reading_parse (json_array_get (items, index), S_NOW_MS, &input,
-                                               &code, &message);
+            rc = gateway_reading_parse (json_array_get (items, index), S_NOW_MS, &input, &code,
+                                        &message);
             s_check_result (rc, &input, code, message);
         }
     json_decref (body);
