@@ -9,6 +9,7 @@
 */
 #include "gateway.h"
 #include "gateway_fixture.h"
+#include "gateway_json.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -478,23 +479,57 @@ gateway_http_send_data (struct mg_connection *conn, int status, const char *mess
     return s_send_json (conn, status, envelope, 0);
 }
 
+//  {"success":false,"message":…,"error":{"code":…[,"field":…]}} through
+//  gateway_json, the writer of every other answer, byte for byte as
+//  jansson wrote it.
+static int
+s_send_error (struct mg_connection *conn, int status, const char *code, const char *field,
+              const char *message, int retry_after_s)
+{
+    //  jansson refused text that is not UTF-8 (a 500); so do we
+    const char *texts[] = {message, code, field};
+    for (int index = 0; index < 3; index++) {
+        json_t *probe = texts[index] ? json_string (texts[index]) : json_null ();
+        if (!probe)
+            return s_send_json (conn, status, NULL, 0);
+        json_decref (probe);
+    }
+    char storage[512];
+    gateway_json_t text;
+    gateway_json_init (&text, storage, sizeof storage);
+    GATEWAY_JSON_LITERAL (&text, "{\"success\":false,\"message\":");
+    gateway_json_string (&text, message ? message : "");
+    GATEWAY_JSON_LITERAL (&text, ",\"error\":{\"code\":");
+    gateway_json_string (&text, code ? code : "error");
+    if (field) {
+        GATEWAY_JSON_LITERAL (&text, ",\"field\":");
+        gateway_json_string (&text, field);
+    }
+    GATEWAY_JSON_LITERAL (&text, "}}");
+    if (text.failed) {
+        gateway_json_release (&text);
+        return s_send_json (conn, status, NULL, 0); //  the fixed 500
+    }
+    char extra[64] = "";
+    if (retry_after_s > 0)
+        snprintf (extra, sizeof extra, "Retry-After: %d\r\n", retry_after_s);
+    gateway_http_send (conn, status, "application/json", extra, text.data, text.size);
+    gateway_json_release (&text);
+    return status;
+}
+
 int
 gateway_http_send_error (struct mg_connection *conn, int status, const char *code,
                          const char *message, int retry_after_s)
 {
-    json_t *envelope = json_pack ("{s:b, s:s, s:{s:s}}", "success", 0, "message",
-                                  message ? message : "", "error", "code", code ? code : "error");
-    return s_send_json (conn, status, envelope, retry_after_s);
+    return s_send_error (conn, status, code, NULL, message, retry_after_s);
 }
 
 int
 gateway_http_send_field_error (struct mg_connection *conn, int status, const char *code,
                                const char *field, const char *message)
 {
-    json_t *envelope =
-        json_pack ("{s:b, s:s, s:{s:s, s:s}}", "success", 0, "message", message ? message : "",
-                   "error", "code", code ? code : "error", "field", field ? field : "");
-    return s_send_json (conn, status, envelope, 0);
+    return s_send_error (conn, status, code, field ? field : "", message, 0);
 }
 
 int
