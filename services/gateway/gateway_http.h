@@ -60,7 +60,6 @@ int gateway_http_send_rate_limited (struct mg_connection *conn, int retry_after_
 //  "127.0.0.1:3000"), with threads workers and a request_timeout_ms bound
 //  on reading one request. An idle keep-alive connection is closed after
 //  GATEWAY_HTTP_KEEP_ALIVE_MS: until then it holds a worker.
-#define GATEWAY_HTTP_THREADS 128
 #define GATEWAY_HTTP_REQUEST_TIMEOUT_MS 5000
 #define GATEWAY_HTTP_KEEP_ALIVE_MS 5000
 struct mg_context *gateway_http_start (const char *listening, int threads, int request_timeout_ms,

@@ -10,6 +10,7 @@
 */
 #include "notifier_service.h"
 #include "proto_curve.h"
+#include "proto_main.h"
 #include "notifier_digest.h"
 #include "notifier_http.h"
 #include "notifier_test_db.h"
@@ -227,7 +228,7 @@ notifier_service_poll (notifier_service_t *self, int timeout_ms)
     zmq_pollitem_t item = {zsock_resolve (self->events), 0, ZMQ_POLLIN, 0};
     int rc = zmq_poll (&item, 1, timeout_ms);
     if (rc == -1)
-        return errno == EINTR || zsys_interrupted ? -1 : 0;
+        return errno == EINTR || proto_main_stopping () ? -1 : 0;
     if (item.revents & ZMQ_POLLIN)
         for (int count = 0; count < DRAIN_MAX && s_receive_one (self); count++)
             ;
@@ -238,7 +239,7 @@ notifier_service_poll (notifier_service_t *self, int timeout_ms)
         if (notifier_digest_check (self->digest, zclock_time ()) > 0)
             zmq_send (zsock_resolve (zactor_sock (self->webhooks)), "WAKE", 4, ZMQ_DONTWAIT);
     }
-    return zsys_interrupted ? -1 : 0;
+    return proto_main_stopping () ? -1 : 0;
 }
 
 //  --------------------------------------------------------------------------
