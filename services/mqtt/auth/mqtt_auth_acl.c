@@ -96,14 +96,15 @@ mqtt_auth_acl_service (const char *topic, int access)
     if (access == MQTT_AUTH_ACL_WRITE)
         return strncmp (topic, "phantom/", 8) == 0;
     //  $share/<group>/<filter>: judge the filter.
-    if (access == MQTT_AUTH_ACL_SUBSCRIBE && strncmp (topic, "$share/", 7) == 0) {
+    if (access == MQTT_AUTH_ACL_SUBSCRIBE && strlen (topic) > 7 &&
+        strncmp (topic, "$share/", 7) == 0) {
         const char *filter = strchr (topic + 7, '/');
         if (!filter || filter == topic + 7)
             return false;
         topic = filter + 1;
     }
-    //  '#' alone would match $SYS? No (MQTT 4.7.2), but the broker
-    //  still gets nothing from the service reading it: refuse $ topics.
+    //  '#' does not match $SYS (MQTT 3.1.1 4.7.2); a filter naming it
+    //  is refused: the service has no business with the broker's own.
     return topic[0] != '$';
 }
 
