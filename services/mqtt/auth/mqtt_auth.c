@@ -58,6 +58,7 @@ typedef struct {
     pthread_t thread;          //  the listener
     bool thread_started;       //  thread must be joined
     atomic_bool stop;          //  asks the listener to end
+    atomic_bool loaded;        //  the first full load is done
     zhashx_t *sessions;        //  name -> SHA-256 it logged in with (broker thread only)
     int64_t next_recheck;      //  monotonic ms of the next session sweep
     int64_t start_ms;          //  broker start, the first half of pw-id
@@ -132,6 +133,7 @@ s_load_all (s_plugin_t *self, PGconn *conn)
     }
     pthread_mutex_unlock (&self->lock);
     PQclear (result);
+    atomic_store (&self->loaded, true);
     mosquitto_log_printf (MOSQ_LOG_INFO, "phantom-auth: loaded %zu devices with tokens", kept);
     return 0;
 }
@@ -431,16 +433,13 @@ mosquitto_plugin_init (mosquitto_plugin_id_t *identifier, void **userdata,
         return MOSQ_ERR_UNKNOWN;
     }
     self->thread_started = true;
-    //  Plugs connecting before the first load are refused, not let in:
-    //  wait (bounded) for it so a broker restart does not refuse a burst.
-    for (int wait = 0; wait < 50; wait++) {
-        pthread_mutex_lock (&self->lock);
-        size_t size = mqtt_auth_table_size (self->table);
-        pthread_mutex_unlock (&self->lock);
-        if (size > 0)
-            break;
+    //  Plugs connecting before the first load would be refused: wait for
+    //  it (at most 5 s; PostgreSQL down: start anyway, load on its return).
+    for (int wait = 0; wait < 50 && !atomic_load (&self->loaded); wait++)
         zclock_sleep (100);
-    }
+    if (!atomic_load (&self->loaded))
+        mosquitto_log_printf (MOSQ_LOG_WARNING,
+                              "phantom-auth: no devices loaded yet; plugs are refused until then");
     int rc =
         mosquitto_callback_register (identifier, MOSQ_EVT_BASIC_AUTH, s_on_basic_auth, NULL, self);
     if (rc == MOSQ_ERR_SUCCESS)
