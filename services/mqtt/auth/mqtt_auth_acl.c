@@ -3,11 +3,12 @@
 
     What each firmware subscribes to (so what a plug must be let read):
     - Tasmota: cmnd/<topic>/#, the group topic cmnd/tasmotas/# and the
-      fallback cmnd/<client>_fb/# (tasmota/tasmota_support/support_mqtt.ino,
-      MqttConnected: GetTopic_P (..., CMND, TasmotaGlobal.mqtt_topic, "#"),
-      the GroupTopic loop and the fallback topic). The fallback topic is
-      named after the client id, not the device, so it is refused: Tasmota
-      ignores a refused SUBSCRIBE and still works through cmnd/<topic>/#.
+      fallback cmnd/<client>_fb/# (Tasmota's xdrv_02_9_mqtt.ino,
+      MqttConnected: GetTopic_P (stopic, CMND, mqtt_topic, "#"), then
+      GetGroupTopic_P and GetFallbackTopic_P, each MqttSubscribe'd). The
+      fallback topic is named after the client id, not the device, so it
+      is refused: Tasmota ignores a refused SUBSCRIBE and is still
+      reachable through cmnd/<topic>/#.
     - Shelly Gen1: shellies/<id>/... commands and the broadcast
       shellies/command (Shelly's Gen1 MQTT API documentation).
     - Shelly Gen2+: <prefix>/rpc and <prefix>/command/... (its MQTT docs).
