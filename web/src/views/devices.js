@@ -39,7 +39,7 @@ export function devicesView (main) {
 
     mount(main,
         h('div', { class: 'page-head' }, h('h1', {}, 'Devices'),
-          h('p', { class: 'muted' }, 'A device is a sensor board. It sends readings with its token.')),
+          h('p', { class: 'muted' }, 'A device is a sensor board or a smart plug. It sends readings with its token (over HTTP, or over MQTT: see MQTT).')),
         h('section', { class: 'card' }, form, alert),
         h('section', { class: 'card' }, list));
 
