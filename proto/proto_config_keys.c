@@ -112,7 +112,9 @@ const proto_config_key_t proto_config_keys[] = {
            "The broker's TLS listener port (0: none); needs mqtt_tls_cert and mqtt_tls_key."),
     S_STRING ("mqtt_tls_cert", NULL, "TLS listener: PEM certificate (chain) file."),
     S_STRING ("mqtt_tls_key", NULL, "TLS listener: PEM private key file (readable by the broker)."),
-    S_STRING ("mqtt_tls_ca", NULL, "TLS listener: PEM CA file, given to clients that check it."),
+    S_STRING ("mqtt_tls_ca", NULL,
+              "TLS listener: optional PEM CA file (mosquitto cafile; plugs log in with user "
+              "and token, no client certificate is required)."),
     //  Store
     S_INT ("batch_max", "1000", 1, PROTO_ACKS_MAX,
            "Store group commit: at most this many verdicts..."),
