@@ -66,10 +66,22 @@ pw_settings() {
     [[ $PHANTOM_TRUSTED_PROXIES =~ ^[0-9A-Fa-f.:/,\ ]*$ ]] \
         || die "trusted_proxies must list addresses and CIDRs, not '$PHANTOM_TRUSTED_PROXIES'"
 
+    # The broker (deploy/mosquitto.conf.in).
+    PHANTOM_MQTT_HOST=${PHANTOM_MQTT_HOST:-$(conf_get mqtt_host 127.0.0.1)}
+    PHANTOM_MQTT_PORT=${PHANTOM_MQTT_PORT:-$(conf_get mqtt_port 1883)}
+    PHANTOM_MQTT_TLS_PORT=${PHANTOM_MQTT_TLS_PORT:-$(conf_get mqtt_tls_port 0)}
+    PHANTOM_MQTT_TLS_CERT=${PHANTOM_MQTT_TLS_CERT:-$(conf_get mqtt_tls_cert "")}
+    PHANTOM_MQTT_TLS_KEY=${PHANTOM_MQTT_TLS_KEY:-$(conf_get mqtt_tls_key "")}
+    PHANTOM_MQTT_TLS_CA=${PHANTOM_MQTT_TLS_CA:-$(conf_get mqtt_tls_ca "")}
+    # The MQTT service's broker secret (mode 600); the broker knows its hash.
+    PHANTOM_MQTT_SECRET_FILE=$PHANTOM_VAR/mqtt/service.secret
+    [[ $PHANTOM_MQTT_HOST =~ ^[A-Za-z0-9.:-]+$ ]] || die "mqtt_host must be an address, not '$PHANTOM_MQTT_HOST'"
+
     local name
     for name in PHANTOM_HTTP_PORT PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_PARTITIONS \
                 PHANTOM_HTTP_THREADS PHANTOM_HTTP_REQUEST_TIMEOUT_MS PHANTOM_FRONT_MAX_CONNECTIONS \
-                PHANTOM_FRONT_MAX_CONNECTIONS_PER_ADDRESS PHANTOM_FRONT_KEEP_ALIVE_MS; do
+                PHANTOM_FRONT_MAX_CONNECTIONS_PER_ADDRESS PHANTOM_FRONT_KEEP_ALIVE_MS \
+                PHANTOM_MQTT_PORT PHANTOM_MQTT_TLS_PORT; do
         is_uint "${!name}" || die "$name must be a number, not '${!name}'"
     done
     # The gateway's own port: behind the front a loopback port of its own
@@ -124,13 +136,15 @@ pw_settings() {
            PHANTOM_SEED PHANTOM_SKIP_INSTALL PHANTOM_SKIP_BUILD PHANTOM_VERDICT_ENDPOINT \
            PHANTOM_ACK_ENDPOINT PHANTOM_READING_ENDPOINTS PHANTOM_EVENT_ENDPOINT \
            PHANTOM_CURVE PHANTOM_CURVE_DIR PHANTOM_ZMQ_TRANSPORT PHANTOM_ZMQ_DIR PHANTOM_FRONT \
-           PHANTOM_GATEWAY_PORT
+           PHANTOM_GATEWAY_PORT PHANTOM_MQTT_HOST PHANTOM_MQTT_PORT PHANTOM_MQTT_TLS_PORT \
+           PHANTOM_MQTT_SECRET_FILE
 }
 
 # The service settings every program gets (keys of deploy/phantomwatch.conf).
 PW_SERVICE_VARS=(PHANTOM_DATABASE PHANTOM_HTTP_PORT PHANTOM_PARTITIONS PHANTOM_VERDICT_ENDPOINT
                  PHANTOM_ACK_ENDPOINT PHANTOM_READING_ENDPOINTS PHANTOM_EVENT_ENDPOINT
-                 PHANTOM_CURVE PHANTOM_CURVE_DIR)
+                 PHANTOM_CURVE PHANTOM_CURVE_DIR PHANTOM_MQTT_HOST PHANTOM_MQTT_PORT
+                 PHANTOM_MQTT_TLS_PORT)
 
 shell_quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
@@ -143,7 +157,8 @@ pw_write_env() {
         echo "# Written by deploy/up; source it to talk to this stack."
         for name in PHANTOM_REPO PHANTOM_VAR PHANTOM_BUILD_DIR PHANTOM_CONFIG PHANTOM_PG_DIR \
                     PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_ZMQ_TRANSPORT PHANTOM_SIMULATOR \
-                    PHANTOM_SEED PHANTOM_FRONT PHANTOM_GATEWAY_PORT "${PW_SERVICE_VARS[@]}"; do
+                    PHANTOM_SEED PHANTOM_FRONT PHANTOM_GATEWAY_PORT PHANTOM_MQTT_SECRET_FILE \
+                    "${PW_SERVICE_VARS[@]}"; do
             echo "export $name=$(shell_quote "${!name}")"
         done
         echo "export PHANTOM_GATEWAY_URL=$(shell_quote "http://127.0.0.1:$PHANTOM_HTTP_PORT")"

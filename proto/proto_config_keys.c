@@ -104,6 +104,17 @@ const proto_config_key_t proto_config_keys[] = {
            "deploy/up: open connections of one client address."),
     S_INT ("front_keep_alive_ms", "5000", 1, 3600000,
            "deploy/up: an idle client connection is closed after this."),
+    //  MQTT broker (deploy/up writes var/mqtt/mosquitto.conf; services/mqtt connects)
+    S_STRING ("mqtt_host", "127.0.0.1",
+              "The broker's listener address (plugs and the MQTT service connect here)."),
+    S_INT ("mqtt_port", "1883", 1, 65535, "The broker's plain MQTT listener port."),
+    S_INT ("mqtt_tls_port", "0", 0, 65535,
+           "The broker's TLS listener port (0: none); needs mqtt_tls_cert and mqtt_tls_key."),
+    S_STRING ("mqtt_tls_cert", NULL, "TLS listener: PEM certificate (chain) file."),
+    S_STRING ("mqtt_tls_key", NULL, "TLS listener: PEM private key file (readable by the broker)."),
+    S_STRING ("mqtt_tls_ca", NULL,
+              "TLS listener: optional PEM CA file (mosquitto cafile; plugs log in with user "
+              "and token, no client certificate is required)."),
     //  Store
     S_INT ("batch_max", "1000", 1, PROTO_ACKS_MAX,
            "Store group commit: at most this many verdicts..."),

@@ -13,7 +13,11 @@
     "id, name, token_hash IS NOT NULL, " GATEWAY_API_MS ("token_created_at") ", " GATEWAY_API_MS ( \
         "token_last_used_at") ", " GATEWAY_API_MS ("created_at") ", " GATEWAY_API_MS ("token_"     \
                                                                                       "expires_"   \
-                                                                                      "at")
+                                                                                      "at") ", "   \
+                                                                                            "mqtt" \
+                                                                                            "_nam" \
+                                                                                            "e"
+#define S_MQTT_NAME_COLUMN 7
 
 //  Of S_DEVICE_COLUMNS.
 static const gateway_api_member_t s_device_members[] = {
@@ -25,6 +29,29 @@ static const gateway_api_member_t s_device_members[] = {
 //  ==========================================================================
 //  /api/devices
 
+//  A device's JSON: its columns, and what to type into a plug's MQTT page
+//  (README "Connect a Tasmota, Shelly or ESPHome plug"): the broker's
+//  address (mqtt_host; the page shows its own host when that is a
+//  loopback or wildcard address), user and topic = the device's MQTT name,
+//  password = the device token. tlsPort is null when the broker has no TLS
+//  listener.
+static json_t *
+s_device_object (gateway_api_request_t *request, PGresult *result, int row)
+{
+    json_t *object = gateway_api_object_from_row (result, row, s_device_members);
+    proto_config_t *config = request->gateway->config;
+    const char *host = config ? proto_config_str (config, "mqtt_host") : NULL;
+    int64_t port = config ? proto_config_int (config, "mqtt_port") : 1883;
+    int64_t tls_port = config ? proto_config_int (config, "mqtt_tls_port") : 0;
+    const char *name = PQgetvalue (result, row, S_MQTT_NAME_COLUMN);
+    json_t *mqtt = json_pack ("{s:s, s:I, s:o, s:s, s:s}", "host", host ? host : "127.0.0.1",
+                              "port", (json_int_t)port, "tlsPort",
+                              tls_port > 0 ? json_integer (tls_port) : json_null (), "user", name,
+                              "topic", name);
+    json_object_set_new (object, "mqtt", mqtt);
+    return object;
+}
+
 //  Answers {device} from a one-row result, and the token when there is one;
 //  then refreshes the cache entry when asked (the statement has committed
 //  by now).
@@ -33,8 +60,7 @@ s_send_device (gateway_api_request_t *request, PGresult *result, int status, con
                const char *token, bool refresh)
 {
     int64_t device = strtoll (PQgetvalue (result, 0, 0), NULL, 10);
-    json_t *data =
-        json_pack ("{s:o}", "device", gateway_api_object_from_row (result, 0, s_device_members));
+    json_t *data = json_pack ("{s:o}", "device", s_device_object (request, result, 0));
     if (token)
         json_object_set_new (data, "token", json_string (token));
     PQclear (result);
@@ -46,9 +72,19 @@ s_send_device (gateway_api_request_t *request, PGresult *result, int status, con
 static int
 s_devices_list (gateway_api_request_t *request)
 {
-    return gateway_api_send_list (
-        request, "SELECT " S_DEVICE_COLUMNS " FROM devices WHERE user_id = $1::bigint ORDER BY id",
-        "devices", s_device_members);
+    const char *values[] = {request->user_text};
+    int status;
+    PGresult *result = gateway_api_run (request, &status,
+                                        "SELECT " S_DEVICE_COLUMNS
+                                        " FROM devices WHERE user_id = $1::bigint ORDER BY id",
+                                        1, values);
+    if (!result)
+        return status;
+    json_t *list = json_array ();
+    for (int row = 0; row < PQntuples (result); row++)
+        json_array_append_new (list, s_device_object (request, result, row));
+    PQclear (result);
+    return gateway_api_send_object (request, 200, NULL, "devices", list);
 }
 
 //  Create and rename: a body {name}; sql gets $1 the user, $2 the name and,

@@ -249,8 +249,24 @@ s_test_resources (gateway_fixture_client_t *client, gateway_t *gateway, PGconn *
     char device_text[24];
     snprintf (device_text, sizeof device_text, "%" PRId64, device_id);
 
+    //  The MQTT settings a plug needs: user and topic are the device's
+    //  MQTT name (migration 017), the broker's address from the config.
+    json_t *mqtt = json_object_get (device, "mqtt");
+    char *mqtt_user = strdup (json_string_value (json_object_get (mqtt, "user")));
+    assert (mqtt_user && strncmp (mqtt_user, "pw-", 3) == 0 && strlen (mqtt_user) == 13);
+    assert (streq (json_string_value (json_object_get (mqtt, "topic")), mqtt_user));
+    assert (json_integer_value (json_object_get (mqtt, "port")) > 0);
+    assert (json_string_value (json_object_get (mqtt, "host")));
+    assert (json_object_get (mqtt, "tlsPort"));
+
     assert (gateway_fixture_call (client, "GET", "/api/devices", auth_a, NULL) == 200);
     assert (json_array_size (gateway_fixture_data (client, "devices")) == 1);
+    assert (streq (
+        json_string_value (json_object_get (
+            json_object_get (json_array_get (gateway_fixture_data (client, "devices"), 0), "mqtt"),
+            "user")),
+        mqtt_user));
+    free (mqtt_user);
     snprintf (path, sizeof path, "/api/devices/%s", device_text);
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
     assert (streq (

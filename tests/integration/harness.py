@@ -46,6 +46,7 @@ BUILD = os.environ.get("PHANTOM_BUILD_DIR") or os.path.join(REPO, "build")
 #  modules started at the same moment cannot both see a slot free.
 SLOTS = 10
 GATEWAY_PORT_OFFSET = 1000   # deploy/lib.sh: the gateway's port is http_port + 1000
+MQTT_PORT_BASE = 1900        # slot k's broker (mosquitto) listens on 1900+k
 
 UP_TIMEOUT = 180          # deploy/up: initdb, migrations, supervisord start
 DOWN_TIMEOUT = 60
@@ -111,6 +112,7 @@ class Stack:
         self.conf = {}            # PHANTOM_* from $PHANTOM_VAR/phantomwatch.env
         self.base_url = None
         self.http_port = None
+        self.mqtt_port = None     # the broker's (deploy/up's mosquitto)
         self.database = None
         self.partitions = 2
         self.started = False
@@ -155,6 +157,7 @@ class Stack:
             "PHANTOM_HTTP_PORT": str(http_port),
             "PHANTOM_PG_PORT": str(pg_port),
             "PHANTOM_ZMQ_PORT_BASE": str(zmq_base),
+            "PHANTOM_MQTT_PORT": str(self.mqtt_port),
             "PHANTOM_ZMQ_TRANSPORT": self.transport,
             "PHANTOM_PARTITIONS": str(partitions),
             "PHANTOM_SIMULATOR": "1" if simulator else "0",
@@ -254,7 +257,9 @@ class Stack:
     def _pick_ports(self, slot, partitions):
         for k in list(range(slot, SLOTS)) + list(range(0, slot)):
             http_port, pg_port, base = 3201 + k, 5521 + k, 6700 + 10 * k
-            ports = [http_port, http_port + GATEWAY_PORT_OFFSET, pg_port, base, base + 1]
+            self.mqtt_port = MQTT_PORT_BASE + k
+            ports = [http_port, http_port + GATEWAY_PORT_OFFSET, pg_port, base, base + 1,
+                     self.mqtt_port]
             ports += [base + 100 + i for i in range(partitions)]
             ports += [base + 200 + i for i in range(partitions)]
             if not self._claim_slot(k):

@@ -1,6 +1,7 @@
 """The user API: accounts, devices and their tokens, ports, notifications,
 and that one user never sees another's things (404)."""
 
+import subprocess
 import time
 import unittest
 import uuid
@@ -114,6 +115,44 @@ class Accounts(unittest.TestCase):
 class DevicesAndPorts(unittest.TestCase):
     def setUp(self):
         self.s = STACK
+
+    def test_broker_takes_device_tokens(self):
+        """deploy/up's broker is up with our plugin: a device logs in with
+        the user and port its JSON names and its token; a revocation in the
+        API refuses the token and ends a connected session within 5 s."""
+        _, token, _, _ = self.s.register_user()
+        device, dtoken = self.s.create_device_and_token(token)
+        mqtt = self.s.expect(200, "GET", "/api/devices/%s" % device["id"], None,
+                             token)["data"]["device"]["mqtt"]
+        self.assertEqual(mqtt["port"], self.s.mqtt_port)
+        self.assertEqual(mqtt["user"], mqtt["topic"])
+
+        def client(tool, password, *args):
+            return [tool, "-h", "127.0.0.1", "-p", str(mqtt["port"]), "-u", mqtt["user"],
+                    "-P", password, *args]
+
+        def publish(password):
+            return subprocess.run(client("mosquitto_pub", password, "-q", "1", "-t",
+                                         "tele/%s/SENSOR" % mqtt["topic"], "-m", "{}"),
+                                  capture_output=True, text=True, timeout=10)
+
+        run = publish(dtoken)
+        self.assertEqual(run.returncode, 0, "the device token logs in: " + run.stderr)
+        self.assertNotEqual(publish(dtoken[::-1]).returncode, 0, "a wrong token is refused")
+        session = subprocess.Popen(client("mosquitto_sub", dtoken, "-t", "cmnd/%s/#" % mqtt["topic"]),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            self.assertIsNone(session.poll(), "a plug stays connected")
+            self.s.expect(200, "DELETE", "/api/devices/%s/token" % device["id"], None, token)
+            started = time.monotonic()
+            session.wait(timeout=5)
+            self.assertLess(time.monotonic() - started, 5)
+        finally:
+            if session.poll() is None:
+                session.kill()
+                session.wait()
+        self.assertNotEqual(publish(dtoken).returncode, 0, "a revoked token is refused")
 
     def test_device_crud_and_token_shown_once(self):
         _, token, _, _ = self.s.register_user()

@@ -39,7 +39,7 @@ export function devicesView (main) {
 
     mount(main,
         h('div', { class: 'page-head' }, h('h1', {}, 'Devices'),
-          h('p', { class: 'muted' }, 'A device is a sensor board. It sends readings with its token.')),
+          h('p', { class: 'muted' }, 'A device is a sensor board or a smart plug. It sends readings with its token (over HTTP, or over MQTT: see MQTT).')),
         h('section', { class: 'card' }, form, alert),
         h('section', { class: 'card' }, list));
 
@@ -79,6 +79,8 @@ export function devicesView (main) {
                               onclick: () => token(device) }, device.hasToken ? 'Rotate token' : 'Token'),
                 device.hasToken ? h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'device-revoke',
                                                onclick: () => revoke(device) }, 'Revoke') : null,
+                device.mqtt ? h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'device-mqtt',
+                                            onclick: () => mqttSettings(device) }, 'MQTT') : null,
                 h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'device-rename',
                               onclick: () => rename(device) }, 'Rename'),
                 h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'data-testid': 'device-delete',
@@ -115,6 +117,41 @@ export function devicesView (main) {
               'This token is shown only once. Only a hash of it is kept, so copy it now; if you lose it, rotate it.'),
         ], [{ label: 'Done', kind: 'primary', testid: 'token-done' }], 'token-dialog');
         field.select();
+    }
+
+    //  What to type into a smart plug's MQTT page (Tasmota, Shelly,
+    //  ESPHome): user and topic are the device's MQTT name, the password
+    //  is its token. A broker listening on a loopback or wildcard address
+    //  is reached at this page's own host.
+    function mqttSettings (device) {
+        const mqtt = device.mqtt;
+        const local = ['127.0.0.1', '0.0.0.0', '::', '::1', 'localhost'].includes(mqtt.host);
+        const host = local ? window.location.hostname : mqtt.host;
+        const setting = (label, value, testid) => h('tr', {},
+            h('th', { scope: 'row' }, label),
+            h('td', {}, h('code', { 'data-testid': testid }, String(value)), ' ',
+              copyButton(String(value), `Copy ${label.toLowerCase()}`, `copy-${testid}`)));
+        modal(`MQTT settings for ${device.name}`, [
+            h('p', {}, 'Type these into the plug\'s MQTT page. Its outlets appear as new ports once it publishes.'),
+            h('table', { class: 'table', 'data-testid': 'mqtt-settings' }, h('tbody', {},
+                setting('Host', host, 'mqtt-host'),
+                setting('Port', mqtt.port, 'mqtt-port'),
+                mqtt.tlsPort ? setting('TLS port', mqtt.tlsPort, 'mqtt-tls-port') : null,
+                setting('User', mqtt.user, 'mqtt-user'),
+                h('tr', {}, h('th', { scope: 'row' }, 'Password'),
+                  h('td', { 'data-testid': 'mqtt-password' }, device.hasToken
+                      ? 'the device token (shown once when it was made; rotate it if you lost it)'
+                      : 'the device token: make one first (Token)')),
+                setting('Topic', mqtt.topic, 'mqtt-topic'))),
+            h('ul', { class: 'small' },
+              h('li', {}, h('strong', {}, 'Tasmota'), ': Configuration → MQTT: Host, Port, User, Password, ',
+                h('code', {}, 'Topic'), ' as above; keep Full Topic ', h('code', {}, '%prefix%/%topic%/'), '.'),
+              h('li', {}, h('strong', {}, 'Shelly Gen2/Gen3'), ': Settings → MQTT: Server ',
+                h('code', {}, `${host}:${mqtt.port}`), ', User, Password; MQTT prefix = the topic.'),
+              h('li', {}, h('strong', {}, 'Shelly Gen1'), ': Internet & Security → Advanced: Server, User, Password; custom MQTT prefix = the topic.'),
+              h('li', {}, h('strong', {}, 'ESPHome'), ': ', h('code', {}, 'mqtt:'), ' broker, port, username, password and ',
+                h('code', {}, `topic_prefix: ${mqtt.topic}`), '.')),
+        ], [{ label: 'Done', kind: 'primary', testid: 'mqtt-done' }], 'mqtt-dialog');
     }
 
     function revoke (device) {
