@@ -12,6 +12,7 @@
 #include "store_column.h"
 #include "store_housekeeping.h"
 #include "store_maintenance.h"
+#include "store_port_memory.h"
 #include "store_rollup.h"
 #include "store_server.h"
 #include "store_session.h"
@@ -21,6 +22,7 @@
 static const proto_selftest_t s_tests[] = {
     {"store_column", store_column_test, false},
     {"store_rollup", store_rollup_test, false},
+    {"store_port_memory", store_port_memory_test, false},
     {"store_batch", store_batch_test, false},
     {"store_session", store_session_test, true},
     {"store_housekeeping", store_housekeeping_test, true},
