@@ -15,10 +15,10 @@
 #include "bridge_metrics.h"
 #include "bridge_serial.h"
 #include "bridge_settings.h"
-#include "bridge_signal.h"
 #include "bridge_spool.h"
 #include "bridge_uploader.h"
 #include "proto_config.h"
+#include "proto_main.h"
 #include "proto_selftest.h"
 
 #include <civetweb.h>
@@ -140,7 +140,7 @@ main (int argc, char *argv[])
         zsys_error ("bridge config - bridge_device is required");
         goto done;
     }
-    bridge_signal_install ();
+    proto_main_signals ();
     curl_global_init (CURL_GLOBAL_DEFAULT);
     bridge_uploader_t uploader;
     if (bridge_uploader_init (&uploader, &settings, drain, verbose)) {
