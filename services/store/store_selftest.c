@@ -11,6 +11,7 @@
 #include "store_batch.h"
 #include "store_column.h"
 #include "store_housekeeping.h"
+#include "store_lanes.h"
 #include "store_maintenance.h"
 #include "store_port_memory.h"
 #include "store_rollup.h"
@@ -28,6 +29,7 @@ static const proto_selftest_t s_tests[] = {
     {"store_housekeeping", store_housekeeping_test, true},
     {"store_writer", store_writer_test, true},
     {"store_server", store_server_test, true},
+    {"store_lanes", store_lanes_test, true},
     {"store_maintenance", store_maintenance_test, true},
 };
 
