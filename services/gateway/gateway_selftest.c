@@ -8,6 +8,7 @@
 */
 #include "gateway_api.h"
 #include "gateway_pipeline.h"
+#include "gateway_listener.h"
 #include "gateway_live.h"
 #include "gateway_web.h"
 #include "gateway_json.h"
@@ -29,6 +30,7 @@ static const proto_selftest_t s_tests[] = {
     {"gateway_sensor", gateway_sensor_test, false},
     {"gateway_emoncms", gateway_emoncms_test, false},
     {"gateway_db", gateway_db_test, false},
+    {"gateway_listener", gateway_listener_test, false},
     {"gateway_cache", gateway_cache_test, false},
     {"gateway_cache_schedule", gateway_cache_schedule_test, false},
     {"gateway_port_table", gateway_port_table_test, false},
