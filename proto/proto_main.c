@@ -44,10 +44,11 @@ s_usage (const proto_main_spec_t *spec, FILE *stream)
              spec->usage ? " " : "", spec->usage ? spec->usage : "");
 }
 
+//  --------------------------------------------------------------------------
 //  Our handler only sets the flag; CZMQ must not install its own (zsys_init
 //  would, on first use, unless told not to).
-static void
-s_signals (void)
+void
+proto_main_signals (void)
 {
     setenv ("ZSYS_SIGHANDLER", "false", 1);
     zsys_init ();
@@ -102,7 +103,7 @@ proto_main_new (const proto_main_spec_t *spec, int argc, char *argv[], int *stat
         return NULL;
     }
     //  Logs to stderr, one line per event; stdout is for data (phantom-tap).
-    s_signals ();
+    proto_main_signals ();
     zsys_set_logstream (stderr);
     zsys_set_logident (spec->name);
     if (!config_path && keys == proto_config_keys && access (S_DEFAULT_CONFIG, R_OK) == 0)
@@ -274,6 +275,11 @@ proto_main_test (bool verbose)
     s_stop = 0;
     raise (SIGPIPE); //  ignored
     proto_main_destroy (&self);
+    //  A program with flags of its own installs the same handler alone.
+    proto_main_signals ();
+    raise (SIGINT);
+    assert (proto_main_stopping ());
+    s_stop = 0;
     fflush (stderr);
     dup2 (saved_stderr, STDERR_FILENO);
     close (saved_stderr);

@@ -59,6 +59,11 @@ bool proto_main_verbose (proto_main_t *self);
 //  Operand index after the flags, or NULL.
 const char *proto_main_operand (proto_main_t *self, int index);
 
+//  Installs what proto_main_new does for signals (SIGINT and SIGTERM set
+//  the flag below, no CZMQ handler, SIGPIPE ignored), for a program that
+//  parses its own flags (phantom-bridge).
+void proto_main_signals (void);
+
 //  true once SIGINT or SIGTERM came.
 bool proto_main_stopping (void);
 //  The flag itself, for classes that poll it while starting.

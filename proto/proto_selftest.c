@@ -1,170 +1,156 @@
 /*  =========================================================================
-    proto_selftest - runs the proto library's class tests
+    proto_selftest - the one runner of class tests
 
-    proto_selftest [-v] [class ...]      run the named tests, or all
-    proto_selftest --corpus DIR          write fuzz seed frames into DIR
+    Before this class each selftest program parsed its own arguments, and
+    they had drifted apart: one class or many, -v first or anywhere, skips
+    or none. Now they all accept the same line and exit the same way.
     =========================================================================
 */
-#include "proto.h"
-#include "proto_address.h"
-#include "proto_pg.h"
-#include "proto_config.h"
-#include "proto_curve.h"
-#include "proto_main.h"
+#include "proto_selftest.h"
 
-#include <czmq.h>
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-typedef struct {
-    const char *name;            //  class name, as registered with ctest
-    void (*test) (bool verbose); //  its self test
-} s_test_t;
-
-//  Writes one frame per type (and variant) into dir as fuzz seeds.
-static int
-s_write_corpus (const char *dir)
+//  The test database's connection string, or NULL when it is not set.
+static const char *
+s_database (void)
 {
-    proto_reading_t reading;
-    memset (&reading, 0, sizeof (reading));
-    reading.request = 42;
-    strcpy (reading.gateway, "gw1");
-    reading.user = 7;
-    reading.device = 9;
-    strcpy (reading.port, "6f1c2a4e-8b3d-4c5e-9f70-123456789abc");
-    reading.ts = 1764221000123;
-    reading.received = 1764221000150;
-    reading.voltage = 230.1;
-    reading.current = 0.02;
-    reading.power = 4.6;
-    strcpy (reading.key, "r-0001");
-    reading.settings.off_watts = 0.5f;
-    reading.settings.standby_watts = 10.0f;
-    reading.settings.min_phantom_seconds = 300;
-    reading.settings.role = PROTO_ROLE_SHOULD_BE_OFF;
-    reading.settings.windows[0] = PROTO_WINDOW_PACK (0x7f, 1320, 420);
-    reading.settings.windows[1] = PROTO_WINDOW_PACK (0x1f, 540, 1020);
-    strcpy (reading.settings.timezone, "Europe/Berlin");
-
-    proto_verdict_t verdict;
-    memset (&verdict, 0, sizeof (verdict));
-    verdict.reading = reading;
-    verdict.status = PROTO_STATUS_PHANTOM;
-    verdict.previous = PROTO_STATUS_IDLE;
-    proto_episode_t episode = {1764220000000, 0, 1.25, 4.5, 5.0, 12};
-
-    proto_event_t event;
-    memset (&event, 0, sizeof (event));
-    strcpy (event.kind, "phantom.start");
-    event.user = 7;
-    strcpy (event.port, reading.port);
-    event.ts = reading.ts;
-    event.watts = 4.6;
-    event.status = PROTO_STATUS_PHANTOM;
-    event.previous = PROTO_STATUS_IDLE;
-
-    proto_ack_t acks[3] = {{42, PROTO_ACK_OK, 1001, 1764221000123, PROTO_STATUS_PHANTOM},
-                           {43, PROTO_ACK_RETRY, 0, 0, PROTO_STATUS_UNKNOWN},
-                           {44, PROTO_ACK_REJECTED, -1, 1, PROTO_STATUS_OFFLINE}};
-
-    proto_buffer_t buffer;
-    proto_buffer_init (&buffer);
-    int rc = 0;
-    for (int which = 0; which < 7 && rc == 0; which++) {
-        const char *name = NULL;
-        switch (which) {
-        case 0:
-            name = "reading";
-            rc = proto_reading_encode (&reading, &buffer);
-            break;
-        case 1:
-            name = "verdict";
-            rc = proto_verdict_encode (&verdict, &buffer);
-            break;
-        case 2:
-            name = "verdict_episode";
-            verdict.has_episode = true;
-            verdict.episode = episode;
-            rc = proto_verdict_encode (&verdict, &buffer);
-            break;
-        case 3:
-            name = "acks";
-            rc = proto_acks_encode (acks, 3, &buffer);
-            break;
-        case 4:
-            name = "event_status";
-            strcpy (event.kind, "status");
-            rc = proto_event_encode (&event, &buffer);
-            break;
-        case 5:
-            name = "event_phantom";
-            strcpy (event.kind, "phantom.start");
-            event.has_episode = true;
-            event.episode = episode;
-            rc = proto_event_encode (&event, &buffer);
-            break;
-        case 6:
-            //  The offline timer's: no reading, closed episode
-            name = "verdict_no_reading";
-            strcpy (verdict.reading.gateway, PROTO_GATEWAY_NONE);
-            verdict.reading.key[0] = 0;
-            verdict.status = PROTO_STATUS_OFFLINE;
-            verdict.previous = PROTO_STATUS_PHANTOM;
-            verdict.no_reading = true;
-            verdict.has_episode = true;
-            verdict.episode = episode;
-            verdict.episode.end = reading.ts;
-            rc = proto_verdict_encode (&verdict, &buffer);
-            break;
-        }
-        char *path = zsys_sprintf ("%s/%s.msgpack", dir, name);
-        FILE *file = path && rc == 0 ? fopen (path, "wb") : NULL;
-        if (!file || fwrite (buffer.data, 1, buffer.size, file) != buffer.size) {
-            fprintf (stderr, "proto_selftest: cannot write %s\n", path ? path : name);
-            rc = -1;
-        }
-        if (file && fclose (file))
-            rc = -1;
-        zstr_free (&path);
-    }
-    proto_buffer_release (&buffer);
-    return rc;
+    const char *database = getenv ("PHANTOM_TEST_DATABASE");
+    return database && *database ? database : NULL;
 }
 
-static const s_test_t s_tests[] = {
-    {"proto", proto_test},
-    {"proto_config", proto_config_test},
-    {"proto_curve", proto_curve_test},
-    {"proto_address", proto_address_test},
-    {"proto_pg", proto_pg_test},
-    {"proto_main", proto_main_test},
-};
-#define S_TESTS (sizeof (s_tests) / sizeof (s_tests[0]))
+//  Index of the test called name, or count when there is none.
+static size_t
+s_find (const proto_selftest_t *tests, size_t count, const char *name)
+{
+    size_t index;
+    for (index = 0; index < count; index++)
+        if (strcmp (tests[index].name, name) == 0)
+            break;
+    return index;
+}
 
 int
-main (int argc, char *argv[])
+proto_selftest_run (const char *program, const proto_selftest_t *tests, size_t count, int argc,
+                    char *argv[])
 {
-    if (argc == 3 && streq (argv[1], "--corpus"))
-        return s_write_corpus (argv[2]) ? 1 : 0;
+    assert (program);
+    assert (tests || count == 0);
     bool verbose = false;
-    int first = 1;
-    if (argc > 1 && streq (argv[1], "-v")) {
-        verbose = true;
-        first = 2;
-    }
-    if (first >= argc) {
-        for (size_t index = 0; index < S_TESTS; index++)
-            s_tests[index].test (verbose);
-        return 0;
-    }
-    for (int arg = first; arg < argc; arg++) {
-        size_t index;
-        for (index = 0; index < S_TESTS; index++)
-            if (streq (argv[arg], s_tests[index].name))
-                break;
-        if (index == S_TESTS) {
-            fprintf (stderr, "proto_selftest: unknown test '%s'\n", argv[arg]);
+    int named = 0;
+    //  Every name is checked before any test runs: a typo costs nothing.
+    for (int arg = 0; arg < argc; arg++) {
+        if (strcmp (argv[arg], "-v") == 0)
+            verbose = true;
+        else if (s_find (tests, count, argv[arg]) == count) {
+            fprintf (stderr, "%s: unknown test '%s'\n", program, argv[arg]);
             return 1;
-        }
-        s_tests[index].test (verbose);
+        } else
+            named++;
     }
-    return 0;
+    int ran = 0, skipped = 0;
+    for (size_t index = 0; index < count; index++) {
+        bool wanted = named == 0;
+        for (int arg = 0; arg < argc && !wanted; arg++)
+            wanted = strcmp (argv[arg], tests[index].name) == 0;
+        if (!wanted)
+            continue;
+        if (tests[index].database && !s_database ()) {
+            printf (" * %s: skipped (PHANTOM_TEST_DATABASE not set)\n", tests[index].name);
+            skipped++;
+            continue;
+        }
+        tests[index].test (verbose);
+        ran++;
+    }
+    return ran == 0 && skipped ? PROTO_SELFTEST_SKIP : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test: the runner on a table of counting tests
+
+static int s_first_runs, s_second_runs, s_database_runs;
+static bool s_verbose_seen;
+
+static void
+s_first (bool verbose)
+{
+    s_first_runs++;
+    s_verbose_seen = verbose;
+}
+
+static void
+s_second (bool verbose)
+{
+    (void)verbose;
+    s_second_runs++;
+}
+
+static void
+s_needs_database (bool verbose)
+{
+    (void)verbose;
+    s_database_runs++;
+}
+
+static void
+s_reset (void)
+{
+    s_first_runs = s_second_runs = s_database_runs = 0;
+    s_verbose_seen = false;
+}
+
+void
+proto_selftest_test (bool verbose)
+{
+    static const proto_selftest_t tests[] = {
+        {"first", s_first, false},
+        {"second", s_second, false},
+        {"database", s_needs_database, true},
+    };
+    char *saved = s_database () ? strdup (s_database ()) : NULL;
+    unsetenv ("PHANTOM_TEST_DATABASE");
+
+    //  No name: every test, the database one skipped; 0 since some ran
+    s_reset ();
+    assert (proto_selftest_run ("t", tests, 3, 0, NULL) == 0);
+    assert (s_first_runs == 1 && s_second_runs == 1 && s_database_runs == 0);
+    assert (!s_verbose_seen);
+
+    //  Names in any order with -v anywhere: each named one, once
+    char second[] = "second", first[] = "first", flag[] = "-v";
+    char *some[] = {second, flag, first};
+    s_reset ();
+    assert (proto_selftest_run ("t", tests, 3, 3, some) == 0);
+    assert (s_first_runs == 1 && s_second_runs == 1 && s_verbose_seen);
+
+    //  An unknown name: 1, and nothing runs, not even the good names
+    char typo[] = "frist";
+    char *bad[] = {first, typo};
+    s_reset ();
+    assert (proto_selftest_run ("proto_selftest_test", tests, 3, 2, bad) == 1);
+    assert (s_first_runs == 0);
+
+    //  Only the database test, without a database: SKIP
+    char database[] = "database";
+    char *only_database[] = {database};
+    s_reset ();
+    assert (proto_selftest_run ("t", tests, 3, 1, only_database) == PROTO_SELFTEST_SKIP);
+    assert (s_database_runs == 0);
+
+    //  With a database it runs
+    setenv ("PHANTOM_TEST_DATABASE", "dbname=x", 1);
+    s_reset ();
+    assert (proto_selftest_run ("t", tests, 3, 1, only_database) == 0);
+    assert (s_database_runs == 1);
+
+    if (saved)
+        setenv ("PHANTOM_TEST_DATABASE", saved, 1);
+    else
+        unsetenv ("PHANTOM_TEST_DATABASE");
+    free (saved);
+    //  After the runs: their skip and unknown lines come first
+    printf (" * proto_selftest: %sOK\n", verbose ? "(runner checked) " : "");
 }

@@ -24,6 +24,7 @@
 */
 #include "gateway.h"
 #include "gateway_fixture.h"
+#include "gateway_listener.h"
 #include "gateway_port_table.h"
 #include "gateway_token_table.h"
 #include "gateway_token_use.h"
@@ -540,18 +541,8 @@ static PGconn *
 s_connect_listen (gateway_cache_t *self)
 {
     //  Named, so an operator (and the test) can tell it in pg_stat_activity.
-    PGconn *conn = proto_pg_connect (self->conninfo, "phantom-gateway-cache", 0);
-    if (!conn)
-        return NULL;
-    PGresult *result = PQexec (conn, "LISTEN phantom_cache");
-    bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
-    PQclear (result);
-    if (!ok) {
-        zsys_warning ("gateway cache - LISTEN failed: %s", PQerrorMessage (conn));
-        PQfinish (conn);
-        return NULL;
-    }
-    return conn;
+    return gateway_listener_connect (self->conninfo, "phantom-gateway-cache", 0, "phantom_cache",
+                                     "gateway cache");
 }
 
 int
@@ -588,8 +579,9 @@ gateway_cache_load (gateway_cache_t *self)
 }
 
 static void
-s_notified (gateway_cache_t *self, PGconn *conn, const char *payload)
+s_notified (void *arg, PGconn *conn, const char *payload)
 {
+    gateway_cache_t *self = (gateway_cache_t *)arg;
     if (strncmp (payload, "device:", 7) == 0)
         s_refresh_device (self, conn, atoll (payload + 7));
     else if (strncmp (payload, "port:", 5) == 0)
@@ -632,22 +624,10 @@ s_listener (void *args)
         int rc = select (fd + 1, &readable, NULL, NULL, &timeout);
         if (rc < 0)
             continue;
-        if (rc > 0 && !PQconsumeInput (conn)) {
-            zsys_warning ("gateway cache - listener lost PostgreSQL: %s", PQerrorMessage (conn));
-            PQfinish (conn);
-            conn = self->listen_conn = NULL;
-            continue;
-        }
-        PGnotify *notify;
-        while ((notify = PQnotifies (conn))) {
-            s_notified (self, conn, notify->extra);
-            PQfreemem (notify);
-        }
-        if (PQstatus (conn) != CONNECTION_OK) {
-            zsys_warning ("gateway cache - listener connection broken, reconnecting");
-            PQfinish (conn);
-            conn = self->listen_conn = NULL;
-        }
+        //  Even without input: the refreshes' and the flush's queries may
+        //  have parsed notifications that wait in libpq.
+        if (gateway_listener_read (&conn, s_notified, self, "gateway cache") < 0)
+            self->listen_conn = NULL;
     }
     return NULL;
 }

@@ -19,6 +19,7 @@
     =========================================================================
 */
 #include "gateway_live.h"
+#include "gateway_listener.h"
 #include "proto_curve.h"
 #include "proto_pg.h"
 
@@ -178,24 +179,15 @@ static PGconn *
 s_listen_connect (gateway_live_t *self)
 {
     //  The unread count below runs on this thread: bound it.
-    PGconn *pg = proto_pg_connect (self->conninfo, "phantom-gateway-live", 2000);
-    if (!pg)
-        return NULL;
-    PGresult *result = PQexec (pg, "LISTEN phantom_notification");
-    bool ok = PQresultStatus (result) == PGRES_COMMAND_OK;
-    PQclear (result);
-    if (!ok) {
-        zsys_warning ("gateway live - LISTEN failed: %s", PQerrorMessage (pg));
-        PQfinish (pg);
-        return NULL;
-    }
-    return pg;
+    return gateway_listener_connect (self->conninfo, "phantom-gateway-live", 2000,
+                                     "phantom_notification", "gateway live");
 }
 
 //  Payload "<user_id>:<notification_id>" from the notifier.
 static void
-s_notification (gateway_live_t *self, PGconn *pg, const char *payload)
+s_notification (void *arg, PGconn *pg, const char *payload)
 {
+    gateway_live_t *self = (gateway_live_t *)arg;
     long long user, id;
     char rest;
     if (sscanf (payload, "%lld:%lld%c", &user, &id, &rest) != 2 || user <= 0 || id <= 0) {
@@ -270,20 +262,10 @@ s_thread (void *argument)
                     zsys_warning ("gateway live - malformed event dropped");
                 zmsg_destroy (&message);
             }
-        if (pg && (items[1].revents & ZMQ_POLLIN)) {
-            if (PQconsumeInput (pg) == 0) {
-                zsys_warning ("gateway live - PostgreSQL connection lost: %s", PQerrorMessage (pg));
-                PQfinish (pg);
-                pg = NULL;
-                atomic_store (&self->listening, false);
-                reconnect_at = zclock_mono () + S_RECONNECT_MS;
-                continue;
-            }
-            PGnotify *notify;
-            while ((notify = PQnotifies (pg))) {
-                s_notification (self, pg, notify->extra);
-                PQfreemem (notify);
-            }
+        if (pg && (items[1].revents & ZMQ_POLLIN) &&
+            gateway_listener_read (&pg, s_notification, self, "gateway live") < 0) {
+            atomic_store (&self->listening, false);
+            reconnect_at = zclock_mono () + S_RECONNECT_MS;
         }
     }
     PQfinish (pg);

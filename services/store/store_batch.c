@@ -4,6 +4,7 @@
 */
 #include "store_batch.h"
 #include "store_column.h"
+#include "store_port_memory.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -32,28 +33,15 @@ typedef struct {
     bool deferred;  //  this attempt leaves its row waiting in memory
 } s_port_t;
 
-//  A port row as the store last knew it, kept across batches.
-typedef struct {
-    char port[PROTO_UUID_LEN + 1]; //  ports.id
-    uint8_t status;                //  last status, UNKNOWN: keep the stored one
-    bool has_reading;              //  ts and power are set
-    int64_t ts;                    //  last reading, ms since epoch
-    double power;                  //  its power
-    bool dirty;                    //  holds what is not written yet
-    bool queued;                   //  in the queue of waiting rows
-    int64_t due;                   //  monotonic ms from which a waiting row goes out
-    int64_t written;               //  monotonic ms of its last write, 0 never
-} s_pending_t;
-
 //  One port row for the ports statement.
 typedef struct {
-    s_pending_t *pending; //  its memory, updated after COMMIT
-    size_t port;          //  index in ports, SIZE_MAX: from memory only
-    uint8_t status;       //  status, UNKNOWN: keep
-    bool has_reading;     //  ts and power are set
-    int64_t ts;           //  last reading time
-    double power;         //  its power
-    int64_t changed;      //  time of the last status change, -1 none
+    store_port_row_t *pending; //  its memory, updated after COMMIT
+    size_t port;               //  index in ports, SIZE_MAX: from memory only
+    uint8_t status;            //  status, UNKNOWN: keep
+    bool has_reading;          //  ts and power are set
+    int64_t ts;                //  last reading time
+    double power;              //  its power
+    int64_t changed;           //  time of the last status change, -1 none
 } s_write_t;
 
 //  A port's run of marked minutes (store_batch_marks_params).
@@ -90,21 +78,13 @@ struct _store_batch_t {
     size_t write_capacity;
     size_t deferred_count;              //  ports of the range left waiting
     int64_t now;                        //  monotonic ms of store_batch_port_writes
-    zhashx_t *pending;                  //  port text -> s_pending_t, across batches
-    zlistx_t *queue;                    //  s_pending_t waiting to be written, by due time
+    store_port_memory_t *memory;        //  port rows waiting, across batches
     zhashx_t *index;                    //  scratch: episode key text -> slot + 1
     zhashx_t *key_index;                //  a row's reading (device, key) -> row + 1
     zhashx_t *port_index;               //  port text -> ports slot + 1 of the planned range
     store_column_t *columns[S_BUFFERS]; //  the statements' parameters
     s_range_t *ranges;                  //  scratch: per port slot, its open range of marks
 };
-
-static void
-s_pending_destroy (void **item)
-{
-    free (*item);
-    *item = NULL;
-}
 
 //  key_index: a reading's idempotency key is (device, key); FNV-1a.
 static size_t
@@ -143,13 +123,10 @@ store_batch_new (size_t capacity)
     self->index = zhashx_new ();
     self->key_index = zhashx_new ();
     self->port_index = zhashx_new ();
-    self->pending = zhashx_new ();
-    self->queue = zlistx_new ();
+    self->memory = store_port_memory_new ();
     bool columns = true;
     for (size_t index = 0; index < S_BUFFERS; index++)
         columns = (self->columns[index] = store_column_new ()) && columns;
-    if (self->pending)
-        zhashx_set_destructor (self->pending, s_pending_destroy);
     //  The per-row indexes point into the rows (alive while planned): no
     //  copy of a key, no allocation per row.
     if (self->key_index) {
@@ -163,8 +140,8 @@ store_batch_new (size_t capacity)
         zhashx_set_key_destructor (self->port_index, NULL);
     }
     if (!self->rows || !self->keyed || !self->unkeyed || !self->ports || !self->episodes ||
-        !self->ranges || !self->index || !self->key_index || !self->port_index || !self->pending ||
-        !self->queue || !columns) {
+        !self->ranges || !self->index || !self->key_index || !self->port_index || !self->memory ||
+        !columns) {
         store_batch_destroy (&self);
         return NULL;
     }
@@ -185,8 +162,7 @@ store_batch_destroy (store_batch_t **self_p)
         zhashx_destroy (&self->index);
         zhashx_destroy (&self->key_index);
         zhashx_destroy (&self->port_index);
-        zlistx_destroy (&self->queue);
-        zhashx_destroy (&self->pending);
+        store_port_memory_destroy (&self->memory);
         free (self->writes);
         free (self->rows);
         free (self->keyed);
@@ -414,7 +390,7 @@ store_batch_unkeyed_row (store_batch_t *self, size_t n)
 //  Choose the port rows of this transaction
 
 static s_write_t *
-s_write_add (store_batch_t *self, s_pending_t *pending, size_t port)
+s_write_add (store_batch_t *self, store_port_row_t *pending, size_t port)
 {
     if (self->write_count == self->write_capacity) {
         size_t capacity = self->write_capacity ? self->write_capacity * 2 : 1024;
@@ -436,19 +412,6 @@ s_write_add (store_batch_t *self, s_pending_t *pending, size_t port)
         write->power = pending->power;
     }
     return write;
-}
-
-//  Memory of a port row; NULL if out of memory.
-static s_pending_t *
-s_pending_require (store_batch_t *self, const char *port)
-{
-    s_pending_t *pending = (s_pending_t *)zhashx_lookup (self->pending, port);
-    if (!pending) {
-        pending = (s_pending_t *)zmalloc (sizeof (s_pending_t));
-        snprintf (pending->port, sizeof (pending->port), "%s", port);
-        zhashx_insert (self->pending, port, pending);
-    }
-    return pending;
 }
 
 //  Fills write from the batch rows of port (the newest values win).
@@ -476,7 +439,7 @@ store_batch_port_writes (store_batch_t *self, int64_t now_ms, bool flush)
     for (size_t n = 0; n < self->port_count; n++) {
         s_port_t *port = &self->ports[n];
         const char *text = self->rows[port->last].verdict.reading.port;
-        s_pending_t *pending = (s_pending_t *)zhashx_lookup (self->pending, text);
+        store_port_row_t *pending = store_port_memory_lookup (self->memory, text);
         port->deferred = !flush && !port->urgent && pending && pending->written &&
                          now_ms - pending->written < STORE_PORT_EVERY_MS;
         if (port->deferred)
@@ -486,8 +449,8 @@ store_batch_port_writes (store_batch_t *self, int64_t now_ms, bool flush)
     }
     //  Rows waiting from earlier batches, oldest first, while due. A port
     //  of this range is already handled above.
-    for (s_pending_t *pending = (s_pending_t *)zlistx_first (self->queue); pending;
-         pending = (s_pending_t *)zlistx_next (self->queue)) {
+    for (store_port_row_t *pending = store_port_memory_first (self->memory); pending;
+         pending = store_port_memory_next (self->memory)) {
         if (!flush && pending->due > now_ms)
             break;
         if (pending->dirty && !zhashx_lookup (self->port_index, pending->port))
@@ -514,11 +477,7 @@ size_t
 store_batch_port_waiting (store_batch_t *self)
 {
     assert (self);
-    size_t count = 0;
-    for (s_pending_t *pending = (s_pending_t *)zhashx_first (self->pending); pending;
-         pending = (s_pending_t *)zhashx_next (self->pending))
-        count += pending->dirty;
-    return count;
+    return store_port_memory_waiting (self->memory);
 }
 
 size_t
@@ -770,43 +729,24 @@ store_batch_commit (store_batch_t *self)
     //  queued for a second after now.
     for (size_t n = 0; n < self->write_count; n++) {
         s_write_t *write = &self->writes[n];
-        s_pending_t *pending = write->pending;
+        store_port_row_t *pending = write->pending;
         if (!pending)
-            pending = s_pending_require (
-                self, self->rows[self->ports[write->port].last].verdict.reading.port);
-        pending->dirty = false;
-        pending->written = self->now ? self->now : 1;
+            pending = store_port_memory_require (
+                self->memory, self->rows[self->ports[write->port].last].verdict.reading.port);
+        store_port_memory_written (self->memory, pending, self->now);
     }
     for (size_t n = 0; n < self->port_count; n++) {
         s_port_t *port = &self->ports[n];
         if (!port->deferred)
             continue;
-        s_pending_t *pending =
-            s_pending_require (self, self->rows[port->last].verdict.reading.port);
         s_write_t write;
         memset (&write, 0, sizeof (write));
         s_write_fill (self, &write, port);
-        if (!pending->dirty)
-            pending->has_reading = false;
-        pending->status = write.status;
-        if (write.has_reading) {
-            pending->has_reading = true;
-            pending->ts = write.ts;
-            pending->power = write.power;
-        }
-        pending->dirty = true;
-        if (!pending->queued) {
-            pending->queued = true;
-            pending->due = self->now + STORE_PORT_EVERY_MS;
-            zlistx_add_end (self->queue, pending);
-        }
+        store_port_memory_defer (self->memory, self->rows[port->last].verdict.reading.port,
+                                 write.status, write.has_reading, write.ts, write.power, self->now,
+                                 STORE_PORT_EVERY_MS);
     }
-    //  Written rows leave the queue's head; the rest keep their place.
-    s_pending_t *head;
-    while ((head = (s_pending_t *)zlistx_first (self->queue)) && !head->dirty) {
-        head->queued = false;
-        zlistx_detach (self->queue, NULL);
-    }
+    store_port_memory_settle (self->memory);
     self->write_count = self->deferred_count = 0;
 }
 

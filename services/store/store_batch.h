@@ -14,9 +14,9 @@
     Port rows: a port's row is written in the transaction of a verdict that
     changes its status (or has no reading: the offline timer's), otherwise
     at most once a second: what a later row would say (status, last
-    reading) waits in memory, across batches, and goes out with
-    the first transaction at least a second after the port was last written
-    (a batch, or store_writer_flush when idle). A restart of the store
+    reading) waits in memory (store_port_memory), across batches, and
+    goes out with the first transaction at least a second after the port
+    was last written (a batch, or store_writer_flush when idle). A restart of the store
     loses at most that second of last_reading_at / last_power, never a
     status change.
     =========================================================================

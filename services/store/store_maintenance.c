@@ -7,6 +7,7 @@
 #include "proto_pg.h"
 #include "store_column.h"
 #include "store_housekeeping.h"
+#include "store_lanes.h"
 #include "store_rollup.h"
 #include "store_session.h"
 
@@ -39,21 +40,15 @@ struct _store_maintenance_t {
     zactor_t *actor;                    //  the thread, once started
     atomic_bool stopping;               //  set by destroy; the thread stops between statements
     //  Pairs a run could not write to rollup_marks, for the next run
-    pthread_mutex_t dirty_lock;  //  guards dirty, overflow, rollups
+    pthread_mutex_t dirty_lock;  //  guards dirty, overflow
     zhashx_t *dirty;             //  keys "<port> <minute>", minute in epoch seconds
     bool overflow;               //  the next run falls back (start, rollup overflow)
     atomic_int_least64_t rolled; //  see store_maintenance_rolled
     atomic_bool marks_pending;   //  rollup_marks may hold marks below rolled
     int64_t marks_at;            //  monotonic ms of the next pass over them
-    //  The lanes' rollups (store_maintenance_new_rollup), under dirty_lock
-    store_rollup_t *rollups[STORE_MAINTENANCE_ROLLUPS_MAX];
-    size_t rollup_count;
-    int64_t lanes_from; //  their first minute, ms; 0 until asked (s_lanes_from)
+    store_lanes_t *lanes;        //  the lanes' rollups (store_maintenance_new_rollup)
 };
 
-//  Ports a lane's rollup keeps; beyond, it forgets them all (their open
-//  minutes are then re-rolled from the table).
-#define S_ROLLUP_PORTS_MAX 1000000
 //  Minutes upserted per statement from the rollups.
 #define S_UPSERT_CHUNK 10000
 
@@ -133,7 +128,8 @@ store_maintenance_new (const char *conninfo, const store_maintenance_policy_t *p
             store_housekeeping_new (self->session, STORE_HOUSEKEEPING_ROLLUPS,
                                     policy->retention_days, policy->rollup_retention_days, verbose);
     self->dirty = zhashx_new ();
-    if (!self->session || !self->housekeeping || !self->dirty) {
+    self->lanes = store_lanes_new (conninfo, verbose);
+    if (!self->session || !self->housekeeping || !self->dirty || !self->lanes) {
         store_maintenance_destroy (&self);
         return NULL;
     }
@@ -166,8 +162,7 @@ store_maintenance_destroy (store_maintenance_t **self_p)
         store_session_destroy (&self->session);
         pthread_mutex_destroy (&self->dirty_lock);
         zhashx_destroy (&self->dirty);
-        for (size_t index = 0; index < self->rollup_count; index++)
-            store_rollup_destroy (&self->rollups[index]);
+        store_lanes_destroy (&self->lanes);
         free (self->conninfo);
         free (self);
         *self_p = NULL;
@@ -177,96 +172,11 @@ store_maintenance_destroy (store_maintenance_t **self_p)
 //  --------------------------------------------------------------------------
 //  Lanes' rollups
 
-//  A rollup of the minutes from from_ms on, kept with the others.
-static store_rollup_t *
-s_new_rollup (store_maintenance_t *self, int64_t from_ms)
-{
-    store_rollup_t *rollup = NULL;
-    pthread_mutex_lock (&self->dirty_lock);
-    if (self->rollup_count < STORE_MAINTENANCE_ROLLUPS_MAX) {
-        rollup = store_rollup_new (from_ms, (int64_t)STORE_MAINTENANCE_GAP_SECONDS * 1000,
-                                   S_ROLLUP_PORTS_MAX);
-        if (rollup)
-            self->rollups[self->rollup_count++] = rollup;
-    }
-    pthread_mutex_unlock (&self->dirty_lock);
-    return rollup;
-}
-
-//  How long after the start the lanes' rollups take over when the table
-//  cannot tell: an earlier process may have committed readings up to 5
-//  minutes ahead of its clock (the gateway's SKEW_FUTURE_MS), and a lane
-//  must have seen every reading of a minute it vouches for. A minute more
-//  for clocks that differ.
-#define S_MEMORY_AFTER_MS (6 * S_MINUTE_MS)
-//  Longest the start waits for the table to tell.
-#define S_LANES_FROM_TIMEOUT_MS 2000
-
-//  The first minute the lanes can vouch for (ms), asked once before they
-//  write: the current minute, or the one after the newest reading an
-//  earlier process committed at or after it, if no other store backend is
-//  busy (a killed process's last COMMIT may still be running; an idle
-//  backend of it can commit nothing more). The newest reading is found
-//  port by port, backwards on the (port_id, ts) index: ~7 us a port, not a
-//  read of today's partition (there is no index on ts). Ports deleted
-//  since do not count: their rollups are not written. Bounded by a
-//  statement timeout, after which (or on any failure) the lanes take over
-//  S_MEMORY_AFTER_MS after the start, and the minutes until then are
-//  rolled up from the table, each a read of today's partition. fell_back
-//  (unless NULL) tells which.
-static int64_t
-s_lanes_from (store_maintenance_t *self, const char *lanes_application, bool *fell_back)
-{
-    int64_t fallback = zclock_time () + S_MEMORY_AFTER_MS;
-    PGconn *conn =
-        proto_pg_connect (self->conninfo, STORE_SESSION_MAINTENANCE, S_LANES_FROM_TIMEOUT_MS);
-    PGresult *result = NULL;
-    if (conn) {
-        const char *params[1] = {lanes_application};
-        result = PQexecParams (
-            conn,
-            "SELECT (SELECT count (*) FROM pg_stat_activity"
-            "        WHERE application_name = $1 AND state <> 'idle'"
-            "          AND datname = current_database () AND pid <> pg_backend_pid ()),"
-            "       (extract (epoch FROM minute) * 1000)::bigint,"
-            "       (SELECT (extract (epoch FROM max (newest)) * 1000)::bigint"
-            "        FROM ports p, LATERAL (SELECT r.ts AS newest FROM readings r"
-            "                               WHERE r.port_id = p.id AND r.ts >= minute"
-            "                               ORDER BY r.ts DESC LIMIT 1) n)"
-            " FROM (SELECT date_bin ('1 minute', now (), timestamptz 'epoch') AS minute) now",
-            1, NULL, params, NULL, NULL, 0);
-    }
-    //  (proto_pg_connect logged why it could not)
-    const char *why = conn ? proto_pg_error (conn, result) : "cannot connect";
-    int64_t from = fallback;
-    if (PQresultStatus (result) == PGRES_TUPLES_OK && PQntuples (result) == 1) {
-        why = "another store backend is busy";
-        if (strtoll (PQgetvalue (result, 0, 0), NULL, 10) == 0) {
-            int64_t minute = strtoll (PQgetvalue (result, 0, 1), NULL, 10);
-            int64_t newest = PQgetisnull (result, 0, 2)
-                                 ? INT64_MIN
-                                 : strtoll (PQgetvalue (result, 0, 2), NULL, 10);
-            int64_t after = newest - newest % S_MINUTE_MS + S_MINUTE_MS;
-            from = newest == INT64_MIN || after < minute ? minute : after;
-            why = NULL;
-        }
-    }
-    if (fell_back)
-        *fell_back = why != NULL;
-    if (why)
-        zsys_info ("store maintenance - lanes' rollups from 6 minutes after the start: %s", why);
-    else if (self->verbose)
-        zsys_debug ("store maintenance - lanes' rollups from %" PRId64, from / 1000);
-    PQclear (result);
-    PQfinish (conn);
-    return from;
-}
-
 void
 store_maintenance_set_start (store_maintenance_t *self, int64_t minute)
 {
     assert (self);
-    self->lanes_from = minute * 1000;
+    store_lanes_set_from (self->lanes, minute * 1000);
     atomic_store (&self->rolled, minute);
 }
 
@@ -274,11 +184,7 @@ store_rollup_t *
 store_maintenance_new_rollup (store_maintenance_t *self)
 {
     assert (self);
-    //  Every lane's from: asked before the first, which comes before any
-    //  lane writes (store_server_set_maintenance, store_server_add_writer).
-    if (self->lanes_from == 0)
-        self->lanes_from = s_lanes_from (self, STORE_SESSION_WRITERS, NULL);
-    return s_new_rollup (self, self->lanes_from);
+    return store_lanes_new_rollup (self->lanes);
 }
 
 //  --------------------------------------------------------------------------
@@ -343,12 +249,7 @@ s_wait_lanes (store_maintenance_t *self, int64_t high)
 {
     int64_t deadline = zclock_mono () + S_LANES_WAIT_MS;
     while (true) {
-        bool busy = false;
-        pthread_mutex_lock (&self->dirty_lock);
-        for (size_t index = 0; index < self->rollup_count && !busy; index++)
-            busy = store_rollup_writing (self->rollups[index]) < high;
-        pthread_mutex_unlock (&self->dirty_lock);
-        if (!busy)
+        if (!store_lanes_writing_below (self->lanes, high))
             return 0;
         if (atomic_load (&self->stopping))
             return -1;
@@ -534,22 +435,6 @@ store_maintenance_rollup_marks (store_maintenance_t *self)
 //  --------------------------------------------------------------------------
 //  Upsert the lanes' minutes
 
-//  The first minute the lanes' rollups keep, seconds; INT64_MAX if none.
-static int64_t
-s_memory_from (store_maintenance_t *self)
-{
-    int64_t from = INT64_MIN;
-    pthread_mutex_lock (&self->dirty_lock);
-    for (size_t index = 0; index < self->rollup_count; index++) {
-        int64_t first = store_rollup_from (self->rollups[index]) / 1000;
-        from = first > from ? first : from; //  the latest: all keep it
-    }
-    if (!self->rollup_count)
-        from = INT64_MAX;
-    pthread_mutex_unlock (&self->dirty_lock);
-    return from;
-}
-
 //  Upserts minutes [0, count) in one statement; false on failure.
 static bool
 s_upsert (store_maintenance_t *self, const store_rollup_minute_t *minutes, size_t count)
@@ -609,16 +494,15 @@ s_upsert (store_maintenance_t *self, const store_rollup_minute_t *minutes, size_
 static int64_t
 s_rollup_memory (store_maintenance_t *self, zhashx_t *pairs, int64_t high, bool *overflow_p)
 {
-    pthread_mutex_lock (&self->dirty_lock);
-    size_t rollups = self->rollup_count;
-    pthread_mutex_unlock (&self->dirty_lock);
+    size_t rollups = store_lanes_count (self->lanes);
     int64_t written = 0;
     bool failed = false;
     *overflow_p = false;
     for (size_t index = 0; index < rollups; index++) {
         store_rollup_minute_t *minutes;
         bool overflow;
-        size_t count = store_rollup_take (self->rollups[index], high * 1000, &minutes, &overflow);
+        size_t count = store_rollup_take (store_lanes_rollup (self->lanes, index), high * 1000,
+                                          &minutes, &overflow);
         if (overflow) {
             zsys_warning ("store maintenance - a lane's rollup dropped minutes (too many):"
                           " the next run re-rolls the lookback window");
@@ -708,7 +592,7 @@ store_maintenance_rollup (store_maintenance_t *self)
                    (high - from) / 60);
     //  The lanes' rollups have the minutes from memory_from on; before, or
     //  all of the window on a fallback, they are rolled up from the table.
-    int64_t memory_from = s_memory_from (self);
+    int64_t memory_from = store_lanes_memory_from (self->lanes);
     int64_t table_high = fallback || memory_from >= high ? high
                          : memory_from > from            ? memory_from
                                                          : from;
@@ -942,7 +826,7 @@ s_memory_rollups (const char *database, bool verbose)
         " timestamptz 'epoch'))::bigint",
         0, NULL);
     int64_t base = high - 10 * 60;
-    store_rollup_t *rollup = s_new_rollup (self, base * 1000);
+    store_rollup_t *rollup = store_lanes_new_rollup_from (self->lanes, base * 1000);
     assert (rollup);
 
     //  Every 7 s for 7 minutes, then one behind the rollup's back.
@@ -1024,7 +908,7 @@ s_reported_test (const char *database, bool verbose)
         " timestamptz 'epoch'))::bigint",
         0, NULL);
     int64_t base = high - 13 * 60;
-    store_rollup_t *rollup = s_new_rollup (self, base * 1000);
+    store_rollup_t *rollup = store_lanes_new_rollup_from (self->lanes, base * 1000);
     assert (rollup);
     store_fixture_sample_t samples[40];
     size_t count = 0;
@@ -1093,64 +977,6 @@ s_reported_test (const char *database, bool verbose)
     store_fixture_destroy (&fixture);
     if (verbose)
         printf ("   reported time: OK\n");
-}
-
-//  Where the lanes' rollups start: the current minute, or the one after
-//  the newest reading at or after it; 6 minutes on while another backend
-//  of the lanes' name is in a statement or transaction, or when the
-//  database cannot be asked. (The lanes' name here is this test's own, so
-//  store tests running beside it do not count as busy; other tests'
-//  readings can only move the answer later.)
-static void
-s_lanes_from_test (const char *database, bool verbose)
-{
-    store_fixture_t *fixture = store_fixture_new (database, 1);
-    store_maintenance_policy_t policy = STORE_MAINTENANCE_POLICY_DEFAULT;
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
-    char lanes[64];
-    snprintf (lanes, sizeof (lanes), "phantom-store-test-%d", (int)getpid ());
-    bool fell_back = true;
-    int64_t now = zclock_time ();
-    int64_t from = s_lanes_from (self, lanes, &fell_back);
-    assert (!fell_back);
-    assert (from % S_MINUTE_MS == 0);
-    assert (from >= now - now % S_MINUTE_MS - S_MINUTE_MS); //  clocks may differ a little
-
-    //  A reading 4 minutes ahead (an earlier process took it): after it.
-    int64_t ahead = zclock_time () / 1000 + 240;
-    store_fixture_reading (fixture, fixture->ports[0], ahead, 5);
-    from = s_lanes_from (self, lanes, &fell_back);
-    assert (!fell_back);
-    assert (from % S_MINUTE_MS == 0 && from > ahead * 1000);
-
-    //  A backend of that name in a transaction (a killed store's COMMIT
-    //  may still be running): 6 minutes after now.
-    PGconn *busy = proto_pg_connect (database, lanes, 0);
-    assert (busy);
-    PQclear (PQexec (busy, "BEGIN"));
-    PQclear (PQexec (busy, "SELECT 1"));
-    now = zclock_time ();
-    from = s_lanes_from (self, lanes, &fell_back);
-    assert (fell_back && from >= now + S_MEMORY_AFTER_MS);
-    //  Idle once the transaction ends: it can commit nothing more.
-    PQclear (PQexec (busy, "COMMIT"));
-    from = s_lanes_from (self, lanes, &fell_back);
-    assert (!fell_back && from > ahead * 1000);
-    PQfinish (busy);
-    store_maintenance_destroy (&self);
-
-    //  No database to ask: 6 minutes after now.
-    self =
-        store_maintenance_new ("host=/nonexistent dbname=none connect_timeout=2", &policy, verbose);
-    assert (self);
-    now = zclock_time ();
-    from = s_lanes_from (self, lanes, &fell_back);
-    assert (fell_back && from >= now + S_MEMORY_AFTER_MS);
-    store_maintenance_destroy (&self);
-    store_fixture_destroy (&fixture);
-    if (verbose)
-        printf ("   lanes' rollups start: OK\n");
 }
 
 //  Inserts readings of port (times in ms), in one statement.
@@ -1361,7 +1187,8 @@ s_write_end_later (void *argument)
 {
     store_maintenance_t *self = (store_maintenance_t *)argument;
     zclock_sleep (1000);
-    store_maintenance_write_end (self, self->rollups[self->rollup_count - 1], false);
+    store_maintenance_write_end (
+        self, store_lanes_rollup (self->lanes, store_lanes_count (self->lanes) - 1), false);
     return NULL;
 }
 
@@ -1376,7 +1203,7 @@ s_wait_test (const char *database, bool verbose)
     assert (self);
     store_maintenance_step (self);
     int64_t high = store_maintenance_rolled (self);
-    store_rollup_t *rollup = s_new_rollup (self, high * 1000);
+    store_rollup_t *rollup = store_lanes_new_rollup_from (self->lanes, high * 1000);
     assert (rollup);
     atomic_store (&self->rolled, high - 120); //  as if the last run was 2 minutes ago
     assert (store_maintenance_write_begin (self, rollup) == high - 120);
@@ -1535,7 +1362,6 @@ store_maintenance_test (bool verbose)
 
     s_memory_rollups (database, verbose);
     s_reported_test (database, verbose);
-    s_lanes_from_test (database, verbose);
     s_ranges_test (database, verbose);
     s_wait_test (database, verbose);
     printf ("OK\n");

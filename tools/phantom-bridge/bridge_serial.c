@@ -6,6 +6,7 @@
 #include "bridge_line.h"
 #include "bridge_metrics.h"
 #include "bridge_signal.h"
+#include "proto_main.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -74,7 +75,7 @@ s_serial_line (void *arg, const char *line, size_t size, bool overlong)
     //  A spool that cannot be written is retried: the line is in memory only
     //  until it is committed, and the serial input waits in the kernel.
     while (bridge_spool_append (self->spool, readings, count, ts, self->settings->spool_max) != 0 &&
-           !bridge_interrupted)
+           !proto_main_stopping ())
         bridge_signal_sleep_ms (1000);
 }
 
@@ -112,7 +113,7 @@ bridge_serial_run (bridge_serial_t *self)
     int fd = -1;
     bool opened_once = false, told = false;
     int64_t checked = 0;
-    while (!bridge_interrupted) {
+    while (!proto_main_stopping ()) {
         if (fd < 0) {
             fd = s_serial_open (settings->device, settings->baud);
             if (fd < 0) {

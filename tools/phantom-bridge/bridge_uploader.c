@@ -6,6 +6,7 @@
 #include "bridge_uploader.h"
 #include "bridge_metrics.h"
 #include "bridge_signal.h"
+#include "proto_main.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -214,7 +215,7 @@ bridge_uploader_run (void *arg)
     curl_easy_setopt (self->curl, CURLOPT_HEADERDATA, self);
     curl_easy_setopt (self->curl, CURLOPT_PROTOCOLS_STR, "http,https");
     int64_t backoff = 0;
-    while (!bridge_interrupted) {
+    while (!proto_main_stopping ()) {
         size_t size;
         int count = s_uploader_batch (self, &size);
         if (count == 0) {

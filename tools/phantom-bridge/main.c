@@ -15,10 +15,11 @@
 #include "bridge_metrics.h"
 #include "bridge_serial.h"
 #include "bridge_settings.h"
-#include "bridge_signal.h"
 #include "bridge_spool.h"
 #include "bridge_uploader.h"
 #include "proto_config.h"
+#include "proto_main.h"
+#include "proto_selftest.h"
 
 #include <civetweb.h>
 #include <curl/curl.h>
@@ -27,29 +28,24 @@
 #include <pthread.h>
 #include <sys/resource.h>
 
-static const struct {
-    const char *name;
-    void (*test) (bool verbose);
-} s_tests[] = {
-    {"bridge_settings", bridge_settings_test}, {"bridge_line", bridge_line_test},
-    {"bridge_serial", bridge_serial_test},     {"bridge_spool", bridge_spool_test},
-    {"bridge_uploader", bridge_uploader_test}, {"bridge_metrics", bridge_metrics_test},
+static const proto_selftest_t s_tests[] = {
+    {"bridge_settings", bridge_settings_test, false},
+    {"bridge_line", bridge_line_test, false},
+    {"bridge_serial", bridge_serial_test, false},
+    {"bridge_spool", bridge_spool_test, false},
+    {"bridge_uploader", bridge_uploader_test, false},
+    {"bridge_metrics", bridge_metrics_test, false},
 };
 
-//  Runs every class test, in dependency order, or the one named; 1 if
-//  there is no such class.
+//  Runs every class test, in dependency order, or the one named, always
+//  verbose; 1 if there is no such class.
 static int
 s_selftest (const char *only)
 {
-    bool found = false;
-    for (size_t index = 0; index < sizeof s_tests / sizeof s_tests[0]; index++)
-        if (!only || strcmp (only, s_tests[index].name) == 0) {
-            s_tests[index].test (true);
-            found = true;
-        }
-    if (!found)
-        fprintf (stderr, "phantom-bridge: no test named %s\n", only);
-    return found ? 0 : 1;
+    char verbose[] = "-v";
+    char *args[] = {verbose, (char *)only};
+    return proto_selftest_run ("phantom-bridge", s_tests, sizeof s_tests / sizeof s_tests[0],
+                               only ? 2 : 1, args);
 }
 
 static void
@@ -144,7 +140,7 @@ main (int argc, char *argv[])
         zsys_error ("bridge config - bridge_device is required");
         goto done;
     }
-    bridge_signal_install ();
+    proto_main_signals ();
     curl_global_init (CURL_GLOBAL_DEFAULT);
     bridge_uploader_t uploader;
     if (bridge_uploader_init (&uploader, &settings, drain, verbose)) {

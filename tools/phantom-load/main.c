@@ -24,6 +24,7 @@
 #include "load_run.h"
 #include "load_verify.h"
 #include "load_worker.h"
+#include "proto_selftest.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -33,29 +34,22 @@
 #include <string.h>
 #include <time.h>
 
-static const struct {
-    const char *name;
-    void (*test) (bool verbose);
-} s_tests[] = {
-    {"load_histogram", load_histogram_test}, {"load_http", load_http_test},
-    {"load_answer", load_answer_test},       {"load_run", load_run_test},
-    {"load_conn", load_conn_test},           {"load_worker", load_worker_test},
-    {"load_verify", load_verify_test},       {"load_report", load_report_test},
+static const proto_selftest_t s_tests[] = {
+    {"load_histogram", load_histogram_test, false}, {"load_http", load_http_test, false},
+    {"load_answer", load_answer_test, false},       {"load_run", load_run_test, false},
+    {"load_conn", load_conn_test, false},           {"load_worker", load_worker_test, false},
+    {"load_verify", load_verify_test, false},       {"load_report", load_report_test, false},
 };
 
-//  Runs every class test, or the one named; 1 if there is no such class.
+//  Runs every class test, or the one named, always verbose; 1 if there is
+//  no such class.
 static int
 s_selftest (const char *only)
 {
-    bool found = false;
-    for (size_t index = 0; index < sizeof s_tests / sizeof s_tests[0]; index++)
-        if (!only || strcmp (only, s_tests[index].name) == 0) {
-            s_tests[index].test (true);
-            found = true;
-        }
-    if (!found)
-        fprintf (stderr, "phantom-load: no test named %s\n", only);
-    return found ? 0 : 1;
+    char verbose[] = "-v";
+    char *args[] = {verbose, (char *)only};
+    return proto_selftest_run ("phantom-load", s_tests, sizeof s_tests / sizeof s_tests[0],
+                               only ? 2 : 1, args);
 }
 
 //  Signal handlers only count; the watch loop below acts.
