@@ -1,17 +1,23 @@
-//  Runs the plugin's class self tests by name: mqtt_auth_selftest [class].
+/*  =========================================================================
+    mqtt_auth_selftest - runs the auth plugin's class tests
+
+    mqtt_auth_selftest [-v] [CLASS ...]: every class, or just those named;
+    ctest runs each as its own test. The plugin in a real broker is
+    mqtt_auth_broker_test.py.
+    =========================================================================
+*/
 #include "mqtt_auth_acl.h"
 #include "mqtt_auth_table.h"
+#include "proto_selftest.h"
 
-#include <stdio.h>
-#include <string.h>
+static const proto_selftest_t s_tests[] = {
+    {"mqtt_auth_acl", mqtt_auth_acl_test, false},
+    {"mqtt_auth_table", mqtt_auth_table_test, false},
+};
 
 int
-main (int argc, char **argv)
+main (int argc, char *argv[])
 {
-    const char *only = argc > 1 ? argv[1] : NULL;
-    if (!only || strcmp (only, "mqtt_auth_acl") == 0)
-        mqtt_auth_acl_test (false);
-    if (!only || strcmp (only, "mqtt_auth_table") == 0)
-        mqtt_auth_table_test (false);
-    return 0;
+    return proto_selftest_run ("mqtt_auth_selftest", s_tests, sizeof s_tests / sizeof s_tests[0],
+                               argc - 1, argv + 1);
 }
