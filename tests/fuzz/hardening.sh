@@ -35,7 +35,7 @@ targets=$(python3 "$repo/tests/fuzz/unit_targets.py" "$asan" "$labels")
 say "sanitizers: building $targets"
 # shellcheck disable=SC2086
 if ! cmake --build "$asan" -j"$jobs" --target $targets phantom-gateway phantom-detector \
-        phantom-store phantom-notifier >"$asan/hardening-build.log" 2>&1; then
+        phantom-store phantom-notifier phantom_mqtt_auth >"$asan/hardening-build.log" 2>&1; then
     tail -n 40 "$asan/hardening-build.log" >&2
     say "sanitizers: FAILED to build (log $asan/hardening-build.log)"
     exit 1
