@@ -161,6 +161,6 @@ const proto_config_key_t proto_config_keys[] = {
               "phantom-mqtt's broker password, one line (default $PHANTOM_VAR/mqtt/service.secret; "
               "deploy/up writes it, mode 600)."),
     S_STRING ("mqtt_reading_endpoint", "tcp://127.0.0.1:5650",
-              "phantom-mqtt instance i binds partition p at this port + i * partitions + p; "
-              "deploy/up adds these to reading_endpoints."),
+              "phantom-mqtt instance i binds its partitions as gateways do, at this port + i * "
+              "partitions (ipc: path.i); deploy/up adds these to reading_endpoints."),
     {NULL, PROTO_CONFIG_STRING, NULL, 0, 0, NULL, NULL}};

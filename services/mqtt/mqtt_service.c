@@ -343,6 +343,21 @@ s_client (mqtt_service_t *self, proto_config_t *config)
     return 0;
 }
 
+//  Instance i's base endpoint, which its partitions offset as the
+//  gateway's do (tcp: port + p, ipc: path-p): tcp port + i * partitions,
+//  ipc path.i (deploy/lib.sh lists the same for the detectors).
+static char *
+s_instance_endpoint (const char *endpoint, int instance, int partitions)
+{
+    if (strncmp (endpoint, "ipc://", 6) == 0) {
+        char *base = NULL;
+        if (asprintf (&base, "%s.%d", endpoint, instance) < 0)
+            return NULL;
+        return base;
+    }
+    return proto_config_endpoint_offset (endpoint, instance * partitions);
+}
+
 mqtt_service_t *
 mqtt_service_new (proto_config_t *config, int instance, bool verbose)
 {
@@ -371,8 +386,8 @@ mqtt_service_new (proto_config_t *config, int instance, bool verbose)
 
     //  This instance's partitions: acks on ack.mqtt<instance>.
     int partitions = (int)proto_config_int (config, "partitions");
-    char *endpoint = proto_config_endpoint_offset (
-        proto_config_str (config, "mqtt_reading_endpoint"), instance * partitions);
+    char *endpoint = s_instance_endpoint (proto_config_str (config, "mqtt_reading_endpoint"),
+                                          instance, partitions);
     if (!endpoint) {
         zsys_error ("mqtt - mqtt_reading_endpoint has no numeric port");
         goto failed;
