@@ -1,0 +1,208 @@
+"""Smart plugs over MQTT: a broker, phantom-mqtt, and plugs publishing as
+Tasmota, Shelly Gen2, Shelly Gen1 and ESPHome firmware do (the payloads of
+services/mqtt/mqtt_parse.c, which cites the firmware sources). Readings
+land on auto-created ports with the right values and times; a malformed
+message is counted and stores nothing; a redelivery (same pw-id) is stored
+once; an LWT Offline sends no 0 W reading, and the detector's offline timer
+takes the silent ports offline.
+
+The broker is a mosquitto this module starts itself on a free 127.0.0.1
+port, anonymous and without the auth plugin (allow_anonymous true, only
+here), so the pw-id user property is set by the publisher the way the
+plugin would stamp it. Once deploy's broker (with the plugin) is on main,
+this module should use that instead."""
+
+import datetime
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+import zoneinfo
+
+import harness
+from harness import wait_for
+
+STACK = None
+BROKER = None
+BROKER_PORT = None
+METRICS_URL = None
+OFFLINE_SECONDS = 4
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setUpModule():
+    global STACK, BROKER, BROKER_PORT, METRICS_URL
+    for tool in ("/usr/sbin/mosquitto", "mosquitto_pub"):
+        if not shutil.which(tool):
+            raise unittest.SkipTest("%s not installed (deploy/packages.txt)" % tool)
+    BROKER_PORT = _free_port()
+    conf_dir = tempfile.mkdtemp(prefix="phantom-mqtt-test-")
+    conf = os.path.join(conf_dir, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                "log_dest stderr\n" % BROKER_PORT)
+    BROKER = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    unittest.addModuleCleanup(_stop_broker, conf_dir)
+    STACK = harness.start_module_stack("mqtt", slot=6, settings={
+        "PHANTOM_MQTT_PORT": str(BROKER_PORT),
+        "PHANTOM_DETECTOR_OFFLINE_SECONDS": str(OFFLINE_SECONDS),
+    })
+    METRICS_URL = "http://127.0.0.1:%d/metrics" % (9900 + STACK.http_port - 3200)
+    # Subscribed once connected; a message published before that has no
+    # subscriber to go to (shared subscriptions queue nothing before).
+    wait_for(lambda: metrics().get("phantom_mqtt_broker_connected") == 1, 15)
+    time.sleep(0.5)
+
+
+def _stop_broker(conf_dir):
+    if BROKER:
+        BROKER.terminate()
+        try:
+            BROKER.wait(5)
+        except subprocess.TimeoutExpired:
+            BROKER.kill()
+    shutil.rmtree(conf_dir, ignore_errors=True)
+
+
+def metrics():
+    try:
+        with urllib.request.urlopen(METRICS_URL, timeout=3) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def publish(topic, payload, pw_id=None, retain=False):
+    args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(BROKER_PORT), "-V", "mqttv5",
+            "-q", "1", "-t", topic, "-m", payload]
+    if pw_id:
+        args += ["-D", "publish", "user-property", "pw-id", pw_id]
+    if retain:
+        args += ["-r"]
+    subprocess.run(args, check=True, timeout=10)
+
+
+class MqttTestCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        s = STACK
+        _, token, _, _ = s.register_user()
+        cls.token = token
+        cls.device = s.create_device(token, "Plugs")
+        cls.device_id = cls.device["id"]
+        cls.user_id = s.scalar("SELECT user_id FROM devices WHERE id = %s", cls.device_id)
+        s.sql("UPDATE users SET time_zone = 'Europe/Berlin' WHERE id = %s", cls.user_id)
+        cls.name = s.scalar("SELECT mqtt_name FROM devices WHERE id = %s", cls.device_id)
+
+    def port_of(self, channel, timeout=10):
+        q = "SELECT port_id FROM mqtt_channels WHERE device_id = %s AND channel = %s"
+        wait_for(lambda: STACK.scalar(q, self.device_id, channel), timeout)
+        return STACK.scalar(q, self.device_id, channel)
+
+    def readings(self, port):
+        return STACK.sql("SELECT (extract(epoch FROM ts) * 1000)::bigint, power, voltage, current"
+                         " FROM readings WHERE port_id = %s ORDER BY ts", port)
+
+    def wait_readings(self, port, count, timeout=10):
+        wait_for(lambda: len(self.readings(port)) >= count, timeout)
+        return self.readings(port)
+
+    def test_1_all_firmware(self):
+        now = time.time()
+        berlin = datetime.datetime.fromtimestamp(int(now) - 30, zoneinfo.ZoneInfo("Europe/Berlin"))
+        # Tasmota, two channels, Time in the owner's local time.
+        publish("tele/%s/SENSOR" % self.name,
+                '{"Time":"%s","ENERGY":{"TotalStartTime":"2026-01-03T10:11:12","Total":[1.2,0.4],'
+                '"Yesterday":[0.1,0.0],"Today":[0.05,0.0],"Power":[35,2],"ApparentPower":[40,3],'
+                '"ReactivePower":[19,1],"Factor":[0.88,0.5],"Voltage":230,"Current":[0.174,0.013]}}'
+                % berlin.strftime("%Y-%m-%dT%H:%M:%S"), pw_id="1796610300000-1")
+        # Shelly Gen2: NotifyStatus with its unix ts.
+        ts = round(now - 20, 2)
+        publish("%s/events/rpc" % self.name,
+                '{"src":"shellyplusplugs-b0b21c10a9a8","dst":"%s/events","method":"NotifyStatus",'
+                '"params":{"ts":%.2f,"switch:0":{"id":0,"apower":10.5,"current":0.07,'
+                '"voltage":236.9}}}' % (self.name, ts), pw_id="1796610300000-2")
+        # Shelly Gen1 and ESPHome: bare numbers, receive time.
+        publish("shellies/%s/relay/0/power" % self.name, "41.93", pw_id="1796610300000-3")
+        publish("%s/sensor/power/state" % self.name, "5.2", pw_id="1796610300000-4")
+
+        t1, t2 = self.port_of("1"), self.port_of("2")
+        shelly2, shelly1, esphome = (self.port_of("switch:0"), self.port_of("relay:0"),
+                                     self.port_of("power"))
+        self.assertEqual(len({t1, t2, shelly2, shelly1, esphome}), 5)
+        # Auto-created: the owner's ports, named after device and channel, new.
+        rows = STACK.sql("SELECT p.name, p.user_id, c.is_new FROM mqtt_channels c"
+                         " JOIN ports p ON p.id = c.port_id WHERE c.device_id = %s"
+                         " ORDER BY p.name", self.device_id)
+        self.assertEqual(rows, [("Plugs 1", self.user_id, "t"), ("Plugs 2", self.user_id, "t"),
+                                ("Plugs power", self.user_id, "t"),
+                                ("Plugs relay:0", self.user_id, "t"),
+                                ("Plugs switch:0", self.user_id, "t")])
+        r = self.wait_readings(t1, 1)
+        self.assertEqual(r, [(str((int(now) - 30) * 1000), "35", "230", "0.174")])
+        r = self.wait_readings(t2, 1)
+        self.assertEqual(r[0][1:], ("2", "230", "0.013"))
+        r = self.wait_readings(shelly2, 1)
+        self.assertEqual(r, [(str(int(round(ts * 1000))), "10.5", "236.9", "0.07")])
+        for port, power in ((shelly1, "41.93"), (esphome, "5.2")):
+            r = self.wait_readings(port, 1)
+            self.assertEqual(r[0][1], power)
+            self.assertLess(abs(int(r[0][0]) - now * 1000), 10000)
+        m = metrics()
+        self.assertGreaterEqual(m["phantom_mqtt_ports_created_total"], 5)
+        self.assertGreaterEqual(m["phantom_mqtt_readings_stored_total"], 5)
+
+    def test_2_redelivery_and_malformed(self):
+        port = self.port_of("relay:0")
+        before = len(self.readings(port))
+        keys_before = STACK.count("SELECT count(*) FROM reading_keys WHERE device_id = %s",
+                                  self.device_id)
+        rejected = metrics().get('phantom_mqtt_rejected_total{reason="malformed"}', 0)
+        # Malformed: counted, nothing stored.
+        publish("shellies/%s/relay/0/power" % self.name, "12W", pw_id="1796610300000-9")
+        publish("tele/%s/SENSOR" % self.name, '{"ENERGY":{"Power":', pw_id="1796610300000-10")
+        wait_for(lambda: metrics().get('phantom_mqtt_rejected_total{reason="malformed"}', 0)
+                 >= rejected + 2, 10)
+        # A redelivery: the same message with the same pw-id, twice.
+        publish("shellies/%s/relay/0/power" % self.name, "42.5", pw_id="1796610300000-11")
+        publish("shellies/%s/relay/0/power" % self.name, "42.5", pw_id="1796610300000-11")
+        wait_for(lambda: metrics().get("phantom_mqtt_readings_stored_total", 0) >= 7, 10)
+        time.sleep(0.5)
+        self.assertEqual(len(self.readings(port)), before + 1)
+        self.assertEqual(STACK.count("SELECT count(*) FROM reading_keys WHERE device_id = %s",
+                                     self.device_id), keys_before + 1)
+        self.assertEqual(STACK.scalar("SELECT reading_key FROM reading_keys WHERE device_id = %s"
+                                      " ORDER BY ts DESC LIMIT 1", self.device_id),
+                         "mqtt-1796610300000-11-relay:0")
+
+    def test_3_offline(self):
+        publish("tele/%s/LWT" % self.name, "Online", retain=True)
+        wait_for(lambda: metrics().get("phantom_mqtt_connected_devices") == 1, 10)
+        t1 = self.port_of("1")
+        count = len(self.readings(t1))
+        publish("tele/%s/LWT" % self.name, "Offline", retain=True)
+        wait_for(lambda: metrics().get("phantom_mqtt_connected_devices") == 0, 10)
+        # Not 0 W: no reading; the offline timer takes the silent ports offline.
+        wait_for(lambda: STACK.scalar("SELECT status FROM ports WHERE id = %s", t1) == "offline",
+                 OFFLINE_SECONDS + 10)
+        self.assertEqual(len(self.readings(t1)), count)
+
+
+if __name__ == "__main__":
+    unittest.main()
