@@ -4,32 +4,42 @@
     The formats, from the firmware sources (arendst/Tasmota, ESPHome) and
     Shelly's API documentation (Gen2+ firmware is closed):
 
-    Tasmota, tasmota/tasmota_xdrv_driver/xdrv_03_energy.ino, EnergyShow:
-      tele/<topic>/SENSOR {"Time":"2026-12-07T03:25:00","ENERGY":{...,
-      "Power":12,"ApparentPower":..,"Factor":..,"Voltage":231,"Current":0.052}}
-      Power is EnergyFormat (..., active_power_chr[0], json): one number, or
-      an array "[12,0]" when the device has several channels (Voltage and
-      Current likewise, each independently). Time is the device's local
-      time without offset (tasmota/tasmota_support/support_rtc.ino,
-      GetDateAndTime DT_LOCAL, used by MqttShowSensor). LWT: tele/<topic>/LWT
-      "Online" / "Offline" (tasmota/include/i18n.h D_ONLINE / D_OFFLINE, the
-      will set in xdrv_02_9_mqtt.ino MqttReconnect).
-    Shelly Gen2/Gen3 (shelly-api-docs.shelly.cloud gen2 ComponentsAndServices
-      Switch, and General/Notifications): <prefix>/status/switch:<n> holds the
-      Switch.GetStatus object {"id":0,"source":"init","output":true,
-      "apower":8.9,"voltage":237.5,"current":0.068,"aenergy":{"total":6.532,
-      "by_minute":[..],"minute_ts":1654511972},...}; <prefix>/events/rpc
-      carries {"src":..,"dst":..,"method":"NotifyStatus","params":{"ts":
-      1631186545.04,"switch:0":{"id":0,"apower":..}}} (partial: only what
-      changed); <prefix>/online "true" / "false" (the will).
-    Shelly Gen1 (shelly-api-docs.shelly.cloud gen1 MQTT): shellies/<id>/
+    Tasmota (arendst/Tasmota development, by file and function):
+      tasmota/tasmota_xdrv_driver/xdrv_03_energy.ino EnergyShow (json)
+      appends to tele/<topic>/SENSOR
+      ,"ENERGY":{"TotalStartTime":..,"Total":..,"Yesterday":..,"Today":..,
+      ["Period":..,]"Power":..,"ApparentPower":..,"ReactivePower":..,
+      "Factor":..,"Voltage":..,"Current":..}; every value goes through
+      EnergyFormat (..., json), which writes one number, or a JSON array
+      "[35,2]" on a device with several channels (Voltage with
+      Energy.voltage_common: one number for all). The message starts with
+      "Time" from ResponseAppendTime (tasmota/tasmota_support/support.ino:
+      ResponseGetTime (Settings->flag2.time_format)), default format 0 =
+      GetDateAndTime (DT_LOCAL), "YYYY-MM-DDTHH:MM:SS" in the device's
+      local time without offset; other formats fall back to receive time.
+      tele/<topic>/LWT carries MQTT_LWT_ONLINE "Online" / MQTT_LWT_OFFLINE
+      "Offline" (tasmota/include/tasmota.h defaults, the will set in
+      xdrv_02_9_mqtt.ino MqttReconnect).
+    Shelly Gen2/Gen3 (closed firmware; shelly-api-docs.shelly.cloud gen2
+      ComponentsAndServices/Switch and General/Notifications):
+      <prefix>/status/switch:<n> holds the Switch.GetStatus object {"id":0,
+      "source":"init","output":true,"apower":8.9,"voltage":237.5,
+      "current":0.068,"aenergy":{"total":6.532,"by_minute":[..],
+      "minute_ts":1654511972},...}; <prefix>/events/rpc carries {"src":..,
+      "dst":..,"method":"NotifyStatus","params":{"ts":1631186545.04,
+      "switch:0":{"id":0,"apower":..}}} (partial: only what changed);
+      <prefix>/online "true" / "false" (the will).
+    Shelly Gen1 (shelly-api-docs.shelly.cloud gen1, MQTT): shellies/<id>/
       relay/<n>/power a bare number of watts; shellies/<id>/online "true" /
       "false".
-    ESPHome, esphome/components/mqtt/mqtt_sensor.cpp publish_state:
-      <node>/sensor/<object_id>/state, the value as text with the sensor's
-      accuracy ("12.3", and "nan" when the sensor has no value);
-      esphome/components/mqtt/mqtt_client.cpp: <node>/status "online" /
-      "offline" (birth and will).
+    ESPHome (esphome/esphome 33fdbbe30c):
+      esphome/components/mqtt/mqtt_sensor.cpp:71-73 publish_state publishes
+      value_accuracy_to_string (value, accuracy) on get_state_topic_ (), that
+      is <prefix>/sensor/<object_id>/state (mqtt_component.cpp:36, suffix
+      "state"); esphome/core/helpers.cpp:410-418 formats it with
+      snprintf ("%.*f"), so a sensor without a value publishes "nan".
+      esphome/components/mqtt/__init__.py:157-172: birth and will on
+      <prefix>/status, "online" / "offline", retained.
     =========================================================================
 */
 #include "mqtt_parse.h"
@@ -286,10 +296,10 @@ s_shelly_status (mqtt_parse_t *result, json_t *root, const char *component)
     if (found == 0) //  a Switch without a meter (Plus 1): nothing to read
         return result->kind = MQTT_PARSE_IGNORED;
     result->count = 1;
-    //  The start of the minute the energy counter was last rolled; the
-    //  status message itself carries no time of its own.
-    result->ts_utc_ms =
-        s_unix_ms (json_object_get (json_object_get (root, "aenergy"), "minute_ts"));
+    //  No time of its own: aenergy.minute_ts is the start of the minute the
+    //  energy counter last rolled, the same for every status of that
+    //  minute, and the detector takes a second reading at a port's last ts
+    //  for a retry (detector_engine.c, s_answer_stale). Receive time, then.
     return result->kind = MQTT_PARSE_READINGS;
 }
 
@@ -502,7 +512,7 @@ mqtt_parse_test (bool verbose)
     assert (s_parse ("pw-shelly0002/status/switch:0", status, &result) == MQTT_PARSE_READINGS);
     assert (result.firmware == MQTT_FIRMWARE_SHELLY2 && streq (result.name, "pw-shelly0002"));
     assert (streq (result.readings[0].channel, "switch:0") && result.readings[0].power == 8.9);
-    assert (result.readings[0].voltage == 237.5 && result.ts_utc_ms == 1765078020000LL);
+    assert (result.readings[0].voltage == 237.5 && result.ts_utc_ms == 0);
     const char *notify =
         "{\"src\":\"shellyplusplugs-b0b21c10a9a8\",\"dst\":\"pw-shelly0002/events\","
         "\"method\":\"NotifyStatus\",\"params\":{\"ts\":1765078031.25,\"switch:0\":{\"id\":0,"

@@ -27,8 +27,8 @@
 bool mqtt_reading_key (const char *pw_id, const char *topic, const void *payload, size_t size,
                        int64_t received_ms, const char *channel, char *key, size_t key_size);
 
-//  The reading time: the device's (Tasmota local Time in zone, Shelly's
-//  unix time) when it has one within a day of received_ms (a plug whose
+//  The reading time: the device's (Tasmota local Time in zone, Shelly
+//  NotifyStatus's unix ts) when it has one within a day of received_ms (a plug whose
 //  clock is not yet set reports 1970), else received_ms.
 int64_t mqtt_reading_time (const mqtt_parse_t *parsed, const char *zone, int64_t received_ms);
 

@@ -12,18 +12,20 @@
     one topic, in order, over one connection; the broker forwards a QoS 1
     topic's messages in order to one subscriber. With 2+ instances sharing
     $share/phantom/..., mosquitto 2.0 picks the member per message (round
-    robin, src/subs.c subs__shared_process), so two readings of one port
-    may be handled by two instances and reach the detector in either order.
-    That is the case DESIGN.md already covers for out-of-order readings:
-    the reading carries the device's timestamp where the firmware sends one
-    (Tasmota Time, Shelly ts / minute_ts), the store keeps each reading at
-    its own time, and the detector treats a reading older than its port's
-    last as late. With one instance (the default) the order is the
+    robin: eclipse/mosquitto v2.0.11 src/subs.c:110-121
+    subs__shared_process moves the chosen member to the end of the list), so two readings of one
+   port may be handled by two instances and reach the detector in either order. DESIGN.md has the
+   reading's own timestamp decide, where the device sends one (Tasmota Time, Shelly NotifyStatus
+   ts): the store keeps each reading at its own time whichever instance handled it, and the detector
+   counts a reading older than its port's last as out of order and leaves its state alone
+   (detector_engine.c, s_answer_stale): the reading is stored, only its effect on detection is lost.
+   Plugs that send no time (Shelly Gen1, ESPHome, Shelly status/switch) get the receive time, so
+   with 2+ instances their order is the instances'. With one instance (the default) the order is the
     broker's, end to end (one thread, one PUSH per partition).
 
     Delivery. libmosquitto sends PUBACK before it calls on_message
-    (lib/handle_publish.c, handle__publish, QoS 1 case: send__puback then
-    callback), so a message the service received and then lost in a crash
+    (eclipse/mosquitto v2.0.11 lib/handle_publish.c:140-151: case 1,
+    send__puback, then on_message_v5), so a message the service received and then lost in a crash
     is not redelivered: the persistent session (clean start off, session
     expiry) keeps only what arrives while the service is away. Closing that
     window is item 4 of issue 17 (the broker plugin).
@@ -47,17 +49,20 @@
 #define KEEPALIVE_S 30
 #define LOG_EVERY_MS 10000
 
-//  What the firmware publishes (mqtt_parse.c cites the sources), shared
-//  by every instance in group "phantom".
+//  What the firmware publishes (mqtt_parse.c cites the sources). Readings
+//  are shared by every instance in group "phantom" (each message to one of
+//  them); presence (LWT, online, status) is not shared: every instance
+//  sees every plug come and go, retained wills included, so each one's
+//  connected-devices gauge counts all plugs.
 static const char *s_topics[] = {"$share/phantom/tele/+/SENSOR",
-                                 "$share/phantom/tele/+/LWT",
                                  "$share/phantom/shellies/+/relay/+/power",
-                                 "$share/phantom/shellies/+/online",
                                  "$share/phantom/+/status/+",
                                  "$share/phantom/+/events/rpc",
-                                 "$share/phantom/+/online",
-                                 "$share/phantom/+/status",
-                                 "$share/phantom/+/sensor/+/state"};
+                                 "$share/phantom/+/sensor/+/state",
+                                 "tele/+/LWT",
+                                 "shellies/+/online",
+                                 "+/online",
+                                 "+/status"};
 #define TOPICS (sizeof s_topics / sizeof s_topics[0])
 
 struct _mqtt_service_t {

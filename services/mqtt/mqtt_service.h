@@ -3,7 +3,8 @@
 
     Broker client: connects as phantom-mqtt (MQTT v5, clean start off,
     session expiry 7 days, client id phantom-mqtt-<instance>), subscribes
-    QoS 1 to the firmware topics as shared subscriptions $share/phantom/...
+    QoS 1 to the firmware's reading topics as shared subscriptions
+    $share/phantom/... (presence topics unshared, so every instance sees them),
     PUSHes each message's readings to the detector partition of each port
     (gateway_pipeline, bound at mqtt_reading_endpoint + instance *
     partitions) and waits for the store's acks; metrics on
