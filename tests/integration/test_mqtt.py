@@ -30,7 +30,7 @@ STACK = None
 BROKER = None
 BROKER_PORT = None
 METRICS_URLS = []
-OFFLINE_SECONDS = 4
+OFFLINE_SECONDS = 2
 
 
 def _free_port():
@@ -213,15 +213,26 @@ class MqttTestCase(unittest.TestCase):
     def test_3_offline(self):
         publish("tele/%s/LWT" % self.name, "Online", retain=True)
         wait_for(lambda: metrics().get("phantom_mqtt_connected_devices") == 2, 10)
+        # A fresh reading brings port 1 back from the offline the earlier
+        # silence gave it.
         t1 = self.port_of("1")
+        now = datetime.datetime.now(zoneinfo.ZoneInfo("Europe/Berlin"))
+        publish("tele/%s/SENSOR" % self.name,
+                '{"Time":"%s","ENERGY":{"Power":[7,1],"Voltage":231,"Current":[0.05,0.01]}}'
+                % now.strftime("%Y-%m-%dT%H:%M:%S"), pw_id="1796610300000-20")
+        wait_for(lambda: STACK.scalar("SELECT status FROM ports WHERE id = %s", t1) != "offline",
+                 10)
+        self.assertNotEqual(STACK.scalar("SELECT status FROM ports WHERE id = %s", t1), "offline")
         count = len(self.readings(t1))
         publish("tele/%s/LWT" % self.name, "Offline", retain=True)
         wait_for(lambda: metrics().get("phantom_mqtt_connected_devices") == 0, 10)
-        # Not 0 W: no reading; the offline timer takes the silent ports offline.
+        self.assertEqual(metrics().get("phantom_mqtt_connected_devices"), 0)
+        # Not 0 W: no reading; the detector's offline timer takes the
+        # silent port offline, as it would a sensor that stopped posting.
         wait_for(lambda: STACK.scalar("SELECT status FROM ports WHERE id = %s", t1) == "offline",
                  OFFLINE_SECONDS + 10)
+        self.assertEqual(STACK.scalar("SELECT status FROM ports WHERE id = %s", t1), "offline")
         self.assertEqual(len(self.readings(t1)), count)
-
 
 if __name__ == "__main__":
     unittest.main()
