@@ -48,7 +48,10 @@ def setUpModule():
     conf_dir = tempfile.mkdtemp(prefix="phantom-mqtt-test-")
     conf = os.path.join(conf_dir, "mosquitto.conf")
     with open(conf, "w") as f:
+        # max_queued_messages 0: unbounded, so a burst is never dropped for
+        # a subscriber that is behind (the default drops beyond 1000).
         f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                "max_queued_messages 0\n"
                 "log_dest stderr\n" % BROKER_PORT)
     BROKER = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
