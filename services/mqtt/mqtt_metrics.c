@@ -117,6 +117,8 @@ mqtt_metrics_text (mqtt_metrics_t *self)
             "phantom_mqtt_readings_stored_total", atomic_load (&c->readings_stored));
     s_line (text, "Readings not acked as stored (queue full, timeout, refused)", "counter",
             "phantom_mqtt_readings_failed_total", atomic_load (&c->readings_failed));
+    s_line (text, "Submits repeated for readings not yet stored", "counter",
+            "phantom_mqtt_retries_total", atomic_load (&c->retries));
     s_line (text, "Messages without the broker's pw-id (reading id from a hash)", "counter",
             "phantom_mqtt_fallback_ids_total", atomic_load (&c->fallback_ids));
     s_line (text, "Ports created on a channel's first sight", "counter",

@@ -23,6 +23,7 @@ typedef struct {
     atomic_ulong readings_sent;               //  submitted to the pipeline
     atomic_ulong readings_stored;             //  acked OK by the store
     atomic_ulong readings_failed;             //  not acked OK (full, timeout, retry, rejected)
+    atomic_ulong retries;                     //  submits repeated (no detector, no ack, RETRY)
     atomic_ulong fallback_ids;                //  messages without the broker's pw-id
     atomic_ulong ports_created;               //  auto-created on first sight
     atomic_ulong ack_lag_us_sum;              //  receive -> store ack, summed

@@ -48,6 +48,7 @@
 #define SESSION_EXPIRY_S (7 * 24 * 3600)
 #define KEEPALIVE_S 30
 #define LOG_EVERY_MS 10000
+#define RETRY_MS 20000
 
 //  What the firmware publishes (mqtt_parse.c cites the sources). Readings
 //  are shared by every instance in group "phantom" (each message to one of
@@ -82,6 +83,7 @@ struct _mqtt_service_t {
     int64_t logged_at[MQTT_REJECT_COUNT];      //  rate limit of rejection logs
     unsigned long unlogged[MQTT_REJECT_COUNT]; //  rejections since the last log
     bool verbose;                              //  log every message
+    volatile sig_atomic_t *stop;               //  while running: stop retrying too
 };
 
 //  --------------------------------------------------------------------------
@@ -118,6 +120,47 @@ s_presence (mqtt_service_t *self, const mqtt_parse_t *parsed)
     if (self->verbose || parsed->kind == MQTT_PARSE_OFFLINE)
         zsys_info ("mqtt - plug %s %s", parsed->name,
                    parsed->kind == MQTT_PARSE_ONLINE ? "online" : "offline");
+}
+
+//  Submits the readings and, while some are not stored for a reason that
+//  passes (no detector on the partition, queue full, no ack in time, the
+//  store's RETRY), submits those again, backing off 200 ms .. 2 s, for up
+//  to RETRY_MS: a detector or store restarted by supervisord is back well
+//  within it. The message was PUBACKed already, so this is the only second
+//  chance it gets; the same readingIds make a retry stored once. The MQTT
+//  loop waits meanwhile (the broker queues; RETRY_MS stays under the
+//  keepalive's 1.5 x 30 s). Returns the readings stored.
+static size_t
+s_submit (mqtt_service_t *self, proto_reading_t *readings, size_t count, proto_ack_t *acks,
+          int *outcomes)
+{
+    proto_reading_t pending[MQTT_PARSE_CHANNELS_MAX];
+    proto_ack_t pending_acks[MQTT_PARSE_CHANNELS_MAX];
+    int pending_outcomes[MQTT_PARSE_CHANNELS_MAX];
+    memcpy (pending, readings, count * sizeof (proto_reading_t));
+    size_t left = count, stored = 0;
+    int64_t deadline = zclock_mono () + RETRY_MS;
+    int backoff = 200;
+    while (true) {
+        gateway_pipeline_submit (self->pipeline, pending, left, pending_acks, pending_outcomes);
+        size_t again = 0;
+        for (size_t index = 0; index < left; index++) {
+            bool acked = pending_outcomes[index] == GATEWAY_PIPELINE_ACKED;
+            if (acked && pending_acks[index].code == PROTO_ACK_OK)
+                stored++;
+            else if (!acked || pending_acks[index].code == PROTO_ACK_RETRY)
+                pending[again++] = pending[index];
+        }
+        left = again;
+        if (left == 0 || zclock_mono () + backoff > deadline || (self->stop && *self->stop))
+            break;
+        atomic_fetch_add (&self->counters->retries, 1);
+        zclock_sleep (backoff);
+        backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+    }
+    (void)acks;
+    (void)outcomes;
+    return stored;
 }
 
 void
@@ -199,11 +242,7 @@ mqtt_service_message (mqtt_service_t *self, const char *topic, const void *paylo
     if (!stamped)
         atomic_fetch_add (&self->counters->fallback_ids, 1);
     atomic_fetch_add (&self->counters->readings_sent, count);
-    gateway_pipeline_submit (self->pipeline, readings, count, acks, outcomes);
-    size_t stored = 0;
-    for (size_t index = 0; index < count; index++)
-        if (outcomes[index] == GATEWAY_PIPELINE_ACKED && acks[index].code == PROTO_ACK_OK)
-            stored++;
+    size_t stored = s_submit (self, readings, count, acks, outcomes);
     atomic_fetch_add (&self->counters->readings_stored, stored);
     if (stored < count) {
         atomic_fetch_add (&self->counters->readings_failed, count - stored);
@@ -463,6 +502,7 @@ void
 mqtt_service_run (mqtt_service_t *self, volatile sig_atomic_t *stop)
 {
     assert (self && stop);
+    self->stop = stop;
     bool socket_open = false;
     while (!*stop) {
         if (!socket_open) {
@@ -496,6 +536,7 @@ typedef struct {
     zsock_t *pub;
     proto_reading_t got[64];
     atomic_int count;
+    atomic_int retry_next; //  answer this many readings PROTO_ACK_RETRY
     atomic_bool stop;
 } s_fake_t;
 
@@ -524,6 +565,10 @@ s_fake_thread (void *args)
                                .code = PROTO_ACK_OK,
                                .id = index + 1,
                                .ts = reading.ts};
+            if (atomic_load (&fake->retry_next) > 0) {
+                atomic_fetch_sub (&fake->retry_next, 1);
+                ack.code = PROTO_ACK_RETRY;
+            }
             proto_buffer_t buffer;
             proto_buffer_init (&buffer);
             proto_acks_encode (&ack, 1, &buffer);
@@ -662,6 +707,16 @@ mqtt_service_test (bool verbose)
     assert (atomic_load (&self->counters->fallback_ids) == 1);
     assert (atomic_load (&self->counters->ports_created) == 3);
 
+    //  The store says RETRY once: the same reading is sent again, stored once.
+    atomic_store (&fake.retry_next, 1);
+    snprintf (topic, sizeof topic, "%s/sensor/power/state", name);
+    s_send (self, topic, "5.2", "1796610300123-8");
+    WAIT_FOR (atomic_load (&fake.count) == 7);
+    assert (streq (fake.got[5].key, "mqtt-1796610300123-8-power"));
+    assert (streq (fake.got[6].key, fake.got[5].key));
+    assert (atomic_load (&self->counters->retries) == 1);
+    assert (atomic_load (&self->counters->readings_stored) == 6);
+
     //  Broken and unknown: counted, nothing sent.
     s_send (self, topic, "nan", "1-1");
     snprintf (topic, sizeof topic, "tele/%s/SENSOR", name);
@@ -674,17 +729,17 @@ mqtt_service_test (bool verbose)
     s_send (self, topic, "Offline", "1-6");
     assert (atomic_load (&self->counters->devices_online) == 0);
     zclock_sleep (100);
-    assert (atomic_load (&fake.count) == 5);
+    assert (atomic_load (&fake.count) == 7);
     assert (atomic_load (&self->counters->rejected[MQTT_REJECT_BAD_VALUE]) == 1);
     assert (atomic_load (&self->counters->rejected[MQTT_REJECT_MALFORMED]) == 1);
     assert (atomic_load (&self->counters->rejected[MQTT_REJECT_UNKNOWN_DEVICE]) == 1);
     assert (atomic_load (&self->counters->rejected[MQTT_REJECT_UNKNOWN_TOPIC]) == 1);
-    assert (atomic_load (&self->counters->messages) == 9);
+    assert (atomic_load (&self->counters->messages) == 10);
 
     zchunk_t *text = mqtt_metrics_text (self->metrics);
     zchunk_extend (text, "", 1);
-    assert (strstr ((char *)zchunk_data (text), "\nphantom_mqtt_readings_stored_total 5\n"));
-    assert (strstr ((char *)zchunk_data (text), "\nphantom_mqtt_ports_created_total 3\n"));
+    assert (strstr ((char *)zchunk_data (text), "\nphantom_mqtt_readings_stored_total 6\n"));
+    assert (strstr ((char *)zchunk_data (text), "\nphantom_mqtt_ports_created_total 4\n"));
     if (verbose)
         printf ("\n%s", (char *)zchunk_data (text));
     zchunk_destroy (&text);
