@@ -402,6 +402,32 @@ s_instance_endpoint (const char *endpoint, int instance, int partitions)
     return proto_config_endpoint_offset (endpoint, instance * partitions);
 }
 
+//  The pipeline's links, for readiness: detectors connected per
+//  partition, and the store's ack link. Called from the metrics thread;
+//  the pipeline's peer counts are atomics.
+static void
+s_metrics_append (void *arg, zchunk_t *text)
+{
+    mqtt_service_t *self = (mqtt_service_t *)arg;
+    if (!self->pipeline)
+        return;
+    char line[160];
+    const char *head = "# HELP phantom_mqtt_partition_peers Detectors connected to a partition\n"
+                       "# TYPE phantom_mqtt_partition_peers gauge\n";
+    zchunk_extend (text, head, strlen (head));
+    for (int index = 0; index < gateway_pipeline_partitions (self->pipeline); index++) {
+        int size =
+            snprintf (line, sizeof line, "phantom_mqtt_partition_peers{partition=\"%d\"} %d\n",
+                      index, gateway_pipeline_peers (self->pipeline, index));
+        zchunk_extend (text, line, (size_t)size);
+    }
+    int size =
+        snprintf (line, sizeof line,
+                  "# TYPE phantom_mqtt_store_connected gauge\nphantom_mqtt_store_connected %d\n",
+                  gateway_pipeline_store_connected (self->pipeline) ? 1 : 0);
+    zchunk_extend (text, line, (size_t)size);
+}
+
 mqtt_service_t *
 mqtt_service_new (proto_config_t *config, int instance, bool verbose)
 {
@@ -413,12 +439,6 @@ mqtt_service_new (proto_config_t *config, int instance, bool verbose)
     snprintf (self->client_id, sizeof self->client_id, "phantom-mqtt-%d", instance);
     self->online = zhashx_new ();
     assert (self->online);
-
-    int metrics_port = (int)proto_config_int (config, "mqtt_metrics_port");
-    self->metrics = mqtt_metrics_new (metrics_port > 0 ? metrics_port + instance : 0, NULL, NULL);
-    if (!self->metrics)
-        goto failed;
-    self->counters = mqtt_metrics_counters (self->metrics);
 
     const char *database = proto_config_str (config, "database");
     self->cache = gateway_cache_new (database);
@@ -448,6 +468,13 @@ mqtt_service_new (proto_config_t *config, int instance, bool verbose)
     free (endpoint);
     if (!self->pipeline)
         goto failed;
+    //  After the pipeline: the metrics thread reads it.
+    int metrics_port = (int)proto_config_int (config, "mqtt_metrics_port");
+    self->metrics =
+        mqtt_metrics_new (metrics_port > 0 ? metrics_port + instance : 0, s_metrics_append, self);
+    if (!self->metrics)
+        goto failed;
+    self->counters = mqtt_metrics_counters (self->metrics);
     if (s_client (self, config) != 0)
         goto failed;
     return self;
@@ -468,10 +495,10 @@ mqtt_service_destroy (mqtt_service_t **self_p)
             mosquitto_destroy (self->mosq);
             mosquitto_lib_cleanup ();
         }
+        mqtt_metrics_destroy (&self->metrics); //  first: its thread reads the pipeline
         gateway_pipeline_destroy (&self->pipeline);
         mqtt_channels_destroy (&self->channels);
         gateway_cache_destroy (&self->cache);
-        mqtt_metrics_destroy (&self->metrics);
         zhashx_destroy (&self->online);
         free (self->host);
         free (self);
@@ -740,6 +767,9 @@ mqtt_service_test (bool verbose)
     zchunk_extend (text, "", 1);
     assert (strstr ((char *)zchunk_data (text), "\nphantom_mqtt_readings_stored_total 6\n"));
     assert (strstr ((char *)zchunk_data (text), "\nphantom_mqtt_ports_created_total 4\n"));
+    assert (
+        strstr ((char *)zchunk_data (text), "phantom_mqtt_partition_peers{partition=\"1\"} 1\n"));
+    assert (strstr ((char *)zchunk_data (text), "\nphantom_mqtt_store_connected 1\n"));
     if (verbose)
         printf ("\n%s", (char *)zchunk_data (text));
     zchunk_destroy (&text);
