@@ -153,7 +153,7 @@ mqtt_metrics_text (mqtt_metrics_t *self)
 static void
 s_answer (mqtt_metrics_t *self, int client)
 {
-    char request[2048];
+    char request[2048] = "";
     size_t got = 0;
     int64_t deadline = zclock_mono () + 1000;
     while (got < sizeof request - 1 && !strstr (request, "\r\n\r\n")) {
