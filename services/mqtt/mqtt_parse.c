@@ -593,6 +593,31 @@ mqtt_parse_test (bool verbose)
             assert (false);
         }
     }
+    //  Every truncation and a byte flipped at every place of the firmware's
+    //  payloads: never a crash, and a prefix of JSON is never readings.
+    const char *samples[][2] = {{"tele/pw-0123456789/SENSOR", tasmota},
+                                {"tele/pw-dual000001/SENSOR", dual},
+                                {"pw-shelly0002/status/switch:0", status},
+                                {"pw-shelly0002/events/rpc", notify}};
+    size_t mutations = 0;
+    for (size_t sample = 0; sample < 4; sample++) {
+        const char *text = samples[sample][1];
+        size_t length = strlen (text);
+        char *copy = strdup (text);
+        assert (copy);
+        for (size_t cut = 0; cut < length; cut++, mutations++) {
+            mqtt_parse_kind_t kind = mqtt_parse_message (samples[sample][0], text, cut, &result);
+            assert (kind == MQTT_PARSE_REJECTED && result.reason == MQTT_REJECT_MALFORMED);
+        }
+        for (size_t at = 0; at < length; at++, mutations++) {
+            copy[at] ^= 0x5a;
+            mqtt_parse_kind_t kind = mqtt_parse_message (samples[sample][0], copy, length, &result);
+            assert (kind <= MQTT_PARSE_REJECTED && result.count <= MQTT_PARSE_CHANNELS_MAX);
+            copy[at] = text[at];
+        }
+        free (copy);
+    }
+
     //  Oversized: refused before it is parsed at all.
     char *huge = (char *)malloc (MQTT_PARSE_PAYLOAD_MAX + 1);
     assert (huge);
@@ -609,6 +634,6 @@ mqtt_parse_test (bool verbose)
     assert (mqtt_parse_local_time ("2026-07-01T12:00:00", "Europe/Berlin") == 1782900000000LL);
     assert (mqtt_parse_local_time ("2026-12-07 03:25", "UTC") == -1);
     if (verbose)
-        printf ("(%zu broken cases) ", sizeof bad / sizeof bad[0]);
+        printf ("(%zu broken cases, %zu mutations) ", sizeof bad / sizeof bad[0], mutations);
     printf ("OK\n");
 }
