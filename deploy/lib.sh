@@ -127,6 +127,25 @@ pw_settings() {
     *) die "PHANTOM_ZMQ_TRANSPORT must be ipc or tcp, not '$PHANTOM_ZMQ_TRANSPORT'" ;;
     esac
 
+    # phantom-mqtt (services/mqtt): instance i binds its partitions like a
+    # gateway, at PHANTOM_MQTT_READING_ENDPOINT's port + i * partitions
+    # (ipc: path.i); the detectors connect to those besides the gateway's.
+    PHANTOM_MQTT_INSTANCES=${PHANTOM_MQTT_INSTANCES:-$(conf_get mqtt_instances 1)}
+    PHANTOM_MQTT_METRICS_PORT=${PHANTOM_MQTT_METRICS_PORT:-$(conf_get mqtt_metrics_port 9883)}
+    local mqtt_i
+    if [ -n "$PHANTOM_ZMQ_DIR" ]; then
+        PHANTOM_MQTT_READING_ENDPOINT=ipc://$PHANTOM_ZMQ_DIR/mqtt
+        for ((mqtt_i = 0; mqtt_i < PHANTOM_MQTT_INSTANCES; mqtt_i++)); do
+            PHANTOM_READING_ENDPOINTS+=,$PHANTOM_MQTT_READING_ENDPOINT.$mqtt_i
+        done
+    else
+        PHANTOM_MQTT_READING_ENDPOINT=tcp://127.0.0.1:$((base + 300))
+        for ((mqtt_i = 0; mqtt_i < PHANTOM_MQTT_INSTANCES; mqtt_i++)); do
+            PHANTOM_READING_ENDPOINTS+=,tcp://127.0.0.1:$((base + 300 + mqtt_i * PHANTOM_PARTITIONS))
+        done
+    fi
+    export PHANTOM_MQTT_INSTANCES PHANTOM_MQTT_METRICS_PORT PHANTOM_MQTT_READING_ENDPOINT
+
     SV_CONF=$PHANTOM_VAR/supervisord.conf
     SV_SOCK=$PHANTOM_VAR/supervisor.sock
     # A unix socket path must fit in 108 bytes.

@@ -104,17 +104,6 @@ const proto_config_key_t proto_config_keys[] = {
            "deploy/up: open connections of one client address."),
     S_INT ("front_keep_alive_ms", "5000", 1, 3600000,
            "deploy/up: an idle client connection is closed after this."),
-    //  MQTT broker (deploy/up writes var/mqtt/mosquitto.conf; services/mqtt connects)
-    S_STRING ("mqtt_host", "127.0.0.1",
-              "The broker's listener address (plugs and the MQTT service connect here)."),
-    S_INT ("mqtt_port", "1883", 1, 65535, "The broker's plain MQTT listener port."),
-    S_INT ("mqtt_tls_port", "0", 0, 65535,
-           "The broker's TLS listener port (0: none); needs mqtt_tls_cert and mqtt_tls_key."),
-    S_STRING ("mqtt_tls_cert", NULL, "TLS listener: PEM certificate (chain) file."),
-    S_STRING ("mqtt_tls_key", NULL, "TLS listener: PEM private key file (readable by the broker)."),
-    S_STRING ("mqtt_tls_ca", NULL,
-              "TLS listener: optional PEM CA file (mosquitto cafile; plugs log in with user "
-              "and token, no client certificate is required)."),
     //  Store
     S_INT ("batch_max", "1000", 1, PROTO_ACKS_MAX,
            "Store group commit: at most this many verdicts..."),
@@ -154,4 +143,25 @@ const proto_config_key_t proto_config_keys[] = {
               "Networks webhooks may reach whatever their kind, comma-separated CIDRs."),
     S_STRING ("webhook_ca_file", NULL,
               "Tests only: the CAs trusted for https webhooks (default: the system store)."),
+    //  MQTT: the broker (deploy/up) and the MQTT service (services/mqtt)
+    S_STRING ("mqtt_host", "127.0.0.1",
+              "The broker's address: its listener, and where phantom-mqtt connects."),
+    S_INT ("mqtt_port", "1883", 1, 65535, "The broker's plain MQTT listener."),
+    S_INT ("mqtt_tls_port", "0", 0, 65535,
+           "The broker's TLS listener (0 = off); phantom-mqtt uses it when set."),
+    S_STRING ("mqtt_tls_cert", NULL, "The broker's TLS certificate (PEM)."),
+    S_STRING ("mqtt_tls_key", NULL, "... and its private key (PEM)."),
+    S_STRING ("mqtt_tls_ca", NULL,
+              "The CA file of the TLS listener (mosquitto cafile), and the one phantom-mqtt "
+              "checks the broker's certificate against; plugs log in with user and token."),
+    S_INT ("mqtt_metrics_port", "9883", 0, 65535,
+           "phantom-mqtt serves Prometheus text on 127.0.0.1 here (instance i: + i; 0 = off)."),
+    S_INT ("mqtt_instances", "1", 1, 16,
+           "phantom-mqtt instances sharing the load (MQTT 5 shared subscriptions)."),
+    S_STRING ("mqtt_service_secret_file", NULL,
+              "phantom-mqtt's broker password, one line (default $PHANTOM_VAR/mqtt/service.secret; "
+              "deploy/up writes it, mode 600)."),
+    S_STRING ("mqtt_reading_endpoint", "tcp://127.0.0.1:5650",
+              "phantom-mqtt instance i binds its partitions as gateways do, at this port + i * "
+              "partitions (ipc: path.i); deploy/up adds these to reading_endpoints."),
     {NULL, PROTO_CONFIG_STRING, NULL, 0, 0, NULL, NULL}};

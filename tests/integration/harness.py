@@ -164,6 +164,8 @@ class Stack:
             "PHANTOM_SEED": "0",
             "PHANTOM_SKIP_INSTALL": "1",
             "PHANTOM_SKIP_BUILD": "1",
+            # phantom-mqtt's metrics: 16 ports per slot (instance i: + i).
+            "PHANTOM_MQTT_METRICS_PORT": str(9900 + 16 * (http_port - 3201)),
         })
         env.update({k: str(v) for k, v in (settings or {}).items()})
         self.env = env

@@ -9,7 +9,7 @@ import unittest
 def main(argv):
     names = argv[1:] or ["test_sensor", "test_api", "test_pipeline", "test_detection", "test_curve",
                           "test_figures", "test_demo", "test_backfill",
-                          "test_emoncms", "test_bridge", "test_config"]
+                          "test_emoncms", "test_bridge", "test_config", "test_mqtt"]
     suite = unittest.defaultTestLoader.loadTestsFromNames(names)
     result = unittest.TextTestRunner(verbosity=2).run(suite)
     if not result.wasSuccessful():

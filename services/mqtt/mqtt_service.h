@@ -1,0 +1,39 @@
+/*  =========================================================================
+    mqtt_service - smart plugs over MQTT into the readings pipeline
+
+    Broker client: connects as phantom-mqtt (MQTT v5, clean start off,
+    session expiry 7 days, client id phantom-mqtt-<instance>), subscribes
+    QoS 1 to the firmware's reading topics as shared subscriptions
+    $share/phantom/... (presence topics unshared, so every instance sees them),
+    PUSHes each message's readings to the detector partition of each port
+    (gateway_pipeline, bound at mqtt_reading_endpoint + instance *
+    partitions) and waits for the store's acks; metrics on
+    127.0.0.1:mqtt_metrics_port + instance.
+    =========================================================================
+*/
+#ifndef MQTT_SERVICE_H_INCLUDED
+#define MQTT_SERVICE_H_INCLUDED
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "proto_config.h"
+
+typedef struct _mqtt_service_t mqtt_service_t;
+
+//  NULL when PostgreSQL, the pipeline or the metrics port cannot be had
+//  (the broker may be down: the service connects when it comes).
+mqtt_service_t *mqtt_service_new (proto_config_t *config, int instance, bool verbose);
+void mqtt_service_destroy (mqtt_service_t **self_p);
+
+//  Runs the MQTT loop until *stop; reconnects with backoff (1 s .. 30 s).
+void mqtt_service_run (mqtt_service_t *self, volatile sig_atomic_t *stop);
+
+//  One message as the broker hands it (pw_id may be NULL); the core of the
+//  MQTT callback, public for the selftest.
+void mqtt_service_message (mqtt_service_t *self, const char *topic, const void *payload,
+                           size_t size, const char *pw_id);
+
+void mqtt_service_test (bool verbose);
+
+#endif

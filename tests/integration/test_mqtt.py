@@ -1,0 +1,214 @@
+"""Smart plugs over MQTT: deploy/up's broker (mosquitto with our auth
+plugin), phantom-mqtt, and a plug that logs in with its device's MQTT name
+and token and publishes as Tasmota, Shelly Gen2, Shelly Gen1 and ESPHome
+firmware do (the payloads of services/mqtt/mqtt_parse.c, which cites the
+firmware sources). Readings land on auto-created ports with the right
+values and times and with reading ids from the broker's pw-id stamp; a
+plug that forges a pw-id is refused; a malformed message is counted and
+stores nothing; two instances share the load; an LWT Offline sends no 0 W
+reading, and the detector's offline timer takes the silent ports offline.
+(That one stamp gives one reading id to every redelivery is
+mqtt_reading's unit test; that one id is stored once, fault_duplicates.)"""
+
+import datetime
+import re
+import shutil
+import subprocess
+import time
+import unittest
+import urllib.request
+import zoneinfo
+
+import harness
+from harness import wait_for
+
+STACK = None
+METRICS_URLS = []
+OFFLINE_SECONDS = 2
+
+
+def setUpModule():
+    global STACK, METRICS_URLS
+    if not shutil.which("mosquitto_pub"):
+        raise unittest.SkipTest("mosquitto_pub not installed (deploy/packages.txt)")
+    STACK = harness.start_module_stack("mqtt", slot=6, settings={
+        "PHANTOM_DETECTOR_OFFLINE_SECONDS": str(OFFLINE_SECONDS),
+        "PHANTOM_MQTT_INSTANCES": "2",
+    })
+    base = 9900 + 16 * (STACK.http_port - 3201)
+    METRICS_URLS = ["http://127.0.0.1:%d/metrics" % (base + i) for i in range(2)]
+    # Subscribed once connected; a message published before that has no
+    # subscriber to go to (shared subscriptions queue nothing before).
+    wait_for(lambda: metrics().get("phantom_mqtt_broker_connected") == 2, 15)
+    time.sleep(0.5)
+
+
+def scrape(url):
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def metrics():
+    """Both instances' counters summed; phantom_mqtt_connected_devices
+    is each instance's count of all plugs (presence is not shared), so
+    the sum is twice the plugs online."""
+    out = {}
+    for url in METRICS_URLS:
+        for name, value in scrape(url).items():
+            out[name] = out.get(name, 0) + value
+    return out
+
+
+def publish(plug, topic, payload, retain=False, pw_id=None):
+    """mosquitto_pub as the plug (user = its MQTT name, password = its
+    device token), QoS 1; returns its exit status."""
+    name, token = plug
+    args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(STACK.mqtt_port), "-V", "mqttv5",
+            "-u", name, "-P", token, "-q", "1", "-t", topic, "-m", payload]
+    if pw_id:
+        args += ["-D", "publish", "user-property", "pw-id", pw_id]
+    if retain:
+        args += ["-r"]
+    return subprocess.run(args, timeout=10, capture_output=True).returncode
+
+
+class MqttTestCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        s = STACK
+        _, token, _, _ = s.register_user()
+        cls.token = token
+        cls.device, device_token = s.create_device_and_token(token, "Plugs")
+        cls.device_id = cls.device["id"]
+        cls.user_id = s.scalar("SELECT user_id FROM devices WHERE id = %s", cls.device_id)
+        s.sql("UPDATE users SET time_zone = 'Europe/Berlin' WHERE id = %s", cls.user_id)
+        cls.name = s.scalar("SELECT mqtt_name FROM devices WHERE id = %s", cls.device_id)
+        cls.plug = (cls.name, device_token)
+
+    def port_of(self, channel, timeout=10):
+        q = "SELECT port_id FROM mqtt_channels WHERE device_id = %s AND channel = %s"
+        wait_for(lambda: STACK.scalar(q, self.device_id, channel), timeout)
+        return STACK.scalar(q, self.device_id, channel)
+
+    def readings(self, port):
+        return STACK.sql("SELECT (extract(epoch FROM ts) * 1000)::bigint, power, voltage, current"
+                         " FROM readings WHERE port_id = %s ORDER BY ts", port)
+
+    def wait_readings(self, port, count, timeout=10):
+        wait_for(lambda: len(self.readings(port)) >= count, timeout)
+        return self.readings(port)
+
+    def test_1_all_firmware(self):
+        now = time.time()
+        berlin = datetime.datetime.fromtimestamp(int(now) - 30, zoneinfo.ZoneInfo("Europe/Berlin"))
+        # Tasmota, two channels, Time in the owner's local time.
+        publish(self.plug, "tele/%s/SENSOR" % self.name,
+                '{"Time":"%s","ENERGY":{"TotalStartTime":"2026-01-03T10:11:12","Total":[1.2,0.4],'
+                '"Yesterday":[0.1,0.0],"Today":[0.05,0.0],"Power":[35,2],"ApparentPower":[40,3],'
+                '"ReactivePower":[19,1],"Factor":[0.88,0.5],"Voltage":230,"Current":[0.174,0.013]}}'
+                % berlin.strftime("%Y-%m-%dT%H:%M:%S"))
+        # Shelly Gen2: NotifyStatus with its unix ts.
+        ts = round(now - 20, 2)
+        publish(self.plug, "%s/events/rpc" % self.name,
+                '{"src":"shellyplusplugs-b0b21c10a9a8","dst":"%s/events","method":"NotifyStatus",'
+                '"params":{"ts":%.2f,"switch:0":{"id":0,"apower":10.5,"current":0.07,'
+                '"voltage":236.9}}}' % (self.name, ts))
+        # Shelly Gen1 and ESPHome: bare numbers, receive time.
+        publish(self.plug, "shellies/%s/relay/0/power" % self.name, "41.93")
+        publish(self.plug, "%s/sensor/power/state" % self.name, "5.2")
+
+        t1, t2 = self.port_of("1"), self.port_of("2")
+        shelly2, shelly1, esphome = (self.port_of("switch:0"), self.port_of("relay:0"),
+                                     self.port_of("power"))
+        self.assertEqual(len({t1, t2, shelly2, shelly1, esphome}), 5)
+        # Auto-created: the owner's ports, named after device and channel, new.
+        rows = STACK.sql("SELECT p.name, p.user_id, c.is_new FROM mqtt_channels c"
+                         " JOIN ports p ON p.id = c.port_id WHERE c.device_id = %s"
+                         " ORDER BY p.name", self.device_id)
+        self.assertEqual(rows, [("Plugs 1", self.user_id, "t"), ("Plugs 2", self.user_id, "t"),
+                                ("Plugs power", self.user_id, "t"),
+                                ("Plugs relay:0", self.user_id, "t"),
+                                ("Plugs switch:0", self.user_id, "t")])
+        r = self.wait_readings(t1, 1)
+        self.assertEqual(r, [(str((int(now) - 30) * 1000), "35", "230", "0.174")])
+        r = self.wait_readings(t2, 1)
+        self.assertEqual(r[0][1:], ("2", "230", "0.013"))
+        r = self.wait_readings(shelly2, 1)
+        self.assertEqual(r, [(str(int(round(ts * 1000))), "10.5", "236.9", "0.07")])
+        for port, power in ((shelly1, "41.93"), (esphome, "5.2")):
+            r = self.wait_readings(port, 1)
+            self.assertEqual(r[0][1], power)
+            self.assertLess(abs(int(r[0][0]) - now * 1000), 10000)
+        m = metrics()
+        self.assertEqual(m["phantom_mqtt_ports_created_total"], 5)
+        self.assertEqual(m["phantom_mqtt_readings_stored_total"], 5)
+
+
+    def test_2_stamped_ids_and_malformed(self):
+        port = self.port_of("relay:0")
+        before = len(self.readings(port))
+        keys_before = STACK.count("SELECT count(*) FROM reading_keys WHERE device_id = %s",
+                                  self.device_id)
+        rejected = metrics().get('phantom_mqtt_rejected_total{reason="malformed"}', 0)
+        # Malformed: counted, nothing stored.
+        publish(self.plug, "shellies/%s/relay/0/power" % self.name, "12W")
+        publish(self.plug, "tele/%s/SENSOR" % self.name, '{"ENERGY":{"Power":')
+        wait_for(lambda: metrics().get('phantom_mqtt_rejected_total{reason="malformed"}', 0)
+                 >= rejected + 2, 10)
+        # A plug's message carries the broker's stamp as its reading id
+        # (a redelivery carries the same stamp); a plug that sends a pw-id
+        # of its own is refused: it could forge another message's id.
+        publish(self.plug, "shellies/%s/relay/0/power" % self.name, "42.5")
+        publish(self.plug, "shellies/%s/relay/0/power" % self.name, "99.5",
+                pw_id="1796610300000-11")
+        wait_for(lambda: metrics().get("phantom_mqtt_readings_stored_total", 0) >= 6, 10)
+        time.sleep(1.0)
+        self.assertEqual([r[1] for r in self.readings(port)][before:], ["42.5"])
+        self.assertEqual(STACK.count("SELECT count(*) FROM reading_keys WHERE device_id = %s",
+                                     self.device_id), keys_before + 1)
+        key = STACK.scalar("SELECT reading_key FROM reading_keys WHERE device_id = %s"
+                           " ORDER BY ts DESC LIMIT 1", self.device_id)
+        self.assertRegex(key, r"^mqtt-\d{13}-\d+-relay:0$")
+        self.assertNotEqual(key, "mqtt-1796610300000-11-relay:0")
+        self.assertEqual(metrics().get("phantom_mqtt_fallback_ids_total", 0), 0)
+        # Two instances shared the load: mosquitto hands a shared
+        # subscription's messages round robin to its members (per filter),
+        # and shellies/+/relay/+/power has had 4 by now.
+        for url in METRICS_URLS:
+            self.assertGreater(scrape(url).get("phantom_mqtt_messages_total", 0), 0, url)
+
+    def test_3_offline(self):
+        publish(self.plug, "tele/%s/LWT" % self.name, "Online", retain=True)
+        wait_for(lambda: metrics().get("phantom_mqtt_connected_devices") == 2, 10)
+        # A fresh reading brings port 1 back from the offline the earlier
+        # silence gave it.
+        t1 = self.port_of("1")
+        now = datetime.datetime.now(zoneinfo.ZoneInfo("Europe/Berlin"))
+        publish(self.plug, "tele/%s/SENSOR" % self.name,
+                '{"Time":"%s","ENERGY":{"Power":[7,1],"Voltage":231,"Current":[0.05,0.01]}}'
+                % now.strftime("%Y-%m-%dT%H:%M:%S"))
+        wait_for(lambda: STACK.scalar("SELECT status FROM ports WHERE id = %s", t1) != "offline",
+                 10)
+        self.assertNotEqual(STACK.scalar("SELECT status FROM ports WHERE id = %s", t1), "offline")
+        count = len(self.readings(t1))
+        publish(self.plug, "tele/%s/LWT" % self.name, "Offline", retain=True)
+        wait_for(lambda: metrics().get("phantom_mqtt_connected_devices") == 0, 10)
+        self.assertEqual(metrics().get("phantom_mqtt_connected_devices"), 0)
+        # Not 0 W: no reading; the detector's offline timer takes the
+        # silent port offline, as it would a sensor that stopped posting.
+        wait_for(lambda: STACK.scalar("SELECT status FROM ports WHERE id = %s", t1) == "offline",
+                 OFFLINE_SECONDS + 10)
+        self.assertEqual(STACK.scalar("SELECT status FROM ports WHERE id = %s", t1), "offline")
+        self.assertEqual(len(self.readings(t1)), count)
+
+if __name__ == "__main__":
+    unittest.main()
