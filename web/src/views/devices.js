@@ -148,7 +148,8 @@ export function devicesView (main) {
                 h('code', {}, 'Topic'), ' as above; keep Full Topic ', h('code', {}, '%prefix%/%topic%/'), '.'),
               h('li', {}, h('strong', {}, 'Shelly Gen2/Gen3'), ': Settings → MQTT: Server ',
                 h('code', {}, `${host}:${mqtt.port}`), ', User, Password; MQTT prefix = the topic.'),
-              h('li', {}, h('strong', {}, 'Shelly Gen1'), ': Internet & Security → Advanced: Server, User, Password; custom MQTT prefix = the topic.'),
+              h('li', {}, h('strong', {}, 'Shelly Gen1'), ': Internet & Security → Advanced: Server, User, Password; custom MQTT prefix ',
+                h('code', {}, `shellies/${mqtt.topic}`), ' (its own default names the plug by its id).'),
               h('li', {}, h('strong', {}, 'ESPHome'), ': ', h('code', {}, 'mqtt:'), ' broker, port, username, password and ',
                 h('code', {}, `topic_prefix: ${mqtt.topic}`), '.')),
         ], [{ label: 'Done', kind: 'primary', testid: 'mqtt-done' }], 'mqtt-dialog');
