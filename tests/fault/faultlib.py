@@ -55,7 +55,9 @@ class FaultStack(harness.Stack):
     def _pick_ports(self, slot, partitions):
         for k in list(range(slot, 10)) + list(range(0, slot)):
             http_port, pg_port, base = 3250 + k, 5540 + k, 7500 + 10 * k
-            ports = [http_port, http_port + harness.GATEWAY_PORT_OFFSET, pg_port, base, base + 1]
+            self.mqtt_port = 1950 + k   # the broker's
+            ports = [http_port, http_port + harness.GATEWAY_PORT_OFFSET, pg_port, base, base + 1,
+                     self.mqtt_port]
             ports += [base + 100 + i for i in range(partitions)]
             ports += [base + 200 + i for i in range(partitions)]
             if all(harness._port_free(p) for p in ports):
