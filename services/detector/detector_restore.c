@@ -36,6 +36,7 @@
 
 //  Bound on each query (connecting is bounded by proto_pg).
 #define S_STATEMENT_TIMEOUT_MS 120000
+#define S_LOCK_TIMEOUT "10s"
 
 //  Most readings replayed per port, and ports per readings query.
 #define S_REPLAY_MAX 10000
@@ -371,6 +372,17 @@ detector_restore_load (detector_engine_t *engine, const char *conninfo, uint32_t
     assert (partitions > 0 && partition < partitions);
     PGconn *connection =
         proto_pg_connect (conninfo ? conninfo : "", "phantom-detector", S_STATEMENT_TIMEOUT_MS);
+    //  A lock held elsewhere fails the restore within S_LOCK_TIMEOUT, and
+    //  the detector's restart (supervisord) tries again, instead of a
+    //  partition that stays silent for the whole statement bound (a
+    //  detector once did not come up in 90 s; cause not found).
+    if (connection) {
+        PGresult *set = PQexec (connection, "SET lock_timeout = '" S_LOCK_TIMEOUT "'");
+        if (PQresultStatus (set) != PGRES_COMMAND_OK)
+            zsys_warning ("detector restore - cannot bound lock waits: %s",
+                          proto_pg_error (connection, set));
+        PQclear (set);
+    }
     zlistx_t *candidates = zlistx_new ();
     int rc = connection && candidates ? 0 : -1;
     if (candidates)
