@@ -60,8 +60,11 @@ class FaultStack(harness.Stack):
                      self.mqtt_port]
             ports += [base + 100 + i for i in range(partitions)]
             ports += [base + 200 + i for i in range(partitions)]
+            if not self._claim_slot(k, "fault-slot"):
+                continue
             if all(harness._port_free(p) for p in ports):
                 return http_port, pg_port, base
+            self._release_slot()
         raise RuntimeError("no free fault slot (HTTP 3250-3259 busy?)")
 
     # ------------------------------------------------------------------

@@ -11,6 +11,7 @@ fresh stack without kills (start, end, energy within 0.1 %).
 
 import os
 import signal
+import threading
 import time
 import unittest
 
@@ -28,6 +29,40 @@ def setUpModule():
 
 
 class KillEachService(unittest.TestCase):
+    def test_gateway_killed_under_a_request(self):
+        """The gateway killed with a reading in its hands: the client gets
+        the contract's 503 unavailable with Retry-After (HAProxy's own 502
+        would not be retried by a client written to the contract), the
+        retry with the same readingId is stored once."""
+        s = STACK
+        owner = s.setup_owner(ports=1)
+        port, key = owner["ports"][0], "gone-under-request"
+        pid = s.pid("gateway")
+        answer = {}
+
+        def post():
+            answer["r"] = s.post_reading(owner["device_token"], port, readingId=key, timeout=30)
+
+        # stopped, the gateway cannot answer; killed, its sockets are reset
+        # under the request HAProxy has sent it
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t = threading.Thread(target=post)
+            t.start()
+            time.sleep(1.0)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+        t.join(30)
+        status, headers, doc = answer["r"]
+        print("\n  gateway killed under a request: %s %s retry-after=%s" % (
+            status, doc, headers.get("retry-after")))
+        self.assertEqual((status, (doc.get("error") or {}).get("code")), (503, "unavailable"), doc)
+        self.assertEqual(headers.get("retry-after"), "5")
+        s.wait_running("gateway", old_pid=pid, timeout=30)
+        status, doc, _ = s.post_until_acked(owner["device_token"], port, key, deadline_s=30)
+        self.assertEqual(status, 201, doc)
+        self.assertEqual(s.count("SELECT count(*) FROM reading_keys WHERE reading_key = %s", key), 1)
+
     def test_kill9_each_service_under_load(self):
         s = STACK
         seconds = duration(20)

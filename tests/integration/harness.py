@@ -45,6 +45,7 @@ BUILD = os.environ.get("PHANTOM_BUILD_DIR") or os.path.join(REPO, "build")
 #  A slot is claimed with a lock file before its ports are checked, so two
 #  modules started at the same moment cannot both see a slot free.
 SLOTS = 10
+SLOT_LOCK_DIR = "/tmp/phantomwatch-test-slots"
 GATEWAY_PORT_OFFSET = 1000   # deploy/lib.sh: the gateway's port is http_port + 1000
 MQTT_PORT_BASE = 1900        # slot k's broker (mosquitto) listens on 1900+k
 
@@ -271,12 +272,17 @@ class Stack:
             self._release_slot()
         raise RuntimeError("no free slot of test ports (HTTP 3201-%d busy?)" % (3200 + SLOTS))
 
-    def _claim_slot(self, k):
-        """An exclusive lock on test-var/.slot-k, held until stop() or the
+    def _claim_slot(self, k, kind="slot"):
+        """An exclusive lock on SLOT_LOCK_DIR/slot-k, held until stop() or the
         process ends: the port check alone races with a module starting
-        beside us (both see the ports free, the second PostgreSQL fails)."""
-        path = os.path.join(BUILD, "test-var", ".slot-%d" % k)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        beside us (both see the ports free, the second PostgreSQL fails).
+        The ports are the machine's, so the lock is too (not the build
+        directory's: two checkouts testing at once share the slots)."""
+        if not os.path.isdir(SLOT_LOCK_DIR):
+            os.makedirs(SLOT_LOCK_DIR, exist_ok=True)
+            os.chmod(SLOT_LOCK_DIR, 0o1777)     # like /tmp: any user's tests
+        path = os.path.join(SLOT_LOCK_DIR, "%s-%d" % (kind, k))
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
