@@ -154,6 +154,16 @@ class MqttTestCase(unittest.TestCase):
             r = self.wait_readings(port, 1)
             self.assertEqual(r[0][1], power)
             self.assertLess(abs(int(r[0][0]) - now * 1000), 10000)
+        # Shown as new until the owner changes the port.
+        for port in (t1, t2):
+            status, _, body = STACK.api("GET", "/api/ports/%s" % port, token=self.token)
+            self.assertEqual((status, body["data"]["port"]["isNew"]), (200, True))
+        status, _, body = STACK.api("PATCH", "/api/ports/%s" % t2, {"name": "Desk fan"},
+                                    token=self.token)
+        self.assertEqual((status, body["data"]["port"]["isNew"]), (200, False))
+        status, _, body = STACK.api("GET", "/api/ports", token=self.token)
+        self.assertEqual({p["id"]: p["isNew"] for p in body["data"]["ports"] if p["id"] in (t1, t2)},
+                         {t1: True, t2: False})
         m = metrics()
         self.assertEqual(m["phantom_mqtt_ports_created_total"], 5)
         self.assertEqual(m["phantom_mqtt_readings_stored_total"], 5)
