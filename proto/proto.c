@@ -188,10 +188,13 @@ static const s_field_t s_reading_fields[] = {
     {S_KEY1 ('W'), S_DOUBLE, S_AT (proto_reading_t, power)},
     {S_KEY1 ('k'), S_TEXT, S_AT (proto_reading_t, key)},
     {S_KEY1 ('s'), S_MAP, S_AT (proto_reading_t, settings), .schema = &s_settings_schema},
+    //  Present only when true (frames without it stay byte-identical)
+    {S_KEY2 ('l', 'v'), S_TRUE, S_AT (proto_reading_t, live),
+     .present = offsetof (proto_reading_t, live)},
 };
-static const s_schema_t s_reading_schema = {S_TABLE (s_reading_fields, 0)};
+static const s_schema_t s_reading_schema = {S_TABLE (s_reading_fields, 1)};
 static const s_schema_t s_reading_body_schema = {
-    s_reading_fields + 1, S_COUNT (s_reading_fields) - 1, S_COUNT (s_reading_fields) - 1};
+    s_reading_fields + 1, S_COUNT (s_reading_fields) - 1, S_COUNT (s_reading_fields) - 2};
 
 //  Optional keys are written only when set, so frames of senders that
 //  predate them stay byte-identical.
@@ -2040,6 +2043,35 @@ s_test_event_frames (proto_buffer_t *buffer, uint64_t *state)
     s_test_truncations (S_EVENT, buffer);
 }
 
+//  The optional live flag: absent unless set, carried through a verdict.
+static void
+s_test_reading_live (proto_buffer_t *buffer)
+{
+    proto_reading_t reading, out;
+    s_test_reading (&reading);
+    assert (!reading.live);
+    assert (proto_reading_encode (&reading, buffer) == 0);
+    size_t plain = buffer->size;
+    assert (buffer->data[0] == 0x8d);
+    reading.live = true;
+    assert (proto_reading_encode (&reading, buffer) == 0);
+    assert (buffer->data[0] == 0x8e && buffer->size == plain + 4);
+    memset (&out, 0, sizeof (out));
+    assert (proto_reading_decode (buffer->data, buffer->size, &out) == 0 && out.live);
+    assert (s_test_value (S_READING, buffer, "lv", S_BYTES ("\xc2")) == -2); //  false is never sent
+    assert (s_test_value (S_READING, buffer, "lv", S_BYTES ("\x01")) == -2);
+    s_test_truncations (S_READING, buffer);
+    proto_verdict_t verdict, verdict_out;
+    memset (&verdict, 0, sizeof (verdict));
+    verdict.reading = reading;
+    assert (proto_verdict_encode (&verdict, buffer) == 0);
+    assert (proto_verdict_decode (buffer->data, buffer->size, &verdict_out) == 0);
+    assert (verdict_out.reading.live);
+    reading.live = false;
+    assert (proto_reading_encode (&reading, buffer) == 0);
+    assert (proto_reading_decode (buffer->data, buffer->size, &out) == 0 && !out.live);
+}
+
 //  Offline: round trip, bounds, every prefix and flipped bytes; neither
 //  a reading frame nor an offline frame passes for the other.
 static void
@@ -2303,6 +2335,7 @@ proto_test (bool verbose)
     s_test_event_frames (&buffer, &state);
     s_test_acks_frames (&buffer, &state);
     s_test_offline_frames (&buffer, &state);
+    s_test_reading_live (&buffer);
     s_test_batches (&buffer, &state);
     s_test_noise (&state);
 

@@ -104,6 +104,10 @@ typedef struct {
     double power;                        //  W
     char key[PROTO_KEY_MAX + 1];         //  readingId, "" when the device sent none
     proto_settings_t settings;           //  the port's detection settings
+    bool live;                           //  the detector publishes it on the bus ("reading"
+                                         //  event): its sender has no live channel to the
+                                         //  dashboard (phantom-mqtt). Wire key "lv", optional:
+                                         //  present only when set
 } proto_reading_t;
 
 //  A phantom episode as the detector knows it.
@@ -156,6 +160,8 @@ typedef struct {
 } proto_offline_t;
 
 //  A bus event; the topic is "<kind>.<port>", e.g. "phantom.start.<uuid>".
+//  Kind "reading": a live reading (proto_reading_t.live), watts its power,
+//  status and previous the detector's judgement of it.
 typedef struct {
     char kind[24];                 //  "status", "phantom.start", "phantom.end"
     int64_t user;                  //  owner

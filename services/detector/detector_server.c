@@ -9,6 +9,7 @@
       gateway[g] PUSH (bind port + N) --> PULL (connect, one socket to all)
       PUSH (connect verdict_endpoint)  --> store PULL
       PUB  (bind event_endpoint + N)   --> notifier, phantom-tap: [topic][event]
+                                           (reading.<port> for live readings: gateway live)
 
     Durability: the verdict PUSH lingers up to S_LINGER_MS on close, so on a
     clean stop the verdicts of readings already handled still reach the
@@ -276,6 +277,18 @@ s_answer (detector_server_t *self, const proto_reading_t *reading,
     self->verdict.reading = *reading;
     self->verdict.no_reading = false;
     s_send_outcome (self, outcome);
+    if (reading->live && !outcome->ignored) {
+        //  Its sender (phantom-mqtt) has no live channel of its own: the
+        //  dashboard's stream and phantom-tap get it from the bus.
+        proto_event_t event = {.kind = "reading",
+                               .user = reading->user,
+                               .ts = reading->ts,
+                               .watts = reading->power,
+                               .status = outcome->status,
+                               .previous = outcome->previous};
+        memcpy (event.port, reading->port, PROTO_UUID_LEN + 1);
+        s_publish (self, &event);
+    }
 }
 
 //  A port the offline timer took offline: the store gets a verdict without
@@ -715,8 +728,10 @@ detector_server_test (bool verbose)
         reading.ts = first_ts + i * 1000;
         reading.received = zclock_time ();
         reading.power = 4.6;
+        reading.live = true; //  as phantom-mqtt sends them
         assert (proto_reading_append (&reading, &buffer) == 0);
     }
+    reading.live = false;
     zframe_t *readings_frame = zframe_new (buffer.data, buffer.size);
     assert (zframe_send (&readings_frame, gateway, 0) == 0);
     proto_offline_t offline;
@@ -770,6 +785,12 @@ detector_server_test (bool verbose)
     s_test_event (server, bus, "status.5d8b6e3a-9c74-4e3d-bf50-4b3c8d9e0f13", &event);
     assert (event.status == PROTO_STATUS_PHANTOM);
     s_test_event (server, bus, "phantom.start.5d8b6e3a-9c74-4e3d-bf50-4b3c8d9e0f13", &event);
+    for (int i = 0; i < 3; i++) {
+        //  Each live reading on the bus, after its status change's events.
+        s_test_event (server, bus, "reading.5d8b6e3a-9c74-4e3d-bf50-4b3c8d9e0f13", &event);
+        assert (streq (event.kind, "reading") && event.ts == first_ts + i * 1000);
+        assert (event.watts == 4.6 && event.status == PROTO_STATUS_PHANTOM && !event.has_episode);
+    }
     s_test_event (server, bus, "status.5d8b6e3a-9c74-4e3d-bf50-4b3c8d9e0f13", &event);
     assert (event.status == PROTO_STATUS_OFFLINE && event.previous == PROTO_STATUS_PHANTOM);
     assert (event.ts == first_ts + 2000 && event.user == 7);

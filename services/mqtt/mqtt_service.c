@@ -237,6 +237,7 @@ mqtt_service_message (mqtt_service_t *self, const char *topic, const void *paylo
         reading->power = source->power;
         reading->voltage = source->voltage;
         reading->current = source->current;
+        reading->live = true; //  the detector publishes it for the dashboard's stream
         stamped = mqtt_reading_key (pw_id, topic, payload, size, received, source->channel,
                                     reading->key, sizeof reading->key);
     }
