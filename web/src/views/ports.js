@@ -157,16 +157,27 @@ export function portsView (main, onLeave) {
         mount(tr.querySelector('[data-field=status]'), badge(statusNow(port), 'port-status'));
         mount(tr.querySelector('[data-field=power]'), nowCell(port));
     }
-    //  A reading of a port not listed: a plug's new channel, just created
-    //  by the MQTT service; list it (once per port).
-    const asked = new Set();
+    //  An event of a port not listed: a plug's new channel, just created by
+    //  the MQTT service. The list is read again (once per port) and the
+    //  events that came meanwhile are applied to it, since the list may
+    //  have been read before the reading they carry was stored.
+    const unlisted = new Map();
     const update = (event) => {
         const port = ports.find((p) => p.id === event.portId);
         if (!port) {
-            if (event.portId && !asked.has(event.portId)) {
-                asked.add(event.portId);
-                load(event.portId);
+            if (!event.portId || unlisted.get(event.portId) === null)
+                return;
+            if (unlisted.has(event.portId)) {
+                unlisted.get(event.portId).push(event);
+                return;
             }
+            unlisted.set(event.portId, [event]);
+            load(event.portId).then(() => {
+                const events = unlisted.get(event.portId);
+                unlisted.set(event.portId, null);
+                if (ports.some((p) => p.id === event.portId))
+                    events.forEach(update);
+            });
             return;
         }
         if (event.status)
