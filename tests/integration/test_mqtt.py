@@ -30,7 +30,7 @@ METRICS_URLS = []
 # The timer's delay, far above what a will may take: a port offline
 # within seconds of its LWT was taken offline by the will.
 OFFLINE_SECONDS = 300
-WILL_SECONDS = 3
+WILL_SECONDS = 5
 
 
 def setUpModule():
