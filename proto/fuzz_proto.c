@@ -1,5 +1,5 @@
 /*  =========================================================================
-    fuzz_proto - libFuzzer target over the four frame decoders
+    fuzz_proto - libFuzzer target over the five frame decoders
 
     Each input goes to every decoder, and to the batch decoders as a batch
     message (frames back to back). A decoder must answer 0 or -2 and
@@ -66,6 +66,15 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         proto_event_topic (&event, topic);
         S_CHECK (proto_event_encode (&event, &buffer) == 0);
         S_CHECK (proto_event_decode (buffer.data, buffer.size, &event) == 0);
+    }
+
+    static proto_offline_t offline;
+    rc = proto_offline_decode (data, size, &offline);
+    S_CHECK (rc == 0 || rc == -2);
+    if (rc == 0) {
+        S_CHECK (offline.count >= 1 && offline.count <= PROTO_OFFLINE_MAX);
+        S_CHECK (proto_offline_encode (&offline, &buffer) == 0);
+        S_CHECK (proto_offline_decode (buffer.data, buffer.size, &offline) == 0);
     }
 
     //  As a batch message: frame after frame until one fails; each used

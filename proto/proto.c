@@ -188,10 +188,13 @@ static const s_field_t s_reading_fields[] = {
     {S_KEY1 ('W'), S_DOUBLE, S_AT (proto_reading_t, power)},
     {S_KEY1 ('k'), S_TEXT, S_AT (proto_reading_t, key)},
     {S_KEY1 ('s'), S_MAP, S_AT (proto_reading_t, settings), .schema = &s_settings_schema},
+    //  Present only when true (frames without it stay byte-identical)
+    {S_KEY2 ('l', 'v'), S_TRUE, S_AT (proto_reading_t, live),
+     .present = offsetof (proto_reading_t, live)},
 };
-static const s_schema_t s_reading_schema = {S_TABLE (s_reading_fields, 0)};
+static const s_schema_t s_reading_schema = {S_TABLE (s_reading_fields, 1)};
 static const s_schema_t s_reading_body_schema = {
-    s_reading_fields + 1, S_COUNT (s_reading_fields) - 1, S_COUNT (s_reading_fields) - 1};
+    s_reading_fields + 1, S_COUNT (s_reading_fields) - 1, S_COUNT (s_reading_fields) - 2};
 
 //  Optional keys are written only when set, so frames of senders that
 //  predate them stay byte-identical.
@@ -406,6 +409,27 @@ proto_acks_encode (const proto_ack_t *acks, size_t count, proto_buffer_t *buffer
         rc |= msgpack_pack_array (&packer, 5) | msgpack_pack_uint64 (&packer, ack->request) |
               msgpack_pack_uint64 (&packer, ack->code) | msgpack_pack_int64 (&packer, ack->id) |
               msgpack_pack_int64 (&packer, ack->ts) | msgpack_pack_uint64 (&packer, ack->status);
+    }
+    return rc ? -1 : 0;
+}
+
+//  An array of uuids, not a table field: the frame's one list.
+int
+proto_offline_encode (const proto_offline_t *self, proto_buffer_t *buffer)
+{
+    assert (self);
+    if (self->count == 0 || self->count > PROTO_OFFLINE_MAX)
+        return -1;
+    msgpack_packer packer;
+    s_packer_start (&packer, buffer);
+    int rc = msgpack_pack_map (&packer, 3) | s_pack_key (&packer, S_KEY1 ('v')) |
+             msgpack_pack_int64 (&packer, PROTO_VERSION) | s_pack_key (&packer, S_KEY1 ('t')) |
+             msgpack_pack_int64 (&packer, self->ts) | s_pack_key (&packer, S_KEY2 ('p', 's')) |
+             msgpack_pack_array (&packer, self->count);
+    for (uint32_t index = 0; index < self->count && rc == 0; index++) {
+        size_t length = strnlen (self->ports[index], PROTO_UUID_LEN + 1);
+        rc |= msgpack_pack_str (&packer, length) |
+              msgpack_pack_str_body (&packer, self->ports[index], length);
     }
     return rc ? -1 : 0;
 }
@@ -971,6 +995,45 @@ proto_event_decode (const void *data, size_t size, proto_event_t *self)
 }
 
 int
+proto_offline_decode (const void *data, size_t size, proto_offline_t *self)
+{
+    assert (self);
+    if (!data)
+        return -2;
+    s_reader_t reader = {(const uint8_t *)data, (const uint8_t *)data + size};
+    uint32_t pairs;
+    //  A reading's map has 13 pairs: a reading message fails here, at once.
+    if (s_read_map (&reader, &pairs) || pairs != 3)
+        return -2;
+    uint32_t seen = 0;
+    for (uint32_t index = 0; index < pairs; index++) {
+        uint32_t key;
+        if (s_read_key (&reader, &key))
+            return -2;
+        if (key == S_KEY1 ('v')) {
+            if (s_mark (&seen, 1) || s_read_version (&reader))
+                return -2;
+        } else if (key == S_KEY1 ('t')) {
+            if (s_mark (&seen, 2) || s_read_int (&reader, INT64_MIN, INT64_MAX, &self->ts))
+                return -2;
+        } else if (key == S_KEY2 ('p', 's')) {
+            uint32_t items;
+            if (s_mark (&seen, 4) || s_read_array (&reader, &items) || items == 0 ||
+                items > PROTO_OFFLINE_MAX)
+                return -2;
+            for (uint32_t item = 0; item < items; item++)
+                if (s_read_text (&reader, S_UUID, self->ports[item], PROTO_UUID_LEN))
+                    return -2;
+            self->count = items;
+        } else
+            return -2;
+    }
+    if (seen != 7 || reader.at != reader.end)
+        return -2;
+    return 0;
+}
+
+int
 proto_acks_decode (const void *data, size_t size, proto_ack_t *acks, size_t max, size_t *count)
 {
     assert (acks || max == 0);
@@ -1155,13 +1218,14 @@ s_test_episode_equal (const proto_episode_t *a, const proto_episode_t *b)
     assert (a->samples == b->samples);
 }
 
-typedef enum { S_READING, S_VERDICT, S_ACKS, S_EVENT } s_test_frame_t;
+typedef enum { S_READING, S_VERDICT, S_ACKS, S_EVENT, S_OFFLINE } s_test_frame_t;
 
 //  A decoded frame of any type; acks go to s_test_acks.
 typedef union {
     proto_reading_t reading;
     proto_verdict_t verdict;
     proto_event_t event;
+    proto_offline_t offline;
     size_t ack_count;
 } s_test_decoded_t;
 
@@ -1180,6 +1244,8 @@ s_test_decode_into (s_test_frame_t type, const void *data, size_t size, s_test_d
         return proto_acks_decode (data, size, s_test_acks, PROTO_ACKS_MAX, &decoded->ack_count);
     case S_EVENT:
         return proto_event_decode (data, size, &decoded->event);
+    case S_OFFLINE:
+        return proto_offline_decode (data, size, &decoded->offline);
     }
     return -1;
 }
@@ -1204,6 +1270,8 @@ s_test_encode (s_test_frame_t type, const s_test_decoded_t *decoded, proto_buffe
         return proto_acks_encode (s_test_acks, decoded->ack_count, buffer);
     case S_EVENT:
         return proto_event_encode (&decoded->event, buffer);
+    case S_OFFLINE:
+        return proto_offline_encode (&decoded->offline, buffer);
     }
     return -1;
 }
@@ -1975,6 +2043,94 @@ s_test_event_frames (proto_buffer_t *buffer, uint64_t *state)
     s_test_truncations (S_EVENT, buffer);
 }
 
+//  The optional live flag: absent unless set, carried through a verdict.
+static void
+s_test_reading_live (proto_buffer_t *buffer)
+{
+    proto_reading_t reading, out;
+    s_test_reading (&reading);
+    assert (!reading.live);
+    assert (proto_reading_encode (&reading, buffer) == 0);
+    size_t plain = buffer->size;
+    assert (buffer->data[0] == 0x8d);
+    reading.live = true;
+    assert (proto_reading_encode (&reading, buffer) == 0);
+    assert (buffer->data[0] == 0x8e && buffer->size == plain + 4);
+    memset (&out, 0, sizeof (out));
+    assert (proto_reading_decode (buffer->data, buffer->size, &out) == 0 && out.live);
+    assert (s_test_value (S_READING, buffer, "lv", S_BYTES ("\xc2")) == -2); //  false is never sent
+    assert (s_test_value (S_READING, buffer, "lv", S_BYTES ("\x01")) == -2);
+    s_test_truncations (S_READING, buffer);
+    proto_verdict_t verdict, verdict_out;
+    memset (&verdict, 0, sizeof (verdict));
+    verdict.reading = reading;
+    assert (proto_verdict_encode (&verdict, buffer) == 0);
+    assert (proto_verdict_decode (buffer->data, buffer->size, &verdict_out) == 0);
+    assert (verdict_out.reading.live);
+    reading.live = false;
+    assert (proto_reading_encode (&reading, buffer) == 0);
+    assert (proto_reading_decode (buffer->data, buffer->size, &out) == 0 && !out.live);
+}
+
+//  Offline: round trip, bounds, every prefix and flipped bytes; neither
+//  a reading frame nor an offline frame passes for the other.
+static void
+s_test_offline_frames (proto_buffer_t *buffer, uint64_t *state)
+{
+    static proto_offline_t offline, offline_out;
+    memset (&offline, 0, sizeof (offline));
+    offline.ts = 1764221000123;
+    offline.count = PROTO_OFFLINE_MAX;
+    for (uint32_t index = 0; index < PROTO_OFFLINE_MAX; index++)
+        s_test_uuid (state, offline.ports[index]);
+    assert (proto_offline_encode (&offline, buffer) == 0);
+    memset (&offline_out, 0x5a, sizeof (offline_out));
+    assert (proto_offline_decode (buffer->data, buffer->size, &offline_out) == 0);
+    assert (offline_out.ts == offline.ts && offline_out.count == PROTO_OFFLINE_MAX);
+    for (uint32_t index = 0; index < PROTO_OFFLINE_MAX; index++)
+        assert (s_streq (offline_out.ports[index], offline.ports[index]));
+    //  One port more than the bound is refused both ways.
+    assert (s_test_value (S_OFFLINE, buffer, "ps", S_BYTES ("\x90")) == -2);
+    offline.count = PROTO_OFFLINE_MAX + 1;
+    assert (proto_offline_encode (&offline, buffer) == -1);
+    offline.count = 0;
+    assert (proto_offline_encode (&offline, buffer) == -1);
+
+    offline.count = 2;
+    offline.ts = -1;
+    assert (proto_offline_encode (&offline, buffer) == 0);
+    assert (proto_offline_decode (buffer->data, buffer->size, &offline_out) == 0);
+    assert (offline_out.ts == -1 && offline_out.count == 2);
+    assert (s_streq (offline_out.ports[1], offline.ports[1]));
+    s_test_truncations (S_OFFLINE, buffer);
+    static const s_test_field_t top[] = {
+        {"v", S_HOLDS_NUMBER},
+        {"t", S_HOLDS_NUMBER},
+        {"ps", S_HOLDS_WINDOWS}, //  an array: the same wrong values
+    };
+    static const s_test_group_t groups[] = {S_GROUP ("", top)};
+    s_test_fields (S_OFFLINE, buffer, groups, S_COUNT (groups), s_test_unknown);
+    assert (s_test_value (S_OFFLINE, buffer, "v", S_BYTES ("\x02")) == -2);
+    assert (s_test_rename (S_OFFLINE, buffer, "ps", "p") == -2);
+    assert (s_test_rename (S_OFFLINE, buffer, "t", "ts") == -2);
+    //  Ports are canonical uuids, as everywhere
+    char upper[] = "\x91\xd9\x24"
+                   "6F1C2A4E-8B3D-4C5E-9F70-123456789ABC";
+    assert (s_test_value (S_OFFLINE, buffer, "ps", upper, sizeof (upper) - 1) == -2);
+    char lower[] = "\x91\xd9\x24"
+                   "6f1c2a4e-8b3d-4c5e-9f70-123456789abc";
+    assert (s_test_value (S_OFFLINE, buffer, "ps", lower, sizeof (lower) - 1) == 0);
+    assert (s_test_value (S_OFFLINE, buffer, "ps", S_BYTES ("\x91\xa0")) == -2);
+    assert (s_test_value (S_OFFLINE, buffer, "ps", S_BYTES ("\x91\x01")) == -2);
+    s_test_mutations (S_OFFLINE, buffer, state, 20000);
+    //  Not a reading, and a reading is not one: the detector tells them apart
+    assert (s_test_decode (S_READING, buffer->data, buffer->size) == -2);
+    proto_reading_t reading;
+    s_test_reading (&reading);
+    assert (proto_reading_encode (&reading, buffer) == 0);
+    assert (s_test_decode (S_OFFLINE, buffer->data, buffer->size) == -2);
+}
+
 //  Acks: round trip, bounds, element checks
 static void
 s_test_acks_frames (proto_buffer_t *buffer, uint64_t *state)
@@ -2178,6 +2334,8 @@ proto_test (bool verbose)
     s_test_verdict_optional (&buffer, &state);
     s_test_event_frames (&buffer, &state);
     s_test_acks_frames (&buffer, &state);
+    s_test_offline_frames (&buffer, &state);
+    s_test_reading_live (&buffer);
     s_test_batches (&buffer, &state);
     s_test_noise (&state);
 

@@ -11,6 +11,7 @@
       gateway  --PUSH reading-->  detector[i]  --PUSH verdict-->  store
       store    --PUB  [ack.<gateway>][acks]-->  gateway
       detector --PUB  [<topic>][event]-->  notifier, phantom-tap
+      mqtt     --PUSH offline-->  detector[i]   (a plug's will: its ports)
     =========================================================================
 */
 #ifndef PROTO_H_INCLUDED
@@ -103,6 +104,10 @@ typedef struct {
     double power;                        //  W
     char key[PROTO_KEY_MAX + 1];         //  readingId, "" when the device sent none
     proto_settings_t settings;           //  the port's detection settings
+    bool live;                           //  the detector publishes it on the bus ("reading"
+                                         //  event): its sender has no live channel to the
+                                         //  dashboard (phantom-mqtt). Wire key "lv", optional:
+                                         //  present only when set
 } proto_reading_t;
 
 //  A phantom episode as the detector knows it.
@@ -140,7 +145,23 @@ typedef struct {
     uint8_t status;   //  port status after the reading
 } proto_ack_t;
 
+//  "These ports are offline now, as of ts": a plug's will (its MQTT last
+//  will, Offline), PUSHed to the detector partition that owns the ports,
+//  on the link readings take, so it comes after the readings sent before
+//  it. The detector takes each port offline as its offline timer would,
+//  unless the port has had a reading received after ts. A message holds
+//  either reading frames or one offline frame. Wire:
+//  {"v": 1, "t": ts, "ps": [port, ...]}, 1 to PROTO_OFFLINE_MAX ports.
+#define PROTO_OFFLINE_MAX 64
+typedef struct {
+    int64_t ts;                                        //  as of: sender's clock, ms since epoch
+    uint32_t count;                                    //  ports used, 1..PROTO_OFFLINE_MAX
+    char ports[PROTO_OFFLINE_MAX][PROTO_UUID_LEN + 1]; //  port uuids
+} proto_offline_t;
+
 //  A bus event; the topic is "<kind>.<port>", e.g. "phantom.start.<uuid>".
+//  Kind "reading": a live reading (proto_reading_t.live), watts its power,
+//  status and previous the detector's judgement of it.
 typedef struct {
     char kind[24];                 //  "status", "phantom.start", "phantom.end"
     int64_t user;                  //  owner
@@ -174,12 +195,14 @@ int proto_reading_encode (const proto_reading_t *self, proto_buffer_t *buffer);
 int proto_verdict_encode (const proto_verdict_t *self, proto_buffer_t *buffer);
 int proto_acks_encode (const proto_ack_t *acks, size_t count, proto_buffer_t *buffer);
 int proto_event_encode (const proto_event_t *self, proto_buffer_t *buffer);
+int proto_offline_encode (const proto_offline_t *self, proto_buffer_t *buffer);
 
 //  Decoders fill *self from size bytes. 0, or -2 malformed (*self undefined).
 int proto_reading_decode (const void *data, size_t size, proto_reading_t *self);
 int proto_verdict_decode (const void *data, size_t size, proto_verdict_t *self);
 int proto_acks_decode (const void *data, size_t size, proto_ack_t *acks, size_t max, size_t *count);
 int proto_event_decode (const void *data, size_t size, proto_event_t *self);
+int proto_offline_decode (const void *data, size_t size, proto_offline_t *self);
 
 //  Batch messages: one ZeroMQ message may carry up to PROTO_BATCH_MAX
 //  reading frames, or verdict frames, back to back (a msgpack map ends

@@ -733,6 +733,29 @@ detector_engine_process_batch (detector_engine_t *self, const proto_reading_t *r
     return usable;
 }
 
+//  Whether the port has a reading and is not offline yet: what the timer
+//  and a will may take offline.
+static inline bool
+s_port_online (const s_port_t *port)
+{
+    return (port->flags & (S_USED | S_SEEN)) == (S_USED | S_SEEN) &&
+           port->status != PROTO_STATUS_OFFLINE;
+}
+
+//  Takes the port offline at its last reading and hands the change over:
+//  the one way the timer and a will both do it.
+static void
+s_expire_port (s_port_t *port, detector_engine_offline_fn *offline_fn, void *arg)
+{
+    detector_outcome_t outcome;
+    memset (&outcome, 0, sizeof (outcome));
+    outcome.previous = port->status;
+    outcome.status = PROTO_STATUS_OFFLINE;
+    s_port_offline (port, NULL, &outcome);
+    if (offline_fn)
+        offline_fn (outcome.events[0].port, port->user, port->last_ts, &outcome, arg);
+}
+
 size_t
 detector_engine_expire (detector_engine_t *self, int64_t now_ms,
                         detector_engine_offline_fn *offline_fn, void *arg)
@@ -741,21 +764,37 @@ detector_engine_expire (detector_engine_t *self, int64_t now_ms,
     //  A full sweep: at a million ports this reads the 250 MB table once a
     //  second, some ms; fine until a partition holds far more.
     size_t count = 0;
-    detector_outcome_t outcome;
     for (size_t i = 0; i < self->capacity; i++) {
         s_port_t *port = &self->slots[i];
-        if ((port->flags & (S_USED | S_SEEN)) != (S_USED | S_SEEN) ||
-            port->status == PROTO_STATUS_OFFLINE || now_ms - port->last_seen <= self->offline_after)
+        if (!s_port_online (port) || now_ms - port->last_seen <= self->offline_after)
             continue;
-        memset (&outcome, 0, sizeof (outcome));
-        outcome.previous = port->status;
-        outcome.status = PROTO_STATUS_OFFLINE;
-        s_port_offline (port, NULL, &outcome);
+        s_expire_port (port, offline_fn, arg);
         count++;
-        if (offline_fn)
-            offline_fn (outcome.events[0].port, port->user, port->last_ts, &outcome, arg);
     }
     self->stats.offline += count;
+    return count;
+}
+
+size_t
+detector_engine_offline (detector_engine_t *self, const proto_offline_t *frame,
+                         detector_engine_offline_fn *offline_fn, void *arg)
+{
+    assert (self);
+    assert (frame);
+    size_t count = 0;
+    for (uint32_t index = 0; index < frame->count && index < PROTO_OFFLINE_MAX; index++) {
+        uint8_t uuid[16];
+        if (detector_engine_uuid_parse (frame->ports[index], uuid))
+            continue;
+        s_port_t *port = s_port_find (self, uuid);
+        //  A reading received after the will is newer news: the plug is
+        //  back (another instance may have handled it first).
+        if (!port || !s_port_online (port) || port->last_seen > frame->ts)
+            continue;
+        s_expire_port (port, offline_fn, arg);
+        count++;
+    }
+    self->stats.told_offline += count;
     return count;
 }
 
@@ -1649,6 +1688,109 @@ s_lifecycle_test (const proto_settings_t *settings, int64_t base)
     detector_engine_destroy (&engine);
 }
 
+//  A plug's will (an offline frame) takes its ports offline exactly as the
+//  timer would, at once: one engine is told, a twin with the same
+//  readings runs out its timer, and both hand over the same changes.
+static void
+s_will_test (const proto_settings_t *settings, int64_t base)
+{
+    detector_engine_t *told = detector_engine_new (0, 300000);
+    detector_engine_t *timed = detector_engine_new (0, 300000);
+    assert (told && timed);
+    proto_reading_t reading;
+    detector_outcome_t outcome;
+    //  B on standby long enough to be phantom, A in use.
+    int64_t last = base + 120000;
+    for (int64_t ts = base; ts <= last; ts += 10000)
+        for (int twin = 0; twin < 2; twin++) {
+            detector_engine_t *engine = twin ? timed : told;
+            detector_fixture_reading (&reading, S_PORT_B, 7, ts, 4.0 + (double)(ts % 3), settings);
+            assert (detector_engine_process (engine, &reading, &outcome) == 0);
+            detector_fixture_reading (&reading, S_PORT_A, 7, ts, 120, settings);
+            assert (detector_engine_process (engine, &reading, &outcome) == 0);
+        }
+    assert (detector_engine_status (told, S_PORT_B) == PROTO_STATUS_PHANTOM);
+
+    proto_offline_t frame;
+    memset (&frame, 0, sizeof (frame));
+    frame.count = 4;
+    strcpy (frame.ports[0], S_PORT_B);
+    strcpy (frame.ports[1], "2d8b5e30-9c74-4e3d-bf50-4b3c8d9e0f12"); //  never read: skipped
+    strcpy (frame.ports[2], "not-a-uuid");                           //  skipped
+    strcpy (frame.ports[3], S_PORT_A);
+    //  A will older than the last reading received: the plug is back.
+    frame.ts = last - 1;
+    s_sink_t sink = {0};
+    assert (detector_engine_offline (told, &frame, s_sink_offline, &sink) == 0);
+    assert (sink.count == 0);
+    assert (detector_engine_status (told, S_PORT_B) == PROTO_STATUS_PHANTOM);
+
+    //  Received right after the last reading: both ports, long before the timer.
+    frame.ts = last + 500;
+    s_sink_t wills[2];
+    memset (wills, 0, sizeof (wills));
+    for (uint32_t index = 0; index < 4; index++) {
+        proto_offline_t one = frame;
+        one.count = 1;
+        strcpy (one.ports[0], frame.ports[index]);
+        size_t taken =
+            detector_engine_offline (told, &one, s_sink_offline, &wills[index == 3 ? 1 : 0]);
+        assert (taken == (index == 0 || index == 3 ? 1u : 0u));
+    }
+    assert (detector_engine_expire (timed, last + 300000, NULL, NULL) == 0);
+    s_sink_t timer = {0};
+    for (int port = 0; port < 2; port++) {
+        //  The timer's changes, one port at a time, by the order it sweeps
+        detector_engine_t *twin = detector_engine_new (0, 300000);
+        for (int64_t ts = base; ts <= last; ts += 10000) {
+            detector_fixture_reading (&reading, port ? S_PORT_A : S_PORT_B, 7, ts,
+                                      port ? 120 : 4.0 + (double)(ts % 3), settings);
+            assert (detector_engine_process (twin, &reading, &outcome) == 0);
+        }
+        memset (&timer, 0, sizeof (timer));
+        assert (detector_engine_expire (twin, last + 300001, s_sink_offline, &timer) == 1);
+        const s_sink_t *will = &wills[port];
+        assert (will->count == 1 && streq (will->port, timer.port));
+        assert (will->user == timer.user && will->ts == timer.ts && will->ts == last);
+        assert (will->outcome.status == PROTO_STATUS_OFFLINE);
+        assert (will->outcome.previous == (port ? PROTO_STATUS_ACTIVE : PROTO_STATUS_PHANTOM));
+        assert (will->outcome.previous == timer.outcome.previous);
+        assert (will->outcome.has_episode == timer.outcome.has_episode);
+        assert (will->outcome.has_episode == (port == 0));
+        if (will->outcome.has_episode)
+            assert (memcmp (&will->outcome.episode, &timer.outcome.episode,
+                            sizeof (proto_episode_t)) == 0);
+        assert (will->outcome.event_count == timer.outcome.event_count);
+        assert (will->outcome.event_count == (port ? 1u : 2u));
+        for (size_t event = 0; event < will->outcome.event_count; event++) {
+            const proto_event_t *a = &will->outcome.events[event];
+            const proto_event_t *b = &timer.outcome.events[event];
+            assert (streq (a->kind, b->kind) && streq (a->port, b->port));
+            assert (a->user == b->user && a->ts == b->ts && a->watts == b->watts);
+            assert (a->status == b->status && a->previous == b->previous);
+            assert (a->has_episode == b->has_episode);
+        }
+        assert (streq (will->outcome.events[0].kind, "status"));
+        detector_engine_destroy (&twin);
+    }
+    //  Told twice (every MQTT instance sees every will): nothing more, and
+    //  the timer has nothing left to do either.
+    assert (detector_engine_offline (told, &frame, s_sink_offline, &sink) == 0);
+    assert (detector_engine_expire (told, last + 900000, s_sink_offline, &sink) == 0);
+    assert (sink.count == 0);
+    //  Online says nothing; the next reading brings the port back.
+    detector_fixture_reading (&reading, S_PORT_A, 7, last + 20000, 120, settings);
+    assert (detector_engine_process (told, &reading, &outcome) == 0);
+    assert (outcome.status == PROTO_STATUS_ACTIVE && outcome.previous == PROTO_STATUS_OFFLINE);
+    assert (outcome.event_count == 1);
+
+    detector_engine_stats_t stats;
+    detector_engine_stats (told, &stats);
+    assert (stats.told_offline == 2 && stats.offline == 0);
+    detector_engine_destroy (&told);
+    detector_engine_destroy (&timed);
+}
+
 //  Growth keeps every port.
 static void
 s_growth_test (const proto_settings_t *settings, int64_t base)
@@ -1732,6 +1874,7 @@ detector_engine_test (bool verbose)
     s_replay_test (&settings, base, 4);  //  killed while idle (the fault test's case)
     s_replay_test (&settings, base, 16); //  killed while phantom
     s_skew_test (&settings, base);
+    s_will_test (&settings, base);
     s_growth_test (&settings, base);
     s_batch_test (&settings, base);
     printf ("OK\n");

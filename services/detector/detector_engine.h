@@ -44,6 +44,7 @@ typedef struct {
     uint64_t rejected;     //  unusable (bad uuid, non-finite power)
     uint64_t gaps;         //  gaps longer than offline_after, not integrated
     uint64_t offline;      //  ports the timer marked offline
+    uint64_t told_offline; //  ports an offline frame (a plug's will) marked offline
     uint64_t ports;        //  ports known
 } detector_engine_stats_t;
 
@@ -80,6 +81,15 @@ size_t detector_engine_process_batch (detector_engine_t *self, const proto_readi
 //  Returns the number of ports that went offline.
 size_t detector_engine_expire (detector_engine_t *self, int64_t now_ms,
                                detector_engine_offline_fn *offline_fn, void *arg);
+
+//  Marks offline, as detector_engine_expire would right now, each port of
+//  frame that has a reading, is not offline yet, and whose last reading
+//  was received (gateway clock) at or before frame->ts; calls offline_fn
+//  once per such port. Ports the engine does not know are skipped (a port
+//  without readings has nothing to take offline). Returns how many went
+//  offline.
+size_t detector_engine_offline (detector_engine_t *self, const proto_offline_t *frame,
+                                detector_engine_offline_fn *offline_fn, void *arg);
 
 //  Seeds a port with the state a previous detector left in the database,
 //  so a restart neither loses nor repeats an episode. status_since and

@@ -2,11 +2,14 @@
     detector_server - one detector partition on the wire
 
     Detector: PULL readings from every gateway (partition N), PUSH verdicts
-    to the store, PUB phantom events.
+    to the store, PUB phantom events. On the same PULL come offline frames
+    (a plug's will, from phantom-mqtt): the ports they name go offline as
+    the offline timer would take them, in order with the readings.
 
       gateway[g] PUSH (bind port + N) --> PULL (connect, one socket to all)
       PUSH (connect verdict_endpoint)  --> store PULL
       PUB  (bind event_endpoint + N)   --> notifier, phantom-tap: [topic][event]
+                                           (reading.<port> for live readings: gateway live)
 
     Durability: the verdict PUSH lingers up to S_LINGER_MS on close, so on a
     clean stop the verdicts of readings already handled still reach the
@@ -48,6 +51,7 @@ struct _detector_server_t {
     size_t out_count;              //  how many
     proto_reading_t *batch;        //  decoded frames of one wakeup [DETECTOR_BATCH_MAX]
     detector_outcome_t *outcomes;  //  engine output for them [DETECTOR_BATCH_MAX]
+    proto_offline_t offline;       //  an offline frame being handled, reused
     proto_verdict_t verdict;       //  verdict being sent, reused
     int64_t next_tick;             //  monotonic ms of the next timer run
     uint64_t dropped_logged;       //  verdicts_dropped at the last warning
@@ -273,6 +277,18 @@ s_answer (detector_server_t *self, const proto_reading_t *reading,
     self->verdict.reading = *reading;
     self->verdict.no_reading = false;
     s_send_outcome (self, outcome);
+    if (reading->live && !outcome->ignored) {
+        //  Its sender (phantom-mqtt) has no live channel of its own: the
+        //  dashboard's stream and phantom-tap get it from the bus.
+        proto_event_t event = {.kind = "reading",
+                               .user = reading->user,
+                               .ts = reading->ts,
+                               .watts = reading->power,
+                               .status = outcome->status,
+                               .previous = outcome->previous};
+        memcpy (event.port, reading->port, PROTO_UUID_LEN + 1);
+        s_publish (self, &event);
+    }
 }
 
 //  A port the offline timer took offline: the store gets a verdict without
@@ -323,6 +339,31 @@ s_decode_message (detector_server_t *self, const uint8_t *data, size_t size, siz
     return decoded;
 }
 
+//  Judges the count readings decoded so far and answers each.
+static void
+s_judge (detector_server_t *self, size_t count)
+{
+    detector_engine_process_batch (self->engine, self->batch, count, self->outcomes);
+    for (size_t i = 0; i < count; i++)
+        s_answer (self, &self->batch[i], &self->outcomes[i]);
+}
+
+//  An offline frame: its ports go offline as the timer would take them
+//  (s_offline: verdict without a reading, same events), after the
+//  readings that came before it.
+static void
+s_told_offline (detector_server_t *self, size_t *count)
+{
+    s_judge (self, *count);
+    *count = 0;
+    self->stats.frames++;
+    self->stats.offline_frames++;
+    size_t offline = detector_engine_offline (self->engine, &self->offline, s_offline, self);
+    if (self->verbose)
+        zsys_debug ("detector offline frame - %u ports named, %zu went offline",
+                    self->offline.count, offline);
+}
+
 //  Drains up to a batch of frames without blocking, one poll per batch
 //  rather than per message, and has the engine judge them together (it
 //  prefetches their ports' state). Their verdicts go out as one message.
@@ -342,14 +383,15 @@ s_drain (detector_server_t *self)
             while (zmq_msg_more (&message) &&
                    zmq_msg_recv (&message, self->readings_handle, ZMQ_DONTWAIT) != -1)
                 ;
-        } else
+        } else if (proto_offline_decode (zmq_msg_data (&message), zmq_msg_size (&message),
+                                         &self->offline) == 0)
+            s_told_offline (self, &count);
+        else
             count += s_decode_message (self, (const uint8_t *)zmq_msg_data (&message),
                                        zmq_msg_size (&message), count);
     }
     zmq_msg_close (&message);
-    detector_engine_process_batch (self->engine, self->batch, count, self->outcomes);
-    for (size_t i = 0; i < count; i++)
-        s_answer (self, &self->batch[i], &self->outcomes[i]);
+    s_judge (self, count);
     s_flush_verdicts (self);
 }
 
@@ -656,6 +698,110 @@ detector_server_test (bool verbose)
     assert (verdict.episode.samples == 100);
     detector_server_stats (server, &stats);
     assert (stats.verdicts == 101);
+    detector_server_destroy (&server);
+
+    //  A plug's will: an offline frame on the readings link, on a server
+    //  whose timer would wait 5 minutes. The readings before it are judged
+    //  first; then the store gets the timer's verdict without a reading and
+    //  the bus the timer's events, at once. A frame naming a port with a
+    //  reading received after the will changes nothing.
+    zsock_destroy (&gateway);
+    zsock_destroy (&store);
+    zsock_destroy (&bus);
+    gateway = s_test_socket (ZMQ_PUSH);
+    store = s_test_socket (ZMQ_PULL);
+    server = detector_server_new (zsock_endpoint (gateway), zsock_endpoint (store),
+                                  "tcp://127.0.0.1:*", 300000, verbose);
+    assert (server);
+    bus = zsock_new (ZMQ_SUB);
+    zsock_set_rcvhwm (bus, 100);
+    zsock_set_linger (bus, 0);
+    zsock_set_subscribe (bus, "");
+    assert (zsock_connect (bus, "%s", detector_server_event_endpoint (server)) == 0);
+    for (int i = 0; i < 20; i++)
+        detector_server_poll (server, 10);
+    snprintf (reading.port, sizeof (reading.port), "%s", "5d8b6e3a-9c74-4e3d-bf50-4b3c8d9e0f13");
+    first_ts = zclock_time () - 60000;
+    proto_buffer_reset (&buffer);
+    for (int i = 0; i < 3; i++) {
+        reading.request = 900 + (uint64_t)i;
+        reading.ts = first_ts + i * 1000;
+        reading.received = zclock_time ();
+        reading.power = 4.6;
+        reading.live = true; //  as phantom-mqtt sends them
+        assert (proto_reading_append (&reading, &buffer) == 0);
+    }
+    reading.live = false;
+    zframe_t *readings_frame = zframe_new (buffer.data, buffer.size);
+    assert (zframe_send (&readings_frame, gateway, 0) == 0);
+    proto_offline_t offline;
+    memset (&offline, 0, sizeof (offline));
+    offline.count = 2;
+    offline.ts = reading.received - 1; //  before the last reading came: nothing
+    snprintf (offline.ports[0], sizeof (offline.ports[0]), "%s", reading.port);
+    snprintf (offline.ports[1], sizeof (offline.ports[1]), "%s",
+              "6e9c7f4b-ad85-4f4e-8061-5c4d9e0f1a24"); //  never read: skipped
+    proto_buffer_t offline_buffer;
+    proto_buffer_init (&offline_buffer);
+    assert (proto_offline_encode (&offline, &offline_buffer) == 0);
+    zframe_t *offline_frame = zframe_new (offline_buffer.data, offline_buffer.size);
+    assert (zframe_send (&offline_frame, gateway, 0) == 0);
+    offline.ts = zclock_time ();
+    assert (proto_offline_encode (&offline, &offline_buffer) == 0);
+    offline_frame = zframe_new (offline_buffer.data, offline_buffer.size);
+    assert (zframe_send (&offline_frame, gateway, 0) == 0);
+    //  Three verdicts of readings, then one without: in one message or two.
+    int with_reading = 0, without = 0;
+    while (with_reading + without < 4) {
+        zmsg_t *msg = s_pump (server, store);
+        assert (msg);
+        zframe_t *frame = zmsg_first (msg);
+        const uint8_t *cursor = zframe_data (frame);
+        size_t rest = zframe_size (frame);
+        while (rest) {
+            size_t used;
+            assert (proto_verdict_decode_next (cursor, rest, &verdict, &used) == 0);
+            if (verdict.no_reading) {
+                assert (with_reading == 3);
+                assert (verdict.status == PROTO_STATUS_OFFLINE);
+                assert (verdict.previous == PROTO_STATUS_PHANTOM); //  no dwell (settings)
+                assert (verdict.reading.ts == first_ts + 2000);
+                assert (verdict.has_episode && verdict.episode.start == first_ts);
+                assert (verdict.episode.end == first_ts + 2000 && verdict.episode.samples == 3);
+                assert (streq (verdict.reading.port, reading.port));
+                assert (streq (verdict.reading.gateway, PROTO_GATEWAY_NONE));
+                without++;
+            } else {
+                assert (without == 0);
+                with_reading++;
+            }
+            cursor += used;
+            rest -= used;
+        }
+        zmsg_destroy (&msg);
+    }
+    //  The bus: the readings' status and phantom.start, then the timer's
+    //  status offline and phantom.end.
+    s_test_event (server, bus, "status.5d8b6e3a-9c74-4e3d-bf50-4b3c8d9e0f13", &event);
+    assert (event.status == PROTO_STATUS_PHANTOM);
+    s_test_event (server, bus, "phantom.start.5d8b6e3a-9c74-4e3d-bf50-4b3c8d9e0f13", &event);
+    for (int i = 0; i < 3; i++) {
+        //  Each live reading on the bus, after its status change's events.
+        s_test_event (server, bus, "reading.5d8b6e3a-9c74-4e3d-bf50-4b3c8d9e0f13", &event);
+        assert (streq (event.kind, "reading") && event.ts == first_ts + i * 1000);
+        assert (event.watts == 4.6 && event.status == PROTO_STATUS_PHANTOM && !event.has_episode);
+    }
+    s_test_event (server, bus, "status.5d8b6e3a-9c74-4e3d-bf50-4b3c8d9e0f13", &event);
+    assert (event.status == PROTO_STATUS_OFFLINE && event.previous == PROTO_STATUS_PHANTOM);
+    assert (event.ts == first_ts + 2000 && event.user == 7);
+    s_test_event (server, bus, "phantom.end.5d8b6e3a-9c74-4e3d-bf50-4b3c8d9e0f13", &event);
+    assert (event.has_episode && event.episode.end == first_ts + 2000);
+    detector_server_stats (server, &stats);
+    assert (stats.offline_frames == 2 && stats.malformed == 0 && stats.verdicts == 4);
+    detector_engine_stats_t engine_stats;
+    detector_engine_stats (detector_server_engine (server), &engine_stats);
+    assert (engine_stats.told_offline == 1 && engine_stats.offline == 0);
+    proto_buffer_release (&offline_buffer);
     detector_server_destroy (&server);
 
     proto_buffer_release (&buffer);

@@ -27,6 +27,7 @@ typedef struct {
     uint64_t verdicts;         //  verdicts handed to the store socket
     uint64_t verdicts_dropped; //  verdicts the store socket would not take in time
     uint64_t events;           //  events published
+    uint64_t offline_frames;   //  offline frames (plugs' wills) received
 } detector_server_stats_t;
 
 typedef struct _detector_server_t detector_server_t;

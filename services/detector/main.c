@@ -44,13 +44,15 @@ s_log_stats (detector_server_t *server, long partition)
     detector_server_stats (server, &stats);
     detector_engine_stats_t engine_stats;
     detector_engine_stats (detector_server_engine (server), &engine_stats);
-    zsys_info ("detector partition %ld - stopping: %llu frames, %llu malformed, %llu verdicts, "
-               "%llu dropped, %llu events, %llu ports, %llu duplicates, %llu out of order",
-               partition, (unsigned long long)stats.frames, (unsigned long long)stats.malformed,
-               (unsigned long long)stats.verdicts, (unsigned long long)stats.verdicts_dropped,
-               (unsigned long long)stats.events, (unsigned long long)engine_stats.ports,
-               (unsigned long long)engine_stats.duplicates,
-               (unsigned long long)engine_stats.out_of_order);
+    zsys_info (
+        "detector partition %ld - stopping: %llu frames, %llu malformed, %llu verdicts, "
+        "%llu dropped, %llu events, %llu ports, %llu duplicates, %llu out of order, "
+        "%llu offline frames (%llu ports told offline)",
+        partition, (unsigned long long)stats.frames, (unsigned long long)stats.malformed,
+        (unsigned long long)stats.verdicts, (unsigned long long)stats.verdicts_dropped,
+        (unsigned long long)stats.events, (unsigned long long)engine_stats.ports,
+        (unsigned long long)engine_stats.duplicates, (unsigned long long)engine_stats.out_of_order,
+        (unsigned long long)stats.offline_frames, (unsigned long long)engine_stats.told_offline);
 }
 
 //  Runs partition partition_text under config until a signal. The exit

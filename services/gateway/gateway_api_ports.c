@@ -31,7 +31,9 @@
 //  gap there.
 #define S_GAP_SECONDS 300
 
-//  A port that has never reported is "waiting", whatever its row says.
+//  A port that has never reported is "waiting", whatever its row says. A
+//  port is new while the MQTT service created it for a plug's channel and
+//  its owner has not changed it yet (migration 017's is_new).
 #define S_PORT_COLUMNS                                                                                                                 \
     "id::text, name, device_id,"                                                                                                       \
     " CASE WHEN last_reading_at IS NULL THEN 'waiting' ELSE status END, " GATEWAY_API_MS (                                             \
@@ -40,7 +42,8 @@
                                                                 "min_phantom_seconds,"                                                 \
                                                                 " " GATEWAY_API_ROLE (                                                 \
                                                                     "role") ", " GATEWAY_API_MS ("created_at") ", off_schedule::text," \
-                                                                                                               " external_key"
+                                                                                                               " external_key,"        \
+                                                                                                               " EXISTS (SELECT 1 FROM mqtt_channels c WHERE c.port_id = ports.id AND c.is_new)"
 
 //  Of S_PORT_COLUMNS; s_port_object adds offlineAfterSeconds.
 static const gateway_api_member_t s_port_members[] = {
@@ -58,6 +61,7 @@ static const gateway_api_member_t s_port_members[] = {
     {"settings.minPhantomSeconds", 9, GATEWAY_API_INTEGER},
     {"settings.offSchedule", 12, GATEWAY_API_JSON},
     {"externalKey", 13, GATEWAY_API_TEXT},
+    {"isNew", 14, GATEWAY_API_BOOL},
     {0}};
 
 //  A port's JSON from a row of S_PORT_COLUMNS.
@@ -349,6 +353,19 @@ s_ports_update (gateway_api_request_t *request)
     values[7] = settings.schedule;
     values[8] = external_set ? "1" : "0";
     values[9] = external;
+    //  Changed by its owner: no longer new (before the update, whose
+    //  RETURNING then reads it so).
+    result = gateway_api_run (request, &status,
+                              "UPDATE mqtt_channels SET is_new = false WHERE port_id = $1::uuid"
+                              " AND is_new AND device_id IN (SELECT id FROM devices"
+                              " WHERE user_id = $2::bigint)",
+                              2, values);
+    if (!result) {
+        free (settings.schedule);
+        json_decref (current);
+        goto done;
+    }
+    PQclear (result);
     request->conflict_code = "external_key_taken";
     request->conflict_message = "Another of your ports has this external key";
     //  No row: deleted meanwhile.

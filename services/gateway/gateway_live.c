@@ -2,7 +2,7 @@
     gateway_live - live updates for the dashboard (Server-Sent Events)
 
     Gateway live thread: SUB to every detector's event PUB (event_endpoint
-    + i, i < partitions; topics status. and phantom.), LISTEN on PostgreSQL
+    + i, i < partitions; topics status., phantom. and reading.), LISTEN on PostgreSQL
     channel phantom_notification with its own connection. Events are fanned
     out under one lock to the streams of the event's user; each stream is a
     civetweb worker thread waiting on its own condition variable.
@@ -156,6 +156,11 @@ s_event (gateway_live_t *self, const proto_event_t *event)
                    json_pack ("{s:s, s:s, s:s, s:o}", "portId", event->port, "status",
                               proto_status_name (event->status), "previous",
                               proto_status_name (event->previous), "ts", s_time (event->ts)));
+    else if (streq (event->kind, "reading"))
+        //  A reading of a sender without a live channel (phantom-mqtt),
+        //  as the sensor path publishes its own.
+        gateway_live_reading (self, event->user, event->port, event->ts, event->watts,
+                              event->status);
     else if (strncmp (event->kind, "phantom.", 8) == 0) {
         json_t *episode = json_null ();
         if (event->has_episode)
@@ -221,6 +226,7 @@ s_thread (void *argument)
     zsock_set_rcvtimeo (sub, 0); //  reads below only after a poll said so
     zsock_set_subscribe (sub, "status.");
     zsock_set_subscribe (sub, "phantom.");
+    zsock_set_subscribe (sub, "reading.");
     if (proto_curve_client (sub, NULL) != 0)
         zsys_error ("gateway live - no CURVE client keys: live events will not arrive");
     for (int index = 0; index < self->endpoint_count; index++)

@@ -700,6 +700,40 @@ gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, si
     return acked;
 }
 
+size_t
+gateway_pipeline_offline (gateway_pipeline_t *self, const char (*ports)[PROTO_UUID_LEN + 1],
+                          size_t count, int64_t ts)
+{
+    assert (self);
+    assert (ports || count == 0);
+    proto_buffer_t *buffer = s_thread_buffer ();
+    proto_offline_t frame;
+    size_t sent = 0;
+    uint32_t partitions = (uint32_t)self->partitions;
+    for (uint32_t number = 0; number < partitions; number++) {
+        frame.ts = ts;
+        frame.count = 0;
+        for (size_t index = 0; index <= count; index++) {
+            bool last = index == count;
+            if (!last && proto_partition (ports[index], partitions) % partitions == number)
+                memcpy (frame.ports[frame.count++], ports[index], PROTO_UUID_LEN + 1);
+            if (frame.count == 0 || (!last && frame.count < PROTO_OFFLINE_MAX))
+                continue;
+            if (proto_offline_encode (&frame, buffer) == 0) {
+                s_partition_t *partition = &self->partition[number];
+                pthread_mutex_lock (&partition->mutex);
+                bool ok = zmq_send (partition->socket, buffer->data, buffer->size, ZMQ_DONTWAIT) ==
+                          (int)buffer->size;
+                pthread_mutex_unlock (&partition->mutex);
+                if (ok)
+                    sent += frame.count;
+            }
+            frame.count = 0;
+        }
+    }
+    return sent;
+}
+
 int
 gateway_pipeline_peers (gateway_pipeline_t *self, int partition)
 {
@@ -932,6 +966,10 @@ gateway_pipeline_test (bool verbose)
     size_t acked = gateway_pipeline_submit (pipeline, &reading, 1, &ack, &outcome);
     assert (acked == 0 && outcome == GATEWAY_PIPELINE_FULL);
     assert (zclock_mono () - started < 100);
+    char will[4][PROTO_UUID_LEN + 1];
+    for (int index = 0; index < 4; index++)
+        snprintf (will[index], sizeof will[index], "%s", ports[index]);
+    assert (gateway_pipeline_offline (pipeline, will, 4, 1704110401000LL) == 0);
 
     //  Detectors connect to both partitions.
     zsock_t *pull[2];
@@ -1068,6 +1106,24 @@ gateway_pipeline_test (bool verbose)
     zframe_destroy (&message);
     pthread_join (thread, NULL);
     assert (job.acked == 4);
+
+    //  A plug's will: each partition gets one offline frame of its ports.
+    assert (gateway_pipeline_offline (pipeline, will, 4, 1704110401000LL) == 4);
+    size_t told = 0;
+    for (int partition = 0; partition < 2; partition++) {
+        poller = zpoller_new (pull[partition], NULL);
+        assert (zpoller_wait (poller, 2000) == pull[partition]);
+        zpoller_destroy (&poller);
+        message = zframe_recv (pull[partition]);
+        proto_offline_t offline;
+        assert (proto_offline_decode (zframe_data (message), zframe_size (message), &offline) == 0);
+        assert (offline.ts == 1704110401000LL);
+        for (uint32_t index = 0; index < offline.count; index++)
+            assert (proto_partition (offline.ports[index], 2) == (uint32_t)partition);
+        told += offline.count;
+        zframe_destroy (&message);
+    }
+    assert (told == 4);
 
     //  Full queue: the detector stops reading; sends fail at once instead
     //  of blocking the handler. Its socket takes one message and a small

@@ -41,6 +41,15 @@ void gateway_pipeline_destroy (gateway_pipeline_t **self_p);
 size_t gateway_pipeline_submit (gateway_pipeline_t *self, proto_reading_t *readings, size_t count,
                                 proto_ack_t *acks, int *outcomes);
 
+//  Tells the detectors that own them that ports are offline as of ts (a
+//  plug's will): one proto offline frame per partition (at most
+//  PROTO_OFFLINE_MAX ports each), on the sockets readings take, so it
+//  follows the readings submitted before it. Nothing acknowledges it and
+//  it never waits: a partition without a detector or with a full queue
+//  does not get it (its offline timer still runs). Returns the ports sent.
+size_t gateway_pipeline_offline (gateway_pipeline_t *self, const char (*ports)[PROTO_UUID_LEN + 1],
+                                 size_t count, int64_t ts);
+
 //  Readiness: detectors connected to partition i, and the ack link.
 int gateway_pipeline_peers (gateway_pipeline_t *self, int partition);
 int gateway_pipeline_partitions (gateway_pipeline_t *self);

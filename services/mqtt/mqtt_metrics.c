@@ -123,6 +123,10 @@ mqtt_metrics_text (mqtt_metrics_t *self)
             "phantom_mqtt_fallback_ids_total", atomic_load (&c->fallback_ids));
     s_line (text, "Ports created on a channel's first sight", "counter",
             "phantom_mqtt_ports_created_total", atomic_load (&c->ports_created));
+    s_line (text, "Ports a plug's will told the detectors offline", "counter",
+            "phantom_mqtt_ports_told_offline_total", atomic_load (&c->ports_told_offline));
+    s_line (text, "Ports of a will not told (no detector, queue full): their timer's", "counter",
+            "phantom_mqtt_offline_unsent_total", atomic_load (&c->offline_unsent));
     char line[512];
     unsigned long count = atomic_load (&c->ack_lag_count);
     int size =

@@ -26,6 +26,8 @@ typedef struct {
     atomic_ulong retries;                     //  submits repeated (no detector, no ack, RETRY)
     atomic_ulong fallback_ids;                //  messages without the broker's pw-id
     atomic_ulong ports_created;               //  auto-created on first sight
+    atomic_ulong ports_told_offline;          //  ports a will told the detectors offline
+    atomic_ulong offline_unsent;              //  ... that could not be told (timer's then)
     atomic_ulong ack_lag_us_sum;              //  receive -> store ack, summed
     atomic_ulong ack_lag_count;               //  ... over this many messages
     atomic_ulong ack_lag_us_max;              //  the longest seen

@@ -8,6 +8,7 @@
 */
 #include "mqtt_channels.h"
 #include "mqtt_metrics.h"
+#include "mqtt_offline.h"
 #include "mqtt_parse.h"
 #include "mqtt_reading.h"
 #include "mqtt_service.h"
@@ -16,7 +17,7 @@
 static const proto_selftest_t s_tests[] = {
     {"mqtt_parse", mqtt_parse_test, false},     {"mqtt_reading", mqtt_reading_test, false},
     {"mqtt_metrics", mqtt_metrics_test, false}, {"mqtt_channels", mqtt_channels_test, true},
-    {"mqtt_service", mqtt_service_test, true},
+    {"mqtt_service", mqtt_service_test, true},  {"mqtt_offline", mqtt_offline_test, true},
 };
 
 int

@@ -36,6 +36,7 @@
 #include "gateway_pipeline.h"
 #include "mqtt_channels.h"
 #include "mqtt_metrics.h"
+#include "mqtt_offline.h"
 #include "mqtt_parse.h"
 #include "mqtt_reading.h"
 #include "proto.h"
@@ -79,6 +80,7 @@ struct _mqtt_service_t {
     gateway_pipeline_t *pipeline;              //  readings out, acks back
     mqtt_metrics_t *metrics;                   //  counters and their endpoint
     mqtt_counters_t *counters;                 //  borrowed from metrics
+    mqtt_offline_t *offline;                   //  a will takes the plug's ports offline
     zhashx_t *online;                          //  plug names whose last presence said online
     int64_t logged_at[MQTT_REJECT_COUNT];      //  rate limit of rejection logs
     unsigned long unlogged[MQTT_REJECT_COUNT]; //  rejections since the last log
@@ -114,9 +116,8 @@ s_presence (mqtt_service_t *self, const mqtt_parse_t *parsed)
         zhashx_delete (self->online, parsed->name);
         atomic_fetch_sub (&self->counters->devices_online, 1);
     }
-    //  Offline is not 0 W: nothing is sent, as a sensor that stops
-    //  reporting sends nothing to the gateway; the detector's offline timer
-    //  (detector_offline_seconds) takes the silent ports offline.
+    //  Offline is not 0 W: no reading; the detectors take the plug's ports
+    //  offline at once (mqtt_offline).
     if (self->verbose || parsed->kind == MQTT_PARSE_OFFLINE)
         zsys_info ("mqtt - plug %s %s", parsed->name,
                    parsed->kind == MQTT_PARSE_ONLINE ? "online" : "offline");
@@ -183,6 +184,8 @@ mqtt_service_message (mqtt_service_t *self, const char *topic, const void *paylo
     }
     if (kind == MQTT_PARSE_ONLINE || kind == MQTT_PARSE_OFFLINE) {
         s_presence (self, &parsed);
+        if (kind == MQTT_PARSE_OFFLINE)
+            mqtt_offline_plug (self->offline, parsed.name, received);
         return;
     }
     proto_reading_t readings[MQTT_PARSE_CHANNELS_MAX];
@@ -234,6 +237,7 @@ mqtt_service_message (mqtt_service_t *self, const char *topic, const void *paylo
         reading->power = source->power;
         reading->voltage = source->voltage;
         reading->current = source->current;
+        reading->live = true; //  the detector publishes it for the dashboard's stream
         stamped = mqtt_reading_key (pw_id, topic, payload, size, received, source->channel,
                                     reading->key, sizeof reading->key);
     }
@@ -475,6 +479,7 @@ mqtt_service_new (proto_config_t *config, int instance, bool verbose)
     if (!self->metrics)
         goto failed;
     self->counters = mqtt_metrics_counters (self->metrics);
+    self->offline = mqtt_offline_new (self->channels, self->pipeline, self->counters);
     if (s_client (self, config) != 0)
         goto failed;
     return self;
@@ -495,6 +500,7 @@ mqtt_service_destroy (mqtt_service_t **self_p)
             mosquitto_destroy (self->mosq);
             mosquitto_lib_cleanup ();
         }
+        mqtt_offline_destroy (&self->offline);
         mqtt_metrics_destroy (&self->metrics); //  first: its thread reads the pipeline
         gateway_pipeline_destroy (&self->pipeline);
         mqtt_channels_destroy (&self->channels);
@@ -755,6 +761,7 @@ mqtt_service_test (bool verbose)
     assert (atomic_load (&self->counters->devices_online) == 1);
     s_send (self, topic, "Offline", "1-6");
     assert (atomic_load (&self->counters->devices_online) == 0);
+    assert (atomic_load (&self->counters->ports_told_offline) == 4); //  its 4 channels' ports
     zclock_sleep (100);
     assert (atomic_load (&fake.count) == 7);
     assert (atomic_load (&self->counters->rejected[MQTT_REJECT_BAD_VALUE]) == 1);

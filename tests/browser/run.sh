@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh - what ctest's browser_dashboard runs: makes sure node_modules holds
 # package-lock.json's playwright-core (npm ci only when the lock changed, so
-# a second run works offline), then runs dashboard.test.mjs.
+# a second run works offline), then runs dashboard.test.mjs, or the spec
+# named as its argument (mqtt.test.mjs).
 # Exit 77 (skipped) only when Debian's Chromium is missing and
 # PHANTOM_ALLOW_SKIP=1; anything else missing is a failure.
 set -euo pipefail
@@ -28,4 +29,4 @@ if [ "$(cat "$marker" 2>/dev/null || true)" != "$lock" ]; then
     echo "$lock" >"$marker"
 fi
 
-exec node dashboard.test.mjs
+exec node "${1:-dashboard.test.mjs}"

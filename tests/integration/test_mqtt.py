@@ -5,15 +5,18 @@ firmware do (the payloads of services/mqtt/mqtt_parse.c, which cites the
 firmware sources). Readings land on auto-created ports with the right
 values and times and with reading ids from the broker's pw-id stamp; a
 plug that forges a pw-id is refused; a malformed message is counted and
-stores nothing; two instances share the load; an LWT Offline sends no 0 W
-reading, and the detector's offline timer takes the silent ports offline.
-(That one stamp gives one reading id to every redelivery is
+stores nothing; two instances share the load; an LWT Offline stores no
+0 W reading and takes the plug's ports offline at once (seconds, with the
+detector's offline timer at 5 minutes): the same status event, phantom.end
+and "sensor offline" notification as the timer's, and phantom-tap prints
+the plug's events like any other port's. (That one stamp gives one reading id to every redelivery is
 mqtt_reading's unit test; that one id is stored once, fault_duplicates.)"""
 
 import datetime
 import re
 import shutil
 import subprocess
+import sys
 import time
 import unittest
 import urllib.request
@@ -24,7 +27,10 @@ from harness import wait_for
 
 STACK = None
 METRICS_URLS = []
-OFFLINE_SECONDS = 2
+# The timer's delay, far above what a will may take: a port offline
+# within seconds of its LWT was taken offline by the will.
+OFFLINE_SECONDS = 300
+WILL_SECONDS = 5
 
 
 def setUpModule():
@@ -148,6 +154,16 @@ class MqttTestCase(unittest.TestCase):
             r = self.wait_readings(port, 1)
             self.assertEqual(r[0][1], power)
             self.assertLess(abs(int(r[0][0]) - now * 1000), 10000)
+        # Shown as new until the owner changes the port.
+        for port in (t1, t2):
+            status, _, body = STACK.api("GET", "/api/ports/%s" % port, token=self.token)
+            self.assertEqual((status, body["data"]["port"]["isNew"]), (200, True))
+        status, _, body = STACK.api("PATCH", "/api/ports/%s" % t2, {"name": "Desk fan"},
+                                    token=self.token)
+        self.assertEqual((status, body["data"]["port"]["isNew"]), (200, False))
+        status, _, body = STACK.api("GET", "/api/ports", token=self.token)
+        self.assertEqual({p["id"]: p["isNew"] for p in body["data"]["ports"] if p["id"] in (t1, t2)},
+                         {t1: True, t2: False})
         m = metrics()
         self.assertEqual(m["phantom_mqtt_ports_created_total"], 5)
         self.assertEqual(m["phantom_mqtt_readings_stored_total"], 5)
@@ -186,29 +202,103 @@ class MqttTestCase(unittest.TestCase):
         for url in METRICS_URLS:
             self.assertGreater(scrape(url).get("phantom_mqtt_messages_total", 0), 0, url)
 
-    def test_3_offline(self):
-        publish(self.plug, "tele/%s/LWT" % self.name, "Online", retain=True)
-        wait_for(lambda: metrics().get("phantom_mqtt_connected_devices") == 2, 10)
-        # A fresh reading brings port 1 back from the offline the earlier
-        # silence gave it.
-        t1 = self.port_of("1")
-        now = datetime.datetime.now(zoneinfo.ZoneInfo("Europe/Berlin"))
-        publish(self.plug, "tele/%s/SENSOR" % self.name,
-                '{"Time":"%s","ENERGY":{"Power":[7,1],"Voltage":231,"Current":[0.05,0.01]}}'
-                % now.strftime("%Y-%m-%dT%H:%M:%S"))
-        wait_for(lambda: STACK.scalar("SELECT status FROM ports WHERE id = %s", t1) != "offline",
-                 10)
-        self.assertNotEqual(STACK.scalar("SELECT status FROM ports WHERE id = %s", t1), "offline")
-        count = len(self.readings(t1))
-        publish(self.plug, "tele/%s/LWT" % self.name, "Offline", retain=True)
-        wait_for(lambda: metrics().get("phantom_mqtt_connected_devices") == 0, 10)
-        self.assertEqual(metrics().get("phantom_mqtt_connected_devices"), 0)
-        # Not 0 W: no reading; the detector's offline timer takes the
-        # silent port offline, as it would a sensor that stopped posting.
-        wait_for(lambda: STACK.scalar("SELECT status FROM ports WHERE id = %s", t1) == "offline",
-                 OFFLINE_SECONDS + 10)
-        self.assertEqual(STACK.scalar("SELECT status FROM ports WHERE id = %s", t1), "offline")
-        self.assertEqual(len(self.readings(t1)), count)
+    def tasmota(self, plug, name, watts, at):
+        """A Tasmota SENSOR of one channel, Time = at (epoch s) in Berlin,
+        as tele/<topic>/SENSOR carries it; waits until it is stored."""
+        local = datetime.datetime.fromtimestamp(at, zoneinfo.ZoneInfo("Europe/Berlin"))
+        publish(plug, "tele/%s/SENSOR" % name,
+                '{"Time":"%s","ENERGY":{"TotalStartTime":"2026-01-03T10:11:12","Total":0.031,'
+                '"Yesterday":0.0,"Today":0.031,"Power":%s,"ApparentPower":%s,'
+                '"ReactivePower":0,"Factor":1.0,"Voltage":230,"Current":%.3f}}'
+                % (local.strftime("%Y-%m-%dT%H:%M:%S"), watts, watts, watts / 230))
+
+    def test_3_will_takes_ports_offline(self):
+        """A lamp plug on standby long enough to be phantom, then its
+        broker-sent will: the port is offline within WILL_SECONDS (the
+        timer would take OFFLINE_SECONDS), no reading is stored, and
+        phantom-tap prints the same lines the timer's change makes."""
+        s = STACK
+        device, token = s.create_device_and_token(self.token, "Lamp plug")
+        name = s.scalar("SELECT mqtt_name FROM devices WHERE id = %s", device["id"])
+        plug = (name, token)
+        publish(plug, "tele/%s/LWT" % name, "Online", retain=True)
+        # Every port's events: the lamp's port exists only once its first
+        # reading is in, and that reading's event is one of those wanted.
+        tap = s.tap("status.", "phantom.", wait=60)
+        try:
+            now = int(time.time())
+            # 4 W from 2 minutes ago (device time), 70 s on: phantom after
+            # the default 60 s. Each stored before the next (two instances
+            # share SENSOR round robin; an older reading is out of order).
+            self.tasmota(plug, name, 4.0, now - 120)
+            q = ("SELECT port_id FROM mqtt_channels c JOIN devices d ON d.id = c.device_id"
+                 " WHERE d.mqtt_name = %s AND c.channel = '1'")
+            wait_for(lambda: s.scalar(q, name), 10)
+            port = s.scalar(q, name)
+            self.assertTrue(port, "no port for the lamp plug's channel 1")
+            mine = lambda: [e for e in tap.snapshot() if e["port"] == port]
+            self.wait_readings(port, 1)
+            self.tasmota(plug, name, 4.2, now - 50)
+            self.wait_readings(port, 2)
+            wait_for(lambda: s.scalar("SELECT status FROM ports WHERE id = %s", port) == "phantom",
+                     10)
+            self.assertEqual(s.scalar("SELECT status FROM ports WHERE id = %s", port), "phantom")
+
+            willed = time.time()
+            publish(plug, "tele/%s/LWT" % name, "Offline", retain=True)
+            wait_for(lambda: s.scalar("SELECT status FROM ports WHERE id = %s", port) == "offline",
+                     WILL_SECONDS)
+            took = time.time() - willed
+            self.assertEqual(s.scalar("SELECT status FROM ports WHERE id = %s", port), "offline",
+                             "not offline %d s after the will (the timer: %d s)"
+                             % (WILL_SECONDS, OFFLINE_SECONDS))
+            sys.stderr.write("port offline %.2f s after the LWT\n" % took)
+            self.assertEqual(len(self.readings(port)), 2, "a will stored a reading")
+            m = metrics()
+            # Every instance sees every will (presence is not shared): both tell.
+            self.assertEqual(m.get("phantom_mqtt_ports_told_offline_total"), 2)
+            self.assertEqual(m.get("phantom_mqtt_offline_unsent_total"), 0)
+            # The episode closed at the last reading, as the timer closes it.
+            ep = s.sql("SELECT (extract(epoch FROM started_at))::bigint,"
+                       " (extract(epoch FROM ended_at))::bigint FROM episodes WHERE port_id = %s",
+                       port)
+            self.assertEqual(ep, [(str(now - 120), str(now - 50))])
+            # The notifier says so once, as for a sensor that fell silent.
+            wait_for(lambda: s.count("SELECT count(*) FROM notifications WHERE port_id = %s"
+                                     " AND kind = 'sensor.offline'", port), 10)
+            self.assertEqual(s.count("SELECT count(*) FROM notifications WHERE port_id = %s"
+                                     " AND kind = 'sensor.offline'", port), 1)
+
+            # phantom-tap printed the port's events, the will's last.
+            wait_for(lambda: len(mine()) >= 5, 5)
+        finally:
+            tap.close()
+        self.assertEqual(tap.garbage, [])
+        events = mine()
+        # watts to 3 places: the offline change carries the port's last
+        # power as the detector keeps it (a float), as the timer's does.
+        got = [(e["kind"], e["status"], e["previous"], e["ts"], round(e["watts"], 3))
+               for e in events]
+        iso = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%S.000Z")
+        self.assertEqual(got, [
+            ("status", "idle", "unknown", iso(now - 120), 4.0),
+            ("status", "phantom", "idle", iso(now - 50), 4.2),
+            ("phantom.start", "phantom", "idle", iso(now - 50), 4.2),
+            ("status", "offline", "phantom", iso(now - 50), 4.2),
+            ("phantom.end", "offline", "phantom", iso(now - 50), 4.2),
+        ])
+        for e in events:
+            self.assertEqual(e["user"], int(self.user_id))
+        self.assertEqual(events[4]["topic"], "phantom.end." + port)
+        self.assertEqual((events[4]["episode"]["start"], events[4]["episode"]["end"]),
+                         (iso(now - 120), iso(now - 50)))
+        # Online says nothing; the next reading brings the port back.
+        publish(plug, "tele/%s/LWT" % name, "Online", retain=True)
+        self.tasmota(plug, name, 60, now)
+        wait_for(lambda: s.scalar("SELECT status FROM ports WHERE id = %s", port) == "active", 10)
+        self.assertEqual(s.scalar("SELECT status FROM ports WHERE id = %s", port), "active")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -121,6 +121,8 @@ export function portsView (main, onLeave) {
     function row (port, fresh) {
         return h('tr', { 'data-testid': 'port-row', 'data-port': port.id, class: fresh ? 'fresh' : undefined },
             h('td', { 'data-label': 'Name' }, h('span', {}, h('a', { href: `#/ports/${port.id}`, 'data-testid': 'port-link' }, port.name),
+              port.isNew ? h('span', { class: 'badge badge-new', 'data-testid': 'port-new',
+                                       title: 'Found on a plug over MQTT; new until you change its settings' }, 'new') : null,
               h('span', { class: 'role-chip' }, ROLES[(port.settings || {}).role] || ROLES.standby))),
             h('td', { 'data-label': 'Port ID', class: 'stacked' }, h('div', { class: 'copy-row' },
                 h('code', { class: 'uuid', 'data-testid': 'port-id' }, port.id),
@@ -155,10 +157,29 @@ export function portsView (main, onLeave) {
         mount(tr.querySelector('[data-field=status]'), badge(statusNow(port), 'port-status'));
         mount(tr.querySelector('[data-field=power]'), nowCell(port));
     }
+    //  An event of a port not listed: a plug's new channel, just created by
+    //  the MQTT service. The list is read again (once per port) and the
+    //  events that came meanwhile are applied to it, since the list may
+    //  have been read before the reading they carry was stored.
+    const unlisted = new Map();
     const update = (event) => {
         const port = ports.find((p) => p.id === event.portId);
-        if (!port)
+        if (!port) {
+            if (!event.portId || unlisted.get(event.portId) === null)
+                return;
+            if (unlisted.has(event.portId)) {
+                unlisted.get(event.portId).push(event);
+                return;
+            }
+            unlisted.set(event.portId, [event]);
+            load(event.portId).then(() => {
+                const events = unlisted.get(event.portId);
+                unlisted.set(event.portId, null);
+                if (ports.some((p) => p.id === event.portId))
+                    events.forEach(update);
+            });
             return;
+        }
         if (event.status)
             port.status = event.status;
         if (event.power !== undefined) {
