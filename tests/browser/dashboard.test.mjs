@@ -317,14 +317,18 @@ async function pickSlot () {
         const http = 3260 + k;
         const pg = 5550 + k;
         const base = 7800 + 10 * k;
-        const ports = [http, pg, base, base + 1];
+        //  the broker and phantom-mqtt's metrics too (not the defaults a
+        //  dev stack has); mqtt.test.mjs takes 1980+ and 9780+
+        const mqtt = 1960 + k;
+        const metrics = 9760 + k;
+        const ports = [http, http + 1000, pg, base, base + 1, mqtt, metrics];
         for (let i = 0; i < PARTITIONS; i++)
             ports.push(base + 100 + i, base + 200 + i);
         let free = true;
         for (const p of ports)
             free = free && await portFree(p);
         if (free)
-            return { http, pg, base };
+            return { http, pg, base, mqtt, metrics };
     }
     throw new Failure('no free slot of test ports (HTTP 3260-3269 busy?)');
 }
@@ -381,6 +385,8 @@ class Stack {
             PHANTOM_HTTP_PORT: String(slot.http),
             PHANTOM_PG_PORT: String(slot.pg),
             PHANTOM_ZMQ_PORT_BASE: String(slot.base),
+            PHANTOM_MQTT_PORT: String(slot.mqtt),
+            PHANTOM_MQTT_METRICS_PORT: String(slot.metrics),
             PHANTOM_PARTITIONS: String(PARTITIONS),
             PHANTOM_DETECTOR_OFFLINE_SECONDS: String(OFFLINE_S),
             PHANTOM_SEED: '0',

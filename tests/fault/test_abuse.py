@@ -57,6 +57,7 @@ REQUEST_TIMEOUT_S = 5.0          # http_request_timeout_ms
 RATE_BURST = 20                  # sensor_token_limit_burst: failed token lookups at once
 RATE_REFILL_PER_MIN = 10         # sensor_token_limit_per_hour / 60
 LOGIN_BURST = 20                 # login_limit_burst: failed logins per address
+LOGIN_REFILL_S = 3600 / 600      # login_limit_per_hour
 ACCOUNT_BURST = 10               # login_account_limit_burst: failed logins per account
 REGISTER_BURST = 20              # register_limit_burst: accounts per address
 SESSION_IDLE_S = 14 * 86400      # session_idle_seconds
@@ -663,9 +664,18 @@ class AbuseCase(unittest.TestCase):
 
         _, _, email, password = s.register_user("guessed")
         _, _, other_email, other_password = s.register_user("bystander")
+        t0 = time.monotonic()
         got = [login(GUESS_SRC, "guess-%d@example.test" % i, "wrong horse").status
                for i in range(LOGIN_BURST)]
         self.assertEqual(got, [401] * LOGIN_BURST, got)
+        # the bucket refills one failure every LOGIN_REFILL_S: on a slow
+        # machine the burst itself outlasts that (each login hashes), so
+        # the refills are spent first, as many as the time allows and no more
+        refills = 0
+        while login(GUESS_SRC, "guess-more-%d@example.test" % refills, "wrong horse").status == 401:
+            refills += 1
+            self.assertLessEqual(refills, (time.monotonic() - t0) / LOGIN_REFILL_S + 1,
+                                 "more failures than the burst and its refills let through")
         r = login(GUESS_SRC, email, password)
         self.assertAnswer(r, 429, "rate_limited", "right password from the guessing address")
         self.assertIsNotNone(r.header("Retry-After"))
