@@ -442,13 +442,18 @@ s_keeper (void *args)
             zclock_sleep (100);
         if (!conn) {
             conn = proto_pg_connect (self->conninfo, "phantom-mqtt-spool", 10000);
-            if (!conn)
+            if (!conn) {
+                mqtt_auth_spool_checkpoint (spool);
                 continue;
+            }
         }
         if (!s_keeper_pass (self, spool, conn) || PQstatus (conn) != CONNECTION_OK) {
             PQfinish (conn);
             conn = NULL;
         }
+        //  The fsync of what was appended: a power loss costs at most the
+        //  last second or so of acknowledged messages.
+        mqtt_auth_spool_checkpoint (spool);
         if (zclock_mono () >= next_log) {
             next_log = zclock_mono () + 10000;
             uint64_t now[7] = {atomic_load (&self->spooled),   atomic_load (&self->repeats),
@@ -764,7 +769,8 @@ mosquitto_plugin_init (mosquitto_plugin_id_t *identifier, void **userdata,
         //  Not durable, not started: the broker must not acknowledge what
         //  it cannot keep.
         self->spool = mqtt_auth_spool_new (self->spool_path);
-        if (!self->spool || pthread_create (&self->keeper, NULL, s_keeper, self) != 0) {
+        //  No fsync on the broker thread: the keeper checkpoints.
+        if (!self->spool || mqtt_auth_spool_checkpoint_elsewhere (self->spool) != 0 || pthread_create (&self->keeper, NULL, s_keeper, self) != 0) {
             mosquitto_log_printf (MOSQ_LOG_ERR, "phantom-auth: cannot open the spool %s",
                                   self->spool_path);
             s_plugin_destroy (&self);

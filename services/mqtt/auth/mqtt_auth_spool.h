@@ -9,7 +9,7 @@
     confirms them against PostgreSQL, marks them done or hands them back
     for another try. A commit is a write() into the WAL, not an fsync:
     it survives a kill -9 of any process; a power loss can take the
-    commits since the last checkpoint (at most wal_autocheckpoint pages).
+    commits since the last checkpoint (the keeper's, each second).
     =========================================================================
 */
 #ifndef MQTT_AUTH_SPOOL_H_INCLUDED
@@ -56,6 +56,11 @@ int mqtt_auth_spool_append (mqtt_auth_spool_t *self, const char *user, const cha
 //  out (a zlistx_t of mqtt_auth_spool_entry_t, with destructor set).
 //  Returns the number, -1 on failure.
 int mqtt_auth_spool_due (mqtt_auth_spool_t *self, int64_t now_ms, int limit, void *out);
+
+//  The broker thread's connection leaves checkpoints (the fsyncs) to the
+//  keeper's, which calls mqtt_auth_spool_checkpoint each second.
+int mqtt_auth_spool_checkpoint_elsewhere (mqtt_auth_spool_t *self);
+int mqtt_auth_spool_checkpoint (mqtt_auth_spool_t *self);
 
 //  Keeper: one transaction around a batch of the calls below.
 int mqtt_auth_spool_begin (mqtt_auth_spool_t *self);
