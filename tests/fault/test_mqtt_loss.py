@@ -320,6 +320,29 @@ def _spool_log(stack):
 
 
 class MqttLoss(unittest.TestCase):
+    def test_0_republish_after_reconnect_is_stored_once(self):
+        """A plug sends again, on its next connection, a message the broker
+        had (its PUBACK lost with the connection): the plugin gives the
+        copy the first one's pw-id, the store keeps one reading. The same
+        message twice on one connection is two readings (a plug at a
+        steady 0 W repeats itself)."""
+        warm_up(self, 2)
+        name, token, shape = PLUG_CREDENTIALS[0]
+        base_s = int(time.time()) - 5 * 3600
+        plug = Plug(STACK.mqtt_port, name, token, shape, 2, time.time(), base_s, 3)
+        self.assertTrue(plug._connect(time.time() + 10))
+        plug._publish(0)
+        plug.sock.close()
+        self.assertTrue(plug._connect(time.time() + 10))
+        plug._publish(0)        # again, on the next connection
+        plug._publish(1)
+        plug._publish(1)        # twice on one connection
+        plug.sock.close()
+        time.sleep(2.0)
+        got = faultlib.wait_until(lambda: (lambda g: g if g.get((name, 301)) == 2 else None)(
+            _stored(STACK, [name])), 15) or _stored(STACK, [name])
+        self.assertEqual((got.get((name, 300)), got.get((name, 301))), (1, 2), got)
+
     def test_1_spool_loses_nothing_acknowledged(self):
         f = run_faults(self, "spool", duration(8), 10)
         self.assertEqual(f["unacked"], 0, "plugs that never got a PUBACK: %s" % f)
