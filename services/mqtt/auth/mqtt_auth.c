@@ -100,15 +100,15 @@ typedef struct {
     pthread_t keeper;          //  confirms and hands back entries
     bool keeper_started;       //  keeper must be joined
     pthread_mutex_t republish_lock; //  guards republish
-    zlistx_t *republish;       //  mqtt_auth_spool_entry_t for the broker thread to publish
+    zlistx_t *republish;            //  mqtt_auth_spool_entry_t for the broker thread to publish
     //  Counters (logged by the keeper each 10 s when they moved).
-    atomic_uint_fast64_t spooled;     //  appended
-    atomic_uint_fast64_t repeats;     //  a plug's republish, given the first copy's pw-id
+    atomic_uint_fast64_t spooled;      //  appended
+    atomic_uint_fast64_t repeats;      //  a plug's republish, given the first copy's pw-id
     atomic_uint_fast64_t spool_failed; //  appends that failed (plug disconnected unacked)
-    atomic_uint_fast64_t confirmed;   //  found stored
-    atomic_uint_fast64_t republished; //  published again by the broker
-    atomic_uint_fast64_t never;       //  dropped: can never make readings
-    atomic_uint_fast64_t unstored;    //  dropped: out of tries, not stored
+    atomic_uint_fast64_t confirmed;    //  found stored
+    atomic_uint_fast64_t republished;  //  published again by the broker
+    atomic_uint_fast64_t never;        //  dropped: can never make readings
+    atomic_uint_fast64_t unstored;     //  dropped: out of tries, not stored
 } s_plugin_t;
 
 static int64_t
@@ -339,8 +339,7 @@ s_keeper_pass (s_plugin_t *self, mqtt_auth_spool_t *spool, PGconn *conn)
         for (size_t index = 0; index < parsed->count; index++) {
             char key[PROTO_KEY_MAX + 1];
             mqtt_reading_key (entry->pw_id, entry->topic, entry->payload, entry->size,
-                              entry->received_ms, parsed->readings[index].channel, key,
-                              sizeof key);
+                              entry->received_ms, parsed->readings[index].channel, key, sizeof key);
             zlistx_add_end (list, key);
             s_array_add (names, entry->user);
             s_array_add (keys, key);
@@ -386,7 +385,8 @@ s_keeper_pass (s_plugin_t *self, mqtt_auth_spool_t *spool, PGconn *conn)
                 all = all && zhashx_lookup (stored, key);
             void *handle = zlistx_cursor (due);
             entry = (mqtt_auth_spool_entry_t *)zlistx_next (due);
-            mqtt_auth_spool_entry_t *current = (mqtt_auth_spool_entry_t *)zlistx_handle_item (handle);
+            mqtt_auth_spool_entry_t *current =
+                (mqtt_auth_spool_entry_t *)zlistx_handle_item (handle);
             if (!list) {
                 mqtt_auth_spool_drop (spool, current->row);
                 never++;
@@ -456,19 +456,19 @@ s_keeper (void *args)
         mqtt_auth_spool_checkpoint (spool);
         if (zclock_mono () >= next_log) {
             next_log = zclock_mono () + 10000;
-            uint64_t now[7] = {atomic_load (&self->spooled),   atomic_load (&self->repeats),
-                               atomic_load (&self->confirmed), atomic_load (&self->republished),
-                               atomic_load (&self->never),     atomic_load (&self->unstored),
+            uint64_t now[7] = {atomic_load (&self->spooled),     atomic_load (&self->repeats),
+                               atomic_load (&self->confirmed),   atomic_load (&self->republished),
+                               atomic_load (&self->never),       atomic_load (&self->unstored),
                                atomic_load (&self->spool_failed)};
             if (memcmp (now, logged, sizeof now)) {
                 memcpy (logged, now, sizeof now);
-                mosquitto_log_printf (
-                    MOSQ_LOG_INFO,
-                    "phantom-spool: spooled %" PRIu64 " repeats %" PRIu64 " confirmed %" PRIu64
-                    " republished %" PRIu64 " never_readings %" PRIu64 " unstored %" PRIu64
-                    " failed %" PRIu64 " pending %" PRId64,
-                    now[0], now[1], now[2], now[3], now[4], now[5], now[6],
-                    mqtt_auth_spool_pending (spool));
+                mosquitto_log_printf (MOSQ_LOG_INFO,
+                                      "phantom-spool: spooled %" PRIu64 " repeats %" PRIu64
+                                      " confirmed %" PRIu64 " republished %" PRIu64
+                                      " never_readings %" PRIu64 " unstored %" PRIu64
+                                      " failed %" PRIu64 " pending %" PRId64,
+                                      now[0], now[1], now[2], now[3], now[4], now[5], now[6],
+                                      mqtt_auth_spool_pending (spool));
             }
         }
     }
@@ -493,8 +493,8 @@ s_republish (s_plugin_t *self)
         mosquitto_property *properties = NULL;
         if (mosquitto_property_add_string_pair (&properties, MQTT_PROP_USER_PROPERTY, "pw-id",
                                                 entry->pw_id) == MOSQ_ERR_SUCCESS &&
-            mosquitto_broker_publish_copy (NULL, entry->topic, (int)entry->size, entry->payload,
-                                           1, false, properties) == MOSQ_ERR_SUCCESS)
+            mosquitto_broker_publish_copy (NULL, entry->topic, (int)entry->size, entry->payload, 1,
+                                           false, properties) == MOSQ_ERR_SUCCESS)
             atomic_fetch_add (&self->republished, 1);
         else
             mosquitto_property_free_all (&properties);
@@ -770,7 +770,8 @@ mosquitto_plugin_init (mosquitto_plugin_id_t *identifier, void **userdata,
         //  it cannot keep.
         self->spool = mqtt_auth_spool_new (self->spool_path);
         //  No fsync on the broker thread: the keeper checkpoints.
-        if (!self->spool || mqtt_auth_spool_checkpoint_elsewhere (self->spool) != 0 || pthread_create (&self->keeper, NULL, s_keeper, self) != 0) {
+        if (!self->spool || mqtt_auth_spool_checkpoint_elsewhere (self->spool) != 0 ||
+            pthread_create (&self->keeper, NULL, s_keeper, self) != 0) {
             mosquitto_log_printf (MOSQ_LOG_ERR, "phantom-auth: cannot open the spool %s",
                                   self->spool_path);
             s_plugin_destroy (&self);

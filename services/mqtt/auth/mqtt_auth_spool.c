@@ -14,15 +14,15 @@
 #include <sqlite3.h>
 
 struct _mqtt_auth_spool_t {
-    sqlite3 *db;            //  this thread's connection
-    sqlite3_stmt *insert;   //  append
-    sqlite3_stmt *lookup;   //  a republish's first copy
-    sqlite3_stmt *due;      //  pending and due
-    sqlite3_stmt *confirm;  //  done = 1
-    sqlite3_stmt *drop;     //  delete one
-    sqlite3_stmt *retry;    //  tries + 1, next due
-    sqlite3_stmt *expire;   //  delete done and old
-    sqlite3_stmt *pending;  //  count pending
+    sqlite3 *db;           //  this thread's connection
+    sqlite3_stmt *insert;  //  append
+    sqlite3_stmt *lookup;  //  a republish's first copy
+    sqlite3_stmt *due;     //  pending and due
+    sqlite3_stmt *confirm; //  done = 1
+    sqlite3_stmt *drop;    //  delete one
+    sqlite3_stmt *retry;   //  tries + 1, next due
+    sqlite3_stmt *expire;  //  delete done and old
+    sqlite3_stmt *pending; //  count pending
 };
 
 static const char *s_schema =
@@ -107,8 +107,7 @@ mqtt_auth_spool_new (const char *path)
         s_prepare (self, &self->drop, "DELETE FROM spool WHERE row = ?1") ||
         s_prepare (self, &self->retry,
                    "UPDATE spool SET tries = tries + 1, due_ms = ?2 WHERE row = ?1") ||
-        s_prepare (self, &self->expire,
-                   "DELETE FROM spool WHERE done = 1 AND received_ms < ?1") ||
+        s_prepare (self, &self->expire, "DELETE FROM spool WHERE done = 1 AND received_ms < ?1") ||
         s_prepare (self, &self->pending, "SELECT count(*) FROM spool WHERE done = 0")) {
         mqtt_auth_spool_destroy (&self);
         return NULL;
@@ -142,9 +141,8 @@ mqtt_auth_spool_destroy (mqtt_auth_spool_t **self_p)
     assert (self_p);
     if (*self_p) {
         mqtt_auth_spool_t *self = *self_p;
-        sqlite3_stmt *statements[] = {self->insert, self->lookup, self->due,
-                                      self->confirm, self->drop, self->retry,
-                                      self->expire, self->pending};
+        sqlite3_stmt *statements[] = {self->insert, self->lookup, self->due,    self->confirm,
+                                      self->drop,   self->retry,  self->expire, self->pending};
         for (size_t index = 0; index < sizeof statements / sizeof statements[0]; index++)
             sqlite3_finalize (statements[index]);
         sqlite3_close (self->db);
@@ -365,38 +363,38 @@ mqtt_auth_spool_test (bool verbose)
 
     //  Appends, due in 1 s.
     char id[48] = "1000-1";
-    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 1000,
-                                    2000, 0, 0, id) == 0);
+    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 1000, 2000,
+                                    0, 0, id) == 0);
     strcpy (id, "1000-2");
-    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":2}", 7, 1100,
-                                    2100, 0, 0, id) == 0);
+    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":2}", 7, 1100, 2100,
+                                    0, 0, id) == 0);
     strcpy (id, "1000-3"); //  an empty payload is a blob too
-    assert (mqtt_auth_spool_append (broker, "pw-b", "pw-b/online", NULL, 0, 1200, 2200, 0, 0,
-                                    id) == 0);
+    assert (mqtt_auth_spool_append (broker, "pw-b", "pw-b/online", NULL, 0, 1200, 2200, 0, 0, id) ==
+            0);
     assert (mqtt_auth_spool_pending (keeper) == 3);
 
     //  The same message again on the same connection is another message.
     strcpy (id, "1000-4");
-    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 1300,
-                                    2300, 0, 0, id) == 0);
+    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 1300, 2300,
+                                    0, 0, id) == 0);
     //  ... but from a plug reconnected at 5000, it is a republish of the
     //  first copy received before the reconnect: that copy's pw-id.
     strcpy (id, "2000-1");
-    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 5100,
-                                    6100, 5000, 60000, id) == 1);
+    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 5100, 6100,
+                                    5000, 60000, id) == 1);
     assert (streq (id, "1000-1"));
     //  Not when the first copy is older than the window, nor for another
     //  plug, topic or payload.
     strcpy (id, "2000-2");
-    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":2}", 7, 5200,
-                                    6200, 5000, 3000, id) == 0);
+    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":2}", 7, 5200, 6200,
+                                    5000, 3000, id) == 0);
     assert (streq (id, "2000-2"));
     strcpy (id, "2000-3");
-    assert (mqtt_auth_spool_append (broker, "pw-c", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 5300,
-                                    6300, 5000, 60000, id) == 0);
+    assert (mqtt_auth_spool_append (broker, "pw-c", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 5300, 6300,
+                                    5000, 60000, id) == 0);
     strcpy (id, "2000-4");
-    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/STATE", "{\"x\":1}", 7, 5400,
-                                    6400, 5000, 60000, id) == 0);
+    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/STATE", "{\"x\":1}", 7, 5400, 6400,
+                                    5000, 60000, id) == 0);
     assert (mqtt_auth_spool_pending (keeper) == 7);
 
     //  The keeper: due at 2150 are the first two, oldest first.
@@ -427,14 +425,14 @@ mqtt_auth_spool_test (bool verbose)
     assert (streq (second->pw_id, "1000-2") && second->tries == 1);
     //  A confirmed entry still answers a republish until it expires.
     strcpy (id, "3000-1");
-    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 9100,
-                                    10100, 9000, 60000, id) == 1);
+    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 9100, 10100,
+                                    9000, 60000, id) == 1);
     assert (streq (id, "1000-1"));
     assert (mqtt_auth_spool_expire (keeper, 1050) == 1);
     assert (mqtt_auth_spool_expire (keeper, 1050) == 0);
     strcpy (id, "3000-2");
-    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 9200,
-                                    10200, 9000, 60000, id) == 1);
+    assert (mqtt_auth_spool_append (broker, "pw-a", "tele/pw-a/SENSOR", "{\"x\":1}", 7, 9200, 10200,
+                                    9000, 60000, id) == 1);
     assert (streq (id, "1000-4")); //  the other copy, received before the reconnect
     //  Pending entries never expire; dropped ones are gone.
     assert (mqtt_auth_spool_expire (keeper, INT64_MAX) == 0);
@@ -450,8 +448,8 @@ mqtt_auth_spool_test (bool verbose)
     if (child == 0) {
         mqtt_auth_spool_t *doomed = mqtt_auth_spool_new (path);
         char doomed_id[48] = "4000-1";
-        int rc = mqtt_auth_spool_append (doomed, "pw-k", "tele/pw-k/SENSOR", "{}", 2, 20000,
-                                         21000, 0, 0, doomed_id);
+        int rc = mqtt_auth_spool_append (doomed, "pw-k", "tele/pw-k/SENSOR", "{}", 2, 20000, 21000,
+                                         0, 0, doomed_id);
         if (rc == 0)
             kill (getpid (), SIGKILL);
         _exit (1);
@@ -479,7 +477,8 @@ mqtt_auth_spool_test (bool verbose)
         assert (bench);
         assert (mqtt_auth_spool_checkpoint_elsewhere (bench) == 0);
         const char *payload =
-            "{\"Time\":\"2026-12-07T04:00:00\",\"ENERGY\":{\"TotalStartTime\":\"2026-01-03T10:11:12\","
+            "{\"Time\":\"2026-12-07T04:00:00\",\"ENERGY\":{\"TotalStartTime\":\"2026-01-03T10:11:"
+            "12\","
             "\"Total\":1.2,\"Yesterday\":0.1,\"Today\":0.05,\"Power\":35.12,\"ApparentPower\":40,"
             "\"ReactivePower\":19,\"Factor\":0.88,\"Voltage\":230,\"Current\":0.174}}";
         int64_t started = zclock_usecs (), cpu_started = s_cpu_usecs ();

@@ -23,14 +23,14 @@ typedef struct _mqtt_auth_spool_t mqtt_auth_spool_t;
 
 //  An entry the keeper works on (mqtt_auth_spool_due).
 typedef struct {
-    int64_t row;          //  the spool's row id
-    char pw_id[48];       //  the stamp the broker gave it
-    char user[64];        //  the plug (devices.mqtt_name)
-    char *topic;          //  owned
-    uint8_t *payload;     //  owned, size bytes
-    size_t size;          //  of payload
-    int64_t received_ms;  //  when the broker received it
-    int tries;            //  confirmations that found it not stored
+    int64_t row;         //  the spool's row id
+    char pw_id[48];      //  the stamp the broker gave it
+    char user[64];       //  the plug (devices.mqtt_name)
+    char *topic;         //  owned
+    uint8_t *payload;    //  owned, size bytes
+    size_t size;         //  of payload
+    int64_t received_ms; //  when the broker received it
+    int tries;           //  confirmations that found it not stored
 } mqtt_auth_spool_entry_t;
 
 //  Opens (creating) the spool at path; NULL (logged) on failure. Each
