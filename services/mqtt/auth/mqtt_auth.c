@@ -74,6 +74,9 @@
 //  republishes per tick; how many may wait for it.
 #define S_KEEPER_BATCH 500
 #define S_REPUBLISH_PER_TICK 200
+//  ... and per second: the broker loop ticks many times a second when
+//  busy, and a copy goes to the service's queue beside new messages.
+#define S_REPUBLISH_PER_SECOND 1000
 #define S_REPUBLISH_QUEUE_MAX 5000
 
 typedef struct {
@@ -92,6 +95,8 @@ typedef struct {
     int64_t next_recheck;      //  monotonic ms of the next session sweep
     int64_t start_ms;          //  broker start, the first half of pw-id
     uint64_t counter;          //  the second half
+    int64_t republish_second;  //  monotonic second of republish_count
+    int republish_count;       //  copies published in that second
     char *spool_path;          //  plugin_opt_spool, NULL = no spool
     int64_t spool_delay_ms;    //  plugin_opt_spool_delay
     int spool_tries;           //  plugin_opt_spool_tries
@@ -483,7 +488,14 @@ s_keeper (void *args)
 static void
 s_republish (s_plugin_t *self)
 {
-    for (int count = 0; count < S_REPUBLISH_PER_TICK; count++) {
+    int64_t second = zclock_mono () / 1000;
+    if (second != self->republish_second) {
+        self->republish_second = second;
+        self->republish_count = 0;
+    }
+    for (int count = 0;
+         count < S_REPUBLISH_PER_TICK && self->republish_count < S_REPUBLISH_PER_SECOND; count++) {
+        self->republish_count++;
         pthread_mutex_lock (&self->republish_lock);
         mqtt_auth_spool_entry_t *entry =
             (mqtt_auth_spool_entry_t *)zlistx_detach (self->republish, NULL);
