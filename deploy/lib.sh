@@ -73,6 +73,11 @@ pw_settings() {
     PHANTOM_MQTT_TLS_CERT=${PHANTOM_MQTT_TLS_CERT:-$(conf_get mqtt_tls_cert "")}
     PHANTOM_MQTT_TLS_KEY=${PHANTOM_MQTT_TLS_KEY:-$(conf_get mqtt_tls_key "")}
     PHANTOM_MQTT_TLS_CA=${PHANTOM_MQTT_TLS_CA:-$(conf_get mqtt_tls_ca "")}
+    # The plugin's spool (services/mqtt/auth/README.md).
+    PHANTOM_MQTT_SPOOL=${PHANTOM_MQTT_SPOOL:-$(conf_get mqtt_spool on)}
+    PHANTOM_MQTT_SPOOL_DELAY=${PHANTOM_MQTT_SPOOL_DELAY:-$(conf_get mqtt_spool_delay 30)}
+    PHANTOM_MQTT_SPOOL_TRIES=${PHANTOM_MQTT_SPOOL_TRIES:-$(conf_get mqtt_spool_tries 5)}
+    [[ $PHANTOM_MQTT_SPOOL =~ ^(on|off)$ ]] || die "mqtt_spool must be on or off, not '$PHANTOM_MQTT_SPOOL'"
     # The MQTT service's broker secret (mode 600); the broker knows its hash.
     PHANTOM_MQTT_SECRET_FILE=$PHANTOM_VAR/mqtt/service.secret
     [[ $PHANTOM_MQTT_HOST =~ ^[A-Za-z0-9.:-]+$ ]] || die "mqtt_host must be an address, not '$PHANTOM_MQTT_HOST'"
@@ -81,7 +86,7 @@ pw_settings() {
     for name in PHANTOM_HTTP_PORT PHANTOM_PG_PORT PHANTOM_ZMQ_PORT_BASE PHANTOM_PARTITIONS \
                 PHANTOM_HTTP_THREADS PHANTOM_HTTP_REQUEST_TIMEOUT_MS PHANTOM_FRONT_MAX_CONNECTIONS \
                 PHANTOM_FRONT_MAX_CONNECTIONS_PER_ADDRESS PHANTOM_FRONT_KEEP_ALIVE_MS \
-                PHANTOM_MQTT_PORT PHANTOM_MQTT_TLS_PORT; do
+                PHANTOM_MQTT_PORT PHANTOM_MQTT_TLS_PORT PHANTOM_MQTT_SPOOL_DELAY PHANTOM_MQTT_SPOOL_TRIES; do
         is_uint "${!name}" || die "$name must be a number, not '${!name}'"
     done
     # The gateway's own port: behind the front a loopback port of its own

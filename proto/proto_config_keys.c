@@ -164,4 +164,13 @@ const proto_config_key_t proto_config_keys[] = {
     S_STRING ("mqtt_reading_endpoint", "tcp://127.0.0.1:5650",
               "phantom-mqtt instance i binds its partitions as gateways do, at this port + i * "
               "partitions (ipc: path.i); deploy/up adds these to reading_endpoints."),
+    S_CHOICE ("mqtt_spool", "on", "on|off",
+              "on: the broker's plugin writes each plug message to a local SQLite spool "
+              "(mqtt/data/spool.db) before the broker acknowledges it, and publishes again "
+              "what PostgreSQL has not stored (services/mqtt/auth/README.md)."),
+    S_INT ("mqtt_spool_delay", "30", 1, 3600,
+           "Seconds after which a spooled message is first checked against reading_keys "
+           "(then 2x, 4x, ... that)."),
+    S_INT ("mqtt_spool_tries", "5", 1, 100,
+           "Checks that find a spooled message unstored before it is dropped and logged."),
     {NULL, PROTO_CONFIG_STRING, NULL, 0, 0, NULL, NULL}};

@@ -7,12 +7,14 @@
     =========================================================================
 */
 #include "mqtt_auth_acl.h"
+#include "mqtt_auth_spool.h"
 #include "mqtt_auth_table.h"
 #include "proto_selftest.h"
 
 static const proto_selftest_t s_tests[] = {
     {"mqtt_auth_acl", mqtt_auth_acl_test, false},
     {"mqtt_auth_table", mqtt_auth_table_test, false},
+    {"mqtt_auth_spool", mqtt_auth_spool_test, false},
 };
 
 int
