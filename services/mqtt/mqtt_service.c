@@ -382,8 +382,20 @@ void
 mqtt_service_message (mqtt_service_t *self, const char *topic, const void *payload, size_t size,
                       const char *pw_id)
 {
+    mqtt_service_message_at (self, topic, payload, size, pw_id, 0);
+}
+
+void
+mqtt_service_message_at (mqtt_service_t *self, const char *topic, const void *payload, size_t size,
+                         const char *pw_id, int64_t broker_ms)
+{
     assert (self && topic);
+    //  The broker's receive time when it stamped one that is sane: within
+    //  the session's life (a message queued while we were away keeps the
+    //  time it came), not ahead of us.
     int64_t received = zclock_time ();
+    if (broker_ms > received - (int64_t)SESSION_EXPIRY_S * 1000 && broker_ms <= received + 1000)
+        received = broker_ms;
     int64_t started = zclock_usecs ();
     atomic_fetch_add (&self->counters->messages, 1);
     mqtt_parse_t parsed;
@@ -503,6 +515,7 @@ s_on_message (struct mosquitto *mosq, void *arg, const struct mosquitto_message 
     (void)mosq;
     mqtt_service_t *self = (mqtt_service_t *)arg;
     char *pw_id = NULL;
+    int64_t broker_ms = 0;
     char *name = NULL, *value = NULL;
     const mosquitto_property *prop =
         mosquitto_property_read_string_pair (props, MQTT_PROP_USER_PROPERTY, &name, &value, false);
@@ -510,15 +523,16 @@ s_on_message (struct mosquitto *mosq, void *arg, const struct mosquitto_message 
         if (name && streq (name, "pw-id") && !pw_id) {
             pw_id = value;
             value = NULL;
-        }
+        } else if (name && value && streq (name, "pw-t"))
+            broker_ms = strtoll (value, NULL, 10);
         free (name);
         free (value);
         name = value = NULL;
         prop = mosquitto_property_read_string_pair (prop, MQTT_PROP_USER_PROPERTY, &name, &value,
                                                     true);
     }
-    mqtt_service_message (self, message->topic, message->payload, (size_t)message->payloadlen,
-                          pw_id);
+    mqtt_service_message_at (self, message->topic, message->payload, (size_t)message->payloadlen,
+                             pw_id, broker_ms);
     free (pw_id);
 }
 
@@ -1072,6 +1086,17 @@ mqtt_service_test (bool verbose)
         assert (expect < 0);
     }
     assert (atomic_load (&self->counters->retries) == 2);
+
+    //  The broker's receive time (pw-t) is the time of a reading without
+    //  its own; one from the future is not.
+    int64_t broker_ms = zclock_time () - 5000;
+    snprintf (topic, sizeof topic, "%s/sensor/power/state", name);
+    mqtt_service_message_at (self, topic, "3.5", 3, "1796610300125-1", broker_ms);
+    WAIT_FOR (atomic_load (&fake.count) == after + 1);
+    assert (fake.got[after].ts == broker_ms && fake.got[after].power == 3.5);
+    mqtt_service_message_at (self, topic, "3.6", 3, "1796610300125-2", zclock_time () + 60000);
+    WAIT_FOR (atomic_load (&fake.count) == after + 2);
+    assert (fake.got[after + 1].ts <= zclock_time () && fake.got[after + 1].ts > broker_ms);
 
     snprintf (sql, sizeof sql, "DELETE FROM users WHERE id = %" PRId64, user);
     PQclear (PQexec (conn, sql));

@@ -39,6 +39,11 @@ void mqtt_service_run (mqtt_service_t *self, volatile sig_atomic_t *stop);
 void mqtt_service_message (mqtt_service_t *self, const char *topic, const void *payload,
                            size_t size, const char *pw_id);
 
+//  The same with the broker's receive time (user property pw-t, ms; 0 =
+//  none), the reading time of firmware that sends none.
+void mqtt_service_message_at (mqtt_service_t *self, const char *topic, const void *payload,
+                              size_t size, const char *pw_id, int64_t broker_ms);
+
 //  Messages in the window, not yet settled (stored or given up).
 size_t mqtt_service_queued (mqtt_service_t *self);
 

@@ -10,8 +10,9 @@
     - MOSQ_EVT_ACL_CHECK: mqtt_auth_acl.
     - MOSQ_EVT_MESSAGE: stamps each PUBLISH of a plug with the MQTT v5 user
       property pw-id = "<broker start, ms>-<counter>" before the broker
-      stores it, so a redelivery carries the same id; a plug that sends a
-      pw-id of its own is refused (it could forge another message's id).
+      stores it, so a redelivery carries the same id, and pw-t = its receive
+      time (ms); a plug that sends a pw-id or pw-t of its own is refused (it
+      could forge another message's id).
     - MOSQ_EVT_TICK: once a second, every plug that logged in is checked
       again against the table and kicked (mosquitto_kick_client_by_username)
       when its token no longer holds: a revocation, a rotation past its
@@ -294,7 +295,7 @@ s_on_message (int event, void *event_data, void *userdata)
         message->properties, MQTT_PROP_USER_PROPERTY, &name, &value, false);
     bool forged = false;
     while (found) {
-        forged = forged || (name && strcmp (name, "pw-id") == 0);
+        forged = forged || (name && (strcmp (name, "pw-id") == 0 || strcmp (name, "pw-t") == 0));
         free (name);
         free (value);
         name = value = NULL;
@@ -310,6 +311,12 @@ s_on_message (int event, void *event_data, void *userdata)
     snprintf (id, sizeof id, "%" PRId64 "-%" PRIu64, self->start_ms, ++self->counter);
     //  Appended to the message's own list, which the broker then stores.
     if (mosquitto_property_add_string_pair (&message->properties, MQTT_PROP_USER_PROPERTY, "pw-id",
+                                            id) != MOSQ_ERR_SUCCESS)
+        return MOSQ_ERR_NOMEM;
+    //  pw-t: when the broker took it (ms), the reading time of firmware that
+    //  sends none, the same whichever service instance handles it.
+    snprintf (id, sizeof id, "%" PRId64, s_now_ms ());
+    if (mosquitto_property_add_string_pair (&message->properties, MQTT_PROP_USER_PROPERTY, "pw-t",
                                             id) != MOSQ_ERR_SUCCESS)
         return MOSQ_ERR_NOMEM;
     return MOSQ_ERR_SUCCESS;
