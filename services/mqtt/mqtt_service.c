@@ -16,7 +16,9 @@
     reach its detector partition in the broker's order: within a batch the
     pipeline keeps the order per partition, and a batch starts only when
     the one before it is settled. s_message_stored is the one place where
-    a message is known fully stored (or given up), in arrival order.
+    a message is known fully stored (or given up), in arrival order; a
+    plug's will (LWT, online, status) goes through the window too, so
+    s_presence sees it after the readings that came before it are stored.
 
     Order of a port's readings. A plug publishes one channel's readings on
     one topic, in order, over one connection; the broker forwards a QoS 1
@@ -82,12 +84,14 @@ static const char *s_topics[] = {"$share/phantom/tele/+/SENSOR",
 //  A message in the window: its readings are the window's entries that
 //  name it. Settled when every reading is stored or given up.
 typedef struct {
-    size_t readings;                 //  its readings in the window
-    size_t stored;                   //  stored so far
-    size_t settled;                  //  stored or given up so far
-    int64_t started;                 //  zclock_usecs at receipt (ack lag)
-    char pw_id[MQTT_SERVICE_ID_MAX]; //  the broker's stamp, "" when none
-    char topic[128];                 //  for the log, truncated
+    mqtt_parse_kind_t kind;             //  READINGS, or ONLINE / OFFLINE (a will, no readings)
+    char name[MQTT_PARSE_NAME_MAX + 1]; //  the plug, for presence
+    size_t readings;                    //  its readings in the window
+    size_t stored;                      //  stored so far
+    size_t settled;                     //  stored or given up so far
+    int64_t started;                    //  zclock_usecs at receipt (ack lag)
+    char pw_id[MQTT_SERVICE_ID_MAX];    //  the broker's stamp, "" when none
+    char topic[128];                    //  for the log, truncated
 } s_message_t;
 
 //  One reading in the window, and the message it belongs to.
@@ -272,6 +276,24 @@ s_submit (mqtt_service_t *self, size_t count)
 
 //  The submit thread: batches out of the window, in order, until closing
 //  and drained (DRAIN_MS at most).
+//  A message leaves the window, in arrival order: readings at
+//  s_message_stored, presence at s_presence.
+static void
+s_message_done (mqtt_service_t *self, const s_message_t *message)
+{
+    if (message->kind == MQTT_PARSE_READINGS) {
+        s_message_stored (self, message);
+        return;
+    }
+    mqtt_parse_t parsed;
+    memset (&parsed, 0, sizeof parsed);
+    parsed.kind = message->kind;
+    snprintf (parsed.name, sizeof parsed.name, "%s", message->name);
+    s_presence (self, &parsed);
+}
+
+//  The submit thread: batches out of the window, in order, until closing
+//  and drained (DRAIN_MS at most).
 static void *
 s_submitter (void *arg)
 {
@@ -279,10 +301,26 @@ s_submitter (void *arg)
     int64_t drain_until = 0;
     pthread_mutex_lock (&self->window_mutex);
     while (true) {
+        //  Settled messages leave from the head, in order; the callbacks
+        //  run without the lock (the MQTT thread writes only at the tail,
+        //  and the head's slot stays ours until message_head moves).
+        bool freed = false;
+        while (self->message_head != self->message_tail) {
+            s_message_t *message = &self->messages[self->message_head % self->window_size];
+            if (message->settled < message->readings)
+                break;
+            pthread_mutex_unlock (&self->window_mutex);
+            s_message_done (self, message);
+            pthread_mutex_lock (&self->window_mutex);
+            self->message_head++;
+            freed = true;
+        }
+        if (freed)
+            pthread_cond_broadcast (&self->window_room);
         if (self->closing && !drain_until)
             drain_until = zclock_mono () + DRAIN_MS;
         if (self->entry_head == self->entry_tail) {
-            if (self->closing)
+            if (self->closing && self->message_head == self->message_tail)
                 break;
             struct timespec until;
             clock_gettime (CLOCK_REALTIME, &until);
@@ -307,8 +345,8 @@ s_submitter (void *arg)
             self->batch[index] = self->entries[(first + index) % self->window_size].reading;
         s_submit (self, count);
         pthread_mutex_lock (&self->window_mutex);
-        //  Settle: count each reading to its message; messages that are
-        //  complete leave in order (a message may straddle two batches).
+        //  Settle: count each reading to its message (a message may
+        //  straddle two batches); complete ones leave at the loop's top.
         for (size_t index = 0; index < count; index++) {
             s_entry_t *entry = &self->entries[(first + index) % self->window_size];
             s_message_t *message = &self->messages[entry->message];
@@ -317,13 +355,6 @@ s_submitter (void *arg)
                 message->stored++;
         }
         self->entry_head = first + count;
-        while (self->message_head != self->message_tail) {
-            s_message_t *message = &self->messages[self->message_head % self->window_size];
-            if (message->settled < message->readings)
-                break;
-            s_message_stored (self, message);
-            self->message_head++;
-        }
         pthread_cond_broadcast (&self->window_room);
     }
     pthread_mutex_unlock (&self->window_mutex);
@@ -334,24 +365,28 @@ s_submitter (void *arg)
 //  while the window has no room for them: the submit thread frees it
 //  within one batch's retries (RETRY_MS). Returns -1 when stopping.
 static int
-s_window_append (mqtt_service_t *self, const proto_reading_t *readings, size_t count,
-                 const char *topic, const char *pw_id, int64_t started)
+s_window_append (mqtt_service_t *self, const mqtt_parse_t *parsed, const proto_reading_t *readings,
+                 size_t count, const char *topic, const char *pw_id, int64_t started)
 {
     pthread_mutex_lock (&self->window_mutex);
-    while (self->entry_tail + count - self->entry_head > self->window_size && !self->closing &&
-           !(self->stop && *self->stop)) {
+    while ((self->entry_tail + count - self->entry_head > self->window_size ||
+            self->message_tail - self->message_head >= self->window_size) &&
+           !self->closing && !(self->stop && *self->stop)) {
         struct timespec until;
         clock_gettime (CLOCK_REALTIME, &until);
         until.tv_sec += 1;
         pthread_cond_timedwait (&self->window_room, &self->window_mutex, &until);
     }
-    if (self->entry_tail + count - self->entry_head > self->window_size) {
+    if (self->entry_tail + count - self->entry_head > self->window_size ||
+        self->message_tail - self->message_head >= self->window_size) {
         pthread_mutex_unlock (&self->window_mutex);
         return -1;
     }
     size_t slot = self->message_tail % self->window_size;
     s_message_t *message = &self->messages[slot];
     memset (message, 0, sizeof *message);
+    message->kind = parsed->kind;
+    snprintf (message->name, sizeof message->name, "%s", parsed->name);
     message->readings = count;
     message->started = started;
     snprintf (message->pw_id, sizeof message->pw_id, "%s", pw_id ? pw_id : "");
@@ -409,7 +444,9 @@ mqtt_service_message_at (mqtt_service_t *self, const char *topic, const void *pa
         return;
     }
     if (kind == MQTT_PARSE_ONLINE || kind == MQTT_PARSE_OFFLINE) {
-        s_presence (self, &parsed);
+        //  Behind the readings that came before it: a will takes effect
+        //  after the plug's last readings are stored.
+        s_window_append (self, &parsed, NULL, 0, topic, pw_id, started);
         return;
     }
     proto_reading_t readings[MQTT_PARSE_CHANNELS_MAX];
@@ -467,7 +504,7 @@ mqtt_service_message_at (mqtt_service_t *self, const char *topic, const void *pa
     if (!stamped)
         atomic_fetch_add (&self->counters->fallback_ids, 1);
     atomic_fetch_add (&self->counters->readings_sent, count);
-    if (s_window_append (self, readings, count, topic, pw_id, started) != 0) {
+    if (s_window_append (self, &parsed, readings, count, topic, pw_id, started) != 0) {
         //  Stopping with a full window: not stored.
         atomic_fetch_add (&self->counters->readings_failed, count);
         s_reject (self, MQTT_REJECT_PIPELINE, topic, size);
@@ -1026,9 +1063,9 @@ mqtt_service_test (bool verbose)
     s_send (self, "weird/topic/that/is/long", "1", "1-4");
     snprintf (topic, sizeof topic, "tele/%s/LWT", name);
     s_send (self, topic, "Online", "1-5");
-    assert (atomic_load (&self->counters->devices_online) == 1);
+    WAIT_FOR (atomic_load (&self->counters->devices_online) == 1);
     s_send (self, topic, "Offline", "1-6");
-    assert (atomic_load (&self->counters->devices_online) == 0);
+    WAIT_FOR (atomic_load (&self->counters->devices_online) == 0);
     zclock_sleep (100);
     assert (atomic_load (&fake.count) == 7);
     assert (atomic_load (&self->counters->rejected[MQTT_REJECT_BAD_VALUE]) == 1);
@@ -1097,6 +1134,21 @@ mqtt_service_test (bool verbose)
     mqtt_service_message_at (self, topic, "3.6", 3, "1796610300125-2", zclock_time () + 60000);
     WAIT_FOR (atomic_load (&fake.count) == after + 2);
     assert (fake.got[after + 1].ts <= zclock_time () && fake.got[after + 1].ts > broker_ms);
+
+    //  A will waits for the readings before it: while the store has not
+    //  answered the plug's last reading, the plug is not yet online.
+    WAIT_FOR (mqtt_service_queued (self) == 0);
+    stored_before = atomic_load (&self->counters->readings_stored);
+    atomic_store (&fake.hold, true);
+    s_send (self, topic, "3.7", "1796610300125-3");
+    snprintf (topic, sizeof topic, "tele/%s/LWT", name);
+    s_send (self, topic, "Online", "1796610300125-4");
+    zclock_sleep (100);
+    assert (atomic_load (&self->counters->devices_online) == 0);
+    assert (mqtt_service_queued (self) == 2);
+    atomic_store (&fake.hold, false);
+    WAIT_FOR (atomic_load (&self->counters->devices_online) == 1);
+    assert (atomic_load (&self->counters->readings_stored) == stored_before + 1);
 
     snprintf (sql, sizeof sql, "DELETE FROM users WHERE id = %" PRId64, user);
     PQclear (PQexec (conn, sql));
