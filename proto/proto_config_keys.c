@@ -158,6 +158,11 @@ const proto_config_key_t proto_config_keys[] = {
            "phantom-mqtt serves Prometheus text on 127.0.0.1 here (instance i: + i; 0 = off)."),
     S_INT ("mqtt_instances", "1", 1, 16,
            "phantom-mqtt instances sharing the load (MQTT 5 shared subscriptions)."),
+    S_INT ("mqtt_window", "4096", 1, 16384,
+           "phantom-mqtt: most readings queued or in flight per instance (then it stops "
+           "reading the broker, which queues)."),
+    S_INT ("mqtt_batch", "1024", 1, 8192,
+           "phantom-mqtt: most readings in one submit to the detectors (one ack wait)."),
     S_STRING ("mqtt_service_secret_file", NULL,
               "phantom-mqtt's broker password, one line (default $PHANTOM_VAR/mqtt/service.secret; "
               "deploy/up writes it, mode 600)."),

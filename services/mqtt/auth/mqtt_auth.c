@@ -10,8 +10,9 @@
     - MOSQ_EVT_ACL_CHECK: mqtt_auth_acl.
     - MOSQ_EVT_MESSAGE: stamps each PUBLISH of a plug with the MQTT v5 user
       property pw-id = "<broker start, ms>-<counter>" before the broker
-      stores it, so a redelivery carries the same id; a plug that sends a
-      pw-id of its own is refused (it could forge another message's id).
+      stores it, so a redelivery carries the same id, and pw-t = its receive
+      time (ms); a plug that sends a pw-id or pw-t of its own is refused (it
+      could forge another message's id).
     - With a spool (plugin_opt_spool, mqtt_auth_spool): each plug message
       is also appended to a local SQLite file before this event returns,
       so before the broker PUBACKs it (mosquitto v2.0.11
@@ -80,30 +81,30 @@
 #define S_REPUBLISH_QUEUE_MAX 5000
 
 typedef struct {
-    mosquitto_plugin_id_t *id; //  ours, for (un)registering callbacks
-    char *conninfo;            //  plugin_opt_database
-    char *service_user;        //  plugin_opt_service_user
-    bool has_service;          //  a service hash was given
-    uint8_t service_hash[32];  //  SHA-256 of the service's secret
-    pthread_mutex_t lock;      //  guards table
-    mqtt_auth_table_t *table;  //  devices' names and token hashes
-    pthread_t thread;          //  the listener
-    bool thread_started;       //  thread must be joined
-    atomic_bool stop;          //  asks the listener to end
-    atomic_bool loaded;        //  the first full load is done
-    zhashx_t *sessions;        //  name -> SHA-256 it logged in with (broker thread only)
-    int64_t next_recheck;      //  monotonic ms of the next session sweep
-    int64_t start_ms;          //  broker start, the first half of pw-id
-    uint64_t counter;          //  the second half
-    int64_t republish_second;  //  monotonic second of republish_count
-    int republish_count;       //  copies published in that second
-    char *spool_path;          //  plugin_opt_spool, NULL = no spool
-    int64_t spool_delay_ms;    //  plugin_opt_spool_delay
-    int spool_tries;           //  plugin_opt_spool_tries
-    mqtt_auth_spool_t *spool;  //  the broker thread's connection
-    zhashx_t *connected;       //  name -> int64_t ms of its last CONNECT (broker thread only)
-    pthread_t keeper;          //  confirms and hands back entries
-    bool keeper_started;       //  keeper must be joined
+    mosquitto_plugin_id_t *id;      //  ours, for (un)registering callbacks
+    char *conninfo;                 //  plugin_opt_database
+    char *service_user;             //  plugin_opt_service_user
+    bool has_service;               //  a service hash was given
+    uint8_t service_hash[32];       //  SHA-256 of the service's secret
+    pthread_mutex_t lock;           //  guards table
+    mqtt_auth_table_t *table;       //  devices' names and token hashes
+    pthread_t thread;               //  the listener
+    bool thread_started;            //  thread must be joined
+    atomic_bool stop;               //  asks the listener to end
+    atomic_bool loaded;             //  the first full load is done
+    zhashx_t *sessions;             //  name -> SHA-256 it logged in with (broker thread only)
+    int64_t next_recheck;           //  monotonic ms of the next session sweep
+    int64_t start_ms;               //  broker start, the first half of pw-id
+    uint64_t counter;               //  the second half
+    int64_t republish_second;       //  monotonic second of republish_count
+    int republish_count;            //  copies published in that second
+    char *spool_path;               //  plugin_opt_spool, NULL = no spool
+    int64_t spool_delay_ms;         //  plugin_opt_spool_delay
+    int spool_tries;                //  plugin_opt_spool_tries
+    mqtt_auth_spool_t *spool;       //  the broker thread's connection
+    zhashx_t *connected;            //  name -> int64_t ms of its last CONNECT (broker thread only)
+    pthread_t keeper;               //  confirms and hands back entries
+    bool keeper_started;            //  keeper must be joined
     pthread_mutex_t republish_lock; //  guards republish
     zlistx_t *republish;            //  mqtt_auth_spool_entry_t for the broker thread to publish
     //  Counters (logged by the keeper each 10 s when they moved).
@@ -502,9 +503,15 @@ s_republish (s_plugin_t *self)
         pthread_mutex_unlock (&self->republish_lock);
         if (!entry)
             break;
+        //  pw-t as the first time: the reading keeps the time the broker
+        //  took the plug's message, not the time of this copy.
         mosquitto_property *properties = NULL;
+        char received[24];
+        snprintf (received, sizeof received, "%" PRId64, entry->received_ms);
         if (mosquitto_property_add_string_pair (&properties, MQTT_PROP_USER_PROPERTY, "pw-id",
                                                 entry->pw_id) == MOSQ_ERR_SUCCESS &&
+            mosquitto_property_add_string_pair (&properties, MQTT_PROP_USER_PROPERTY, "pw-t",
+                                                received) == MOSQ_ERR_SUCCESS &&
             mosquitto_broker_publish_copy (NULL, entry->topic, (int)entry->size, entry->payload, 1,
                                            false, properties) == MOSQ_ERR_SUCCESS)
             atomic_fetch_add (&self->republished, 1);
@@ -593,7 +600,7 @@ s_on_message (int event, void *event_data, void *userdata)
         message->properties, MQTT_PROP_USER_PROPERTY, &name, &value, false);
     bool forged = false;
     while (found) {
-        forged = forged || (name && strcmp (name, "pw-id") == 0);
+        forged = forged || (name && (strcmp (name, "pw-id") == 0 || strcmp (name, "pw-t") == 0));
         free (name);
         free (value);
         name = value = NULL;
@@ -607,8 +614,8 @@ s_on_message (int event, void *event_data, void *userdata)
     }
     char id[48];
     snprintf (id, sizeof id, "%" PRId64 "-%" PRIu64, self->start_ms, ++self->counter);
+    int64_t now = s_now_ms ();
     if (self->spool && user) {
-        int64_t now = s_now_ms ();
         int64_t *since = (int64_t *)zhashx_lookup (self->connected, user);
         bool young = since && now - *since < S_YOUNG_MS;
         int rc = mqtt_auth_spool_append (self->spool, user, message->topic, message->payload,
@@ -625,6 +632,12 @@ s_on_message (int event, void *event_data, void *userdata)
     }
     //  Appended to the message's own list, which the broker then stores.
     if (mosquitto_property_add_string_pair (&message->properties, MQTT_PROP_USER_PROPERTY, "pw-id",
+                                            id) != MOSQ_ERR_SUCCESS)
+        return MOSQ_ERR_NOMEM;
+    //  pw-t: when the broker took it (ms), the reading time of firmware that
+    //  sends none, the same whichever service instance handles it.
+    snprintf (id, sizeof id, "%" PRId64, now);
+    if (mosquitto_property_add_string_pair (&message->properties, MQTT_PROP_USER_PROPERTY, "pw-t",
                                             id) != MOSQ_ERR_SUCCESS)
         return MOSQ_ERR_NOMEM;
     return MOSQ_ERR_SUCCESS;
