@@ -1081,7 +1081,7 @@ mqtt_service_test (bool verbose)
     WAIT_FOR (atomic_load (&self->counters->devices_online) == 1);
     s_send (self, topic, "Offline", "1-6");
     WAIT_FOR (atomic_load (&self->counters->devices_online) == 0);
-    assert (atomic_load (&self->counters->ports_told_offline) == 4); //  its 4 channels' ports
+    WAIT_FOR (atomic_load (&self->counters->ports_told_offline) == 4); //  its 4 channels' ports
     zclock_sleep (100);
     assert (atomic_load (&fake.count) == 7);
     assert (atomic_load (&self->counters->rejected[MQTT_REJECT_BAD_VALUE]) == 1);
