@@ -217,3 +217,14 @@ store_fixture_marks (store_fixture_t *fixture, const char *port)
     return store_fixture_int (
         fixture, "SELECT count (*) FROM rollup_marks WHERE port_id = $1::uuid", 1, params);
 }
+
+store_maintenance_t *
+store_fixture_new_maintenance (const char *conninfo, bool verbose)
+{
+    //  A lookback of 15 minutes: the tests' recent minutes (up to 13 back)
+    //  are inside it, their old ones (40 back and more) beyond it.
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *maintenance = store_maintenance_new (conninfo, &policy, verbose);
+    assert (maintenance);
+    return maintenance;
+}

@@ -3,7 +3,8 @@
 
     Creates a user, a device and some ports with fresh ids, so tests can run
     side by side in one database; destroying it deletes them again, with
-    their readings, keys and episodes. Tests only: asserts on every failure.
+    their readings, keys and episodes. Also the maintenance the rollup
+    tests share. Tests only: asserts on every failure.
     =========================================================================
 */
 #ifndef STORE_FIXTURE_H_INCLUDED
@@ -11,6 +12,7 @@
 
 #include <libpq-fe.h>
 #include "proto.h"
+#include "store_maintenance.h"
 
 #define STORE_FIXTURE_PORTS_MAX 1000
 
@@ -58,5 +60,9 @@ void store_fixture_check_minute (store_fixture_t *fixture, const char *port,
                                  int64_t minute);
 //  Marks of port in rollup_marks.
 int64_t store_fixture_marks (store_fixture_t *fixture, const char *port);
+
+//  Maintenance for conninfo as the rollup tests run it (not started,
+//  not connected); the caller destroys it.
+store_maintenance_t *store_fixture_new_maintenance (const char *conninfo, bool verbose);
 
 #endif

@@ -815,9 +815,7 @@ s_memory_rollups (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 1);
     const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self);
     store_maintenance_rollup (self); //  the first run after a start falls back: done
     int64_t high = store_fixture_int (
@@ -897,9 +895,7 @@ s_reported_test (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 1);
     const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self);
     store_maintenance_rollup (self); //  the first run after a start falls back: done
     int64_t high = store_fixture_int (
@@ -1080,9 +1076,7 @@ s_ranges_test (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 2);
     const char *port = fixture->ports[0], *other = fixture->ports[1];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self); //  connects, and the first run
     int64_t high = store_maintenance_rolled (self);
     assert (high != INT64_MAX && high % 60 == 0);
@@ -1198,9 +1192,7 @@ s_write_end_later (void *argument)
 static void
 s_wait_test (const char *database, bool verbose)
 {
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self);
     int64_t high = store_maintenance_rolled (self);
     store_rollup_t *rollup = store_lanes_new_rollup_from (self->lanes, high * 1000);
@@ -1235,9 +1227,7 @@ store_maintenance_test (bool verbose)
     store_fixture_t *fixture = store_fixture_new (database, 2);
     const char *port0 = fixture->ports[0];
     const char *port1 = fixture->ports[1];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self); //  connects and does what is due
 
     //  Minutes well inside the lookback, ending by the maintenance's rule.
@@ -1329,8 +1319,7 @@ store_maintenance_test (bool verbose)
     store_maintenance_destroy (&self);
 
     //  On its own thread: rolls up at once, and stops promptly.
-    self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    self = store_fixture_new_maintenance (database, verbose);
     int64_t recent = high - 120;
     store_fixture_reading (fixture, port1, recent, 42);
     assert (store_maintenance_start (self) == 0);

@@ -857,9 +857,7 @@ s_late_test (const char *database, bool verbose)
     store_fixture_t *fixture = store_fixture_new (database, 2);
     const char *port0 = fixture->ports[0];
     const char *port1 = fixture->ports[1];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self); //  connects and does what is due
     int64_t high = store_fixture_int (
         fixture,
@@ -911,9 +909,7 @@ s_first_reading_test (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 1);
     const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     int64_t base = store_fixture_int (
         fixture,
         "SELECT extract (epoch FROM date_bin ('1 minute', now (), timestamptz 'epoch'))::bigint"
@@ -968,9 +964,7 @@ s_restart_test (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 1);
     const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self); //  connects, and the first run
     int64_t high = store_maintenance_rolled (self);
     int64_t minute = high - 40 * 60;
@@ -1000,8 +994,7 @@ s_restart_test (const char *database, bool verbose)
     store_maintenance_destroy (&self);
     assert (store_fixture_marks (fixture, port) == 1);
 
-    self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self);
     assert (store_fixture_marks (fixture, port) == 0);
     store_fixture_check_minute (fixture, port, samples, 2, minute); //  2 -> 7 W over 60 s
@@ -1020,9 +1013,7 @@ s_in_order_test (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 1);
     const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     //  The run rolls up to the minute that ended STORE_MAINTENANCE_SETTLE_SECONDS ago:
     //  started well inside a minute, its watermark is this minute's start
     //  and the first reading's mark (the minute before) is below it.
