@@ -218,6 +218,26 @@ store_fixture_marks (store_fixture_t *fixture, const char *port)
         fixture, "SELECT count (*) FROM rollup_marks WHERE port_id = $1::uuid", 1, params);
 }
 
+int64_t
+store_fixture_rollup_high (store_fixture_t *fixture)
+{
+    return store_fixture_int (
+        fixture,
+        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
+        " timestamptz 'epoch'))::bigint",
+        0, NULL);
+}
+
+void
+store_fixture_set_watermark (store_fixture_t *fixture, int64_t watermark)
+{
+    char watermark_text[24];
+    snprintf (watermark_text, sizeof (watermark_text), "%" PRId64, watermark);
+    const char *params[1] = {watermark_text};
+    PQclear (store_fixture_sql (
+        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, params));
+}
+
 store_maintenance_t *
 store_fixture_new_maintenance (const char *conninfo, bool verbose)
 {

@@ -61,6 +61,13 @@ void store_fixture_check_minute (store_fixture_t *fixture, const char *port,
 //  Marks of port in rollup_marks.
 int64_t store_fixture_marks (store_fixture_t *fixture, const char *port);
 
+//  Where a rollup run now ends (seconds, exclusive): the start of the
+//  minute it was STORE_MAINTENANCE_SETTLE_SECONDS ago, by the database's
+//  clock.
+int64_t store_fixture_rollup_high (store_fixture_t *fixture);
+//  Sets the rollup watermark (seconds): the next run catches up from there.
+void store_fixture_set_watermark (store_fixture_t *fixture, int64_t watermark);
+
 //  Maintenance for conninfo as the rollup tests run it (not started,
 //  not connected); the caller destroys it.
 store_maintenance_t *store_fixture_new_maintenance (const char *conninfo, bool verbose);

@@ -818,11 +818,7 @@ s_memory_rollups (const char *database, bool verbose)
     store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self);
     store_maintenance_rollup (self); //  the first run after a start falls back: done
-    int64_t high = store_fixture_int (
-        fixture,
-        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
-        " timestamptz 'epoch'))::bigint",
-        0, NULL);
+    int64_t high = store_fixture_rollup_high (fixture);
     int64_t base = high - 10 * 60;
     store_rollup_t *rollup = store_lanes_new_rollup_from (self->lanes, base * 1000);
     assert (rollup);
@@ -834,12 +830,10 @@ s_memory_rollups (const char *database, bool verbose)
         s_memory_reading (fixture, rollup, port, samples, &count, base + 7 * index,
                           (index * 13 % 17) + 0.5);
     s_memory_reading (fixture, NULL, port, NULL, NULL, base + 61, 999);
-    char base_text[24], high_text[24];
-    snprintf (base_text, sizeof (base_text), "%" PRId64, base);
+    char high_text[24];
     snprintf (high_text, sizeof (high_text), "%" PRId64, high);
-    const char *base_params[1] = {base_text}, *high_params[1] = {high_text};
-    PQclear (store_fixture_sql (
-        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
+    const char *high_params[1] = {high_text};
+    store_fixture_set_watermark (fixture, base);
     assert (store_maintenance_rollup (self) == 7);
     for (int64_t minute = base; minute < base + 420; minute += 60)
         store_fixture_check_minute (fixture, port, samples, count, minute); //  without the 999 W
@@ -898,11 +892,7 @@ s_reported_test (const char *database, bool verbose)
     store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self);
     store_maintenance_rollup (self); //  the first run after a start falls back: done
-    int64_t high = store_fixture_int (
-        fixture,
-        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
-        " timestamptz 'epoch'))::bigint",
-        0, NULL);
+    int64_t high = store_fixture_rollup_high (fixture);
     int64_t base = high - 13 * 60;
     store_rollup_t *rollup = store_lanes_new_rollup_from (self->lanes, base * 1000);
     assert (rollup);
@@ -915,8 +905,7 @@ s_reported_test (const char *database, bool verbose)
     char base_text[24];
     snprintf (base_text, sizeof (base_text), "%" PRId64, base);
     const char *base_params[1] = {base_text};
-    PQclear (store_fixture_sql (
-        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
+    store_fixture_set_watermark (fixture, base);
     //  Minutes 0-3 (3 holds only the reading before the silence) and 9-11.
     assert (store_maintenance_rollup (self) == 7);
     const int64_t minutes[7] = {0, 60, 120, 180, 540, 600, 660};
@@ -1231,11 +1220,7 @@ store_maintenance_test (bool verbose)
     store_maintenance_step (self); //  connects and does what is due
 
     //  Minutes well inside the lookback, ending by the maintenance's rule.
-    int64_t high = store_fixture_int (
-        fixture,
-        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
-        " timestamptz 'epoch'))::bigint",
-        0, NULL);
+    int64_t high = store_fixture_rollup_high (fixture);
     int64_t base = high - 12 * 60;
 
     //  port0: three minutes at 10 s, then a gap longer than the limit
@@ -1258,12 +1243,7 @@ store_maintenance_test (bool verbose)
         store_fixture_reading (fixture, port1, samples1[index].ts, samples1[index].power);
 
     //  As after an hour's downtime.
-    char watermark_text[24];
-    snprintf (watermark_text, sizeof (watermark_text), "%" PRId64, base - 3600);
-    const char *watermark_params[1] = {watermark_text};
-    PQclear (store_fixture_sql (fixture,
-                                "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1,
-                                watermark_params));
+    store_fixture_set_watermark (fixture, base - 3600);
     assert (store_maintenance_rollup (self) >= 7);
     char high_text[24];
     snprintf (high_text, sizeof (high_text), "%" PRId64, high);

@@ -859,11 +859,7 @@ s_late_test (const char *database, bool verbose)
     const char *port1 = fixture->ports[1];
     store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self); //  connects and does what is due
-    int64_t high = store_fixture_int (
-        fixture,
-        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
-        " timestamptz 'epoch'))::bigint",
-        0, NULL);
+    int64_t high = store_fixture_rollup_high (fixture);
     int64_t base = high - 12 * 60;
     store_fixture_sample_t samples1[16] = {
         {base - 2400, 3}, {base - 2380, 4}, {base - 2360, 8}, {base + 5, 2}, {base + 65, 1}};
@@ -871,12 +867,7 @@ s_late_test (const char *database, bool verbose)
     for (size_t index = 0; index < count1; index++)
         store_fixture_reading (fixture, port1, samples1[index].ts, samples1[index].power);
     store_fixture_reading (fixture, port0, base + 65, 1000);
-    char watermark_text[24];
-    snprintf (watermark_text, sizeof (watermark_text), "%" PRId64, base - 3600);
-    const char *watermark_params[1] = {watermark_text};
-    PQclear (store_fixture_sql (fixture,
-                                "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1,
-                                watermark_params));
+    store_fixture_set_watermark (fixture, base - 3600);
     assert (store_maintenance_rollup (self) >= 4);
     char minute_text[24];
     snprintf (minute_text, sizeof (minute_text), "%" PRId64, base + 60);
@@ -926,11 +917,7 @@ s_first_reading_test (const char *database, bool verbose)
 
     //  As if the store had started in minute base, rolled up to it.
     store_maintenance_set_start (self, base);
-    char base_text[24];
-    snprintf (base_text, sizeof (base_text), "%" PRId64, base);
-    const char *base_params[1] = {base_text};
-    PQclear (store_fixture_sql (
-        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
+    store_fixture_set_watermark (fixture, base);
     store_writer_t *writer = store_writer_new (database, verbose);
     store_server_t *server =
         store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
