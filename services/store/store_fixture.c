@@ -166,6 +166,27 @@ store_fixture_reading (store_fixture_t *fixture, const char *port, int64_t ts, d
         3, params));
 }
 
+void
+store_fixture_readings (store_fixture_t *fixture, const char *port,
+                        const store_fixture_sample_t *samples, size_t count)
+{
+    for (size_t index = 0; index < count; index++)
+        store_fixture_reading (fixture, port, samples[index].ts, samples[index].power);
+}
+
+size_t
+store_fixture_catch_up_readings (store_fixture_t *fixture, const char *port, int64_t base,
+                                 store_fixture_sample_t *samples, size_t size)
+{
+    const store_fixture_sample_t readings[] = {
+        {base - 2400, 3}, {base - 2380, 4}, {base - 2360, 8}, {base + 5, 2}, {base + 65, 1}};
+    size_t count = sizeof (readings) / sizeof (readings[0]);
+    assert (size >= count);
+    memcpy (samples, readings, sizeof (readings));
+    store_fixture_readings (fixture, port, samples, count);
+    return count;
+}
+
 //  Checks the rollup of port's minute against one computed here from
 //  samples (all the port's readings, by time): plain mean, trapezoid and
 //  summed length of the intervals starting in the minute that are at most

@@ -52,6 +52,15 @@ typedef struct {
 
 //  Inserts a reading of port at ts (seconds), behind the store's back.
 void store_fixture_reading (store_fixture_t *fixture, const char *port, int64_t ts, double power);
+//  Inserts a reading of port for each sample.
+void store_fixture_readings (store_fixture_t *fixture, const char *port,
+                             const store_fixture_sample_t *samples, size_t count);
+//  Readings of port for the catch-up tests, into the table and into
+//  samples (size at least 5): three in a minute 40 minutes before base,
+//  beyond the lookback (only a catch-up from the watermark reaches it),
+//  then base + 5 and base + 65. Returns how many.
+size_t store_fixture_catch_up_readings (store_fixture_t *fixture, const char *port, int64_t base,
+                                        store_fixture_sample_t *samples, size_t size);
 //  Checks the rollup of port's minute (seconds) against one computed here
 //  from samples (all the port's readings, by time), as phantom_rollup
 //  defines it; asserts.

@@ -1232,15 +1232,11 @@ store_maintenance_test (bool verbose)
             (store_fixture_sample_t){base + 10 * index, (index * 37 % 23) + 0.25 * index};
     samples0[count0++] = (store_fixture_sample_t){base + 500, 7.5};
     samples0[count0++] = (store_fixture_sample_t){base + 530, 12.0};
-    for (size_t index = 0; index < count0; index++)
-        store_fixture_reading (fixture, port0, samples0[index].ts, samples0[index].power);
+    store_fixture_readings (fixture, port0, samples0, count0);
     //  port1: a minute 40 minutes back, beyond the lookback: only the
     //  catch-up from the watermark reaches it.
-    store_fixture_sample_t samples1[16] = {
-        {base - 2400, 3}, {base - 2380, 4}, {base - 2360, 8}, {base + 5, 2}, {base + 65, 1}};
-    size_t count1 = 5;
-    for (size_t index = 0; index < count1; index++)
-        store_fixture_reading (fixture, port1, samples1[index].ts, samples1[index].power);
+    store_fixture_sample_t samples1[16];
+    size_t count1 = store_fixture_catch_up_readings (fixture, port1, base, samples1, 16);
 
     //  As after an hour's downtime.
     store_fixture_set_watermark (fixture, base - 3600);

@@ -807,7 +807,8 @@ s_lane_readings (store_maintenance_t *self, store_fixture_t *fixture, const char
     zsock_set_sndtimeo (push, 1000);
     assert (store_fixture_marks (fixture, port1) == 0);
 
-    //  port1 has base - 2400, - 2380, - 2360 (3, 4, 8 W), then base + 5;
+    //  port1 has base - 2400, - 2380, - 2360 (3, 4, 8 W), then base + 5
+    //  (store_fixture_catch_up_readings);
     //  one at base - 2335 is a new minute, and turns the interval from
     //  base - 2360 (longer than the gap before) into energy of its minute.
     //  Its mark is in rollup_marks as soon as the lane has written it.
@@ -861,11 +862,8 @@ s_late_test (const char *database, bool verbose)
     store_maintenance_step (self); //  connects and does what is due
     int64_t high = store_fixture_rollup_high (fixture);
     int64_t base = high - 12 * 60;
-    store_fixture_sample_t samples1[16] = {
-        {base - 2400, 3}, {base - 2380, 4}, {base - 2360, 8}, {base + 5, 2}, {base + 65, 1}};
-    size_t count1 = 5;
-    for (size_t index = 0; index < count1; index++)
-        store_fixture_reading (fixture, port1, samples1[index].ts, samples1[index].power);
+    store_fixture_sample_t samples1[16];
+    size_t count1 = store_fixture_catch_up_readings (fixture, port1, base, samples1, 16);
     store_fixture_reading (fixture, port0, base + 65, 1000);
     store_fixture_set_watermark (fixture, base - 3600);
     assert (store_maintenance_rollup (self) >= 4);
