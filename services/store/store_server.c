@@ -762,6 +762,24 @@ s_push (zsock_t *push, const proto_verdict_t *verdict)
 //  late readings in their transactions (s_mark, s_track); the
 //  maintenance's runs take both (store_maintenance.h).
 
+//  A server of one lane, whose rollup maintenance's runs take, and a PUSH
+//  socket to it (*push_p); both the caller's.
+static store_server_t *
+s_lane_server_new (const char *database, store_maintenance_t *maintenance, zsock_t **push_p,
+                   bool verbose)
+{
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
+    assert (server);
+    store_server_set_maintenance (server, maintenance);
+    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
+    assert (push);
+    zsock_set_sndtimeo (push, 1000);
+    *push_p = push;
+    return server;
+}
+
 //  Pushes a verdict of port at ts (seconds) to the server and steps it
 //  until a lane has written (and added to its rollup) one more batch.
 static void
@@ -797,14 +815,8 @@ s_lane_readings (store_maintenance_t *self, store_fixture_t *fixture, const char
                  size_t *count1, int64_t base, int64_t high, bool verbose)
 {
     (void)port0;
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
+    zsock_t *push;
+    store_server_t *server = s_lane_server_new (database, self, &push, verbose);
     assert (store_fixture_marks (fixture, port1) == 0);
 
     //  port1 has base - 2400, - 2380, - 2360 (3, 4, 8 W), then base + 5
@@ -916,14 +928,8 @@ s_first_reading_test (const char *database, bool verbose)
     //  As if the store had started in minute base, rolled up to it.
     store_maintenance_set_start (self, base);
     store_fixture_set_watermark (fixture, base);
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
+    zsock_t *push;
+    store_server_t *server = s_lane_server_new (database, self, &push, verbose);
     s_lane_push (server, push, fixture, port, base + 30, 6);
     samples[count++] = (store_fixture_sample_t){base + 30, 6};
     assert (store_fixture_marks (fixture, port) == 1);
@@ -964,14 +970,8 @@ s_restart_test (const char *database, bool verbose)
                                 1, minute_params));
     store_fixture_check_minute (fixture, port, samples, 1, minute); //  its last interval open
 
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
+    zsock_t *push;
+    store_server_t *server = s_lane_server_new (database, self, &push, verbose);
     s_lane_push (server, push, fixture, port, samples[1].ts, samples[1].power);
     //  Killed here: no run of this maintenance, no more of these lanes.
     zsock_destroy (&push);
@@ -1006,14 +1006,8 @@ s_in_order_test (const char *database, bool verbose)
            zclock_time () / 1000 % 60 >= 55)
         zclock_sleep (250);
     store_maintenance_step (self);
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
+    zsock_t *push;
+    store_server_t *server = s_lane_server_new (database, self, &push, verbose);
 
     int64_t now = zclock_time () / 1000;
     assert (now - now % 60 == store_maintenance_rolled (self)); //  now's minute not rolled up yet
