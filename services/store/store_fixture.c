@@ -166,6 +166,27 @@ store_fixture_reading (store_fixture_t *fixture, const char *port, int64_t ts, d
         3, params));
 }
 
+void
+store_fixture_readings (store_fixture_t *fixture, const char *port,
+                        const store_fixture_sample_t *samples, size_t count)
+{
+    for (size_t index = 0; index < count; index++)
+        store_fixture_reading (fixture, port, samples[index].ts, samples[index].power);
+}
+
+size_t
+store_fixture_catch_up_readings (store_fixture_t *fixture, const char *port, int64_t base,
+                                 store_fixture_sample_t *samples, size_t size)
+{
+    const store_fixture_sample_t readings[] = {
+        {base - 2400, 3}, {base - 2380, 4}, {base - 2360, 8}, {base + 5, 2}, {base + 65, 1}};
+    size_t count = sizeof (readings) / sizeof (readings[0]);
+    assert (size >= count);
+    memcpy (samples, readings, sizeof (readings));
+    store_fixture_readings (fixture, port, samples, count);
+    return count;
+}
+
 //  Checks the rollup of port's minute against one computed here from
 //  samples (all the port's readings, by time): plain mean, trapezoid and
 //  summed length of the intervals starting in the minute that are at most
@@ -216,4 +237,35 @@ store_fixture_marks (store_fixture_t *fixture, const char *port)
     const char *params[1] = {port};
     return store_fixture_int (
         fixture, "SELECT count (*) FROM rollup_marks WHERE port_id = $1::uuid", 1, params);
+}
+
+int64_t
+store_fixture_rollup_high (store_fixture_t *fixture)
+{
+    return store_fixture_int (
+        fixture,
+        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
+        " timestamptz 'epoch'))::bigint",
+        0, NULL);
+}
+
+void
+store_fixture_set_watermark (store_fixture_t *fixture, int64_t watermark)
+{
+    char watermark_text[24];
+    snprintf (watermark_text, sizeof (watermark_text), "%" PRId64, watermark);
+    const char *params[1] = {watermark_text};
+    PQclear (store_fixture_sql (
+        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, params));
+}
+
+store_maintenance_t *
+store_fixture_new_maintenance (const char *conninfo, bool verbose)
+{
+    //  A lookback of 15 minutes: the tests' recent minutes (up to 13 back)
+    //  are inside it, their old ones (40 back and more) beyond it.
+    store_maintenance_policy_t policy = {30, 730, 15};
+    store_maintenance_t *maintenance = store_maintenance_new (conninfo, &policy, verbose);
+    assert (maintenance);
+    return maintenance;
 }

@@ -3,7 +3,8 @@
 
     Creates a user, a device and some ports with fresh ids, so tests can run
     side by side in one database; destroying it deletes them again, with
-    their readings, keys and episodes. Tests only: asserts on every failure.
+    their readings, keys and episodes. Also the maintenance the rollup
+    tests share. Tests only: asserts on every failure.
     =========================================================================
 */
 #ifndef STORE_FIXTURE_H_INCLUDED
@@ -11,6 +12,7 @@
 
 #include <libpq-fe.h>
 #include "proto.h"
+#include "store_maintenance.h"
 
 #define STORE_FIXTURE_PORTS_MAX 1000
 
@@ -50,6 +52,15 @@ typedef struct {
 
 //  Inserts a reading of port at ts (seconds), behind the store's back.
 void store_fixture_reading (store_fixture_t *fixture, const char *port, int64_t ts, double power);
+//  Inserts a reading of port for each sample.
+void store_fixture_readings (store_fixture_t *fixture, const char *port,
+                             const store_fixture_sample_t *samples, size_t count);
+//  Readings of port for the catch-up tests, into the table and into
+//  samples (size at least 5): three in a minute 40 minutes before base,
+//  beyond the lookback (only a catch-up from the watermark reaches it),
+//  then base + 5 and base + 65. Returns how many.
+size_t store_fixture_catch_up_readings (store_fixture_t *fixture, const char *port, int64_t base,
+                                        store_fixture_sample_t *samples, size_t size);
 //  Checks the rollup of port's minute (seconds) against one computed here
 //  from samples (all the port's readings, by time), as phantom_rollup
 //  defines it; asserts.
@@ -58,5 +69,16 @@ void store_fixture_check_minute (store_fixture_t *fixture, const char *port,
                                  int64_t minute);
 //  Marks of port in rollup_marks.
 int64_t store_fixture_marks (store_fixture_t *fixture, const char *port);
+
+//  Where a rollup run now ends (seconds, exclusive): the start of the
+//  minute it was STORE_MAINTENANCE_SETTLE_SECONDS ago, by the database's
+//  clock.
+int64_t store_fixture_rollup_high (store_fixture_t *fixture);
+//  Sets the rollup watermark (seconds): the next run catches up from there.
+void store_fixture_set_watermark (store_fixture_t *fixture, int64_t watermark);
+
+//  Maintenance for conninfo as the rollup tests run it (not started,
+//  not connected); the caller destroys it.
+store_maintenance_t *store_fixture_new_maintenance (const char *conninfo, bool verbose);
 
 #endif

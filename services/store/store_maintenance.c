@@ -815,16 +815,10 @@ s_memory_rollups (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 1);
     const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self);
     store_maintenance_rollup (self); //  the first run after a start falls back: done
-    int64_t high = store_fixture_int (
-        fixture,
-        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
-        " timestamptz 'epoch'))::bigint",
-        0, NULL);
+    int64_t high = store_fixture_rollup_high (fixture);
     int64_t base = high - 10 * 60;
     store_rollup_t *rollup = store_lanes_new_rollup_from (self->lanes, base * 1000);
     assert (rollup);
@@ -836,12 +830,10 @@ s_memory_rollups (const char *database, bool verbose)
         s_memory_reading (fixture, rollup, port, samples, &count, base + 7 * index,
                           (index * 13 % 17) + 0.5);
     s_memory_reading (fixture, NULL, port, NULL, NULL, base + 61, 999);
-    char base_text[24], high_text[24];
-    snprintf (base_text, sizeof (base_text), "%" PRId64, base);
+    char high_text[24];
     snprintf (high_text, sizeof (high_text), "%" PRId64, high);
-    const char *base_params[1] = {base_text}, *high_params[1] = {high_text};
-    PQclear (store_fixture_sql (
-        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
+    const char *high_params[1] = {high_text};
+    store_fixture_set_watermark (fixture, base);
     assert (store_maintenance_rollup (self) == 7);
     for (int64_t minute = base; minute < base + 420; minute += 60)
         store_fixture_check_minute (fixture, port, samples, count, minute); //  without the 999 W
@@ -897,16 +889,10 @@ s_reported_test (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 1);
     const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self);
     store_maintenance_rollup (self); //  the first run after a start falls back: done
-    int64_t high = store_fixture_int (
-        fixture,
-        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
-        " timestamptz 'epoch'))::bigint",
-        0, NULL);
+    int64_t high = store_fixture_rollup_high (fixture);
     int64_t base = high - 13 * 60;
     store_rollup_t *rollup = store_lanes_new_rollup_from (self->lanes, base * 1000);
     assert (rollup);
@@ -919,8 +905,7 @@ s_reported_test (const char *database, bool verbose)
     char base_text[24];
     snprintf (base_text, sizeof (base_text), "%" PRId64, base);
     const char *base_params[1] = {base_text};
-    PQclear (store_fixture_sql (
-        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
+    store_fixture_set_watermark (fixture, base);
     //  Minutes 0-3 (3 holds only the reading before the silence) and 9-11.
     assert (store_maintenance_rollup (self) == 7);
     const int64_t minutes[7] = {0, 60, 120, 180, 540, 600, 660};
@@ -1080,9 +1065,7 @@ s_ranges_test (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 2);
     const char *port = fixture->ports[0], *other = fixture->ports[1];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self); //  connects, and the first run
     int64_t high = store_maintenance_rolled (self);
     assert (high != INT64_MAX && high % 60 == 0);
@@ -1198,9 +1181,7 @@ s_write_end_later (void *argument)
 static void
 s_wait_test (const char *database, bool verbose)
 {
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self);
     int64_t high = store_maintenance_rolled (self);
     store_rollup_t *rollup = store_lanes_new_rollup_from (self->lanes, high * 1000);
@@ -1235,17 +1216,11 @@ store_maintenance_test (bool verbose)
     store_fixture_t *fixture = store_fixture_new (database, 2);
     const char *port0 = fixture->ports[0];
     const char *port1 = fixture->ports[1];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self); //  connects and does what is due
 
     //  Minutes well inside the lookback, ending by the maintenance's rule.
-    int64_t high = store_fixture_int (
-        fixture,
-        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
-        " timestamptz 'epoch'))::bigint",
-        0, NULL);
+    int64_t high = store_fixture_rollup_high (fixture);
     int64_t base = high - 12 * 60;
 
     //  port0: three minutes at 10 s, then a gap longer than the limit
@@ -1257,23 +1232,14 @@ store_maintenance_test (bool verbose)
             (store_fixture_sample_t){base + 10 * index, (index * 37 % 23) + 0.25 * index};
     samples0[count0++] = (store_fixture_sample_t){base + 500, 7.5};
     samples0[count0++] = (store_fixture_sample_t){base + 530, 12.0};
-    for (size_t index = 0; index < count0; index++)
-        store_fixture_reading (fixture, port0, samples0[index].ts, samples0[index].power);
+    store_fixture_readings (fixture, port0, samples0, count0);
     //  port1: a minute 40 minutes back, beyond the lookback: only the
     //  catch-up from the watermark reaches it.
-    store_fixture_sample_t samples1[16] = {
-        {base - 2400, 3}, {base - 2380, 4}, {base - 2360, 8}, {base + 5, 2}, {base + 65, 1}};
-    size_t count1 = 5;
-    for (size_t index = 0; index < count1; index++)
-        store_fixture_reading (fixture, port1, samples1[index].ts, samples1[index].power);
+    store_fixture_sample_t samples1[16];
+    size_t count1 = store_fixture_catch_up_readings (fixture, port1, base, samples1, 16);
 
     //  As after an hour's downtime.
-    char watermark_text[24];
-    snprintf (watermark_text, sizeof (watermark_text), "%" PRId64, base - 3600);
-    const char *watermark_params[1] = {watermark_text};
-    PQclear (store_fixture_sql (fixture,
-                                "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1,
-                                watermark_params));
+    store_fixture_set_watermark (fixture, base - 3600);
     assert (store_maintenance_rollup (self) >= 7);
     char high_text[24];
     snprintf (high_text, sizeof (high_text), "%" PRId64, high);
@@ -1329,8 +1295,7 @@ store_maintenance_test (bool verbose)
     store_maintenance_destroy (&self);
 
     //  On its own thread: rolls up at once, and stops promptly.
-    self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    self = store_fixture_new_maintenance (database, verbose);
     int64_t recent = high - 120;
     store_fixture_reading (fixture, port1, recent, 42);
     assert (store_maintenance_start (self) == 0);

@@ -762,6 +762,24 @@ s_push (zsock_t *push, const proto_verdict_t *verdict)
 //  late readings in their transactions (s_mark, s_track); the
 //  maintenance's runs take both (store_maintenance.h).
 
+//  A server of one lane, whose rollup maintenance's runs take, and a PUSH
+//  socket to it (*push_p); both the caller's.
+static store_server_t *
+s_lane_server_new (const char *database, store_maintenance_t *maintenance, zsock_t **push_p,
+                   bool verbose)
+{
+    store_writer_t *writer = store_writer_new (database, verbose);
+    store_server_t *server =
+        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
+    assert (server);
+    store_server_set_maintenance (server, maintenance);
+    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
+    assert (push);
+    zsock_set_sndtimeo (push, 1000);
+    *push_p = push;
+    return server;
+}
+
 //  Pushes a verdict of port at ts (seconds) to the server and steps it
 //  until a lane has written (and added to its rollup) one more batch.
 static void
@@ -797,17 +815,12 @@ s_lane_readings (store_maintenance_t *self, store_fixture_t *fixture, const char
                  size_t *count1, int64_t base, int64_t high, bool verbose)
 {
     (void)port0;
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
+    zsock_t *push;
+    store_server_t *server = s_lane_server_new (database, self, &push, verbose);
     assert (store_fixture_marks (fixture, port1) == 0);
 
-    //  port1 has base - 2400, - 2380, - 2360 (3, 4, 8 W), then base + 5;
+    //  port1 has base - 2400, - 2380, - 2360 (3, 4, 8 W), then base + 5
+    //  (store_fixture_catch_up_readings);
     //  one at base - 2335 is a new minute, and turns the interval from
     //  base - 2360 (longer than the gap before) into energy of its minute.
     //  Its mark is in rollup_marks as soon as the lane has written it.
@@ -857,28 +870,14 @@ s_late_test (const char *database, bool verbose)
     store_fixture_t *fixture = store_fixture_new (database, 2);
     const char *port0 = fixture->ports[0];
     const char *port1 = fixture->ports[1];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self); //  connects and does what is due
-    int64_t high = store_fixture_int (
-        fixture,
-        "SELECT extract (epoch FROM date_bin ('1 minute', now () - interval '5 seconds',"
-        " timestamptz 'epoch'))::bigint",
-        0, NULL);
+    int64_t high = store_fixture_rollup_high (fixture);
     int64_t base = high - 12 * 60;
-    store_fixture_sample_t samples1[16] = {
-        {base - 2400, 3}, {base - 2380, 4}, {base - 2360, 8}, {base + 5, 2}, {base + 65, 1}};
-    size_t count1 = 5;
-    for (size_t index = 0; index < count1; index++)
-        store_fixture_reading (fixture, port1, samples1[index].ts, samples1[index].power);
+    store_fixture_sample_t samples1[16];
+    size_t count1 = store_fixture_catch_up_readings (fixture, port1, base, samples1, 16);
     store_fixture_reading (fixture, port0, base + 65, 1000);
-    char watermark_text[24];
-    snprintf (watermark_text, sizeof (watermark_text), "%" PRId64, base - 3600);
-    const char *watermark_params[1] = {watermark_text};
-    PQclear (store_fixture_sql (fixture,
-                                "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1,
-                                watermark_params));
+    store_fixture_set_watermark (fixture, base - 3600);
     assert (store_maintenance_rollup (self) >= 4);
     char minute_text[24];
     snprintf (minute_text, sizeof (minute_text), "%" PRId64, base + 60);
@@ -911,9 +910,7 @@ s_first_reading_test (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 1);
     const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     int64_t base = store_fixture_int (
         fixture,
         "SELECT extract (epoch FROM date_bin ('1 minute', now (), timestamptz 'epoch'))::bigint"
@@ -930,19 +927,9 @@ s_first_reading_test (const char *database, bool verbose)
 
     //  As if the store had started in minute base, rolled up to it.
     store_maintenance_set_start (self, base);
-    char base_text[24];
-    snprintf (base_text, sizeof (base_text), "%" PRId64, base);
-    const char *base_params[1] = {base_text};
-    PQclear (store_fixture_sql (
-        fixture, "UPDATE rollup_state SET watermark = to_timestamp ($1::bigint)", 1, base_params));
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
+    store_fixture_set_watermark (fixture, base);
+    zsock_t *push;
+    store_server_t *server = s_lane_server_new (database, self, &push, verbose);
     s_lane_push (server, push, fixture, port, base + 30, 6);
     samples[count++] = (store_fixture_sample_t){base + 30, 6};
     assert (store_fixture_marks (fixture, port) == 1);
@@ -968,9 +955,7 @@ s_restart_test (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 1);
     const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self); //  connects, and the first run
     int64_t high = store_maintenance_rolled (self);
     int64_t minute = high - 40 * 60;
@@ -985,14 +970,8 @@ s_restart_test (const char *database, bool verbose)
                                 1, minute_params));
     store_fixture_check_minute (fixture, port, samples, 1, minute); //  its last interval open
 
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
+    zsock_t *push;
+    store_server_t *server = s_lane_server_new (database, self, &push, verbose);
     s_lane_push (server, push, fixture, port, samples[1].ts, samples[1].power);
     //  Killed here: no run of this maintenance, no more of these lanes.
     zsock_destroy (&push);
@@ -1000,8 +979,7 @@ s_restart_test (const char *database, bool verbose)
     store_maintenance_destroy (&self);
     assert (store_fixture_marks (fixture, port) == 1);
 
-    self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    self = store_fixture_new_maintenance (database, verbose);
     store_maintenance_step (self);
     assert (store_fixture_marks (fixture, port) == 0);
     store_fixture_check_minute (fixture, port, samples, 2, minute); //  2 -> 7 W over 60 s
@@ -1020,9 +998,7 @@ s_in_order_test (const char *database, bool verbose)
 {
     store_fixture_t *fixture = store_fixture_new (database, 1);
     const char *port = fixture->ports[0];
-    store_maintenance_policy_t policy = {30, 730, 15};
-    store_maintenance_t *self = store_maintenance_new (database, &policy, verbose);
-    assert (self);
+    store_maintenance_t *self = store_fixture_new_maintenance (database, verbose);
     //  The run rolls up to the minute that ended STORE_MAINTENANCE_SETTLE_SECONDS ago:
     //  started well inside a minute, its watermark is this minute's start
     //  and the first reading's mark (the minute before) is below it.
@@ -1030,14 +1006,8 @@ s_in_order_test (const char *database, bool verbose)
            zclock_time () / 1000 % 60 >= 55)
         zclock_sleep (250);
     store_maintenance_step (self);
-    store_writer_t *writer = store_writer_new (database, verbose);
-    store_server_t *server =
-        store_server_new ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", &writer, 100, 2, verbose);
-    assert (server);
-    store_server_set_maintenance (server, self);
-    zsock_t *push = zsock_new_push (store_server_verdict_endpoint (server));
-    assert (push);
-    zsock_set_sndtimeo (push, 1000);
+    zsock_t *push;
+    store_server_t *server = s_lane_server_new (database, self, &push, verbose);
 
     int64_t now = zclock_time () / 1000;
     assert (now - now % 60 == store_maintenance_rolled (self)); //  now's minute not rolled up yet
