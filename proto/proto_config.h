@@ -35,6 +35,20 @@ typedef struct {
     const char *doc;           //  one line for --help-config
 } proto_config_key_t;
 
+//  The rows of a key table.
+#define PROTO_CONFIG_KEY_INT(name, value, min, max, doc)                                           \
+    {                                                                                              \
+        name, PROTO_CONFIG_INT, value, min, max, NULL, doc                                         \
+    }
+#define PROTO_CONFIG_KEY_STRING(name, value, doc)                                                  \
+    {                                                                                              \
+        name, PROTO_CONFIG_STRING, value, 0, 0, NULL, doc                                          \
+    }
+#define PROTO_CONFIG_KEY_CHOICE(name, value, choices, doc)                                         \
+    {                                                                                              \
+        name, PROTO_CONFIG_CHOICE, value, 0, 0, choices, doc                                       \
+    }
+
 //  The keys of deploy/phantomwatch.conf, read by every service and tool.
 extern const proto_config_key_t proto_config_keys[];
 

@@ -14,168 +14,196 @@
 #include "proto_config.h"
 #include "proto.h"
 
-#define S_INT(name, value, min, max, doc)                                                          \
-    {                                                                                              \
-        name, PROTO_CONFIG_INT, value, min, max, NULL, doc                                         \
-    }
-#define S_STRING(name, value, doc)                                                                 \
-    {                                                                                              \
-        name, PROTO_CONFIG_STRING, value, 0, 0, NULL, doc                                          \
-    }
-#define S_CHOICE(name, value, choices, doc)                                                        \
-    {                                                                                              \
-        name, PROTO_CONFIG_CHOICE, value, 0, 0, choices, doc                                       \
-    }
-
 const proto_config_key_t proto_config_keys[] = {
     //  Shared
-    S_STRING ("database", "dbname=phantomwatch",
-              "libpq connection string; deploy/up points it at the cluster under var/."),
-    S_INT ("partitions", "2", 1, 64,
-           "Detector partitions: port p belongs to partition proto_partition (p) % partitions; "
-           "deploy/up runs this many detectors."),
-    S_INT ("curve", "0", 0, 1,
-           "1: CURVE on the ZeroMQ links, every binder checks connectors against "
-           "curve_dir/allowed/."),
-    S_STRING ("curve_dir", NULL, "CURVE certificates (default $PHANTOM_VAR/curve)."),
+    PROTO_CONFIG_KEY_STRING (
+        "database", "dbname=phantomwatch",
+        "libpq connection string; deploy/up points it at the cluster under var/."),
+    PROTO_CONFIG_KEY_INT (
+        "partitions", "2", 1, 64,
+        "Detector partitions: port p belongs to partition proto_partition (p) % partitions; "
+        "deploy/up runs this many detectors."),
+    PROTO_CONFIG_KEY_INT ("curve", "0", 0, 1,
+                          "1: CURVE on the ZeroMQ links, every binder checks connectors against "
+                          "curve_dir/allowed/."),
+    PROTO_CONFIG_KEY_STRING ("curve_dir", NULL, "CURVE certificates (default $PHANTOM_VAR/curve)."),
     //  ZeroMQ endpoints
-    S_STRING ("reading_endpoints", "tcp://127.0.0.1:5600",
-              "Gateways bind partition i at this port + i (ipc: path-i); detectors connect to "
-              "every endpoint listed (comma-separated)."),
-    S_STRING ("verdict_endpoint", "tcp://127.0.0.1:5500",
-              "The store binds PULL here for verdicts from the detectors."),
-    S_STRING ("ack_endpoint", "tcp://127.0.0.1:5501",
-              "The store binds PUB here for acks to the gateways."),
-    S_STRING ("event_endpoint", "tcp://127.0.0.1:5700",
-              "Detector i binds its event PUB at this port + i; notifier, gateway live streams and "
-              "phantom-tap connect to all."),
+    PROTO_CONFIG_KEY_STRING (
+        "reading_endpoints", "tcp://127.0.0.1:5600",
+        "Gateways bind partition i at this port + i (ipc: path-i); detectors connect to "
+        "every endpoint listed (comma-separated)."),
+    PROTO_CONFIG_KEY_STRING ("verdict_endpoint", "tcp://127.0.0.1:5500",
+                             "The store binds PULL here for verdicts from the detectors."),
+    PROTO_CONFIG_KEY_STRING ("ack_endpoint", "tcp://127.0.0.1:5501",
+                             "The store binds PUB here for acks to the gateways."),
+    PROTO_CONFIG_KEY_STRING (
+        "event_endpoint", "tcp://127.0.0.1:5700",
+        "Detector i binds its event PUB at this port + i; notifier, gateway live streams and "
+        "phantom-tap connect to all."),
     //  Gateway
-    S_STRING ("gateway_id", "gw1", "This gateway's id (acks come back on topic ack.<gateway_id>)."),
-    S_INT ("http_port", "3000", 1, 65535,
-           "Where clients connect: HAProxy's port when front = haproxy, else the gateway's."),
-    S_STRING ("http_address", "",
-              "Interface the gateway listens on (empty: all); deploy/up sets 127.0.0.1 behind "
-              "HAProxy."),
-    S_INT ("http_threads", "128", 1, 1000,
-           "Civetweb workers; each connection holds one (an open live stream as long as it is "
-           "open)."),
-    S_INT ("http_request_timeout_ms", "5000", 100, 600000,
-           "A request's head and body must be in within this (slowloris)."),
-    S_INT ("ack_timeout_ms", "5000", 1, 600000,
-           "How long the gateway waits for the store's durable ack before 504."),
-    S_INT ("api_statement_timeout_ms", "5000", 0, 600000,
-           "Every user API statement ends after this (504 query_timeout; 0 = no limit)."),
-    S_INT ("api_connections_per_user", "3", 1, 8,
-           "Pooled PostgreSQL connections (of 8) one signed-in user holds at once."),
-    S_STRING ("cors_origins", "",
-              "Origins (scheme://host[:port], comma-separated) whose pages may call the API with "
-              "a Bearer token."),
-    S_INT ("session_idle_seconds", "1209600", 60, 34560000,
-           "Sessions end 30 days after sign-in, or sooner when unused this long."),
-    S_INT ("stream_max", "0", 0, 1024, "Open live streams in all (0: http_threads / 2)."),
-    S_INT ("stream_max_per_user", "8", 1, 1024, "Open live streams of one account."),
-    S_INT ("stream_max_per_address", "16", 1, 1024, "Open live streams of one client address."),
-    S_STRING ("trusted_proxies", "",
-              "Addresses and CIDRs of the reverse proxies in front (comma-separated); only their "
-              "requests are believed about the client."),
-    S_STRING ("trusted_proxy_header", "X-Forwarded-For",
-              "The header trusted proxies write: X-Forwarded-For or Forwarded (RFC 7239)."),
-    S_INT ("sensor_token_limit_burst", "20", 1, 1000000,
-           "Device tokens that matched nothing, per client address: bucket size."),
-    S_INT ("sensor_token_limit_per_hour", "600", 1, 100000000,
-           "... and attempts given back an hour."),
-    S_INT ("login_limit_burst", "20", 1, 1000000, "Failed logins per address: bucket size."),
-    S_INT ("login_limit_per_hour", "600", 1, 100000000, "... and attempts given back an hour."),
-    S_INT ("login_account_limit_burst", "10", 1, 1000000,
-           "Failed logins per account (from any address): bucket size."),
-    S_INT ("login_account_limit_per_hour", "12", 1, 100000000,
-           "... and attempts given back an hour."),
-    S_INT ("register_limit_burst", "20", 1, 1000000,
-           "Registrations (and taken-email answers) per address: bucket size."),
-    S_INT ("register_limit_per_hour", "20", 1, 100000000, "... and attempts given back an hour."),
+    PROTO_CONFIG_KEY_STRING ("gateway_id", "gw1",
+                             "This gateway's id (acks come back on topic ack.<gateway_id>)."),
+    PROTO_CONFIG_KEY_INT (
+        "http_port", "3000", 1, 65535,
+        "Where clients connect: HAProxy's port when front = haproxy, else the gateway's."),
+    PROTO_CONFIG_KEY_STRING (
+        "http_address", "",
+        "Interface the gateway listens on (empty: all); deploy/up sets 127.0.0.1 behind "
+        "HAProxy."),
+    PROTO_CONFIG_KEY_INT (
+        "http_threads", "128", 1, 1000,
+        "Civetweb workers; each connection holds one (an open live stream as long as it is "
+        "open)."),
+    PROTO_CONFIG_KEY_INT ("http_request_timeout_ms", "5000", 100, 600000,
+                          "A request's head and body must be in within this (slowloris)."),
+    PROTO_CONFIG_KEY_INT ("ack_timeout_ms", "5000", 1, 600000,
+                          "How long the gateway waits for the store's durable ack before 504."),
+    PROTO_CONFIG_KEY_INT (
+        "api_statement_timeout_ms", "5000", 0, 600000,
+        "Every user API statement ends after this (504 query_timeout; 0 = no limit)."),
+    PROTO_CONFIG_KEY_INT ("api_connections_per_user", "3", 1, 8,
+                          "Pooled PostgreSQL connections (of 8) one signed-in user holds at once."),
+    PROTO_CONFIG_KEY_STRING (
+        "cors_origins", "",
+        "Origins (scheme://host[:port], comma-separated) whose pages may call the API with "
+        "a Bearer token."),
+    PROTO_CONFIG_KEY_INT ("session_idle_seconds", "1209600", 60, 34560000,
+                          "Sessions end 30 days after sign-in, or sooner when unused this long."),
+    PROTO_CONFIG_KEY_INT ("stream_max", "0", 0, 1024,
+                          "Open live streams in all (0: http_threads / 2)."),
+    PROTO_CONFIG_KEY_INT ("stream_max_per_user", "8", 1, 1024, "Open live streams of one account."),
+    PROTO_CONFIG_KEY_INT ("stream_max_per_address", "16", 1, 1024,
+                          "Open live streams of one client address."),
+    PROTO_CONFIG_KEY_STRING (
+        "trusted_proxies", "",
+        "Addresses and CIDRs of the reverse proxies in front (comma-separated); only their "
+        "requests are believed about the client."),
+    PROTO_CONFIG_KEY_STRING (
+        "trusted_proxy_header", "X-Forwarded-For",
+        "The header trusted proxies write: X-Forwarded-For or Forwarded (RFC 7239)."),
+    PROTO_CONFIG_KEY_INT ("sensor_token_limit_burst", "20", 1, 1000000,
+                          "Device tokens that matched nothing, per client address: bucket size."),
+    PROTO_CONFIG_KEY_INT ("sensor_token_limit_per_hour", "600", 1, 100000000,
+                          "... and attempts given back an hour."),
+    PROTO_CONFIG_KEY_INT ("login_limit_burst", "20", 1, 1000000,
+                          "Failed logins per address: bucket size."),
+    PROTO_CONFIG_KEY_INT ("login_limit_per_hour", "600", 1, 100000000,
+                          "... and attempts given back an hour."),
+    PROTO_CONFIG_KEY_INT ("login_account_limit_burst", "10", 1, 1000000,
+                          "Failed logins per account (from any address): bucket size."),
+    PROTO_CONFIG_KEY_INT ("login_account_limit_per_hour", "12", 1, 100000000,
+                          "... and attempts given back an hour."),
+    PROTO_CONFIG_KEY_INT ("register_limit_burst", "20", 1, 1000000,
+                          "Registrations (and taken-email answers) per address: bucket size."),
+    PROTO_CONFIG_KEY_INT ("register_limit_per_hour", "20", 1, 100000000,
+                          "... and attempts given back an hour."),
     //  Only deploy/up reads these (HAProxy in front of the gateway)
-    S_CHOICE ("front", "haproxy", "haproxy|none",
-              "deploy/up: HAProxy in front of the gateway, or none (the gateway takes "
-              "http_port)."),
-    S_INT ("gateway_port", NULL, 1, 65535,
-           "deploy/up: the gateway's own port behind HAProxy (default http_port + 1000)."),
-    S_INT ("front_max_connections", "4096", 1, 1000000, "deploy/up: connections HAProxy holds."),
-    S_INT ("front_max_connections_per_address", "64", 1, 1000000,
-           "deploy/up: open connections of one client address."),
-    S_INT ("front_keep_alive_ms", "5000", 1, 3600000,
-           "deploy/up: an idle client connection is closed after this."),
+    PROTO_CONFIG_KEY_CHOICE (
+        "front", "haproxy", "haproxy|none",
+        "deploy/up: HAProxy in front of the gateway, or none (the gateway takes "
+        "http_port)."),
+    PROTO_CONFIG_KEY_INT (
+        "gateway_port", NULL, 1, 65535,
+        "deploy/up: the gateway's own port behind HAProxy (default http_port + 1000)."),
+    PROTO_CONFIG_KEY_INT ("front_max_connections", "4096", 1, 1000000,
+                          "deploy/up: connections HAProxy holds."),
+    PROTO_CONFIG_KEY_INT ("front_max_connections_per_address", "64", 1, 1000000,
+                          "deploy/up: open connections of one client address."),
+    PROTO_CONFIG_KEY_INT ("front_keep_alive_ms", "5000", 1, 3600000,
+                          "deploy/up: an idle client connection is closed after this."),
     //  Store
-    S_INT ("batch_max", "1000", 1, PROTO_ACKS_MAX,
-           "Store group commit: at most this many verdicts..."),
-    S_INT ("batch_ms", "2", 0, 1000, "... or this long per transaction."),
-    S_INT ("store_writers", "2", 1, 8,
-           "Store writer connections (lanes; a port always on the same one)."),
-    S_CHOICE ("store_synchronous_commit", "on", "on|off",
-              "Never off in production: only the fault suite's negative control sets it."),
-    S_INT ("retention_days", "90", 0, 36500,
-           "Raw readings partitions older than this are dropped once rolled up (0: keep)."),
-    S_INT ("rollup_retention_days", "730", 0, 36500, "Per-minute rollups kept (0: keep)."),
-    S_INT ("rollup_lookback_minutes", "10", 1, 1440,
-           "Minutes re-rolled for all ports after a store start."),
+    PROTO_CONFIG_KEY_INT ("batch_max", "1000", 1, PROTO_ACKS_MAX,
+                          "Store group commit: at most this many verdicts..."),
+    PROTO_CONFIG_KEY_INT ("batch_ms", "2", 0, 1000, "... or this long per transaction."),
+    PROTO_CONFIG_KEY_INT ("store_writers", "2", 1, 8,
+                          "Store writer connections (lanes; a port always on the same one)."),
+    PROTO_CONFIG_KEY_CHOICE (
+        "store_synchronous_commit", "on", "on|off",
+        "Never off in production: only the fault suite's negative control sets it."),
+    PROTO_CONFIG_KEY_INT (
+        "retention_days", "90", 0, 36500,
+        "Raw readings partitions older than this are dropped once rolled up (0: keep)."),
+    PROTO_CONFIG_KEY_INT ("rollup_retention_days", "730", 0, 36500,
+                          "Per-minute rollups kept (0: keep)."),
+    PROTO_CONFIG_KEY_INT ("rollup_lookback_minutes", "10", 1, 1440,
+                          "Minutes re-rolled for all ports after a store start."),
     //  Detector
-    S_INT ("detector_offline_seconds", "300", 1, 604800,
-           "A port with no reading for this long is offline (the API tells clients too)."),
-    S_INT ("detector_restore", "1", 0, 1,
-           "1: load status and open episodes of the partition's ports at start."),
+    PROTO_CONFIG_KEY_INT (
+        "detector_offline_seconds", "300", 1, 604800,
+        "A port with no reading for this long is offline (the API tells clients too)."),
+    PROTO_CONFIG_KEY_INT ("detector_restore", "1", 0, 1,
+                          "1: load status and open episodes of the partition's ports at start."),
     //  Notifier
-    S_INT ("notifier_cooldown_seconds", "600", 0, 604800,
-           "Per-port cool-down between notified episodes (and outages)."),
-    S_INT ("notifier_rcvhwm", "10000", 1, 10000000,
-           "Events the notifier queues before ZeroMQ drops (PUB/SUB)."),
-    S_INT ("notifier_webhook_batch", "32", 1, 1000, "Webhook deliveries in flight at once..."),
-    S_INT ("notifier_webhook_per_user", "4", 1, 1000, "... and of them one user's at most."),
-    S_INT ("notifier_webhook_timeout_ms", "5000", 100, 60000, "One webhook delivery's bound."),
-    S_INT ("notifier_webhook_attempts", "8", 1, 30, "Deliveries tried before one is given up."),
-    S_INT ("notifier_webhook_backoff_ms", "1000", 1, 3600000,
-           "First retry delay of a failed webhook delivery."),
-    S_INT ("notifier_digest_hour", "8", 0, 23,
-           "Local hour (user's time zone) from which yesterday's digest goes out."),
+    PROTO_CONFIG_KEY_INT ("notifier_cooldown_seconds", "600", 0, 604800,
+                          "Per-port cool-down between notified episodes (and outages)."),
+    PROTO_CONFIG_KEY_INT ("notifier_rcvhwm", "10000", 1, 10000000,
+                          "Events the notifier queues before ZeroMQ drops (PUB/SUB)."),
+    PROTO_CONFIG_KEY_INT ("notifier_webhook_batch", "32", 1, 1000,
+                          "Webhook deliveries in flight at once..."),
+    PROTO_CONFIG_KEY_INT ("notifier_webhook_per_user", "4", 1, 1000,
+                          "... and of them one user's at most."),
+    PROTO_CONFIG_KEY_INT ("notifier_webhook_timeout_ms", "5000", 100, 60000,
+                          "One webhook delivery's bound."),
+    PROTO_CONFIG_KEY_INT ("notifier_webhook_attempts", "8", 1, 30,
+                          "Deliveries tried before one is given up."),
+    PROTO_CONFIG_KEY_INT ("notifier_webhook_backoff_ms", "1000", 1, 3600000,
+                          "First retry delay of a failed webhook delivery."),
+    PROTO_CONFIG_KEY_INT ("notifier_digest_hour", "8", 0, 23,
+                          "Local hour (user's time zone) from which yesterday's digest goes out."),
     //  Webhooks (gateway at creation, notifier at every delivery)
-    S_INT ("webhook_allow_private", "0", 0, 1,
-           "1 lets webhooks reach loopback, private and CGNAT addresses (keep 0 on a public "
-           "server)."),
-    S_STRING ("webhook_allow_cidrs", NULL,
-              "Networks webhooks may reach whatever their kind, comma-separated CIDRs."),
-    S_STRING ("webhook_ca_file", NULL,
-              "Tests only: the CAs trusted for https webhooks (default: the system store)."),
+    PROTO_CONFIG_KEY_INT (
+        "webhook_allow_private", "0", 0, 1,
+        "1 lets webhooks reach loopback, private and CGNAT addresses (keep 0 on a public "
+        "server)."),
+    PROTO_CONFIG_KEY_STRING (
+        "webhook_allow_cidrs", NULL,
+        "Networks webhooks may reach whatever their kind, comma-separated CIDRs."),
+    PROTO_CONFIG_KEY_STRING (
+        "webhook_ca_file", NULL,
+        "Tests only: the CAs trusted for https webhooks (default: the system store)."),
     //  MQTT: the broker (deploy/up) and the MQTT service (services/mqtt)
-    S_STRING ("mqtt_host", "127.0.0.1",
-              "The broker's address: its listener, and where phantom-mqtt connects."),
-    S_INT ("mqtt_port", "1883", 1, 65535, "The broker's plain MQTT listener."),
-    S_INT ("mqtt_tls_port", "0", 0, 65535,
-           "The broker's TLS listener (0 = off); phantom-mqtt uses it when set."),
-    S_STRING ("mqtt_tls_cert", NULL, "The broker's TLS certificate (PEM)."),
-    S_STRING ("mqtt_tls_key", NULL, "... and its private key (PEM)."),
-    S_STRING ("mqtt_tls_ca", NULL,
-              "The CA file of the TLS listener (mosquitto cafile), and the one phantom-mqtt "
-              "checks the broker's certificate against; plugs log in with user and token."),
-    S_INT ("mqtt_metrics_port", "9883", 0, 65535,
-           "phantom-mqtt serves Prometheus text on 127.0.0.1 here (instance i: + i; 0 = off)."),
-    S_INT ("mqtt_instances", "1", 1, 16,
-           "phantom-mqtt instances sharing the load (MQTT 5 shared subscriptions)."),
-    S_INT ("mqtt_window", "4096", 1, 16384,
-           "phantom-mqtt: most readings queued or in flight per instance (then it stops "
-           "reading the broker, which queues)."),
-    S_INT ("mqtt_batch", "1024", 1, 8192,
-           "phantom-mqtt: most readings in one submit to the detectors (one ack wait)."),
-    S_STRING ("mqtt_service_secret_file", NULL,
-              "phantom-mqtt's broker password, one line (default $PHANTOM_VAR/mqtt/service.secret; "
-              "deploy/up writes it, mode 600)."),
-    S_STRING ("mqtt_reading_endpoint", "tcp://127.0.0.1:5650",
-              "phantom-mqtt instance i binds its partitions as gateways do, at this port + i * "
-              "partitions (ipc: path.i); deploy/up adds these to reading_endpoints."),
-    S_CHOICE ("mqtt_spool", "on", "on|off",
-              "on: the broker's plugin writes each plug message to a local SQLite spool "
-              "(mqtt/data/spool.db) before the broker acknowledges it, and publishes again "
-              "what PostgreSQL has not stored (services/mqtt/auth/README.md)."),
-    S_INT ("mqtt_spool_delay", "30", 1, 3600,
-           "Seconds after which a spooled message is first checked against reading_keys "
-           "(then 2x, 4x, ... that)."),
-    S_INT ("mqtt_spool_tries", "5", 1, 100,
-           "Checks that find a spooled message unstored before it is dropped and logged."),
+    PROTO_CONFIG_KEY_STRING (
+        "mqtt_host", "127.0.0.1",
+        "The broker's address: its listener, and where phantom-mqtt connects."),
+    PROTO_CONFIG_KEY_INT ("mqtt_port", "1883", 1, 65535, "The broker's plain MQTT listener."),
+    PROTO_CONFIG_KEY_INT ("mqtt_tls_port", "0", 0, 65535,
+                          "The broker's TLS listener (0 = off); phantom-mqtt uses it when set."),
+    PROTO_CONFIG_KEY_STRING ("mqtt_tls_cert", NULL, "The broker's TLS certificate (PEM)."),
+    PROTO_CONFIG_KEY_STRING ("mqtt_tls_key", NULL, "... and its private key (PEM)."),
+    PROTO_CONFIG_KEY_STRING (
+        "mqtt_tls_ca", NULL,
+        "The CA file of the TLS listener (mosquitto cafile), and the one phantom-mqtt "
+        "checks the broker's certificate against; plugs log in with user and token."),
+    PROTO_CONFIG_KEY_INT (
+        "mqtt_metrics_port", "9883", 0, 65535,
+        "phantom-mqtt serves Prometheus text on 127.0.0.1 here (instance i: + i; 0 = off)."),
+    PROTO_CONFIG_KEY_INT ("mqtt_instances", "1", 1, 16,
+                          "phantom-mqtt instances sharing the load (MQTT 5 shared subscriptions)."),
+    PROTO_CONFIG_KEY_INT (
+        "mqtt_window", "4096", 1, 16384,
+        "phantom-mqtt: most readings queued or in flight per instance (then it stops "
+        "reading the broker, which queues)."),
+    PROTO_CONFIG_KEY_INT (
+        "mqtt_batch", "1024", 1, 8192,
+        "phantom-mqtt: most readings in one submit to the detectors (one ack wait)."),
+    PROTO_CONFIG_KEY_STRING (
+        "mqtt_service_secret_file", NULL,
+        "phantom-mqtt's broker password, one line (default $PHANTOM_VAR/mqtt/service.secret; "
+        "deploy/up writes it, mode 600)."),
+    PROTO_CONFIG_KEY_STRING (
+        "mqtt_reading_endpoint", "tcp://127.0.0.1:5650",
+        "phantom-mqtt instance i binds its partitions as gateways do, at this port + i * "
+        "partitions (ipc: path.i); deploy/up adds these to reading_endpoints."),
+    PROTO_CONFIG_KEY_CHOICE (
+        "mqtt_spool", "on", "on|off",
+        "on: the broker's plugin writes each plug message to a local SQLite spool "
+        "(mqtt/data/spool.db) before the broker acknowledges it, and publishes again "
+        "what PostgreSQL has not stored (services/mqtt/auth/README.md)."),
+    PROTO_CONFIG_KEY_INT (
+        "mqtt_spool_delay", "30", 1, 3600,
+        "Seconds after which a spooled message is first checked against reading_keys "
+        "(then 2x, 4x, ... that)."),
+    PROTO_CONFIG_KEY_INT (
+        "mqtt_spool_tries", "5", 1, 100,
+        "Checks that find a spooled message unstored before it is dropped and logged."),
     {NULL, PROTO_CONFIG_STRING, NULL, 0, 0, NULL, NULL}};
