@@ -41,7 +41,7 @@ def _table_keys(path):
     """Key names of a C table of proto_config_key_t entries."""
     with open(os.path.join(harness.REPO, path)) as fh:
         text = fh.read()
-    pattern = r'(?:S_INT|S_STRING|S_CHOICE)\s*\(\s*"([a-z0-9_]+)"|\{\s*"([a-z0-9_]+)",\s*PROTO_CONFIG_'
+    pattern = r'PROTO_CONFIG_KEY_(?:INT|STRING|CHOICE)\s*\(\s*"([a-z0-9_]+)"|\{\s*"([a-z0-9_]+)",\s*PROTO_CONFIG_'
     return [a or b for a, b in re.findall(pattern, text)]
 
 
