@@ -184,6 +184,16 @@ gateway_pipeline_new (const gateway_pipeline_options_t *options)
             free (endpoint);
             goto failed;
         }
+        //  Monitored before it is bound: a detector that connects between
+        //  the two would never be counted (a CI run saw /healthz stay 503
+        //  with both detectors connected).
+        char name[16];
+        snprintf (name, sizeof name, "push%d", index);
+        partition->monitor = s_monitor (self, partition->socket, name, MONITOR_EVENTS);
+        if (!partition->monitor) {
+            free (endpoint);
+            goto failed;
+        }
         if (zmq_bind (partition->socket, endpoint) != 0) {
             zsys_error ("gateway pipeline - cannot bind %s: %s", endpoint, zmq_strerror (errno));
             free (endpoint);
@@ -191,11 +201,6 @@ gateway_pipeline_new (const gateway_pipeline_options_t *options)
         }
         zsys_info ("gateway pipeline - partition %d bound at %s", index, endpoint);
         free (endpoint);
-        char name[16];
-        snprintf (name, sizeof name, "push%d", index);
-        partition->monitor = s_monitor (self, partition->socket, name, MONITOR_EVENTS);
-        if (!partition->monitor)
-            goto failed;
     }
     self->sub = zmq_socket (self->context, ZMQ_SUB);
     assert (self->sub);
