@@ -77,13 +77,14 @@ s_result (const char *values[][5], int rows)
         columns[column].typlen = -1;
         columns[column].atttypmod = -1;
     }
-    assert (PQsetResultAttrs (result, 5, columns));
+    int rc = PQsetResultAttrs (result, 5, columns);
+    assert (rc);
     for (int row = 0; row < rows; row++)
         for (int column = 0; column < 5; column++) {
             const char *value = values[row][column];
             //  NULL is SQL NULL (length -1); libpq copies the value.
-            assert (
-                PQsetvalue (result, row, column, (char *)value, value ? (int)strlen (value) : -1));
+            rc = PQsetvalue (result, row, column, (char *)value, value ? (int)strlen (value) : -1);
+            assert (rc);
         }
     return result;
 }
