@@ -10,6 +10,7 @@
 #include "proto_pg.h"
 #include "proto_config.h"
 #include "proto_curve.h"
+#include "proto_device_token.h"
 #include "proto_main.h"
 #include "proto_selftest.h"
 
@@ -132,6 +133,7 @@ static const proto_selftest_t s_tests[] = {
     {"proto_address", proto_address_test, false},
     {"proto_pg", proto_pg_test, false},
     {"proto_main", proto_main_test, false},
+    {"proto_device_token", proto_device_token_test, false},
     {"proto_selftest", proto_selftest_test, false},
 };
 

@@ -28,6 +28,7 @@
 #include "gateway_port_table.h"
 #include "gateway_token_table.h"
 #include "gateway_token_use.h"
+#include "proto_device_token.h"
 #include "proto_pg.h"
 
 #include <inttypes.h>
@@ -45,16 +46,11 @@
 #define ZONES_MAX 4096
 
 typedef struct {
-    int64_t id;                //  device id
-    int64_t user;              //  owner
-    bool has_current;          //  current token set
-    uint8_t current[32];       //  SHA-256 of the current token
-    int64_t current_expires;   //  ms since epoch; INT64_MAX = never
-    bool has_previous;         //  previous token still in its grace window
-    uint8_t previous[32];      //  SHA-256 of the rotated-out token
-    int64_t previous_expires;  //  ms since epoch
-    _Atomic int64_t last_used; //  last match of the current token, ms; 0 = none
-    _Atomic int64_t flushed;   //  last_used as last written to PostgreSQL
+    int64_t id;                 //  device id
+    int64_t user;               //  owner
+    proto_device_token_t token; //  its token hashes and their expiries
+    _Atomic int64_t last_used;  //  last match of the current token, ms; 0 = none
+    _Atomic int64_t flushed;    //  last_used as last written to PostgreSQL
 } s_device_t;
 
 //  Interned time zone names; append-only, so a reader may use any index
@@ -82,11 +78,7 @@ struct _gateway_cache_t {
     atomic_bool loaded;            //  a full load succeeded once
 };
 
-#define DEVICE_COLUMNS                                                                             \
-    "SELECT id, user_id, encode(token_hash, 'hex'), "                                              \
-    "COALESCE((extract(epoch FROM token_expires_at) * 1000)::bigint, -1), "                        \
-    "encode(previous_token_hash, 'hex'), "                                                         \
-    "COALESCE((extract(epoch FROM previous_token_expires_at) * 1000)::bigint, -1) FROM devices"
+#define DEVICE_COLUMNS "SELECT id, user_id, " PROTO_DEVICE_TOKEN_COLUMNS " FROM devices"
 
 #define PORT_COLUMNS                                                                               \
     "SELECT p.id::text, p.user_id, p.device_id, p.off_watts, p.standby_watts, "                    \
@@ -211,14 +203,6 @@ gateway_cache_destroy (gateway_cache_t **self_p)
 //  --------------------------------------------------------------------------
 //  Entry builders; shared by the full load and the one-row refresh.
 
-static bool
-s_unhex (const char *text, uint8_t hash[32])
-{
-    size_t length = 0;
-    return text && strlen (text) == 64 &&
-           sodium_hex2bin (hash, 32, text, 64, NULL, &length, NULL) == 0 && length == 32;
-}
-
 static s_device_t *
 s_device_from_row (PGresult *result, int row)
 {
@@ -226,17 +210,8 @@ s_device_from_row (PGresult *result, int row)
     assert (device);
     device->id = atoll (PQgetvalue (result, row, 0));
     device->user = atoll (PQgetvalue (result, row, 1));
-    if (!PQgetisnull (result, row, 2) && s_unhex (PQgetvalue (result, row, 2), device->current)) {
-        int64_t expires = atoll (PQgetvalue (result, row, 3));
-        device->has_current = true;
-        device->current_expires = expires < 0 ? INT64_MAX : expires;
-    }
-    //  A previous token without an expiry has no grace window left.
-    if (!PQgetisnull (result, row, 4) && s_unhex (PQgetvalue (result, row, 4), device->previous)) {
-        int64_t expires = atoll (PQgetvalue (result, row, 5));
-        device->has_previous = expires > 0;
-        device->previous_expires = expires;
-    }
+    //  Kept, and counted, even when no token of it may match.
+    proto_device_token_from_row (&device->token, result, row, 2);
     return device;
 }
 
@@ -302,23 +277,25 @@ s_put_device (zhashx_t *devices, gateway_token_table_t *tokens, int64_t id, s_de
     snprintf (key, sizeof key, "%" PRId64, id);
     s_device_t *old = (s_device_t *)zhashx_lookup (devices, key);
     if (old) {
-        if (device && device->has_current && old->has_current &&
-            memcmp (device->current, old->current, 32) == 0) {
+        if (device && device->token.has_current && old->token.has_current &&
+            memcmp (device->token.current, old->token.current, 32) == 0) {
             atomic_store (&device->last_used, atomic_load (&old->last_used));
             atomic_store (&device->flushed, atomic_load (&old->flushed));
         }
-        if (old->has_current && gateway_token_table_lookup (tokens, old->current) == old)
-            gateway_token_table_delete (tokens, old->current);
-        if (old->has_previous && gateway_token_table_lookup (tokens, old->previous) == old)
-            gateway_token_table_delete (tokens, old->previous);
+        if (old->token.has_current &&
+            gateway_token_table_lookup (tokens, old->token.current) == old)
+            gateway_token_table_delete (tokens, old->token.current);
+        if (old->token.has_previous &&
+            gateway_token_table_lookup (tokens, old->token.previous) == old)
+            gateway_token_table_delete (tokens, old->token.previous);
         zhashx_delete (devices, key);
     }
     if (device) {
         zhashx_insert (devices, key, device);
-        if (device->has_current)
-            gateway_token_table_update (tokens, device->current, device);
-        if (device->has_previous)
-            gateway_token_table_update (tokens, device->previous, device);
+        if (device->token.has_current)
+            gateway_token_table_update (tokens, device->token.current, device);
+        if (device->token.has_previous)
+            gateway_token_table_update (tokens, device->token.previous, device);
     }
 }
 
@@ -419,8 +396,8 @@ s_load_all (gateway_cache_t *self, PGconn *conn)
         char key[24];
         snprintf (key, sizeof key, "%" PRId64, device->id);
         s_device_t *old = (s_device_t *)zhashx_lookup (old_devices, key);
-        if (old && old->has_current && device->has_current &&
-            memcmp (old->current, device->current, 32) == 0) {
+        if (old && old->token.has_current && device->token.has_current &&
+            memcmp (old->token.current, device->token.current, 32) == 0) {
             atomic_store (&device->last_used, atomic_load (&old->last_used));
             atomic_store (&device->flushed, atomic_load (&old->flushed));
         }
@@ -511,10 +488,10 @@ s_flush_used (gateway_cache_t *self, PGconn *conn)
     for (s_device_t *device = (s_device_t *)zhashx_first (self->devices);
          device && count < capacity; device = (s_device_t *)zhashx_next (self->devices)) {
         int64_t used = atomic_load (&device->last_used);
-        if (device->has_current && used > atomic_load (&device->flushed)) {
+        if (device->token.has_current && used > atomic_load (&device->flushed)) {
             ids[count] = device->id;
             stamps[count] = used;
-            memcpy (hashes[count], device->current, 32);
+            memcpy (hashes[count], device->token.current, 32);
             count++;
         }
     }
@@ -646,15 +623,15 @@ gateway_cache_device (gateway_cache_t *self, const uint8_t token_hash[32], gatew
     pthread_rwlock_rdlock (&self->lock);
     s_device_t *entry = gateway_token_table_lookup (self->tokens, token_hash);
     if (entry) {
-        if (entry->has_current && sodium_memcmp (entry->current, token_hash, 32) == 0) {
-            found = now < entry->current_expires;
-            //  At most one store a second per device: many handlers using
-            //  one device's token would otherwise fight over the line.
-            if (found &&
-                now - atomic_load_explicit (&entry->last_used, memory_order_relaxed) >= 1000)
-                atomic_store_explicit (&entry->last_used, now, memory_order_relaxed);
-        } else if (entry->has_previous && sodium_memcmp (entry->previous, token_hash, 32) == 0)
-            found = now < entry->previous_expires;
+        proto_device_token_match_t match =
+            proto_device_token_matches (&entry->token, token_hash, now);
+        found = match != PROTO_DEVICE_TOKEN_NONE;
+        //  Only the current token's use is stamped, at most once a second
+        //  per device: many handlers using one device's token would
+        //  otherwise fight over the line.
+        if (match == PROTO_DEVICE_TOKEN_CURRENT &&
+            now - atomic_load_explicit (&entry->last_used, memory_order_relaxed) >= 1000)
+            atomic_store_explicit (&entry->last_used, now, memory_order_relaxed);
         if (found && device) {
             device->id = entry->id;
             device->user = entry->user;
@@ -765,9 +742,9 @@ gateway_cache_put_device (gateway_cache_t *self, const uint8_t token_hash[32], i
     assert (device);
     device->id = device_id;
     device->user = user_id;
-    device->has_current = true;
-    memcpy (device->current, token_hash, 32);
-    device->current_expires = expires_ms > 0 ? expires_ms : INT64_MAX;
+    device->token.has_current = true;
+    memcpy (device->token.current, token_hash, 32);
+    device->token.current_expires = expires_ms > 0 ? expires_ms : INT64_MAX;
     pthread_rwlock_wrlock (&self->lock);
     s_put_device (self->devices, self->tokens, device_id, device);
     pthread_rwlock_unlock (&self->lock);

@@ -30,7 +30,7 @@ void gateway_cache_destroy (gateway_cache_t **self_p);
 //  Loads everything; 0 or -1.
 int gateway_cache_load (gateway_cache_t *self);
 //  Looks a device token up by its SHA-256 (current, or previous within its
-//  grace window, not expired). Constant-time compare. true if found.
+//  grace window, not expired: proto_device_token). true if found.
 bool gateway_cache_device (gateway_cache_t *self, const uint8_t token_hash[32],
                            gateway_device_t *device);
 //  Looks a port up by uuid text. true if found.

@@ -51,6 +51,7 @@
 #include "mqtt_parse.h"
 #include "mqtt_reading.h"
 #include "proto.h"
+#include "proto_device_token.h"
 #include "proto_pg.h"
 
 #include <czmq.h>
@@ -128,19 +129,7 @@ s_now_ms (void)
 //  --------------------------------------------------------------------------
 //  The table's keeper.
 
-#define S_DEVICE_COLUMNS                                                                           \
-    "SELECT id, mqtt_name, encode(token_hash, 'hex'), "                                            \
-    "COALESCE((extract(epoch FROM token_expires_at) * 1000)::bigint, -1), "                        \
-    "encode(previous_token_hash, 'hex'), "                                                         \
-    "COALESCE((extract(epoch FROM previous_token_expires_at) * 1000)::bigint, -1) FROM devices "
-
-static bool
-s_unhex (const char *text, uint8_t hash[32])
-{
-    size_t length = 0;
-    return text && strlen (text) == 64 &&
-           sodium_hex2bin (hash, 32, text, 64, NULL, &length, NULL) == 0 && length == 32;
-}
+#define S_DEVICE_COLUMNS "SELECT id, mqtt_name, " PROTO_DEVICE_TOKEN_COLUMNS " FROM devices "
 
 //  false if the row gives no usable token (then the device is not kept).
 static bool
@@ -149,18 +138,8 @@ s_device_from_row (PGresult *result, int row, mqtt_auth_device_t *device)
     memset (device, 0, sizeof *device);
     device->id = atoll (PQgetvalue (result, row, 0));
     snprintf (device->name, sizeof device->name, "%s", PQgetvalue (result, row, 1));
-    if (!PQgetisnull (result, row, 2) && s_unhex (PQgetvalue (result, row, 2), device->current)) {
-        int64_t expires = atoll (PQgetvalue (result, row, 3));
-        device->has_current = true;
-        device->current_expires = expires < 0 ? INT64_MAX : expires;
-    }
-    //  As the gateway: a previous token without an expiry has no grace.
-    if (!PQgetisnull (result, row, 4) && s_unhex (PQgetvalue (result, row, 4), device->previous)) {
-        int64_t expires = atoll (PQgetvalue (result, row, 5));
-        device->has_previous = expires > 0;
-        device->previous_expires = expires;
-    }
-    return (device->has_current || device->has_previous) && mqtt_auth_acl_name_valid (device->name);
+    return proto_device_token_from_row (&device->token, result, row, 2) &&
+           mqtt_auth_acl_name_valid (device->name);
 }
 
 static int
@@ -706,6 +685,14 @@ s_plugin_destroy (s_plugin_t **self_p)
     free (self->service_user);
     free (self);
     *self_p = NULL;
+}
+
+static bool
+s_unhex (const char *text, uint8_t hash[32])
+{
+    size_t length = 0;
+    return text && strlen (text) == 64 &&
+           sodium_hex2bin (hash, 32, text, 64, NULL, &length, NULL) == 0 && length == 32;
 }
 
 static void

@@ -91,15 +91,7 @@ mqtt_auth_table_check (mqtt_auth_table_t *self, const char *name, const uint8_t 
                        int64_t now_ms)
 {
     mqtt_auth_device_t *device = (mqtt_auth_device_t *)zhashx_lookup (self->by_name, name);
-    if (!device)
-        return false;
-    //  As gateway_cache_device: current before its expiry, else previous
-    //  within its grace; constant-time compares.
-    if (device->has_current && sodium_memcmp (device->current, hash, 32) == 0)
-        return now_ms < device->current_expires;
-    if (device->has_previous && sodium_memcmp (device->previous, hash, 32) == 0)
-        return now_ms < device->previous_expires;
-    return false;
+    return device && proto_device_token_matches (&device->token, hash, now_ms);
 }
 
 size_t
@@ -121,29 +113,22 @@ mqtt_auth_table_test (bool verbose)
     crypto_hash_sha256 (two, (const uint8_t *)"token-two", 9);
     crypto_hash_sha256 (three, (const uint8_t *)"token-three", 11);
 
-    mqtt_auth_device_t device = {.id = 7, .has_current = true, .current_expires = INT64_MAX};
+    //  Which token matches when is proto_device_token's (and its test's).
+    mqtt_auth_device_t device = {.id = 7,
+                                 .token = {.has_current = true, .current_expires = INT64_MAX}};
     strcpy (device.name, "pw-0000000007");
-    memcpy (device.current, one, 32);
+    memcpy (device.token.current, one, 32);
     mqtt_auth_table_put (table, &device);
     assert (mqtt_auth_table_check (table, "pw-0000000007", one, 1000));
     assert (!mqtt_auth_table_check (table, "pw-0000000007", two, 1000));
     assert (!mqtt_auth_table_check (table, "pw-0000000008", one, 1000));
 
-    //  Rotation: the previous token holds until its grace ends.
-    device.has_previous = true;
-    memcpy (device.previous, one, 32);
-    device.previous_expires = 5000;
-    memcpy (device.current, two, 32);
+    //  A put replaces the device's tokens.
+    memcpy (device.token.current, two, 32);
     mqtt_auth_table_put (table, &device);
     assert (mqtt_auth_table_size (table) == 1);
-    assert (mqtt_auth_table_check (table, "pw-0000000007", one, 4999));
-    assert (!mqtt_auth_table_check (table, "pw-0000000007", one, 5000));
-    assert (mqtt_auth_table_check (table, "pw-0000000007", two, 5000));
-
-    //  An expiring current token.
-    device.current_expires = 6000;
-    mqtt_auth_table_put (table, &device);
-    assert (!mqtt_auth_table_check (table, "pw-0000000007", two, 6000));
+    assert (!mqtt_auth_table_check (table, "pw-0000000007", one, 1000));
+    assert (mqtt_auth_table_check (table, "pw-0000000007", two, 1000));
 
     //  A rename drops the old name; another device taking a name replaces
     //  the stale holder.
@@ -151,9 +136,10 @@ mqtt_auth_table_test (bool verbose)
     mqtt_auth_table_put (table, &device);
     assert (!mqtt_auth_table_check (table, "pw-0000000007", two, 1000));
     assert (mqtt_auth_table_check (table, "pw-renamed01", two, 1000));
-    mqtt_auth_device_t other = {.id = 8, .has_current = true, .current_expires = INT64_MAX};
+    mqtt_auth_device_t other = {.id = 8,
+                                .token = {.has_current = true, .current_expires = INT64_MAX}};
     strcpy (other.name, "pw-renamed01");
-    memcpy (other.current, three, 32);
+    memcpy (other.token.current, three, 32);
     mqtt_auth_table_put (table, &other);
     assert (mqtt_auth_table_size (table) == 1);
     assert (mqtt_auth_table_check (table, "pw-renamed01", three, 1000));

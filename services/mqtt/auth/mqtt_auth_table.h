@@ -1,29 +1,25 @@
 /*  =========================================================================
     mqtt_auth_table - each device's MQTT name and token hashes, in memory
 
-    What the gateway's cache keeps per device (gateway_cache.c), keyed by
-    mqtt_name: the SHA-256 of the current token and its expiry, and of the
-    previous token within its grace. A password is accepted exactly when
-    the gateway would accept it as that device's token. Not thread-safe:
-    the plugin holds its lock around every call.
+    What the gateway's cache keeps per device, keyed by mqtt_name: its
+    token hashes (proto_device_token). A password is accepted exactly when
+    the gateway would accept it as that device's token, by the same rule.
+    Not thread-safe: the plugin holds its lock around every call.
     =========================================================================
 */
 #ifndef MQTT_AUTH_TABLE_H_INCLUDED
 #define MQTT_AUTH_TABLE_H_INCLUDED
+
+#include "proto_device_token.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
-    int64_t id;               //  devices.id
-    char name[33];            //  devices.mqtt_name
-    bool has_current;         //  a current token is set
-    uint8_t current[32];      //  its SHA-256
-    int64_t current_expires;  //  ms since epoch; INT64_MAX = never
-    bool has_previous;        //  a rotated-out token still in its grace
-    uint8_t previous[32];     //  its SHA-256
-    int64_t previous_expires; //  ms since epoch
+    int64_t id;                 //  devices.id
+    char name[33];              //  devices.mqtt_name
+    proto_device_token_t token; //  its token hashes and their expiries
 } mqtt_auth_device_t;
 
 typedef struct _mqtt_auth_table_t mqtt_auth_table_t;
@@ -40,8 +36,8 @@ void mqtt_auth_table_remove (mqtt_auth_table_t *self, int64_t id);
 //  Forgets every device (before a full reload).
 void mqtt_auth_table_purge (mqtt_auth_table_t *self);
 
-//  true if hash is the SHA-256 of a token device `name` may use at now_ms:
-//  its current one before it expires, or the previous one in its grace.
+//  true if hash is the SHA-256 of a token device `name` may use at now_ms
+//  (proto_device_token_matches).
 bool mqtt_auth_table_check (mqtt_auth_table_t *self, const char *name, const uint8_t hash[32],
                             int64_t now_ms);
 
