@@ -5,7 +5,7 @@
 #     fault, browser), aborting on the first sanitizer report;
 #  2. one integration module (test_sensor: every service on the reading
 #     path) against the ASan-built services; reports they write are failures;
-#  3. fuzz smoke: deploy/fuzz 10 (each libFuzzer target 10 s on its seeds),
+#  3. fuzz smoke: deploy/fuzz 5 (each libFuzzer target 5 s on its seeds),
 #     when clang is installed.
 # Needs PHANTOM_TEST_DATABASE (deploy/test sets it). Exit 0 only if all ran clean.
 set -uo pipefail
@@ -68,8 +68,8 @@ fi
 say "sanitizers: $([ $status = 0 ] && echo ok || echo FAILED) ($((SECONDS - started)) s)"
 
 if command -v clang >/dev/null; then
-    say "fuzz smoke: each target 10 s"
-    "$repo/deploy/fuzz" "${PHANTOM_FUZZ_SMOKE_SECONDS:-10}" || status=1
+    say "fuzz smoke: each target ${PHANTOM_FUZZ_SMOKE_SECONDS:-5} s"
+    "$repo/deploy/fuzz" "${PHANTOM_FUZZ_SMOKE_SECONDS:-5}" || status=1
 else
     say "fuzz smoke: SKIPPED (no clang; deploy/packages.txt installs it)"
 fi
