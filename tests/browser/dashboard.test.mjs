@@ -45,32 +45,21 @@
 //
 //  Exit 0 pass, 1 fail. run.sh decides about skipping (77).
 
-import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync, existsSync, readFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import net from 'node:net';
+import { join } from 'node:path';
+import {
+    REPO, SHOTS, WAIT_MS, log, Failure, check, same, sleep, run, Stack, request, expectOk, reportFailure,
+    launch, contextDefaults, until, text, legendAt, shoot, writeShots, Watcher,
+} from './lib.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = process.env.PHANTOM_REPO || resolve(HERE, '..', '..');
-const BUILD = resolve(process.env.PHANTOM_BUILD_DIR || join(REPO, 'build'));
-const CHROMIUM = process.env.PHANTOM_CHROMIUM || '/usr/bin/chromium';
-const SHOTS = process.env.SCREENSHOTS === '1';
-const SHOT_DIR = join(REPO, 'docs', 'screenshots');
-
-//  Our share of the test ports: HTTP 3260-3269, PG 5550-5559, ZMQ base
-//  7800 + 10 * slot (verdicts base, acks base+1, readings base+100+i,
-//  events base+200+i).
-const SLOTS = 10;
+//  Our share of the test ports (lib.mjs's Stack, slot k of 10): HTTP
+//  3260+k (its gateway 4260+k), PG 5550+k, ZMQ base 7800+10k (verdicts
+//  base, acks base+1, readings base+100+i, events base+200+i), and the
+//  broker and phantom-mqtt's metrics too (not the defaults a dev stack
+//  has): broker 1960+k, metrics 9760+k; mqtt.test.mjs takes 1980+ and 9780+.
+const BASES = { http: 3260, pg: 5550, zmq: 7800, mqtt: 1960, metrics: 9760 };
 const PARTITIONS = 2;
 
-const UP_TIMEOUT_MS = 120000;       //  initdb, migrations, supervisord, /healthz
-const DOWN_TIMEOUT_MS = 60000;
-const WAIT_MS = 15000;              //  one expectation in the page
 const LIVE_MS = 20000;              //  a change that travels detector -> gateway -> SSE
-const HTTP_MS = 15000;              //  one request from the test itself
 const CONVERGE_MS = 120000;         //  the store's rollups of the backfilled series
 const OFFLINE_WAIT_MS = 45000;      //  OFFLINE_S of silence, the detector's timer, the page's clock
 
@@ -97,19 +86,6 @@ const CURRENCY = 'EUR';
 const PRICE = 0.32;                 //  per kWh, flat
 const LAMP_W = 4.6;                 //  the guide's port on standby
 const PASSWORD = 'correct horse battery';
-
-const t0 = Date.now();
-const log = (msg) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${msg}\n`);
-
-class Failure extends Error {}
-function check (cond, message) {
-    if (!cond)
-        throw new Failure(message);
-}
-function same (got, want, what) {
-    check(got === want, `${what}: ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 //  ---------------------------------------------------------------------------
 //  The page's formats (web/src/format.js), written out with an explicit
@@ -302,150 +278,7 @@ function expectedPoints (points, from, to, step) {
 }
 
 //  ---------------------------------------------------------------------------
-//  The stack
-
-function portFree (port) {
-    return new Promise((done) => {
-        const server = net.createServer();
-        server.once('error', () => done(false));
-        server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => done(true)));
-    });
-}
-
-async function pickSlot () {
-    for (let k = 0; k < SLOTS; k++) {
-        const http = 3260 + k;
-        const pg = 5550 + k;
-        const base = 7800 + 10 * k;
-        //  the broker and phantom-mqtt's metrics too (not the defaults a
-        //  dev stack has); mqtt.test.mjs takes 1980+ and 9780+
-        const mqtt = 1960 + k;
-        const metrics = 9760 + k;
-        const ports = [http, http + 1000, pg, base, base + 1, mqtt, metrics];
-        for (let i = 0; i < PARTITIONS; i++)
-            ports.push(base + 100 + i, base + 200 + i);
-        let free = true;
-        for (const p of ports)
-            free = free && await portFree(p);
-        if (free)
-            return { http, pg, base, mqtt, metrics };
-    }
-    throw new Failure('no free slot of test ports (HTTP 3260-3269 busy?)');
-}
-
-//  Runs a program to its end within timeoutMs; resolves {code, out}.
-function run (cmd, args, options, timeoutMs) {
-    return new Promise((done) => {
-        const child = spawn(cmd, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-        let out = '';
-        child.stdout.on('data', (d) => { out += d; });
-        child.stderr.on('data', (d) => { out += d; });
-        const timer = setTimeout(() => {
-            out += `\n(${cmd} killed after ${timeoutMs} ms)\n`;
-            try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-        }, timeoutMs);
-        child.on('error', (error) => { clearTimeout(timer); done({ code: -1, out: out + String(error) }); });
-        child.on('close', (code, signal) => { clearTimeout(timer); done({ code: code ?? signal, out }); });
-    });
-}
-
-function logTail (varDir, lines = 25) {
-    const dir = join(varDir, 'log');
-    if (!existsSync(dir))
-        return '';
-    let text = '';
-    for (const name of ['gateway.log', 'detector-0.log', 'detector-1.log', 'store.log', 'notifier.log']) {
-        const file = join(dir, name);
-        if (existsSync(file))
-            text += `\n--- ${file}\n` + readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-    }
-    return text;
-}
-
-class Stack {
-    constructor () {
-        this.var = null;
-        this.env = null;
-        this.base = null;
-        this.started = false;
-    }
-
-    async up () {
-        for (const svc of ['gateway', 'detector', 'store', 'notifier'])
-            check(existsSync(join(BUILD, 'services', svc, `phantom-${svc}`)),
-                `no ${BUILD}/services/${svc}/phantom-${svc}: build the tree first`);
-        const slot = await pickSlot();
-        this.var = mkdtempSync(join(tmpdir(), 'phantom-browser-'));
-        //  Nothing PHANTOM_* from the caller's shell points the stack elsewhere.
-        const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PHANTOM_')));
-        Object.assign(env, {
-            PHANTOM_VAR: this.var,
-            PHANTOM_REPO: REPO,
-            PHANTOM_BUILD_DIR: BUILD,
-            PHANTOM_HTTP_PORT: String(slot.http),
-            PHANTOM_PG_PORT: String(slot.pg),
-            PHANTOM_ZMQ_PORT_BASE: String(slot.base),
-            PHANTOM_MQTT_PORT: String(slot.mqtt),
-            PHANTOM_MQTT_METRICS_PORT: String(slot.metrics),
-            PHANTOM_PARTITIONS: String(PARTITIONS),
-            PHANTOM_DETECTOR_OFFLINE_SECONDS: String(OFFLINE_S),
-            PHANTOM_SEED: '0',
-            PHANTOM_SIMULATOR: '0',
-            PHANTOM_SKIP_INSTALL: '1',
-            PHANTOM_SKIP_BUILD: '1',
-        });
-        this.env = env;
-        this.started = true;            //  from here on down() has something to do
-        log(`deploy/up (HTTP ${slot.http}, PG ${slot.pg}, ZMQ ${slot.base}, var ${this.var})`);
-        const r = await run(join(REPO, 'deploy', 'up'), [], { cwd: REPO, env }, UP_TIMEOUT_MS);
-        if (r.code !== 0)
-            throw new Failure(`deploy/up exited ${r.code}:\n${r.out.slice(-4000)}${logTail(this.var)}`);
-        this.base = `http://127.0.0.1:${slot.http}`;
-        log(`stack up at ${this.base}`);
-    }
-
-    async down () {
-        if (!this.started)
-            return;
-        this.started = false;
-        const keep = process.env.PHANTOM_KEEP_VAR === '1';
-        const r = await run(join(REPO, 'deploy', 'down'), keep ? [] : ['--purge'],
-            { cwd: REPO, env: this.env }, DOWN_TIMEOUT_MS);
-        if (r.code !== 0)
-            log(`deploy/down exited ${r.code}: ${r.out.slice(-2000)}`);
-        else
-            log(keep ? `deploy/down (kept ${this.var})` : 'deploy/down --purge');
-        if (!keep)
-            rmSync(this.var, { recursive: true, force: true });
-    }
-
-    logTail () {
-        return this.var ? logTail(this.var) : '';
-    }
-}
-
-//  One request of the test itself: {status, json}.
-async function request (base, method, path, { token, cookie, body } = {}) {
-    const headers = { Accept: 'application/json', 'X-Requested-With': 'phantomwatch' };
-    if (token)
-        headers.Authorization = `Bearer ${token}`;
-    if (cookie)
-        headers.Cookie = cookie;
-    if (body !== undefined)
-        headers['Content-Type'] = 'application/json';
-    const response = await fetch(`${base}${path}`, {
-        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(HTTP_MS),
-    });
-    const json = await response.json().catch(() => null);
-    return { status: response.status, json };
-}
-
-async function expectOk (base, method, path, options) {
-    const r = await request(base, method, path, options);
-    check(r.status >= 200 && r.status < 300, `${method} ${path} answered ${r.status} ${JSON.stringify(r.json)}`);
-    return r.json.data;
-}
+//  The stack and the test's own requests
 
 //  Posts [ts, W] of one port through the batch endpoint, in order, 1,000
 //  readings a request; an item answered 503/504 goes again with its
@@ -515,132 +348,21 @@ function feeder (base, deviceToken, portId, watts) {
 //  ---------------------------------------------------------------------------
 //  Page helpers
 
-//  Polls fn (in the test) until it returns a truthy value; throws message on timeout.
-async function until (fn, message, timeoutMs = WAIT_MS) {
-    const deadline = Date.now() + timeoutMs;
-    let last;
-    for (;;) {
-        try {
-            last = await fn();
-            if (last)
-                return last;
-        } catch (error) {
-            last = error;
-        }
-        if (Date.now() > deadline)
-            throw new Failure(`${message} (within ${timeoutMs} ms; last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-        await sleep(150);
-    }
-}
-
-const text = async (locator) => ((await locator.first().textContent({ timeout: WAIT_MS })) || '').trim();
-
 async function clipboard (page) {
     await page.bringToFront();
     return page.evaluate(() => navigator.clipboard.readText());
-}
-
-//  uPlot's legend, {label: value}, with the cursor at fraction (0 left
-//  edge .. 1 right edge) of the plot area of box (a [data-testid] holding
-//  one uPlot).
-async function legendAt (page, box, fraction) {
-    const over = page.locator(`[data-testid=${box}] .u-over`);
-    await over.scrollIntoViewIfNeeded({ timeout: WAIT_MS });
-    const rect = await over.boundingBox({ timeout: WAIT_MS });
-    check(rect && rect.width > 50, `the ${box} has no plot area`);
-    const x = rect.x + Math.min(rect.width - 1, Math.max(1, fraction * rect.width));
-    const y = rect.y + rect.height / 2;
-    //  Nothing over that point (a toast fades after 4 s).
-    await until(() => page.evaluate(([px, py, testid]) => {
-        const el = document.elementFromPoint(px, py);
-        return Boolean(el && el.closest(`[data-testid=${testid}] .u-over`));
-    }, [x, y, box]), `something covers the ${box} at ${Math.round(x)}, ${Math.round(y)}`, 6000);
-    await page.mouse.move(x, y);
-    const values = await page.evaluate((testid) => Object.fromEntries(
-        [...document.querySelectorAll(`[data-testid=${testid}] .u-legend .u-series`)].map((row) => [
-            (row.querySelector('.u-label') || {}).textContent, (row.querySelector('.u-value') || {}).textContent,
-        ])), box);
-    await page.mouse.move(0, 0);
-    return values;
-}
-
-//  Console errors, uncaught exceptions and failed requests (an answer of
-//  400 or more, or none) of every page watched; expected names the only
-//  ones allowed, those step 6 provokes, each at most once.
-class Watcher {
-    constructor () {
-        this.problems = [];
-        //  The one failure step 6 provokes: {page, method, path, responses,
-        //  console, aborted} (the 401 of the save, its console line, and the
-        //  live stream the page closes itself to open one on the new session).
-        this.expected = null;
-        this.seen401 = 0;
-        this.on = true;
-        this.leaving = new Set();       //  pages the test reloads or closes
-    }
-
-    //  A reload or close by the test cancels the page's open requests (its
-    //  live stream): those cancellations are no failures.
-    async quietly (pages, fn) {
-        for (const p of pages)
-            this.leaving.add(p);
-        try {
-            return await fn();
-        } finally {
-            for (const p of pages)
-                this.leaving.delete(p);
-        }
-    }
-
-    watch (page, name) {
-        const note = (what) => { if (this.on) this.problems.push(`${name}: ${what}`); };
-        page.on('pageerror', (error) => note(`uncaught ${error}`));
-        page.on('console', (message) => {
-            if (message.type() !== 'error')
-                return;
-            const where = message.location() && message.location().url;
-            if (this.expected && this.expected.page === page && /status of 401/.test(message.text()) && where
-                && new URL(where).pathname === this.expected.path && this.expected.console) {
-                this.expected.console--;
-                return;
-            }
-            note(`console error: ${message.text()} (${where || 'no location'})`);
-        });
-        page.on('requestfailed', (req) => {
-            const failure = req.failure() ? req.failure().errorText : 'failed';
-            if (this.leaving.has(page) && failure === 'net::ERR_ABORTED')
-                return;
-            const e = this.expected;
-            if (e && e.page === page && e.aborted && failure === 'net::ERR_ABORTED'
-                && new URL(req.url()).pathname === '/api/stream') {
-                e.aborted--;
-                return;
-            }
-            note(`request failed: ${req.method()} ${new URL(req.url()).pathname} ${failure}`);
-        });
-        page.on('response', (response) => {
-            if (response.status() < 400)
-                return;
-            const req = response.request();
-            const path = new URL(response.url()).pathname;
-            if (this.expected && this.expected.page === page && response.status() === 401
-                && req.method() === this.expected.method
-                && path === this.expected.path && this.expected.responses) {
-                this.expected.responses--;
-                this.seen401++;
-                return;
-            }
-            note(`${response.status()} ${req.method()} ${path}`);
-        });
-        return page;
-    }
 }
 
 //  ---------------------------------------------------------------------------
 //  The test
 
 async function main () {
-    const stack = new Stack();
+    const stack = new Stack({
+        bases: BASES, zmqOffsets: [0, 1], partitions: PARTITIONS,
+        services: ['gateway', 'detector', 'store', 'notifier'], varPrefix: 'phantom-browser-',
+        env: { PHANTOM_DETECTOR_OFFLINE_SECONDS: String(OFFLINE_S) },
+        logs: ['gateway.log', 'detector-0.log', 'detector-1.log', 'store.log', 'notifier.log'],
+    });
     let browser = null;
     let lamp = null;                    //  the Desk lamp's sensor while it runs
     const shots = [];                   //  [name, png] written only after a pass
@@ -673,13 +395,9 @@ async function main () {
         phase('deploy/up');
         const base = stack.base;
 
-        browser = await chromium.launch({ executablePath: CHROMIUM, headless: process.env.HEADED !== '1',
-                                          args: BROWSER_ARGS, timeout: 30000 });
+        browser = await launch(BROWSER_ARGS);
         log(`Chromium ${browser.version()}`);
-        const contextOptions = (extra = {}) => ({
-            baseURL: base, viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1,
-            locale: 'en-GB', timezoneId: BROWSER_ZONE, colorScheme: 'light', ...extra,
-        });
+        const contextOptions = (extra = {}) => contextDefaults(base, BROWSER_ZONE, extra);
         const context = await browser.newContext(contextOptions({ permissions: ['clipboard-read', 'clipboard-write'] }));
         context.setDefaultTimeout(WAIT_MS);
         const page = watcher.watch(await context.newPage(), 'guide tab');
@@ -1205,31 +923,14 @@ async function main () {
         watcher.on = false;
         check(watcher.problems.length === 0, `the pages reported problems:\n  ${watcher.problems.join('\n  ')}`);
 
-        if (SHOTS) {
-            mkdirSync(SHOT_DIR, { recursive: true });
-            const names = new Set(shots.map(([name]) => name));
-            for (const old of readdirSync(SHOT_DIR))
-                if (old.endsWith('.png') && !names.has(old)) {
-                    rmSync(join(SHOT_DIR, old));
-                    log(`removed ${join(SHOT_DIR, old)}`);
-                }
-            for (const [name, png] of shots) {
-                writeFileSync(join(SHOT_DIR, name), png);
-                log(`wrote ${join(SHOT_DIR, name)} (${Math.round(png.length / 1024)} kB)`);
-            }
-        }
+        if (SHOTS)
+            writeShots(shots, { prune: true });
         log(`phases: ${phases.join(', ')}`);
         log('PASS');
         return 0;
     } catch (error) {
-        log(`FAIL: ${error instanceof Failure ? error.message : error.stack || error}`);
-        if (watcher.problems.length)
-            log(`the pages also reported:\n  ${watcher.problems.join('\n  ')}`);
         log(`phases: ${phases.join(', ')}`);
-        const tail = stack.logTail();
-        if (tail)
-            process.stderr.write(`${tail}\n`);
-        return 1;
+        return reportFailure(error, watcher.problems, stack);
     } finally {
         await cleanup();
     }
@@ -1260,23 +961,20 @@ async function screenshots ({ browser, contextOptions, context, base, api, token
             const ctx = await browser.newContext(contextOptions({ storageState: state, colorScheme, ...size }));
             const tab = watcher.watch(await ctx.newPage(), `${prefix || 'desktop-'}screenshots`);
             const phone = prefix.includes('phone');
-            const shoot = async (name, { full = false, scrollTo = null } = {}) => {
+            const take = async (name, { full = false, scrollTo = null } = {}) => {
                 await tab.mouse.move(0, 0);
-                await until(async () => await tab.locator('.toast').count() === 0, 'a toast stays up', 6000);
-                if (scrollTo)           //  to just below the sticky header
-                    await tab.locator(scrollTo).evaluate((el) => window.scrollTo(0, el.getBoundingClientRect().top
-                        + window.scrollY - document.querySelector('header').offsetHeight - 8));
-                else
-                    await tab.evaluate(() => window.scrollTo(0, 0));
-                await tab.waitForTimeout(300);
-                shots.push([name, await tab.screenshot({ fullPage: full })]);
+                const settle = scrollTo         //  to just below the sticky header
+                    ? () => tab.locator(scrollTo).evaluate((el) => window.scrollTo(0, el.getBoundingClientRect().top
+                        + window.scrollY - document.querySelector('header').offsetHeight - 8))
+                    : () => tab.evaluate(() => window.scrollTo(0, 0));
+                shots.push([name, await shoot(tab, { fullPage: full }, { toastMs: 6000, settle })]);
             };
             await tab.goto('/#/');
             await until(async () => (await tab.locator(`tr[data-port="${tv.id}"] [data-testid=port-status]`)
                 .getAttribute('data-status')) === 'phantom', 'the TV of the scene did not turn phantom', 90000);
             await tab.getByTestId('year-kwh').waitFor();
             await tab.locator('[data-testid=energy-chart] .u-over').waitFor();
-            await shoot(`${prefix}${prefix ? '' : '01-'}overview.png`);
+            await take(`${prefix}${prefix ? '' : '01-'}overview.png`);
             await tab.goto(`/#/ports/${tv.id}`);
             await tab.locator('[data-testid=chart] .u-over').waitFor();
             for (const key of phone || prefix ? ['24h'] : ['24h', '7d']) {
@@ -1284,7 +982,7 @@ async function screenshots ({ browser, contextOptions, context, base, api, token
                 await tab.locator(`[data-testid=chart][data-range="${key}"] .u-over`).waitFor();
                 await tab.locator('[data-testid=episode]').first().waitFor();
                 await tab.locator('[data-testid=energy-chart] .u-over').waitFor();
-                await shoot(`${prefix}${phone || prefix ? 'port' : `04-port-${key}`}.png`,
+                await take(`${prefix}${phone || prefix ? 'port' : `04-port-${key}`}.png`,
                             phone ? { scrollTo: '.chart-card' } : { full: true });
             }
             if (!prefix.startsWith('dark')) {
@@ -1293,7 +991,7 @@ async function screenshots ({ browser, contextOptions, context, base, api, token
                                                    ['/settings', 'tariff-form', '06-settings']]) {
                     await tab.goto(`/#${hash}`);
                     await tab.getByTestId(ready).waitFor();
-                    await shoot(`${prefix}${phone ? name.replace(/^\d+-/, '') : name}.png`);
+                    await take(`${prefix}${phone ? name.replace(/^\d+-/, '') : name}.png`);
                 }
             }
             if (prefix === 'phone-') {

@@ -23,55 +23,30 @@
 //  SCREENSHOTS=1 also writes docs/screenshots/mqtt-walkthrough-*.png
 //  (desktop 1280x800 and phone 390x844) after every check passed.
 //
-//  Environment as dashboard.test.mjs: PHANTOM_REPO, PHANTOM_BUILD_DIR,
+//  Environment as lib.mjs reads it: PHANTOM_REPO, PHANTOM_BUILD_DIR,
 //  PHANTOM_CHROMIUM, PHANTOM_KEEP_VAR, SCREENSHOTS, HEADED.
 //  Exit 0 pass, 1 fail; run.sh decides about skipping (77).
 
-import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync, existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import net from 'node:net';
+import {
+    SHOTS, WAIT_MS, log, check, same, run, Stack, expectOk, reportFailure,
+    launch, contextDefaults, until, text, legendAt, shoot, writeShots, Watcher,
+} from './lib.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = process.env.PHANTOM_REPO || resolve(HERE, '..', '..');
-const BUILD = resolve(process.env.PHANTOM_BUILD_DIR || join(REPO, 'build'));
-const CHROMIUM = process.env.PHANTOM_CHROMIUM || '/usr/bin/chromium';
-const SHOTS = process.env.SCREENSHOTS === '1';
-const SHOT_DIR = join(REPO, 'docs', 'screenshots');
-
-//  Our share of the test ports, apart from dashboard.test.mjs's (HTTP
-//  3260+, its gateway 4260+, PG 5550+, ZMQ 7800+10k up to base+301) and
-//  the integration slots' (brokers 1900+ and 1950+, metrics 9900+):
-//  HTTP 3280+k (gateway 4280+k), PG 5570+k, ZMQ base 8400+10k (readings
+//  Our share of the test ports (lib.mjs's Stack, slot k of 10), apart from
+//  dashboard.test.mjs's (HTTP 3260+, its gateway 4260+, PG 5550+, ZMQ
+//  7800+10k up to base+301, broker 1960+, metrics 9760+) and the
+//  integration slots' (brokers 1900+ and 1950+, metrics 9900+): HTTP
+//  3280+k (gateway 4280+k), PG 5570+k, ZMQ base 8400+10k (readings
 //  base+100+i, events base+200+i, phantom-mqtt base+300+i), broker 1980+k,
 //  phantom-mqtt metrics 9780+k.
-const SLOTS = 10;
+const BASES = { http: 3280, pg: 5570, zmq: 8400, mqtt: 1980, metrics: 9780 };
 const PARTITIONS = 2;
-const UP_TIMEOUT_MS = 120000;
-const DOWN_TIMEOUT_MS = 60000;
-const WAIT_MS = 15000;              //  one expectation in the page
 const LIVE_MS = 15000;              //  plug -> broker -> phantom-mqtt -> store -> live stream
 const PASSWORD = 'correct horse battery';
 const DEVICE = 'Kitchen plug';
 //  What the plug publishes: three readings, a few seconds apart.
 const WATTS = [37.5, 41.2, 39.8];
 const VOLTS = 231.4;
-
-const t0 = Date.now();
-const log = (msg) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${msg}\n`);
-
-class Failure extends Error {}
-function check (cond, message) {
-    if (!cond)
-        throw new Failure(message);
-}
-function same (got, want, what) {
-    check(got === want, `${what}: ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 //  "37.5 W" as web/src/format.js writes watts in en-GB.
 function watts (w) {
@@ -98,114 +73,6 @@ function tasmotaSensor (ms, zone, w) {
         Voltage: Math.round(VOLTS), Current: amps } });
 }
 
-//  ---------------------------------------------------------------------------
-//  The stack
-
-function portFree (port) {
-    return new Promise((done) => {
-        const server = net.createServer();
-        server.once('error', () => done(false));
-        server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => done(true)));
-    });
-}
-
-async function pickSlot () {
-    for (let k = 0; k < SLOTS; k++) {
-        const slot = { http: 3280 + k, pg: 5570 + k, base: 8400 + 10 * k, mqtt: 1980 + k, metrics: 9780 + k };
-        const ports = [slot.http, slot.http + 1000, slot.pg, slot.base, slot.base + 1, slot.mqtt, slot.metrics,
-                       slot.base + 300];
-        for (let i = 0; i < PARTITIONS; i++)
-            ports.push(slot.base + 100 + i, slot.base + 200 + i);
-        let free = true;
-        for (const p of ports)
-            free = free && await portFree(p);
-        if (free)
-            return slot;
-    }
-    throw new Failure('no free slot of test ports (HTTP 3280-3289 busy?)');
-}
-
-//  Runs a program to its end within timeoutMs; resolves {code, out}.
-function run (cmd, args, options, timeoutMs) {
-    return new Promise((done) => {
-        const child = spawn(cmd, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-        let out = '';
-        child.stdout.on('data', (d) => { out += d; });
-        child.stderr.on('data', (d) => { out += d; });
-        const timer = setTimeout(() => {
-            out += `\n(${cmd} killed after ${timeoutMs} ms)\n`;
-            try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-        }, timeoutMs);
-        child.on('error', (error) => { clearTimeout(timer); done({ code: -1, out: out + String(error) }); });
-        child.on('close', (code, signal) => { clearTimeout(timer); done({ code: code ?? signal, out }); });
-    });
-}
-
-class Stack {
-    async up () {
-        for (const svc of ['gateway', 'detector', 'store', 'notifier', 'mqtt'])
-            check(existsSync(join(BUILD, 'services', svc, `phantom-${svc}`)),
-                `no ${BUILD}/services/${svc}/phantom-${svc}: build the tree first`);
-        const slot = await pickSlot();
-        this.var = mkdtempSync(join(tmpdir(), 'phantom-browser-mqtt-'));
-        const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PHANTOM_')));
-        Object.assign(env, {
-            PHANTOM_VAR: this.var, PHANTOM_REPO: REPO, PHANTOM_BUILD_DIR: BUILD,
-            PHANTOM_HTTP_PORT: String(slot.http), PHANTOM_PG_PORT: String(slot.pg),
-            PHANTOM_ZMQ_PORT_BASE: String(slot.base), PHANTOM_PARTITIONS: String(PARTITIONS),
-            PHANTOM_MQTT_PORT: String(slot.mqtt), PHANTOM_MQTT_METRICS_PORT: String(slot.metrics),
-            PHANTOM_SEED: '0', PHANTOM_SIMULATOR: '0', PHANTOM_SKIP_INSTALL: '1', PHANTOM_SKIP_BUILD: '1',
-        });
-        this.env = env;
-        this.started = true;
-        log(`deploy/up (HTTP ${slot.http}, PG ${slot.pg}, ZMQ ${slot.base}, broker ${slot.mqtt})`);
-        const r = await run(join(REPO, 'deploy', 'up'), [], { cwd: REPO, env }, UP_TIMEOUT_MS);
-        if (r.code !== 0)
-            throw new Failure(`deploy/up exited ${r.code}:\n${r.out.slice(-4000)}${this.logTail()}`);
-        this.base = `http://127.0.0.1:${slot.http}`;
-        log(`stack up at ${this.base}`);
-    }
-
-    async down () {
-        if (!this.started)
-            return;
-        this.started = false;
-        const keep = process.env.PHANTOM_KEEP_VAR === '1';
-        const r = await run(join(REPO, 'deploy', 'down'), keep ? [] : ['--purge'], { cwd: REPO, env: this.env },
-            DOWN_TIMEOUT_MS);
-        if (r.code !== 0)
-            log(`deploy/down exited ${r.code}: ${r.out.slice(-2000)}`);
-        if (!keep)
-            rmSync(this.var, { recursive: true, force: true });
-    }
-
-    logTail (lines = 25) {
-        const dir = this.var && join(this.var, 'log');
-        if (!dir || !existsSync(dir))
-            return '';
-        let text = '';
-        for (const name of ['gateway.log', 'mqtt-0.log', 'mosquitto.log', 'detector-0.log', 'detector-1.log', 'store.log']) {
-            const file = join(dir, name);
-            if (existsSync(file))
-                text += `\n--- ${file}\n` + readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-        }
-        return text;
-    }
-}
-
-async function request (base, method, path, { token, body } = {}) {
-    const headers = { Accept: 'application/json', 'X-Requested-With': 'phantomwatch' };
-    if (token)
-        headers.Authorization = `Bearer ${token}`;
-    if (body !== undefined)
-        headers['Content-Type'] = 'application/json';
-    const response = await fetch(`${base}${path}`, { method, headers,
-        body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(WAIT_MS) });
-    const json = await response.json().catch(() => null);
-    check(response.status < 300, `${method} ${path} answered ${response.status} ${JSON.stringify(json)}`);
-    return json.data;
-}
-
 //  mosquitto_pub as the plug, with the settings the page showed.
 async function publish (settings, token, topic, payload) {
     const args = ['-h', settings.host, '-p', settings.port, '-u', settings.user, '-P', token,
@@ -216,75 +83,16 @@ async function publish (settings, token, topic, payload) {
 }
 
 //  ---------------------------------------------------------------------------
-//  Page helpers
-
-async function until (fn, message, timeoutMs = WAIT_MS) {
-    const deadline = Date.now() + timeoutMs;
-    let last;
-    for (;;) {
-        try {
-            last = await fn();
-            if (last)
-                return last;
-        } catch (error) {
-            last = error;
-        }
-        if (Date.now() > deadline)
-            throw new Failure(`${message} (within ${timeoutMs} ms; last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-        await sleep(150);
-    }
-}
-
-const text = async (locator) => ((await locator.first().textContent({ timeout: WAIT_MS })) || '').trim();
-
-//  Console errors, uncaught exceptions, failed requests and answers of 400
-//  or more, of every page watched.
-function watch (page, name, problems, leaving) {
-    page.on('pageerror', (error) => problems.push(`${name}: uncaught ${error}`));
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(`${name}: console error: ${m.text()}`); });
-    page.on('requestfailed', (req) => {
-        const failure = req.failure() ? req.failure().errorText : 'failed';
-        if (!(leaving.has(page) && failure === 'net::ERR_ABORTED'))
-            problems.push(`${name}: request failed: ${req.method()} ${new URL(req.url()).pathname} ${failure}`);
-    });
-    page.on('response', (r) => {
-        if (r.status() >= 400)
-            problems.push(`${name}: ${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
-    });
-    return page;
-}
-
-//  A screenshot once no toast covers the page (they fade after 4 s).
-async function shoot (page, options = {}) {
-    await until(async () => await page.locator('.toast').count() === 0, 'a toast stays up', 8000);
-    await page.waitForTimeout(300);
-    return page.screenshot(options);
-}
-
-//  uPlot's legend {label: value} with the cursor at the plot's right edge,
-//  where the newest reading is.
-async function legendAtNow (page) {
-    const over = page.locator('[data-testid=chart] .u-over');
-    await over.scrollIntoViewIfNeeded({ timeout: WAIT_MS });
-    const rect = await over.boundingBox({ timeout: WAIT_MS });
-    check(rect && rect.width > 50, 'the chart has no plot area');
-    await page.mouse.move(rect.x + rect.width - 1, rect.y + rect.height / 2);
-    const values = await page.evaluate(() => Object.fromEntries(
-        [...document.querySelectorAll('[data-testid=chart] .u-legend .u-series')].map((row) => [
-            (row.querySelector('.u-label') || {}).textContent, (row.querySelector('.u-value') || {}).textContent,
-        ])));
-    await page.mouse.move(0, 0);
-    return values;
-}
-
-//  ---------------------------------------------------------------------------
 //  The walk
 
 async function main () {
-    const stack = new Stack();
+    const stack = new Stack({
+        bases: BASES, zmqOffsets: [0, 1, 300], partitions: PARTITIONS,
+        services: ['gateway', 'detector', 'store', 'notifier', 'mqtt'], varPrefix: 'phantom-browser-mqtt-',
+        logs: ['gateway.log', 'mqtt-0.log', 'mosquitto.log', 'detector-0.log', 'detector-1.log', 'store.log'],
+    });
     let browser = null;
-    const problems = [];
-    const leaving = new Set();
+    const watcher = new Watcher();
     const shots = [];
     const cleanup = async () => {
         if (browser)
@@ -297,19 +105,16 @@ async function main () {
         await stack.up();
         const base = stack.base;
         const email = `plug-${Date.now()}@example.com`;
-        const account = await request(base, 'POST', '/api/auth/register',
+        const account = await expectOk(base, 'POST', '/api/auth/register',
             { body: { email, password: PASSWORD, name: 'Pat Plug' } });
-        const zone = (await request(base, 'GET', '/api/settings', { token: account.token })).timeZone || 'UTC';
+        const zone = (await expectOk(base, 'GET', '/api/settings', { token: account.token })).timeZone || 'UTC';
 
-        browser = await chromium.launch({ executablePath: CHROMIUM, headless: process.env.HEADED !== '1',
-            args: ['--lang=en-GB', '--no-sandbox', '--disable-gpu', '--no-first-run',
-                   '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-            timeout: 30000 });
-        const options = (extra = {}) => ({ baseURL: base, viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1,
-            locale: 'en-GB', timezoneId: zone, colorScheme: 'light', ...extra });
+        browser = await launch(['--lang=en-GB', '--no-sandbox', '--disable-gpu', '--no-first-run',
+            '--disable-background-networking', '--disable-component-update', '--disable-sync']);
+        const options = (extra = {}) => contextDefaults(base, zone, extra);
         const context = await browser.newContext(options());
         context.setDefaultTimeout(WAIT_MS);
-        const page = watch(await context.newPage(), 'desktop', problems, leaving);
+        const page = watcher.watch(await context.newPage(), 'desktop');
 
         //  === 1. Sign in, a device, its token and its MQTT settings ===
         await page.goto('/');
@@ -388,7 +193,7 @@ async function main () {
                 `the port page's Now does not show ${watts(WATTS[i])}`, LIVE_MS);
         }
         const legend = await until(async () => {
-            const l = await legendAtNow(page);
+            const l = await legendAt(page, 'chart', 1);
             return l[name] === watts(WATTS[WATTS.length - 1]) && l;
         }, `the chart's legend at its newest point does not read ${watts(WATTS[WATTS.length - 1])}`);
         log(`port page: Now ${watts(WATTS[WATTS.length - 1])}, chart ${WATTS.length} points live, legend ${JSON.stringify(legend)}`);
@@ -401,37 +206,23 @@ async function main () {
             const state = await context.storageState();
             const phone = await browser.newContext(options({ storageState: state,
                 viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true }));
-            const tab = watch(await phone.newPage(), 'phone', problems, leaving);
+            const tab = watcher.watch(await phone.newPage(), 'phone');
             await tab.goto('/#/ports');
             await tab.getByTestId('port-row').filter({ hasText: name }).getByTestId('port-new').waitFor();
             shots.push(['mqtt-walkthrough-phone-2-ports.png', await shoot(tab)]);
             await tab.goto(`/#/ports/${portId}`);
             await tab.locator('[data-testid=chart] .u-over').waitFor();
             shots.push(['mqtt-walkthrough-phone-3-port.png', await shoot(tab, { fullPage: true })]);
-            leaving.add(tab);
-            await phone.close();
+            await watcher.quietly([tab], () => phone.close());
         }
-        check(problems.length === 0, `the pages reported problems:\n  ${problems.join('\n  ')}`);
-        if (SHOTS) {
-            mkdirSync(SHOT_DIR, { recursive: true });
-            for (const [file, png] of shots) {
-                writeFileSync(join(SHOT_DIR, file), png);
-                log(`wrote ${join(SHOT_DIR, file)} (${Math.round(png.length / 1024)} kB)`);
-            }
-        }
+        check(watcher.problems.length === 0, `the pages reported problems:\n  ${watcher.problems.join('\n  ')}`);
+        if (SHOTS)
+            writeShots(shots);
         log('PASS');
         return 0;
     } catch (error) {
-        log(`FAIL: ${error instanceof Failure ? error.message : error.stack || error}`);
-        if (problems.length)
-            log(`the pages also reported:\n  ${problems.join('\n  ')}`);
-        const tail = stack.logTail();
-        if (tail)
-            process.stderr.write(`${tail}\n`);
-        return 1;
+        return reportFailure(error, watcher.problems, stack);
     } finally {
-        for (const p of [...leaving])
-            leaving.delete(p);
         await cleanup();
     }
 }
