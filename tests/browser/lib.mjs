@@ -285,12 +285,13 @@ export async function shoot (page, options = {}, { toastMs = 8000, settle = null
 }
 
 //  Writes [name, png] to docs/screenshots/ (after every check passed);
-//  prune: first removes the PNGs there that shots does not hold.
-export function writeShots (shots, { prune = false } = {}) {
+//  prune (a RegExp of the names a spec owns): first removes the PNGs of
+//  that name that shots does not hold, leaving other specs' alone.
+export function writeShots (shots, { prune = null } = {}) {
     mkdirSync(SHOT_DIR, { recursive: true });
     const names = new Set(shots.map(([name]) => name));
     for (const old of prune ? readdirSync(SHOT_DIR) : [])
-        if (old.endsWith('.png') && !names.has(old)) {
+        if (old.endsWith('.png') && prune.test(old) && !names.has(old)) {
             rmSync(join(SHOT_DIR, old));
             log(`removed ${join(SHOT_DIR, old)}`);
         }
