@@ -271,9 +271,9 @@ static const gateway_api_member_t s_channel_members[] = {
     {"portName", 2, GATEWAY_API_TEXT},  {"isNew", 3, GATEWAY_API_BOOL},
     {"createdAt", 4, GATEWAY_API_TIME}, {0}};
 
-//  The characters the firmware's channel names use: Tasmota "1".."8",
-//  Shelly Gen2+ "switch:0", Gen1 "relay/0", ESPHome sensor object ids
-//  (lower case, digits, _ and -).
+//  The characters the channel names phantom-mqtt makes use
+//  (services/mqtt/mqtt_parse.c): Tasmota "1".."8", Shelly Gen2+ "switch:0",
+//  Gen1 "relay:0", ESPHome sensor object ids (lower case, digits, _ and -).
 static bool
 s_channel_valid (const char *channel)
 {
@@ -312,11 +312,11 @@ s_channels_list (gateway_api_request_t *request)
 //  Body {channel, portId}: the channel (published already, or not yet: a
 //  plug's first message then goes to that port, none is created) feeds
 //  portId, one of the user's ports, from its next message on. The channel
-//  is in the body, not the path, because Shelly Gen1's contain a slash.
-//  A port fed by another channel is 409 port_mapped (one channel per port:
-//  mqtt_channels_port_idx). The port the channel fed before keeps its
-//  history. The NOTIFY is sent at commit, so phantom-mqtt drops its cached
-//  answer before the API answers (delivery permitting; docs/figures-and-api.md).
+//  is in the body, not the path: a name the firmware chose (a Shelly JSON
+//  key, an ESPHome object id) then needs no URL escaping. A port fed by another channel is 409
+//  port_mapped (one channel per port: mqtt_channels_port_idx). The port the channel fed before
+//  keeps its history. PostgreSQL delivers the NOTIFY at commit; phantom-mqtt drops its cached
+//  answer when it reads it (docs/figures-and-api.md: the bound).
 static int
 s_channels_map (gateway_api_request_t *request)
 {

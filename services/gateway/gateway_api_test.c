@@ -592,7 +592,7 @@ s_test_mqtt_channels (gateway_fixture_client_t *client, const char *database, PG
     snprintf (body, sizeof body, "{\"channel\":\"switch:0\",\"portId\":\"%s\"}", auto_port);
     assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 200);
     //  One channel per port.
-    snprintf (body, sizeof body, "{\"channel\":\"relay/1\",\"portId\":\"%s\"}", fridge);
+    snprintf (body, sizeof body, "{\"channel\":\"relay:1\",\"portId\":\"%s\"}", fridge);
     assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 409);
     assert (streq (gateway_fixture_error_code (client), "port_mapped"));
     assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
