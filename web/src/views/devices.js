@@ -208,12 +208,12 @@ export function devicesView (main) {
                 h('th', { scope: 'row' }, h('code', {}, channel.channel),
                   channel.isNew ? h('span', { class: 'badge badge-new', title: 'Found on the plug; new until you change its port' }, 'new') : null),
                 h('td', {}, select),
-                h('td', { class: 'muted small' }, `first seen ${fmtAgo(channel.createdAt)}`));
+                h('td', { class: 'muted small' }, fmtAgo(channel.createdAt)));
         };
         const draw = () => mount(slot,
             h('p', { class: 'small' }, 'Each channel the plug reports feeds a port. Choose another of your ports to move its readings there from its next message on; the old port keeps its history.'),
             h('table', { class: 'table' },
-              h('thead', {}, h('tr', {}, h('th', {}, 'Channel'), h('th', {}, 'Feeds port'), h('th', {}, 'Since'))),
+              h('thead', {}, h('tr', {}, h('th', {}, 'Channel'), h('th', {}, 'Feeds port'), h('th', {}, 'First seen'))),
               h('tbody', {}, list.map(row))),
             alert);
         draw();
