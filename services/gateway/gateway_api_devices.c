@@ -251,6 +251,117 @@ s_devices_delete (gateway_api_request_t *request)
     return gateway_http_send_data (request->conn, 200, "Device deleted", json_object ());
 }
 
+//  ==========================================================================
+//  /api/devices/:id/mqtt-channels: which port each channel of a plug feeds
+//  (mqtt_channels, migration 017), and moving a channel onto another port.
+
+//  phantom-mqtt LISTENs here and drops the cached mapping the payload
+//  "<mqtt name>\t<channel>" names (services/mqtt/mqtt_channels.h, which the
+//  gateway does not include: the same literal).
+#define S_MQTT_NOTIFY "phantom_mqtt_channels"
+//  services/mqtt/mqtt_parse.h MQTT_PARSE_CHANNEL_MAX: a longer name is
+//  never published, so never mapped.
+#define S_CHANNEL_MAX 32
+
+#define S_CHANNEL_COLUMNS                                                                          \
+    "c.channel, c.port_id::text, p.name, c.is_new, " GATEWAY_API_MS ("c.created_at")
+
+static const gateway_api_member_t s_channel_members[] = {
+    {"channel", 0, GATEWAY_API_TEXT},   {"portId", 1, GATEWAY_API_TEXT},
+    {"portName", 2, GATEWAY_API_TEXT},  {"isNew", 3, GATEWAY_API_BOOL},
+    {"createdAt", 4, GATEWAY_API_TIME}, {0}};
+
+//  The characters the channel names phantom-mqtt makes use
+//  (services/mqtt/mqtt_parse.c): Tasmota "1".."8", Shelly Gen2+ "switch:0",
+//  Gen1 "relay:0", ESPHome sensor object ids (lower case, digits, _ and -).
+static bool
+s_channel_valid (const char *channel)
+{
+    size_t length = strlen (channel);
+    return length >= 1 && length <= S_CHANNEL_MAX &&
+           strspn (channel,
+                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:/.-") == length;
+}
+
+//  The device's channels in natural order ("2" before "10"); 404 when the
+//  device is not the user's. The device row comes once even without
+//  channels (LEFT JOIN), so an empty list and "not yours" differ.
+static int
+s_channels_list (gateway_api_request_t *request)
+{
+    const char *values[] = {request->segments[1], request->user_text};
+    int status;
+    PGresult *result = gateway_api_run_found (
+        request, &status,
+        "SELECT " S_CHANNEL_COLUMNS " FROM devices d"
+        " LEFT JOIN (mqtt_channels c JOIN ports p ON p.id = c.port_id) ON c.device_id = d.id"
+        " WHERE d.id = $1::bigint AND d.user_id = $2::bigint"
+        " ORDER BY length (c.channel), c.channel",
+        2, values);
+    if (!result)
+        return status;
+    json_t *list = json_array ();
+    for (int row = 0; row < PQntuples (result); row++)
+        if (!PQgetisnull (result, row, 0))
+            json_array_append_new (list,
+                                   gateway_api_object_from_row (result, row, s_channel_members));
+    PQclear (result);
+    return gateway_api_send_object (request, 200, NULL, "channels", list);
+}
+
+//  Body {channel, portId}: the channel (published already, or not yet: a
+//  plug's first message then goes to that port, none is created) feeds
+//  portId, one of the user's ports, from its next message on. The channel
+//  is in the body, not the path: a name the firmware chose (a Shelly JSON
+//  key, an ESPHome object id) then needs no URL escaping. A port fed by another channel is 409
+//  port_mapped (one channel per port: mqtt_channels_port_idx). The port the channel fed before
+//  keeps its history. PostgreSQL delivers the NOTIFY at commit; phantom-mqtt drops its cached
+//  answer when it reads it (docs/figures-and-api.md: the bound).
+static int
+s_channels_map (gateway_api_request_t *request)
+{
+    json_t *body;
+    int status = gateway_api_read_body (request, &body);
+    if (status)
+        return status;
+    const char *channel = NULL, *port = NULL;
+    if ((status = gateway_api_field_string (request, body, "channel", true, 1, S_CHANNEL_MAX,
+                                            &channel)) == 0 &&
+        !s_channel_valid (channel))
+        status = gateway_api_invalid_field (
+            request, "channel",
+            "Use the channel the plug publishes: 1 to 32 of letters, digits, _ : / . -");
+    if (!status &&
+        (status = gateway_api_field_string (request, body, "portId", true, 1, 64, &port)) == 0 &&
+        !gateway_api_is_uuid (port))
+        status = gateway_api_invalid_field (request, "portId", "Use the id of one of your ports.");
+    if (!status) {
+        const char *values[] = {request->segments[1], request->user_text, channel, port};
+        request->conflict_code = "port_mapped";
+        request->conflict_message = "Another channel feeds this port";
+        //  No row: the device or the port is not the user's (404).
+        PGresult *result = gateway_api_run_found (
+            request, &status,
+            "WITH d AS (SELECT id, mqtt_name FROM devices"
+            "           WHERE id = $1::bigint AND user_id = $2::bigint),"
+            " p AS (SELECT id, name FROM ports WHERE id = $4::uuid AND user_id = $2::bigint),"
+            " c AS (INSERT INTO mqtt_channels AS m (device_id, channel, port_id, is_new)"
+            "       SELECT d.id, $3, p.id, false FROM d, p"
+            "       ON CONFLICT (device_id, channel) DO UPDATE"
+            "       SET port_id = EXCLUDED.port_id, is_new = false"
+            "       RETURNING m.channel, m.port_id, m.is_new, m.created_at)"
+            " SELECT " S_CHANNEL_COLUMNS ", pg_notify ('" S_MQTT_NOTIFY "',"
+            "        d.mqtt_name || E'\\t' || c.channel)"
+            " FROM c, p, d",
+            4, values);
+        if (result)
+            status = gateway_api_send_row (request, 200, "Channel mapped", result, "channel",
+                                           s_channel_members);
+    }
+    json_decref (body);
+    return status;
+}
+
 const gateway_api_route_t gateway_api_devices_routes[] = {
     {"GET", "devices", true, s_devices_list},
     {"POST", "devices", true, s_devices_create},
@@ -259,4 +370,6 @@ const gateway_api_route_t gateway_api_devices_routes[] = {
     {"DELETE", "devices/:id", true, s_devices_delete},
     {"POST", "devices/:id/token", true, s_devices_token_create},
     {"DELETE", "devices/:id/token", true, s_devices_token_revoke},
+    {"GET", "devices/:id/mqtt-channels", true, s_channels_list},
+    {"PUT", "devices/:id/mqtt-channels", true, s_channels_map},
     {0}};

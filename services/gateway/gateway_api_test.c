@@ -7,6 +7,7 @@
 */
 #include "gateway_api.h"
 #include "gateway_fixture.h"
+#include "gateway_listener.h"
 
 #include <math.h>
 #include <netinet/in.h>
@@ -495,6 +496,121 @@ static bool
 s_near (double value, double expected)
 {
     return fabs (value - expected) < 1e-6;
+}
+
+//  A device's MQTT channels: listed in natural order with their ports,
+//  mapped by hand onto one of the owner's ports (404 for another user's
+//  device or port, field errors, 409 for a port another channel feeds),
+//  and the NOTIFY phantom-mqtt drops its cached answer on.
+static void
+s_test_mqtt_channels (gateway_fixture_client_t *client, const char *database, PGconn *pg,
+                      const char *auth_a, const char *auth_b)
+{
+    char path[160], body[256];
+    char *device = s_make_device (client, auth_a, "Plug");
+    char *auto_port = s_make_port (client, auth_a, device, "Plug 2");
+    char *fridge = s_make_port (client, auth_a, device, "Fridge");
+    char *other_device = s_make_device (client, auth_b, "Bob's plug");
+    char *bob_port = s_make_port (client, auth_b, other_device, "Bob's TV");
+    //  As phantom-mqtt creates a channel on first sight.
+    const char *seen[] = {device, auto_port};
+    free (gateway_fixture_sql (pg,
+                               "INSERT INTO mqtt_channels (device_id, channel, port_id, is_new)"
+                               " VALUES ($1::bigint, '2', $2::uuid, true)",
+                               2, seen));
+    snprintf (path, sizeof path, "/api/devices/%s/mqtt-channels", device);
+    assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 404);
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    json_t *list = gateway_fixture_data (client, "channels");
+    assert (json_array_size (list) == 1);
+    json_t *first = json_array_get (list, 0);
+    assert (streq (json_string_value (json_object_get (first, "channel")), "2"));
+    assert (streq (json_string_value (json_object_get (first, "portId")), auto_port));
+    assert (streq (json_string_value (json_object_get (first, "portName")), "Plug 2"));
+    assert (json_is_true (json_object_get (first, "isNew")));
+    assert (json_is_string (json_object_get (first, "createdAt")));
+
+    //  Field errors, and nothing changed by them.
+    snprintf (body, sizeof body, "{\"channel\":\"2\",\"portId\":\"fridge\"}");
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "portId"));
+    snprintf (body, sizeof body, "{\"channel\":\"2\"}");
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "portId"));
+    snprintf (body, sizeof body, "{\"channel\":\"two words\",\"portId\":\"%s\"}", fridge);
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "channel"));
+    snprintf (body, sizeof body, "{\"channel\":\"\",\"portId\":\"%s\"}", fridge);
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "channel"));
+    snprintf (body, sizeof body, "{\"channel\":\"%033d\",\"portId\":\"%s\"}", 1, fridge);
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "channel"));
+    snprintf (body, sizeof body, "{\"channel\":2,\"portId\":\"%s\"}", fridge);
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 400);
+    assert (streq (gateway_fixture_error_field (client), "channel"));
+    //  Another user's port, another user's device, nobody's port: 404.
+    snprintf (body, sizeof body, "{\"channel\":\"2\",\"portId\":\"%s\"}", bob_port);
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 404);
+    snprintf (body, sizeof body, "{\"channel\":\"2\",\"portId\":\"%s\"}", fridge);
+    assert (gateway_fixture_call (client, "PUT", path, auth_b, body) == 404);
+    snprintf (body, sizeof body,
+              "{\"channel\":\"2\",\"portId\":\"00000000-0000-4000-8000-000000000000\"}");
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 404);
+    char *check = gateway_fixture_sql (
+        pg,
+        "SELECT port_id::text FROM mqtt_channels WHERE device_id = $1::bigint AND channel = '2'", 1,
+        (const char *const[]){device});
+    assert (check && streq (check, auto_port));
+    free (check);
+
+    //  Moved: the answer, the row, and a NOTIFY naming the cache key.
+    PGconn *listen =
+        gateway_listener_connect (database, "gateway_api_test", 0, "phantom_mqtt_channels", "test");
+    assert (listen);
+    snprintf (body, sizeof body, "{\"channel\":\"2\",\"portId\":\"%s\"}", fridge);
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 200);
+    json_t *mapped = gateway_fixture_data (client, "channel");
+    assert (streq (json_string_value (json_object_get (mapped, "channel")), "2"));
+    assert (streq (json_string_value (json_object_get (mapped, "portId")), fridge));
+    assert (streq (json_string_value (json_object_get (mapped, "portName")), "Fridge"));
+    assert (json_is_false (json_object_get (mapped, "isNew")));
+    char *name = gateway_fixture_sql (pg, "SELECT mqtt_name FROM devices WHERE id = $1::bigint", 1,
+                                      (const char *const[]){device});
+    char expected[80];
+    snprintf (expected, sizeof expected, "%s\t2", name);
+    PGnotify *notify = NULL;
+    for (int attempt = 0; attempt < 200 && !notify; attempt++) {
+        assert (PQconsumeInput (listen));
+        if (!(notify = PQnotifies (listen)))
+            zclock_sleep (10);
+    }
+    assert (notify && streq (notify->extra, expected));
+    PQfreemem (notify);
+    PQfinish (listen);
+    //  Mapped before the plug published it: the first message finds it.
+    snprintf (body, sizeof body, "{\"channel\":\"switch:0\",\"portId\":\"%s\"}", auto_port);
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 200);
+    //  One channel per port.
+    snprintf (body, sizeof body, "{\"channel\":\"relay:1\",\"portId\":\"%s\"}", fridge);
+    assert (gateway_fixture_call (client, "PUT", path, auth_a, body) == 409);
+    assert (streq (gateway_fixture_error_code (client), "port_mapped"));
+    assert (gateway_fixture_call (client, "GET", path, auth_a, NULL) == 200);
+    list = gateway_fixture_data (client, "channels");
+    assert (json_array_size (list) == 2);
+    assert (streq (json_string_value (json_object_get (json_array_get (list, 0), "channel")), "2"));
+    assert (streq (json_string_value (json_object_get (json_array_get (list, 1), "portId")),
+                   auto_port));
+    //  Bob's device lists none.
+    snprintf (path, sizeof path, "/api/devices/%s/mqtt-channels", other_device);
+    assert (gateway_fixture_call (client, "GET", path, auth_b, NULL) == 200);
+    assert (json_array_size (gateway_fixture_data (client, "channels")) == 0);
+    free (name);
+    free (bob_port);
+    free (other_device);
+    free (fridge);
+    free (auto_port);
+    free (device);
 }
 
 //  PATCH and DELETE of devices and ports, token expiry, and what goes with
@@ -1561,6 +1677,9 @@ s_test_authorization (gateway_fixture_client_t *client, PGconn *pg, const char *
     char *session = gateway_fixture_sql (
         pg, "SELECT max (id)::text FROM sessions WHERE user_id = $1::bigint", 1, values);
     assert (session);
+    //  PUT devices/:id/mqtt-channels: a valid body, so only ownership can refuse it.
+    char put_body[128];
+    snprintf (put_body, sizeof put_body, "{\"channel\":\"1\",\"portId\":\"%s\"}", port);
     int routes = 0;
     for (size_t table = 0; gateway_api_route_tables[table]; table++)
         for (const gateway_api_route_t *route = gateway_api_route_tables[table]; route->method;
@@ -1591,7 +1710,8 @@ s_test_authorization (gateway_fixture_client_t *client, PGconn *pg, const char *
                                       : streq (resource, "settings")    ? "{\"currency\":\"USD\"}"
                                       : streq (resource, "webhooks")    ? "{\"enabled\":false}"
                                                                         : "{\"name\":\"Taken\"}")
-                                   : NULL;
+                               : streq (route->method, "PUT") ? put_body
+                                                              : NULL;
             if (client->verbose)
                 printf ("\n-- %s %s", route->method, path);
             assert (gateway_fixture_call (client, route->method, path, NULL, body) == 401);
@@ -2215,6 +2335,7 @@ gateway_api_routes_test (bool verbose)
     char *user_a = s_user_of (pg, token_a);
 
     s_test_changes (&client, &gateway, pg, auth_a, auth_b);
+    s_test_mqtt_channels (&client, conninfo, pg, auth_a, auth_b);
     char *device = s_make_device (&client, auth_a, "Series board");
     char *port = s_make_port (&client, auth_a, device, "Fridge");
     s_test_readings (&client, pg, auth_a, auth_b, port);

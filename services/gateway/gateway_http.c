@@ -245,7 +245,7 @@ s_decimal (int value, char *out)
 #define CORS_ORIGIN_SIZE 256 //  "https://" + a DNS name (253) + ":65535" fits
 
 //  What the API takes and gives, for a cross-origin client.
-#define CORS_METHODS "GET, POST, PATCH, DELETE"
+#define CORS_METHODS "GET, POST, PUT, PATCH, DELETE"
 #define CORS_REQUEST_HEADERS                                                                       \
     "Authorization, Content-Type, Idempotency-Key, If-None-Match, X-Requested-With"
 #define CORS_EXPOSED_HEADERS "Retry-After, Content-Disposition, ETag"
@@ -838,7 +838,7 @@ s_cors_check (bool verbose)
     assert (status == 204);
     assert (strstr (reply, "\r\nAccess-Control-Allow-Origin: https://app.example.test\r\n"));
     assert (strstr (reply, "\r\nVary: Origin\r\n"));
-    assert (strstr (reply, "\r\nAccess-Control-Allow-Methods: GET, POST, PATCH, DELETE\r\n"));
+    assert (strstr (reply, "\r\nAccess-Control-Allow-Methods: GET, POST, PUT, PATCH, DELETE\r\n"));
     assert (strstr (reply, "\r\nAccess-Control-Allow-Headers: Authorization, Content-Type, "
                            "Idempotency-Key, If-None-Match, X-Requested-With\r\n"));
     assert (strstr (reply, "\r\nAccess-Control-Max-Age: 600\r\n"));

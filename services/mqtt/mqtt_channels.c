@@ -5,9 +5,21 @@
     subscriptions spread one plug's messages over both): creation locks the
     device row (SELECT ... FOR UPDATE), looks again, and only then inserts
     the port and its mapping, so a channel never gets two ports.
+
+    A mapping changed in the dashboard (PUT /api/devices/:id/mqtt-channels/
+    :channel) must take effect for the next message, not after the cache's
+    minute: the gateway sends NOTIFY phantom_mqtt_channels, payload
+    "<mqtt name>\t<channel>" (our cache key), in the statement that
+    changes the row. Every lookup first reads that listening connection
+    without blocking (one recv when nothing came) and forgets the keys it
+    names, so a lookup after the notification arrived reads PostgreSQL.
+    While the listener is down (PostgreSQL restarting) the TTL is the bound,
+    and on reconnecting the whole cache is dropped: notifications sent
+    meanwhile are lost.
     =========================================================================
 */
 #include "mqtt_channels.h"
+#include "gateway_listener.h"
 #include "proto_pg.h"
 
 #include <czmq.h>
@@ -17,6 +29,9 @@
 //  device created for a name that published before, shows after this).
 #define CACHE_MS 60000
 #define CACHE_MAX 200000
+//  A listener that could not connect is tried again after this long, so a
+//  PostgreSQL outage does not cost a connect per message.
+#define LISTEN_RETRY_MS 5000
 
 typedef struct {
     int result;           //  mqtt_channels_result_t (FOUND or UNKNOWN)
@@ -25,9 +40,12 @@ typedef struct {
 } s_entry_t;
 
 struct _mqtt_channels_t {
-    char *conninfo;  //  libpq string
-    PGconn *conn;    //  NULL until connected
-    zhashx_t *cache; //  "name\tchannel" -> s_entry_t
+    char *conninfo;       //  libpq string
+    PGconn *conn;         //  NULL until connected
+    zhashx_t *cache;      //  "name\tchannel" -> s_entry_t
+    PGconn *listen;       //  LISTENs on MQTT_CHANNELS_NOTIFY; NULL until first lookup
+    int64_t listen_retry; //  zclock_mono ms: no connect before
+    size_t forgotten;     //  keys dropped by notification (tests)
 };
 
 static const char *s_app = "phantom-mqtt";
@@ -53,6 +71,8 @@ mqtt_channels_destroy (mqtt_channels_t **self_p)
         mqtt_channels_t *self = *self_p;
         if (self->conn)
             PQfinish (self->conn);
+        if (self->listen)
+            PQfinish (self->listen);
         zhashx_destroy (&self->cache);
         free (self->conninfo);
         free (self);
@@ -86,6 +106,38 @@ mqtt_channels_forget (mqtt_channels_t *self, const char *name, const char *chann
     char key[128];
     s_key (key, sizeof key, name, channel);
     zhashx_delete (self->cache, key);
+}
+
+static void
+s_notified (void *arg, PGconn *conn, const char *payload)
+{
+    mqtt_channels_t *self = (mqtt_channels_t *)arg;
+    (void)conn;
+    if (zhashx_lookup (self->cache, payload)) {
+        zhashx_delete (self->cache, payload);
+        self->forgotten++;
+    }
+}
+
+//  Applies what the dashboard changed since the last call; connects the
+//  listener when it is down (bounded by proto_pg's connect timeout, and at
+//  most every LISTEN_RETRY_MS).
+static void
+s_listen (mqtt_channels_t *self)
+{
+    if (!self->listen) {
+        int64_t now = zclock_mono ();
+        if (now < self->listen_retry)
+            return;
+        self->listen_retry = now + LISTEN_RETRY_MS;
+        self->listen = gateway_listener_connect (self->conninfo, s_app, 0, MQTT_CHANNELS_NOTIFY,
+                                                 "mqtt channels");
+        if (!self->listen)
+            return;
+        //  What was sent while nobody listened is gone: forget everything.
+        zhashx_purge (self->cache);
+    }
+    gateway_listener_read (&self->listen, s_notified, self, "mqtt channels");
 }
 
 //  The device and, if mapped, the port. FOUND, UNKNOWN (no such device),
@@ -167,6 +219,7 @@ mqtt_channels_lookup (mqtt_channels_t *self, const char *name, const char *chann
 {
     assert (self && name && channel && out);
     memset (out, 0, sizeof *out);
+    s_listen (self);
     char key[128];
     s_key (key, sizeof key, name, channel);
     s_entry_t *entry = (s_entry_t *)zhashx_lookup (self->cache, key);
@@ -295,14 +348,46 @@ mqtt_channels_test (bool verbose)
     char *count = s_scalar (conn, "SELECT count(*) FROM ports WHERE device_id = $1", 1,
                             (const char *const[]){device});
     assert (count && streq (count, "2"));
+    //  Moved by hand (as the gateway's PUT does it): without a NOTIFY the
+    //  cached port stays (the control), with one the next lookup after it
+    //  arrived sees the new port; bounded wait for its delivery.
+    char *dryer = s_scalar (conn,
+                            "INSERT INTO ports (user_id, device_id, name) VALUES ($1, $2,"
+                            " 'Dryer') RETURNING id::text",
+                            2, (const char *const[]){user, device});
+    assert (dryer);
+    const char *move_values[2] = {device, dryer};
+    result = proto_pg_exec (conn, "test", "move",
+                            "UPDATE mqtt_channels SET port_id = $2, is_new = false"
+                            " WHERE device_id = $1 AND channel = 'switch:0'",
+                            2, move_values);
+    assert (result);
+    PQclear (result);
+    assert (mqtt_channels_lookup (channels, name, "switch:0", &again) == MQTT_CHANNELS_FOUND);
+    assert (streq (again.port, channel.port));
+    result = proto_pg_exec (conn, "test", "notify",
+                            "SELECT pg_notify ('" MQTT_CHANNELS_NOTIFY "', $1 || E'\\tswitch:0')",
+                            1, (const char *const[]){name});
+    assert (result);
+    PQclear (result);
+    int64_t moved_at = zclock_mono ();
+    bool moved = false;
+    while (!moved && zclock_mono () - moved_at < 2000) {
+        assert (mqtt_channels_lookup (channels, name, "switch:0", &again) == MQTT_CHANNELS_FOUND);
+        moved = streq (again.port, dryer);
+        if (!moved)
+            zclock_sleep (5);
+    }
+    assert (moved && channels->forgotten == 1);
     if (verbose)
-        printf ("(port %s) ", channel.port);
+        printf ("(port %s, moved in %" PRId64 " ms) ", channel.port, zclock_mono () - moved_at);
 
     result = proto_pg_exec (conn, "test", "cleanup", "DELETE FROM users WHERE id = $1", 1,
                             user_values[0] ? (const char *const[]){user} : NULL);
     if (result)
         PQclear (result);
     free (count);
+    free (dryer);
     free (manual);
     free (is_new);
     free (port_name);

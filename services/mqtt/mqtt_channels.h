@@ -7,7 +7,9 @@
     sight, with a new port of the device's owner named after the device and
     channel, is_new = true. Lookups are cached for a minute, unknown devices
     too (so a plug publishing under a deleted name costs no query per
-    message).
+    message); a mapping changed in the dashboard reaches the cache at once
+    through NOTIFY MQTT_CHANNELS_NOTIFY (the TTL is the bound only while
+    that listener is down).
     =========================================================================
 */
 #ifndef MQTT_CHANNELS_H_INCLUDED
@@ -17,6 +19,10 @@
 #include <stdint.h>
 
 #include "proto.h"
+
+//  The NOTIFY channel the gateway signals a changed mapping on; payload
+//  "<mqtt name>\t<channel>".
+#define MQTT_CHANNELS_NOTIFY "phantom_mqtt_channels"
 
 typedef struct _mqtt_channels_t mqtt_channels_t;
 

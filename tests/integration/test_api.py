@@ -306,3 +306,43 @@ class Isolation(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+class MqttChannels(unittest.TestCase):
+    """GET/PUT /api/devices/:id/mqtt-channels through the whole gateway:
+    the owner maps a plug's channel onto one of their ports; another
+    user's device or port is 404, bad fields name the field, and nothing
+    of A's changes."""
+
+    def test_map_by_hand(self):
+        s = STACK
+        a, b = s.setup_owner(ports=2), s.setup_owner(ports=1)
+        dev = a["device"]["id"]
+        auto, other = a["ports"]
+        # As phantom-mqtt records a channel it saw first.
+        s.sql("INSERT INTO mqtt_channels (device_id, channel, port_id) VALUES (%s, '1', %s)",
+              dev, auto)
+        path = "/api/devices/%s/mqtt-channels" % dev
+        doc = s.expect(200, "GET", path, None, a["token"])
+        self.assertEqual([(c["channel"], c["portId"], c["isNew"]) for c in doc["data"]["channels"]],
+                         [("1", auto, True)])
+        for token, body in ((b["token"], None), (b["token"], {"channel": "1", "portId": other}),
+                            (a["token"], {"channel": "1", "portId": b["ports"][0]})):
+            method = "PUT" if body else "GET"
+            with self.subTest(method=method, body=body):
+                status, _, doc = s.api(method, path, body, token)
+                self.assertEqual(status, 404, doc)
+                assertEnvelope(self, doc, success=False)
+        for body, field in (({"channel": "1", "portId": "x"}, "portId"),
+                            ({"channel": "a b", "portId": other}, "channel"),
+                            ({"portId": other}, "channel")):
+            with self.subTest(body=body):
+                status, _, doc = s.api("PUT", path, body, a["token"])
+                self.assertEqual((status, doc["error"].get("field")), (400, field), doc)
+        self.assertEqual(s.scalar("SELECT port_id FROM mqtt_channels WHERE device_id = %s", dev),
+                         auto)
+        doc = s.expect(200, "PUT", path, {"channel": "1", "portId": other}, a["token"])
+        self.assertEqual((doc["data"]["channel"]["portId"], doc["data"]["channel"]["isNew"]),
+                         (other, False))
+        self.assertEqual(s.sql("SELECT port_id, is_new FROM mqtt_channels WHERE device_id = %s",
+                               dev), [(other, "f")])

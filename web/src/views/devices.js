@@ -127,6 +127,7 @@ export function devicesView (main) {
         const mqtt = device.mqtt;
         const local = ['127.0.0.1', '0.0.0.0', '::', '::1', 'localhost'].includes(mqtt.host);
         const host = local ? window.location.hostname : mqtt.host;
+        const channels = h('div', { 'data-testid': 'mqtt-channels' }, h('p', { class: 'muted' }, 'Loading channels…'));
         const setting = (label, value, testid) => h('tr', {},
             h('th', { scope: 'row' }, label),
             h('td', {}, h('code', { 'data-testid': testid }, String(value)), ' ',
@@ -152,7 +153,70 @@ export function devicesView (main) {
                 h('code', {}, `shellies/${mqtt.topic}`), ' (its own default names the plug by its id).'),
               h('li', {}, h('strong', {}, 'ESPHome'), ': ', h('code', {}, 'mqtt:'), ' broker, port, username, password and ',
                 h('code', {}, `topic_prefix: ${mqtt.topic}`), '.')),
+            h('h3', {}, 'Channels'),
+            channels,
         ], [{ label: 'Done', kind: 'primary', testid: 'mqtt-done' }], 'mqtt-dialog');
+        mqttChannels(device, channels);
+    }
+
+    //  The channels the plug has published, each with the port it feeds
+    //  and a select to move it onto another of the user's ports (PUT
+    //  /api/devices/:id/mqtt-channels; phantom-mqtt applies it from the
+    //  plug's next message on). A port another channel of this plug feeds
+    //  is not offered (one channel per port).
+    async function mqttChannels (device, slot) {
+        let data, ports;
+        try {
+            [data, ports] = await Promise.all([
+                api('GET', `/api/devices/${device.id}/mqtt-channels`),
+                api('GET', '/api/ports').then((d) => d.ports || []),
+            ]);
+        } catch (error) {
+            showError(slot, error);
+            return;
+        }
+        const list = data.channels || [];
+        if (!list.length) {
+            mount(slot, h('p', { class: 'muted', 'data-testid': 'mqtt-channels-empty' },
+                'None yet: each outlet the plug reports becomes a port here once it publishes.'));
+            return;
+        }
+        const alert = h('div', {});
+        const sorted = [...ports].sort((a, b) => a.name.localeCompare(b.name));
+        const row = (channel) => {
+            const taken = new Set(list.filter((c) => c !== channel).map((c) => c.portId));
+            const select = h('select', { 'data-testid': 'mqtt-channel-port', 'aria-label': `Port for channel ${channel.channel}` },
+                sorted.map((p) => h('option', { value: p.id, selected: p.id === channel.portId, disabled: taken.has(p.id) },
+                    taken.has(p.id) ? `${p.name} (another channel)` : p.name)));
+            select.addEventListener('change', async () => {
+                select.disabled = true;
+                try {
+                    const answer = await api('PUT', `/api/devices/${device.id}/mqtt-channels`,
+                                             { channel: channel.channel, portId: select.value });
+                    Object.assign(channel, answer.channel);
+                    showError(alert, null);
+                    toast(`Channel ${channel.channel} now feeds “${channel.portName}”.`, 'ok');
+                    draw();
+                } catch (error) {
+                    select.value = channel.portId;
+                    showError(alert, error);
+                } finally {
+                    select.disabled = false;
+                }
+            });
+            return h('tr', { 'data-testid': 'mqtt-channel', 'data-channel': channel.channel },
+                h('th', { scope: 'row' }, h('code', {}, channel.channel),
+                  channel.isNew ? h('span', { class: 'badge badge-new', title: 'Found on the plug; new until you change its port' }, 'new') : null),
+                h('td', {}, select),
+                h('td', { class: 'muted small' }, fmtAgo(channel.createdAt)));
+        };
+        const draw = () => mount(slot,
+            h('p', { class: 'small' }, 'Each channel the plug reports feeds a port. Choose another of your ports to move its readings there from its next message on; the old port keeps its history.'),
+            h('table', { class: 'table' },
+              h('thead', {}, h('tr', {}, h('th', {}, 'Channel'), h('th', {}, 'Feeds port'), h('th', {}, 'First seen'))),
+              h('tbody', {}, list.map(row))),
+            alert);
+        draw();
     }
 
     function revoke (device) {
