@@ -336,7 +336,7 @@ class Exposure(unittest.TestCase):
         self.assertEqual(headers.get("access-control-allow-origin"), ALLOWED_ORIGIN)
         self.assertIn("origin", headers.get("vary", "").lower())
         methods = {m.strip() for m in headers["access-control-allow-methods"].split(",")}
-        self.assertEqual(methods, {"GET", "POST", "PATCH", "DELETE"})
+        self.assertEqual(methods, {"GET", "POST", "PUT", "PATCH", "DELETE"})
         allowed = {h.strip().lower() for h in headers["access-control-allow-headers"].split(",")}
         self.assertTrue({"authorization", "content-type"} <= allowed, allowed)
         self.assertNotIn("x-evil", allowed)
